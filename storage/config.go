@@ -1,0 +1,114 @@
+package storage
+
+import (
+	"fmt"
+	"time"
+)
+
+// SyncMode says when appended bytes are forced to disk.
+type SyncMode string
+
+const (
+	// SyncAlways fsyncs before every append returns.
+	SyncAlways SyncMode = "always"
+	// SyncInterval fsyncs at most every Durability.Interval.
+	SyncInterval SyncMode = "interval"
+	// SyncBytes fsyncs once Durability.Bytes unsynced bytes have piled up.
+	SyncBytes SyncMode = "bytes"
+)
+
+// Durability is a log's fsync policy. Whatever the mode, an append that asks
+// for durability (AppendOptions.Durable) returns only once an fsync covering
+// its bytes has completed; concurrent durable appends share one fsync.
+type Durability struct {
+	Mode     SyncMode      `yaml:"mode" json:"mode"`
+	Interval time.Duration `yaml:"interval" json:"interval"`
+	Bytes    int64         `yaml:"bytes" json:"bytes"`
+}
+
+// CleanupPolicy is Kafka's cleanup.policy.
+type CleanupPolicy string
+
+const (
+	CleanupDelete  CleanupPolicy = "delete"
+	CleanupCompact CleanupPolicy = "compact"
+)
+
+// LogConfig configures one partition log. Zero values take the defaults.
+type LogConfig struct {
+	// SegmentBytes rolls the active segment once it reaches this size.
+	SegmentBytes int64 `yaml:"segment_bytes" json:"segment_bytes"`
+	// SegmentAge rolls the active segment once its first batch is this old.
+	SegmentAge time.Duration `yaml:"segment_age" json:"segment_age"`
+	// IndexIntervalBytes is how many log bytes pass between sparse index entries.
+	IndexIntervalBytes int `yaml:"index_interval_bytes" json:"index_interval_bytes"`
+	// RetentionBytes bounds the log's total size (whole segments removed); <= 0 keeps all.
+	RetentionBytes int64 `yaml:"retention_bytes" json:"retention_bytes"`
+	// RetentionAge removes segments whose newest record is older; <= 0 keeps all.
+	RetentionAge time.Duration `yaml:"retention_age" json:"retention_age"`
+	// Cleanup selects delete (retention only) or compact.
+	Cleanup CleanupPolicy `yaml:"cleanup_policy" json:"cleanup_policy"`
+	// TombstoneRetention is how long a compacted log keeps delete markers.
+	TombstoneRetention time.Duration `yaml:"tombstone_retention" json:"tombstone_retention"`
+	// MaxBatchBytes rejects larger batches with ErrBatchTooLarge.
+	MaxBatchBytes int `yaml:"max_batch_bytes" json:"max_batch_bytes"`
+	// Durability is the fsync policy.
+	Durability Durability `yaml:"durability" json:"durability"`
+}
+
+// Defaults used for zero fields.
+const (
+	DefaultSegmentBytes       = 128 << 20
+	DefaultIndexIntervalBytes = 4096
+	DefaultMaxBatchBytes      = 8 << 20
+	DefaultSyncInterval       = 100 * time.Millisecond
+	DefaultSyncBytes          = 4 << 20
+	DefaultTombstoneRetention = 24 * time.Hour
+)
+
+// WithDefaults returns c with zero fields replaced by defaults.
+func (c LogConfig) WithDefaults() LogConfig {
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = DefaultSegmentBytes
+	}
+	if c.IndexIntervalBytes <= 0 {
+		c.IndexIntervalBytes = DefaultIndexIntervalBytes
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.Cleanup == "" {
+		c.Cleanup = CleanupDelete
+	}
+	if c.TombstoneRetention <= 0 {
+		c.TombstoneRetention = DefaultTombstoneRetention
+	}
+	if c.Durability.Mode == "" {
+		c.Durability.Mode = SyncInterval
+	}
+	if c.Durability.Interval <= 0 {
+		c.Durability.Interval = DefaultSyncInterval
+	}
+	if c.Durability.Bytes <= 0 {
+		c.Durability.Bytes = DefaultSyncBytes
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c LogConfig) Validate() error {
+	switch c.Durability.Mode {
+	case "", SyncAlways, SyncInterval, SyncBytes:
+	default:
+		return fmt.Errorf("durability mode %q: want always, interval or bytes", c.Durability.Mode)
+	}
+	switch c.Cleanup {
+	case "", CleanupDelete, CleanupCompact:
+	default:
+		return fmt.Errorf("cleanup policy %q: want delete or compact", c.Cleanup)
+	}
+	if c.SegmentBytes > 0 && c.SegmentBytes < 1024 {
+		return fmt.Errorf("segment bytes %d: must be at least 1024", c.SegmentBytes)
+	}
+	return nil
+}

@@ -1,0 +1,2 @@
+// Package storage is Tributary's log engine.
+package storage
