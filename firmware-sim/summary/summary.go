@@ -93,8 +93,8 @@ type Device struct {
 	FirstSeq uint64 `json:"first_seq"`
 	NextSeq  uint64 `json:"next_seq"`
 	// LastSentSeq and LastAckedSeq are -1 when nothing was sent or acked.
-	LastSentSeq  int64 `json:"last_seq_sent"`
-	LastAckedSeq int64 `json:"last_seq_acked"`
+	LastSentSeq  int64  `json:"last_seq_sent"`
+	LastAckedSeq int64  `json:"last_seq_acked"`
 	Generated    uint64 `json:"generated"`
 	Sent         uint64 `json:"sent"`    // distinct readings handed to the network
 	Acked        uint64 `json:"acked"`   // PUBACKed (QoS 1) or written (QoS 0)
