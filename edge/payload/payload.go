@@ -1,0 +1,250 @@
+// Package payload decodes and validates sensor readings as they arrive over
+// MQTT: the CBOR and JSON reading maps and SenML packs (RFC 8428) in both
+// encodings. The edge stores payload bytes exactly as received; decoding only
+// decides whether a payload is valid and extracts the device, sequence number
+// and device time for the record's key and timestamp.
+package payload
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Content types the decoder understands.
+const (
+	ContentCBOR      = "application/cbor"
+	ContentJSON      = "application/json"
+	ContentSenMLCBOR = "application/senml+cbor"
+	ContentSenMLJSON = "application/senml+json"
+)
+
+// ErrInvalid wraps every reason a payload is rejected; the text after the
+// prefix is what goes into the dead letter's reason header.
+var ErrInvalid = errors.New("invalid payload")
+
+// Reading is what the edge needs from a decoded payload.
+type Reading struct {
+	Device string
+	Seq    uint64
+	// TimeMs is the device time in ms since the Unix epoch; HasTime says
+	// whether the payload carried one.
+	TimeMs  int64
+	HasTime bool
+}
+
+// Measurement names a reading may carry; all are optional, numbers when present.
+var measurements = []string{"temp", "hum", "vib"}
+
+// decMode bounds what a hostile CBOR payload can make us allocate: a reading
+// is a flat map and a SenML pack a short array of small maps, so the limits sit
+// at the library's minimums. Indefinite lengths are refused (they let a sender
+// stream unbounded items) and duplicate keys are an error, not last-wins, so
+// two decoders can never disagree about a reading.
+var decMode = func() cbor.DecMode {
+	dm, err := cbor.DecOptions{
+		MaxNestedLevels:  4,
+		MaxArrayElements: 256,
+		MaxMapPairs:      32,
+		IndefLength:      cbor.IndefLengthForbidden,
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		TagsMd:           cbor.TagsForbidden,
+		IntDec:           cbor.IntDecConvertNone,
+		UTF8:             cbor.UTF8RejectInvalid,
+	}.DecMode()
+	if err != nil {
+		panic(fmt.Sprintf("payload: cbor decode options: %v", err))
+	}
+	return dm
+}()
+
+// Sniff guesses the content type of a payload without one: JSON starts with
+// '{' (reading) or '[' (SenML pack); in CBOR a map (major type 5) is a reading
+// and an array (major type 4) a SenML pack.
+func Sniff(p []byte) string {
+	t := bytes.TrimLeft(p, " \t\r\n")
+	if len(t) > 0 {
+		switch t[0] {
+		case '{':
+			return ContentJSON
+		case '[':
+			return ContentSenMLJSON
+		}
+	}
+	if len(p) > 0 {
+		switch p[0] >> 5 {
+		case 5:
+			return ContentCBOR
+		case 4:
+			return ContentSenMLCBOR
+		}
+	}
+	return ""
+}
+
+// Normalize lower-cases a content type and strips parameters ("; charset=").
+func Normalize(ct string) string {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.ToLower(strings.TrimSpace(ct))
+}
+
+// Decode validates p as contentType (already normalized) and returns its reading.
+func Decode(contentType string, p []byte) (Reading, error) {
+	switch contentType {
+	case ContentCBOR:
+		return decodeCBORReading(p)
+	case ContentJSON:
+		return decodeJSONReading(p)
+	case ContentSenMLCBOR:
+		return decodeSenMLCBOR(p)
+	case ContentSenMLJSON:
+		return decodeSenMLJSON(p)
+	case "":
+		return Reading{}, fmt.Errorf("%w: unknown content type", ErrInvalid)
+	default:
+		return Reading{}, fmt.Errorf("%w: unsupported content type %q", ErrInvalid, contentType)
+	}
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+func decodeCBORReading(p []byte) (Reading, error) {
+	var m map[string]any
+	if err := decMode.Unmarshal(p, &m); err != nil {
+		return Reading{}, invalid("cbor: %v", err)
+	}
+	if m == nil {
+		return Reading{}, invalid("cbor: not a map")
+	}
+	return readingFromMap(m)
+}
+
+func decodeJSONReading(p []byte) (Reading, error) {
+	var m map[string]any
+	if err := strictJSON(p, &m); err != nil {
+		return Reading{}, err
+	}
+	if m == nil {
+		return Reading{}, invalid("json: not an object")
+	}
+	return readingFromMap(m)
+}
+
+// strictJSON decodes exactly one JSON value with numbers kept exact and
+// refuses trailing bytes, which encoding/json's Unmarshal would also refuse
+// but with less helpful errors.
+func strictJSON(p []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(p))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return invalid("json: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("json: trailing data after value")
+	}
+	return nil
+}
+
+func readingFromMap(m map[string]any) (Reading, error) {
+	var r Reading
+	dev, ok := m["device"]
+	if !ok {
+		return r, invalid("missing device")
+	}
+	if r.Device, ok = dev.(string); !ok || r.Device == "" {
+		return r, invalid("device is not a non-empty text string")
+	}
+	seq, ok := m["seq"]
+	if !ok {
+		return r, invalid("missing seq")
+	}
+	s, err := asUint(seq)
+	if err != nil {
+		return r, invalid("seq: %v", err)
+	}
+	r.Seq = s
+	if ts, ok := m["ts"]; ok {
+		t, err := asInt(ts)
+		if err != nil {
+			return r, invalid("ts: %v", err)
+		}
+		r.TimeMs, r.HasTime = t, true
+	}
+	for _, name := range measurements {
+		if v, ok := m[name]; ok {
+			if _, err := asFloat(v); err != nil {
+				return r, invalid("%s: %v", name, err)
+			}
+		}
+	}
+	return r, nil
+}
+
+func asUint(v any) (uint64, error) {
+	switch x := v.(type) {
+	case uint64:
+		return x, nil
+	case int64:
+		if x >= 0 {
+			return uint64(x), nil
+		}
+	case json.Number:
+		var u uint64
+		if _, err := fmt.Sscan(string(x), &u); err == nil && !strings.ContainsAny(string(x), ".eE-") {
+			return u, nil
+		}
+	}
+	return 0, fmt.Errorf("not an unsigned integer (%T)", v)
+}
+
+func asInt(v any) (int64, error) {
+	switch x := v.(type) {
+	case uint64:
+		if x <= math.MaxInt64 {
+			return int64(x), nil
+		}
+	case int64:
+		return x, nil
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("not an integer (%T)", v)
+}
+
+func asFloat(v any) (float64, error) {
+	var f float64
+	switch x := v.(type) {
+	case float64:
+		f = x
+	case float32:
+		f = float64(x)
+	case uint64:
+		f = float64(x)
+	case int64:
+		f = float64(x)
+	case json.Number:
+		g, err := x.Float64()
+		if err != nil {
+			return 0, fmt.Errorf("not a number: %v", err)
+		}
+		f = g
+	default:
+		return 0, fmt.Errorf("not a number (%T)", v)
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, errors.New("not a finite number")
+	}
+	return f, nil
+}

@@ -1,0 +1,153 @@
+package payload
+
+import (
+	"math"
+	"strings"
+)
+
+// SenML labels (RFC 8428 section 6 gives the CBOR integer labels).
+var senmlLabels = map[int64]string{
+	-2: "bn", -3: "bt", -4: "bu", -5: "bv", -1: "bver",
+	0: "n", 1: "u", 2: "v", 3: "vs", 4: "vb", 5: "s", 6: "t", 7: "ut", 8: "vd",
+}
+
+// devicePrefix and deviceSuffix frame the device id in the base name
+// ("urn:dev:<device>:").
+const (
+	devicePrefix = "urn:dev:"
+	deviceSuffix = ":"
+)
+
+func decodeSenMLCBOR(p []byte) (Reading, error) {
+	var raw []map[any]any
+	if err := decMode.Unmarshal(p, &raw); err != nil {
+		return Reading{}, invalid("senml+cbor: %v", err)
+	}
+	pack := make([]map[string]any, 0, len(raw))
+	for i, rec := range raw {
+		m := make(map[string]any, len(rec))
+		for k, v := range rec {
+			var label int64
+			switch x := k.(type) {
+			case int64:
+				label = x
+			case uint64:
+				if x > math.MaxInt64 {
+					return Reading{}, invalid("senml+cbor: record %d: label %d out of range", i, x)
+				}
+				label = int64(x)
+			default:
+				return Reading{}, invalid("senml+cbor: record %d: label of type %T, want integer", i, k)
+			}
+			name, ok := senmlLabels[label]
+			if !ok {
+				continue // unknown labels are extensions we do not need
+			}
+			m[name] = v
+		}
+		pack = append(pack, m)
+	}
+	return readingFromSenML(pack)
+}
+
+func decodeSenMLJSON(p []byte) (Reading, error) {
+	var pack []map[string]any
+	if err := strictJSON(p, &pack); err != nil {
+		return Reading{}, err
+	}
+	return readingFromSenML(pack)
+}
+
+// readingFromSenML checks a pack: the base name names the device, the
+// entries carry seq and the measurements, and bt (+ t of the first record)
+// is the device time in seconds.
+func readingFromSenML(pack []map[string]any) (Reading, error) {
+	var r Reading
+	if len(pack) == 0 {
+		return r, invalid("senml: empty pack")
+	}
+	bn, ok := pack[0]["bn"]
+	if !ok {
+		return r, invalid("senml: first record has no base name")
+	}
+	name, ok := bn.(string)
+	if !ok || !strings.HasPrefix(name, devicePrefix) || !strings.HasSuffix(name, deviceSuffix) ||
+		len(name) <= len(devicePrefix)+len(deviceSuffix) {
+		return r, invalid("senml: base name %v is not urn:dev:<device>:", bn)
+	}
+	r.Device = name[len(devicePrefix) : len(name)-len(deviceSuffix)]
+	var (
+		bt, t     float64
+		hasBT     bool
+		hasSeq    bool
+		seenNames = map[string]bool{}
+	)
+	if v, ok := pack[0]["bt"]; ok {
+		f, err := asFloat(v)
+		if err != nil {
+			return r, invalid("senml: bt: %v", err)
+		}
+		bt, hasBT = f, true
+	}
+	for i, rec := range pack {
+		if i > 0 {
+			if _, ok := rec["bn"]; ok {
+				return r, invalid("senml: record %d changes the base name", i)
+			}
+		}
+		if v, ok := rec["t"]; ok {
+			f, err := asFloat(v)
+			if err != nil {
+				return r, invalid("senml: record %d: t: %v", i, err)
+			}
+			if i == 0 {
+				t = f
+			}
+		}
+		n, ok := rec["n"]
+		if !ok {
+			if i == 0 {
+				continue // a record that only carries base fields
+			}
+			return r, invalid("senml: record %d has no name", i)
+		}
+		ns, ok := n.(string)
+		if !ok {
+			return r, invalid("senml: record %d: name is not text", i)
+		}
+		if seenNames[ns] {
+			return r, invalid("senml: record %d: %q repeated", i, ns)
+		}
+		seenNames[ns] = true
+		v, hasV := rec["v"]
+		switch ns {
+		case "seq":
+			if !hasV {
+				return r, invalid("senml: seq has no numeric value")
+			}
+			f, err := asFloat(v)
+			if err != nil || f < 0 || f != math.Trunc(f) || f > 1<<53 {
+				return r, invalid("senml: seq %v is not an unsigned integer", v)
+			}
+			r.Seq, hasSeq = uint64(f), true
+		case "temp", "hum", "vib":
+			if !hasV {
+				return r, invalid("senml: %s has no numeric value", ns)
+			}
+			if _, err := asFloat(v); err != nil {
+				return r, invalid("senml: %s: %v", ns, err)
+			}
+		}
+	}
+	if !hasSeq {
+		return r, invalid("senml: missing seq")
+	}
+	if hasBT || t != 0 {
+		ms := (bt + t) * 1000
+		if ms > math.MaxInt64/2 || ms < math.MinInt64/2 {
+			return r, invalid("senml: time %v out of range", bt+t)
+		}
+		r.TimeMs, r.HasTime = int64(math.Round(ms)), true
+	}
+	return r, nil
+}
