@@ -1,0 +1,53 @@
+package topicmap
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func TestMap(t *testing.T) {
+	m, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, d, err := m.Map("sensors/dev-000042/reading")
+	if err != nil || s != "sensors" || d != "dev-000042" {
+		t.Fatalf("Map = %q %q %v", s, d, err)
+	}
+	if _, d, err := m.Map("sensors/dev-1"); err != nil || d != "dev-1" {
+		t.Fatalf("Map without kind = %q %v", d, err)
+	}
+	for _, bad := range []string{"sensors", "sensors/", "bad stream/dev/x", "/dev/x"} {
+		if _, _, err := m.Map(bad); !errors.Is(err, ErrUnmapped) {
+			t.Errorf("Map(%q) error = %v, want ErrUnmapped", bad, err)
+		}
+	}
+	m2, err := New(Config{StreamLevels: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, d, err := m2.Map("plant1/line2/dev-9/reading"); err != nil || s != "plant1.line2" || d != "dev-9" {
+		t.Fatalf("Map with 2 levels = %q %q %v", s, d, err)
+	}
+}
+
+// TestPartitionMatchesKafka checks our murmur2 partitioner against
+// franz-go's implementation of Kafka's default key partitioner.
+func TestPartitionMatchesKafka(t *testing.T) {
+	p := kgo.StickyKeyPartitioner(nil).ForTopic("sensors")
+	for _, n := range []int32{1, 3, 4, 7, 16} {
+		for i := 0; i < 500; i++ {
+			key := []byte(fmt.Sprintf("dev-%06d", i))
+			if i%7 == 0 {
+				key = key[:i%len(key)]
+			}
+			want := int32(p.Partition(&kgo.Record{Key: key}, int(n)))
+			if got := Partition(key, n); got != want {
+				t.Fatalf("Partition(%q, %d) = %d, kafka says %d", key, n, got, want)
+			}
+		}
+	}
+}
