@@ -1,0 +1,115 @@
+// Package auth decides who may connect to the edge and where they may
+// publish: devices from the configuration with bcrypt password hashes, or
+// anonymous clients when the operator explicitly allows them.
+package auth
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Device is one configured device login.
+type Device struct {
+	Username string `yaml:"username"`
+	// PasswordHash is a bcrypt hash (htpasswd -B, or `tributary-edge -hash-password`).
+	PasswordHash string `yaml:"password_hash"`
+}
+
+// Config lists the devices allowed to connect.
+type Config struct {
+	// AllowAnonymous lets clients without a username connect and publish to
+	// any mapped topic; meant for lab use.
+	AllowAnonymous bool     `yaml:"allow_anonymous"`
+	Devices        []Device `yaml:"devices"`
+}
+
+// Errors returned by Authenticate; the caller logs and counts them.
+var (
+	ErrAnonymous   = errors.New("anonymous connections are not allowed")
+	ErrUnknownUser = errors.New("unknown device")
+	ErrBadPassword = errors.New("wrong password")
+)
+
+// Authenticator checks logins and publish rights.
+type Authenticator struct {
+	anonymous bool
+	hashes    map[string][]byte
+	// dummy is compared against for unknown users so that a wrong username
+	// costs the same bcrypt time as a wrong password.
+	dummy []byte
+}
+
+// New validates cfg.
+func New(cfg Config) (*Authenticator, error) {
+	a := &Authenticator{anonymous: cfg.AllowAnonymous, hashes: make(map[string][]byte, len(cfg.Devices))}
+	for i, d := range cfg.Devices {
+		if d.Username == "" {
+			return nil, fmt.Errorf("auth: device %d has no username", i)
+		}
+		if _, dup := a.hashes[d.Username]; dup {
+			return nil, fmt.Errorf("auth: device %q listed twice", d.Username)
+		}
+		if _, err := bcrypt.Cost([]byte(d.PasswordHash)); err != nil {
+			return nil, fmt.Errorf("auth: device %q: password_hash is not a bcrypt hash: %w", d.Username, err)
+		}
+		a.hashes[d.Username] = []byte(d.PasswordHash)
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.MinCost)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	a.dummy = dummy
+	return a, nil
+}
+
+// Devices is how many devices are configured.
+func (a *Authenticator) Devices() int { return len(a.hashes) }
+
+// AllowAnonymous reports whether anonymous clients may connect.
+func (a *Authenticator) AllowAnonymous() bool { return a.anonymous }
+
+// Authenticate checks a CONNECT's credentials. An empty username is an
+// anonymous client.
+func (a *Authenticator) Authenticate(username string, password []byte) error {
+	if username == "" {
+		if a.anonymous {
+			return nil
+		}
+		return ErrAnonymous
+	}
+	h, ok := a.hashes[username]
+	if !ok {
+		_ = bcrypt.CompareHashAndPassword(a.dummy, password)
+		return fmt.Errorf("%w %q", ErrUnknownUser, username)
+	}
+	if err := bcrypt.CompareHashAndPassword(h, password); err != nil {
+		return fmt.Errorf("%w for %q", ErrBadPassword, username)
+	}
+	return nil
+}
+
+// MayPublish reports whether username may publish to a topic naming device
+// (device is "" when the topic names none). Devices publish only under their
+// own prefix; anonymous clients (allowed only by explicit config) anywhere
+// that maps to a device.
+func (a *Authenticator) MayPublish(username, device string) bool {
+	if device == "" {
+		return false
+	}
+	if username == "" {
+		return a.anonymous
+	}
+	return subtle.ConstantTimeCompare([]byte(username), []byte(device)) == 1
+}
+
+// HashPassword returns a bcrypt hash for the config file.
+func HashPassword(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}

@@ -1,0 +1,56 @@
+package auth
+
+import (
+	"errors"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+func hash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+func TestAuthenticate(t *testing.T) {
+	a, err := New(Config{Devices: []Device{{Username: "dev-1", PasswordHash: hash(t, "secret")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Authenticate("dev-1", []byte("secret")); err != nil {
+		t.Fatalf("good password refused: %v", err)
+	}
+	if err := a.Authenticate("dev-1", []byte("nope")); !errors.Is(err, ErrBadPassword) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if err := a.Authenticate("dev-2", []byte("secret")); !errors.Is(err, ErrUnknownUser) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if err := a.Authenticate("", nil); !errors.Is(err, ErrAnonymous) {
+		t.Fatalf("anonymous: %v", err)
+	}
+	if !a.MayPublish("dev-1", "dev-1") || a.MayPublish("dev-1", "dev-2") || a.MayPublish("dev-1", "") || a.MayPublish("", "dev-1") {
+		t.Fatal("ACL wrong for a configured device")
+	}
+	anon, err := New(Config{AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := anon.Authenticate("", nil); err != nil || !anon.MayPublish("", "dev-9") {
+		t.Fatalf("anonymous lab mode refused: %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	if _, err := New(Config{Devices: []Device{{Username: "d", PasswordHash: "plain"}}}); err == nil {
+		t.Fatal("plain-text password accepted as hash")
+	}
+	h := hash(t, "x")
+	if _, err := New(Config{Devices: []Device{{Username: "d", PasswordHash: h}, {Username: "d", PasswordHash: h}}}); err == nil {
+		t.Fatal("duplicate device accepted")
+	}
+}
