@@ -1,0 +1,135 @@
+// Command tributary-core runs one core broker: a Kafka-protocol server over
+// Tributary's log engine.
+//
+// With no arguments it keeps data in ./data/core, serves Kafka clients on
+// 127.0.0.1:9092 and metrics on http://127.0.0.1:9644/metrics (health at
+// /healthz). A YAML file (-config, see deploy/core.example.yaml) overrides
+// the defaults and flags override the file. SIGINT or SIGTERM stops it
+// gracefully: connections close and every log is flushed.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tributary-io/tributary/core/server"
+	"github.com/tributary-io/tributary/storage"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "tributary-core:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	cfg, level, err := loadConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := server.Start(cfg, logger, newGroups)
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	if err := srv.Close(); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// loadConfig applies, in order: defaults, the -config file, then flags that
+// were given explicitly.
+func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, error) {
+	fs := flag.NewFlagSet("tributary-core", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	d := server.DefaultConfig()
+	var (
+		configPath = fs.String("config", "", "YAML config file (see deploy/core.example.yaml); flags override it")
+		dataDir    = fs.String("data-dir", d.DataDir, "directory for partition logs and the metadata file")
+		kafkaAddr  = fs.String("kafka-addr", d.KafkaAddr, "Kafka protocol listen address")
+		advertised = fs.String("advertised-addr", "", "host:port given to clients in metadata (default: the listen address)")
+		httpAddr   = fs.String("http-addr", d.HTTPAddr, "HTTP address for /metrics and /healthz (empty disables)")
+		nodeID     = fs.Int("node-id", int(d.NodeID), "broker id reported to clients")
+		autoCreate = fs.Bool("auto-create-topics", true, "create unknown topics on metadata and produce requests")
+		partitions = fs.Int("default-partitions", int(d.DefaultPartitions), "partitions of auto-created topics")
+		maxFrame   = fs.Int("max-frame-bytes", int(d.MaxFrameBytes), "largest request frame accepted; larger ones close the connection")
+		syncMode   = fs.String("sync", "", "fsync policy: always, interval or bytes (default interval; acks=all always waits for its fsync)")
+		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: tributary-core [flags]\n\n"+
+			"Runs one Tributary core broker speaking the Kafka protocol.\n"+
+			"Defaults: data in %s, Kafka on %s, metrics on http://%s/metrics.\n\nFlags:\n",
+			d.DataDir, d.KafkaAddr, d.HTTPAddr)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return server.Config{}, 0, err
+	}
+	if fs.NArg() > 0 {
+		return server.Config{}, 0, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg := d
+	if *configPath != "" {
+		b, err := os.ReadFile(*configPath)
+		if err != nil {
+			return cfg, 0, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true) // a misspelt key is an error, not a silent default
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, 0, fmt.Errorf("parse config %s: %w", *configPath, err)
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "kafka-addr":
+			cfg.KafkaAddr = *kafkaAddr
+		case "advertised-addr":
+			cfg.AdvertisedAddr = *advertised
+		case "http-addr":
+			cfg.HTTPAddr = *httpAddr
+		case "node-id":
+			cfg.NodeID = int32(*nodeID)
+		case "auto-create-topics":
+			cfg.AutoCreateTopics = autoCreate
+		case "default-partitions":
+			cfg.DefaultPartitions = int32(*partitions)
+		case "max-frame-bytes":
+			cfg.MaxFrameBytes = int32(*maxFrame)
+		case "sync":
+			cfg.Log.Durability.Mode = storage.SyncMode(*syncMode)
+		}
+	})
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return cfg, 0, fmt.Errorf("log level %q: %w", *logLevel, err)
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return cfg, 0, err
+	}
+	return cfg, level, nil
+}

@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"reflect"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Fetch v4-v12: v4 is the first with record batch v2 (what librdkafka
+// needs); v13+ switches to topic ids. Fetch sessions are declined: every
+// response carries session id 0, which tells clients to keep sending full
+// fetch requests.
+func init() { register(1, 4, 12, (*Server).handleFetch) }
+
+func (s *Server) handleFetch(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.FetchRequest)
+	if req.SessionID != 0 {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		c.fail(resp.ErrorCode)
+		return resp, nil
+	}
+	wait := time.Duration(req.MaxWaitMillis) * time.Millisecond
+	if wait > defaultMaxFetchWait {
+		wait = defaultMaxFetchWait
+	}
+	var timer *time.Timer
+	for {
+		resp, size, failed, changed := s.fetchOnce(c, req)
+		if size >= int(req.MinBytes) || failed || wait <= 0 || ctx.Err() != nil {
+			return resp, nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		}
+		// Sleep until any fetched partition changes, the wait runs out or the
+		// connection ends; then read again.
+		cases := make([]reflect.SelectCase, 0, len(changed)+2)
+		cases = append(cases,
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+		for _, ch := range changed {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		}
+		chosen, _, _ := reflect.Select(cases)
+		if chosen <= 1 {
+			// Time is up (or the connection is closing): answer with what
+			// there is now.
+			resp, _, _, _ = s.fetchOnce(c, req)
+			return resp, nil
+		}
+	}
+}
+
+// fetchOnce builds a response from what is stored now. It returns the bytes
+// gathered, whether any partition failed (Kafka answers at once then) and
+// the change channels of the partitions, taken before reading so that no
+// append between the read and the wait is missed.
+func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool, []<-chan struct{}) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	callCode := c.code
+	remaining := int(req.MaxBytes)
+	if req.Version < 3 || remaining <= 0 {
+		remaining = int(s.cfg.MaxFrameBytes)
+	}
+	size := 0
+	failed := false
+	var changed []<-chan struct{}
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			fail := func(code int16) {
+				sp.ErrorCode = code
+				c.fail(code)
+				failed = true
+			}
+			p, err := s.partition(rt.Topic, rp.Partition, false)
+			switch {
+			case err != nil:
+				fail(errorCode(err))
+			case rp.CurrentLeaderEpoch > p.LeaderEpoch():
+				fail(kerr.UnknownLeaderEpoch.Code)
+			case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < p.LeaderEpoch():
+				fail(kerr.FencedLeaderEpoch.Code)
+			default:
+				changed = append(changed, p.Changed())
+				max := int(rp.PartitionMaxBytes)
+				if max > remaining {
+					max = remaining
+				}
+				if max <= 0 && size > 0 {
+					// The response is full; report offsets only.
+					sp.HighWatermark = p.HighWatermark()
+					sp.LastStableOffset, sp.LogStartOffset = sp.HighWatermark, p.LogStartOffset()
+					break
+				}
+				b, hw, err := p.Read(rp.FetchOffset, max)
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, p.LogStartOffset()
+				if err != nil {
+					fail(errorCode(err))
+					break
+				}
+				sp.RecordBatches = b
+				size += len(b)
+				remaining -= len(b)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	if !failed {
+		c.code = callCode // a retry loop must not report stale codes
+	}
+	return resp, size, failed, changed
+}

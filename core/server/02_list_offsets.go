@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ListOffsets v0-v7: earliest (-2), latest (-1) and by timestamp. v0 answers
+// in its old offsets-array form.
+func init() { register(2, 0, 7, (*Server).handleListOffsets) }
+
+// Special timestamps.
+const (
+	listLatest       = -1
+	listEarliest     = -2
+	listMaxTimestamp = -3
+)
+
+func (s *Server) handleListOffsets(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.ListOffsetsRequest)
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
+			code := s.listOffset(rt.Topic, rp, &sp)
+			if code != 0 {
+				sp.ErrorCode = code
+				c.fail(code)
+			}
+			if req.Version == 0 && code == 0 && sp.Offset >= 0 {
+				sp.OldStyleOffsets = []int64{sp.Offset}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}
+
+func (s *Server) listOffset(topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) int16 {
+	p, err := s.partition(topic, rp.Partition, false)
+	if err != nil {
+		return errorCode(err)
+	}
+	switch {
+	case rp.CurrentLeaderEpoch > p.LeaderEpoch():
+		return kerr.UnknownLeaderEpoch.Code
+	case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < p.LeaderEpoch():
+		return kerr.FencedLeaderEpoch.Code
+	}
+	sp.LeaderEpoch = p.LeaderEpoch()
+	switch rp.Timestamp {
+	case listLatest, listMaxTimestamp:
+		// Max-timestamp lookups would need a scan of the time index; the
+		// latest offset is a safe answer for "where does new data begin".
+		sp.Offset = p.HighWatermark()
+	case listEarliest:
+		sp.Offset = p.LogStartOffset()
+	default:
+		if rp.Timestamp < 0 {
+			return kerr.InvalidRequest.Code
+		}
+		off, ok, err := p.OffsetForTime(rp.Timestamp)
+		if err != nil {
+			s.logger.Warn("list offsets by time failed", "topic", topic, "partition", rp.Partition, "err", err)
+			return errorCode(err)
+		}
+		if !ok {
+			// No record that late: Kafka answers offset -1.
+			sp.LeaderEpoch = -1
+			return 0
+		}
+		sp.Offset = off
+		sp.Timestamp = rp.Timestamp
+	}
+	return 0
+}

@@ -1,0 +1,45 @@
+package server
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// FindCoordinator v0-v4: this node coordinates every group. Transactions are
+// not supported, so transaction coordinators are not available.
+func init() { register(10, 0, 4, (*Server).handleFindCoordinator) }
+
+func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.FindCoordinatorRequest)
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	var code int16
+	var msg *string
+	switch {
+	case req.CoordinatorType != 0:
+		code, msg = kerr.CoordinatorNotAvailable.Code, strp("transactions are not supported")
+	case s.groups == nil:
+		code, msg = kerr.CoordinatorNotAvailable.Code, strp("consumer groups are not enabled")
+	}
+	c.fail(code)
+	if req.Version >= 4 {
+		for _, key := range req.CoordinatorKeys {
+			co := kmsg.NewFindCoordinatorResponseCoordinator()
+			co.Key = key
+			co.ErrorCode, co.ErrorMessage = code, msg
+			co.NodeID, co.Host, co.Port = s.cfg.NodeID, s.host, s.port
+			if code != 0 {
+				co.NodeID, co.Host, co.Port = -1, "", -1
+			}
+			resp.Coordinators = append(resp.Coordinators, co)
+		}
+		return resp, nil
+	}
+	resp.ErrorCode, resp.ErrorMessage = code, msg
+	resp.NodeID, resp.Host, resp.Port = s.cfg.NodeID, s.host, s.port
+	if code != 0 {
+		resp.NodeID, resp.Host, resp.Port = -1, "", -1
+	}
+	return resp, nil
+}

@@ -1,0 +1,34 @@
+package server
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// InitProducerId v0-v4 for idempotent producers. Every call gets a fresh
+// producer id at epoch 0 from the persistent counter: ids are never reused,
+// so a restarted producer can never be confused with its old self, and the
+// per-partition sequence state lives in the logs (storage).
+func init() { register(22, 0, 4, (*Server).handleInitProducerID) }
+
+func (s *Server) handleInitProducerID(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.InitProducerIDRequest)
+	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	if req.TransactionalID != nil {
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		c.fail(resp.ErrorCode)
+		return resp, nil
+	}
+	id, err := s.store.NextProducerID()
+	if err != nil {
+		s.logger.Error("allocate producer id", "err", err)
+		resp.ErrorCode = kerr.KafkaStorageError.Code
+		c.fail(resp.ErrorCode)
+		return resp, nil
+	}
+	resp.ProducerID, resp.ProducerEpoch = id, 0
+	return resp, nil
+}

@@ -1,0 +1,44 @@
+package server
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// OffsetForLeaderEpoch v0-v4; franz-go uses it (for truncation detection)
+// only when it is advertised at v2+. One node has only ever had epoch 0, so
+// epoch 0 ends at the log end.
+func init() { register(23, 0, 4, (*Server).handleOffsetForLeaderEpoch) }
+
+func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.OffsetForLeaderEpochRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.LeaderEpoch, sp.EndOffset = -1, -1
+			p, err := s.partition(rt.Topic, rp.Partition, false)
+			switch {
+			case err != nil:
+				sp.ErrorCode = errorCode(err)
+			case rp.CurrentLeaderEpoch > p.LeaderEpoch():
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < p.LeaderEpoch():
+				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
+			case rp.LeaderEpoch > p.LeaderEpoch() || rp.LeaderEpoch < 0:
+				// An epoch this log never had: undefined (-1/-1), as Kafka answers.
+			default:
+				sp.LeaderEpoch, sp.EndOffset = p.LeaderEpoch(), p.HighWatermark()
+			}
+			c.fail(sp.ErrorCode)
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}

@@ -1,0 +1,42 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// CreatePartitions v0-v3: grow a topic to Count partitions.
+func init() { register(37, 0, 3, (*Server).handleCreatePartitions) }
+
+func (s *Server) handleCreatePartitions(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.CreatePartitionsRequest)
+	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewCreatePartitionsResponseTopic()
+		st.Topic = rt.Topic
+		info, ok := s.topics.Get(rt.Topic)
+		switch {
+		case !ok:
+			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		case rt.Count <= info.Partitions:
+			st.ErrorCode = kerr.InvalidPartitions.Code
+			st.ErrorMessage = strp(fmt.Sprintf("topic has %d partitions; partitions can only grow", info.Partitions))
+		case rt.Count > maxPartitionsPerTopic:
+			st.ErrorCode = kerr.InvalidPartitions.Code
+			st.ErrorMessage = strp(fmt.Sprintf("at most %d partitions", maxPartitionsPerTopic))
+		case req.ValidateOnly:
+		default:
+			if err := s.topics.AddPartitions(rt.Topic, rt.Count); err != nil {
+				st.ErrorCode, st.ErrorMessage = errorCode(err), strp(err.Error())
+			} else {
+				s.logger.Info("added partitions", "topic", rt.Topic, "partitions", rt.Count)
+			}
+		}
+		c.fail(st.ErrorCode)
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}

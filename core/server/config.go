@@ -1,0 +1,118 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/tributary-io/tributary/storage"
+)
+
+// Config is everything a single core node needs. Zero fields take the
+// defaults of DefaultConfig when passed through WithDefaults.
+type Config struct {
+	// DataDir holds the partition logs (DataDir/logs) and the metadata file
+	// (DataDir/meta.db).
+	DataDir string `yaml:"data_dir"`
+	// KafkaAddr is the Kafka-protocol listener address.
+	KafkaAddr string `yaml:"kafka_addr"`
+	// AdvertisedAddr is the host:port handed to clients in Metadata and
+	// FindCoordinator; empty means the listener's actual address.
+	AdvertisedAddr string `yaml:"advertised_addr"`
+	// HTTPAddr serves /metrics and /healthz; empty disables it.
+	HTTPAddr string `yaml:"http_addr"`
+	// NodeID is this broker's id in Metadata.
+	NodeID int32 `yaml:"node_id"`
+	// ClusterID is reported in Metadata.
+	ClusterID string `yaml:"cluster_id"`
+	// MaxFrameBytes bounds one request frame; larger frames close the connection.
+	MaxFrameBytes int32 `yaml:"max_frame_bytes"`
+	// AutoCreateTopics creates unknown topics on Metadata and Produce.
+	AutoCreateTopics *bool `yaml:"auto_create_topics"`
+	// DefaultPartitions is the partition count of auto-created topics and of
+	// CreateTopics requests that ask for -1.
+	DefaultPartitions int32 `yaml:"default_partitions"`
+	// MaintainInterval is how often retention and compaction run.
+	MaintainInterval time.Duration `yaml:"maintain_interval"`
+	// Log holds the broker-wide defaults for every partition log; topics
+	// override them through CreateTopics configs.
+	Log storage.LogConfig `yaml:"log"`
+}
+
+// Defaults.
+const (
+	DefaultDataDir           = "./data/core"
+	DefaultKafkaAddr         = "127.0.0.1:9092"
+	DefaultHTTPAddr          = "127.0.0.1:9644"
+	DefaultMaxFrameBytes     = 100 << 20
+	DefaultPartitionCount    = 1
+	DefaultMaintainInterval  = 30 * time.Second
+	DefaultClusterID         = "tributary"
+	defaultMaxFetchWait      = 30 * time.Second
+	defaultMaxPipelinedReads = 16
+)
+
+// DefaultConfig is the configuration `tributary-core` runs with when given
+// no flags and no file.
+func DefaultConfig() Config {
+	on := true
+	return Config{
+		DataDir:           DefaultDataDir,
+		KafkaAddr:         DefaultKafkaAddr,
+		HTTPAddr:          DefaultHTTPAddr,
+		ClusterID:         DefaultClusterID,
+		MaxFrameBytes:     DefaultMaxFrameBytes,
+		AutoCreateTopics:  &on,
+		DefaultPartitions: DefaultPartitionCount,
+		MaintainInterval:  DefaultMaintainInterval,
+	}
+}
+
+// WithDefaults fills zero fields (HTTPAddr and AdvertisedAddr stay as given:
+// empty is meaningful for them).
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
+	if c.DataDir == "" {
+		c.DataDir = d.DataDir
+	}
+	if c.KafkaAddr == "" {
+		c.KafkaAddr = d.KafkaAddr
+	}
+	if c.ClusterID == "" {
+		c.ClusterID = d.ClusterID
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = d.MaxFrameBytes
+	}
+	if c.AutoCreateTopics == nil {
+		c.AutoCreateTopics = d.AutoCreateTopics
+	}
+	if c.DefaultPartitions <= 0 {
+		c.DefaultPartitions = d.DefaultPartitions
+	}
+	if c.MaintainInterval <= 0 {
+		c.MaintainInterval = d.MaintainInterval
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.KafkaAddr); err != nil {
+		return fmt.Errorf("kafka_addr %q: %w", c.KafkaAddr, err)
+	}
+	if c.AdvertisedAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertisedAddr); err != nil {
+			return fmt.Errorf("advertised_addr %q: %w", c.AdvertisedAddr, err)
+		}
+	}
+	if c.MaxFrameBytes < 1024 {
+		return fmt.Errorf("max_frame_bytes %d: must be at least 1024", c.MaxFrameBytes)
+	}
+	if err := c.Log.Validate(); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	return nil
+}
+
+func (c Config) autoCreate() bool { return c.AutoCreateTopics != nil && *c.AutoCreateTopics }

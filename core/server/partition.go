@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tributary-io/tributary/storage"
+)
+
+// Partition is the seam between protocol handlers and storage: everything a
+// handler asks of one partition goes through here. On a single node this
+// broker leads every partition at epoch 0 and the high watermark is the log
+// end; replication will change these methods, not the handlers.
+type Partition struct {
+	Topic string
+	ID    int32
+	log   *storage.Log
+}
+
+// leaderEpoch is the epoch stamped into appended batches and reported in
+// Metadata and OffsetForLeaderEpoch.
+const leaderEpoch int32 = 0
+
+// errNotLeader is what a follower would answer; unused on one node but kept
+// in the error mapping so handlers already handle it.
+var errNotLeader = errors.New("core: not the partition leader")
+
+// partition looks up a partition of a topic, creating the topic first when
+// autoCreate is set and auto-creation is configured.
+func (s *Server) partition(topic string, id int32, autoCreate bool) (*Partition, error) {
+	l, err := s.topics.Partition(topic, id)
+	if errors.Is(err, storage.ErrUnknownTopic) && autoCreate && s.cfg.autoCreate() {
+		if err := s.autoCreateTopic(topic); err != nil {
+			return nil, err
+		}
+		l, err = s.topics.Partition(topic, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("partition %s/%d: %w", topic, id, err)
+	}
+	return &Partition{Topic: topic, ID: id, log: l}, nil
+}
+
+// autoCreateTopic creates topic with the default partition count; a
+// concurrent creation by another connection is not an error.
+func (s *Server) autoCreateTopic(topic string) error {
+	if err := validTopicName(topic); err != nil {
+		return fmt.Errorf("auto-create topic %q: %w", topic, err)
+	}
+	err := s.topics.Create(topic, s.cfg.DefaultPartitions, storage.LogConfig{})
+	if err != nil && !errors.Is(err, storage.ErrTopicExists) {
+		return fmt.Errorf("auto-create topic %q: %w", topic, err)
+	}
+	if err == nil {
+		s.logger.Info("auto-created topic", "topic", topic, "partitions", s.cfg.DefaultPartitions)
+	}
+	return nil
+}
+
+// Append writes producer batches. acks -1 (all) waits for an fsync covering
+// the batches, which on one node is what "all in-sync replicas have it" means.
+func (p *Partition) Append(ctx context.Context, batches []byte, acks int16, idempotent bool) (storage.AppendResult, error) {
+	res, err := p.log.Append(ctx, batches, storage.AppendOptions{
+		Durable:     acks == -1,
+		LeaderEpoch: leaderEpoch,
+		Idempotent:  idempotent,
+	})
+	if err != nil {
+		return res, fmt.Errorf("append to %s/%d: %w", p.Topic, p.ID, err)
+	}
+	return res, nil
+}
+
+// HighWatermark is the offset below which consumers may read.
+func (p *Partition) HighWatermark() int64 { return p.log.NextOffset() }
+
+// LogStartOffset is the first offset still held.
+func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
+
+// LeaderEpoch is the partition's current leader epoch.
+func (p *Partition) LeaderEpoch() int32 { return leaderEpoch }
+
+// Read returns stored batch bytes from offset, at most maxBytes (but at
+// least one batch), never past the high watermark, which it also returns.
+func (p *Partition) Read(from int64, maxBytes int) ([]byte, int64, error) {
+	hw := p.HighWatermark()
+	b, err := p.log.Read(from, maxBytes, hw)
+	if err != nil {
+		return nil, hw, fmt.Errorf("read %s/%d at %d: %w", p.Topic, p.ID, from, err)
+	}
+	return b, hw, nil
+}
+
+// Changed is closed at the next append, waking long polls.
+func (p *Partition) Changed() <-chan struct{} { return p.log.Changed() }
+
+// OffsetForTime is the first offset whose batch has a timestamp >= ts.
+func (p *Partition) OffsetForTime(ts int64) (int64, bool, error) {
+	off, ok, err := p.log.OffsetForTime(ts)
+	if err != nil {
+		return 0, false, fmt.Errorf("offset for time in %s/%d: %w", p.Topic, p.ID, err)
+	}
+	return off, ok, nil
+}

@@ -1,0 +1,285 @@
+// Package server is the core broker on one node: the Kafka-protocol
+// listener, the per-connection request loop and dispatcher, one file per
+// Kafka API (named by API key, 00_produce.go …), and the HTTP endpoint for
+// metrics and health. Partition data lives in the storage package; consumer
+// groups are delegated to a GroupCoordinator.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/meta"
+)
+
+// GroupCoordinator handles the consumer-group APIs (OffsetCommit,
+// OffsetFetch, JoinGroup, Heartbeat, LeaveGroup, SyncGroup, DescribeGroups,
+// ListGroups, DeleteGroups). Handle may block (JoinGroup) until ctx ends.
+type GroupCoordinator interface {
+	Handle(ctx context.Context, req kmsg.Request) (kmsg.Response, error)
+	Versions() map[int16][2]int16
+	Close()
+}
+
+// NewGroupCoordinator builds the coordinator for a server from its metadata
+// store; nil leaves the group APIs unadvertised.
+type NewGroupCoordinator func(store *meta.Store, logger *slog.Logger) GroupCoordinator
+
+// Server is one running core broker. Start it with Start and stop it with
+// Close; it owns every goroutine it starts.
+type Server struct {
+	cfg    Config
+	logger *slog.Logger
+	m      *metrics
+
+	store  *meta.Store
+	topics *storage.Topics
+	groups GroupCoordinator
+
+	ln       net.Listener
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	host     string // advertised host
+	port     int32  // advertised port
+	versions []kmsg.ApiVersionsResponseApiKey
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the data directory, binds the listeners and starts serving.
+// newGroups may be nil.
+func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("core config: %w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	store, err := meta.Open(filepath.Join(cfg.DataDir, "meta.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open metadata: %w", err)
+	}
+	topics, err := storage.OpenTopics(filepath.Join(cfg.DataDir, "logs"), store, cfg.Log, logger.With("component", "storage"))
+	if err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("open topics: %w", err)
+	}
+	s := &Server{
+		cfg:    cfg,
+		logger: logger,
+		m:      newMetrics(),
+		store:  store,
+		topics: topics,
+		conns:  make(map[net.Conn]struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if newGroups != nil {
+		s.groups = newGroups(store, logger.With("component", "groups"))
+	}
+	if err := s.listen(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.versions = s.apiVersions()
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.acceptLoop()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.topics.Maintain(s.ctx, cfg.MaintainInterval)
+	}()
+	if s.httpLn != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.logger.Error("http server stopped", "err", err)
+			}
+		}()
+	}
+	s.logger.Info("core broker serving", "kafka", s.ln.Addr().String(), "advertised", s.AdvertisedAddr(),
+		"http", s.HTTPAddr(), "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+func (s *Server) listen() error {
+	ln, err := net.Listen("tcp", s.cfg.KafkaAddr)
+	if err != nil {
+		return fmt.Errorf("listen kafka %s: %w", s.cfg.KafkaAddr, err)
+	}
+	s.ln = ln
+	adv := s.cfg.AdvertisedAddr
+	if adv == "" {
+		adv = ln.Addr().String()
+	}
+	host, portStr, err := net.SplitHostPort(adv)
+	if err != nil {
+		return fmt.Errorf("advertised address %q: %w", adv, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return fmt.Errorf("advertised port %q: %w", portStr, err)
+	}
+	if port == 0 { // advertised ":0" means "whatever we bound"
+		_, p, _ := net.SplitHostPort(ln.Addr().String())
+		port, _ = strconv.ParseUint(p, 10, 16)
+	}
+	s.host, s.port = host, int32(port)
+
+	if s.cfg.HTTPAddr != "" {
+		hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen http %s: %w", s.cfg.HTTPAddr, err)
+		}
+		s.httpLn = hl
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", s.healthz)
+		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	}
+	return nil
+}
+
+// healthz is ok while the broker accepts connections and no partition has
+// gone read-only after corruption.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	if s.ctx.Err() != nil {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	for _, t := range s.topics.List() {
+		for p := int32(0); p < t.Partitions; p++ {
+			l, err := s.topics.Partition(t.Name, p)
+			if err != nil {
+				continue // deleted meanwhile
+			}
+			if reason := l.ReadOnlyReason(); reason != nil {
+				http.Error(w, fmt.Sprintf("%s/%d read-only: %v", t.Name, p, reason), http.StatusServiceUnavailable)
+				return
+			}
+		}
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Addr is the Kafka listener's bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// AdvertisedAddr is the address clients are told to connect to.
+func (s *Server) AdvertisedAddr() string {
+	return net.JoinHostPort(s.host, strconv.Itoa(int(s.port)))
+}
+
+// HTTPAddr is the metrics listener's bound address, or "" when disabled.
+func (s *Server) HTTPAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// Topics exposes the topic manager (for tools and tests).
+func (s *Server) Topics() *storage.Topics { return s.topics }
+
+func (s *Server) acceptLoop() {
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				s.logger.Error("accept failed; listener stopped", "err", err)
+			}
+			return
+		}
+		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			_ = nc.Close()
+			return
+		}
+		s.conns[nc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.m.connections.Inc()
+		s.m.connTotal.Inc()
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, nc)
+				s.mu.Unlock()
+				s.m.connections.Dec()
+			}()
+			s.serveConn(s.ctx, nc)
+		}()
+	}
+}
+
+// Close stops accepting, ends every connection (waking long polls and
+// blocked group joins), stops maintenance and closes the logs, which flushes
+// them. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.cancel()
+		for nc := range s.conns {
+			_ = nc.Close()
+		}
+		s.mu.Unlock()
+		var errs []error
+		if s.ln != nil {
+			if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, fmt.Errorf("close kafka listener: %w", err))
+			}
+		}
+		if s.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := s.httpSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stop http: %w", err))
+			}
+			cancel()
+		} else if s.httpLn != nil {
+			_ = s.httpLn.Close()
+		}
+		s.wg.Wait()
+		if s.groups != nil {
+			s.groups.Close()
+		}
+		if err := s.topics.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close topics: %w", err))
+		}
+		if err := s.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close metadata: %w", err))
+		}
+		s.closeErr = errors.Join(errs...)
+		s.logger.Info("core broker stopped")
+	})
+	return s.closeErr
+}

@@ -1,0 +1,212 @@
+package server
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/storage"
+)
+
+// maxPartitionsPerTopic bounds CreateTopics/CreatePartitions: every
+// partition is a directory and open files.
+const maxPartitionsPerTopic = 10000
+
+// topicConfig maps one Kafka topic config name onto storage.LogConfig.
+type topicConfig struct {
+	name string
+	typ  kmsg.ConfigType
+	get  func(c storage.LogConfig) string
+	set  func(c *storage.LogConfig, v string) error
+}
+
+func parseInt(v string, min int64) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("not an integer: %q", v)
+	}
+	if n < min {
+		return 0, fmt.Errorf("%d is below %d", n, min)
+	}
+	return n, nil
+}
+
+func msString(d time.Duration) string {
+	if d <= 0 {
+		return "-1"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
+}
+
+// Kafka's "forever" for retention is -1; storage reads any value <= 0 as
+// "keep all", and a non-zero value keeps the broker default from applying.
+func setForever(v string) (int64, error) {
+	n, err := parseInt(v, -1)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("0 would delete everything at once")
+	}
+	return n, nil
+}
+
+// topicConfigs are the configs DescribeConfigs reports and CreateTopics accepts.
+var topicConfigs = []topicConfig{
+	{"cleanup.policy", kmsg.ConfigTypeList,
+		func(c storage.LogConfig) string { return string(c.Cleanup) },
+		func(c *storage.LogConfig, v string) error {
+			switch v {
+			case "delete":
+				c.Cleanup = storage.CleanupDelete
+			case "compact", "compact,delete", "delete,compact":
+				// Compaction plus retention: storage compacts; retention
+				// bounds still apply where set.
+				c.Cleanup = storage.CleanupCompact
+			default:
+				return fmt.Errorf("want delete or compact, got %q", v)
+			}
+			return nil
+		}},
+	{"retention.ms", kmsg.ConfigTypeLong,
+		func(c storage.LogConfig) string { return msString(c.RetentionAge) },
+		func(c *storage.LogConfig, v string) error {
+			n, err := setForever(v)
+			c.RetentionAge = time.Duration(n) * time.Millisecond
+			return err
+		}},
+	{"retention.bytes", kmsg.ConfigTypeLong,
+		func(c storage.LogConfig) string {
+			if c.RetentionBytes <= 0 {
+				return "-1"
+			}
+			return strconv.FormatInt(c.RetentionBytes, 10)
+		},
+		func(c *storage.LogConfig, v string) error {
+			n, err := setForever(v)
+			c.RetentionBytes = n
+			return err
+		}},
+	{"segment.bytes", kmsg.ConfigTypeInt,
+		func(c storage.LogConfig) string { return strconv.FormatInt(c.SegmentBytes, 10) },
+		func(c *storage.LogConfig, v string) error {
+			n, err := parseInt(v, 1024)
+			c.SegmentBytes = n
+			return err
+		}},
+	{"segment.ms", kmsg.ConfigTypeLong,
+		func(c storage.LogConfig) string {
+			if c.SegmentAge <= 0 {
+				return strconv.FormatInt(math.MaxInt64, 10) // never rolled by age
+			}
+			return msString(c.SegmentAge)
+		},
+		func(c *storage.LogConfig, v string) error {
+			n, err := parseInt(v, 1)
+			c.SegmentAge = time.Duration(n) * time.Millisecond
+			return err
+		}},
+	{"max.message.bytes", kmsg.ConfigTypeInt,
+		func(c storage.LogConfig) string { return strconv.Itoa(c.MaxBatchBytes) },
+		func(c *storage.LogConfig, v string) error {
+			n, err := parseInt(v, 1)
+			if err == nil && n > math.MaxInt32 {
+				err = fmt.Errorf("%d is too large", n)
+			}
+			c.MaxBatchBytes = int(n)
+			return err
+		}},
+	{"delete.retention.ms", kmsg.ConfigTypeLong,
+		func(c storage.LogConfig) string { return msString(c.TombstoneRetention) },
+		func(c *storage.LogConfig, v string) error {
+			n, err := parseInt(v, 1)
+			c.TombstoneRetention = time.Duration(n) * time.Millisecond
+			return err
+		}},
+	{"index.interval.bytes", kmsg.ConfigTypeInt,
+		func(c storage.LogConfig) string { return strconv.Itoa(c.IndexIntervalBytes) },
+		func(c *storage.LogConfig, v string) error {
+			n, err := parseInt(v, 1)
+			if err == nil && n > math.MaxInt32 {
+				err = fmt.Errorf("%d is too large", n)
+			}
+			c.IndexIntervalBytes = int(n)
+			return err
+		}},
+	{"flush.ms", kmsg.ConfigTypeLong,
+		// 0 fsyncs every batch; n fsyncs at most every n ms (acks=all
+		// still waits for its fsync either way).
+		func(c storage.LogConfig) string {
+			switch c.Durability.Mode {
+			case storage.SyncAlways:
+				return "0"
+			case storage.SyncInterval:
+				return msString(c.Durability.Interval)
+			default:
+				return strconv.FormatInt(math.MaxInt64, 10)
+			}
+		},
+		func(c *storage.LogConfig, v string) error {
+			n, err := parseInt(v, 0)
+			if n == 0 {
+				c.Durability.Mode = storage.SyncAlways
+			} else {
+				c.Durability.Mode = storage.SyncInterval
+				c.Durability.Interval = time.Duration(n) * time.Millisecond
+			}
+			return err
+		}},
+	{"message.timestamp.type", kmsg.ConfigTypeString,
+		func(storage.LogConfig) string { return "CreateTime" },
+		fixedValue("CreateTime")},
+	{"compression.type", kmsg.ConfigTypeString,
+		func(storage.LogConfig) string { return "producer" },
+		fixedValue("producer")},
+	{"min.insync.replicas", kmsg.ConfigTypeInt,
+		func(storage.LogConfig) string { return "1" },
+		fixedValue("1")},
+}
+
+// fixedValue accepts a config only at the one value this broker implements.
+func fixedValue(want string) func(*storage.LogConfig, string) error {
+	return func(_ *storage.LogConfig, v string) error {
+		if v != want {
+			return fmt.Errorf("only %q is supported", want)
+		}
+		return nil
+	}
+}
+
+func findTopicConfig(name string) (topicConfig, bool) {
+	for _, tc := range topicConfigs {
+		if tc.name == name {
+			return tc, true
+		}
+	}
+	return topicConfig{}, false
+}
+
+// parseTopicConfigs turns CreateTopics configs into a LogConfig whose unset
+// fields stay zero (so the broker defaults apply).
+func parseTopicConfigs(cfgs []kmsg.CreateTopicsRequestTopicConfig) (storage.LogConfig, error) {
+	var lc storage.LogConfig
+	for _, kv := range cfgs {
+		tc, ok := findTopicConfig(kv.Name)
+		if !ok {
+			return lc, fmt.Errorf("unknown or unsupported config %q", kv.Name)
+		}
+		if kv.Value == nil {
+			continue // null: keep the default
+		}
+		if err := tc.set(&lc, *kv.Value); err != nil {
+			return lc, fmt.Errorf("config %s: %w", kv.Name, err)
+		}
+	}
+	if err := lc.Validate(); err != nil {
+		return lc, fmt.Errorf("topic config: %w", err)
+	}
+	return lc, nil
+}
