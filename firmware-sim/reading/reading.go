@@ -147,13 +147,23 @@ func EncodeUnnumbered(r Reading, e Encoding, pad []byte) ([]byte, error) {
 	m := r.mapForm()
 	m.Seq = nil
 	m.Pad = pad
+	pack := toSenML(r)
+	pack = pack[:len(pack)-1] // the seq record is last
+	if pad != nil {
+		ps := string(bytes.Repeat([]byte{'x'}, len(pad)))
+		pack = append(pack, senmlRecord{Name: "pad", String: &ps})
+	}
 	var (
 		b   []byte
 		err error
 	)
 	switch e {
-	case JSON, SenMLJSON:
+	case JSON:
 		b, err = json.Marshal(m)
+	case SenMLJSON:
+		b, err = json.Marshal(pack)
+	case SenMLCBOR:
+		b, err = cborEnc.Marshal(pack)
 	default:
 		b, err = cborEnc.Marshal(m)
 	}

@@ -139,6 +139,7 @@ func TestDecodeErrors(t *testing.T) {
 	good, _ := Encode(sample, CBOR)
 	unnumbered, _ := EncodeUnnumbered(sample, CBOR, make([]byte, 100))
 	unnumberedJSON, _ := EncodeUnnumbered(sample, JSON, nil)
+	unnumberedSenML, _ := EncodeUnnumbered(sample, SenMLCBOR, make([]byte, 10))
 	cases := []struct {
 		name, ct string
 		payload  []byte
@@ -151,6 +152,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"fractional senml seq", ContentTypeSenMLJSON, []byte(`[{"bn":"urn:dev:d:","n":"seq","v":1.5}]`), ErrMalformed},
 		{"no seq", ContentTypeCBOR, unnumbered, ErrNotReading},
 		{"no seq json", ContentTypeJSON, unnumberedJSON, ErrNotReading},
+		{"no seq senml", ContentTypeSenMLCBOR, unnumberedSenML, ErrNotReading},
 		{"no device", ContentTypeJSON, []byte(`{"seq":3}`), ErrNotReading},
 		{"senml without seq", ContentTypeSenMLJSON, []byte(`[{"bn":"urn:dev:d:","n":"temp","v":1}]`), ErrNotReading},
 	}

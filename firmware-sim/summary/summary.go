@@ -100,9 +100,11 @@ type Device struct {
 	Acked        uint64 `json:"acked"`   // PUBACKed (QoS 1) or written (QoS 0)
 	Resent       uint64 `json:"resent"`  // re-publishes after a connection loss
 	Dropped      uint64 `json:"dropped"` // readings the offline queue discarded
-	BadSent      uint64 `json:"bad_sent"`
-	BadDropped   uint64 `json:"bad_dropped"`
-	Connects     uint64 `json:"connects"`
+	// Unsent readings were still queued, never published, when the run ended.
+	Unsent     uint64 `json:"unsent"`
+	BadSent    uint64 `json:"bad_sent"`
+	BadDropped uint64 `json:"bad_dropped"`
+	Connects   uint64 `json:"connects"`
 	// DroppedSeqs never reached an acknowledgement and were given up on, so
 	// they may be missing downstream.
 	DroppedSeqs Ranges `json:"dropped_seqs,omitempty"`
@@ -144,6 +146,7 @@ type Totals struct {
 	Resent    uint64 `json:"resent"`
 	Dropped   uint64 `json:"dropped"`
 	Unacked   uint64 `json:"unacked"`
+	Unsent    uint64 `json:"unsent"`
 	Required  uint64 `json:"required"`
 	BadSent   uint64 `json:"bad_sent"`
 }
@@ -159,6 +162,7 @@ func (s *Summary) Total() {
 		t.Resent += d.Resent
 		t.Dropped += d.Dropped
 		t.Unacked += d.UnackedSeqs.Count()
+		t.Unsent += d.Unsent
 		t.Required += d.RequiredCount()
 		t.BadSent += d.BadSent
 	}

@@ -1,0 +1,314 @@
+package device
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/firmware-sim/internal/mqtttest"
+	"github.com/tributary-io/tributary/firmware-sim/reading"
+	"github.com/tributary-io/tributary/firmware-sim/summary"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func startBroker(t *testing.T, o mqtttest.Options) *mqtttest.Broker {
+	t.Helper()
+	b, err := mqtttest.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func testConfig(id, addr string) Config {
+	return Config{
+		ID: id, Broker: "tcp://" + addr, Stream: "sensors", Encoding: reading.CBOR, QoS: 1,
+		Rate: 500, Jitter: 0.2, QueueSize: 100, Inflight: 8,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		ConnectTimeout: 2 * time.Second,
+		Rand:           mrand.New(mrand.NewPCG(7, 7)), Logger: quiet,
+	}
+}
+
+// waitFor polls cond for at most 15 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func run(t *testing.T, cfg Config) summary.Device {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := New(cfg).Run(ctx, nil)
+	if ctx.Err() != nil {
+		t.Fatalf("device did not finish in time: %+v", s)
+	}
+	return s
+}
+
+// decodeAll decodes the broker's publishes, failing on anything that is
+// not a reading of the expected device.
+func decodeAll(t *testing.T, e reading.Encoding, pubs []mqtttest.Publish, device string) []reading.Reading {
+	t.Helper()
+	var out []reading.Reading
+	for _, p := range pubs {
+		r, err := reading.Decode(e.ContentType(), p.Payload)
+		if err != nil {
+			t.Fatalf("publish on %s does not decode: %v", p.Topic, err)
+		}
+		if r.Device != device || p.Topic != "sensors/"+device+"/reading" {
+			t.Fatalf("reading %+v on topic %s", r, p.Topic)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestPublishesCountReadingsInEveryEncodingAndQoS(t *testing.T) {
+	b := startBroker(t, mqtttest.Options{})
+	for _, e := range reading.Encodings {
+		for _, qos := range []byte{0, 1} {
+			id := "dev-" + string(e) + "-q" + string('0'+qos)
+			cfg := testConfig(id, b.Addr())
+			cfg.Encoding, cfg.QoS, cfg.Count, cfg.FirstSeq = e, qos, 30, 100
+			s := run(t, cfg)
+			if s.Generated != 30 || s.Sent != 30 || s.Acked != 30 || s.NextSeq != 130 || s.LastAckedSeq != 129 {
+				t.Fatalf("%s: summary %+v", id, s)
+			}
+			var mine []mqtttest.Publish
+			for _, p := range b.Publishes() {
+				if p.Client == id {
+					mine = append(mine, p)
+				}
+			}
+			rs := decodeAll(t, e, mine, id)
+			if len(rs) != 30 {
+				t.Fatalf("%s: broker has %d readings, want 30", id, len(rs))
+			}
+			now := time.Now().UnixMilli()
+			for i, r := range rs {
+				if r.Seq != uint64(100+i) {
+					t.Fatalf("%s: reading %d has seq %d", id, i, r.Seq)
+				}
+				if r.TsMs > now || r.TsMs < now-60_000 {
+					t.Errorf("%s: ts %d is not recent", id, r.TsMs)
+				}
+				if r.Temp < -20 || r.Temp > 60 || r.Hum < 0 || r.Hum > 100 || r.Vib < 0 {
+					t.Errorf("%s: values out of range: %+v", id, r)
+				}
+			}
+		}
+	}
+}
+
+func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
+	b1 := startBroker(t, mqtttest.Options{})
+	addr := b1.Addr()
+	cfg := testConfig("dev-r", addr)
+	cfg.Rate, cfg.QueueSize = 400, 20
+	d := New(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	res := make(chan summary.Device, 1)
+	go func() { res <- d.Run(ctx, stop) }()
+
+	waitFor(t, "first broker to get readings", func() bool { return b1.Count() >= 20 })
+	b1.Close()
+	waitFor(t, "offline queue to overflow", func() bool { return d.Stats.Dropped.Load() > 0 })
+	b2 := startBroker(t, mqtttest.Options{Addr: addr})
+	waitFor(t, "second broker to get readings", func() bool { return b2.Count() >= 40 })
+	close(stop)
+	var s summary.Device
+	select {
+	case s = <-res:
+	case <-time.After(20 * time.Second):
+		t.Fatal("device did not drain")
+	}
+
+	if s.Connects < 2 || s.Dropped == 0 || s.DroppedSeqs.Count() != s.Dropped {
+		t.Fatalf("summary %+v", s)
+	}
+	if len(s.UnackedSeqs) != 0 {
+		t.Fatalf("drained device has unacked readings: %v", s.UnackedSeqs)
+	}
+	got := map[uint64]int{}
+	for _, r := range decodeAll(t, reading.CBOR, append(b1.Publishes(), b2.Publishes()...), "dev-r") {
+		got[r.Seq]++
+	}
+	for seq := s.FirstSeq; seq < s.NextSeq; seq++ {
+		if s.Required(seq) && got[seq] == 0 {
+			t.Errorf("acked seq %d never reached a broker", seq)
+		}
+		if s.DroppedSeqs.Contains(seq) && got[seq] > 0 {
+			// Only a reading that was in flight when the broker went away
+			// can be both delivered and later dropped.
+			t.Logf("dropped seq %d had been delivered before the drop", seq)
+		}
+	}
+	for seq := range got {
+		if seq >= s.NextSeq {
+			t.Errorf("broker got seq %d beyond next seq %d", seq, s.NextSeq)
+		}
+	}
+	if s.Acked+s.Dropped != s.Generated {
+		t.Errorf("acked %d + dropped %d != generated %d", s.Acked, s.Dropped, s.Generated)
+	}
+}
+
+func TestBadTrafficIsNeverANumberedReading(t *testing.T) {
+	b := startBroker(t, mqtttest.Options{})
+	for _, e := range reading.Encodings {
+		id := "dev-bad-" + string(e)
+		cfg := testConfig(id, b.Addr())
+		cfg.Encoding, cfg.Count = e, 40
+		cfg.Bad = BadTraffic{Malformed: 0.2, Oversized: 0.1, WrongTopic: 0.2, OversizeBytes: 4000}
+		s := run(t, cfg)
+		var good, malformed, oversized, wrong uint64
+		seen := map[uint64]bool{}
+		for _, p := range b.Publishes() {
+			if p.Client != id {
+				continue
+			}
+			r, err := reading.Decode(e.ContentType(), p.Payload)
+			switch {
+			case p.Topic == "sensors":
+				wrong++
+				if !errors.Is(err, reading.ErrNotReading) {
+					t.Errorf("%s: wrong-topic payload: %v", id, err)
+				}
+			case err == nil:
+				good++
+				seen[r.Seq] = true
+			case errors.Is(err, reading.ErrMalformed):
+				malformed++
+			case errors.Is(err, reading.ErrNotReading) && len(p.Payload) > 4000:
+				oversized++
+			default:
+				t.Errorf("%s: unexpected publish %q: %v", id, p.Payload, err)
+			}
+		}
+		if good != 40 || len(seen) != 40 || s.Acked != 40 {
+			t.Errorf("%s: %d good readings (%d distinct), acked %d; want 40", id, good, len(seen), s.Acked)
+		}
+		if malformed == 0 || oversized == 0 || wrong == 0 {
+			t.Errorf("%s: bad traffic missing: malformed %d oversized %d wrong %d", id, malformed, oversized, wrong)
+		}
+		if s.BadSent != malformed+oversized+wrong {
+			t.Errorf("%s: bad sent %d, broker saw %d", id, s.BadSent, malformed+oversized+wrong)
+		}
+	}
+}
+
+func TestCredentialsAndTLS(t *testing.T) {
+	srvTLS, clientTLS := selfSignedTLS(t)
+	b := startBroker(t, mqtttest.Options{TLS: srvTLS, Logins: map[string]string{"dev-tls": "s3cret"}})
+	cfg := testConfig("dev-tls", b.Addr())
+	cfg.Broker = "ssl://" + b.Addr()
+	cfg.TLS, cfg.Username, cfg.Password, cfg.Count = clientTLS, "dev-tls", "s3cret", 10
+	if s := run(t, cfg); s.Acked != 10 {
+		t.Fatalf("acked %d, want 10: %+v", s.Acked, s)
+	}
+
+	// A wrong password never gets in; everything generated stays unsent.
+	cfg.Password, cfg.Count = "wrong", 5
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s := New(cfg).Run(ctx, nil)
+	if s.Connects != 0 || s.Acked != 0 || s.Unsent != s.Generated || s.RequiredCount() != 0 {
+		t.Fatalf("with a wrong password: %+v", s)
+	}
+}
+
+func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tributary-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		&tls.Config{RootCAs: pool}
+}
+
+func TestQueueDropsOldest(t *testing.T) {
+	q := newQueue(3)
+	for i := range uint64(5) {
+		old, dropped := q.push(item{seq: i, numbered: true})
+		if dropped != (i >= 3) || (dropped && old.seq != i-3) {
+			t.Fatalf("push %d: dropped %v (%d)", i, dropped, old.seq)
+		}
+	}
+	// Full: a re-queued older item is itself the oldest, so it goes.
+	if old, dropped := q.pushFront(item{seq: 1}); !dropped || old.seq != 1 {
+		t.Fatalf("pushFront on full queue kept the item")
+	}
+	q.pop()
+	if _, dropped := q.pushFront(item{seq: 1}); dropped {
+		t.Fatal("pushFront with room dropped")
+	}
+	var got []uint64
+	for it, ok := q.pop(); ok; it, ok = q.pop() {
+		got = append(got, it.seq)
+	}
+	if len(got) != 3 || got[0] != 1 || got[1] != 3 || got[2] != 4 {
+		t.Fatalf("queue order %v, want [1 3 4]", got)
+	}
+}
+
+func TestSensorIsDeterministicAndBounded(t *testing.T) {
+	r1, r2 := mrand.New(mrand.NewPCG(42, 1)), mrand.New(mrand.NewPCG(42, 1))
+	s1, s2 := NewSensor(r1), NewSensor(r2)
+	var prevT float64
+	for i := range 100_000 {
+		t1, h1, v1 := s1.Next(r1)
+		t2, h2, v2 := s2.Next(r2)
+		if t1 != t2 || h1 != h2 || v1 != v2 {
+			t.Fatalf("step %d: same seed diverged", i)
+		}
+		if t1 < -20 || t1 > 60 || h1 < 0 || h1 > 100 || v1 < 0 || v1 > 20 {
+			t.Fatalf("step %d: out of bounds %v %v %v", i, t1, h1, v1)
+		}
+		// Drift, not noise: consecutive temperatures stay close.
+		if i > 0 && (t1-prevT > 1 || prevT-t1 > 1) {
+			t.Fatalf("step %d: temperature jumped %v -> %v", i, prevT, t1)
+		}
+		prevT = t1
+	}
+}
