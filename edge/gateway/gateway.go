@@ -1,0 +1,405 @@
+// Package gateway wires the edge daemon together: the metadata store and
+// partition logs in the data directory, the embedded mochi-mqtt broker with
+// the ingest hook, and the HTTP endpoint for /metrics and /healthz. Other
+// components (the bridge) attach with Go and reach the logs through Topics
+// and Meta.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tributary-io/tributary/edge/auth"
+	"github.com/tributary-io/tributary/edge/ingest"
+	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/meta"
+)
+
+// edgeIDKey is where a generated edge id is kept in the metadata store.
+const edgeIDKey = "edge/id"
+
+// Gateway is one running edge daemon.
+type Gateway struct {
+	cfg    Config
+	log    *slog.Logger
+	edgeID string
+
+	store  *meta.Store
+	topics *storage.Topics
+	reg    *prometheus.Registry
+	hook   *ingest.Hook
+	server *mqtt.Server
+
+	mqttAddr string
+	tlsAddr  string
+	httpLn   net.Listener
+	httpSrv  *http.Server
+
+	// ctx bounds fsync waits and attached components; cancelled last.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu         sync.Mutex
+	components []component
+	started    bool
+}
+
+type component struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// Open opens the data directory and binds every listener, so the addresses
+// are known (tests listen on port 0) before Run starts serving.
+func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	g = &Gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			g.closeStorage()
+			g.cancel()
+		}
+	}()
+
+	if g.store, err = meta.Open(filepath.Join(cfg.DataDir, "meta.db")); err != nil {
+		return nil, fmt.Errorf("open metadata: %w", err)
+	}
+	if g.edgeID, err = resolveEdgeID(g.store, cfg.EdgeID); err != nil {
+		return nil, err
+	}
+	if g.topics, err = storage.OpenTopics(filepath.Join(cfg.DataDir, "logs"), g.store, cfg.Log, logger.With("component", "storage")); err != nil {
+		return nil, fmt.Errorf("open logs: %w", err)
+	}
+	for _, t := range g.topics.List() {
+		for p := int32(0); p < t.Partitions; p++ {
+			if l, err := g.topics.Partition(t.Name, p); err == nil && l.ReadOnlyReason() != nil {
+				logger.Error("partition is read-only after recovery", "stream", t.Name, "partition", p, "err", l.ReadOnlyReason())
+			}
+		}
+	}
+
+	a, err := auth.New(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	if a.Devices() == 0 && !a.AllowAnonymous() {
+		logger.Warn("no devices configured and allow_anonymous is false: every MQTT connect will be refused")
+	}
+	mapper, err := topicmap.New(cfg.TopicMap)
+	if err != nil {
+		return nil, err
+	}
+	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.hook, err = ingest.New(g.ctx, cfg.Ingest, g.topics, a, mapper, g.reg, logger.With("component", "ingest"))
+	if err != nil {
+		return nil, err
+	}
+
+	if err := g.newServer(); err != nil {
+		return nil, err
+	}
+	if cfg.HTTP.Address != "" && cfg.HTTP.Address != "-" {
+		if g.httpLn, err = net.Listen("tcp", cfg.HTTP.Address); err != nil {
+			g.server.Close()
+			return nil, fmt.Errorf("http listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
+		mux.HandleFunc("/healthz", g.healthz)
+		g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	}
+	return g, nil
+}
+
+// newServer builds the mochi broker with its memory knobs and listeners.
+func (g *Gateway) newServer() error {
+	mc := g.cfg.MQTT
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = mc.MaxWritesPending
+	caps.ReceiveMaximum = mc.ReceiveMaximum
+	caps.MaximumInflight = mc.MaxInflight
+	if mc.MaxClients > 0 {
+		caps.MaximumClients = mc.MaxClients
+	}
+	if mc.MaxSessionExpiry > 0 {
+		caps.MaximumSessionExpiryInterval = mc.MaxSessionExpiry
+	}
+	// The packet limit is a memory bound for the read loop; the payload
+	// limit proper is checked (and counted) in the hook. Topic, properties
+	// and headers fit in the extra 4 KiB.
+	caps.MaximumPacketSize = uint32(g.cfg.Ingest.WithDefaults().MaxPayloadBytes + 4096)
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetWriteBufferSize: mc.ClientWriteBufferBytes,
+		ClientNetReadBufferSize:  mc.ClientReadBufferBytes,
+		InlineClient:             true, // lets attached components publish status locally
+		Logger:                   g.log.With("component", "mqtt"),
+	})
+	if err := srv.AddHook(g.hook, nil); err != nil {
+		return fmt.Errorf("add ingest hook: %w", err)
+	}
+	g.server = srv
+	fail := func(err error) error {
+		srv.Close()
+		return err
+	}
+	if mc.Address != "" && mc.Address != "-" {
+		ln, err := net.Listen("tcp", mc.Address)
+		if err != nil {
+			return fail(fmt.Errorf("mqtt listen: %w", err))
+		}
+		g.mqttAddr = ln.Addr().String()
+		if err := srv.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+			ln.Close()
+			return fail(fmt.Errorf("mqtt listener: %w", err))
+		}
+	}
+	if t := mc.TLS; t.Address != "" {
+		tc, err := tlsConfig(t)
+		if err != nil {
+			return fail(err)
+		}
+		ln, err := tls.Listen("tcp", t.Address, tc)
+		if err != nil {
+			return fail(fmt.Errorf("mqtt tls listen: %w", err))
+		}
+		g.tlsAddr = ln.Addr().String()
+		if err := srv.AddListener(listeners.NewNet("tls", ln)); err != nil {
+			ln.Close()
+			return fail(fmt.Errorf("mqtt tls listener: %w", err))
+		}
+	}
+	if mc.WebSocketAddress != "" {
+		if err := srv.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: mc.WebSocketAddress})); err != nil {
+			return fail(fmt.Errorf("mqtt websocket listener: %w", err))
+		}
+	}
+	return nil
+}
+
+func tlsConfig(t TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt tls: load key pair: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt tls: client ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt tls: no certificates in %s", t.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+func resolveEdgeID(store *meta.Store, configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	v, err := store.Value(edgeIDKey)
+	if err == nil && len(v) > 0 {
+		return string(v), nil
+	}
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		return "", fmt.Errorf("read edge id: %w", err)
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate edge id: %w", err)
+	}
+	id := "edge-" + hex.EncodeToString(b[:])
+	if err := store.PutValue(edgeIDKey, []byte(id)); err != nil {
+		return "", fmt.Errorf("store edge id: %w", err)
+	}
+	return id, nil
+}
+
+// Go registers a component (the bridge) that Run starts after the broker
+// and stops, by cancelling its context, before the logs are closed. It must
+// be called before Run.
+func (g *Gateway) Go(name string, run func(ctx context.Context) error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.started {
+		panic("gateway: Go called after Run")
+	}
+	g.components = append(g.components, component{name, run})
+}
+
+// Run serves until ctx is done or a component fails, then shuts down
+// gracefully: publishes in flight finish their appends, clients are
+// disconnected, components stop, and the logs are flushed and closed.
+func (g *Gateway) Run(ctx context.Context) error {
+	g.mu.Lock()
+	g.started = true
+	comps := g.components
+	g.mu.Unlock()
+
+	if err := g.server.Serve(); err != nil {
+		g.shutdown(nil, nil)
+		return fmt.Errorf("mqtt serve: %w", err)
+	}
+	httpErr := make(chan error, 1)
+	if g.httpSrv != nil {
+		go func() {
+			if err := g.httpSrv.Serve(g.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				httpErr <- err
+			}
+		}()
+	}
+	compCtx, stopComps := context.WithCancel(g.ctx)
+	var wg sync.WaitGroup
+	compErr := make(chan error, len(comps))
+	for _, c := range comps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.run(compCtx); err != nil && compCtx.Err() == nil {
+				compErr <- fmt.Errorf("%s: %w", c.name, err)
+			}
+		}()
+	}
+	g.log.Info("edge gateway running", "edge_id", g.edgeID, "mqtt", g.mqttAddr, "tls", g.tlsAddr,
+		"websocket", g.cfg.MQTT.WebSocketAddress, "http", g.HTTPAddr(), "data_dir", g.cfg.DataDir)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+		err = fmt.Errorf("http: %w", err)
+	case err = <-compErr:
+	}
+	g.shutdown(stopComps, &wg)
+	return err
+}
+
+func (g *Gateway) shutdown(stopComps context.CancelFunc, wg *sync.WaitGroup) {
+	start := time.Now()
+	g.log.Info("edge gateway stopping")
+	// Finish the appends in flight (their clients get their acks), refuse
+	// anything newer, then disconnect everyone.
+	done := make(chan struct{})
+	go func() { g.hook.Drain(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(g.cfg.ShutdownTimeout):
+		g.log.Error("publishes still appending after shutdown timeout; cancelling", "timeout", g.cfg.ShutdownTimeout)
+		g.cancel()
+		<-done
+	}
+	g.server.Close()
+	if stopComps != nil {
+		stopComps()
+		wg.Wait()
+	}
+	if g.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = g.httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	g.closeStorage()
+	g.cancel()
+	g.log.Info("edge gateway stopped", "took", time.Since(start).Round(time.Millisecond))
+}
+
+func (g *Gateway) closeStorage() {
+	if g.topics != nil {
+		if err := g.topics.Close(); err != nil {
+			g.log.Error("close logs", "err", err)
+		}
+		g.topics = nil
+	}
+	if g.store != nil {
+		if err := g.store.Close(); err != nil {
+			g.log.Error("close metadata", "err", err)
+		}
+		g.store = nil
+	}
+	if g.httpLn != nil && g.httpSrv == nil {
+		g.httpLn.Close()
+	}
+}
+
+func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
+	status := map[string]any{"edge_id": g.edgeID, "log_bytes": g.topics.TotalSize(), "budget_bytes": g.cfg.Ingest.BudgetBytes}
+	code := http.StatusOK
+	var readOnly []string
+	for _, t := range g.topics.List() {
+		for p := int32(0); p < t.Partitions; p++ {
+			if l, err := g.topics.Partition(t.Name, p); err == nil && l.ReadOnlyReason() != nil {
+				readOnly = append(readOnly, fmt.Sprintf("%s-%d: %v", t.Name, p, l.ReadOnlyReason()))
+			}
+		}
+	}
+	if len(readOnly) > 0 {
+		status["read_only"] = readOnly
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(status)
+}
+
+// MQTTAddr is the bound TCP listener address ("" if disabled).
+func (g *Gateway) MQTTAddr() string { return g.mqttAddr }
+
+// TLSAddr is the bound TLS listener address ("" if disabled).
+func (g *Gateway) TLSAddr() string { return g.tlsAddr }
+
+// HTTPAddr is the bound HTTP address ("" if disabled).
+func (g *Gateway) HTTPAddr() string {
+	if g.httpLn == nil {
+		return ""
+	}
+	return g.httpLn.Addr().String()
+}
+
+// EdgeID is this gateway's stable identity.
+func (g *Gateway) EdgeID() string { return g.edgeID }
+
+// Topics is the partition log manager (for the bridge).
+func (g *Gateway) Topics() *storage.Topics { return g.topics }
+
+// Meta is the metadata store (for bridge cursors).
+func (g *Gateway) Meta() *meta.Store { return g.store }
+
+// Registry is the gateway's Prometheus registry; components register here.
+func (g *Gateway) Registry() *prometheus.Registry { return g.reg }
+
+// Ingest exposes the hook's counters.
+func (g *Gateway) Ingest() *ingest.Hook { return g.hook }
+
+// Server is the embedded broker (for inline publishes and subscriptions).
+func (g *Gateway) Server() *mqtt.Server { return g.server }

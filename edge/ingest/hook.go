@@ -1,0 +1,536 @@
+// Package ingest is the mochi-mqtt hook that turns MQTT publishes into
+// records in the edge's partition logs: it authenticates devices, enforces
+// the publish ACL, decodes and validates payloads (dead-lettering bad ones),
+// applies the disk budget, and appends — for QoS 1/2 waiting for the fsync
+// before mochi sends the acknowledgement.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tributary-io/tributary/edge/auth"
+	"github.com/tributary-io/tributary/edge/payload"
+	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+// BudgetPolicy is what happens when the logs reach the disk budget.
+type BudgetPolicy string
+
+const (
+	// PolicyBlock refuses new publishes until space is freed (by the bridge
+	// and retention, or the operator).
+	PolicyBlock BudgetPolicy = "block"
+	// PolicyDropOldest deletes the oldest segments to make room.
+	PolicyDropOldest BudgetPolicy = "drop-oldest"
+)
+
+// StreamConfig overrides defaults for one stream.
+type StreamConfig struct {
+	// Partitions for the stream when it is auto-created.
+	Partitions int32 `yaml:"partitions"`
+	// ContentType for publishes that do not say (MQTT 3.1.1, or MQTT 5
+	// without the content-type property); empty sniffs the payload.
+	ContentType string `yaml:"content_type"`
+}
+
+// Config tunes the ingest hook.
+type Config struct {
+	// MaxPayloadBytes refuses larger publishes (default 64 KiB).
+	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+	// DefaultPartitions for auto-created streams (default 4).
+	DefaultPartitions int32 `yaml:"default_partitions"`
+	// DeadLetterPartitions for auto-created dead-letter streams (default 1).
+	DeadLetterPartitions int32 `yaml:"dead_letter_partitions"`
+	// DeadLetterSuffix names a stream's dead-letter stream (default ".dlq").
+	DeadLetterSuffix string `yaml:"dead_letter_suffix"`
+	// UnmappedStream takes publishes whose topic maps to no stream (default
+	// "unmapped"; its dead-letter stream is used).
+	UnmappedStream string `yaml:"unmapped_stream"`
+	// MaxStreams bounds auto-creation so a misbehaving device cannot fill
+	// the disk with topic directories (default 64); publishes that would
+	// create more go to the unmapped dead-letter stream.
+	MaxStreams int `yaml:"max_streams"`
+	// Streams holds per-stream overrides.
+	Streams map[string]StreamConfig `yaml:"streams"`
+	// BudgetBytes bounds the bytes of all logs; 0 means no budget.
+	BudgetBytes int64 `yaml:"budget_bytes"`
+	// BudgetPolicy is block (default) or drop-oldest.
+	BudgetPolicy BudgetPolicy `yaml:"budget_policy"`
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.MaxPayloadBytes <= 0 {
+		c.MaxPayloadBytes = 64 << 10
+	}
+	if c.DefaultPartitions <= 0 {
+		c.DefaultPartitions = 4
+	}
+	if c.DeadLetterPartitions <= 0 {
+		c.DeadLetterPartitions = 1
+	}
+	if c.DeadLetterSuffix == "" {
+		c.DeadLetterSuffix = ".dlq"
+	}
+	if c.UnmappedStream == "" {
+		c.UnmappedStream = "unmapped"
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 64
+	}
+	if c.BudgetPolicy == "" {
+		c.BudgetPolicy = PolicyBlock
+	}
+	return c
+}
+
+// Validate reports settings that cannot work.
+func (c Config) Validate() error {
+	switch c.BudgetPolicy {
+	case "", PolicyBlock, PolicyDropOldest:
+	default:
+		return fmt.Errorf("budget_policy %q: want block or drop-oldest", c.BudgetPolicy)
+	}
+	if c.BudgetBytes < 0 {
+		return fmt.Errorf("budget_bytes %d is negative", c.BudgetBytes)
+	}
+	for name, s := range c.Streams {
+		if err := topicmap.ValidStream(name); err != nil {
+			return fmt.Errorf("streams: %w", err)
+		}
+		if s.Partitions < 0 {
+			return fmt.Errorf("streams: %s: negative partitions", name)
+		}
+	}
+	if c.DeadLetterSuffix != "" {
+		if err := topicmap.ValidStream("x" + c.DeadLetterSuffix); err != nil {
+			return fmt.Errorf("dead_letter_suffix: %w", err)
+		}
+	}
+	return nil
+}
+
+// Record header names (shared reading schema).
+const (
+	HeaderContentType = "content-type"
+	HeaderMQTTTopic   = "mqtt-topic"
+	HeaderDevice      = "device"
+	HeaderReason      = "reason"
+)
+
+// Hook is the mochi hook. Create it with New and add it to the server with
+// AddHook before serving.
+type Hook struct {
+	mqtt.HookBase
+
+	cfg    Config
+	topics *storage.Topics
+	auth   *auth.Authenticator
+	mapper *topicmap.Mapper
+	log    *slog.Logger
+	m      *metrics
+	ctx    context.Context
+	now    func() time.Time
+
+	createMu sync.Mutex
+	streams  sync.Map // stream name → []*storage.Log
+
+	budgetMu sync.Mutex // one drop-oldest pass at a time
+
+	// gate lets Drain wait for publishes in flight: each OnPublish holds a
+	// read lock, Drain takes the write lock and marks the hook closed.
+	gate   sync.RWMutex
+	closed bool
+
+	lastDiskFullLog atomic.Int64
+}
+
+// New builds the hook. ctx bounds fsync waits (cancel it only after Drain
+// on a hard stop).
+func New(ctx context.Context, cfg Config, topics *storage.Topics, a *auth.Authenticator, mapper *topicmap.Mapper,
+	reg prometheus.Registerer, logger *slog.Logger) (*Hook, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ingest config: %w", err)
+	}
+	h := &Hook{cfg: cfg, topics: topics, auth: a, mapper: mapper, log: logger, ctx: ctx, now: time.Now}
+	h.m = newMetrics(reg, func() float64 { return float64(topics.TotalSize()) })
+	return h, nil
+}
+
+// ID names the hook for mochi.
+func (h *Hook) ID() string { return "tributary-ingest" }
+
+// Provides lists the hook points used.
+func (h *Hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
+}
+
+// OnConnectAuthenticate checks the CONNECT's username and password.
+func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	if err := h.auth.Authenticate(user, pk.Connect.Password); err != nil {
+		reason := "error"
+		switch {
+		case errors.Is(err, auth.ErrAnonymous):
+			reason = "anonymous"
+		case errors.Is(err, auth.ErrUnknownUser):
+			reason = "unknown_user"
+		case errors.Is(err, auth.ErrBadPassword):
+			reason = "bad_password"
+		}
+		h.m.connects.WithLabelValues("refused").Inc()
+		h.m.refusedConnects.WithLabelValues(reason).Inc()
+		h.log.Warn("mqtt connect refused", "client", cl.ID, "username", user, "remote", cl.Net.Remote, "err", err)
+		return false
+	}
+	h.m.connects.WithLabelValues("accepted").Inc()
+	return true
+}
+
+// OnACLCheck lets every authenticated client subscribe (local consumers on
+// the gateway) and lets a device publish only under its own topic prefix.
+func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if !write {
+		return true
+	}
+	user := string(cl.Properties.Username)
+	if h.auth.MayPublish(user, h.mapper.DeviceOf(topic)) {
+		return true
+	}
+	h.m.refused.WithLabelValues(ReasonACL).Inc()
+	h.log.Warn("mqtt publish refused by ACL", "client", cl.ID, "username", user, "topic", topic)
+	return false
+}
+
+// OnPublish stores the publish. mochi calls it in the client's read loop and
+// writes the PUBACK/PUBREC only after it returns, so returning after the
+// durable append is what makes an acknowledgement a promise.
+func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // the server's own publishes are not readings
+	}
+	h.gate.RLock()
+	defer h.gate.RUnlock()
+	if h.closed {
+		return pk, h.refuse(cl, pk, ReasonClosing, packets.ErrServerShuttingDown, nil)
+	}
+	if len(pk.Payload) > h.cfg.MaxPayloadBytes {
+		return pk, h.refuse(cl, pk, ReasonOversized, packets.ErrPacketTooLarge,
+			fmt.Errorf("payload %d bytes over the %d limit", len(pk.Payload), h.cfg.MaxPayloadBytes))
+	}
+	start := h.now()
+	stream, rec, deadKind := h.record(cl, pk, start)
+	if err := h.admit(); err != nil {
+		return pk, h.refuse(cl, pk, ReasonBudget, packets.ErrQuotaExceeded, err)
+	}
+	if err := h.append(stream, rec, pk.FixedHeader.Qos > 0); err != nil {
+		if isDiskFull(err) {
+			h.logDiskFull(err)
+			return pk, h.refuse(cl, pk, ReasonDiskFull, packets.ErrQuotaExceeded, nil)
+		}
+		return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
+	}
+	h.m.appended.WithLabelValues(stream).Inc()
+	if deadKind != "" {
+		h.m.deadLetters.WithLabelValues(deadKind).Inc()
+	}
+	h.m.appendSeconds.WithLabelValues(strconv.Itoa(int(pk.FixedHeader.Qos))).Observe(h.now().Sub(start).Seconds())
+	return pk, nil
+}
+
+// refuse counts and logs a refused publish and returns the error that makes
+// mochi do the right thing: an MQTT 5 QoS 1 publish gets a PUBACK carrying
+// code; everything else gets no acknowledgement at all (ErrRejectPacket), so
+// the client keeps the message and resends it. (mochi answers a code with a
+// PUBACK even for QoS 2, which a client would not match to its PUBREC wait,
+// so QoS 2 is rejected silently too.) A refused publish is not forwarded to
+// local subscribers either.
+func (h *Hook) refuse(cl *mqtt.Client, pk packets.Packet, reason string, code packets.Code, err error) error {
+	h.m.refused.WithLabelValues(reason).Inc()
+	if err != nil {
+		h.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "reason", reason, "err", err)
+	}
+	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
+		return code
+	}
+	return packets.ErrRejectPacket
+}
+
+// record maps and validates a publish. A payload that fails goes to the
+// dead-letter stream with a reason header instead; deadKind names the
+// failure for the metric ("" for a good reading).
+func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream string, rec recordbatch.Record, deadKind string) {
+	stream, device, err := h.mapper.Map(pk.TopicName)
+	if err == nil && !h.streamAllowed(stream) {
+		err = fmt.Errorf("stream %q would exceed max_streams %d", stream, h.cfg.MaxStreams)
+	}
+	var reason string
+	if err != nil {
+		stream, device, deadKind, reason = h.cfg.UnmappedStream, "", "unmapped", err.Error()
+	}
+	ct := payload.Normalize(pk.Properties.ContentType)
+	if ct == "" {
+		ct = payload.Normalize(h.cfg.Streams[stream].ContentType)
+	}
+	if ct == "" {
+		ct = payload.Sniff(pk.Payload)
+	}
+	rec.Timestamp = now.UnixMilli()
+	if reason == "" {
+		r, derr := payload.Decode(ct, pk.Payload)
+		switch {
+		case derr != nil:
+			deadKind, reason = "invalid", derr.Error()
+		case r.Device != device:
+			deadKind, reason = "device_mismatch", fmt.Sprintf("payload names device %q, topic names %q", r.Device, device)
+		case r.HasTime:
+			rec.Timestamp = r.TimeMs
+		}
+	}
+	key := device
+	if key == "" {
+		key = cl.ID
+	}
+	rec.Key = []byte(key)
+	rec.Value = pk.Payload
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	rec.Headers = []recordbatch.RecordHeader{
+		{Key: HeaderContentType, Value: []byte(ct)},
+		{Key: HeaderMQTTTopic, Value: []byte(pk.TopicName)},
+		{Key: HeaderDevice, Value: []byte(device)},
+	}
+	if reason != "" {
+		stream += h.cfg.DeadLetterSuffix
+		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderReason, Value: []byte(reason)})
+		h.log.Info("publish dead-lettered", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "reason", reason)
+	}
+	return stream, rec, deadKind
+}
+
+// streamAllowed says whether stream exists or may still be created.
+func (h *Hook) streamAllowed(stream string) bool {
+	if _, ok := h.streams.Load(stream); ok {
+		return true
+	}
+	if _, ok := h.topics.Get(stream); ok {
+		return true
+	}
+	return len(h.topics.List()) < h.cfg.MaxStreams
+}
+
+func (h *Hook) append(stream string, rec recordbatch.Record, durable bool) error {
+	logs, err := h.logs(stream)
+	if err != nil {
+		return err
+	}
+	batch, err := recordbatch.Build([]recordbatch.Record{rec}, recordbatch.NoProducer)
+	if err != nil {
+		return fmt.Errorf("build batch for %s: %w", stream, err)
+	}
+	p := topicmap.Partition(rec.Key, int32(len(logs)))
+	if _, err := logs[p].Append(h.ctx, batch, storage.AppendOptions{Durable: durable, LeaderEpoch: -1}); err != nil {
+		return fmt.Errorf("append to %s-%d: %w", stream, p, err)
+	}
+	return nil
+}
+
+// logs returns the partition logs of a stream, creating the stream on first use.
+func (h *Hook) logs(stream string) ([]*storage.Log, error) {
+	if v, ok := h.streams.Load(stream); ok {
+		return v.([]*storage.Log), nil
+	}
+	h.createMu.Lock()
+	defer h.createMu.Unlock()
+	if v, ok := h.streams.Load(stream); ok {
+		return v.([]*storage.Log), nil
+	}
+	info, ok := h.topics.Get(stream)
+	if !ok {
+		n := h.cfg.Streams[stream].Partitions
+		if n <= 0 {
+			n = h.cfg.DefaultPartitions
+			if h.isDeadLetter(stream) {
+				n = h.cfg.DeadLetterPartitions
+			}
+		}
+		if err := h.topics.Create(stream, n, storage.LogConfig{}); err != nil && !errors.Is(err, storage.ErrTopicExists) {
+			return nil, fmt.Errorf("create stream %s: %w", stream, err)
+		}
+		h.log.Info("stream created", "stream", stream, "partitions", n)
+		if info, ok = h.topics.Get(stream); !ok {
+			return nil, fmt.Errorf("stream %s missing after create", stream)
+		}
+	}
+	logs := make([]*storage.Log, info.Partitions)
+	for p := range logs {
+		l, err := h.topics.Partition(stream, int32(p))
+		if err != nil {
+			return nil, fmt.Errorf("open %s-%d: %w", stream, p, err)
+		}
+		logs[p] = l
+	}
+	h.streams.Store(stream, logs)
+	return logs, nil
+}
+
+func (h *Hook) isDeadLetter(stream string) bool {
+	s := h.cfg.DeadLetterSuffix
+	return len(stream) > len(s) && stream[len(stream)-len(s):] == s
+}
+
+// errOverBudget is returned when the budget is reached and nothing can go.
+var errOverBudget = errors.New("disk budget reached")
+
+// admit applies the disk budget before an append. The check and the append
+// are not one atomic step, so concurrent publishers can overshoot the budget
+// by at most one record each.
+func (h *Hook) admit() error {
+	budget := h.cfg.BudgetBytes
+	if budget <= 0 || h.topics.TotalSize() < budget {
+		return nil
+	}
+	if h.cfg.BudgetPolicy != PolicyDropOldest {
+		return fmt.Errorf("%w: %d of %d bytes used", errOverBudget, h.topics.TotalSize(), budget)
+	}
+	h.budgetMu.Lock()
+	defer h.budgetMu.Unlock()
+	for h.topics.TotalSize() >= budget {
+		dropped, err := h.dropOldest()
+		if err != nil {
+			return err
+		}
+		if dropped == 0 {
+			return fmt.Errorf("%w: nothing left to drop but active segments (%d of %d bytes)", errOverBudget, h.topics.TotalSize(), budget)
+		}
+	}
+	return nil
+}
+
+// dropOldest deletes the oldest sealed segment among all partitions, judged
+// by the first timestamp still held, and returns how many records went.
+func (h *Hook) dropOldest() (int64, error) {
+	type candidate struct {
+		name string
+		log  *storage.Log
+		ts   int64
+	}
+	var cands []candidate
+	for _, t := range h.topics.List() {
+		for p := int32(0); p < t.Partitions; p++ {
+			l, err := h.topics.Partition(t.Name, p)
+			if err != nil {
+				return 0, fmt.Errorf("drop-oldest: %w", err)
+			}
+			if l.StartOffset() >= l.NextOffset() {
+				continue
+			}
+			b, err := l.Read(l.StartOffset(), 1, -1)
+			if err != nil {
+				return 0, fmt.Errorf("drop-oldest: read %s-%d: %w", t.Name, p, err)
+			}
+			hd, err := recordbatch.ParseHeader(b)
+			if err != nil {
+				return 0, fmt.Errorf("drop-oldest: %s-%d: %w", t.Name, p, err)
+			}
+			cands = append(cands, candidate{fmt.Sprintf("%s-%d", t.Name, p), l, hd.FirstTimestamp})
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].ts < cands[j].ts })
+	for _, c := range cands {
+		n, err := c.log.DropOldestSegment()
+		if err != nil {
+			return 0, fmt.Errorf("drop-oldest %s: %w", c.name, err)
+		}
+		if n > 0 {
+			h.m.dropped.Add(float64(n))
+			h.log.Warn("disk budget: dropped oldest segment", "partition", c.name, "records", n,
+				"budget_bytes", h.cfg.BudgetBytes, "log_bytes", h.topics.TotalSize())
+			return n, nil
+		}
+	}
+	return 0, nil
+}
+
+func isDiskFull(err error) bool {
+	return errors.Is(err, storage.ErrDiskFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// logDiskFull logs a real disk-full at most every 10 s: every publish hits it
+// until space is freed.
+func (h *Hook) logDiskFull(err error) {
+	now := h.now().UnixNano()
+	last := h.lastDiskFullLog.Load()
+	if now-last < int64(10*time.Second) || !h.lastDiskFullLog.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Error("disk full: refusing publishes until space is freed", "err", err)
+}
+
+// Drain stops accepting publishes and waits for those being appended.
+func (h *Hook) Drain() {
+	h.gate.Lock()
+	h.closed = true
+	h.gate.Unlock()
+}
+
+// Counts is a snapshot of the ingest counters (for tests and status output).
+type Counts struct {
+	Refused     map[string]float64 // by reason
+	DeadLetters float64
+	Dropped     float64
+	Appended    float64
+	Connects    map[string]float64 // accepted, refused
+}
+
+// Counts reads the counters.
+func (h *Hook) Counts() Counts {
+	c := Counts{Refused: map[string]float64{}, Connects: map[string]float64{}}
+	for _, r := range []string{ReasonACL, ReasonOversized, ReasonBudget, ReasonDiskFull, ReasonStorage, ReasonClosing} {
+		c.Refused[r] = value(h.m.refused.WithLabelValues(r))
+	}
+	for _, r := range []string{"accepted", "refused"} {
+		c.Connects[r] = value(h.m.connects.WithLabelValues(r))
+	}
+	c.DeadLetters = sumVec(h.m.deadLetters)
+	c.Appended = sumVec(h.m.appended)
+	c.Dropped = value(h.m.dropped)
+	return c
+}
+
+func value(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil || m.Counter == nil {
+		return 0
+	}
+	return m.Counter.GetValue()
+}
+
+func sumVec(v *prometheus.CounterVec) float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { v.Collect(ch); close(ch) }()
+	var sum float64
+	for m := range ch {
+		sum += value(m)
+	}
+	return sum
+}

@@ -1,0 +1,67 @@
+package ingest
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the ingest counters, registered on the gateway's own registry
+// so several gateways can run in one test process.
+type metrics struct {
+	connects        *prometheus.CounterVec // result: accepted, refused
+	refusedConnects *prometheus.CounterVec // reason
+	refused         *prometheus.CounterVec // publishes refused, by reason
+	appended        *prometheus.CounterVec // records appended, by stream
+	deadLetters     *prometheus.CounterVec // by short reason
+	dropped         prometheus.Counter     // records removed by drop-oldest
+	appendSeconds   *prometheus.HistogramVec
+}
+
+// Refusal reasons (label values of tributary_edge_publishes_refused_total).
+const (
+	ReasonACL       = "acl"
+	ReasonOversized = "oversized"
+	ReasonBudget    = "budget"
+	ReasonDiskFull  = "disk_full"
+	ReasonStorage   = "storage_error"
+	ReasonClosing   = "closing"
+)
+
+func newMetrics(reg prometheus.Registerer, totalSize func() float64) *metrics {
+	m := &metrics{
+		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_edge_connects_total",
+			Help: "MQTT CONNECTs by result (accepted, refused).",
+		}, []string{"result"}),
+		refusedConnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_edge_connects_refused_total",
+			Help: "Refused MQTT CONNECTs by reason.",
+		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_edge_publishes_refused_total",
+			Help: "PUBLISHes not stored and not acknowledged as success, by reason.",
+		}, []string{"reason"}),
+		appended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_edge_records_appended_total",
+			Help: "Records appended to the local log, by stream (dead-letter streams included).",
+		}, []string{"stream"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_edge_dead_letters_total",
+			Help: "Publishes kept in a dead-letter stream, by kind of failure.",
+		}, []string{"kind"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tributary_edge_budget_dropped_records_total",
+			Help: "Records deleted by the drop-oldest disk budget policy.",
+		}),
+		appendSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tributary_edge_append_seconds",
+			Help:    "Time to append a publish, including the fsync wait for QoS 1/2.",
+			Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"qos"}),
+	}
+	reg.MustRegister(m.connects, m.refusedConnects, m.refused, m.appended, m.deadLetters, m.dropped, m.appendSeconds,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tributary_edge_log_bytes",
+			Help: "Bytes held by all local partition logs (what the disk budget counts).",
+		}, totalSize))
+	return m
+}
