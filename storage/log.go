@@ -3,7 +3,19 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
 // Errors callers branch on.
@@ -15,6 +27,7 @@ var (
 	ErrOutOfOrderSequence   = errors.New("storage: out of order sequence number")
 	ErrInvalidProducerEpoch = errors.New("storage: stale producer epoch")
 	ErrDiskFull             = errors.New("storage: disk full")
+	ErrInvalidBatch         = errors.New("storage: invalid record batch")
 )
 
 // AppendOptions tune one append.
@@ -36,88 +49,765 @@ type AppendOptions struct {
 type AppendResult struct {
 	BaseOffset int64 // offset of the first record
 	LastOffset int64 // offset of the last record
-	// LogAppendTime is the broker time used for the append (ms).
+	// LogAppendTime is -1: batches keep their producer's CreateTime.
 	LogAppendTime int64
 	// Duplicate is set when an idempotent retry was recognised: nothing was
 	// written and the offsets are those of the original append.
 	Duplicate bool
 }
 
-// Log is one partition: a directory of segments.
+// RecoveryReport says what opening the log found and did.
+type RecoveryReport struct {
+	// TruncatedBytes were cut from the active segment's torn tail.
+	TruncatedBytes int64
+	// Segment and Position locate the first bad batch, if any.
+	Segment  string
+	Position int64
+	Reason   error
+	// IndexesRebuilt counts sealed segments whose indexes were rebuilt.
+	IndexesRebuilt int
+}
+
+// Log is one partition: a directory of segments, the last one active.
+//
+// Appends write under a mutex and return at once unless they asked for
+// durability; a single syncer goroutine fsyncs on demand, so all appends
+// waiting at that moment share one fsync (group commit).
 type Log struct {
 	dir    string
 	cfg    LogConfig
 	logger *slog.Logger
+
+	mu        sync.RWMutex
+	segments  []*segment
+	start     int64
+	next      int64
+	readOnly  error
+	closed    bool
+	changed   chan struct{}
+	producers producerState
+	unsynced  int64
+	synced    int64
+	syncErr   error
+	syncedCh  chan struct{}
+	recovery  RecoveryReport
+	floor     atomic.Int64
+
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
 }
 
 // OpenLog opens or creates the log in dir, recovering the active segment.
 func OpenLog(dir string, cfg LogConfig, logger *slog.Logger) (*Log, error) {
-	panic("not implemented")
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("open log %s: %w", dir, err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg = cfg.WithDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	l := &Log{
+		dir:      dir,
+		cfg:      cfg,
+		logger:   logger.With("log", dir),
+		changed:  make(chan struct{}),
+		syncedCh: make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	l.floor.Store(math.MaxInt64)
+	if err := l.recover(); err != nil {
+		l.closeSegments()
+		return nil, fmt.Errorf("open log %s: %w", dir, err)
+	}
+	go l.syncLoop()
+	return l, nil
 }
+
+// recover opens every segment, validates what must be validated and rebuilds
+// in-memory state.
+func (l *Log) recover() error {
+	removeLeftovers(l.dir)
+	bases, err := listSegments(l.dir)
+	if err != nil {
+		return err
+	}
+	if len(bases) == 0 {
+		s, err := createSegment(l.dir, 0, l.cfg.IndexIntervalBytes, l.dense())
+		if err != nil {
+			return err
+		}
+		l.segments = []*segment{s}
+	}
+	for i, base := range bases {
+		path := filepath.Join(l.dir, segmentName(base)+logSuffix)
+		f, err := os.OpenFile(path, os.O_RDWR, 0o644)
+		if err != nil {
+			return fmt.Errorf("open segment: %w", err)
+		}
+		s := &segment{base: base, path: path, f: f, next: base, maxTS: -1, created: time.Now(), indexEvery: l.cfg.IndexIntervalBytes, dense: l.dense()}
+		if n := len(l.segments); n > 0 && (base < l.segments[n-1].next || (l.dense() && base != l.segments[n-1].next)) {
+			s.close()
+			l.markReadOnly(path, 0, fmt.Errorf("segment base %d overlaps previous segment ending at %d", base, l.segments[n-1].next))
+			break
+		}
+		l.segments = append(l.segments, s)
+		active := i == len(bases)-1
+		if !active && s.loadIndexes() == nil {
+			continue
+		}
+		res, err := s.scan()
+		if err != nil {
+			return err
+		}
+		if res.badErr == nil {
+			if !active {
+				s.sealed = true
+				l.recovery.IndexesRebuilt++
+				if err := s.writeIndexes(); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if !active || res.midCorrupt {
+			// Damage inside the log: serve what is before it, append nothing,
+			// and say exactly where it is. Cutting it away would silently
+			// drop acknowledged records that follow it.
+			s.size = res.validEnd
+			s.sealed = !active
+			l.markReadOnly(path, res.validEnd, res.badErr)
+			break
+		}
+		st, _ := s.f.Stat()
+		cut := st.Size() - res.validEnd
+		if err := s.f.Truncate(res.validEnd); err != nil {
+			return fmt.Errorf("truncate torn tail of %s: %w", path, err)
+		}
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", path, err)
+		}
+		l.recovery.TruncatedBytes = cut
+		l.recovery.Segment, l.recovery.Position, l.recovery.Reason = path, res.validEnd, res.badErr
+		l.logger.Warn("truncated torn tail of active segment", "segment", path, "position", res.validEnd, "bytes", cut, "reason", res.badErr)
+	}
+	// Segments after a read-only cut are kept on disk but not served.
+	for _, s := range l.segments[:len(l.segments)-1] {
+		s.sealed = true
+	}
+	first, last := l.segments[0], l.segments[len(l.segments)-1]
+	l.start, l.next = first.base, last.next
+	if err := last.f.Sync(); err != nil {
+		return fmt.Errorf("sync active segment: %w", err)
+	}
+	l.synced = l.next
+	return l.loadProducers()
+}
+
+func (l *Log) markReadOnly(path string, pos int64, why error) {
+	l.readOnly = fmt.Errorf("%w: %s at byte %d: %v", ErrReadOnly, path, pos, why)
+	l.recovery.Segment, l.recovery.Position, l.recovery.Reason = path, pos, why
+	l.logger.Error("corruption inside the log: serving data before it, refusing appends", "segment", path, "position", pos, "reason", why)
+}
+
+// removeLeftovers deletes temp files of an interrupted index or compaction write.
+func removeLeftovers(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") || strings.HasSuffix(e.Name(), ".cleaned") {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// loadProducers restores idempotence state from the snapshot and replays the
+// batch headers written after it.
+func (l *Log) loadProducers() error {
+	from, ps, err := readProducerSnapshot(l.dir)
+	if err != nil {
+		l.logger.Warn("ignoring unreadable producer snapshot", "err", err)
+	}
+	if from < 0 || from > l.next {
+		from, ps = l.start, producerState{}
+	}
+	l.producers = ps
+	return l.walkHeaders(max(from, l.start), func(h recordbatch.Header) { l.producers.update(h) })
+}
+
+// walkHeaders calls fn for every batch header from offset on.
+func (l *Log) walkHeaders(from int64, fn func(recordbatch.Header)) error {
+	for _, s := range l.segments {
+		if s.next <= from {
+			continue
+		}
+		pos, err := s.find(from)
+		if err != nil {
+			return err
+		}
+		for pos < s.size {
+			h, err := s.header(pos)
+			if err != nil {
+				return fmt.Errorf("walk %s at %d: %w", s.path, pos, err)
+			}
+			fn(h)
+			pos += int64(h.Size())
+		}
+	}
+	return nil
+}
+
+// dense reports whether offsets must be gap-free (any non-compacted log).
+func (l *Log) dense() bool { return l.cfg.Cleanup != CleanupCompact }
+
+func (l *Log) active() *segment { return l.segments[len(l.segments)-1] }
 
 // Append writes one or more concatenated RecordBatch v2 batches (as a
 // producer sends them: base offset ignored and reassigned unless KeepOffsets).
-// Every batch is CRC-checked; nothing is written if any batch is bad.
+// Every batch is CRC-checked; nothing is written if any batch is bad. The base
+// offsets (and leader epoch) in batches are rewritten in place.
 func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (AppendResult, error) {
-	panic("not implemented")
+	if len(batches) == 0 {
+		return AppendResult{}, fmt.Errorf("%w: empty append", ErrInvalidBatch)
+	}
+	var hdrs []recordbatch.Header
+	var starts []int
+	pos := 0
+	err := recordbatch.Split(batches, func(h recordbatch.Header, b []byte) error {
+		if h.Size() > l.cfg.MaxBatchBytes {
+			return fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, h.Size(), l.cfg.MaxBatchBytes)
+		}
+		if !opts.KeepOffsets && !h.IsControl() && int64(h.NumRecords) != int64(h.LastOffsetDelta)+1 {
+			return fmt.Errorf("%w: %d records but last offset delta %d", ErrInvalidBatch, h.NumRecords, h.LastOffsetDelta)
+		}
+		hdrs = append(hdrs, h)
+		starts = append(starts, pos)
+		pos += len(b)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrBatchTooLarge) || errors.Is(err, ErrInvalidBatch) {
+			return AppendResult{}, err
+		}
+		return AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
+	}
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return AppendResult{}, ErrClosed
+	}
+	if l.readOnly != nil {
+		err := l.readOnly
+		l.mu.Unlock()
+		return AppendResult{}, err
+	}
+	// Idempotence: check every batch against the producer state as it would
+	// be after the batches before it in this call.
+	if opts.Idempotent && !opts.KeepOffsets {
+		view := producerState{}
+		for _, h := range hdrs {
+			if h.ProducerID < 0 {
+				continue
+			}
+			if _, ok := view[h.ProducerID]; !ok {
+				view[h.ProducerID] = l.producers.clone(h.ProducerID)
+				if view[h.ProducerID] == nil {
+					delete(view, h.ProducerID)
+				}
+			}
+			dup, err := view.check(h)
+			if err != nil {
+				l.mu.Unlock()
+				return AppendResult{}, err
+			}
+			if dup != nil {
+				l.mu.Unlock()
+				if len(hdrs) > 1 {
+					return AppendResult{}, fmt.Errorf("%w: duplicate batch inside a multi-batch append", ErrOutOfOrderSequence)
+				}
+				return AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogAppendTime: -1, Duplicate: true}, nil
+			}
+			view.update(h)
+		}
+	}
+	// Assign offsets.
+	off := l.next
+	for i := range hdrs {
+		b := batches[starts[i]:]
+		if opts.KeepOffsets {
+			if hdrs[i].BaseOffset < off || (l.dense() && hdrs[i].BaseOffset != off) {
+				l.mu.Unlock()
+				return AppendResult{}, fmt.Errorf("%w: replica batch at offset %d does not follow log end %d", ErrInvalidBatch, hdrs[i].BaseOffset, off)
+			}
+		} else {
+			recordbatch.SetBaseOffset(b, off)
+			hdrs[i].BaseOffset = off
+		}
+		if opts.LeaderEpoch >= 0 {
+			recordbatch.SetLeaderEpoch(b, opts.LeaderEpoch)
+			hdrs[i].LeaderEpoch = opts.LeaderEpoch
+		}
+		off = hdrs[i].NextOffset()
+	}
+	if err := l.maybeRoll(int64(len(batches)), hdrs[0].BaseOffset); err != nil {
+		l.mu.Unlock()
+		return AppendResult{}, err
+	}
+	s := l.active()
+	if _, err := s.f.WriteAt(batches, s.size); err != nil {
+		// Leave no partial batch behind: cut back to the last whole one.
+		terr := s.f.Truncate(s.size)
+		l.mu.Unlock()
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return AppendResult{}, fmt.Errorf("%w: append to %s: %w", ErrDiskFull, s.path, err)
+		}
+		return AppendResult{}, fmt.Errorf("append to %s: %w", s.path, errors.Join(err, terr))
+	}
+	segPos := s.size
+	for i, h := range hdrs {
+		s.track(h, segPos+int64(starts[i]))
+		l.producers.update(h)
+	}
+	l.next = off
+	l.unsynced += int64(len(batches))
+	close(l.changed)
+	l.changed = make(chan struct{})
+	target := l.next
+	res := AppendResult{BaseOffset: hdrs[0].BaseOffset, LastOffset: hdrs[len(hdrs)-1].LastOffset(), LogAppendTime: -1}
+	wait := opts.Durable || l.cfg.Durability.Mode == SyncAlways
+	if !wait && l.cfg.Durability.Mode == SyncBytes && l.unsynced >= l.cfg.Durability.Bytes {
+		l.kickSync()
+	}
+	l.mu.Unlock()
+	if wait {
+		if err := l.waitSynced(ctx, target); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// maybeRoll seals the active segment when the next write would overflow it
+// or it is too old. Called with mu held.
+func (l *Log) maybeRoll(incoming int64, nextBase int64) error {
+	s := l.active()
+	if s.size == 0 {
+		return nil
+	}
+	aged := l.cfg.SegmentAge > 0 && time.Since(s.created) >= l.cfg.SegmentAge
+	if s.size+incoming <= l.cfg.SegmentBytes && !aged {
+		return nil
+	}
+	return l.roll(nextBase)
+}
+
+// roll seals the active segment (fsync + indexes) and starts a new one.
+func (l *Log) roll(base int64) error {
+	s := l.active()
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("seal %s: %w", s.path, err)
+	}
+	if err := s.writeIndexes(); err != nil {
+		return fmt.Errorf("seal %s: %w", s.path, err)
+	}
+	s.sealed = true
+	ns, err := createSegment(l.dir, base, l.cfg.IndexIntervalBytes, l.dense())
+	if err != nil {
+		return err
+	}
+	l.segments = append(l.segments, ns)
+	if base > l.synced {
+		// Everything before the new segment is now on disk.
+		l.advanceSynced(base, nil)
+	}
+	if err := writeProducerSnapshot(l.dir, base, l.producers); err != nil {
+		l.logger.Warn("producer snapshot not written", "err", err)
+	}
+	return nil
+}
+
+func (l *Log) kickSync() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// advanceSynced publishes a new synced offset (or an fsync error). mu held.
+func (l *Log) advanceSynced(to int64, err error) {
+	if err != nil {
+		l.syncErr = err
+	} else if to > l.synced {
+		l.synced = to
+		l.unsynced = 0
+	}
+	close(l.syncedCh)
+	l.syncedCh = make(chan struct{})
+}
+
+// waitSynced blocks until everything below target is fsynced.
+func (l *Log) waitSynced(ctx context.Context, target int64) error {
+	for {
+		l.mu.RLock()
+		synced, ch, serr := l.synced, l.syncedCh, l.syncErr
+		l.mu.RUnlock()
+		if synced >= target {
+			return nil
+		}
+		if serr != nil {
+			return serr
+		}
+		l.kickSync()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for fsync: %w", ctx.Err())
+		case <-l.done:
+			return ErrClosed
+		}
+	}
+}
+
+// syncLoop owns fsync of the active segment.
+func (l *Log) syncLoop() {
+	defer close(l.done)
+	var tick <-chan time.Time
+	if l.cfg.Durability.Mode == SyncInterval {
+		t := time.NewTicker(l.cfg.Durability.Interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.kick:
+		case <-tick:
+		}
+		l.syncOnce()
+	}
+}
+
+// syncOnce fsyncs the active segment outside the lock, so appends go on
+// while the disk works, and then releases every waiter it covered.
+func (l *Log) syncOnce() error {
+	l.mu.RLock()
+	if l.closed || l.synced >= l.next {
+		l.mu.RUnlock()
+		return nil
+	}
+	target, f := l.next, l.active().f
+	l.mu.RUnlock()
+	err := f.Sync()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		if l.closed {
+			return nil
+		}
+		// After a failed fsync the kernel may have dropped dirty pages: do not
+		// retry as if nothing happened; refuse further appends.
+		err = fmt.Errorf("fsync %s: %w", l.active().path, err)
+		l.readOnly = err
+		l.logger.Error("fsync failed; log refuses appends", "err", err)
+	}
+	l.advanceSynced(target, err)
+	return err
 }
 
 // Read returns raw bytes of whole batches starting with the batch that holds
 // offset from, up to maxBytes (at least one whole batch is returned even if
-// larger, as Kafka does), never including batches at or beyond upTo (pass -1
-// for the log end). Reading at NextOffset returns no bytes and no error; an
-// offset outside [StartOffset, NextOffset] is ErrOffsetOutOfRange.
+// larger, as Kafka does), never including batches that end at or beyond upTo
+// (pass -1 for the log end). Reading at NextOffset returns no bytes and no
+// error; an offset outside [StartOffset, NextOffset] is ErrOffsetOutOfRange.
+// Bytes come from a single segment; read again for more.
 func (l *Log) Read(from int64, maxBytes int, upTo int64) ([]byte, error) {
-	panic("not implemented")
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	if upTo < 0 || upTo > l.next {
+		upTo = l.next
+	}
+	if from < l.start || from > l.next {
+		return nil, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, from, l.start, l.next)
+	}
+	i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].base > from }) - 1
+	for i = max(i, 0); i < len(l.segments); i++ {
+		s := l.segments[i]
+		pos, err := s.find(from)
+		if err != nil {
+			return nil, err
+		}
+		if pos >= s.size {
+			continue
+		}
+		return s.readBatches(pos, maxBytes, upTo)
+	}
+	return nil, nil
+}
+
+// readBatches reads whole batches from pos, at most maxBytes unless the first
+// batch alone is larger, stopping before any batch that reaches upTo.
+func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, error) {
+	want := min(int64(max(maxBytes, recordbatch.HeaderSize)), s.size-pos)
+	buf := make([]byte, want)
+	if err := s.readAt(buf, pos); err != nil {
+		return nil, err
+	}
+	end := 0
+	for end < len(buf) {
+		h, err := recordbatch.ParseHeader(buf[end:])
+		if errors.Is(err, recordbatch.ErrShort) && end > 0 {
+			break
+		}
+		if err != nil && !errors.Is(err, recordbatch.ErrShort) {
+			return nil, fmt.Errorf("read %s at %d: %w", s.path, pos+int64(end), err)
+		}
+		if h.LastOffset() >= upTo {
+			break
+		}
+		if end+h.Size() > len(buf) {
+			if end > 0 {
+				break
+			}
+			// The first batch is larger than maxBytes: return it whole.
+			buf = make([]byte, h.Size())
+			if err := s.readAt(buf, pos); err != nil {
+				return nil, err
+			}
+			return buf, nil
+		}
+		end += h.Size()
+	}
+	return buf[:end], nil
 }
 
 // Changed returns a channel closed at the next append or truncation, for long polls.
-func (l *Log) Changed() <-chan struct{} { panic("not implemented") }
+func (l *Log) Changed() <-chan struct{} {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.changed
+}
 
 // StartOffset is the first offset still held (log start offset).
-func (l *Log) StartOffset() int64 { panic("not implemented") }
+func (l *Log) StartOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.start
+}
 
 // NextOffset is the offset the next record will get (log end offset).
-func (l *Log) NextOffset() int64 { panic("not implemented") }
+func (l *Log) NextOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.next
+}
 
 // SyncedOffset is the offset below which everything is fsynced.
-func (l *Log) SyncedOffset() int64 { panic("not implemented") }
+func (l *Log) SyncedOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.synced
+}
 
-// OffsetForTime returns the first offset whose batch max timestamp is >= ts
-// (ms), and false if there is none.
-func (l *Log) OffsetForTime(ts int64) (int64, bool, error) { panic("not implemented") }
+// Recovery reports what opening the log found.
+func (l *Log) Recovery() RecoveryReport {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.recovery
+}
+
+// OffsetForTime returns the offset of the first record whose timestamp is
+// >= ts (ms), and false if there is none.
+func (l *Log) OffsetForTime(ts int64) (int64, bool, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for _, s := range l.segments {
+		if s.maxTS < ts || s.size == 0 {
+			continue
+		}
+		var pos int64
+		if i := sort.Search(len(s.timeIndex), func(i int) bool { return s.timeIndex[i].ts >= ts }); i > 0 {
+			pos = s.lookup(s.timeIndex[i-1].offset)
+		}
+		for pos < s.size {
+			h, err := s.header(pos)
+			if err != nil {
+				return 0, false, err
+			}
+			if h.MaxTimestamp >= ts {
+				return s.exactOffsetForTime(pos, h, ts), true, nil
+			}
+			pos += int64(h.Size())
+		}
+	}
+	return 0, false, nil
+}
+
+// exactOffsetForTime finds the first record in the batch at ts or later; if
+// the batch cannot be decoded it answers with the batch's base offset.
+func (s *segment) exactOffsetForTime(pos int64, h recordbatch.Header, ts int64) int64 {
+	buf := make([]byte, h.Size())
+	if s.readAt(buf, pos) != nil {
+		return h.BaseOffset
+	}
+	recs, err := recordbatch.Records(buf)
+	if err != nil {
+		return h.BaseOffset
+	}
+	for _, r := range recs {
+		if r.Timestamp >= ts {
+			return r.Offset
+		}
+	}
+	return h.BaseOffset
+}
 
 // Size is the total bytes of all segments.
-func (l *Log) Size() int64 { panic("not implemented") }
+func (l *Log) Size() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var n int64
+	for _, s := range l.segments {
+		n += s.size
+	}
+	return n
+}
 
 // Sync forces an fsync of everything appended so far.
-func (l *Log) Sync() error { panic("not implemented") }
+func (l *Log) Sync() error {
+	l.mu.RLock()
+	target := l.next
+	l.mu.RUnlock()
+	return l.waitSynced(context.Background(), target)
+}
 
-// TruncateTo removes every record at or after offset (replica divergence).
-func (l *Log) TruncateTo(offset int64) error { panic("not implemented") }
+// TruncateTo removes every batch that holds an offset at or after offset
+// (replica divergence). A batch that straddles offset goes whole, as in Kafka.
+func (l *Log) TruncateTo(offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if offset >= l.next {
+		return nil
+	}
+	if offset < l.start {
+		offset = l.start
+	}
+	// Drop whole segments at or past offset, keeping at least the first.
+	for len(l.segments) > 1 && l.active().base >= offset {
+		if err := l.active().remove(); err != nil {
+			return fmt.Errorf("truncate: %w", err)
+		}
+		l.segments = l.segments[:len(l.segments)-1]
+	}
+	s := l.active()
+	pos, err := s.find(offset)
+	if err != nil {
+		return fmt.Errorf("truncate: %w", err)
+	}
+	if s.sealed {
+		// It becomes the active segment again; its index files go stale.
+		os.Remove(s.indexPath())
+		os.Remove(s.timeIndexPath())
+		s.sealed = false
+	}
+	if err := s.f.Truncate(pos); err != nil {
+		return fmt.Errorf("truncate %s: %w", s.path, err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("truncate %s: %w", s.path, err)
+	}
+	if _, err := s.scan(); err != nil {
+		return fmt.Errorf("truncate: rescan: %w", err)
+	}
+	l.next = s.next
+	if s.size == 0 {
+		l.next = max(s.base, min(offset, l.next))
+	}
+	l.synced = min(l.synced, l.next)
+	l.producers = producerState{}
+	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
+	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h) }); err != nil {
+		return err
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return nil
+}
 
 // SetRetentionFloor stops retention from deleting segments that hold any
 // offset >= floor (the edge keeps what the bridge has not forwarded).
-func (l *Log) SetRetentionFloor(floor int64) { panic("not implemented") }
+func (l *Log) SetRetentionFloor(floor int64) { l.floor.Store(floor) }
 
-// ApplyRetention deletes whole segments past the age or size bound, never the
-// active one, and returns how many records were removed.
-func (l *Log) ApplyRetention() (int64, error) { panic("not implemented") }
+// ReadOnlyReason is non-nil when recovery found mid-log corruption or an
+// fsync failed.
+func (l *Log) ReadOnlyReason() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.readOnly
+}
 
-// DropOldestSegment removes the oldest segment regardless of retention floor
-// (disk budget "drop-oldest"), returning the records removed; it never removes
-// the active segment.
-func (l *Log) DropOldestSegment() (int64, error) { panic("not implemented") }
+// Dir is the log's directory.
+func (l *Log) Dir() string { return l.dir }
 
-// Compact rewrites sealed segments of a compacted log so that only the newest
-// record per key survives; tombstones older than TombstoneRetention go too.
-func (l *Log) Compact() error { panic("not implemented") }
-
-// ReadOnlyReason is non-nil when recovery found mid-log corruption.
-func (l *Log) ReadOnlyReason() error { panic("not implemented") }
+// Config is the log's effective configuration.
+func (l *Log) Config() LogConfig { return l.cfg }
 
 // Close flushes and closes the log.
-func (l *Log) Close() error { panic("not implemented") }
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	if l.readOnly == nil {
+		if err := l.active().f.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", l.dir, err))
+		} else {
+			l.advanceSynced(l.next, nil)
+			if err := writeProducerSnapshot(l.dir, l.next, l.producers); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	l.closed = true
+	errs = append(errs, l.closeSegments())
+	return errors.Join(errs...)
+}
+
+func (l *Log) closeSegments() error {
+	var errs []error
+	for _, s := range l.segments {
+		if err := s.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // Delete closes the log and removes its directory.
-func (l *Log) Delete() error { panic("not implemented") }
+func (l *Log) Delete() error {
+	if err := l.Close(); err != nil {
+		l.logger.Warn("close before delete", "err", err)
+	}
+	if err := os.RemoveAll(l.dir); err != nil {
+		return fmt.Errorf("delete log %s: %w", l.dir, err)
+	}
+	return nil
+}

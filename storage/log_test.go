@@ -1,0 +1,348 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// makeBatch builds a batch of n records whose values name their position.
+func makeBatch(t testing.TB, n int, tag string, ts int64) []byte {
+	t.Helper()
+	recs := make([]recordbatch.Record, n)
+	for i := range recs {
+		recs[i] = recordbatch.Record{
+			Key:       []byte(fmt.Sprintf("k%d", i%7)),
+			Value:     []byte(fmt.Sprintf("%s-%d", tag, i)),
+			Timestamp: ts + int64(i),
+			Headers:   []recordbatch.RecordHeader{{Key: "h", Value: []byte(tag)}},
+		}
+	}
+	b, err := recordbatch.Build(recs, recordbatch.NoProducer)
+	if err != nil {
+		t.Fatalf("build batch: %v", err)
+	}
+	return b
+}
+
+func openTestLog(t testing.TB, dir string, cfg LogConfig) *Log {
+	t.Helper()
+	l, err := OpenLog(dir, cfg, quietLogger())
+	if err != nil {
+		t.Fatalf("open log: %v", err)
+	}
+	return l
+}
+
+// readAll reads the whole log batch by batch, checking every batch's CRC
+// and that offsets never go backwards.
+func readAll(t testing.TB, l *Log) []recordbatch.Header {
+	t.Helper()
+	var out []recordbatch.Header
+	off := l.StartOffset()
+	for off < l.NextOffset() {
+		data, err := l.Read(off, 64<<10, -1)
+		if err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		if len(data) == 0 {
+			t.Fatalf("read at %d returned nothing before log end %d", off, l.NextOffset())
+		}
+		err = recordbatch.Split(data, func(h recordbatch.Header, _ []byte) error {
+			if len(out) > 0 && h.BaseOffset < out[len(out)-1].NextOffset() {
+				return fmt.Errorf("batch %d goes backwards after %d", h.BaseOffset, out[len(out)-1].LastOffset())
+			}
+			out = append(out, h)
+			off = h.NextOffset()
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("served bytes at %d are bad: %v", off, err)
+		}
+	}
+	return out
+}
+
+func TestAppendReadAcrossRolls(t *testing.T) {
+	dir := t.TempDir()
+	cfg := LogConfig{SegmentBytes: 4096, IndexIntervalBytes: 512}
+	l := openTestLog(t, dir, cfg)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want []AppendResult
+	next := int64(0)
+	for i := 0; i < 400; i++ {
+		n := 1 + rng.IntN(5)
+		res, err := l.Append(context.Background(), makeBatch(t, n, fmt.Sprintf("b%d", i), 1000+int64(i)*10), AppendOptions{LeaderEpoch: -1})
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		if res.BaseOffset != next || res.LastOffset != next+int64(n)-1 {
+			t.Fatalf("append %d: got [%d,%d], want base %d with %d records", i, res.BaseOffset, res.LastOffset, next, n)
+		}
+		next = res.LastOffset + 1
+		want = append(want, res)
+	}
+	if len(l.segments) < 5 {
+		t.Fatalf("expected several segments with 4 KiB segments, got %d", len(l.segments))
+	}
+	check := func(l *Log) {
+		t.Helper()
+		got := readAll(t, l)
+		if len(got) != len(want) {
+			t.Fatalf("read %d batches, appended %d", len(got), len(want))
+		}
+		for i := range got {
+			if got[i].BaseOffset != want[i].BaseOffset || got[i].LastOffset() != want[i].LastOffset {
+				t.Fatalf("batch %d: got [%d,%d], want [%d,%d]", i, got[i].BaseOffset, got[i].LastOffset(), want[i].BaseOffset, want[i].LastOffset)
+			}
+		}
+		// A read starting inside a batch returns that whole batch.
+		for _, w := range want[10:20] {
+			if w.LastOffset == w.BaseOffset {
+				continue
+			}
+			data, err := l.Read(w.LastOffset, 1, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := recordbatch.Validate(data)
+			if err != nil || h.BaseOffset != w.BaseOffset || len(data) != h.Size() {
+				t.Fatalf("read from mid-batch offset %d: base %d, %d bytes, err %v", w.LastOffset, h.BaseOffset, len(data), err)
+			}
+			recs, err := recordbatch.Records(data)
+			if err != nil || recs[0].Offset != w.BaseOffset {
+				t.Fatalf("records of batch at %d: %v", w.BaseOffset, err)
+			}
+		}
+		if _, err := l.Read(next+1, 100, -1); !errors.Is(err, ErrOffsetOutOfRange) {
+			t.Fatalf("read past end: %v, want ErrOffsetOutOfRange", err)
+		}
+		if data, err := l.Read(next, 100, -1); err != nil || len(data) != 0 {
+			t.Fatalf("read at end: %d bytes, %v", len(data), err)
+		}
+		// upTo stops before batches reaching it.
+		data, err := l.Read(0, 1<<20, want[3].BaseOffset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		recordbatch.Split(data, func(h recordbatch.Header, _ []byte) error { n++; return nil })
+		if n != 3 {
+			t.Fatalf("read up to batch 3 returned %d batches", n)
+		}
+	}
+	check(l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openTestLog(t, dir, cfg)
+	defer l.Close()
+	if l.NextOffset() != next {
+		t.Fatalf("reopened next offset %d, want %d", l.NextOffset(), next)
+	}
+	check(l)
+	// Appends continue densely after reopen.
+	res, err := l.Append(context.Background(), makeBatch(t, 2, "after", 5), AppendOptions{LeaderEpoch: -1})
+	if err != nil || res.BaseOffset != next {
+		t.Fatalf("append after reopen: %+v %v", res, err)
+	}
+}
+
+func TestAppendRejectsBadBatches(t *testing.T) {
+	l := openTestLog(t, t.TempDir(), LogConfig{MaxBatchBytes: 2048})
+	defer l.Close()
+	b := makeBatch(t, 3, "x", 1)
+	bad := bytes.Clone(b)
+	bad[len(bad)-1] ^= 0xff
+	if _, err := l.Append(context.Background(), bad, AppendOptions{LeaderEpoch: -1}); !errors.Is(err, ErrInvalidBatch) || !errors.Is(err, recordbatch.ErrCorrupt) {
+		t.Fatalf("corrupt batch: %v", err)
+	}
+	if _, err := l.Append(context.Background(), b[:len(b)-3], AppendOptions{LeaderEpoch: -1}); !errors.Is(err, ErrInvalidBatch) {
+		t.Fatalf("short batch: %v", err)
+	}
+	big := makeBatch(t, 200, "a-rather-long-tag-to-make-the-batch-big", 1)
+	if _, err := l.Append(context.Background(), big, AppendOptions{LeaderEpoch: -1}); !errors.Is(err, ErrBatchTooLarge) {
+		t.Fatalf("big batch: %v", err)
+	}
+	// A good batch followed by a bad one writes neither.
+	if _, err := l.Append(context.Background(), append(bytes.Clone(b), bad...), AppendOptions{LeaderEpoch: -1}); err == nil {
+		t.Fatal("mixed good+bad append succeeded")
+	}
+	if l.NextOffset() != 0 || l.Size() != 0 {
+		t.Fatalf("rejected appends wrote data: next %d size %d", l.NextOffset(), l.Size())
+	}
+}
+
+func idemBatch(t testing.TB, pid int64, epoch int16, seq int32, n int) []byte {
+	recs := make([]recordbatch.Record, n)
+	for i := range recs {
+		recs[i] = recordbatch.Record{Value: []byte("v"), Timestamp: 1}
+	}
+	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, LeaderEpoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestIdempotentProducer(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	ctx := context.Background()
+	opts := AppendOptions{Idempotent: true, LeaderEpoch: -1}
+	var firsts []AppendResult
+	for i := 0; i < 30; i++ {
+		res, err := l.Append(ctx, idemBatch(t, 7, 0, int32(i*3), 3), opts)
+		if err != nil || res.Duplicate {
+			t.Fatalf("batch %d: %+v %v", i, res, err)
+		}
+		firsts = append(firsts, res)
+	}
+	// A retry of one of the last five is a duplicate with the original offsets.
+	res, err := l.Append(ctx, idemBatch(t, 7, 0, 27*3, 3), opts)
+	if err != nil || !res.Duplicate || res.BaseOffset != firsts[27].BaseOffset {
+		t.Fatalf("retry: %+v %v, want duplicate of %+v", res, err, firsts[27])
+	}
+	// A gap is out of order; an older epoch is fenced.
+	if _, err := l.Append(ctx, idemBatch(t, 7, 0, 95, 1), opts); !errors.Is(err, ErrOutOfOrderSequence) {
+		t.Fatalf("gap: %v", err)
+	}
+	next := l.NextOffset()
+	l.Close()
+	// State survives a restart (snapshot + replay), and a crash without the
+	// clean-close snapshot (replay of the whole log).
+	for _, crash := range []bool{false, true} {
+		if crash {
+			os.Remove(filepath.Join(dir, producerSnapshotFile))
+		}
+		l = openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+		res, err = l.Append(ctx, idemBatch(t, 7, 0, 29*3, 3), opts)
+		if err != nil || !res.Duplicate || res.BaseOffset != firsts[29].BaseOffset {
+			t.Fatalf("retry after reopen (crash=%v): %+v %v", crash, res, err)
+		}
+		if l.NextOffset() != next {
+			t.Fatalf("duplicate appended after reopen")
+		}
+		l.Close()
+	}
+	l = openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	defer l.Close()
+	if _, err := l.Append(ctx, idemBatch(t, 7, 1, 0, 1), opts); err != nil {
+		t.Fatalf("new epoch from 0: %v", err)
+	}
+	if _, err := l.Append(ctx, idemBatch(t, 7, 0, 90, 1), opts); !errors.Is(err, ErrInvalidProducerEpoch) {
+		t.Fatalf("old epoch: %v", err)
+	}
+}
+
+func TestDurableAppendsShareFsync(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncBytes} {
+		t.Run(string(mode), func(t *testing.T) {
+			l := openTestLog(t, t.TempDir(), LogConfig{Durability: Durability{Mode: mode, Interval: time.Hour, Bytes: 1 << 30}})
+			defer l.Close()
+			var wg sync.WaitGroup
+			errs := make(chan error, 64)
+			for w := 0; w < 64; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 20; i++ {
+						res, err := l.Append(context.Background(), makeBatch(t, 1, "d", 1), AppendOptions{Durable: true, LeaderEpoch: -1})
+						if err != nil {
+							errs <- err
+							return
+						}
+						if l.SyncedOffset() <= res.LastOffset {
+							errs <- fmt.Errorf("durable append of %d returned with synced offset %d", res.LastOffset, l.SyncedOffset())
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if l.NextOffset() != 64*20 {
+				t.Fatalf("next offset %d", l.NextOffset())
+			}
+			// A non-durable append in interval mode with a long interval
+			// does not wait for an fsync.
+			if mode == SyncInterval {
+				res, err := l.Append(context.Background(), makeBatch(t, 1, "n", 1), AppendOptions{LeaderEpoch: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l.SyncedOffset() > res.LastOffset {
+					t.Fatalf("non-durable append was synced before returning in interval mode (synced %d)", l.SyncedOffset())
+				}
+				if err := l.Sync(); err != nil || l.SyncedOffset() != l.NextOffset() {
+					t.Fatalf("sync: %v, synced %d next %d", err, l.SyncedOffset(), l.NextOffset())
+				}
+			}
+		})
+	}
+}
+
+func TestOffsetForTime(t *testing.T) {
+	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 4096, IndexIntervalBytes: 256})
+	defer l.Close()
+	// Batch i holds records with timestamps 1000*i + 0..3.
+	for i := 0; i < 100; i++ {
+		if _, err := l.Append(context.Background(), makeBatch(t, 4, "t", int64(1000*i)), AppendOptions{LeaderEpoch: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		ts   int64
+		want int64
+		ok   bool
+	}{{0, 0, true}, {2, 2, true}, {1000, 4, true}, {1003, 7, true}, {1004, 8, true}, {50_001, 201, true}, {99_003, 399, true}, {99_004, 0, false}} {
+		got, ok, err := l.OffsetForTime(c.ts)
+		if err != nil || ok != c.ok || (ok && got != c.want) {
+			t.Errorf("OffsetForTime(%d) = %d, %v, %v; want %d, %v", c.ts, got, ok, err, c.want, c.ok)
+		}
+	}
+}
+
+func TestTruncateTo(t *testing.T) {
+	dir := t.TempDir()
+	cfg := LogConfig{SegmentBytes: 2048}
+	l := openTestLog(t, dir, cfg)
+	for i := 0; i < 100; i++ {
+		if _, err := l.Append(context.Background(), makeBatch(t, 2, "x", 1), AppendOptions{LeaderEpoch: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.TruncateTo(51); err != nil { // inside batch [50,51]: the whole batch goes
+		t.Fatal(err)
+	}
+	if l.NextOffset() != 50 {
+		t.Fatalf("next after truncate %d, want 50", l.NextOffset())
+	}
+	res, err := l.Append(context.Background(), makeBatch(t, 2, "y", 1), AppendOptions{LeaderEpoch: -1})
+	if err != nil || res.BaseOffset != 50 {
+		t.Fatalf("append after truncate: %+v %v", res, err)
+	}
+	l.Close()
+	l = openTestLog(t, dir, cfg)
+	defer l.Close()
+	hs := readAll(t, l)
+	if len(hs) != 26 || l.NextOffset() != 52 {
+		t.Fatalf("after reopen: %d batches, next %d", len(hs), l.NextOffset())
+	}
+}

@@ -1,0 +1,134 @@
+package storage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+// producerWindow is how many recent batches per producer are remembered for
+// duplicate detection (Kafka's max.in.flight for idempotent producers).
+const producerWindow = 5
+
+const producerSnapshotFile = "producers.snapshot"
+
+type producerBatch struct {
+	FirstSeq   int32 `json:"first_seq"`
+	LastSeq    int32 `json:"last_seq"`
+	BaseOffset int64 `json:"base_offset"`
+	LastOffset int64 `json:"last_offset"`
+}
+
+type producerEntry struct {
+	Epoch   int16           `json:"epoch"`
+	Batches []producerBatch `json:"batches"`
+}
+
+// producerState is the idempotence state of one partition, derived from the
+// batch headers in the log itself: it is rebuilt from a snapshot plus the
+// batches after it, so it can never disagree with the data.
+type producerState map[int64]*producerEntry
+
+func nextSeq(s int32) int32 {
+	if s == math.MaxInt32 {
+		return 0
+	}
+	return s + 1
+}
+
+func lastSeq(h recordbatch.Header) int32 {
+	return int32((int64(h.BaseSequence) + int64(h.LastOffsetDelta)) % (math.MaxInt32 + 1))
+}
+
+// check decides what to do with an idempotent batch: a duplicate of a recent
+// batch returns that batch; a gap or stale epoch returns an error.
+func (ps producerState) check(h recordbatch.Header) (*producerBatch, error) {
+	e := ps[h.ProducerID]
+	if e == nil {
+		return nil, nil
+	}
+	if h.ProducerEpoch < e.Epoch {
+		return nil, fmt.Errorf("%w: producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, e.Epoch)
+	}
+	if h.ProducerEpoch > e.Epoch {
+		if h.BaseSequence != 0 {
+			return nil, fmt.Errorf("%w: producer %d new epoch %d must start at sequence 0, got %d", ErrOutOfOrderSequence, h.ProducerID, h.ProducerEpoch, h.BaseSequence)
+		}
+		return nil, nil
+	}
+	ls := lastSeq(h)
+	for i := range e.Batches {
+		if b := e.Batches[i]; b.FirstSeq == h.BaseSequence && b.LastSeq == ls {
+			return &b, nil
+		}
+	}
+	if n := len(e.Batches); n > 0 {
+		if want := nextSeq(e.Batches[n-1].LastSeq); h.BaseSequence != want {
+			return nil, fmt.Errorf("%w: producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, want, h.BaseSequence)
+		}
+	}
+	return nil, nil
+}
+
+// update records a batch that was written (with its final offsets).
+func (ps producerState) update(h recordbatch.Header) {
+	if h.ProducerID < 0 || h.IsControl() {
+		return
+	}
+	e := ps[h.ProducerID]
+	if e == nil || h.ProducerEpoch != e.Epoch {
+		e = &producerEntry{Epoch: h.ProducerEpoch}
+		ps[h.ProducerID] = e
+	}
+	e.Batches = append(e.Batches, producerBatch{FirstSeq: h.BaseSequence, LastSeq: lastSeq(h), BaseOffset: h.BaseOffset, LastOffset: h.LastOffset()})
+	if len(e.Batches) > producerWindow {
+		e.Batches = append(e.Batches[:0], e.Batches[len(e.Batches)-producerWindow:]...)
+	}
+}
+
+func (ps producerState) clone(pid int64) *producerEntry {
+	e := ps[pid]
+	if e == nil {
+		return nil
+	}
+	c := &producerEntry{Epoch: e.Epoch, Batches: append([]producerBatch(nil), e.Batches...)}
+	return c
+}
+
+type producerSnapshot struct {
+	Offset    int64                    `json:"offset"`
+	Producers map[int64]*producerEntry `json:"producers"`
+}
+
+func writeProducerSnapshot(dir string, offset int64, ps producerState) error {
+	b, err := json.Marshal(producerSnapshot{Offset: offset, Producers: ps})
+	if err != nil {
+		return fmt.Errorf("encode producer snapshot: %w", err)
+	}
+	return writeFileSync(filepath.Join(dir, producerSnapshotFile), b)
+}
+
+// readProducerSnapshot returns the snapshot, or offset -1 when there is none
+// or it cannot be read (the caller then replays the whole log).
+func readProducerSnapshot(dir string) (int64, producerState, error) {
+	b, err := os.ReadFile(filepath.Join(dir, producerSnapshotFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return -1, producerState{}, nil
+	}
+	if err != nil {
+		return -1, producerState{}, fmt.Errorf("read producer snapshot: %w", err)
+	}
+	var snap producerSnapshot
+	if err := json.Unmarshal(b, &snap); err != nil || snap.Offset < 0 {
+		return -1, producerState{}, nil
+	}
+	if snap.Producers == nil {
+		snap.Producers = map[int64]*producerEntry{}
+	}
+	return snap.Offset, snap.Producers, nil
+}

@@ -1,0 +1,96 @@
+package storage
+
+import (
+	"fmt"
+	"time"
+)
+
+// ApplyRetention deletes whole sealed segments past the age or size bound,
+// oldest first, never the active one and never one holding an offset at or
+// above the retention floor. An aged, non-empty active segment is rolled
+// first so that idle logs expire too. It returns how many records went.
+func (l *Log) ApplyRetention() (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.readOnly != nil {
+		return 0, nil
+	}
+	if l.cfg.RetentionAge > 0 || l.cfg.SegmentAge > 0 {
+		a := l.active()
+		age := l.cfg.SegmentAge
+		if age <= 0 || (l.cfg.RetentionAge > 0 && l.cfg.RetentionAge < age) {
+			age = l.cfg.RetentionAge
+		}
+		if a.size > 0 && time.Since(a.created) >= age {
+			if err := l.roll(l.next); err != nil {
+				return 0, err
+			}
+		}
+	}
+	var total int64
+	for _, s := range l.segments {
+		total += s.size
+	}
+	floor := l.floor.Load()
+	now := time.Now().UnixMilli()
+	var dropped int64
+	for len(l.segments) > 1 {
+		s := l.segments[0]
+		if s.next > floor {
+			break
+		}
+		tooOld := l.cfg.RetentionAge > 0 && s.maxTS >= 0 && now-s.maxTS > l.cfg.RetentionAge.Milliseconds()
+		tooBig := l.cfg.RetentionBytes > 0 && total > l.cfg.RetentionBytes && total-s.size >= 0
+		if !tooOld && !tooBig {
+			break
+		}
+		n, err := l.dropFirst()
+		if err != nil {
+			return dropped, err
+		}
+		dropped += n
+		total -= s.size
+	}
+	return dropped, nil
+}
+
+// DropOldestSegment removes the oldest sealed segment regardless of the
+// retention floor (disk budget "drop-oldest"), returning the records removed
+// (0 when only the active segment is left: it is never removed).
+func (l *Log) DropOldestSegment() (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	if len(l.segments) < 2 {
+		return 0, nil
+	}
+	return l.dropFirst()
+}
+
+// OldestSegmentInfo reports the oldest segment's max timestamp and size, and
+// whether it could be dropped (it is sealed), so a caller balancing a disk
+// budget over many logs can pick the oldest data first.
+func (l *Log) OldestSegmentInfo() (maxTimestamp int64, size int64, droppable bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed || len(l.segments) < 2 {
+		return 0, 0, false
+	}
+	s := l.segments[0]
+	return s.maxTS, s.size, true
+}
+
+// dropFirst removes the first segment. mu held, at least two segments.
+func (l *Log) dropFirst() (int64, error) {
+	s := l.segments[0]
+	records := s.records
+	if err := s.remove(); err != nil {
+		return 0, fmt.Errorf("remove segment %s: %w", s.path, err)
+	}
+	l.segments = l.segments[1:]
+	l.start = l.segments[0].base
+	l.logger.Info("removed segment", "segment", s.path, "records", records, "bytes", s.size)
+	return records, nil
+}
