@@ -1,0 +1,264 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/storage"
+)
+
+// testLogger sends warnings and errors to the test log, so a failing test
+// shows what the broker complained about.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tbWriter struct{ t testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testConfig(dir string) Config {
+	return Config{
+		DataDir:           dir,
+		KafkaAddr:         "127.0.0.1:0",
+		HTTPAddr:          "127.0.0.1:0",
+		DefaultPartitions: 3,
+		Log:               storage.LogConfig{SegmentBytes: 1 << 20},
+	}
+}
+
+// startServer starts a broker and closes it when the test ends.
+func startServer(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	var srv *Server
+	var err error
+	// A restart reuses the previous port; the kernel may need a moment.
+	for i := 0; i < 50; i++ {
+		srv, err = Start(cfg, testLogger(t), nil)
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("close server: %v", err)
+		}
+	})
+	return srv
+}
+
+func newClient(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func createTopic(t testing.TB, cl *kgo.Client, name string, partitions int32, configs map[string]string) {
+	t.Helper()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, 1
+	for k, v := range configs {
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = k, kmsg.StringPtr(v)
+		rt.Configs = append(rt.Configs, c)
+	}
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	if code := resp.Topics[0].ErrorCode; code != 0 {
+		t.Fatalf("create topic %s: error code %d (%v)", name, code, resp.Topics[0].ErrorMessage)
+	}
+}
+
+type sent struct {
+	key, value string
+	ts         time.Time
+	hdr        string
+}
+
+// TestProduceConsumeWithRestart produces 100k records across 6 partitions
+// (acks=all, idempotent, lz4), restarts the broker on the same data dir
+// half-way while the producer keeps going, then reads everything back in
+// per-partition order.
+func TestProduceConsumeWithRestart(t *testing.T) {
+	const (
+		total      = 100_000
+		partitions = 6
+		topic      = "readings"
+	)
+	n := total
+	if testing.Short() {
+		n = 12_000
+	}
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	srv := startServer(t, cfg)
+	cfg.KafkaAddr = srv.Addr() // a restart must come back where clients look
+
+	producer := newClient(t, srv.Addr(),
+		kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(2*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+	)
+	createTopic(t, producer, topic, partitions, nil)
+
+	base := time.UnixMilli(1_700_000_000_000)
+	want := make([]sent, n)
+	var (
+		mu     sync.Mutex
+		failed []error
+		acked  int
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var produced sync.WaitGroup
+	produce := func(from, to int) {
+		for i := from; i < to; i++ {
+			s := sent{
+				key:   fmt.Sprintf("dev-%d", i%97),
+				value: fmt.Sprintf("reading-%d", i),
+				ts:    base.Add(time.Duration(i) * time.Millisecond),
+				hdr:   fmt.Sprintf("h%d", i),
+			}
+			want[i] = s
+			r := &kgo.Record{
+				Key: []byte(s.key), Value: []byte(s.value), Timestamp: s.ts,
+				Partition: int32(i % partitions),
+				Headers:   []kgo.RecordHeader{{Key: "seq", Value: []byte(s.hdr)}, {Key: "content-type", Value: []byte("text/plain")}},
+			}
+			produced.Add(1)
+			producer.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				defer produced.Done()
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed = append(failed, err)
+				} else {
+					acked++
+				}
+			})
+		}
+	}
+	// First half, then restart while the second half is in flight.
+	produce(0, n/2)
+	if err := producer.Flush(ctx); err != nil {
+		t.Fatalf("flush first half: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		produce(n/2, n)
+	}()
+	// Restart once part of the second half is acknowledged, so batches are
+	// in flight across the restart.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		mu.Lock()
+		a := acked
+		mu.Unlock()
+		if a >= n/2+n/10 {
+			break
+		}
+	}
+	mu.Lock()
+	t.Logf("restarting the broker with %d of %d records acknowledged", acked, n)
+	mu.Unlock()
+	if err := srv.Close(); err != nil {
+		t.Fatalf("close for restart: %v", err)
+	}
+	srv = startServer(t, cfg)
+	<-done
+	produced.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d produce failures, first: %v", len(failed), failed[0])
+	}
+	if acked != n {
+		t.Fatalf("acked %d of %d", acked, n)
+	}
+
+	consumer := newClient(t, srv.Addr(),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200*time.Millisecond),
+	)
+	next := make([]int, partitions) // next expected index per partition
+	for p := range next {
+		next[p] = p
+	}
+	got := 0
+	for got < n {
+		if ctx.Err() != nil {
+			t.Fatalf("timed out after consuming %d of %d", got, n)
+		}
+		fetches := consumer.PollFetches(ctx)
+		for _, e := range fetches.Errors() {
+			if !errors.Is(e.Err, context.DeadlineExceeded) {
+				t.Fatalf("fetch error %s/%d: %v", e.Topic, e.Partition, e.Err)
+			}
+		}
+		var bad error
+		fetches.EachRecord(func(r *kgo.Record) {
+			if bad != nil {
+				return
+			}
+			i := next[r.Partition]
+			if i >= n {
+				bad = fmt.Errorf("partition %d: extra record at offset %d", r.Partition, r.Offset)
+				return
+			}
+			w := want[i]
+			switch {
+			case string(r.Value) != w.value:
+				bad = fmt.Errorf("partition %d offset %d: value %q, want %q (duplicate or reorder)", r.Partition, r.Offset, r.Value, w.value)
+			case string(r.Key) != w.key:
+				bad = fmt.Errorf("record %d: key %q, want %q", i, r.Key, w.key)
+			case !r.Timestamp.Equal(w.ts):
+				bad = fmt.Errorf("record %d: timestamp %v, want %v", i, r.Timestamp, w.ts)
+			case len(r.Headers) != 2 || r.Headers[0].Key != "seq" || string(r.Headers[0].Value) != w.hdr ||
+				r.Headers[1].Key != "content-type" || string(r.Headers[1].Value) != "text/plain":
+				bad = fmt.Errorf("record %d: headers %v", i, r.Headers)
+			case r.Offset != int64(i/partitions):
+				bad = fmt.Errorf("record %d: offset %d, want %d", i, r.Offset, i/partitions)
+			}
+			next[r.Partition] = i + partitions
+			got++
+		})
+		if bad != nil {
+			t.Fatal(bad)
+		}
+	}
+	// Nothing beyond what was produced.
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if extra := consumer.PollFetches(short).NumRecords(); extra != 0 {
+		t.Fatalf("%d records beyond the %d produced", extra, n)
+	}
+}
