@@ -320,7 +320,25 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 					delete(view, h.ProducerID)
 				}
 			}
-			dup, err := view.check(h)
+			var dup *producerBatch
+			var err error
+			if IsForwardedProducer(h.ProducerID) {
+				var skip int
+				dup, skip, err = view.checkForwarded(h)
+				if skip > 0 {
+					if len(hdrs) > 1 {
+						l.mu.Unlock()
+						return AppendResult{}, fmt.Errorf("%w: partly re-sent forwarded batch inside a multi-batch append", ErrOutOfOrderSequence)
+					}
+					if batches, h, err = trimForwarded(batches, skip); err != nil {
+						l.mu.Unlock()
+						return AppendResult{}, err
+					}
+					hdrs[0] = h
+				}
+			} else {
+				dup, err = view.check(h)
+			}
 			if err != nil {
 				l.mu.Unlock()
 				return AppendResult{}, err
@@ -390,6 +408,32 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 		}
 	}
 	return res, nil
+}
+
+// trimForwarded drops the first skip records of a forwarded batch (records
+// the core already has) and re-encodes the rest with the matching sequence.
+func trimForwarded(batch []byte, skip int) ([]byte, recordbatch.Header, error) {
+	h, err := recordbatch.Validate(batch)
+	if err != nil {
+		return nil, h, err
+	}
+	recs, err := recordbatch.Records(batch)
+	if err != nil {
+		return nil, h, fmt.Errorf("%w: trim re-sent records: %w", ErrInvalidBatch, err)
+	}
+	opts := recordbatch.BuildOptions{
+		Compression:   h.Compression(),
+		ProducerID:    h.ProducerID,
+		ProducerEpoch: h.ProducerEpoch,
+		BaseSequence:  int32((int64(h.BaseSequence) + int64(skip)) % (math.MaxInt32 + 1)),
+		LeaderEpoch:   h.LeaderEpoch,
+	}
+	out, err := recordbatch.Build(recs[skip:], opts)
+	if err != nil {
+		return nil, h, fmt.Errorf("trim re-sent records: %w", err)
+	}
+	nh, err := recordbatch.Validate(out)
+	return out, nh, err
 }
 
 // maybeRoll seals the active segment when the next write would overflow it

@@ -346,3 +346,73 @@ func TestTruncateTo(t *testing.T) {
 		t.Fatalf("after reopen: %d batches, next %d", len(hs), l.NextOffset())
 	}
 }
+
+// forwardedBatch is what a bridge sends: records for edge offsets
+// first..first+n-1 under the edge partition's stable producer id.
+func forwardedBatch(t testing.TB, pid int64, first int64, n int) []byte {
+	recs := make([]recordbatch.Record, n)
+	for i := range recs {
+		recs[i] = recordbatch.Record{Value: []byte(fmt.Sprint(first + int64(i))), Timestamp: 1}
+	}
+	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: 0, BaseSequence: EdgeSequence(first), LeaderEpoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestForwardedProducerDedup(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, dir, LogConfig{})
+	ctx := context.Background()
+	pid := ForwardedProducerID("edge-a", 3)
+	if !IsForwardedProducer(pid) || IsForwardedProducer(12345) || pid == ForwardedProducerID("edge-a", 4) {
+		t.Fatalf("forwarded producer ids: %d", pid)
+	}
+	opts := AppendOptions{Idempotent: true, LeaderEpoch: -1}
+	steps := []struct {
+		first int64
+		n     int
+		dup   bool
+	}{
+		{0, 10, false}, // edge offsets 0..9
+		{5, 10, false}, // re-batched after a crash: 5..9 are re-sends, 10..14 new
+		{0, 15, true},  // everything already there
+		{12, 2, true},
+		{20, 5, false}, // a gap (records the edge dropped) is accepted
+		{15, 3, true},  // below the high-water mark: dropped
+	}
+	for _, s := range steps {
+		res, err := l.Append(ctx, forwardedBatch(t, pid, s.first, s.n), opts)
+		if err != nil || res.Duplicate != s.dup {
+			t.Fatalf("send %d+%d: %+v %v, want duplicate=%v", s.first, s.n, res, err, s.dup)
+		}
+	}
+	check := func(l *Log) {
+		var got []string
+		for _, h := range readAll(t, l) {
+			data, _ := l.Read(h.BaseOffset, 1, -1)
+			recs, err := recordbatch.Records(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				got = append(got, string(r.Value))
+			}
+		}
+		want := "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 20 21 22 23 24"
+		if fmt.Sprint(got) != "["+want+"]" {
+			t.Fatalf("stored edge offsets %v, want [%s]", got, want)
+		}
+	}
+	check(l)
+	l.Close()
+	// The high-water mark is rebuilt from the log after a crash.
+	os.Remove(filepath.Join(dir, producerSnapshotFile))
+	l = openTestLog(t, dir, LogConfig{})
+	defer l.Close()
+	if res, err := l.Append(ctx, forwardedBatch(t, pid, 22, 3), opts); err != nil || !res.Duplicate {
+		t.Fatalf("re-send after restart: %+v %v", res, err)
+	}
+	check(l)
+}

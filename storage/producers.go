@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"os"
 	"path/filepath"
@@ -45,6 +46,60 @@ func lastSeq(h recordbatch.Header) int32 {
 	return int32((int64(h.BaseSequence) + int64(h.LastOffsetDelta)) % (math.MaxInt32 + 1))
 }
 
+// ForwardedProducerBit marks producer ids that a bridge derives from an edge
+// identity (ForwardedProducerID). The core's own InitProducerId counter never
+// reaches it.
+const ForwardedProducerBit = int64(1) << 62
+
+// ForwardedProducerID is the stable producer id of one edge partition. A
+// bridge sends that partition's records with this id and base sequence =
+// edge offset (mod 2^31), so the core can drop anything it already has, even
+// when the bridge re-batches after a crash.
+func ForwardedProducerID(edgeID string, edgePartition int32) int64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", edgeID, edgePartition)
+	return ForwardedProducerBit | int64(h.Sum64()&uint64(ForwardedProducerBit-1))
+}
+
+// IsForwardedProducer reports whether pid came from ForwardedProducerID.
+func IsForwardedProducer(pid int64) bool { return pid > 0 && pid&ForwardedProducerBit != 0 }
+
+// EdgeSequence maps an edge offset to the sequence a bridge sends.
+func EdgeSequence(edgeOffset int64) int32 { return int32(edgeOffset % (math.MaxInt32 + 1)) }
+
+// seqDistance is b-a in the 31-bit sequence space, mapped to (-2^30, 2^30].
+func seqDistance(a, b int32) int64 {
+	d := (int64(b) - int64(a)) % (math.MaxInt32 + 1)
+	if d < 0 {
+		d += math.MaxInt32 + 1
+	}
+	if d > 1<<30 {
+		d -= math.MaxInt32 + 1
+	}
+	return d
+}
+
+// checkForwarded applies high-water deduplication to a forwarded batch: every
+// record whose edge sequence is at or below the highest already appended is
+// a re-send. It returns how many leading records are re-sends (all of them
+// means a pure duplicate, reported as dup).
+func (ps producerState) checkForwarded(h recordbatch.Header) (dup *producerBatch, skip int, err error) {
+	e := ps[h.ProducerID]
+	if e == nil || len(e.Batches) == 0 {
+		return nil, 0, nil
+	}
+	last := e.Batches[len(e.Batches)-1]
+	d := seqDistance(last.LastSeq, h.BaseSequence)
+	if d > 0 {
+		return nil, 0, nil // next in line, or a gap the edge already counted as dropped
+	}
+	skip = int(1 - d)
+	if skip >= int(h.NumRecords) {
+		return &last, 0, nil
+	}
+	return nil, skip, nil
+}
+
 // check decides what to do with an idempotent batch: a duplicate of a recent
 // batch returns that batch; a gap or stale epoch returns an error.
 func (ps producerState) check(h recordbatch.Header) (*producerBatch, error) {
@@ -81,7 +136,7 @@ func (ps producerState) update(h recordbatch.Header) {
 		return
 	}
 	e := ps[h.ProducerID]
-	if e == nil || h.ProducerEpoch != e.Epoch {
+	if e == nil || (h.ProducerEpoch != e.Epoch && !IsForwardedProducer(h.ProducerID)) {
 		e = &producerEntry{Epoch: h.ProducerEpoch}
 		ps[h.ProducerID] = e
 	}
