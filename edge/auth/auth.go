@@ -93,14 +93,14 @@ func (a *Authenticator) Authenticate(username string, password []byte) error {
 
 // MayPublish reports whether username may publish to a topic naming device
 // (device is "" when the topic names none). Devices publish only under their
-// own prefix; anonymous clients (allowed only by explicit config) anywhere
-// that maps to a device.
+// own prefix; anonymous clients (allowed only by explicit config) anywhere,
+// topics that name no device then landing in the unmapped dead-letter stream.
 func (a *Authenticator) MayPublish(username, device string) bool {
-	if device == "" {
-		return false
-	}
 	if username == "" {
 		return a.anonymous
+	}
+	if device == "" {
+		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(username), []byte(device)) == 1
 }

@@ -40,7 +40,7 @@ func TestAuthenticate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := anon.Authenticate("", nil); err != nil || !anon.MayPublish("", "dev-9") {
+	if err := anon.Authenticate("", nil); err != nil || !anon.MayPublish("", "dev-9") || !anon.MayPublish("", "") {
 		t.Fatalf("anonymous lab mode refused: %v", err)
 	}
 }

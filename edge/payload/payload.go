@@ -131,7 +131,7 @@ func decodeCBORReading(p []byte) (Reading, error) {
 
 func decodeJSONReading(p []byte) (Reading, error) {
 	var m map[string]any
-	if err := strictJSON(p, &m); err != nil {
+	if err := strictJSON("json", p, &m); err != nil {
 		return Reading{}, err
 	}
 	if m == nil {
@@ -143,14 +143,14 @@ func decodeJSONReading(p []byte) (Reading, error) {
 // strictJSON decodes exactly one JSON value with numbers kept exact and
 // refuses trailing bytes, which encoding/json's Unmarshal would also refuse
 // but with less helpful errors.
-func strictJSON(p []byte, v any) error {
+func strictJSON(label string, p []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(p))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return invalid("json: %v", err)
+		return invalid("%s: %s", label, strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return invalid("json: trailing data after value")
+		return invalid("%s: trailing data after value", label)
 	}
 	return nil
 }

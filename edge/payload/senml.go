@@ -52,7 +52,7 @@ func decodeSenMLCBOR(p []byte) (Reading, error) {
 
 func decodeSenMLJSON(p []byte) (Reading, error) {
 	var pack []map[string]any
-	if err := strictJSON(p, &pack); err != nil {
+	if err := strictJSON("senml+json", p, &pack); err != nil {
 		return Reading{}, err
 	}
 	return readingFromSenML(pack)

@@ -1,0 +1,289 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/meta"
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+// testConfig is a gateway on loopback port 0 in a temp dir.
+func testConfig(t *testing.T) Config {
+	cfg := Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.MQTT.Address = "127.0.0.1:0"
+	cfg.HTTP.Address = "127.0.0.1:0"
+	cfg.Auth.AllowAnonymous = true
+	cfg.ShutdownTimeout = 5 * time.Second
+	return cfg
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startGateway runs a gateway until the test ends (or stop is called);
+// stop waits for the graceful shutdown.
+func startGateway(t *testing.T, cfg Config) (g *Gateway, stop func()) {
+	t.Helper()
+	g, err := Open(cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("open gateway: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("gateway run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("gateway did not stop within 20s")
+		}
+	}
+	t.Cleanup(stop)
+	return g, stop
+}
+
+// storedRecord is a record read back from a partition log.
+type storedRecord struct {
+	recordbatch.Record
+	Partition int32
+}
+
+// readStream reads every record of a stream from a running gateway's logs.
+func readStream(t *testing.T, topics *storage.Topics, stream string) []storedRecord {
+	t.Helper()
+	info, ok := topics.Get(stream)
+	if !ok {
+		return nil
+	}
+	var out []storedRecord
+	for p := int32(0); p < info.Partitions; p++ {
+		l, err := topics.Partition(stream, p)
+		if err != nil {
+			t.Fatalf("partition %s-%d: %v", stream, p, err)
+		}
+		for off := l.StartOffset(); off < l.NextOffset(); {
+			b, err := l.Read(off, 1<<20, -1)
+			if err != nil {
+				t.Fatalf("read %s-%d@%d: %v", stream, p, off, err)
+			}
+			if len(b) == 0 {
+				break
+			}
+			err = recordbatch.Split(b, func(h recordbatch.Header, batch []byte) error {
+				recs, err := recordbatch.Records(batch)
+				if err != nil {
+					return err
+				}
+				for _, r := range recs {
+					if r.Offset >= off {
+						out = append(out, storedRecord{r, p})
+					}
+				}
+				off = h.NextOffset()
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("decode %s-%d: %v", stream, p, err)
+			}
+		}
+	}
+	return out
+}
+
+// readStreamOffline opens a stopped gateway's data dir and reads a stream.
+func readStreamOffline(t *testing.T, dataDir, stream string) []storedRecord {
+	t.Helper()
+	store, err := meta.Open(filepath.Join(dataDir, "meta.db"))
+	if err != nil {
+		t.Fatalf("open meta: %v", err)
+	}
+	defer store.Close()
+	topics, err := storage.OpenTopics(filepath.Join(dataDir, "logs"), store, storage.LogConfig{}, testLogger(t))
+	if err != nil {
+		t.Fatalf("open topics: %v", err)
+	}
+	defer topics.Close()
+	return readStream(t, topics, stream)
+}
+
+// waitRecords polls until a stream holds n records (QoS 0 publishes give no
+// completion signal) or 10 s pass.
+func waitRecords(t *testing.T, topics *storage.Topics, stream string, n int) []storedRecord {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs := readStream(t, topics, stream)
+		if len(recs) >= n || time.Now().After(deadline) {
+			return recs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func header(r recordbatch.Record, key string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// rawClient speaks just enough MQTT (3.1.1 or 5) over a real TCP connection
+// to see exactly which acknowledgement, with which reason code, the gateway
+// sends — or that it sends none. paho.mqtt.golang hides both.
+type rawClient struct {
+	t       *testing.T
+	conn    net.Conn
+	r       *bufio.Reader
+	version byte
+	nextID  uint16
+}
+
+var errNoAck = errors.New("no acknowledgement")
+
+func dialRaw(t *testing.T, addr string, version byte, clientID, user, pass string) (*rawClient, byte, error) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, 0, fmt.Errorf("dial: %w", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn), version: version}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: version}
+	pk.Connect.ProtocolName = []byte("MQTT")
+	pk.Connect.Clean = true
+	pk.Connect.Keepalive = 30
+	pk.Connect.ClientIdentifier = clientID
+	if user != "" {
+		pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte(user)
+		pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte(pass)
+	}
+	var buf bytes.Buffer
+	if err := pk.ConnectEncode(&buf); err != nil {
+		return nil, 0, err
+	}
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		return nil, 0, fmt.Errorf("write connect: %w", err)
+	}
+	fh, body, err := c.read(5 * time.Second)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read connack: %w", err)
+	}
+	if fh.Type != packets.Connack || len(body) < 2 {
+		return nil, 0, fmt.Errorf("want connack, got type %d", fh.Type)
+	}
+	return c, body[1], nil
+}
+
+func (c *rawClient) read(timeout time.Duration) (packets.FixedHeader, []byte, error) {
+	var fh packets.FixedHeader
+	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
+	b, err := c.r.ReadByte()
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fh, nil, errNoAck
+		}
+		return fh, nil, err
+	}
+	if err := fh.Decode(b); err != nil {
+		return fh, nil, err
+	}
+	n, _, err := packets.DecodeLength(c.r)
+	if err != nil {
+		return fh, nil, err
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return fh, nil, err
+	}
+	fh.Remaining = n
+	return fh, body, nil
+}
+
+// publish sends one PUBLISH and, for QoS > 0, waits up to wait for the
+// acknowledgement, completing the QoS 2 flow. It returns the reason code of
+// the PUBACK/PUBREC, or errNoAck, or the connection error.
+func (c *rawClient) publish(topic string, payload []byte, qos byte, contentType string, wait time.Duration) (byte, error) {
+	c.nextID++
+	if c.nextID == 0 {
+		c.nextID = 1
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, ProtocolVersion: c.version,
+		TopicName: topic, Payload: payload, PacketID: c.nextID}
+	if qos == 0 {
+		pk.PacketID = 0
+	}
+	pk.Properties.ContentType = contentType
+	var buf bytes.Buffer
+	if err := pk.PublishEncode(&buf); err != nil {
+		return 0, err
+	}
+	if _, err := c.conn.Write(buf.Bytes()); err != nil {
+		return 0, fmt.Errorf("write publish: %w", err)
+	}
+	if qos == 0 {
+		return 0, nil
+	}
+	fh, body, err := c.read(wait)
+	if err != nil {
+		return 0, err
+	}
+	code := byte(0)
+	if len(body) > 2 {
+		code = body[2]
+	}
+	if qos == 1 {
+		if fh.Type != packets.Puback {
+			return 0, fmt.Errorf("want puback, got type %d", fh.Type)
+		}
+		return code, nil
+	}
+	if fh.Type != packets.Pubrec {
+		return 0, fmt.Errorf("want pubrec, got type %d", fh.Type)
+	}
+	rel := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, ProtocolVersion: c.version, PacketID: pk.PacketID}
+	buf.Reset()
+	if err := rel.PubrelEncode(&buf); err != nil {
+		return 0, err
+	}
+	if _, err := c.conn.Write(buf.Bytes()); err != nil {
+		return 0, fmt.Errorf("write pubrel: %w", err)
+	}
+	if fh, _, err = c.read(wait); err != nil {
+		return 0, fmt.Errorf("read pubcomp: %w", err)
+	}
+	if fh.Type != packets.Pubcomp {
+		return 0, fmt.Errorf("want pubcomp, got type %d", fh.Type)
+	}
+	return code, nil
+}
