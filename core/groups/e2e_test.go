@@ -1,0 +1,293 @@
+package groups_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/core/groups"
+	"github.com/tributary-io/tributary/core/server"
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/meta"
+)
+
+// End-to-end: franz-go consumer groups against the real broker on
+// loopback, with this package as its coordinator.
+
+const (
+	e2eTopic      = "events"
+	e2ePartitions = 4
+	e2eLimit      = 60 * time.Second
+)
+
+func startBroker(t *testing.T, dir string) *server.Server {
+	t.Helper()
+	cfg := server.Config{
+		DataDir:           dir,
+		KafkaAddr:         "127.0.0.1:0",
+		DefaultPartitions: e2ePartitions,
+		Log:               storage.LogConfig{SegmentBytes: 1 << 20},
+	}
+	newGroups := func(store *meta.Store, logger *slog.Logger) server.GroupCoordinator {
+		return groups.NewCoordinator(store, groups.Config{InitialRebalanceDelay: 200 * time.Millisecond}, logger)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	srv, err := server.Start(cfg, logger, newGroups)
+	if err != nil {
+		t.Fatalf("start broker: %v", err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv
+}
+
+func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.FetchMaxWait(200 * time.Millisecond)}, opts...)...)
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// produce writes n records spread evenly over the partitions, values
+// "<prefix>-<i>".
+func produce(t *testing.T, cl *kgo.Client, prefix string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eLimit)
+	defer cancel()
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Topic: e2eTopic, Partition: int32(i % e2ePartitions), Value: fmt.Appendf(nil, "%s-%d", prefix, i)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+// consumer is one group member polling in its own goroutine.
+type consumer struct {
+	cl     *kgo.Client
+	mu     sync.Mutex
+	seen   map[string]int
+	owned  map[int32]bool
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startConsumer(t *testing.T, addr, group string, balancer kgo.GroupBalancer) *consumer {
+	t.Helper()
+	c := &consumer{seen: make(map[string]int), owned: make(map[int32]bool), done: make(chan struct{})}
+	c.cl = newClient(t, addr,
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(e2eTopic),
+		kgo.Balancers(balancer),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.HeartbeatInterval(100*time.Millisecond),
+		kgo.SessionTimeout(6*time.Second),
+		kgo.AutoCommitInterval(200*time.Millisecond),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for _, p := range m[e2eTopic] {
+				c.owned[p] = true
+			}
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			// Commit what was consumed before giving partitions away,
+			// so the next owner does not re-read it.
+			_ = cl.CommitMarkedOffsets(ctx)
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for _, p := range m[e2eTopic] {
+				delete(c.owned, p)
+			}
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for _, p := range m[e2eTopic] {
+				delete(c.owned, p)
+			}
+		}),
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		defer close(c.done)
+		for ctx.Err() == nil {
+			fs := c.cl.PollFetches(ctx)
+			c.mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) { c.seen[string(r.Value)]++ })
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(c.stop)
+	return c
+}
+
+// stop ends polling, commits and leaves the group.
+func (c *consumer) stop() {
+	if c.cancel == nil {
+		return
+	}
+	c.cancel()
+	<-c.done
+	c.cancel = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = c.cl.CommitUncommittedOffsets(ctx)
+	c.cl.Close()
+}
+
+func (c *consumer) snapshot() (seen map[string]int, owned int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen = make(map[string]int, len(c.seen))
+	for k, v := range c.seen {
+		seen[k] = v
+	}
+	return seen, len(c.owned)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(e2eLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, e2eLimit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// committed reads the group's committed offsets through the broker.
+func committed(t *testing.T, cl *kgo.Client, group string) map[int32]int64 {
+	t.Helper()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = group
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("offset fetch: %v", err)
+	}
+	out := make(map[int32]int64)
+	for _, g := range resp.Groups {
+		for _, tp := range g.Topics {
+			for _, p := range tp.Partitions {
+				out[p.Partition] = p.Offset
+			}
+		}
+	}
+	for _, tp := range resp.Topics {
+		for _, p := range tp.Partitions {
+			out[p.Partition] = p.Offset
+		}
+	}
+	return out
+}
+
+func TestConsumerGroupsEndToEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		balancer kgo.GroupBalancer
+	}{
+		{"eager-range", kgo.RangeBalancer()},
+		{"cooperative-sticky", kgo.CooperativeStickyBalancer()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			srv := startBroker(t, dir)
+			group := "analytics-" + tc.name
+			producer := newClient(t, srv.Addr(), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.AllowAutoTopicCreation())
+			produce(t, producer, "first", 200)
+
+			a := startConsumer(t, srv.Addr(), group, tc.balancer)
+			waitFor(t, "first consumer reads the first half", func() bool {
+				seen, owned := a.snapshot()
+				return len(seen) == 200 && owned == e2ePartitions
+			})
+
+			// A second member joins: the partitions are split between them.
+			b := startConsumer(t, srv.Addr(), group, tc.balancer)
+			waitFor(t, "partitions split between two members", func() bool {
+				_, ownedA := a.snapshot()
+				_, ownedB := b.snapshot()
+				return ownedA == e2ePartitions/2 && ownedB == e2ePartitions/2
+			})
+			produce(t, producer, "second", 200)
+			waitFor(t, "both halves consumed", func() bool {
+				seenA, _ := a.snapshot()
+				seenB, _ := b.snapshot()
+				n := 0
+				for i := range 200 {
+					k := fmt.Sprintf("second-%d", i)
+					if seenA[k] > 0 || seenB[k] > 0 {
+						n++
+					}
+				}
+				return n == 200
+			})
+			seenA, _ := a.snapshot()
+			seenB, _ := b.snapshot()
+			for i := range 200 {
+				k := fmt.Sprintf("second-%d", i)
+				if seenA[k] > 0 && seenB[k] > 0 {
+					t.Errorf("%s consumed by both members after the rebalance", k)
+				}
+			}
+			gotA, gotB := 0, 0
+			for k := range seenA {
+				if strings.HasPrefix(k, "second-") {
+					gotA++
+				}
+			}
+			for k := range seenB {
+				if strings.HasPrefix(k, "second-") {
+					gotB++
+				}
+			}
+			if gotA != 100 || gotB != 100 {
+				t.Errorf("second half split %d/%d, want 100/100", gotA, gotB)
+			}
+
+			// Members leave; their final commits cover everything.
+			a.stop()
+			b.stop()
+			offs := committed(t, producer, group)
+			for p := int32(0); p < e2ePartitions; p++ {
+				if offs[p] != 100 {
+					t.Errorf("partition %d committed %d, want 100 (all %v)", p, offs[p], offs)
+				}
+			}
+
+			// After a broker restart a new member resumes at the commits:
+			// it reads only what is produced afterwards.
+			if err := srv.Close(); err != nil {
+				t.Fatalf("close broker: %v", err)
+			}
+			srv = startBroker(t, dir)
+			producer = newClient(t, srv.Addr(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			produce(t, producer, "third", 8)
+			c := startConsumer(t, srv.Addr(), group, tc.balancer)
+			waitFor(t, "resumed consumer reads the new records", func() bool {
+				seen, _ := c.snapshot()
+				return len(seen) >= 8
+			})
+			seen, _ := c.snapshot()
+			for k := range seen {
+				if !strings.HasPrefix(k, "third-") {
+					t.Errorf("resumed consumer re-read %s", k)
+				}
+			}
+		})
+	}
+}
