@@ -5,7 +5,7 @@ PKGS      := ./...
 LDFLAGS   := -s -w
 CMDS      := $(wildcard edge/cmd/* core/cmd/* firmware-sim/cmd/* bridge/cmd/*)
 
-.PHONY: all build test test-short fuzz bench cross lint demo clean
+.PHONY: all build test test-short fuzz bench bench-go cross lint demo clean
 
 all: build
 
@@ -33,7 +33,12 @@ fuzz:
 		done; \
 	done
 
+# Side-by-side benchmarks into benchmarks/RESULTS.md (BENCHFLAGS=--quick for a short run).
 bench:
+	cd benchmarks && $(GO) run ./cmd/tributary-bench -out RESULTS.md $(BENCHFLAGS)
+
+# Micro-benchmarks of every package (go test -bench).
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 cross:
@@ -48,6 +53,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd benchmarks && $(GO) vet ./...
 
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,123 @@
+// Command tributary-bench runs Tributary's side-by-side benchmarks and writes
+// a Markdown table (benchmarks/RESULTS.md by default). Each comparison runs
+// both sides in the same run on the same machine and reports the ratio.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+)
+
+type row struct {
+	Name   string
+	Ours   string
+	Peer   string
+	Ratio  float64 // ours / peer, higher is better
+	Target string
+}
+
+var interactive = term.IsTerminal(int(os.Stderr.Fd()))
+
+// progress keeps one live line on a terminal.
+func progress(what string, done, total int) {
+	if !interactive || (done%64 != 0 && done != total) {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "\r%-40s %3d%%", what, done*100/total)
+	if done == total {
+		fmt.Fprintln(os.Stderr)
+	}
+}
+
+func main() {
+	out := flag.String("out", "benchmarks/RESULTS.md", "where to write the Markdown results")
+	quick := flag.Bool("quick", false, "smaller runs (under 3 minutes)")
+	dir := flag.String("dir", os.TempDir(), "scratch directory on the disk to measure")
+	flag.Parse()
+
+	mib := 1024
+	if *quick {
+		mib = 256
+	}
+	var rows []row
+	run := func(name string, fn func() ([]row, error)) {
+		fmt.Fprintf(os.Stderr, "== %s\n", name)
+		start := time.Now()
+		r, err := fn()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "   %s failed: %v\n", name, err)
+			rows = append(rows, row{Name: name, Ours: "failed: " + err.Error()})
+			return
+		}
+		fmt.Fprintf(os.Stderr, "   done in %s\n", time.Since(start).Round(time.Second))
+		rows = append(rows, r...)
+	}
+	run("storage vs dd", func() ([]row, error) { return storageVsDD(*dir, mib) })
+
+	md := render(rows, *dir)
+	fmt.Print(md)
+	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "write results:", err)
+		os.Exit(1)
+	}
+}
+
+func render(rows []row, dir string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmark results\n\nMachine: %d cores (%s/%s), %s, scratch disk: %s\nRun: %s\n\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cpuModel(), diskOf(dir), time.Now().UTC().Format(time.RFC3339))
+	b.WriteString("| benchmark | Tributary | peer | ratio | target |\n|---|---|---|---|---|\n")
+	for _, r := range rows {
+		ratio := ""
+		if r.Ratio > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.Ratio)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.Name, r.Ours, r.Peer, ratio, r.Target)
+	}
+	return b.String()
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown cpu"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if i := strings.Index(line, ":"); i >= 0 {
+				return strings.TrimSpace(line[i+1:])
+			}
+		}
+	}
+	return "unknown cpu"
+}
+
+func diskOf(dir string) string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return dir
+	}
+	best, dev := "", ""
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 {
+			continue
+		}
+		mnt := f[4]
+		if strings.HasPrefix(dir, mnt) && len(mnt) > len(best) {
+			best = mnt
+			for i, x := range f {
+				if x == "-" && i+2 < len(f) {
+					dev = f[i+1] + " " + f[i+2]
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%s (%s)", dir, dev)
+}
