@@ -77,6 +77,8 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			// Empty, not null: librdkafka rejects a null record set.
+			sp.RecordBatches = []byte{}
 			fail := func(code int16) {
 				sp.ErrorCode = code
 				c.fail(code)
@@ -108,7 +110,9 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 					fail(errorCode(err))
 					break
 				}
-				sp.RecordBatches = b
+				if len(b) > 0 {
+					sp.RecordBatches = b
+				}
 				size += len(b)
 				remaining -= len(b)
 			}

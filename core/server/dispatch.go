@@ -204,7 +204,14 @@ func unsupportedResponse(req kmsg.Request) kmsg.Response {
 	if !f.IsValid() || f.Kind() != reflect.Int16 || !f.CanSet() {
 		return nil
 	}
+	// Some responses carry their top-level error code only from a later
+	// version on: if setting it does not change the encoding, this version
+	// cannot express the error.
+	plain := resp.AppendTo(nil)
 	f.SetInt(int64(kerr.UnsupportedVersion.Code))
+	if string(resp.AppendTo(nil)) == string(plain) {
+		return nil
+	}
 	return resp
 }
 
