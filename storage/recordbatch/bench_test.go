@@ -1,0 +1,76 @@
+package recordbatch
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// benchRecords is the shape of a typical edge batch: 256 sensor readings
+// of 100 bytes keyed by device.
+func benchRecords() []Record {
+	return randomRecords(rand.New(rand.NewPCG(7, 8)), 256, 100)
+}
+
+var benchCodecs = []int{CompressionNone, CompressionLZ4, CompressionZstd}
+
+func BenchmarkBuild(b *testing.B) {
+	recs := benchRecords()
+	for _, codec := range benchCodecs {
+		b.Run(CodecName(codec), func(b *testing.B) {
+			opts := NoProducer
+			opts.Compression = codec
+			out, err := Build(recs, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(recs) * 100))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Build(recs, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(out)), "batch-bytes")
+		})
+	}
+}
+
+func BenchmarkRecords(b *testing.B) {
+	recs := benchRecords()
+	for _, codec := range benchCodecs {
+		b.Run(CodecName(codec), func(b *testing.B) {
+			opts := NoProducer
+			opts.Compression = codec
+			batch, err := Build(recs, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(recs) * 100))
+			b.ReportAllocs()
+			for b.Loop() {
+				got, err := Records(batch)
+				if err != nil || len(got) != len(recs) {
+					b.Fatalf("%d records, %v", len(got), err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkRecompress(b *testing.B) {
+	batch, err := Build(benchRecords(), NoProducer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, codec := range benchCodecs[1:] {
+		b.Run(CodecName(codec), func(b *testing.B) {
+			b.SetBytes(int64(len(batch)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Recompress(batch, codec); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
