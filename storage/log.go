@@ -92,6 +92,7 @@ type Log struct {
 	syncedCh  chan struct{}
 	recovery  RecoveryReport
 	floor     atomic.Int64
+	stopOnce  sync.Once
 
 	kick chan struct{}
 	stop chan struct{}
@@ -551,7 +552,9 @@ func (l *Log) syncOnce() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		if l.closed {
+		if l.closed || l.active().f != f {
+			// The file was closed under us by Close or TruncateTo, which
+			// sync what they keep themselves.
 			return nil
 		}
 		// After a failed fsync the kernel may have dropped dirty pages: do not
@@ -789,6 +792,33 @@ func (l *Log) TruncateTo(offset int64) error {
 	return nil
 }
 
+// ResetTo empties the log and makes offset its new start and end, for a
+// replica whose leader no longer holds the offsets it would fetch next.
+func (l *Log) ResetTo(offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	ns, err := createSegment(l.dir, offset, l.cfg.IndexIntervalBytes, l.dense())
+	if err != nil {
+		return fmt.Errorf("reset log to %d: %w", offset, err)
+	}
+	var errs []error
+	for _, s := range l.segments {
+		if s.base != offset {
+			errs = append(errs, s.remove())
+		}
+	}
+	l.segments = []*segment{ns}
+	l.start, l.next, l.synced = offset, offset, offset
+	l.producers = producerState{}
+	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return errors.Join(errs...)
+}
+
 // SetRetentionFloor stops retention from deleting segments that hold any
 // offset >= floor (the edge keeps what the bridge has not forwarded).
 func (l *Log) SetRetentionFloor(floor int64) { l.floor.Store(floor) }
@@ -815,7 +845,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.mu.Unlock()
-	close(l.stop)
+	l.stopOnce.Do(func() { close(l.stop) })
 	<-l.done
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -416,3 +416,29 @@ func TestForwardedProducerDedup(t *testing.T) {
 	}
 	check(l)
 }
+
+func TestResetTo(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	for i := 0; i < 50; i++ {
+		l.Append(context.Background(), makeBatch(t, 2, "r", 1), AppendOptions{LeaderEpoch: -1})
+	}
+	if err := l.ResetTo(1000); err != nil {
+		t.Fatal(err)
+	}
+	if l.StartOffset() != 1000 || l.NextOffset() != 1000 || l.Size() != 0 {
+		t.Fatalf("after reset: start %d next %d size %d", l.StartOffset(), l.NextOffset(), l.Size())
+	}
+	// A replica batch at the new start is accepted with its offsets.
+	b := makeBatch(t, 3, "rep", 1)
+	recordbatch.SetBaseOffset(b, 1000)
+	if res, err := l.Append(context.Background(), b, AppendOptions{KeepOffsets: true, LeaderEpoch: -1}); err != nil || res.BaseOffset != 1000 {
+		t.Fatalf("replica append after reset: %+v %v", res, err)
+	}
+	l.Close()
+	l = openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	defer l.Close()
+	if l.StartOffset() != 1000 || l.NextOffset() != 1003 {
+		t.Fatalf("after reopen: start %d next %d", l.StartOffset(), l.NextOffset())
+	}
+}

@@ -40,7 +40,7 @@ func (l *Log) ApplyRetention() (int64, error) {
 			break
 		}
 		tooOld := l.cfg.RetentionAge > 0 && s.maxTS >= 0 && now-s.maxTS > l.cfg.RetentionAge.Milliseconds()
-		tooBig := l.cfg.RetentionBytes > 0 && total > l.cfg.RetentionBytes && total-s.size >= 0
+		tooBig := l.cfg.RetentionBytes > 0 && total > l.cfg.RetentionBytes
 		if !tooOld && !tooBig {
 			break
 		}
