@@ -35,7 +35,7 @@ var allBuckets = [][]byte{bucketTopics, bucketOffsets, bucketCursors, bucketProd
 // openTimeout bounds the wait for bbolt's file lock so that opening a file
 // another process (or another Store in this process) holds fails instead
 // of hanging forever.
-const openTimeout = 2 * time.Second
+var openTimeout = 2 * time.Second
 
 // Store is the typed API over the bbolt file. It is safe for concurrent use:
 // bbolt serialises writers and lets readers run in parallel.

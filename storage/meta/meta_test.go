@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 )
 
 func openTemp(t *testing.T) (*Store, string) {
@@ -419,6 +420,17 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if _, err := s.Topics(); err == nil {
 		t.Fatal("read after close succeeded")
+	}
+}
+
+func TestSecondOpenFailsInsteadOfHanging(t *testing.T) {
+	_, path := openTemp(t)
+	defer func(d time.Duration) { openTimeout = d }(openTimeout)
+	openTimeout = 100 * time.Millisecond
+	s2, err := Open(path)
+	if err == nil {
+		_ = s2.Close()
+		t.Fatal("a second Open of a file in use succeeded")
 	}
 }
 

@@ -64,7 +64,6 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
 			// Batches are at most a few MiB; a small window keeps the
 			// encoder's per-call memory small.
 			zstd.WithWindowSize(1<<20),
-			zstd.WithEncoderConcurrency(2),
 		)
 		if zstdErr != nil {
 			zstdErr = fmt.Errorf("zstd encoder: %w", zstdErr)
@@ -73,7 +72,8 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder, error) {
 		zstdDecoder, zstdErr = zstd.NewReader(nil,
 			zstd.WithDecoderMaxMemory(MaxDecompressedSize),
 			zstd.WithDecoderMaxWindow(MaxDecompressedSize),
-			zstd.WithDecoderConcurrency(2),
+			// DecodeAll calls beyond this many wait, so allow one per CPU.
+			zstd.WithDecoderConcurrency(0),
 		)
 		if zstdErr != nil {
 			zstdErr = fmt.Errorf("zstd decoder: %w", zstdErr)
