@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and returns its files and pool.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edge-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestTLSAndWebSocketListeners publishes through the optional listeners.
+func TestTLSAndWebSocketListeners(t *testing.T) {
+	cfg := testConfig(t)
+	certFile, keyFile, pool := selfSigned(t)
+	cfg.MQTT.TLS = TLSConfig{Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
+	cfg.MQTT.WebSocketAddress = freeAddr(t)
+	g, _ := startGateway(t, cfg)
+	for i, url := range []string{"tls://" + g.TLSAddr(), "ws://" + cfg.MQTT.WebSocketAddress + "/"} {
+		o := paho.NewClientOptions().AddBroker(url).SetClientID(url).SetAutoReconnect(false).
+			SetConnectTimeout(5 * time.Second).SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		c := paho.NewClient(o)
+		var tok paho.Token
+		deadline := time.Now().Add(5 * time.Second)
+		for { // the WebSocket listener starts serving asynchronously
+			tok = c.Connect()
+			if tok.WaitTimeout(5*time.Second) && tok.Error() == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if tok.Error() != nil {
+			t.Fatalf("connect %s: %v", url, tok.Error())
+		}
+		pt := c.Publish("sensors/d1/r", 1, false, jsonReading("d1", uint64(i), 1))
+		if !pt.WaitTimeout(5*time.Second) || pt.Error() != nil {
+			t.Fatalf("publish over %s: %v", url, pt.Error())
+		}
+		c.Disconnect(50)
+	}
+	if recs := readStream(t, g.Topics(), "sensors"); len(recs) != 2 {
+		t.Fatalf("stored %d records, want 2", len(recs))
+	}
+}
+
+// TestQoS2RetransmitStoredOnce: a QoS 2 PUBLISH resent (DUP) before PUBREL
+// is not stored a second time.
+func TestQoS2RetransmitStoredOnce(t *testing.T) {
+	g, _ := startGateway(t, testConfig(t))
+	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "q2", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, ProtocolVersion: 4,
+		TopicName: "sensors/d1/r", Payload: jsonReading("d1", 1, 1), PacketID: 7}
+	send := func(p packets.Packet, enc func(*packets.Packet, *bytes.Buffer) error) {
+		var buf bytes.Buffer
+		if err := enc(&p, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.conn.Write(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		send(pk, (*packets.Packet).PublishEncode)
+		fh, _, err := c.read(5 * time.Second)
+		if err != nil || fh.Type != packets.Pubrec {
+			t.Fatalf("attempt %d: want PUBREC, got type %d err %v", i, fh.Type, err)
+		}
+		pk.FixedHeader.Dup = true
+	}
+	send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, ProtocolVersion: 4, PacketID: 7}, (*packets.Packet).PubrelEncode)
+	if fh, _, err := c.read(5 * time.Second); err != nil || fh.Type != packets.Pubcomp {
+		t.Fatalf("want PUBCOMP, got type %d err %v", fh.Type, err)
+	}
+	if recs := readStream(t, g.Topics(), "sensors"); len(recs) != 1 {
+		t.Fatalf("stored %d records, want 1", len(recs))
+	}
+}
