@@ -27,14 +27,14 @@ func testConfig() Config {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func openStore(t *testing.T, path string) *meta.Store {
+func openStore(t testing.TB, path string) *meta.Store {
 	t.Helper()
 	s, err := meta.Open(path)
 	if err != nil {
@@ -44,7 +44,7 @@ func openStore(t *testing.T, path string) *meta.Store {
 }
 
 // newTestCoordinator starts a coordinator over a fresh metadata file.
-func newTestCoordinator(t *testing.T, cfg Config) (*Coordinator, string) {
+func newTestCoordinator(t testing.TB, cfg Config) (*Coordinator, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "meta.db")
 	store := openStore(t, path)
