@@ -51,9 +51,14 @@ type Config struct {
 	MinBackoff     time.Duration
 	MaxBackoff     time.Duration
 	ConnectTimeout time.Duration
-	Bad            BadTraffic
-	Rand           *rand.Rand // the device's own source; not shared
-	Logger         *slog.Logger
+	// AckTimeout is how long a QoS 1 publish may wait for its PUBACK before
+	// the device gives up on the connection and reconnects (MQTT 3.1.1 only
+	// resends on a new connection). A broker that refuses a publish by not
+	// acknowledging it would otherwise stall the window forever.
+	AckTimeout time.Duration
+	Bad        BadTraffic
+	Rand       *rand.Rand // the device's own source; not shared
+	Logger     *slog.Logger
 }
 
 // Stats are live counters, read by the fleet's progress line while the
@@ -90,6 +95,7 @@ type Device struct {
 type flight struct {
 	it    item
 	token mqtt.Token
+	at    time.Time
 }
 
 // New prepares a device; Run starts it.
@@ -117,6 +123,9 @@ func New(cfg Config) *Device {
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = 30 * time.Second
 	}
 	if cfg.Bad.OversizeBytes <= 0 {
 		cfg.Bad.OversizeBytes = 1 << 20
@@ -156,6 +165,8 @@ func (d *Device) Run(ctx context.Context, stop <-chan struct{}) summary.Device {
 	defer tick.Stop()
 	retry := time.NewTimer(0) // connect at once
 	defer retry.Stop()
+	ackCheck := time.NewTicker(min(max(d.cfg.AckTimeout/4, 10*time.Millisecond), time.Second))
+	defer ackCheck.Stop()
 	var connecting mqtt.Token // non-nil while a connect is under way
 	var connectingClient mqtt.Client
 
@@ -222,6 +233,13 @@ func (d *Device) Run(ctx context.Context, stop <-chan struct{}) summary.Device {
 			retry.Reset(d.nextBackoff())
 		case <-headDone:
 			d.reapCompleted()
+		case now := <-ackCheck.C:
+			if d.client != nil && len(d.inflight) > 0 && now.Sub(d.inflight[0].at) > d.cfg.AckTimeout {
+				d.log.Warn("publish not acknowledged in time; reconnecting", "seq", d.inflight[0].it.seq, "timeout", d.cfg.AckTimeout)
+				d.client.Disconnect(100)
+				d.connectionLost()
+				retry.Reset(d.nextBackoff())
+			}
 		}
 		d.pump()
 	}
@@ -355,8 +373,13 @@ func (d *Device) pump() {
 		}
 		it, _ := d.queue.pop()
 		qos := d.cfg.QoS
+		if !it.numbered {
+			// Bad traffic is fire-and-forget: a broker may rightly refuse it
+			// without an acknowledgement, which must not hold up readings.
+			qos = 0
+		}
 		tok := d.client.Publish(it.topic, qos, false, it.payload)
-		d.inflight = append(d.inflight, flight{it: it, token: tok})
+		d.inflight = append(d.inflight, flight{it: it, token: tok, at: time.Now()})
 		switch {
 		case !it.numbered:
 		case it.resend:

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,6 +175,28 @@ func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
 	}
 	if s.Acked+s.Dropped != s.Generated {
 		t.Errorf("acked %d + dropped %d != generated %d", s.Acked, s.Dropped, s.Generated)
+	}
+}
+
+func TestUnacknowledgedPublishIsResentOnANewConnection(t *testing.T) {
+	var refused atomic.Bool
+	b := startBroker(t, mqtttest.Options{Refuse: func(p mqtttest.Publish) bool {
+		r, err := reading.Decode("", p.Payload)
+		// Refuse seq 3 once, silently, as an edge refusing a 3.1.1 publish does.
+		return err == nil && r.Seq == 3 && refused.CompareAndSwap(false, true)
+	}})
+	cfg := testConfig("dev-ack", b.Addr())
+	cfg.Count, cfg.AckTimeout = 10, 100*time.Millisecond
+	s := run(t, cfg)
+	if !refused.Load() || s.Acked != 10 || s.Resent == 0 || s.Connects < 2 || len(s.UnackedSeqs) != 0 {
+		t.Fatalf("summary %+v", s)
+	}
+	got := map[uint64]int{}
+	for _, r := range decodeAll(t, reading.CBOR, b.Publishes(), "dev-ack") {
+		got[r.Seq]++
+	}
+	if len(got) != 10 || got[3] != 1 {
+		t.Fatalf("broker stored %v", got)
 	}
 }
 

@@ -32,6 +32,9 @@ type Options struct {
 	Logins map[string]string
 	// TLS, when set, makes the listener speak TLS.
 	TLS *tls.Config
+	// Refuse, when set, is asked about every publish; true refuses it
+	// without an acknowledgement, as an edge does when it cannot store it.
+	Refuse func(Publish) bool
 }
 
 // Broker is a running mochi server.
@@ -56,7 +59,7 @@ func Start(o Options) (*Broker, error) {
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	b := &Broker{server: s}
-	if err := s.AddHook(&hook{b: b, logins: o.Logins}, nil); err != nil {
+	if err := s.AddHook(&hook{b: b, logins: o.Logins, refuse: o.Refuse}, nil); err != nil {
 		return nil, fmt.Errorf("add hook: %w", err)
 	}
 	l := listeners.NewTCP(listeners.Config{ID: "t", Address: o.Addr, TLSConfig: o.TLS})
@@ -104,6 +107,7 @@ type hook struct {
 	mqtt.HookBase
 	b      *Broker
 	logins map[string]string
+	refuse func(Publish) bool
 }
 
 func (h *hook) ID() string { return "record" }
@@ -130,9 +134,12 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool { retu
 // OnPublish runs before the PUBACK is written, as the edge's does, so a
 // recorded publish is one the client may have seen acknowledged.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	p := Publish{Client: cl.ID, Topic: pk.TopicName, Payload: append([]byte(nil), pk.Payload...), QoS: pk.FixedHeader.Qos}
+	if h.refuse != nil && h.refuse(p) {
+		return pk, packets.ErrRejectPacket
+	}
 	h.b.mu.Lock()
-	h.b.publishes = append(h.b.publishes, Publish{Client: cl.ID, Topic: pk.TopicName,
-		Payload: append([]byte(nil), pk.Payload...), QoS: pk.FixedHeader.Qos})
+	h.b.publishes = append(h.b.publishes, p)
 	h.b.mu.Unlock()
 	return pk, nil
 }
