@@ -92,6 +92,7 @@ var versions = map[int16][2]int16{
 	15: {0, 6}, // DescribeGroups
 	16: {0, 5}, // ListGroups
 	42: {0, 3}, // DeleteGroups
+	47: {0, 0}, // OffsetDelete
 }
 
 // Coordinator runs every consumer group of this broker.
@@ -179,6 +180,10 @@ func (c *Coordinator) Close() {
 			}
 		}
 		c.mu.Unlock()
+		// Wait for an offset write in flight: the caller closes the
+		// store next.
+		c.writeMu.Lock()
+		c.writeMu.Unlock()
 		close(c.done)
 		c.wg.Wait()
 	})
@@ -220,6 +225,8 @@ func (c *Coordinator) Handle(ctx context.Context, req kmsg.Request) (kmsg.Respon
 		return c.listGroups(r), nil
 	case *kmsg.DeleteGroupsRequest:
 		return c.deleteGroups(r), nil
+	case *kmsg.OffsetDeleteRequest:
+		return c.offsetDelete(r), nil
 	}
 	return nil, fmt.Errorf("groups: request type %T: %w", req, ErrUnsupported)
 }

@@ -1,7 +1,8 @@
 // Package groups is the core broker's consumer-group coordinator: Kafka's
 // classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup),
-// committed offsets (OffsetCommit, OffsetFetch) kept in the node's metadata
-// store, and the group admin APIs (DescribeGroups, ListGroups, DeleteGroups).
+// committed offsets (OffsetCommit, OffsetFetch, OffsetDelete) kept in the
+// node's metadata store, and the group admin APIs (DescribeGroups,
+// ListGroups, DeleteGroups).
 //
 // Group membership lives in memory, as in Kafka a coordinator restart makes
 // every member rejoin; committed offsets are durable in meta.Store, and

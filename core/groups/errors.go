@@ -59,6 +59,8 @@ func errorResponse(req kmsg.Request, code int16) kmsg.Response {
 		}
 	case *kmsg.ListGroupsResponse:
 		r.ErrorCode = code
+	case *kmsg.OffsetDeleteResponse:
+		r.ErrorCode = code
 	case *kmsg.DeleteGroupsResponse:
 		for _, name := range req.(*kmsg.DeleteGroupsRequest).Groups {
 			rg := kmsg.NewDeleteGroupsResponseGroup()

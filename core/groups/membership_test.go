@@ -485,7 +485,7 @@ func TestHandleRejectsUnsupported(t *testing.T) {
 		t.Fatalf("offset commit v10: %v", err)
 	}
 	v := c.Versions()
-	for _, key := range []int16{8, 9, 11, 12, 13, 14, 15, 16, 42} {
+	for _, key := range []int16{8, 9, 11, 12, 13, 14, 15, 16, 42, 47} {
 		vr, ok := v[key]
 		if !ok || vr[0] > vr[1] {
 			t.Fatalf("key %d: versions %v", key, vr)

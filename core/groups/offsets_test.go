@@ -237,3 +237,54 @@ func TestMetrics(t *testing.T) {
 	cfg.Registerer = prometheus.NewRegistry()
 	newTestCoordinator(t, cfg)
 }
+
+func TestOffsetDelete(t *testing.T) {
+	c, _ := newTestCoordinator(t, testConfig())
+	del := func(group string, tps map[string][]int32) *kmsg.OffsetDeleteResponse {
+		r := kmsg.NewPtrOffsetDeleteRequest()
+		r.Group = group
+		for topic, ps := range tps {
+			rt := kmsg.NewOffsetDeleteRequestTopic()
+			rt.Topic = topic
+			for _, p := range ps {
+				rp := kmsg.NewOffsetDeleteRequestTopicPartition()
+				rp.Partition = p
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			r.Topics = append(r.Topics, rt)
+		}
+		return do[*kmsg.OffsetDeleteResponse](t, c, r)
+	}
+	wantCode(t, "unknown group", del("nope", map[string][]int32{"a": {0}}).ErrorCode, kerr.GroupIDNotFound)
+
+	// An idle group: offsets go, the rest stay.
+	wantCode(t, "commit a/0", commit(t, c, "idle", "", -1, "a", 0, 1), nil)
+	wantCode(t, "commit a/1", commit(t, c, "idle", "", -1, "a", 1, 2), nil)
+	resp := del("idle", map[string][]int32{"a": {0}})
+	wantCode(t, "delete idle", resp.ErrorCode, nil)
+	wantCode(t, "delete idle a/0", resp.Topics[0].Partitions[0].ErrorCode, nil)
+	if got := fetchV7(t, c, "idle", "a", 0, 1); got[0].Offset != -1 || got[1].Offset != 2 {
+		t.Fatalf("after delete: %+v", got)
+	}
+
+	// A live consumer group keeps offsets of topics it subscribes to.
+	md := kmsg.NewConsumerMemberMetadata()
+	md.Topics = []string{"sub"}
+	j := joinReq("live", "", 3, session)
+	j.Protocols[0].Metadata = md.AppendTo(nil)
+	jr := do[*kmsg.JoinGroupResponse](t, c, j)
+	wantCode(t, "join", jr.ErrorCode, nil)
+	do[*kmsg.SyncGroupResponse](t, c, syncReq("live", jr.MemberID, jr.Generation, nil))
+	wantCode(t, "commit sub", commit(t, c, "live", jr.MemberID, jr.Generation, "sub", 0, 5), nil)
+	wantCode(t, "commit other", commit(t, c, "live", jr.MemberID, jr.Generation, "other", 0, 6), nil)
+	resp = del("live", map[string][]int32{"sub": {0}})
+	wantCode(t, "delete subscribed", resp.Topics[0].Partitions[0].ErrorCode, kerr.GroupSubscribedToTopic)
+	resp = del("live", map[string][]int32{"other": {0}})
+	wantCode(t, "delete unsubscribed", resp.Topics[0].Partitions[0].ErrorCode, nil)
+	if got := fetchV7(t, c, "live", "sub", 0); got[0].Offset != 5 {
+		t.Fatalf("subscribed offset %+v", got[0])
+	}
+	if got := fetchV7(t, c, "live", "other", 0); got[0].Offset != -1 {
+		t.Fatalf("unsubscribed offset %+v", got[0])
+	}
+}
