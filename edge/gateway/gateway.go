@@ -159,7 +159,7 @@ func (g *Gateway) newServer() error {
 		ClientNetWriteBufferSize: mc.ClientWriteBufferBytes,
 		ClientNetReadBufferSize:  mc.ClientReadBufferBytes,
 		InlineClient:             true, // lets attached components publish status locally
-		Logger:                   g.log.With("component", "mqtt"),
+		Logger:                   slog.New(quietMochi{g.log.Handler()}).With("component", "mqtt"),
 	})
 	if err := srv.AddHook(g.hook, nil); err != nil {
 		return fmt.Errorf("add ingest hook: %w", err)
@@ -403,3 +403,28 @@ func (g *Gateway) Ingest() *ingest.Hook { return g.hook }
 
 // Server is the embedded broker (for inline publishes and subscriptions).
 func (g *Gateway) Server() *mqtt.Server { return g.server }
+
+// quietMochi filters mochi's logging for a small device's journal: mochi
+// logs every refused publish at ERROR with the whole packet (payload
+// included), which the ingest hook already logs, rate-limited and without
+// the payload; and it warns with an empty message on every client EOF.
+type quietMochi struct{ slog.Handler }
+
+func (q quietMochi) Handle(ctx context.Context, r slog.Record) error {
+	switch {
+	case r.Message == "publish packet error":
+		return nil
+	case r.Message == "" && r.Level == slog.LevelWarn:
+		r.Level = slog.LevelDebug
+		if !q.Handler.Enabled(ctx, r.Level) {
+			return nil
+		}
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietMochi) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietMochi{q.Handler.WithAttrs(attrs)}
+}
+
+func (q quietMochi) WithGroup(name string) slog.Handler { return quietMochi{q.Handler.WithGroup(name)} }

@@ -160,6 +160,11 @@ type Hook struct {
 	closed bool
 
 	lastDiskFullLog atomic.Int64
+	lastBudgetLog   atomic.Int64
+
+	// appendBatch is (*storage.Log).Append; tests swap it to inject disk
+	// faults that a real disk cannot be made to produce on demand.
+	appendBatch func(l *storage.Log, ctx context.Context, batch []byte, opts storage.AppendOptions) (storage.AppendResult, error)
 }
 
 // New builds the hook. ctx bounds fsync waits (cancel it only after Drain
@@ -170,7 +175,8 @@ func New(ctx context.Context, cfg Config, topics *storage.Topics, a *auth.Authen
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ingest config: %w", err)
 	}
-	h := &Hook{cfg: cfg, topics: topics, auth: a, mapper: mapper, log: logger, ctx: ctx, now: time.Now}
+	h := &Hook{cfg: cfg, topics: topics, auth: a, mapper: mapper, log: logger, ctx: ctx, now: time.Now,
+		appendBatch: (*storage.Log).Append}
 	h.m = newMetrics(reg, func() float64 { return float64(topics.TotalSize()) })
 	return h, nil
 }
@@ -265,7 +271,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 // local subscribers either.
 func (h *Hook) refuse(cl *mqtt.Client, pk packets.Packet, reason string, code packets.Code, err error) error {
 	h.m.refused.WithLabelValues(reason).Inc()
-	if err != nil {
+	if err != nil && (reason != ReasonBudget || h.budgetLogDue()) {
 		h.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "reason", reason, "err", err)
 	}
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
@@ -348,7 +354,7 @@ func (h *Hook) append(stream string, rec recordbatch.Record, durable bool) error
 		return fmt.Errorf("build batch for %s: %w", stream, err)
 	}
 	p := topicmap.Partition(rec.Key, int32(len(logs)))
-	if _, err := logs[p].Append(h.ctx, batch, storage.AppendOptions{Durable: durable, LeaderEpoch: -1}); err != nil {
+	if _, err := h.appendBatch(logs[p], h.ctx, batch, storage.AppendOptions{Durable: durable, LeaderEpoch: -1}); err != nil {
 		return fmt.Errorf("append to %s-%d: %w", stream, p, err)
 	}
 	return nil
@@ -476,14 +482,19 @@ func isDiskFull(err error) bool {
 }
 
 // logDiskFull logs a real disk-full at most every 10 s: every publish hits it
-// until space is freed.
+// until space is freed (the metric counts each one).
 func (h *Hook) logDiskFull(err error) {
-	now := h.now().UnixNano()
-	last := h.lastDiskFullLog.Load()
-	if now-last < int64(10*time.Second) || !h.lastDiskFullLog.CompareAndSwap(last, now) {
-		return
+	if due(&h.lastDiskFullLog, h.now()) {
+		h.log.Error("disk full: refusing publishes until space is freed", "err", err)
 	}
-	h.log.Error("disk full: refusing publishes until space is freed", "err", err)
+}
+
+// budgetLogDue rate-limits budget refusal logs the same way.
+func (h *Hook) budgetLogDue() bool { return due(&h.lastBudgetLog, h.now()) }
+
+func due(last *atomic.Int64, now time.Time) bool {
+	n, l := now.UnixNano(), last.Load()
+	return n-l >= int64(10*time.Second) && last.CompareAndSwap(l, n)
 }
 
 // Drain stops accepting publishes and waits for those being appended.

@@ -1,0 +1,133 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tributary-io/tributary/edge/auth"
+	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/meta"
+)
+
+func newTestHook(t *testing.T) *Hook {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := meta.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topics.Close(); store.Close() })
+	a, err := auth.New(auth.Config{AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := topicmap.New(topicmap.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(context.Background(), Config{}, topics, a, m, prometheus.NewRegistry(), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func publish(qos byte, seq int) packets.Packet {
+	return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, TopicName: "sensors/d1/r",
+		Payload: []byte(fmt.Sprintf(`{"device":"d1","seq":%d}`, seq)), PacketID: 1}
+}
+
+func stored(t *testing.T, h *Hook) int64 {
+	var n int64
+	for _, ti := range h.topics.List() {
+		for p := int32(0); p < ti.Partitions; p++ {
+			l, err := h.topics.Partition(ti.Name, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += l.NextOffset() - l.StartOffset()
+		}
+	}
+	return n
+}
+
+// TestDiskFullRefusesLikeBlock: when the disk is full the publish is
+// refused (MQTT 5 QoS 1: 0x97; otherwise no ack), counted, and the hook
+// recovers once appends succeed again.
+func TestDiskFullRefusesLikeBlock(t *testing.T) {
+	h := newTestHook(t)
+	full := true
+	h.appendBatch = func(l *storage.Log, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
+		if full {
+			return storage.AppendResult{}, fmt.Errorf("write segment: %w", syscall.ENOSPC)
+		}
+		return l.Append(ctx, b, o)
+	}
+	v5 := &mqtt.Client{ID: "c5", Properties: mqtt.ClientProperties{ProtocolVersion: 5}}
+	v3 := &mqtt.Client{ID: "c3", Properties: mqtt.ClientProperties{ProtocolVersion: 4}}
+	if _, err := h.OnPublish(v5, publish(1, 0)); !errors.Is(err, packets.ErrQuotaExceeded) {
+		t.Fatalf("v5 QoS 1 on a full disk: %v, want quota exceeded", err)
+	}
+	for _, c := range []struct {
+		cl  *mqtt.Client
+		qos byte
+	}{{v3, 1}, {v3, 0}, {v5, 0}, {v5, 2}, {v3, 2}} {
+		if _, err := h.OnPublish(c.cl, publish(c.qos, 0)); !errors.Is(err, packets.ErrRejectPacket) {
+			t.Fatalf("v%d QoS %d on a full disk: %v, want reject", c.cl.Properties.ProtocolVersion, c.qos, err)
+		}
+	}
+	if got := h.Counts().Refused[ReasonDiskFull]; got != 6 {
+		t.Fatalf("disk-full refusals %v, want 6", got)
+	}
+	full = false
+	if _, err := h.OnPublish(v5, publish(1, 1)); err != nil {
+		t.Fatalf("after space was freed: %v", err)
+	}
+	if n := stored(t, h); n != 1 {
+		t.Fatalf("stored %d records, want 1", n)
+	}
+}
+
+// TestInlinePublishesIgnored: the server's own inline publishes are not readings.
+func TestInlinePublishesIgnored(t *testing.T) {
+	h := newTestHook(t)
+	inline := &mqtt.Client{ID: "inline", Net: mqtt.ClientConnection{Inline: true}}
+	if _, err := h.OnPublish(inline, publish(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if n := stored(t, h); n != 0 {
+		t.Fatalf("inline publish stored %d records", n)
+	}
+}
+
+// TestDrainRefusesNewPublishes: after Drain nothing more is appended.
+func TestDrainRefusesNewPublishes(t *testing.T) {
+	h := newTestHook(t)
+	cl := &mqtt.Client{ID: "c", Properties: mqtt.ClientProperties{ProtocolVersion: 4}}
+	if _, err := h.OnPublish(cl, publish(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	h.Drain()
+	if _, err := h.OnPublish(cl, publish(1, 1)); !errors.Is(err, packets.ErrRejectPacket) {
+		t.Fatalf("publish after drain: %v", err)
+	}
+	if n := stored(t, h); n != 1 {
+		t.Fatalf("stored %d, want 1", n)
+	}
+}
