@@ -29,6 +29,11 @@ const (
 
 func startBroker(t *testing.T, dir string) *server.Server {
 	t.Helper()
+	return startBrokerWith(t, dir, groups.Config{InitialRebalanceDelay: 200 * time.Millisecond})
+}
+
+func startBrokerWith(t *testing.T, dir string, gcfg groups.Config) *server.Server {
+	t.Helper()
 	cfg := server.Config{
 		DataDir:           dir,
 		KafkaAddr:         "127.0.0.1:0",
@@ -36,7 +41,7 @@ func startBroker(t *testing.T, dir string) *server.Server {
 		Log:               storage.LogConfig{SegmentBytes: 1 << 20},
 	}
 	newGroups := func(store *meta.Store, logger *slog.Logger) server.GroupCoordinator {
-		return groups.NewCoordinator(store, groups.Config{InitialRebalanceDelay: 200 * time.Millisecond}, logger)
+		return groups.NewCoordinator(store, gcfg, logger)
 	}
 	logger := slog.New(slog.DiscardHandler)
 	srv, err := server.Start(cfg, logger, newGroups)
@@ -74,25 +79,26 @@ func produce(t *testing.T, cl *kgo.Client, prefix string, n int) {
 
 // consumer is one group member polling in its own goroutine.
 type consumer struct {
-	cl     *kgo.Client
-	mu     sync.Mutex
-	seen   map[string]int
-	owned  map[int32]bool
-	cancel context.CancelFunc
-	done   chan struct{}
+	cl      *kgo.Client
+	mu      sync.Mutex
+	seen    map[string]int
+	owned   map[int32]bool
+	revokes int
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
-func startConsumer(t *testing.T, addr, group string, balancer kgo.GroupBalancer) *consumer {
+func startConsumer(t *testing.T, addr, group string, balancer kgo.GroupBalancer, extra ...kgo.Opt) *consumer {
 	t.Helper()
 	c := &consumer{seen: make(map[string]int), owned: make(map[int32]bool), done: make(chan struct{})}
-	c.cl = newClient(t, addr,
+	opts := []kgo.Opt{
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(e2eTopic),
 		kgo.Balancers(balancer),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.HeartbeatInterval(100*time.Millisecond),
-		kgo.SessionTimeout(6*time.Second),
-		kgo.AutoCommitInterval(200*time.Millisecond),
+		kgo.HeartbeatInterval(100 * time.Millisecond),
+		kgo.SessionTimeout(6 * time.Second),
+		kgo.AutoCommitInterval(200 * time.Millisecond),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
@@ -106,6 +112,7 @@ func startConsumer(t *testing.T, addr, group string, balancer kgo.GroupBalancer)
 			_ = cl.CommitMarkedOffsets(ctx)
 			c.mu.Lock()
 			defer c.mu.Unlock()
+			c.revokes++
 			for _, p := range m[e2eTopic] {
 				delete(c.owned, p)
 			}
@@ -117,7 +124,8 @@ func startConsumer(t *testing.T, addr, group string, balancer kgo.GroupBalancer)
 				delete(c.owned, p)
 			}
 		}),
-	)
+	}
+	c.cl = newClient(t, addr, append(opts, extra...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() {
@@ -145,6 +153,12 @@ func (c *consumer) stop() {
 	defer cancel()
 	_ = c.cl.CommitUncommittedOffsets(ctx)
 	c.cl.Close()
+}
+
+func (c *consumer) revoked() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.revokes
 }
 
 func (c *consumer) snapshot() (seen map[string]int, owned int) {
@@ -290,4 +304,48 @@ func TestConsumerGroupsEndToEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStaticMembersEndToEnd restarts a static franz-go member within its
+// session timeout (no rebalance: the other member keeps its partitions and
+// the restarted one gets its own back), then stops it for good (its
+// session expires and the survivor takes everything).
+func TestStaticMembersEndToEnd(t *testing.T) {
+	srv := startBrokerWith(t, t.TempDir(), groups.Config{
+		InitialRebalanceDelay: 300 * time.Millisecond,
+		MinSessionTimeout:     500 * time.Millisecond,
+	})
+	producer := newClient(t, srv.Addr(), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.AllowAutoTopicCreation())
+	produce(t, producer, "r", 8)
+	const group = "static-e2e"
+	static := func(id string) []kgo.Opt {
+		return []kgo.Opt{kgo.InstanceID(id), kgo.SessionTimeout(1500 * time.Millisecond)}
+	}
+	a := startConsumer(t, srv.Addr(), group, kgo.RangeBalancer(), static("a")...)
+	b := startConsumer(t, srv.Addr(), group, kgo.RangeBalancer(), static("b")...)
+	waitFor(t, "partitions split", func() bool {
+		_, ownedA := a.snapshot()
+		_, ownedB := b.snapshot()
+		return ownedA == 2 && ownedB == 2
+	})
+	revokesA := a.revoked()
+
+	b.stop() // a static member does not leave the group on close
+	b = startConsumer(t, srv.Addr(), group, kgo.RangeBalancer(), static("b")...)
+	waitFor(t, "restarted static member gets its partitions back", func() bool {
+		_, owned := b.snapshot()
+		return owned == 2
+	})
+	if got := a.revoked(); got != revokesA {
+		t.Fatalf("the other member was rebalanced (%d revokes, was %d)", got, revokesA)
+	}
+	if _, owned := a.snapshot(); owned != 2 {
+		t.Fatalf("the other member owns %d partitions", owned)
+	}
+
+	b.stop()
+	waitFor(t, "survivor takes every partition after the session expires", func() bool {
+		_, owned := a.snapshot()
+		return owned == e2ePartitions
+	})
 }
