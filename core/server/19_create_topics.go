@@ -60,8 +60,8 @@ func (s *Server) createTopic(rt kmsg.CreateTopicsRequestTopic, validateOnly bool
 		return kerr.InvalidTopicException.Code, "topic names are 1-249 of [a-zA-Z0-9._-]"
 	}
 	n := s.partitionCount(rt)
-	if n <= 0 || n > maxPartitionsPerTopic {
-		return kerr.InvalidPartitions.Code, fmt.Sprintf("partitions must be 1-%d", maxPartitionsPerTopic)
+	if n <= 0 || n > s.cfg.MaxPartitions {
+		return kerr.InvalidPartitions.Code, fmt.Sprintf("partitions must be 1-%d", s.cfg.MaxPartitions)
 	}
 	if rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1 {
 		return kerr.InvalidReplicationFactor.Code, "this single node broker keeps one replica"

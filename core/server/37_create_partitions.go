@@ -24,9 +24,9 @@ func (s *Server) handleCreatePartitions(_ context.Context, c *call, kreq kmsg.Re
 		case rt.Count <= info.Partitions:
 			st.ErrorCode = kerr.InvalidPartitions.Code
 			st.ErrorMessage = strp(fmt.Sprintf("topic has %d partitions; partitions can only grow", info.Partitions))
-		case rt.Count > maxPartitionsPerTopic:
+		case rt.Count > s.cfg.MaxPartitions:
 			st.ErrorCode = kerr.InvalidPartitions.Code
-			st.ErrorMessage = strp(fmt.Sprintf("at most %d partitions", maxPartitionsPerTopic))
+			st.ErrorMessage = strp(fmt.Sprintf("at most %d partitions", s.cfg.MaxPartitions))
 		case req.ValidateOnly:
 		default:
 			if err := s.topics.AddPartitions(rt.Topic, rt.Count); err != nil {

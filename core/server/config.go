@@ -32,6 +32,9 @@ type Config struct {
 	// DefaultPartitions is the partition count of auto-created topics and of
 	// CreateTopics requests that ask for -1.
 	DefaultPartitions int32 `yaml:"default_partitions"`
+	// MaxPartitions bounds the partition count of one topic (each partition
+	// is a directory with open files).
+	MaxPartitions int32 `yaml:"max_partitions"`
 	// MaintainInterval is how often retention and compaction run.
 	MaintainInterval time.Duration `yaml:"maintain_interval"`
 	// Log holds the broker-wide defaults for every partition log; topics
@@ -47,6 +50,7 @@ const (
 	DefaultMaxFrameBytes     = 100 << 20
 	DefaultPartitionCount    = 1
 	DefaultMaintainInterval  = 30 * time.Second
+	DefaultMaxPartitions     = 10000
 	DefaultClusterID         = "tributary"
 	defaultMaxFetchWait      = 30 * time.Second
 	defaultMaxPipelinedReads = 16
@@ -65,6 +69,7 @@ func DefaultConfig() Config {
 		AutoCreateTopics:  &on,
 		DefaultPartitions: DefaultPartitionCount,
 		MaintainInterval:  DefaultMaintainInterval,
+		MaxPartitions:     DefaultMaxPartitions,
 	}
 }
 
@@ -90,6 +95,9 @@ func (c Config) WithDefaults() Config {
 	if c.DefaultPartitions <= 0 {
 		c.DefaultPartitions = d.DefaultPartitions
 	}
+	if c.MaxPartitions <= 0 {
+		c.MaxPartitions = d.MaxPartitions
+	}
 	if c.MaintainInterval <= 0 {
 		c.MaintainInterval = d.MaintainInterval
 	}
@@ -108,6 +116,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFrameBytes < 1024 {
 		return fmt.Errorf("max_frame_bytes %d: must be at least 1024", c.MaxFrameBytes)
+	}
+	if c.DefaultPartitions > c.MaxPartitions {
+		return fmt.Errorf("default_partitions %d above max_partitions %d", c.DefaultPartitions, c.MaxPartitions)
 	}
 	if err := c.Log.Validate(); err != nil {
 		return fmt.Errorf("log: %w", err)

@@ -11,10 +11,6 @@ import (
 	"github.com/tributary-io/tributary/storage"
 )
 
-// maxPartitionsPerTopic bounds CreateTopics/CreatePartitions: every
-// partition is a directory and open files.
-const maxPartitionsPerTopic = 10000
-
 // topicConfig maps one Kafka topic config name onto storage.LogConfig.
 type topicConfig struct {
 	name string
