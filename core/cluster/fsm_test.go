@@ -1,0 +1,345 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+type fsmHarness struct {
+	t     *testing.T
+	f     *FSM
+	index uint64
+}
+
+func newFSMHarness(t *testing.T, brokers ...int32) *fsmHarness {
+	h := &fsmHarness{t: t, f: NewFSM(slog.New(slog.DiscardHandler))}
+	for _, id := range brokers {
+		h.must(command{Op: opRegisterBroker, Broker: &Broker{ID: id, KafkaAddr: "k", RaftAddr: "r"}})
+	}
+	return h
+}
+
+func (h *fsmHarness) apply(c command) applyResult {
+	h.t.Helper()
+	b, err := encodeCommand(c)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.index++
+	return h.f.Apply(&raft.Log{Index: h.index, Data: b}).(applyResult)
+}
+
+func (h *fsmHarness) must(c command) applyResult {
+	h.t.Helper()
+	res := h.apply(c)
+	if res.Err != nil {
+		h.t.Fatalf("%s: %v", c.Op, res.Err)
+	}
+	return res
+}
+
+func (h *fsmHarness) refused(c command, want error) {
+	h.t.Helper()
+	res := h.apply(c)
+	if res.Err == nil || !errors.Is(res.Err, want) {
+		h.t.Fatalf("%s: got %v, want %v", c.Op, res.Err, want)
+	}
+}
+
+func (h *fsmHarness) part(topic string, p int32) PartitionState {
+	h.t.Helper()
+	ps, ok := h.f.Metadata().Partition(topic, p)
+	if !ok {
+		h.t.Fatalf("no partition %s/%d", topic, p)
+	}
+	return ps
+}
+
+func TestPlacementSpreadsLeadersAndReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		brokers        []int32
+		partitions     int32
+		rf             int16
+		leadersEach    int
+		replicasEach   int
+		firstFollowers int // how many distinct brokers appear as first follower of a given leader
+	}{
+		{[]int32{1, 2, 3}, 6, 3, 2, 6, 2},
+		{[]int32{1, 2, 3, 4}, 12, 2, 3, 6, 3},
+		{[]int32{7, 3, 5, 9, 11}, 10, 3, 2, 6, 2},
+	} {
+		h := newFSMHarness(t, tc.brokers...)
+		h.must(command{Op: opCreateTopic, Topic: "t", Partitions: tc.partitions, RF: tc.rf})
+		md := h.f.Metadata()
+		leaders, replicas := map[int32]int{}, map[int32]int{}
+		followersOf := map[int32]map[int32]bool{}
+		for _, p := range md.Topics["t"].Partitions {
+			if len(p.Replicas) != int(tc.rf) || p.Leader != p.Replicas[0] || !reflect.DeepEqual(p.ISR, p.Replicas) {
+				t.Fatalf("partition %+v", p)
+			}
+			seen := map[int32]bool{}
+			for _, r := range p.Replicas {
+				if seen[r] {
+					t.Fatalf("duplicate replica in %v", p.Replicas)
+				}
+				seen[r] = true
+				replicas[r]++
+			}
+			leaders[p.Leader]++
+			if followersOf[p.Leader] == nil {
+				followersOf[p.Leader] = map[int32]bool{}
+			}
+			followersOf[p.Leader][p.Replicas[1]] = true
+		}
+		for _, b := range tc.brokers {
+			if leaders[b] != tc.leadersEach || replicas[b] != tc.replicasEach {
+				t.Fatalf("brokers %v: leaders %v replicas %v", tc.brokers, leaders, replicas)
+			}
+			if len(followersOf[b]) != tc.firstFollowers {
+				t.Fatalf("brokers %v: first followers of %d = %v", tc.brokers, b, followersOf[b])
+			}
+		}
+	}
+}
+
+func TestPlacementRotatesAcrossTopics(t *testing.T) {
+	h := newFSMHarness(t, 1, 2, 3)
+	for _, name := range []string{"a", "b", "c"} {
+		h.must(command{Op: opCreateTopic, Topic: name, Partitions: 1, RF: 1})
+	}
+	counts := h.f.Metadata().LeaderCounts()
+	if counts[1] != 1 || counts[2] != 1 || counts[3] != 1 {
+		t.Fatalf("single-partition topics all on one broker: %v", counts)
+	}
+}
+
+func TestCreateTopicRefusals(t *testing.T) {
+	h := newFSMHarness(t, 1, 2)
+	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2})
+	h.refused(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 1}, ErrTopicExists)
+	h.refused(command{Op: opCreateTopic, Topic: "u", Partitions: 1, RF: 3}, ErrInvalidReplicationFactor)
+	h.refused(command{Op: opCreateTopic, Topic: "u", Partitions: 0, RF: 1}, ErrInvalidPartitions)
+	h.refused(command{Op: opCreateTopic, Topic: "bad/name", Partitions: 1, RF: 1}, ErrInvalidTopic)
+	h.refused(command{Op: opDeleteTopic, Topic: "nope"}, ErrUnknownTopic)
+	h.refused(command{Op: opBrokerDown, BrokerID: 42}, ErrUnknownBroker)
+	h.refused(command{Op: "frobnicate"}, ErrBadCommand)
+
+	// A command from a future encoding is refused, not misread.
+	h.index++
+	res := h.f.Apply(&raft.Log{Index: h.index, Data: []byte(`{"v":2,"op":"delete_topic","topic":"t"}`)}).(applyResult)
+	if !errors.Is(res.Err, ErrBadCommand) {
+		t.Fatalf("v2 command: %v", res.Err)
+	}
+	if _, ok := h.f.Metadata().Topics["t"]; !ok {
+		t.Fatal("v2 command was applied")
+	}
+
+	h.must(command{Op: opCreatePartitions, Topic: "t", Partitions: 3})
+	if n := len(h.f.Metadata().Topics["t"].Partitions); n != 3 {
+		t.Fatalf("partitions after create_partitions = %d", n)
+	}
+	h.refused(command{Op: opCreatePartitions, Topic: "t", Partitions: 2}, ErrInvalidPartitions)
+	h.must(command{Op: opDeleteTopic, Topic: "t"})
+	if len(h.f.Metadata().Topics) != 0 {
+		t.Fatal("topic not deleted")
+	}
+}
+
+func TestBrokerFailureMovesLeadershipWithinISR(t *testing.T) {
+	h := newFSMHarness(t, 1, 2, 3)
+	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 6, RF: 3})
+	before := h.f.Metadata()
+	h.must(command{Op: opBrokerDown, BrokerID: 2})
+	after := h.f.Metadata()
+	if after.Brokers[2].Alive {
+		t.Fatal("broker 2 still alive")
+	}
+	for i, p := range after.Topics["t"].Partitions {
+		old := before.Topics["t"].Partitions[i]
+		for _, r := range p.ISR {
+			if r == 2 {
+				t.Fatalf("partition %d: dead broker still in ISR %v", i, p.ISR)
+			}
+		}
+		if old.Leader == 2 {
+			if p.Leader == 2 || p.Leader == NoLeader || p.LeaderEpoch != old.LeaderEpoch+1 {
+				t.Fatalf("partition %d: leader %d epoch %d (was %d epoch %d)", i, p.Leader, p.LeaderEpoch, old.Leader, old.LeaderEpoch)
+			}
+			// The new leader is the next in preference order among the survivors.
+			if want := old.Replicas[1]; p.Leader != want {
+				t.Fatalf("partition %d: leader %d, want %d", i, p.Leader, want)
+			}
+		} else if p.Leader != old.Leader || p.LeaderEpoch != old.LeaderEpoch {
+			t.Fatalf("partition %d: leader changed without cause: %+v -> %+v", i, old, p)
+		}
+		if p.PartitionEpoch <= old.PartitionEpoch {
+			t.Fatalf("partition %d: partition epoch not bumped", i)
+		}
+	}
+	// Coming back does not put it back into ISRs (the leader does that after catch-up), nor take
+	// leadership away from the new leaders.
+	h.must(command{Op: opRegisterBroker, Broker: &Broker{ID: 2}})
+	for i, p := range h.f.Metadata().Topics["t"].Partitions {
+		if p.Leader == 2 || len(p.ISR) != 2 {
+			t.Fatalf("partition %d after rejoin: %+v", i, p)
+		}
+	}
+}
+
+func TestOfflinePartitionWaitsForLastISRMember(t *testing.T) {
+	h := newFSMHarness(t, 1, 2)
+	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2})
+	p := h.part("t", 0)
+	lead, follower := p.Replicas[0], p.Replicas[1]
+	// The leader drops the follower from the ISR (it lagged), then dies: with unclean election
+	// off the partition goes offline rather than elect the out-of-sync follower.
+	h.must(command{Op: opAlterISR, Topic: "t", Partition: 0, Leader: lead, LeaderEpoch: p.LeaderEpoch,
+		PartitionEpoch: p.PartitionEpoch, ISR: []int32{lead}})
+	h.must(command{Op: opBrokerDown, BrokerID: lead})
+	p = h.part("t", 0)
+	if p.Leader != NoLeader || !reflect.DeepEqual(p.ISR, []int32{lead}) || p.LeaderEpoch != 1 {
+		t.Fatalf("after leader loss: %+v", p)
+	}
+	// The follower coming and going changes nothing.
+	h.must(command{Op: opBrokerDown, BrokerID: follower})
+	h.must(command{Op: opRegisterBroker, Broker: &Broker{ID: follower}})
+	if p2 := h.part("t", 0); p2.Leader != NoLeader {
+		t.Fatalf("out-of-sync replica elected: %+v", p2)
+	}
+	// The last in-sync replica returns and leads again with a new epoch.
+	h.must(command{Op: opRegisterBroker, Broker: &Broker{ID: lead}})
+	p = h.part("t", 0)
+	if p.Leader != lead || p.LeaderEpoch != 2 {
+		t.Fatalf("after the ISR member returned: %+v", p)
+	}
+}
+
+func TestUncleanElectionWhenEnabled(t *testing.T) {
+	h := newFSMHarness(t, 1, 2)
+	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2,
+		Config: map[string]string{UncleanLeaderElectionConfig: "true"}})
+	p := h.part("t", 0)
+	lead, follower := p.Replicas[0], p.Replicas[1]
+	h.must(command{Op: opAlterISR, Topic: "t", Partition: 0, Leader: lead, LeaderEpoch: p.LeaderEpoch,
+		PartitionEpoch: p.PartitionEpoch, ISR: []int32{lead}})
+	h.must(command{Op: opBrokerDown, BrokerID: lead})
+	p = h.part("t", 0)
+	if p.Leader != follower || !reflect.DeepEqual(p.ISR, []int32{follower}) {
+		t.Fatalf("unclean election: %+v", p)
+	}
+}
+
+func TestAlterISRFencing(t *testing.T) {
+	h := newFSMHarness(t, 1, 2, 3)
+	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 3})
+	p := h.part("t", 0)
+	l, f1, f2 := p.Replicas[0], p.Replicas[1], p.Replicas[2]
+	shrink := command{Op: opAlterISR, Topic: "t", Partition: 0, Leader: l, LeaderEpoch: p.LeaderEpoch,
+		PartitionEpoch: p.PartitionEpoch, ISR: []int32{f1, l}}
+	res := h.must(shrink)
+	if res.Partition == nil || !reflect.DeepEqual(res.Partition.ISR, []int32{l, f1}) ||
+		res.Partition.PartitionEpoch != p.PartitionEpoch+1 {
+		t.Fatalf("shrink result %+v", res.Partition)
+	}
+	// The same proposal again is stale (partition epoch moved on).
+	h.refused(shrink, ErrStaleLeaderEpoch)
+	// A follower posing as leader is fenced.
+	p = h.part("t", 0)
+	h.refused(command{Op: opAlterISR, Topic: "t", Partition: 0, Leader: f1, LeaderEpoch: p.LeaderEpoch,
+		PartitionEpoch: p.PartitionEpoch, ISR: []int32{f1}}, ErrStaleLeaderEpoch)
+	base := command{Op: opAlterISR, Topic: "t", Partition: 0, Leader: l, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch}
+	bad := func(isr []int32) command { c := base; c.ISR = isr; return c }
+	h.refused(bad([]int32{f1}), ErrInvalidISR)        // without the leader
+	h.refused(bad([]int32{l, 99}), ErrInvalidISR)     // not a replica
+	h.refused(bad([]int32{l, f1, f1}), ErrInvalidISR) // duplicate
+	h.refused(command{Op: opAlterISR, Topic: "t", Partition: 5}, ErrUnknownTopic)
+	// A dead broker cannot be added back.
+	h.must(command{Op: opBrokerDown, BrokerID: f2})
+	p = h.part("t", 0)
+	base = command{Op: opAlterISR, Topic: "t", Partition: 0, Leader: l, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch}
+	h.refused(bad([]int32{l, f1, f2}), ErrInvalidISR)
+	// Once alive it can (expand after catch-up).
+	h.must(command{Op: opRegisterBroker, Broker: &Broker{ID: f2}})
+	res = h.must(bad([]int32{l, f1, f2}))
+	if len(res.Partition.ISR) != 3 {
+		t.Fatalf("expand: %+v", res.Partition)
+	}
+}
+
+type bufSink struct{ bytes.Buffer }
+
+func (s *bufSink) ID() string    { return "test" }
+func (s *bufSink) Cancel() error { return nil }
+func (s *bufSink) Close() error  { return nil }
+
+func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
+	h := newFSMHarness(t, 1, 2, 3)
+	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 6, RF: 3, Config: map[string]string{"retention.ms": "1000"}})
+	h.must(command{Op: opCreateTopic, Topic: OffsetsTopic, Partitions: 4, RF: 2})
+	h.must(command{Op: opBrokerDown, BrokerID: 3})
+
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Changes after Snapshot must not leak into the persisted copy.
+	h.must(command{Op: opDeleteTopic, Topic: "t"})
+	var sink bufSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	g := newFSMHarness(t)
+	watch := g.f.Watch()
+	if err := g.f.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-watch:
+	default:
+		t.Fatal("Restore did not wake watchers")
+	}
+	got := g.f.Metadata()
+	if _, ok := got.Topics["t"]; !ok || got.Index != h.index-1 {
+		t.Fatalf("restored state is not the snapshot's: index %d topics %v", got.Index, got.sortedTopicNames())
+	}
+	if got.Brokers[3].Alive || !got.Brokers[1].Alive {
+		t.Fatalf("brokers %+v", got.Brokers)
+	}
+	// Applying the same later command on both gives the same state (byte for byte).
+	g.index = got.Index
+	g.must(command{Op: opDeleteTopic, Topic: "t"})
+	a, _ := json.Marshal(h.f.Metadata())
+	b, _ := json.Marshal(g.f.Metadata())
+	if !bytes.Equal(a, b) {
+		t.Fatalf("states differ after restore+apply:\n%s\n%s", a, b)
+	}
+
+	if err := g.f.Restore(io.NopCloser(bytes.NewReader([]byte(`{"v":9,"state":{}}`)))); err == nil {
+		t.Fatal("unknown snapshot version accepted")
+	}
+}
+
+func TestCoordinatorPartitionMatchesKafka(t *testing.T) {
+	// Java: "abc".hashCode() = 96354; Kafka places group "abc" on partition 96354 % 50 = 4.
+	if got := CoordinatorPartition("abc", 50); got != 4 {
+		t.Fatalf("abc -> %d", got)
+	}
+	// "polygenelubricants".hashCode() = Integer.MIN_VALUE, which Kafka's abs maps to 0.
+	if got := CoordinatorPartition("polygenelubricants", 50); got != 0 {
+		t.Fatalf("MinInt32 hash -> %d", got)
+	}
+	for _, g := range []string{"", "a", "consumers", "ünïcode"} {
+		if p := CoordinatorPartition(g, 7); p < 0 || p >= 7 {
+			t.Fatalf("%q -> %d", g, p)
+		}
+	}
+}
