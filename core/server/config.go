@@ -37,6 +37,8 @@ type Config struct {
 	MaxPartitions int32 `yaml:"max_partitions"`
 	// MaintainInterval is how often retention and compaction run.
 	MaintainInterval time.Duration `yaml:"maintain_interval"`
+	// Groups bounds the consumer-group coordinator's timeouts.
+	Groups GroupsConfig `yaml:"groups"`
 	// Log holds the broker-wide defaults for every partition log; topics
 	// override them through CreateTopics configs.
 	Log storage.LogConfig `yaml:"log"`
@@ -127,3 +129,18 @@ func (c Config) Validate() error {
 }
 
 func (c Config) autoCreate() bool { return c.AutoCreateTopics != nil && *c.AutoCreateTopics }
+
+// GroupsConfig is the consumer-group part of the configuration; zero fields
+// take the coordinator's defaults (Kafka's broker defaults).
+type GroupsConfig struct {
+	// MinSessionTimeout and MaxSessionTimeout bound what a member may ask for.
+	MinSessionTimeout time.Duration `yaml:"min_session_timeout"`
+	MaxSessionTimeout time.Duration `yaml:"max_session_timeout"`
+	// MaxRebalanceTimeout caps a member's rebalance timeout.
+	MaxRebalanceTimeout time.Duration `yaml:"max_rebalance_timeout"`
+	// InitialRebalanceDelay holds the first rebalance of an empty group so
+	// consumers starting together join one generation; negative disables it.
+	InitialRebalanceDelay time.Duration `yaml:"initial_rebalance_delay"`
+	// MaxGroupSize limits members per group; 0 is unlimited.
+	MaxGroupSize int `yaml:"max_group_size"`
+}

@@ -3,14 +3,21 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/core/groups"
 )
 
 // handleGroup passes a consumer-group request to the coordinator. It may
 // block (JoinGroup waits for the rebalance) but only its own connection waits.
-func (s *Server) handleGroup(ctx context.Context, _ *call, req kmsg.Request) (kmsg.Response, error) {
-	resp, err := s.groups.Handle(ctx, req)
+func (s *Server) handleGroup(ctx context.Context, c *call, req kmsg.Request) (kmsg.Response, error) {
+	host, _, err := net.SplitHostPort(c.conn.remote)
+	if err != nil {
+		host = c.conn.remote
+	}
+	resp, err := s.groups.Handle(groups.WithClient(ctx, c.conn.clientID, host), req)
 	if err != nil {
 		return nil, fmt.Errorf("group coordinator: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/core/groups"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 )
@@ -35,7 +36,7 @@ type GroupCoordinator interface {
 }
 
 // NewGroupCoordinator builds the coordinator for a server from its metadata
-// store; nil leaves the group APIs unadvertised.
+// store. Start uses core/groups configured from Config.Groups when given nil.
 type NewGroupCoordinator func(store *meta.Store, logger *slog.Logger) GroupCoordinator
 
 // Server is one running core broker. Start it with Start and stop it with
@@ -68,7 +69,7 @@ type Server struct {
 }
 
 // Start opens the data directory, binds the listeners and starts serving.
-// newGroups may be nil.
+// newGroups may be nil for the default coordinator.
 func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Server, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -98,9 +99,10 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		conns:  make(map[net.Conn]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if newGroups != nil {
-		s.groups = newGroups(store, logger.With("component", "groups"))
+	if newGroups == nil {
+		newGroups = s.defaultGroups
 	}
+	s.groups = newGroups(store, logger)
 	if err := s.listen(); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -128,6 +130,24 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 	s.logger.Info("core broker serving", "kafka", s.ln.Addr().String(), "advertised", s.AdvertisedAddr(),
 		"http", s.HTTPAddr(), "data_dir", cfg.DataDir)
 	return s, nil
+}
+
+// defaultGroups is the core/groups coordinator with this server's metrics
+// registry and partition lookup.
+func (s *Server) defaultGroups(store *meta.Store, logger *slog.Logger) GroupCoordinator {
+	g := s.cfg.Groups
+	return groups.NewCoordinator(store, groups.Config{
+		MinSessionTimeout:     g.MinSessionTimeout,
+		MaxSessionTimeout:     g.MaxSessionTimeout,
+		MaxRebalanceTimeout:   g.MaxRebalanceTimeout,
+		InitialRebalanceDelay: g.InitialRebalanceDelay,
+		MaxGroupSize:          g.MaxGroupSize,
+		PartitionExists: func(topic string, partition int32) bool {
+			_, err := s.topics.Partition(topic, partition)
+			return err == nil
+		},
+		Registerer: s.m.reg,
+	}, logger)
 }
 
 func (s *Server) listen() error {

@@ -45,7 +45,7 @@ func run(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	srv, err := server.Start(cfg, logger, newGroups)
+	srv, err := server.Start(cfg, logger, nil)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
