@@ -1,0 +1,266 @@
+// Package bridge forwards an edge's partition logs to the core through the
+// Kafka protocol, exactly once against a Tributary core and at least once
+// against any other Kafka cluster.
+//
+// Every edge partition has one forwarder. It reads fsynced batches from the
+// edge log (never buffering the backlog in memory), re-encodes their records
+// with edge-id and edge-offset headers, and pipelines produce requests
+// (acks=all) on a connection of its own to the core partition's leader. Each
+// edge partition sends under a stable producer id derived from the edge id
+// (storage.ForwardedProducerID) with sequence = edge offset, so the core can
+// drop whatever it already holds however the bridge re-batches after a crash
+// or a broken connection. The cursor (next edge offset to forward) is saved
+// in the edge's metadata store only after the core acknowledged, and it is
+// the edge log's retention floor.
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/meta"
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+// EdgeIDKey is where the edge keeps its generated identity in the metadata
+// store (the gateway uses the same key).
+const EdgeIDKey = "edge/id"
+
+// Record headers the bridge adds.
+const (
+	HeaderEdgeID     = "edge-id"
+	HeaderEdgeOffset = "edge-offset"
+)
+
+// CursorName is the metadata-store name of one edge partition's cursor.
+func CursorName(stream string, partition int32) string {
+	return fmt.Sprintf("bridge/%s/%d", stream, partition)
+}
+
+// Bridge forwards every partition of every edge stream to the core.
+type Bridge struct {
+	cfg    Config
+	codec  int
+	edgeID string
+	topics *storage.Topics
+	store  *meta.Store
+	logger *slog.Logger
+	m      *metrics
+	admin  *coreAdmin
+	bucket *tokenBucket
+	start  time.Time
+
+	mu      sync.Mutex
+	fwd     map[partKey]*forwarder
+	running bool
+}
+
+type partKey struct {
+	stream    string
+	partition int32
+}
+
+// New checks cfg and prepares a bridge over the edge's topics and metadata
+// store; Run starts it. reg may be nil (no metrics registered).
+func New(cfg Config, topics *storage.Topics, store *meta.Store, reg prometheus.Registerer, logger *slog.Logger) (*Bridge, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if topics == nil || store == nil {
+		return nil, errors.New("bridge: topics and metadata store are required")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	codec, err := recordbatch.ParseCodec(cfg.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: compression: %w", err)
+	}
+	edgeID, err := resolveEdgeID(store, cfg.EdgeID)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bridge{
+		cfg:    cfg,
+		codec:  codec,
+		edgeID: edgeID,
+		topics: topics,
+		store:  store,
+		logger: logger.With("component", "bridge"),
+		bucket: newTokenBucket(cfg.BandwidthBytesPerSec, cfg.MaxBatchBytes),
+		start:  time.Now(),
+		fwd:    map[partKey]*forwarder{},
+	}
+	if b.m, err = newMetrics(reg, b); err != nil {
+		return nil, fmt.Errorf("bridge: register metrics: %w", err)
+	}
+	if b.admin, err = newCoreAdmin(cfg); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// resolveEdgeID returns the configured id, else the stored one, else a new
+// random id that is stored before it is used.
+func resolveEdgeID(store *meta.Store, configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	v, err := store.Value(EdgeIDKey)
+	if err == nil && len(v) > 0 {
+		return string(v), nil
+	}
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		return "", fmt.Errorf("bridge: read edge id: %w", err)
+	}
+	var r [6]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("bridge: generate edge id: %w", err)
+	}
+	id := "edge-" + hex.EncodeToString(r[:])
+	if err := store.PutValue(EdgeIDKey, []byte(id)); err != nil {
+		return "", fmt.Errorf("bridge: store edge id: %w", err)
+	}
+	return id, nil
+}
+
+// EdgeID is the identity the bridge forwards under.
+func (b *Bridge) EdgeID() string { return b.edgeID }
+
+// Run forwards until ctx ends, starting a forwarder for every partition of
+// every stream, including streams and partitions created later. It returns
+// nil when ctx ends; outages are retried, never returned.
+func (b *Bridge) Run(ctx context.Context) error {
+	b.mu.Lock()
+	if b.running {
+		b.mu.Unlock()
+		return errors.New("bridge: already running")
+	}
+	b.running = true
+	b.mu.Unlock()
+	defer b.admin.close()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	b.logger.Info("bridge running", "edge_id", b.edgeID, "brokers", b.cfg.Brokers, "target", b.cfg.Target,
+		"compression", b.cfg.Compression, "max_in_flight", b.cfg.MaxInFlight, "bandwidth_bytes_per_sec", b.cfg.BandwidthBytesPerSec)
+	tick := time.NewTicker(b.cfg.ScanInterval)
+	defer tick.Stop()
+	for {
+		b.startForwarders(ctx, &wg)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (b *Bridge) startForwarders(ctx context.Context, wg *sync.WaitGroup) {
+	for _, t := range b.topics.List() {
+		for p := int32(0); p < t.Partitions; p++ {
+			k := partKey{t.Name, p}
+			b.mu.Lock()
+			_, ok := b.fwd[k]
+			b.mu.Unlock()
+			if ok {
+				continue
+			}
+			l, err := b.topics.Partition(t.Name, p)
+			if err != nil {
+				continue // deleted meanwhile
+			}
+			f, err := newForwarder(b, t.Name, p, l)
+			if err != nil {
+				b.logger.Error("cannot forward partition", "stream", t.Name, "partition", p, "err", err)
+				continue
+			}
+			b.mu.Lock()
+			b.fwd[k] = f
+			b.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f.run(ctx)
+			}()
+		}
+	}
+}
+
+// Status is a snapshot of the bridge.
+type Status struct {
+	EdgeID     string            `json:"edge_id"`
+	Target     string            `json:"target"`
+	Partitions []PartitionStatus `json:"partitions"`
+}
+
+// PartitionStatus describes one edge partition's forwarding.
+type PartitionStatus struct {
+	Stream        string `json:"stream"`
+	Partition     int32  `json:"partition"`
+	CoreTopic     string `json:"core_topic"`
+	CorePartition int32  `json:"core_partition"` // -1 until the core was reached
+	// Cursor is the next edge offset to forward: the core holds everything below.
+	Cursor   int64 `json:"cursor"`
+	LogStart int64 `json:"log_start"`
+	LogEnd   int64 `json:"log_end"`
+	// BacklogRecords are in the edge log but not acknowledged by the core;
+	// BacklogBytes estimates their size from the log's average record size.
+	BacklogRecords int64 `json:"backlog_records"`
+	BacklogBytes   int64 `json:"backlog_bytes"`
+	// LastAck is when the core last acknowledged a batch (zero: never).
+	LastAck time.Time `json:"last_ack"`
+	// LastAckAge is how long records have waited without any
+	// acknowledgement; 0 when the partition is caught up.
+	LastAckAge time.Duration `json:"last_ack_age"`
+	// Dropped counts records the edge removed before they were forwarded.
+	Dropped   int64  `json:"dropped"`
+	Retries   int64  `json:"retries"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Caught reports whether every record in the edge log is on the core.
+func (p PartitionStatus) Caught() bool { return p.BacklogRecords == 0 }
+
+// Status reports every partition's cursor, backlog and last acknowledgement.
+func (b *Bridge) Status() Status {
+	b.mu.Lock()
+	fs := make([]*forwarder, 0, len(b.fwd))
+	for _, f := range b.fwd {
+		fs = append(fs, f)
+	}
+	b.mu.Unlock()
+	st := Status{EdgeID: b.edgeID, Target: b.cfg.Target}
+	now := time.Now()
+	for _, f := range fs {
+		st.Partitions = append(st.Partitions, f.status(now))
+	}
+	sort.Slice(st.Partitions, func(i, j int) bool {
+		a, c := st.Partitions[i], st.Partitions[j]
+		if a.Stream != c.Stream {
+			return a.Stream < c.Stream
+		}
+		return a.Partition < c.Partition
+	})
+	return st
+}
+
+// Backlog is the total number of records not yet on the core.
+func (s Status) Backlog() int64 {
+	var n int64
+	for _, p := range s.Partitions {
+		n += p.BacklogRecords
+	}
+	return n
+}

@@ -1,0 +1,360 @@
+package bridge
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+func header(r *kgo.Record, key string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// Core down for a while during steady ingest, then back: nothing is lost or
+// doubled, the backlog shows while it is down, and the records carry their
+// edge identity.
+func TestCoreDownDuringIngestThenBack(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	e := openEdge(t, t.TempDir(), 3)
+	cfg := testBridgeConfig(addr)
+	cfg.EdgeID = "edge-a"
+	rb := startBridge(t, cfg, e)
+
+	devs := devices("dev", 12)
+	in := e.startIngest(devs, nil, 30, 5*time.Millisecond)
+	time.Sleep(800 * time.Millisecond)
+	st := rb.Status()
+	if st.Backlog() == 0 {
+		t.Fatalf("core is down but the bridge reports no backlog: %+v", st)
+	}
+	for _, p := range st.Partitions {
+		if p.BacklogRecords > 0 && p.LastAckAge <= 0 {
+			t.Errorf("partition %d has backlog %d but last-ack age %v", p.Partition, p.BacklogRecords, p.LastAckAge)
+		}
+		if p.BacklogRecords > 0 && p.BacklogBytes <= 0 {
+			t.Errorf("partition %d has backlog %d records but %d bytes", p.Partition, p.BacklogRecords, p.BacklogBytes)
+		}
+	}
+	if n := counterValue(t, rb.m.retries.WithLabelValues(stream, "metadata")); n == 0 {
+		t.Errorf("no retries counted while the core was down")
+	}
+	core.start()
+	time.Sleep(500 * time.Millisecond)
+	want := in.stop(t)
+	rb.waitCaughtUp(t, 30*time.Second)
+
+	// Cursors are saved and are the retention floor.
+	for p := int32(0); p < 3; p++ {
+		cur, ok, err := e.store.Cursor(CursorName(stream, p))
+		l, _ := e.topics.Partition(stream, p)
+		if err != nil || !ok || cur != l.NextOffset() {
+			t.Errorf("partition %d: cursor %d (ok %v, err %v), log end %d", p, cur, ok, err, l.NextOffset())
+		}
+	}
+	var bad error
+	var mu sync.Mutex
+	v := judgeCore(t, core, addr, want, func(r *kgo.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		id, _ := header(r, HeaderEdgeID)
+		off, ok := header(r, HeaderEdgeOffset)
+		dev, _ := header(r, "device")
+		ct, _ := header(r, "content-type")
+		if _, err := strconv.ParseInt(off, 10, 64); bad == nil && (id != "edge-a" || !ok || err != nil || dev != string(r.Key) || ct != "application/json") {
+			bad = errors.New("record headers: " + id + " " + off + " " + dev + " " + ct)
+		}
+	})
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	if v.lost != 0 || v.duplicated != 0 || v.outOfOrder != 0 || v.unexpected != 0 {
+		t.Fatalf("lost=%d duplicated=%d out-of-order=%d unexpected=%d", v.lost, v.duplicated, v.outOfOrder, v.unexpected)
+	}
+	if got := counterValue(t, rb.m.records.WithLabelValues(stream)); int(got) != v.records {
+		t.Errorf("forwarded records metric %v, core holds %d", got, v.records)
+	}
+	// The core topic was created with the edge's partition count.
+	if info, ok := core.srv.Topics().Get(stream); !ok || info.Partitions != 3 {
+		t.Errorf("core topic: %+v, %v; want 3 partitions", info, ok)
+	}
+	// Scraping works and reports zero backlog now.
+	mfs, err := rb.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, mf := range mfs {
+		if mf.GetName() == "tributary_bridge_backlog_records" {
+			for _, m := range mf.GetMetric() {
+				found++
+				if m.GetGauge().GetValue() != 0 {
+					t.Errorf("backlog gauge %v after catching up", m)
+				}
+			}
+		}
+	}
+	if found != 3 {
+		t.Errorf("%d backlog gauges, want 3", found)
+	}
+}
+
+// A TCP proxy between bridge and core resets connections in the middle of
+// batches and stalls them; every reading still arrives exactly once.
+func TestConnectionFaultsMidBatch(t *testing.T) {
+	coreAddr := freeAddr(t)
+	px := newProxy(t, coreAddr)
+	core := newCore(t, coreAddr, px.addr()) // clients only ever see the proxy
+	core.start()
+	e := openEdge(t, t.TempDir(), 2)
+	cfg := testBridgeConfig(px.addr())
+	cfg.RequestTimeout = 500 * time.Millisecond
+	cfg.MaxBatchBytes = 16 << 10
+	cfg.Compression = "lz4"
+	rb := startBridge(t, cfg, e)
+
+	devs := devices("dev", 8)
+	in := e.startIngest(devs, nil, 20, 5*time.Millisecond)
+	px.resetProb.Store(150) // 1.5% of 2 KiB chunks: many resets mid-batch
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		time.Sleep(150 * time.Millisecond)
+		switch i % 4 {
+		case 1: // stall longer than the request timeout
+			px.stalled.Store(true)
+			time.Sleep(700 * time.Millisecond)
+			px.stalled.Store(false)
+		case 3:
+			px.resetAll()
+		}
+	}
+	want := in.stop(t)
+	px.resetProb.Store(0)
+	rb.waitCaughtUp(t, 30*time.Second)
+	if px.resets.Load() == 0 {
+		t.Fatal("the proxy never reset a connection mid-stream")
+	}
+	t.Logf("proxy resets mid-chunk: %d, bridge retries: %d", px.resets.Load(), totalRetries(rb.Status()))
+	verifyCore(t, core, px.addr(), want)
+}
+
+func totalRetries(st Status) int64 {
+	var n int64
+	for _, p := range st.Partitions {
+		n += p.Retries
+	}
+	return n
+}
+
+// The core restarts several times while the bridge forwards.
+func TestCoreRestartWhileForwarding(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	core.start()
+	e := openEdge(t, t.TempDir(), 2)
+	rb := startBridge(t, testBridgeConfig(addr), e)
+	in := e.startIngest(devices("dev", 6), nil, 20, 5*time.Millisecond)
+	for i := 0; i < 3; i++ {
+		time.Sleep(400 * time.Millisecond)
+		core.stop()
+		time.Sleep(200 * time.Millisecond)
+		core.start()
+	}
+	time.Sleep(300 * time.Millisecond)
+	want := in.stop(t)
+	rb.waitCaughtUp(t, 30*time.Second)
+	verifyCore(t, core, addr, want)
+}
+
+// Several edges forward into the same core topic; each edge's records keep
+// their own producer identity and none is taken for another's re-send.
+func TestSeveralEdgesOneTopic(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	core.start()
+	want := map[string]uint64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var bridges []*runningBridge
+	var ins []*ingester
+	for i := 0; i < 3; i++ {
+		e := openEdge(t, t.TempDir(), 2)
+		cfg := testBridgeConfig(addr)
+		cfg.EdgeID = "edge-" + strconv.Itoa(i)
+		if i == 2 {
+			cfg.Compression = "none"
+		}
+		bridges = append(bridges, startBridge(t, cfg, e))
+		ins = append(ins, e.startIngest(devices(cfg.EdgeID, 4), nil, 10, 5*time.Millisecond))
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for i := range ins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := ins[i].stop(t)
+			mu.Lock()
+			for d, n := range w {
+				want[d] = n
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, rb := range bridges {
+		rb.waitCaughtUp(t, 30*time.Second)
+	}
+	verifyCore(t, core, addr, want)
+}
+
+// Against a plain Kafka target the same records and headers arrive, with
+// no producer id (at-least-once).
+func TestKafkaTarget(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	core.start()
+	e := openEdge(t, t.TempDir(), 1)
+	cfg := testBridgeConfig(addr)
+	cfg.Target = TargetKafka
+	cfg.TopicPrefix = "edge."
+	rb := startBridge(t, cfg, e)
+	for s := uint64(0); s < 200; s++ {
+		if err := e.appendReading("k-1", s, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb.waitCaughtUp(t, 20*time.Second)
+	l, err := core.srv.Topics().Partition("edge."+stream, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.NextOffset() != 200 {
+		t.Fatalf("core holds %d records, want 200", l.NextOffset())
+	}
+	b, err := l.Read(0, 1<<20, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := recordbatch.ParseHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ProducerID != -1 {
+		t.Errorf("kafka target sent producer id %d, want -1", h.ProducerID)
+	}
+}
+
+// Unforwarded segments survive retention; forwarded ones do not.
+func TestRetentionFloorKeepsUnforwarded(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	e := openEdgeWith(t, t.TempDir(), 1, storage.LogConfig{SegmentBytes: 64 << 10, RetentionBytes: 1})
+	rb := startBridge(t, testBridgeConfig(addr), e)
+	l, _ := e.topics.Partition(stream, 0)
+	for s := uint64(0); s < 3000; s++ {
+		if err := e.appendReading("r-1", s, 200); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let the bridge start and set the floor
+	n, err := l.ApplyRetention()
+	if err != nil || n != 0 || l.StartOffset() != 0 {
+		t.Fatalf("retention with the core down removed %d records (start %d, err %v)", n, l.StartOffset(), err)
+	}
+	core.start()
+	rb.waitCaughtUp(t, 20*time.Second)
+	n, err = l.ApplyRetention()
+	if err != nil || n == 0 {
+		t.Fatalf("retention after forwarding removed %d records (err %v)", n, err)
+	}
+	if l.StartOffset() == 0 {
+		t.Fatal("log start did not move")
+	}
+	verifyCore(t, core, addr, map[string]uint64{"r-1": 3000})
+}
+
+// The generated edge id is stored and reused; a configured one wins.
+func TestEdgeIDStable(t *testing.T) {
+	e := openEdge(t, t.TempDir(), 1)
+	b1, err := New(Config{Brokers: []string{"127.0.0.1:1"}}, e.topics, e.store, nil, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := New(Config{Brokers: []string{"127.0.0.1:1"}}, e.topics, e.store, nil, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b1.EdgeID() == "" || b1.EdgeID() != b2.EdgeID() || !strings.HasPrefix(b1.EdgeID(), "edge-") {
+		t.Fatalf("edge ids %q and %q", b1.EdgeID(), b2.EdgeID())
+	}
+	b3, _ := New(Config{Brokers: []string{"127.0.0.1:1"}, EdgeID: "site-7"}, e.topics, e.store, nil, quietLogger())
+	if b3.EdgeID() != "site-7" {
+		t.Fatalf("configured edge id ignored: %q", b3.EdgeID())
+	}
+	for _, b := range []*Bridge{b1, b2, b3} {
+		b.admin.close()
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []Config{
+		{},
+		{Brokers: []string{"nohost"}},
+		{Brokers: []string{"127.0.0.1:9092"}, Target: "pulsar"},
+		{Brokers: []string{"127.0.0.1:9092"}, Compression: "brotli"},
+		{Brokers: []string{"127.0.0.1:9092"}, MaxInFlight: 100},
+		{Brokers: []string{"127.0.0.1:9092"}, BandwidthBytesPerSec: -1},
+	} {
+		if err := c.WithDefaults().Validate(); err == nil {
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+	if err := (Config{Brokers: []string{"127.0.0.1:9092"}}).WithDefaults().Validate(); err != nil {
+		t.Errorf("minimal config refused: %v", err)
+	}
+}
+
+func TestBackoffBounds(t *testing.T) {
+	b := backoff{min: 10 * time.Millisecond, max: 200 * time.Millisecond}
+	var sawSpread bool
+	for i := 0; i < 50; i++ {
+		d := b.next()
+		if d < b.min || d > b.max {
+			t.Fatalf("attempt %d: %v outside [%v, %v]", i, d, b.min, b.max)
+		}
+		if i > 5 && d != b.min && d != b.max {
+			sawSpread = true
+		}
+	}
+	if !sawSpread {
+		t.Error("no jitter")
+	}
+	b.reset()
+	if d := b.next(); d != b.min {
+		t.Errorf("after reset: %v, want %v", d, b.min)
+	}
+}
+
+func counterValue(t testing.TB, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}

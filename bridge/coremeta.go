@@ -1,0 +1,126 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// coreTopic is what the bridge needs to know about a core topic: how many
+// partitions it has and where each partition's leader listens.
+type coreTopic struct {
+	partitions int32
+	leaders    map[int32]string // partition -> host:port
+}
+
+// coreAdmin asks the core for metadata and creates topics. It goes through a
+// franz-go client for broker discovery and controller routing; only produce
+// requests use the bridge's own ordered connections.
+type coreAdmin struct {
+	cl      *kgo.Client
+	timeout time.Duration
+}
+
+func newCoreAdmin(cfg Config) (*coreAdmin, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID("tributary-bridge"),
+		kgo.DialTimeout(cfg.RequestTimeout),
+		kgo.RetryTimeout(cfg.RequestTimeout),
+		kgo.RequestRetries(2),
+		// The bridge's own backoff governs outages; keep the client's short.
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: core client: %w", err)
+	}
+	return &coreAdmin{cl: cl, timeout: cfg.RequestTimeout}, nil
+}
+
+func (a *coreAdmin) close() { a.cl.Close() }
+
+// errTopicMissing is returned by describe when the core does not know the topic.
+var errTopicMissing = errors.New("topic does not exist on the core")
+
+// describe returns the core's view of topic.
+func (a *coreAdmin) describe(ctx context.Context, topic string) (coreTopic, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = false // created below with the edge's partition count
+	resp, err := req.RequestWith(ctx, a.cl)
+	if err != nil {
+		return coreTopic{}, fmt.Errorf("metadata for %s: %w", topic, err)
+	}
+	brokers := make(map[int32]string, len(resp.Brokers))
+	for _, b := range resp.Brokers {
+		brokers[b.NodeID] = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				return coreTopic{}, fmt.Errorf("metadata for %s: %w", topic, errTopicMissing)
+			}
+			return coreTopic{}, fmt.Errorf("metadata for %s: %w", topic, err)
+		}
+		ct := coreTopic{partitions: int32(len(t.Partitions)), leaders: map[int32]string{}}
+		for _, p := range t.Partitions {
+			if addr, ok := brokers[p.Leader]; ok && p.ErrorCode == 0 {
+				ct.leaders[p.Partition] = addr
+			}
+		}
+		if ct.partitions == 0 {
+			return coreTopic{}, fmt.Errorf("metadata for %s: no partitions", topic)
+		}
+		return ct, nil
+	}
+	return coreTopic{}, fmt.Errorf("metadata for %s: topic missing from response", topic)
+}
+
+// create makes topic with n partitions; an existing topic is fine.
+func (a *coreAdmin) create(ctx context.Context, topic string, n int32) error {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.TimeoutMillis = int32(a.timeout / time.Millisecond)
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic = topic
+	rt.NumPartitions = n
+	rt.ReplicationFactor = -1 // the cluster's default
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, a.cl)
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", topic, err)
+		}
+	}
+	return nil
+}
+
+// ensure describes topic, creating it with n partitions when missing.
+func (a *coreAdmin) ensure(ctx context.Context, topic string, n int32) (coreTopic, error) {
+	ct, err := a.describe(ctx, topic)
+	if errors.Is(err, errTopicMissing) {
+		if err := a.create(ctx, topic, n); err != nil {
+			return coreTopic{}, err
+		}
+		ct, err = a.describe(ctx, topic)
+	}
+	return ct, err
+}

@@ -1,0 +1,384 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+// forwarder carries one edge partition to the core.
+type forwarder struct {
+	b         *Bridge
+	stream    string
+	partition int32
+	coreTopic string
+	log       *storage.Log
+	pid       int64 // producer id on the core; -1 for a foreign Kafka
+	cursorKey string
+	logger    *slog.Logger
+
+	// maxBatch shrinks when the core answers MESSAGE_TOO_LARGE.
+	maxBatch int
+
+	mu            sync.Mutex
+	cursor        int64 // acknowledged by the core and saved
+	corePartition int32
+	lastAck       time.Time
+	progress      time.Time // last ack, or when the partition was last caught up
+	dropped       int64
+	retries       int64
+	lastErr       string
+}
+
+func newForwarder(b *Bridge, stream string, partition int32, l *storage.Log) (*forwarder, error) {
+	f := &forwarder{
+		b:             b,
+		stream:        stream,
+		partition:     partition,
+		coreTopic:     b.cfg.TopicPrefix + stream,
+		log:           l,
+		pid:           -1,
+		cursorKey:     CursorName(stream, partition),
+		logger:        b.logger.With("stream", stream, "partition", partition),
+		maxBatch:      b.cfg.MaxBatchBytes,
+		corePartition: -1,
+		progress:      time.Now(),
+	}
+	if b.cfg.Target == TargetTributary {
+		f.pid = storage.ForwardedProducerID(b.edgeID, partition)
+	}
+	cur, ok, err := b.store.Cursor(f.cursorKey)
+	if err != nil {
+		return nil, fmt.Errorf("read cursor %s: %w", f.cursorKey, err)
+	}
+	if !ok {
+		cur = l.StartOffset()
+	}
+	if end := l.NextOffset(); cur > end {
+		// The log lost records the core already has (a torn tail cut at
+		// recovery). New records will reuse those offsets, and the core
+		// would drop them as re-sends: say so loudly.
+		f.logger.Error("bridge cursor is past the edge log end; records appended at offsets below the cursor will be treated as already forwarded",
+			"cursor", cur, "log_end", end)
+	}
+	f.cursor = cur
+	l.SetRetentionFloor(cur)
+	return f, nil
+}
+
+func (f *forwarder) status(now time.Time) PartitionStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	start, end := f.log.StartOffset(), f.log.NextOffset()
+	ps := PartitionStatus{
+		Stream: f.stream, Partition: f.partition, CoreTopic: f.coreTopic, CorePartition: f.corePartition,
+		Cursor: f.cursor, LogStart: start, LogEnd: end, LastAck: f.lastAck,
+		Dropped: f.dropped, Retries: f.retries, LastError: f.lastErr,
+	}
+	if from := max(f.cursor, start); end > from {
+		ps.BacklogRecords = end - from
+		if end > start {
+			ps.BacklogBytes = f.log.Size() * ps.BacklogRecords / (end - start)
+		}
+		ps.LastAckAge = now.Sub(f.progress)
+	}
+	return ps
+}
+
+// run forwards until ctx ends, backing off after each failed session.
+func (f *forwarder) run(ctx context.Context) {
+	bo := backoff{min: f.b.cfg.BackoffMin, max: f.b.cfg.BackoffMax}
+	for ctx.Err() == nil {
+		progressed, err := f.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			bo.reset()
+		}
+		wait := bo.next()
+		reason := classify(err)
+		f.b.m.retries.WithLabelValues(f.stream, reason).Inc()
+		f.mu.Lock()
+		f.retries++
+		f.lastErr = err.Error()
+		f.mu.Unlock()
+		lvl := slog.LevelWarn
+		if bo.failures > 3 {
+			lvl = slog.LevelDebug // an outage: said once, then quietly retried
+		}
+		f.logger.Log(ctx, lvl, "forwarding interrupted; retrying", "reason", reason, "err", err, "retry_in", wait.Round(time.Millisecond))
+		sleep(ctx, wait)
+	}
+}
+
+func classify(err error) string {
+	var ke *kerr.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &ke):
+		return "broker_error"
+	case errors.Is(err, errMetadata):
+		return "metadata"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	default:
+		return "network"
+	}
+}
+
+var errMetadata = errors.New("core metadata")
+
+// inflight is one produce request awaiting its acknowledgement.
+type inflight struct {
+	next    int64 // edge offset after the batch's last record
+	records int
+	bytes   int
+}
+
+// session looks up the leader, connects and forwards until an error. It
+// starts at the saved cursor every time: re-sending what the core may
+// already have is safe, skipping is not.
+func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
+	info, ok := f.b.topics.Get(f.stream)
+	if !ok {
+		<-ctx.Done() // the stream was deleted on the edge; nothing left to do
+		return false, ctx.Err()
+	}
+	ct, err := f.b.admin.ensure(ctx, f.coreTopic, info.Partitions)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", errMetadata, err)
+	}
+	cp := f.partition % ct.partitions
+	addr, ok := ct.leaders[cp]
+	if !ok {
+		return false, fmt.Errorf("%w: %s/%d has no leader", errMetadata, f.coreTopic, cp)
+	}
+	f.mu.Lock()
+	f.corePartition = cp
+	next := f.cursor
+	f.mu.Unlock()
+
+	conn, err := dialProduce(ctx, addr, f.b.cfg.RequestTimeout, "tributary-bridge-"+f.b.edgeID)
+	if err != nil {
+		return false, err
+	}
+	defer conn.close()
+
+	var queue []inflight
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
+	for {
+		changed := f.log.Changed() // taken before reading offsets: no missed wake-up
+		// Fill the pipeline with what is fsynced on the edge: a record
+		// that a power cut could still take back must not reach the core,
+		// or the edge would later reuse its offset for another record.
+		for conn.inFlight() < f.b.cfg.MaxInFlight {
+			if start := f.log.StartOffset(); next < start {
+				f.skip(start - next)
+				next = start
+			}
+			upTo := f.log.SyncedOffset()
+			if next >= upTo {
+				break
+			}
+			raw, err := f.log.Read(next, f.maxBatch, upTo)
+			if errors.Is(err, storage.ErrOffsetOutOfRange) {
+				continue // retention or drop-oldest moved the start; re-check
+			}
+			if err != nil {
+				return progressed, fmt.Errorf("read edge log at %d: %w", next, err)
+			}
+			if len(raw) == 0 {
+				break
+			}
+			batch, n, after, err := f.encode(raw, next)
+			if err != nil {
+				return progressed, err
+			}
+			if n == 0 {
+				next = after // only control batches or records below next
+				continue
+			}
+			if err := f.b.bucket.wait(ctx, len(batch)); err != nil {
+				return progressed, err
+			}
+			if err := conn.send(f.produceRequest(cp, batch)); err != nil {
+				return progressed, err
+			}
+			queue = append(queue, inflight{next: after, records: n, bytes: len(batch)})
+			next = after
+		}
+		if len(queue) == 0 {
+			f.caughtUp(next)
+			wait := time.Hour
+			if f.log.NextOffset() > next {
+				wait = f.b.cfg.SyncPoll // appended but not yet fsynced
+			}
+			idle.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return progressed, ctx.Err()
+			case <-changed:
+			case <-idle.C:
+			}
+			continue
+		}
+		resp, err := conn.receive()
+		if err != nil {
+			return progressed, err
+		}
+		if err := f.check(resp, cp); err != nil {
+			return progressed, err
+		}
+		if err := f.ack(queue[0]); err != nil {
+			return progressed, err
+		}
+		queue = queue[1:]
+		progressed = true
+	}
+}
+
+// caughtUp is called with nothing in flight: the cursor may trail next only
+// because the records between were dropped on the edge.
+func (f *forwarder) caughtUp(next int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.progress = time.Now()
+	if next > f.cursor {
+		if err := f.b.store.PutCursor(f.cursorKey, next); err == nil {
+			f.cursor = next
+			f.log.SetRetentionFloor(next)
+		}
+	}
+}
+
+func (f *forwarder) skip(n int64) {
+	f.mu.Lock()
+	f.dropped += n
+	f.mu.Unlock()
+	f.b.m.skipped.WithLabelValues(f.stream).Add(float64(n))
+	f.logger.Warn("records dropped on the edge before they were forwarded", "records", n)
+}
+
+// ack saves the cursor past an acknowledged batch and lets retention have
+// what is now on the core.
+func (f *forwarder) ack(in inflight) error {
+	if err := f.b.store.PutCursor(f.cursorKey, in.next); err != nil {
+		return fmt.Errorf("save cursor %s: %w", f.cursorKey, err)
+	}
+	now := time.Now()
+	f.mu.Lock()
+	f.cursor = in.next
+	f.lastAck, f.progress = now, now
+	f.lastErr = ""
+	f.mu.Unlock()
+	f.log.SetRetentionFloor(in.next)
+	f.b.m.records.WithLabelValues(f.stream).Add(float64(in.records))
+	f.b.m.bytes.WithLabelValues(f.stream).Add(float64(in.bytes))
+	return nil
+}
+
+// check turns a produce response into an error unless the partition was
+// written (a re-send the core recognised also answers success).
+func (f *forwarder) check(resp *kmsg.ProduceResponse, cp int32) error {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if t.Topic != f.coreTopic || p.Partition != cp {
+				continue
+			}
+			err := kerr.ErrorForCode(p.ErrorCode)
+			if err == nil {
+				return nil
+			}
+			if errors.Is(err, kerr.MessageTooLarge) && f.maxBatch > 1024 {
+				f.maxBatch /= 2
+				f.logger.Warn("core refused a batch as too large; sending smaller batches", "max_batch_bytes", f.maxBatch)
+			}
+			msg := ""
+			if p.ErrorMessage != nil {
+				msg = ": " + *p.ErrorMessage
+			}
+			return fmt.Errorf("produce to %s/%d%s: %w", f.coreTopic, cp, msg, err)
+		}
+	}
+	return fmt.Errorf("produce to %s/%d: partition missing from response", f.coreTopic, cp)
+}
+
+func (f *forwarder) produceRequest(cp int32, batch []byte) *kmsg.ProduceRequest {
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks = -1
+	req.TimeoutMillis = int32(f.b.cfg.RequestTimeout / time.Millisecond)
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = f.coreTopic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition = cp
+	rp.Records = batch
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
+// encode re-encodes the records of raw (whole edge batches) from edge offset
+// next on as one batch for the core: key, value, timestamp and headers kept,
+// edge-id and edge-offset added, sequence = edge offset. It stops at a gap in
+// offsets so that sequences stay contiguous within the batch. It returns the
+// batch, its record count and the edge offset after its last record.
+func (f *forwarder) encode(raw []byte, next int64) ([]byte, int, int64, error) {
+	var recs []recordbatch.Record
+	expect := int64(-1)
+	after, end := next, next
+	errGap := errors.New("gap")
+	err := recordbatch.Split(raw, func(h recordbatch.Header, b []byte) error {
+		end = max(end, h.NextOffset())
+		if h.IsControl() {
+			return nil
+		}
+		rs, err := recordbatch.Records(b)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if r.Offset < next {
+				continue
+			}
+			if expect >= 0 && r.Offset != expect {
+				return errGap
+			}
+			r.Headers = append(r.Headers,
+				recordbatch.RecordHeader{Key: HeaderEdgeID, Value: []byte(f.b.edgeID)},
+				recordbatch.RecordHeader{Key: HeaderEdgeOffset, Value: strconv.AppendInt(nil, r.Offset, 10)})
+			recs = append(recs, r)
+			expect = r.Offset + 1
+			after = expect
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errGap) {
+		return nil, 0, 0, fmt.Errorf("decode edge batch at %d: %w", next, err)
+	}
+	if len(recs) == 0 {
+		return nil, 0, end, nil // nothing to forward in these batches: step over them
+	}
+	opts := recordbatch.BuildOptions{Compression: f.b.codec, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, LeaderEpoch: -1}
+	if f.pid >= 0 {
+		opts.ProducerID, opts.ProducerEpoch = f.pid, 0
+		opts.BaseSequence = storage.EdgeSequence(recs[0].Offset)
+	}
+	batch, err := recordbatch.Build(recs, opts)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("build forwarded batch at %d: %w", next, err)
+	}
+	return batch, len(recs), after, nil
+}

@@ -1,0 +1,116 @@
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// produceVersion is the Produce version the bridge speaks: v7 is the first
+// with zstd, and being non-flexible it is served by every broker since Kafka
+// 2.1 as well as by the Tributary core.
+const produceVersion = 7
+
+// maxResponseBytes bounds one produce response (a few dozen bytes per
+// partition in practice); a larger frame means a broken peer.
+const maxResponseBytes = 1 << 20
+
+// produceConn is one TCP connection to a partition leader on which produce
+// requests are pipelined. The bridge owns it instead of going through a
+// client library's connection pool because exactly-once depends on order:
+// a broker handles one connection's requests in sequence, so batch k+1 is
+// never appended before batch k, and if the connection breaks every
+// request still pending on it fails together and the partition rewinds.
+type produceConn struct {
+	nc      net.Conn
+	br      *bufio.Reader
+	f       *kmsg.RequestFormatter
+	corr    int32
+	pending []int32 // correlation ids awaiting a response, oldest first
+	timeout time.Duration
+	buf     []byte
+	stop    func() bool
+}
+
+func dialProduce(ctx context.Context, addr string, timeout time.Duration, clientID string) (*produceConn, error) {
+	d := net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial leader %s: %w", addr, err)
+	}
+	c := &produceConn{
+		nc:      nc,
+		br:      bufio.NewReaderSize(nc, 4096),
+		f:       kmsg.NewRequestFormatter(kmsg.FormatterClientID(clientID)),
+		timeout: timeout,
+	}
+	// Cancelling the bridge unblocks a read or write in progress.
+	c.stop = context.AfterFunc(ctx, func() { _ = nc.Close() })
+	return c, nil
+}
+
+// send writes one produce request without waiting for its response.
+func (c *produceConn) send(req *kmsg.ProduceRequest) error {
+	req.SetVersion(produceVersion)
+	c.corr++
+	c.buf = c.f.AppendRequest(c.buf[:0], req, c.corr)
+	if err := c.nc.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return fmt.Errorf("produce to %s: %w", c.nc.RemoteAddr(), err)
+	}
+	if _, err := c.nc.Write(c.buf); err != nil {
+		return fmt.Errorf("produce to %s: %w", c.nc.RemoteAddr(), err)
+	}
+	c.pending = append(c.pending, c.corr)
+	if cap(c.buf) > 4<<20 {
+		c.buf = nil // do not pin an unusually large request buffer
+	}
+	return nil
+}
+
+// receive reads the response to the oldest pending request.
+func (c *produceConn) receive() (*kmsg.ProduceResponse, error) {
+	if len(c.pending) == 0 {
+		return nil, fmt.Errorf("produce to %s: no request pending", c.nc.RemoteAddr())
+	}
+	want := c.pending[0]
+	// The broker may legitimately take the whole produce timeout plus the
+	// fsync; beyond that the connection is considered stalled.
+	if err := c.nc.SetReadDeadline(time.Now().Add(c.timeout + 5*time.Second)); err != nil {
+		return nil, fmt.Errorf("produce to %s: %w", c.nc.RemoteAddr(), err)
+	}
+	var sz [4]byte
+	if _, err := io.ReadFull(c.br, sz[:]); err != nil {
+		return nil, fmt.Errorf("produce response from %s: %w", c.nc.RemoteAddr(), err)
+	}
+	n := int32(binary.BigEndian.Uint32(sz[:]))
+	if n < 4 || n > maxResponseBytes {
+		return nil, fmt.Errorf("produce response from %s: frame of %d bytes", c.nc.RemoteAddr(), n)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(c.br, body); err != nil {
+		return nil, fmt.Errorf("produce response from %s: %w", c.nc.RemoteAddr(), err)
+	}
+	if got := int32(binary.BigEndian.Uint32(body)); got != want {
+		return nil, fmt.Errorf("produce response from %s: correlation id %d, want %d", c.nc.RemoteAddr(), got, want)
+	}
+	c.pending = c.pending[1:]
+	resp := kmsg.NewPtrProduceResponse()
+	resp.SetVersion(produceVersion)
+	if err := resp.ReadFrom(body[4:]); err != nil {
+		return nil, fmt.Errorf("produce response from %s: decode: %w", c.nc.RemoteAddr(), err)
+	}
+	return resp, nil
+}
+
+func (c *produceConn) inFlight() int { return len(c.pending) }
+
+func (c *produceConn) close() {
+	c.stop()
+	_ = c.nc.Close()
+}
