@@ -89,6 +89,7 @@ type Device struct {
 	nextSeq  uint64
 	genDone  bool
 	backoff  time.Duration
+	retry    *time.Timer // fires the next connect attempt
 	wrongTop string
 }
 
@@ -163,8 +164,8 @@ func (d *Device) Run(ctx context.Context, stop <-chan struct{}) summary.Device {
 	// A random phase spreads a fleet's publishes over the interval.
 	tick := time.NewTimer(time.Duration(r.Float64() * float64(interval)))
 	defer tick.Stop()
-	retry := time.NewTimer(0) // connect at once
-	defer retry.Stop()
+	d.retry = time.NewTimer(0) // connect at once
+	defer d.retry.Stop()
 	ackCheck := time.NewTicker(min(max(d.cfg.AckTimeout/4, 10*time.Millisecond), time.Second))
 	defer ackCheck.Stop()
 	var connecting mqtt.Token // non-nil while a connect is under way
@@ -201,13 +202,13 @@ func (d *Device) Run(ctx context.Context, stop <-chan struct{}) summary.Device {
 			d.generate()
 			j := 1 + d.cfg.Jitter*(2*r.Float64()-1)
 			tick.Reset(time.Duration(float64(interval) * j))
-		case <-retry.C:
+		case <-d.retry.C:
 			connectingClient = d.newClient()
 			connecting = connectingClient.Connect()
 		case <-connDone:
 			if err := connecting.Error(); err != nil {
 				d.log.Debug("connect failed", "err", err, "retry_in", d.backoff)
-				retry.Reset(d.nextBackoff())
+				d.retry.Reset(d.nextBackoff())
 			} else {
 				d.client = connectingClient
 				d.sum.Connects++
@@ -223,22 +224,20 @@ func (d *Device) Run(ctx context.Context, stop <-chan struct{}) summary.Device {
 					d.sum.Connects++
 				}
 				connecting, connectingClient = nil, nil
-				retry.Reset(d.nextBackoff())
+				d.retry.Reset(d.nextBackoff())
 				continue
 			}
 			if c != d.client {
 				continue // a stale client's late report
 			}
 			d.connectionLost()
-			retry.Reset(d.nextBackoff())
+			d.retry.Reset(d.nextBackoff())
 		case <-headDone:
 			d.reapCompleted()
 		case now := <-ackCheck.C:
 			if d.client != nil && len(d.inflight) > 0 && now.Sub(d.inflight[0].at) > d.cfg.AckTimeout {
 				d.log.Warn("publish not acknowledged in time; reconnecting", "seq", d.inflight[0].it.seq, "timeout", d.cfg.AckTimeout)
-				d.client.Disconnect(100)
-				d.connectionLost()
-				retry.Reset(d.nextBackoff())
+				d.reconnect()
 			}
 		}
 		d.pump()
@@ -266,6 +265,9 @@ func (d *Device) newClient() mqtt.Client {
 		SetConnectRetry(false).
 		SetConnectTimeout(d.cfg.ConnectTimeout).
 		SetKeepAlive(30 * time.Second).
+		// Publish blocks while paho's outbound queue is stuck on a dead
+		// connection (30 s by default); keep that stall short.
+		SetWriteTimeout(2 * time.Second).
 		SetPingTimeout(10 * time.Second).
 		SetOrderMatters(false)
 	if d.cfg.Username != "" || d.cfg.Password != "" {
@@ -380,6 +382,13 @@ func (d *Device) pump() {
 		}
 		tok := d.client.Publish(it.topic, qos, false, it.payload)
 		d.inflight = append(d.inflight, flight{it: it, token: tok, at: time.Now()})
+		if isDone(tok) && tok.Error() != nil {
+			// Refused on the spot (not connected, or the write queue timed
+			// out): the connection is dead even if paho has not said so.
+			d.log.Debug("publish failed at once; reconnecting", "err", tok.Error())
+			d.reconnect()
+			return
+		}
 		switch {
 		case !it.numbered:
 		case it.resend:
@@ -391,6 +400,14 @@ func (d *Device) pump() {
 		}
 	}
 	d.Stats.Queued.Store(int64(d.queue.len()))
+}
+
+// reconnect drops the current connection and schedules a new one; what
+// was in flight goes back to the queue.
+func (d *Device) reconnect() {
+	d.client.Disconnect(100)
+	d.connectionLost()
+	d.retry.Reset(d.nextBackoff())
 }
 
 // reapCompleted settles finished publishes from the head of the window. A

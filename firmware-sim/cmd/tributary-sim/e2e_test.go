@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tributary-io/tributary/edge/auth"
+	"github.com/tributary-io/tributary/edge/gateway"
+	"github.com/tributary-io/tributary/firmware-sim/summary"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func sim(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := runMain(ctx, args, &out, &errb)
+	if ctx.Err() != nil {
+		t.Fatalf("%v ran into the test timeout", args)
+	}
+	return code, out.String() + errb.String()
+}
+
+// startEdge runs a real edge gateway on loopback; stop shuts it down
+// gracefully so its logs can be read.
+func startEdge(t *testing.T, devices int, password string) (g *gateway.Gateway, dir string, stop func()) {
+	t.Helper()
+	cfg := gateway.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.MQTT.Address = "127.0.0.1:0"
+	cfg.HTTP.Address = "-"
+	cfg.ShutdownTimeout = 10 * time.Second
+	// One cheap hash for every device: bcrypt at its default cost would
+	// make 50 logins cost seconds of CPU under the race detector.
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range devices {
+		cfg.Auth.Devices = append(cfg.Auth.Devices, auth.Device{Username: fmt.Sprintf("dev-%06d", i), PasswordHash: string(h)})
+	}
+	g, err = gateway.Open(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("edge run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("edge did not stop")
+		}
+	}
+	t.Cleanup(stop)
+	return g, cfg.DataDir, stop
+}
+
+// TestFleetThroughEdgeThenVerifyEdgeData is the edge end-to-end check:
+// 50 devices with logins publish for a few seconds, with bad traffic mixed
+// in; after the edge stops, its logs hold every acknowledged reading once.
+func TestFleetThroughEdgeThenVerifyEdgeData(t *testing.T) {
+	g, dir, stop := startEdge(t, 50, "s3cret")
+	sum := filepath.Join(t.TempDir(), "run.json")
+	code, out := sim(t, "run", "--broker", g.MQTTAddr(), "--devices", "50", "--rate", "10", "--duration", "3s",
+		"--password", "s3cret", "--summary", sum, "--quiet", "--seed", "5",
+		"--bad-malformed", "0.03", "--bad-oversized", "0.01", "--bad-wrong-topic", "0.01")
+	if code != 0 {
+		t.Fatalf("run exit %d:\n%s", code, out)
+	}
+	s, err := summary.Read(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Totals.Devices != 50 || s.Totals.Acked < 500 || s.Totals.Required != s.Totals.Acked || s.Totals.BadSent == 0 {
+		t.Fatalf("run totals %+v\n%s", s.Totals, out)
+	}
+	stop()
+
+	code, out = sim(t, "verify", "--edge-data", dir, "--summary", sum)
+	if code != 0 {
+		for _, d := range s.Devices {
+			if d.Resent > 0 || d.Connects != 1 {
+				t.Logf("device %+v", d)
+			}
+		}
+		t.Fatalf("verify exit %d:\n%s", code, out)
+	}
+	want := fmt.Sprintf("expected %d  received %d  lost 0  duplicated 0  out-of-order 0", s.Totals.Required, s.Totals.Required)
+	if !strings.Contains(out, want) || !strings.Contains(out, "undecodable 0  not-readings 0  key-mismatch 0") {
+		t.Fatalf("verify output lacks %q:\n%s", want, out)
+	}
+	t.Logf("%s", out)
+
+	// The malformed publishes were kept, in the dead-letter stream.
+	code, out = sim(t, "verify", "--edge-data", dir, "--topic", "sensors.dlq")
+	if code != 0 || !strings.Contains(out, "undecodable ") || strings.Contains(out, "undecodable 0 ") {
+		t.Fatalf("dead letters: exit %d:\n%s", code, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"bogus"},
+		{"run"}, // neither duration nor count
+		{"run", "--count", "1", "--qos", "2"},
+		{"run", "--count", "1", "--encoding", "xml"},
+		{"run", "--count", "1", "--bad-malformed", "0.8", "--bad-oversized", "0.8"},
+		{"verify", "--from", "yesterday"},
+		{"verify", "--summary", "/nonexistent/run.json"},
+	} {
+		if code, out := sim(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2:\n%s", args, code, out)
+		}
+	}
+	if code, out := sim(t, "help", "verify"); code != 0 || !strings.Contains(out, "--edge-data") && !strings.Contains(out, "-edge-data") {
+		t.Errorf("help verify: exit %d:\n%s", code, out)
+	}
+}

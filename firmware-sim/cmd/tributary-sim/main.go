@@ -1,0 +1,78 @@
+// Command tributary-sim is Tributary's sensor fleet and end-to-end judge.
+//
+//	tributary-sim run     simulate N devices publishing readings over MQTT
+//	tributary-sim verify  check a stream (Kafka or an edge's logs) against a run
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `tributary-sim: a sensor fleet and an end-to-end verifier for Tributary.
+
+Usage:
+  tributary-sim run    [flags]   simulate devices publishing readings to an MQTT broker (the edge)
+  tributary-sim verify [flags]   check what reached a stream against a run's summary
+  tributary-sim help [command]   show a command's flags
+
+A typical check:
+  tributary-sim run --broker 127.0.0.1:1883 --devices 50 --duration 10s --summary run.json
+  tributary-sim verify --brokers 127.0.0.1:9092 --summary run.json
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// runMain is the whole program minus process concerns, so tests can run
+// it in-process. It returns the exit code: 0 ok, 1 verification failed or
+// run error, 2 usage error.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return cmdVerify(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		if len(args) > 1 {
+			return runMain(ctx, []string{args[1], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// isTerminal reports whether f is a character device (a terminal), without
+// pulling in a terminal library.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
