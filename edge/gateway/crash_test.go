@@ -163,7 +163,7 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 	t.Logf("%d kill cycles in %s, %d acknowledged readings all stored exactly once", cycles, time.Since(began).Round(time.Millisecond), total)
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

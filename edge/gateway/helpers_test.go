@@ -161,7 +161,7 @@ func header(r recordbatch.Record, key string) (string, bool) {
 // to see exactly which acknowledgement, with which reason code, the gateway
 // sends — or that it sends none. paho.mqtt.golang hides both.
 type rawClient struct {
-	t       *testing.T
+	t       testing.TB
 	conn    net.Conn
 	r       *bufio.Reader
 	version byte
@@ -170,7 +170,7 @@ type rawClient struct {
 
 var errNoAck = errors.New("no acknowledgement")
 
-func dialRaw(t *testing.T, addr string, version byte, clientID, user, pass string) (*rawClient, byte, error) {
+func dialRaw(t testing.TB, addr string, version byte, clientID, user, pass string) (*rawClient, byte, error) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {

@@ -150,7 +150,7 @@ type Hook struct {
 	now    func() time.Time
 
 	createMu sync.Mutex
-	streams  sync.Map // stream name → []*storage.Log
+	streams  sync.Map // stream name → []*partitionWriter
 
 	budgetMu sync.Mutex // one drop-oldest pass at a time
 
@@ -345,30 +345,23 @@ func (h *Hook) streamAllowed(stream string) bool {
 }
 
 func (h *Hook) append(stream string, rec recordbatch.Record, durable bool) error {
-	logs, err := h.logs(stream)
+	ws, err := h.writers(stream)
 	if err != nil {
 		return err
 	}
-	batch, err := recordbatch.Build([]recordbatch.Record{rec}, recordbatch.NoProducer)
-	if err != nil {
-		return fmt.Errorf("build batch for %s: %w", stream, err)
-	}
-	p := topicmap.Partition(rec.Key, int32(len(logs)))
-	if _, err := h.appendBatch(logs[p], h.ctx, batch, storage.AppendOptions{Durable: durable, LeaderEpoch: -1}); err != nil {
-		return fmt.Errorf("append to %s-%d: %w", stream, p, err)
-	}
-	return nil
+	return ws[topicmap.Partition(rec.Key, int32(len(ws)))].append(h, rec, durable)
 }
 
-// logs returns the partition logs of a stream, creating the stream on first use.
-func (h *Hook) logs(stream string) ([]*storage.Log, error) {
+// writers returns the partition writers of a stream, creating the stream on
+// first use.
+func (h *Hook) writers(stream string) ([]*partitionWriter, error) {
 	if v, ok := h.streams.Load(stream); ok {
-		return v.([]*storage.Log), nil
+		return v.([]*partitionWriter), nil
 	}
 	h.createMu.Lock()
 	defer h.createMu.Unlock()
 	if v, ok := h.streams.Load(stream); ok {
-		return v.([]*storage.Log), nil
+		return v.([]*partitionWriter), nil
 	}
 	info, ok := h.topics.Get(stream)
 	if !ok {
@@ -387,16 +380,16 @@ func (h *Hook) logs(stream string) ([]*storage.Log, error) {
 			return nil, fmt.Errorf("stream %s missing after create", stream)
 		}
 	}
-	logs := make([]*storage.Log, info.Partitions)
-	for p := range logs {
+	ws := make([]*partitionWriter, info.Partitions)
+	for p := range ws {
 		l, err := h.topics.Partition(stream, int32(p))
 		if err != nil {
 			return nil, fmt.Errorf("open %s-%d: %w", stream, p, err)
 		}
-		logs[p] = l
+		ws[p] = &partitionWriter{name: fmt.Sprintf("%s-%d", stream, p), log: l}
 	}
-	h.streams.Store(stream, logs)
-	return logs, nil
+	h.streams.Store(stream, ws)
+	return ws, nil
 }
 
 func (h *Hook) isDeadLetter(stream string) bool {

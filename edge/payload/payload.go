@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
@@ -118,26 +119,101 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
 
+// cborReading is the reading map's known keys; others are ignored. Typed
+// fields make the decoder do the type checks without building a generic map.
+type cborReading struct {
+	Device *string  `cbor:"device"`
+	Seq    *uint64  `cbor:"seq"`
+	Ts     *int64   `cbor:"ts"`
+	Temp   *float64 `cbor:"temp"`
+	Hum    *float64 `cbor:"hum"`
+	Vib    *float64 `cbor:"vib"`
+}
+
 func decodeCBORReading(p []byte) (Reading, error) {
-	var m map[string]any
+	if len(p) == 0 || p[0]>>5 != 5 {
+		return Reading{}, invalid("cbor: not a map")
+	}
+	var m cborReading
 	if err := decMode.Unmarshal(p, &m); err != nil {
 		return Reading{}, invalid("cbor: %v", err)
 	}
-	if m == nil {
-		return Reading{}, invalid("cbor: not a map")
+	var r Reading
+	if m.Device == nil {
+		return r, invalid("missing device")
 	}
-	return readingFromMap(m)
+	if r.Device = *m.Device; r.Device == "" {
+		return r, invalid("device is empty")
+	}
+	if m.Seq == nil {
+		return r, invalid("missing seq")
+	}
+	r.Seq = *m.Seq
+	if m.Ts != nil {
+		r.TimeMs, r.HasTime = *m.Ts, true
+	}
+	for i, v := range []*float64{m.Temp, m.Hum, m.Vib} {
+		if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
+			return r, invalid("%s: not a finite number", measurements[i])
+		}
+	}
+	return r, nil
+}
+
+// jsonReading is the reading object's known keys, kept raw so that each is
+// checked strictly (seq digits only, device a string) without building a map.
+// encoding/json matches keys case-insensitively and lets the last duplicate
+// win; both are harmless here since the stored value is the payload as sent.
+type jsonReading struct {
+	Device json.RawMessage `json:"device"`
+	Seq    json.RawMessage `json:"seq"`
+	Ts     json.RawMessage `json:"ts"`
+	Temp   json.RawMessage `json:"temp"`
+	Hum    json.RawMessage `json:"hum"`
+	Vib    json.RawMessage `json:"vib"`
 }
 
 func decodeJSONReading(p []byte) (Reading, error) {
-	var m map[string]any
-	if err := strictJSON("json", p, &m); err != nil {
-		return Reading{}, err
-	}
-	if m == nil {
+	t := bytes.TrimLeft(p, " \t\r\n")
+	if len(t) == 0 || t[0] != '{' {
 		return Reading{}, invalid("json: not an object")
 	}
-	return readingFromMap(m)
+	var m jsonReading
+	if err := json.Unmarshal(p, &m); err != nil {
+		return Reading{}, invalid("json: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	var r Reading
+	if m.Device == nil {
+		return r, invalid("missing device")
+	}
+	if m.Device[0] != '"' || json.Unmarshal(m.Device, &r.Device) != nil || r.Device == "" {
+		return r, invalid("device is not a non-empty text string")
+	}
+	if m.Seq == nil {
+		return r, invalid("missing seq")
+	}
+	s, err := strconv.ParseUint(string(m.Seq), 10, 64)
+	if err != nil {
+		return r, invalid("seq %s is not an unsigned integer", m.Seq)
+	}
+	r.Seq = s
+	if m.Ts != nil {
+		ts, err := strconv.ParseInt(string(m.Ts), 10, 64)
+		if err != nil {
+			return r, invalid("ts %s is not an integer", m.Ts)
+		}
+		r.TimeMs, r.HasTime = ts, true
+	}
+	for i, v := range []json.RawMessage{m.Temp, m.Hum, m.Vib} {
+		if v == nil {
+			continue
+		}
+		// v is a valid JSON value, so unquoted NaN, Inf or hex cannot occur.
+		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
+			return r, invalid("%s: %s is not a number", measurements[i], v)
+		}
+	}
+	return r, nil
 }
 
 // strictJSON decodes exactly one JSON value with numbers kept exact and

@@ -2,6 +2,7 @@ package payload
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -33,6 +34,7 @@ func TestDecodeValid(t *testing.T) {
 		{"cbor", ContentCBOR, cborReading, Reading{Device: "dev-1", Seq: 7, TimeMs: 1700000000123, HasTime: true}},
 		{"json", ContentJSON, []byte(`{"device":"dev-3","seq":12,"ts":1700000000999,"temp":1,"hum":2.5,"vib":-3e-2}`), Reading{Device: "dev-3", Seq: 12, TimeMs: 1700000000999, HasTime: true}},
 		{"json-no-ts", ContentJSON, []byte(`{"device":"d","seq":0}`), Reading{Device: "d"}},
+		{"cbor-int-measurement", ContentCBOR, mustCBOR(t, map[string]any{"device": "d", "seq": 3, "temp": 21, "extra": []int{1}}), Reading{Device: "d", Seq: 3}},
 		{"senml-cbor", ContentSenMLCBOR, senmlCBOR, Reading{Device: "dev-2", Seq: 9, TimeMs: 1700000000500, HasTime: true}},
 		{"senml-json", ContentSenMLJSON, []byte(`[{"bn":"urn:dev:dev-4:","bt":1700000001.25,"n":"temp","v":3},{"n":"seq","v":4},{"n":"hum","v":5}]`), Reading{Device: "dev-4", Seq: 4, TimeMs: 1700000001250, HasTime: true}},
 	}
@@ -70,7 +72,12 @@ func TestDecodeInvalid(t *testing.T) {
 		{"cbor-neg-seq", ContentCBOR, mustCBOR(t, map[string]any{"device": "d", "seq": -1}), "seq"},
 		{"cbor-text-temp", ContentCBOR, mustCBOR(t, map[string]any{"device": "d", "seq": 1, "temp": "hot"}), "temp"},
 		{"json-truncated", ContentJSON, []byte(`{"device":"d","seq":`), "json"},
-		{"json-trailing", ContentJSON, []byte(`{"device":"d","seq":1} x`), "trailing"},
+		{"json-trailing", ContentJSON, []byte(`{"device":"d","seq":1} x`), "after top-level value"},
+		{"json-quoted-seq", ContentJSON, []byte(`{"device":"d","seq":"1"}`), "seq"},
+		{"json-null-temp", ContentJSON, []byte(`{"device":"d","seq":1,"temp":null}`), "temp"},
+		{"json-device-number", ContentJSON, []byte(`{"device":5,"seq":1}`), "device"},
+		{"cbor-nan", ContentCBOR, mustCBOR(t, map[string]any{"device": "d", "seq": 1, "vib": math.NaN()}), "vib"},
+		{"cbor-array", ContentCBOR, mustCBOR(t, []int{1}), "not a map"},
 		{"json-float-seq", ContentJSON, []byte(`{"device":"d","seq":1.5}`), "seq"},
 		{"json-no-device", ContentJSON, []byte(`{"seq":1}`), "missing device"},
 		{"json-array", ContentJSON, []byte(`[1]`), "json"},

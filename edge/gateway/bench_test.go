@@ -1,0 +1,203 @@
+package gateway
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The ingest benchmarks run the real tributary-edge binary and, side by side
+// under the same load, Debian's mosquitto (default config, no persistence):
+//
+//	go test -run '^$' -bench Ingest -benchtime 20000x ./edge/gateway/
+//
+// Each iteration is one 100-byte reading; they are spread over the
+// connections. QoS 0 ends with a QoS 1 publish per connection, whose PUBACK
+// (connections are processed in order) proves every QoS 0 reading before it
+// was appended. Reported: msgs/s, and the broker's peak RSS (VmHWM).
+
+type benchBroker struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+}
+
+func buildEdge(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "tributary-edge")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/tributary-io/tributary/edge/cmd/tributary-edge").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startBroker(b *testing.B, kind, edgeBin string) *benchBroker {
+	b.Helper()
+	dir := b.TempDir()
+	addr := freeAddr(b)
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	var cmd *exec.Cmd
+	switch kind {
+	case "edge":
+		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nhttp:\n  address: \"-\"\nauth:\n  allow_anonymous: true\n", filepath.Join(dir, "data"), addr)
+		path := filepath.Join(dir, "edge.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		cmd = exec.Command(edgeBin, "-config", path)
+	case "mosquitto":
+		bin, err := exec.LookPath("mosquitto")
+		if err != nil {
+			b.Skip("mosquitto not installed")
+		}
+		path := filepath.Join(dir, "mosquitto.conf")
+		if err := os.WriteFile(path, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		cmd = exec.Command(bin, "-c", path)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start %s: %v", kind, err)
+	}
+	br := &benchBroker{name: kind, cmd: cmd, addr: addr}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, _, err := dialRaw(b, addr, 4, "probe", "", ""); err == nil {
+			c.conn.Close()
+			return br
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s did not listen", kind)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// peakRSS reads the process's high-water resident set in MB.
+func peakRSS(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+// reading100 is a 100-byte JSON reading.
+func reading100(dev string, seq int) []byte {
+	p := fmt.Sprintf(`{"device":%q,"seq":%d,"ts":1700000000000,"temp":21.5,"hum":40.2}`, dev, seq)
+	return []byte(p + strings.Repeat(" ", max(0, 100-len(p))))
+}
+
+func BenchmarkIngest(b *testing.B) {
+	edgeBin := buildEdge(b)
+	for _, conns := range []int{100, 1000} {
+		for _, qos := range []byte{0, 1} {
+			for _, kind := range []string{"edge", "mosquitto"} {
+				b.Run(fmt.Sprintf("%s/conns=%d/qos=%d", kind, conns, qos), func(b *testing.B) {
+					br := startBroker(b, kind, edgeBin)
+					clients := make([]*rawClient, conns)
+					for i := range clients {
+						c, code, err := dialRaw(b, br.addr, 4, fmt.Sprintf("bench-%d", i), "", "")
+						if err != nil || code != 0 {
+							b.Fatalf("connect %d: %v %d", i, err, code)
+						}
+						clients[i] = c
+					}
+					per := (b.N + conns - 1) / conns
+					b.ResetTimer()
+					start := time.Now()
+					var wg sync.WaitGroup
+					errs := make(chan error, conns)
+					for i, c := range clients {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							dev := fmt.Sprintf("dev-%06d", i)
+							topic := "sensors/" + dev + "/reading"
+							for s := 0; s < per; s++ {
+								if _, err := c.publish(topic, reading100(dev, s), qos, "", 30*time.Second); err != nil {
+									errs <- err
+									return
+								}
+							}
+							if qos == 0 { // fence: all earlier QoS 0 readings are processed
+								if _, err := c.publish(topic, reading100(dev, per), 1, "", 60*time.Second); err != nil {
+									errs <- err
+								}
+							}
+						}()
+					}
+					wg.Wait()
+					elapsed := time.Since(start)
+					b.StopTimer()
+					close(errs)
+					for err := range errs {
+						b.Fatalf("%s: %v", kind, err)
+					}
+					for _, c := range clients {
+						c.conn.Close()
+					}
+					b.ReportMetric(float64(per*conns)/elapsed.Seconds(), "msgs/s")
+					b.ReportMetric(peakRSS(br.cmd.Process.Pid), "peakRSS_MB")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkEdgeRSS runs 1,000 devices at 10 QoS 1 readings/s each for 10 s
+// against the edge and reports its peak RSS (target ≤ 40 MB).
+func BenchmarkEdgeRSS(b *testing.B) {
+	edgeBin := buildEdge(b)
+	for i := 0; i < b.N; i++ {
+		br := startBroker(b, "edge", edgeBin)
+		const devices, rate, seconds = 1000, 10, 10
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var failed error
+		for d := 0; d < devices; d++ {
+			c, _, err := dialRaw(b, br.addr, 4, fmt.Sprintf("rss-%d", d), "", "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.conn.Close()
+				dev := fmt.Sprintf("dev-%06d", d)
+				tick := time.NewTicker(time.Second / rate)
+				defer tick.Stop()
+				for s := 0; s < rate*seconds; s++ {
+					<-tick.C
+					if _, err := c.publish("sensors/"+dev+"/reading", reading100(dev, s), 1, "", 30*time.Second); err != nil {
+						mu.Lock()
+						failed = err
+						mu.Unlock()
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if failed != nil {
+			b.Fatal(failed)
+		}
+		b.ReportMetric(peakRSS(br.cmd.Process.Pid), "peakRSS_MB")
+	}
+}
