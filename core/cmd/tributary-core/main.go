@@ -27,7 +27,10 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	stop()
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -36,18 +39,20 @@ func main() {
 	}
 }
 
-func run(args []string, stderr io.Writer) error {
+// run serves until ctx ends (SIGINT/SIGTERM in main), then shuts down
+// gracefully. ready, if set, sees the started server (tests use it).
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(*server.Server)) error {
 	cfg, level, err := loadConfig(args, stderr)
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
 	srv, err := server.Start(cfg, logger, nil)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
+	}
+	if ready != nil {
+		ready(srv)
 	}
 	<-ctx.Done()
 	logger.Info("shutting down")
