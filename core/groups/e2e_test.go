@@ -319,7 +319,7 @@ func TestStaticMembersEndToEnd(t *testing.T) {
 	produce(t, producer, "r", 8)
 	const group = "static-e2e"
 	static := func(id string) []kgo.Opt {
-		return []kgo.Opt{kgo.InstanceID(id), kgo.SessionTimeout(1500 * time.Millisecond)}
+		return []kgo.Opt{kgo.InstanceID(id), kgo.SessionTimeout(3 * time.Second)}
 	}
 	a := startConsumer(t, srv.Addr(), group, kgo.RangeBalancer(), static("a")...)
 	b := startConsumer(t, srv.Addr(), group, kgo.RangeBalancer(), static("b")...)

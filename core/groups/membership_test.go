@@ -137,7 +137,7 @@ func TestHeartbeatDuringRebalance(t *testing.T) {
 func TestSessionExpiryTriggersRebalance(t *testing.T) {
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "expiry"
-	const short = 300 * time.Millisecond
+	const short = time.Second // long enough for a loaded -race run to heartbeat in time
 	ids, gen := stableGroup(t, c, group, 2, short)
 	alive, silent := ids[0], ids[1]
 
@@ -167,7 +167,7 @@ func TestSessionExpiryTriggersRebalance(t *testing.T) {
 func TestLeaderExpiryElectsNewLeader(t *testing.T) {
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "leader-expiry"
-	const short = 300 * time.Millisecond
+	const short = time.Second // long enough for a loaded -race run to heartbeat in time
 	ids, gen := stableGroup(t, c, group, 2, short)
 	leader, follower := ids[0], ids[1]
 	eventually(t, "leader expired", func() bool {
@@ -312,7 +312,7 @@ func TestRebalanceTimeoutRemovesLaggards(t *testing.T) {
 	const group = "laggard"
 	// Long sessions, short rebalance timeout: only the rebalance timeout
 	// can remove the member that does not rejoin.
-	const rebalance = 300 * time.Millisecond
+	const rebalance = time.Second
 	ids, gen := stableGroupRebalance(t, c, group, 2, session, rebalance)
 	newcomer := memberID(t, c, group, session)
 	req := joinReq(group, newcomer, 9, session)
@@ -333,7 +333,7 @@ func TestRebalanceTimeoutRemovesLaggards(t *testing.T) {
 func TestLeaderNeverSyncs(t *testing.T) {
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "nosync"
-	const short = 300 * time.Millisecond
+	const short = time.Second // long enough for a loaded -race run to heartbeat in time
 	ids := []string{memberID(t, c, group, short), memberID(t, c, group, short)}
 	a, b := send(c, joinReq(group, ids[0], 9, short)), send(c, joinReq(group, ids[1], 9, short))
 	ra, rb := recv[*kmsg.JoinGroupResponse](t, a), recv[*kmsg.JoinGroupResponse](t, b)
@@ -357,7 +357,7 @@ func TestStaticMembership(t *testing.T) {
 	cfg := testConfig()
 	// Static members skip the MEMBER_ID_REQUIRED round, so the initial
 	// delay is what gathers both into the first generation.
-	cfg.InitialRebalanceDelay = 200 * time.Millisecond
+	cfg.InitialRebalanceDelay = 500 * time.Millisecond
 	c, _ := newTestCoordinator(t, cfg)
 	const group = "static"
 	instA, instB := "sensor-a", "sensor-b"
@@ -420,7 +420,7 @@ func TestStaticMembership(t *testing.T) {
 
 func TestInitialRebalanceDelay(t *testing.T) {
 	cfg := testConfig()
-	cfg.InitialRebalanceDelay = 300 * time.Millisecond
+	cfg.InitialRebalanceDelay = time.Second
 	c, _ := newTestCoordinator(t, cfg)
 	const group = "delay"
 	// Old-version joins so that no MEMBER_ID_REQUIRED round is involved:
