@@ -273,7 +273,17 @@ func TestConsumerGroupsEndToEnd(t *testing.T) {
 				t.Errorf("second half split %d/%d, want 100/100", gotA, gotB)
 			}
 
-			// Members leave; their final commits cover everything.
+			// Auto-commits reach the end of every partition; members
+			// then leave without moving them back.
+			waitFor(t, "auto-commits cover everything", func() bool {
+				offs := committed(t, producer, group)
+				for p := int32(0); p < e2ePartitions; p++ {
+					if offs[p] != 100 {
+						return false
+					}
+				}
+				return true
+			})
 			a.stop()
 			b.stop()
 			offs := committed(t, producer, group)
