@@ -42,7 +42,7 @@ type Checker struct {
 type deviceState struct {
 	seen        summary.Ranges  // distinct seqs received (in the judged span)
 	last        map[int32]int64 // last seq per partition, for ordering
-	received    uint64          // records, duplicates included
+	received    uint64          // judged records, duplicates included
 	duplicates  uint64
 	outOfOrder  uint64
 	earlier     uint64 // seq below the run's first: an earlier run's reading
@@ -83,7 +83,6 @@ func (c *Checker) Observe(o Observation) {
 		st = &deviceState{last: map[int32]int64{}}
 		c.devices[o.Device] = st
 	}
-	st.received++
 	if !slices.Contains(st.partitions, o.Partition) {
 		st.partitions = append(st.partitions, o.Partition)
 	}
@@ -97,6 +96,7 @@ func (c *Checker) Observe(o Observation) {
 			return
 		}
 	}
+	st.received++
 	if st.seen.Contains(o.Seq) {
 		st.duplicates++
 		if len(st.dupSamples) < maxSamples {
@@ -125,7 +125,7 @@ func (c *Checker) Observe(o Observation) {
 type DeviceReport struct {
 	Device     string         `json:"device"`
 	Expected   uint64         `json:"expected"` // required readings
-	Received   uint64         `json:"received"` // records, duplicates included
+	Received   uint64         `json:"received"` // records of this run, duplicates included
 	Distinct   uint64         `json:"distinct"`
 	Lost       uint64         `json:"lost"`
 	LostSeqs   summary.Ranges `json:"lost_seqs,omitempty"`
@@ -148,6 +148,7 @@ type Report struct {
 	Duplicated  uint64         `json:"duplicated"`
 	OutOfOrder  uint64         `json:"out_of_order"`
 	Beyond      uint64         `json:"never_generated"`
+	Earlier     uint64         `json:"earlier_runs"`
 	Unexpected  int            `json:"unexpected_devices"`
 	Undecodable uint64         `json:"undecodable"`
 	NotReadings uint64         `json:"not_readings"`
@@ -184,6 +185,7 @@ func (c *Checker) Report() Report {
 		r.Duplicated += d.Duplicated
 		r.OutOfOrder += d.OutOfOrder
 		r.Beyond += d.Beyond
+		r.Earlier += d.Earlier
 	}
 	return r
 }
@@ -301,8 +303,8 @@ func (r Report) Print(w io.Writer, all bool) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "devices %d  expected %d  received %d  lost %d  duplicated %d  out-of-order %d  never-generated %d  unexpected-devices %d  undecodable %d  not-readings %d  key-mismatch %d\n",
-		len(r.Devices), r.Expected, r.Received, r.Lost, r.Duplicated, r.OutOfOrder, r.Beyond, r.Unexpected, r.Undecodable, r.NotReadings, r.KeyMismatch)
+	fmt.Fprintf(w, "devices %d  expected %d  received %d  lost %d  duplicated %d  out-of-order %d  never-generated %d  earlier-runs %d  unexpected-devices %d  undecodable %d  not-readings %d  key-mismatch %d\n",
+		len(r.Devices), r.Expected, r.Received, r.Lost, r.Duplicated, r.OutOfOrder, r.Beyond, r.Earlier, r.Unexpected, r.Undecodable, r.NotReadings, r.KeyMismatch)
 }
 
 func formatRanges(rs summary.Ranges, limit int) string {

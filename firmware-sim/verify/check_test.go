@@ -147,7 +147,7 @@ func TestEarlierRunsAndStrangers(t *testing.T) {
 	if r.Lost != 0 || r.Duplicated != 0 || r.Unexpected != 1 {
 		t.Fatalf("report %+v", r)
 	}
-	if d := r.Devices[0]; d.Earlier != 11 || d.Beyond != 1 {
+	if d := r.Devices[0]; d.Earlier != 11 || d.Beyond != 1 || d.Received != 10 || r.Earlier != 11 || r.Received != 10 {
 		t.Fatalf("device %+v", d)
 	}
 	if err := r.Verdict(false, false); err == nil || !strings.Contains(err.Error(), "never generated") {
