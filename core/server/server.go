@@ -233,10 +233,18 @@ func (s *Server) acceptLoop() {
 	for {
 		nc, err := s.ln.Accept()
 		if err != nil {
-			if s.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				s.logger.Error("accept failed; listener stopped", "err", err)
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// Out of file descriptors and the like: keep the listener and
+			// try again shortly rather than stop serving.
+			s.logger.Error("accept failed; retrying", "err", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+				continue
+			case <-s.ctx.Done():
+				return
+			}
 		}
 		s.mu.Lock()
 		if s.ctx.Err() != nil {

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func benchServer(b *testing.B) *Server {
+	b.Helper()
+	cfg := testConfig(b.TempDir())
+	cfg.HTTPAddr = ""
+	srv, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Close() })
+	return srv
+}
+
+// BenchmarkProduce measures produce throughput through franz-go (one
+// client, 6 partitions, lz4, idempotent), reporting records/s.
+func BenchmarkProduce(b *testing.B) {
+	for _, size := range []int{100, 1024} {
+		for _, acks := range []kgo.Acks{kgo.LeaderAck(), kgo.AllISRAcks()} {
+			name := fmt.Sprintf("%dB/acks=1", size)
+			if acks == kgo.AllISRAcks() {
+				name = fmt.Sprintf("%dB/acks=all", size)
+			}
+			b.Run(name, func(b *testing.B) {
+				srv := benchServer(b)
+				opts := []kgo.Opt{kgo.SeedBrokers(srv.Addr()), kgo.DefaultProduceTopic("bench"), kgo.AllowAutoTopicCreation(),
+					kgo.RequiredAcks(acks), kgo.ProducerBatchCompression(kgo.Lz4Compression()), kgo.ProducerLinger(time.Millisecond)}
+				if acks == kgo.LeaderAck() {
+					opts = append(opts, kgo.DisableIdempotentWrite())
+				}
+				cl, err := kgo.NewClient(opts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cl.Close()
+				createTopic(b, cl, "bench", 6, nil)
+				ctx := context.Background()
+				value := make([]byte, size)
+				for i := range value {
+					value[i] = byte('a' + i%26)
+				}
+				var failed error
+				b.SetBytes(int64(size))
+				b.ResetTimer()
+				start := time.Now()
+				for i := 0; i < b.N; i++ {
+					cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+						if err != nil && failed == nil {
+							failed = err
+						}
+					})
+				}
+				if err := cl.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+				if failed != nil {
+					b.Fatal(failed)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkConsume measures fetch throughput of records stored by a
+// producer (100 B values, lz4), reporting records/s.
+func BenchmarkConsume(b *testing.B) {
+	srv := benchServer(b)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.DefaultProduceTopic("bench"),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	createTopic(b, cl, "bench", 6, nil)
+	ctx := context.Background()
+	value := make([]byte, 100)
+	for i := 0; i < b.N; i++ {
+		cl.Produce(ctx, &kgo.Record{Value: value}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	cons, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.ConsumeTopics("bench"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cons.Close()
+	got := 0
+	for got < b.N {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			b.Fatal(err)
+		}
+		got += fs.NumRecords()
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+}
