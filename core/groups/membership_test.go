@@ -496,3 +496,15 @@ func TestHandleRejectsUnsupported(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupMaxSize(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxGroupSize = 2
+	c, _ := newTestCoordinator(t, cfg)
+	memberID(t, c, "small", session)
+	memberID(t, c, "small", session)
+	r := do[*kmsg.JoinGroupResponse](t, c, joinReq("small", "", 9, session))
+	wantCode(t, "third member", r.ErrorCode, kerr.GroupMaxSizeReached)
+	r = do[*kmsg.JoinGroupResponse](t, c, joinReq("other", "", 9, session))
+	wantCode(t, "other group", r.ErrorCode, kerr.MemberIDRequired)
+}
