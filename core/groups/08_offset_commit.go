@@ -142,6 +142,7 @@ func (c *Coordinator) checkCommit(name string, generation int32, memberID string
 	}
 	if writes {
 		g.hasOffsets = true
+		g.lastCommit = c.now()
 	}
 	return 0
 }

@@ -49,6 +49,12 @@ type Config struct {
 	// Nil accepts any topic and partition.
 	PartitionExists func(topic string, partition int32) bool
 
+	// OffsetRetention is how long the committed offsets of a group
+	// without members are kept after it emptied and after its last
+	// commit (offsets.retention.minutes, KIP-211). Default 7 days;
+	// negative keeps them for ever.
+	OffsetRetention time.Duration
+
 	// Registerer receives the coordinator's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -68,6 +74,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.InitialRebalanceDelay < 0 {
 		cfg.InitialRebalanceDelay = 0
+	}
+	if cfg.OffsetRetention == 0 {
+		cfg.OffsetRetention = 7 * 24 * time.Hour
 	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 100 * time.Millisecond
@@ -146,9 +155,23 @@ func NewCoordinator(store *meta.Store, cfg Config, logger *slog.Logger) *Coordin
 			// of idle groups is incomplete.
 			c.log.Error("loading groups with committed offsets", "err", err)
 		}
+		now := c.now()
 		for _, name := range names {
 			g := newGroup(name)
 			g.hasOffsets = true
+			g.emptySince = now
+			// Retention counts from the last commit, not from this start:
+			// a node that restarts often must still expire idle groups.
+			if offs, err := store.FetchOffsets(name); err == nil {
+				for _, oc := range offs {
+					if t := time.UnixMilli(oc.CommitMs); t.After(g.lastCommit) {
+						g.lastCommit = t
+					}
+				}
+				if !g.lastCommit.IsZero() {
+					g.emptySince = g.lastCommit
+				}
+			}
 			c.groups[name] = g
 		}
 	}
@@ -244,6 +267,9 @@ func (c *Coordinator) runTimers() {
 			return
 		case <-t.C:
 			c.tick()
+			if c.cfg.OffsetRetention > 0 {
+				c.expireOffsets()
+			}
 		}
 	}
 }
@@ -260,6 +286,39 @@ func (c *Coordinator) tick() {
 			g.state = stateDead
 			delete(c.groups, name)
 		}
+	}
+}
+
+// expireOffsets deletes groups that have had no members and no commits
+// for the retention period, offsets included.
+func (c *Coordinator) expireOffsets() {
+	c.mu.Lock()
+	now := c.now()
+	var expired []*group
+	for _, g := range c.groups {
+		if g.offsetsExpired(now, c.cfg.OffsetRetention) {
+			expired = append(expired, g)
+		}
+	}
+	c.mu.Unlock()
+	for _, g := range expired {
+		c.writeMu.Lock()
+		c.mu.Lock()
+		// Re-check: a member or a commit may have come meanwhile.
+		ok := !c.closed && c.groups[g.name] == g && g.offsetsExpired(c.now(), c.cfg.OffsetRetention)
+		if ok {
+			g.state = stateDead
+			delete(c.groups, g.name)
+		}
+		c.mu.Unlock()
+		if ok && c.store != nil {
+			if err := c.store.DeleteGroup(g.name); err != nil {
+				c.log.Error("expiring group offsets", "group", g.name, "err", err)
+			} else {
+				c.log.Info("group offsets expired", "group", g.name, "idle_since", maxTime(g.emptySince, g.lastCommit))
+			}
+		}
+		c.writeMu.Unlock()
 	}
 }
 

@@ -68,8 +68,10 @@ type group struct {
 	syncDeadline time.Time
 
 	// hasOffsets keeps an idle group listed (and deletable) while it has
-	// committed offsets.
+	// committed offsets; emptySince and lastCommit start its retention.
 	hasOffsets bool
+	emptySince time.Time
+	lastCommit time.Time
 }
 
 type member struct {
@@ -417,6 +419,7 @@ func (c *Coordinator) completeJoin(g *group, now time.Time) {
 	g.generation++
 	if len(g.members) == 0 {
 		g.state = stateEmpty
+		g.emptySince = now
 		g.protocol = ""
 		g.leader = ""
 		c.log.Info("group is empty", "group", g.name, "generation", g.generation)
@@ -528,6 +531,18 @@ func (c *Coordinator) checkTimeouts(g *group, now time.Time) {
 			}
 		}
 	}
+}
+
+func (g *group) offsetsExpired(now time.Time, retention time.Duration) bool {
+	return g.state == stateEmpty && g.hasOffsets && len(g.pending) == 0 &&
+		now.Sub(maxTime(g.emptySince, g.lastCommit)) >= retention
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func minTime(a, b time.Time) time.Time {

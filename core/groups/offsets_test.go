@@ -3,6 +3,7 @@ package groups
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -286,5 +287,31 @@ func TestOffsetDelete(t *testing.T) {
 	}
 	if got := fetchV7(t, c, "live", "other", 0); got[0].Offset != -1 {
 		t.Fatalf("unsubscribed offset %+v", got[0])
+	}
+}
+
+func TestOffsetRetention(t *testing.T) {
+	cfg := testConfig()
+	cfg.OffsetRetention = 500 * time.Millisecond
+	c, _ := newTestCoordinator(t, cfg)
+	wantCode(t, "simple commit", commit(t, c, "idle", "", -1, "t", 0, 1), nil)
+	ids, gen := stableGroup(t, c, "busy", 1, session)
+	wantCode(t, "member commit", commit(t, c, "busy", ids[0], gen, "t", 0, 2), nil)
+
+	eventually(t, "idle group expired", func() bool {
+		return fetchV7(t, c, "idle", "t", 0)[0].Offset == -1
+	})
+	if d := describeGroup(t, c, "idle"); d.State != "Dead" {
+		t.Fatalf("expired group state %s", d.State)
+	}
+	// A group with members keeps its offsets however old they are.
+	time.Sleep(cfg.OffsetRetention)
+	wantCode(t, "heartbeat", heartbeat(t, c, "busy", ids[0], gen), nil)
+	if got := fetchV7(t, c, "busy", "t", 0)[0].Offset; got != 2 {
+		t.Fatalf("active group's offset %d", got)
+	}
+	groups, err := c.store.Groups()
+	if err != nil || len(groups) != 1 || groups[0] != "busy" {
+		t.Fatalf("groups in store: %v %v", groups, err)
 	}
 }
