@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tributary-io/tributary/firmware-sim/device"
 	"github.com/tributary-io/tributary/firmware-sim/summary"
 )
@@ -44,7 +46,9 @@ type Config struct {
 	// Terminal redraws one line in place; otherwise lines are appended.
 	Terminal      bool
 	ProgressEvery time.Duration
-	Logger        *slog.Logger
+	// Metrics, if set, gets the fleet's live counters registered on it.
+	Metrics prometheus.Registerer
+	Logger  *slog.Logger
 }
 
 // DeviceID names device index i.
@@ -86,6 +90,12 @@ func Run(ctx context.Context, cfg Config) (*summary.Summary, error) {
 		dc.Rand = rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.IDStart+i)))
 		dc.Logger = cfg.Logger
 		devs[i] = device.New(dc)
+	}
+
+	if cfg.Metrics != nil {
+		if err := registerMetrics(cfg.Metrics, devs); err != nil {
+			return nil, fmt.Errorf("fleet: register metrics: %w", err)
+		}
 	}
 
 	start := time.Now()

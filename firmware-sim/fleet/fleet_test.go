@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tributary-io/tributary/firmware-sim/device"
 	"github.com/tributary-io/tributary/firmware-sim/internal/mqtttest"
 	"github.com/tributary-io/tributary/firmware-sim/reading"
@@ -153,10 +155,25 @@ func TestDurationStopsAndDrainIsBounded(t *testing.T) {
 	b := startBroker(t)
 	cfg := baseConfig(b.Addr())
 	cfg.Devices, cfg.Device.Count, cfg.Duration = 5, 0, 300*time.Millisecond
+	reg := prometheus.NewRegistry()
+	cfg.Metrics = reg
 	s := runFleet(t, cfg)
 	if s.Totals.Generated == 0 || s.Totals.Acked != s.Totals.Generated {
 		t.Fatalf("duration run totals %+v", s.Totals)
 	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	if got["tributary_sim_readings_acked_total"] != float64(s.Totals.Acked) || got["tributary_sim_devices_connected"] != 0 {
+		t.Fatalf("metrics %v, acked %d", got, s.Totals.Acked)
+	}
+	cfg.Metrics = nil
 
 	// Nobody listening: generation stops at the duration, the drain gives
 	// up after its timeout and nothing is claimed as required.

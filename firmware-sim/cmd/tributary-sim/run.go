@@ -8,9 +8,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tributary-io/tributary/firmware-sim/device"
 	"github.com/tributary-io/tributary/firmware-sim/fleet"
@@ -40,21 +46,21 @@ Flags:
 `
 
 type runFlags struct {
-	broker, stream, kind, encoding, idPrefix string
-	devices, idStart, queue, inflight, qos   int
-	rate, jitter                             float64
-	duration, drain, ramp, ackTimeout        time.Duration
-	minBackoff, maxBackoff                   time.Duration
-	count                                    uint64
-	password                                 string
-	useTLS, insecure                         bool
-	caFile, certFile, keyFile                string
-	malformed, oversized, wrongTopic         float64
-	oversizeBytes                            int
-	wrongTopicName                           string
-	seed                                     int64
-	stateFile, summaryFile, logLevel         string
-	quiet                                    bool
+	broker, stream, kind, encoding, idPrefix      string
+	devices, idStart, queue, inflight, qos        int
+	rate, jitter                                  float64
+	duration, drain, ramp, ackTimeout             time.Duration
+	minBackoff, maxBackoff                        time.Duration
+	count                                         uint64
+	password                                      string
+	useTLS, insecure                              bool
+	caFile, certFile, keyFile                     string
+	malformed, oversized, wrongTopic              float64
+	oversizeBytes                                 int
+	wrongTopicName                                string
+	seed                                          int64
+	stateFile, summaryFile, logLevel, metricsAddr string
+	quiet                                         bool
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -97,6 +103,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.summaryFile, "summary", "", "write the run summary (JSON) here, for verify")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress line")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics of the fleet on this address (/metrics)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -119,6 +126,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		cfg.State = st
+	}
+	if f.metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		cfg.Metrics = reg
+		stopMetrics, err := serveMetrics(f.metricsAddr, reg, cfg.Logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "run: %v\n", err)
+			return 1
+		}
+		defer stopMetrics()
 	}
 	s, err := fleet.Run(ctx, cfg)
 	if err != nil {
@@ -218,4 +235,28 @@ func (f *runFlags) tlsConfig() (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
+}
+
+// serveMetrics serves reg on addr until the returned stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }
