@@ -1,0 +1,135 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Node. Addresses are host:port; a port of 0 picks a free one, but the Raft
+// address must stay the same across restarts (it is stored in the Raft configuration), so real
+// deployments give fixed ports.
+type Config struct {
+	// BrokerID is this broker's id, also its Raft server id. Unique in the cluster, ≥ 0.
+	BrokerID int32
+	// DataDir holds raft.db (log and stable store), the snapshots/ directory and Serf's snapshot.
+	DataDir string
+	// KafkaAddr is the advertised Kafka listener, published to other brokers through Serf.
+	KafkaAddr string
+	// RaftAddr is where the Raft TCP transport listens (and what it advertises).
+	RaftAddr string
+	// RPCAddr is where this node accepts proposals forwarded by non-leaders.
+	RPCAddr string
+	// SerfAddr is the gossip address (TCP and UDP).
+	SerfAddr string
+	// Join lists Serf addresses of other brokers; any one reachable is enough.
+	Join []string
+	// BootstrapExpect is how many brokers form a brand-new cluster: once Serf shows that many,
+	// those with the lowest ids bootstrap Raft with the same voter set. Every broker of a new
+	// cluster must use the same value. Ignored once Raft has state on disk.
+	BootstrapExpect int
+	// MaxVoters caps the Raft voters (3 or 5); later brokers join as non-voters, which still
+	// receive the metadata log. Failed voters are not removed automatically: removing them would
+	// shrink the quorum a restart needs.
+	MaxVoters int
+	// DefaultReplicationFactor is used when a topic is created with rf ≤ 0 (capped at the number
+	// of live brokers).
+	DefaultReplicationFactor int16
+	// OffsetsPartitions and OffsetsReplicationFactor shape the consumer-group coordinator topic.
+	OffsetsPartitions        int32
+	OffsetsReplicationFactor int16
+	// UncleanLeaderElection is the default of unclean.leader.election.enable for topics created
+	// through this node. Off: a partition whose in-sync replicas are all down stays offline.
+	UncleanLeaderElection bool
+	// ReconcileInterval is how often the Raft leader compares Serf membership with the metadata
+	// (Serf events trigger it immediately too).
+	ReconcileInterval time.Duration
+	// AbsentGrace is how long a broker registered in the metadata but unknown to Serf (e.g. after a
+	// full restart, before it rejoins) keeps its partitions before it is marked down.
+	AbsentGrace time.Duration
+
+	Raft   RaftTimings
+	Gossip GossipTimings
+
+	// Registerer receives the node's metrics; nil uses a private registry.
+	Registerer prometheus.Registerer
+}
+
+// RaftTimings are the Raft timeouts; zero fields take hashicorp/raft's defaults.
+type RaftTimings struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is how many log entries trigger a snapshot; TrailingLogs how many stay
+	// after it.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotInterval  time.Duration
+}
+
+// GossipTimings tune Serf's failure detector (memberlist); zero fields take
+// memberlist.DefaultLocalConfig's values. Failure detection takes roughly
+// ProbeInterval × SuspicionMult (a few seconds by default).
+type GossipTimings struct {
+	ProbeInterval           time.Duration
+	ProbeTimeout            time.Duration
+	GossipInterval          time.Duration
+	SuspicionMult           int
+	SuspicionMaxTimeoutMult int
+}
+
+// WithDefaults fills unset fields.
+func (c Config) WithDefaults() Config {
+	if c.BootstrapExpect <= 0 {
+		c.BootstrapExpect = 1
+	}
+	if c.MaxVoters <= 0 {
+		c.MaxVoters = 3
+	}
+	if c.DefaultReplicationFactor <= 0 {
+		c.DefaultReplicationFactor = 3
+	}
+	if c.OffsetsPartitions <= 0 {
+		c.OffsetsPartitions = 50
+	}
+	if c.OffsetsReplicationFactor <= 0 {
+		c.OffsetsReplicationFactor = 3
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = time.Second
+	}
+	if c.AbsentGrace <= 0 {
+		c.AbsentGrace = 30 * time.Second
+	}
+	if c.RPCAddr == "" {
+		c.RPCAddr = "127.0.0.1:0"
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.BrokerID < 0 {
+		errs = append(errs, fmt.Errorf("broker id %d is negative", c.BrokerID))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty"))
+	}
+	for name, addr := range map[string]string{"kafka": c.KafkaAddr, "raft": c.RaftAddr, "rpc": c.RPCAddr, "serf": c.SerfAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s address %q: %w", name, addr, err))
+		}
+	}
+	if c.MaxVoters != 1 && c.MaxVoters != 3 && c.MaxVoters != 5 {
+		errs = append(errs, fmt.Errorf("max voters %d: use 1, 3 or 5", c.MaxVoters))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cluster config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/hashicorp/serf/serf"
+)
+
+// controllerLoop runs for the node's lifetime. Until Raft has state it tries to bootstrap a new
+// cluster; afterwards, whenever this node is the Raft leader, it reconciles Serf membership with the
+// metadata on every Serf event and every ReconcileInterval (the tick catches events that arrived
+// while another node was leader).
+func (n *Node) controllerLoop(ctx context.Context, needBootstrap bool) {
+	tick := time.NewTicker(n.cfg.ReconcileInterval)
+	defer tick.Stop()
+	var leaderSince time.Time
+	absentSince := map[int32]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-n.poke:
+		}
+		if needBootstrap {
+			needBootstrap = !n.tryBootstrap()
+		}
+		if n.raft.State() != raft.Leader {
+			leaderSince = time.Time{}
+			clear(absentSince)
+			continue
+		}
+		if leaderSince.IsZero() {
+			// A new leader may not have applied everything its predecessor committed; the
+			// barrier makes the metadata it reconciles against current.
+			if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+				n.logger.Warn("controller barrier failed", "err", err)
+				continue
+			}
+			leaderSince = time.Now()
+			n.logger.Info("this broker is now the controller")
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := n.reconcile(rctx, absentSince); err != nil && ctx.Err() == nil {
+			n.logger.Warn("controller reconcile failed", "err", err)
+			n.wake()
+		}
+		cancel()
+	}
+}
+
+// tryBootstrap bootstraps Raft once BootstrapExpect brokers are visible in Serf. Every broker of a
+// new cluster computes the same voter set (the lowest ids), and bootstrapping with an identical
+// configuration is safe in Raft; a broker outside the set waits to be added by the leader.
+func (n *Node) tryBootstrap() (done bool) {
+	var alive []member
+	for _, m := range n.members() {
+		if m.Status == serf.StatusAlive {
+			alive = append(alive, m)
+		}
+	}
+	if len(alive) < n.cfg.BootstrapExpect {
+		return false
+	}
+	sort.Slice(alive, func(i, j int) bool { return alive[i].ID < alive[j].ID })
+	alive = alive[:n.cfg.BootstrapExpect]
+	var conf raft.Configuration
+	self := false
+	for _, m := range alive {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: serverID(m.ID), Address: raft.ServerAddress(m.RaftAddr)})
+		self = self || m.ID == n.cfg.BrokerID
+	}
+	if !self {
+		return true
+	}
+	err := n.raft.BootstrapCluster(conf).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		n.logger.Warn("raft bootstrap failed", "err", err)
+		return false
+	}
+	n.logger.Info("bootstrapped raft", "voters", len(conf.Servers), "err", err)
+	return true
+}
+
+// reconcile makes the metadata and the Raft configuration follow Serf: alive brokers are registered
+// (and added to Raft, as voters up to MaxVoters), failed or departed ones are marked down, which
+// moves their partition leadership within the ISR.
+func (n *Node) reconcile(ctx context.Context, absentSince map[int32]time.Time) error {
+	md := n.fsm.Metadata()
+	members := n.members()
+	seen := map[int32]bool{}
+	var errs []error
+	for _, m := range members {
+		seen[m.ID] = true
+		delete(absentSince, m.ID)
+		reg, known := md.Brokers[m.ID]
+		switch m.Status {
+		case serf.StatusAlive:
+			if err := n.ensureRaftMember(m); err != nil {
+				errs = append(errs, err)
+			}
+			if !known || !reg.Alive || reg.KafkaAddr != m.KafkaAddr || reg.RaftAddr != m.RaftAddr || reg.RPCAddr != m.RPCAddr {
+				b := m.Broker
+				if _, err := n.propose(ctx, command{Op: opRegisterBroker, Broker: &b}); err != nil {
+					errs = append(errs, fmt.Errorf("register broker %d: %w", m.ID, err))
+				} else {
+					n.logger.Info("broker registered", "id", m.ID, "kafka", m.KafkaAddr)
+				}
+			}
+		case serf.StatusFailed, serf.StatusLeft:
+			if known && reg.Alive {
+				if err := n.markDown(ctx, m.ID, m.Status.String()); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	// Registered brokers that Serf does not know at all (e.g. not yet back after a full restart):
+	// give them AbsentGrace to rejoin, then move their partitions.
+	for id, b := range md.Brokers {
+		if seen[id] || !b.Alive {
+			continue
+		}
+		first, ok := absentSince[id]
+		if !ok {
+			first = time.Now()
+			absentSince[id] = first
+		}
+		if time.Since(first) >= n.cfg.AbsentGrace {
+			if err := n.markDown(ctx, id, "absent from serf"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) markDown(ctx context.Context, id int32, why string) error {
+	if _, err := n.propose(ctx, command{Op: opBrokerDown, BrokerID: id}); err != nil {
+		return fmt.Errorf("mark broker %d down: %w", id, err)
+	}
+	n.logger.Warn("broker marked down; its partitions move within their ISR", "id", id, "reason", why)
+	return nil
+}
+
+// ensureRaftMember adds an alive broker to the Raft configuration (or fixes its address).
+func (n *Node) ensureRaftMember(m member) error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("raft configuration: %w", err)
+	}
+	servers := f.Configuration().Servers
+	id := serverID(m.ID)
+	voters := 0
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	i := slices.IndexFunc(servers, func(s raft.Server) bool { return s.ID == id })
+	if i >= 0 && servers[i].Address == raft.ServerAddress(m.RaftAddr) {
+		if servers[i].Suffrage == raft.Voter || voters >= n.cfg.MaxVoters {
+			return nil
+		}
+	}
+	var fut raft.IndexFuture
+	kind := "voter"
+	switch {
+	case i >= 0 && servers[i].Suffrage == raft.Voter:
+		fut = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second) // address change
+	case voters < n.cfg.MaxVoters:
+		fut = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+	default:
+		kind = "non-voter"
+		fut = n.raft.AddNonvoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+	}
+	if err := fut.Error(); err != nil {
+		return fmt.Errorf("add broker %d to raft as %s: %w", m.ID, kind, err)
+	}
+	n.logger.Info("broker added to raft", "id", m.ID, "as", kind, "addr", m.RaftAddr)
+	return nil
+}

@@ -1,0 +1,343 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/hashicorp/serf/serf"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Node is one broker's membership in the cluster: it gossips with Serf, takes part in the Raft
+// metadata group (as a voter or non-voter) and keeps a local copy of the metadata. When it is the
+// Raft leader (the controller) it registers brokers, adds voters and moves partition leadership
+// away from failed brokers.
+//
+// Proposals (CreateTopic, ProposeISR, ...) may be made on any node: a non-leader forwards them to
+// the leader's RPC address and returns once its own copy has applied the result, so a caller reads
+// its own writes.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+	fsm    *FSM
+	m      *metrics
+
+	store *RaftStore
+	trans *raft.NetworkTransport
+	raft  *raft.Raft
+	serf  *serf.Serf
+
+	rpcLn  net.Listener
+	rpcSrv *http.Server
+	client *http.Client
+
+	serfEvents chan serf.Event
+	poke       chan struct{}
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// NewNode validates the configuration; Start brings the node up.
+func NewNode(cfg Config, logger *slog.Logger) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("broker", cfg.BrokerID)
+	n := &Node{
+		cfg:        cfg,
+		logger:     logger,
+		fsm:        NewFSM(logger.With("component", "metadata")),
+		serfEvents: make(chan serf.Event, 256),
+		poke:       make(chan struct{}, 1),
+		client:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	n.m = newMetrics(reg, n)
+	n.fsm.onElection = func(_ string, _ int32, leader int32) {
+		if leader == NoLeader {
+			n.m.elections.WithLabelValues("offline").Inc()
+		} else {
+			n.m.elections.WithLabelValues("elected").Inc()
+		}
+	}
+	return n, nil
+}
+
+func serverID(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id))) }
+
+// Start opens the Raft state in DataDir, starts the transports and Serf, and joins the configured
+// peers in the background. ctx bounds start-up only; Close stops the node.
+func (n *Node) Start(ctx context.Context) (err error) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
+	logw := logBridge{logger: n.logger.With("component", "raft")}
+
+	if n.store, err = OpenRaftStore(filepath.Join(n.cfg.DataDir, "raft.db")); err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStore(n.cfg.DataDir, 2, logw)
+	if err != nil {
+		return fmt.Errorf("start cluster node: snapshot store: %w", err)
+	}
+	if n.trans, err = raft.NewTCPTransport(n.cfg.RaftAddr, nil, 3, 10*time.Second, logw); err != nil {
+		return fmt.Errorf("start cluster node: raft transport on %s: %w", n.cfg.RaftAddr, err)
+	}
+	if n.rpcLn, err = net.Listen("tcp", n.cfg.RPCAddr); err != nil {
+		return fmt.Errorf("start cluster node: rpc listener on %s: %w", n.cfg.RPCAddr, err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = serverID(n.cfg.BrokerID)
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: logw, Level: hclog.Info})
+	t := n.cfg.Raft
+	setDur(&rc.HeartbeatTimeout, t.HeartbeatTimeout)
+	setDur(&rc.ElectionTimeout, t.ElectionTimeout)
+	setDur(&rc.LeaderLeaseTimeout, t.LeaderLeaseTimeout)
+	setDur(&rc.CommitTimeout, t.CommitTimeout)
+	setDur(&rc.SnapshotInterval, t.SnapshotInterval)
+	if t.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = t.SnapshotThreshold
+	}
+	if t.TrailingLogs > 0 {
+		rc.TrailingLogs = t.TrailingLogs
+	}
+	existing, err := raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.store, n.store, snaps, n.trans); err != nil {
+		return fmt.Errorf("start cluster node: raft: %w", err)
+	}
+
+	n.rpcSrv = &http.Server{Handler: n.rpcHandler(), ReadHeaderTimeout: 5 * time.Second}
+	n.wg.Go(func() {
+		if err := n.rpcSrv.Serve(n.rpcLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("cluster rpc server stopped", "err", err)
+		}
+	})
+
+	if err := n.startSerf(); err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
+	n.wg.Go(func() { n.serfEventLoop(runCtx) })
+	n.wg.Go(func() { n.joinLoop(runCtx) })
+	n.wg.Go(func() { n.controllerLoop(runCtx, !existing) })
+	n.logger.Info("cluster node started", "raft", n.trans.LocalAddr(), "serf", n.cfg.SerfAddr,
+		"rpc", n.rpcLn.Addr().String(), "existing_state", existing)
+	return nil
+}
+
+func setDur(dst *time.Duration, v time.Duration) {
+	if v > 0 {
+		*dst = v
+	}
+}
+
+// Close stops the node without leaving the cluster: to the others it looks like a crash, so the
+// controller moves its partitions, and a restart on the same DataDir rejoins with its Raft state.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	if n.cancel != nil {
+		n.cancel()
+	}
+	var errs []error
+	if n.serf != nil {
+		if err := n.serf.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("serf shutdown: %w", err))
+		}
+	}
+	if n.rpcSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.rpcSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("rpc shutdown: %w", err))
+		}
+		cancel()
+	} else if n.rpcLn != nil {
+		n.rpcLn.Close()
+	}
+	n.client.CloseIdleConnections()
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+	}
+	n.wg.Wait()
+	if n.trans != nil {
+		if err := n.trans.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("raft transport close: %w", err))
+		}
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close cluster node %d: %w", n.cfg.BrokerID, err)
+	}
+	return nil
+}
+
+func (n *Node) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
+}
+
+// ID is this broker's id.
+func (n *Node) ID() int32 { return n.cfg.BrokerID }
+
+// RaftAddr is the Raft transport's address (useful when configured with port 0).
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
+// RPCAddr is the forwarding listener's address.
+func (n *Node) RPCAddr() string { return n.rpcLn.Addr().String() }
+
+// IsController reports whether this node is the Raft leader.
+func (n *Node) IsController() bool { return n.raft != nil && n.raft.State() == raft.Leader }
+
+// Controller returns the broker id of the Raft leader, if one is known.
+func (n *Node) Controller() (int32, bool) {
+	if n.raft == nil {
+		return 0, false
+	}
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(id), 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int32(v), true
+}
+
+// Metadata returns a copy of this node's metadata (as of its last applied Raft entry).
+func (n *Node) Metadata() *Snapshot { return n.fsm.Metadata() }
+
+// Watch returns a channel closed at the next metadata change (see FSM.Watch).
+func (n *Node) Watch() <-chan struct{} { return n.fsm.Watch() }
+
+// PartitionState returns the local view of one partition.
+func (n *Node) PartitionState(topic string, partition int32) (PartitionState, bool) {
+	return n.fsm.Metadata().Partition(topic, partition)
+}
+
+// CreateTopic creates a topic, placing replicas over the live brokers. rf ≤ 0 means the default
+// replication factor, capped at the live broker count.
+func (n *Node) CreateTopic(ctx context.Context, name string, partitions int32, rf int16, config map[string]string) error {
+	if rf <= 0 {
+		rf = n.cfg.DefaultReplicationFactor
+		if live := int16(len(n.fsm.Metadata().LiveBrokers())); live > 0 && rf > live {
+			rf = live
+		}
+	}
+	cfg := map[string]string{}
+	for k, v := range config {
+		cfg[k] = v
+	}
+	if _, set := cfg[UncleanLeaderElectionConfig]; !set && n.cfg.UncleanLeaderElection {
+		cfg[UncleanLeaderElectionConfig] = "true"
+	}
+	if len(cfg) == 0 {
+		cfg = nil
+	}
+	_, err := n.propose(ctx, command{Op: opCreateTopic, Topic: name, Partitions: partitions, RF: rf, Config: cfg})
+	return err
+}
+
+// CreatePartitions raises a topic's partition count to total.
+func (n *Node) CreatePartitions(ctx context.Context, name string, total int32) error {
+	_, err := n.propose(ctx, command{Op: opCreatePartitions, Topic: name, Partitions: total})
+	return err
+}
+
+// DeleteTopic removes a topic from the metadata (replicas delete their logs when they see it go).
+func (n *Node) DeleteTopic(ctx context.Context, name string) error {
+	_, err := n.propose(ctx, command{Op: opDeleteTopic, Topic: name})
+	return err
+}
+
+// ProposeISR is the partition leader's request to change the ISR (shrink a lagging follower, or
+// expand one that caught up). cur is the leader's current view of the partition: the change is
+// refused with ErrStaleLeaderEpoch if the leader, leader epoch or partition epoch moved on.
+func (n *Node) ProposeISR(ctx context.Context, cur PartitionState, isr []int32) (PartitionState, error) {
+	res, err := n.propose(ctx, command{Op: opAlterISR, Topic: cur.Topic, Partition: cur.Partition,
+		Leader: cur.Leader, LeaderEpoch: cur.LeaderEpoch, PartitionEpoch: cur.PartitionEpoch, ISR: isr})
+	if err != nil {
+		return PartitionState{}, err
+	}
+	if res.Partition == nil {
+		return PartitionState{}, fmt.Errorf("propose isr: no partition in the result")
+	}
+	return *res.Partition, nil
+}
+
+// ErrCoordinatorNotAvailable means the group's coordinator partition has no leader right now.
+var ErrCoordinatorNotAvailable = errors.New("group coordinator not available")
+
+// Coordinator returns the broker coordinating group: the leader of the group's partition of the
+// offsets topic, which is created on first use (as Kafka does).
+func (n *Node) Coordinator(ctx context.Context, group string) (Broker, error) {
+	md := n.fsm.Metadata()
+	t, ok := md.Topics[OffsetsTopic]
+	if !ok {
+		rf := n.cfg.OffsetsReplicationFactor
+		if live := int16(len(md.LiveBrokers())); rf > live {
+			rf = live
+		}
+		err := n.CreateTopic(ctx, OffsetsTopic, n.cfg.OffsetsPartitions, rf, map[string]string{"cleanup.policy": "compact"})
+		if err != nil && !errors.Is(err, ErrTopicExists) {
+			return Broker{}, fmt.Errorf("coordinator for %q: create offsets topic: %w", group, err)
+		}
+		md = n.fsm.Metadata()
+		if t, ok = md.Topics[OffsetsTopic]; !ok {
+			return Broker{}, fmt.Errorf("coordinator for %q: %w", group, ErrCoordinatorNotAvailable)
+		}
+	}
+	p := t.Partitions[CoordinatorPartition(group, len(t.Partitions))]
+	b, ok := md.Brokers[p.Leader]
+	if p.Leader == NoLeader || !ok || !b.Alive {
+		return Broker{}, fmt.Errorf("coordinator for %q: partition %d: %w", group, p.Partition, ErrCoordinatorNotAvailable)
+	}
+	return *b, nil
+}

@@ -1,0 +1,392 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// testLogWriter forwards to t.Output until the test ends; raft and memberlist goroutines can log a
+// last line after Close returns, which must not reach a finished test.
+type testLogWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	done bool
+}
+
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	return w.w.Write(p)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testLogWriter{w: t.Output()}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// freePort finds a port free for both TCP and UDP on 127.0.0.1 (Serf uses both).
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+type testCluster struct {
+	t     *testing.T
+	log   *slog.Logger
+	cfgs  []Config
+	nodes []*Node
+	regs  []*prometheus.Registry
+}
+
+func newTestCluster(t *testing.T, size int) *testCluster {
+	c := &testCluster{t: t, log: testLogger(t), nodes: make([]*Node, size), regs: make([]*prometheus.Registry, size)}
+	base := t.TempDir()
+	var join []string
+	for i := range size {
+		serfAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		join = append(join, serfAddr)
+		c.cfgs = append(c.cfgs, Config{
+			BrokerID:                 int32(i + 1),
+			DataDir:                  filepath.Join(base, fmt.Sprintf("broker-%d", i+1)),
+			KafkaAddr:                fmt.Sprintf("127.0.0.1:%d", 19000+i), // only published, never dialled here
+			RaftAddr:                 fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			RPCAddr:                  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			SerfAddr:                 serfAddr,
+			BootstrapExpect:          size,
+			MaxVoters:                3,
+			OffsetsPartitions:        6,
+			OffsetsReplicationFactor: 3,
+			ReconcileInterval:        200 * time.Millisecond,
+			AbsentGrace:              5 * time.Second,
+			Raft: RaftTimings{
+				HeartbeatTimeout:   500 * time.Millisecond,
+				ElectionTimeout:    500 * time.Millisecond,
+				LeaderLeaseTimeout: 250 * time.Millisecond,
+				CommitTimeout:      20 * time.Millisecond,
+				// Small, so the restart test goes through a file snapshot.
+				SnapshotThreshold: 16,
+				TrailingLogs:      4,
+			},
+			Gossip: GossipTimings{
+				ProbeInterval:           250 * time.Millisecond,
+				ProbeTimeout:            200 * time.Millisecond,
+				GossipInterval:          50 * time.Millisecond,
+				SuspicionMult:           2,
+				SuspicionMaxTimeoutMult: 2,
+			},
+		})
+	}
+	for i := range c.cfgs {
+		c.cfgs[i].Join = join
+	}
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.stop(i)
+		}
+	})
+	return c
+}
+
+func (c *testCluster) start(i int) {
+	c.t.Helper()
+	c.regs[i] = prometheus.NewRegistry()
+	cfg := c.cfgs[i]
+	cfg.Registerer = c.regs[i]
+	n, err := NewNode(cfg, c.log)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes[i] = n
+}
+
+func (c *testCluster) stop(i int) {
+	if c.nodes[i] == nil {
+		return
+	}
+	if err := c.nodes[i].Close(); err != nil {
+		c.t.Errorf("close broker %d: %v", i+1, err)
+	}
+	c.nodes[i] = nil
+}
+
+func (c *testCluster) running() []*Node {
+	var out []*Node
+	for _, n := range c.nodes {
+		if n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond on every running node until it holds on all of them, or fails after limit.
+func (c *testCluster) waitFor(what string, limit time.Duration, cond func(n *Node) error) {
+	c.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var err error
+		for _, n := range c.running() {
+			if e := cond(n); e != nil {
+				err = fmt.Errorf("broker %d: %w", n.ID(), e)
+				break
+			}
+		}
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: not within %v: %v", what, limit, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *testCluster) controller() *Node {
+	c.t.Helper()
+	for _, n := range c.running() {
+		if n.IsController() {
+			return n
+		}
+	}
+	c.t.Fatal("no controller")
+	return nil
+}
+
+func allAlive(ids ...int32) func(n *Node) error {
+	return func(n *Node) error {
+		if _, ok := n.Controller(); !ok {
+			return errors.New("no raft leader known")
+		}
+		md := n.Metadata()
+		for _, id := range ids {
+			if b, ok := md.Brokers[id]; !ok || !b.Alive {
+				return fmt.Errorf("broker %d not registered alive", id)
+			}
+		}
+		return nil
+	}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestClusterLifecycle walks a 3-broker cluster through formation, topic placement, a broker
+// failure, that broker's return and a full cluster restart.
+func TestClusterLifecycle(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i := range 3 {
+		c.start(i)
+	}
+	c.waitFor("cluster formed", 20*time.Second, allAlive(1, 2, 3))
+
+	ctrl := c.controller()
+	conf := ctrl.raft.GetConfiguration()
+	if err := conf.Error(); err != nil {
+		t.Fatal(err)
+	}
+	voters := 0
+	for _, s := range conf.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters != 3 {
+		t.Fatalf("raft voters = %d, want 3: %+v", voters, conf.Configuration().Servers)
+	}
+
+	// Create through a follower: the proposal is forwarded, and the follower reads its own write.
+	var follower *Node
+	for _, n := range c.running() {
+		if !n.IsController() {
+			follower = n
+			break
+		}
+	}
+	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "events", 6, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterValue(t, follower.m.forwarded); got < 1 {
+		t.Fatalf("proposal was not forwarded (forwarded=%v)", got)
+	}
+	md := follower.Metadata()
+	if _, ok := md.Topics["events"]; !ok {
+		t.Fatal("follower does not see the topic it created")
+	}
+	if counts := md.LeaderCounts(); counts[1] != 2 || counts[2] != 2 || counts[3] != 2 {
+		t.Fatalf("leaders not spread 2/2/2: %v", counts)
+	}
+	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "events", 1, 1, nil); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("second create: %v, want ErrTopicExists through forwarding", err)
+	}
+	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "too-wide", 1, 4, nil); !errors.Is(err, ErrInvalidReplicationFactor) {
+		t.Fatalf("rf 4 on 3 brokers: %v", err)
+	}
+	c.waitFor("topic replicated", 10*time.Second, func(n *Node) error {
+		if _, ok := n.PartitionState("events", 5); !ok {
+			return errors.New("events/5 missing")
+		}
+		return nil
+	})
+
+	coord, err := follower.Coordinator(ctxT(t, 10*time.Second), "analytics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := follower.PartitionState(OffsetsTopic, CoordinatorPartition("analytics", 6)); coord.ID != p.Leader || coord.KafkaAddr == "" {
+		t.Fatalf("coordinator %+v, offsets partition %+v", coord, p)
+	}
+
+	// The victim is the controller itself, so failover also needs a Raft election.
+	victim := c.controller()
+	vid := victim.ID()
+	before := victim.Metadata().Topics["events"]
+	led := 0
+	for _, p := range before.Partitions {
+		if p.Leader == vid {
+			led++
+		}
+	}
+	if led != 2 {
+		t.Fatalf("victim %d leads %d partitions, want 2", vid, led)
+	}
+	c.stop(int(vid - 1))
+	c.waitFor("failover", 30*time.Second, func(n *Node) error {
+		md := n.Metadata()
+		if md.Brokers[vid].Alive {
+			return fmt.Errorf("broker %d still alive", vid)
+		}
+		for i, p := range md.Topics["events"].Partitions {
+			old := before.Partitions[i]
+			if slices.Contains(p.ISR, vid) {
+				return fmt.Errorf("partition %d: %d still in ISR %v", i, vid, p.ISR)
+			}
+			if old.Leader != vid {
+				continue
+			}
+			if p.Leader == vid || p.Leader == NoLeader {
+				return fmt.Errorf("partition %d: leader %d", i, p.Leader)
+			}
+			if !slices.Contains(old.ISR, p.Leader) || p.LeaderEpoch <= old.LeaderEpoch {
+				return fmt.Errorf("partition %d: new leader %d epoch %d, old ISR %v epoch %d", i, p.Leader, p.LeaderEpoch, old.ISR, old.LeaderEpoch)
+			}
+		}
+		return nil
+	})
+	for _, n := range c.running() {
+		if got := counterValue(t, n.m.elections.WithLabelValues("elected")); got < 2 {
+			t.Fatalf("broker %d counted %v leader elections, want ≥ 2", n.ID(), got)
+		}
+	}
+
+	// An ISR change proposed by the new leader of a partition (from its own node).
+	p0, _ := c.running()[0].PartitionState("events", 0)
+	lnode := c.nodes[p0.Leader-1]
+	shrunk, err := lnode.ProposeISR(ctxT(t, 10*time.Second), p0, []int32{p0.Leader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(shrunk.ISR, []int32{p0.Leader}) || shrunk.PartitionEpoch != p0.PartitionEpoch+1 {
+		t.Fatalf("shrunk ISR %+v", shrunk)
+	}
+	if _, err := lnode.ProposeISR(ctxT(t, 10*time.Second), p0, []int32{p0.Leader}); !errors.Is(err, ErrStaleLeaderEpoch) {
+		t.Fatalf("stale ISR proposal: %v", err)
+	}
+
+	// The victim comes back on its directory: registered alive again, leadership stays put.
+	c.start(int(vid - 1))
+	c.waitFor("victim rejoined", 20*time.Second, allAlive(1, 2, 3))
+	want := c.controller().Metadata()
+
+	// Full cluster restart, with a snapshot on disk so start-up restores from it.
+	for _, n := range c.running() {
+		if err := n.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("broker %d snapshot: %v", n.ID(), err)
+		}
+	}
+	for i := range c.nodes {
+		c.stop(i)
+	}
+	for i := range c.cfgs {
+		snaps, err := os.ReadDir(filepath.Join(c.cfgs[i].DataDir, "snapshots"))
+		if err != nil || len(snaps) == 0 {
+			t.Fatalf("broker %d has no snapshot on disk: %v", i+1, err)
+		}
+	}
+	for i := range 3 {
+		c.start(i)
+	}
+	c.waitFor("cluster restarted", 30*time.Second, allAlive(1, 2, 3))
+	c.waitFor("metadata survived", 20*time.Second, func(n *Node) error {
+		md := n.Metadata()
+		for _, name := range []string{"events", OffsetsTopic} {
+			got, ok := md.Topics[name]
+			if !ok {
+				return fmt.Errorf("topic %s lost", name)
+			}
+			for i, p := range got.Partitions {
+				w := want.Topics[name].Partitions[i]
+				if !slices.Equal(p.Replicas, w.Replicas) || p.LeaderEpoch < w.LeaderEpoch {
+					return fmt.Errorf("%s/%d: %+v, before restart %+v", name, i, p, w)
+				}
+				if p.Leader == NoLeader {
+					return fmt.Errorf("%s/%d offline", name, i)
+				}
+			}
+		}
+		if got := md.Topics["events"].Partitions[0].ISR; len(got) != 1 {
+			return fmt.Errorf("events/0 ISR %v, want the shrunk ISR to survive", got)
+		}
+		return nil
+	})
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
