@@ -1,9 +1,12 @@
 package groups_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"os/exec"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -358,4 +361,55 @@ func TestStaticMembersEndToEnd(t *testing.T) {
 		_, owned := a.snapshot()
 		return owned == e2ePartitions
 	})
+}
+
+// kcatConsume runs kcat (librdkafka) as a balanced group consumer until it
+// reaches the end of every assigned partition, and returns the values.
+func kcatConsume(t *testing.T, addr, group string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kcat", "-b", addr, "-G", group, "-X", "auto.offset.reset=earliest", "-e", "-q",
+		"-f", "%s\n", "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=200", e2eTopic)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kcat: %v\nstderr: %s", err, errb.String())
+	}
+	var vals []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if l != "" {
+			vals = append(vals, l)
+		}
+	}
+	sort.Strings(vals)
+	return vals
+}
+
+// TestKcatConsumerGroup drives the coordinator with librdkafka's classic
+// group consumer: it reads everything once, commits, and a second run
+// resumes from the commits.
+func TestKcatConsumerGroup(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Skip("kcat not installed")
+	}
+	srv := startBrokerWith(t, t.TempDir(), groups.Config{InitialRebalanceDelay: -1})
+	producer := newClient(t, srv.Addr(), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.AllowAutoTopicCreation())
+	produce(t, producer, "k", 40)
+	const group = "kcat-group"
+	if got := kcatConsume(t, srv.Addr(), group); len(got) != 40 {
+		t.Fatalf("first run read %d records, want 40: %v", len(got), got)
+	}
+	offs := committed(t, producer, group)
+	for p := int32(0); p < e2ePartitions; p++ {
+		if offs[p] != 10 {
+			t.Fatalf("partition %d committed at %d, want 10 (%v)", p, offs[p], offs)
+		}
+	}
+	produce(t, producer, "more", 4)
+	got := kcatConsume(t, srv.Addr(), group)
+	want := []string{"more-0", "more-1", "more-2", "more-3"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("second run read %v, want %v", got, want)
+	}
 }
