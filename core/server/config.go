@@ -55,7 +55,7 @@ const (
 	DefaultMaxPartitions     = 10000
 	DefaultClusterID         = "tributary"
 	defaultMaxFetchWait      = 30 * time.Second
-	defaultMaxPipelinedReads = 16
+	defaultMaxPipelinedReads = 4
 )
 
 // DefaultConfig is the configuration `tributary-core` runs with when given
