@@ -46,7 +46,7 @@ type deviceState struct {
 	duplicates  uint64
 	outOfOrder  uint64
 	earlier     uint64 // seq below the run's first: an earlier run's reading
-	beyond      uint64 // seq at or past the run's next: never generated
+	beyond      uint64 // seq at or past the run's next: a later run's reading
 	dupSamples  []Observation
 	oooSamples  []Observation
 	lo, hi      uint64 // seen span (no-summary mode)
@@ -132,7 +132,7 @@ type DeviceReport struct {
 	Duplicated uint64         `json:"duplicated"`
 	OutOfOrder uint64         `json:"out_of_order"`
 	Earlier    uint64         `json:"earlier_runs,omitempty"`
-	Beyond     uint64         `json:"never_generated,omitempty"`
+	Later      uint64         `json:"later_runs,omitempty"`
 	Unexpected bool           `json:"unexpected_device,omitempty"` // not in the summary
 	Partitions []int32        `json:"partitions,omitempty"`
 	Duplicates []Observation  `json:"duplicate_samples,omitempty"`
@@ -147,7 +147,7 @@ type Report struct {
 	Lost        uint64         `json:"lost"`
 	Duplicated  uint64         `json:"duplicated"`
 	OutOfOrder  uint64         `json:"out_of_order"`
-	Beyond      uint64         `json:"never_generated"`
+	Later       uint64         `json:"later_runs"`
 	Earlier     uint64         `json:"earlier_runs"`
 	Unexpected  int            `json:"unexpected_devices"`
 	Undecodable uint64         `json:"undecodable"`
@@ -184,7 +184,7 @@ func (c *Checker) Report() Report {
 		r.Lost += d.Lost
 		r.Duplicated += d.Duplicated
 		r.OutOfOrder += d.OutOfOrder
-		r.Beyond += d.Beyond
+		r.Later += d.Later
 		r.Earlier += d.Earlier
 	}
 	return r
@@ -196,7 +196,7 @@ func (c *Checker) deviceReport(name string) DeviceReport {
 		st = &deviceState{}
 	}
 	d := DeviceReport{Device: name, Received: st.received, Distinct: st.seen.Count(),
-		Duplicated: st.duplicates, OutOfOrder: st.outOfOrder, Earlier: st.earlier, Beyond: st.beyond,
+		Duplicated: st.duplicates, OutOfOrder: st.outOfOrder, Earlier: st.earlier, Later: st.beyond,
 		Partitions: slices.Sorted(slices.Values(st.partitions)), Duplicates: st.dupSamples, Reordered: st.oooSamples}
 	exp := c.expected[name]
 	switch {
@@ -251,6 +251,8 @@ func gaps(seen summary.Ranges) summary.Ranges {
 
 // Verdict says whether the report passes. Loss fails unless allowLoss
 // (QoS 0 runs); duplicates always fail; reordering fails only if strictOrder.
+// Readings numbered before or after the run belong to other runs of the
+// same devices (--state continues numbering) and are only counted.
 func (r Report) Verdict(allowLoss, strictOrder bool) error {
 	var bad []string
 	if r.Lost > 0 && !allowLoss {
@@ -262,9 +264,6 @@ func (r Report) Verdict(allowLoss, strictOrder bool) error {
 	if r.OutOfOrder > 0 && strictOrder {
 		bad = append(bad, fmt.Sprintf("%d out of order", r.OutOfOrder))
 	}
-	if r.Beyond > 0 {
-		bad = append(bad, fmt.Sprintf("%d never generated", r.Beyond))
-	}
 	if len(bad) > 0 {
 		return fmt.Errorf("verify failed: %s", strings.Join(bad, ", "))
 	}
@@ -275,7 +274,8 @@ func (r Report) Verdict(allowLoss, strictOrder bool) error {
 // (every device if all is true) and the totals.
 func (r Report) Print(w io.Writer, all bool) {
 	for _, d := range r.Devices {
-		problem := d.Lost > 0 || d.Duplicated > 0 || d.OutOfOrder > 0 || d.Beyond > 0 || d.Unexpected || len(d.Partitions) > 1
+		// Devices outside the summary (other fleets) are only counted, unless all.
+		problem := !d.Unexpected && (d.Lost > 0 || d.Duplicated > 0 || d.OutOfOrder > 0 || len(d.Partitions) > 1)
 		if !problem && !all {
 			continue
 		}
@@ -283,8 +283,8 @@ func (r Report) Print(w io.Writer, all bool) {
 		if d.Earlier > 0 {
 			fmt.Fprintf(w, " earlier-runs %d", d.Earlier)
 		}
-		if d.Beyond > 0 {
-			fmt.Fprintf(w, " never-generated %d", d.Beyond)
+		if d.Later > 0 {
+			fmt.Fprintf(w, " later-runs %d", d.Later)
 		}
 		if d.Unexpected {
 			fmt.Fprint(w, " (not in summary)")
@@ -303,8 +303,8 @@ func (r Report) Print(w io.Writer, all bool) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "devices %d  expected %d  received %d  lost %d  duplicated %d  out-of-order %d  never-generated %d  earlier-runs %d  unexpected-devices %d  undecodable %d  not-readings %d  key-mismatch %d\n",
-		len(r.Devices), r.Expected, r.Received, r.Lost, r.Duplicated, r.OutOfOrder, r.Beyond, r.Earlier, r.Unexpected, r.Undecodable, r.NotReadings, r.KeyMismatch)
+	fmt.Fprintf(w, "devices %d  expected %d  received %d  lost %d  duplicated %d  out-of-order %d  earlier-runs %d  later-runs %d  unexpected-devices %d  undecodable %d  not-readings %d  key-mismatch %d\n",
+		len(r.Devices), r.Expected, r.Received, r.Lost, r.Duplicated, r.OutOfOrder, r.Earlier, r.Later, r.Unexpected, r.Undecodable, r.NotReadings, r.KeyMismatch)
 }
 
 func formatRanges(rs summary.Ranges, limit int) string {

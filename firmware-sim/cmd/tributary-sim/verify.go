@@ -21,8 +21,9 @@ const verifyUsage = `Usage: tributary-sim verify [flags]
 Reads a stream and reports, per device, readings received, lost (gaps),
 duplicated and out of order. With --summary (written by "run") it knows what
 must be there: every reading generated in that run except those the devices
-report as dropped or unacknowledged; readings numbered before the run (earlier
-runs) are counted but not judged. It consumes until all of them were seen and
+report as dropped or unacknowledged; readings numbered before or after the
+run (earlier or later runs continuing with --state), and devices not in the
+summary, are counted but not judged. It consumes until all of them were seen and
 every partition is read to its end, or until --timeout. Without --summary it
 judges each device's readings for gaps between the lowest and highest
 sequence number seen, and stops once caught up and idle for --idle.
@@ -31,8 +32,8 @@ The stream is read from Kafka brokers (the Tributary core or any Kafka) with
 --brokers, or, with --edge-data DIR, straight from the partition logs of a
 stopped edge (or core) data directory (DIR/meta.db and DIR/logs).
 
-Exit status: 0 pass; 1 a reading was lost (unless allowed), duplicated or
-never generated (or reordered, with --strict-order); 2 usage or read error.
+Exit status: 0 pass; 1 a reading was lost (unless allowed) or duplicated (or
+reordered, with --strict-order); 2 usage or read error.
 
 Flags:
 `
