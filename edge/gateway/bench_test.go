@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
 // The ingest benchmarks run the real tributary-edge binary and, side by side
@@ -18,15 +21,40 @@ import (
 //
 //	go test -run '^$' -bench Ingest -benchtime 20000x ./edge/gateway/
 //
-// Each iteration is one 100-byte reading; they are spread over the
+// Each iteration is one 100-byte CBOR reading; they are spread over the
 // connections. QoS 0 ends with a QoS 1 publish per connection, whose PUBACK
 // (connections are processed in order) proves every QoS 0 reading before it
 // was appended. Reported: msgs/s, and the broker's peak RSS (VmHWM).
 
 type benchBroker struct {
-	name string
-	cmd  *exec.Cmd
-	addr string
+	name     string
+	cmd      *exec.Cmd
+	addr     string
+	httpAddr string
+}
+
+// goMem scrapes the edge's heap and stack in use (MB) from /metrics.
+func (br *benchBroker) goMem() (heap, stack float64) {
+	resp, err := http.Get("http://" + br.httpAddr + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "go_memstats_heap_inuse_bytes":
+			heap = v / (1 << 20)
+		case "go_memstats_stack_inuse_bytes":
+			stack = v / (1 << 20)
+		}
+	}
+	return heap, stack
 }
 
 func buildEdge(b *testing.B) string {
@@ -39,14 +67,21 @@ func buildEdge(b *testing.B) string {
 }
 
 func startBroker(b *testing.B, kind, edgeBin string) *benchBroker {
+	return startBrokerWith(b, kind, edgeBin, "")
+}
+
+// startBrokerWith adds extra YAML to the edge's config.
+func startBrokerWith(b *testing.B, kind, edgeBin, extra string) *benchBroker {
 	b.Helper()
 	dir := b.TempDir()
 	addr := freeAddr(b)
 	port := addr[strings.LastIndexByte(addr, ':')+1:]
 	var cmd *exec.Cmd
+	httpAddr := ""
 	switch kind {
 	case "edge":
-		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nhttp:\n  address: \"-\"\nauth:\n  allow_anonymous: true\n", filepath.Join(dir, "data"), addr)
+		httpAddr = freeAddr(b)
+		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nhttp:\n  address: %s\nauth:\n  allow_anonymous: true\n%s", filepath.Join(dir, "data"), addr, httpAddr, extra)
 		path := filepath.Join(dir, "edge.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			b.Fatal(err)
@@ -66,7 +101,7 @@ func startBroker(b *testing.B, kind, edgeBin string) *benchBroker {
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("start %s: %v", kind, err)
 	}
-	br := &benchBroker{name: kind, cmd: cmd, addr: addr}
+	br := &benchBroker{name: kind, cmd: cmd, addr: addr, httpAddr: httpAddr}
 	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -98,10 +133,15 @@ func peakRSS(pid int) float64 {
 	return 0
 }
 
-// reading100 is a 100-byte JSON reading.
+// reading100 is a 100-byte CBOR reading (the fleet's usual encoding).
 func reading100(dev string, seq int) []byte {
-	p := fmt.Sprintf(`{"device":%q,"seq":%d,"ts":1700000000000,"temp":21.5,"hum":40.2}`, dev, seq)
-	return []byte(p + strings.Repeat(" ", max(0, 100-len(p))))
+	m := map[string]any{"device": dev, "seq": uint64(seq), "ts": int64(1_700_000_000_000), "temp": 21.5, "hum": 40.25, "vib": 0.01}
+	p, _ := cbor.Marshal(m)
+	if pad := 100 - len(p) - 4; pad > 0 { // "fw" key and text header take 4 bytes
+		m["fw"] = strings.Repeat("x", pad)
+		p, _ = cbor.Marshal(m)
+	}
+	return p
 }
 
 func BenchmarkIngest(b *testing.B) {
@@ -165,8 +205,14 @@ func BenchmarkIngest(b *testing.B) {
 // against the edge and reports its peak RSS (target ≤ 40 MB).
 func BenchmarkEdgeRSS(b *testing.B) {
 	edgeBin := buildEdge(b)
+	for _, limit := range []int{0, 24} {
+		b.Run(fmt.Sprintf("memory_limit_mb=%d", limit), func(b *testing.B) { edgeRSS(b, edgeBin, limit) })
+	}
+}
+
+func edgeRSS(b *testing.B, edgeBin string, limit int) {
 	for i := 0; i < b.N; i++ {
-		br := startBroker(b, "edge", edgeBin)
+		br := startBrokerWith(b, "edge", edgeBin, fmt.Sprintf("memory_limit_mb: %d\n", limit))
 		const devices, rate, seconds = 1000, 10, 10
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -194,10 +240,24 @@ func BenchmarkEdgeRSS(b *testing.B) {
 				}
 			}()
 		}
+		var maxHeap, maxStack float64
+		sampled := make(chan struct{})
+		go func() { // sample while the load runs; the peak is what matters
+			defer close(sampled)
+			for s := 0; s < seconds-1; s++ {
+				time.Sleep(time.Second)
+				h, st := br.goMem()
+				maxHeap, maxStack = max(maxHeap, h), max(maxStack, st)
+			}
+		}()
 		wg.Wait()
+		<-sampled
 		if failed != nil {
 			b.Fatal(failed)
 		}
+		heap, stack := maxHeap, maxStack
 		b.ReportMetric(peakRSS(br.cmd.Process.Pid), "peakRSS_MB")
+		b.ReportMetric(heap, "heap_MB")
+		b.ReportMetric(stack, "stack_MB")
 	}
 }

@@ -33,6 +33,11 @@ type Config struct {
 	Ingest   ingest.Config   `yaml:"ingest"`
 	// Log is the default partition log config of auto-created streams.
 	Log storage.LogConfig `yaml:"log"`
+	// MemoryLimitMB is a soft limit for the Go runtime (debug.SetMemoryLimit):
+	// near it the collector runs more often and shrinks goroutine stacks
+	// sooner, trading CPU for resident memory. 0 leaves the runtime default
+	// (GOMEMLIMIT if set).
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
 	// ShutdownTimeout bounds the graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
