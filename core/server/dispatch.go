@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -164,7 +165,9 @@ func (s *Server) handleFrame(ctx context.Context, cc *clientConn, f []byte) ([]b
 		c.fail(kerr.UnsupportedVersion.Code)
 	} else {
 		var err error
+		start := time.Now()
 		resp, err = hd.fn(s, ctx, c, req)
+		s.m.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		if err != nil {
 			s.m.requests.WithLabelValues(name, errName(kerr.UnknownServerError.Code)).Inc()
 			return nil, fmt.Errorf("%s v%d: %w", name, h.version, err)

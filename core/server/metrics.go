@@ -16,6 +16,7 @@ type metrics struct {
 	connTotal   prometheus.Counter
 	badFrames   prometheus.Counter
 	records     *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -50,8 +51,13 @@ func newMetrics() *metrics {
 			Name: "tributary_core_produce_batches_total",
 			Help: "Produced batches per outcome (appended, duplicate, rejected).",
 		}, []string{"outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tributary_core_request_seconds",
+			Help:    "Time from decoding a request to having its response, by API (long polls and group joins include their wait).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. ~26s
+		}, []string{"api"}),
 	}
-	reg.MustRegister(m.requests, m.bytesIn, m.bytesOut, m.connections, m.connTotal, m.badFrames, m.records,
+	reg.MustRegister(m.latency, m.requests, m.bytesIn, m.bytesOut, m.connections, m.connTotal, m.badFrames, m.records,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

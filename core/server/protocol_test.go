@@ -439,6 +439,30 @@ func TestAdmin(t *testing.T) {
 		}
 	}
 
+	// Broker-level configs show the defaults every topic starts from.
+	bc := kmsg.NewPtrDescribeConfigsRequest()
+	br := kmsg.NewDescribeConfigsRequestResource()
+	br.ResourceType, br.ResourceName, br.ConfigNames = kmsg.ConfigResourceTypeBroker, "0", []string{"segment.bytes", "cleanup.policy"}
+	bc.Resources = append(bc.Resources, br)
+	bresp, err := bc.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := bresp.Resources[0]; r.ErrorCode != 0 || len(r.Configs) != 2 || *r.Configs[0].Value != "1048576" || *r.Configs[1].Value != "delete" {
+		t.Errorf("broker configs: %+v", r)
+	}
+
+	// ValidateOnly checks without creating.
+	vo := kmsg.NewPtrCreateTopicsRequest()
+	vo.ValidateOnly = true
+	vo.Topics = []kmsg.CreateTopicsRequestTopic{{Topic: "dry", NumPartitions: 2, ReplicationFactor: -1}}
+	if r, err := vo.RequestWith(ctx, cl); err != nil || r.Topics[0].ErrorCode != 0 {
+		t.Fatalf("validate-only create: %v %+v", err, r)
+	}
+	if _, ok := srv.Topics().Get("dry"); ok {
+		t.Errorf("validate-only create made the topic")
+	}
+
 	// Bad configs and names are refused.
 	for name, topic := range map[string]kmsg.CreateTopicsRequestTopic{
 		"unknown config": {Topic: "x1", NumPartitions: 1, ReplicationFactor: 1, Configs: []kmsg.CreateTopicsRequestTopicConfig{{Name: "no.such", Value: kmsg.StringPtr("1")}}},
