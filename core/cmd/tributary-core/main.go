@@ -84,7 +84,10 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, err
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: tributary-core [flags]\n\n"+
 			"Runs one Tributary core broker speaking the Kafka protocol.\n"+
-			"Defaults: data in %s, Kafka on %s, metrics on http://%s/metrics.\n\nFlags:\n",
+			"Defaults: data in %s, Kafka on %s, metrics on http://%s/metrics\n"+
+			"(health at /healthz). Settings come from the defaults, then the -config\n"+
+			"YAML file, then the flags given. SIGINT or SIGTERM shuts down gracefully,\n"+
+			"flushing every partition log.\n\nFlags:\n",
 			d.DataDir, d.KafkaAddr, d.HTTPAddr)
 		fs.PrintDefaults()
 	}
