@@ -27,7 +27,15 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func startBroker(t *testing.T, o mqtttest.Options) *mqtttest.Broker {
 	t.Helper()
-	b, err := mqtttest.Start(o)
+	var b *mqtttest.Broker
+	var err error
+	// A restart on the previous port may find it not yet released.
+	for range 50 {
+		if b, err = mqtttest.Start(o); err == nil || o.Addr == "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

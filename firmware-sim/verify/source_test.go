@@ -108,7 +108,7 @@ func TestConsumeKafkaFromTributaryCore(t *testing.T) {
 
 	// One reading is lost, so the consumer waits for it until its timeout.
 	c := NewChecker(s)
-	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+	short, cancelShort := context.WithTimeout(ctx, 5*time.Second)
 	st, err := ConsumeKafka(short, KafkaOptions{Brokers: []string{srv.Addr()}, Topic: "sensors", Logger: quiet}, c)
 	cancelShort()
 	if err != nil {
