@@ -78,6 +78,9 @@ func applyTimeout(ctx context.Context) time.Duration {
 // applied anyway; the commands are written so a retry is refused harmlessly (topic exists, stale
 // epoch) or is a no-op (register, broker down).
 func (n *Node) propose(ctx context.Context, c command) (applyResult, error) {
+	if !n.started.Load() {
+		return applyResult{}, fmt.Errorf("propose %s: node not started", c.Op)
+	}
 	data, err := encodeCommand(c)
 	if err != nil {
 		return applyResult{}, err

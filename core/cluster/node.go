@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -47,6 +48,10 @@ type Node struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// started is set once Start has assigned raft, serf and the listeners; accessors that may
+	// run concurrently with Start (metrics scrapes) check it first.
+	started atomic.Bool
 
 	mu     sync.Mutex
 	closed bool
@@ -155,6 +160,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.wg.Go(func() { n.serfEventLoop(runCtx) })
 	n.wg.Go(func() { n.joinLoop(runCtx) })
 	n.wg.Go(func() { n.controllerLoop(runCtx, !existing) })
+	n.started.Store(true)
 	n.logger.Info("cluster node started", "raft", n.trans.LocalAddr(), "serf", n.cfg.SerfAddr,
 		"rpc", n.rpcLn.Addr().String(), "existing_state", existing)
 	return nil
@@ -233,11 +239,11 @@ func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
 func (n *Node) RPCAddr() string { return n.rpcLn.Addr().String() }
 
 // IsController reports whether this node is the Raft leader.
-func (n *Node) IsController() bool { return n.raft != nil && n.raft.State() == raft.Leader }
+func (n *Node) IsController() bool { return n.started.Load() && n.raft.State() == raft.Leader }
 
 // Controller returns the broker id of the Raft leader, if one is known.
 func (n *Node) Controller() (int32, bool) {
-	if n.raft == nil {
+	if !n.started.Load() {
 		return 0, false
 	}
 	_, id := n.raft.LeaderWithID()
