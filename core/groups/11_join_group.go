@@ -270,6 +270,10 @@ func (c *Coordinator) joinKnownMember(g *group, p joinParams, now time.Time) (*k
 	updateMember(m, p, now)
 	w := c.newJoinWaiter(req.Version)
 	m.join = w
-	c.prepareRebalance(g, now, "member rejoined")
+	reason := "member " + m.id + " rejoined"
+	if req.Reason != nil { // v8+: the client says why (KIP-800)
+		reason += ": " + *req.Reason
+	}
+	c.prepareRebalance(g, now, reason)
 	return nil, w, 0
 }

@@ -82,7 +82,11 @@ func (c *Coordinator) leaveOne(g *group, lm kmsg.LeaveGroupRequestMember) (code 
 	if m == nil {
 		return kerr.UnknownMemberID.Code, false
 	}
-	c.log.Info("member leaving", "group", g.name, "member", id)
+	reason := ""
+	if lm.Reason != nil {
+		reason = *lm.Reason
+	}
+	c.log.Info("member leaving", "group", g.name, "member", id, "reason", reason)
 	c.removeMember(g, m, kerr.UnknownMemberID.Code)
 	return 0, true
 }
