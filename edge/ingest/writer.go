@@ -20,18 +20,19 @@ const (
 var errLead = errors.New("ingest: take over as batch leader")
 
 // partitionWriter combines concurrent publishes to one partition into one
-// RecordBatch and one Log.Append. Whoever finds no append in progress leads:
-// it takes everything pending, appends it as one batch, hands the role to
-// the oldest publisher still waiting (if any) and returns. So there is no
-// background goroutine, a connection's publishes keep their order, and the
-// write syscalls (and, with group commit, the fsyncs) are shared.
+// RecordBatch and one Log.Append. Whoever finds no write in progress leads:
+// it takes everything pending, writes it as one batch, hands the role to the
+// oldest publisher still waiting (if any), and only then waits for the fsync
+// if the batch holds QoS 1/2 records — so the next batch is written while
+// the disk syncs, and the log's sync loop covers both with one fsync. There
+// is no background goroutine, and a connection's publishes keep their order
+// (mochi hands us one publish per connection at a time).
 type partitionWriter struct {
 	name string
 	log  *storage.Log
 
 	mu       sync.Mutex
 	pending  []*pendingRecord
-	spare    []*pendingRecord
 	flushing bool
 }
 
@@ -39,11 +40,10 @@ type pendingRecord struct {
 	rec     recordbatch.Record
 	size    int
 	durable bool
-	err     error
 	done    chan error // buffered 1: the result, or errLead
 }
 
-// append stores rec, returning once the batch holding it is appended (and
+// append stores rec, returning once the batch holding it is written (and
 // fsynced if durable).
 func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool) error {
 	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable, done: make(chan error, 1)}
@@ -61,18 +61,39 @@ func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool) 
 	batch := w.take()
 	w.mu.Unlock()
 
-	h.flush(w, batch)
+	recs := make([]recordbatch.Record, len(batch))
+	durableBatch := false
+	for i, q := range batch {
+		recs[i] = q.rec
+		durableBatch = durableBatch || q.durable
+	}
+	err := h.appendRecords(w, recs)
 
-	clear(batch) // let the records go before the slice is reused
 	w.mu.Lock()
-	w.spare = batch[:0]
 	if len(w.pending) > 0 {
 		w.pending[0].done <- errLead
 	} else {
 		w.flushing = false
 	}
 	w.mu.Unlock()
-	return p.err
+
+	// QoS 0 records are done once written; the others once fsynced.
+	for _, q := range batch {
+		if !q.durable {
+			q.done <- err
+		}
+	}
+	if err == nil && durableBatch {
+		if serr := w.log.Sync(); serr != nil {
+			err = fmt.Errorf("fsync %s: %w", w.name, serr)
+		}
+	}
+	for _, q := range batch {
+		if q.durable {
+			q.done <- err
+		}
+	}
+	return <-p.done
 }
 
 // take removes up to one batch's worth of records from pending (mu held).
@@ -83,38 +104,20 @@ func (w *partitionWriter) take() []*pendingRecord {
 		n++
 	}
 	batch := w.pending[:n:n]
-	rest := w.pending[n:]
-	if len(rest) == 0 {
-		w.pending = w.spare[:0]
+	if n == len(w.pending) {
+		w.pending = nil
 	} else {
-		w.pending = append(w.spare[:0], rest...)
+		w.pending = append([]*pendingRecord(nil), w.pending[n:]...)
 	}
-	w.spare = nil
 	return batch
 }
 
-// flush appends one combined batch and delivers each record's result; the
-// leader's own record is among them and reads its result from p.err.
-func (h *Hook) flush(w *partitionWriter, batch []*pendingRecord) {
-	recs := make([]recordbatch.Record, len(batch))
-	durable := false
-	for i, p := range batch {
-		recs[i] = p.rec
-		durable = durable || p.durable
-	}
-	err := h.appendRecords(w, recs, durable)
-	for _, p := range batch {
-		p.err = err
-		p.done <- err
-	}
-}
-
-func (h *Hook) appendRecords(w *partitionWriter, recs []recordbatch.Record, durable bool) error {
+func (h *Hook) appendRecords(w *partitionWriter, recs []recordbatch.Record) error {
 	b, err := recordbatch.Build(recs, recordbatch.NoProducer)
 	if err != nil {
 		return fmt.Errorf("build batch for %s: %w", w.name, err)
 	}
-	if _, err := h.appendBatch(w.log, h.ctx, b, storage.AppendOptions{Durable: durable, LeaderEpoch: -1}); err != nil {
+	if _, err := h.appendBatch(w.log, h.ctx, b, storage.AppendOptions{LeaderEpoch: -1}); err != nil {
 		return fmt.Errorf("append to %s: %w", w.name, err)
 	}
 	return nil
