@@ -40,14 +40,19 @@ func TestKcat(t *testing.T) {
 	srv := startServer(t, testConfig(t.TempDir()))
 	b := srv.Addr()
 
-	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
+	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd", "idempotent"} {
 		t.Run(codec, func(t *testing.T) {
 			topic := "kcat-" + codec
+			extra := []string{"-z", codec}
+			if codec == "idempotent" {
+				// librdkafka's idempotent producer: InitProducerId, sequences.
+				extra = []string{"-z", "zstd", "-X", "enable.idempotence=true"}
+			}
 			var lines []string
 			for i := 0; i < 200; i++ {
 				lines = append(lines, fmt.Sprintf("%s line %03d", codec, i))
 			}
-			kcat(t, strings.Join(lines, "\n")+"\n", "-b", b, "-P", "-t", topic, "-z", codec, "-X", "request.required.acks=all")
+			kcat(t, strings.Join(lines, "\n")+"\n", append([]string{"-b", b, "-P", "-t", topic, "-X", "request.required.acks=all"}, extra...)...)
 			out := kcat(t, "", "-b", b, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p %o %s\n")
 			var got []string
 			perPartition := map[string]int{}
