@@ -358,3 +358,69 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// Segments the edge drops under the drop-oldest disk policy before they were
+// forwarded are counted, and forwarding goes on after them.
+func TestDropOldestCountsUnforwarded(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	e := openEdgeWith(t, t.TempDir(), 1, storage.LogConfig{SegmentBytes: 32 << 10})
+	rb := startBridge(t, testBridgeConfig(addr), e)
+	l, _ := e.topics.Partition(stream, 0)
+	for s := uint64(0); s < 2000; s++ {
+		if err := e.appendReading("d-1", s, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dropped int64
+	for i := 0; i < 2; i++ {
+		n, err := l.DropOldestSegment()
+		if err != nil || n == 0 {
+			t.Fatalf("drop oldest: %d, %v", n, err)
+		}
+		dropped += n
+	}
+	core.start()
+	rb.waitCaughtUp(t, 20*time.Second)
+	st := rb.Status().Partitions[0]
+	if st.Dropped != dropped {
+		t.Errorf("status counts %d dropped, edge dropped %d", st.Dropped, dropped)
+	}
+	if got := counterValue(t, rb.m.skipped.WithLabelValues(stream)); int64(got) != dropped {
+		t.Errorf("dropped metric %v, edge dropped %d", got, dropped)
+	}
+	v := judgeCore(t, core, addr, map[string]uint64{"d-1": 2000}, nil)
+	if v.lost != uint64(dropped) || v.duplicated != 0 || v.outOfOrder != 0 || int64(v.records) != 2000-dropped {
+		t.Fatalf("core: %+v; want exactly the %d dropped readings missing", v, dropped)
+	}
+}
+
+// The bandwidth cap holds the long-run rate (a lower bound on time, which a
+// slow machine cannot break).
+func TestBandwidthCap(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	core.start()
+	e := openEdge(t, t.TempDir(), 1)
+	for s := uint64(0); s < 3000; s++ {
+		if err := e.appendReading("bw-1", s, 200); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testBridgeConfig(addr)
+	cfg.Compression = "none"
+	cfg.MaxBatchBytes = 16 << 10
+	cfg.BandwidthBytesPerSec = 800 << 10
+	start := time.Now()
+	rb := startBridge(t, cfg, e)
+	rb.waitCaughtUp(t, 20*time.Second)
+	took := time.Since(start)
+	sent := counterValue(t, rb.m.bytes.WithLabelValues(stream))
+	burst := float64(max(int64(cfg.MaxBatchBytes), cfg.BandwidthBytesPerSec/10))
+	min := time.Duration((sent - burst - 16<<10) / float64(cfg.BandwidthBytesPerSec) * float64(time.Second))
+	if took < min {
+		t.Fatalf("sent %.0f bytes in %v; a cap of %d B/s needs at least %v", sent, took, cfg.BandwidthBytesPerSec, min)
+	}
+	t.Logf("sent %.0f bytes in %v under a %d B/s cap", sent, took, cfg.BandwidthBytesPerSec)
+	verifyCore(t, core, addr, map[string]uint64{"bw-1": 3000})
+}
