@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-io/tributary/firmware-sim/internal/mqtttest"
 	"github.com/tributary-io/tributary/firmware-sim/reading"
 	"github.com/tributary-io/tributary/firmware-sim/summary"
+	"github.com/tributary-io/tributary/firmware-sim/verify"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -205,6 +206,35 @@ func TestUnacknowledgedPublishIsResentOnANewConnection(t *testing.T) {
 	}
 	if len(got) != 10 || got[3] != 1 {
 		t.Fatalf("broker stored %v", got)
+	}
+}
+
+// TestLostAckDuplicateIsCaughtByVerifier cuts the connection after the
+// broker stored a reading but before its PUBACK: the device resends it (MQTT
+// at-least-once), and the verifier, fed what the broker stored, reports
+// exactly that duplicate.
+func TestLostAckDuplicateIsCaughtByVerifier(t *testing.T) {
+	var cut atomic.Bool
+	b := startBroker(t, mqtttest.Options{CutAfter: func(p mqtttest.Publish) bool {
+		r, err := reading.Decode("", p.Payload)
+		return err == nil && r.Seq == 5 && cut.CompareAndSwap(false, true)
+	}})
+	cfg := testConfig("dev-dup", b.Addr())
+	cfg.Count = 10
+	s := run(t, cfg)
+	if !cut.Load() || s.Acked != 10 || s.Resent == 0 || s.Connects < 2 {
+		t.Fatalf("summary %+v", s)
+	}
+	c := verify.NewChecker(&summary.Summary{Devices: []summary.Device{s}})
+	for i, p := range b.Publishes() {
+		c.ObserveRecord(0, int64(i), []byte(p.Client), p.Payload, "")
+	}
+	r := c.Report()
+	if r.Lost != 0 || r.Duplicated == 0 || r.Devices[0].Duplicates[0].Seq != 5 {
+		t.Fatalf("report %+v", r)
+	}
+	if r.Verdict(false, false) == nil {
+		t.Fatal("a duplicate passed the verdict")
 	}
 }
 

@@ -30,8 +30,8 @@ Simulates --devices sensors, each with its own MQTT connection, publishing
 readings to topic <stream>/<device>/<kind> at --rate per second (with
 --jitter). Each reading carries the device id, a per-device sequence number
 and the device time. The run ends after --duration or once every device has
-published --count readings; pending publishes then get --drain-timeout to
-complete. Ctrl-C ends generation early and drains the same way.
+published --count readings, whichever comes first; pending publishes then get
+--drain-timeout to complete. Ctrl-C ends generation early and drains the same way.
 
 Devices keep a bounded offline queue (--queue, oldest dropped first and
 counted) while disconnected and reconnect with exponential backoff. With

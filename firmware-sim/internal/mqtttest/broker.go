@@ -6,6 +6,7 @@ package mqtttest
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,6 +36,10 @@ type Options struct {
 	// Refuse, when set, is asked about every publish; true refuses it
 	// without an acknowledgement, as an edge does when it cannot store it.
 	Refuse func(Publish) bool
+	// CutAfter, when set, is asked about every accepted publish; true
+	// closes the client's connection after storing it but before the
+	// acknowledgement, the window in which at-least-once duplicates are born.
+	CutAfter func(Publish) bool
 }
 
 // Broker is a running mochi server.
@@ -59,7 +64,7 @@ func Start(o Options) (*Broker, error) {
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	b := &Broker{server: s}
-	if err := s.AddHook(&hook{b: b, logins: o.Logins, refuse: o.Refuse}, nil); err != nil {
+	if err := s.AddHook(&hook{b: b, logins: o.Logins, refuse: o.Refuse, cut: o.CutAfter}, nil); err != nil {
 		return nil, fmt.Errorf("add hook: %w", err)
 	}
 	l := listeners.NewTCP(listeners.Config{ID: "t", Address: o.Addr, TLSConfig: o.TLS})
@@ -108,6 +113,7 @@ type hook struct {
 	b      *Broker
 	logins map[string]string
 	refuse func(Publish) bool
+	cut    func(Publish) bool
 }
 
 func (h *hook) ID() string { return "record" }
@@ -141,5 +147,8 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	h.b.mu.Lock()
 	h.b.publishes = append(h.b.publishes, p)
 	h.b.mu.Unlock()
+	if h.cut != nil && h.cut(p) {
+		cl.Stop(errors.New("mqtttest: connection cut before the acknowledgement"))
+	}
 	return pk, nil
 }
