@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -135,7 +136,10 @@ func TestHeartbeatDuringRebalance(t *testing.T) {
 }
 
 func TestSessionExpiryTriggersRebalance(t *testing.T) {
-	c, _ := newTestCoordinator(t, testConfig())
+	cfg := testConfig()
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	c, _ := newTestCoordinator(t, cfg)
 	const group = "expiry"
 	const short = time.Second // long enough for a loaded -race run to heartbeat in time
 	ids, gen := stableGroup(t, c, group, 2, short)
@@ -159,8 +163,8 @@ func TestSessionExpiryTriggersRebalance(t *testing.T) {
 	if jr.Generation != gen+1 || jr.LeaderID != alive || len(jr.Members) != 1 {
 		t.Fatalf("after expiry: generation %d leader %s members %d", jr.Generation, jr.LeaderID, len(jr.Members))
 	}
-	if got := c.metrics.expirations; got == nil {
-		t.Fatal("no metrics")
+	if got := gathered(t, reg)["tributary_group_session_expirations_total"]; got != 1 {
+		t.Fatalf("session expirations metric %v, want 1", got)
 	}
 }
 
