@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"testing"
 	"time"
 
@@ -108,4 +109,55 @@ func BenchmarkConsume(b *testing.B) {
 		got += fs.NumRecords()
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+}
+
+// BenchmarkEndToEndLatency produces at a fixed 10k records/s (100 B, acks=all,
+// lz4, no linger) while a consumer reads; it reports produce→consume latency
+// (record timestamps are whole ms, so figures read up to 1 ms high)
+// percentiles. Each iteration is one record.
+func BenchmarkEndToEndLatency(b *testing.B) {
+	srv := benchServer(b)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.DefaultProduceTopic("lat"),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()), kgo.ProducerLinger(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
+	createTopic(b, prod, "lat", 6, nil)
+	cons, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.ConsumeTopics("lat"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(time.Second))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	value := make([]byte, 100)
+	lat := make([]time.Duration, 0, b.N)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for len(lat) < b.N && ctx.Err() == nil {
+			fs := cons.PollFetches(ctx)
+			now := time.Now()
+			fs.EachRecord(func(r *kgo.Record) { lat = append(lat, now.Sub(r.Timestamp)) })
+		}
+	}()
+	b.ResetTimer()
+	const rate = 10_000
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if d := time.Until(start.Add(time.Duration(i) * time.Second / rate)); d > 0 {
+			time.Sleep(d)
+		}
+		prod.Produce(ctx, &kgo.Record{Value: value, Timestamp: time.Now()}, nil)
+	}
+	<-done
+	b.StopTimer()
+	if len(lat) < b.N {
+		b.Fatalf("consumed %d of %d", len(lat), b.N)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
