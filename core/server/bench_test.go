@@ -113,8 +113,8 @@ func BenchmarkConsume(b *testing.B) {
 
 // BenchmarkEndToEndLatency produces at a fixed 10k records/s (100 B, acks=all,
 // lz4, no linger) while a consumer reads; it reports produce→consume latency
-// (record timestamps are whole ms, so figures read up to 1 ms high)
-// percentiles. Each iteration is one record.
+// percentiles (record timestamps are whole ms, so figures read up to 1 ms
+// high). Each iteration is one record.
 func BenchmarkEndToEndLatency(b *testing.B) {
 	srv := benchServer(b)
 	prod, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.DefaultProduceTopic("lat"),
