@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -20,7 +21,7 @@ func (n *Node) controllerLoop(ctx context.Context, needBootstrap bool) {
 	tick := time.NewTicker(n.cfg.ReconcileInterval)
 	defer tick.Stop()
 	var leaderSince time.Time
-	absentSince := map[int32]time.Time{}
+	downSince := map[int32]time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -33,7 +34,7 @@ func (n *Node) controllerLoop(ctx context.Context, needBootstrap bool) {
 		}
 		if n.raft.State() != raft.Leader {
 			leaderSince = time.Time{}
-			clear(absentSince)
+			clear(downSince)
 			continue
 		}
 		if leaderSince.IsZero() {
@@ -47,7 +48,7 @@ func (n *Node) controllerLoop(ctx context.Context, needBootstrap bool) {
 			n.logger.Info("this broker is now the controller")
 		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := n.reconcile(rctx, absentSince); err != nil && ctx.Err() == nil {
+		if err := n.reconcile(rctx, downSince); err != nil && ctx.Err() == nil {
 			n.logger.Warn("controller reconcile failed", "err", err)
 			n.wake()
 		}
@@ -91,14 +92,18 @@ func (n *Node) tryBootstrap() (done bool) {
 // reconcile makes the metadata and the Raft configuration follow Serf: alive brokers are registered
 // (and added to Raft, as voters up to MaxVoters), failed or departed ones are marked down, which
 // moves their partition leadership within the ISR.
-func (n *Node) reconcile(ctx context.Context, absentSince map[int32]time.Time) error {
+func (n *Node) reconcile(ctx context.Context, downSince map[int32]time.Time) error {
 	md := n.fsm.Metadata()
 	members := n.members()
 	seen := map[int32]bool{}
 	var errs []error
 	for _, m := range members {
 		seen[m.ID] = true
-		delete(absentSince, m.ID)
+		if m.Status == serf.StatusAlive {
+			delete(downSince, m.ID)
+		} else if _, ok := downSince[m.ID]; !ok {
+			downSince[m.ID] = time.Now()
+		}
 		reg, known := md.Brokers[m.ID]
 		switch m.Status {
 		case serf.StatusAlive:
@@ -127,10 +132,10 @@ func (n *Node) reconcile(ctx context.Context, absentSince map[int32]time.Time) e
 		if seen[id] || !b.Alive {
 			continue
 		}
-		first, ok := absentSince[id]
+		first, ok := downSince[id]
 		if !ok {
 			first = time.Now()
-			absentSince[id] = first
+			downSince[id] = first
 		}
 		if time.Since(first) >= n.cfg.AbsentGrace {
 			if err := n.markDown(ctx, id, "absent from serf"); err != nil {
@@ -138,7 +143,60 @@ func (n *Node) reconcile(ctx context.Context, absentSince map[int32]time.Time) e
 			}
 		}
 	}
+	if err := n.replaceDeadVoters(members, downSince); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// replaceDeadVoters removes a voter that has been down for AbsentGrace when an alive non-voter can
+// take its place (the next reconcile promotes it), so a second failure does not cost the quorum.
+// Without a spare it stays: removing it would only make the quorum depend on fewer brokers, and a
+// restarted broker keeps its vote.
+func (n *Node) replaceDeadVoters(members []member, downSince map[int32]time.Time) error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("raft configuration: %w", err)
+	}
+	alive := map[raft.ServerID]bool{}
+	for _, m := range members {
+		if m.Status == serf.StatusAlive {
+			alive[serverID(m.ID)] = true
+		}
+	}
+	spares := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter && alive[s.ID] {
+			spares++
+		}
+	}
+	for _, s := range f.Configuration().Servers {
+		if spares == 0 {
+			return nil
+		}
+		if s.Suffrage != raft.Voter || alive[s.ID] {
+			continue
+		}
+		id, err := strconv.ParseInt(string(s.ID), 10, 32)
+		if err != nil {
+			continue
+		}
+		since, ok := downSince[int32(id)]
+		if !ok {
+			downSince[int32(id)] = time.Now() // a voter Serf has never shown us
+			continue
+		}
+		if time.Since(since) < n.cfg.AbsentGrace {
+			continue
+		}
+		if err := n.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+			return fmt.Errorf("remove dead voter %s: %w", s.ID, err)
+		}
+		n.logger.Warn("dead raft voter removed; a live non-voter will be promoted", "id", s.ID, "down_for", time.Since(since).Round(time.Millisecond))
+		spares--
+		n.wake()
+	}
+	return nil
 }
 
 func (n *Node) markDown(ctx context.Context, id int32, why string) error {

@@ -390,3 +390,92 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func raftServers(t *testing.T, n *Node) (voters, nonvoters []int32) {
+	t.Helper()
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f.Configuration().Servers {
+		id, _ := strconv.Atoi(string(s.ID))
+		if s.Suffrage == raft.Voter {
+			voters = append(voters, int32(id))
+		} else {
+			nonvoters = append(nonvoters, int32(id))
+		}
+	}
+	slices.Sort(voters)
+	slices.Sort(nonvoters)
+	return voters, nonvoters
+}
+
+// TestFourthBrokerIsSpareVoter: with MaxVoters 3 a fourth broker joins Raft as a non-voter (it
+// still gets the metadata), and takes the vote of a voter that stays down, so the cluster survives
+// a second voter failure.
+func TestFourthBrokerIsSpareVoter(t *testing.T) {
+	c := newTestCluster(t, 4)
+	for i := range c.cfgs {
+		c.cfgs[i].BootstrapExpect = 3
+		c.cfgs[i].AbsentGrace = time.Second
+	}
+	for i := range 3 {
+		c.start(i)
+	}
+	c.waitFor("three brokers formed", 20*time.Second, allAlive(1, 2, 3))
+	c.start(3)
+	c.waitFor("fourth broker registered", 20*time.Second, allAlive(1, 2, 3, 4))
+	ctrl := c.controller()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		voters, nonvoters := raftServers(t, ctrl)
+		if slices.Equal(voters, []int32{1, 2, 3}) && slices.Equal(nonvoters, []int32{4}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("voters %v non-voters %v, want [1 2 3] [4]", voters, nonvoters)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Created through the non-voter: 8 partitions RF 2 over 4 brokers, 2 leaders each.
+	if err := c.nodes[3].CreateTopic(ctxT(t, 10*time.Second), "spread", 8, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if counts := c.nodes[3].Metadata().LeaderCounts(); len(counts) != 4 || counts[1] != 2 || counts[2] != 2 || counts[3] != 2 || counts[4] != 2 {
+		t.Fatalf("leaders %v, want 2 each", counts)
+	}
+
+	// Stop a voter that is not the controller: broker 4 takes its vote.
+	var victims []int32
+	for _, id := range []int32{1, 2, 3} {
+		if id != ctrl.ID() {
+			victims = append(victims, id)
+		}
+	}
+	c.stop(int(victims[0] - 1))
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		voters, _ := raftServers(t, ctrl)
+		if len(voters) == 3 && slices.Contains(voters, 4) && !slices.Contains(voters, victims[0]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("voters %v: broker 4 did not replace %d", voters, victims[0])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A second original voter goes: the controller and broker 4 still make a quorum.
+	c.stop(int(victims[1] - 1))
+	if err := c.nodes[3].CreateTopic(ctxT(t, 20*time.Second), "after-two-failures", 2, 1, nil); err != nil {
+		t.Fatalf("create after losing two original voters: %v", err)
+	}
+	c.waitFor("partitions moved off both failed brokers", 20*time.Second, func(n *Node) error {
+		for _, p := range n.Metadata().Topics["spread"].Partitions {
+			if p.Leader == victims[0] || p.Leader == victims[1] {
+				return fmt.Errorf("spread/%d still led by %d", p.Partition, p.Leader)
+			}
+		}
+		return nil
+	})
+}
