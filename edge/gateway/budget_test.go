@@ -132,3 +132,31 @@ func TestBudgetDropOldest(t *testing.T) {
 		t.Fatalf("counts %+v: want no refusals and %d appended", c, n)
 	}
 }
+
+// TestRetentionRuns: the gateway applies the logs' retention in the background.
+func TestRetentionRuns(t *testing.T) {
+	cfg := budgetConfig(t, ingest.PolicyBlock, 0)
+	cfg.Log.RetentionBytes = 2048
+	cfg.MaintainInterval = 20 * time.Millisecond
+	g, _ := startGateway(t, cfg)
+	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "ret", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 60; i++ {
+		if code, err := c.publish("sensors/d1/r", fixedReading(i), 1, "", 5*time.Second); err != nil || code != 0 {
+			t.Fatalf("publish %d: %#x %v", i, code, err)
+		}
+	}
+	l, err := g.Topics().Partition("sensors", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.StartOffset() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("retention never removed a segment (log holds %d bytes)", l.Size())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -33,6 +33,9 @@ type Config struct {
 	Ingest   ingest.Config   `yaml:"ingest"`
 	// Log is the default partition log config of auto-created streams.
 	Log storage.LogConfig `yaml:"log"`
+	// MaintainInterval is how often retention (log.retention_bytes and
+	// retention_age) runs over the logs.
+	MaintainInterval time.Duration `yaml:"maintain_interval"`
 	// MemoryLimitMB is a soft limit for the Go runtime (debug.SetMemoryLimit):
 	// near it the collector runs more often and shrinks goroutine stacks
 	// sooner, trading CPU for resident memory. 0 leaves the runtime default
@@ -101,9 +104,10 @@ func Defaults() Config {
 			SegmentBytes: 16 << 20,
 			Durability:   storage.Durability{Mode: storage.SyncInterval, Interval: 200 * time.Millisecond},
 		},
-		Ingest:          ingest.Config{}.WithDefaults(),
-		TopicMap:        topicmap.Config{StreamLevels: 1},
-		ShutdownTimeout: 10 * time.Second,
+		Ingest:           ingest.Config{}.WithDefaults(),
+		TopicMap:         topicmap.Config{StreamLevels: 1},
+		ShutdownTimeout:  10 * time.Second,
+		MaintainInterval: time.Minute,
 	}
 }
 
@@ -140,6 +144,9 @@ func (c Config) Validate() error {
 	t := c.MQTT.TLS
 	if t.Address != "" && (t.CertFile == "" || t.KeyFile == "") {
 		return errors.New("mqtt.tls: address set without cert_file and key_file")
+	}
+	if c.MaintainInterval <= 0 {
+		return errors.New("maintain_interval must be positive")
 	}
 	if c.MQTT.ReceiveMaximum == 0 {
 		return errors.New("mqtt.receive_maximum must be at least 1")

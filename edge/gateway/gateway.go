@@ -124,6 +124,10 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 	if err := g.newServer(); err != nil {
 		return nil, err
 	}
+	g.Go("retention", func(ctx context.Context) error {
+		g.topics.Maintain(ctx, cfg.MaintainInterval)
+		return nil
+	})
 	if cfg.HTTP.Address != "" && cfg.HTTP.Address != "-" {
 		if g.httpLn, err = net.Listen("tcp", cfg.HTTP.Address); err != nil {
 			g.server.Close()
