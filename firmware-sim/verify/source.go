@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -50,8 +51,12 @@ type KafkaOptions struct {
 	StartTime   time.Time
 	// Idle ends a summary-less check once nothing new arrived for this long
 	// and every partition read is caught up (default 2 s).
-	Idle   time.Duration
-	Logger *slog.Logger
+	Idle time.Duration
+	// Progress, if set, gets a line every ProgressEvery (default 5 s) while
+	// the consume runs, so a long wait for missing readings is visible.
+	Progress      io.Writer
+	ProgressEvery time.Duration
+	Logger        *slog.Logger
 }
 
 // ConsumeStats describe a consume.
@@ -102,8 +107,19 @@ func ConsumeKafka(ctx context.Context, o KafkaOptions, c *Checker) (ConsumeStats
 		}
 		return len(hwm) > 0
 	}
-	lastErr := time.Time{}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 5 * time.Second
+	}
+	lastErr, lastProgress, began := time.Time{}, time.Now(), time.Now()
 	for ctx.Err() == nil {
+		if o.Progress != nil && time.Since(lastProgress) >= o.ProgressEvery {
+			lastProgress = time.Now()
+			fmt.Fprintf(o.Progress, "%5.0fs consumed %d records", time.Since(began).Seconds(), st.Records)
+			if c.expected != nil {
+				fmt.Fprintf(o.Progress, ", %d readings still missing", c.missing)
+			}
+			fmt.Fprintln(o.Progress)
+		}
 		pollCtx, cancel := context.WithTimeout(ctx, o.Idle)
 		fetches := cl.PollFetches(pollCtx)
 		cancel()

@@ -1,10 +1,12 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,8 +111,13 @@ func TestConsumeKafkaFromTributaryCore(t *testing.T) {
 	// One reading is lost, so the consumer waits for it until its timeout.
 	c := NewChecker(s)
 	short, cancelShort := context.WithTimeout(ctx, 5*time.Second)
-	st, err := ConsumeKafka(short, KafkaOptions{Brokers: []string{srv.Addr()}, Topic: "sensors", Logger: quiet}, c)
+	var progress bytes.Buffer
+	st, err := ConsumeKafka(short, KafkaOptions{Brokers: []string{srv.Addr()}, Topic: "sensors", Logger: quiet,
+		Progress: &progress, ProgressEvery: time.Second}, c)
 	cancelShort()
+	if !strings.Contains(progress.String(), "1 readings still missing") {
+		t.Errorf("progress lines: %q", progress.String())
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	all := fs.Bool("all", false, "print every device, not only those with a problem")
 	reportFile := fs.String("report", "", "also write the full report as JSON here")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	quiet := fs.Bool("quiet", false, "no progress lines while consuming")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -96,6 +97,9 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stdout, "read %d records from %s\n", n, *edgeData)
 	} else {
 		o := verify.KafkaOptions{Brokers: strings.Split(*brokers, ","), Topic: *topic, Idle: *idle, Logger: logger}
+		if !*quiet {
+			o.Progress = stderr
+		}
 		if *sinceRun && s != nil {
 			o.StartTime = s.Start.Add(-time.Minute)
 		} else if err := parseFrom(*from, &o); err != nil {
