@@ -6,7 +6,6 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -186,7 +185,11 @@ func (h *Hook) ID() string { return "tributary-ingest" }
 
 // Provides lists the hook points used.
 func (h *Hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
+	switch b {
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish:
+		return true
+	}
+	return false
 }
 
 // OnConnectAuthenticate checks the CONNECT's username and password.
