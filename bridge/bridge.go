@@ -225,7 +225,9 @@ type PartitionStatus struct {
 	// acknowledgement; 0 when the partition is caught up.
 	LastAckAge time.Duration `json:"last_ack_age"`
 	// Dropped counts records the edge removed before they were forwarded.
-	Dropped   int64  `json:"dropped"`
+	Dropped int64 `json:"dropped"`
+	// TooLarge counts records skipped because the core refuses their size.
+	TooLarge  int64  `json:"too_large"`
 	Retries   int64  `json:"retries"`
 	LastError string `json:"last_error,omitempty"`
 }

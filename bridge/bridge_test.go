@@ -424,3 +424,35 @@ func TestBandwidthCap(t *testing.T) {
 	t.Logf("sent %.0f bytes in %v under a %d B/s cap", sent, took, cfg.BandwidthBytesPerSec)
 	verifyCore(t, core, addr, map[string]uint64{"bw-1": 3000})
 }
+
+// A record larger than the core accepts is skipped and counted instead of
+// stalling the partition; the records around it arrive, with batches kept
+// under the core's limit.
+func TestTooLargeRecordSkipped(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	core.maxBatch = 8 << 10
+	core.start()
+	e := openEdge(t, t.TempDir(), 1)
+	for s := uint64(0); s < 300; s++ {
+		pad := 60
+		if s == 150 {
+			pad = 20 << 10 // JSON padding of 20 KiB: over the core's 8 KiB
+		}
+		if err := e.appendReading("big-1", s, pad); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testBridgeConfig(addr)
+	cfg.Compression = "none"
+	cfg.MaxBatchBytes = 6 << 10
+	rb := startBridge(t, cfg, e)
+	rb.waitCaughtUp(t, 20*time.Second)
+	if st := rb.Status().Partitions[0]; st.TooLarge != 1 {
+		t.Errorf("status: %+v; want one too-large record", st)
+	}
+	v := judgeCore(t, core, addr, map[string]uint64{"big-1": 300}, nil)
+	if v.lost != 1 || v.duplicated != 0 || v.outOfOrder != 0 || v.records != 299 {
+		t.Fatalf("core: %+v; want all but the oversized reading", v)
+	}
+}

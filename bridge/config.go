@@ -31,10 +31,12 @@ type Config struct {
 	EdgeID string `yaml:"edge_id"`
 	// Compression of forwarded batches: zstd (default), lz4, snappy, gzip or none.
 	Compression string `yaml:"compression"`
-	// MaxBatchBytes bounds the edge-log bytes read into one forwarded batch.
+	// MaxBatchBytes bounds one forwarded batch before compression (a single
+	// larger record still goes alone); keep it under the core's limit.
 	MaxBatchBytes int `yaml:"max_batch_bytes"`
 	// MaxInFlight is how many produce requests per partition may await
 	// their acknowledgement at once (always sent in order on one connection).
+	// Default 4, or 1 for a Kafka target (ordering without idempotence).
 	MaxInFlight int `yaml:"max_in_flight"`
 	// BandwidthBytesPerSec caps the bytes sent to the core, all partitions
 	// together (a metered cellular link); 0 means no cap.
@@ -57,8 +59,10 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultCompression    = "zstd"
-	DefaultMaxBatchBytes  = 1 << 20
+	DefaultCompression = "zstd"
+	// DefaultMaxBatchBytes stays under Kafka's default max.message.bytes
+	// (1,048,588) with room for the batch header.
+	DefaultMaxBatchBytes  = 1_000_000
 	DefaultMaxInFlight    = 4
 	DefaultBackoffMin     = 100 * time.Millisecond
 	DefaultBackoffMax     = 30 * time.Second
@@ -83,6 +87,11 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+		if c.Target == TargetKafka {
+			// Without idempotence a retry behind a failed batch would
+			// reorder records; one in flight keeps a foreign Kafka in order.
+			c.MaxInFlight = 1
+		}
 	}
 	if c.BackoffMin <= 0 {
 		c.BackoffMin = DefaultBackoffMin

@@ -37,6 +37,7 @@ type forwarder struct {
 	lastAck       time.Time
 	progress      time.Time // last ack, or when the partition was last caught up
 	dropped       int64
+	tooLarge      int64
 	retries       int64
 	lastErr       string
 }
@@ -84,7 +85,7 @@ func (f *forwarder) status(now time.Time) PartitionStatus {
 	ps := PartitionStatus{
 		Stream: f.stream, Partition: f.partition, CoreTopic: f.coreTopic, CorePartition: f.corePartition,
 		Cursor: f.cursor, LogStart: start, LogEnd: end, LastAck: f.lastAck,
-		Dropped: f.dropped, Retries: f.retries, LastError: f.lastErr,
+		Dropped: f.dropped, TooLarge: f.tooLarge, Retries: f.retries, LastError: f.lastErr,
 	}
 	if from := max(f.cursor, start); end > from {
 		ps.BacklogRecords = end - from
@@ -239,7 +240,18 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		if err != nil {
 			return progressed, err
 		}
-		if err := f.check(resp, cp); err != nil {
+		err = f.check(resp, cp)
+		if errors.Is(err, kerr.MessageTooLarge) && queue[0].records == 1 {
+			// One record the core will never take: waiting would stall
+			// the partition forever, so it is skipped, counted and logged.
+			f.b.m.tooLarge.WithLabelValues(f.stream).Inc()
+			f.mu.Lock()
+			f.tooLarge++
+			f.mu.Unlock()
+			f.logger.Error("core refuses a record as too large; skipping it", "edge_offset", queue[0].next-1, "err", err)
+			queue[0].records, queue[0].bytes = 0, 0
+		} else if err != nil {
+			f.detectGap(conn, cp, queue)
 			return progressed, err
 		}
 		if err := f.ack(queue[0]); err != nil {
@@ -247,6 +259,28 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		}
 		queue = queue[1:]
 		progressed = true
+	}
+}
+
+// detectGap reads the responses still pending after batch queue[0] was
+// refused. The core appends a forwarded batch after a gap (it takes a gap
+// for records the edge dropped), so if a later pipelined batch was accepted
+// the refused batch's records can no longer reach the core. That cannot be
+// repaired from here; it is counted and logged so it is never silent.
+func (f *forwarder) detectGap(conn *produceConn, cp int32, queue []inflight) {
+	lost := int64(queue[0].records)
+	for i := 1; i < len(queue) && conn.inFlight() > 0; i++ {
+		resp, err := conn.receive()
+		if err != nil {
+			return
+		}
+		if f.check(resp, cp) == nil {
+			f.b.m.gaps.WithLabelValues(f.stream).Add(float64(lost))
+			f.logger.Error("core accepted a batch after refusing an earlier one; the refused records are skipped on the core",
+				"records", lost, "first_edge_offset", queue[0].next-int64(queue[0].records))
+			return
+		}
+		lost += int64(queue[i].records)
 	}
 }
 
@@ -338,6 +372,7 @@ func (f *forwarder) produceRequest(cp int32, batch []byte) *kmsg.ProduceRequest 
 func (f *forwarder) encode(raw []byte, next int64) ([]byte, int, int64, error) {
 	var recs []recordbatch.Record
 	expect := int64(-1)
+	size := 0
 	after, end := next, next
 	errGap := errors.New("gap")
 	err := recordbatch.Split(raw, func(h recordbatch.Header, b []byte) error {
@@ -356,6 +391,13 @@ func (f *forwarder) encode(raw []byte, next int64) ([]byte, int, int64, error) {
 			if expect >= 0 && r.Offset != expect {
 				return errGap
 			}
+			// Bound the batch the core receives, not just what was read:
+			// the added headers grow every record.
+			sz := recordSize(r) + len(f.b.edgeID) + 40
+			if len(recs) > 0 && size+sz > f.maxBatch {
+				return errGap
+			}
+			size += sz
 			r.Headers = append(r.Headers,
 				recordbatch.RecordHeader{Key: HeaderEdgeID, Value: []byte(f.b.edgeID)},
 				recordbatch.RecordHeader{Key: HeaderEdgeOffset, Value: strconv.AppendInt(nil, r.Offset, 10)})
@@ -381,4 +423,13 @@ func (f *forwarder) encode(raw []byte, next int64) ([]byte, int, int64, error) {
 		return nil, 0, 0, fmt.Errorf("build forwarded batch at %d: %w", next, err)
 	}
 	return batch, len(recs), after, nil
+}
+
+// recordSize approximates a record's encoded size (varint overheads rounded up).
+func recordSize(r recordbatch.Record) int {
+	n := 24 + len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += 10 + len(h.Key) + len(h.Value)
+	}
+	return n
 }

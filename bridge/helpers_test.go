@@ -61,6 +61,7 @@ type testCore struct {
 	dir        string
 	addr       string
 	advertised string
+	maxBatch   int // core's max batch bytes; 0 for the default
 	mu         sync.Mutex
 	srv        *server.Server
 }
@@ -78,7 +79,7 @@ func (c *testCore) start() {
 		KafkaAddr:         c.addr,
 		AdvertisedAddr:    c.advertised,
 		DefaultPartitions: 1,
-		Log:               storage.LogConfig{SegmentBytes: 4 << 20},
+		Log:               storage.LogConfig{SegmentBytes: 4 << 20, MaxBatchBytes: c.maxBatch},
 	}
 	var err error
 	var srv *server.Server

@@ -10,10 +10,12 @@ import (
 // last-ack age) are computed from Status at scrape time by statusCollector,
 // so they can never drift from what Status reports.
 type metrics struct {
-	records *prometheus.CounterVec // stream
-	bytes   *prometheus.CounterVec // stream
-	retries *prometheus.CounterVec // stream, reason
-	skipped *prometheus.CounterVec // stream
+	records  *prometheus.CounterVec // stream
+	bytes    *prometheus.CounterVec // stream
+	retries  *prometheus.CounterVec // stream, reason
+	skipped  *prometheus.CounterVec // stream
+	gaps     *prometheus.CounterVec // stream
+	tooLarge *prometheus.CounterVec // stream
 }
 
 func newMetrics(reg prometheus.Registerer, b *Bridge) (*metrics, error) {
@@ -34,11 +36,19 @@ func newMetrics(reg prometheus.Registerer, b *Bridge) (*metrics, error) {
 			Name: "tributary_bridge_unforwarded_dropped_records_total",
 			Help: "Records removed from the edge log before they were forwarded (drop-oldest disk policy).",
 		}, []string{"stream"}),
+		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_bridge_core_gap_records_total",
+			Help: "Records the core refused while accepting later pipelined batches (they cannot be forwarded any more).",
+		}, []string{"stream"}),
+		tooLarge: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_bridge_too_large_records_total",
+			Help: "Records skipped because the core refuses a batch holding only them as too large.",
+		}, []string{"stream"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.records, m.bytes, m.retries, m.skipped, statusCollector{b}} {
+	for _, c := range []prometheus.Collector{m.records, m.bytes, m.retries, m.skipped, m.gaps, m.tooLarge, statusCollector{b}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
