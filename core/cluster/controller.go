@@ -118,7 +118,7 @@ func (n *Node) reconcile(ctx context.Context, downSince map[int32]time.Time) err
 					n.logger.Info("broker registered", "id", m.ID, "kafka", m.KafkaAddr)
 				}
 			}
-		case serf.StatusFailed, serf.StatusLeft:
+		case serf.StatusFailed, serf.StatusLeft, serf.StatusLeaving:
 			if known && reg.Alive {
 				if err := n.markDown(ctx, m.ID, m.Status.String()); err != nil {
 					errs = append(errs, err)

@@ -223,6 +223,45 @@ func (n *Node) Close() error {
 	return nil
 }
 
+// Leave is a controlled shutdown: the broker tells Serf it is leaving, hands Raft leadership
+// over if it holds it, waits (bounded by ctx) until the controller has marked it down, which
+// moves its partition leadership while it is still reachable, and then closes. A restart on the
+// same DataDir rejoins as before.
+func (n *Node) Leave(ctx context.Context) error {
+	if !n.started.Load() || n.isClosed() {
+		return ErrClosed
+	}
+	var errs []error
+	if n.IsController() {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft leadership transfer: %w", err))
+		}
+	}
+	if err := n.serf.Leave(); err != nil {
+		errs = append(errs, fmt.Errorf("serf leave: %w", err))
+	}
+	for {
+		w := n.fsm.Watch()
+		if b, ok := n.fsm.Metadata().Brokers[n.cfg.BrokerID]; !ok || !b.Alive {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("wait to be marked down: %w", ctx.Err()))
+		case <-w:
+			continue
+		}
+		break
+	}
+	if err := n.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("leave cluster: %w", err)
+	}
+	return nil
+}
+
 func (n *Node) isClosed() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()

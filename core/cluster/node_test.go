@@ -291,6 +291,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if led != 2 {
 		t.Fatalf("victim %d leads %d partitions, want 2", vid, led)
 	}
+	stopped := time.Now()
 	c.stop(int(vid - 1))
 	c.waitFor("failover", 30*time.Second, func(n *Node) error {
 		md := n.Metadata()
@@ -314,6 +315,7 @@ func TestClusterLifecycle(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("crash of the controller (broker %d): partitions moved on every survivor after %v", vid, time.Since(stopped).Round(time.Millisecond))
 	for _, n := range c.running() {
 		if got := counterValue(t, n.m.elections.WithLabelValues("elected")); got < 2 {
 			t.Fatalf("broker %d counted %v leader elections, want ≥ 2", n.ID(), got)
@@ -478,4 +480,41 @@ func TestFourthBrokerIsSpareVoter(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestControlledLeave: a broker that leaves (the controller, here) hands off Raft leadership and
+// is marked down, with its partitions moved, before Leave returns.
+func TestControlledLeave(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i := range 3 {
+		c.start(i)
+	}
+	c.waitFor("cluster formed", 20*time.Second, allAlive(1, 2, 3))
+	ctrl := c.controller()
+	if err := ctrl.CreateTopic(ctxT(t, 10*time.Second), "t", 3, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	vid := ctrl.ID()
+	start := time.Now()
+	if err := ctrl.Leave(ctxT(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("controlled leave of the controller took %v", time.Since(start).Round(time.Millisecond))
+	c.nodes[vid-1] = nil
+	// Leave returned after the broker's own copy showed it down; check the survivors agree.
+	c.waitFor("survivors see the departure", 10*time.Second, func(n *Node) error {
+		md := n.Metadata()
+		if md.Brokers[vid].Alive {
+			return fmt.Errorf("broker %d still alive", vid)
+		}
+		for _, p := range md.Topics["t"].Partitions {
+			if p.Leader == vid || p.Leader == NoLeader {
+				return fmt.Errorf("t/%d leader %d", p.Partition, p.Leader)
+			}
+		}
+		return nil
+	})
+	if err := ctrl.Leave(ctxT(t, time.Second)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Leave: %v", err)
+	}
 }
