@@ -183,6 +183,12 @@ func TestBrokerFailureMovesLeadershipWithinISR(t *testing.T) {
 			t.Fatalf("partition %d: partition epoch not bumped", i)
 		}
 	}
+	if got := after.ReplicasOf(2); len(got) != 6 || got[0].Partition != 0 || got[5].Partition != 5 {
+		t.Fatalf("ReplicasOf(2) = %+v", got)
+	}
+	if got := after.ReplicasOf(9); len(got) != 0 {
+		t.Fatalf("ReplicasOf(9) = %+v", got)
+	}
 	// Coming back does not put it back into ISRs (the leader does that after catch-up), nor take
 	// leadership away from the new leaders.
 	h.must(command{Op: opRegisterBroker, Broker: &Broker{ID: 2}})

@@ -116,6 +116,20 @@ func (s *Snapshot) Partition(topic string, partition int32) (PartitionState, boo
 	return t.Partitions[partition].clone(), true
 }
 
+// ReplicasOf returns the partitions broker id holds a replica of (as leader or follower), sorted
+// by topic and partition: what a broker must host and, where it is not the leader, fetch.
+func (s *Snapshot) ReplicasOf(id int32) []PartitionState {
+	var out []PartitionState
+	for _, name := range s.sortedTopicNames() {
+		for _, p := range s.Topics[name].Partitions {
+			if slices.Contains(p.Replicas, id) {
+				out = append(out, p.clone())
+			}
+		}
+	}
+	return out
+}
+
 // LeaderCounts returns how many partitions each broker leads (offline partitions are not counted).
 func (s *Snapshot) LeaderCounts() map[int32]int {
 	out := map[int32]int{}
