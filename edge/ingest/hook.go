@@ -64,7 +64,8 @@ type Config struct {
 	UnmappedStream string `yaml:"unmapped_stream"`
 	// MaxStreams bounds auto-creation so a misbehaving device cannot fill
 	// the disk with topic directories (default 64); publishes that would
-	// create more go to the unmapped dead-letter stream.
+	// create more go to the unmapped dead-letter stream. Dead-letter streams
+	// are not counted against it (there is at most one per stream).
 	MaxStreams int `yaml:"max_streams"`
 	// Streams holds per-stream overrides.
 	Streams map[string]StreamConfig `yaml:"streams"`

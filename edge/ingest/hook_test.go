@@ -211,3 +211,27 @@ func TestConcurrentPublishesCombined(t *testing.T) {
 	}
 	t.Logf("%d records in %d batches", records, batches)
 }
+
+// TestMaxStreams: topics that would create more streams than max_streams
+// are kept in the unmapped dead-letter stream instead.
+func TestMaxStreams(t *testing.T) {
+	h := newTestHookConfig(t, Config{MaxStreams: 2})
+	cl := &mqtt.Client{ID: "c", Properties: mqtt.ClientProperties{ProtocolVersion: 4}}
+	for _, stream := range []string{"a", "b", "c", "a"} {
+		pk := publish(1, 0)
+		pk.TopicName = stream + "/d1/r"
+		if _, err := h.OnPublish(cl, pk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	for _, ti := range h.topics.List() {
+		names = append(names, ti.Name)
+	}
+	if strings.Join(names, ",") != "a,b,unmapped.dlq" {
+		t.Fatalf("streams %v, want a, b and unmapped.dlq", names)
+	}
+	if c := h.Counts(); c.DeadLetters != 1 || c.Appended != 4 {
+		t.Fatalf("counts %+v: want 1 dead letter of 4 appended", c)
+	}
+}
