@@ -64,8 +64,8 @@ type Config struct {
 	UnmappedStream string `yaml:"unmapped_stream"`
 	// MaxStreams bounds auto-creation so a misbehaving device cannot fill
 	// the disk with topic directories (default 64); publishes that would
-	// create more go to the unmapped dead-letter stream. Dead-letter streams
-	// are not counted against it (there is at most one per stream).
+	// create more go to the unmapped dead-letter stream. Every stream on
+	// disk counts, dead-letter streams included.
 	MaxStreams int `yaml:"max_streams"`
 	// Streams holds per-stream overrides.
 	Streams map[string]StreamConfig `yaml:"streams"`
