@@ -25,16 +25,13 @@ func (s *Server) handleProduce(ctx context.Context, c *call, kreq kmsg.Request) 
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
 		defer cancel()
 	}
-	// Partitions of one request are independent: with acks=all they are
-	// appended concurrently so their fsync waits overlap (group commit),
-	// instead of one fsync after another. Each partition appears once per
-	// request, so per-partition order is unaffected.
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxConcurrentAppends)
-	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
-	for ti, rt := range req.Topics {
-		st := &resp.Topics[ti]
-		*st = kmsg.NewProduceResponseTopic()
+	// Appends happen here, in request order on this connection. For acks=all
+	// the wait for the covering fsync is left to c.finish, which the
+	// connection runs off its request loop: the next pipelined request is
+	// appended while this one waits, and responses still go out in order.
+	var durable []durableWait
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for pi, rp := range rt.Partitions {
@@ -42,23 +39,25 @@ func (s *Server) handleProduce(ctx context.Context, c *call, kreq kmsg.Request) 
 			*sp = kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
-			if req.Acks != -1 || len(rt.Partitions)+len(req.Topics) <= 2 {
-				s.producePartition(ctx, req, rt.Topic, rp, sp)
-				continue
+			if p := s.producePartition(ctx, req, rt.Topic, rp, sp); p != nil && req.Acks == -1 {
+				durable = append(durable, durableWait{p: p, ti: len(resp.Topics), pi: pi})
 			}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				s.producePartition(ctx, req, rt.Topic, rp, sp)
-			}()
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	record := func() {
+		for _, st := range resp.Topics {
+			for _, sp := range st.Partitions {
+				c.fail(sp.ErrorCode)
+			}
 		}
 	}
-	wg.Wait()
-	for _, st := range resp.Topics {
-		for _, sp := range st.Partitions {
-			c.fail(sp.ErrorCode)
+	if len(durable) == 0 {
+		record()
+	} else {
+		c.finish = func() {
+			s.waitDurable(resp, durable)
+			record()
 		}
 	}
 	if req.Acks == 0 {
@@ -67,11 +66,55 @@ func (s *Server) handleProduce(ctx context.Context, c *call, kreq kmsg.Request) 
 	return resp, nil
 }
 
-// maxConcurrentAppends bounds the appends one acks=all request runs at once.
-const maxConcurrentAppends = 32
+// durableWait is a partition appended by an acks=all request, and where its
+// answer sits in the response.
+type durableWait struct {
+	p      *Partition
+	ti, pi int
+}
 
+// waitDurable waits until fsyncs cover every appended partition; the waits
+// run side by side so one request costs one fsync round, not one per
+// partition. A partition whose fsync failed is answered with an error: its
+// records were written but are not promised.
+func (s *Server) waitDurable(resp *kmsg.ProduceResponse, waits []durableWait) {
+	if len(waits) == 1 {
+		s.waitOne(resp, waits[0])
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxConcurrentSyncWaits)
+	for _, w := range waits {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.waitOne(resp, w)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Server) waitOne(resp *kmsg.ProduceResponse, w durableWait) {
+	if err := w.p.WaitDurable(); err != nil {
+		sp := &resp.Topics[w.ti].Partitions[w.pi]
+		sp.ErrorCode, sp.ErrorMessage = kerr.KafkaStorageError.Code, strp(err.Error())
+		if errorCode(err) == kerr.NotLeaderForPartition.Code {
+			sp.ErrorCode = kerr.NotLeaderForPartition.Code // closed under us: retry
+		}
+		sp.BaseOffset = -1
+		s.logger.Warn("produce: fsync wait failed", "topic", w.p.Topic, "partition", w.p.ID, "err", err)
+	}
+}
+
+// maxConcurrentSyncWaits bounds the fsync waits one request runs at once.
+const maxConcurrentSyncWaits = 32
+
+// producePartition appends one partition's batches and fills in its answer;
+// it returns the partition when the append succeeded.
 func (s *Server) producePartition(ctx context.Context, req *kmsg.ProduceRequest, topic string,
-	rp kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition) {
+	rp kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition) *Partition {
 	setErr := func(code int16, msg string) {
 		sp.ErrorCode = code
 		if msg != "" {
@@ -82,41 +125,41 @@ func (s *Server) producePartition(ctx context.Context, req *kmsg.ProduceRequest,
 	switch {
 	case req.Version < 3:
 		setErr(kerr.UnsupportedForMessageFormat.Code, "produce v3+ (record batch v2) required")
-		return
+		return nil
 	case req.TransactionID != nil:
 		setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactions are not supported")
-		return
+		return nil
 	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 		setErr(kerr.InvalidRequiredAcks.Code, "")
-		return
+		return nil
 	case len(rp.Records) == 0:
 		setErr(kerr.CorruptMessage.Code, "no record batch")
-		return
+		return nil
 	}
 	// The first batch's producer id decides idempotence; the log checks
 	// CRCs, counts and sequences of every batch.
 	h, err := recordbatch.ParseHeader(rp.Records)
 	if err != nil {
 		setErr(kerr.CorruptMessage.Code, err.Error())
-		return
+		return nil
 	}
 	if h.IsTransactional() || h.IsControl() {
 		setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batches are not supported")
-		return
+		return nil
 	}
 	p, err := s.partition(topic, rp.Partition, true)
 	if err != nil {
 		setErr(errorCode(err), "")
-		return
+		return nil
 	}
-	res, err := p.Append(ctx, rp.Records, req.Acks, h.ProducerID >= 0)
+	res, err := p.Append(ctx, rp.Records, h.ProducerID >= 0)
 	if err != nil {
 		code := errorCode(err)
 		if code == kerr.UnknownServerError.Code {
 			s.logger.Error("produce append failed", "topic", topic, "partition", rp.Partition, "err", err)
 		}
 		setErr(code, err.Error())
-		return
+		return nil
 	}
 	if res.Duplicate {
 		s.m.records.WithLabelValues("duplicate").Inc()
@@ -126,4 +169,5 @@ func (s *Server) producePartition(ctx context.Context, req *kmsg.ProduceRequest,
 	sp.BaseOffset = res.BaseOffset
 	sp.LogAppendTime = -1 // CreateTime topics: the client's timestamps stand
 	sp.LogStartOffset = p.LogStartOffset()
+	return p
 }

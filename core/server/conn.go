@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 )
@@ -15,20 +16,25 @@ import (
 var errFrame = errors.New("malformed frame")
 
 // serveConn runs one client connection. A reader goroutine reads frames
-// ahead (clients pipeline requests) while this goroutine handles them one at
-// a time, in order, as Kafka does: this keeps the response order and the
-// append order of an idempotent producer's pipelined batches. A request that
-// blocks (long poll, group join) holds up only its own connection.
+// ahead (clients pipeline requests); this goroutine serves them one at a
+// time, in order, as Kafka does, which keeps an idempotent producer's
+// pipelined batches in append order; a writer goroutine sends responses in
+// request order. A request whose remaining work is only waiting (acks=all
+// produce waiting for its fsync) finishes aside, so the next request is
+// served meanwhile. A request that blocks while it is served (long poll,
+// group join) holds up only its own connection.
 func (s *Server) serveConn(parent context.Context, nc net.Conn) {
 	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
 	remote := nc.RemoteAddr().String()
 	log := s.logger.With("remote", remote)
 
 	frames := make(chan []byte, defaultMaxPipelinedReads)
+	out := make(chan *pendingResponse, maxPendingResponses)
 	var readErr error
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { // closing the conn is what unblocks the reader
+	go func() { // closing the conn is what unblocks the reader and writer
 		defer wg.Done()
 		<-ctx.Done()
 		_ = nc.Close()
@@ -51,23 +57,17 @@ func (s *Server) serveConn(parent context.Context, nc net.Conn) {
 			}
 		}
 	}()
-	defer func() {
-		cancel()
-		wg.Wait()
-		if readErr != nil && !errors.Is(readErr, io.EOF) && !errors.Is(readErr, net.ErrClosed) && parent.Err() == nil {
-			if errors.Is(readErr, errFrame) {
-				s.m.badFrames.Inc()
-				log.Warn("closing connection: bad frame", "err", readErr)
-			} else {
-				log.Debug("connection read ended", "err", readErr)
-			}
-		}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeResponses(ctx, cancel, nc, out, log)
 	}()
 
-	bw := bufio.NewWriterSize(nc, 64<<10)
+	var aside sync.WaitGroup // requests finishing off the loop
 	cc := &clientConn{remote: remote}
+serve:
 	for f := range frames {
-		resp, err := s.handleFrame(ctx, cc, f)
+		done, wait, err := s.prepareFrame(ctx, cc, f)
 		if err != nil {
 			if errors.Is(err, errFrame) {
 				s.m.badFrames.Inc()
@@ -75,26 +75,94 @@ func (s *Server) serveConn(parent context.Context, nc net.Conn) {
 			} else if ctx.Err() == nil {
 				log.Error("closing connection: request failed", "err", err)
 			}
+			cancel()
+			break
+		}
+		p := &pendingResponse{ready: make(chan struct{})}
+		if wait {
+			aside.Add(1)
+			go func() {
+				defer aside.Done()
+				p.frame = done()
+				close(p.ready)
+			}()
+		} else {
+			p.frame = done()
+			close(p.ready)
+		}
+		select {
+		case out <- p:
+		case <-ctx.Done():
+			break serve
+		}
+	}
+	close(out)
+	<-writerDone // all responses written, or the connection is gone
+	cancel()
+	aside.Wait()
+	wg.Wait()
+	if readErr != nil && !errors.Is(readErr, io.EOF) && !errors.Is(readErr, net.ErrClosed) && parent.Err() == nil {
+		if errors.Is(readErr, errFrame) {
+			s.m.badFrames.Inc()
+			log.Warn("closing connection: bad frame", "err", readErr)
+		} else {
+			log.Debug("connection read ended", "err", readErr)
+		}
+	}
+}
+
+// maxPendingResponses bounds the requests of one connection that are served
+// but not yet answered (acks=all produces waiting for fsync).
+const maxPendingResponses = 8
+
+// pendingResponse is one response slot, filled in request order.
+type pendingResponse struct {
+	ready chan struct{}
+	frame []byte // nil: no response (acks=0)
+}
+
+// writeResponses writes responses in request order, flushing whenever it
+// would otherwise wait, so pipelined responses share writes but none waits
+// in the buffer for a slower one.
+func (s *Server) writeResponses(ctx context.Context, cancel context.CancelFunc, nc net.Conn, out <-chan *pendingResponse, log *slog.Logger) {
+	bw := bufio.NewWriterSize(nc, 64<<10)
+	flush := func() bool {
+		if bw.Buffered() == 0 {
+			return true
+		}
+		if err := bw.Flush(); err != nil {
+			log.Debug("flush responses", "err", err)
+			cancel()
+			return false
+		}
+		return true
+	}
+	for p := range out {
+		select {
+		case <-p.ready:
+		default:
+			if !flush() {
+				return
+			}
+			select {
+			case <-p.ready:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if p.frame != nil {
+			if _, err := bw.Write(p.frame); err != nil {
+				log.Debug("write response", "err", err)
+				cancel()
+				return
+			}
+			s.m.bytesOut.Add(float64(len(p.frame)))
+		}
+		if len(out) == 0 && !flush() {
 			return
 		}
-		if resp != nil {
-			if _, err := bw.Write(resp); err != nil {
-				log.Debug("write response", "err", err)
-				return
-			}
-			s.m.bytesOut.Add(float64(len(resp)))
-		}
-		// Flush once the pipeline is drained, so pipelined responses share writes.
-		if len(frames) == 0 {
-			if err := bw.Flush(); err != nil {
-				log.Debug("flush responses", "err", err)
-				return
-			}
-		}
 	}
-	if err := bw.Flush(); err != nil {
-		log.Debug("flush responses", "err", err)
-	}
+	flush()
 }
 
 // clientConn is per-connection state handlers may need.

@@ -38,6 +38,10 @@ func register(key, min, max int16, fn handlerFunc) {
 type call struct {
 	conn *clientConn
 	code int16 // first error code a handler reported
+	// finish, when a handler sets it, completes the response and may block
+	// (waiting for an fsync); it runs before the response is encoded, off
+	// the connection's request loop.
+	finish func()
 }
 
 // fail records an error code for metrics (the first non-zero one wins).
@@ -95,9 +99,21 @@ type requestHeader struct {
 // response frame (size prefix included), or nil when no response is due. An
 // error wrapping errFrame means the client broke the protocol.
 func (s *Server) handleFrame(ctx context.Context, cc *clientConn, f []byte) ([]byte, error) {
+	done, _, err := s.prepareFrame(ctx, cc, f)
+	if err != nil {
+		return nil, err
+	}
+	return done(), nil
+}
+
+// prepareFrame serves a request up to the point where only waiting is left
+// (an acks=all produce waiting for its fsync). done finishes it and returns
+// the response frame; wait says done may block, so the connection can run
+// it aside while it serves the next request.
+func (s *Server) prepareFrame(ctx context.Context, cc *clientConn, f []byte) (done func() []byte, wait bool, err error) {
 	var h requestHeader
 	if len(f) < 8 {
-		return nil, fmt.Errorf("%w: %d byte frame", errFrame, len(f))
+		return nil, false, fmt.Errorf("%w: %d byte frame", errFrame, len(f))
 	}
 	h.key = int16(binary.BigEndian.Uint16(f[0:]))
 	h.version = int16(binary.BigEndian.Uint16(f[2:]))
@@ -105,13 +121,13 @@ func (s *Server) handleFrame(ctx context.Context, cc *clientConn, f []byte) ([]b
 	body := f[8:]
 	// The client id is a nullable int16-length string in every header version.
 	if len(body) < 2 {
-		return nil, fmt.Errorf("%w: no client id", errFrame)
+		return nil, false, fmt.Errorf("%w: no client id", errFrame)
 	}
 	idLen := int(int16(binary.BigEndian.Uint16(body)))
 	body = body[2:]
 	if idLen > 0 {
 		if idLen > len(body) {
-			return nil, fmt.Errorf("%w: client id length %d beyond frame", errFrame, idLen)
+			return nil, false, fmt.Errorf("%w: client id length %d beyond frame", errFrame, idLen)
 		}
 		h.clientID = string(body[:idLen])
 		body = body[idLen:]
@@ -130,54 +146,61 @@ func (s *Server) handleFrame(ctx context.Context, cc *clientConn, f []byte) ([]b
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
 		resp.ApiKeys = s.versions
 		s.m.requests.WithLabelValues(name, errName(resp.ErrorCode)).Inc()
-		return encodeResponse(h, resp, 0), nil
+		b := encodeResponse(h, resp, 0)
+		return func() []byte { return b }, false, nil
 	}
 	req := kmsg.RequestForKey(h.key)
 	if req == nil {
 		s.m.requests.WithLabelValues(name, errName(kerr.UnsupportedVersion.Code)).Inc()
-		return nil, fmt.Errorf("%w: unknown api key %d", errFrame, h.key)
+		return nil, false, fmt.Errorf("%w: unknown api key %d", errFrame, h.key)
 	}
 	if h.version < 0 || h.version > req.MaxVersion() {
 		// We cannot even encode an answer at this version; Kafka closes too.
 		s.m.requests.WithLabelValues(name, errName(kerr.UnsupportedVersion.Code)).Inc()
-		return nil, fmt.Errorf("%w: %s v%d is beyond any known version", errFrame, name, h.version)
+		return nil, false, fmt.Errorf("%w: %s v%d is beyond any known version", errFrame, name, h.version)
 	}
 	req.SetVersion(h.version)
 	if req.IsFlexible() {
 		rest, err := skipTags(body)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s v%d header tags: %v", errFrame, name, h.version, err)
+			return nil, false, fmt.Errorf("%w: %s v%d header tags: %v", errFrame, name, h.version, err)
 		}
 		body = rest
 	}
 	if err := req.ReadFrom(body); err != nil {
-		return nil, fmt.Errorf("%w: decode %s v%d: %v", errFrame, name, h.version, err)
+		return nil, false, fmt.Errorf("%w: decode %s v%d: %v", errFrame, name, h.version, err)
 	}
 
 	var resp kmsg.Response
 	c := &call{conn: cc}
+	start := time.Now()
 	if !ok || h.version < hd.min || h.version > hd.max {
 		resp = unsupportedResponse(req)
 		if resp == nil {
 			s.m.requests.WithLabelValues(name, errName(kerr.UnsupportedVersion.Code)).Inc()
-			return nil, fmt.Errorf("%w: %s v%d unsupported (served: %v %d-%d)", errFrame, name, h.version, ok, hd.min, hd.max)
+			return nil, false, fmt.Errorf("%w: %s v%d unsupported (served: %v %d-%d)", errFrame, name, h.version, ok, hd.min, hd.max)
 		}
 		c.fail(kerr.UnsupportedVersion.Code)
 	} else {
 		var err error
-		start := time.Now()
 		resp, err = hd.fn(s, ctx, c, req)
-		s.m.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		if err != nil {
 			s.m.requests.WithLabelValues(name, errName(kerr.UnknownServerError.Code)).Inc()
-			return nil, fmt.Errorf("%s v%d: %w", name, h.version, err)
+			return nil, false, fmt.Errorf("%s v%d: %w", name, h.version, err)
 		}
 	}
-	s.m.requests.WithLabelValues(name, errName(c.code)).Inc()
-	if resp == nil {
-		return nil, nil
+	finish := func() []byte {
+		if c.finish != nil {
+			c.finish()
+		}
+		s.m.requests.WithLabelValues(name, errName(c.code)).Inc()
+		s.m.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		if resp == nil {
+			return nil
+		}
+		return encodeResponse(h, resp, h.version)
 	}
-	return encodeResponse(h, resp, h.version), nil
+	return finish, c.finish != nil, nil
 }
 
 // encodeResponse frames resp: size, correlation id, the flexible header's

@@ -58,11 +58,11 @@ func (s *Server) autoCreateTopic(topic string) error {
 	return nil
 }
 
-// Append writes producer batches. acks -1 (all) waits for an fsync covering
-// the batches, which on one node is what "all in-sync replicas have it" means.
-func (p *Partition) Append(ctx context.Context, batches []byte, acks int16, idempotent bool) (storage.AppendResult, error) {
+// Append writes producer batches without waiting for the disk; acks=all
+// callers then call WaitDurable, so that the next batches can be appended
+// while the fsync runs.
+func (p *Partition) Append(ctx context.Context, batches []byte, idempotent bool) (storage.AppendResult, error) {
 	res, err := p.log.Append(ctx, batches, storage.AppendOptions{
-		Durable:     acks == -1,
 		LeaderEpoch: leaderEpoch,
 		Idempotent:  idempotent,
 	})
@@ -70,6 +70,17 @@ func (p *Partition) Append(ctx context.Context, batches []byte, acks int16, idem
 		return res, fmt.Errorf("append to %s/%d: %w", p.Topic, p.ID, err)
 	}
 	return res, nil
+}
+
+// WaitDurable returns once everything appended so far is fsynced (concurrent
+// waiters share the fsync). On one node this is what acks=all means: every
+// in-sync replica, i.e. this one, has the batch on disk. Replication will
+// wait for the high watermark here instead.
+func (p *Partition) WaitDurable() error {
+	if err := p.log.Sync(); err != nil {
+		return fmt.Errorf("sync %s/%d: %w", p.Topic, p.ID, err)
+	}
+	return nil
 }
 
 // HighWatermark is the offset below which consumers may read.

@@ -265,6 +265,14 @@ func TestProduceErrors(t *testing.T) {
 	if ok.ErrorCode != 0 || ok.BaseOffset != 0 {
 		t.Fatalf("plain produce: error %d base %d", ok.ErrorCode, ok.BaseOffset)
 	}
+	// acks=all answers only once an fsync covers the batch.
+	l, err := srv.Topics().Partition("small", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if synced := l.SyncedOffset(); synced < 3 {
+		t.Fatalf("acks=all answered with the log synced only to %d, want >= 3", synced)
+	}
 	corrupt := buildBatch(t, 3, -1, -1, 10)
 	corrupt[len(corrupt)-1] ^= 0xff
 	if r := produceOne(t, c, 1, "small", 0, corrupt); r.ErrorCode != kerr.CorruptMessage.Code {
@@ -332,7 +340,9 @@ func TestPipelining(t *testing.T) {
 			m.Version = 9
 			r = m
 		default:
-			r = produceReq(1, "pipe", 0, buildBatch(t, 1, -1, -1, 8))
+			// acks=all finishes aside (waiting for fsync) while later
+			// requests are served; responses must still come in order.
+			r = produceReq(-1, "pipe", 0, buildBatch(t, 1, -1, -1, 8))
 		}
 		reqs = append(reqs, r)
 		// AppendRequest writes the size at dst[0], so frame each alone.
