@@ -3,9 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,6 +47,11 @@ func sim(t *testing.T, args ...string) (int, string) {
 // gracefully so its logs can be read.
 func startEdge(t *testing.T, devices int, password string, attach func(*gateway.Gateway)) (g *gateway.Gateway, dir string, stop func()) {
 	t.Helper()
+	return startEdgeWith(t, devices, password, attach, nil)
+}
+
+func startEdgeWith(t *testing.T, devices int, password string, attach func(*gateway.Gateway), tweak func(*gateway.Config)) (g *gateway.Gateway, dir string, stop func()) {
+	t.Helper()
 	cfg := gateway.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.MQTT.Address = "127.0.0.1:0"
@@ -51,6 +65,9 @@ func startEdge(t *testing.T, devices int, password string, attach func(*gateway.
 	}
 	for i := range devices {
 		cfg.Auth.Devices = append(cfg.Auth.Devices, auth.Device{Username: fmt.Sprintf("dev-%06d", i), PasswordHash: string(h)})
+	}
+	if tweak != nil {
+		tweak(&cfg)
 	}
 	g, err = gateway.Open(cfg, quiet)
 	if err != nil {
@@ -199,5 +216,62 @@ func TestFleetThroughEdgeBridgeCoreThenVerifyKafka(t *testing.T) {
 	want := fmt.Sprintf("expected 250  received 250  lost 0  duplicated 0  out-of-order 0  earlier-runs %d  later-runs 0", first.Totals.Generated)
 	if code != 0 || !strings.Contains(out, want) {
 		t.Fatalf("second verify exit %d:\n%s", code, out)
+	}
+}
+
+// TestTLSRunAgainstEdge runs devices over the edge's TLS listener, trusting
+// its certificate through --ca-file.
+func TestTLSRunAgainstEdge(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile)
+	g, data, stop := startEdgeWith(t, 5, "pw", nil, func(c *gateway.Config) {
+		c.MQTT.TLS = gateway.TLSConfig{Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
+	})
+	sum := filepath.Join(dir, "run.json")
+	code, out := sim(t, "run", "--broker", g.TLSAddr(), "--tls", "--ca-file", certFile, "--devices", "5",
+		"--count", "10", "--rate", "50", "--password", "pw", "--summary", sum, "--quiet", "--encoding", "json")
+	if code != 0 || !strings.Contains(out, "acked 50 ") {
+		t.Fatalf("run exit %d:\n%s", code, out)
+	}
+	stop()
+	if code, out = sim(t, "verify", "--edge-data", data, "--summary", sum); code != 0 {
+		t.Fatalf("verify exit %d:\n%s", code, out)
+	}
+
+	// Without the CA the broker's certificate is not trusted: nothing is
+	// sent, and the run says so instead of hanging.
+	code, out = sim(t, "run", "--broker", "ssl://"+g.TLSAddr(), "--devices", "1", "--count", "1", "--duration", "500ms",
+		"--drain-timeout", "100ms", "--quiet")
+	if code != 0 || !strings.Contains(out, "acked 0 ") {
+		t.Fatalf("untrusted run exit %d:\n%s", code, out)
+	}
+}
+
+func writeSelfSigned(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tributary-edge-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
