@@ -223,15 +223,18 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		}
 		if len(queue) == 0 {
 			f.caughtUp(next)
+			wake := changed
 			wait := time.Hour
 			if f.log.NextOffset() > next {
-				wait = f.b.cfg.SyncPoll // appended but not yet fsynced
+				// Appended but not yet fsynced: poll for the fsync instead
+				// of waking at every append while ingest is busy.
+				wake, wait = nil, f.b.cfg.SyncPoll
 			}
 			idle.Reset(wait)
 			select {
 			case <-ctx.Done():
 				return progressed, ctx.Err()
-			case <-changed:
+			case <-wake:
 			case <-idle.C:
 			}
 			continue
