@@ -2,6 +2,7 @@ package groups
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -70,4 +71,78 @@ func stableGroupB(b *testing.B, c *Coordinator) (string, int32) {
 		b.Fatal(err)
 	}
 	return jr.MemberID, jr.Generation
+}
+
+// BenchmarkRebalance100 measures one full rebalance of a 100-member group:
+// every member rejoins, the leader assigns, everyone syncs.
+func BenchmarkRebalance100(b *testing.B) {
+	const n = 100
+	c, _ := newTestCoordinator(b, testConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ids := make([]string, n)
+	for i := range ids {
+		r, err := c.Handle(ctx, joinReq("bench", "", 9, time.Minute))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = r.(*kmsg.JoinGroupResponse).MemberID
+	}
+	type joined struct {
+		id  string
+		r   *kmsg.JoinGroupResponse
+		err error
+	}
+	b.ReportAllocs()
+	round := 0
+	for b.Loop() {
+		// New metadata each round, as a subscription change would: an
+		// unchanged follower rejoining a Stable group gets no rebalance.
+		round++
+		ch := make(chan joined, n)
+		for _, id := range ids {
+			go func() {
+				req := joinReq("bench", id, 9, time.Minute)
+				req.Protocols[0].Metadata = fmt.Appendf(nil, "round-%d", round)
+				r, err := c.Handle(ctx, req)
+				jr, _ := r.(*kmsg.JoinGroupResponse)
+				ch <- joined{id, jr, err}
+			}()
+		}
+		var leader *kmsg.JoinGroupResponse
+		gen := int32(-1)
+		for range n {
+			j := <-ch
+			if j.err != nil || j.r.ErrorCode != 0 {
+				b.Fatalf("join: %v %+v", j.err, j.r)
+			}
+			gen = j.r.Generation
+			if j.r.LeaderID == j.id {
+				leader = j.r
+			}
+		}
+		assign := make(map[string]string, n)
+		for _, m := range leader.Members {
+			assign[m.MemberID] = "a"
+		}
+		errs := make(chan error, n)
+		for _, id := range ids {
+			go func() {
+				var a map[string]string
+				if id == leader.LeaderID {
+					a = assign
+				}
+				r, err := c.Handle(ctx, syncReq("bench", id, gen, a))
+				if err == nil && r.(*kmsg.SyncGroupResponse).ErrorCode != 0 {
+					err = fmt.Errorf("sync error %d", r.(*kmsg.SyncGroupResponse).ErrorCode)
+				}
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }
