@@ -297,8 +297,9 @@ func TestDeadLetters(t *testing.T) {
 	}
 }
 
-// TestOversizedRefused: payloads over the limit are refused, with 0x95 for
-// MQTT 5 and no acknowledgement for 3.1.1, and never stored.
+// TestOversizedRefused: payloads over the limit are refused, with 0x83 and a
+// reason string for MQTT 5 (PUBACK cannot carry 0x95) and no acknowledgement
+// for 3.1.1, and never stored.
 func TestOversizedRefused(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Ingest.MaxPayloadBytes = 1024
@@ -312,8 +313,8 @@ func TestOversizedRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, err := c5.publish("sensors/d1/r", append(exact, ' '), 1, "", 5*time.Second); err != nil || code != 0x95 {
-		t.Fatalf("v5 oversized: code %#x err %v, want 0x95", code, err)
+	if code, err := c5.publish("sensors/d1/r", append(exact, ' '), 1, "", 5*time.Second); err != nil || code != 0x83 {
+		t.Fatalf("v5 oversized: code %#x err %v, want 0x83", code, err)
 	}
 	if code, err := c5.publish("sensors/d1/r", exact, 1, "", 5*time.Second); err != nil || code != 0 {
 		t.Fatalf("v5 at the limit: code %#x err %v", code, err)

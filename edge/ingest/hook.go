@@ -240,10 +240,10 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	h.gate.RLock()
 	defer h.gate.RUnlock()
 	if h.closed {
-		return pk, h.refuse(cl, pk, ReasonClosing, packets.ErrServerShuttingDown, nil)
+		return pk, h.refuse(cl, pk, ReasonClosing, codeShuttingDown, nil)
 	}
 	if len(pk.Payload) > h.cfg.MaxPayloadBytes {
-		return pk, h.refuse(cl, pk, ReasonOversized, packets.ErrPacketTooLarge,
+		return pk, h.refuse(cl, pk, ReasonOversized, codePayloadTooLarge,
 			fmt.Errorf("payload %d bytes over the %d limit", len(pk.Payload), h.cfg.MaxPayloadBytes))
 	}
 	start := h.now()
@@ -265,6 +265,14 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	h.m.appendSeconds.WithLabelValues(strconv.Itoa(int(pk.FixedHeader.Qos))).Observe(h.now().Sub(start).Seconds())
 	return pk, nil
 }
+
+// PUBACK may carry only some reason codes (MQTT 5 section 3.4.2.1): 0x95
+// packet too large and 0x8B shutting down are not among them, so those
+// refusals use 0x83 implementation specific error with a reason string.
+var (
+	codePayloadTooLarge = packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: "payload too large"}
+	codeShuttingDown    = packets.Code{Code: packets.ErrImplementationSpecificError.Code, Reason: "server shutting down"}
+)
 
 // refuse counts and logs a refused publish and returns the error that makes
 // mochi do the right thing: an MQTT 5 QoS 1 publish gets a PUBACK carrying
