@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// BenchmarkBacklogDrain ingests 10 s worth of a 10k msg/s, ~100-byte
+// BenchmarkBacklogDrain ingests 30 s worth of a 10k msg/s, ~100-byte
 // reading stream with the core down, then brings the core up and measures
 // how fast the bridge drains that backlog while live ingest goes on at the
 // same 10k msg/s. Run with -benchtime=1x; the figure to watch is x-ingest
@@ -19,7 +19,7 @@ func BenchmarkBacklogDrain(b *testing.B) {
 func benchDrain(b *testing.B, codec string) {
 	const (
 		ingestRate = 10_000
-		backlogFor = 10 * time.Second
+		backlogFor = 30 * time.Second
 	)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
