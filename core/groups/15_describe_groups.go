@@ -1,8 +1,6 @@
 package groups
 
 import (
-	"context"
-
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -11,7 +9,7 @@ import (
 // operation set: with no ACLs here every client may do all three.
 const groupOperations = 1<<3 | 1<<6 | 1<<8
 
-func (c *Coordinator) describeGroups(_ context.Context, req *kmsg.DescribeGroupsRequest) kmsg.Response {
+func (c *Coordinator) describeGroups(req *kmsg.DescribeGroupsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -243,7 +243,7 @@ func (c *Coordinator) Handle(ctx context.Context, req kmsg.Request) (kmsg.Respon
 	case *kmsg.SyncGroupRequest:
 		return c.syncGroup(ctx, r)
 	case *kmsg.DescribeGroupsRequest:
-		return c.describeGroups(ctx, r), nil
+		return c.describeGroups(r), nil
 	case *kmsg.ListGroupsRequest:
 		return c.listGroups(r), nil
 	case *kmsg.DeleteGroupsRequest:
