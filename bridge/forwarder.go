@@ -37,6 +37,7 @@ type forwarder struct {
 	lastAck       time.Time
 	progress      time.Time // last ack, or when the partition was last caught up
 	dropped       int64
+	skippedTo     int64 // drops below this are counted
 	tooLarge      int64
 	retries       int64
 	lastErr       string
@@ -187,7 +188,7 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		// or the edge would later reuse its offset for another record.
 		for conn.inFlight() < f.b.cfg.MaxInFlight {
 			if start := f.log.StartOffset(); next < start {
-				f.skip(start - next)
+				f.skip(next, start)
 				next = start
 			}
 			upTo := f.log.SyncedOffset()
@@ -301,10 +302,19 @@ func (f *forwarder) caughtUp(next int64) {
 	}
 }
 
-func (f *forwarder) skip(n int64) {
+// skip accounts for records [from, to) that the edge deleted unforwarded;
+// a session that rewinds over the same hole does not count it twice.
+func (f *forwarder) skip(from, to int64) {
 	f.mu.Lock()
-	f.dropped += n
+	n := to - max(from, f.skippedTo)
+	f.skippedTo = max(f.skippedTo, to)
+	if n > 0 {
+		f.dropped += n
+	}
 	f.mu.Unlock()
+	if n <= 0 {
+		return
+	}
 	f.b.m.skipped.WithLabelValues(f.stream).Add(float64(n))
 	f.logger.Warn("records dropped on the edge before they were forwarded", "records", n)
 }
