@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,5 +121,131 @@ func TestRunShutdownFlushes(t *testing.T) {
 	}
 	if n := l.NextOffset(); n != 50 {
 		t.Fatalf("after restart the log ends at %d, want 50 (acks=1 records lost on graceful shutdown)", n)
+	}
+}
+
+// TestMain lets a test re-run this binary as tributary-core itself, so the
+// crash test can SIGKILL a real broker process.
+func TestMain(m *testing.M) {
+	if os.Getenv("TRIBUTARY_CORE_AS_MAIN") == "1" {
+		os.Args = append([]string{"tributary-core"}, strings.Fields(os.Getenv("TRIBUTARY_CORE_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startProcess runs the broker as a child process and waits until it
+// accepts connections.
+func startProcess(t *testing.T, args string, addr string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TRIBUTARY_CORE_AS_MAIN=1", "TRIBUTARY_CORE_ARGS="+args)
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start broker process: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			_ = c.Close()
+			return cmd
+		}
+	}
+	t.Fatalf("broker process did not listen on %s", addr)
+	return nil
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestKillNineLosesNothingAcknowledged SIGKILLs the broker process while an
+// idempotent acks=all producer is busy, restarts it on the same data dir
+// and port, and checks that every acknowledged record is there exactly once.
+func TestKillNineLosesNothingAcknowledged(t *testing.T) {
+	const total = 30_000
+	addr := freeAddr(t)
+	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
+	broker := startProcess(t, args, addr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("crash"), kgo.AllowAutoTopicCreation(),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var failed error
+	var wg sync.WaitGroup
+	for i := 0; i < total; i++ {
+		wg.Add(1)
+		prod.Produce(ctx, &kgo.Record{Value: []byte(fmt.Sprintf("v%06d", i))}, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = err
+				return
+			}
+			acked[string(r.Value)] = true
+		})
+		if i == total/3 {
+			// Kill mid-stream, once some records are acknowledged.
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				mu.Lock()
+				n := len(acked)
+				mu.Unlock()
+				if n > total/10 {
+					break
+				}
+			}
+			mu.Lock()
+			t.Logf("SIGKILL with %d of %d records acknowledged", len(acked), total)
+			mu.Unlock()
+			if err := broker.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = broker.Wait()
+			broker = startProcess(t, args, addr)
+		}
+	}
+	wg.Wait()
+	if failed != nil || len(acked) != total {
+		t.Fatalf("%d of %d acknowledged; last failure: %v", len(acked), total, failed)
+	}
+
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("crash"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	seen := map[string]int{}
+	for len(seen) < len(acked) && ctx.Err() == nil {
+		cons.PollFetches(ctx).EachRecord(func(r *kgo.Record) { seen[string(r.Value)]++ })
+	}
+	for v := range acked {
+		if seen[v] == 0 {
+			t.Fatalf("acknowledged record %s lost (%d of %d acked records read)", v, len(seen), len(acked))
+		}
+	}
+	for v, n := range seen {
+		if n > 1 {
+			t.Errorf("record %s read %d times (idempotent producer)", v, n)
+		}
 	}
 }
