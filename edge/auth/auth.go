@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -48,6 +49,9 @@ func New(cfg Config) (*Authenticator, error) {
 	for i, d := range cfg.Devices {
 		if d.Username == "" {
 			return nil, fmt.Errorf("auth: device %d has no username", i)
+		}
+		if strings.ContainsAny(d.Username, "/+#") {
+			return nil, fmt.Errorf("auth: device %q: a username is one MQTT topic level and cannot hold '/', '+' or '#'", d.Username)
 		}
 		if _, dup := a.hashes[d.Username]; dup {
 			return nil, fmt.Errorf("auth: device %q listed twice", d.Username)

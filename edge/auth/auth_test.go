@@ -50,6 +50,9 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal("plain-text password accepted as hash")
 	}
 	h := hash(t, "x")
+	if _, err := New(Config{Devices: []Device{{Username: "a/b", PasswordHash: h}}}); err == nil {
+		t.Fatal("username with a topic separator accepted")
+	}
 	if _, err := New(Config{Devices: []Device{{Username: "d", PasswordHash: h}, {Username: "d", PasswordHash: h}}}); err == nil {
 		t.Fatal("duplicate device accepted")
 	}

@@ -161,6 +161,7 @@ type Hook struct {
 
 	lastDiskFullLog atomic.Int64
 	lastBudgetLog   atomic.Int64
+	lastStorageLog  atomic.Int64
 
 	// appendBatch is (*storage.Log).Append; tests swap it to inject disk
 	// faults that a real disk cannot be made to produce on demand.
@@ -283,7 +284,7 @@ var (
 // local subscribers either.
 func (h *Hook) refuse(cl *mqtt.Client, pk packets.Packet, reason string, code packets.Code, err error) error {
 	h.m.refused.WithLabelValues(reason).Inc()
-	if err != nil && (reason != ReasonBudget || h.budgetLogDue()) {
+	if err != nil && h.logDue(reason) {
 		h.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "reason", reason, "err", err)
 	}
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
@@ -494,8 +495,19 @@ func (h *Hook) logDiskFull(err error) {
 	}
 }
 
-// budgetLogDue rate-limits budget refusal logs the same way.
-func (h *Hook) budgetLogDue() bool { return due(&h.lastBudgetLog, h.now()) }
+// logDue rate-limits the logs of refusals that repeat for every publish
+// while the condition lasts (budget reached, a read-only partition); the
+// metric still counts each one. ACL and size refusals are per client and
+// always logged.
+func (h *Hook) logDue(reason string) bool {
+	switch reason {
+	case ReasonBudget:
+		return due(&h.lastBudgetLog, h.now())
+	case ReasonStorage:
+		return due(&h.lastStorageLog, h.now())
+	}
+	return true
+}
 
 func due(last *atomic.Int64, now time.Time) bool {
 	n, l := now.UnixNano(), last.Load()
