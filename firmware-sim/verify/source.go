@@ -174,7 +174,8 @@ func ReadLogs(dir, topic string, c *Checker, logger *slog.Logger) (int64, error)
 	}
 	store, err := meta.Open(filepath.Join(dir, "meta.db"))
 	if err != nil {
-		return 0, fmt.Errorf("open metadata in %s: %w", dir, err)
+		// bbolt's file lock: a running node holds it.
+		return 0, fmt.Errorf("open metadata in %s (stop the node first: its logs are read while it is down): %w", dir, err)
 	}
 	defer store.Close()
 	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{}, logger)

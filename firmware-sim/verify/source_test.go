@@ -207,4 +207,14 @@ func TestReadLogsOfAStoppedNode(t *testing.T) {
 	if _, err := ReadLogs(dir, "nope", NewChecker(nil), quiet); err == nil {
 		t.Fatal("unknown stream read without error")
 	}
+
+	// A running node holds the metadata lock: the reader says so, in time.
+	held, err := meta.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := ReadLogs(dir, "sensors", NewChecker(nil), quiet); err == nil || !strings.Contains(err.Error(), "stop the node first") {
+		t.Fatalf("read of a locked data dir: %v", err)
+	}
 }
