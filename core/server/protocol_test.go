@@ -568,3 +568,32 @@ func TestAdmin(t *testing.T) {
 		t.Errorf("topic still there after delete")
 	}
 }
+
+// TestAdvertisedAddress: Metadata and FindCoordinator hand out the
+// configured address, not the listener's.
+func TestAdvertisedAddress(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.AdvertisedAddr = "broker.example:19092"
+	cfg.NodeID = 7
+	srv := startServer(t, cfg)
+	c := dialRaw(t, srv.Addr())
+	md := kmsg.NewPtrMetadataRequest()
+	md.Version = 7
+	mr := c.roundTrip(md).(*kmsg.MetadataResponse)
+	if len(mr.Brokers) != 1 || mr.Brokers[0].Host != "broker.example" || mr.Brokers[0].Port != 19092 || mr.Brokers[0].NodeID != 7 || mr.ControllerID != 7 {
+		t.Fatalf("metadata brokers %+v controller %d", mr.Brokers, mr.ControllerID)
+	}
+	for _, v := range []int16{2, 4} {
+		fc := kmsg.NewPtrFindCoordinatorRequest()
+		fc.Version, fc.CoordinatorKey, fc.CoordinatorKeys = v, "g", []string{"g"}
+		fr := c.roundTrip(fc).(*kmsg.FindCoordinatorResponse)
+		host, port, node, code := fr.Host, fr.Port, fr.NodeID, fr.ErrorCode
+		if v >= 4 {
+			co := fr.Coordinators[0]
+			host, port, node, code = co.Host, co.Port, co.NodeID, co.ErrorCode
+		}
+		if code != 0 || host != "broker.example" || port != 19092 || node != 7 {
+			t.Errorf("FindCoordinator v%d: %s:%d node %d error %d", v, host, port, node, code)
+		}
+	}
+}
