@@ -159,9 +159,10 @@ type Hook struct {
 	gate   sync.RWMutex
 	closed bool
 
-	lastDiskFullLog atomic.Int64
-	lastBudgetLog   atomic.Int64
-	lastStorageLog  atomic.Int64
+	lastDiskFullLog   atomic.Int64
+	lastBudgetLog     atomic.Int64
+	lastStorageLog    atomic.Int64
+	lastDeadLetterLog atomic.Int64
 
 	// appendBatch is (*storage.Log).Append; tests swap it to inject disk
 	// faults that a real disk cannot be made to produce on demand.
@@ -341,7 +342,9 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 	if reason != "" {
 		stream += h.cfg.DeadLetterSuffix
 		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderReason, Value: []byte(reason)})
-		h.log.Info("publish dead-lettered", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "reason", reason)
+		if due(&h.lastDeadLetterLog, h.now()) { // counted per publish; logged at most every 10 s
+			h.log.Info("publish dead-lettered", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "reason", reason)
+		}
 	}
 	return stream, rec, deadKind
 }
