@@ -111,7 +111,14 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 	if a.Devices() == 0 && !a.AllowAnonymous() {
 		logger.Warn("no devices configured and allow_anonymous is false: every MQTT connect will be refused")
 	}
-	mapper, err := topicmap.New(cfg.TopicMap)
+	if b, seg := cfg.Ingest.BudgetBytes, cfg.Log.WithDefaults().SegmentBytes; b > 0 && b < 4*seg {
+		// Only sealed segments can be dropped and each partition keeps an
+		// active one, so a budget of a few segments leaves drop-oldest
+		// nothing to drop and it falls back to blocking.
+		logger.Warn("disk budget is small against the segment size; drop-oldest frees whole sealed segments",
+			"budget_bytes", b, "segment_bytes", seg)
+	}
+		mapper, err := topicmap.New(cfg.TopicMap)
 	if err != nil {
 		return nil, err
 	}
