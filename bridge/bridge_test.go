@@ -39,10 +39,11 @@ func TestCoreDownDuringIngestThenBack(t *testing.T) {
 	devs := devices("dev", 12)
 	in := e.startIngest(devs, nil, 30, 5*time.Millisecond)
 	time.Sleep(800 * time.Millisecond)
+	waitFor(t, 10*time.Second, "a backlog and retries while the core is down", func() bool {
+		return rb.Status().Backlog() > 0 && len(rb.Status().Partitions) == 3 &&
+			counterValue(t, rb.m.retries.WithLabelValues(stream, "metadata")) > 0
+	})
 	st := rb.Status()
-	if st.Backlog() == 0 {
-		t.Fatalf("core is down but the bridge reports no backlog: %+v", st)
-	}
 	for _, p := range st.Partitions {
 		if p.BacklogRecords > 0 && p.LastAckAge <= 0 {
 			t.Errorf("partition %d has backlog %d but last-ack age %v", p.Partition, p.BacklogRecords, p.LastAckAge)
@@ -50,9 +51,6 @@ func TestCoreDownDuringIngestThenBack(t *testing.T) {
 		if p.BacklogRecords > 0 && p.BacklogBytes <= 0 {
 			t.Errorf("partition %d has backlog %d records but %d bytes", p.Partition, p.BacklogRecords, p.BacklogBytes)
 		}
-	}
-	if n := counterValue(t, rb.m.retries.WithLabelValues(stream, "metadata")); n == 0 {
-		t.Errorf("no retries counted while the core was down")
 	}
 	core.start()
 	time.Sleep(500 * time.Millisecond)
@@ -271,7 +269,7 @@ func TestRetentionFloorKeepsUnforwarded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // let the bridge start and set the floor
+	waitFor(t, 10*time.Second, "the forwarder to start", func() bool { return len(rb.Status().Partitions) == 1 })
 	n, err := l.ApplyRetention()
 	if err != nil || n != 0 || l.StartOffset() != 0 {
 		t.Fatalf("retention with the core down removed %d records (start %d, err %v)", n, l.StartOffset(), err)
@@ -487,4 +485,15 @@ func TestMultiRecordEdgeBatchesSplit(t *testing.T) {
 	rb := startBridge(t, cfg, e)
 	rb.waitCaughtUp(t, 20*time.Second)
 	verifyCore(t, core, addr, seq)
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
