@@ -118,7 +118,7 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		logger.Warn("disk budget is small against the segment size; drop-oldest frees whole sealed segments",
 			"budget_bytes", b, "segment_bytes", seg)
 	}
-		mapper, err := topicmap.New(cfg.TopicMap)
+	mapper, err := topicmap.New(cfg.TopicMap)
 	if err != nil {
 		return nil, err
 	}
