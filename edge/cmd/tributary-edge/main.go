@@ -119,5 +119,11 @@ Flags:
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal, restore default handling so a second
+		// one kills a shutdown that hangs (a stuck disk, say).
+		<-ctx.Done()
+		stop()
+	}()
 	return g.Run(ctx)
 }
