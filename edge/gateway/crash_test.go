@@ -16,7 +16,7 @@ import (
 )
 
 // TestCrashAckedReadingsSurvive builds the real tributary-edge binary, has
-// several clients publish QoS 1 readings, SIGKILLs the daemon at random
+// several clients publish QoS 1 and QoS 2 readings, SIGKILLs the daemon at random
 // moments, restarts it, and finally checks that every reading that was
 // PUBACKed is in the log exactly once (and nothing is there twice).
 func TestCrashAckedReadingsSurvive(t *testing.T) {
@@ -64,7 +64,7 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 	}
 
 	const (
-		clients   = 4
+		clients   = 8
 		minCycles = 20
 	)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
@@ -80,6 +80,7 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 		var wg sync.WaitGroup
 		for c := 0; c < clients; c++ {
 			dev := fmt.Sprintf("crash-%d", c)
+			qos := byte(1 + c%2) // half QoS 1, half QoS 2 (acknowledged = PUBCOMP)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -91,7 +92,7 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 				seq := next[dev]
 				mu.Unlock()
 				for ; ; seq++ {
-					code, err := rc.publish("sensors/"+dev+"/reading", jsonReading(dev, seq, 1_700_000_000_000), 1, "", 5*time.Second)
+					code, err := rc.publish("sensors/"+dev+"/reading", jsonReading(dev, seq, 1_700_000_000_000), qos, "", 5*time.Second)
 					if err != nil || code != 0 {
 						break
 					}
