@@ -1,0 +1,488 @@
+// Command demo is what `make demo` runs after `make build`: it starts, on
+// loopback and with data under ./data/demo, a Tributary core, two edges
+// bridged to it, a simulated fleet of sensors per edge, and a consumer group
+// reading the core, and draws a live view of the data moving through them.
+// Ctrl-C stops the fleets, then the edges, then the core, and removes
+// nothing: a second run continues where the first stopped. Each child's
+// output goes to ./data/demo/logs/<name>.log, not to the terminal.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	bin, data, encoding, group string
+	brokers, edges, devices    int
+	showDevices, portOffset    int
+	rate                       float64
+	refresh                    time.Duration
+}
+
+// Ports before -port-offset: the core's are the daemons' own defaults, so
+// `kcat -b 127.0.0.1:9092` works; edges and fleets count up from theirs.
+const (
+	kafkaPort    = 9092
+	coreHTTPPort = 9644 // +broker
+	mqttPort     = 1883 // +edge
+	edgeHTTPPort = 9654 // +edge
+	simHTTPPort  = 9664 // +edge
+)
+
+// How long each tier gets to stop gracefully before it is killed. The fleets
+// drain their in-flight publishes (--drain-timeout 5s) first.
+const (
+	startTimeout = 30 * time.Second
+	simStop      = 15 * time.Second
+	edgeStop     = 20 * time.Second
+	coreStop     = 20 * time.Second
+)
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: go run ./deploy/demo [flags]   (make demo builds the binaries first)
+
+Starts a Tributary core, edges bridged to it and a simulated sensor fleet per
+edge on loopback, with all data under -data, and shows the data moving through
+them. Ctrl-C stops everything in order (a second Ctrl-C kills); nothing is
+removed, so the next run continues. Child output: <data>/logs/<name>.log.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.bin, "bin", "bin", "directory holding tributary-core, tributary-edge and tributary-sim")
+	fs.StringVar(&o.data, "data", filepath.Join("data", "demo"), "data directory for every daemon and the logs")
+	// TODO(issue 6): default to 3 once tributary-core can form a cluster; it
+	// runs single-node today, so more than one broker is refused below.
+	fs.IntVar(&o.brokers, "brokers", 1, "core brokers (1 until the core cluster lands)")
+	fs.IntVar(&o.edges, "edges", 2, "edge gateways")
+	fs.IntVar(&o.devices, "devices", 200, "simulated devices per edge")
+	fs.Float64Var(&o.rate, "rate", 1, "readings per second per device")
+	fs.StringVar(&o.encoding, "encoding", "cbor", "payload encoding of the fleets: cbor, json, senml-cbor or senml-json")
+	fs.IntVar(&o.showDevices, "show-devices", 3, "devices per edge whose latest reading is shown")
+	fs.IntVar(&o.portOffset, "port-offset", 0, "added to every port (to run beside daemons already on the defaults)")
+	fs.StringVar(&o.group, "group", "tributary-demo", "consumer group of the live view")
+	fs.DurationVar(&o.refresh, "refresh", time.Second, "how often the view is redrawn")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case o.brokers != 1:
+		return o, errors.New("-brokers: tributary-core runs as a single node today; clustering is still being built (issue 6)")
+	case o.edges < 1 || o.edges > 9:
+		return o, errors.New("-edges: 1 to 9")
+	case o.devices < 1:
+		return o, errors.New("-devices: at least 1")
+	case o.rate <= 0:
+		return o, errors.New("-rate: must be positive")
+	case o.refresh < 100*time.Millisecond:
+		return o, errors.New("-refresh: at least 100ms")
+	case o.portOffset < 0 || o.portOffset > 50000:
+		return o, errors.New("-port-offset: 0 to 50000")
+	}
+	return o, nil
+}
+
+func addr(port, offset int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port+offset)) }
+
+// demo owns the child processes.
+type demo struct {
+	o       options
+	logDir  string
+	log     *slog.Logger
+	started time.Time
+
+	mu                sync.Mutex
+	cores, edges, sim []*proc
+
+	brokerAddrs []string
+	// bridgeOff says why edges run without their bridge ("" if bridged).
+	bridgeOff string
+}
+
+func run(args []string) error {
+	o, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, b := range []string{"tributary-core", "tributary-edge", "tributary-sim"} {
+		if _, err := os.Stat(filepath.Join(o.bin, b)); err != nil {
+			return fmt.Errorf("%s not found in %s: run `make build` first (or `make demo`)", b, o.bin)
+		}
+	}
+	d := &demo{o: o, logDir: filepath.Join(o.data, "logs"), started: time.Now()}
+	if err := os.MkdirAll(d.logDir, 0o755); err != nil {
+		return fmt.Errorf("create log dir: %w", err)
+	}
+	if err := d.checkPorts(); err != nil {
+		return err
+	}
+	lf, err := os.OpenFile(filepath.Join(d.logDir, "demo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open demo log: %w", err)
+	}
+	defer lf.Close()
+	d.log = slog.New(slog.NewTextHandler(lf, nil))
+
+	// The first Ctrl-C (or SIGTERM) cancels ctx and the orderly stop
+	// begins; a second one kills every child at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	sigDone := make(chan struct{})
+	var sigWG sync.WaitGroup
+	sigWG.Add(1)
+	go func() {
+		defer sigWG.Done()
+		for n := 0; ; {
+			select {
+			case <-sigDone:
+				return
+			case <-sigs:
+				if n++; n == 1 {
+					cancel()
+				} else {
+					fmt.Println("\nsecond interrupt: killing every process")
+					d.killAll()
+				}
+			}
+		}
+	}()
+	defer func() { close(sigDone); sigWG.Wait() }()
+
+	cons, startErr := d.start(ctx)
+	if startErr == nil {
+		d.watch(ctx, cons)
+	}
+	fmt.Println()
+	stopErr := d.shutdown(cons)
+	if startErr != nil && ctx.Err() == nil {
+		return startErr
+	}
+	return stopErr
+}
+
+// checkPorts fails early, with a hint, if a port the demo needs is taken.
+func (d *demo) checkPorts() error {
+	ports := []int{}
+	for b := range d.o.brokers {
+		ports = append(ports, kafkaPort+b, coreHTTPPort+b)
+	}
+	for e := range d.o.edges {
+		ports = append(ports, mqttPort+e, edgeHTTPPort+e, simHTTPPort+e)
+	}
+	for _, p := range ports {
+		a := addr(p, d.o.portOffset)
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("%s is in use (another Tributary running?); stop it or pass -port-offset 100: %w", a, err)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// start brings the tiers up in order, each healthy before the next.
+func (d *demo) start(ctx context.Context) (*runningConsumer, error) {
+	o := d.o
+	fmt.Printf("Tributary demo: data in %s, logs in %s\n", o.data, d.logDir)
+	for b := range o.brokers {
+		name := fmt.Sprintf("core-%d", b)
+		ka, ha := addr(kafkaPort+b, o.portOffset), addr(coreHTTPPort+b, o.portOffset)
+		p, err := startProc(name, d.logDir, filepath.Join(o.bin, "tributary-core"),
+			"-data-dir", filepath.Join(o.data, name), "-kafka-addr", ka, "-http-addr", ha,
+			"-node-id", strconv.Itoa(b))
+		if err != nil {
+			return nil, err
+		}
+		d.add(&d.cores, p)
+		if err := waitHealthy(ctx, p, "http://"+ha+"/healthz", startTimeout); err != nil {
+			return nil, err
+		}
+		d.brokerAddrs = append(d.brokerAddrs, ka)
+		fmt.Printf("  %-8s Kafka %s, metrics http://%s/metrics\n", name, ka, ha)
+	}
+	for e := range o.edges {
+		if err := d.startEdge(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	cons, err := startConsumer(ctx, d.brokerAddrs, o.group, d.log)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("  consumer group %q reading every stream on the core\n", o.group)
+	for e := range o.edges {
+		name := fmt.Sprintf("sim-%d", e)
+		p, err := startProc(name, d.logDir, filepath.Join(o.bin, "tributary-sim"), "run",
+			"--broker", addr(mqttPort+e, o.portOffset),
+			"--devices", strconv.Itoa(o.devices), "--id-start", strconv.Itoa(e*o.devices),
+			"--rate", strconv.FormatFloat(o.rate, 'g', -1, 64), "--encoding", o.encoding,
+			// Ended by Ctrl-C; --state keeps sequence numbers going across runs.
+			"--duration", "8760h", "--ramp", "5s", "--drain-timeout", "5s",
+			"--state", filepath.Join(o.data, name+".state"),
+			"--metrics-addr", addr(simHTTPPort+e, o.portOffset), "--quiet")
+		if err != nil {
+			return cons, err
+		}
+		d.add(&d.sim, p)
+		fmt.Printf("  %-8s %d devices at %g readings/s each (%s)\n", name, o.devices, o.rate, o.encoding)
+	}
+	d.log.Info("demo started", "brokers", d.brokerAddrs, "edges", o.edges, "devices_per_edge", o.devices, "bridge_off", d.bridgeOff)
+	return cons, nil
+}
+
+// startEdge writes the edge's config and starts it with its bridge pointed
+// at the core. An edge binary without bridge settings refuses the config
+// (unknown keys are an error); it is then started without, and the view
+// says so.
+func (d *demo) startEdge(ctx context.Context, e int) error {
+	o := d.o
+	name := fmt.Sprintf("edge-%d", e)
+	cfgPath := filepath.Join(o.data, name+".yaml")
+	ha := addr(edgeHTTPPort+e, o.portOffset)
+	for _, bridged := range []bool{d.bridgeOff == "", false} {
+		cfg, err := edgeConfig(filepath.Join(o.data, name), "demo-"+name, addr(mqttPort+e, o.portOffset), ha, d.brokerAddrs, bridged)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+			return fmt.Errorf("%s: write config: %w", name, err)
+		}
+		p, err := startProc(name, d.logDir, filepath.Join(o.bin, "tributary-edge"), "-config", cfgPath)
+		if err != nil {
+			return err
+		}
+		err = waitHealthy(ctx, p, "http://"+ha+"/healthz", startTimeout)
+		if err == nil {
+			d.add(&d.edges, p)
+			fmt.Printf("  %-8s MQTT %s, metrics http://%s/metrics, config %s\n", name, addr(mqttPort+e, o.portOffset), ha, cfgPath)
+			return nil
+		}
+		if !bridged || !p.exited() || !strings.Contains(p.tail(5), "bridge") {
+			d.add(&d.edges, p)
+			return err
+		}
+		d.bridgeOff = "this tributary-edge has no bridge settings yet; readings stay on the edges"
+		fmt.Printf("  %-8s refused the bridge config; starting the edges without it\n", name)
+		d.log.Warn("edge refused bridge config", "edge", name, "log", p.tail(5))
+	}
+	return fmt.Errorf("%s: did not start", name)
+}
+
+// edgeConfig is a tributary-edge YAML config (see deploy/edge.example.yaml).
+func edgeConfig(dataDir, edgeID, mqttAddr, httpAddr string, brokers []string, bridged bool) ([]byte, error) {
+	cfg := map[string]any{
+		"data_dir": dataDir,
+		"edge_id":  edgeID,
+		"mqtt":     map[string]any{"address": mqttAddr},
+		"http":     map[string]any{"address": httpAddr},
+		// The simulated devices connect without logins.
+		"auth": map[string]any{"allow_anonymous": true},
+	}
+	if bridged {
+		cfg["bridge"] = map[string]any{"brokers": brokers}
+	}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("edge config: %w", err)
+	}
+	return append([]byte("# Written by the demo launcher (deploy/demo) on every start.\n"), b...), nil
+}
+
+func (d *demo) add(list *[]*proc, p *proc) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	*list = append(*list, p)
+}
+
+func (d *demo) snapshot(list *[]*proc) []*proc {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]*proc(nil), *list...)
+}
+
+// runningConsumer is the consumer and the goroutine polling it.
+type runningConsumer struct {
+	c      *consumer
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startConsumer(ctx context.Context, brokers []string, group string, log *slog.Logger) (*runningConsumer, error) {
+	c, err := newConsumer(brokers, group, log)
+	if err != nil {
+		return nil, err
+	}
+	// Not ctx: the consumer outlives the first Ctrl-C until the edges have
+	// stopped, then leaves its group before the core goes.
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	rc := &runningConsumer{c: c, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(rc.done)
+		c.run(cctx)
+	}()
+	return rc, nil
+}
+
+func (rc *runningConsumer) stop() {
+	if rc == nil {
+		return
+	}
+	rc.cancel()
+	<-rc.done
+}
+
+// watch redraws the view every refresh until ctx is done.
+func (d *demo) watch(ctx context.Context, cons *runningConsumer) {
+	o := d.o
+	var devices []string
+	for e := range o.edges {
+		for k := range min(o.showDevices, o.devices) {
+			devices = append(devices, fmt.Sprintf("dev-%06d", e*o.devices+k))
+		}
+	}
+	fi, err := os.Stdout.Stat()
+	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
+	client := &http.Client{Timeout: 2 * time.Second}
+	var tr tracker
+	tick := time.NewTicker(o.refresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var rows []edgeSample
+		for e := range o.edges {
+			s := edgeSample{Name: fmt.Sprintf("demo-edge-%d", e), MQTT: addr(mqttPort+e, o.portOffset), Devices: o.devices}
+			var m samples
+			if m, s.Err = scrape(ctx, client, "http://"+addr(edgeHTTPPort+e, o.portOffset)+"/metrics"); s.Err == nil {
+				s.Totals = edgeTotalsFrom(m)
+			}
+			if m, s.FleetErr = scrape(ctx, client, "http://"+addr(simHTTPPort+e, o.portOffset)+"/metrics"); s.FleetErr == nil {
+				s.Fleet = fleetTotalsFrom(m)
+			}
+			rows = append(rows, s)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		v := tr.build(time.Now(), rows, cons.c.stats(devices), devices)
+		v.Uptime, v.DataDir, v.Brokers, v.Group, v.BridgeOff = time.Since(d.started), d.o.data, d.brokerAddrs, o.group, d.bridgeOff
+		for _, list := range []*[]*proc{&d.cores, &d.edges, &d.sim} {
+			for _, p := range d.snapshot(list) {
+				if p.exited() {
+					v.Exited = append(v.Exited, fmt.Sprintf("%s exited (%s): see %s", p.name, exitText(p.err), p.logPath))
+				}
+			}
+		}
+		var buf bytes.Buffer
+		if tty {
+			buf.WriteString("\x1b[H\x1b[2J")
+		} else {
+			buf.WriteString("\n")
+		}
+		v.render(&buf)
+		_, _ = os.Stdout.Write(buf.Bytes())
+	}
+}
+
+// shutdown stops the tiers in order: fleets (they drain their publishes),
+// edges (their bridges stop with them), the consumer (it commits and leaves
+// its group), then the core.
+func (d *demo) shutdown(cons *runningConsumer) error {
+	var errs []error
+	step := func(what string, f func() []error) {
+		start := time.Now()
+		fmt.Printf("stopping %s ... ", what)
+		es := f()
+		if len(es) == 0 {
+			fmt.Printf("done (%s)\n", time.Since(start).Round(10*time.Millisecond))
+		} else {
+			fmt.Printf("%v\n", errors.Join(es...))
+		}
+		errs = append(errs, es...)
+	}
+	stopAll := func(ps []*proc, sig os.Signal, timeout time.Duration) []error {
+		var (
+			wg sync.WaitGroup
+			mu sync.Mutex
+			es []error
+		)
+		for _, p := range ps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := p.stop(sig, timeout); err != nil {
+					mu.Lock()
+					es = append(es, err)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return es
+	}
+	if ps := d.snapshot(&d.sim); len(ps) > 0 {
+		step("fleets", func() []error { return stopAll(ps, os.Interrupt, simStop) })
+	}
+	if ps := d.snapshot(&d.edges); len(ps) > 0 {
+		step("edges", func() []error { return stopAll(ps, syscall.SIGTERM, edgeStop) })
+	}
+	if cons != nil {
+		step("consumer", func() []error { cons.stop(); return nil })
+	}
+	if ps := d.snapshot(&d.cores); len(ps) > 0 {
+		step("core", func() []error { return stopAll(ps, syscall.SIGTERM, coreStop) })
+	}
+	fmt.Printf("everything stopped; data and logs kept in %s (run again to continue)\n", d.o.data)
+	d.log.Info("demo stopped", "errors", len(errs))
+	return errors.Join(errs...)
+}
+
+// killAll ends every child at once (second Ctrl-C).
+func (d *demo) killAll() {
+	for _, list := range []*[]*proc{&d.sim, &d.edges, &d.cores} {
+		for _, p := range d.snapshot(list) {
+			if !p.exited() {
+				_ = p.cmd.Process.Kill()
+			}
+		}
+	}
+}

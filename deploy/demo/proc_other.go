@@ -1,0 +1,8 @@
+//go:build !unix
+
+package main
+
+import "os/exec"
+
+// detachFromTerminal is a no-op where process groups do not exist.
+func detachFromTerminal(*exec.Cmd) {}
