@@ -1,0 +1,99 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-io/tributary/edge/gateway"
+)
+
+// The real edge gateway with the bridge attached the way tributary-edge
+// attaches it: readings published over MQTT (QoS 1) reach the core once each,
+// with the edge's headers and the gateway's edge id.
+func TestEdgeGatewayToCore(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	core.start()
+
+	cfg := gateway.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.MQTT.Address = "127.0.0.1:0"
+	cfg.HTTP.Address = "-"
+	cfg.Auth.AllowAnonymous = true
+	cfg.ShutdownTimeout = 5 * time.Second
+	g, err := gateway.Open(cfg, quietLogger())
+	if err != nil {
+		t.Fatalf("open gateway: %v", err)
+	}
+	bcfg := testBridgeConfig(addr)
+	bcfg.EdgeID = g.EdgeID()
+	b, err := New(bcfg, g.Topics(), g.Meta(), g.Registry(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Go("bridge", b.Run)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway run: %v", err)
+		}
+	}()
+
+	o := paho.NewClientOptions().AddBroker("tcp://" + g.MQTTAddr()).SetClientID("bridge-test").
+		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false)
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("mqtt connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	want := map[string]uint64{}
+	for s := 0; s < 300; s++ {
+		for d := 0; d < 3; d++ {
+			dev := fmt.Sprintf("gw-%03d", d)
+			payload := fmt.Sprintf(`{"device":%q,"seq":%d,"ts":%d,"temp":21.5,"hum":40.1,"vib":0.02}`, dev, s, time.Now().UnixMilli())
+			tok := c.Publish("sensors/"+dev+"/reading", 1, false, payload)
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("publish %s/%d: %v", dev, s, tok.Error())
+			}
+			want[dev]++
+		}
+	}
+	waitFor(t, 30*time.Second, "the bridge to forward the stream", func() bool {
+		st := b.Status()
+		for _, p := range st.Partitions {
+			if p.Stream == stream {
+				return st.Backlog() == 0 && core.records(stream) == 900
+			}
+		}
+		return false
+	})
+	var mu sync.Mutex
+	var bad []string
+	v := judgeCore(t, core, addr, want, func(r *kgo.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range []string{"content-type", "mqtt-topic", "device", HeaderEdgeID, HeaderEdgeOffset} {
+			if _, ok := header(r, k); !ok && len(bad) < 5 {
+				bad = append(bad, "missing header "+k)
+			}
+		}
+		if id, _ := header(r, HeaderEdgeID); id != g.EdgeID() && len(bad) < 5 {
+			bad = append(bad, "edge-id "+id)
+		}
+	})
+	if len(bad) > 0 {
+		t.Fatalf("headers: %v", bad)
+	}
+	if v.lost != 0 || v.duplicated != 0 || v.outOfOrder != 0 || v.unexpected != 0 || v.records != 900 {
+		t.Fatalf("core: %+v", v)
+	}
+}
