@@ -636,7 +636,8 @@ func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, erro
 	return buf[:end], nil
 }
 
-// Changed returns a channel closed at the next append or truncation, for long polls.
+// Changed returns a channel closed at the next append or truncation, and
+// when the log is closed or deleted, for long polls.
 func (l *Log) Changed() <-chan struct{} {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -734,6 +735,12 @@ func (l *Log) Sync() error {
 	target := l.next
 	l.mu.RUnlock()
 	return l.waitSynced(context.Background(), target)
+}
+
+// WaitSynced returns once every offset below offset is fsynced, sharing the
+// fsync with every other waiter (an acks=all produce waits for its own end).
+func (l *Log) WaitSynced(ctx context.Context, offset int64) error {
+	return l.waitSynced(ctx, offset)
 }
 
 // TruncateTo removes every batch that holds an offset at or after offset
@@ -861,6 +868,9 @@ func (l *Log) Close() error {
 		}
 	}
 	l.closed = true
+	// Wake long polls: nothing more will arrive on this log.
+	close(l.changed)
+	l.changed = make(chan struct{})
 	errs = append(errs, l.closeSegments())
 	return errors.Join(errs...)
 }

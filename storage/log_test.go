@@ -442,3 +442,26 @@ func TestResetTo(t *testing.T) {
 		t.Fatalf("after reopen: start %d next %d", l.StartOffset(), l.NextOffset())
 	}
 }
+
+func TestWaitSyncedAndChangedOnClose(t *testing.T) {
+	l := openTestLog(t, t.TempDir(), LogConfig{Durability: Durability{Mode: SyncInterval, Interval: time.Hour}})
+	res, err := l.Append(context.Background(), makeBatch(t, 2, "w", 1), AppendOptions{LeaderEpoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.SyncedOffset() > res.LastOffset {
+		t.Fatal("synced before anyone asked")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.WaitSynced(ctx, res.LastOffset+1); err != nil || l.SyncedOffset() <= res.LastOffset {
+		t.Fatalf("wait synced: %v, synced %d", err, l.SyncedOffset())
+	}
+	ch := l.Changed()
+	l.Close()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Changed not closed when the log closed")
+	}
+}
