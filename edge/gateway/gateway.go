@@ -358,8 +358,8 @@ func (g *Gateway) closeStorage() {
 		}
 		g.store = nil
 	}
-	if g.httpLn != nil && g.httpSrv == nil {
-		g.httpLn.Close()
+	if g.httpLn != nil {
+		g.httpLn.Close() // already closed by Shutdown if it was served
 	}
 }
 
