@@ -94,4 +94,3 @@ func (h *Hook) logDiskFull(err error) {
 		h.log.Error("disk full: refusing publishes until space is freed", "err", err)
 	}
 }
-
