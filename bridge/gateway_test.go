@@ -1,4 +1,4 @@
-package bridge
+package bridge_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/edge/gateway"
 )
 
@@ -17,9 +18,9 @@ import (
 // attaches it: readings published over MQTT (QoS 1) reach the core once each,
 // with the edge's headers and the gateway's edge id.
 func TestEdgeGatewayToCore(t *testing.T) {
-	addr := freeAddr(t)
-	core := newCore(t, addr, "")
-	core.start()
+	addr := bridge.FreeAddr(t)
+	core := bridge.NewTestCore(t, addr, "")
+	core.Start()
 
 	cfg := gateway.Defaults()
 	cfg.DataDir = t.TempDir()
@@ -27,13 +28,13 @@ func TestEdgeGatewayToCore(t *testing.T) {
 	cfg.HTTP.Address = "-"
 	cfg.Auth.AllowAnonymous = true
 	cfg.ShutdownTimeout = 5 * time.Second
-	g, err := gateway.Open(cfg, quietLogger())
+	g, err := gateway.Open(cfg, bridge.QuietLogger())
 	if err != nil {
 		t.Fatalf("open gateway: %v", err)
 	}
-	bcfg := testBridgeConfig(addr)
+	bcfg := bridge.TestBridgeConfig(addr)
 	bcfg.EdgeID = g.EdgeID()
-	b, err := New(bcfg, g.Topics(), g.Meta(), g.Registry(), testLogger(t))
+	b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), bridge.TestLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,33 +68,33 @@ func TestEdgeGatewayToCore(t *testing.T) {
 			want[dev]++
 		}
 	}
-	waitFor(t, 30*time.Second, "the bridge to forward the stream", func() bool {
+	bridge.WaitFor(t, 30*time.Second, "the bridge to forward the stream", func() bool {
 		st := b.Status()
 		for _, p := range st.Partitions {
-			if p.Stream == stream {
-				return st.Backlog() == 0 && core.records(stream) == 900
+			if p.Stream == bridge.Stream {
+				return st.Backlog() == 0 && core.Records(bridge.Stream) == 900
 			}
 		}
 		return false
 	})
 	var mu sync.Mutex
 	var bad []string
-	v := judgeCore(t, core, addr, want, func(r *kgo.Record) {
+	v := bridge.JudgeCore(t, core, addr, want, func(r *kgo.Record) {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, k := range []string{"content-type", "mqtt-topic", "device", HeaderEdgeID, HeaderEdgeOffset} {
-			if _, ok := header(r, k); !ok && len(bad) < 5 {
+		for _, k := range []string{"content-type", "mqtt-topic", "device", bridge.HeaderEdgeID, bridge.HeaderEdgeOffset} {
+			if _, ok := bridge.RecordHeader(r, k); !ok && len(bad) < 5 {
 				bad = append(bad, "missing header "+k)
 			}
 		}
-		if id, _ := header(r, HeaderEdgeID); id != g.EdgeID() && len(bad) < 5 {
+		if id, _ := bridge.RecordHeader(r, bridge.HeaderEdgeID); id != g.EdgeID() && len(bad) < 5 {
 			bad = append(bad, "edge-id "+id)
 		}
 	})
 	if len(bad) > 0 {
 		t.Fatalf("headers: %v", bad)
 	}
-	if v.lost != 0 || v.duplicated != 0 || v.outOfOrder != 0 || v.unexpected != 0 || v.records != 900 {
+	if !v.Clean() || v.Records() != 900 {
 		t.Fatalf("core: %+v", v)
 	}
 }

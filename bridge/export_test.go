@@ -1,0 +1,30 @@
+package bridge
+
+// Test helpers for the external test package (bridge_test), whose end-to-end
+// tests import packages that may themselves import bridge (the edge gateway).
+var (
+	FreeAddr         = freeAddr
+	NewTestCore      = newCore
+	TestBridgeConfig = testBridgeConfig
+	QuietLogger      = quietLogger
+	TestLogger       = testLogger
+	WaitFor          = waitFor
+	JudgeCore        = judgeCore
+	RecordHeader     = header
+)
+
+// Stream is the stream the tests write.
+const Stream = stream
+
+// Start and Records expose the test core.
+func (c *testCore) Start()                     { c.start() }
+func (c *testCore) Records(topic string) int64 { return c.records(topic) }
+
+// Clean reports whether the verdict found no loss, duplicate, reordering or
+// stray record.
+func (v verdict) Clean() bool {
+	return v.lost == 0 && v.duplicated == 0 && v.outOfOrder == 0 && v.unexpected == 0
+}
+
+// Records is how many records were consumed.
+func (v verdict) Records() int { return v.records }
