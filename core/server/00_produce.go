@@ -40,7 +40,7 @@ func (s *Server) handleProduce(ctx context.Context, c *call, kreq kmsg.Request) 
 			sp.Partition = rp.Partition
 			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
 			if p := s.producePartition(ctx, req, rt.Topic, rp, sp); p != nil && req.Acks == -1 {
-				durable = append(durable, durableWait{p: p, ti: len(resp.Topics), pi: pi})
+				durable = append(durable, durableWait{p: p, ti: len(resp.Topics), pi: pi, upTo: p.EndOffset()})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -71,6 +71,7 @@ func (s *Server) handleProduce(ctx context.Context, c *call, kreq kmsg.Request) 
 type durableWait struct {
 	p      *Partition
 	ti, pi int
+	upTo   int64 // the log end right after this request's append
 }
 
 // waitDurable waits until fsyncs cover every appended partition; the waits
@@ -97,7 +98,7 @@ func (s *Server) waitDurable(resp *kmsg.ProduceResponse, waits []durableWait) {
 }
 
 func (s *Server) waitOne(resp *kmsg.ProduceResponse, w durableWait) {
-	if err := w.p.WaitDurable(); err != nil {
+	if err := w.p.WaitDurable(context.Background(), w.upTo); err != nil {
 		sp := &resp.Topics[w.ti].Partitions[w.pi]
 		sp.ErrorCode, sp.ErrorMessage = kerr.KafkaStorageError.Code, strp(err.Error())
 		if errorCode(err) == kerr.NotLeaderForPartition.Code {

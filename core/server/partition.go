@@ -72,12 +72,15 @@ func (p *Partition) Append(ctx context.Context, batches []byte, idempotent bool)
 	return res, nil
 }
 
-// WaitDurable returns once everything appended so far is fsynced (concurrent
+// EndOffset is the log end offset (the next offset to be assigned).
+func (p *Partition) EndOffset() int64 { return p.log.NextOffset() }
+
+// WaitDurable returns once every offset below upTo is fsynced (concurrent
 // waiters share the fsync). On one node this is what acks=all means: every
 // in-sync replica, i.e. this one, has the batch on disk. Replication will
 // wait for the high watermark here instead.
-func (p *Partition) WaitDurable() error {
-	if err := p.log.Sync(); err != nil {
+func (p *Partition) WaitDurable(ctx context.Context, upTo int64) error {
+	if err := p.log.WaitSynced(ctx, upTo); err != nil {
 		return fmt.Errorf("sync %s/%d: %w", p.Topic, p.ID, err)
 	}
 	return nil
