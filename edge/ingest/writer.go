@@ -22,9 +22,10 @@ var errLead = errors.New("ingest: take over as batch leader")
 // partitionWriter combines concurrent publishes to one partition into one
 // RecordBatch and one Log.Append. Whoever finds no write in progress leads:
 // it takes everything pending, writes it as one batch, hands the role to the
-// oldest publisher still waiting (if any), and only then waits for the fsync
-// if the batch holds QoS 1/2 records — so the next batch is written while
-// the disk syncs, and the log's sync loop covers both with one fsync. There
+// oldest publisher still waiting (if any), and only then waits (WaitSynced)
+// for an fsync covering the batch if it holds QoS 1/2 records — so the next
+// batch is written while the disk syncs, and the log's sync loop covers
+// both with one fsync. There
 // is no background goroutine, and a connection's publishes keep their order
 // (mochi hands us one publish per connection at a time).
 type partitionWriter struct {
@@ -67,7 +68,7 @@ func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool) 
 		recs[i] = q.rec
 		durableBatch = durableBatch || q.durable
 	}
-	err := h.appendRecords(w, recs)
+	end, err := h.appendRecords(w, recs)
 
 	w.mu.Lock()
 	if len(w.pending) > 0 {
@@ -84,7 +85,7 @@ func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool) 
 		}
 	}
 	if err == nil && durableBatch {
-		if serr := w.log.Sync(); serr != nil {
+		if serr := w.log.WaitSynced(h.ctx, end); serr != nil {
 			err = fmt.Errorf("fsync %s: %w", w.name, serr)
 		}
 	}
@@ -112,13 +113,15 @@ func (w *partitionWriter) take() []*pendingRecord {
 	return batch
 }
 
-func (h *Hook) appendRecords(w *partitionWriter, recs []recordbatch.Record) error {
+// appendRecords writes recs as one batch and returns the offset after it.
+func (h *Hook) appendRecords(w *partitionWriter, recs []recordbatch.Record) (int64, error) {
 	b, err := recordbatch.Build(recs, recordbatch.NoProducer)
 	if err != nil {
-		return fmt.Errorf("build batch for %s: %w", w.name, err)
+		return 0, fmt.Errorf("build batch for %s: %w", w.name, err)
 	}
-	if _, err := h.appendBatch(w.log, h.ctx, b, storage.AppendOptions{LeaderEpoch: -1}); err != nil {
-		return fmt.Errorf("append to %s: %w", w.name, err)
+	res, err := h.appendBatch(w.log, h.ctx, b, storage.AppendOptions{LeaderEpoch: -1})
+	if err != nil {
+		return 0, fmt.Errorf("append to %s: %w", w.name, err)
 	}
-	return nil
+	return res.LastOffset + 1, nil
 }
