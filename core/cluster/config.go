@@ -58,7 +58,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// RaftTimings are the Raft timeouts; zero fields take hashicorp/raft's defaults.
+// RaftTimings are the Raft timeouts; zero fields take hashicorp/raft's defaults, except
+// CommitTimeout (5 ms, see WithDefaults).
 type RaftTimings struct {
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -104,6 +105,14 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.AbsentGrace <= 0 {
 		c.AbsentGrace = 30 * time.Second
+	}
+	if c.Raft.CommitTimeout <= 0 {
+		// A follower learns that an entry committed from the leader's next AppendEntries, which
+		// an idle leader sends after CommitTimeout (raft's default: 50 ms). Proposals forwarded
+		// from followers wait for that, so a short timeout is what makes them fast (measured:
+		// 77 ms → 9 ms per forwarded proposal); the cost is a small empty RPC per follower every
+		// 5–10 ms.
+		c.Raft.CommitTimeout = 5 * time.Millisecond
 	}
 	if c.RPCAddr == "" {
 		c.RPCAddr = "127.0.0.1:0"

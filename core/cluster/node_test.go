@@ -44,7 +44,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // freePort finds a port free for both TCP and UDP on 127.0.0.1 (Serf uses both).
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -92,20 +92,21 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 			OffsetsReplicationFactor: 3,
 			ReconcileInterval:        200 * time.Millisecond,
 			AbsentGrace:              5 * time.Second,
+			// Timings are short to keep the suite fast, but not so short that a 2-core machine
+			// busy with -race runs makes Raft or Serf see a false failure.
 			Raft: RaftTimings{
-				HeartbeatTimeout:   500 * time.Millisecond,
-				ElectionTimeout:    500 * time.Millisecond,
-				LeaderLeaseTimeout: 250 * time.Millisecond,
-				CommitTimeout:      20 * time.Millisecond,
+				HeartbeatTimeout:   time.Second,
+				ElectionTimeout:    time.Second,
+				LeaderLeaseTimeout: 500 * time.Millisecond,
 				// Small, so the restart test goes through a file snapshot.
 				SnapshotThreshold: 16,
 				TrailingLogs:      4,
 			},
 			Gossip: GossipTimings{
-				ProbeInterval:           250 * time.Millisecond,
-				ProbeTimeout:            200 * time.Millisecond,
+				ProbeInterval:           400 * time.Millisecond,
+				ProbeTimeout:            300 * time.Millisecond,
 				GossipInterval:          50 * time.Millisecond,
-				SuspicionMult:           2,
+				SuspicionMult:           3,
 				SuspicionMaxTimeoutMult: 2,
 			},
 		})
