@@ -49,8 +49,8 @@ func (n *Node) controllerLoop(ctx context.Context, needBootstrap bool) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := n.reconcile(rctx, downSince); err != nil && ctx.Err() == nil {
+			// Retried on the next tick, not at once: a persistent failure must not spin.
 			n.logger.Warn("controller reconcile failed", "err", err)
-			n.wake()
 		}
 		cancel()
 	}
