@@ -17,6 +17,9 @@ type Device struct {
 	Username string `yaml:"username"`
 	// PasswordHash is a bcrypt hash (htpasswd -B, or `tributary-edge -hash-password`).
 	PasswordHash string `yaml:"password_hash"`
+	// ReadAll lets this login subscribe to every topic (a local dashboard or
+	// consumer); other devices subscribe only under their own prefix.
+	ReadAll bool `yaml:"read_all"`
 }
 
 // Config lists the devices allowed to connect.
@@ -38,6 +41,7 @@ var (
 type Authenticator struct {
 	anonymous bool
 	hashes    map[string][]byte
+	readAll   map[string]bool
 	// dummy is compared against for unknown users so that a wrong username
 	// costs the same bcrypt time as a wrong password.
 	dummy []byte
@@ -45,7 +49,7 @@ type Authenticator struct {
 
 // New validates cfg.
 func New(cfg Config) (*Authenticator, error) {
-	a := &Authenticator{anonymous: cfg.AllowAnonymous, hashes: make(map[string][]byte, len(cfg.Devices))}
+	a := &Authenticator{anonymous: cfg.AllowAnonymous, hashes: make(map[string][]byte, len(cfg.Devices)), readAll: map[string]bool{}}
 	for i, d := range cfg.Devices {
 		if d.Username == "" {
 			return nil, fmt.Errorf("auth: device %d has no username", i)
@@ -60,6 +64,7 @@ func New(cfg Config) (*Authenticator, error) {
 			return nil, fmt.Errorf("auth: device %q: password_hash is not a bcrypt hash: %w", d.Username, err)
 		}
 		a.hashes[d.Username] = []byte(d.PasswordHash)
+		a.readAll[d.Username] = d.ReadAll
 	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.MinCost)
 	if err != nil {
@@ -107,6 +112,20 @@ func (a *Authenticator) MayPublish(username, device string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(username), []byte(device)) == 1
+}
+
+// MaySubscribe reports whether username may subscribe to a filter whose
+// device level is device (a literal id, or "+"/"#", or "" if the filter has
+// none): read_all logins and anonymous lab clients anywhere, devices only
+// under their own prefix, so one sensor cannot read its neighbours.
+func (a *Authenticator) MaySubscribe(username, device string) bool {
+	if username == "" {
+		return a.anonymous
+	}
+	if a.readAll[username] {
+		return true
+	}
+	return device != "" && subtle.ConstantTimeCompare([]byte(username), []byte(device)) == 1
 }
 
 // HashPassword returns a bcrypt hash for the config file.

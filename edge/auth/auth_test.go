@@ -17,7 +17,7 @@ func hash(t *testing.T, pw string) string {
 }
 
 func TestAuthenticate(t *testing.T) {
-	a, err := New(Config{Devices: []Device{{Username: "dev-1", PasswordHash: hash(t, "secret")}}})
+	a, err := New(Config{Devices: []Device{{Username: "dev-1", PasswordHash: hash(t, "secret")}, {Username: "dash", PasswordHash: hash(t, "d"), ReadAll: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +35,9 @@ func TestAuthenticate(t *testing.T) {
 	}
 	if !a.MayPublish("dev-1", "dev-1") || a.MayPublish("dev-1", "dev-2") || a.MayPublish("dev-1", "") || a.MayPublish("", "dev-1") {
 		t.Fatal("ACL wrong for a configured device")
+	}
+	if !a.MaySubscribe("dev-1", "dev-1") || a.MaySubscribe("dev-1", "+") || a.MaySubscribe("dev-1", "dev-2") || !a.MaySubscribe("dash", "#") || a.MaySubscribe("", "dev-1") {
+		t.Fatal("subscribe ACL wrong")
 	}
 	anon, err := New(Config{AllowAnonymous: true})
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/tributary-io/tributary/edge/auth"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and returns its files and pool.
@@ -124,5 +126,56 @@ func TestQoS2RetransmitStoredOnce(t *testing.T) {
 	}
 	if recs := readStream(t, g.Topics(), "sensors"); len(recs) != 1 {
 		t.Fatalf("stored %d records, want 1", len(recs))
+	}
+}
+
+// TestSubscribeACL: a device subscribes only under its own prefix; a
+// read_all login (a local consumer) subscribes to everything and receives.
+func TestSubscribeACL(t *testing.T) {
+	cfg := authConfig(t)
+	cfg.Auth.Devices = append(cfg.Auth.Devices, auth.Device{Username: "dash", PasswordHash: bcryptHash(t, "pw-d"), ReadAll: true})
+	g, _ := startGateway(t, cfg)
+	subResult := func(c paho.Client, filter string) byte {
+		tok := c.Subscribe(filter, 1, func(paho.Client, paho.Message) {})
+		if !tok.WaitTimeout(5 * time.Second) {
+			t.Fatalf("subscribe %s: timeout", filter)
+		}
+		return tok.(*paho.SubscribeToken).Result()[filter]
+	}
+	dev, err := pahoClient(t, g.MQTTAddr(), "dev1-sub", "dev-1", "pw-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := subResult(dev, "sensors/dev-1/#"); r != 1 {
+		t.Fatalf("own prefix: SUBACK %#x, want granted QoS 1", r)
+	}
+	for _, f := range []string{"sensors/#", "sensors/+/reading", "sensors/dev-2/reading"} {
+		if r := subResult(dev, f); r != 0x80 {
+			t.Fatalf("%s: SUBACK %#x, want failure 0x80", f, r)
+		}
+	}
+	dash, err := pahoClient(t, g.MQTTAddr(), "dash", "dash", "pw-d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	tok := dash.Subscribe("sensors/#", 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() })
+	if !tok.WaitTimeout(5*time.Second) || tok.(*paho.SubscribeToken).Result()["sensors/#"] != 1 {
+		t.Fatal("read_all login could not subscribe to sensors/#")
+	}
+	pub, err := pahoClient(t, g.MQTTAddr(), "dev2-pub", "dev-2", "pw-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := pub.Publish("sensors/dev-2/reading", 1, false, jsonReading("dev-2", 0, 1)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	select {
+	case topic := <-got:
+		if topic != "sensors/dev-2/reading" {
+			t.Fatalf("dashboard got %s", topic)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("dashboard did not receive the reading")
 	}
 }

@@ -215,13 +215,20 @@ func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	return true
 }
 
-// OnACLCheck lets every authenticated client subscribe (local consumers on
-// the gateway) and lets a device publish only under its own topic prefix.
+// OnACLCheck lets a device publish and subscribe only under its own topic
+// prefix; read_all logins (local consumers) may subscribe to everything.
 func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if !write {
-		return true
+	if cl.Net.Inline {
+		return true // components inside the gateway (mochi checks deliveries to them too)
 	}
 	user := string(cl.Properties.Username)
+	if !write {
+		if h.auth.MaySubscribe(user, h.mapper.DeviceOf(topic)) {
+			return true
+		}
+		h.log.Warn("mqtt subscribe refused by ACL", "client", cl.ID, "username", user, "filter", topic)
+		return false
+	}
 	if h.auth.MayPublish(user, h.mapper.DeviceOf(topic)) {
 		return true
 	}
