@@ -14,73 +14,73 @@ import (
 // deployments give fixed ports.
 type Config struct {
 	// BrokerID is this broker's id, also its Raft server id. Unique in the cluster, ≥ 0.
-	BrokerID int32
+	BrokerID int32 `yaml:"broker_id"`
 	// DataDir holds raft.db (log and stable store), the snapshots/ directory and Serf's snapshot.
-	DataDir string
+	DataDir string `yaml:"data_dir"`
 	// KafkaAddr is the advertised Kafka listener, published to other brokers through Serf.
-	KafkaAddr string
+	KafkaAddr string `yaml:"kafka_addr"`
 	// RaftAddr is where the Raft TCP transport listens (and what it advertises).
-	RaftAddr string
+	RaftAddr string `yaml:"raft_addr"`
 	// RPCAddr is where this node accepts proposals forwarded by non-leaders.
-	RPCAddr string
+	RPCAddr string `yaml:"rpc_addr"`
 	// SerfAddr is the gossip address (TCP and UDP).
-	SerfAddr string
+	SerfAddr string `yaml:"serf_addr"`
 	// Join lists Serf addresses of other brokers; any one reachable is enough.
-	Join []string
+	Join []string `yaml:"join"`
 	// BootstrapExpect is how many brokers form a brand-new cluster: once Serf shows that many,
 	// those with the lowest ids bootstrap Raft with the same voter set. Every broker of a new
 	// cluster must use the same value. Ignored once Raft has state on disk.
-	BootstrapExpect int
+	BootstrapExpect int `yaml:"bootstrap_expect"`
 	// MaxVoters caps the Raft voters (3 or 5); later brokers join as non-voters, which still
 	// receive the metadata log. Failed voters are not removed automatically: removing them would
 	// shrink the quorum a restart needs.
-	MaxVoters int
+	MaxVoters int `yaml:"max_voters"`
 	// DefaultReplicationFactor is used when a topic is created with rf ≤ 0 (capped at the number
 	// of live brokers).
-	DefaultReplicationFactor int16
+	DefaultReplicationFactor int16 `yaml:"default_replication_factor"`
 	// OffsetsPartitions and OffsetsReplicationFactor shape the consumer-group coordinator topic.
-	OffsetsPartitions        int32
-	OffsetsReplicationFactor int16
+	OffsetsPartitions        int32 `yaml:"offsets_partitions"`
+	OffsetsReplicationFactor int16 `yaml:"offsets_replication_factor"`
 	// UncleanLeaderElection is the default of unclean.leader.election.enable for topics created
 	// through this node. Off: a partition whose in-sync replicas are all down stays offline.
-	UncleanLeaderElection bool
+	UncleanLeaderElection bool `yaml:"unclean_leader_election"`
 	// ReconcileInterval is how often the Raft leader compares Serf membership with the metadata
 	// (Serf events trigger it immediately too).
-	ReconcileInterval time.Duration
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 	// AbsentGrace is how long a broker registered in the metadata but unknown to Serf (e.g. after a
 	// full restart, before it rejoins) keeps its partitions before it is marked down.
-	AbsentGrace time.Duration
+	AbsentGrace time.Duration `yaml:"absent_grace"`
 
-	Raft   RaftTimings
-	Gossip GossipTimings
+	Raft   RaftTimings   `yaml:"raft"`
+	Gossip GossipTimings `yaml:"gossip"`
 
 	// Registerer receives the node's metrics; nil uses a private registry.
-	Registerer prometheus.Registerer
+	Registerer prometheus.Registerer `yaml:"-"`
 }
 
 // RaftTimings are the Raft timeouts; zero fields take hashicorp/raft's defaults, except
 // CommitTimeout (5 ms, see WithDefaults).
 type RaftTimings struct {
-	HeartbeatTimeout   time.Duration
-	ElectionTimeout    time.Duration
-	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
+	HeartbeatTimeout   time.Duration `yaml:"heartbeat_timeout"`
+	ElectionTimeout    time.Duration `yaml:"election_timeout"`
+	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout"`
+	CommitTimeout      time.Duration `yaml:"commit_timeout"`
 	// SnapshotThreshold is how many log entries trigger a snapshot; TrailingLogs how many stay
 	// after it.
-	SnapshotThreshold uint64
-	TrailingLogs      uint64
-	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
+	TrailingLogs      uint64        `yaml:"trailing_logs"`
+	SnapshotInterval  time.Duration `yaml:"snapshot_interval"`
 }
 
 // GossipTimings tune Serf's failure detector (memberlist); zero fields take
 // memberlist.DefaultLocalConfig's values. Failure detection takes roughly
 // ProbeInterval × SuspicionMult (a few seconds by default).
 type GossipTimings struct {
-	ProbeInterval           time.Duration
-	ProbeTimeout            time.Duration
-	GossipInterval          time.Duration
-	SuspicionMult           int
-	SuspicionMaxTimeoutMult int
+	ProbeInterval           time.Duration `yaml:"probe_interval"`
+	ProbeTimeout            time.Duration `yaml:"probe_timeout"`
+	GossipInterval          time.Duration `yaml:"gossip_interval"`
+	SuspicionMult           int           `yaml:"suspicion_mult"`
+	SuspicionMaxTimeoutMult int           `yaml:"suspicion_max_timeout_mult"`
 }
 
 // WithDefaults fills unset fields.
