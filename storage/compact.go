@@ -56,6 +56,7 @@ func (l *Log) Compact() error {
 			l.segments[i] = ns
 		}
 	}
+	l.recount()
 	return nil
 }
 

@@ -92,6 +92,7 @@ type Log struct {
 	syncedCh  chan struct{}
 	recovery  RecoveryReport
 	floor     atomic.Int64
+	bytes     atomic.Int64 // total segment bytes, read without the lock
 	stopOnce  sync.Once
 
 	kick chan struct{}
@@ -207,7 +208,17 @@ func (l *Log) recover() error {
 		return fmt.Errorf("sync active segment: %w", err)
 	}
 	l.synced = l.next
+	l.recount()
 	return l.loadProducers()
+}
+
+// recount recomputes the byte total after a change other than an append. mu held.
+func (l *Log) recount() {
+	var n int64
+	for _, s := range l.segments {
+		n += s.size
+	}
+	l.bytes.Store(n)
 }
 
 func (l *Log) markReadOnly(path string, pos int64, why error) {
@@ -394,6 +405,7 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 	}
 	l.next = off
 	l.unsynced += int64(len(batches))
+	l.bytes.Add(int64(len(batches)))
 	close(l.changed)
 	l.changed = make(chan struct{})
 	target := l.next
@@ -718,16 +730,8 @@ func (s *segment) exactOffsetForTime(pos int64, h recordbatch.Header, ts int64) 
 	return h.BaseOffset
 }
 
-// Size is the total bytes of all segments.
-func (l *Log) Size() int64 {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	var n int64
-	for _, s := range l.segments {
-		n += s.size
-	}
-	return n
-}
+// Size is the total bytes of all segments (cheap: no lock, no walk).
+func (l *Log) Size() int64 { return l.bytes.Load() }
 
 // Sync forces an fsync of everything appended so far.
 func (l *Log) Sync() error {
@@ -789,6 +793,7 @@ func (l *Log) TruncateTo(offset int64) error {
 		l.next = max(s.base, min(offset, l.next))
 	}
 	l.synced = min(l.synced, l.next)
+	l.recount()
 	l.producers = producerState{}
 	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
 	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h) }); err != nil {
@@ -819,6 +824,7 @@ func (l *Log) ResetTo(offset int64) error {
 	}
 	l.segments = []*segment{ns}
 	l.start, l.next, l.synced = offset, offset, offset
+	l.recount()
 	l.producers = producerState{}
 	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
 	close(l.changed)

@@ -235,3 +235,29 @@ func FuzzRecovery(f *testing.F) {
 		readAll(t, l)
 	})
 }
+
+func TestVerifySealedFindsBitRot(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	defer l.Close()
+	for i := 0; i < 60; i++ {
+		l.Append(context.Background(), makeBatch(t, 2, "v", 1), AppendOptions{LeaderEpoch: -1})
+	}
+	if err := l.VerifySealed(); err != nil {
+		t.Fatalf("clean log: %v", err)
+	}
+	seg := l.segments[1].path
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xAA}, 100)
+	f.Close()
+	err = l.VerifySealed()
+	if !errors.Is(err, ErrReadOnly) || l.ReadOnlyReason() == nil {
+		t.Fatalf("bit rot in %s not found: %v", seg, err)
+	}
+	if _, err := l.Append(context.Background(), makeBatch(t, 1, "x", 1), AppendOptions{LeaderEpoch: -1}); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("append after damage found: %v", err)
+	}
+}
