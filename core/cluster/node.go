@@ -366,9 +366,13 @@ func (n *Node) Coordinator(ctx context.Context, group string) (Broker, error) {
 	md := n.fsm.Metadata()
 	t, ok := md.Topics[OffsetsTopic]
 	if !ok {
-		rf := n.cfg.OffsetsReplicationFactor
-		if live := int16(len(md.LiveBrokers())); rf > live {
-			rf = live
+		// Like Kafka, wait for enough brokers rather than create the offsets topic under-replicated
+		// for good because the first group arrived while the cluster was still forming; a cluster
+		// expected to be smaller (BootstrapExpect) gets that many replicas.
+		rf := min(n.cfg.OffsetsReplicationFactor, int16(max(n.cfg.BootstrapExpect, 1)))
+		if live := int16(len(md.LiveBrokers())); live < rf {
+			return Broker{}, fmt.Errorf("coordinator for %q: %d live brokers, offsets topic needs %d: %w",
+				group, live, rf, ErrCoordinatorNotAvailable)
 		}
 		err := n.CreateTopic(ctx, OffsetsTopic, n.cfg.OffsetsPartitions, rf, map[string]string{"cleanup.policy": "compact"})
 		if err != nil && !errors.Is(err, ErrTopicExists) {

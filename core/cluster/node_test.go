@@ -561,4 +561,11 @@ func TestRestartWithoutOneBroker(t *testing.T) {
 		}
 		return nil
 	})
+	// With two of the three expected brokers the offsets topic is not created under-replicated.
+	if _, err := c.nodes[0].Coordinator(ctxT(t, 5*time.Second), "g"); !errors.Is(err, ErrCoordinatorNotAvailable) {
+		t.Fatalf("coordinator with 2 of 3 brokers: %v", err)
+	}
+	if _, ok := c.nodes[0].Metadata().Topics[OffsetsTopic]; ok {
+		t.Fatal("offsets topic created with too few brokers")
+	}
 }
