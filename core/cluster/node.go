@@ -191,6 +191,13 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("serf shutdown: %w", err))
 		}
 	}
+	// Raft first: a forwarded proposal blocked in Apply (no quorum) then fails at once instead of
+	// holding up the RPC server's shutdown.
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+	}
 	if n.rpcSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := n.rpcSrv.Shutdown(ctx); err != nil {
@@ -201,11 +208,6 @@ func (n *Node) Close() error {
 		n.rpcLn.Close()
 	}
 	n.client.CloseIdleConnections()
-	if n.raft != nil {
-		if err := n.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
-		}
-	}
 	n.wg.Wait()
 	if n.trans != nil {
 		if err := n.trans.Close(); err != nil {
