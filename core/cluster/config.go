@@ -54,6 +54,9 @@ type Config struct {
 	Raft   RaftTimings   `yaml:"raft"`
 	Gossip GossipTimings `yaml:"gossip"`
 
+	// Faults, when set, routes Raft and Serf traffic through a fault injector (tests only).
+	Faults *NetFaults `yaml:"-"`
+
 	// Registerer receives the node's metrics; nil uses a private registry.
 	Registerer prometheus.Registerer `yaml:"-"`
 }
@@ -81,6 +84,9 @@ type GossipTimings struct {
 	GossipInterval          time.Duration `yaml:"gossip_interval"`
 	SuspicionMult           int           `yaml:"suspicion_mult"`
 	SuspicionMaxTimeoutMult int           `yaml:"suspicion_max_timeout_mult"`
+	// ReconnectInterval is how often Serf retries members it saw fail (serf's default: 30 s);
+	// it is what heals the gossip pool after a network partition.
+	ReconnectInterval time.Duration `yaml:"reconnect_interval"`
 }
 
 // WithDefaults fills unset fields.

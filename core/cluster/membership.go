@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -72,12 +73,21 @@ func (n *Node) startSerf() error {
 	if port == 0 {
 		ml.AdvertisePort = 0
 	}
+	if n.cfg.Faults != nil {
+		if port == 0 {
+			return errors.New("fault injection needs a fixed serf port")
+		}
+		if ml.Transport, err = newFaultGossip(n.cfg.Faults, n.cfg.BrokerID, host, port, logw); err != nil {
+			return err
+		}
+	}
 
 	sc := serf.DefaultConfig()
 	sc.NodeName = fmt.Sprintf(memberIDFmt, n.cfg.BrokerID)
 	sc.MemberlistConfig = ml
 	sc.LogOutput = logw
 	sc.EventCh = n.serfEvents
+	setDur(&sc.ReconnectInterval, g.ReconnectInterval)
 	// The snapshot remembers peers, so a restarted broker finds the cluster even if the
 	// configured join addresses are gone.
 	sc.SnapshotPath = filepath.Join(n.cfg.DataDir, "serf.snapshot")

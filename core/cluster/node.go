@@ -117,7 +117,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("start cluster node: snapshot store: %w", err)
 	}
-	if n.trans, err = raft.NewTCPTransport(n.cfg.RaftAddr, nil, 3, 10*time.Second, logw); err != nil {
+	if n.cfg.Faults != nil {
+		n.trans, err = newFaultRaftTransport(n.cfg.Faults, n.cfg.BrokerID, n.cfg.RaftAddr, logw)
+	} else {
+		n.trans, err = raft.NewTCPTransport(n.cfg.RaftAddr, nil, 3, 10*time.Second, logw)
+	}
+	if err != nil {
 		return fmt.Errorf("start cluster node: raft transport on %s: %w", n.cfg.RaftAddr, err)
 	}
 	if n.rpcLn, err = net.Listen("tcp", n.cfg.RPCAddr); err != nil {

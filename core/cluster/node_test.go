@@ -108,6 +108,7 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 				GossipInterval:          50 * time.Millisecond,
 				SuspicionMult:           3,
 				SuspicionMaxTimeoutMult: 2,
+				ReconnectInterval:       500 * time.Millisecond,
 			},
 		})
 	}
@@ -568,4 +569,85 @@ func TestRestartWithoutOneBroker(t *testing.T) {
 	if _, ok := c.nodes[0].Metadata().Topics[OffsetsTopic]; ok {
 		t.Fatal("offsets topic created with too few brokers")
 	}
+}
+
+// TestIsolatedController cuts the controller off the network: the other two elect a new
+// controller and move its partitions, the isolated broker cannot change metadata, and after the
+// cut heals it rejoins and catches up with what was decided without it.
+func TestIsolatedController(t *testing.T) {
+	c := newTestCluster(t, 3)
+	faults := NewNetFaults()
+	for i := range c.cfgs {
+		c.cfgs[i].Faults = faults
+	}
+	for i := range 3 {
+		c.start(i)
+	}
+	c.waitFor("cluster formed", 20*time.Second, allAlive(1, 2, 3))
+	ctrl := c.controller()
+	if err := ctrl.CreateTopic(ctxT(t, 10*time.Second), "t", 6, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	cut := ctrl.ID()
+	var majority []*Node
+	for _, n := range c.running() {
+		if n.ID() != cut {
+			majority = append(majority, n)
+		}
+	}
+	if err := majority[0].waitApplied(ctxT(t, 10*time.Second), ctrl.fsm.AppliedIndex()); err != nil {
+		t.Fatal(err)
+	}
+	before := majority[0].Metadata().Topics["t"]
+
+	start := time.Now()
+	faults.Isolate(cut)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md := majority[0].Metadata()
+		id, ok := majority[0].Controller()
+		moved := ok && id != cut && !md.Brokers[cut].Alive
+		for _, p := range md.Topics["t"].Partitions {
+			moved = moved && p.Leader != cut && p.Leader != NoLeader && !slices.Contains(p.ISR, cut)
+		}
+		if moved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("majority did not take over within 30s: controller %d/%v, brokers %+v", id, ok, md.Brokers)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("controller %d isolated: new controller and partitions moved after %v", cut, time.Since(start).Round(time.Millisecond))
+	for i, p := range majority[0].Metadata().Topics["t"].Partitions {
+		if before.Partitions[i].Leader == cut && p.LeaderEpoch <= before.Partitions[i].LeaderEpoch {
+			t.Fatalf("t/%d: epoch not bumped: %+v", i, p)
+		}
+	}
+
+	// The isolated broker cannot commit anything; the majority can.
+	if err := ctrl.CreateTopic(ctxT(t, 2*time.Second), "from-the-minority", 1, 1, nil); err == nil {
+		t.Fatal("isolated broker created a topic")
+	}
+	if err := majority[1].CreateTopic(ctxT(t, 10*time.Second), "during-cut", 2, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ctrl.IsController() {
+		t.Fatal("isolated broker still believes it is the controller")
+	}
+
+	faults.Heal(cut)
+	c.waitFor("healed", 30*time.Second, func(n *Node) error {
+		if err := allAlive(1, 2, 3)(n); err != nil {
+			return err
+		}
+		md := n.Metadata()
+		if _, ok := md.Topics["during-cut"]; !ok {
+			return errors.New("topic created during the cut not seen")
+		}
+		if _, ok := md.Topics["from-the-minority"]; ok {
+			return errors.New("the minority's topic appeared")
+		}
+		return nil
+	})
 }
