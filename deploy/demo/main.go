@@ -60,6 +60,8 @@ const (
 	simStop      = 15 * time.Second
 	edgeStop     = 20 * time.Second
 	coreStop     = 20 * time.Second
+	// A second interrupt sooner than this is taken as a duplicate of the first.
+	signalDebounce = 500 * time.Millisecond
 )
 
 func parseFlags(args []string) (options, error) {
@@ -168,14 +170,20 @@ func run(args []string) error {
 	sigWG.Add(1)
 	go func() {
 		defer sigWG.Done()
-		for n := 0; ; {
+		var first time.Time
+		for {
 			select {
 			case <-sigDone:
 				return
 			case <-sigs:
-				if n++; n == 1 {
+				switch {
+				case first.IsZero():
+					first = time.Now()
 					cancel()
-				} else {
+				case time.Since(first) < signalDebounce:
+					// The same interrupt delivered twice (timeout(1)
+					// signals both its child and its process group).
+				default:
 					fmt.Println("\nsecond interrupt: killing every process")
 					d.killAll()
 				}
@@ -189,11 +197,14 @@ func run(args []string) error {
 		d.watch(ctx, cons)
 	}
 	fmt.Println()
-	stopErr := d.shutdown(cons)
+	failed := d.shutdown(cons)
 	if startErr != nil && ctx.Err() == nil {
 		return startErr
 	}
-	return stopErr
+	if failed > 0 {
+		return fmt.Errorf("%d process(es) did not stop cleanly (above); their logs are in %s", failed, d.logDir)
+	}
+	return nil
 }
 
 // checkPorts fails early, with a hint, if a port the demo needs is taken.
@@ -425,8 +436,8 @@ func (d *demo) watch(ctx context.Context, cons *runningConsumer) {
 
 // shutdown stops the tiers in order: fleets (they drain their publishes),
 // edges (their bridges stop with them), the consumer (it commits and leaves
-// its group), then the core.
-func (d *demo) shutdown(cons *runningConsumer) error {
+// its group), then the core. It returns how many did not stop cleanly.
+func (d *demo) shutdown(cons *runningConsumer) int {
 	var errs []error
 	step := func(what string, f func() []error) {
 		start := time.Now()
@@ -473,7 +484,7 @@ func (d *demo) shutdown(cons *runningConsumer) error {
 	}
 	fmt.Printf("everything stopped; data and logs kept in %s (run again to continue)\n", d.o.data)
 	d.log.Info("demo stopped", "errors", len(errs))
-	return errors.Join(errs...)
+	return len(errs)
 }
 
 // killAll ends every child at once (second Ctrl-C).
