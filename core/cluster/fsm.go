@@ -330,6 +330,13 @@ func (f *FSM) alterISR(c command) applyResult {
 		return applyResult{Err: refuse("unknown_topic", "%s/%d", c.Topic, c.Partition)}
 	}
 	p := &t.Partitions[c.Partition]
+	if p.Leader == c.Leader && p.LeaderEpoch == c.LeaderEpoch && p.PartitionEpoch == c.PartitionEpoch+1 &&
+		sameMembers(p.ISR, c.ISR) {
+		// A retry of a change that was applied (the proposer lost track of the first attempt
+		// when Raft leadership moved): answer as the first attempt did.
+		out := p.clone()
+		return applyResult{Partition: &out}
+	}
 	if p.Leader != c.Leader || p.LeaderEpoch != c.LeaderEpoch || p.PartitionEpoch != c.PartitionEpoch {
 		return applyResult{Err: refuse("stale_leader_epoch",
 			"%s/%d proposal from leader %d epoch %d/%d, current leader %d epoch %d/%d",
@@ -361,6 +368,18 @@ func (f *FSM) alterISR(c command) applyResult {
 	p.PartitionEpoch++
 	out := p.clone()
 	return applyResult{Partition: &out}
+}
+
+func sameMembers(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return false
+		}
+	}
+	return true
 }
 
 // snapshotVersion is the version of the snapshot file layout.

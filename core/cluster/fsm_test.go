@@ -254,8 +254,16 @@ func TestAlterISRFencing(t *testing.T) {
 		res.Partition.PartitionEpoch != p.PartitionEpoch+1 {
 		t.Fatalf("shrink result %+v", res.Partition)
 	}
-	// The same proposal again is stale (partition epoch moved on).
-	h.refused(shrink, ErrStaleLeaderEpoch)
+	// The same proposal again (a retry after Raft leadership moved) answers as the first did
+	// and changes nothing.
+	again := h.must(shrink)
+	if again.Partition == nil || again.Partition.PartitionEpoch != res.Partition.PartitionEpoch {
+		t.Fatalf("retried shrink: %+v", again.Partition)
+	}
+	// A different ISR from the same stale view is refused.
+	stale := shrink
+	stale.ISR = []int32{l}
+	h.refused(stale, ErrStaleLeaderEpoch)
 	// A follower posing as leader is fenced.
 	p = h.part("t", 0)
 	h.refused(command{Op: opAlterISR, Topic: "t", Partition: 0, Leader: f1, LeaderEpoch: p.LeaderEpoch,

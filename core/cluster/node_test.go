@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -43,21 +44,35 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// freePort finds a port free for both TCP and UDP on 127.0.0.1 (Serf uses both).
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// freePort finds a port free for both TCP and UDP on 127.0.0.1 (Serf uses both) that stays
+// usable across a restart of the node holding it. It is drawn below Linux's ephemeral range
+// (32768-60999): a port handed out by the kernel for ":0" can meanwhile become the local port of
+// some outbound connection, and a restarted node could no longer bind it.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		if portsGiven[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
 		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
 		l.Close()
 		if err != nil {
 			continue
 		}
 		u.Close()
+		portsGiven[port] = true
 		return port
 	}
 	t.Fatal("no free port")
@@ -334,7 +349,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if !slices.Equal(shrunk.ISR, []int32{p0.Leader}) || shrunk.PartitionEpoch != p0.PartitionEpoch+1 {
 		t.Fatalf("shrunk ISR %+v", shrunk)
 	}
-	if _, err := lnode.ProposeISR(ctxT(t, 10*time.Second), p0, []int32{p0.Leader}); !errors.Is(err, ErrStaleLeaderEpoch) {
+	if _, err := lnode.ProposeISR(ctxT(t, 10*time.Second), p0, p0.ISR); !errors.Is(err, ErrStaleLeaderEpoch) {
 		t.Fatalf("stale ISR proposal: %v", err)
 	}
 
