@@ -49,4 +49,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if err := n.Start(context.Background()); err == nil {
+		t.Fatal("Start after Close succeeded")
+	}
 }

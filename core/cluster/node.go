@@ -98,6 +98,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("start cluster node: %w", err)
 	}
+	if n.cancel != nil || n.isClosed() {
+		return errors.New("start cluster node: already started or closed")
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
 	defer func() {
