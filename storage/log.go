@@ -91,6 +91,7 @@ type Log struct {
 	syncErr   error
 	syncedCh  chan struct{}
 	recovery  RecoveryReport
+	epochs    []epochEntry
 	floor     atomic.Int64
 	bytes     atomic.Int64 // total segment bytes, read without the lock
 	stopOnce  sync.Once
@@ -209,7 +210,10 @@ func (l *Log) recover() error {
 	}
 	l.synced = l.next
 	l.recount()
-	return l.loadProducers()
+	if err := l.loadProducers(); err != nil {
+		return err
+	}
+	return l.loadEpochs()
 }
 
 // recount recomputes the byte total after a change other than an append. mu held.
@@ -383,6 +387,19 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 			hdrs[i].LeaderEpoch = opts.LeaderEpoch
 		}
 		off = hdrs[i].NextOffset()
+	}
+	// A new leader epoch is checkpointed before its first batch is written,
+	// so the checkpoint is never behind the log (an entry past the end after
+	// a failed write is trimmed at the next open).
+	newEpoch := false
+	for _, h := range hdrs {
+		newEpoch = l.trackEpoch(h.LeaderEpoch, h.BaseOffset) || newEpoch
+	}
+	if newEpoch {
+		if err := l.saveEpochs(); err != nil {
+			l.mu.Unlock()
+			return AppendResult{}, err
+		}
 	}
 	if err := l.maybeRoll(int64(len(batches)), hdrs[0].BaseOffset); err != nil {
 		l.mu.Unlock()
@@ -794,6 +811,9 @@ func (l *Log) TruncateTo(offset int64) error {
 	}
 	l.synced = min(l.synced, l.next)
 	l.recount()
+	if err := l.trimEpochs(); err != nil {
+		return err
+	}
 	l.producers = producerState{}
 	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
 	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h) }); err != nil {
@@ -825,6 +845,8 @@ func (l *Log) ResetTo(offset int64) error {
 	l.segments = []*segment{ns}
 	l.start, l.next, l.synced = offset, offset, offset
 	l.recount()
+	l.epochs = nil
+	errs = append(errs, l.saveEpochs())
 	l.producers = producerState{}
 	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
 	close(l.changed)

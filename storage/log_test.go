@@ -465,3 +465,55 @@ func TestWaitSyncedAndChangedOnClose(t *testing.T) {
 		t.Fatal("Changed not closed when the log closed")
 	}
 }
+
+func TestLeaderEpochs(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	ctx := context.Background()
+	appendN := func(epoch int32, n int) {
+		for i := 0; i < n; i++ {
+			if _, err := l.Append(ctx, makeBatch(t, 2, "e", 1), AppendOptions{LeaderEpoch: epoch}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if e, off := l.EndOffsetForEpoch(5); e != -1 || off != -1 {
+		t.Fatalf("empty log: %d %d", e, off)
+	}
+	appendN(0, 10) // offsets 0..19
+	appendN(2, 10) // 20..39
+	appendN(5, 10) // 40..59
+	check := func(ask, wantEpoch int32, wantEnd int64) {
+		t.Helper()
+		if e, off := l.EndOffsetForEpoch(ask); e != wantEpoch || off != wantEnd {
+			t.Fatalf("EndOffsetForEpoch(%d) = %d, %d; want %d, %d", ask, e, off, wantEpoch, wantEnd)
+		}
+	}
+	check(0, 0, 20)
+	check(1, 0, 20)
+	check(2, 2, 40)
+	check(4, 2, 40)
+	check(5, 5, 60)
+	check(9, 5, 60)
+	if l.LatestEpoch() != 5 {
+		t.Fatalf("latest epoch %d", l.LatestEpoch())
+	}
+	// A divergent follower truncates to the end of the epoch it shares.
+	if err := l.TruncateTo(30); err != nil {
+		t.Fatal(err)
+	}
+	check(5, 2, 30)
+	l.Close()
+	l = openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	check(9, 2, 30)
+	// Without the checkpoint it is rebuilt from the batches.
+	l.Close()
+	os.Remove(filepath.Join(dir, epochFile))
+	l = openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	defer l.Close()
+	check(1, 0, 20)
+	check(9, 2, 30)
+	appendN(7, 1)
+	check(6, 2, 30)
+	check(7, 7, 32)
+}
