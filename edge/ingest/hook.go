@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tributary-io/tributary/edge/auth"
+	"github.com/tributary-io/tributary/edge/dedup"
 	"github.com/tributary-io/tributary/edge/payload"
 	"github.com/tributary-io/tributary/edge/topicmap"
 	"github.com/tributary-io/tributary/storage"
@@ -71,6 +71,25 @@ type Config struct {
 	BudgetBytes int64 `yaml:"budget_bytes"`
 	// BudgetPolicy is block (default) or drop-oldest.
 	BudgetPolicy BudgetPolicy `yaml:"budget_policy"`
+	// Dedup bounds the re-send detection window.
+	Dedup DedupConfig `yaml:"dedup"`
+}
+
+// DedupConfig tunes the detection of QoS 1 re-sends (see package dedup):
+// a reading whose (seq, ts) was stored recently for the same stream and
+// device is acknowledged without being stored again.
+type DedupConfig struct {
+	// Disabled stores every copy.
+	Disabled bool `yaml:"disabled"`
+	// PerDevice is how many recent (seq, ts) pairs are kept per device
+	// (default 64; keep it above mqtt.receive_maximum).
+	PerDevice int `yaml:"per_device"`
+	// MaxDevices bounds the devices remembered (default 100,000).
+	MaxDevices int `yaml:"max_devices"`
+	// TailBytes is how much of each partition's end is read at start-up to
+	// rebuild the window (default 4 MiB; it must cover the last PerDevice
+	// readings of a device for the window to be whole after a restart).
+	TailBytes int64 `yaml:"tail_bytes"`
 }
 
 // WithDefaults fills zero fields.
@@ -95,6 +114,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.BudgetPolicy == "" {
 		c.BudgetPolicy = PolicyBlock
+	}
+	if c.Dedup.PerDevice <= 0 {
+		c.Dedup.PerDevice = dedup.DefaultPerDevice
+	}
+	if c.Dedup.MaxDevices <= 0 {
+		c.Dedup.MaxDevices = dedup.DefaultMaxDevices
+	}
+	if c.Dedup.TailBytes <= 0 {
+		c.Dedup.TailBytes = 4 << 20
 	}
 	return c
 }
@@ -148,7 +176,9 @@ type Hook struct {
 	now    func() time.Time
 
 	createMu sync.Mutex
-	streams  sync.Map // stream name → []*partitionWriter
+	streams  sync.Map // stream name → *streamState
+
+	dedup *dedup.Window // nil when disabled
 
 	budgetMu sync.Mutex // one drop-oldest pass at a time
 
@@ -178,6 +208,10 @@ func New(ctx context.Context, cfg Config, topics *storage.Topics, a *auth.Authen
 	h := &Hook{cfg: cfg, topics: topics, auth: a, mapper: mapper, log: logger, ctx: ctx, now: time.Now,
 		appendBatch: (*storage.Log).Append}
 	h.m = newMetrics(reg, func() float64 { return float64(topics.TotalSize()) })
+	if !cfg.Dedup.Disabled {
+		h.dedup = dedup.New(dedup.Config{PerDevice: cfg.Dedup.PerDevice, MaxDevices: cfg.Dedup.MaxDevices})
+		h.rebuildDedup()
+	}
 	return h, nil
 }
 
@@ -254,22 +288,41 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			fmt.Errorf("payload %d bytes over the %d limit", len(pk.Payload), h.cfg.MaxPayloadBytes))
 	}
 	start := h.now()
-	stream, rec, deadKind := h.record(cl, pk, start)
+	stream, rec, rd, deadKind := h.record(cl, pk, start)
+	stored := false
+	if h.dedup != nil && deadKind == "" && rd.HasTime {
+		// Checked before the budget: a re-send of a stored reading is
+		// acknowledged even when nothing new may be appended.
+		claim, dup, err := h.dedup.Begin(h.ctx, dedup.Key(stream, rd.Device), rd.Seq, rd.TimeMs)
+		if err != nil {
+			return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
+		}
+		if dup {
+			h.m.duplicates.Inc()
+			return pk, nil
+		}
+		defer func() { claim.Done(stored) }()
+	}
 	if err := h.admit(); err != nil {
 		return pk, h.refuse(cl, pk, ReasonBudget, packets.ErrQuotaExceeded, err)
 	}
-	if err := h.append(stream, rec, pk.FixedHeader.Qos > 0); err != nil {
+	st, err := h.stream(stream)
+	if err == nil {
+		err = st.append(h, rec, pk.FixedHeader.Qos > 0)
+	}
+	if err != nil {
 		if isDiskFull(err) {
 			h.logDiskFull(err)
 			return pk, h.refuse(cl, pk, ReasonDiskFull, packets.ErrQuotaExceeded, nil)
 		}
 		return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 	}
-	h.m.appended.WithLabelValues(stream).Inc()
+	stored = true
+	st.appended.Inc()
 	if deadKind != "" {
 		h.m.deadLetters.WithLabelValues(deadKind).Inc()
 	}
-	h.m.appendSeconds.WithLabelValues(strconv.Itoa(int(pk.FixedHeader.Qos))).Observe(h.now().Sub(start).Seconds())
+	h.m.appendSeconds[min(int(pk.FixedHeader.Qos), 2)].Observe(h.now().Sub(start).Seconds())
 	return pk, nil
 }
 
@@ -302,7 +355,7 @@ func (h *Hook) refuse(cl *mqtt.Client, pk packets.Packet, reason string, code pa
 // record maps and validates a publish. A payload that fails goes to the
 // dead-letter stream with a reason header instead; deadKind names the
 // failure for the metric ("" for a good reading).
-func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream string, rec recordbatch.Record, deadKind string) {
+func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream string, rec recordbatch.Record, r payload.Reading, deadKind string) {
 	stream, device, err := h.mapper.Map(pk.TopicName)
 	if err == nil && !h.streamAllowed(stream) {
 		err = fmt.Errorf("stream %q would exceed max_streams %d", stream, h.cfg.MaxStreams)
@@ -320,7 +373,8 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 	}
 	rec.Timestamp = now.UnixMilli()
 	if reason == "" {
-		r, derr := payload.Decode(ct, pk.Payload)
+		var derr error
+		r, derr = payload.Decode(ct, pk.Payload)
 		switch {
 		case derr != nil:
 			deadKind, reason = "invalid", derr.Error()
@@ -351,7 +405,7 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 			h.log.Info("publish dead-lettered", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "reason", reason)
 		}
 	}
-	return stream, rec, deadKind
+	return stream, rec, r, deadKind
 }
 
 // streamAllowed says whether stream exists or may still be created.
@@ -365,24 +419,26 @@ func (h *Hook) streamAllowed(stream string) bool {
 	return len(h.topics.List()) < h.cfg.MaxStreams
 }
 
-func (h *Hook) append(stream string, rec recordbatch.Record, durable bool) error {
-	ws, err := h.writers(stream)
-	if err != nil {
-		return err
-	}
-	return ws[topicmap.Partition(rec.Key, int32(len(ws)))].append(h, rec, durable)
+// streamState is what the hot path needs of a stream: its partition
+// writers and its appended counter (resolved once, not per publish).
+type streamState struct {
+	writers  []*partitionWriter
+	appended prometheus.Counter
 }
 
-// writers returns the partition writers of a stream, creating the stream on
-// first use.
-func (h *Hook) writers(stream string) ([]*partitionWriter, error) {
+func (s *streamState) append(h *Hook, rec recordbatch.Record, durable bool) error {
+	return s.writers[topicmap.Partition(rec.Key, int32(len(s.writers)))].append(h, rec, durable)
+}
+
+// stream returns a stream's state, creating the stream on first use.
+func (h *Hook) stream(stream string) (*streamState, error) {
 	if v, ok := h.streams.Load(stream); ok {
-		return v.([]*partitionWriter), nil
+		return v.(*streamState), nil
 	}
 	h.createMu.Lock()
 	defer h.createMu.Unlock()
 	if v, ok := h.streams.Load(stream); ok {
-		return v.([]*partitionWriter), nil
+		return v.(*streamState), nil
 	}
 	info, ok := h.topics.Get(stream)
 	if !ok {
@@ -409,8 +465,9 @@ func (h *Hook) writers(stream string) ([]*partitionWriter, error) {
 		}
 		ws[p] = &partitionWriter{name: fmt.Sprintf("%s-%d", stream, p), log: l}
 	}
-	h.streams.Store(stream, ws)
-	return ws, nil
+	st := &streamState{writers: ws, appended: h.m.appended.WithLabelValues(stream)}
+	h.streams.Store(stream, st)
+	return st, nil
 }
 
 func (h *Hook) isDeadLetter(stream string) bool {
@@ -450,6 +507,7 @@ type Counts struct {
 	DeadLetters float64
 	Dropped     float64
 	Appended    float64
+	Duplicates  float64            // re-sends acknowledged without storing
 	Connects    map[string]float64 // accepted, refused
 }
 
@@ -465,6 +523,7 @@ func (h *Hook) Counts() Counts {
 	c.DeadLetters = sumVec(h.m.deadLetters)
 	c.Appended = sumVec(h.m.appended)
 	c.Dropped = value(h.m.dropped)
+	c.Duplicates = value(h.m.duplicates)
 	return c
 }
 

@@ -1,0 +1,102 @@
+package ingest
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/tributary-io/tributary/edge/dedup"
+	"github.com/tributary-io/tributary/edge/payload"
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+// rebuildDedup refills the re-send window from the end of every reading
+// stream's partitions, so a device re-sending what it published just before
+// a crash is recognised after the restart. At most Dedup.TailBytes are read
+// per partition (the start offset is estimated from the partition's average
+// record size, since the log has no byte-to-offset lookup).
+func (h *Hook) rebuildDedup() {
+	start := time.Now()
+	records := 0
+	for _, t := range h.topics.List() {
+		if h.isDeadLetter(t.Name) {
+			continue
+		}
+		for p := int32(0); p < t.Partitions; p++ {
+			l, err := h.topics.Partition(t.Name, p)
+			if err != nil {
+				h.log.Warn("dedup rebuild: open partition", "stream", t.Name, "partition", p, "err", err)
+				continue
+			}
+			n, err := h.rebuildFrom(t.Name, l)
+			records += n
+			if err != nil {
+				// The window is an optimisation against duplicates; a partial
+				// one only means some re-sends are stored twice.
+				h.log.Warn("dedup rebuild: partition tail unreadable", "stream", t.Name, "partition", p, "err", err)
+			}
+		}
+	}
+	if records > 0 {
+		h.log.Info("dedup window rebuilt from log tails", "records", records, "devices", h.dedup.Keys(),
+			"took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// rebuildFrom adds the (seq, ts) of the last TailBytes of l to the window.
+func (h *Hook) rebuildFrom(stream string, l *storage.Log) (int, error) {
+	first, end := l.StartOffset(), l.NextOffset()
+	if end <= first {
+		return 0, nil
+	}
+	from := first
+	if size := l.Size(); size > h.cfg.Dedup.TailBytes {
+		perRecord := max(1, size/(end-first))
+		from = max(first, end-h.cfg.Dedup.TailBytes/perRecord)
+	}
+	n, read := 0, int64(0)
+	for from < end && read < 2*h.cfg.Dedup.TailBytes { // the estimate may be off; bound the work anyway
+		b, err := l.Read(from, 1<<20, -1)
+		if err != nil {
+			return n, fmt.Errorf("read at %d: %w", from, err)
+		}
+		if len(b) == 0 {
+			break
+		}
+		read += int64(len(b))
+		err = recordbatch.Split(b, func(hd recordbatch.Header, batch []byte) error {
+			from = hd.NextOffset()
+			recs, err := recordbatch.Records(batch)
+			if err != nil {
+				return fmt.Errorf("batch at %d: %w", hd.BaseOffset, err)
+			}
+			for _, r := range recs {
+				if rd, ok := storedReading(r); ok {
+					h.dedup.Add(dedup.Key(stream, rd.Device), rd.Seq, rd.TimeMs)
+					n++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// storedReading decodes a stored record's payload as the hook did when it
+// appended it.
+func storedReading(r recordbatch.Record) (payload.Reading, bool) {
+	ct := ""
+	for _, hd := range r.Headers {
+		if hd.Key == HeaderContentType {
+			ct = string(hd.Value)
+		}
+	}
+	rd, err := payload.Decode(ct, r.Value)
+	if err != nil || !rd.HasTime || rd.Device != string(r.Key) {
+		return rd, false
+	}
+	return rd, true
+}
