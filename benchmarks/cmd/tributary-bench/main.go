@@ -59,6 +59,7 @@ func main() {
 		rows = append(rows, r...)
 	}
 	run("storage vs dd", func() ([]row, error) { return storageVsDD(*dir, mib) })
+	run("core vs kfake vs JetStream", func() ([]row, error) { return coreVsPeers(*dir, *quick) })
 
 	md := render(rows, *dir)
 	fmt.Print(md)

@@ -1,0 +1,720 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	coreserver "github.com/tributary-io/tributary/core/server"
+)
+
+// coreProfile, when set, makes the core comparison write one CPU profile
+// per Tributary phase (<prefix>-<phase>.pprof). The profile covers the
+// whole process, so the franz-go client shows up in it too.
+var coreProfile = flag.String("core-cpuprofile", "", "write CPU profiles of the Tributary phases of the core comparison to <prefix>-<phase>.pprof")
+
+// Every Kafka-protocol system gets the same franz-go settings: the client's
+// defaults (10 ms linger, 50 000 buffered records) plus lz4 batches. The
+// latency run alone lingers 0, for every system alike.
+const (
+	benchPartitions = 6
+	latencyRate     = 10_000 // records/s
+)
+
+type coreSizes struct {
+	n100, n1k  int           // records per throughput phase
+	latency    time.Duration // length of the paced latency run
+	phaseLimit time.Duration // no phase runs longer than this
+}
+
+// kafkaSystem is a Kafka-protocol broker under test.
+type kafkaSystem struct {
+	name  string
+	addr  string
+	close func()
+}
+
+// coreVsPeers runs the issue-8 comparison: the Tributary core broker against
+// kfake (data dir, SyncWrites) and NATS JetStream (file storage), every
+// workload back to back on all three so machine noise hits them alike.
+func coreVsPeers(dir string, quick bool) ([]row, error) {
+	sz := coreSizes{n100: 4_000_000, n1k: 1_000_000, latency: 15 * time.Second, phaseLimit: 20 * time.Second}
+	if quick {
+		sz = coreSizes{n100: 600_000, n1k: 150_000, latency: 3 * time.Second, phaseLimit: 5 * time.Second}
+	}
+	root, err := os.MkdirTemp(dir, "core-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("scratch dir: %w", err)
+	}
+	defer os.RemoveAll(root)
+
+	trib, err := startTributary(filepath.Join(root, "tributary"))
+	if err != nil {
+		return nil, err
+	}
+	defer trib.close()
+	kf, err := startKfake(filepath.Join(root, "kfake"))
+	if err != nil {
+		return nil, err
+	}
+	defer kf.close()
+	jsys, err := startJetStream(filepath.Join(root, "jetstream"))
+	if err != nil {
+		return nil, err
+	}
+	defer jsys.close()
+
+	var rows []row
+	ctx := context.Background()
+
+	for _, size := range []int{100, 1024} {
+		n := sz.n100
+		if size == 1024 {
+			n = sz.n1k
+		}
+		label := sizeLabel(size)
+		var jsProduced int
+		var jsRate float64
+		for _, all := range []bool{false, true} {
+			acks := "acks=1"
+			if all {
+				acks = "acks=all"
+			}
+			topic := fmt.Sprintf("p%d-%s", size, strings.ReplaceAll(acks, "=", ""))
+			var rates [2]float64
+			var counts [2]int
+			for i, sys := range []kafkaSystem{trib, kf} {
+				what := fmt.Sprintf("%s produce %s %s", sys.name, label, acks)
+				stop := profilePhase(sys.name, fmt.Sprintf("produce-%d-%s", size, acks))
+				rates[i], counts[i], err = kafkaProduce(ctx, sys.addr, topic, size, all, n, sz.phaseLimit, what)
+				stop()
+				if err != nil {
+					return rows, fmt.Errorf("%s: %w", what, err)
+				}
+				fmt.Fprintf(os.Stderr, "   %-38s %10.0f rec/s (%d records)\n", what, rates[i], counts[i])
+			}
+			rows = append(rows, row{
+				Name:   fmt.Sprintf("core produce %s, %s, lz4, %d partitions (%d records)", label, acks, benchPartitions, counts[0]),
+				Ours:   fmt.Sprintf("%s rec/s", humanRate(rates[0])),
+				Peer:   fmt.Sprintf("kfake (SyncWrites): %s rec/s", humanRate(rates[1])),
+				Ratio:  rates[0] / rates[1],
+				Target: "≥ 1×",
+			})
+			if !all {
+				// JetStream's publish ack comes after the write, before the
+				// fsync, like acks=1 here; both fsync every 100 ms.
+				what := fmt.Sprintf("jetstream publish %s", label)
+				jsRate, jsProduced, err = jsPublish(ctx, jsys, fmt.Sprintf("p%d", size), size, n, sz.phaseLimit, what)
+				if err != nil {
+					return rows, fmt.Errorf("%s: %w", what, err)
+				}
+				fmt.Fprintf(os.Stderr, "   %-38s %10.0f rec/s (%d records)\n", what, jsRate, jsProduced)
+				rows = append(rows, row{
+					Name:   fmt.Sprintf("core produce %s, acks=1 vs JetStream async publish (both fsync every 100 ms)", label),
+					Ours:   fmt.Sprintf("%s rec/s", humanRate(rates[0])),
+					Peer:   fmt.Sprintf("JetStream: %s rec/s", humanRate(jsRate)),
+					Ratio:  rates[0] / jsRate,
+					Target: "≥ 5×",
+				})
+			}
+		}
+
+		// Consume what the acks=all phase stored.
+		topic := fmt.Sprintf("p%d-acksall", size)
+		var crates [2]float64
+		for i, sys := range []kafkaSystem{trib, kf} {
+			what := fmt.Sprintf("%s consume %s", sys.name, label)
+			stop := profilePhase(sys.name, fmt.Sprintf("consume-%d", size))
+			crates[i], err = kafkaConsume(ctx, sys.addr, topic, sz.phaseLimit, what)
+			stop()
+			if err != nil {
+				return rows, fmt.Errorf("%s: %w", what, err)
+			}
+			fmt.Fprintf(os.Stderr, "   %-38s %10.0f rec/s\n", what, crates[i])
+		}
+		what := fmt.Sprintf("jetstream consume %s", label)
+		jcRate, err := jsConsume(ctx, jsys, fmt.Sprintf("p%d", size), jsProduced, sz.phaseLimit, what)
+		if err != nil {
+			return rows, fmt.Errorf("%s: %w", what, err)
+		}
+		fmt.Fprintf(os.Stderr, "   %-38s %10.0f rec/s\n", what, jcRate)
+		rows = append(rows,
+			row{
+				Name:   fmt.Sprintf("core consume %s from the start (one client)", label),
+				Ours:   fmt.Sprintf("%s rec/s", humanRate(crates[0])),
+				Peer:   fmt.Sprintf("kfake: %s rec/s", humanRate(crates[1])),
+				Ratio:  crates[0] / crates[1],
+				Target: "≥ 1×",
+			},
+			row{
+				Name:   fmt.Sprintf("core consume %s vs JetStream pull consumer (ack none)", label),
+				Ours:   fmt.Sprintf("%s rec/s", humanRate(crates[0])),
+				Peer:   fmt.Sprintf("JetStream: %s rec/s", humanRate(jcRate)),
+				Ratio:  crates[0] / jcRate,
+				Target: "≥ 5×",
+			})
+	}
+
+	// Latency: 100 B at a paced 10k records/s, acks=all for Kafka systems.
+	var lat [3]latencies
+	for i, sys := range []kafkaSystem{trib, kf} {
+		what := fmt.Sprintf("%s latency", sys.name)
+		stop := profilePhase(sys.name, "latency")
+		lat[i], err = kafkaLatency(ctx, sys.addr, "lat", sz.latency, what)
+		stop()
+		if err != nil {
+			return rows, fmt.Errorf("%s: %w", what, err)
+		}
+		fmt.Fprintf(os.Stderr, "   %-38s p50 %s p99 %s\n", what, ms(lat[i].p50), ms(lat[i].p99))
+	}
+	lat[2], err = jsLatency(ctx, jsys, "lat", sz.latency, "jetstream latency")
+	if err != nil {
+		return rows, fmt.Errorf("jetstream latency: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "   %-38s p50 %s p99 %s\n", "jetstream latency", ms(lat[2].p50), ms(lat[2].p99))
+	rows = append(rows,
+		row{
+			Name:   fmt.Sprintf("core produce→consume latency, 100 B at 10k rec/s, acks=all, linger 0 (%d records; ratio = peer p99 / ours)", lat[0].n),
+			Ours:   fmt.Sprintf("p50 %s, p99 %s", ms(lat[0].p50), ms(lat[0].p99)),
+			Peer:   fmt.Sprintf("kfake: p50 %s, p99 %s", ms(lat[1].p50), ms(lat[1].p99)),
+			Ratio:  float64(lat[1].p99) / float64(lat[0].p99),
+			Target: "p99 ≤ kfake (≥ 1×)",
+		},
+		row{
+			Name:  "core produce→consume latency vs JetStream (async publish, pull consumer; ratio = peer p99 / ours)",
+			Ours:  fmt.Sprintf("p50 %s, p99 %s", ms(lat[0].p50), ms(lat[0].p99)),
+			Peer:  fmt.Sprintf("JetStream: p50 %s, p99 %s", ms(lat[2].p50), ms(lat[2].p99)),
+			Ratio: float64(lat[2].p99) / float64(lat[0].p99),
+		})
+	return rows, nil
+}
+
+// startTributary starts the single-node core broker with its default
+// durability: interval fsync every 100 ms, and acks=all produce answered
+// only after an fsync covering the batch (concurrent waits share one).
+func startTributary(dir string) (kafkaSystem, error) {
+	cfg := coreserver.DefaultConfig()
+	cfg.DataDir = dir
+	cfg.KafkaAddr = "127.0.0.1:0"
+	cfg.HTTPAddr = ""
+	cfg.DefaultPartitions = benchPartitions
+	srv, err := coreserver.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		return kafkaSystem{}, fmt.Errorf("start tributary core: %w", err)
+	}
+	return kafkaSystem{name: "tributary", addr: srv.Addr(), close: func() {
+		if err := srv.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "   close tributary core:", err)
+		}
+	}}, nil
+}
+
+// startKfake starts one kfake broker persisting to dir with an fsync per
+// produced batch (SyncWrites), whatever the acks.
+func startKfake(dir string) (kafkaSystem, error) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.SyncWrites(),
+		kfake.DefaultNumPartitions(benchPartitions), kfake.Ports(0))
+	if err != nil {
+		return kafkaSystem{}, fmt.Errorf("start kfake: %w", err)
+	}
+	return kafkaSystem{name: "kfake", addr: c.ListenAddrs()[0], close: c.Close}, nil
+}
+
+func kafkaClient(addr string, opts ...kgo.Opt) (*kgo.Client, error) {
+	base := []kgo.Opt{kgo.SeedBrokers(addr), kgo.ProducerBatchCompression(kgo.Lz4Compression())}
+	cl, err := kgo.NewClient(append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	return cl, nil
+}
+
+func createTopic(ctx context.Context, cl *kgo.Client, topic string) error {
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic = topic
+	rt.NumPartitions = benchPartitions
+	rt.ReplicationFactor = 1
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10_000
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", topic, err)
+		}
+	}
+	return nil
+}
+
+// kafkaProduce produces n records of size bytes (or as many as fit in
+// limit) and returns acknowledged records/s, counting until the last ack.
+func kafkaProduce(ctx context.Context, addr, topic string, size int, all bool, n int, limit time.Duration, what string) (float64, int, error) {
+	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks())}
+	if !all {
+		opts = []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite()}
+	}
+	cl, err := kafkaClient(addr, opts...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, limit+30*time.Second)
+	defer cancel()
+	if err := createTopic(ctx, cl, topic); err != nil {
+		return 0, 0, err
+	}
+	value := payload(size)
+	var failed atomic.Pointer[error]
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			failed.CompareAndSwap(nil, &err)
+		}
+	}
+	start := time.Now()
+	deadline := start.Add(limit)
+	i := 0
+	for ; i < n && failed.Load() == nil; i++ {
+		if i%1024 == 0 && time.Now().After(deadline) {
+			break
+		}
+		cl.Produce(ctx, &kgo.Record{Value: value}, promise)
+		progress(what, i+1, n)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return 0, 0, fmt.Errorf("flush: %w", err)
+	}
+	secs := time.Since(start).Seconds()
+	if p := failed.Load(); p != nil {
+		return 0, 0, fmt.Errorf("produce: %w", *p)
+	}
+	return float64(i) / secs, i, nil
+}
+
+// kafkaConsume reads the topic from the start up to its end offsets, as
+// listed before the read begins.
+func kafkaConsume(ctx context.Context, addr, topic string, limit time.Duration, what string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit+10*time.Second)
+	defer cancel()
+	total, err := topicEnd(ctx, addr, topic)
+	if err != nil {
+		return 0, err
+	}
+	if total == 0 {
+		return 0, fmt.Errorf("topic %s is empty", topic)
+	}
+	start := time.Now()
+	cl, err := kafkaClient(addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	got := int64(0)
+	for got < total {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("consumed %d of %d: %w", got, total, err)
+		}
+		if err := fs.Err0(); err != nil {
+			return 0, fmt.Errorf("poll: %w", err)
+		}
+		got += int64(fs.NumRecords())
+		progress(what, int(min(got, total)), int(total))
+	}
+	return float64(got) / time.Since(start).Seconds(), nil
+}
+
+// topicEnd sums the topic's end offsets (every topic here starts at 0).
+func topicEnd(ctx context.Context, addr, topic string) (int64, error) {
+	cl, err := kafkaClient(addr)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	for p := int32(0); p < benchPartitions; p++ {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = p
+		rp.Timestamp = -1 // latest
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, fmt.Errorf("list offsets %s: %w", topic, err)
+	}
+	var sum int64
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return 0, fmt.Errorf("list offsets %s/%d: %w", topic, p.Partition, err)
+			}
+			sum += p.Offset
+		}
+	}
+	return sum, nil
+}
+
+type latencies struct {
+	p50, p99 time.Duration
+	n        int
+}
+
+// pacer calls send for record i at start + i/latencyRate until d has passed.
+func pace(ctx context.Context, d time.Duration, what string, send func(i int)) int {
+	n := int(d.Seconds() * latencyRate)
+	start := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		if w := time.Until(start.Add(time.Duration(i) * time.Second / latencyRate)); w > 0 {
+			time.Sleep(w)
+		}
+		send(i)
+		progress(what, i+1, n)
+	}
+	return n
+}
+
+// collector gathers produce→consume latencies from the send time stamped
+// into the first 8 bytes of each value (nanoseconds, same clock).
+type collector struct {
+	mu   sync.Mutex
+	lat  []time.Duration
+	want int
+	done chan struct{}
+}
+
+func newCollector(want int) *collector {
+	return &collector{lat: make([]time.Duration, 0, want), want: want, done: make(chan struct{})}
+}
+
+func (c *collector) add(now time.Time, value []byte) {
+	if len(value) < 8 {
+		return
+	}
+	sent := int64(binary.BigEndian.Uint64(value))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.lat) >= c.want {
+		return
+	}
+	c.lat = append(c.lat, time.Duration(now.UnixNano()-sent))
+	if len(c.lat) == c.want {
+		close(c.done)
+	}
+}
+
+func (c *collector) result(ctx context.Context) (latencies, error) {
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.lat) < c.want {
+		return latencies{}, fmt.Errorf("received %d of %d records", len(c.lat), c.want)
+	}
+	l := slices.Clone(c.lat)
+	slices.Sort(l)
+	return latencies{p50: l[len(l)/2], p99: l[len(l)*99/100], n: len(l)}, nil
+}
+
+func stamped(size int) []byte {
+	v := payload(size)
+	binary.BigEndian.PutUint64(v, uint64(time.Now().UnixNano()))
+	return v
+}
+
+func kafkaLatency(ctx context.Context, addr, topic string, d time.Duration, what string) (latencies, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	prod, err := kafkaClient(addr, kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	if err != nil {
+		return latencies{}, err
+	}
+	defer prod.Close()
+	if err := createTopic(ctx, prod, topic); err != nil {
+		return latencies{}, err
+	}
+	cons, err := kafkaClient(addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return latencies{}, err
+	}
+	defer cons.Close()
+	col := newCollector(int(d.Seconds() * latencyRate))
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for pollCtx.Err() == nil {
+			fs := cons.PollFetches(pollCtx)
+			now := time.Now()
+			fs.EachRecord(func(r *kgo.Record) { col.add(now, r.Value) })
+		}
+	}()
+	defer func() { stopPoll(); wg.Wait() }()
+	var failed atomic.Pointer[error]
+	pace(ctx, d, what, func(int) {
+		prod.Produce(ctx, &kgo.Record{Value: stamped(100)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+		})
+	})
+	if err := prod.Flush(ctx); err != nil {
+		return latencies{}, fmt.Errorf("flush: %w", err)
+	}
+	if p := failed.Load(); p != nil {
+		return latencies{}, fmt.Errorf("produce: %w", *p)
+	}
+	return col.result(ctx)
+}
+
+// jetStreamSystem is an embedded NATS server with JetStream on file
+// storage, fsyncing every 100 ms (Tributary's default interval), and one
+// client connection.
+type jetStreamSystem struct {
+	srv *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	// failed holds the first failed async publish since the last reset.
+	failed atomic.Pointer[error]
+}
+
+func startJetStream(dir string) (*jetStreamSystem, error) {
+	opts := &server.Options{
+		Host:         "127.0.0.1",
+		Port:         server.RANDOM_PORT,
+		JetStream:    true,
+		StoreDir:     dir,
+		SyncInterval: 100 * time.Millisecond,
+		NoSigs:       true,
+		NoLog:        true,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("new nats server: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("nats server not ready after 10s")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		srv.Shutdown()
+		return nil, fmt.Errorf("nats connect: %w", err)
+	}
+	j := &jetStreamSystem{srv: srv, nc: nc}
+	// 50 000 in flight, like franz-go's default buffer.
+	j.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(50_000),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			j.failed.CompareAndSwap(nil, &err)
+		}))
+	if err != nil {
+		nc.Close()
+		srv.Shutdown()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return j, nil
+}
+
+func (j *jetStreamSystem) close() {
+	j.nc.Close()
+	j.srv.Shutdown()
+	j.srv.WaitForShutdown()
+}
+
+func (j *jetStreamSystem) stream(ctx context.Context, name string) error {
+	_, err := j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:     name,
+		Subjects: []string{name + ".>"},
+		Storage:  jetstream.FileStorage,
+		Replicas: 1,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", name, err)
+	}
+	return nil
+}
+
+// jsPublish publishes n messages asynchronously (or as many as fit in
+// limit) and returns acknowledged messages/s, counting until the last ack.
+func jsPublish(ctx context.Context, j *jetStreamSystem, name string, size, n int, limit time.Duration, what string) (float64, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit+30*time.Second)
+	defer cancel()
+	if err := j.stream(ctx, name); err != nil {
+		return 0, 0, err
+	}
+	value := payload(size)
+	subject := name + ".data"
+	j.failed.Store(nil)
+	start := time.Now()
+	deadline := start.Add(limit)
+	i := 0
+	for ; i < n; i++ {
+		if i%1024 == 0 && time.Now().After(deadline) {
+			break
+		}
+		// A full window blocks the publisher, as a full franz-go buffer does.
+		if _, err := j.js.PublishAsync(subject, value, jetstream.WithStallWait(limit)); err != nil {
+			return 0, 0, fmt.Errorf("publish: %w", err)
+		}
+		progress(what, i+1, n)
+	}
+	select {
+	case <-j.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return 0, 0, fmt.Errorf("waiting for publish acks: %w", ctx.Err())
+	}
+	secs := time.Since(start).Seconds()
+	if p := j.failed.Load(); p != nil {
+		return 0, 0, fmt.Errorf("publish ack: %w", *p)
+	}
+	return float64(i) / secs, i, nil
+}
+
+// jsConsume reads total messages from the start of the stream through a
+// pull consumer that needs no acks (Kafka consumers do not ack per record
+// either).
+func jsConsume(ctx context.Context, j *jetStreamSystem, name string, total int, limit time.Duration, what string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit+10*time.Second)
+	defer cancel()
+	start := time.Now()
+	cons, err := j.js.CreateOrUpdateConsumer(ctx, name, jetstream.ConsumerConfig{
+		Durable:       "bench",
+		AckPolicy:     jetstream.AckNonePolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("create consumer: %w", err)
+	}
+	var got atomic.Int64
+	done := make(chan struct{})
+	cc, err := cons.Consume(func(jetstream.Msg) {
+		n := got.Add(1)
+		progress(what, int(min(n, int64(total))), total)
+		if n == int64(total) {
+			close(done)
+		}
+	}, jetstream.PullMaxMessages(5000))
+	if err != nil {
+		return 0, fmt.Errorf("consume: %w", err)
+	}
+	defer cc.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("consumed %d of %d: %w", got.Load(), total, ctx.Err())
+	}
+	return float64(total) / time.Since(start).Seconds(), nil
+}
+
+func jsLatency(ctx context.Context, j *jetStreamSystem, name string, d time.Duration, what string) (latencies, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	if err := j.stream(ctx, name); err != nil {
+		return latencies{}, err
+	}
+	cons, err := j.js.CreateOrUpdateConsumer(ctx, name, jetstream.ConsumerConfig{
+		Durable:   "lat",
+		AckPolicy: jetstream.AckNonePolicy,
+	})
+	if err != nil {
+		return latencies{}, fmt.Errorf("create consumer: %w", err)
+	}
+	col := newCollector(int(d.Seconds() * latencyRate))
+	cc, err := cons.Consume(func(m jetstream.Msg) { col.add(time.Now(), m.Data()) }, jetstream.PullMaxMessages(5000))
+	if err != nil {
+		return latencies{}, fmt.Errorf("consume: %w", err)
+	}
+	defer cc.Stop()
+	subject := name + ".data"
+	j.failed.Store(nil)
+	var failed error
+	pace(ctx, d, what, func(int) {
+		if _, err := j.js.PublishAsync(subject, stamped(100), jetstream.WithStallWait(d)); err != nil && failed == nil {
+			failed = err
+		}
+	})
+	if failed != nil {
+		return latencies{}, fmt.Errorf("publish: %w", failed)
+	}
+	if p := j.failed.Load(); p != nil {
+		return latencies{}, fmt.Errorf("publish ack: %w", *p)
+	}
+	return col.result(ctx)
+}
+
+// profilePhase starts a CPU profile of one Tributary phase when
+// --core-cpuprofile is set; the returned func stops it.
+func profilePhase(system, phase string) func() {
+	if *coreProfile == "" || system != "tributary" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s-%s.pprof", *coreProfile, phase))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "   cpu profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "   cpu profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+func payload(size int) []byte {
+	v := make([]byte, size)
+	for i := range v {
+		v[i] = byte('a' + i%26)
+	}
+	return v
+}
+
+func sizeLabel(size int) string {
+	if size == 1024 {
+		return "1 KiB"
+	}
+	return fmt.Sprintf("%d B", size)
+}
+
+func humanRate(r float64) string {
+	switch {
+	case r >= 1e6:
+		return fmt.Sprintf("%.2fM", r/1e6)
+	case r >= 1e3:
+		return fmt.Sprintf("%.0fk", r/1e3)
+	}
+	return fmt.Sprintf("%.0f", r)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
