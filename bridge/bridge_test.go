@@ -497,3 +497,30 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A core topic that already exists with fewer partitions than the edge
+// stream takes edge partition p on core partition p mod n; the edge
+// partitions sharing a core partition keep separate producer identities.
+func TestFewerCorePartitions(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	core.start()
+	if err := core.srv.Topics().Create(stream, 2, storage.LogConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	e := openEdge(t, t.TempDir(), 5)
+	rb := startBridge(t, testBridgeConfig(addr), e)
+	in := e.startIngest(devices("few", 10), nil, 10, 5*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	want := in.stop(t)
+	rb.waitCaughtUp(t, 20*time.Second)
+	for _, p := range rb.Status().Partitions {
+		if p.CorePartition != p.Partition%2 {
+			t.Errorf("edge partition %d went to core partition %d", p.Partition, p.CorePartition)
+		}
+	}
+	if info, _ := core.srv.Topics().Get(stream); info.Partitions != 2 {
+		t.Errorf("core topic has %d partitions, want the existing 2", info.Partitions)
+	}
+	verifyCore(t, core, addr, want)
+}
