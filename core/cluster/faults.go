@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -231,4 +232,21 @@ func (g *faultGossip) Shutdown() error {
 	close(g.done)
 	g.wg.Wait()
 	return err
+}
+
+// Dial connects broker self to peer's address (its Kafka listener, for replica fetching) unless a
+// cut is in place; Isolate of either side closes the connection, so one Isolate cuts a broker's
+// replication as well as its Raft and Serf links.
+func (f *NetFaults) Dial(ctx context.Context, self, peer int32, addr string) (net.Conn, error) {
+	f.register(addr, peer)
+	if f.blocked(self, addr) {
+		return nil, fmt.Errorf("dial %s: %w", addr, errCut)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	f.track(self, c)
+	return c, nil
 }

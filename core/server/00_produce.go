@@ -101,8 +101,10 @@ func (s *Server) waitOne(resp *kmsg.ProduceResponse, w durableWait) {
 	if err := w.p.WaitDurable(context.Background(), w.upTo); err != nil {
 		sp := &resp.Topics[w.ti].Partitions[w.pi]
 		sp.ErrorCode, sp.ErrorMessage = kerr.KafkaStorageError.Code, strp(err.Error())
-		if errorCode(err) == kerr.NotLeaderForPartition.Code {
-			sp.ErrorCode = kerr.NotLeaderForPartition.Code // closed under us: retry
+		switch code := errorCode(err); code {
+		case kerr.NotLeaderForPartition.Code, // closed under us or deposed: retry
+			kerr.NotEnoughReplicasAfterAppend.Code, kerr.RequestTimedOut.Code: // replicas did not confirm: retry
+			sp.ErrorCode = code
 		}
 		sp.BaseOffset = -1
 		s.logger.Warn("produce: fsync wait failed", "topic", w.p.Topic, "partition", w.p.ID, "err", err)
@@ -152,6 +154,12 @@ func (s *Server) producePartition(ctx context.Context, req *kmsg.ProduceRequest,
 	if err != nil {
 		setErr(errorCode(err), "")
 		return nil
+	}
+	if req.Acks == -1 {
+		if err := p.CheckMinISR(); err != nil {
+			setErr(errorCode(err), err.Error())
+			return nil
+		}
 	}
 	res, err := p.Append(ctx, rp.Records, h.ProducerID >= 0)
 	if err != nil {

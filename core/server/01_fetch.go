@@ -104,7 +104,11 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 					sp.LastStableOffset, sp.LogStartOffset = sp.HighWatermark, p.LogStartOffset()
 					break
 				}
-				b, hw, err := p.Read(rp.FetchOffset, max)
+				read := p.Read
+				if req.ReplicaID >= 0 {
+					read = func(from int64, max int) ([]byte, int64, error) { return p.ReadReplica(req.ReplicaID, from, max) }
+				}
+				b, hw, err := read(rp.FetchOffset, max)
 				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, p.LogStartOffset()
 				if err != nil {
 					fail(errorCode(err))

@@ -17,6 +17,10 @@ func init() { register(3, 0, 12, (*Server).handleMetadata) }
 func (s *Server) handleMetadata(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	if s.node != nil {
+		s.clusterMetadata(c, req, resp)
+		return resp, nil
+	}
 	b := kmsg.NewMetadataResponseBroker()
 	b.NodeID, b.Host, b.Port = s.cfg.NodeID, s.host, s.port
 	resp.Brokers = []kmsg.MetadataResponseBroker{b}

@@ -22,6 +22,24 @@ func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Req
 	case s.groups == nil:
 		code, msg = kerr.CoordinatorNotAvailable.Code, strp("consumer groups are not enabled")
 	}
+	if s.node != nil && code == 0 {
+		if req.Version < 4 {
+			req.CoordinatorKeys = []string{req.CoordinatorKey}
+		}
+		for _, key := range req.CoordinatorKeys {
+			co := kmsg.NewFindCoordinatorResponseCoordinator()
+			co.Key = key
+			co.NodeID, co.Host, co.Port, co.ErrorCode, co.ErrorMessage = s.clusterCoordinator(key)
+			c.fail(co.ErrorCode)
+			resp.Coordinators = append(resp.Coordinators, co)
+		}
+		if req.Version < 4 {
+			co := resp.Coordinators[0]
+			resp.Coordinators = nil
+			resp.NodeID, resp.Host, resp.Port, resp.ErrorCode, resp.ErrorMessage = co.NodeID, co.Host, co.Port, co.ErrorCode, co.ErrorMessage
+		}
+		return resp, nil
+	}
 	c.fail(code)
 	if req.Version >= 4 {
 		for _, key := range req.CoordinatorKeys {

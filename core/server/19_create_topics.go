@@ -21,6 +21,22 @@ func (s *Server) handleCreateTopics(_ context.Context, c *call, kreq kmsg.Reques
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic
+		if s.node != nil {
+			code, msg := s.clusterCreateTopic(rt, req.ValidateOnly)
+			if code != 0 {
+				st.ErrorCode, st.ErrorMessage = code, strp(msg)
+				st.NumPartitions, st.ReplicationFactor = -1, -1
+				c.fail(code)
+			} else {
+				st.TopicID = topicID(rt.Topic)
+				st.NumPartitions, st.ReplicationFactor = s.partitionCount(rt), rt.ReplicationFactor
+				if t, ok := s.node.Metadata().Topics[rt.Topic]; ok && len(t.Partitions) > 0 {
+					st.NumPartitions, st.ReplicationFactor = int32(len(t.Partitions)), int16(len(t.Partitions[0].Replicas))
+				}
+			}
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		code, msg := s.createTopic(rt, req.ValidateOnly)
 		if code != 0 {
 			st.ErrorCode, st.ErrorMessage = code, strp(msg)

@@ -33,7 +33,7 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, c *call, kreq kms
 			case rp.LeaderEpoch > p.LeaderEpoch() || rp.LeaderEpoch < 0:
 				// An epoch this log never had: undefined (-1/-1), as Kafka answers.
 			default:
-				sp.LeaderEpoch, sp.EndOffset = p.LeaderEpoch(), p.HighWatermark()
+				sp.LeaderEpoch, sp.EndOffset = p.EndOffsetForEpoch(rp.LeaderEpoch)
 			}
 			c.fail(sp.ErrorCode)
 			st.Partitions = append(st.Partitions, sp)

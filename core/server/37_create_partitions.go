@@ -18,6 +18,13 @@ func (s *Server) handleCreatePartitions(_ context.Context, c *call, kreq kmsg.Re
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
 		info, ok := s.topics.Get(rt.Topic)
+		if s.node != nil {
+			t, have := s.node.Metadata().Topics[rt.Topic]
+			ok = have
+			if have {
+				info.Partitions = int32(len(t.Partitions))
+			}
+		}
 		switch {
 		case !ok:
 			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -28,6 +35,16 @@ func (s *Server) handleCreatePartitions(_ context.Context, c *call, kreq kmsg.Re
 			st.ErrorCode = kerr.InvalidPartitions.Code
 			st.ErrorMessage = strp(fmt.Sprintf("at most %d partitions", s.cfg.MaxPartitions))
 		case req.ValidateOnly:
+		case s.node != nil:
+			ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
+			err := s.node.CreatePartitions(ctx, rt.Topic, rt.Count)
+			cancel()
+			if err != nil {
+				st.ErrorCode, st.ErrorMessage = clusterErrorCode(err), strp(err.Error())
+			} else {
+				s.replicas.reconcile()
+				s.logger.Info("added partitions", "topic", rt.Topic, "partitions", rt.Count)
+			}
 		default:
 			if err := s.topics.AddPartitions(rt.Topic, rt.Count); err != nil {
 				st.ErrorCode, st.ErrorMessage = errorCode(err), strp(err.Error())

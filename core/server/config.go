@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -42,6 +43,45 @@ type Config struct {
 	// Log holds the broker-wide defaults for every partition log; topics
 	// override them through CreateTopics configs.
 	Log storage.LogConfig `yaml:"log"`
+	// Cluster makes this broker a member of a cluster (membership, Raft
+	// metadata, replication); nil keeps the single-node mode. Its BrokerID
+	// and KafkaAddr are taken from NodeID and the advertised address, and an
+	// empty DataDir means DataDir/cluster.
+	Cluster *cluster.Config `yaml:"cluster"`
+	// Replication tunes follower fetching and the ISR (cluster mode only).
+	Replication ReplicationConfig `yaml:"replication"`
+}
+
+// ReplicationConfig tunes replication; zero fields take Kafka's defaults
+// (scaled down where Kafka's are for big clusters).
+type ReplicationConfig struct {
+	// LagTimeMax is how long a follower may go without catching up to the
+	// leader's log end before it leaves the ISR (replica.lag.time.max.ms).
+	LagTimeMax time.Duration `yaml:"lag_time_max"`
+	// MinInsyncReplicas is the default min.insync.replicas of topics: an
+	// acks=all produce is refused with NOT_ENOUGH_REPLICAS below it.
+	MinInsyncReplicas int `yaml:"min_insync_replicas"`
+	// FetchMaxWait is how long a follower's fetch waits at the leader for
+	// new data (replica.fetch.wait.max.ms).
+	FetchMaxWait time.Duration `yaml:"fetch_max_wait"`
+	// AckTimeout bounds how long an acks=all produce waits for the ISR.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+}
+
+func (r ReplicationConfig) withDefaults() ReplicationConfig {
+	if r.LagTimeMax <= 0 {
+		r.LagTimeMax = 10 * time.Second
+	}
+	if r.MinInsyncReplicas <= 0 {
+		r.MinInsyncReplicas = 1
+	}
+	if r.FetchMaxWait <= 0 {
+		r.FetchMaxWait = 500 * time.Millisecond
+	}
+	if r.AckTimeout <= 0 {
+		r.AckTimeout = 30 * time.Second
+	}
+	return r
 }
 
 // Defaults.
@@ -103,6 +143,7 @@ func (c Config) WithDefaults() Config {
 	if c.MaintainInterval <= 0 {
 		c.MaintainInterval = d.MaintainInterval
 	}
+	c.Replication = c.Replication.withDefaults()
 	return c
 }
 

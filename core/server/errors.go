@@ -38,6 +38,10 @@ func errorCode(err error) int16 {
 		// The log is closing (shutdown or topic deletion): clients retry
 		// elsewhere or later, as they do after a leader move.
 		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, errNotEnoughReplicas):
+		return kerr.NotEnoughReplicas.Code
+	case errors.Is(err, errNotEnoughAfterAppend):
+		return kerr.NotEnoughReplicasAfterAppend.Code
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return kerr.RequestTimedOut.Code
 	default:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/core/groups"
@@ -13,6 +14,12 @@ import (
 // handleGroup passes a consumer-group request to the coordinator. It may
 // block (JoinGroup waits for the rebalance) but only its own connection waits.
 func (s *Server) handleGroup(ctx context.Context, c *call, req kmsg.Request) (kmsg.Response, error) {
+	if s.node != nil {
+		if resp := s.notCoordinator(req); resp != nil {
+			c.fail(kerr.NotCoordinator.Code)
+			return resp, nil
+		}
+	}
 	host, _, err := net.SplitHostPort(c.conn.remote)
 	if err != nil {
 		host = c.conn.remote

@@ -16,6 +16,9 @@ type Partition struct {
 	Topic string
 	ID    int32
 	log   *storage.Log
+	// r is the partition's replica in cluster mode (nil on a single node):
+	// epoch, high watermark and acks=all then come from replication.
+	r *replica
 }
 
 // leaderEpoch is the epoch stamped into appended batches and reported in
@@ -29,6 +32,9 @@ var errNotLeader = errors.New("core: not the partition leader")
 // partition looks up a partition of a topic, creating the topic first when
 // autoCreate is set and auto-creation is configured.
 func (s *Server) partition(topic string, id int32, autoCreate bool) (*Partition, error) {
+	if s.node != nil {
+		return s.clusterPartition(topic, id, autoCreate)
+	}
 	l, err := s.topics.Partition(topic, id)
 	if errors.Is(err, storage.ErrUnknownTopic) && autoCreate && s.cfg.autoCreate() {
 		if err := s.autoCreateTopic(topic); err != nil {
@@ -63,11 +69,14 @@ func (s *Server) autoCreateTopic(topic string) error {
 // while the fsync runs.
 func (p *Partition) Append(ctx context.Context, batches []byte, idempotent bool) (storage.AppendResult, error) {
 	res, err := p.log.Append(ctx, batches, storage.AppendOptions{
-		LeaderEpoch: leaderEpoch,
+		LeaderEpoch: p.LeaderEpoch(),
 		Idempotent:  idempotent,
 	})
 	if err != nil {
 		return res, fmt.Errorf("append to %s/%d: %w", p.Topic, p.ID, err)
+	}
+	if p.r != nil {
+		p.r.appended()
 	}
 	return res, nil
 }
@@ -80,6 +89,14 @@ func (p *Partition) EndOffset() int64 { return p.log.NextOffset() }
 // in-sync replica, i.e. this one, has the batch on disk. Replication will
 // wait for the high watermark here instead.
 func (p *Partition) WaitDurable(ctx context.Context, upTo int64) error {
+	if p.r != nil {
+		ctx, cancel := context.WithTimeout(ctx, p.r.m.s.cfg.Replication.AckTimeout)
+		defer cancel()
+		if err := p.r.waitHW(ctx, upTo); err != nil {
+			return fmt.Errorf("replicate %s/%d: %w", p.Topic, p.ID, err)
+		}
+		return nil
+	}
 	if err := p.log.WaitSynced(ctx, upTo); err != nil {
 		return fmt.Errorf("sync %s/%d: %w", p.Topic, p.ID, err)
 	}
@@ -87,13 +104,47 @@ func (p *Partition) WaitDurable(ctx context.Context, upTo int64) error {
 }
 
 // HighWatermark is the offset below which consumers may read.
-func (p *Partition) HighWatermark() int64 { return p.log.NextOffset() }
+func (p *Partition) HighWatermark() int64 {
+	if p.r != nil {
+		return p.r.highWatermark()
+	}
+	return p.log.NextOffset()
+}
+
+// CheckMinISR refuses acks=all while the ISR is below min.insync.replicas
+// (always fine on one node).
+func (p *Partition) CheckMinISR() error {
+	if p.r != nil {
+		return p.r.checkMinISR()
+	}
+	return nil
+}
+
+// ReadReplica serves a follower: batches up to the log end, not the HW. It
+// records the follower's fetch offset first, which may raise the HW.
+func (p *Partition) ReadReplica(follower int32, from int64, maxBytes int) ([]byte, int64, error) {
+	if p.r == nil {
+		return p.Read(from, maxBytes)
+	}
+	p.r.followerFetched(follower, from)
+	hw := p.HighWatermark()
+	b, err := p.log.Read(from, maxBytes, p.log.NextOffset())
+	if err != nil {
+		return nil, hw, fmt.Errorf("replica read %s/%d at %d: %w", p.Topic, p.ID, from, err)
+	}
+	return b, hw, nil
+}
 
 // LogStartOffset is the first offset still held.
 func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
 
 // LeaderEpoch is the partition's current leader epoch.
-func (p *Partition) LeaderEpoch() int32 { return leaderEpoch }
+func (p *Partition) LeaderEpoch() int32 {
+	if p.r != nil {
+		return p.r.state().LeaderEpoch
+	}
+	return leaderEpoch
+}
 
 // Read returns stored batch bytes from offset, at most maxBytes (but at
 // least one batch), never past the high watermark, which it also returns.
@@ -107,7 +158,21 @@ func (p *Partition) Read(from int64, maxBytes int) ([]byte, int64, error) {
 }
 
 // Changed is closed at the next append, waking long polls.
-func (p *Partition) Changed() <-chan struct{} { return p.log.Changed() }
+func (p *Partition) Changed() <-chan struct{} {
+	if p.r != nil {
+		return p.r.changed()
+	}
+	return p.log.Changed()
+}
+
+// EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch <= epoch
+// this log holds and where it ends.
+func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
+	if p.r == nil {
+		return leaderEpoch, p.HighWatermark()
+	}
+	return p.log.EndOffsetForEpoch(epoch)
+}
 
 // OffsetForTime is the first offset whose batch has a timestamp >= ts.
 func (p *Partition) OffsetForTime(ts int64) (int64, bool, error) {

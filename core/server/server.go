@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/groups"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
@@ -49,6 +50,10 @@ type Server struct {
 	store  *meta.Store
 	topics *storage.Topics
 	groups GroupCoordinator
+
+	// node and replicas are set in cluster mode (Config.Cluster).
+	node     *cluster.Node
+	replicas *replicaManager
 
 	ln       net.Listener
 	httpLn   net.Listener
@@ -108,6 +113,12 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		return nil, err
 	}
 	s.versions = s.apiVersions()
+	if cfg.Cluster != nil {
+		if err := s.startCluster(); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 
 	s.wg.Add(2)
 	go func() {
@@ -299,6 +310,11 @@ func (s *Server) Close() error {
 		s.wg.Wait()
 		if s.groups != nil {
 			s.groups.Close()
+		}
+		if s.node != nil {
+			if err := s.node.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close cluster node: %w", err))
+			}
 		}
 		if err := s.topics.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close topics: %w", err))

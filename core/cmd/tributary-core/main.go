@@ -18,10 +18,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/storage"
 )
@@ -80,6 +82,14 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, err
 		maxFrame   = fs.Int("max-frame-bytes", int(d.MaxFrameBytes), "largest request frame accepted; larger ones close the connection")
 		syncMode   = fs.String("sync", "", "fsync policy: always, interval or bytes (default interval; acks=all always waits for its fsync)")
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
+
+		// Cluster mode: any of these turns it on (node-id is the broker id).
+		serfAddr  = fs.String("serf-addr", "", "cluster: gossip (Serf) address host:port; enables cluster mode")
+		raftAddr  = fs.String("raft-addr", "", "cluster: Raft transport address host:port (keep it fixed across restarts)")
+		rpcAddr   = fs.String("rpc-addr", "", "cluster: address for proposals forwarded to the controller (default 127.0.0.1:0)")
+		join      = fs.String("join", "", "cluster: comma-separated Serf addresses of other brokers")
+		bootstrap = fs.Int("bootstrap-expect", 0, "cluster: brokers that form a new cluster (same on every broker)")
+		minISR    = fs.Int("min-insync-replicas", 0, "cluster: default min.insync.replicas of topics (default 1)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: tributary-core [flags]\n\n"+
@@ -129,6 +139,28 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, err
 			cfg.MaxFrameBytes = int32(*maxFrame)
 		case "sync":
 			cfg.Log.Durability.Mode = storage.SyncMode(*syncMode)
+		case "min-insync-replicas":
+			cfg.Replication.MinInsyncReplicas = *minISR
+		}
+	})
+	clusterFlag := func(set func(c *cluster.Config)) {
+		if cfg.Cluster == nil {
+			cfg.Cluster = &cluster.Config{}
+		}
+		set(cfg.Cluster)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "serf-addr":
+			clusterFlag(func(c *cluster.Config) { c.SerfAddr = *serfAddr })
+		case "raft-addr":
+			clusterFlag(func(c *cluster.Config) { c.RaftAddr = *raftAddr })
+		case "rpc-addr":
+			clusterFlag(func(c *cluster.Config) { c.RPCAddr = *rpcAddr })
+		case "join":
+			clusterFlag(func(c *cluster.Config) { c.Join = splitList(*join) })
+		case "bootstrap-expect":
+			clusterFlag(func(c *cluster.Config) { c.BootstrapExpect = *bootstrap })
 		}
 	})
 	var level slog.Level
@@ -140,4 +172,15 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, err
 		return cfg, 0, err
 	}
 	return cfg, level, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

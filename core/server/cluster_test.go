@@ -1,0 +1,359 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/core/cluster"
+)
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// freePort picks a port free for TCP and UDP (Serf uses both), below the
+// ephemeral range so that a restart can bind it again.
+func freePort(t testing.TB) int {
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		portsGiven[port] = true
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+type testBrokers struct {
+	t      *testing.T
+	cfgs   []Config
+	srvs   []*Server
+	faults *cluster.NetFaults
+}
+
+// startTestCluster starts size brokers in this process, sharing a fault
+// injector, and waits until every one sees all of them alive.
+func startTestCluster(t *testing.T, size int) *testBrokers {
+	tb := &testBrokers{t: t, faults: cluster.NewNetFaults()}
+	base := t.TempDir()
+	var join []string
+	for range size {
+		join = append(join, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	}
+	for i := range size {
+		cfg := testConfig(filepath.Join(base, fmt.Sprintf("broker-%d", i+1)))
+		cfg.HTTPAddr = ""
+		cfg.NodeID = int32(i + 1)
+		cfg.KafkaAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		cfg.Replication = ReplicationConfig{LagTimeMax: 3 * time.Second, FetchMaxWait: 200 * time.Millisecond, AckTimeout: 3 * time.Second}
+		cfg.Cluster = &cluster.Config{
+			RaftAddr:                 fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			RPCAddr:                  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			SerfAddr:                 join[i],
+			Join:                     join,
+			BootstrapExpect:          size,
+			OffsetsPartitions:        3,
+			OffsetsReplicationFactor: int16(size),
+			ReconcileInterval:        200 * time.Millisecond,
+			AbsentGrace:              5 * time.Second,
+			Raft: cluster.RaftTimings{
+				HeartbeatTimeout:   time.Second,
+				ElectionTimeout:    time.Second,
+				LeaderLeaseTimeout: 500 * time.Millisecond,
+			},
+			Gossip: cluster.GossipTimings{
+				ProbeInterval:           400 * time.Millisecond,
+				ProbeTimeout:            300 * time.Millisecond,
+				GossipInterval:          50 * time.Millisecond,
+				SuspicionMult:           3,
+				SuspicionMaxTimeoutMult: 2,
+				ReconnectInterval:       500 * time.Millisecond,
+			},
+			Faults: tb.faults,
+		}
+		tb.cfgs = append(tb.cfgs, cfg)
+	}
+	tb.srvs = make([]*Server, size)
+	for i := range size {
+		tb.srvs[i] = startServer(t, tb.cfgs[i])
+	}
+	tb.waitFor("all brokers alive", 30*time.Second, func() bool {
+		for _, s := range tb.srvs {
+			if len(s.Node().Metadata().LiveBrokers()) != size {
+				return false
+			}
+		}
+		return true
+	})
+	return tb
+}
+
+func (tb *testBrokers) waitFor(what string, limit time.Duration, cond func() bool) {
+	tb.t.Helper()
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	tb.t.Fatalf("timed out after %v waiting for %s", limit, what)
+}
+
+func (tb *testBrokers) addrs() []string {
+	var out []string
+	for _, s := range tb.srvs {
+		out = append(out, s.Addr())
+	}
+	return out
+}
+
+func (tb *testBrokers) byID(id int32) *Server { return tb.srvs[id-1] }
+
+func createReplicatedTopic(t *testing.T, addr, name string, partitions int32, rf int16, minISR int) {
+	t.Helper()
+	cl := newClient(t, addr)
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, rf
+	c := kmsg.NewCreateTopicsRequestTopicConfig()
+	c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr(strconv.Itoa(minISR))
+	rt.Configs = append(rt.Configs, c)
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	if code := resp.Topics[0].ErrorCode; code != 0 {
+		t.Fatalf("create topic %s: %v (%v)", name, kerr.ErrorForCode(code), resp.Topics[0].ErrorMessage)
+	}
+}
+
+// TestClusterReplicatesAndRoutes runs three brokers: Metadata lists them
+// with leaders, replicas and ISRs; acks=all writes land on every replica
+// byte for byte; a broker that does not lead a partition refuses it.
+func TestClusterReplicatesAndRoutes(t *testing.T) {
+	tb := startTestCluster(t, 3)
+	createReplicatedTopic(t, tb.addrs()[0], "rep", 3, 3, 2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod := newClient(t, tb.addrs()[1], kgo.DefaultProduceTopic("rep"), kgo.RequiredAcks(kgo.AllISRAcks()))
+	const n = 2000
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i % 7)), Value: []byte(fmt.Sprintf("v%05d", i))})
+	}
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce acks=all: %v", err)
+	}
+
+	// Metadata from any broker: 3 brokers, every partition led, RF 3.
+	adm := newClient(t, tb.addrs()[2])
+	mreq := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr("rep")
+	mreq.Topics = append(mreq.Topics, mt)
+	mresp, err := mreq.RequestWith(ctx, adm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mresp.Brokers) != 3 || mresp.ControllerID < 1 {
+		t.Fatalf("metadata: %d brokers, controller %d", len(mresp.Brokers), mresp.ControllerID)
+	}
+	leaders := map[int32]int32{}
+	for _, p := range mresp.Topics[0].Partitions {
+		if p.ErrorCode != 0 || p.Leader < 1 || len(p.Replicas) != 3 || len(p.ISR) < 2 {
+			t.Fatalf("partition %d: %+v", p.Partition, p)
+		}
+		leaders[p.Partition] = p.Leader
+	}
+
+	// Every replica ends up with the same bytes.
+	tb.waitFor("replicas converge", 20*time.Second, func() bool {
+		for p := range int32(3) {
+			var want []byte
+			for i, s := range tb.srvs {
+				l, err := s.Topics().Partition("rep", p)
+				if err != nil {
+					return false
+				}
+				b, err := l.Read(0, 1<<30, -1)
+				if err != nil {
+					return false
+				}
+				if i == 0 {
+					want = b
+				} else if !bytes.Equal(b, want) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	total := int64(0)
+	for p := range int32(3) {
+		l, _ := tb.srvs[0].Topics().Partition("rep", p)
+		total += l.NextOffset()
+	}
+	if total != n {
+		t.Fatalf("replicas hold %d records, want %d", total, n)
+	}
+
+	// A produce to a broker that does not lead the partition.
+	var follower *Server
+	for _, s := range tb.srvs {
+		if s.cfg.NodeID != leaders[0] {
+			follower = s
+			break
+		}
+	}
+	c := dialRaw(t, follower.Addr())
+	got := produceOne(t, c, -1, "rep", 0, buildBatch(t, 1, -1, 0, 10))
+	if got.ErrorCode != kerr.NotLeaderForPartition.Code {
+		t.Fatalf("produce to follower: %v, want NOT_LEADER_OR_FOLLOWER", kerr.ErrorForCode(got.ErrorCode))
+	}
+
+	// Consumers read everything back through the leaders.
+	cons := newClient(t, tb.addrs()[0], kgo.ConsumeTopics("rep"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	seen := map[string]bool{}
+	for len(seen) < n && ctx.Err() == nil {
+		cons.PollFetches(ctx).EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+	}
+	if len(seen) != n {
+		t.Fatalf("consumed %d distinct records, want %d", len(seen), n)
+	}
+
+	// FindCoordinator names the leader of the group's offsets partition,
+	// and any other broker answers NOT_COORDINATOR for that group.
+	freq := kmsg.NewPtrFindCoordinatorRequest()
+	freq.CoordinatorKey = "g1"
+	var fresp *kmsg.FindCoordinatorResponse
+	tb.waitFor("coordinator", 20*time.Second, func() bool {
+		fresp, err = freq.RequestWith(ctx, adm)
+		return err == nil && fresp.ErrorCode == 0
+	})
+	other := tb.srvs[fresp.NodeID%3] // a broker other than the coordinator
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation = "g1", "m", 1
+	hresp := dialRaw(t, other.Addr()).roundTrip(hb).(*kmsg.HeartbeatResponse)
+	if hresp.ErrorCode != kerr.NotCoordinator.Code {
+		t.Fatalf("heartbeat to broker %d (coordinator %d): %v", other.cfg.NodeID, fresp.NodeID, kerr.ErrorForCode(hresp.ErrorCode))
+	}
+}
+
+// TestIsolatedLeaderCannotAcknowledge cuts a partition leader off from the
+// other brokers: it cannot acknowledge acks=all writes, the others elect a
+// new leader and keep accepting writes, and after healing the old leader
+// drops its unacknowledged tail and catches up.
+func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
+	tb := startTestCluster(t, 3)
+	createReplicatedTopic(t, tb.addrs()[0], "iso", 1, 3, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	prod := newClient(t, tb.addrs()[0], kgo.DefaultProduceTopic("iso"), kgo.RequiredAcks(kgo.AllISRAcks()))
+	for i := range 100 {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprintf("before-%d", i))}).FirstErr(); err != nil {
+			t.Fatalf("produce before isolation: %v", err)
+		}
+	}
+	st, _ := tb.srvs[0].Node().PartitionState("iso", 0)
+	old := tb.byID(st.Leader)
+	tb.waitFor("full ISR", 10*time.Second, func() bool {
+		s, _ := old.Node().PartitionState("iso", 0)
+		return len(s.ISR) == 3
+	})
+	tb.faults.Isolate(old.cfg.NodeID)
+
+	// Straight to the isolated leader: appended locally, never acknowledged.
+	c := dialRaw(t, old.Addr())
+	got := produceOne(t, c, -1, "iso", 0, buildBatch(t, 5, -1, 0, 10))
+	switch got.ErrorCode {
+	case kerr.RequestTimedOut.Code, kerr.NotEnoughReplicasAfterAppend.Code, kerr.NotLeaderForPartition.Code, kerr.NotEnoughReplicas.Code:
+	default:
+		t.Fatalf("isolated leader answered acks=all with %v", kerr.ErrorForCode(got.ErrorCode))
+	}
+
+	// The majority moves on.
+	var rest []string
+	for _, s := range tb.srvs {
+		if s != old {
+			rest = append(rest, s.Addr())
+		}
+	}
+	tb.waitFor("new leader", 30*time.Second, func() bool {
+		for _, s := range tb.srvs {
+			if s == old {
+				continue
+			}
+			ps, _ := s.Node().PartitionState("iso", 0)
+			if ps.Leader != cluster.NoLeader && ps.Leader != old.cfg.NodeID {
+				return true
+			}
+		}
+		return false
+	})
+	prod2 := newClient(t, rest[0], kgo.SeedBrokers(rest...), kgo.DefaultProduceTopic("iso"), kgo.RequiredAcks(kgo.AllISRAcks()))
+	for i := range 100 {
+		if err := prod2.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprintf("during-%d", i))}).FirstErr(); err != nil {
+			t.Fatalf("produce to the majority: %v", err)
+		}
+	}
+
+	tb.faults.Heal(old.cfg.NodeID)
+	var leader *Server
+	tb.waitFor("old leader catches up and rejoins the ISR", 60*time.Second, func() bool {
+		for _, s := range tb.srvs {
+			ps, _ := s.Node().PartitionState("iso", 0)
+			if ps.Leader == s.cfg.NodeID {
+				leader = s
+			}
+		}
+		if leader == nil || leader == old {
+			return false
+		}
+		ps, _ := leader.Node().PartitionState("iso", 0)
+		if !slices.Contains(ps.ISR, old.cfg.NodeID) {
+			return false
+		}
+		ll, _ := leader.Topics().Partition("iso", 0)
+		ol, _ := old.Topics().Partition("iso", 0)
+		a, err1 := ll.Read(0, 1<<30, -1)
+		b, err2 := ol.Read(0, 1<<30, -1)
+		return err1 == nil && err2 == nil && bytes.Equal(a, b)
+	})
+	ol, _ := old.Topics().Partition("iso", 0)
+	if ol.NextOffset() != 200 {
+		t.Fatalf("old leader's log ends at %d, want 200 (its unacknowledged records must go)", ol.NextOffset())
+	}
+}

@@ -1,0 +1,264 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/storage"
+)
+
+// fetcher is a follower's replication loop for one partition: it truncates
+// its log by leader epoch (OffsetForLeaderEpoch), then fetches from the
+// leader with the Kafka Fetch API (ReplicaID = this broker), appends what it
+// gets with the leader's offsets and epochs, and fsyncs before fetching on,
+// so the fetch offset the leader sees is what this broker has on disk.
+type fetcher struct {
+	r      *replica
+	leader int32
+	addr   string
+	epoch  int32
+
+	conn *replConn
+}
+
+const (
+	fetchBackoff       = 100 * time.Millisecond
+	replicaFetchBytes  = 8 << 20
+	replicaDialTimeout = 2 * time.Second
+)
+
+func (f *fetcher) run(ctx context.Context) {
+	log := f.r.m.s.logger.With("topic", f.r.topic, "partition", f.r.part, "leader", f.leader, "epoch", f.epoch)
+	defer f.close()
+	truncated := false
+	fails := 0
+	for ctx.Err() == nil {
+		err := f.step(ctx, &truncated)
+		if err == nil {
+			fails = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		fails++
+		if fails == 1 || fails%50 == 0 {
+			log.Debug("replica fetch failed", "err", err, "failures", fails)
+		}
+		f.close()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(fetchBackoff):
+		}
+	}
+}
+
+func (f *fetcher) close() {
+	if f.conn != nil {
+		f.conn.close()
+		f.conn = nil
+	}
+}
+
+// step runs one truncation or fetch round.
+func (f *fetcher) step(ctx context.Context, truncated *bool) error {
+	if f.conn == nil {
+		c, err := dialReplica(ctx, f.r.m.s, f.leader, f.addr)
+		if err != nil {
+			return err
+		}
+		f.conn = c
+	}
+	l := f.r.log
+	if !*truncated {
+		if err := f.truncate(ctx); err != nil {
+			return err
+		}
+		*truncated = true
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = 12
+	req.ReplicaID = f.r.self
+	req.MaxWaitMillis = int32(f.r.m.s.cfg.Replication.FetchMaxWait.Milliseconds())
+	req.MinBytes = 1
+	req.MaxBytes = replicaFetchBytes
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = f.r.topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition = f.r.part
+	rp.CurrentLeaderEpoch = f.epoch
+	rp.FetchOffset = l.NextOffset()
+	rp.LogStartOffset = l.StartOffset()
+	rp.PartitionMaxBytes = replicaFetchBytes
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := kmsg.NewPtrFetchResponse()
+	if err := f.conn.do(ctx, req, resp, f.r.m.s.cfg.Replication.FetchMaxWait+10*time.Second); err != nil {
+		return err
+	}
+	if resp.ErrorCode != 0 {
+		return fmt.Errorf("fetch: %w", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return errors.New("fetch: response does not name the partition")
+	}
+	sp := resp.Topics[0].Partitions[0]
+	switch sp.ErrorCode {
+	case 0:
+	case kerr.OffsetOutOfRange.Code:
+		if rp.FetchOffset < sp.LogStartOffset {
+			// The leader no longer holds what we would fetch next.
+			if err := l.ResetTo(sp.LogStartOffset); err != nil {
+				return fmt.Errorf("reset to leader start %d: %w", sp.LogStartOffset, err)
+			}
+			return nil
+		}
+		*truncated = false
+		return fmt.Errorf("fetch at %d: %w", rp.FetchOffset, kerr.OffsetOutOfRange)
+	default:
+		return fmt.Errorf("fetch at %d: %w", rp.FetchOffset, kerr.ErrorForCode(sp.ErrorCode))
+	}
+	if len(sp.RecordBatches) > 0 {
+		_, err := l.Append(ctx, sp.RecordBatches, storage.AppendOptions{KeepOffsets: true, LeaderEpoch: -1})
+		if err != nil {
+			*truncated = false
+			return fmt.Errorf("append fetched batches at %d: %w", rp.FetchOffset, err)
+		}
+		// Fsync before the next fetch reports the new end to the leader.
+		if err := l.WaitSynced(ctx, l.NextOffset()); err != nil {
+			return fmt.Errorf("sync fetched batches: %w", err)
+		}
+	}
+	f.r.followerHW(min(sp.HighWatermark, l.NextOffset()))
+	return nil
+}
+
+// truncate cuts a divergent tail: the leader says where our latest epoch
+// ends in its log, and everything from there on is not the leader's.
+func (f *fetcher) truncate(ctx context.Context) error {
+	l := f.r.log
+	latest := l.LatestEpoch()
+	if latest < 0 {
+		return nil // nothing written under any epoch: nothing to diverge
+	}
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	req.Version = 3
+	req.ReplicaID = f.r.self
+	rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+	rt.Topic = f.r.topic
+	rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+	rp.Partition = f.r.part
+	rp.CurrentLeaderEpoch = f.epoch
+	rp.LeaderEpoch = latest
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := kmsg.NewPtrOffsetForLeaderEpochResponse()
+	if err := f.conn.do(ctx, req, resp, 10*time.Second); err != nil {
+		return err
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return errors.New("offset for leader epoch: response does not name the partition")
+	}
+	sp := resp.Topics[0].Partitions[0]
+	if sp.ErrorCode != 0 {
+		return fmt.Errorf("offset for leader epoch: %w", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	end := sp.EndOffset
+	if sp.LeaderEpoch < 0 || end < 0 {
+		// The leader has no epoch at or before ours: nothing we hold past
+		// our start is known to be the leader's.
+		end = l.StartOffset()
+	}
+	if end < l.NextOffset() {
+		f.r.m.s.logger.Info("truncating divergent replica tail", "topic", f.r.topic, "partition", f.r.part,
+			"from", l.NextOffset(), "to", end, "our_epoch", latest, "leader_epoch", sp.LeaderEpoch)
+		if err := l.TruncateTo(end); err != nil {
+			return fmt.Errorf("truncate to %d: %w", end, err)
+		}
+	}
+	return nil
+}
+
+// replConn is a minimal Kafka client connection for replica traffic: one
+// request at a time, versions fixed by the caller.
+type replConn struct {
+	c    net.Conn
+	corr int32
+	fmt  *kmsg.RequestFormatter
+	buf  []byte
+}
+
+// dialReplica connects to a leader's Kafka listener, through the test fault
+// injector when one is configured so that isolating a broker cuts
+// replication too.
+func dialReplica(ctx context.Context, s *Server, peer int32, addr string) (*replConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, replicaDialTimeout)
+	defer cancel()
+	var c net.Conn
+	var err error
+	if s.cfg.Cluster != nil && s.cfg.Cluster.Faults != nil {
+		c, err = s.cfg.Cluster.Faults.Dial(dctx, s.cfg.NodeID, peer, addr)
+	} else {
+		var d net.Dialer
+		c, err = d.DialContext(dctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial leader %d at %s: %w", peer, addr, err)
+	}
+	return &replConn{c: c, fmt: kmsg.NewRequestFormatter(kmsg.FormatterClientID(fmt.Sprintf("tributary-replica-%d", s.cfg.NodeID)))}, nil
+}
+
+func (c *replConn) close() { _ = c.c.Close() }
+
+// do sends req and reads its response into resp within timeout; ctx ending
+// closes the connection to unblock it.
+func (c *replConn) do(ctx context.Context, req kmsg.Request, resp kmsg.Response, timeout time.Duration) error {
+	stop := context.AfterFunc(ctx, func() { _ = c.c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := c.c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return fmt.Errorf("set deadline: %w", err)
+	}
+	c.corr++
+	c.buf = c.fmt.AppendRequest(c.buf[:0], req, c.corr)
+	if _, err := c.c.Write(c.buf); err != nil {
+		return fmt.Errorf("send %s: %w", kmsg.NameForKey(req.Key()), err)
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(c.c, size[:]); err != nil {
+		return fmt.Errorf("read %s response: %w", kmsg.NameForKey(req.Key()), err)
+	}
+	n := binary.BigEndian.Uint32(size[:])
+	if n < 4 || n > 64<<20 {
+		return fmt.Errorf("read %s response: bad frame size %d", kmsg.NameForKey(req.Key()), n)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(c.c, body); err != nil {
+		return fmt.Errorf("read %s response: %w", kmsg.NameForKey(req.Key()), err)
+	}
+	if corr := int32(binary.BigEndian.Uint32(body)); corr != c.corr {
+		return fmt.Errorf("read %s response: correlation id %d, want %d", kmsg.NameForKey(req.Key()), corr, c.corr)
+	}
+	body = body[4:]
+	if req.IsFlexible() {
+		// Response header v1: tagged fields, none of which we use.
+		ntags, k := binary.Uvarint(body)
+		if k <= 0 || ntags != 0 {
+			return fmt.Errorf("read %s response: unexpected header tags", kmsg.NameForKey(req.Key()))
+		}
+		body = body[k:]
+	}
+	resp.SetVersion(req.GetVersion())
+	if err := resp.ReadFrom(body); err != nil {
+		return fmt.Errorf("decode %s response: %w", kmsg.NameForKey(req.Key()), err)
+	}
+	return nil
+}

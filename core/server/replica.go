@@ -1,0 +1,480 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/storage"
+)
+
+// errNotEnoughReplicas refuses an acks=all produce while the ISR is smaller
+// than min.insync.replicas; errNotEnoughAfterAppend is the same found while
+// waiting for the ISR.
+var (
+	errNotEnoughReplicas    = errors.New("core: fewer in-sync replicas than min.insync.replicas")
+	errNotEnoughAfterAppend = errors.New("core: in-sync replicas fell below min.insync.replicas while waiting")
+)
+
+type topicPartition struct {
+	topic string
+	part  int32
+}
+
+// replicaManager follows the cluster metadata: it makes the local logs every
+// topic needs, deletes those of deleted topics, and keeps one replica per
+// partition this broker holds, leading or following it as the metadata says.
+type replicaManager struct {
+	s    *Server
+	self int32
+
+	mu       sync.Mutex
+	replicas map[topicPartition]*replica
+
+	wg sync.WaitGroup // fetchers
+}
+
+func newReplicaManager(s *Server) *replicaManager {
+	return &replicaManager{s: s, self: s.cfg.NodeID, replicas: map[topicPartition]*replica{}}
+}
+
+// run reconciles at every metadata change (and every second, retrying what
+// failed) and runs the leader's ISR checks, until ctx ends; then it stops
+// every fetcher.
+func (m *replicaManager) run(ctx context.Context) {
+	defer m.stopAll()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastFull := time.Time{}
+	for {
+		watch := m.s.node.Watch()
+		if time.Since(lastFull) > time.Second {
+			m.reconcile()
+			lastFull = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-watch:
+			m.reconcile()
+			lastFull = time.Now()
+		case <-tick.C:
+			m.checkISR(ctx)
+		}
+	}
+}
+
+func (m *replicaManager) stopAll() {
+	m.mu.Lock()
+	for _, r := range m.replicas {
+		r.stopFetcher()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+}
+
+// lookup finds the replica of a partition this broker holds.
+func (m *replicaManager) lookup(topic string, part int32) (*replica, error) {
+	m.mu.Lock()
+	r, ok := m.replicas[topicPartition{topic, part}]
+	m.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	md := m.s.node.Metadata()
+	t, ok := md.Topics[topic]
+	if !ok || part < 0 || int(part) >= len(t.Partitions) {
+		return nil, storage.ErrUnknownTopic
+	}
+	// Known but not (yet) hosted here.
+	return nil, errNotLeader
+}
+
+// reconcile brings local logs and replicas in line with the metadata.
+func (m *replicaManager) reconcile() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.s.ctx.Err() != nil {
+		return
+	}
+	md := m.s.node.Metadata()
+	topics := m.s.topics
+	// Topics gone from the metadata go locally too.
+	for _, info := range topics.List() {
+		if _, ok := md.Topics[info.Name]; ok {
+			continue
+		}
+		for tp, r := range m.replicas {
+			if tp.topic == info.Name {
+				r.stopFetcher()
+				delete(m.replicas, tp)
+			}
+		}
+		if err := topics.Delete(info.Name); err != nil {
+			m.s.logger.Warn("delete local topic", "topic", info.Name, "err", err)
+		} else {
+			m.s.logger.Info("deleted topic", "topic", info.Name)
+		}
+	}
+	for _, t := range md.Topics {
+		want := int32(len(t.Partitions))
+		info, ok := topics.Get(t.Name)
+		switch {
+		case !ok:
+			lc, err := clusterTopicConfig(t.Config)
+			if err != nil {
+				m.s.logger.Error("topic config from metadata", "topic", t.Name, "err", err)
+				lc = storage.LogConfig{}
+			}
+			if err := topics.Create(t.Name, want, lc); err != nil && !errors.Is(err, storage.ErrTopicExists) {
+				m.s.logger.Error("create local topic", "topic", t.Name, "err", err)
+				continue
+			}
+		case info.Partitions < want:
+			if err := topics.AddPartitions(t.Name, want); err != nil {
+				m.s.logger.Error("add local partitions", "topic", t.Name, "err", err)
+				continue
+			}
+		}
+		minISR := m.s.cfg.Replication.MinInsyncReplicas
+		if v, err := strconv.Atoi(t.Config[minISRConfig]); err == nil && v > 0 {
+			minISR = v
+		}
+		for _, p := range t.Partitions {
+			tp := topicPartition{t.Name, p.Partition}
+			r, have := m.replicas[tp]
+			if !slices.Contains(p.Replicas, m.self) {
+				if have {
+					r.stopFetcher()
+					delete(m.replicas, tp)
+				}
+				continue
+			}
+			if !have {
+				l, err := topics.Partition(t.Name, p.Partition)
+				if err != nil {
+					m.s.logger.Error("open replica log", "topic", t.Name, "partition", p.Partition, "err", err)
+					continue
+				}
+				r = &replica{m: m, topic: t.Name, part: p.Partition, log: l, self: m.self,
+					notify: make(chan struct{}), followers: map[int32]*followerState{},
+					st: cluster.PartitionState{Leader: cluster.NoLeader, LeaderEpoch: -1}}
+				m.replicas[tp] = r
+			}
+			r.setMinISR(minISR)
+			r.update(p, md)
+		}
+	}
+}
+
+// checkISR runs each led partition's ISR shrink and expand checks.
+func (m *replicaManager) checkISR(ctx context.Context) {
+	m.mu.Lock()
+	var led []*replica
+	for _, r := range m.replicas {
+		if r.isLeader() {
+			led = append(led, r)
+		}
+	}
+	m.mu.Unlock()
+	for _, r := range led {
+		if ctx.Err() != nil {
+			return
+		}
+		r.checkISR(ctx, m.s.cfg.Replication.LagTimeMax)
+	}
+}
+
+// followerState is what a leader knows of one follower.
+type followerState struct {
+	fetchOffset int64     // the follower has (fsynced) everything below it
+	caughtUpAt  time.Time // last fetch at or past the leader's log end
+	lastFetch   time.Time
+}
+
+// replica is this broker's copy of one partition, leading or following.
+type replica struct {
+	m     *replicaManager
+	topic string
+	part  int32
+	log   *storage.Log
+	self  int32
+
+	mu          sync.Mutex
+	st          cluster.PartitionState
+	minISR      int
+	hw          int64
+	followers   map[int32]*followerState // leader only
+	leaderSince time.Time
+	epochStart  int64         // log end when this epoch's leadership began
+	notify      chan struct{} // closed when the HW moves, the log grows or leadership changes
+
+	fetchCancel context.CancelFunc
+	fetchDone   chan struct{}
+}
+
+func (r *replica) setMinISR(v int) {
+	r.mu.Lock()
+	r.minISR = v
+	r.mu.Unlock()
+}
+
+// wakeLocked wakes long polls and acks=all waiters.
+func (r *replica) wakeLocked() {
+	close(r.notify)
+	r.notify = make(chan struct{})
+}
+
+func (r *replica) isLeader() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st.Leader == r.self
+}
+
+func (r *replica) state() cluster.PartitionState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st
+}
+
+// update applies the partition's metadata: on a new leader epoch this broker
+// becomes leader (stops fetching, starts tracking followers) or follower
+// (fetches from the new leader after truncating by leader epoch).
+func (r *replica) update(p cluster.PartitionState, md *cluster.Snapshot) {
+	r.mu.Lock()
+	old := r.st
+	if p.LeaderEpoch < old.LeaderEpoch || (p.LeaderEpoch == old.LeaderEpoch && p.PartitionEpoch <= old.PartitionEpoch) {
+		r.mu.Unlock()
+		return // nothing new (or an older view than one already applied)
+	}
+	r.st = p
+	newEpoch := p.LeaderEpoch != old.LeaderEpoch
+	if newEpoch && p.Leader == r.self {
+		r.followers = map[int32]*followerState{}
+		r.leaderSince = time.Now()
+		r.epochStart = r.log.NextOffset()
+		r.hw = min(r.hw, r.log.NextOffset())
+		r.m.s.logger.Info("leading partition", "topic", r.topic, "partition", r.part, "epoch", p.LeaderEpoch,
+			"log_end", r.epochStart, "isr", p.ISR)
+	}
+	if p.Leader == r.self {
+		r.updateHWLocked()
+	}
+	r.wakeLocked()
+	r.mu.Unlock()
+	if !newEpoch {
+		return
+	}
+	r.stopFetcher()
+	if p.Leader == r.self || p.Leader == cluster.NoLeader {
+		return
+	}
+	b, ok := md.Brokers[p.Leader]
+	if !ok {
+		return
+	}
+	r.startFetcher(p.Leader, b.KafkaAddr, p.LeaderEpoch)
+}
+
+// updateHWLocked raises the high watermark to what every ISR member has on
+// disk: the leader's fsynced end and each in-sync follower's fetch offset
+// (followers fsync before fetching on). A member not heard from in this
+// epoch holds it where it is.
+func (r *replica) updateHWLocked() {
+	hw := r.log.SyncedOffset()
+	for _, id := range r.st.ISR {
+		if id == r.self {
+			continue
+		}
+		f := r.followers[id]
+		if f == nil {
+			return
+		}
+		hw = min(hw, f.fetchOffset)
+	}
+	if hw > r.hw {
+		r.hw = hw
+		r.wakeLocked()
+	}
+}
+
+// highWatermark is the offset below which consumers may read.
+func (r *replica) highWatermark() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return min(r.hw, r.log.NextOffset())
+}
+
+// changed is closed at the next append, HW move or leadership change.
+func (r *replica) changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.notify
+}
+
+// appended wakes fetchers after a leader append.
+func (r *replica) appended() {
+	r.mu.Lock()
+	r.wakeLocked()
+	r.mu.Unlock()
+}
+
+// checkMinISR refuses acks=all while the ISR is below min.insync.replicas.
+func (r *replica) checkMinISR() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.st.ISR) < r.minISR {
+		return fmt.Errorf("%s/%d: isr %v, min.insync.replicas %d: %w", r.topic, r.part, r.st.ISR, r.minISR, errNotEnoughReplicas)
+	}
+	return nil
+}
+
+// waitHW returns once the high watermark reaches upTo (every ISR member has
+// the batch on disk), or fails when leadership moves, the ISR shrinks below
+// min.insync.replicas, or ctx ends.
+func (r *replica) waitHW(ctx context.Context, upTo int64) error {
+	if err := r.log.WaitSynced(ctx, upTo); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	epoch := r.st.LeaderEpoch
+	r.mu.Unlock()
+	for {
+		r.mu.Lock()
+		if r.st.Leader != r.self || r.st.LeaderEpoch != epoch {
+			r.mu.Unlock()
+			return fmt.Errorf("%s/%d: leadership moved while waiting for replicas: %w", r.topic, r.part, errNotLeader)
+		}
+		r.updateHWLocked()
+		if r.hw >= upTo {
+			r.mu.Unlock()
+			return nil
+		}
+		if len(r.st.ISR) < r.minISR {
+			r.mu.Unlock()
+			return fmt.Errorf("%s/%d: %w", r.topic, r.part, errNotEnoughAfterAppend)
+		}
+		ch := r.notify
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%s/%d: waiting for replicas: %w", r.topic, r.part, ctx.Err())
+		}
+	}
+}
+
+// followerFetched records a follower's fetch at offset (everything below it
+// is on the follower's disk) and raises the HW.
+func (r *replica) followerFetched(id int32, offset int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.st.Leader != r.self || !slices.Contains(r.st.Replicas, id) {
+		return
+	}
+	leo := r.log.NextOffset()
+	if offset > leo {
+		return // a diverged follower; it will truncate
+	}
+	f := r.followers[id]
+	if f == nil {
+		f = &followerState{}
+		r.followers[id] = f
+	}
+	now := time.Now()
+	f.fetchOffset, f.lastFetch = offset, now
+	if offset >= leo {
+		f.caughtUpAt = now
+	}
+	r.updateHWLocked()
+}
+
+// checkISR shrinks the ISR of followers that have not caught up within
+// lagMax and expands it with followers that reached the HW in this epoch.
+func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
+	r.mu.Lock()
+	if r.st.Leader != r.self {
+		r.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	cur := r.st
+	isr := slices.Clone(cur.ISR)
+	for _, id := range cur.ISR {
+		if id == r.self {
+			continue
+		}
+		f := r.followers[id]
+		since := r.leaderSince
+		if f != nil && f.caughtUpAt.After(since) {
+			since = f.caughtUpAt
+		}
+		if now.Sub(since) > lagMax {
+			isr = slices.DeleteFunc(isr, func(x int32) bool { return x == id })
+		}
+	}
+	for _, id := range cur.Replicas {
+		if slices.Contains(isr, id) {
+			continue
+		}
+		f := r.followers[id]
+		if f != nil && f.fetchOffset >= r.hw && f.fetchOffset >= r.epochStart && now.Sub(f.lastFetch) < lagMax {
+			isr = append(isr, id)
+		}
+	}
+	r.mu.Unlock()
+	if slices.Equal(isr, cur.ISR) {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	next, err := r.m.s.node.ProposeISR(pctx, cur, isr)
+	if err != nil {
+		r.m.s.logger.Warn("isr change refused", "topic", r.topic, "partition", r.part, "from", cur.ISR, "to", isr, "err", err)
+		return
+	}
+	r.m.s.logger.Info("isr changed", "topic", r.topic, "partition", r.part, "from", cur.ISR, "to", next.ISR)
+	r.update(next, r.m.s.node.Metadata())
+}
+
+// startFetcher follows leader at epoch until stopFetcher.
+func (r *replica) startFetcher(leader int32, addr string, epoch int32) {
+	ctx, cancel := context.WithCancel(r.m.s.ctx)
+	done := make(chan struct{})
+	r.mu.Lock()
+	r.fetchCancel, r.fetchDone = cancel, done
+	r.mu.Unlock()
+	f := &fetcher{r: r, leader: leader, addr: addr, epoch: epoch}
+	r.m.wg.Add(1)
+	go func() {
+		defer r.m.wg.Done()
+		defer close(done)
+		f.run(ctx)
+	}()
+}
+
+// stopFetcher stops the fetcher, if any, and waits for it.
+func (r *replica) stopFetcher() {
+	r.mu.Lock()
+	cancel, done := r.fetchCancel, r.fetchDone
+	r.fetchCancel, r.fetchDone = nil, nil
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// followerHW records the leader's HW as seen by a follower.
+func (r *replica) followerHW(hw int64) {
+	r.mu.Lock()
+	if hw > r.hw {
+		r.hw = hw
+	}
+	r.mu.Unlock()
+}
