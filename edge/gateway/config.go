@@ -80,6 +80,9 @@ type TLSConfig struct {
 type HTTPConfig struct {
 	// Address serves /metrics and /healthz; "-" disables it.
 	Address string `yaml:"address"`
+	// Pprof also serves net/http/pprof under /debug/pprof/ (profiling a
+	// live gateway; leave off where the address is reachable by others).
+	Pprof bool `yaml:"pprof"`
 }
 
 // Defaults returns the configuration used for anything left unset.

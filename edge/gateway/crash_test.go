@@ -72,7 +72,7 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 	)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	var (
-		mu    sync.Mutex
+		mu     sync.Mutex
 		acked  = map[string][]uint64{}
 		next   = map[string]uint64{}
 		resent int

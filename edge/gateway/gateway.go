@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -128,6 +129,9 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		return nil, err
 	}
 
+	if !cfg.Ingest.ReadLoopAcks {
+		g.hook.EnableDeferredAcks()
+	}
 	if err := g.newServer(); err != nil {
 		return nil, err
 	}
@@ -143,6 +147,12 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
 		mux.HandleFunc("/healthz", g.healthz)
+		if cfg.HTTP.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	return g, nil

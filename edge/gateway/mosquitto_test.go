@@ -71,12 +71,13 @@ func TestMosquittoPub(t *testing.T) {
 		t.Fatalf("counts %+v: want 2 ACL refusals, 4 refused connects", c)
 	}
 
-	// Lab mode: anonymous publishing, both versions, QoS 0 and 2.
+	// Lab mode: anonymous publishing, both versions, QoS 0 and 2 (each its
+	// own seq: the same seq and ts twice would be a re-send, stored once).
 	cfg := testConfig(t)
 	g2, _ := startGateway(t, cfg)
 	for i, v := range []string{"mqttv311", "mqttv5"} {
 		for _, q := range []string{"0", "2"} {
-			if err := mosquittoPub(t, bin, g2.MQTTAddr(), "-V", v, "-q", q, "-t", "sensors/anon/reading", "-m", string(jsonReading("anon", uint64(i), 1))); err != nil {
+			if err := mosquittoPub(t, bin, g2.MQTTAddr(), "-V", v, "-q", q, "-t", "sensors/anon/reading", "-m", string(jsonReading("anon", uint64(10*i)+uint64(q[0]-'0'), 1))); err != nil {
 				t.Fatalf("anonymous %s qos %s: %v", v, q, err)
 			}
 		}

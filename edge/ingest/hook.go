@@ -73,6 +73,10 @@ type Config struct {
 	BudgetPolicy BudgetPolicy `yaml:"budget_policy"`
 	// Dedup bounds the re-send detection window.
 	Dedup DedupConfig `yaml:"dedup"`
+	// ReadLoopAcks turns deferred acknowledgements off (see acks.go): every
+	// PUBACK is then sent by mochi's read loop after the fsync, which holds
+	// each connection to one QoS 1 publish per fsync.
+	ReadLoopAcks bool `yaml:"read_loop_acks"`
 }
 
 // DedupConfig tunes the detection of QoS 1 re-sends (see package dedup):
@@ -180,6 +184,10 @@ type Hook struct {
 
 	dedup *dedup.Window // nil when disabled
 
+	deferAcks  bool        // see acks.go
+	subscribed atomic.Bool // a client has subscribed: acknowledge in the read loop
+	acks       sync.Map    // *mqtt.Client → *clientAcks
+
 	budgetMu sync.Mutex // one drop-oldest pass at a time
 
 	// gate lets Drain wait for publishes in flight: each OnPublish holds a
@@ -221,7 +229,7 @@ func (h *Hook) ID() string { return "tributary-ingest" }
 // Provides lists the hook points used.
 func (h *Hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnDisconnect:
 		return true
 	}
 	return false
@@ -289,40 +297,94 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	start := h.now()
 	stream, rec, rd, deadKind := h.record(cl, pk, start)
-	stored := false
+	var claim *dedup.Claim
 	if h.dedup != nil && deadKind == "" && rd.HasTime {
 		// Checked before the budget: a re-send of a stored reading is
 		// acknowledged even when nothing new may be appended.
-		claim, dup, err := h.dedup.Begin(h.ctx, dedup.Key(stream, rd.Device), rd.Seq, rd.TimeMs)
+		c, dup, err := h.dedup.Begin(h.ctx, dedup.Key(stream, rd.Device), rd.Seq, rd.TimeMs)
 		if err != nil {
 			return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 		}
 		if dup {
 			h.m.duplicates.Inc()
+			if pk.FixedHeader.Qos == 1 && h.deferAcks {
+				if a, ok := h.acks.Load(cl); ok {
+					a.(*clientAcks).waitEmpty(h.ctx) // keep PUBACK order
+				}
+			}
 			return pk, nil
 		}
-		defer func() { claim.Done(stored) }()
+		claim = &c
 	}
 	if err := h.admit(); err != nil {
+		if claim != nil {
+			claim.Done(false)
+		}
 		return pk, h.refuse(cl, pk, ReasonBudget, packets.ErrQuotaExceeded, err)
 	}
 	st, err := h.stream(stream)
-	if err == nil {
-		err = st.append(h, rec, pk.FixedHeader.Qos > 0)
-	}
 	if err != nil {
-		if isDiskFull(err) {
-			h.logDiskFull(err)
-			return pk, h.refuse(cl, pk, ReasonDiskFull, packets.ErrQuotaExceeded, nil)
+		if claim != nil {
+			claim.Done(false)
 		}
 		return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 	}
-	stored = true
-	st.appended.Inc()
-	if deadKind != "" {
-		h.m.deadLetters.WithLabelValues(deadKind).Inc()
+	qos := pk.FixedHeader.Qos
+	// settle records the outcome and says how to answer it.
+	settle := func(err error) (reason string, code packets.Code, logErr error) {
+		if claim != nil {
+			claim.Done(err == nil)
+		}
+		if err != nil {
+			if isDiskFull(err) {
+				h.logDiskFull(err)
+				return ReasonDiskFull, packets.ErrQuotaExceeded, nil
+			}
+			return ReasonStorage, packets.ErrImplementationSpecificError, err
+		}
+		st.appended.Inc()
+		if deadKind != "" {
+			h.m.deadLetters.WithLabelValues(deadKind).Inc()
+		}
+		h.m.appendSeconds[min(int(qos), 2)].Observe(h.now().Sub(start).Seconds())
+		return "", packets.CodeSuccess, nil
 	}
-	h.m.appendSeconds[min(int(pk.FixedHeader.Qos), 2)].Observe(h.now().Sub(start).Seconds())
+
+	if h.deferAcks && qos < 2 && !pk.FixedHeader.Retain && !h.subscribed.Load() {
+		var slot *ackSlot
+		var acks *clientAcks
+		if qos == 1 {
+			acks = h.acksFor(cl)
+			if slot, err = acks.reserve(h.ctx, pk.PacketID); err != nil {
+				_, _, _ = settle(err)
+				return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
+			}
+		}
+		v5 := cl.Properties.ProtocolVersion == 5
+		_ = st.append(h, rec, qos > 0, func(err error) {
+			reason, code, logErr := settle(err)
+			if reason != "" {
+				h.m.refused.WithLabelValues(reason).Inc()
+				if logErr != nil && h.logDue(reason) {
+					h.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", qos, "reason", reason, "err", logErr)
+				}
+			}
+			if slot != nil {
+				acks.complete(slot, reason == "" || v5, code)
+			}
+		})
+		// Nothing for mochi to send: the PUBACK is written on completion.
+		return pk, packets.ErrRejectPacket
+	}
+
+	if qos > 0 && h.deferAcks {
+		if a, ok := h.acks.Load(cl); ok {
+			a.(*clientAcks).waitEmpty(h.ctx) // deferred PUBACKs go first
+		}
+	}
+	if reason, code, logErr := settle(st.append(h, rec, qos > 0, nil)); reason != "" {
+		return pk, h.refuse(cl, pk, reason, code, logErr)
+	}
 	return pk, nil
 }
 
@@ -426,8 +488,8 @@ type streamState struct {
 	appended prometheus.Counter
 }
 
-func (s *streamState) append(h *Hook, rec recordbatch.Record, durable bool) error {
-	return s.writers[topicmap.Partition(rec.Key, int32(len(s.writers)))].append(h, rec, durable)
+func (s *streamState) append(h *Hook, rec recordbatch.Record, durable bool, complete func(error)) error {
+	return s.writers[topicmap.Partition(rec.Key, int32(len(s.writers)))].append(h, rec, durable, complete)
 }
 
 // stream returns a stream's state, creating the stream on first use.

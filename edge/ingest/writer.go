@@ -21,13 +21,15 @@ var errLead = errors.New("ingest: take over as batch leader")
 
 // partitionWriter combines concurrent publishes to one partition into one
 // RecordBatch and one Log.Append. Whoever finds no write in progress leads:
-// it takes everything pending, writes it as one batch, hands the role to the
-// oldest publisher still waiting (if any), and only then waits (WaitSynced)
-// for an fsync covering the batch if it holds QoS 1/2 records — so the next
-// batch is written while the disk syncs, and the log's sync loop covers
-// both with one fsync. There
-// is no background goroutine, and a connection's publishes keep their order
-// (mochi hands us one publish per connection at a time).
+// it takes everything pending and writes it as one batch, again and again
+// while what is pending starts with deferred records (whose publishers did
+// not stay to lead), hands the role to the oldest publisher still waiting
+// (if one is at the head), and only then waits (WaitSynced) for an fsync
+// covering its batches if they hold QoS 1/2 records — so the next batch is
+// written while the disk syncs, and the log's sync loop covers both with one
+// fsync. There is no background goroutine. Records are written in the order
+// they were queued; mochi hands us one publish per connection at a time, so
+// a connection's publishes keep their order.
 type partitionWriter struct {
 	name string
 	log  *storage.Log
@@ -41,58 +43,111 @@ type pendingRecord struct {
 	rec     recordbatch.Record
 	size    int
 	durable bool
-	done    chan error // buffered 1: the result, or errLead
+	// done receives the result (or errLead) for a publisher that waits;
+	// nil for a deferred record, whose result goes to complete.
+	done     chan error
+	complete func(error)
 }
 
+func (p *pendingRecord) finish(err error) {
+	if p.complete != nil {
+		p.complete(err)
+	}
+	if p.done != nil {
+		p.done <- err
+	}
+}
+
+// maxDeferred bounds the records queued on a partition: beyond it a
+// deferred publisher waits like any other, which stops its connection's read
+// loop (back-pressure instead of an unbounded queue of QoS 0 payloads).
+const maxDeferred = 4 * maxBatchRecords
+
 // append stores rec, returning once the batch holding it is written (and
-// fsynced if durable).
-func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool) error {
-	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable, done: make(chan error, 1)}
+// fsynced if durable). With complete set the record is deferred: append
+// returns at once unless this publisher has to lead, and complete gets the
+// result (exactly once, possibly before append returns).
+func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, complete func(error)) error {
+	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable, complete: complete}
 	w.mu.Lock()
+	if complete == nil || len(w.pending) >= maxDeferred {
+		p.done = make(chan error, 1)
+	}
 	w.pending = append(w.pending, p)
 	if w.flushing {
 		w.mu.Unlock()
+		if p.done == nil {
+			return nil // the leader writes it
+		}
 		if err := <-p.done; err != errLead {
 			return err
 		}
-		w.mu.Lock() // we lead now; our record is still pending
+		w.mu.Lock() // we lead now; our record is still pending (at the head)
 	} else {
 		w.flushing = true
 	}
-	batch := w.take()
+
+	type written struct {
+		batch []*pendingRecord
+		err   error
+	}
+	var (
+		batches   []written
+		end       int64
+		needsSync bool
+	)
+	for {
+		batch := w.take()
+		w.mu.Unlock()
+		recs := make([]recordbatch.Record, len(batch))
+		for i, q := range batch {
+			recs[i] = q.rec
+		}
+		e, err := h.appendRecords(w, recs)
+		if err == nil {
+			end = e
+		}
+		// QoS 0 records are done once written; the others once fsynced.
+		for _, q := range batch {
+			if !q.durable {
+				q.finish(err)
+			} else if err == nil {
+				needsSync = true
+			}
+		}
+		batches = append(batches, written{batch, err})
+		w.mu.Lock()
+		if len(w.pending) == 0 {
+			w.flushing = false
+			break
+		}
+		if w.pending[0].done != nil {
+			w.pending[0].done <- errLead
+			break
+		}
+		// Deferred records at the head have nobody waiting to write them.
+	}
 	w.mu.Unlock()
 
-	recs := make([]recordbatch.Record, len(batch))
-	durableBatch := false
-	for i, q := range batch {
-		recs[i] = q.rec
-		durableBatch = durableBatch || q.durable
-	}
-	end, err := h.appendRecords(w, recs)
-
-	w.mu.Lock()
-	if len(w.pending) > 0 {
-		w.pending[0].done <- errLead
-	} else {
-		w.flushing = false
-	}
-	w.mu.Unlock()
-
-	// QoS 0 records are done once written; the others once fsynced.
-	for _, q := range batch {
-		if !q.durable {
-			q.done <- err
+	var serr error
+	if needsSync {
+		if err := w.log.WaitSynced(h.ctx, end); err != nil {
+			serr = fmt.Errorf("fsync %s: %w", w.name, err)
 		}
 	}
-	if err == nil && durableBatch {
-		if serr := w.log.WaitSynced(h.ctx, end); serr != nil {
-			err = fmt.Errorf("fsync %s: %w", w.name, serr)
+	for _, b := range batches {
+		err := b.err
+		if err == nil {
+			err = serr
+		}
+		for _, q := range b.batch {
+			if q.durable {
+				q.finish(err)
+			}
 		}
 	}
-	for _, q := range batch {
-		if q.durable {
-			q.done <- err
-		}
+	if p.done == nil {
+		return nil
 	}
 	return <-p.done
 }

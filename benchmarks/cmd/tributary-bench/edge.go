@@ -1,0 +1,508 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// edgeVsMosquitto runs the tributary-edge binary and Debian's mosquitto (no
+// persistence) under the same MQTT load: 100-byte CBOR readings over 100 and
+// 1,000 connections at QoS 0 and QoS 1, then the edge's peak RSS at 1,000
+// devices × 10 QoS 1 readings/s. The load generator writes MQTT by hand over
+// net.Conn, pipelined (QoS 1: up to 32 unacknowledged publishes per
+// connection, the edge's receive maximum), so it costs far less CPU than
+// either broker. Every reading has its own seq and ts, so the edge stores
+// every one (its re-send window does not take them for duplicates).
+//
+// $TRIBUTARY_EDGE_BIN names a tributary-edge binary to measure (an older
+// build, for before/after figures); unset builds one from the working tree.
+func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
+	edgeBin := os.Getenv("TRIBUTARY_EDGE_BIN")
+	mosq, err := exec.LookPath("mosquitto")
+	if err != nil {
+		return nil, fmt.Errorf("mosquitto not installed: %w", err)
+	}
+	if edgeBin == "" {
+		edgeBin = filepath.Join(dir, "tributary-edge-bench")
+		out, err := exec.Command("go", "build", "-o", edgeBin, "github.com/tributary-io/tributary/edge/cmd/tributary-edge").CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("build tributary-edge: %v\n%s", err, out)
+		}
+		defer os.Remove(edgeBin)
+	}
+	perConn := map[int]int{100: 2000, 1000: 200}
+	rssSeconds := 10
+	if quick {
+		perConn = map[int]int{100: 500, 1000: 50}
+		rssSeconds = 5
+	}
+	var rows []row
+	for _, conns := range []int{100, 1000} {
+		for _, qos := range []byte{0, 1} {
+			var rates [2]float64
+			var rss [2]float64
+			for i, kind := range []string{"edge", "mosquitto"} {
+				b, err := startMQTTBroker(dir, kind, edgeBin, mosq)
+				if err != nil {
+					return rows, err
+				}
+				rate, err := mqttLoad(b.addr, conns, perConn[conns], qos)
+				rss[i] = b.peakRSS()
+				b.stop()
+				if err != nil {
+					return rows, fmt.Errorf("%s, %d conns, QoS %d: %w", kind, conns, qos, err)
+				}
+				rates[i] = rate
+			}
+			target := "≥ 1.5×"
+			if qos == 1 {
+				target = "≥ 1×"
+			}
+			rows = append(rows, row{
+				Name:   fmt.Sprintf("edge MQTT ingest, %d conns, QoS %d, 100 B (vs mosquitto)", conns, qos),
+				Ours:   fmt.Sprintf("%.0f msgs/s (RSS %.0f MB)", rates[0], rss[0]),
+				Peer:   fmt.Sprintf("%.0f msgs/s (RSS %.0f MB)", rates[1], rss[1]),
+				Ratio:  rates[0] / rates[1],
+				Target: target,
+			})
+		}
+	}
+	b, err := startMQTTBroker(dir, "edge", edgeBin, mosq)
+	if err != nil {
+		return rows, err
+	}
+	heap, stack, err := mqttSteadyLoad(b, 1000, 10, rssSeconds)
+	rss := b.peakRSS()
+	b.stop()
+	if err != nil {
+		return rows, fmt.Errorf("edge RSS run: %w", err)
+	}
+	rows = append(rows, row{
+		Name:   fmt.Sprintf("edge peak RSS, 1,000 devices × 10 QoS 1 msgs/s for %d s", rssSeconds),
+		Ours:   fmt.Sprintf("%.1f MB (heap %.1f, stacks %.1f)", rss, heap, stack),
+		Target: "≤ 40 MB",
+	})
+	return rows, nil
+}
+
+type mqttBroker struct {
+	cmd      *exec.Cmd
+	addr     string
+	httpAddr string
+	dir      string
+}
+
+func mqttFreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func startMQTTBroker(dir, kind, edgeBin, mosq string) (*mqttBroker, error) {
+	bdir, err := os.MkdirTemp(dir, "edge-bench-")
+	if err != nil {
+		return nil, err
+	}
+	addr, err := mqttFreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	b := &mqttBroker{addr: addr, dir: bdir}
+	switch kind {
+	case "edge":
+		if b.httpAddr, err = mqttFreeAddr(); err != nil {
+			return nil, err
+		}
+		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nhttp:\n  address: %s\nauth:\n  allow_anonymous: true\n",
+			filepath.Join(bdir, "data"), addr, b.httpAddr)
+		path := filepath.Join(bdir, "edge.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			return nil, err
+		}
+		b.cmd = exec.Command(edgeBin, "-config", path)
+	default:
+		port := addr[strings.LastIndexByte(addr, ':')+1:]
+		path := filepath.Join(bdir, "mosquitto.conf")
+		conf := "listener " + port + " 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n"
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			return nil, err
+		}
+		b.cmd = exec.Command(mosq, "-c", path)
+	}
+	if err := b.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", kind, err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if c, err := mqttConnect(addr, "probe"); err == nil {
+			c.Close()
+			return b, nil
+		}
+		if time.Now().After(deadline) {
+			b.stop()
+			return nil, fmt.Errorf("%s did not listen on %s", kind, addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (b *mqttBroker) stop() {
+	_ = b.cmd.Process.Kill()
+	_ = b.cmd.Wait()
+	os.RemoveAll(b.dir)
+}
+
+// peakRSS is the process's high-water resident set (VmHWM) in MB.
+func (b *mqttBroker) peakRSS() float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+// goMem scrapes the edge's heap and stack in use (MB) from /metrics.
+func (b *mqttBroker) goMem() (heap, stack float64) {
+	resp, err := http.Get("http://" + b.httpAddr + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "go_memstats_heap_inuse_bytes":
+			heap = v / (1 << 20)
+		case "go_memstats_stack_inuse_bytes":
+			stack = v / (1 << 20)
+		}
+	}
+	return heap, stack
+}
+
+// mqttConnect opens an MQTT 3.1.1 session (clean, keepalive 60 s).
+func mqttConnect(addr, clientID string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60}
+	body = binary.BigEndian.AppendUint16(body, uint16(len(clientID)))
+	body = append(body, clientID...)
+	pk := append([]byte{0x10}, mqttRemLen(len(body))...)
+	if _, err := c.Write(append(pk, body...)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var ack [4]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connack: %w", err)
+	}
+	if ack[0] != 0x20 || ack[3] != 0 {
+		c.Close()
+		return nil, fmt.Errorf("connack refused: % x", ack)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return c, nil
+}
+
+func mqttRemLen(n int) []byte {
+	var b []byte
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			return b
+		}
+	}
+}
+
+// mqttPublisher encodes one device's PUBLISH packets into a reused buffer,
+// patching seq, ts and the packet id in a template.
+type mqttPublisher struct {
+	pkt            []byte
+	seqAt, tsAt    int
+	idAt           int // -1 for QoS 0
+	baseTs         int64
+	qos            byte
+	nextID         uint16
+	template, body []byte
+}
+
+// mqttReading100 is a 100-byte CBOR reading map with fixed-width seq (uint32)
+// and ts (uint64) so they can be patched in place.
+func mqttReading100(dev string) (p []byte, seqAt, tsAt int) {
+	if len(dev) > 23 {
+		panic("device id too long for the template")
+	}
+	text := func(s string) { p = append(p, 0x60+byte(len(s))); p = append(p, s...) }
+	f64 := func(v float64) { p = append(p, 0xfb); p = binary.BigEndian.AppendUint64(p, math.Float64bits(v)) }
+	p = append(p, 0xa7)
+	text("device")
+	text(dev)
+	text("seq")
+	p = append(p, 0x1a)
+	seqAt = len(p)
+	p = append(p, 0, 0, 0, 0)
+	text("ts")
+	p = append(p, 0x1b)
+	tsAt = len(p)
+	p = append(p, 0, 0, 0, 0, 0, 0, 0, 0)
+	text("temp")
+	f64(21.5)
+	text("hum")
+	f64(40.25)
+	text("vib")
+	f64(0.01)
+	text("fw")
+	text(strings.Repeat("x", max(0, min(23, 100-len(p)-1))))
+	return p, seqAt, tsAt
+}
+
+func newMQTTPublisher(dev string, qos byte) *mqttPublisher {
+	payload, seqAt, tsAt := mqttReading100(dev)
+	topic := "sensors/" + dev + "/reading"
+	var vh []byte
+	vh = binary.BigEndian.AppendUint16(vh, uint16(len(topic)))
+	vh = append(vh, topic...)
+	idAt := -1
+	if qos > 0 {
+		idAt = len(vh)
+		vh = append(vh, 0, 0)
+	}
+	hdr := append([]byte{0x30 | qos<<1}, mqttRemLen(len(vh)+len(payload))...)
+	pkt := append(append(hdr, vh...), payload...)
+	off := len(hdr) + len(vh)
+	p := &mqttPublisher{pkt: pkt, seqAt: off + seqAt, tsAt: off + tsAt, qos: qos, baseTs: time.Now().UnixMilli()}
+	if idAt >= 0 {
+		p.idAt = len(hdr) + idAt
+	} else {
+		p.idAt = -1
+	}
+	return p
+}
+
+// next returns the packet for reading seq (valid until the next call).
+func (p *mqttPublisher) next(seq uint32) []byte {
+	binary.BigEndian.PutUint32(p.pkt[p.seqAt:], seq)
+	binary.BigEndian.PutUint64(p.pkt[p.tsAt:], uint64(p.baseTs+int64(seq)))
+	if p.idAt >= 0 {
+		p.nextID++
+		if p.nextID == 0 {
+			p.nextID = 1
+		}
+		binary.BigEndian.PutUint16(p.pkt[p.idAt:], p.nextID)
+	}
+	return p.pkt
+}
+
+// mqttWindow is how many QoS 1 publishes a connection keeps unacknowledged.
+const mqttWindow = 32
+
+// mqttLoad connects conns clients, has each send per readings at qos as fast
+// as the broker takes them, and returns the aggregate msgs/s. QoS 0 ends
+// with a QoS 1 publish per connection whose PUBACK (a connection's packets
+// are handled in order) proves every reading before it was processed.
+func mqttLoad(addr string, conns, per int, qos byte) (float64, error) {
+	cs := make([]net.Conn, conns)
+	defer func() {
+		for _, c := range cs {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	for i := range cs {
+		c, err := mqttConnect(addr, fmt.Sprintf("bench-%d", i))
+		if err != nil {
+			return 0, fmt.Errorf("connect %d: %w", i, err)
+		}
+		cs[i] = c
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	start := time.Now()
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := mqttLoadConn(c, fmt.Sprintf("dev-%06d", i), per, qos); err != nil {
+				errs <- err
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(conns*per) / elapsed.Seconds(), nil
+}
+
+func mqttLoadConn(c net.Conn, dev string, per int, qos byte) error {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
+	p := newMQTTPublisher(dev, qos)
+	w := bufio.NewWriterSize(c, 16<<10)
+	if qos == 0 {
+		for s := 0; s < per; s++ {
+			if _, err := w.Write(p.next(uint32(s))); err != nil {
+				return err
+			}
+		}
+		fence := newMQTTPublisher(dev, 1)
+		if _, err := w.Write(fence.next(uint32(per))); err != nil {
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		return mqttReadAcks(c, 1)
+	}
+	// QoS 1: a reader counts PUBACKs and returns credit to the writer.
+	credit := make(chan struct{}, mqttWindow)
+	for range mqttWindow {
+		credit <- struct{}{}
+	}
+	readErr := make(chan error, 1)
+	go func() { readErr <- mqttReadAcksCredit(c, per, credit) }()
+	for s := 0; s < per; s++ {
+		select {
+		case <-credit:
+		case err := <-readErr:
+			if err == nil {
+				err = errors.New("acks ended early")
+			}
+			return err
+		}
+		if _, err := w.Write(p.next(uint32(s))); err != nil {
+			return err
+		}
+		if len(credit) == 0 || w.Available() < len(p.pkt) {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return <-readErr
+}
+
+func mqttReadAcks(c net.Conn, n int) error { return mqttReadAcksCredit(c, n, nil) }
+
+// mqttReadAcksCredit reads n PUBACKs (success only), returning credit for each.
+func mqttReadAcksCredit(c net.Conn, n int, credit chan<- struct{}) error {
+	r := bufio.NewReaderSize(c, 4096)
+	var ack [4]byte
+	for i := 0; i < n; i++ {
+		if _, err := io.ReadFull(r, ack[:2]); err != nil {
+			return fmt.Errorf("read puback %d of %d: %w", i, n, err)
+		}
+		if ack[0] != 0x40 || ack[1] != 2 {
+			return fmt.Errorf("want puback, got % x", ack[:2])
+		}
+		if _, err := io.ReadFull(r, ack[2:]); err != nil {
+			return err
+		}
+		if credit != nil {
+			credit <- struct{}{}
+		}
+	}
+	return nil
+}
+
+// mqttSteadyLoad has devices publish rate QoS 1 readings/s each for seconds and
+// samples the edge's heap and stack peaks meanwhile.
+func mqttSteadyLoad(b *mqttBroker, devices, rate, seconds int) (heap, stack float64, err error) {
+	cs := make([]net.Conn, devices)
+	defer func() {
+		for _, c := range cs {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	for i := range cs {
+		if cs[i], err = mqttConnect(b.addr, fmt.Sprintf("rss-%d", i)); err != nil {
+			return 0, 0, fmt.Errorf("connect %d: %w", i, err)
+		}
+	}
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := newMQTTPublisher(fmt.Sprintf("dev-%06d", i), 1)
+			r := bufio.NewReaderSize(c, 64)
+			// Spread the devices over the first interval, as a fleet would be.
+			time.Sleep(time.Duration(i) * time.Second / time.Duration(rate*devices))
+			tick := time.NewTicker(time.Second / time.Duration(rate))
+			defer tick.Stop()
+			_ = c.SetDeadline(time.Now().Add(time.Duration(seconds+30) * time.Second))
+			var ack [4]byte
+			for s := 0; s < rate*seconds; s++ {
+				<-tick.C
+				if _, err := c.Write(p.next(uint32(s))); err != nil {
+					failed.Store(err)
+					return
+				}
+				if _, err := io.ReadFull(r, ack[:]); err != nil || ack[0] != 0x40 {
+					failed.Store(fmt.Errorf("puback: %v % x", err, ack))
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for sampling := true; sampling; {
+		select {
+		case <-done:
+			sampling = false
+		case <-time.After(500 * time.Millisecond):
+			h, s := b.goMem()
+			heap, stack = max(heap, h), max(stack, s)
+		}
+	}
+	if e, ok := failed.Load().(error); ok {
+		return heap, stack, e
+	}
+	return heap, stack, nil
+}

@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// TestPipelinedQoS1AckedInOrder: clients that keep many QoS 1 publishes in
+// flight (deferred acknowledgements) get every PUBACK, in the order they
+// published (MQTT 4.6), and every reading is stored once, whether or not
+// the connection is MQTT 5 and whatever the partition.
+func TestPipelinedQoS1AckedInOrder(t *testing.T) {
+	g, stop := startGateway(t, testConfig(t))
+	const clients, per = 8, 300
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			version := byte(4 + c%2) // 3.1.1 and 5
+			dev := fmt.Sprintf("pipe-%d", c)
+			rc, code, err := dialRaw(t, g.MQTTAddr(), version, dev, "", "")
+			if err != nil || code != 0 {
+				t.Errorf("connect: %v %d", err, code)
+				return
+			}
+			var all bytes.Buffer
+			for s := 0; s < per; s++ {
+				pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: version,
+					TopicName: "sensors/" + dev + "/reading", Payload: jsonReading(dev, uint64(s), 1_700_000_000_000+int64(s)), PacketID: uint16(s + 1)}
+				if err := pk.PublishEncode(&all); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			// All publishes go out at once; the acks are read afterwards
+			// (the socket buffers hold 300 small PUBACKs).
+			if _, err := rc.conn.Write(all.Bytes()); err != nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+			for s := 0; s < per; s++ {
+				fh, body, err := rc.read(10 * time.Second)
+				if err != nil {
+					t.Errorf("%s: ack %d: %v", dev, s, err)
+					return
+				}
+				if fh.Type != packets.Puback || len(body) < 2 {
+					t.Errorf("%s: want puback, got type %d", dev, fh.Type)
+					return
+				}
+				if id := binary.BigEndian.Uint16(body); id != uint16(s+1) {
+					t.Errorf("%s: PUBACK %d for packet %d: out of order", dev, s, id)
+					return
+				}
+				if len(body) > 2 && body[2] != 0 {
+					t.Errorf("%s: PUBACK %d carries code %#x", dev, s, body[2])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	stop()
+	recs := readStreamOffline(t, g.cfg.DataDir, "sensors")
+	if len(recs) != clients*per {
+		t.Fatalf("stored %d records, want %d", len(recs), clients*per)
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		k := string(r.Value)
+		if seen[k] {
+			t.Fatalf("stored twice: %s", k)
+		}
+		seen[k] = true
+	}
+}
