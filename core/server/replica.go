@@ -35,12 +35,17 @@ type replicaManager struct {
 
 	mu       sync.Mutex
 	replicas map[topicPartition]*replica
+	// seen are the topics this process has seen in the metadata. Only
+	// those are deleted locally when they leave it: right after a restart
+	// the metadata may not have caught up yet, and an empty view must not
+	// wipe the logs.
+	seen map[string]bool
 
 	wg sync.WaitGroup // fetchers
 }
 
 func newReplicaManager(s *Server) *replicaManager {
-	return &replicaManager{s: s, self: s.cfg.NodeID, replicas: map[topicPartition]*replica{}}
+	return &replicaManager{s: s, self: s.cfg.NodeID, replicas: map[topicPartition]*replica{}, seen: map[string]bool{}}
 }
 
 // run reconciles at every metadata change (and every second, retrying what
@@ -106,9 +111,10 @@ func (m *replicaManager) reconcile() {
 	topics := m.s.topics
 	// Topics gone from the metadata go locally too.
 	for _, info := range topics.List() {
-		if _, ok := md.Topics[info.Name]; ok {
+		if _, ok := md.Topics[info.Name]; ok || !m.seen[info.Name] {
 			continue
 		}
+		delete(m.seen, info.Name)
 		for tp, r := range m.replicas {
 			if tp.topic == info.Name {
 				r.stopFetcher()
@@ -122,6 +128,7 @@ func (m *replicaManager) reconcile() {
 		}
 	}
 	for _, t := range md.Topics {
+		m.seen[t.Name] = true
 		want := int32(len(t.Partitions))
 		info, ok := topics.Get(t.Name)
 		switch {

@@ -1,0 +1,417 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// clusterPort picks a port free for TCP and UDP below the ephemeral range,
+// so a restarted broker can bind it again.
+func clusterPort(t *testing.T, given map[int]bool) int {
+	t.Helper()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		if given[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		given[port] = true
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// procBroker is one broker running as a separate process of this binary.
+type procBroker struct {
+	id     int32
+	addr   string
+	config string
+	logf   string
+	cmd    *exec.Cmd
+}
+
+func (b *procBroker) start(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(b.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TRIBUTARY_CORE_AS_MAIN=1",
+		"TRIBUTARY_CORE_ARGS=-config "+b.config+" -http-addr= -log-level info")
+	cmd.Stderr = f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start broker %d: %v", b.id, err)
+	}
+	b.cmd = cmd
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", b.addr); err == nil {
+			_ = c.Close()
+			return
+		}
+	}
+	t.Fatalf("broker %d did not listen on %s", b.id, b.addr)
+}
+
+func (b *procBroker) stop(sig syscall.Signal) {
+	if b.cmd == nil {
+		return
+	}
+	_ = b.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = b.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-done
+	}
+	b.cmd = nil
+}
+
+func startProcCluster(t *testing.T) []*procBroker {
+	given := map[int]bool{}
+	base := t.TempDir()
+	var serf []string
+	for range 3 {
+		serf = append(serf, fmt.Sprintf("127.0.0.1:%d", clusterPort(t, given)))
+	}
+	var bs []*procBroker
+	for i := range 3 {
+		b := &procBroker{id: int32(i + 1), addr: fmt.Sprintf("127.0.0.1:%d", clusterPort(t, given)),
+			config: filepath.Join(base, fmt.Sprintf("broker-%d.yaml", i+1)),
+			logf:   filepath.Join(base, fmt.Sprintf("broker-%d.log", i+1))}
+		yaml := fmt.Sprintf(`data_dir: %s
+kafka_addr: %s
+node_id: %d
+default_partitions: 3
+replication:
+  lag_time_max: 5s
+  fetch_max_wait: 200ms
+  ack_timeout: 5s
+cluster:
+  raft_addr: 127.0.0.1:%d
+  rpc_addr: 127.0.0.1:%d
+  serf_addr: %s
+  join: [%s]
+  bootstrap_expect: 3
+  offsets_partitions: 3
+  reconcile_interval: 200ms
+  absent_grace: 5s
+  raft: {heartbeat_timeout: 1s, election_timeout: 1s, leader_lease_timeout: 500ms}
+  gossip: {probe_interval: 300ms, probe_timeout: 200ms, gossip_interval: 50ms, suspicion_mult: 2, suspicion_max_timeout_mult: 2, reconnect_interval: 500ms}
+`, filepath.Join(base, fmt.Sprintf("data-%d", i+1)), b.addr, i+1, clusterPort(t, given), clusterPort(t, given),
+			serf[i], strings.Join(serf, ", "))
+		if err := os.WriteFile(b.config, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+	t.Cleanup(func() {
+		for _, b := range bs {
+			b.stop(syscall.SIGKILL)
+		}
+		if t.Failed() {
+			for _, b := range bs {
+				out, _ := os.ReadFile(b.logf)
+				lines := strings.Split(string(out), "\n")
+				t.Logf("broker %d log tail:\n%s", b.id, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
+	})
+	for _, b := range bs {
+		b.start(t)
+	}
+	return bs
+}
+
+// partitionStates asks broker addr for the topic's leaders and ISRs.
+func partitionStates(ctx context.Context, addrs []string, topic string) (map[int32]kmsg.MetadataResponseTopicPartition, error) {
+	var lastErr error
+	for _, addr := range addrs {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+		if err != nil {
+			return nil, err
+		}
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := req.RequestWith(rctx, cl)
+		cancel()
+		cl.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
+			lastErr = fmt.Errorf("metadata for %s from %s: %+v", topic, addr, resp.Topics)
+			continue
+		}
+		out := map[int32]kmsg.MetadataResponseTopicPartition{}
+		for _, p := range resp.Topics[0].Partitions {
+			out[p.Partition] = p
+		}
+		return out, nil
+	}
+	return nil, lastErr
+}
+
+// TestClusterLeaderKills runs three broker processes and SIGKILLs the leader
+// of one partition in each of 10 rounds (restarting it after) while an
+// idempotent acks=all producer writes per-key sequence numbers. Every
+// acknowledged record must be read back exactly once, producing must resume
+// within 10 s of each kill, and after a full cluster restart the Raft
+// metadata still knows the topic.
+func TestClusterLeaderKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	bs := startProcCluster(t)
+	var addrs []string
+	for _, b := range bs {
+		addrs = append(addrs, b.addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	const topic, parts = "kills", 3
+
+	// Create the topic once the cluster has formed.
+	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	for {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, parts, 3
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr("2")
+		rt.Configs = append(rt.Configs, c)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, adm)
+		if err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("create topic: %v %+v", err, resp)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RecordRetries(1<<30), kgo.RecordDeliveryTimeout(60*time.Second),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+		kgo.MetadataMinAge(100*time.Millisecond), kgo.ProduceRequestTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+
+	// Six keys, two per partition, each a sequence 0, 1, 2, ...
+	const keys = 6
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	lastAck := map[int32]time.Time{}
+	var produceErr error
+	pctx, stopProducing := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inflight := make(chan struct{}, 20)
+			for seq := 0; pctx.Err() == nil; seq++ {
+				select {
+				case inflight <- struct{}{}:
+				case <-pctx.Done():
+					return
+				}
+				r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", k)), Value: []byte(strconv.Itoa(seq)), Partition: int32(k % parts)}
+				prod.Produce(ctx, r, func(r *kgo.Record, err error) {
+					defer func() { <-inflight }()
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						if produceErr == nil {
+							produceErr = err
+						}
+						return
+					}
+					acked[string(r.Key)+"/"+string(r.Value)] = true
+					lastAck[r.Partition] = time.Now()
+				})
+			}
+		}()
+	}
+
+	var failovers []time.Duration
+	for round := range 10 {
+		part := int32(round % parts)
+		var victim *procBroker
+		for victim == nil {
+			st, err := partitionStates(ctx, addrs, topic)
+			if err == nil && st[part].Leader > 0 {
+				victim = bs[st[part].Leader-1]
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("round %d: no leader for partition %d: %v", round, part, err)
+			}
+		}
+		killed := time.Now()
+		victim.stop(syscall.SIGKILL)
+		// Failover: the first acknowledgement on that partition after the kill.
+		var took time.Duration
+		for took == 0 {
+			mu.Lock()
+			if at := lastAck[part]; at.After(killed) {
+				took = at.Sub(killed)
+			}
+			failed := produceErr
+			mu.Unlock()
+			if failed != nil {
+				t.Fatalf("round %d: produce failed: %v", round, failed)
+			}
+			if time.Since(killed) > 10*time.Second {
+				t.Fatalf("round %d: partition %d took over 10s to accept writes after broker %d was killed", round, part, victim.id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		failovers = append(failovers, took)
+		t.Logf("round %d: killed broker %d (leader of %s/%d); writes resumed after %v", round, victim.id, topic, part, took.Round(time.Millisecond))
+		victim.start(t)
+		// Before the next kill, the restarted broker must be back in every ISR.
+		for {
+			st, err := partitionStates(ctx, addrs, topic)
+			full := err == nil && len(st) == parts
+			for _, p := range st {
+				full = full && len(p.ISR) == 3 && slices.Contains(p.ISR, victim.id) && p.Leader > 0
+			}
+			if full {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("round %d: broker %d did not rejoin the ISRs: %v %v", round, victim.id, st, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	stopProducing()
+	wg.Wait()
+	if err := prod.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	mu.Lock()
+	if produceErr != nil {
+		t.Fatalf("produce failed: %v", produceErr)
+	}
+	nAcked := len(acked)
+	mu.Unlock()
+	slices.Sort(failovers)
+	t.Logf("%d records acknowledged; failover (kill → first ack) min %v median %v max %v", nAcked,
+		failovers[0].Round(time.Millisecond), failovers[len(failovers)/2].Round(time.Millisecond),
+		failovers[len(failovers)-1].Round(time.Millisecond))
+
+	verify := func(when string) {
+		t.Helper()
+		cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Close()
+		vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		seen := map[string]int{}
+		last := map[string]int{}
+		covered, disorder := 0, 0
+		for covered < nAcked && vctx.Err() == nil {
+			cons.PollFetches(vctx).EachRecord(func(r *kgo.Record) {
+				id := string(r.Key) + "/" + string(r.Value)
+				seen[id]++
+				if seen[id] == 1 && acked[id] {
+					covered++
+				}
+				// Per key, sequence numbers come back in the order sent.
+				seq, _ := strconv.Atoi(string(r.Value))
+				if prev, ok := last[string(r.Key)]; ok && seq <= prev {
+					disorder++
+				}
+				last[string(r.Key)] = seq
+			})
+		}
+		if disorder > 0 {
+			t.Errorf("%s: %d records out of per-key order", when, disorder)
+		}
+		lost, dups := 0, 0
+		for id := range acked {
+			if seen[id] == 0 {
+				lost++
+			}
+		}
+		for _, n := range seen {
+			if n > 1 {
+				dups++
+			}
+		}
+		t.Logf("%s: read %d distinct records, %d lost acknowledged, %d duplicated", when, len(seen), lost, dups)
+		if lost != 0 || dups != 0 {
+			t.Fatalf("%s: %d acknowledged records lost, %d duplicated", when, lost, dups)
+		}
+	}
+	verify("after 10 leader kills")
+
+	// Full cluster restart: the Raft metadata (topic, assignment) survives
+	// and the data is still served.
+	for _, b := range bs {
+		b.stop(syscall.SIGTERM)
+	}
+	for _, b := range bs {
+		b.start(t)
+	}
+	for {
+		st, err := partitionStates(ctx, addrs, topic)
+		ok := err == nil && len(st) == parts
+		for _, p := range st {
+			ok = ok && p.Leader > 0 && len(p.Replicas) == 3
+		}
+		if ok {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("after a full restart the topic's metadata is not back: %v %v", st, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	verify("after a full cluster restart")
+}
