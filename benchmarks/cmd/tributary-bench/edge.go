@@ -56,7 +56,7 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 			var rates [2]float64
 			var rss [2]float64
 			for i, kind := range []string{"edge", "mosquitto"} {
-				b, err := startMQTTBroker(dir, kind, edgeBin, mosq)
+				b, err := startMQTTBroker(dir, kind, edgeBin, mosq, "")
 				if err != nil {
 					return rows, err
 				}
@@ -81,7 +81,7 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 			})
 		}
 	}
-	b, err := startMQTTBroker(dir, "edge", edgeBin, mosq)
+	b, err := startMQTTBroker(dir, "edge", edgeBin, mosq, "")
 	if err != nil {
 		return rows, err
 	}
@@ -115,7 +115,9 @@ func mqttFreeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startMQTTBroker(dir, kind, edgeBin, mosq string) (*mqttBroker, error) {
+// startMQTTBroker starts kind ("edge" or "mosquitto"); extra is YAML
+// appended to the edge's config.
+func startMQTTBroker(dir, kind, edgeBin, mosq, extra string) (*mqttBroker, error) {
 	bdir, err := os.MkdirTemp(dir, "edge-bench-")
 	if err != nil {
 		return nil, err
@@ -130,8 +132,8 @@ func startMQTTBroker(dir, kind, edgeBin, mosq string) (*mqttBroker, error) {
 		if b.httpAddr, err = mqttFreeAddr(); err != nil {
 			return nil, err
 		}
-		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nhttp:\n  address: %s\nauth:\n  allow_anonymous: true\n",
-			filepath.Join(bdir, "data"), addr, b.httpAddr)
+		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nhttp:\n  address: %s\nauth:\n  allow_anonymous: true\n%s",
+			filepath.Join(bdir, "data"), addr, b.httpAddr, extra)
 		path := filepath.Join(bdir, "edge.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return nil, err
