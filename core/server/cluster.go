@@ -309,11 +309,12 @@ func (s *Server) clusterCoordinator(key string) (int32, string, int32, int16, *s
 // ownsGroup reports whether this broker coordinates group: it leads the
 // group's partition of the offsets topic.
 func (s *Server) ownsGroup(group string) bool {
-	t, ok := s.node.Metadata().Topics[cluster.OffsetsTopic]
-	if !ok || len(t.Partitions) == 0 {
+	part, ok := s.offsetsPartitionOf(group)
+	if !ok {
 		return false
 	}
-	return t.Partitions[cluster.CoordinatorPartition(group, len(t.Partitions))].Leader == s.cfg.NodeID
+	r, err := s.replicas.lookup(cluster.OffsetsTopic, part)
+	return err == nil && r.coordinates()
 }
 
 // notCoordinator answers a group request for a group this broker does not

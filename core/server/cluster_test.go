@@ -357,3 +357,61 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 		t.Fatalf("old leader's log ends at %d, want 200 (its unacknowledged records must go)", ol.NextOffset())
 	}
 }
+
+// TestCommittedOffsetsSurviveCoordinatorLoss commits a group's offset,
+// stops the coordinating broker and reads the offset back from the broker
+// that takes over the group's offsets partition.
+func TestCommittedOffsetsSurviveCoordinatorLoss(t *testing.T) {
+	tb := startTestCluster(t, 3)
+	createReplicatedTopic(t, tb.addrs()[0], "grp", 1, 3, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	commit := kmsg.NewPtrOffsetCommitRequest()
+	commit.Group, commit.Generation = "keeper", -1
+	ct := kmsg.NewOffsetCommitRequestTopic()
+	ct.Topic = "grp"
+	cp := kmsg.NewOffsetCommitRequestTopicPartition()
+	cp.Partition, cp.Offset = 0, 42
+	ct.Partitions = append(ct.Partitions, cp)
+	commit.Topics = append(commit.Topics, ct)
+	cl := newClient(t, tb.addrs()[0], kgo.SeedBrokers(tb.addrs()...))
+	tb.waitFor("offset commit", 30*time.Second, func() bool {
+		resp, err := commit.RequestWith(ctx, cl)
+		return err == nil && resp.Topics[0].Partitions[0].ErrorCode == 0
+	})
+
+	find := kmsg.NewPtrFindCoordinatorRequest()
+	find.CoordinatorKey = "keeper"
+	fresp, err := find.RequestWith(ctx, cl)
+	if err != nil || fresp.ErrorCode != 0 {
+		t.Fatalf("find coordinator: %v %+v", err, fresp)
+	}
+	coord := tb.byID(fresp.NodeID)
+	if err := coord.Close(); err != nil {
+		t.Fatalf("stop coordinator %d: %v", fresp.NodeID, err)
+	}
+	var rest []string
+	for _, s := range tb.srvs {
+		if s != coord {
+			rest = append(rest, s.Addr())
+		}
+	}
+	cl2 := newClient(t, rest[0], kgo.SeedBrokers(rest...))
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	fetch.Group = "keeper"
+	ft := kmsg.NewOffsetFetchRequestTopic()
+	ft.Topic, ft.Partitions = "grp", []int32{0}
+	fetch.Topics = append(fetch.Topics, ft)
+	var got int64 = -2
+	tb.waitFor("committed offset from the new coordinator", 30*time.Second, func() bool {
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		resp, err := fetch.RequestWith(rctx, cl2)
+		if err != nil || resp.ErrorCode != 0 || len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			return false
+		}
+		got = resp.Topics[0].Partitions[0].Offset
+		return got == 42
+	})
+}

@@ -28,5 +28,12 @@ func (s *Server) handleGroup(ctx context.Context, c *call, req kmsg.Request) (km
 	if err != nil {
 		return nil, fmt.Errorf("group coordinator: %w", err)
 	}
+	if s.node != nil {
+		if cr, ok := req.(*kmsg.OffsetCommitRequest); ok {
+			rctx, cancel := context.WithTimeout(ctx, s.cfg.Replication.AckTimeout)
+			s.replicateCommit(rctx, cr, resp.(*kmsg.OffsetCommitResponse))
+			cancel()
+		}
+	}
 	return resp, nil
 }

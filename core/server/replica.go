@@ -169,7 +169,7 @@ func (m *replicaManager) reconcile() {
 					continue
 				}
 				r = &replica{m: m, topic: t.Name, part: p.Partition, log: l, self: m.self,
-					notify: make(chan struct{}), followers: map[int32]*followerState{},
+					notify: make(chan struct{}), followers: map[int32]*followerState{}, offsetsReady: -1,
 					st: cluster.PartitionState{Leader: cluster.NoLeader, LeaderEpoch: -1}}
 				m.replicas[tp] = r
 			}
@@ -221,6 +221,10 @@ type replica struct {
 	epochStart  int64         // log end when this epoch's leadership began
 	notify      chan struct{} // closed when the HW moves, the log grows or leadership changes
 
+	// offsetsReady is the leader epoch whose offsets replay finished
+	// (offsets topic only): groups are answered for from then on.
+	offsetsReady int32
+
 	fetchCancel context.CancelFunc
 	fetchDone   chan struct{}
 }
@@ -241,6 +245,14 @@ func (r *replica) isLeader() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.st.Leader == r.self
+}
+
+// coordinates reports whether this broker leads this offsets partition and
+// has loaded its committed offsets.
+func (r *replica) coordinates() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st.Leader == r.self && r.offsetsReady == r.st.LeaderEpoch
 }
 
 func (r *replica) state() cluster.PartitionState {
@@ -278,6 +290,16 @@ func (r *replica) update(p cluster.PartitionState, md *cluster.Snapshot) {
 		return
 	}
 	r.stopFetcher()
+	if p.Leader == r.self && r.topic == cluster.OffsetsTopic {
+		if err := r.loadOffsets(); err != nil {
+			r.m.s.logger.Error("loading committed offsets; the partition's groups stay unavailable here",
+				"partition", r.part, "err", err)
+			return
+		}
+		r.mu.Lock()
+		r.offsetsReady = p.LeaderEpoch
+		r.mu.Unlock()
+	}
 	if p.Leader == r.self || p.Leader == cluster.NoLeader {
 		return
 	}

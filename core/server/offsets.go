@@ -1,0 +1,175 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/storage/meta"
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+// In cluster mode committed offsets are replicated the way Kafka does it:
+// every successful OffsetCommit is also appended, as records keyed by
+// (group, topic, partition), to the group's partition of the offsets topic
+// and acknowledged only once that partition's ISR has it. A broker that
+// becomes leader of an offsets partition replays it into its local store
+// before it answers for the partition's groups, so commits survive the loss
+// of the coordinator. The coordinator itself (core/groups) keeps using the
+// local store unchanged.
+
+// offsetKey and offsetValue are the record key and value (JSON: small,
+// readable with any consumer, and the key is stable for compaction).
+type offsetKey struct {
+	Group     string `json:"group"`
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+}
+
+type offsetValue struct {
+	Offset      int64  `json:"offset"`
+	LeaderEpoch int32  `json:"leader_epoch"`
+	Metadata    string `json:"metadata,omitempty"`
+	CommitMs    int64  `json:"commit_ms"`
+}
+
+// offsetsPartitionOf is the offsets-topic partition coordinating group.
+func (s *Server) offsetsPartitionOf(group string) (int32, bool) {
+	t, ok := s.node.Metadata().Topics[cluster.OffsetsTopic]
+	if !ok || len(t.Partitions) == 0 {
+		return 0, false
+	}
+	return cluster.CoordinatorPartition(group, len(t.Partitions)), true
+}
+
+// replicateCommit appends the offsets the coordinator just committed to the
+// offsets topic and waits for the ISR; partitions it cannot replicate get an
+// error the client retries.
+func (s *Server) replicateCommit(ctx context.Context, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse) {
+	stored, err := s.store.FetchOffsets(req.Group)
+	if err != nil {
+		s.failCommits(resp, kerr.UnknownServerError.Code)
+		return
+	}
+	var recs []recordbatch.Record
+	now := time.Now().UnixMilli()
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				continue
+			}
+			oc, ok := stored[meta.TopicPartition{Topic: t.Topic, Partition: p.Partition}]
+			if !ok {
+				continue
+			}
+			k, _ := json.Marshal(offsetKey{Group: req.Group, Topic: t.Topic, Partition: p.Partition})
+			v, _ := json.Marshal(offsetValue{Offset: oc.Offset, LeaderEpoch: oc.LeaderEpoch, Metadata: oc.Metadata, CommitMs: oc.CommitMs})
+			recs = append(recs, recordbatch.Record{Timestamp: now, Key: k, Value: v})
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	if err := s.appendOffsets(ctx, req.Group, recs); err != nil {
+		s.logger.Warn("replicating committed offsets failed", "group", req.Group, "err", err)
+		code := errorCode(err)
+		switch code {
+		case kerr.NotLeaderForPartition.Code, kerr.UnknownTopicOrPartition.Code:
+			code = kerr.NotCoordinator.Code
+		case kerr.NotEnoughReplicas.Code, kerr.NotEnoughReplicasAfterAppend.Code, kerr.RequestTimedOut.Code:
+			code = kerr.RequestTimedOut.Code
+		default:
+			code = kerr.UnknownServerError.Code
+		}
+		s.failCommits(resp, code)
+	}
+}
+
+func (s *Server) appendOffsets(ctx context.Context, group string, recs []recordbatch.Record) error {
+	part, ok := s.offsetsPartitionOf(group)
+	if !ok {
+		return fmt.Errorf("offsets topic: %w", errNotLeader)
+	}
+	p, err := s.partition(cluster.OffsetsTopic, part, false)
+	if err != nil {
+		return err
+	}
+	batch, err := recordbatch.Build(recs, recordbatch.NoProducer)
+	if err != nil {
+		return fmt.Errorf("encode offsets: %w", err)
+	}
+	if err := p.CheckMinISR(); err != nil {
+		return err
+	}
+	if _, err := p.Append(ctx, batch, false); err != nil {
+		return err
+	}
+	return p.WaitDurable(ctx, p.EndOffset())
+}
+
+func (s *Server) failCommits(resp *kmsg.OffsetCommitResponse, code int16) {
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			if resp.Topics[i].Partitions[j].ErrorCode == 0 {
+				resp.Topics[i].Partitions[j].ErrorCode = code
+			}
+		}
+	}
+}
+
+// loadOffsets replays an offsets partition into the local store; the
+// replica answers for its groups only once this is done.
+func (r *replica) loadOffsets() error {
+	store := r.m.s.store
+	l := r.log
+	from, end := l.StartOffset(), l.NextOffset()
+	n := 0
+	for from < end {
+		b, err := l.Read(from, 1<<20, end)
+		if err != nil {
+			return fmt.Errorf("read offsets at %d: %w", from, err)
+		}
+		if len(b) == 0 {
+			break
+		}
+		err = recordbatch.Split(b, func(h recordbatch.Header, batch []byte) error {
+			from = h.NextOffset()
+			recs, err := recordbatch.Records(batch)
+			if err != nil {
+				return err
+			}
+			for _, rec := range recs {
+				var k offsetKey
+				var v offsetValue
+				if json.Unmarshal(rec.Key, &k) != nil || k.Group == "" {
+					continue
+				}
+				if rec.Value == nil {
+					continue // a tombstone (nothing writes them yet)
+				}
+				if json.Unmarshal(rec.Value, &v) != nil {
+					continue
+				}
+				if err := store.CommitOffsets(k.Group, map[meta.TopicPartition]meta.OffsetCommit{
+					{Topic: k.Topic, Partition: k.Partition}: {Offset: v.Offset, LeaderEpoch: v.LeaderEpoch, Metadata: v.Metadata, CommitMs: v.CommitMs},
+				}); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("replay offsets: %w", err)
+		}
+	}
+	if n > 0 {
+		r.m.s.logger.Info("loaded committed offsets", "partition", r.part, "commits", n)
+	}
+	return nil
+}
