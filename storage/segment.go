@@ -173,6 +173,26 @@ func (s *segment) header(pos int64) (recordbatch.Header, error) {
 // after it, when offset falls in a compaction gap), or s.size if none.
 func (s *segment) find(offset int64) (int64, error) {
 	pos := s.lookup(offset)
+	// The sparse index leaves about indexEvery bytes to walk: read them in
+	// one go and parse headers in memory rather than a pread per header.
+	if window := min(int64(2*s.indexEvery+recordbatch.HeaderSize), s.size-pos); window >= recordbatch.HeaderSize {
+		buf := make([]byte, window)
+		if err := s.readAt(buf, pos); err != nil {
+			return 0, err
+		}
+		off := 0
+		for off+recordbatch.HeaderSize <= len(buf) {
+			h, err := recordbatch.ParseHeader(buf[off:])
+			if err != nil {
+				return 0, fmt.Errorf("segment %s at %d: %w", s.path, pos+int64(off), err)
+			}
+			if h.LastOffset() >= offset {
+				return pos + int64(off), nil
+			}
+			off += h.Size()
+		}
+		pos += int64(off)
+	}
 	for pos < s.size {
 		h, err := s.header(pos)
 		if err != nil {
