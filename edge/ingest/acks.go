@@ -18,14 +18,18 @@ import (
 // packets.ErrRejectPacket (mochi then sends nothing); the writer calls back
 // once the record is durable and the PUBACK is written here, in the order
 // the publishes arrived (MQTT 4.6), up to maxUnacked per connection before
-// the read loop waits. A record that cannot be stored gets no PUBACK
-// (MQTT 3.1.1) or one with a failure code (MQTT 5), as in the read loop.
+// the read loop waits (mochi's receive maximum for MQTT 5 clients; it also
+// bounds the memory a burst from 1,000 devices can queue). A record that
+// cannot be stored gets no PUBACK (MQTT 3.1.1) or one with a failure code
+// (MQTT 5), as in the read loop.
 //
-// Deferral only applies to non-retained QoS 0/1 publishes while no client
-// has ever subscribed: mochi would forward a publish to local subscribers
-// only after OnPublish succeeds, so once anyone subscribes the hook goes
-// back to acknowledging in the read loop.
-const maxUnacked = 64
+// Deferral only applies to non-retained QoS 1 publishes while no client has
+// ever subscribed: mochi would forward a publish to local subscribers only
+// after OnPublish succeeds, so once anyone subscribes the hook goes back to
+// acknowledging in the read loop. QoS 0 is not deferred: measured, queueing
+// it behind one writer per partition was slower and held far more memory
+// than letting each publisher wait for the write of its batch.
+const maxUnacked = 32
 
 // clientAcks orders one connection's deferred PUBACKs.
 type clientAcks struct {

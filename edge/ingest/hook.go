@@ -350,18 +350,15 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return "", packets.CodeSuccess, nil
 	}
 
-	if h.deferAcks && qos < 2 && !pk.FixedHeader.Retain && !h.subscribed.Load() {
-		var slot *ackSlot
-		var acks *clientAcks
-		if qos == 1 {
-			acks = h.acksFor(cl)
-			if slot, err = acks.reserve(h.ctx, pk.PacketID); err != nil {
-				_, _, _ = settle(err)
-				return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
-			}
+	if h.deferAcks && qos == 1 && !pk.FixedHeader.Retain && !h.subscribed.Load() {
+		acks := h.acksFor(cl)
+		slot, err := acks.reserve(h.ctx, pk.PacketID)
+		if err != nil {
+			_, _, _ = settle(err)
+			return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 		}
 		v5 := cl.Properties.ProtocolVersion == 5
-		_ = st.append(h, rec, qos > 0, func(err error) {
+		_ = st.append(h, rec, true, func(err error) {
 			reason, code, logErr := settle(err)
 			if reason != "" {
 				h.m.refused.WithLabelValues(reason).Inc()
@@ -369,9 +366,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 					h.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", qos, "reason", reason, "err", logErr)
 				}
 			}
-			if slot != nil {
-				acks.complete(slot, reason == "" || v5, code)
-			}
+			acks.complete(slot, reason == "" || v5, code)
 		})
 		// Nothing for mochi to send: the PUBACK is written on completion.
 		return pk, packets.ErrRejectPacket
