@@ -306,6 +306,20 @@ func (n *Node) Controller() (int32, bool) {
 	return int32(v), true
 }
 
+// MetadataCurrent reports whether this node's metadata has caught up: a Raft leader is known (this
+// node or one it has heard from) and everything committed has been applied. A broker restarted on
+// old state waits for it before acting on its copy, which may be stale (e.g. name it leader of a
+// partition that has moved on).
+func (n *Node) MetadataCurrent() bool {
+	if !n.started.Load() {
+		return false
+	}
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return false
+	}
+	return n.raft.AppliedIndex() >= n.raft.CommitIndex()
+}
+
 // Metadata returns a copy of this node's metadata (as of its last applied Raft entry).
 func (n *Node) Metadata() *Snapshot { return n.fsm.Metadata() }
 

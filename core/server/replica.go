@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tributary-io/tributary/core/cluster"
@@ -40,6 +41,9 @@ type replicaManager struct {
 	// the metadata may not have caught up yet, and an empty view must not
 	// wipe the logs.
 	seen map[string]bool
+	// ready is set once the node's metadata has caught up after start;
+	// until then nothing is hosted, led or deleted.
+	ready atomic.Bool
 
 	wg sync.WaitGroup // fetchers
 }
@@ -58,6 +62,10 @@ func (m *replicaManager) run(ctx context.Context) {
 	lastFull := time.Time{}
 	for {
 		watch := m.s.node.Watch()
+		if !m.ready.Load() && m.s.node.MetadataCurrent() {
+			m.ready.Store(true)
+			lastFull = time.Time{}
+		}
 		if time.Since(lastFull) > time.Second {
 			m.reconcile()
 			lastFull = time.Now()
@@ -104,7 +112,7 @@ func (m *replicaManager) lookup(topic string, part int32) (*replica, error) {
 func (m *replicaManager) reconcile() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.s.ctx.Err() != nil {
+	if m.s.ctx.Err() != nil || !m.ready.Load() {
 		return
 	}
 	md := m.s.node.Metadata()
