@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -414,4 +415,48 @@ func TestClusterLeaderKills(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	verify("after a full cluster restart")
+}
+
+// TestClusterConfig checks the cluster flags and that the example's
+// commented cluster section parses once uncommented.
+func TestClusterConfig(t *testing.T) {
+	cfg, _, err := loadConfig([]string{"-node-id", "2", "-serf-addr", "127.0.0.1:7946", "-raft-addr", "127.0.0.1:7947",
+		"-join", "127.0.0.1:7946, 127.0.0.2:7946", "-bootstrap-expect", "3", "-min-insync-replicas", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster == nil || cfg.Cluster.SerfAddr != "127.0.0.1:7946" || cfg.Cluster.RaftAddr != "127.0.0.1:7947" ||
+		len(cfg.Cluster.Join) != 2 || cfg.Cluster.BootstrapExpect != 3 || cfg.Replication.MinInsyncReplicas != 2 {
+		t.Fatalf("cluster flags not applied: %+v %+v", cfg.Cluster, cfg.Replication)
+	}
+	if cfg, _, err := loadConfig(nil, io.Discard); err != nil || cfg.Cluster != nil {
+		t.Fatalf("no cluster flags must mean single node: %v %+v", err, cfg.Cluster)
+	}
+
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "core.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	in := false
+	for i, l := range lines {
+		if strings.HasPrefix(l, "# cluster:") {
+			in = true
+		}
+		if in && strings.HasPrefix(l, "# ") {
+			lines[i] = strings.TrimPrefix(l, "# ")
+		}
+	}
+	path := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err = loadConfig([]string{"-config", path}, io.Discard)
+	if err != nil {
+		t.Fatalf("uncommented cluster example: %v", err)
+	}
+	if cfg.Cluster == nil || cfg.Cluster.BootstrapExpect != 3 || len(cfg.Cluster.Join) != 3 ||
+		cfg.Cluster.Raft.ElectionTimeout != time.Second || cfg.Replication.AckTimeout != 30*time.Second {
+		t.Fatalf("cluster example not parsed: %+v", cfg.Cluster)
+	}
 }
