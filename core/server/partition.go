@@ -171,7 +171,13 @@ func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	if p.r == nil {
 		return leaderEpoch, p.HighWatermark()
 	}
-	return p.log.EndOffsetForEpoch(epoch)
+	ep, end := p.log.EndOffsetForEpoch(epoch)
+	if ep < 0 && epoch == p.LeaderEpoch() {
+		// Nothing written yet under any epoch: the current one ends at the
+		// log end, as a leader's epoch cache would say.
+		return epoch, p.log.NextOffset()
+	}
+	return ep, end
 }
 
 // OffsetForTime is the first offset whose batch has a timestamp >= ts.

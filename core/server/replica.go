@@ -210,6 +210,7 @@ type followerState struct {
 	fetchOffset int64     // the follower has (fsynced) everything below it
 	caughtUpAt  time.Time // last fetch at or past the leader's log end
 	lastFetch   time.Time
+	prevLEO     int64 // the leader's log end at lastFetch
 }
 
 // replica is this broker's copy of one partition, leading or following.
@@ -424,10 +425,16 @@ func (r *replica) followerFetched(id int32, offset int64) {
 		r.followers[id] = f
 	}
 	now := time.Now()
-	f.fetchOffset, f.lastFetch = offset, now
-	if offset >= leo {
+	// Kafka's rule: caught up at this fetch if it reaches the log end, or
+	// caught up as of the previous fetch if it reaches what the log end was
+	// then (under steady writes a follower is never at the very end).
+	switch {
+	case offset >= leo:
 		f.caughtUpAt = now
+	case offset >= f.prevLEO && !f.lastFetch.IsZero():
+		f.caughtUpAt = f.lastFetch
 	}
+	f.fetchOffset, f.lastFetch, f.prevLEO = offset, now, leo
 	r.updateHWLocked()
 }
 
