@@ -54,7 +54,7 @@ func freePort(t testing.TB) int {
 }
 
 type testBrokers struct {
-	t      *testing.T
+	t      testing.TB
 	cfgs   []Config
 	srvs   []*Server
 	faults *cluster.NetFaults
@@ -62,7 +62,7 @@ type testBrokers struct {
 
 // startTestCluster starts size brokers in this process, sharing a fault
 // injector, and waits until every one sees all of them alive.
-func startTestCluster(t *testing.T, size int) *testBrokers {
+func startTestCluster(t testing.TB, size int) *testBrokers {
 	tb := &testBrokers{t: t, faults: cluster.NewNetFaults()}
 	base := t.TempDir()
 	var join []string
@@ -137,7 +137,7 @@ func (tb *testBrokers) addrs() []string {
 
 func (tb *testBrokers) byID(id int32) *Server { return tb.srvs[id-1] }
 
-func createReplicatedTopic(t *testing.T, addr, name string, partitions int32, rf int16, minISR int) {
+func createReplicatedTopic(t testing.TB, addr, name string, partitions int32, rf int16, minISR int) {
 	t.Helper()
 	cl := newClient(t, addr)
 	req := kmsg.NewPtrCreateTopicsRequest()
