@@ -66,9 +66,12 @@ type entry struct {
 	wait *pending
 }
 
+// pending is settled under the shard lock; done is made only when a
+// re-send has to wait, so the common case allocates no channel.
 type pending struct {
-	done chan struct{}
-	ok   bool
+	done     chan struct{}
+	finished bool
+	ok       bool
 }
 
 // New returns an empty window.
@@ -94,7 +97,7 @@ func (w *Window) shard(key string) *shard {
 }
 
 // Claim is an in-progress first publish of a (seq, ts); the caller must call
-// Done exactly once.
+// Done exactly once. The zero Claim (nothing claimed) ignores Done.
 type Claim struct {
 	s    *shard
 	key  string
@@ -108,6 +111,7 @@ func (c Claim) Done(ok bool) {
 		return
 	}
 	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
 	if r := c.s.keys[c.key]; r != nil {
 		for i := range r.e {
 			if e := &r.e[i]; e.wait == c.wait {
@@ -118,9 +122,10 @@ func (c Claim) Done(ok bool) {
 			}
 		}
 	}
-	c.s.mu.Unlock()
-	c.wait.ok = ok
-	close(c.wait.done)
+	c.wait.finished, c.wait.ok = true, ok
+	if c.wait.done != nil {
+		close(c.wait.done)
+	}
 }
 
 // Begin checks (seq, ts) under key. If it was stored before, Begin returns
@@ -135,16 +140,31 @@ func (w *Window) Begin(ctx context.Context, key string, seq uint64, ts int64) (c
 		if r != nil {
 			if e := r.find(seq, ts); e != nil {
 				wait := e.wait
-				s.mu.Unlock()
 				if wait == nil {
+					s.mu.Unlock()
 					return Claim{}, true, nil
 				}
+				if wait.finished { // settled, but its entry was not found to clear
+					ok := wait.ok
+					s.mu.Unlock()
+					if ok {
+						return Claim{}, true, nil
+					}
+					continue
+				}
+				if wait.done == nil {
+					wait.done = make(chan struct{})
+				}
+				s.mu.Unlock()
 				select {
 				case <-wait.done:
 				case <-ctx.Done():
 					return Claim{}, false, fmt.Errorf("dedup: wait for the first copy: %w", ctx.Err())
 				}
-				if wait.ok {
+				s.mu.Lock()
+				ok := wait.ok
+				s.mu.Unlock()
+				if ok {
 					return Claim{}, true, nil
 				}
 				continue // the original failed; this copy takes its place
@@ -152,7 +172,7 @@ func (w *Window) Begin(ctx context.Context, key string, seq uint64, ts int64) (c
 		} else {
 			r = s.add(w, key)
 		}
-		p := &pending{done: make(chan struct{})}
+		p := &pending{}
 		r.put(entry{seq: seq, ts: ts, used: true, wait: p})
 		s.mu.Unlock()
 		return Claim{s: s, key: key, wait: p}, false, nil

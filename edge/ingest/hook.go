@@ -297,7 +297,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	start := h.now()
 	stream, rec, rd, deadKind := h.record(cl, pk, start)
-	var claim *dedup.Claim
+	var claim dedup.Claim
 	if h.dedup != nil && deadKind == "" && rd.HasTime {
 		// Checked before the budget: a re-send of a stored reading is
 		// acknowledged even when nothing new may be appended.
@@ -314,73 +314,82 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			}
 			return pk, nil
 		}
-		claim = &c
+		claim = c
 	}
 	if err := h.admit(); err != nil {
-		if claim != nil {
-			claim.Done(false)
-		}
+		claim.Done(false)
 		return pk, h.refuse(cl, pk, ReasonBudget, packets.ErrQuotaExceeded, err)
 	}
 	st, err := h.stream(stream)
 	if err != nil {
-		if claim != nil {
-			claim.Done(false)
-		}
+		claim.Done(false)
 		return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 	}
-	qos := pk.FixedHeader.Qos
-	// settle records the outcome and says how to answer it.
-	settle := func(err error) (reason string, code packets.Code, logErr error) {
-		if claim != nil {
-			claim.Done(err == nil)
-		}
-		if err != nil {
-			if isDiskFull(err) {
-				h.logDiskFull(err)
-				return ReasonDiskFull, packets.ErrQuotaExceeded, nil
-			}
-			return ReasonStorage, packets.ErrImplementationSpecificError, err
-		}
-		st.appended.Inc()
-		if deadKind != "" {
-			h.m.deadLetters.WithLabelValues(deadKind).Inc()
-		}
-		h.m.appendSeconds[min(int(qos), 2)].Observe(h.now().Sub(start).Seconds())
-		return "", packets.CodeSuccess, nil
+	out := outcome{st: st, claim: claim, deadKind: deadKind, qos: pk.FixedHeader.Qos, start: start}
+	if h.deferAcks && out.qos == 1 && !pk.FixedHeader.Retain && !h.subscribed.Load() {
+		return pk, h.deferPublish(cl, pk, rec, out)
 	}
-
-	if h.deferAcks && qos == 1 && !pk.FixedHeader.Retain && !h.subscribed.Load() {
-		acks := h.acksFor(cl)
-		slot, err := acks.reserve(h.ctx, pk.PacketID)
-		if err != nil {
-			_, _, _ = settle(err)
-			return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
-		}
-		v5 := cl.Properties.ProtocolVersion == 5
-		_ = st.append(h, rec, true, func(err error) {
-			reason, code, logErr := settle(err)
-			if reason != "" {
-				h.m.refused.WithLabelValues(reason).Inc()
-				if logErr != nil && h.logDue(reason) {
-					h.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", qos, "reason", reason, "err", logErr)
-				}
-			}
-			acks.complete(slot, reason == "" || v5, code)
-		})
-		// Nothing for mochi to send: the PUBACK is written on completion.
-		return pk, packets.ErrRejectPacket
-	}
-
-	if qos > 0 && h.deferAcks {
+	if out.qos > 0 && h.deferAcks {
 		if a, ok := h.acks.Load(cl); ok {
 			a.(*clientAcks).waitEmpty(h.ctx) // deferred PUBACKs go first
 		}
 	}
-	if reason, code, logErr := settle(st.append(h, rec, qos > 0, nil)); reason != "" {
+	if reason, code, logErr := h.settle(out, st.append(h, rec, out.qos > 0, nil)); reason != "" {
 		return pk, h.refuse(cl, pk, reason, code, logErr)
 	}
 	return pk, nil
+}
+
+// outcome is what settling a publish needs (a struct, not a closure, so
+// the read-loop path allocates nothing for it).
+type outcome struct {
+	st       *streamState
+	claim    dedup.Claim
+	deadKind string
+	qos      byte
+	start    time.Time
+}
+
+// settle records the outcome of an append and says how to answer it.
+func (h *Hook) settle(o outcome, err error) (reason string, code packets.Code, logErr error) {
+	o.claim.Done(err == nil)
+	if err != nil {
+		if isDiskFull(err) {
+			h.logDiskFull(err)
+			return ReasonDiskFull, packets.ErrQuotaExceeded, nil
+		}
+		return ReasonStorage, packets.ErrImplementationSpecificError, err
+	}
+	o.st.appended.Inc()
+	if o.deadKind != "" {
+		h.m.deadLetters.WithLabelValues(o.deadKind).Inc()
+	}
+	h.m.appendSeconds[min(int(o.qos), 2)].Observe(h.now().Sub(o.start).Seconds())
+	return "", packets.CodeSuccess, nil
+}
+
+// deferPublish queues a QoS 1 record and has its PUBACK written once it is
+// durable (acks.go); mochi is told to send nothing.
+func (h *Hook) deferPublish(cl *mqtt.Client, pk packets.Packet, rec recordbatch.Record, out outcome) error {
+	acks := h.acksFor(cl)
+	slot, err := acks.reserve(h.ctx, pk.PacketID)
+	if err != nil {
+		_, _, _ = h.settle(out, err)
+		return h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
+	}
+	v5 := cl.Properties.ProtocolVersion == 5
+	id, topic := cl.ID, pk.TopicName
+	_ = out.st.append(h, rec, true, func(err error) {
+		reason, code, logErr := h.settle(out, err)
+		if reason != "" {
+			h.m.refused.WithLabelValues(reason).Inc()
+			if logErr != nil && h.logDue(reason) {
+				h.log.Warn("mqtt publish refused", "client", id, "topic", topic, "qos", 1, "reason", reason, "err", logErr)
+			}
+		}
+		acks.complete(slot, reason == "" || v5, code)
+	})
+	return packets.ErrRejectPacket
 }
 
 // PUBACK may carry only some reason codes (MQTT 5 section 3.4.2.1): 0x95
