@@ -298,9 +298,11 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	start := h.now()
 	stream, rec, rd, deadKind := h.record(cl, pk, start)
 	var claim dedup.Claim
-	if h.dedup != nil && deadKind == "" && rd.HasTime {
+	if h.dedup != nil && deadKind == "" && rd.HasTime && pk.FixedHeader.Qos > 0 {
 		// Checked before the budget: a re-send of a stored reading is
-		// acknowledged even when nothing new may be appended.
+		// acknowledged even when nothing new may be appended. QoS 0 is
+		// never re-sent (at most once), so it is neither checked nor
+		// remembered.
 		c, dup, err := h.dedup.Begin(h.ctx, dedup.Key(stream, rd.Device), rd.Seq, rd.TimeMs)
 		if err != nil {
 			return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
