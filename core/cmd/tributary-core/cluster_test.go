@@ -113,6 +113,7 @@ func startProcCluster(t *testing.T) []*procBroker {
 kafka_addr: %s
 node_id: %d
 default_partitions: 3
+groups: {initial_rebalance_delay: -1s}
 replication:
   lag_time_max: 5s
   fetch_max_wait: 200ms
@@ -205,76 +206,9 @@ func TestClusterLeaderKills(t *testing.T) {
 	defer cancel()
 	const topic, parts = "kills", 3
 
-	// Create the topic once the cluster has formed.
-	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adm.Close()
-	for {
-		req := kmsg.NewPtrCreateTopicsRequest()
-		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, parts, 3
-		c := kmsg.NewCreateTopicsRequestTopicConfig()
-		c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr("2")
-		rt.Configs = append(rt.Configs, c)
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctx, adm)
-		if err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("create topic: %v %+v", err, resp)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic(topic),
-		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.RecordRetries(1<<30), kgo.RecordDeliveryTimeout(60*time.Second),
-		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
-		kgo.MetadataMinAge(100*time.Millisecond), kgo.ProduceRequestTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-
-	// Six keys, two per partition, each a sequence 0, 1, 2, ...
-	const keys = 6
-	var mu sync.Mutex
-	acked := map[string]bool{}
-	lastAck := map[int32]time.Time{}
-	var produceErr error
-	pctx, stopProducing := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for k := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			inflight := make(chan struct{}, 20)
-			for seq := 0; pctx.Err() == nil; seq++ {
-				select {
-				case inflight <- struct{}{}:
-				case <-pctx.Done():
-					return
-				}
-				r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", k)), Value: []byte(strconv.Itoa(seq)), Partition: int32(k % parts)}
-				prod.Produce(ctx, r, func(r *kgo.Record, err error) {
-					defer func() { <-inflight }()
-					mu.Lock()
-					defer mu.Unlock()
-					if err != nil {
-						if produceErr == nil {
-							produceErr = err
-						}
-						return
-					}
-					acked[string(r.Key)+"/"+string(r.Value)] = true
-					lastAck[r.Partition] = time.Now()
-				})
-			}
-		}()
-	}
+	createTopicWhenFormed(ctx, t, addrs, topic, parts)
+	sp := startSeqProducer(ctx, t, addrs, topic, parts)
+	mu, acked, lastAck := &sp.mu, sp.acked, sp.lastAck
 
 	var failovers []time.Duration
 	for round := range 10 {
@@ -298,7 +232,7 @@ func TestClusterLeaderKills(t *testing.T) {
 			if at := lastAck[part]; at.After(killed) {
 				took = at.Sub(killed)
 			}
-			failed := produceErr
+			failed := sp.err
 			mu.Unlock()
 			if failed != nil {
 				t.Fatalf("round %d: produce failed: %v", round, failed)
@@ -327,70 +261,13 @@ func TestClusterLeaderKills(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	stopProducing()
-	wg.Wait()
-	if err := prod.Flush(ctx); err != nil {
-		t.Fatalf("flush: %v", err)
-	}
-	mu.Lock()
-	if produceErr != nil {
-		t.Fatalf("produce failed: %v", produceErr)
-	}
-	nAcked := len(acked)
-	mu.Unlock()
+	nAcked := sp.stop(ctx, t)
 	slices.Sort(failovers)
 	t.Logf("%d records acknowledged; failover (kill → first ack) min %v median %v max %v", nAcked,
 		failovers[0].Round(time.Millisecond), failovers[len(failovers)/2].Round(time.Millisecond),
 		failovers[len(failovers)-1].Round(time.Millisecond))
 
-	verify := func(when string) {
-		t.Helper()
-		cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cons.Close()
-		vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		seen := map[string]int{}
-		last := map[string]int{}
-		covered, disorder := 0, 0
-		for covered < nAcked && vctx.Err() == nil {
-			cons.PollFetches(vctx).EachRecord(func(r *kgo.Record) {
-				id := string(r.Key) + "/" + string(r.Value)
-				seen[id]++
-				if seen[id] == 1 && acked[id] {
-					covered++
-				}
-				// Per key, sequence numbers come back in the order sent.
-				seq, _ := strconv.Atoi(string(r.Value))
-				if prev, ok := last[string(r.Key)]; ok && seq <= prev {
-					disorder++
-				}
-				last[string(r.Key)] = seq
-			})
-		}
-		if disorder > 0 {
-			t.Errorf("%s: %d records out of per-key order", when, disorder)
-		}
-		lost, dups := 0, 0
-		for id := range acked {
-			if seen[id] == 0 {
-				lost++
-			}
-		}
-		for _, n := range seen {
-			if n > 1 {
-				dups++
-			}
-		}
-		t.Logf("%s: read %d distinct records, %d lost acknowledged, %d duplicated", when, len(seen), lost, dups)
-		if lost != 0 || dups != 0 {
-			t.Fatalf("%s: %d acknowledged records lost, %d duplicated", when, lost, dups)
-		}
-	}
-	verify("after 10 leader kills")
+	verifyLog(ctx, t, addrs, topic, acked, "after 10 leader kills")
 
 	// Full cluster restart: the Raft metadata (topic, assignment) survives
 	// and the data is still served.
@@ -414,7 +291,157 @@ func TestClusterLeaderKills(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	verify("after a full cluster restart")
+	verifyLog(ctx, t, addrs, topic, acked, "after a full cluster restart")
+}
+
+// TestClusterRollingRestart restarts the brokers one after another
+// (SIGTERM) while the sequence producer writes and a consumer group reads
+// and commits: nothing acknowledged is lost or duplicated in the log, the
+// group reads everything, and its committed offsets (replicated through
+// __consumer_offsets) survive the restarts of every coordinator.
+func TestClusterRollingRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	bs := startProcCluster(t)
+	var addrs []string
+	for _, b := range bs {
+		addrs = append(addrs, b.addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	const topic, parts, group = "rolling", 3, "rollers"
+	createTopicWhenFormed(ctx, t, addrs, topic, parts)
+	sp := startSeqProducer(ctx, t, addrs, topic, parts)
+
+	var mu sync.Mutex
+	consumed := map[string]bool{}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(group),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond),
+		kgo.AutoCommitInterval(300*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, stopConsuming := context.WithCancel(ctx)
+	consumerDone := make(chan struct{})
+	go func() {
+		defer close(consumerDone)
+		for cctx.Err() == nil {
+			cons.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+				mu.Lock()
+				consumed[string(r.Key)+"/"+string(r.Value)] = true
+				mu.Unlock()
+			})
+		}
+	}()
+
+	for _, b := range bs {
+		time.Sleep(time.Second) // let traffic flow between restarts
+		b.stop(syscall.SIGTERM)
+		b.start(t)
+		for {
+			st, err := partitionStates(ctx, addrs, topic)
+			full := err == nil && len(st) == parts
+			for _, p := range st {
+				full = full && len(p.ISR) == 3 && p.Leader > 0
+			}
+			if full {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("broker %d did not rejoin the ISRs: %v %v", b.id, st, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("restarted broker %d", b.id)
+	}
+	nAcked := sp.stop(ctx, t)
+	// The group catches up with everything acknowledged.
+	for {
+		mu.Lock()
+		missing := 0
+		for id := range sp.acked {
+			if !consumed[id] {
+				missing++
+			}
+		}
+		mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the group is missing %d of %d acknowledged records", missing, nAcked)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stopConsuming()
+	<-consumerDone
+	if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("final commit: %v", err)
+	}
+	cons.Close()
+	verifyLog(ctx, t, addrs, topic, sp.acked, "after a rolling restart")
+
+	// The group's committed offsets are the partitions' ends: a new member
+	// of the group starts there and reads nothing old.
+	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	fetch := kmsg.NewPtrOffsetFetchRequest()
+	fetch.Group = group
+	ft := kmsg.NewOffsetFetchRequestTopic()
+	ft.Topic, ft.Partitions = topic, []int32{0, 1, 2}
+	fetch.Topics = append(fetch.Topics, ft)
+	// committedSum retries while the coordinator moves (dial errors,
+	// NOT_COORDINATOR, loading) for up to 20 s.
+	committedSum := func() int64 {
+		t.Helper()
+		var last string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			resp, err := fetch.RequestWith(rctx, adm)
+			cancel()
+			if err != nil || resp.ErrorCode != 0 {
+				last = fmt.Sprintf("%v %+v", err, resp)
+				continue
+			}
+			var sum int64
+			ok := true
+			for _, p := range resp.Topics[0].Partitions {
+				if p.ErrorCode != 0 || p.Offset < 0 {
+					last = fmt.Sprintf("partition %d: committed offset %d, error %v", p.Partition, p.Offset, kerr.ErrorForCode(p.ErrorCode))
+					ok = false
+				}
+				sum += p.Offset
+			}
+			if ok {
+				return sum
+			}
+		}
+		t.Fatalf("offset fetch: %s", last)
+		return 0
+	}
+	committed := committedSum()
+	if committed < int64(nAcked) {
+		t.Fatalf("group committed %d offsets in all, fewer than the %d acknowledged records it read", committed, nAcked)
+	}
+	t.Logf("%d records acknowledged, all read by the group; %d offsets committed", nAcked, committed)
+
+	// Restart the group's coordinator: the new one answers the same.
+	find := kmsg.NewPtrFindCoordinatorRequest()
+	find.CoordinatorKey = group
+	fresp, err := find.RequestWith(ctx, adm)
+	if err != nil || fresp.ErrorCode != 0 {
+		t.Fatalf("find coordinator: %v %+v", err, fresp)
+	}
+	coord := bs[fresp.NodeID-1]
+	coord.stop(syscall.SIGKILL)
+	if after := committedSum(); after != committed {
+		t.Fatalf("with coordinator %d killed the group's offsets sum to %d, want %d", coord.id, after, committed)
+	}
+	coord.start(t)
 }
 
 // TestClusterConfig checks the cluster flags and that the example's
@@ -459,4 +486,158 @@ func TestClusterConfig(t *testing.T) {
 		cfg.Cluster.Raft.ElectionTimeout != time.Second || cfg.Replication.AckTimeout != 30*time.Second {
 		t.Fatalf("cluster example not parsed: %+v", cfg.Cluster)
 	}
+}
+
+// verifyLog reads topic from the start without a group and checks that every
+// acknowledged record is there exactly once and in per-key order.
+func verifyLog(ctx context.Context, t *testing.T, addrs []string, topic string, acked map[string]bool, when string) {
+	t.Helper()
+	nAcked := len(acked)
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	seen := map[string]int{}
+	last := map[string]int{}
+	covered, disorder := 0, 0
+	for covered < nAcked && vctx.Err() == nil {
+		cons.PollFetches(vctx).EachRecord(func(r *kgo.Record) {
+			id := string(r.Key) + "/" + string(r.Value)
+			seen[id]++
+			if seen[id] == 1 && acked[id] {
+				covered++
+			}
+			// Per key, sequence numbers come back in the order sent.
+			seq, _ := strconv.Atoi(string(r.Value))
+			if prev, ok := last[string(r.Key)]; ok && seq <= prev {
+				disorder++
+			}
+			last[string(r.Key)] = seq
+		})
+	}
+	if disorder > 0 {
+		t.Errorf("%s: %d records out of per-key order", when, disorder)
+	}
+	lost, dups := 0, 0
+	for id := range acked {
+		if seen[id] == 0 {
+			lost++
+		}
+	}
+	for _, n := range seen {
+		if n > 1 {
+			dups++
+		}
+	}
+	t.Logf("%s: read %d distinct records, %d lost acknowledged, %d duplicated", when, len(seen), lost, dups)
+	if lost != 0 || dups != 0 {
+		t.Fatalf("%s: %d acknowledged records lost, %d duplicated", when, lost, dups)
+	}
+}
+
+// createTopicWhenFormed creates an RF=3, min.insync.replicas=2 topic,
+// retrying while the cluster is still forming.
+func createTopicWhenFormed(ctx context.Context, t *testing.T, addrs []string, topic string, parts int32) {
+	t.Helper()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	for {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, parts, 3
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr("2")
+		rt.Configs = append(rt.Configs, c)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, adm)
+		if err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code) {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("create topic: %v %+v", err, resp)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// seqProducer is an idempotent acks=all producer writing, for six keys
+// (two per partition), the sequence numbers 0, 1, 2, ... as values.
+type seqProducer struct {
+	cl      *kgo.Client
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	acked   map[string]bool     // "key/seq" acknowledged
+	lastAck map[int32]time.Time // per partition
+	err     error               // first failed record
+}
+
+func startSeqProducer(ctx context.Context, t *testing.T, addrs []string, topic string, parts int32) *seqProducer {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RecordRetries(1<<30), kgo.RecordDeliveryTimeout(60*time.Second),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+		kgo.MetadataMinAge(100*time.Millisecond), kgo.ProduceRequestTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	sp := &seqProducer{cl: cl, acked: map[string]bool{}, lastAck: map[int32]time.Time{}}
+	pctx, cancel := context.WithCancel(ctx)
+	sp.cancel = cancel
+	const keys = 6
+	for k := range keys {
+		sp.wg.Add(1)
+		go func() {
+			defer sp.wg.Done()
+			inflight := make(chan struct{}, 20)
+			for seq := 0; pctx.Err() == nil; seq++ {
+				select {
+				case inflight <- struct{}{}:
+				case <-pctx.Done():
+					return
+				}
+				r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", k)), Value: []byte(strconv.Itoa(seq)), Partition: int32(k) % parts}
+				cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+					defer func() { <-inflight }()
+					sp.mu.Lock()
+					defer sp.mu.Unlock()
+					if err != nil {
+						if sp.err == nil {
+							sp.err = err
+						}
+						return
+					}
+					sp.acked[string(r.Key)+"/"+string(r.Value)] = true
+					sp.lastAck[r.Partition] = time.Now()
+				})
+			}
+		}()
+	}
+	return sp
+}
+
+// stop ends producing, waits for every outstanding record and returns how
+// many were acknowledged; any failed record fails the test.
+func (sp *seqProducer) stop(ctx context.Context, t *testing.T) int {
+	t.Helper()
+	sp.cancel()
+	sp.wg.Wait()
+	if err := sp.cl.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.err != nil {
+		t.Fatalf("produce failed: %v", sp.err)
+	}
+	return len(sp.acked)
 }
