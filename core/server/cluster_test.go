@@ -356,6 +356,12 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 	if ol.NextOffset() != 200 {
 		t.Fatalf("old leader's log ends at %d, want 200 (its unacknowledged records must go)", ol.NextOffset())
 	}
+	if n := metricValue(t, old, "tributary_core_replica_truncations_total"); n < 1 {
+		t.Errorf("old leader counted %v truncations, want at least 1", n)
+	}
+	if n := metricValue(t, leader, "tributary_core_isr_changes_total"); n < 1 {
+		t.Errorf("new leader counted %v ISR changes, want the old leader's return", n)
+	}
 }
 
 // TestCommittedOffsetsSurviveCoordinatorLoss commits a group's offset,
@@ -414,4 +420,23 @@ func TestCommittedOffsetsSurviveCoordinatorLoss(t *testing.T) {
 		got = resp.Topics[0].Partitions[0].Offset
 		return got == 42
 	})
+}
+
+// metricValue sums a metric's samples in a server's registry.
+func metricValue(t *testing.T, s *Server, name string) float64 {
+	t.Helper()
+	mfs, err := s.m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
 }

@@ -50,6 +50,7 @@ func (f *fetcher) run(ctx context.Context) {
 			return
 		}
 		fails++
+		f.r.m.fetchErrors.Inc()
 		if fails == 1 || fails%50 == 0 {
 			log.Debug("replica fetch failed", "err", err, "failures", fails)
 		}
@@ -184,6 +185,7 @@ func (f *fetcher) truncate(ctx context.Context) error {
 		if err := l.TruncateTo(end); err != nil {
 			return fmt.Errorf("truncate to %d: %w", end, err)
 		}
+		f.r.m.truncations.Inc()
 	}
 	return nil
 }

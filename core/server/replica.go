@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/storage"
 )
@@ -46,10 +48,53 @@ type replicaManager struct {
 	ready atomic.Bool
 
 	wg sync.WaitGroup // fetchers
+
+	isrChanges  *prometheus.CounterVec
+	fetchErrors prometheus.Counter
+	truncations prometheus.Counter
 }
 
 func newReplicaManager(s *Server) *replicaManager {
-	return &replicaManager{s: s, self: s.cfg.NodeID, replicas: map[topicPartition]*replica{}, seen: map[string]bool{}}
+	m := &replicaManager{s: s, self: s.cfg.NodeID, replicas: map[topicPartition]*replica{}, seen: map[string]bool{},
+		isrChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_core_isr_changes_total",
+			Help: "ISR changes this broker made as partition leader, by kind (shrink, expand).",
+		}, []string{"kind"}),
+		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tributary_core_replica_fetch_errors_total",
+			Help: "Failed follower fetch rounds (leader unreachable, fenced epoch, append refused).",
+		}),
+		truncations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tributary_core_replica_truncations_total",
+			Help: "Divergent follower tails cut after a leader change.",
+		}),
+	}
+	partitions := func(pick func(r *replica) bool) func() float64 {
+		return func() float64 {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			n := 0
+			for _, r := range m.replicas {
+				if pick(r) {
+					n++
+				}
+			}
+			return float64(n)
+		}
+	}
+	s.m.reg.MustRegister(m.isrChanges, m.fetchErrors, m.truncations,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tributary_core_leader_partitions",
+			Help: "Partitions this broker leads.",
+		}, partitions(func(r *replica) bool { return r.isLeader() })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tributary_core_under_replicated_partitions",
+			Help: "Partitions this broker leads whose ISR is smaller than their replica set.",
+		}, partitions(func(r *replica) bool {
+			st := r.state()
+			return st.Leader == r.self && len(st.ISR) < len(st.Replicas)
+		})))
+	return m
 }
 
 // run reconciles at every metadata change (and every second, retrying what
@@ -483,6 +528,11 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 		return
 	}
 	r.m.s.logger.Info("isr changed", "topic", r.topic, "partition", r.part, "from", cur.ISR, "to", next.ISR)
+	kind := "expand"
+	if len(next.ISR) < len(cur.ISR) {
+		kind = "shrink"
+	}
+	r.m.isrChanges.WithLabelValues(kind).Inc()
 	r.update(next, r.m.s.node.Metadata())
 }
 
