@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/tributary-io/tributary/edge/payload"
 )
 
@@ -19,9 +23,10 @@ import (
 // several clients publish QoS 1 (and some QoS 2) readings, SIGKILLs the daemon
 // at random moments, restarts it, and finally checks that every reading that
 // was PUBACKed is in the log exactly once (and nothing is there twice). Like
-// a real device, each client re-sends its unacknowledged reading (same seq
-// and ts) after reconnecting; when the killed daemon had stored it before the
-// PUBACK left, only the re-send window keeps it from being stored twice.
+// a real device, each client re-sends its unacknowledged readings (same seq
+// and ts) after reconnecting — half the clients keep 8 QoS 1 publishes in
+// flight — and when the killed daemon had stored them before the PUBACK
+// left, only the re-send window keeps them from being stored twice.
 func TestCrashAckedReadingsSurvive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the daemon repeatedly")
@@ -75,6 +80,7 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 		mu     sync.Mutex
 		acked  = map[string][]uint64{}
 		next   = map[string]uint64{}
+		sent   = map[string]uint64{} // one past the highest seq ever sent
 		resent int
 	)
 	began := time.Now()
@@ -88,6 +94,7 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 			if c%4 == 3 {
 				qos = 2 // acknowledged = PUBCOMP
 			}
+			pipelined := c%4 < 2 // up to 8 QoS 1 publishes in flight (deferred acks)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -97,11 +104,30 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 				}
 				mu.Lock()
 				seq := next[dev]
-				if seq > 0 || len(acked[dev]) > 0 {
-					resent++
-				}
+				resent += int(sent[dev] - seq)
 				mu.Unlock()
+				if pipelined {
+					seq = pipelineUntilKilled(rc, dev, seq, func(from, to uint64) {
+						mu.Lock()
+						for s := from; s < to; s++ {
+							acked[dev] = append(acked[dev], s)
+						}
+						mu.Unlock()
+					}, func(to uint64) {
+						mu.Lock()
+						sent[dev] = max(sent[dev], to)
+						mu.Unlock()
+					})
+					rc.conn.Close()
+					mu.Lock()
+					next[dev] = seq // the unacknowledged ones are re-sent on the next connect
+					mu.Unlock()
+					return
+				}
 				for ; ; seq++ {
+					mu.Lock()
+					sent[dev] = max(sent[dev], seq+1)
+					mu.Unlock()
 					// Device time advances per reading; a re-send repeats it.
 					code, err := rc.publish("sensors/"+dev+"/reading", jsonReading(dev, seq, 1_700_000_000_000+int64(seq)*100), qos, "", 5*time.Second)
 					if err != nil || code != 0 {
@@ -174,6 +200,42 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 	}
 	t.Logf("%d kill cycles in %s, %d re-sends after reconnect, %d acknowledged readings all stored exactly once",
 		cycles, time.Since(began).Round(time.Millisecond), resent, total)
+}
+
+// pipelineUntilKilled publishes QoS 1 readings from seq on in rounds of 8
+// written at once, reading their PUBACKs (which must come in order), until
+// the connection dies. Readings are a function of seq, so a round that
+// starts below what was sent before re-sends them exactly. It returns the
+// first seq not acknowledged.
+func pipelineUntilKilled(rc *rawClient, dev string, seq uint64, acked func(from, to uint64), sent func(to uint64)) uint64 {
+	const window = 8
+	for {
+		var buf bytes.Buffer
+		for k := uint64(0); k < window; k++ {
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 4,
+				TopicName: "sensors/" + dev + "/reading", Payload: jsonReading(dev, seq+k, 1_700_000_000_000+int64(seq+k)*100), PacketID: uint16(k + 1)}
+			if err := pk.PublishEncode(&buf); err != nil {
+				return seq
+			}
+		}
+		sent(seq + window)
+		if _, err := rc.conn.Write(buf.Bytes()); err != nil {
+			return seq
+		}
+		n := uint64(0)
+		for ; n < window; n++ {
+			fh, body, err := rc.read(5 * time.Second)
+			if err != nil || fh.Type != packets.Puback || len(body) < 2 || binary.BigEndian.Uint16(body) != uint16(n+1) ||
+				(len(body) > 2 && body[2] != 0) {
+				break
+			}
+		}
+		acked(seq, seq+n)
+		seq += n
+		if n < window {
+			return seq
+		}
+	}
 }
 
 func freeAddr(t testing.TB) string {
