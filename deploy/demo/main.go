@@ -492,7 +492,7 @@ func (d *demo) killAll() {
 	for _, list := range []*[]*proc{&d.sim, &d.edges, &d.cores} {
 		for _, p := range d.snapshot(list) {
 			if !p.exited() {
-				_ = p.cmd.Process.Kill()
+				killGroup(p.cmd)
 			}
 		}
 	}

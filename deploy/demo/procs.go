@@ -90,7 +90,7 @@ func (p *proc) stop(sig os.Signal, timeout time.Duration) error {
 // kill ends the process at once and waits for it.
 func (p *proc) kill() {
 	if !p.exited() {
-		_ = p.cmd.Process.Kill()
+		killGroup(p.cmd)
 	}
 	<-p.done
 }
