@@ -116,7 +116,9 @@ smoke() {
 	addr=$(grep -m1 'msg="edge gateway running"' "$work/edge.log")
 	mqtt=$(sed -n 's/.* mqtt=\([0-9.]*:[0-9]*\).*/\1/p' <<<"$addr")
 	http=$(sed -n 's/.* http=\([0-9.]*:[0-9]*\).*/\1/p' <<<"$addr")
-	[ -n "$mqtt" ] && [ -n "$http" ] || die "$arch: cannot read listen addresses from: $addr"
+	if [ -z "$mqtt" ] || [ -z "$http" ]; then
+		die "$arch: cannot read listen addresses from: $addr"
+	fi
 
 	until curl -fsS --max-time 5 "http://$http/healthz" >"$work/healthz" 2>/dev/null; do
 		[ $((SECONDS - start)) -lt "$START_TIMEOUT" ] || {
