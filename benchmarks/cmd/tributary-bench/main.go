@@ -60,6 +60,7 @@ func main() {
 	}
 	run("storage vs dd", func() ([]row, error) { return storageVsDD(*dir, mib) })
 	run("core vs kfake vs JetStream", func() ([]row, error) { return coreVsPeers(*dir, *quick) })
+	run("edge vs mosquitto", func() ([]row, error) { return edgeVsMosquitto(*dir, *quick) })
 
 	md := render(rows, *dir)
 	fmt.Print(md)
