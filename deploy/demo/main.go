@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"gopkg.in/yaml.v3"
 )
 
@@ -46,8 +48,11 @@ type options struct {
 // Ports before -port-offset: the core's are the daemons' own defaults, so
 // `kcat -b 127.0.0.1:9092` works; edges and fleets count up from theirs.
 const (
-	kafkaPort    = 9092
+	kafkaPort    = 9092 // +broker
 	coreHTTPPort = 9644 // +broker
+	serfPort     = 7946 // +broker, cluster gossip
+	raftPort     = 7956 // +broker
+	rpcPort      = 7966 // +broker
 	mqttPort     = 1883 // +edge
 	edgeHTTPPort = 9654 // +edge
 	simHTTPPort  = 9664 // +edge
@@ -81,9 +86,7 @@ Flags:
 	}
 	fs.StringVar(&o.bin, "bin", "bin", "directory holding tributary-core, tributary-edge and tributary-sim")
 	fs.StringVar(&o.data, "data", filepath.Join("data", "demo"), "data directory for every daemon and the logs")
-	// TODO(issue 6): default to 3 once tributary-core can form a cluster; it
-	// runs single-node today, so more than one broker is refused below.
-	fs.IntVar(&o.brokers, "brokers", 1, "core brokers (1 until the core cluster lands)")
+	fs.IntVar(&o.brokers, "brokers", 3, "core brokers: 1 runs a single-node core, more form a cluster")
 	fs.IntVar(&o.edges, "edges", 2, "edge gateways")
 	fs.IntVar(&o.devices, "devices", 200, "simulated devices per edge")
 	fs.Float64Var(&o.rate, "rate", 1, "readings per second per device")
@@ -98,8 +101,8 @@ Flags:
 	switch {
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	case o.brokers != 1:
-		return o, errors.New("-brokers: tributary-core runs as a single node today; clustering is still being built (issue 6)")
+	case o.brokers < 1 || o.brokers > 5:
+		return o, errors.New("-brokers: 1 to 5")
 	case o.edges < 1 || o.edges > 9:
 		return o, errors.New("-edges: 1 to 9")
 	case o.devices < 1:
@@ -212,6 +215,9 @@ func (d *demo) checkPorts() error {
 	ports := []int{}
 	for b := range d.o.brokers {
 		ports = append(ports, kafkaPort+b, coreHTTPPort+b)
+		if d.o.brokers > 1 {
+			ports = append(ports, serfPort+b, raftPort+b, rpcPort+b)
+		}
 	}
 	for e := range d.o.edges {
 		ports = append(ports, mqttPort+e, edgeHTTPPort+e, simHTTPPort+e)
@@ -231,21 +237,8 @@ func (d *demo) checkPorts() error {
 func (d *demo) start(ctx context.Context) (*runningConsumer, error) {
 	o := d.o
 	fmt.Printf("Tributary demo: data in %s, logs in %s\n", o.data, d.logDir)
-	for b := range o.brokers {
-		name := fmt.Sprintf("core-%d", b)
-		ka, ha := addr(kafkaPort+b, o.portOffset), addr(coreHTTPPort+b, o.portOffset)
-		p, err := startProc(name, d.logDir, filepath.Join(o.bin, "tributary-core"),
-			"-data-dir", filepath.Join(o.data, name), "-kafka-addr", ka, "-http-addr", ha,
-			"-node-id", strconv.Itoa(b))
-		if err != nil {
-			return nil, err
-		}
-		d.add(&d.cores, p)
-		if err := waitHealthy(ctx, p, "http://"+ha+"/healthz", startTimeout); err != nil {
-			return nil, err
-		}
-		d.brokerAddrs = append(d.brokerAddrs, ka)
-		fmt.Printf("  %-8s Kafka %s, metrics http://%s/metrics\n", name, ka, ha)
+	if err := d.startCores(ctx); err != nil {
+		return nil, err
 	}
 	for e := range o.edges {
 		if err := d.startEdge(ctx, e); err != nil {
@@ -275,6 +268,53 @@ func (d *demo) start(ctx context.Context) (*runningConsumer, error) {
 	}
 	d.log.Info("demo started", "brokers", d.brokerAddrs, "edges", o.edges, "devices_per_edge", o.devices, "bridge_off", d.bridgeOff)
 	return cons, nil
+}
+
+// startCores starts the brokers: one is a single-node core; more form a
+// cluster (Serf gossip, Raft metadata, replicated partitions) whose members
+// all find each other through the same -join list.
+func (d *demo) startCores(ctx context.Context) error {
+	o := d.o
+	var join []string
+	for b := range o.brokers {
+		join = append(join, addr(serfPort+b, o.portOffset))
+	}
+	var procs []*proc
+	var https []string
+	for b := range o.brokers {
+		name := fmt.Sprintf("core-%d", b+1)
+		ka, ha := addr(kafkaPort+b, o.portOffset), addr(coreHTTPPort+b, o.portOffset)
+		args := []string{"-data-dir", filepath.Join(o.data, name), "-kafka-addr", ka, "-http-addr", ha,
+			"-node-id", strconv.Itoa(b + 1)}
+		if o.brokers > 1 {
+			args = append(args, "-serf-addr", join[b], "-raft-addr", addr(raftPort+b, o.portOffset),
+				"-rpc-addr", addr(rpcPort+b, o.portOffset), "-join", strings.Join(join, ","),
+				"-bootstrap-expect", strconv.Itoa(o.brokers))
+		}
+		p, err := startProc(name, d.logDir, filepath.Join(o.bin, "tributary-core"), args...)
+		if err != nil {
+			return err
+		}
+		d.add(&d.cores, p)
+		procs, https = append(procs, p), append(https, ha)
+		d.brokerAddrs = append(d.brokerAddrs, ka)
+	}
+	// All are started before any is awaited: a cluster member may wait
+	// for the others before it serves.
+	for i, p := range procs {
+		if err := waitHealthy(ctx, p, "http://"+https[i]+"/healthz", startTimeout); err != nil {
+			return err
+		}
+		fmt.Printf("  %-8s Kafka %s, metrics http://%s/metrics\n", p.name, d.brokerAddrs[i], https[i])
+	}
+	if o.brokers > 1 {
+		ctrl, err := waitCluster(ctx, d.brokerAddrs, startTimeout)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  cluster of %d brokers formed, controller: broker %d\n", o.brokers, ctrl)
+	}
+	return nil
 }
 
 // startEdge writes the edge's config and starts it with its bridge pointed
@@ -494,6 +534,38 @@ func (d *demo) killAll() {
 			if !p.exited() {
 				killGroup(p.cmd)
 			}
+		}
+	}
+}
+
+// waitCluster polls the brokers' metadata until every broker is listed and
+// a controller is elected, and returns the controller's id.
+func waitCluster(ctx context.Context, brokers []string, timeout time.Duration) (int32, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("tributary-demo-setup"))
+	if err != nil {
+		return 0, fmt.Errorf("cluster check client: %w", err)
+	}
+	defer cl.Close()
+	var last string
+	for {
+		req := kmsg.NewPtrMetadataRequest() // no topics: brokers and controller only
+		reqCtx, reqCancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := req.RequestWith(reqCtx, cl)
+		reqCancel()
+		switch {
+		case err != nil:
+			last = err.Error()
+		case len(resp.Brokers) == len(brokers) && resp.ControllerID >= 0:
+			return resp.ControllerID, nil
+		default:
+			last = fmt.Sprintf("%d of %d brokers listed, controller %d", len(resp.Brokers), len(brokers), resp.ControllerID)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("cluster not formed within %v (%s); see the core-N logs", timeout, last)
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

@@ -144,10 +144,10 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.brokers != 1 || o.edges != 2 || o.devices != 200 || o.bin != "bin" {
+	if o.brokers != 3 || o.edges != 2 || o.devices != 200 || o.bin != "bin" {
 		t.Errorf("defaults = %+v", o)
 	}
-	for _, args := range [][]string{{"-brokers", "3"}, {"-edges", "0"}, {"-rate", "0"}, {"extra"}} {
+	for _, args := range [][]string{{"-brokers", "0"}, {"-brokers", "6"}, {"-edges", "0"}, {"-rate", "0"}, {"extra"}} {
 		if _, err := parseFlags(args); err == nil {
 			t.Errorf("parseFlags(%v) accepted", args)
 		}
