@@ -74,7 +74,8 @@ func startTestCluster(t testing.TB, size int) *testBrokers {
 		cfg.HTTPAddr = ""
 		cfg.NodeID = int32(i + 1)
 		cfg.KafkaAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		cfg.Replication = ReplicationConfig{LagTimeMax: 3 * time.Second, FetchMaxWait: 200 * time.Millisecond, AckTimeout: 3 * time.Second}
+		cfg.Replication = ReplicationConfig{LagTimeMax: 3 * time.Second, FetchMaxWait: 200 * time.Millisecond, AckTimeout: 3 * time.Second,
+			ShutdownHandover: -1} // stop like a crash: the tests stop brokers to fail them
 		cfg.Cluster = &cluster.Config{
 			RaftAddr:                 fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 			RPCAddr:                  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -227,6 +228,17 @@ func TestClusterReplicatesAndRoutes(t *testing.T) {
 	}
 	if total != n {
 		t.Fatalf("replicas hold %d records, want %d", total, n)
+	}
+
+	// DescribeConfigs shows the topic's min.insync.replicas.
+	dreq := kmsg.NewPtrDescribeConfigsRequest()
+	dr := kmsg.NewDescribeConfigsRequestResource()
+	dr.ResourceType, dr.ResourceName, dr.ConfigNames = kmsg.ConfigResourceTypeTopic, "rep", []string{"min.insync.replicas"}
+	dreq.Resources = append(dreq.Resources, dr)
+	dresp := dialRaw(t, tb.addrs()[2]).roundTrip(dreq).(*kmsg.DescribeConfigsResponse)
+	if len(dresp.Resources) != 1 || len(dresp.Resources[0].Configs) != 1 || dresp.Resources[0].Configs[0].Value == nil ||
+		*dresp.Resources[0].Configs[0].Value != "2" {
+		t.Fatalf("describe configs: %+v", dresp.Resources)
 	}
 
 	// A produce to a broker that does not lead the partition.

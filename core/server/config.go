@@ -66,6 +66,11 @@ type ReplicationConfig struct {
 	FetchMaxWait time.Duration `yaml:"fetch_max_wait"`
 	// AckTimeout bounds how long an acks=all produce waits for the ISR.
 	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// ShutdownHandover is how long a graceful shutdown waits for the
+	// controller to move this broker's partition leadership away while it
+	// still serves (Kafka's controlled shutdown); negative closes at once,
+	// as a crash would look to the others.
+	ShutdownHandover time.Duration `yaml:"shutdown_handover"`
 }
 
 func (r ReplicationConfig) withDefaults() ReplicationConfig {
@@ -80,6 +85,9 @@ func (r ReplicationConfig) withDefaults() ReplicationConfig {
 	}
 	if r.AckTimeout <= 0 {
 		r.AckTimeout = 30 * time.Second
+	}
+	if r.ShutdownHandover == 0 {
+		r.ShutdownHandover = 5 * time.Second
 	}
 	return r
 }

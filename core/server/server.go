@@ -286,6 +286,16 @@ func (s *Server) acceptLoop() {
 // them. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		if s.node != nil && s.cfg.Replication.ShutdownHandover > 0 {
+			// Controlled shutdown: leadership moves while this broker still
+			// answers, so clients and followers switch without waiting for
+			// failure detection.
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Replication.ShutdownHandover)
+			if err := s.node.Leave(ctx); err != nil {
+				s.logger.Warn("controlled shutdown incomplete; closing anyway", "err", err)
+			}
+			cancel()
+		}
 		s.mu.Lock()
 		s.cancel()
 		for nc := range s.conns {

@@ -225,12 +225,13 @@ func TestClusterLeaderKills(t *testing.T) {
 		}
 		killed := time.Now()
 		victim.stop(syscall.SIGKILL)
-		// Failover: the first acknowledgement on that partition after the kill.
+		// Failover: the first acknowledgement of a record produced to that
+		// partition after the kill.
 		var took time.Duration
 		for took == 0 {
 			mu.Lock()
-			if at := lastAck[part]; at.After(killed) {
-				took = at.Sub(killed)
+			if a := lastAck[part]; a.produced.After(killed) {
+				took = a.at.Sub(killed)
 			}
 			failed := sp.err
 			mu.Unlock()
@@ -574,9 +575,9 @@ type seqProducer struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
-	acked   map[string]bool     // "key/seq" acknowledged
-	lastAck map[int32]time.Time // per partition
-	err     error               // first failed record
+	acked   map[string]bool   // "key/seq" acknowledged
+	lastAck map[int32]ackTime // per partition: the newest record acknowledged
+	err     error             // first failed record
 }
 
 func startSeqProducer(ctx context.Context, t *testing.T, addrs []string, topic string, parts int32) *seqProducer {
@@ -590,7 +591,7 @@ func startSeqProducer(ctx context.Context, t *testing.T, addrs []string, topic s
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	sp := &seqProducer{cl: cl, acked: map[string]bool{}, lastAck: map[int32]time.Time{}}
+	sp := &seqProducer{cl: cl, acked: map[string]bool{}, lastAck: map[int32]ackTime{}}
 	pctx, cancel := context.WithCancel(ctx)
 	sp.cancel = cancel
 	const keys = 6
@@ -617,13 +618,18 @@ func startSeqProducer(ctx context.Context, t *testing.T, addrs []string, topic s
 						return
 					}
 					sp.acked[string(r.Key)+"/"+string(r.Value)] = true
-					sp.lastAck[r.Partition] = time.Now()
+					if r.Timestamp.After(sp.lastAck[r.Partition].produced) {
+						sp.lastAck[r.Partition] = ackTime{produced: r.Timestamp, at: time.Now()}
+					}
 				})
 			}
 		}()
 	}
 	return sp
 }
+
+// ackTime is when a record was produced and when it was acknowledged.
+type ackTime struct{ produced, at time.Time }
 
 // stop ends producing, waits for every outstanding record and returns how
 // many were acknowledged; any failed record fails the test.
