@@ -5,7 +5,7 @@ PKGS      := ./...
 LDFLAGS   := -s -w
 CMDS      := $(wildcard edge/cmd/* core/cmd/* firmware-sim/cmd/* bridge/cmd/*)
 
-.PHONY: all build test test-short fuzz bench bench-go cross lint demo clean
+.PHONY: all build test test-short fuzz bench bench-go cross qemu-smoke lint demo clean
 
 all: build
 
@@ -50,6 +50,15 @@ cross:
 		CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/$$(basename $$c) ./$$c || exit 1; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/linux-armv7/$$(basename $$c) ./$$c || exit 1; \
 	done
+
+# Everything on loopback with a live view; Ctrl-C stops it, data stays in data/demo.
+demo: build
+	$(GO) build -o $(BIN)/tributary-demo ./deploy/demo
+	$(BIN)/tributary-demo -bin $(BIN) $(DEMOFLAGS)
+
+# The cross-built edge (arm64, armv7) under qemu user emulation.
+qemu-smoke: cross build
+	BIN=$(BIN) .ci/qemu-smoke.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
