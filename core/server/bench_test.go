@@ -174,6 +174,7 @@ func BenchmarkClusterProduce(b *testing.B) {
 			benchTopics++
 			topic := fmt.Sprintf("bench-rf%d-%d", rf, benchTopics)
 			createReplicatedTopic(b, tb.addrs()[0], topic, 3, rf, int(min(rf, 2)))
+			tb.waitTopic(topic)
 			cl, err := kgo.NewClient(kgo.SeedBrokers(tb.addrs()...), kgo.DefaultProduceTopic(topic),
 				kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(time.Millisecond))
 			if err != nil {

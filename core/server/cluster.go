@@ -121,6 +121,23 @@ func (s *Server) clusterAutoCreate(topic string) error {
 	if err != nil && !errors.Is(err, cluster.ErrTopicExists) {
 		return fmt.Errorf("auto-create topic %q: %w", topic, err)
 	}
+	if err != nil {
+		// Created elsewhere and not applied here yet: wait a little for
+		// this broker's copy rather than call an existing topic unknown.
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		for {
+			w := s.node.Watch()
+			if _, ok := s.node.Metadata().Topics[topic]; ok {
+				break
+			}
+			select {
+			case <-w:
+			case <-wctx.Done():
+				return fmt.Errorf("auto-create topic %q: exists but not yet known here: %w", topic, storage.ErrUnknownTopic)
+			}
+		}
+	}
 	if err == nil {
 		s.logger.Info("auto-created topic", "topic", topic, "partitions", s.cfg.DefaultPartitions)
 	}

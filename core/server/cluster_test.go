@@ -128,6 +128,25 @@ func (tb *testBrokers) waitFor(what string, limit time.Duration, cond func() boo
 	tb.t.Fatalf("timed out after %v waiting for %s", limit, what)
 }
 
+// waitTopic waits until every broker's metadata has topic with leaders.
+func (tb *testBrokers) waitTopic(topic string) {
+	tb.t.Helper()
+	tb.waitFor("topic "+topic+" on every broker", 20*time.Second, func() bool {
+		for _, s := range tb.srvs {
+			t, ok := s.Node().Metadata().Topics[topic]
+			if !ok {
+				return false
+			}
+			for _, p := range t.Partitions {
+				if p.Leader == cluster.NoLeader {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
 func (tb *testBrokers) addrs() []string {
 	var out []string
 	for _, s := range tb.srvs {
@@ -165,6 +184,7 @@ func createReplicatedTopic(t testing.TB, addr, name string, partitions int32, rf
 func TestClusterReplicatesAndRoutes(t *testing.T) {
 	tb := startTestCluster(t, 3)
 	createReplicatedTopic(t, tb.addrs()[0], "rep", 3, 3, 2)
+	tb.waitTopic("rep")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -291,6 +311,7 @@ func TestClusterReplicatesAndRoutes(t *testing.T) {
 func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 	tb := startTestCluster(t, 3)
 	createReplicatedTopic(t, tb.addrs()[0], "iso", 1, 3, 2)
+	tb.waitTopic("iso")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	prod := newClient(t, tb.addrs()[0], kgo.DefaultProduceTopic("iso"), kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -382,6 +403,7 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 func TestCommittedOffsetsSurviveCoordinatorLoss(t *testing.T) {
 	tb := startTestCluster(t, 3)
 	createReplicatedTopic(t, tb.addrs()[0], "grp", 1, 3, 2)
+	tb.waitTopic("grp")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

@@ -559,12 +559,30 @@ func createTopicWhenFormed(ctx context.Context, t *testing.T, addrs []string, to
 		req.Topics = append(req.Topics, rt)
 		resp, err := req.RequestWith(ctx, adm)
 		if err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code) {
-			return
+			break
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("create topic: %v %+v", err, resp)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// Metadata reaches each broker's Raft copy on its own schedule, as in
+	// Kafka; wait until every broker describes the topic with leaders.
+	for _, addr := range addrs {
+		for {
+			st, err := partitionStates(ctx, []string{addr}, topic)
+			ok := err == nil && len(st) == int(parts)
+			for _, p := range st {
+				ok = ok && p.Leader > 0
+			}
+			if ok {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("broker %s never described %s: %v %v", addr, topic, st, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
 
