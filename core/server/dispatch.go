@@ -208,7 +208,7 @@ func (s *Server) prepareFrame(ctx context.Context, cc *clientConn, f []byte) (do
 // parse before they know the version), then the body.
 func encodeResponse(h requestHeader, resp kmsg.Response, version int16) []byte {
 	resp.SetVersion(version)
-	buf := make([]byte, 8, 256)
+	buf := make([]byte, 8, responseSizeHint(resp))
 	binary.BigEndian.PutUint32(buf[4:], uint32(h.correlation))
 	if resp.IsFlexible() && resp.Key() != 18 {
 		buf = append(buf, 0)
@@ -216,6 +216,24 @@ func encodeResponse(h requestHeader, resp kmsg.Response, version int16) []byte {
 	buf = resp.AppendTo(buf)
 	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
 	return buf
+}
+
+// responseSizeHint sizes the encode buffer up front: a fetch response is
+// mostly stored batch bytes, and growing the buffer while appending them
+// copied every fetched byte about twice more.
+func responseSizeHint(resp kmsg.Response) int {
+	f, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 256
+	}
+	n := 256
+	for _, t := range f.Topics {
+		n += len(t.Topic) + 32
+		for _, p := range t.Partitions {
+			n += len(p.RecordBatches) + 96
+		}
+	}
+	return n
 }
 
 // unsupportedResponse builds the response to a request we do not serve at
