@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/ingest"
 	"github.com/tributary-io/tributary/edge/topicmap"
@@ -43,6 +44,8 @@ type Config struct {
 	MemoryLimitMB int `yaml:"memory_limit_mb"`
 	// ShutdownTimeout bounds the graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Bridge forwards the streams to a core; off while it names no brokers.
+	Bridge bridge.Config `yaml:"bridge"`
 }
 
 // MQTTConfig holds the listeners and the per-client memory knobs.
@@ -153,6 +156,11 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.ReceiveMaximum == 0 {
 		return errors.New("mqtt.receive_maximum must be at least 1")
+	}
+	if c.Bridge.Enabled() {
+		if err := c.Bridge.WithDefaults().Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/gateway"
 )
@@ -114,8 +115,21 @@ Flags:
 	if err != nil {
 		return err
 	}
-	// Extra components (the edge→core bridge) attach here with g.Go, using
-	// g.Topics(), g.Meta() and g.EdgeID().
+	// The edge→core bridge runs as a gateway component: it stops before the
+	// logs are closed, after its last acknowledged batch.
+	if cfg.Bridge.Enabled() {
+		bcfg := cfg.Bridge
+		if bcfg.EdgeID == "" {
+			bcfg.EdgeID = g.EdgeID()
+		}
+		b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), logger)
+		if err != nil {
+			return err
+		}
+		g.Go("bridge", b.Run)
+	} else {
+		logger.Info("bridge off: no bridge.brokers configured; readings stay on this edge")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
