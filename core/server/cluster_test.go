@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,6 +53,30 @@ func freePort(t testing.TB) int {
 	}
 	t.Fatal("no free port")
 	return 0
+}
+
+// clusterTestLogger logs warnings to the test until it ends: gossip
+// goroutines Serf does not wait for may still log after the brokers closed,
+// and logging to a finished test panics.
+func clusterTestLogger(t testing.TB) *slog.Logger {
+	w := &guardedWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type guardedWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *guardedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
 }
 
 type testBrokers struct {
@@ -104,8 +130,18 @@ func startTestCluster(t testing.TB, size int) *testBrokers {
 		tb.cfgs = append(tb.cfgs, cfg)
 	}
 	tb.srvs = make([]*Server, size)
+	logger := clusterTestLogger(t)
 	for i := range size {
-		tb.srvs[i] = startServer(t, tb.cfgs[i])
+		srv, err := Start(tb.cfgs[i], logger, nil)
+		if err != nil {
+			t.Fatalf("start broker %d: %v", i+1, err)
+		}
+		t.Cleanup(func() {
+			if err := srv.Close(); err != nil {
+				t.Errorf("close broker %d: %v", i+1, err)
+			}
+		})
+		tb.srvs[i] = srv
 	}
 	tb.waitFor("all brokers alive", 30*time.Second, func() bool {
 		for _, s := range tb.srvs {
@@ -473,4 +509,39 @@ func metricValue(t *testing.T, s *Server, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestMinInsyncReplicas: with a follower gone and the ISR shrunk below
+// min.insync.replicas, acks=all is refused with NOT_ENOUGH_REPLICAS while
+// acks=1 still succeeds.
+func TestMinInsyncReplicas(t *testing.T) {
+	tb := startTestCluster(t, 3)
+	createReplicatedTopic(t, tb.addrs()[0], "mis", 1, 3, 3)
+	tb.waitTopic("mis")
+	st, _ := tb.srvs[0].Node().PartitionState("mis", 0)
+	leader := tb.byID(st.Leader)
+	var gone *Server
+	for _, s := range tb.srvs {
+		if s != leader {
+			gone = s
+			break
+		}
+	}
+	c := dialRaw(t, leader.Addr())
+	if got := produceOne(t, c, -1, "mis", 0, buildBatch(t, 3, -1, 0, 10)); got.ErrorCode != 0 {
+		t.Fatalf("acks=all with the full ISR: %v", kerr.ErrorForCode(got.ErrorCode))
+	}
+	if err := gone.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tb.waitFor("ISR without the stopped follower", 30*time.Second, func() bool {
+		ps, _ := leader.Node().PartitionState("mis", 0)
+		return len(ps.ISR) == 2 && !slices.Contains(ps.ISR, gone.cfg.NodeID)
+	})
+	if got := produceOne(t, c, -1, "mis", 0, buildBatch(t, 3, -1, 0, 10)); got.ErrorCode != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("acks=all with 2 in sync of min 3: %v, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(got.ErrorCode))
+	}
+	if got := produceOne(t, c, 1, "mis", 0, buildBatch(t, 3, -1, 0, 10)); got.ErrorCode != 0 {
+		t.Fatalf("acks=1 with a shrunk ISR: %v", kerr.ErrorForCode(got.ErrorCode))
+	}
 }
