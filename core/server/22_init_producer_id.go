@@ -29,6 +29,16 @@ func (s *Server) handleInitProducerID(_ context.Context, c *call, kreq kmsg.Requ
 		c.fail(resp.ErrorCode)
 		return resp, nil
 	}
+	if s.node != nil {
+		id = clusterProducerID(id, s.cfg.NodeID)
+	}
 	resp.ProducerID, resp.ProducerEpoch = id, 0
 	return resp, nil
+}
+
+// clusterProducerID makes a broker's local counter value unique in the
+// cluster: the broker id fills the low 16 bits (Validate bounds it), the
+// counter the bits above, far below the bridge's forwarded-producer bit.
+func clusterProducerID(local int64, broker int32) int64 {
+	return local<<16 | int64(broker)
 }

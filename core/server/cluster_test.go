@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/storage"
 )
 
 var (
@@ -543,5 +544,24 @@ func TestMinInsyncReplicas(t *testing.T) {
 	}
 	if got := produceOne(t, c, 1, "mis", 0, buildBatch(t, 3, -1, 0, 10)); got.ErrorCode != 0 {
 		t.Fatalf("acks=1 with a shrunk ISR: %v", kerr.ErrorForCode(got.ErrorCode))
+	}
+}
+
+// TestClusterProducerIDsAreUnique: brokers hand out producer ids from their
+// own counters; in a cluster they must never collide.
+func TestClusterProducerIDsAreUnique(t *testing.T) {
+	tb := startTestCluster(t, 3)
+	seen := map[int64]int32{}
+	for round := range 3 {
+		for _, s := range tb.srvs {
+			resp := dialRaw(t, s.Addr()).roundTrip(kmsg.NewPtrInitProducerIDRequest()).(*kmsg.InitProducerIDResponse)
+			if resp.ErrorCode != 0 || resp.ProducerID <= 0 || storage.IsForwardedProducer(resp.ProducerID) {
+				t.Fatalf("broker %d round %d: id %d, %v", s.cfg.NodeID, round, resp.ProducerID, kerr.ErrorForCode(resp.ErrorCode))
+			}
+			if other, dup := seen[resp.ProducerID]; dup {
+				t.Fatalf("producer id %d handed out by brokers %d and %d", resp.ProducerID, other, s.cfg.NodeID)
+			}
+			seen[resp.ProducerID] = s.cfg.NodeID
+		}
 	}
 }

@@ -174,6 +174,10 @@ func (c Config) Validate() error {
 	if err := c.Log.Validate(); err != nil {
 		return fmt.Errorf("log: %w", err)
 	}
+	if c.Cluster != nil && (c.NodeID < 0 || c.NodeID > 0xffff) {
+		// Producer ids carry the broker id in 16 bits (22_init_producer_id.go).
+		return fmt.Errorf("node_id %d: a cluster broker id must be 0-65535", c.NodeID)
+	}
 	return nil
 }
 
