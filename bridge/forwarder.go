@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -39,8 +41,15 @@ type forwarder struct {
 	dropped       int64
 	skippedTo     int64 // drops below this are counted
 	tooLarge      int64
-	retries       int64
-	lastErr       string
+	// epoch is the producer epoch of forwarded batches. The core refuses a
+	// gap in edge sequences unless it comes with a newer epoch, so a batch it
+	// refused can never be overtaken by a later one; the bridge bumps the
+	// epoch (saved first) whenever it skips records on purpose. It belongs
+	// to run's goroutine.
+	epoch            int16
+	epochUnconfirmed bool
+	retries          int64
+	lastErr          string
 }
 
 func newForwarder(b *Bridge, stream string, partition int32, l *storage.Log) (*forwarder, error) {
@@ -75,8 +84,52 @@ func newForwarder(b *Bridge, stream string, partition int32, l *storage.Log) (*f
 			"cursor", cur, "log_end", end)
 	}
 	f.cursor = cur
+	// Until the core takes a batch from this run, send one at a time: the
+	// epoch may have been bumped just before a restart.
+	f.epochUnconfirmed = f.pid >= 0
+	if f.pid >= 0 {
+		v, err := b.store.Value(f.epochKey())
+		switch {
+		case err == nil && len(v) == 2:
+			f.epoch = int16(binary.BigEndian.Uint16(v))
+		case err != nil && !errors.Is(err, meta.ErrNotFound):
+			return nil, fmt.Errorf("read bridge epoch: %w", err)
+		}
+	}
 	l.SetRetentionFloor(cur)
 	return f, nil
+}
+
+func (f *forwarder) epochKey() string { return "bridge-epoch/" + f.cursorKey }
+
+// bumpEpoch moves to the next producer epoch, saved before any batch uses it
+// so a restarted bridge never goes back to an older one.
+func (f *forwarder) bumpEpoch() error {
+	next := f.epoch + 1
+	if next < 0 {
+		next = 1 // int16 wrapped after 32767 declared gaps: start over above 0
+	}
+	if err := f.b.store.PutValue(f.epochKey(), binary.BigEndian.AppendUint16(nil, uint16(next))); err != nil {
+		return fmt.Errorf("save bridge epoch: %w", err)
+	}
+	f.epoch = next
+	f.epochUnconfirmed = true
+	f.logger.Info("declaring skipped edge records to the core with a new producer epoch", "epoch", next)
+	return nil
+}
+
+// errRewind ends a session on purpose so that the batches in flight, built
+// before a skip, are sent again under the new epoch.
+var errRewind = errors.New("rewind after skipping records")
+
+// inFlightLimit is 1 while the core has not yet accepted a batch of the
+// current epoch: the first batch of an epoch is the one allowed to jump a
+// gap, so nothing may overtake it if the core refuses it.
+func (f *forwarder) inFlightLimit() int {
+	if f.epochUnconfirmed {
+		return 1
+	}
+	return f.b.cfg.MaxInFlight
 }
 
 func (f *forwarder) status(now time.Time) PartitionStatus {
@@ -105,6 +158,9 @@ func (f *forwarder) run(ctx context.Context) {
 		progressed, err := f.session(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errRewind) {
+			continue
 		}
 		if progressed {
 			bo.reset()
@@ -186,9 +242,11 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		// Fill the pipeline with what is fsynced on the edge: a record
 		// that a power cut could still take back must not reach the core,
 		// or the edge would later reuse its offset for another record.
-		for conn.inFlight() < f.b.cfg.MaxInFlight {
+		for conn.inFlight() < f.inFlightLimit() {
 			if start := f.log.StartOffset(); next < start {
-				f.skip(next, start)
+				if err := f.skip(next, start); err != nil {
+					return progressed, err
+				}
 				next = start
 			}
 			upTo := f.log.SyncedOffset()
@@ -254,6 +312,13 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			f.mu.Unlock()
 			f.logger.Error("core refuses a record as too large; skipping it", "edge_offset", queue[0].next-1, "err", err)
 			queue[0].records, queue[0].bytes = 0, 0
+			if err := f.bumpEpoch(); err != nil {
+				return progressed, err
+			}
+			if err := f.ack(queue[0]); err != nil {
+				return progressed, err
+			}
+			return true, errRewind
 		} else if err != nil {
 			f.detectGap(conn, cp, queue)
 			return progressed, err
@@ -261,16 +326,20 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		if err := f.ack(queue[0]); err != nil {
 			return progressed, err
 		}
+		if queue[0].records > 0 {
+			f.epochUnconfirmed = false
+		}
 		queue = queue[1:]
 		progressed = true
 	}
 }
 
 // detectGap reads the responses still pending after batch queue[0] was
-// refused. The core appends a forwarded batch after a gap (it takes a gap
-// for records the edge dropped), so if a later pipelined batch was accepted
-// the refused batch's records can no longer reach the core. That cannot be
-// repaired from here; it is counted and logged so it is never silent.
+// refused. The core refuses a gap in sequences that is not declared with a
+// newer epoch, so a later pipelined batch should be refused too; if one was
+// accepted anyway (an older core), the refused records can no longer reach
+// the core. That cannot be repaired from here; it is counted and logged so it
+// is never silent.
 func (f *forwarder) detectGap(conn *produceConn, cp int32, queue []inflight) {
 	lost := int64(queue[0].records)
 	for i := 1; i < len(queue) && conn.inFlight() > 0; i++ {
@@ -304,7 +373,7 @@ func (f *forwarder) caughtUp(next int64) {
 
 // skip accounts for records [from, to) that the edge deleted unforwarded;
 // a session that rewinds over the same hole does not count it twice.
-func (f *forwarder) skip(from, to int64) {
+func (f *forwarder) skip(from, to int64) error {
 	f.mu.Lock()
 	n := to - max(from, f.skippedTo)
 	f.skippedTo = max(f.skippedTo, to)
@@ -313,10 +382,11 @@ func (f *forwarder) skip(from, to int64) {
 	}
 	f.mu.Unlock()
 	if n <= 0 {
-		return
+		return nil
 	}
 	f.b.m.skipped.WithLabelValues(f.stream).Add(float64(n))
 	f.logger.Warn("records dropped on the edge before they were forwarded", "records", n)
+	return f.bumpEpoch()
 }
 
 // ack saves the cursor past an acknowledged batch and lets retention have
@@ -428,7 +498,7 @@ func (f *forwarder) encode(raw []byte, next int64) ([]byte, int, int64, error) {
 	}
 	opts := recordbatch.BuildOptions{Compression: f.b.codec, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, LeaderEpoch: -1}
 	if f.pid >= 0 {
-		opts.ProducerID, opts.ProducerEpoch = f.pid, 0
+		opts.ProducerID, opts.ProducerEpoch = f.pid, f.epoch
 		opts.BaseSequence = storage.EdgeSequence(recs[0].Offset)
 	}
 	batch, err := recordbatch.Build(recs, opts)

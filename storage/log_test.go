@@ -350,11 +350,15 @@ func TestTruncateTo(t *testing.T) {
 // forwardedBatch is what a bridge sends: records for edge offsets
 // first..first+n-1 under the edge partition's stable producer id.
 func forwardedBatch(t testing.TB, pid int64, first int64, n int) []byte {
+	return forwardedBatchEpoch(t, pid, 0, first, n)
+}
+
+func forwardedBatchEpoch(t testing.TB, pid int64, epoch int16, first int64, n int) []byte {
 	recs := make([]recordbatch.Record, n)
 	for i := range recs {
 		recs[i] = recordbatch.Record{Value: []byte(fmt.Sprint(first + int64(i))), Timestamp: 1}
 	}
-	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: 0, BaseSequence: EdgeSequence(first), LeaderEpoch: -1})
+	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: EdgeSequence(first), LeaderEpoch: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,19 +375,29 @@ func TestForwardedProducerDedup(t *testing.T) {
 	}
 	opts := AppendOptions{Idempotent: true, LeaderEpoch: -1}
 	steps := []struct {
+		epoch int16
 		first int64
 		n     int
 		dup   bool
+		err   error
 	}{
-		{0, 10, false}, // edge offsets 0..9
-		{5, 10, false}, // re-batched after a crash: 5..9 are re-sends, 10..14 new
-		{0, 15, true},  // everything already there
-		{12, 2, true},
-		{20, 5, false}, // a gap (records the edge dropped) is accepted
-		{15, 3, true},  // below the high-water mark: dropped
+		{0, 0, 10, false, nil}, // edge offsets 0..9
+		{0, 5, 10, false, nil}, // re-batched after a crash: 5..9 are re-sends, 10..14 new
+		{0, 0, 15, true, nil},  // everything already there
+		{0, 12, 2, true, nil},
+		{0, 20, 5, false, ErrOutOfOrderSequence}, // an undeclared gap: an earlier batch was refused
+		{1, 20, 5, false, nil},                   // a gap under a new epoch (the edge dropped 15..19) is accepted
+		{0, 25, 1, false, ErrInvalidProducerEpoch},
+		{1, 15, 3, true, nil}, // below the high-water mark: dropped
 	}
 	for _, s := range steps {
-		res, err := l.Append(ctx, forwardedBatch(t, pid, s.first, s.n), opts)
+		res, err := l.Append(ctx, forwardedBatchEpoch(t, pid, s.epoch, s.first, s.n), opts)
+		if s.err != nil {
+			if !errors.Is(err, s.err) {
+				t.Fatalf("send %d+%d epoch %d: %v, want %v", s.first, s.n, s.epoch, err, s.err)
+			}
+			continue
+		}
 		if err != nil || res.Duplicate != s.dup {
 			t.Fatalf("send %d+%d: %+v %v, want duplicate=%v", s.first, s.n, res, err, s.dup)
 		}
@@ -411,7 +425,7 @@ func TestForwardedProducerDedup(t *testing.T) {
 	os.Remove(filepath.Join(dir, producerSnapshotFile))
 	l = openTestLog(t, dir, LogConfig{})
 	defer l.Close()
-	if res, err := l.Append(ctx, forwardedBatch(t, pid, 22, 3), opts); err != nil || !res.Duplicate {
+	if res, err := l.Append(ctx, forwardedBatchEpoch(t, pid, 1, 22, 3), opts); err != nil || !res.Duplicate {
 		t.Fatalf("re-send after restart: %+v %v", res, err)
 	}
 	check(l)

@@ -81,17 +81,29 @@ func seqDistance(a, b int32) int64 {
 
 // checkForwarded applies high-water deduplication to a forwarded batch: every
 // record whose edge sequence is at or below the highest already appended is
-// a re-send. It returns how many leading records are re-sends (all of them
+// a re-send; a gap is accepted only under a newer producer epoch. It returns how many leading records are re-sends (all of them
 // means a pure duplicate, reported as dup).
 func (ps producerState) checkForwarded(h recordbatch.Header) (dup *producerBatch, skip int, err error) {
 	e := ps[h.ProducerID]
 	if e == nil || len(e.Batches) == 0 {
 		return nil, 0, nil
 	}
+	if h.ProducerEpoch < e.Epoch {
+		return nil, 0, fmt.Errorf("%w: forwarded producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, e.Epoch)
+	}
 	last := e.Batches[len(e.Batches)-1]
 	d := seqDistance(last.LastSeq, h.BaseSequence)
-	if d > 0 {
-		return nil, 0, nil // next in line, or a gap the edge already counted as dropped
+	switch {
+	case d == 1:
+		return nil, 0, nil // next in line
+	case d > 1 && h.ProducerEpoch > e.Epoch:
+		// A bridge bumps its epoch when it skips records on purpose (the
+		// edge dropped them unforwarded): the gap is declared, accept it.
+		return nil, 0, nil
+	case d > 1:
+		// An undeclared gap means an earlier batch was refused: taking this
+		// one would make the refused records impossible to deliver.
+		return nil, 0, fmt.Errorf("%w: forwarded producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, nextSeq(last.LastSeq), h.BaseSequence)
 	}
 	skip = int(1 - d)
 	if skip >= int(h.NumRecords) {
@@ -140,6 +152,7 @@ func (ps producerState) update(h recordbatch.Header) {
 		e = &producerEntry{Epoch: h.ProducerEpoch}
 		ps[h.ProducerID] = e
 	}
+	e.Epoch = max(e.Epoch, h.ProducerEpoch)
 	e.Batches = append(e.Batches, producerBatch{FirstSeq: h.BaseSequence, LastSeq: lastSeq(h), BaseOffset: h.BaseOffset, LastOffset: h.LastOffset()})
 	if len(e.Batches) > producerWindow {
 		e.Batches = append(e.Batches[:0], e.Batches[len(e.Batches)-producerWindow:]...)
