@@ -363,6 +363,26 @@ func (s *Server) notCoordinator(req kmsg.Request) kmsg.Response {
 			resp.ErrorCode = code
 			return resp
 		}
+	case *kmsg.OffsetDeleteRequest:
+		if !s.ownsGroup(r.Group) {
+			resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
+			resp.ErrorCode = code
+			return resp
+		}
+	case *kmsg.DeleteGroupsRequest:
+		for _, g := range r.Groups {
+			if !s.ownsGroup(g) {
+				// Clients send each coordinator its own groups; one not
+				// ours sends them all back to FindCoordinator.
+				resp := r.ResponseKind().(*kmsg.DeleteGroupsResponse)
+				for _, g := range r.Groups {
+					rg := kmsg.NewDeleteGroupsResponseGroup()
+					rg.Group, rg.ErrorCode = g, code
+					resp.Groups = append(resp.Groups, rg)
+				}
+				return resp
+			}
+		}
 	case *kmsg.OffsetCommitRequest:
 		if !s.ownsGroup(r.Group) {
 			resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)

@@ -457,6 +457,24 @@ func TestCommittedOffsetsSurviveCoordinatorLoss(t *testing.T) {
 		resp, err := commit.RequestWith(ctx, cl)
 		return err == nil && resp.Topics[0].Partitions[0].ErrorCode == 0
 	})
+	// A second group on the same offsets partition commits and is deleted:
+	// the deletion must survive too.
+	gone := ""
+	for i := 0; gone == ""; i++ {
+		if g := fmt.Sprintf("gone-%d", i); cluster.CoordinatorPartition(g, 3) == cluster.CoordinatorPartition("keeper", 3) {
+			gone = g
+		}
+	}
+	commit.Group = gone
+	tb.waitFor("offset commit", 30*time.Second, func() bool {
+		resp, err := commit.RequestWith(ctx, cl)
+		return err == nil && resp.Topics[0].Partitions[0].ErrorCode == 0
+	})
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Groups = []string{gone}
+	if dresp, err := del.RequestWith(ctx, cl); err != nil || dresp.Groups[0].ErrorCode != 0 {
+		t.Fatalf("delete group %s: %v %+v", gone, err, dresp)
+	}
 
 	find := kmsg.NewPtrFindCoordinatorRequest()
 	find.CoordinatorKey = "keeper"
@@ -491,6 +509,11 @@ func TestCommittedOffsetsSurviveCoordinatorLoss(t *testing.T) {
 		got = resp.Topics[0].Partitions[0].Offset
 		return got == 42
 	})
+	fetch.Group = gone
+	resp, err := fetch.RequestWith(ctx, cl2)
+	if err != nil || resp.ErrorCode != 0 || resp.Topics[0].Partitions[0].Offset != -1 {
+		t.Fatalf("deleted group %s has offsets again at the new coordinator: %v %+v", gone, err, resp)
+	}
 }
 
 // metricValue sums a metric's samples in a server's registry.

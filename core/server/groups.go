@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/core/groups"
+	"github.com/tributary-io/tributary/storage/meta"
 )
 
 // handleGroup passes a consumer-group request to the coordinator. It may
@@ -24,16 +25,30 @@ func (s *Server) handleGroup(ctx context.Context, c *call, req kmsg.Request) (km
 	if err != nil {
 		host = c.conn.remote
 	}
+	var before map[string][]meta.TopicPartition
+	if s.node != nil {
+		// What deletions will remove, for their tombstones.
+		switch r := req.(type) {
+		case *kmsg.DeleteGroupsRequest:
+			before = map[string][]meta.TopicPartition{}
+			for _, g := range r.Groups {
+				before[g] = s.groupPartitions(g)
+			}
+		}
+	}
 	resp, err := s.groups.Handle(groups.WithClient(ctx, c.conn.clientID, host), req)
 	if err != nil {
 		return nil, fmt.Errorf("group coordinator: %w", err)
 	}
 	if s.node != nil {
-		if cr, ok := req.(*kmsg.OffsetCommitRequest); ok {
-			rctx, cancel := context.WithTimeout(ctx, s.cfg.Replication.AckTimeout)
-			s.replicateCommit(rctx, cr, resp.(*kmsg.OffsetCommitResponse))
-			cancel()
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.Replication.AckTimeout)
+		switch r := req.(type) {
+		case *kmsg.OffsetCommitRequest:
+			s.replicateCommit(rctx, r, resp.(*kmsg.OffsetCommitResponse))
+		case *kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest:
+			s.replicateDeletes(rctx, req, resp, before)
 		}
+		cancel()
 	}
 	return resp, nil
 }

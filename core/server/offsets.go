@@ -90,6 +90,69 @@ func (s *Server) replicateCommit(ctx context.Context, req *kmsg.OffsetCommitRequ
 	}
 }
 
+// tombstones are the records that delete a group's offsets for tps.
+func tombstones(group string, tps []meta.TopicPartition) []recordbatch.Record {
+	now := time.Now().UnixMilli()
+	var recs []recordbatch.Record
+	for _, tp := range tps {
+		k, _ := json.Marshal(offsetKey{Group: group, Topic: tp.Topic, Partition: tp.Partition})
+		recs = append(recs, recordbatch.Record{Timestamp: now, Key: k})
+	}
+	return recs
+}
+
+// groupPartitions lists the partitions a group has offsets for.
+func (s *Server) groupPartitions(group string) []meta.TopicPartition {
+	offs, err := s.store.FetchOffsets(group)
+	if err != nil {
+		return nil
+	}
+	var tps []meta.TopicPartition
+	for tp := range offs {
+		tps = append(tps, tp)
+	}
+	return tps
+}
+
+// replicateDeletes appends tombstones for offsets a DeleteGroups or
+// OffsetDelete removed, so a later coordinator does not bring them back.
+// before holds each group's partitions as they were before the request.
+func (s *Server) replicateDeletes(ctx context.Context, req kmsg.Request, resp kmsg.Response, before map[string][]meta.TopicPartition) {
+	switch r := resp.(type) {
+	case *kmsg.DeleteGroupsResponse:
+		for i := range r.Groups {
+			g := &r.Groups[i]
+			if g.ErrorCode != 0 || len(before[g.Group]) == 0 {
+				continue
+			}
+			if err := s.appendOffsets(ctx, g.Group, tombstones(g.Group, before[g.Group])); err != nil {
+				s.logger.Warn("replicating group deletion failed", "group", g.Group, "err", err)
+				g.ErrorCode = kerr.RequestTimedOut.Code
+			}
+		}
+	case *kmsg.OffsetDeleteResponse:
+		dreq := req.(*kmsg.OffsetDeleteRequest)
+		if r.ErrorCode != 0 {
+			return
+		}
+		var tps []meta.TopicPartition
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode == 0 {
+					tps = append(tps, meta.TopicPartition{Topic: t.Topic, Partition: p.Partition})
+				}
+			}
+		}
+		if len(tps) == 0 {
+			return
+		}
+		if err := s.appendOffsets(ctx, dreq.Group, tombstones(dreq.Group, tps)); err != nil {
+			s.logger.Warn("replicating offset deletion failed", "group", dreq.Group, "err", err)
+			r.ErrorCode = kerr.RequestTimedOut.Code
+		}
+	}
+}
+
 func (s *Server) appendOffsets(ctx context.Context, group string, recs []recordbatch.Record) error {
 	part, ok := s.offsetsPartitionOf(group)
 	if !ok {
@@ -149,14 +212,20 @@ func (r *replica) loadOffsets() error {
 				if json.Unmarshal(rec.Key, &k) != nil || k.Group == "" {
 					continue
 				}
+				tp := meta.TopicPartition{Topic: k.Topic, Partition: k.Partition}
 				if rec.Value == nil {
-					continue // a tombstone (nothing writes them yet)
+					// A tombstone: DeleteGroups or OffsetDelete.
+					if err := store.DeleteOffsets(k.Group, []meta.TopicPartition{tp}); err != nil {
+						return err
+					}
+					n++
+					continue
 				}
 				if json.Unmarshal(rec.Value, &v) != nil {
 					continue
 				}
 				if err := store.CommitOffsets(k.Group, map[meta.TopicPartition]meta.OffsetCommit{
-					{Topic: k.Topic, Partition: k.Partition}: {Offset: v.Offset, LeaderEpoch: v.LeaderEpoch, Metadata: v.Metadata, CommitMs: v.CommitMs},
+					tp: {Offset: v.Offset, LeaderEpoch: v.LeaderEpoch, Metadata: v.Metadata, CommitMs: v.CommitMs},
 				}); err != nil {
 					return err
 				}

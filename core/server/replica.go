@@ -507,16 +507,27 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 			isr = slices.DeleteFunc(isr, func(x int32) bool { return x == id })
 		}
 	}
+	var join []int32
 	for _, id := range cur.Replicas {
 		if slices.Contains(isr, id) {
 			continue
 		}
 		f := r.followers[id]
 		if f != nil && f.fetchOffset >= r.hw && f.fetchOffset >= r.epochStart && now.Sub(f.lastFetch) < lagMax {
-			isr = append(isr, id)
+			join = append(join, id)
 		}
 	}
 	r.mu.Unlock()
+	if len(join) > 0 {
+		// A follower that fetched just before it died must not be proposed
+		// (the controller refuses dead brokers).
+		md := r.m.s.node.Metadata()
+		for _, id := range join {
+			if b, ok := md.Brokers[id]; ok && b.Alive {
+				isr = append(isr, id)
+			}
+		}
+	}
 	if slices.Equal(isr, cur.ISR) {
 		return
 	}
