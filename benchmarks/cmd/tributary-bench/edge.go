@@ -38,7 +38,14 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 	}
 	if edgeBin == "" {
 		edgeBin = filepath.Join(dir, "tributary-edge-bench")
-		out, err := exec.Command("go", "build", "-o", edgeBin, "github.com/tributary-io/tributary/edge/cmd/tributary-edge").CombinedOutput()
+		// Build in the product's own module (its go.sum), wherever that is.
+		root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/tributary-io/tributary").Output()
+		if err != nil {
+			return nil, fmt.Errorf("find the tributary module: %w", err)
+		}
+		build := exec.Command("go", "build", "-o", edgeBin, "./edge/cmd/tributary-edge")
+		build.Dir = strings.TrimSpace(string(root))
+		out, err := build.CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("build tributary-edge: %v\n%s", err, out)
 		}
