@@ -100,6 +100,7 @@ func startTestCluster(t testing.TB, size int) *testBrokers {
 		cfg := testConfig(filepath.Join(base, fmt.Sprintf("broker-%d", i+1)))
 		cfg.HTTPAddr = ""
 		cfg.NodeID = int32(i + 1)
+		cfg.Groups.InitialRebalanceDelay = -1
 		cfg.KafkaAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		cfg.Replication = ReplicationConfig{LagTimeMax: 3 * time.Second, FetchMaxWait: 200 * time.Millisecond, AckTimeout: 3 * time.Second,
 			ShutdownHandover: -1} // stop like a crash: the tests stop brokers to fail them
@@ -586,5 +587,36 @@ func TestClusterProducerIDsAreUnique(t *testing.T) {
 			}
 			seen[resp.ProducerID] = s.cfg.NodeID
 		}
+	}
+}
+
+// TestSingleBrokerCluster: cluster mode with one broker (bootstrap_expect 1)
+// serves auto-created topics and consumer groups like the single-node mode.
+func TestSingleBrokerCluster(t *testing.T) {
+	tb := startTestCluster(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod := newClient(t, tb.addrs()[0], kgo.DefaultProduceTopic("solo"), kgo.AllowAutoTopicCreation(),
+		kgo.RequiredAcks(kgo.AllISRAcks()))
+	for i := range 50 {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	cons := newClient(t, tb.addrs()[0], kgo.ConsumeTopics("solo"), kgo.ConsumerGroup("solo-group"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	n := 0
+	for n < 50 && ctx.Err() == nil {
+		cons.PollFetches(ctx).EachRecord(func(*kgo.Record) { n++ })
+	}
+	if n != 50 {
+		t.Fatalf("consumed %d of 50", n)
+	}
+	if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	st, ok := tb.srvs[0].Node().PartitionState(cluster.OffsetsTopic, 0)
+	if !ok || len(st.Replicas) != 1 || st.Leader != 1 {
+		t.Fatalf("offsets topic partition 0: %+v %v", st, ok)
 	}
 }
