@@ -577,7 +577,7 @@ func (l *Log) syncOnce() error {
 	}
 	target, f := l.next, l.active().f
 	l.mu.RUnlock()
-	err := f.Sync()
+	err := datasync(f)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
