@@ -228,6 +228,7 @@ func (m *replicaManager) reconcile() {
 			}
 			r.setMinISR(minISR)
 			r.update(p, md)
+			r.ensureFetcher(md)
 		}
 	}
 }
@@ -281,6 +282,7 @@ type replica struct {
 
 	fetchCancel context.CancelFunc
 	fetchDone   chan struct{}
+	fetchAddr   string // the leader address the running fetcher dials
 }
 
 func (r *replica) setMinISR(v int) {
@@ -552,7 +554,7 @@ func (r *replica) startFetcher(leader int32, addr string, epoch int32) {
 	ctx, cancel := context.WithCancel(r.m.s.ctx)
 	done := make(chan struct{})
 	r.mu.Lock()
-	r.fetchCancel, r.fetchDone = cancel, done
+	r.fetchCancel, r.fetchDone, r.fetchAddr = cancel, done, addr
 	r.mu.Unlock()
 	f := &fetcher{r: r, leader: leader, addr: addr, epoch: epoch}
 	r.m.wg.Add(1)
@@ -563,11 +565,29 @@ func (r *replica) startFetcher(leader int32, addr string, epoch int32) {
 	}()
 }
 
+// ensureFetcher (re)starts the fetcher of a followed partition whose
+// leader's address changed (restarted elsewhere) or was not known when the
+// epoch began.
+func (r *replica) ensureFetcher(md *cluster.Snapshot) {
+	r.mu.Lock()
+	st, addr := r.st, r.fetchAddr
+	r.mu.Unlock()
+	if st.Leader == r.self || st.Leader == cluster.NoLeader {
+		return
+	}
+	b, ok := md.Brokers[st.Leader]
+	if !ok || b.KafkaAddr == addr {
+		return
+	}
+	r.stopFetcher()
+	r.startFetcher(st.Leader, b.KafkaAddr, st.LeaderEpoch)
+}
+
 // stopFetcher stops the fetcher, if any, and waits for it.
 func (r *replica) stopFetcher() {
 	r.mu.Lock()
 	cancel, done := r.fetchCancel, r.fetchDone
-	r.fetchCancel, r.fetchDone = nil, nil
+	r.fetchCancel, r.fetchDone, r.fetchAddr = nil, nil, ""
 	r.mu.Unlock()
 	if cancel != nil {
 		cancel()
