@@ -111,6 +111,16 @@ Flags:
 	if cfg.MemoryLimitMB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	}
+	// Signals are caught before the listeners open: a SIGTERM that arrives
+	// as soon as the port answers must still mean a graceful stop.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first signal, restore default handling so a second
+		// one kills a shutdown that hangs (a stuck disk, say).
+		<-ctx.Done()
+		stop()
+	}()
 	g, err := gateway.Open(cfg, logger)
 	if err != nil {
 		return err
@@ -131,13 +141,5 @@ Flags:
 		logger.Info("bridge off: no bridge.brokers configured; readings stay on this edge")
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		// After the first signal, restore default handling so a second
-		// one kills a shutdown that hangs (a stuck disk, say).
-		<-ctx.Done()
-		stop()
-	}()
 	return g.Run(ctx)
 }
