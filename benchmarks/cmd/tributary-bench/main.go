@@ -39,14 +39,24 @@ func main() {
 	out := flag.String("out", "benchmarks/RESULTS.md", "where to write the Markdown results")
 	quick := flag.Bool("quick", false, "smaller runs (under 3 minutes)")
 	dir := flag.String("dir", os.TempDir(), "scratch directory on the disk to measure")
+	only := flag.String("only", "", "comma-separated sections to run (storage, core, edge); empty runs all")
 	flag.Parse()
+	want := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			want[s] = true
+		}
+	}
 
 	mib := 1024
 	if *quick {
 		mib = 256
 	}
 	var rows []row
-	run := func(name string, fn func() ([]row, error)) {
+	run := func(section, name string, fn func() ([]row, error)) {
+		if len(want) > 0 && !want[section] {
+			return
+		}
 		fmt.Fprintf(os.Stderr, "== %s\n", name)
 		start := time.Now()
 		r, err := fn()
@@ -58,9 +68,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "   done in %s\n", time.Since(start).Round(time.Second))
 		rows = append(rows, r...)
 	}
-	run("storage vs dd", func() ([]row, error) { return storageVsDD(*dir, mib) })
-	run("core vs kfake vs JetStream", func() ([]row, error) { return coreVsPeers(*dir, *quick) })
-	run("edge vs mosquitto", func() ([]row, error) { return edgeVsMosquitto(*dir, *quick) })
+	run("storage", "storage vs dd", func() ([]row, error) { return storageVsDD(*dir, mib) })
+	run("core", "core vs kfake vs JetStream", func() ([]row, error) { return coreVsPeers(*dir, *quick) })
+	run("edge", "edge vs mosquitto", func() ([]row, error) { return edgeVsMosquitto(*dir, *quick) })
 
 	md := render(rows, *dir)
 	fmt.Print(md)
