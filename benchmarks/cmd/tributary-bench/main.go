@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/term"
@@ -39,8 +41,19 @@ func main() {
 	out := flag.String("out", "benchmarks/RESULTS.md", "where to write the Markdown results")
 	quick := flag.Bool("quick", false, "smaller runs (under 3 minutes)")
 	dir := flag.String("dir", os.TempDir(), "scratch directory on the disk to measure")
-	only := flag.String("only", "", "comma-separated sections to run (storage, core, edge); empty runs all")
+	only := flag.String("only", "", "comma-separated sections to run (storage, core, edge, e2e, drain, cluster); empty runs all")
 	flag.Parse()
+	// The e2e, drain and cluster sections run tributary daemons in their
+	// own process groups; an interrupt kills them before the harness exits.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "\n%v: stopping child processes\n", sig)
+		killChildren()
+		removeBuilt()
+		os.Exit(130)
+	}()
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -71,6 +84,10 @@ func main() {
 	run("storage", "storage vs dd", func() ([]row, error) { return storageVsDD(*dir, mib) })
 	run("core", "core vs kfake vs JetStream", func() ([]row, error) { return coreVsPeers(*dir, *quick) })
 	run("edge", "edge vs mosquitto", func() ([]row, error) { return edgeVsMosquitto(*dir, *quick) })
+	run("e2e", "end-to-end latency (sensor → edge → core → consumer)", func() ([]row, error) { return endToEnd(*dir, *quick) })
+	run("drain", "bridge backlog drain", func() ([]row, error) { return bridgeDrain(*dir, *quick) })
+	run("cluster", "core cluster: RF=3 cost and failover", func() ([]row, error) { return clusterBench(*dir, *quick) })
+	removeBuilt()
 
 	md := render(rows, *dir)
 	fmt.Print(md)

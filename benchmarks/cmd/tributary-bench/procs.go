@@ -1,0 +1,540 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Helpers shared by the e2e, drain and cluster sections, which run the real
+// tributary-core and tributary-edge binaries as child processes.
+
+// child is a daemon started in its own process group, so kill takes
+// anything it started with it. Every live child is registered, so an
+// interrupted harness (killChildren) leaves none behind.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+var (
+	childrenMu sync.Mutex
+	children   = map[*child]bool{}
+)
+
+func startChild(name, logPath, bin string, args ...string) (*child, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open log: %w", name, err)
+	}
+	defer f.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = childSysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	childrenMu.Lock()
+	children[c] = true
+	childrenMu.Unlock()
+	return c, nil
+}
+
+// kill SIGKILLs the child's process group and waits (at most 10 s) for it.
+func (c *child) kill() {
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+	}
+	childrenMu.Lock()
+	delete(children, c)
+	childrenMu.Unlock()
+}
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// tail is the last n lines of the child's log, for error messages.
+func (c *child) tail(n int) string {
+	data, err := os.ReadFile(c.log)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// killChildren kills every child still running (on SIGINT/SIGTERM).
+func killChildren() {
+	childrenMu.Lock()
+	cs := make([]*child, 0, len(children))
+	for c := range children {
+		cs = append(cs, c)
+	}
+	childrenMu.Unlock()
+	for _, c := range cs {
+		c.kill()
+	}
+}
+
+// productBin returns a tributary binary ("tributary-core" or
+// "tributary-edge"), built once per run from the product module into a
+// directory under -dir (removed by removeBuilt). $TRIBUTARY_CORE_BIN and
+// $TRIBUTARY_EDGE_BIN name prebuilt ones instead.
+func productBin(dir, name string) (string, error) {
+	envs := map[string]string{"tributary-core": "TRIBUTARY_CORE_BIN", "tributary-edge": "TRIBUTARY_EDGE_BIN"}
+	pkgs := map[string]string{"tributary-core": "./core/cmd/tributary-core", "tributary-edge": "./edge/cmd/tributary-edge"}
+	if p := os.Getenv(envs[name]); p != "" {
+		return p, nil
+	}
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	if p, ok := built[name]; ok {
+		return p, nil
+	}
+	if builtDir == "" {
+		d, err := os.MkdirTemp(dir, "tributary-bench-bin-")
+		if err != nil {
+			return "", fmt.Errorf("binary directory: %w", err)
+		}
+		builtDir = d
+	}
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/tributary-io/tributary").Output()
+	if err != nil {
+		return "", fmt.Errorf("find the tributary module: %w", err)
+	}
+	bin := filepath.Join(builtDir, name)
+	build := exec.Command("go", "build", "-o", bin, pkgs[name])
+	build.Dir = strings.TrimSpace(string(root))
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", name, err, out)
+	}
+	built[name] = bin
+	return bin, nil
+}
+
+var (
+	builtMu  sync.Mutex
+	built    = map[string]string{}
+	builtDir string
+)
+
+func removeBuilt() {
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+}
+
+// reservePort picks a loopback port free for TCP and UDP below the
+// ephemeral range, so a restarted broker (or a core started later than
+// the edge that points at it) can still bind it.
+func reservePort(given map[int]bool) (string, error) {
+	for range 500 {
+		port := 20000 + rand.IntN(12000)
+		if given[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		given[port] = true
+		return "127.0.0.1:" + strconv.Itoa(port), nil
+	}
+	return "", fmt.Errorf("no free loopback port")
+}
+
+// waitHealthy polls url until it answers 200, c exits or timeout passes.
+func waitHealthy(c *child, url string, timeout time.Duration) error {
+	hc := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+		if c.exited() {
+			return fmt.Errorf("%s exited during start-up:\n%s", c.name, c.tail(8))
+		}
+		resp, err := hc.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%s not healthy at %s after %v:\n%s", c.name, url, timeout, c.tail(8))
+}
+
+// waitListening dials addr until it accepts, c exits or timeout passes.
+func waitListening(c *child, addr string, timeout time.Duration) error {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+		if c.exited() {
+			return fmt.Errorf("%s exited during start-up:\n%s", c.name, c.tail(8))
+		}
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("%s did not listen on %s within %v:\n%s", c.name, addr, timeout, c.tail(8))
+}
+
+// startCore runs a single-node tributary-core with its data under dir and
+// waits (30 s at most) until /healthz answers.
+func startCore(bin, dir, kafkaAddr, httpAddr string) (*child, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("core dir: %w", err)
+	}
+	c, err := startChild("tributary-core", filepath.Join(dir, "core.log"), bin,
+		"-data-dir", filepath.Join(dir, "data"), "-kafka-addr", kafkaAddr, "-http-addr", httpAddr,
+		"-node-id", "1", "-log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	if err := waitHealthy(c, "http://"+httpAddr+"/healthz", 30*time.Second); err != nil {
+		c.kill()
+		return nil, err
+	}
+	return c, nil
+}
+
+// edgeNode is a tributary-edge bridged to a core.
+type edgeNode struct {
+	*child
+	mqtt, http string
+}
+
+// startBridgedEdge runs tributary-edge with its bridge pointed at brokers
+// (which need not be up yet) and waits (30 s at most) until it serves MQTT.
+// The bridge retries every 50–250 ms instead of backing off to 30 s, so a
+// core that comes up is found at once.
+func startBridgedEdge(bin, dir string, brokers []string) (*edgeNode, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("edge dir: %w", err)
+	}
+	mqttAddr, err := mqttFreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	httpAddr, err := mqttFreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`data_dir: %s
+edge_id: bench-edge
+log_level: warn
+mqtt:
+  address: %s
+http:
+  address: %s
+auth:
+  allow_anonymous: true
+bridge:
+  brokers: [%s]
+  backoff_min: 50ms
+  backoff_max: 250ms
+`, filepath.Join(dir, "data"), mqttAddr, httpAddr, strings.Join(brokers, ", "))
+	path := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, fmt.Errorf("edge config: %w", err)
+	}
+	c, err := startChild("tributary-edge", filepath.Join(dir, "edge.log"), bin, "-config", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitHealthy(c, "http://"+httpAddr+"/healthz", 30*time.Second); err != nil {
+		c.kill()
+		return nil, err
+	}
+	if err := waitListening(c, mqttAddr, 10*time.Second); err != nil {
+		c.kill()
+		return nil, err
+	}
+	return &edgeNode{child: c, mqtt: mqttAddr, http: httpAddr}, nil
+}
+
+// scrape reads a Prometheus text page into series ("name{labels}") → value.
+func scrape(url string) (map[string]float64, error) {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	resp, err := hc.Get(url)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		line := s.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	if err := s.Err(); err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	return out, nil
+}
+
+// series returns the series of metric name (any labels).
+func series(m map[string]float64, name string) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func sumSeries(m map[string]float64, name string) float64 {
+	var s float64
+	for _, v := range series(m, name) {
+		s += v
+	}
+	return s
+}
+
+// pacedFleet is devices MQTT clients each publishing QoS 1 readings at a
+// fixed rate, stamped with the wall clock (ms) at send time. Each keeps at
+// most mqttWindow publishes unacknowledged; a device whose window is full
+// waits, so a slow edge shows as a lower achieved rate, not as a backlog
+// in the generator.
+type pacedFleet struct {
+	conns       []net.Conn
+	stopc       chan struct{}
+	wg          sync.WaitGroup
+	sent, acked atomic.Int64
+	start       time.Time
+
+	mu  sync.Mutex
+	err error
+}
+
+func startPacedFleet(addr, prefix string, devices, perDevice int) (*pacedFleet, error) {
+	f := &pacedFleet{conns: make([]net.Conn, devices), stopc: make(chan struct{})}
+	// Connect 16 at a time.
+	var cwg sync.WaitGroup
+	next := atomic.Int64{}
+	var cerr atomic.Value
+	for range 16 {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= devices || cerr.Load() != nil {
+					return
+				}
+				c, err := mqttConnect(addr, fmt.Sprintf("%s-c%d", prefix, i))
+				if err != nil {
+					cerr.Store(fmt.Errorf("connect device %d: %w", i, err))
+					return
+				}
+				f.conns[i] = c
+			}
+		}()
+	}
+	cwg.Wait()
+	if err, ok := cerr.Load().(error); ok {
+		f.closeConns()
+		return nil, err
+	}
+	interval := time.Second / time.Duration(perDevice)
+	f.start = time.Now()
+	for i, c := range f.conns {
+		f.wg.Add(1)
+		go f.device(c, fmt.Sprintf("%s-%06d", prefix, i), time.Duration(i)*interval/time.Duration(devices), interval)
+	}
+	return f, nil
+}
+
+func (f *pacedFleet) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *pacedFleet) stopping() bool {
+	select {
+	case <-f.stopc:
+		return true
+	default:
+		return false
+	}
+}
+
+func (f *pacedFleet) device(c net.Conn, dev string, offset, interval time.Duration) {
+	defer f.wg.Done()
+	p := newMQTTPublisher(dev, 1)
+	credit := make(chan struct{}, mqttWindow)
+	for range mqttWindow {
+		credit <- struct{}{}
+	}
+	var acked atomic.Int64
+	go func() {
+		r := bufio.NewReaderSize(c, 256)
+		var ack [4]byte
+		for {
+			if _, err := io.ReadFull(r, ack[:]); err != nil {
+				if !f.stopping() {
+					f.fail(fmt.Errorf("%s: read puback: %w", dev, err))
+				}
+				return
+			}
+			if ack[0] != 0x40 || ack[1] != 2 {
+				f.fail(fmt.Errorf("%s: want puback, got % x", dev, ack))
+				return
+			}
+			acked.Add(1)
+			f.acked.Add(1)
+			credit <- struct{}{}
+		}
+	}()
+	var sent int64
+	defer func() {
+		// Wait (5 s at most) for the acknowledgements of what was sent.
+		for deadline := time.Now().Add(5 * time.Second); acked.Load() < sent && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	select {
+	case <-time.After(offset):
+	case <-f.stopc:
+		return
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for seq := uint32(0); ; seq++ {
+		select {
+		case <-tick.C:
+		case <-f.stopc:
+			return
+		}
+		select {
+		case <-credit:
+		case <-f.stopc:
+			return
+		}
+		pk := p.next(seq)
+		putTs(pk[p.tsAt:], time.Now().UnixMilli())
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(pk); err != nil {
+			f.fail(fmt.Errorf("%s: publish: %w", dev, err))
+			return
+		}
+		sent++
+		f.sent.Add(1)
+	}
+}
+
+// stop ends publishing, waits for outstanding acknowledgements (bounded)
+// and closes the connections; it returns the first error seen.
+func (f *pacedFleet) stop() error {
+	close(f.stopc)
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		f.fail(fmt.Errorf("fleet did not stop within 15 s"))
+	}
+	f.closeConns()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+func (f *pacedFleet) closeConns() {
+	for _, c := range f.conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// tsKey is the CBOR "ts" key followed by a uint64 head, as mqttReading100
+// writes it.
+var tsKey = []byte{0x62, 't', 's', 0x1b}
+
+// readingTs finds the ts (ms) of a reading the edge stored unchanged.
+func readingTs(v []byte) (int64, bool) {
+	i := bytes.Index(v, tsKey)
+	if i < 0 || i+len(tsKey)+8 > len(v) {
+		return 0, false
+	}
+	var ts int64
+	for _, b := range v[i+len(tsKey) : i+len(tsKey)+8] {
+		ts = ts<<8 | int64(b)
+	}
+	return ts, true
+}
+
+func putTs(b []byte, ms int64) {
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+}
+
+// percentile of sorted durations, in ms.
+func pctMs(sorted []time.Duration, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(len(sorted)-1, int(float64(len(sorted))*q))
+	return float64(sorted[i].Microseconds()) / 1000
+}
+
+// sleepCtx sleeps d unless ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
