@@ -41,11 +41,11 @@ func clusterBench(dir string, quick bool) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := os.MkdirTemp(dir, "cluster-bench-")
+	base, cleanup, err := scratchDir(dir, "cluster-bench-")
 	if err != nil {
-		return nil, fmt.Errorf("cluster dir: %w", err)
+		return nil, err
 	}
-	defer os.RemoveAll(base)
+	defer cleanup()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 

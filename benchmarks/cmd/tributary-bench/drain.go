@@ -38,11 +38,11 @@ func bridgeDrain(dir string, quick bool) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := os.MkdirTemp(dir, "drain-bench-")
+	base, cleanup, err := scratchDir(dir, "drain-bench-")
 	if err != nil {
-		return nil, fmt.Errorf("drain dir: %w", err)
+		return nil, err
 	}
-	defer os.RemoveAll(base)
+	defer cleanup()
 	given := map[int]bool{}
 	kafkaAddr, err := reservePort(given)
 	if err != nil {

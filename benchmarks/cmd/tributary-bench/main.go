@@ -51,6 +51,7 @@ func main() {
 		sig := <-sigs
 		fmt.Fprintf(os.Stderr, "\n%v: stopping child processes\n", sig)
 		killChildren()
+		removeScratch()
 		removeBuilt()
 		os.Exit(130)
 	}()
@@ -75,7 +76,9 @@ func main() {
 		r, err := fn()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "   %s failed: %v\n", name, err)
-			rows = append(rows, row{Name: name, Ours: "failed: " + err.Error()})
+			// One table cell: a build error or a log tail spans lines.
+			msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "|", "/")), " ")
+			rows = append(rows, row{Name: name, Ours: "failed: " + msg})
 			return
 		}
 		fmt.Fprintf(os.Stderr, "   done in %s\n", time.Since(start).Round(time.Second))

@@ -102,6 +102,37 @@ func killChildren() {
 	}
 }
 
+// scratchDir creates a data directory under dir for one section, removed
+// by the returned function or, if the harness is interrupted, by
+// removeScratch.
+func scratchDir(dir, pattern string) (string, func(), error) {
+	d, err := os.MkdirTemp(dir, pattern)
+	if err != nil {
+		return "", nil, fmt.Errorf("scratch dir: %w", err)
+	}
+	childrenMu.Lock()
+	scratch[d] = true
+	childrenMu.Unlock()
+	return d, func() {
+		os.RemoveAll(d)
+		childrenMu.Lock()
+		delete(scratch, d)
+		childrenMu.Unlock()
+	}, nil
+}
+
+var scratch = map[string]bool{}
+
+// removeScratch removes every scratch directory still in use (after
+// killChildren, on SIGINT/SIGTERM).
+func removeScratch() {
+	childrenMu.Lock()
+	defer childrenMu.Unlock()
+	for d := range scratch {
+		os.RemoveAll(d)
+	}
+}
+
 // productBin returns a tributary binary ("tributary-core" or
 // "tributary-edge"), built once per run from the product module into a
 // directory under -dir (removed by removeBuilt). $TRIBUTARY_CORE_BIN and
