@@ -36,6 +36,8 @@ type clientAcks struct {
 	cl    *mqtt.Client
 	mu    sync.Mutex
 	q     []*ackSlot
+	dirty bool          // a slot was settled since the last flush
+	buf   []byte        // PUBACK encoding buffer, reused
 	space chan struct{} // signalled when a slot is released
 }
 
@@ -92,10 +94,47 @@ func (a *clientAcks) waitEmpty(ctx context.Context) {
 	}
 }
 
-// complete settles a slot and writes every settled PUBACK at the head.
-func (a *clientAcks) complete(s *ackSlot, send bool, code packets.Code) {
+// ready marks a slot settled. The first settle since the last flush adds
+// the connection to fl, whose flush writes the PUBACKs now at the head.
+func (a *clientAcks) ready(s *ackSlot, send bool, code packets.Code, fl *ackFlush) {
 	a.mu.Lock()
 	s.done, s.send, s.code = true, send, code
+	first := !a.dirty
+	a.dirty = true
+	a.mu.Unlock()
+	if first {
+		fl.conns = append(fl.conns, a)
+	}
+}
+
+// ackFlush collects the connections with PUBACKs ready to write.
+type ackFlush struct{ conns []*clientAcks }
+
+// flush writes each collected connection's ready PUBACKs.
+func (fl *ackFlush) flush() {
+	for i, a := range fl.conns {
+		a.flush()
+		fl.conns[i] = nil
+	}
+	fl.conns = fl.conns[:0]
+}
+
+// ackWriteTimeout bounds a PUBACK write: the writer that flushes is some
+// publisher's read loop leading its partition, and a device that stopped
+// reading its socket must not stall every other device's acknowledgements.
+const ackWriteTimeout = 5 * time.Second
+
+// flush writes every settled PUBACK at the head of the queue, in order. The
+// plain ones (success, or MQTT 3.1.1, whose PUBACK has no code) go out in
+// one write of 4 bytes each, straight to the connection under the client's
+// lock (the lock mochi's own writes take): a syscall per connection and
+// fsync rather than per PUBACK. One carrying an MQTT 5 failure code goes
+// through mochi's encoder, after the plain ones before it.
+func (a *clientAcks) flush() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dirty = false
+	buf := a.buf[:0]
 	released := false
 	for len(a.q) > 0 && a.q[0].done {
 		head := a.q[0]
@@ -105,6 +144,12 @@ func (a *clientAcks) complete(s *ackSlot, send bool, code packets.Code) {
 		if !head.send {
 			continue
 		}
+		if head.code.Code == packets.CodeSuccess.Code {
+			buf = append(buf, packets.Puback<<4, 2, byte(head.id>>8), byte(head.id))
+			continue
+		}
+		a.write(buf)
+		buf = buf[:0]
 		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: head.id,
 			ReasonCode: head.code.Code, Created: time.Now().Unix()}
 		if head.code.Code >= packets.ErrUnspecifiedError.Code {
@@ -113,15 +158,33 @@ func (a *clientAcks) complete(s *ackSlot, send bool, code packets.Code) {
 		// An error means the connection is gone; the device re-sends.
 		_ = a.cl.WritePacket(ack)
 	}
+	a.write(buf)
+	a.buf = buf[:0]
 	if len(a.q) == 0 {
 		a.q = nil
 	}
-	a.mu.Unlock()
 	if released {
 		select {
 		case a.space <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// write sends encoded PUBACKs (a.mu held). A failed or timed-out write
+// closes the connection; the device re-sends what it has not seen acked.
+func (a *clientAcks) write(buf []byte) {
+	if len(buf) == 0 || a.cl.Closed() || a.cl.Net.Conn == nil {
+		return
+	}
+	a.cl.Lock()
+	conn := a.cl.Net.Conn
+	_ = conn.SetWriteDeadline(time.Now().Add(ackWriteTimeout))
+	_, err := conn.Write(buf)
+	_ = conn.SetWriteDeadline(time.Time{})
+	a.cl.Unlock()
+	if err != nil {
+		a.cl.Stop(fmt.Errorf("write PUBACKs: %w", err))
 	}
 }
 

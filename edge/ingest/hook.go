@@ -379,19 +379,31 @@ func (h *Hook) deferPublish(cl *mqtt.Client, pk packets.Packet, rec recordbatch.
 		_, _, _ = h.settle(out, err)
 		return h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 	}
-	v5 := cl.Properties.ProtocolVersion == 5
-	id, topic := cl.ID, pk.TopicName
-	_ = out.st.append(h, rec, true, func(err error) {
-		reason, code, logErr := h.settle(out, err)
-		if reason != "" {
-			h.m.refused.WithLabelValues(reason).Inc()
-			if logErr != nil && h.logDue(reason) {
-				h.log.Warn("mqtt publish refused", "client", id, "topic", topic, "qos", 1, "reason", reason, "err", logErr)
-			}
-		}
-		acks.complete(slot, reason == "" || v5, code)
-	})
+	d := &deferredPublish{acks: acks, slot: slot, out: out, v5: cl.Properties.ProtocolVersion == 5, topic: pk.TopicName}
+	_ = out.st.append(h, rec, true, d)
 	return packets.ErrRejectPacket
+}
+
+// deferredPublish is what settling a deferred QoS 1 publish needs.
+type deferredPublish struct {
+	acks  *clientAcks
+	slot  *ackSlot
+	out   outcome
+	v5    bool
+	topic string
+}
+
+// settle counts the outcome and marks the PUBACK ready (a failure code for
+// MQTT 5, none for 3.1.1, whose client re-sends); flush writes it.
+func (d *deferredPublish) settle(h *Hook, err error, flush *ackFlush) {
+	reason, code, logErr := h.settle(d.out, err)
+	if reason != "" {
+		h.m.refused.WithLabelValues(reason).Inc()
+		if logErr != nil && h.logDue(reason) {
+			h.log.Warn("mqtt publish refused", "client", d.acks.cl.ID, "topic", d.topic, "qos", 1, "reason", reason, "err", logErr)
+		}
+	}
+	d.acks.ready(d.slot, reason == "" || d.v5, code, flush)
 }
 
 // PUBACK may carry only some reason codes (MQTT 5 section 3.4.2.1): 0x95
@@ -494,8 +506,8 @@ type streamState struct {
 	appended prometheus.Counter
 }
 
-func (s *streamState) append(h *Hook, rec recordbatch.Record, durable bool, complete func(error)) error {
-	return s.writers[topicmap.Partition(rec.Key, int32(len(s.writers)))].append(h, rec, durable, complete)
+func (s *streamState) append(h *Hook, rec recordbatch.Record, durable bool, d *deferredPublish) error {
+	return s.writers[topicmap.Partition(rec.Key, int32(len(s.writers)))].append(h, rec, durable, d)
 }
 
 // stream returns a stream's state, creating the stream on first use.

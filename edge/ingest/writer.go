@@ -44,14 +44,18 @@ type pendingRecord struct {
 	size    int
 	durable bool
 	// done receives the result (or errLead) for a publisher that waits;
-	// nil for a deferred record, whose result goes to complete.
+	// nil for a deferred record, whose result settles deferred.
 	done     chan error
-	complete func(error)
+	deferred *deferredPublish
 }
 
-func (p *pendingRecord) finish(err error) {
-	if p.complete != nil {
-		p.complete(err)
+// finish settles the record. A deferred record's PUBACK is only marked
+// ready here; the caller flushes the connections collected in acks once
+// the whole batch is settled, so a connection with several records in the
+// batch gets its PUBACKs in one write.
+func (p *pendingRecord) finish(h *Hook, err error, acks *ackFlush) {
+	if p.deferred != nil {
+		p.deferred.settle(h, err, acks)
 	}
 	if p.done != nil {
 		p.done <- err
@@ -64,13 +68,13 @@ func (p *pendingRecord) finish(err error) {
 const maxDeferred = 4 * maxBatchRecords
 
 // append stores rec, returning once the batch holding it is written (and
-// fsynced if durable). With complete set the record is deferred: append
-// returns at once unless this publisher has to lead, and complete gets the
-// result (exactly once, possibly before append returns).
-func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, complete func(error)) error {
-	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable, complete: complete}
+// fsynced if durable). With d set the record is deferred: append returns at
+// once unless this publisher has to lead, and d is settled with the result
+// (exactly once, possibly before append returns).
+func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, d *deferredPublish) error {
+	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable, deferred: d}
 	w.mu.Lock()
-	if complete == nil || len(w.pending) >= maxDeferred {
+	if d == nil || len(w.pending) >= maxDeferred {
 		p.done = make(chan error, 1)
 	}
 	w.pending = append(w.pending, p)
@@ -95,6 +99,7 @@ func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, 
 		batches   []written
 		end       int64
 		needsSync bool
+		acks      ackFlush
 	)
 	for {
 		batch := w.take()
@@ -110,7 +115,7 @@ func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, 
 		// QoS 0 records are done once written; the others once fsynced.
 		for _, q := range batch {
 			if !q.durable {
-				q.finish(err)
+				q.finish(h, err, &acks)
 			} else if err == nil {
 				needsSync = true
 			}
@@ -142,10 +147,11 @@ func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, 
 		}
 		for _, q := range b.batch {
 			if q.durable {
-				q.finish(err)
+				q.finish(h, err, &acks)
 			}
 		}
 	}
+	acks.flush()
 	if p.done == nil {
 		return nil
 	}

@@ -1,13 +1,19 @@
 package ingest
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -15,8 +21,9 @@ import (
 
 // TestDeferredRecordsCompleteOnce: deferred records (whose publishers do not
 // wait) mixed with waiting ones are all written, in order per publisher, and
-// each completion runs exactly once — after the fsync, with the write error
-// when the disk fails.
+// each is acknowledged exactly once, in order, on the publisher's real mochi
+// connection — after the fsync; when the disk fails, MQTT 3.1.1 publishers
+// get no PUBACK and MQTT 5 ones get a failure code.
 func TestDeferredRecordsCompleteOnce(t *testing.T) {
 	for _, failing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("failing=%v", failing), func(t *testing.T) {
@@ -32,13 +39,46 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 			}
 			const publishers, per = 8, 400
 			var (
-				wg        sync.WaitGroup
-				completed [publishers][per]atomic.Int32
-				failed    atomic.Int64
-				unsynced  atomic.Int64
+				wg       sync.WaitGroup
+				readers  sync.WaitGroup
+				acked    [publishers][]uint16 // PUBACK packet ids in arrival order
+				codes    [publishers]map[byte]int
+				unsynced atomic.Int64
 			)
 			l := st.writers[0].log
+			srv := mqtt.New(nil)
 			for p := 0; p < publishers; p++ {
+				server, client := net.Pipe()
+				t.Cleanup(func() { server.Close(); client.Close() })
+				cl := srv.NewClient(server, "test", fmt.Sprintf("pub-%d", p), false)
+				cl.Properties.ProtocolVersion = byte(4 + p%2) // odd publishers speak MQTT 5
+				codes[p] = map[byte]int{}
+				readers.Add(1)
+				go func() { // the device: reads its PUBACKs until the pipe closes
+					defer readers.Done()
+					r := bufio.NewReader(client)
+					for {
+						hdr, err := r.ReadByte()
+						if err != nil {
+							return
+						}
+						n, _ := r.ReadByte()
+						body := make([]byte, n)
+						if _, err := io.ReadFull(r, body); err != nil || hdr != packets.Puback<<4 || n < 2 {
+							t.Errorf("publisher %d: bad packet %#x % x: %v", p, hdr, body, err)
+							return
+						}
+						if l.SyncedOffset() < 1 && !failing {
+							unsynced.Add(1)
+						}
+						acked[p] = append(acked[p], uint16(body[0])<<8|uint16(body[1]))
+						code := byte(0)
+						if n > 2 {
+							code = body[2]
+						}
+						codes[p][code]++
+					}
+				}()
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -50,44 +90,65 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 							}
 							continue
 						}
-						_ = st.append(h, rec, true, func(err error) {
-							if err != nil {
-								failed.Add(1)
-							} else if l.SyncedOffset() < 1 {
-								unsynced.Add(1)
-							}
-							completed[p][i].Add(1)
-						})
+						acks := h.acksFor(cl)
+						ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+						slot, err := acks.reserve(ctx, uint16(i+1)) // waits for PUBACKs to free a slot
+						cancel()
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						d := &deferredPublish{acks: acks, slot: slot, v5: p%2 == 1, topic: "s/x",
+							out: outcome{st: st, qos: 1, start: time.Now()}}
+						_ = st.append(h, rec, true, d)
 					}
 				}()
 			}
 			wg.Wait()
+			// Every deferred record is settled once its queue drains.
 			deadline := time.Now().Add(10 * time.Second)
-			for p := 0; p < publishers; p++ {
-				for i := 0; i < per; i++ {
-					if i%5 == 0 {
-						continue
+			h.acks.Range(func(_, v any) bool {
+				a := v.(*clientAcks)
+				for time.Now().Before(deadline) {
+					a.mu.Lock()
+					n := len(a.q)
+					a.mu.Unlock()
+					if n == 0 {
+						break
 					}
-					for completed[p][i].Load() == 0 && time.Now().Before(deadline) {
-						time.Sleep(time.Millisecond)
-					}
-					if n := completed[p][i].Load(); n != 1 {
-						t.Fatalf("record %d/%d completed %d times", p, i, n)
-					}
+					time.Sleep(time.Millisecond)
 				}
-			}
+				return true
+			})
+			time.Sleep(50 * time.Millisecond) // the pipes hand over the last PUBACKs
+			h.acks.Range(func(k, _ any) bool { k.(*mqtt.Client).Net.Conn.Close(); return true })
+			readers.Wait()
 			if unsynced.Load() != 0 {
-				t.Fatalf("%d completions before any fsync", unsynced.Load())
+				t.Fatalf("%d PUBACKs before any fsync", unsynced.Load())
 			}
-			deferred := int64(publishers * per * 4 / 5)
-			if failing {
-				if failed.Load() != deferred {
-					t.Fatalf("%d of %d deferred records reported the disk error", failed.Load(), deferred)
+			deferredPer := per * 4 / 5
+			for p := 0; p < publishers; p++ {
+				want := deferredPer
+				if failing && p%2 == 0 {
+					want = 0 // MQTT 3.1.1: no PUBACK, the device re-sends
 				}
-				return
+				if len(acked[p]) != want {
+					t.Fatalf("publisher %d (v%d): %d PUBACKs, want %d", p, 4+p%2, len(acked[p]), want)
+				}
+				for j := 1; j < len(acked[p]); j++ {
+					if acked[p][j] <= acked[p][j-1] {
+						t.Fatalf("publisher %d: PUBACK %d after %d", p, acked[p][j], acked[p][j-1])
+					}
+				}
+				if failing && p%2 == 1 && codes[p][packets.ErrImplementationSpecificError.Code] != want {
+					t.Fatalf("publisher %d: codes %v, want %d × 0x83", p, codes[p], want)
+				}
+				if !failing && codes[p][0] != want {
+					t.Fatalf("publisher %d: codes %v, want %d successes", p, codes[p], want)
+				}
 			}
-			if failed.Load() != 0 {
-				t.Fatalf("%d failures on a working disk", failed.Load())
+			if failing {
+				return
 			}
 			// Every record is stored, each publisher's in order.
 			last := map[string]int{}
