@@ -30,8 +30,12 @@ import (
 //
 // $TRIBUTARY_EDGE_BIN names a tributary-edge binary to measure (an older
 // build, for before/after figures); unset builds one from the working tree.
+// $TRIBUTARY_EDGE_PROFILE=PREFIX serves pprof from the edge, runs each load
+// 10× longer and saves PREFIX-<phase>-cpu.pprof (3 s during each throughput
+// phase) and PREFIX-rss-{heap,goroutine}.pprof after the RSS run.
 func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 	edgeBin := os.Getenv("TRIBUTARY_EDGE_BIN")
+	profile := os.Getenv("TRIBUTARY_EDGE_PROFILE")
 	mosq, err := exec.LookPath("mosquitto")
 	if err != nil {
 		return nil, fmt.Errorf("mosquitto not installed: %w", err)
@@ -57,17 +61,33 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 		perConn = map[int]int{100: 500, 1000: 50}
 		rssSeconds = 5
 	}
+	if profile != "" {
+		for k := range perConn {
+			perConn[k] *= 10
+		}
+	}
 	var rows []row
 	for _, conns := range []int{100, 1000} {
 		for _, qos := range []byte{0, 1} {
 			var rates [2]float64
 			var rss [2]float64
 			for i, kind := range []string{"edge", "mosquitto"} {
-				b, err := startMQTTBroker(dir, kind, edgeBin, mosq, "")
+				b, err := startMQTTBroker(dir, kind, edgeBin, mosq, profileConfig(profile))
 				if err != nil {
 					return rows, err
 				}
+				var saved chan struct{}
+				if profile != "" && kind == "edge" {
+					saved = make(chan struct{})
+					go func() {
+						defer close(saved)
+						b.saveProfile("profile?seconds=3", fmt.Sprintf("%s-%dconns-qos%d-cpu.pprof", profile, conns, qos))
+					}()
+				}
 				rate, err := mqttLoad(b.addr, conns, perConn[conns], qos)
+				if saved != nil {
+					<-saved
+				}
 				rss[i] = b.peakRSS()
 				b.stop()
 				if err != nil {
@@ -88,11 +108,16 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 			})
 		}
 	}
-	b, err := startMQTTBroker(dir, "edge", edgeBin, mosq, "")
+	b, err := startMQTTBroker(dir, "edge", edgeBin, mosq, profileConfig(profile))
 	if err != nil {
 		return rows, err
 	}
-	heap, stack, err := mqttSteadyLoad(b, 1000, 10, rssSeconds)
+	heap, stack, err := mqttSteadyLoad(b, 1000, 10, rssSeconds, func() {
+		if profile != "" { // while the devices are still connected
+			b.saveProfile("heap", profile+"-rss-heap.pprof")
+			b.saveProfile("goroutine", profile+"-rss-goroutine.pprof")
+		}
+	})
 	rss := b.peakRSS()
 	b.stop()
 	if err != nil {
@@ -139,7 +164,7 @@ func startMQTTBroker(dir, kind, edgeBin, mosq, extra string) (*mqttBroker, error
 		if b.httpAddr, err = mqttFreeAddr(); err != nil {
 			return nil, err
 		}
-		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nhttp:\n  address: %s\nauth:\n  allow_anonymous: true\n%s",
+		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nauth:\n  allow_anonymous: true\nhttp:\n  address: %s\n%s",
 			filepath.Join(bdir, "data"), addr, b.httpAddr, extra)
 		path := filepath.Join(bdir, "edge.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -168,6 +193,33 @@ func startMQTTBroker(dir, kind, edgeBin, mosq, extra string) (*mqttBroker, error
 			return nil, fmt.Errorf("%s did not listen on %s", kind, addr)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// profileConfig is the edge config that serves pprof when profiling.
+func profileConfig(profile string) string {
+	if profile == "" {
+		return ""
+	}
+	return "  pprof: true\n" // continues the http: section startMQTTBroker writes last
+}
+
+// saveProfile fetches /debug/pprof/<what> from the edge into path.
+func (b *mqttBroker) saveProfile(what, path string) {
+	resp, err := http.Get("http://" + b.httpAddr + "/debug/pprof/" + what)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "   profile %s: %v\n", what, err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "   profile %s: %v\n", what, err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		fmt.Fprintf(os.Stderr, "   profile %s: %v\n", what, err)
 	}
 }
 
@@ -457,8 +509,9 @@ func mqttReadAcksCredit(c net.Conn, n int, credit chan<- struct{}) error {
 }
 
 // mqttSteadyLoad has devices publish rate QoS 1 readings/s each for seconds and
-// samples the edge's heap and stack peaks meanwhile.
-func mqttSteadyLoad(b *mqttBroker, devices, rate, seconds int) (heap, stack float64, err error) {
+// samples the edge's heap and stack peaks meanwhile; atEnd runs after the
+// last reading, before the connections close.
+func mqttSteadyLoad(b *mqttBroker, devices, rate, seconds int, atEnd func()) (heap, stack float64, err error) {
 	cs := make([]net.Conn, devices)
 	defer func() {
 		for _, c := range cs {
@@ -510,6 +563,7 @@ func mqttSteadyLoad(b *mqttBroker, devices, rate, seconds int) (heap, stack floa
 			heap, stack = max(heap, h), max(stack, s)
 		}
 	}
+	atEnd()
 	if e, ok := failed.Load().(error); ok {
 		return heap, stack, e
 	}
