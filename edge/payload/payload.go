@@ -131,6 +131,15 @@ type cborReading struct {
 }
 
 func decodeCBORReading(p []byte) (Reading, error) {
+	if r, ok := fastCBORReading(p); ok {
+		return r, nil
+	}
+	return libraryCBORReading(p)
+}
+
+// libraryCBORReading decodes a reading with the cbor library (the reference
+// for fastCBORReading, and the path for every payload it declines).
+func libraryCBORReading(p []byte) (Reading, error) {
 	if len(p) == 0 || p[0]>>5 != 5 {
 		return Reading{}, invalid("cbor: not a map")
 	}
