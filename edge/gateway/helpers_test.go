@@ -11,6 +11,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,7 +65,7 @@ func startGateway(t *testing.T, cfg Config) (g *Gateway, stop func()) {
 				t.Errorf("gateway run: %v", err)
 			}
 		case <-time.After(20 * time.Second):
-			t.Fatal("gateway did not stop within 20s")
+			t.Fatalf("gateway did not stop within 20s; its goroutines:\n%s", ourGoroutines())
 		}
 	}
 	t.Cleanup(stop)
@@ -286,4 +288,18 @@ func (c *rawClient) publish(topic string, payload []byte, qos byte, contentType 
 		return 0, fmt.Errorf("want pubcomp, got type %d", fh.Type)
 	}
 	return code, nil
+}
+
+// ourGoroutines is the stacks of the goroutines running Tributary or mochi
+// code, for a test that hangs.
+func ourGoroutines() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "tributary-io/tributary/edge") && !strings.Contains(g, "ourGoroutines") || strings.Contains(g, "mochi-mqtt") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }

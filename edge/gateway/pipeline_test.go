@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -79,5 +80,65 @@ func TestPipelinedQoS1AckedInOrder(t *testing.T) {
 			t.Fatalf("stored twice: %s", k)
 		}
 		seen[k] = true
+	}
+}
+
+// TestPipelinedQoS0StoredInOrder: QoS 0 publishes are queued without
+// waiting for their write. A burst far larger than a partition's queue
+// (maxDeferred) from each client is stored completely and in order per
+// device, and a QoS 1 publish after it is acknowledged only once everything
+// before it is written.
+func TestPipelinedQoS0StoredInOrder(t *testing.T) {
+	cfg := testConfig(t)
+	g, _ := startGateway(t, cfg)
+	const clients, per = 4, 6000
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dev := fmt.Sprintf("burst-%d", c)
+			rc, code, err := dialRaw(t, g.MQTTAddr(), 4, dev, "", "")
+			if err != nil || code != 0 {
+				t.Errorf("connect: %v %d", err, code)
+				return
+			}
+			var all bytes.Buffer
+			for s := 0; s < per; s++ {
+				pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, ProtocolVersion: 4,
+					TopicName: "sensors/" + dev + "/reading", Payload: jsonReading(dev, uint64(s), 1_700_000_000_000+int64(s))}
+				if err := pk.PublishEncode(&all); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if _, err := rc.conn.Write(all.Bytes()); err != nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+			// The fence: acknowledged after every QoS 0 publish before it.
+			if code, err := rc.publish("sensors/"+dev+"/reading", jsonReading(dev, per, 1_700_000_000_000+per), 1, "", 20*time.Second); err != nil || code != 0 {
+				t.Errorf("%s: fence: %#x %v", dev, code, err)
+			}
+		}()
+	}
+	wg.Wait()
+	recs := readStream(t, g.topics, "sensors") // no waiting: the fences were acknowledged
+	next := map[string]uint64{}
+	for _, r := range recs {
+		dev, _ := header(r.Record, "device")
+		var m struct{ Seq uint64 }
+		if err := json.Unmarshal(r.Value, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Seq != next[dev] {
+			t.Fatalf("%s: stored seq %d, want %d (lost or out of order)", dev, m.Seq, next[dev])
+		}
+		next[dev]++
+	}
+	for c := 0; c < clients; c++ {
+		if dev := fmt.Sprintf("burst-%d", c); next[dev] != per+1 {
+			t.Fatalf("%s: %d records stored, want %d", dev, next[dev], per+1)
+		}
 	}
 }

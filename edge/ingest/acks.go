@@ -15,20 +15,22 @@ import (
 // hook that waits for the fsync lets each device have one QoS 1 publish in
 // flight: throughput is devices ÷ fsync latency however many the device
 // pipelines. With deferred acks the hook queues the record and returns
-// packets.ErrRejectPacket (mochi then sends nothing); the writer calls back
-// once the record is durable and the PUBACK is written here, in the order
-// the publishes arrived (MQTT 4.6), up to maxUnacked per connection before
-// the read loop waits (mochi's receive maximum for MQTT 5 clients; it also
-// bounds the memory a burst from 1,000 devices can queue). A record that
-// cannot be stored gets no PUBACK (MQTT 3.1.1) or one with a failure code
-// (MQTT 5), as in the read loop.
+// packets.ErrRejectPacket (mochi then sends nothing); once the record is
+// durable the partition writer marks its PUBACK ready and, after settling
+// the whole batch, writes each connection's ready PUBACKs in one write, in
+// the order the publishes arrived (MQTT 4.6). Up to maxUnacked may be out
+// per connection before the read loop waits (mochi's receive maximum for
+// MQTT 5 clients; it also bounds the memory a burst from 1,000 devices can
+// queue). A record that cannot be stored gets no PUBACK (MQTT 3.1.1) or one
+// with a failure code (MQTT 5), as in the read loop.
 //
-// Deferral only applies to non-retained QoS 1 publishes while no client has
-// ever subscribed: mochi would forward a publish to local subscribers only
-// after OnPublish succeeds, so once anyone subscribes the hook goes back to
-// acknowledging in the read loop. QoS 0 is not deferred: measured, queueing
-// it behind one writer per partition was slower and held far more memory
-// than letting each publisher wait for the write of its batch.
+// Deferral only applies to non-retained QoS 0 and 1 publishes while no
+// client has ever subscribed: mochi would forward a publish to local
+// subscribers only after OnPublish succeeds, so once anyone subscribes the
+// hook goes back to storing in the read loop. A deferred QoS 0 publish needs
+// no acknowledgement: its read loop goes on to the next packet while the
+// partition's leader writes it in a larger batch (the partition queue is
+// bounded by maxDeferred; beyond it publishers wait).
 const maxUnacked = 32
 
 // clientAcks orders one connection's deferred PUBACKs.

@@ -328,7 +328,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 	}
 	out := outcome{st: st, claim: claim, deadKind: deadKind, qos: pk.FixedHeader.Qos, start: start}
-	if h.deferAcks && out.qos == 1 && !pk.FixedHeader.Retain && !h.subscribed.Load() {
+	if h.deferAcks && out.qos <= 1 && !pk.FixedHeader.Retain && !h.subscribed.Load() {
 		return pk, h.deferPublish(cl, pk, rec, out)
 	}
 	if out.qos > 0 && h.deferAcks {
@@ -370,40 +370,55 @@ func (h *Hook) settle(o outcome, err error) (reason string, code packets.Code, l
 	return "", packets.CodeSuccess, nil
 }
 
-// deferPublish queues a QoS 1 record and has its PUBACK written once it is
-// durable (acks.go); mochi is told to send nothing.
+// deferPublish queues a record without waiting for its write; mochi is
+// told to send and forward nothing (no local subscriber exists). A
+// QoS 1 record gets its PUBACK once it is durable (acks.go); a QoS 0 record
+// needs none, so its publisher goes on reading while the partition's leader
+// writes it in a larger batch (the queue is bounded: see maxDeferred).
 func (h *Hook) deferPublish(cl *mqtt.Client, pk packets.Packet, rec recordbatch.Record, out outcome) error {
-	acks := h.acksFor(cl)
-	slot, err := acks.reserve(h.ctx, pk.PacketID)
-	if err != nil {
-		_, _, _ = h.settle(out, err)
-		return h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
+	d := &deferredPublish{out: out, client: cl.ID, topic: pk.TopicName}
+	if out.qos == 1 {
+		acks := h.acksFor(cl)
+		slot, err := acks.reserve(h.ctx, pk.PacketID)
+		if err != nil {
+			_, _, _ = h.settle(out, err)
+			return h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
+		}
+		d.acks, d.slot, d.v5 = acks, slot, cl.Properties.ProtocolVersion == 5
 	}
-	d := &deferredPublish{acks: acks, slot: slot, out: out, v5: cl.Properties.ProtocolVersion == 5, topic: pk.TopicName}
-	_ = out.st.append(h, rec, true, d)
+	_ = out.st.append(h, rec, out.qos > 0, d)
+	if out.qos == 0 {
+		// Ignore, not reject: mochi would log the rejection at debug
+		// level, boxing the whole packet (an 800-byte allocation) first.
+		return packets.CodeSuccessIgnore
+	}
 	return packets.ErrRejectPacket
 }
 
-// deferredPublish is what settling a deferred QoS 1 publish needs.
+// deferredPublish is what settling a deferred publish needs.
 type deferredPublish struct {
-	acks  *clientAcks
-	slot  *ackSlot
-	out   outcome
-	v5    bool
-	topic string
+	out    outcome
+	acks   *clientAcks // nil for QoS 0
+	slot   *ackSlot
+	v5     bool
+	client string
+	topic  string
 }
 
-// settle counts the outcome and marks the PUBACK ready (a failure code for
-// MQTT 5, none for 3.1.1, whose client re-sends); flush writes it.
+// settle counts the outcome and, for QoS 1, marks the PUBACK ready (a
+// failure code for MQTT 5, none for 3.1.1, whose client re-sends); the
+// caller's flush writes it.
 func (d *deferredPublish) settle(h *Hook, err error, flush *ackFlush) {
 	reason, code, logErr := h.settle(d.out, err)
 	if reason != "" {
 		h.m.refused.WithLabelValues(reason).Inc()
 		if logErr != nil && h.logDue(reason) {
-			h.log.Warn("mqtt publish refused", "client", d.acks.cl.ID, "topic", d.topic, "qos", 1, "reason", reason, "err", logErr)
+			h.log.Warn("mqtt publish refused", "client", d.client, "topic", d.topic, "qos", d.out.qos, "reason", reason, "err", logErr)
 		}
 	}
-	d.acks.ready(d.slot, reason == "" || d.v5, code, flush)
+	if d.acks != nil {
+		d.acks.ready(d.slot, reason == "" || d.v5, code, flush)
+	}
 }
 
 // PUBACK may carry only some reason codes (MQTT 5 section 3.4.2.1): 0x95

@@ -34,9 +34,10 @@ type partitionWriter struct {
 	name string
 	log  *storage.Log
 
-	mu       sync.Mutex
-	pending  []*pendingRecord
-	flushing bool
+	mu           sync.Mutex
+	pending      []*pendingRecord
+	pendingBytes int // sum of pending sizes
+	flushing     bool
 }
 
 type pendingRecord struct {
@@ -62,10 +63,14 @@ func (p *pendingRecord) finish(h *Hook, err error, acks *ackFlush) {
 	}
 }
 
-// maxDeferred bounds the records queued on a partition: beyond it a
-// deferred publisher waits like any other, which stops its connection's read
-// loop (back-pressure instead of an unbounded queue of QoS 0 payloads).
-const maxDeferred = 4 * maxBatchRecords
+// maxDeferred and maxDeferredBytes bound what is queued on a partition:
+// beyond either a deferred publisher waits like any other, which stops its
+// connection's read loop (back-pressure instead of an unbounded queue of
+// QoS 0 payloads).
+const (
+	maxDeferred      = 4 * maxBatchRecords
+	maxDeferredBytes = 4 * maxBatchBytes
+)
 
 // append stores rec, returning once the batch holding it is written (and
 // fsynced if durable). With d set the record is deferred: append returns at
@@ -74,10 +79,11 @@ const maxDeferred = 4 * maxBatchRecords
 func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, d *deferredPublish) error {
 	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable, deferred: d}
 	w.mu.Lock()
-	if d == nil || len(w.pending) >= maxDeferred {
+	if d == nil || len(w.pending) >= maxDeferred || w.pendingBytes >= maxDeferredBytes {
 		p.done = make(chan error, 1)
 	}
 	w.pending = append(w.pending, p)
+	w.pendingBytes += p.size
 	if w.flushing {
 		w.mu.Unlock()
 		if p.done == nil {
@@ -165,6 +171,7 @@ func (w *partitionWriter) take() []*pendingRecord {
 		bytes += w.pending[n].size
 		n++
 	}
+	w.pendingBytes -= bytes
 	batch := w.pending[:n:n]
 	if n == len(w.pending) {
 		w.pending = nil
