@@ -190,6 +190,8 @@ type Hook struct {
 
 	budgetMu sync.Mutex // one drop-oldest pass at a time
 
+	workers sync.WaitGroup // partition writers and ackers (writer.go)
+
 	// gate lets Drain wait for publishes in flight: each OnPublish holds a
 	// read lock, Drain takes the write lock and marks the hook closed.
 	gate   sync.RWMutex
@@ -552,13 +554,17 @@ func (h *Hook) stream(stream string) (*streamState, error) {
 			return nil, fmt.Errorf("stream %s missing after create", stream)
 		}
 	}
-	ws := make([]*partitionWriter, info.Partitions)
-	for p := range ws {
+	logs := make([]*storage.Log, info.Partitions)
+	for p := range logs {
 		l, err := h.topics.Partition(stream, int32(p))
 		if err != nil {
 			return nil, fmt.Errorf("open %s-%d: %w", stream, p, err)
 		}
-		ws[p] = &partitionWriter{name: fmt.Sprintf("%s-%d", stream, p), log: l}
+		logs[p] = l
+	}
+	ws := make([]*partitionWriter, len(logs)) // started only once all opened: Drain stops what is in h.streams
+	for p, l := range logs {
+		ws[p] = h.startPartitionWriter(fmt.Sprintf("%s-%d", stream, p), l)
 	}
 	st := &streamState{writers: ws, appended: h.m.appended.WithLabelValues(stream)}
 	h.streams.Store(stream, st)
@@ -589,11 +595,19 @@ func due(last *atomic.Int64, now time.Time) bool {
 	return n-l >= int64(10*time.Second) && last.CompareAndSwap(l, n)
 }
 
-// Drain stops accepting publishes and waits for those being appended.
+// Drain stops accepting publishes, waits for those being appended (their
+// PUBACKs written) and stops the partition writers.
 func (h *Hook) Drain() {
 	h.gate.Lock()
 	h.closed = true
 	h.gate.Unlock()
+	h.streams.Range(func(_, v any) bool {
+		for _, w := range v.(*streamState).writers {
+			w.stop()
+		}
+		return true
+	})
+	h.workers.Wait()
 }
 
 // Counts is a snapshot of the ingest counters (for tests and status output).

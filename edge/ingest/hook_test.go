@@ -51,6 +51,7 @@ func newTestHookConfig(t *testing.T, cfg Config) *Hook {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.Drain) // stops the partition writers before the logs close
 	return h
 }
 

@@ -16,36 +16,40 @@ const (
 	maxBatchBytes   = 1 << 20
 )
 
-// errLead hands the writing role to a waiting publisher.
-var errLead = errors.New("ingest: take over as batch leader")
-
-// partitionWriter combines concurrent publishes to one partition into one
-// RecordBatch and one Log.Append. Whoever finds no write in progress leads:
-// it takes everything pending and writes it as one batch, again and again
-// while what is pending starts with deferred records (whose publishers did
-// not stay to lead), hands the role to the oldest publisher still waiting
-// (if one is at the head), and only then waits (WaitSynced) for an fsync
-// covering its batches if they hold QoS 1/2 records — so the next batch is
-// written while the disk syncs, and the log's sync loop covers both with one
-// fsync. There is no background goroutine. Records are written in the order
-// they were queued; mochi hands us one publish per connection at a time, so
-// a connection's publishes keep their order.
+// partitionWriter combines the publishes queued on one partition into
+// RecordBatches, one Log.Append each. Two goroutines per partition, owned by
+// the hook (started with the stream, stopped by Drain), do the work so that
+// mochi's read loops only decode and queue — they never write, fsync or
+// block behind another connection's batch (and their stacks stay shallow):
+//
+//   - the writer takes everything pending (up to one batch), appends it and
+//     settles the QoS 0 records at once; batches holding QoS 1/2 records go
+//     to the acker, and the writer goes on with the next batch while the
+//     disk syncs (the log's sync loop covers several batches with one fsync);
+//   - the acker waits (WaitSynced) for the fsync covering each batch, in
+//     order, settles its records and writes the PUBACKs that became ready,
+//     one write per connection for all the batches one fsync covered.
+//
+// Records are written in the order they were queued; mochi hands us one
+// publish per connection at a time, so a connection's publishes keep their
+// order.
 type partitionWriter struct {
 	name string
 	log  *storage.Log
 
 	mu           sync.Mutex
+	work         sync.Cond // signalled when pending grows or stopping is set
 	pending      []*pendingRecord
 	pendingBytes int // sum of pending sizes
-	flushing     bool
+	stopping     bool
 }
 
 type pendingRecord struct {
 	rec     recordbatch.Record
 	size    int
 	durable bool
-	// done receives the result (or errLead) for a publisher that waits;
-	// nil for a deferred record, whose result settles deferred.
+	// done receives the result for a publisher that waits; nil for a
+	// deferred record, whose result settles deferred.
 	done     chan error
 	deferred *deferredPublish
 }
@@ -72,96 +76,144 @@ const (
 	maxDeferredBytes = 4 * maxBatchBytes
 )
 
-// append stores rec, returning once the batch holding it is written (and
-// fsynced if durable). With d set the record is deferred: append returns at
-// once unless this publisher has to lead, and d is settled with the result
-// (exactly once, possibly before append returns).
+// writtenBatch is a batch on its way from the writer to the acker.
+type writtenBatch struct {
+	recs []*pendingRecord
+	end  int64 // offset after the batch
+	err  error // the append failed
+}
+
+// startPartitionWriter starts a partition's writer and acker under h.workers.
+func (h *Hook) startPartitionWriter(name string, l *storage.Log) *partitionWriter {
+	w := &partitionWriter{name: name, log: l}
+	w.work.L = &w.mu
+	written := make(chan writtenBatch, 16) // writer → acker; full means the disk is behind
+	h.workers.Add(2)
+	go func() { defer h.workers.Done(); w.write(h, written) }()
+	go func() { defer h.workers.Done(); w.ack(h, written) }()
+	return w
+}
+
+// stop makes the writer exit once everything queued is written.
+func (w *partitionWriter) stop() {
+	w.mu.Lock()
+	w.stopping = true
+	w.mu.Unlock()
+	w.work.Broadcast()
+}
+
+// append queues rec. A deferred record (d set) returns at once unless the
+// partition's queue is full; d is settled with the result later. Otherwise
+// append returns once the batch holding rec is written (and fsynced if
+// durable), with the error if it could not be.
 func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, d *deferredPublish) error {
 	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable, deferred: d}
 	w.mu.Lock()
+	if w.stopping {
+		w.mu.Unlock()
+		err := fmt.Errorf("append to %s: %w", w.name, errStopping)
+		if d != nil {
+			var acks ackFlush
+			p.finish(h, err, &acks)
+			acks.flush()
+			return nil
+		}
+		return err
+	}
 	if d == nil || len(w.pending) >= maxDeferred || w.pendingBytes >= maxDeferredBytes {
 		p.done = make(chan error, 1)
 	}
 	w.pending = append(w.pending, p)
 	w.pendingBytes += p.size
-	if w.flushing {
-		w.mu.Unlock()
-		if p.done == nil {
-			return nil // the leader writes it
-		}
-		if err := <-p.done; err != errLead {
-			return err
-		}
-		w.mu.Lock() // we lead now; our record is still pending (at the head)
-	} else {
-		w.flushing = true
-	}
-
-	type written struct {
-		batch []*pendingRecord
-		err   error
-	}
-	var (
-		batches   []written
-		end       int64
-		needsSync bool
-		acks      ackFlush
-	)
-	for {
-		batch := w.take()
-		w.mu.Unlock()
-		recs := make([]recordbatch.Record, len(batch))
-		for i, q := range batch {
-			recs[i] = q.rec
-		}
-		e, err := h.appendRecords(w, recs)
-		if err == nil {
-			end = e
-		}
-		// QoS 0 records are done once written; the others once fsynced.
-		for _, q := range batch {
-			if !q.durable {
-				q.finish(h, err, &acks)
-			} else if err == nil {
-				needsSync = true
-			}
-		}
-		batches = append(batches, written{batch, err})
-		w.mu.Lock()
-		if len(w.pending) == 0 {
-			w.flushing = false
-			break
-		}
-		if w.pending[0].done != nil {
-			w.pending[0].done <- errLead
-			break
-		}
-		// Deferred records at the head have nobody waiting to write them.
+	if len(w.pending) == 1 {
+		w.work.Signal()
 	}
 	w.mu.Unlock()
-
-	var serr error
-	if needsSync {
-		if err := w.log.WaitSynced(h.ctx, end); err != nil {
-			serr = fmt.Errorf("fsync %s: %w", w.name, err)
-		}
-	}
-	for _, b := range batches {
-		err := b.err
-		if err == nil {
-			err = serr
-		}
-		for _, q := range b.batch {
-			if q.durable {
-				q.finish(h, err, &acks)
-			}
-		}
-	}
-	acks.flush()
 	if p.done == nil {
 		return nil
 	}
 	return <-p.done
+}
+
+// errStopping refuses appends after Drain (OnPublish refuses them before).
+var errStopping = errors.New("ingest: writer stopped")
+
+// write is the writer goroutine.
+func (w *partitionWriter) write(h *Hook, written chan<- writtenBatch) {
+	defer close(written)
+	for {
+		w.mu.Lock()
+		for len(w.pending) == 0 && !w.stopping {
+			w.work.Wait()
+		}
+		if len(w.pending) == 0 {
+			w.mu.Unlock()
+			return
+		}
+		batch := w.take()
+		w.mu.Unlock()
+
+		recs := make([]recordbatch.Record, len(batch))
+		for i, q := range batch {
+			recs[i] = q.rec
+		}
+		end, err := h.appendRecords(w, recs)
+		// QoS 0 records are done once written; the others once fsynced.
+		durable := false
+		var acks ackFlush
+		for _, q := range batch {
+			if q.durable {
+				durable = true
+			} else {
+				q.finish(h, err, &acks)
+			}
+		}
+		acks.flush()
+		if durable {
+			written <- writtenBatch{recs: batch, end: end, err: err}
+		}
+	}
+}
+
+// ack is the acker goroutine: it settles each written batch once the fsync
+// covering it is done and writes the PUBACKs that became ready — once for
+// every run of batches the same fsync covered.
+func (w *partitionWriter) ack(h *Hook, written <-chan writtenBatch) {
+	var acks ackFlush
+	for b := range written {
+		w.settle(h, b, &acks)
+	more:
+		for {
+			select {
+			case next, ok := <-written:
+				if !ok {
+					break more
+				}
+				if next.err == nil && w.log.SyncedOffset() < next.end {
+					acks.flush() // about to wait for an fsync: answer what is ready first
+				}
+				w.settle(h, next, &acks)
+			default:
+				break more
+			}
+		}
+		acks.flush()
+	}
+}
+
+// settle waits for the fsync covering b and settles its durable records.
+func (w *partitionWriter) settle(h *Hook, b writtenBatch, acks *ackFlush) {
+	err := b.err
+	if err == nil {
+		if serr := w.log.WaitSynced(h.ctx, b.end); serr != nil {
+			err = fmt.Errorf("fsync %s: %w", w.name, serr)
+		}
+	}
+	for _, q := range b.recs {
+		if q.durable {
+			q.finish(h, err, acks)
+		}
+	}
 }
 
 // take removes up to one batch's worth of records from pending (mu held).
