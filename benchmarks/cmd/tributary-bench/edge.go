@@ -30,7 +30,8 @@ import (
 //
 // $TRIBUTARY_EDGE_BIN names a tributary-edge binary to measure (an older
 // build, for before/after figures); unset builds one from the working tree.
-// $TRIBUTARY_EDGE_PROFILE=PREFIX serves pprof from the edge, runs each load
+// $TRIBUTARY_EDGE_CONFIG is YAML added to the edge's config (a setting to
+// measure). $TRIBUTARY_EDGE_PROFILE=PREFIX serves pprof from the edge, runs each load
 // 10× longer and saves PREFIX-<phase>-cpu.pprof (3 s during each throughput
 // phase) and PREFIX-rss-{heap,goroutine}.pprof after the RSS run.
 func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
@@ -196,12 +197,18 @@ func startMQTTBroker(dir, kind, edgeBin, mosq, extra string) (*mqttBroker, error
 	}
 }
 
-// profileConfig is the edge config that serves pprof when profiling.
+// profileConfig is what the benchmark adds to the edge's config: pprof
+// when profiling, then $TRIBUTARY_EDGE_CONFIG (top-level YAML, e.g.
+// "memory_limit_mb: 64") to measure a setting.
 func profileConfig(profile string) string {
-	if profile == "" {
-		return ""
+	extra := ""
+	if profile != "" {
+		extra = "  pprof: true\n" // continues the http: section startMQTTBroker writes last
 	}
-	return "  pprof: true\n" // continues the http: section startMQTTBroker writes last
+	if c := os.Getenv("TRIBUTARY_EDGE_CONFIG"); c != "" {
+		extra += strings.TrimSuffix(c, "\n") + "\n"
+	}
+	return extra
 }
 
 // saveProfile fetches /debug/pprof/<what> from the edge into path.
