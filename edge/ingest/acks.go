@@ -29,7 +29,7 @@ import (
 // subscribers only after OnPublish succeeds, so once anyone subscribes the
 // hook goes back to storing in the read loop. A deferred QoS 0 publish needs
 // no acknowledgement: its read loop goes on to the next packet while the
-// partition's leader writes it in a larger batch (the partition queue is
+// partition's writer appends it in a larger batch (the partition queue is
 // bounded by maxDeferred; beyond it publishers wait).
 const maxUnacked = 32
 

@@ -282,8 +282,10 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 // OnPublish stores the publish. mochi calls it in the client's read loop and
-// writes the PUBACK/PUBREC only after it returns, so returning after the
-// durable append is what makes an acknowledgement a promise.
+// writes the PUBACK/PUBREC only after it returns, so on the read-loop path
+// returning after the durable append is what makes an acknowledgement a
+// promise; on the deferred path (deferPublish) the acker writes the PUBACK
+// itself after the fsync and mochi is told to send none.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil // the server's own publishes are not readings
@@ -375,7 +377,7 @@ func (h *Hook) settle(o outcome, err error) (reason string, code packets.Code, l
 // deferPublish queues a record without waiting for its write; mochi is
 // told to send and forward nothing (no local subscriber exists). A
 // QoS 1 record gets its PUBACK once it is durable (acks.go); a QoS 0 record
-// needs none, so its publisher goes on reading while the partition's leader
+// needs none, so its publisher goes on reading while the partition's writer
 // writes it in a larger batch (the queue is bounded: see maxDeferred).
 func (h *Hook) deferPublish(cl *mqtt.Client, pk packets.Packet, rec recordbatch.Record, out outcome) error {
 	d := &deferredPublish{out: out, client: cl.ID, topic: pk.TopicName}
