@@ -24,6 +24,11 @@ func (h *Hook) admit() error {
 	if h.cfg.BudgetPolicy != PolicyDropOldest {
 		return fmt.Errorf("%w: %d of %d bytes used", errOverBudget, h.topics.TotalSize(), budget)
 	}
+	h.gate.RLock() // Drain waits for a pass to end before the logs close
+	defer h.gate.RUnlock()
+	if h.closed.Load() {
+		return fmt.Errorf("drop-oldest: %w", errStopping)
+	}
 	h.budgetMu.Lock()
 	defer h.budgetMu.Unlock()
 	for h.topics.TotalSize() >= budget {
