@@ -56,10 +56,10 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 		}
 		defer os.Remove(edgeBin)
 	}
-	perConn := map[int]int{100: 2000, 1000: 200}
+	perConn := map[int]int{100: 10000, 1000: 1000}
 	rssSeconds := 10
 	if quick {
-		perConn = map[int]int{100: 500, 1000: 50}
+		perConn = map[int]int{100: 1000, 1000: 100}
 		rssSeconds = 5
 	}
 	if profile != "" {
