@@ -124,9 +124,22 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 	if err != nil {
 		return rows, fmt.Errorf("edge RSS run: %w", err)
 	}
+	// The same load on mochi alone: what the MQTT layer costs before the
+	// edge decodes or stores anything.
+	m, err := startMQTTBroker(dir, "bare-mochi", edgeBin, mosq, "")
+	if err != nil {
+		return rows, err
+	}
+	mHeap, mStack, err := mqttSteadyLoad(m, 1000, 10, rssSeconds, func() {})
+	mRSS := m.peakRSS()
+	m.stop()
+	if err != nil {
+		return rows, fmt.Errorf("bare mochi RSS run: %w", err)
+	}
 	rows = append(rows, row{
-		Name:   fmt.Sprintf("edge peak RSS, 1,000 devices × 10 QoS 1 msgs/s for %d s", rssSeconds),
+		Name:   fmt.Sprintf("edge peak RSS, 1,000 devices × 10 QoS 1 msgs/s for %d s (peer: mochi-mqtt alone, allow-all hook, no storage)", rssSeconds),
 		Ours:   fmt.Sprintf("%.1f MB (heap %.1f, stacks %.1f)", rss, heap, stack),
+		Peer:   fmt.Sprintf("%.1f MB (heap %.1f, stacks %.1f)", mRSS, mHeap, mStack),
 		Target: "≤ 40 MB",
 	})
 	return rows, nil
@@ -172,6 +185,16 @@ func startMQTTBroker(dir, kind, edgeBin, mosq, extra string) (*mqttBroker, error
 			return nil, err
 		}
 		b.cmd = exec.Command(edgeBin, "-config", path)
+	case "bare-mochi":
+		if b.httpAddr, err = mqttFreeAddr(); err != nil {
+			return nil, err
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find own binary: %w", err)
+		}
+		b.cmd = exec.Command(self, "-serve-bare-mochi", addr+","+b.httpAddr)
+		b.cmd.Stderr = os.Stderr
 	default:
 		port := addr[strings.LastIndexByte(addr, ':')+1:]
 		path := filepath.Join(bdir, "mosquitto.conf")

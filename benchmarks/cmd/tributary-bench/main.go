@@ -42,7 +42,16 @@ func main() {
 	quick := flag.Bool("quick", false, "smaller runs (under 3 minutes)")
 	dir := flag.String("dir", os.TempDir(), "scratch directory on the disk to measure")
 	only := flag.String("only", "", "comma-separated sections to run (storage, core, edge, e2e, drain, cluster); empty runs all")
+	bareMochi := flag.String("serve-bare-mochi", "", "internal: serve bare mochi-mqtt on MQTT_ADDR,HTTP_ADDR (the edge section's RSS floor)")
 	flag.Parse()
+	if *bareMochi != "" {
+		mqttAddr, httpAddr, _ := strings.Cut(*bareMochi, ",")
+		if err := serveBareMochi(mqttAddr, httpAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "bare mochi:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	// The e2e, drain and cluster sections run tributary daemons in their
 	// own process groups; an interrupt kills them before the harness exits.
 	sigs := make(chan os.Signal, 1)
