@@ -499,16 +499,20 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 	if key == "" {
 		key = cl.ID
 	}
-	rec.Key = []byte(key)
+	// One allocation holds the key and the topic; the device header shares
+	// the key's bytes when they are the same (recordbatch.Build only reads).
+	buf := make([]byte, 0, len(key)+len(pk.TopicName))
+	buf = append(append(buf, key...), pk.TopicName...)
+	rec.Key = buf[:len(key):len(key)]
+	deviceBytes := rec.Key
+	if device != key {
+		deviceBytes = []byte(device)
+	}
 	rec.Value = pk.Payload
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
-	rec.Headers = []recordbatch.RecordHeader{
-		{Key: HeaderContentType, Value: []byte(ct)},
-		{Key: HeaderMQTTTopic, Value: []byte(pk.TopicName)},
-		{Key: HeaderDevice, Value: []byte(device)},
-	}
+	rec.Headers = make([]recordbatch.RecordHeader, 3, 4) // room for a reason
+	rec.Headers[0] = recordbatch.RecordHeader{Key: HeaderContentType, Value: contentTypeBytes(ct)}
+	rec.Headers[1] = recordbatch.RecordHeader{Key: HeaderMQTTTopic, Value: buf[len(key):]}
+	rec.Headers[2] = recordbatch.RecordHeader{Key: HeaderDevice, Value: deviceBytes}
 	if reason != "" {
 		stream += h.cfg.DeadLetterSuffix
 		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderReason, Value: []byte(reason)})
@@ -517,6 +521,32 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 		}
 	}
 	return stream, rec, r, deadKind
+}
+
+// Header values of the content types the edge decodes, shared by every
+// record (never written to).
+var (
+	ctCBOR        = []byte(payload.ContentCBOR)
+	ctJSON        = []byte(payload.ContentJSON)
+	ctSenMLCBOR   = []byte(payload.ContentSenMLCBOR)
+	ctSenMLJSON   = []byte(payload.ContentSenMLJSON)
+	ctOctetStream = []byte("application/octet-stream")
+)
+
+func contentTypeBytes(ct string) []byte {
+	switch ct {
+	case payload.ContentCBOR:
+		return ctCBOR
+	case payload.ContentJSON:
+		return ctJSON
+	case payload.ContentSenMLCBOR:
+		return ctSenMLCBOR
+	case payload.ContentSenMLJSON:
+		return ctSenMLJSON
+	case "":
+		return ctOctetStream
+	}
+	return []byte(ct)
 }
 
 // streamAllowed says whether stream exists or may still be created.

@@ -51,7 +51,8 @@ type pendingRecord struct {
 	// done receives the result for a publisher that waits; nil for a
 	// deferred record, whose result settles deferred.
 	done     chan error
-	deferred *deferredPublish
+	deferred *deferredPublish // nil, or &dp
+	dp       deferredPublish  // (one allocation for both)
 }
 
 // finish settles the record. A deferred record's PUBACK is only marked
@@ -107,7 +108,11 @@ func (w *partitionWriter) stop() {
 // append returns once the batch holding rec is written (and fsynced if
 // durable), with the error if it could not be.
 func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, d *deferredPublish) error {
-	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable, deferred: d}
+	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable}
+	if d != nil {
+		p.dp = *d
+		p.deferred = &p.dp
+	}
 	w.mu.Lock()
 	if w.stopping {
 		w.mu.Unlock()

@@ -37,17 +37,31 @@ func New(cfg Config) (*Mapper, error) {
 	return &Mapper{levels: cfg.StreamLevels}, nil
 }
 
-// Map returns the stream and device an MQTT topic names.
+// Map returns the stream and device an MQTT topic names. It runs twice per
+// publish (ACL and mapping), so it slices the topic instead of splitting it:
+// no allocation unless the stream spans several levels.
 func (m *Mapper) Map(topic string) (stream, device string, err error) {
-	parts := strings.SplitN(topic, "/", m.levels+2)
-	if len(parts) < m.levels+1 {
-		return "", "", fmt.Errorf("%w: %q has fewer than %d levels", ErrUnmapped, topic, m.levels+1)
+	// end of the stream levels: the m.levels-th '/'
+	end := -1
+	for n, i := 0, 0; n < m.levels; n++ {
+		j := strings.IndexByte(topic[i:], '/')
+		if j < 0 {
+			return "", "", fmt.Errorf("%w: %q has fewer than %d levels", ErrUnmapped, topic, m.levels+1)
+		}
+		end = i + j
+		i = end + 1
 	}
-	stream = strings.Join(parts[:m.levels], ".")
+	stream = topic[:end]
+	if m.levels > 1 {
+		stream = strings.ReplaceAll(stream, "/", ".")
+	}
 	if err := ValidStream(stream); err != nil {
 		return "", "", fmt.Errorf("%w: %q: %v", ErrUnmapped, topic, err)
 	}
-	device = parts[m.levels]
+	device = topic[end+1:]
+	if k := strings.IndexByte(device, '/'); k >= 0 {
+		device = device[:k]
+	}
 	if device == "" {
 		return "", "", fmt.Errorf("%w: %q has an empty device level", ErrUnmapped, topic)
 	}

@@ -3,6 +3,7 @@ package topicmap
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -50,4 +51,41 @@ func TestPartitionMatchesKafka(t *testing.T) {
 			}
 		}
 	}
+}
+
+// splitMap is the straightforward mapping (split on "/", join the stream
+// levels with "."): the reference Map must agree with.
+func splitMap(levels int, topic string) (stream, device string, ok bool) {
+	parts := strings.SplitN(topic, "/", levels+2)
+	if len(parts) < levels+1 {
+		return "", "", false
+	}
+	stream = strings.Join(parts[:levels], ".")
+	if ValidStream(stream) != nil || parts[levels] == "" {
+		return "", "", false
+	}
+	return stream, parts[levels], true
+}
+
+// FuzzMap: Map agrees with splitMap on every topic, for 1 to 3 levels.
+func FuzzMap(f *testing.F) {
+	for _, s := range []string{"sensors/dev-1/reading", "sensors/dev-1", "a/b/c/d/e", "/x/y", "s//d", "s/d/", "sensors", "a.b/c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, topic string) {
+		for levels := 1; levels <= 3; levels++ {
+			m, err := New(Config{StreamLevels: levels})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, d, err := m.Map(topic)
+			ws, wd, ok := splitMap(levels, topic)
+			if (err == nil) != ok || s != ws || d != wd {
+				t.Fatalf("levels %d, %q: Map = %q %q %v; want %q %q ok=%v", levels, topic, s, d, err, ws, wd, ok)
+			}
+			if err != nil && !errors.Is(err, ErrUnmapped) {
+				t.Fatalf("levels %d, %q: error %v does not wrap ErrUnmapped", levels, topic, err)
+			}
+		}
+	})
 }
