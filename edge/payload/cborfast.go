@@ -107,54 +107,28 @@ func fastCBORReading(p []byte) (r Reading, ok bool) {
 				return r, false
 			}
 		case 7:
-			var bits uint64
 			switch info {
-			case 20, 21: // false, true
+			case 20, 21, 22, 23: // false, true, null, undefined
+				// A known field refuses booleans, and the library leaves it
+				// unset on null/undefined: the library path decides both.
 				if field >= 0 {
 					return r, false
 				}
 				off++
 				continue
-			case 22, 23: // null, undefined: the library leaves a known field unset
-				if field >= 0 {
-					return r, false
-				}
-				off++
-				continue
-			case 25:
-				if len(p)-off < 3 {
-					return r, false
-				}
-				h := binary.BigEndian.Uint16(p[off+1:])
-				off += 3
-				bits = 0 // finite unless the exponent is all ones
-				if h&0x7c00 == 0x7c00 {
-					bits = 1
-				}
-			case 26:
-				if len(p)-off < 5 {
-					return r, false
-				}
-				f := binary.BigEndian.Uint32(p[off+1:])
-				off += 5
-				if f&0x7f800000 == 0x7f800000 {
-					bits = 1
-				}
-			case 27:
-				if len(p)-off < 9 {
-					return r, false
-				}
-				f := binary.BigEndian.Uint64(p[off+1:])
-				off += 9
-				if f&0x7ff0000000000000 == 0x7ff0000000000000 {
-					bits = 1
-				}
+			case 25, 26, 27: // half, single, double precision float
 			default:
 				return r, false
 			}
+			bits, next, ok := cborHead(p, off) // the head's argument is the float's bits
+			if !ok {
+				return r, false
+			}
+			off = next
+			exponent := floatExponent[info-25]
 			switch field {
 			case fieldTemp, fieldHum, fieldVib:
-				if bits != 0 {
+				if bits&exponent == exponent {
 					return r, false // NaN or infinity: the library path words the error
 				}
 			case -1:
@@ -182,6 +156,10 @@ const (
 )
 
 var fieldNames = [...]string{"device", "seq", "ts", "temp", "hum", "vib"}
+
+// floatExponent masks the exponent of a half, single and double precision
+// float: all ones is an infinity or a NaN.
+var floatExponent = [3]uint64{0x7c00, 0x7f800000, 0x7ff0000000000000}
 
 func knownField(key []byte) int {
 	for i, name := range fieldNames {
