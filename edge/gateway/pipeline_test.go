@@ -31,19 +31,10 @@ func TestPipelinedQoS1AckedInOrder(t *testing.T) {
 				t.Errorf("connect: %v %d", err, code)
 				return
 			}
-			var all bytes.Buffer
-			for s := 0; s < per; s++ {
-				pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: version,
-					TopicName: "sensors/" + dev + "/reading", Payload: jsonReading(dev, uint64(s), 1_700_000_000_000+int64(s)), PacketID: uint16(s + 1)}
-				if err := pk.PublishEncode(&all); err != nil {
-					t.Error(err)
-					return
-				}
-			}
 			// All publishes go out at once; the acks are read afterwards
 			// (the socket buffers hold 300 small PUBACKs).
-			if _, err := rc.conn.Write(all.Bytes()); err != nil {
-				t.Errorf("write: %v", err)
+			if err := rc.publishAll(dev, version, 1, per); err != nil {
+				t.Error(err)
 				return
 			}
 			for s := 0; s < per; s++ {
@@ -103,17 +94,8 @@ func TestPipelinedQoS0StoredInOrder(t *testing.T) {
 				t.Errorf("connect: %v %d", err, code)
 				return
 			}
-			var all bytes.Buffer
-			for s := 0; s < per; s++ {
-				pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, ProtocolVersion: 4,
-					TopicName: "sensors/" + dev + "/reading", Payload: jsonReading(dev, uint64(s), 1_700_000_000_000+int64(s))}
-				if err := pk.PublishEncode(&all); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-			if _, err := rc.conn.Write(all.Bytes()); err != nil {
-				t.Errorf("write: %v", err)
+			if err := rc.publishAll(dev, 4, 0, per); err != nil {
+				t.Error(err)
 				return
 			}
 			// The fence: acknowledged after every QoS 0 publish before it.
@@ -141,4 +123,24 @@ func TestPipelinedQoS0StoredInOrder(t *testing.T) {
 			t.Fatalf("%s: %d records stored, want %d", dev, next[dev], per+1)
 		}
 	}
+}
+
+// publishAll writes n publishes of readings 0..n-1 from dev in one write,
+// without waiting for any acknowledgement (packet ids 1..n for QoS > 0).
+func (c *rawClient) publishAll(dev string, version, qos byte, n int) error {
+	var all bytes.Buffer
+	for s := 0; s < n; s++ {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, ProtocolVersion: version,
+			TopicName: "sensors/" + dev + "/reading", Payload: jsonReading(dev, uint64(s), 1_700_000_000_000+int64(s))}
+		if qos > 0 {
+			pk.PacketID = uint16(s + 1)
+		}
+		if err := pk.PublishEncode(&all); err != nil {
+			return fmt.Errorf("encode publish %d: %w", s, err)
+		}
+	}
+	if _, err := c.conn.Write(all.Bytes()); err != nil {
+		return fmt.Errorf("write %d publishes: %w", n, err)
+	}
+	return nil
 }
