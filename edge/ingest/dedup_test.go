@@ -82,6 +82,7 @@ func TestDedupWindowRebuiltOnStart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(h2.Drain) // its partition writers stop before the logs close
 		return h2
 	}
 	h2 := reopen(0) // default 4 MiB covers everything here
