@@ -211,16 +211,42 @@ func TestTopicsCreateReopenDelete(t *testing.T) {
 	if err := tp.Create("zero", 0, LogConfig{}); err == nil {
 		t.Fatal("0 partitions accepted")
 	}
+	// TotalSize follows appends, new partitions and deletes.
+	sumLogs := func() int64 {
+		var n int64
+		for _, l := range tp.Logs() {
+			n += l.Size()
+		}
+		return n
+	}
 	l, _ := tp.Partition("topic-03", 3)
 	if _, err := l.Append(context.Background(), makeBatch(t, 5, "t", 1), AppendOptions{LeaderEpoch: -1}); err != nil {
 		t.Fatal(err)
 	}
+	l29, _ := tp.Partition("topic-29", 0)
+	if _, err := l29.Append(context.Background(), makeBatch(t, 3, "t", 1), AppendOptions{LeaderEpoch: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := tp.TotalSize(); got != sumLogs() || got != l.Size()+l29.Size() || got == 0 {
+		t.Fatalf("TotalSize %d, logs hold %d (%d + %d)", got, sumLogs(), l.Size(), l29.Size())
+	}
 	if err := tp.AddPartitions("topic-00", 3); err != nil {
 		t.Fatal(err)
+	}
+	l00, _ := tp.Partition("topic-00", 2)
+	if _, err := l00.Append(context.Background(), makeBatch(t, 2, "t", 1), AppendOptions{LeaderEpoch: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tp.TotalSize(), l.Size()+l29.Size()+l00.Size(); got != want {
+		t.Fatalf("TotalSize %d after adding a partition, want %d", got, want)
 	}
 	if err := tp.Delete("topic-29"); err != nil {
 		t.Fatal(err)
 	}
+	if got, want := tp.TotalSize(), l.Size()+l00.Size(); got != want {
+		t.Fatalf("TotalSize %d after a delete, want %d", got, want)
+	}
+	before := tp.TotalSize()
 	tp.Close()
 
 	tp, err = OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, quietLogger())
@@ -228,6 +254,9 @@ func TestTopicsCreateReopenDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tp.Close()
+	if got := tp.TotalSize(); got != before {
+		t.Fatalf("TotalSize %d after reopen, was %d", got, before)
+	}
 	list := tp.List()
 	if len(list) != 29 {
 		t.Fatalf("%d topics after reopen, want 29", len(list))

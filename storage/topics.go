@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tributary-io/tributary/storage/meta"
@@ -54,6 +55,20 @@ type Topics struct {
 	mu     sync.RWMutex
 	topics map[string]*topic
 	closed bool
+
+	// all is every partition log, replaced (under mu) whenever topics or
+	// partitions come and go, so TotalSize — which an edge with a disk
+	// budget calls on every publish — takes no lock and allocates nothing.
+	all atomic.Pointer[[]*Log]
+}
+
+// refreshAll rebuilds the all snapshot (mu held for writing, or t not yet shared).
+func (t *Topics) refreshAll() {
+	var logs []*Log
+	for _, tp := range t.topics {
+		logs = append(logs, tp.logs...)
+	}
+	t.all.Store(&logs)
 }
 
 // ValidTopicName applies Kafka's topic naming rules.
@@ -105,6 +120,7 @@ func OpenTopics(dir string, store *meta.Store, defaults LogConfig, logger *slog.
 		}
 		t.topics[rec.Name] = tp
 	}
+	t.refreshAll()
 	return t, nil
 }
 
@@ -208,6 +224,7 @@ func (t *Topics) Create(name string, partitions int32, cfg LogConfig) error {
 		return fmt.Errorf("create topic %s: %w", name, err)
 	}
 	t.topics[name] = tp
+	t.refreshAll()
 	t.logger.Info("created topic", "topic", name, "partitions", partitions)
 	return nil
 }
@@ -226,6 +243,7 @@ func (t *Topics) Delete(name string) error {
 		return fmt.Errorf("delete topic %s: %w", name, err)
 	}
 	delete(t.topics, name)
+	t.refreshAll()
 	var errs []error
 	for _, l := range tp.logs {
 		errs = append(errs, l.Delete())
@@ -269,6 +287,7 @@ func (t *Topics) AddPartitions(name string, total int32) error {
 		}
 		return fmt.Errorf("add partitions to %s: %w", name, err)
 	}
+	t.refreshAll()
 	return nil
 }
 
@@ -323,8 +342,10 @@ func (t *Topics) Logs() []*Log {
 // TotalSize is the byte size of all partition logs.
 func (t *Topics) TotalSize() int64 {
 	var n int64
-	for _, l := range t.Logs() {
-		n += l.Size()
+	if all := t.all.Load(); all != nil {
+		for _, l := range *all {
+			n += l.Size()
+		}
 	}
 	return n
 }
