@@ -349,7 +349,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			a.(*clientAcks).waitEmpty(h.ctx) // deferred PUBACKs go first
 		}
 	}
-	if reason, code, logErr := h.settle(out, st.append(h, rec, out.qos > 0, nil)); reason != "" {
+	if reason, code, logErr := h.settle(out, st.append(h, rec, out.qos > 0, nil), h.now()); reason != "" {
 		return pk, h.refuse(cl, pk, reason, code, logErr)
 	}
 	return pk, nil
@@ -366,7 +366,8 @@ type outcome struct {
 }
 
 // settle records the outcome of an append and says how to answer it.
-func (h *Hook) settle(o outcome, err error) (reason string, code packets.Code, logErr error) {
+// now is when the append was settled (a batch shares one clock reading).
+func (h *Hook) settle(o outcome, err error, now time.Time) (reason string, code packets.Code, logErr error) {
 	o.claim.Done(err == nil)
 	if err != nil {
 		if errors.Is(err, errStopping) {
@@ -382,7 +383,7 @@ func (h *Hook) settle(o outcome, err error) (reason string, code packets.Code, l
 	if o.deadKind != "" {
 		h.m.deadLetters.WithLabelValues(o.deadKind).Inc()
 	}
-	h.m.appendSeconds[min(int(o.qos), 2)].Observe(h.now().Sub(o.start).Seconds())
+	h.m.appendSeconds[min(int(o.qos), 2)].Observe(now.Sub(o.start).Seconds())
 	return "", packets.CodeSuccess, nil
 }
 
@@ -397,7 +398,7 @@ func (h *Hook) deferPublish(cl *mqtt.Client, pk packets.Packet, rec recordbatch.
 		acks := h.acksFor(cl)
 		slot, err := acks.reserve(h.ctx, pk.PacketID)
 		if err != nil {
-			_, _, _ = h.settle(out, err)
+			_, _, _ = h.settle(out, err, h.now())
 			return h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 		}
 		d.acks, d.slot, d.v5 = acks, slot, cl.Properties.ProtocolVersion == 5
@@ -406,9 +407,9 @@ func (h *Hook) deferPublish(cl *mqtt.Client, pk packets.Packet, rec recordbatch.
 	if out.qos == 0 {
 		// Ignore, not reject: mochi would log the rejection at debug
 		// level, boxing the whole packet (an 800-byte allocation) first.
-		return packets.CodeSuccessIgnore
+		return errIgnore
 	}
-	return packets.ErrRejectPacket
+	return errReject
 }
 
 // deferredPublish is what settling a deferred publish needs.
@@ -424,8 +425,8 @@ type deferredPublish struct {
 // settle counts the outcome and, for QoS 1, marks the PUBACK ready (a
 // failure code for MQTT 5, none for 3.1.1, whose client re-sends); the
 // caller's flush writes it.
-func (d *deferredPublish) settle(h *Hook, err error, flush *ackFlush) {
-	reason, code, logErr := h.settle(d.out, err)
+func (d *deferredPublish) settle(h *Hook, err error, flush *ackFlush, now time.Time) {
+	reason, code, logErr := h.settle(d.out, err, now)
 	if reason != "" {
 		h.m.refused.WithLabelValues(reason).Inc()
 		if logErr != nil && h.logDue(reason) {
@@ -436,6 +437,13 @@ func (d *deferredPublish) settle(h *Hook, err error, flush *ackFlush) {
 		d.acks.ready(d.slot, reason == "" || d.v5, code, flush)
 	}
 }
+
+// mochi's answers as error values made once: returning packets.Code values
+// directly would box one on every publish.
+var (
+	errIgnore error = packets.CodeSuccessIgnore
+	errReject error = packets.ErrRejectPacket
+)
 
 // PUBACK may carry only some reason codes (MQTT 5 section 3.4.2.1): 0x95
 // packet too large and 0x8B shutting down are not among them, so those
@@ -460,7 +468,7 @@ func (h *Hook) refuse(cl *mqtt.Client, pk packets.Packet, reason string, code pa
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
 		return code
 	}
-	return packets.ErrRejectPacket
+	return errReject
 }
 
 // record maps and validates a publish. A payload that fails goes to the

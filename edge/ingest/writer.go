@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -59,9 +60,9 @@ type pendingRecord struct {
 // ready here; the caller flushes the connections collected in acks once
 // the whole batch is settled, so a connection with several records in the
 // batch gets its PUBACKs in one write.
-func (p *pendingRecord) finish(h *Hook, err error, acks *ackFlush) {
+func (p *pendingRecord) finish(h *Hook, err error, acks *ackFlush, now time.Time) {
 	if p.deferred != nil {
-		p.deferred.settle(h, err, acks)
+		p.deferred.settle(h, err, acks, now)
 	}
 	if p.done != nil {
 		p.done <- err
@@ -119,7 +120,7 @@ func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, 
 		err := fmt.Errorf("append to %s: %w", w.name, errStopping)
 		if d != nil {
 			var acks ackFlush
-			p.finish(h, err, &acks)
+			p.finish(h, err, &acks, h.now())
 			acks.flush()
 			return nil
 		}
@@ -166,11 +167,12 @@ func (w *partitionWriter) write(h *Hook, written chan<- writtenBatch) {
 		// QoS 0 records are done once written; the others once fsynced.
 		durable := false
 		var acks ackFlush
+		now := h.now()
 		for _, q := range batch {
 			if q.durable {
 				durable = true
 			} else {
-				q.finish(h, err, &acks)
+				q.finish(h, err, &acks, now)
 			}
 		}
 		acks.flush()
@@ -214,9 +216,10 @@ func (w *partitionWriter) settle(h *Hook, b writtenBatch, acks *ackFlush) {
 			err = fmt.Errorf("fsync %s: %w", w.name, serr)
 		}
 	}
+	now := h.now()
 	for _, q := range b.recs {
 		if q.durable {
-			q.finish(h, err, acks)
+			q.finish(h, err, acks, now)
 		}
 	}
 }

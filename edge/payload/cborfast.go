@@ -162,10 +162,19 @@ var fieldNames = [...]string{"device", "seq", "ts", "temp", "hum", "vib"}
 var floatExponent = [3]uint64{0x7c00, 0x7f800000, 0x7ff0000000000000}
 
 func knownField(key []byte) int {
-	for i, name := range fieldNames {
-		if string(key) == name {
-			return i
-		}
+	switch string(key) { // no allocation: the compiler compares in place
+	case "device":
+		return fieldDevice
+	case "seq":
+		return fieldSeq
+	case "ts":
+		return fieldTs
+	case "temp":
+		return fieldTemp
+	case "hum":
+		return fieldHum
+	case "vib":
+		return fieldVib
 	}
 	return -1
 }
