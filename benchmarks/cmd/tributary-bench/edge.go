@@ -39,7 +39,7 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 	profile := os.Getenv("TRIBUTARY_EDGE_PROFILE")
 	mosq, err := exec.LookPath("mosquitto")
 	if err != nil {
-		return nil, fmt.Errorf("mosquitto not installed: %w", err)
+		return nil, fmt.Errorf("mosquitto not installed (apt-get install -y mosquitto): %w", err)
 	}
 	if edgeBin == "" {
 		edgeBin = filepath.Join(dir, "tributary-edge-bench")
