@@ -196,7 +196,7 @@ func (g *Gateway) newServer() error {
 			return fail(fmt.Errorf("mqtt listen: %w", err))
 		}
 		g.mqttAddr = ln.Addr().String()
-		if err := srv.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		if err := addListener(srv, listeners.NewNet("tcp", ln)); err != nil {
 			ln.Close()
 			return fail(fmt.Errorf("mqtt listener: %w", err))
 		}
@@ -211,13 +211,13 @@ func (g *Gateway) newServer() error {
 			return fail(fmt.Errorf("mqtt tls listen: %w", err))
 		}
 		g.tlsAddr = ln.Addr().String()
-		if err := srv.AddListener(listeners.NewNet("tls", ln)); err != nil {
+		if err := addListener(srv, listeners.NewNet("tls", ln)); err != nil {
 			ln.Close()
 			return fail(fmt.Errorf("mqtt tls listener: %w", err))
 		}
 	}
 	if mc.WebSocketAddress != "" {
-		if err := srv.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: mc.WebSocketAddress})); err != nil {
+		if err := addListener(srv, listeners.NewWebsocket(listeners.Config{ID: "ws", Address: mc.WebSocketAddress})); err != nil {
 			return fail(fmt.Errorf("mqtt websocket listener: %w", err))
 		}
 	}
