@@ -18,11 +18,7 @@ import (
 // (mochi-mqtt/server#488). Deterministic; the stress test below is the
 // end-to-end check.
 func TestListenersCloseWithoutMochiCloser(t *testing.T) {
-	cfg := testConfig(t)
-	certFile, keyFile, _ := selfSigned(t)
-	cfg.MQTT.TLS = TLSConfig{Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
-	cfg.MQTT.WebSocketAddress = freeAddr(t)
-	g, _ := startGateway(t, cfg)
+	g, _, _ := startWithAllListeners(t)
 	for _, id := range []string{"tcp", "tls", "ws"} {
 		l, ok := g.server.Listeners.Get(id)
 		if !ok {

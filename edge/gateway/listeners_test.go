@@ -59,13 +59,20 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	return certFile, keyFile, pool
 }
 
-// TestTLSAndWebSocketListeners publishes through the optional listeners.
-func TestTLSAndWebSocketListeners(t *testing.T) {
-	cfg := testConfig(t)
+// startWithAllListeners starts a gateway with the TLS and WebSocket
+// listeners on too; pool trusts its certificate.
+func startWithAllListeners(t *testing.T) (g *Gateway, cfg Config, pool *x509.CertPool) {
+	cfg = testConfig(t)
 	certFile, keyFile, pool := selfSigned(t)
 	cfg.MQTT.TLS = TLSConfig{Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
 	cfg.MQTT.WebSocketAddress = freeAddr(t)
-	g, _ := startGateway(t, cfg)
+	g, _ = startGateway(t, cfg)
+	return g, cfg, pool
+}
+
+// TestTLSAndWebSocketListeners publishes through the optional listeners.
+func TestTLSAndWebSocketListeners(t *testing.T) {
+	g, cfg, pool := startWithAllListeners(t)
 	for i, url := range []string{"tls://" + g.TLSAddr(), "ws://" + cfg.MQTT.WebSocketAddress + "/"} {
 		o := paho.NewClientOptions().AddBroker(url).SetClientID(url).SetAutoReconnect(false).
 			SetConnectTimeout(5 * time.Second).SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
