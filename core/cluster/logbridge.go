@@ -20,6 +20,10 @@ func (b logBridge) Write(p []byte) (int, error) {
 		}
 		level := slog.LevelInfo
 		switch {
+		case bytes.Contains(line, []byte("[ERR")) && bytes.Contains(line, []byte(`error="transport shutdown"`)):
+			// Raft's transport reporting its own shutdown to a connection
+			// still open: part of every clean stop, not an error.
+			level = slog.LevelInfo
 		case bytes.Contains(line, []byte("[ERR")):
 			level = slog.LevelError
 		case bytes.Contains(line, []byte("[WARN")):
