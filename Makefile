@@ -27,13 +27,7 @@ test-short:
 
 FUZZTIME ?= 30s
 fuzz:
-	@mkdir -p bin
-	@for pkg in $$($(GO) list $(PKGS)); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >bin/fuzz.log 2>&1 || { echo "fuzz $$f failed:"; tail -40 bin/fuzz.log; exit 1; }; \
-		done; \
-	done
+	@FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
 
 # Side-by-side benchmarks into benchmarks/RESULTS.md (BENCHFLAGS=--quick for a short run).
 bench:
