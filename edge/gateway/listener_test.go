@@ -24,7 +24,7 @@ func TestListenersCloseWithoutMochiCloser(t *testing.T) {
 		if !ok {
 			t.Fatalf("listener %s missing", id)
 		}
-		if _, ok := l.(safeCloseListener); !ok {
+		if _, ok := l.(*safeCloseListener); !ok {
 			t.Errorf("listener %s is a %T, not wrapped in safeCloseListener", id, l)
 		}
 	}
@@ -99,14 +99,20 @@ func TestStopWhileClientsDisconnect(t *testing.T) {
 // gets: for MQTT 5, DISCONNECT with reason 0x8B (server shutting down); for
 // 3.1.1, which has no server DISCONNECT, perhaps a bare one (mochi sends it
 // to both, as its own closer does); then the end of the connection.
-func expectServerGoingAway(c *rawClient) error {
+func expectServerGoingAway(c *rawClient) error { return expectClosed(c, true) }
+
+// expectClosed reads what a client gets at shutdown: if told (or, when
+// mustTell, necessarily, for MQTT 5) a DISCONNECT 0x8B, then the end of the
+// connection.
+func expectClosed(c *rawClient, mustTell bool) error {
 	fh, body, err := c.read(5 * time.Second)
+	told := err == nil && fh.Type == packets.Disconnect
 	switch {
-	case c.version == 5 && err != nil:
+	case mustTell && c.version == 5 && err != nil:
 		return fmt.Errorf("want DISCONNECT 0x8B, got %w", err)
-	case c.version == 5 && (fh.Type != packets.Disconnect || len(body) < 1 || body[0] != packets.ErrServerShuttingDown.Code):
+	case (mustTell || told) && c.version == 5 && (fh.Type != packets.Disconnect || len(body) < 1 || body[0] != packets.ErrServerShuttingDown.Code):
 		return fmt.Errorf("want DISCONNECT 0x8B, got type %d body % x", fh.Type, body)
-	case err == nil && fh.Type == packets.Disconnect:
+	case told:
 		fh, _, err = c.read(5 * time.Second)
 	}
 	if err == nil {
@@ -123,3 +129,59 @@ func expectServerGoingAway(c *rawClient) error {
 
 // isConnReset reports a connection the peer reset rather than closed.
 func isConnReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
+
+// TestStopWhileDevicesConnect stops a gateway while devices keep connecting:
+// mochi's Server.Close waits for every attached client, and one that got in
+// after the listener's clients were disconnected (or was still sending
+// CONNECT then) kept it waiting as long as the device stayed. Every
+// connection the gateway accepted must be closed when it stops.
+func TestStopWhileDevicesConnect(t *testing.T) {
+	const dialers = 8
+	g, stop := startGateway(t, testConfig(t))
+	addr := g.MQTTAddr()
+	var (
+		mu    sync.Mutex
+		conns []*rawClient
+		wg    sync.WaitGroup
+	)
+	halt := make(chan struct{})
+	for d := 0; d < dialers; d++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ { // bounded; ends when the listener is gone
+				select {
+				case <-halt:
+					return
+				default:
+				}
+				c, code, err := dialRaw(t, addr, byte(4+i%2), fmt.Sprintf("joiner-%d-%d", d, i), "", "")
+				if c == nil && err != nil {
+					return
+				}
+				if code == 0 && err == nil {
+					mu.Lock()
+					conns = append(conns, c)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	stop() // fails the test, with the goroutines, if it hangs
+	close(halt)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) == 0 {
+		t.Fatal("no device connected before the stop")
+	}
+	// Devices attached when the gateway stopped are told why; one caught
+	// mid-handshake may only see its connection end.
+	for i, c := range conns {
+		if err := expectClosed(c, false); err != nil {
+			t.Errorf("device %d of %d (MQTT %d): %v", i, len(conns), c.version, err)
+			return
+		}
+	}
+}
