@@ -149,7 +149,19 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	b.running = true
 	b.mu.Unlock()
-	defer b.admin.close()
+	// The admin client closes as soon as ctx ends, not after the forwarders:
+	// franz-go lets a request queued behind a connection handshake wait for
+	// the handshake's own timeout (10 s against a core that accepts and never
+	// answers) whatever its context says, and closing the client ends both.
+	adminClosed := make(chan struct{})
+	stopAdmin := context.AfterFunc(ctx, func() { b.admin.close(); close(adminClosed) })
+	defer func() {
+		if stopAdmin() {
+			b.admin.close()
+		} else {
+			<-adminClosed
+		}
+	}()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
