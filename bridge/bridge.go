@@ -150,9 +150,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.running = true
 	b.mu.Unlock()
 	// The admin client closes as soon as ctx ends, not after the forwarders:
-	// franz-go lets a request queued behind a connection handshake wait for
-	// the handshake's own timeout (10 s against a core that accepts and never
-	// answers) whatever its context says, and closing the client ends both.
+	// franz-go keeps a request queued behind a connection handshake whatever
+	// its context says (against a core that accepts and never answers, the
+	// bridge did not stop at all), and closing the client ends both.
 	adminClosed := make(chan struct{})
 	stopAdmin := context.AfterFunc(ctx, func() { b.admin.close(); close(adminClosed) })
 	defer func() {
