@@ -55,22 +55,8 @@ func TestStopWhileClientsDisconnect(t *testing.T) {
 	for round := 0; round < rounds && time.Since(began) < 60*time.Second; round++ {
 		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
 			g, stop := startGateway(t, testConfig(t))
-			var leave []*rawClient
-			for i := 0; i < leavers; i++ {
-				c, code, err := dialRaw(t, g.MQTTAddr(), byte(4+i%2), fmt.Sprintf("leaver-%d", i), "", "")
-				if err != nil || code != 0 {
-					t.Fatalf("connect leaver %d: %#x %v", i, code, err)
-				}
-				leave = append(leave, c)
-			}
-			stay := make([]*rawClient, stayers)
-			for i := range stay {
-				c, code, err := dialRaw(t, g.MQTTAddr(), byte(4+i%2), fmt.Sprintf("stayer-%d", i), "", "")
-				if err != nil || code != 0 {
-					t.Fatalf("connect stayer %d: %#x %v", i, code, err)
-				}
-				stay[i] = c
-			}
+			leave := connectMany(t, g.MQTTAddr(), "leaver", leavers)
+			stay := connectMany(t, g.MQTTAddr(), "stayer", stayers)
 			// The leavers hang up while the gateway stops.
 			var wg sync.WaitGroup
 			for i, c := range leave {
@@ -93,6 +79,21 @@ func TestStopWhileClientsDisconnect(t *testing.T) {
 			return
 		}
 	}
+}
+
+// connectMany connects n raw clients named prefix-i, alternating MQTT 3.1.1
+// and 5.
+func connectMany(t *testing.T, addr, prefix string, n int) []*rawClient {
+	t.Helper()
+	cs := make([]*rawClient, n)
+	for i := range cs {
+		c, code, err := dialRaw(t, addr, byte(4+i%2), fmt.Sprintf("%s-%d", prefix, i), "", "")
+		if err != nil || code != 0 {
+			t.Fatalf("connect %s %d: %#x %v", prefix, i, code, err)
+		}
+		cs[i] = c
+	}
+	return cs
 }
 
 // expectServerGoingAway reads what a client still connected at shutdown
