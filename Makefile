@@ -27,7 +27,7 @@ test-short:
 
 FUZZTIME ?= 30s
 fuzz:
-	@FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
 
 # Side-by-side benchmarks into benchmarks/RESULTS.md (BENCHFLAGS=--quick for a short run).
 bench:

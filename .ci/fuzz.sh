@@ -11,6 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin
 fuzztime=${FUZZTIME:-30s}
+go=${GO:-go} # the Makefile passes its GO
 log=bin/fuzz.log
 
 # boundary_flake: the log shows only the coordinator's deadline, no finding.
@@ -19,11 +20,11 @@ boundary_flake() {
 		! grep -qE 'Failing input written|panic:|_test\.go:[0-9]+:|--- FAIL: [^ ]+/' "$log"
 }
 
-for pkg in $(go list ./...); do
-	for f in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz'); do
+for pkg in $($go list ./...); do
+	for f in $($go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz'); do
 		echo "fuzz $pkg $f ($fuzztime)"
 		for try in 1 2; do
-			if go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" "$pkg" >"$log" 2>&1; then
+			if $go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" "$pkg" >"$log" 2>&1; then
 				break
 			fi
 			if [ "$try" -eq 1 ] && boundary_flake; then
