@@ -1,8 +1,6 @@
 package bridge
 
 import (
-	"net"
-	"sync"
 	"testing"
 	"time"
 )
@@ -13,38 +11,10 @@ import (
 // its admin client as soon as its context ended, this bridge never stopped
 // (and the edge's SIGTERM took 6–8 s against such a core).
 func TestStopWithSilentCore(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() { // accept and never answer; ends when ln closes
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	silence := func() { // lets a hung bridge go, so a failure ends the test
-		ln.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	}
-	t.Cleanup(silence)
+	addr := freeAddr(t)
+	newCore(t, addr, "").start()
+	px := newProxy(t, addr)
+	px.stalled.Store(true) // accepts, forwards nothing: a core that never answers
 
 	e := openEdge(t, t.TempDir(), 2)
 	for i := 0; i < 20; i++ {
@@ -52,13 +22,13 @@ func TestStopWithSilentCore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := testBridgeConfig(ln.Addr().String())
+	cfg := testBridgeConfig(px.addr())
 	cfg.RequestTimeout = 30 * time.Second // the default
 	rb := startBridge(t, cfg, e)
 	waitFor(t, 10*time.Second, "the bridge connected to the silent core", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(conns) > 0
+		px.mu.Lock()
+		defer px.mu.Unlock()
+		return len(px.conns) > 0
 	})
 	time.Sleep(200 * time.Millisecond) // its requests are queued behind the handshake
 
@@ -69,7 +39,7 @@ func TestStopWithSilentCore(t *testing.T) {
 	case <-stopped:
 		t.Logf("stopped in %v", time.Since(began).Round(time.Millisecond))
 	case <-time.After(5 * time.Second): // the fixed bridge stops in milliseconds
-		silence()
+		px.close() // lets the hung bridge go, so the failure ends the test
 		select {
 		case <-stopped:
 		case <-time.After(30 * time.Second):
