@@ -151,6 +151,15 @@ func (f *fetcher) truncate(ctx context.Context) error {
 	if latest < 0 {
 		return nil // nothing written under any epoch: nothing to diverge
 	}
+	if latest > f.epoch {
+		// Our log holds records of a newer leader epoch than the leader we
+		// are told to follow, so our metadata is behind (after a restart
+		// the Raft log is applied entry by entry, and the replica manager
+		// can see an old leader go by). That leader would answer "no such
+		// epoch" and we would truncate records a later epoch committed;
+		// retry until the metadata catches up instead.
+		return fmt.Errorf("%w: log has epoch %d, told to follow epoch %d", errStaleLeaderEpoch, latest, f.epoch)
+	}
 	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
 	req.Version = 3
 	req.ReplicaID = f.r.self
@@ -189,6 +198,10 @@ func (f *fetcher) truncate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// errStaleLeaderEpoch: the leader a follower is told to follow is older
+// than records already in its log.
+var errStaleLeaderEpoch = errors.New("replica: leader epoch older than the local log")
 
 // replConn is a minimal Kafka client connection for replica traffic: one
 // request at a time, versions fixed by the caller.
