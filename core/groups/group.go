@@ -374,7 +374,14 @@ func (c *Coordinator) prepareRebalance(g *group, now time.Time, reason string) {
 		// The leader's assignment will not come for this generation.
 		for _, m := range g.members {
 			m.assignment = nil
-			m.replySync(kerr.RebalanceInProgress.Code, nil)
+			if m.sync != nil {
+				// It could not heartbeat while its SyncGroup waited: its
+				// session starts again now, as Kafka reschedules it, or a
+				// session that ran out meanwhile would expire it before it
+				// can rejoin.
+				m.deadline = now.Add(m.sessionTimeout)
+				m.replySync(kerr.RebalanceInProgress.Code, nil)
+			}
 		}
 	}
 	wasEmpty := g.state == stateEmpty
