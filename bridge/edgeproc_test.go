@@ -16,6 +16,21 @@ import (
 	"github.com/tributary-io/tributary/bridge"
 )
 
+// buildBinary builds one of the repository's commands into a temporary
+// directory and returns its path.
+func buildBinary(t *testing.T, pkg string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..")
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	build := exec.Command("go", "build", "-o", bin, "./"+pkg)
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
 // The real tributary-edge binary, bridged to a core, is killed with SIGKILL
 // ten times while a device publishes QoS 1 readings (re-sending whatever was
 // not acknowledged once the edge is back). The core ends up with every
@@ -24,14 +39,7 @@ func TestEdgeBinarySIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the edge binary")
 	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..")
-	bin := filepath.Join(t.TempDir(), "tributary-edge")
-	build := exec.Command("go", "build", "-o", bin, "./edge/cmd/tributary-edge")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build edge: %v\n%s", err, out)
-	}
+	bin := buildBinary(t, "edge/cmd/tributary-edge")
 	coreAddr := bridge.FreeAddr(t)
 	core := bridge.NewTestCore(t, coreAddr, "")
 	core.Start()

@@ -10,6 +10,7 @@ var (
 	TestLogger       = testLogger
 	WaitFor          = waitFor
 	JudgeCore        = judgeCore
+	JudgeTopic       = judgeTopic
 	RecordHeader     = header
 )
 
@@ -28,3 +29,6 @@ func (v verdict) Clean() bool {
 
 // Records is how many records were consumed.
 func (v verdict) Records() int { return v.records }
+
+// Lost is how many expected readings the core does not hold.
+func (v verdict) Lost() uint64 { return v.lost }

@@ -74,7 +74,9 @@ func newForwarder(b *Bridge, stream string, partition int32, l *storage.Log) (*f
 		return nil, fmt.Errorf("read cursor %s: %w", f.cursorKey, err)
 	}
 	if !ok {
-		cur = l.StartOffset()
+		// Born under the bridge's retention hold (see holdRetention): any
+		// record this log no longer holds was dropped unforwarded.
+		cur = 0
 	}
 	if end := l.NextOffset(); cur > end {
 		// The log lost records the core already has (a torn tail cut at
@@ -385,7 +387,7 @@ func (f *forwarder) skip(from, to int64) error {
 		return nil
 	}
 	f.b.m.skipped.WithLabelValues(f.stream).Add(float64(n))
-	f.logger.Warn("records dropped on the edge before they were forwarded", "records", n)
+	f.logger.Warn("records dropped on the edge before they were forwarded", "records", n, "from_offset", max(from, to-n), "to_offset", to)
 	return f.bumpEpoch()
 }
 

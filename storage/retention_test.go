@@ -75,14 +75,14 @@ func TestDropOldestSegment(t *testing.T) {
 	}
 	l.SetRetentionFloor(0)
 	first := l.segments[1].base
-	n, err := l.DropOldestSegment()
-	if err != nil || n != first || l.StartOffset() != first {
-		t.Fatalf("drop oldest: %d records, start %d, want %d: %v", n, l.StartOffset(), first, err)
+	d, err := l.DropOldestSegment()
+	if err != nil || d.Records != first || d.From != 0 || d.To != first || l.StartOffset() != first {
+		t.Fatalf("drop oldest: %+v, start %d, want %d: %v", d, l.StartOffset(), first, err)
 	}
 	for len(l.segments) > 1 {
 		l.DropOldestSegment()
 	}
-	if n, _ := l.DropOldestSegment(); n != 0 {
+	if d, _ := l.DropOldestSegment(); d.Records != 0 {
 		t.Fatal("dropped the active segment")
 	}
 }
