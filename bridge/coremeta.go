@@ -124,3 +124,37 @@ func (a *coreAdmin) ensure(ctx context.Context, topic string, n int32) (coreTopi
 	}
 	return ct, err
 }
+
+// lastSequence asks the leader of topic/partition for the last sequence it
+// holds of producer pid (DescribeProducers); found is false when the
+// partition holds no state for pid.
+func (a *coreAdmin) lastSequence(ctx context.Context, topic string, partition int32, pid int64) (seq int32, found bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	req := kmsg.NewPtrDescribeProducersRequest()
+	rt := kmsg.NewDescribeProducersRequestTopic()
+	rt.Topic = topic
+	rt.Partitions = []int32{partition}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, a.cl)
+	if err != nil {
+		return 0, false, fmt.Errorf("describe producers of %s/%d: %w", topic, partition, err)
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if t.Topic != topic || p.Partition != partition {
+				continue
+			}
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return 0, false, fmt.Errorf("describe producers of %s/%d: %w", topic, partition, err)
+			}
+			for _, ap := range p.ActiveProducers {
+				if ap.ProducerID == pid {
+					return ap.LastSequence, true, nil
+				}
+			}
+			return 0, false, nil
+		}
+	}
+	return 0, false, fmt.Errorf("describe producers of %s/%d: partition missing from response", topic, partition)
+}

@@ -323,6 +323,13 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			return true, errRewind
 		} else if err != nil {
 			f.detectGap(conn, cp, queue)
+			if errors.Is(err, kerr.OutOfOrderSequenceNumber) && f.pid >= 0 {
+				if rewound, herr := f.rewindToCore(ctx, cp); herr != nil {
+					f.logger.Warn("cannot ask the core where its copy of this partition ends", "err", herr)
+				} else if rewound {
+					return progressed, errRewind
+				}
+			}
 			return progressed, err
 		}
 		if err := f.ack(queue[0]); err != nil {
@@ -357,6 +364,37 @@ func (f *forwarder) detectGap(conn *produceConn, cp int32, queue []inflight) {
 		}
 		lost += int64(queue[i].records)
 	}
+}
+
+// rewindToCore handles the core refusing the next edge sequence as out of
+// order: the core's copy ends before the cursor (it lost a torn tail in a
+// crash, or was restored from an older disk), so every batch from the cursor
+// on would be refused for ever. It asks the core for the last sequence it
+// holds of this edge partition and moves the cursor back to the record after
+// it. If the edge still has those records they are re-sent; if retention has
+// removed them, the session's skip declares them lost under a new epoch,
+// counted and logged.
+func (f *forwarder) rewindToCore(ctx context.Context, cp int32) (bool, error) {
+	last, found, err := f.b.admin.lastSequence(ctx, f.coreTopic, cp, f.pid)
+	if err != nil || !found {
+		return false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := storage.SequenceDistance(storage.EdgeSequence(f.cursor), last) + 1
+	if d >= 0 {
+		return false, nil // the core is not behind the cursor: a plain retry
+	}
+	resume := f.cursor + d
+	if err := f.b.store.PutCursor(f.cursorKey, resume); err != nil {
+		return false, fmt.Errorf("save cursor %s: %w", f.cursorKey, err)
+	}
+	f.log.SetRetentionFloor(resume)
+	f.b.m.rewound.WithLabelValues(f.stream).Add(float64(-d))
+	f.logger.Warn("the core holds less of this partition than it acknowledged; re-sending from where its copy ends",
+		"core_partition", cp, "cursor", f.cursor, "resume_at", resume, "records", -d)
+	f.cursor = resume
+	return true, nil
 }
 
 // caughtUp is called with nothing in flight: the cursor may trail next only
