@@ -7,29 +7,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tributary-io/tributary/bridge"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
-// buildBinary builds one of the repository's commands into a temporary
-// directory and returns its path.
-func buildBinary(t *testing.T, pkg string) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..")
-	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	build := exec.Command("go", "build", "-o", bin, "./"+pkg)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, out)
-	}
-	return bin
-}
+var buildBinary = testkit.BuildBinary
 
 // The real tributary-edge binary, bridged to a core, is killed with SIGKILL
 // ten times while a device publishes QoS 1 readings (re-sending whatever was

@@ -259,6 +259,16 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			if errors.Is(err, storage.ErrOffsetOutOfRange) {
 				continue // retention or drop-oldest moved the start; re-check
 			}
+			var corrupt *storage.CorruptError
+			if errors.As(err, &corrupt) {
+				// Retrying would stall the partition for ever: what the
+				// disk lost is declared lost, and forwarding goes on.
+				if err := f.skipCorrupt(next, corrupt); err != nil {
+					return progressed, err
+				}
+				next = max(next, corrupt.To)
+				continue
+			}
 			if err != nil {
 				return progressed, fmt.Errorf("read edge log at %d: %w", next, err)
 			}
@@ -426,6 +436,30 @@ func (f *forwarder) skip(from, to int64) error {
 	}
 	f.b.m.skipped.WithLabelValues(f.stream).Add(float64(n))
 	f.logger.Warn("records dropped on the edge before they were forwarded", "records", n, "from_offset", max(from, to-n), "to_offset", to)
+	return f.bumpEpoch()
+}
+
+// skipCorrupt declares the records of a damaged edge batch, [from,
+// d.To), lost to the core: counted, logged as an ERROR with the segment and
+// byte, and sent past under a new epoch like any other declared gap.
+func (f *forwarder) skipCorrupt(from int64, d *storage.CorruptError) error {
+	n := d.To - max(from, d.From)
+	if n <= 0 {
+		return nil
+	}
+	f.mu.Lock()
+	counted := from < f.skippedTo
+	f.skippedTo = max(f.skippedTo, d.To)
+	if !counted {
+		f.dropped += n
+	}
+	f.mu.Unlock()
+	if counted {
+		return nil // a session that rewound over the same damage
+	}
+	f.b.m.corrupt.WithLabelValues(f.stream).Add(float64(n))
+	f.logger.Error("edge records lost to a corrupt batch on disk; skipping them", "records", n,
+		"from_offset", max(from, d.From), "to_offset", d.To, "segment", d.Segment, "position", d.Position, "reason", d.Reason)
 	return f.bumpEpoch()
 }
 

@@ -93,8 +93,12 @@ type Log struct {
 	recovery  RecoveryReport
 	epochs    []epochEntry
 	floor     atomic.Int64
-	bytes     atomic.Int64 // total segment bytes, read without the lock
-	stopOnce  sync.Once
+	// damage lists the unreadable ranges found by reads and scrubs (see
+	// integrity.go); its own lock, as reads find damage under mu's read lock.
+	damageMu sync.Mutex
+	damage   []Damage
+	bytes    atomic.Int64 // total segment bytes, read without the lock
+	stopOnce sync.Once
 
 	kick chan struct{}
 	stop chan struct{}
@@ -619,12 +623,17 @@ func (l *Log) Read(from int64, maxBytes int, upTo int64) ([]byte, error) {
 		s := l.segments[i]
 		pos, err := s.find(from)
 		if err != nil {
-			return nil, err
+			return nil, l.damaged(s, from, s.lookup(from), err)
 		}
 		if pos >= s.size {
 			continue
 		}
-		return s.readBatches(pos, maxBytes, upTo)
+		b, err := s.readBatches(pos, maxBytes, upTo)
+		var bad *badBatch
+		if errors.As(err, &bad) {
+			return nil, l.damaged(s, from, bad.pos, bad.err)
+		}
+		return b, err
 	}
 	return nil, nil
 }
@@ -644,7 +653,10 @@ func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, erro
 			break
 		}
 		if err != nil && !errors.Is(err, recordbatch.ErrShort) {
-			return nil, fmt.Errorf("read %s at %d: %w", s.path, pos+int64(end), err)
+			if end > 0 {
+				break // serve what is whole; the next read reports the damage
+			}
+			return nil, &badBatch{pos: pos, err: err}
 		}
 		if h.LastOffset() >= upTo {
 			break
@@ -658,7 +670,18 @@ func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, erro
 			if err := s.readAt(buf, pos); err != nil {
 				return nil, err
 			}
+			if _, err := recordbatch.Validate(buf); err != nil {
+				return nil, &badBatch{pos: pos, err: err}
+			}
 			return buf, nil
+		}
+		// Every batch is checked before it is served (CRC-32C, in hardware):
+		// bit rot is reported, never handed to a consumer or forwarded.
+		if _, err := recordbatch.Validate(buf[end : end+h.Size()]); err != nil {
+			if end > 0 {
+				break
+			}
+			return nil, &badBatch{pos: pos, err: err}
 		}
 		end += h.Size()
 	}

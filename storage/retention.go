@@ -102,39 +102,3 @@ func (l *Log) dropFirst() (Dropped, error) {
 	l.logger.Info("removed segment", "segment", s.path, "records", d.Records, "from_offset", d.From, "to_offset", d.To, "bytes", s.size)
 	return d, nil
 }
-
-// VerifySealed re-reads every sealed segment and checks every batch's CRC
-// and offset order, one segment at a time (appends wait only for the segment
-// being read). Damage makes the log read-only, as at open, and is returned.
-// Open trusts sealed segments whose indexes check out, so this is the
-// background scrub that finds bit rot in old data.
-func (l *Log) VerifySealed() error {
-	l.mu.RLock()
-	segs := append([]*segment(nil), l.segments...)
-	l.mu.RUnlock()
-	for _, s := range segs[:max(len(segs)-1, 0)] {
-		l.mu.RLock()
-		if l.closed || s.f == nil {
-			l.mu.RUnlock()
-			return nil
-		}
-		probe := &segment{base: s.base, path: s.path, f: s.f, next: s.base, maxTS: -1, indexEvery: s.indexEvery, dense: s.dense}
-		res, err := probe.scan()
-		l.mu.RUnlock()
-		if err != nil {
-			return fmt.Errorf("verify %s: %w", s.path, err)
-		}
-		if res.badErr != nil || probe.size != s.size {
-			why := res.badErr
-			if why == nil {
-				why = fmt.Errorf("segment holds %d valid bytes, expected %d", probe.size, s.size)
-			}
-			l.mu.Lock()
-			l.markReadOnly(s.path, res.validEnd, why)
-			err := l.readOnly
-			l.mu.Unlock()
-			return err
-		}
-	}
-	return nil
-}

@@ -38,6 +38,9 @@ type Config struct {
 	MaxPartitions int32 `yaml:"max_partitions"`
 	// MaintainInterval is how often retention and compaction run.
 	MaintainInterval time.Duration `yaml:"maintain_interval"`
+	// Scrub paces the background check of every stored batch's CRC; damage
+	// is reported in /healthz and, on a follower, fetched again.
+	Scrub storage.ScrubConfig `yaml:"scrub"`
 	// Groups bounds the consumer-group coordinator's timeouts.
 	Groups GroupsConfig `yaml:"groups"`
 	// Log holds the broker-wide defaults for every partition log; topics

@@ -37,6 +37,9 @@ type Config struct {
 	// MaintainInterval is how often retention (log.retention_bytes and
 	// retention_age) runs over the logs.
 	MaintainInterval time.Duration `yaml:"maintain_interval"`
+	// Scrub paces the background check of every stored batch's CRC; damage
+	// is reported in /healthz, and the bridge declares it lost.
+	Scrub storage.ScrubConfig `yaml:"scrub"`
 	// MemoryLimitMB is a soft limit for the Go runtime (debug.SetMemoryLimit):
 	// near it the collector runs more often and shrinks goroutine stacks
 	// sooner, trading CPU for resident memory. 0 leaves the runtime default

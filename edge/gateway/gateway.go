@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -123,7 +124,11 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
-	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tributary_edge_damaged_ranges",
+			Help: "Ranges of stored batches found damaged (CRC mismatch) and still on disk.",
+		}, func() float64 { return float64(g.topics.DamagedRanges()) }))
 	g.hook, err = ingest.New(g.ctx, cfg.Ingest, g.topics, a, mapper, g.reg, logger.With("component", "ingest"))
 	if err != nil {
 		return nil, err
@@ -137,6 +142,10 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 	}
 	g.Go("retention", func(ctx context.Context) error {
 		g.topics.Maintain(ctx, cfg.MaintainInterval)
+		return nil
+	})
+	g.Go("scrub", func(ctx context.Context) error {
+		g.topics.Scrub(ctx, cfg.Scrub)
 		return nil
 	})
 	if cfg.HTTP.Address != "" && cfg.HTTP.Address != "-" {
@@ -377,10 +386,24 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 	status := map[string]any{"edge_id": g.edgeID, "log_bytes": g.topics.TotalSize(), "budget_bytes": g.cfg.Ingest.BudgetBytes}
 	code := http.StatusOK
 	var readOnly []string
+	var damaged []damageReport
 	for _, t := range g.topics.List() {
 		for p := int32(0); p < t.Partitions; p++ {
-			if l, err := g.topics.Partition(t.Name, p); err == nil && l.ReadOnlyReason() != nil {
+			l, err := g.topics.Partition(t.Name, p)
+			if err != nil {
+				continue
+			}
+			if l.ReadOnlyReason() != nil {
 				readOnly = append(readOnly, fmt.Sprintf("%s-%d: %v", t.Name, p, l.ReadOnlyReason()))
+			}
+			for _, d := range l.Damage() {
+				// The bridge's cursor is the log's retention floor: damage
+				// below it was declared lost to the core (and counted).
+				handled := d.To <= l.RetentionFloor() && l.RetentionFloor() != math.MaxInt64
+				damaged = append(damaged, damageReport{Stream: t.Name, Partition: p, Damage: d, DeclaredLost: handled})
+				if !handled {
+					code = http.StatusServiceUnavailable
+				}
 			}
 		}
 	}
@@ -388,9 +411,21 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 		status["read_only"] = readOnly
 		code = http.StatusServiceUnavailable
 	}
+	if len(damaged) > 0 {
+		status["damaged"] = damaged
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(status)
+}
+
+// damageReport is one damaged log range in /healthz; the edge is unhealthy
+// until the bridge has declared the range lost to the core.
+type damageReport struct {
+	Stream    string `json:"stream"`
+	Partition int32  `json:"partition"`
+	storage.Damage
+	DeclaredLost bool `json:"declared_lost"`
 }
 
 // MQTTAddr is the bound TCP listener address ("" if disabled).
