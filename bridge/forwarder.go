@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -161,8 +162,8 @@ func (f *forwarder) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, errRewind) {
-			continue
+		if errors.Is(err, errRewind) || errors.Is(err, errLeaderMoved) {
+			continue // on purpose: start again at once
 		}
 		if progressed {
 			bo.reset()
@@ -235,6 +236,19 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	defer conn.close()
+	var moved atomic.Bool
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		f.watchLeader(watchCtx, conn, cp, addr, &moved)
+	}()
+	defer func() { stopWatch(); <-watchDone }()
+	defer func() {
+		if err != nil && moved.Load() {
+			err = fmt.Errorf("%w: %w", errLeaderMoved, err)
+		}
+	}()
 
 	var queue []inflight
 	idle := time.NewTimer(time.Hour)
@@ -405,6 +419,52 @@ func (f *forwarder) rewindToCore(ctx context.Context, cp int32) (bool, error) {
 		"core_partition", cp, "cursor", f.cursor, "resume_at", resume, "records", -d)
 	f.cursor = resume
 	return true, nil
+}
+
+// errLeaderMoved ends a session whose requests waited on a broker that is
+// no longer the partition's leader.
+var errLeaderMoved = errors.New("partition leader moved")
+
+// Leader watch: a request unanswered for stallAfter makes the forwarder ask
+// the core (every leaderCheck) who leads the partition now.
+const (
+	stallAfter  = 500 * time.Millisecond
+	leaderCheck = 250 * time.Millisecond
+)
+
+// watchLeader follows leadership while requests wait. A leader that is
+// frozen rather than dead (SIGSTOP, a hung disk) keeps its connections open
+// and never answers, so without this the session waited out the request
+// timeout (35 s by default) although the cluster had elected a new leader
+// within seconds. When the partition's leader is no longer addr it closes
+// the connection, which ends the session, and the next session goes to the
+// new leader at once; what was in flight is re-sent and deduplicated by the
+// core.
+func (f *forwarder) watchLeader(ctx context.Context, conn *produceConn, cp int32, addr string, moved *atomic.Bool) {
+	tick := time.NewTicker(leaderCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		waited := conn.stalledFor(time.Now())
+		if waited < stallAfter {
+			continue
+		}
+		ct, err := f.b.admin.describe(ctx, f.coreTopic)
+		if err != nil {
+			continue
+		}
+		if leader, ok := ct.leaders[cp]; ok && leader != addr {
+			moved.Store(true)
+			f.logger.Warn("partition leader moved while a request waited; re-routing to the new leader",
+				"core_partition", cp, "old_leader", addr, "new_leader", leader, "waited", waited.Round(time.Millisecond))
+			_ = conn.nc.Close()
+			return
+		}
+	}
 }
 
 // caughtUp is called with nothing in flight: the cursor may trail next only
