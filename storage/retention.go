@@ -39,7 +39,11 @@ func (l *Log) ApplyRetention() (int64, error) {
 		if s.next > floor {
 			break
 		}
-		tooOld := l.cfg.RetentionAge > 0 && s.maxTS >= 0 && now-s.maxTS > l.cfg.RetentionAge.Milliseconds()
+		// Old by its timestamps and by when it was written: a device whose
+		// clock runs days behind must not have its readings deleted on
+		// arrival.
+		tooOld := l.cfg.RetentionAge > 0 && s.maxTS >= 0 && now-s.maxTS > l.cfg.RetentionAge.Milliseconds() &&
+			time.Since(s.appended) > l.cfg.RetentionAge
 		tooBig := l.cfg.RetentionBytes > 0 && total > l.cfg.RetentionBytes
 		if !tooOld && !tooBig {
 			break

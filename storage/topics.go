@@ -163,6 +163,15 @@ func (t *Topics) merge(o LogConfig) LogConfig {
 	if o.Durability.Bytes != 0 {
 		d.Durability.Bytes = o.Durability.Bytes
 	}
+	if o.TimestampType != "" {
+		d.TimestampType = o.TimestampType
+	}
+	if o.TimestampBeforeMax != 0 {
+		d.TimestampBeforeMax = o.TimestampBeforeMax
+	}
+	if o.TimestampAfterMax != 0 {
+		d.TimestampAfterMax = o.TimestampAfterMax
+	}
 	return d.WithDefaults()
 }
 
