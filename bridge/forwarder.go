@@ -254,7 +254,8 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
 	for {
-		changed := f.log.Changed() // taken before reading offsets: no missed wake-up
+		// Taken before reading offsets: no append or fsync is missed.
+		changed, synced := f.log.Changed(), f.log.Synced()
 		// Fill the pipeline with what is fsynced on the edge: a record
 		// that a power cut could still take back must not reach the core,
 		// or the edge would later reuse its offset for another record.
@@ -311,9 +312,10 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			wake := changed
 			wait := time.Hour
 			if f.log.NextOffset() > next {
-				// Appended but not yet fsynced: poll for the fsync instead
-				// of waking at every append while ingest is busy.
-				wake, wait = nil, f.b.cfg.SyncPoll
+				// Appended but not yet fsynced: wake at the fsync that
+				// covers it (not at every append while ingest is busy).
+				// SyncPoll is only a safety net.
+				wake, wait = synced, f.b.cfg.SyncPoll
 			}
 			idle.Reset(wait)
 			select {

@@ -732,6 +732,16 @@ func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, erro
 	return buf[:end], nil
 }
 
+// Synced returns a channel closed when the synced offset next advances (or
+// an fsync fails), so a reader of fsynced data — the edge's bridge — waits
+// for exactly that instead of polling SyncedOffset. Take it before reading
+// SyncedOffset, so no fsync between the two is missed.
+func (l *Log) Synced() <-chan struct{} {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.syncedCh
+}
+
 // Changed returns a channel closed at the next append or truncation, and
 // when the log is closed or deleted, for long polls.
 func (l *Log) Changed() <-chan struct{} {
