@@ -202,6 +202,9 @@ type Hook struct {
 	rules   *rules.Set
 	spark   *sparkplugState
 
+	maxPacket uint32   // advertised in MQTT 5 CONNACKs
+	willTypes sync.Map // client id → MQTT 5 will content type
+
 	deferAcks  bool        // see acks.go
 	subscribed atomic.Bool // a client has subscribed: acknowledge in the read loop
 	acks       sync.Map    // *mqtt.Client → *clientAcks
@@ -261,7 +264,8 @@ func (h *Hook) ID() string { return "tributary-ingest" }
 // Provides lists the hook points used.
 func (h *Hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnDisconnect:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnDisconnect,
+		mqtt.OnConnect, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnWillSent:
 		return true
 	}
 	return false
