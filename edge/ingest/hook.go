@@ -825,8 +825,10 @@ type Counts struct {
 	DeadLetters float64
 	Dropped     float64
 	Appended    float64
-	Duplicates  float64            // re-sends acknowledged without storing
-	Connects    map[string]float64 // accepted, refused
+	Duplicates  float64 // re-sends acknowledged without storing
+	// RetainedClears counts empty retained publishes (not stored).
+	RetainedClears float64
+	Connects       map[string]float64 // accepted, refused
 }
 
 // Counts reads the counters.
@@ -842,6 +844,7 @@ func (h *Hook) Counts() Counts {
 	c.Appended = sumVec(h.m.appended)
 	c.Dropped = value(h.m.dropped)
 	c.Duplicates = value(h.m.duplicates)
+	c.RetainedClears = value(h.m.retainedClears)
 	return c
 }
 
