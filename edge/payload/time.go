@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	_ "time/tzdata" // zones for local device times on gateways without zoneinfo
 )
 
 // TimeUnit says how a device time field is written.
