@@ -171,10 +171,11 @@ func (h *Hook) genericJSON(r *rules.Rule, p []byte) (decoded, error) {
 }
 
 func (h *Hook) genericCBOR(r *rules.Rule, p []byte) (decoded, error) {
-	if err := payload.CheckCBOR(p, &r.Limits); err != nil {
+	v, err := payload.CBORValue(p, &r.Limits)
+	if err != nil {
 		return decoded{deadKind: DeadInvalid}, err
 	}
-	d := decoded{ct: payload.ContentCBOR, isCBOR: true, cborRaw: p}
+	d := decoded{ct: payload.ContentCBOR, isCBOR: true, cborRaw: p, cborDoc: v}
 	return d, h.fields(r, &d)
 }
 

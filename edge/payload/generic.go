@@ -130,6 +130,9 @@ func CheckJSON(p []byte, l *Limits) error {
 			}
 		}
 	}
+	if !utf8.Valid(p) {
+		return invalid("json: not valid UTF-8") // RFC 8259 8.1; encoding/json would replace the bytes
+	}
 	if !json.Valid(p) {
 		var v any
 		err := json.Unmarshal(p, &v) // only for the message
@@ -141,15 +144,12 @@ func CheckJSON(p []byte, l *Limits) error {
 	return nil
 }
 
-// CheckCBOR reports whether p is one well-formed CBOR data item within l.
+// CheckCBOR reports whether p is one valid CBOR data item within l (well
+// formed, and text strings valid UTF-8, which well-formedness alone does
+// not check). CBORValue does the same and keeps the value.
 func CheckCBOR(p []byte, l *Limits) error {
-	if len(p) == 0 {
-		return invalid("cbor: empty")
-	}
-	if err := l.mode().Wellformed(p); err != nil {
-		return invalid("cbor: %v", err)
-	}
-	return nil
+	_, err := CBORValue(p, l)
+	return err
 }
 
 // CheckText reports whether p is UTF-8 text.
@@ -361,6 +361,9 @@ func keyEquals(raw []byte, seg string) bool {
 // CBORValue decodes well-formed CBOR p (checked by CheckCBOR) into Go
 // values: maps as map[any]any, arrays as []any.
 func CBORValue(p []byte, l *Limits) (any, error) {
+	if len(p) == 0 {
+		return nil, invalid("cbor: empty")
+	}
 	var v any
 	if err := l.mode().Unmarshal(p, &v); err != nil {
 		return nil, invalid("cbor: %v", err)
