@@ -21,7 +21,7 @@ func JSONSchema(name, doc string) (Validator, error) {
 	}
 	v, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
 	if err != nil {
-		return nil, fmt.Errorf("parse schema: %w", err)
+		return nil, fmt.Errorf("parse schema: %s", oneLine(err))
 	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
@@ -31,7 +31,7 @@ func JSONSchema(name, doc string) (Validator, error) {
 	}
 	s, err := c.Compile(url)
 	if err != nil {
-		return nil, fmt.Errorf("compile schema: %w", err)
+		return nil, fmt.Errorf("compile schema: %s", oneLine(err))
 	}
 	return schemaValidator{s}, nil
 }
@@ -45,6 +45,9 @@ func (v schemaValidator) Validate(doc any) error {
 	if err == nil {
 		return nil
 	}
-	msg := strings.Join(strings.Fields(err.Error()), " ")
-	return fmt.Errorf("schema: %s", msg)
+	return fmt.Errorf("schema: %s", oneLine(err))
 }
+
+// oneLine flattens the library's indented multi-line messages for a log
+// line or a reason header.
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
