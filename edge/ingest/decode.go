@@ -49,42 +49,46 @@ func sniff(p []byte) string { return payload.Sniff(p) }
 
 // decodePayload reads p with the rule's format. declared is the content
 // type the publisher or stream config gave ("" if none).
-func (h *Hook) decodePayload(r *rules.Rule, declared string, p []byte) (d decoded, err error) {
+func (h *Hook) decodePayload(d *decoded, r *rules.Rule, declared string, p []byte) error {
 	switch r.Format {
 	case payload.FormatReading:
 		ct := declared
 		if ct == "" {
 			ct = sniff(p)
 		}
-		return readingDecoded(ct, p)
+		return readingDecoded(d, ct, p)
 	case payload.FormatJSON:
-		return h.genericJSON(r, p)
+		return h.genericJSON(d, r, p)
 	case payload.FormatCBOR:
-		return h.genericCBOR(r, p)
+		return h.genericCBOR(d, r, p)
 	case payload.FormatSenMLJSON:
-		return senmlDecoded(payload.ContentSenMLJSON, p)
+		return senmlDecoded(d, payload.ContentSenMLJSON, p)
 	case payload.FormatSenMLCBOR:
-		return senmlDecoded(payload.ContentSenMLCBOR, p)
+		return senmlDecoded(d, payload.ContentSenMLCBOR, p)
 	case payload.FormatText:
 		if err := payload.CheckText(p); err != nil {
-			return decoded{deadKind: DeadInvalid}, err
+			*d = decoded{deadKind: DeadInvalid}
+			return err
 		}
-		return decoded{ct: payload.ContentText, textKind: payload.TextKind(p)}, nil
+		*d = decoded{ct: payload.ContentText, textKind: payload.TextKind(p)}
+		return nil
 	case payload.FormatRaw:
 		ct := declared
 		if ct == "" {
 			ct = payload.ContentRaw
 		}
-		return decoded{ct: ct}, nil
+		*d = decoded{ct: ct}
+		return nil
 	}
-	return h.auto(r, declared, p)
+	return h.auto(d, r, declared, p)
 }
 
 // auto sniffs as the edge always did, a reading first, but falls back to
 // generic JSON, CBOR and text instead of dead-lettering well-formed data.
-func (h *Hook) auto(r *rules.Rule, declared string, p []byte) (decoded, error) {
+func (h *Hook) auto(d *decoded, r *rules.Rule, declared string, p []byte) error {
 	if len(p) == 0 {
-		return decoded{deadKind: DeadEmpty}, errEmpty
+		*d = decoded{deadKind: DeadEmpty}
+		return errEmpty
 	}
 	ct := declared
 	if ct == "" {
@@ -93,38 +97,45 @@ func (h *Hook) auto(r *rules.Rule, declared string, p []byte) (decoded, error) {
 	switch ct {
 	case payload.ContentJSON, payload.ContentCBOR:
 		if !r.HasSeq && !r.HasTimeField {
-			if d, err := readingDecoded(ct, p); err == nil {
-				return d, nil
+			if readingDecoded(d, ct, p) == nil {
+				return nil
 			}
+			*d = decoded{}
 		}
 		if ct == payload.ContentJSON {
-			return h.genericJSON(r, p)
+			return h.genericJSON(d, r, p)
 		}
-		return h.genericCBOR(r, p)
+		return h.genericCBOR(d, r, p)
 	case payload.ContentSenMLJSON, payload.ContentSenMLCBOR:
-		d, err := senmlDecoded(ct, p)
+		err := senmlDecoded(d, ct, p)
 		if err == nil || declared != "" {
-			return d, err // a pack declared SenML must be SenML
+			return err // a pack declared SenML must be SenML
 		}
+		*d = decoded{}
 		if ct == payload.ContentSenMLJSON {
-			return h.genericJSON(r, p)
+			return h.genericJSON(d, r, p)
 		}
-		return h.genericCBOR(r, p)
+		return h.genericCBOR(d, r, p)
 	case "":
 		if looksLikeText(p) {
-			return decoded{ct: payload.ContentText, textKind: payload.TextKind(p)}, nil
+			*d = decoded{ct: payload.ContentText, textKind: payload.TextKind(p)}
+			return nil
 		}
 		if payload.CheckCBOR(p, &r.Limits) == nil {
-			return h.genericCBOR(r, p)
+			return h.genericCBOR(d, r, p)
 		}
-		return decoded{deadKind: DeadInvalid}, fmt.Errorf("%w: not JSON, CBOR, SenML or UTF-8 text (format raw stores binary frames)", payload.ErrInvalid)
+		*d = decoded{deadKind: DeadInvalid}
+		return fmt.Errorf("%w: not JSON, CBOR, SenML or UTF-8 text (format raw stores binary frames)", payload.ErrInvalid)
 	case payload.ContentText:
 		if err := payload.CheckText(p); err != nil {
-			return decoded{deadKind: DeadInvalid}, err
+			*d = decoded{deadKind: DeadInvalid}
+			return err
 		}
-		return decoded{ct: ct, textKind: payload.TextKind(p)}, nil
+		*d = decoded{ct: ct, textKind: payload.TextKind(p)}
+		return nil
 	}
-	return decoded{ct: ct}, nil // a declared type the edge does not read: stored as is
+	*d = decoded{ct: ct}
+	return nil // a declared type the edge does not read: stored as is
 }
 
 func looksLikeText(p []byte) bool {
@@ -136,47 +147,52 @@ func looksLikeText(p []byte) bool {
 	return payload.CheckText(p) == nil
 }
 
-func readingDecoded(ct string, p []byte) (decoded, error) {
+func readingDecoded(d *decoded, ct string, p []byte) error {
 	rd, err := payload.Decode(ct, p)
 	if err != nil {
-		return decoded{deadKind: DeadInvalid}, err
+		*d = decoded{deadKind: DeadInvalid}
+		return err
 	}
-	d := decoded{ct: ct, reading: true, device: rd.Device, seq: rd.Seq, hasSeq: true, timeMs: rd.TimeMs, hasTime: rd.HasTime}
+	*d = decoded{ct: ct, reading: true, device: rd.Device, seq: rd.Seq, hasSeq: true, timeMs: rd.TimeMs, hasTime: rd.HasTime}
 	switch ct {
 	case payload.ContentJSON:
 		d.jsonDoc = p
 	case payload.ContentCBOR:
 		d.isCBOR, d.cborRaw = true, p
 	}
-	return d, nil
+	return nil
 }
 
-func senmlDecoded(ct string, p []byte) (decoded, error) {
+func senmlDecoded(d *decoded, ct string, p []byte) error {
 	rd, hasSeq, err := payload.DecodeSenML(ct, p)
 	if err != nil {
-		return decoded{deadKind: DeadInvalid}, err
+		*d = decoded{deadKind: DeadInvalid}
+		return err
 	}
 	// A SenML pack with its own seq and device is a reading (deduplicated,
 	// device checked against the topic); any other pack is stored as sent.
-	return decoded{ct: ct, reading: hasSeq && rd.Device != "", device: rd.Device, seq: rd.Seq, hasSeq: hasSeq && rd.Device != "",
-		timeMs: rd.TimeMs, hasTime: rd.HasTime}, nil
+	*d = decoded{ct: ct, reading: hasSeq && rd.Device != "", device: rd.Device, seq: rd.Seq, hasSeq: hasSeq && rd.Device != "",
+		timeMs: rd.TimeMs, hasTime: rd.HasTime}
+	return nil
 }
 
-func (h *Hook) genericJSON(r *rules.Rule, p []byte) (decoded, error) {
+func (h *Hook) genericJSON(d *decoded, r *rules.Rule, p []byte) error {
 	if err := payload.CheckJSON(p, &r.Limits); err != nil {
-		return decoded{deadKind: DeadInvalid}, err
+		*d = decoded{deadKind: DeadInvalid}
+		return err
 	}
-	d := decoded{ct: payload.ContentJSON, jsonDoc: p}
-	return d, h.fields(r, &d)
+	*d = decoded{ct: payload.ContentJSON, jsonDoc: p}
+	return h.fields(r, d)
 }
 
-func (h *Hook) genericCBOR(r *rules.Rule, p []byte) (decoded, error) {
+func (h *Hook) genericCBOR(d *decoded, r *rules.Rule, p []byte) error {
 	v, err := payload.CBORValue(p, &r.Limits)
 	if err != nil {
-		return decoded{deadKind: DeadInvalid}, err
+		*d = decoded{deadKind: DeadInvalid}
+		return err
 	}
-	d := decoded{ct: payload.ContentCBOR, isCBOR: true, cborRaw: p, cborDoc: v}
-	return d, h.fields(r, &d)
+	*d = decoded{ct: payload.ContentCBOR, isCBOR: true, cborRaw: p, cborDoc: v}
+	return h.fields(r, d)
 }
 
 // field looks a path up in a JSON or CBOR payload.

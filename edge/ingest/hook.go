@@ -599,9 +599,9 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 		var err error
 		switch {
 		case r.Format == payload.FormatSparkplug:
-			d, err = h.sparkplugDecode(r, &caps, pk, &rec)
+			err = h.sparkplugDecode(&d, r, pk, &rec)
 		default:
-			d, err = h.decodePayload(r, ct, pk.Payload)
+			err = h.decodePayload(&d, r, ct, pk.Payload)
 		}
 		if err == nil && r.Schema != nil {
 			if err = d.validate(r); err != nil {
@@ -691,6 +691,8 @@ var (
 	ctSenMLCBOR   = []byte(payload.ContentSenMLCBOR)
 	ctSenMLJSON   = []byte(payload.ContentSenMLJSON)
 	ctOctetStream = []byte("application/octet-stream")
+	ctText        = []byte(payload.ContentText)
+	ctSparkplug   = []byte(payload.ContentSparkplug)
 )
 
 func contentTypeBytes(ct string) []byte {
@@ -703,7 +705,11 @@ func contentTypeBytes(ct string) []byte {
 		return ctSenMLCBOR
 	case payload.ContentSenMLJSON:
 		return ctSenMLJSON
-	case "":
+	case payload.ContentText:
+		return ctText
+	case payload.ContentSparkplug:
+		return ctSparkplug
+	case "", payload.ContentRaw:
 		return ctOctetStream
 	}
 	return []byte(ct)

@@ -45,10 +45,7 @@ func newSparkplugState(c SparkplugConfig) *sparkplugState {
 	return &sparkplugState{tracker: sparkplug.NewTracker(c.MaxNodes), restore: c.RestoreBytes}
 }
 
-var (
-	ctSparkplug = []byte(payload.ContentSparkplug)
-	typeHeaders = map[string][]byte{}
-)
+var typeHeaders = map[string][]byte{}
 
 func init() {
 	for _, t := range []string{sparkplug.NBIRTH, sparkplug.NDEATH, sparkplug.NDATA, sparkplug.NCMD,
@@ -62,21 +59,25 @@ func init() {
 // against the node's birth state; anomalies become headers and counts,
 // never drops. With decode the value becomes the JSON rendering and the
 // protobuf moves to the sparkplug-payload header.
-func (h *Hook) sparkplugDecode(r *rules.Rule, _ *rules.Captures, pk packets.Packet, rec *recordbatch.Record) (decoded, error) {
+func (h *Hook) sparkplugDecode(d *decoded, r *rules.Rule, pk packets.Packet, rec *recordbatch.Record) error {
 	top, err := sparkplug.ParseTopic(pk.TopicName)
 	if err != nil {
-		return decoded{deadKind: DeadSparkplug}, fmt.Errorf("%w: %v", payload.ErrInvalid, err)
+		d.deadKind = DeadSparkplug
+		return fmt.Errorf("%w: %v", payload.ErrInvalid, err)
 	}
 	rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderSparkplugType, Value: typeHeaders[top.Type]})
 	if top.Type == sparkplug.STATE { // host application state: JSON
 		if err := payload.CheckJSON(pk.Payload, &r.Limits); err != nil {
-			return decoded{deadKind: DeadSparkplug}, err
+			d.deadKind = DeadSparkplug
+			return err
 		}
-		return decoded{ct: payload.ContentJSON}, nil
+		d.ct = payload.ContentJSON
+		return nil
 	}
 	p, err := sparkplug.Decode(pk.Payload)
 	if err != nil {
-		return decoded{deadKind: DeadSparkplug}, fmt.Errorf("%w: %v", payload.ErrInvalid, err)
+		d.deadKind = DeadSparkplug
+		return fmt.Errorf("%w: %v", payload.ErrInvalid, err)
 	}
 	res := h.spark.tracker.Observe(top, p)
 	for _, a := range res.Anomalies() {
@@ -85,20 +86,21 @@ func (h *Hook) sparkplugDecode(r *rules.Rule, _ *rules.Captures, pk packets.Pack
 	for _, hd := range res.Headers() {
 		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: hd[0], Value: []byte(hd[1])})
 	}
-	d := decoded{ct: payload.ContentSparkplug}
+	d.ct = payload.ContentSparkplug
 	if p.HasTimestamp() {
 		d.timeMs, d.hasTime = int64(p.GetTimestamp()), true
 	}
 	if r.Decode {
 		js, err := sparkplug.RenderJSON(top, p, h.spark.tracker)
 		if err != nil {
-			return decoded{deadKind: DeadSparkplug}, fmt.Errorf("%w: sparkplug render: %v", payload.ErrInvalid, err)
+			d.deadKind = DeadSparkplug
+			return fmt.Errorf("%w: sparkplug render: %v", payload.ErrInvalid, err)
 		}
 		rec.Value = js
 		d.ct = payload.ContentJSON
 		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderSparkplugPayload, Value: pk.Payload})
 	}
-	return d, nil
+	return nil
 }
 
 // restoreSparkplug rebuilds the birth state from the births and deaths
@@ -168,5 +170,3 @@ func (h *Hook) restoreRecord(rec recordbatch.Record) bool {
 	h.spark.tracker.Restore(top, p)
 	return true
 }
-
-var _ = ctSparkplug
