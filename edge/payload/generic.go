@@ -101,47 +101,15 @@ func (l *Limits) mode() cbor.DecMode {
 	return l.dm
 }
 
-// CheckJSON reports whether p is one well-formed JSON value within l. The
-// depth and item count are scanned first, so a deep or huge document is
-// refused before the validator walks it.
+// CheckJSON reports whether p is one well-formed JSON value (RFC 8259,
+// UTF-8) within l, in one pass that counts depth and items as it goes, so
+// a deep or huge document is refused before it is walked to the end.
 func CheckJSON(p []byte, l *Limits) error {
-	maxDepth, maxItems := l.MaxDepth, l.MaxItems
-	if maxDepth <= 0 {
-		maxDepth, maxItems = defaultLimits.MaxDepth, defaultLimits.MaxItems
+	s := jsonScanner{p: p, maxDepth: l.MaxDepth, maxItems: l.MaxItems}
+	if s.maxDepth <= 0 {
+		s.maxDepth, s.maxItems = defaultLimits.MaxDepth, defaultLimits.MaxItems
 	}
-	depth, items := 0, 0
-	for i := 0; i < len(p); i++ {
-		switch p[i] {
-		case '"':
-			for i++; i < len(p) && p[i] != '"'; i++ {
-				if p[i] == '\\' {
-					i++
-				}
-			}
-		case '{', '[':
-			if depth++; depth > maxDepth {
-				return invalid("json: nested deeper than %d", maxDepth)
-			}
-		case '}', ']':
-			depth--
-		case ',':
-			if items++; items > maxItems {
-				return invalid("json: more than %d items", maxItems)
-			}
-		}
-	}
-	if !utf8.Valid(p) {
-		return invalid("json: not valid UTF-8") // RFC 8259 8.1; encoding/json would replace the bytes
-	}
-	if !json.Valid(p) {
-		var v any
-		err := json.Unmarshal(p, &v) // only for the message
-		if err == nil {
-			return invalid("json: not valid")
-		}
-		return invalid("json: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	return nil
+	return s.document()
 }
 
 // CheckCBOR reports whether p is one valid CBOR data item within l (well

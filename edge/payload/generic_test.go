@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestCheckJSONAndFields(t *testing.T) {
@@ -163,8 +164,12 @@ func FuzzGeneric(f *testing.F) {
 			return
 		}
 		lim := &Limits{}
-		if CheckJSON(p, lim) == nil {
-			if !json.Valid(p) {
+		err = CheckJSON(p, lim)
+		if err != nil && json.Valid(p) && utf8.Valid(p) && !strings.Contains(err.Error(), "nested deeper") && !strings.Contains(err.Error(), "items") {
+			t.Fatalf("CheckJSON refused valid JSON %q: %v", p, err)
+		}
+		if err == nil {
+			if !json.Valid(p) || !utf8.Valid(p) {
 				t.Fatalf("CheckJSON accepted invalid JSON %q", p)
 			}
 			got, ok := JSONField(p, path)
