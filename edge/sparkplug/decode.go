@@ -51,6 +51,9 @@ func DecodeLimits(p []byte, lim Limits) (*Payload, error) {
 	if len(p) > lim.MaxBytes {
 		return nil, fmt.Errorf("sparkplug payload of %d bytes, limit %d: %w", len(p), lim.MaxBytes, ErrLimit)
 	}
+	if out, ok := fastDecode(p, lim); ok {
+		return out, nil
+	}
 	s := scan{lim: lim}
 	if err := s.message(p, kindPayload, 0); err != nil {
 		return nil, fmt.Errorf("sparkplug payload: %w", err)

@@ -335,3 +335,42 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeFastPath: the fast path accepts only what proto.Unmarshal
+// accepts, and builds an equal message.
+func FuzzDecodeFastPath(f *testing.F) {
+	fuzzSeeds(f)
+	f.Add([]byte{0x12, 0x02, 0x08, 0x01})             // name as a varint: unknown field
+	f.Add([]byte{0x12, 0x05, 0x6d, 0x00, 0x00, 0xc0}) // float, truncated
+	f.Add([]byte{0x12, 0x04, 0x50, 0x01, 0x58, 0x02}) // int then long value
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := fastDecode(data, DefaultLimits)
+		var slow Payload
+		err := proto.Unmarshal(data, &slow)
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.Fatalf("fast path accepted what proto refuses (%v)", err)
+		}
+		if !proto.Equal(fast, &slow) {
+			t.Fatalf("fast %v\nslow %v", fast, &slow)
+		}
+		a, err1 := proto.MarshalOptions{Deterministic: true}.Marshal(fast)
+		b, err2 := proto.MarshalOptions{Deterministic: true}.Marshal(&slow)
+		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+			t.Fatalf("re-marshal differs: %x / %x (%v, %v)", a, b, err1, err2)
+		}
+	})
+}
+
+func TestDecodeFastPathTaken(t *testing.T) {
+	_, raw, _ := NewBuilder("g", "n", 0).NData(alias(t, 1, DataType_Unknown, 1.5), MustMetric("s", DataType_String, "x"))
+	if _, ok := fastDecode(raw, DefaultLimits); !ok {
+		t.Fatal("fast path declined a plain NDATA")
+	}
+	_, raw, _ = NewBuilder("g", "n", 0).NData(nestedTemplates(1))
+	if _, ok := fastDecode(raw, DefaultLimits); ok {
+		t.Fatal("fast path took a template")
+	}
+}

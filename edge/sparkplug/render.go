@@ -86,7 +86,7 @@ func AppendJSON(dst []byte, top Topic, p *Payload, t *Tracker) ([]byte, error) {
 	}
 	metrics := p.GetMetrics()
 	if dst == nil {
-		dst = make([]byte, 0, 192+160*len(metrics))
+		dst = make([]byte, 0, 256+224*len(metrics))
 	}
 	var buf [16]resolved
 	var res []resolved
