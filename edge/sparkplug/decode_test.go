@@ -145,6 +145,16 @@ func TestDecodeMalformed(t *testing.T) {
 	if p, err := Decode(nil); err != nil || len(p.GetMetrics()) != 0 {
 		t.Fatalf("empty payload: %v", err)
 	}
+	if _, err := DecodeLimits(good, Limits{}); err != nil {
+		t.Fatalf("zero limits are the defaults: %v", err)
+	}
+	// A nil payload is an empty one to the tracker, an error to rendering.
+	tr := NewTracker(1)
+	if r := tr.Observe(Topic{Group: "g", Type: NDATA, Node: "n"}, nil); !r.BeforeBirth {
+		t.Fatalf("nil payload: %+v", r)
+	}
+	tr.Observe(Topic{Group: "g", Type: NBIRTH, Node: "n"}, nil)
+	tr.Restore(Topic{Group: "g", Type: DBIRTH, Node: "n", Device: "d"}, nil)
 }
 
 // TestDecodeAllocationBounded feeds the shapes that cost the most memory per
