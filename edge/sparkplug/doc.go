@@ -64,7 +64,10 @@
 // reported as a gap. Restore ignores every other type, so replaying all the
 // stored Sparkplug records is also correct, only slower; replaying just each
 // node's records from its latest NBIRTH on gives the same state. Replay must
-// finish before live messages are observed.
+// finish before live messages are observed. Log order matters only per
+// node: when a rule's key spreads a node's records over partitions, a
+// DBIRTH replayed before its NBIRTH keeps its aliases (the device then
+// counts as not alive until it is born again, a flag but no lost names).
 //
 // # Rendering
 //

@@ -329,7 +329,7 @@ func (t *Tracker) apply(top Topic, p *Payload, restore bool) Result {
 	switch top.Type {
 	case NBIRTH:
 		n := t.node(key, true)
-		t.resetNode(n)
+		t.resetNode(n, restore)
 		n.alive = true
 		n.bdSeq = bdSeqOf(p)
 		n.lastSeq = -1
@@ -457,13 +457,29 @@ func (t *Tracker) forgetOldest(keep *nodeState) bool {
 
 // resetNode forgets a node's aliases and devices before a new NBIRTH: a new
 // session means new device births too.
-func (t *Tracker) resetNode(n *nodeState) {
+//
+// A restore keeps the device tables, only marking the devices not alive:
+// when a node's records are spread over partitions (a rule keyed by device),
+// replay can meet a DBIRTH before the NBIRTH it followed, and dropping its
+// aliases would leave that device unresolvable until its next birth. In log
+// order the cost is only a stale table kept for a device that does not come
+// back, whose data is flagged as before birth anyway.
+func (t *Tracker) resetNode(n *nodeState, keepDevices bool) {
 	base := costNode + len(n.key.group) + len(n.key.node)
-	t.bytes -= n.cost - base
-	n.cost = base
+	var devCost, devAliases int
+	if keepDevices {
+		for _, d := range n.devices {
+			d.alive = false
+			devCost += d.cost
+			devAliases += len(d.aliases)
+		}
+	} else {
+		n.devices = nil
+	}
+	t.bytes -= n.cost - base - devCost
+	n.cost = base + devCost
 	n.aliases = nil
-	n.devices = nil
-	n.nAlias = 0
+	n.nAlias = devAliases
 }
 
 func (t *Tracker) forgetAliases(n *nodeState, m map[uint64]aliasEntry, devCost *int) {
