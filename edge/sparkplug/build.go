@@ -125,13 +125,13 @@ func setValue(m *Payload_Metric, dt DataType, v any) error {
 	case DataType_Int8, DataType_Int16, DataType_Int32, DataType_UInt8, DataType_UInt16, DataType_UInt32:
 		i, ok := asInt(v)
 		if !ok {
-			return fmt.Errorf("%s needs an integer, got %T", DataTypeName(uint32(dt)), v)
+			return fmt.Errorf("datatype %s needs an integer, got %T", DataTypeName(uint32(dt)), v)
 		}
 		m.SetIntValue(uint32(i))
 	case DataType_Int64, DataType_UInt64:
 		i, ok := asInt(v)
 		if !ok {
-			return fmt.Errorf("%s needs an integer, got %T", DataTypeName(uint32(dt)), v)
+			return fmt.Errorf("datatype %s needs an integer, got %T", DataTypeName(uint32(dt)), v)
 		}
 		m.SetLongValue(uint64(i))
 	case DataType_DateTime:
@@ -141,7 +141,7 @@ func setValue(m *Payload_Metric, dt DataType, v any) error {
 		default:
 			i, ok := asInt(v)
 			if !ok {
-				return fmt.Errorf("DateTime needs time.Time or milliseconds, got %T", v)
+				return fmt.Errorf("datatype DateTime needs time.Time or milliseconds, got %T", v)
 			}
 			m.SetLongValue(uint64(i))
 		}
@@ -152,7 +152,7 @@ func setValue(m *Payload_Metric, dt DataType, v any) error {
 		case float64:
 			m.SetFloatValue(float32(x))
 		default:
-			return fmt.Errorf("Float needs a float, got %T", v)
+			return fmt.Errorf("datatype Float needs a float, got %T", v)
 		}
 	case DataType_Double:
 		switch x := v.(type) {
@@ -161,37 +161,37 @@ func setValue(m *Payload_Metric, dt DataType, v any) error {
 		case float32:
 			m.SetDoubleValue(float64(x))
 		default:
-			return fmt.Errorf("Double needs a float, got %T", v)
+			return fmt.Errorf("datatype Double needs a float, got %T", v)
 		}
 	case DataType_Boolean:
 		x, ok := v.(bool)
 		if !ok {
-			return fmt.Errorf("Boolean needs a bool, got %T", v)
+			return fmt.Errorf("datatype Boolean needs a bool, got %T", v)
 		}
 		m.SetBooleanValue(x)
 	case DataType_String, DataType_Text, DataType_UUID:
 		x, ok := v.(string)
 		if !ok {
-			return fmt.Errorf("%s needs a string, got %T", DataTypeName(uint32(dt)), v)
+			return fmt.Errorf("datatype %s needs a string, got %T", DataTypeName(uint32(dt)), v)
 		}
 		m.SetStringValue(x)
 	case DataType_DataSet:
 		x, ok := v.(*Payload_DataSet)
 		if !ok {
-			return fmt.Errorf("DataSet needs *Payload_DataSet, got %T", v)
+			return fmt.Errorf("datatype DataSet needs *Payload_DataSet, got %T", v)
 		}
 		m.SetDatasetValue(x)
 	case DataType_Template:
 		x, ok := v.(*Payload_Template)
 		if !ok {
-			return fmt.Errorf("Template needs *Payload_Template, got %T", v)
+			return fmt.Errorf("datatype Template needs *Payload_Template, got %T", v)
 		}
 		m.SetTemplateValue(x)
 	default:
 		if dt == DataType_Bytes || dt == DataType_File || (dt >= DataType_Int8Array && dt <= DataType_DateTimeArray) {
 			x, ok := v.([]byte)
 			if !ok {
-				return fmt.Errorf("%s needs []byte, got %T", DataTypeName(uint32(dt)), v)
+				return fmt.Errorf("datatype %s needs []byte, got %T", DataTypeName(uint32(dt)), v)
 			}
 			m.SetBytesValue(x)
 			return nil

@@ -35,6 +35,23 @@ var DefaultLimits = Limits{
 	MaxElements: 100_000,
 }
 
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = d.MaxBytes
+	}
+	if l.MaxMetrics <= 0 {
+		l.MaxMetrics = d.MaxMetrics
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = d.MaxDepth
+	}
+	if l.MaxElements <= 0 {
+		l.MaxElements = d.MaxElements
+	}
+	return l
+}
+
 // ErrLimit is wrapped by Decode's error when a payload exceeds its Limits,
 // as opposed to being malformed.
 var ErrLimit = errors.New("sparkplug payload over limit")
@@ -45,11 +62,17 @@ func Decode(p []byte) (*Payload, error) {
 	return DecodeLimits(p, DefaultLimits)
 }
 
-// DecodeLimits decodes a Sparkplug B payload within lim. It first walks the
-// wire bytes to check the limits and the framing, then unmarshals.
+// DecodeLimits decodes a Sparkplug B payload within lim; zero or negative
+// fields take the DefaultLimits value. Flat payloads (see fastDecode) are
+// decoded directly; others are first walked to check the limits and the
+// framing, then unmarshalled by the protobuf library.
 func DecodeLimits(p []byte, lim Limits) (*Payload, error) {
+	lim = lim.withDefaults()
 	if len(p) > lim.MaxBytes {
 		return nil, fmt.Errorf("sparkplug payload of %d bytes, limit %d: %w", len(p), lim.MaxBytes, ErrLimit)
+	}
+	if out, ok := fastDecode(p, lim); ok {
+		return out, nil
 	}
 	s := scan{lim: lim}
 	if err := s.message(p, kindPayload, 0); err != nil {

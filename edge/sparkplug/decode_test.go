@@ -145,6 +145,16 @@ func TestDecodeMalformed(t *testing.T) {
 	if p, err := Decode(nil); err != nil || len(p.GetMetrics()) != 0 {
 		t.Fatalf("empty payload: %v", err)
 	}
+	if _, err := DecodeLimits(good, Limits{}); err != nil {
+		t.Fatalf("zero limits are the defaults: %v", err)
+	}
+	// A nil payload is an empty one to the tracker, an error to rendering.
+	tr := NewTracker(1)
+	if r := tr.Observe(Topic{Group: "g", Type: NDATA, Node: "n"}, nil); !r.BeforeBirth {
+		t.Fatalf("nil payload: %+v", r)
+	}
+	tr.Observe(Topic{Group: "g", Type: NBIRTH, Node: "n"}, nil)
+	tr.Restore(Topic{Group: "g", Type: DBIRTH, Node: "n", Device: "d"}, nil)
 }
 
 // TestDecodeAllocationBounded feeds the shapes that cost the most memory per
@@ -324,8 +334,12 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decode: %v", err)
 		}
 		top := topics[len(data)%len(topics)]
-		r := tr.Observe(top, p)
-		_ = r.Headers()
+		if len(data)%7 == 0 {
+			tr.Restore(top, p)
+		} else {
+			_ = tr.Observe(top, p).Headers()
+		}
+		checkAccounting(t, tr)
 		js, err := RenderJSON(top, p, tr)
 		if err != nil {
 			t.Fatalf("render: %v", err)
@@ -334,4 +348,43 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("invalid JSON: %s", js)
 		}
 	})
+}
+
+// FuzzDecodeFastPath: the fast path accepts only what proto.Unmarshal
+// accepts, and builds an equal message.
+func FuzzDecodeFastPath(f *testing.F) {
+	fuzzSeeds(f)
+	f.Add([]byte{0x12, 0x02, 0x08, 0x01})             // name as a varint: unknown field
+	f.Add([]byte{0x12, 0x05, 0x6d, 0x00, 0x00, 0xc0}) // float, truncated
+	f.Add([]byte{0x12, 0x04, 0x50, 0x01, 0x58, 0x02}) // int then long value
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := fastDecode(data, DefaultLimits)
+		var slow Payload
+		err := proto.Unmarshal(data, &slow)
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.Fatalf("fast path accepted what proto refuses (%v)", err)
+		}
+		if !proto.Equal(fast, &slow) {
+			t.Fatalf("fast %v\nslow %v", fast, &slow)
+		}
+		a, err1 := proto.MarshalOptions{Deterministic: true}.Marshal(fast)
+		b, err2 := proto.MarshalOptions{Deterministic: true}.Marshal(&slow)
+		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+			t.Fatalf("re-marshal differs: %x / %x (%v, %v)", a, b, err1, err2)
+		}
+	})
+}
+
+func TestDecodeFastPathTaken(t *testing.T) {
+	_, raw, _ := NewBuilder("g", "n", 0).NData(alias(t, 1, DataType_Unknown, 1.5), MustMetric("s", DataType_String, "x"))
+	if _, ok := fastDecode(raw, DefaultLimits); !ok {
+		t.Fatal("fast path declined a plain NDATA")
+	}
+	_, raw, _ = NewBuilder("g", "n", 0).NData(nestedTemplates(1))
+	if _, ok := fastDecode(raw, DefaultLimits); ok {
+		t.Fatal("fast path took a template")
+	}
 }

@@ -21,10 +21,12 @@
 // value. The schema is Eclipse Tahu's sparkplug_b.proto (Sparkplug 3.0,
 // EPL-2.0, from github.com/eclipse/tahu, path sparkplug_b/sparkplug_b.proto),
 // kept next to this file; sparkplug_b.pb.go is generated from it with the
-// opaque Go API, so fields are read through GetX/HasX methods. [Decode] walks
-// the wire bytes once to count metrics, nested structures and their depth
-// against [Limits] before letting the protobuf library allocate anything, so a
-// hostile payload costs at most a bounded multiple of its own size.
+// opaque Go API, so fields are read through GetX/HasX methods. [Decode] takes
+// flat payloads (scalar values only, as every NDATA is) on a direct path over
+// the wire bytes; anything else is first walked once to count metrics, nested
+// structures and their depth against [Limits] before the protobuf library
+// allocates anything, so a hostile payload costs at most a bounded multiple of
+// its own size (under 100× in the worst shapes, a few MB at the defaults).
 //
 // A node's session begins with an NBIRTH naming every metric it will report,
 // with its datatype and usually an alias, plus a "bdSeq" metric. Later NDATA
@@ -47,7 +49,7 @@
 // consumer decides. The tracker's memory is bounded by [TrackerLimits]: the
 // least recently seen node is forgotten when a new one would exceed MaxNodes
 // or the byte budget, and aliases beyond a node's budget are refused with a
-// flag.
+// flag. [Tracker.Counters] totals the flags for export as metrics.
 //
 // # Restarts
 //
@@ -59,7 +61,13 @@
 // anomaly and leaves the seq expectation unknown: the data the node sent
 // between its birth and the restart has gone by unobserved, so the first
 // sequenced message after a restore sets the expectation instead of being
-// reported as a gap.
+// reported as a gap. Restore ignores every other type, so replaying all the
+// stored Sparkplug records is also correct, only slower; replaying just each
+// node's records from its latest NBIRTH on gives the same state. Replay must
+// finish before live messages are observed. Log order matters only per
+// node: when a rule's key spreads a node's records over partitions, a
+// DBIRTH replayed before its NBIRTH keeps its aliases (the device then
+// counts as not alive until it is born again, a flag but no lost names).
 //
 // # Rendering
 //

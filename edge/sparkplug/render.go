@@ -64,10 +64,13 @@ type resolved struct {
 //     "Infinity", "-Infinity".
 //   - Boolean: true/false. String, Text, UUID: strings (invalid UTF-8
 //     replaced by U+FFFD).
-//   - Bytes, File, BooleanArray, and arrays whose length does not fit their
-//     element size: base64 strings (standard alphabet, padded).
+//   - Bytes, File, and arrays whose length does not fit their element size
+//     (or, for BooleanArray, its count): base64 strings (standard alphabet,
+//     padded).
 //   - Int8Array … DoubleArray, DateTimeArray (little-endian packed):
-//     arrays of numbers; StringArray (NUL-terminated): array of strings.
+//     arrays of numbers; BooleanArray (uint32 count, then bits, first value
+//     in the high bit): array of booleans; StringArray (NUL-terminated):
+//     array of strings.
 //   - DataSet: {"columns": [...], "types": ["Int32", ...], "rows": [[...], ...]}.
 //   - Template: {"template_ref", "version", "is_definition", "parameters":
 //     [{"name", "type", "value"}], "metrics": [metric objects as above]}.
@@ -86,7 +89,7 @@ func AppendJSON(dst []byte, top Topic, p *Payload, t *Tracker) ([]byte, error) {
 	}
 	metrics := p.GetMetrics()
 	if dst == nil {
-		dst = make([]byte, 0, 192+160*len(metrics))
+		dst = make([]byte, 0, 256+224*len(metrics))
 	}
 	var buf [16]resolved
 	var res []resolved
@@ -277,6 +280,8 @@ func appendBytes(b []byte, v []byte, dt uint32) []byte {
 		size = 8
 	case DataType_StringArray:
 		return appendStringArray(b, v)
+	case DataType_BooleanArray:
+		return appendBooleanArray(b, v)
 	}
 	if size == 0 || len(v)%size != 0 {
 		return appendBase64(b, v)
@@ -309,6 +314,28 @@ func appendBytes(b []byte, v []byte, dt uint32) []byte {
 		case DataType_DoubleArray:
 			b = appendFloat(b, math.Float64frombits(binary.LittleEndian.Uint64(e)), 64)
 		}
+	}
+	return append(b, ']')
+}
+
+// appendBooleanArray renders a BooleanArray: a little-endian uint32 count,
+// then the values packed eight to a byte, first value in the high bit. Bytes
+// that do not match the count render as base64.
+func appendBooleanArray(b []byte, v []byte) []byte {
+	if len(v) < 4 {
+		return appendBase64(b, v)
+	}
+	n := uint64(binary.LittleEndian.Uint32(v))
+	bits := v[4:]
+	if (n+7)/8 != uint64(len(bits)) {
+		return appendBase64(b, v)
+	}
+	b = append(b, '[')
+	for i := uint64(0); i < n; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendBool(b, bits[i/8]&(0x80>>(i%8)) != 0)
 	}
 	return append(b, ']')
 }

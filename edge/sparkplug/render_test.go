@@ -96,7 +96,8 @@ func renderCases() []*Payload {
 		MustMetric("dta", DataType_DateTimeArray, le(8, 1700000000000)),
 		MustMetric("short", DataType_Int32Array, []byte{1, 2, 3}),
 		MustMetric("sa", DataType_StringArray, []byte("ab\x00\x00c\x00")),
-		MustMetric("ba", DataType_BooleanArray, []byte{2, 0, 0, 0, 0x80}),
+		MustMetric("ba", DataType_BooleanArray, []byte{0x0C, 0x00, 0x00, 0x00, 0x34, 0xD0}), // the spec's example
+		MustMetric("ba-short", DataType_BooleanArray, []byte{9, 0, 0, 0, 0xFF}),
 		MustMetric("ds", DataType_DataSet, ds),
 		MustMetric("tpl", DataType_Template, tp),
 		MustMetric("null", DataType_Double, nil),
@@ -154,7 +155,8 @@ func TestRenderJSONValues(t *testing.T) {
 		"dta":      `[1700000000000]`,
 		"short":    `"AQID"`,
 		"sa":       `["ab","","c"]`,
-		"ba":       `"AgAAAIA="`,
+		"ba":       `[false,false,true,true,false,true,false,false,true,true,false,true]`,
+		"ba-short": `"CQAAAP8="`,
 		"ds":       `{"columns":["i","s","f"],"types":["Int16","String","Float"],"rows":[[-1,"a\"b",1.5,null]]}`,
 		"tpl":      `{"template_ref":"Motor","version":"1","is_definition":false,"parameters":[{"name":"max","type":"Int32","value":-2}],"metrics":[{"name":"speed","alias":null,"timestamp":null,"datatype":"Double","value":3,"is_null":false,"is_historical":false,"is_transient":false,"properties":null}]}`,
 		"null":     `null`,
@@ -251,5 +253,33 @@ func TestRenderJSONDepthGuard(t *testing.T) {
 	}
 	if _, err := RenderJSON(Topic{}, nil, nil); err == nil {
 		t.Fatal("nil payload rendered")
+	}
+}
+
+// TestRenderArraysSpecExamples uses the examples of the Sparkplug 3.0 array
+// appendix that agree with its text. Its Int8Array example (-23 → 0xEF), its
+// FloatArray and DoubleArray examples (big-endian bytes under a
+// "little-endian" heading) and its DateTimeArray example (12 bytes for two
+// 8-byte values) do not, and are left out.
+func TestRenderArraysSpecExamples(t *testing.T) {
+	tests := []struct {
+		dt   DataType
+		in   []byte
+		want string
+	}{
+		{DataType_Int16Array, []byte{0xD0, 0x8A, 0x30, 0x75}, `[-30000,30000]`},
+		{DataType_Int32Array, []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFA, 0xAF, 0xCB, 0x12}, `[-1,315338746]`},
+		{DataType_Int64Array, []byte{0xCE, 0x06, 0x72, 0xAC, 0x18, 0x9C, 0xBA, 0xC4, 0xC4, 0xBA, 0x9C, 0x18, 0xAC, 0x72, 0x06, 0xCE},
+			`[-4270929666821191986,-3601064768563266876]`},
+		{DataType_UInt8Array, []byte{0x17, 0xFA}, `[23,250]`},
+		{DataType_UInt16Array, []byte{0x1E, 0x00, 0x88, 0xCC}, `[30,52360]`},
+		{DataType_UInt32Array, []byte{0x34, 0x00, 0x00, 0x00, 0x49, 0xFB, 0x55, 0xC4}, `[52,3293969225]`},
+		{DataType_UInt64Array, []byte{0x34, 0, 0, 0, 0, 0, 0, 0, 0xD9, 0x9E, 0x02, 0xD1, 0xB2, 0x76, 0x37, 0xE4}, `[52,16444743074749521625]`},
+		{DataType_StringArray, []byte("ABC\x00hello\x00"), `["ABC","hello"]`},
+	}
+	for _, tc := range tests {
+		if got := string(appendBytes(nil, tc.in, uint32(tc.dt))); got != tc.want {
+			t.Errorf("%s: %s, want %s", DataTypeName(uint32(tc.dt)), got, tc.want)
+		}
 	}
 }

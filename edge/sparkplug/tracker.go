@@ -322,68 +322,18 @@ func (t *Tracker) count(r *Result) {
 	}
 }
 
-// apply does the work of Observe and Restore; t.mu is held.
+// apply does the work of Observe and Restore; t.mu is held. In a restore
+// the findings are computed the same way and then dropped.
 func (t *Tracker) apply(top Topic, p *Payload, restore bool) Result {
 	var r Result
 	key := nodeKey{top.Group, top.Node}
 	switch top.Type {
 	case NBIRTH:
-		n := t.node(key, true)
-		t.resetNode(n)
-		n.alive = true
-		n.bdSeq = bdSeqOf(p)
-		n.lastSeq = -1
-		if !restore && p.HasSeq() && p.GetSeq() <= 255 {
-			n.lastSeq = int(p.GetSeq())
-		}
-		r.AliasesRefused = t.learn(n, &n.aliases, nil, p)
-
+		t.nodeBirth(key, p, restore, &r)
 	case NDEATH:
-		n := t.node(key, false)
-		death := bdSeqOf(p)
-		if n == nil || !n.alive {
-			r.BeforeBirth = true
-			if n != nil && n.bdSeq != death {
-				r.BdSeqMismatch, r.BirthBdSeq, r.DeathBdSeq = true, n.bdSeq, death
-			}
-			break
-		}
-		if n.bdSeq != death {
-			// The will of an earlier session, delivered late: this session
-			// is still alive.
-			r.BdSeqMismatch, r.BirthBdSeq, r.DeathBdSeq = true, n.bdSeq, death
-			break
-		}
-		n.alive = false
-		for _, d := range n.devices {
-			d.alive = false
-		}
-
+		t.nodeDeath(key, p, &r)
 	case DBIRTH:
-		n := t.node(key, true)
-		if !n.alive {
-			r.BeforeBirth = true
-		}
-		t.checkSeq(n, p, &r, restore)
-		d := n.devices[top.Device]
-		if d == nil {
-			if len(n.devices) >= t.lim.MaxDevicesPerNode {
-				r.DeviceRefused = true
-				break
-			}
-			d = &deviceState{cost: costDevice + len(top.Device)}
-			if n.devices == nil {
-				n.devices = make(map[string]*deviceState)
-			}
-			n.devices[strings.Clone(top.Device)] = d
-			n.cost += d.cost
-			t.bytes += d.cost
-		}
-		t.forgetAliases(n, d.aliases, &d.cost)
-		d.aliases = nil
-		d.alive = true
-		r.AliasesRefused = t.learn(n, &d.aliases, d, p)
-
+		t.deviceBirth(key, top.Device, p, restore, &r)
 	case NDATA:
 		n := t.node(key, false)
 		if n == nil || !n.alive {
@@ -393,7 +343,6 @@ func (t *Tracker) apply(top Topic, p *Payload, restore bool) Result {
 			t.checkSeq(n, p, &r, restore)
 		}
 		t.checkAliases(n, nil, p, &r)
-
 	case DDATA, DDEATH:
 		n := t.node(key, false)
 		var d *deviceState
@@ -414,6 +363,70 @@ func (t *Tracker) apply(top Topic, p *Payload, restore bool) Result {
 		return Result{}
 	}
 	return r
+}
+
+// nodeBirth starts a node session: new alias table, bdSeq, and the seq
+// count from the birth's seq (unknown in a restore).
+func (t *Tracker) nodeBirth(key nodeKey, p *Payload, restore bool, r *Result) {
+	n := t.node(key, true)
+	t.resetNode(n, restore)
+	n.alive = true
+	n.bdSeq = bdSeqOf(p)
+	n.lastSeq = -1
+	if !restore && p.HasSeq() && p.GetSeq() <= 255 {
+		n.lastSeq = int(p.GetSeq())
+	}
+	r.AliasesRefused = t.learn(n, &n.aliases, nil, p)
+}
+
+// nodeDeath ends the session when the death's bdSeq is the birth's; any
+// other bdSeq is the will of an earlier session, delivered late, and the
+// current session stays alive.
+func (t *Tracker) nodeDeath(key nodeKey, p *Payload, r *Result) {
+	n := t.node(key, false)
+	death := bdSeqOf(p)
+	if n != nil && n.bdSeq != death {
+		r.BdSeqMismatch, r.BirthBdSeq, r.DeathBdSeq = true, n.bdSeq, death
+	}
+	if n == nil || !n.alive {
+		r.BeforeBirth = true
+		return
+	}
+	if r.BdSeqMismatch {
+		return
+	}
+	n.alive = false
+	for _, d := range n.devices {
+		d.alive = false
+	}
+}
+
+// deviceBirth replaces a device's alias table, making the device (within
+// MaxDevicesPerNode) and, if need be, its node.
+func (t *Tracker) deviceBirth(key nodeKey, device string, p *Payload, restore bool, r *Result) {
+	n := t.node(key, true)
+	if !n.alive {
+		r.BeforeBirth = true
+	}
+	t.checkSeq(n, p, r, restore)
+	d := n.devices[device]
+	if d == nil {
+		if len(n.devices) >= t.lim.MaxDevicesPerNode {
+			r.DeviceRefused = true
+			return
+		}
+		d = &deviceState{cost: costDevice + len(device)}
+		if n.devices == nil {
+			n.devices = make(map[string]*deviceState)
+		}
+		n.devices[strings.Clone(device)] = d
+		n.cost += d.cost
+		t.bytes += d.cost
+	}
+	t.forgetAliases(n, d.aliases, &d.cost)
+	d.aliases = nil
+	d.alive = true
+	r.AliasesRefused = t.learn(n, &d.aliases, d, p)
 }
 
 // node finds the state for key, making it when create is set, and marks it
@@ -457,13 +470,29 @@ func (t *Tracker) forgetOldest(keep *nodeState) bool {
 
 // resetNode forgets a node's aliases and devices before a new NBIRTH: a new
 // session means new device births too.
-func (t *Tracker) resetNode(n *nodeState) {
+//
+// A restore keeps the device tables, only marking the devices not alive:
+// when a node's records are spread over partitions (a rule keyed by device),
+// replay can meet a DBIRTH before the NBIRTH it followed, and dropping its
+// aliases would leave that device unresolvable until its next birth. In log
+// order the cost is only a stale table kept for a device that does not come
+// back, whose data is flagged as before birth anyway.
+func (t *Tracker) resetNode(n *nodeState, keepDevices bool) {
 	base := costNode + len(n.key.group) + len(n.key.node)
-	t.bytes -= n.cost - base
-	n.cost = base
+	var devCost, devAliases int
+	if keepDevices {
+		for _, d := range n.devices {
+			d.alive = false
+			devCost += d.cost
+			devAliases += len(d.aliases)
+		}
+	} else {
+		n.devices = nil
+	}
+	t.bytes -= n.cost - base - devCost
+	n.cost = base + devCost
 	n.aliases = nil
-	n.devices = nil
-	n.nAlias = 0
+	n.nAlias = devAliases
 }
 
 func (t *Tracker) forgetAliases(n *nodeState, m map[uint64]aliasEntry, devCost *int) {

@@ -269,6 +269,7 @@ func TestTrackerFlags(t *testing.T) {
 				if !reflect.DeepEqual(got, st.want) {
 					t.Fatalf("step %d (%s): headers %q, want %q", i, st.topic, got, st.want)
 				}
+				checkAccounting(t, tr)
 			}
 		})
 	}
@@ -353,6 +354,22 @@ func TestTrackerRestore(t *testing.T) {
 		t.Fatalf("rendering after restore lacks %s:\n%s", want, js)
 	}
 
+	// Replay across partitions can meet a DBIRTH before its NBIRTH: the
+	// device's aliases survive.
+	split := NewTracker(10)
+	for _, i := range []int{1, 0, 2} { // DBIRTH pump, NBIRTH, DBIRTH fan
+		top, p := s.decode(log[i].topic, log[i].p, nil)
+		split.Restore(top, p)
+	}
+	if name, _, ok := split.Resolve(topicOf(t, "spBv1.0/plant1/DDATA/gw7/pump"), 2); !ok || name != "rpm" {
+		t.Fatalf("device alias lost to replay order: %q %v", name, ok)
+	}
+	if name, _, ok := split.Resolve(topicOf(t, "spBv1.0/plant1/NDATA/gw7"), 1); !ok || name != "temp" {
+		t.Fatalf("node alias: %q %v", name, ok)
+	}
+	checkAccounting(t, split)
+	checkAccounting(t, after)
+
 	// Restore ignores data messages.
 	after.Restore(topicOf(t, "spBv1.0/plant1/NDATA/gw7"), payloadWithSeq(200))
 	if c := after.Counters(); c.Restored != 4 {
@@ -401,6 +418,7 @@ func TestTrackerLimits(t *testing.T) {
 		if c := tr.Counters(); c.AliasesRefused != 2 {
 			t.Fatalf("counters %+v", c)
 		}
+		checkAccounting(t, tr)
 	})
 	t.Run("devices per node", func(t *testing.T) {
 		tr := NewTrackerLimits(TrackerLimits{MaxDevicesPerNode: 1})
@@ -430,6 +448,7 @@ func TestTrackerLimits(t *testing.T) {
 		if c.NodesForgotten != 1 || c.Nodes != 1 || r.AliasesRefused == 0 || c.Bytes > 2000 {
 			t.Fatalf("result %+v counters %+v", r, c)
 		}
+		checkAccounting(t, tr)
 		// Accounting returns to the node's base cost after a rebirth without aliases.
 		tr.Observe(nb("new"), payloadWithSeq(0))
 		if c := tr.Counters(); c.Bytes != costNode+len("g")+len("new") {
@@ -481,6 +500,41 @@ func TestTrackerConcurrent(t *testing.T) {
 	if c := tr.Counters(); c.Messages != 800 || c.Nodes != 4 {
 		t.Fatalf("counters %+v", c)
 	}
+	checkAccounting(t, tr)
 }
 
 func contains(b []byte, s string) bool { return bytesContains(b, s) }
+
+// checkAccounting recomputes the tracker's byte and alias bookkeeping from
+// its tables and compares it with the running totals.
+func checkAccounting(t *testing.T, tr *Tracker) {
+	t.Helper()
+	tr.mu.RLock()
+	defer tr.mu.RUnlock()
+	total := 0
+	for _, n := range tr.nodes {
+		cost := costNode + len(n.key.group) + len(n.key.node)
+		aliases := len(n.aliases)
+		for _, e := range n.aliases {
+			cost += costAlias + len(e.name)
+		}
+		for name, d := range n.devices {
+			dc := costDevice + len(name)
+			for _, e := range d.aliases {
+				dc += costAlias + len(e.name)
+			}
+			if dc != d.cost {
+				t.Fatalf("device %s cost %d, recount %d", name, d.cost, dc)
+			}
+			cost += dc
+			aliases += len(d.aliases)
+		}
+		if cost != n.cost || aliases != n.nAlias {
+			t.Fatalf("node %v cost %d aliases %d, recount %d / %d", n.key, n.cost, n.nAlias, cost, aliases)
+		}
+		total += cost
+	}
+	if total != tr.bytes || tr.lru.Len() != len(tr.nodes) {
+		t.Fatalf("bytes %d, recount %d; lru %d nodes %d", tr.bytes, total, tr.lru.Len(), len(tr.nodes))
+	}
+}
