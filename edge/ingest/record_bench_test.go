@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -39,6 +40,33 @@ func benchHook(b *testing.B, cfg Config) *Hook {
 	}
 	b.Cleanup(h.Drain)
 	return h
+}
+
+// BenchmarkRecordSparkplug is the same for a Sparkplug NDATA of 10
+// metrics by alias (the tracker knows the node's birth; seq 1, 2, ...).
+func BenchmarkRecordSparkplug(b *testing.B) {
+	for _, decode := range []bool{false, true} {
+		b.Run(fmt.Sprintf("decode=%v", decode), func(b *testing.B) {
+			cfg, bt, birth, topic, data := sparkplugRecordCases(decode)
+			h := benchHook(b, cfg)
+			if _, err := h.stream("plant"); err != nil {
+				b.Fatal(err)
+			}
+			cl := &mqtt.Client{ID: "bench"}
+			now := time.Now()
+			h.record(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: bt, Payload: birth}, now)
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				pk.Payload = data[i%256]
+				i++
+				if _, _, _, dead := h.record(cl, pk, now); dead != "" {
+					b.Fatal(dead)
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkRecord is the per-publish mapping and decoding (no append):
