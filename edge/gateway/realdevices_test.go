@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -366,5 +367,19 @@ func TestRealDevicesThroughBridge(t *testing.T) {
 	}
 	if c := g.Ingest().Counts(); c.DeadLetters != 0 {
 		t.Errorf("%v dead letters", c.DeadLetters)
+	}
+}
+
+// TestExampleRulesAreTheTestedOnes: deploy/edge.example.yaml shows exactly
+// the rules TestRealDevicesThroughBridge runs.
+func TestExampleRulesAreTheTestedOnes(t *testing.T) {
+	example, err := LoadConfig("../../deploy/edge.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tested Config
+	loadRealDeviceRules(t, &tested)
+	if !reflect.DeepEqual(example.Ingest.Rules, tested.Ingest.Rules) {
+		t.Fatalf("deploy/edge.example.yaml rules differ from testdata/real-devices.yaml:\n%+v\n%+v", example.Ingest.Rules, tested.Ingest.Rules)
 	}
 }

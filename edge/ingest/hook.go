@@ -569,6 +569,7 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 	)
 	rec.Timestamp = now.UnixMilli()
 	r := h.rules.Match(pk.TopicName, &caps)
+	info.rule = "none"
 	if r == nil {
 		deadKind, reason = DeadUnmapped, fmt.Sprintf("%v: %q matches no ingest rule (the default rule wants %d levels or more: stream, device, ...)",
 			topicmap.ErrUnmapped, pk.TopicName, h.mapper.Levels()+1)
