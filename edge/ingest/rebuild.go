@@ -6,6 +6,7 @@ import (
 
 	"github.com/tributary-io/tributary/edge/dedup"
 	"github.com/tributary-io/tributary/edge/payload"
+	"github.com/tributary-io/tributary/edge/rules"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -49,6 +50,9 @@ func (h *Hook) rebuildFrom(stream string, l *storage.Log) (int, error) {
 	err := forTail(l, h.cfg.Dedup.TailBytes, func(r recordbatch.Record) {
 		if rd, ok := storedReading(r); ok {
 			h.dedup.Add(dedup.Key(stream, rd.Device), rd.Seq, rd.TimeMs)
+			n++
+		} else if seq, ts, ok := h.storedRuleSeq(r); ok {
+			h.dedup.Add(dedup.Key(stream, string(r.Key)), seq, ts)
 			n++
 		}
 	})
@@ -110,4 +114,41 @@ func storedReading(r recordbatch.Record) (payload.Reading, bool) {
 		return rd, false
 	}
 	return rd, true
+}
+
+// storedRuleSeq reads the (seq, device time) of a stored record whose
+// rule takes both from the payload (seq and time.field), as the hook did
+// when it appended it.
+func (h *Hook) storedRuleSeq(rec recordbatch.Record) (seq uint64, ts int64, ok bool) {
+	var topic, ct []byte
+	for _, hd := range rec.Headers {
+		switch hd.Key {
+		case HeaderMQTTTopic:
+			topic = hd.Value
+		case HeaderContentType:
+			ct = hd.Value
+		}
+	}
+	var c rules.Captures
+	r := h.rules.Match(string(topic), &c)
+	if r == nil || !r.HasSeq || !r.HasTimeField {
+		return 0, 0, false
+	}
+	var d decoded
+	switch string(ct) {
+	case payload.ContentJSON:
+		d.jsonDoc = rec.Value
+	case payload.ContentCBOR:
+		v, err := payload.CBORValue(rec.Value, &r.Limits)
+		if err != nil {
+			return 0, 0, false
+		}
+		d.isCBOR, d.cborDoc = true, v
+	default:
+		return 0, 0, false
+	}
+	if h.fields(r, &d) != nil || !d.hasSeq || !d.hasTime {
+		return 0, 0, false
+	}
+	return d.seq, d.timeMs, true
 }
