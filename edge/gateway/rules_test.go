@@ -39,6 +39,8 @@ func TestRuleBadInputDeadLettered(t *testing.T) {
 		{Name: "env", Match: "env/{device}", Stream: "env", Format: "json", DeadLetter: "env.rejected",
 			Schema: `{"type":"object","required":["temperature"],"properties":{"temperature":{"type":"number"}}}`},
 		{Name: "bin", Match: "bin/{device}", Stream: "bin", Format: "cbor", Time: rules.TimeConfig{Field: "/t", Unit: "ms"}},
+		{Name: "binschema", Match: "bs/{device}", Stream: "bs", Format: "cbor",
+			Schema: `{"type":"object","required":["temperature"],"properties":{"temperature":{"type":"number"}}}`},
 		{Name: "txt", Match: "txt/{device}", Stream: "txt", Format: "text"},
 		{Name: "pack", Match: "pack/{device}", Stream: "pack", Format: "senml-json"},
 		{Name: "spb", Match: "spBv1.0/{group}/{type}/{node}/{device?}", Stream: "spb", Key: "{node}", Format: "sparkplug-b"},
@@ -63,6 +65,7 @@ func TestRuleBadInputDeadLettered(t *testing.T) {
 		{"env/d1", []byte(strings.Repeat("[", 40) + strings.Repeat("]", 40)), "env.rejected", "env", "invalid", "nested deeper"},
 		{"bin/d2", []byte{0xa1, 0x61}, "bin.dlq", "bin", "invalid", "cbor"},
 		{"bin/d2", mustCBORBytes(t, map[string]any{"t": "yesterday"}), "bin.dlq", "bin", "bad_time", "time"},
+		{"bs/d7", mustCBORBytes(t, map[string]any{"temperature": "warm"}), "bs.dlq", "binschema", "schema", "temperature"},
 		{"txt/d3", []byte{0xff, 0xfe}, "txt.dlq", "txt", "invalid", "UTF-8"},
 		{"pack/d4", []byte(`[{"n":1}]`), "pack.dlq", "pack", "invalid", "senml"},
 		{"spBv1.0/g/NDATA/n1", []byte{0xff, 0xff, 0xff}, "spb.dlq", "spb", "sparkplug", "sparkplug"},
@@ -94,6 +97,13 @@ func TestRuleBadInputDeadLettered(t *testing.T) {
 		if !bytes.Equal(r.Value, cs.payload) || !strings.Contains(mustHeader(t, r, "reason"), cs.reason) {
 			t.Errorf("%s %q: value %q reason %q, want reason with %q", cs.topic, cs.payload, r.Value, mustHeader(t, r, "reason"), cs.reason)
 		}
+	}
+	// The same schema lets a good CBOR payload through.
+	if code, err := c.publish("bs/d7", mustCBORBytes(t, map[string]any{"temperature": 21.5}), 1, "", 5*time.Second); err != nil || code != 0 {
+		t.Fatalf("good CBOR: %#x %v", code, err)
+	}
+	if n := len(readStream(t, g.Topics(), "bs")); n != 1 {
+		t.Fatalf("good CBOR payload: %d records", n)
 	}
 	m := metricsText(t, g)
 	want := map[string]int{}
