@@ -650,7 +650,11 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 		rec.Value = pk.Payload
 	}
 	extra := len(rec.Headers) // sparkplug headers, if any
-	hdrs := make([]recordbatch.RecordHeader, 3, 4+extra+len(pk.Properties.User))
+	n := 4 + extra + len(pk.Properties.User) // + reason
+	if r != nil {
+		n += r.HeaderCount() + 2 // + value-kind, device-time
+	}
+	hdrs := make([]recordbatch.RecordHeader, 3, n)
 	hdrs[0] = recordbatch.RecordHeader{Key: HeaderContentType, Value: contentTypeBytes(ct)}
 	hdrs[1] = recordbatch.RecordHeader{Key: HeaderMQTTTopic, Value: buf[len(key):]}
 	hdrs[2] = recordbatch.RecordHeader{Key: HeaderDevice, Value: deviceBytes}
@@ -662,7 +666,7 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 		})
 	}
 	if d.textKind != "" && deadKind == "" {
-		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderValueKind, Value: []byte(d.textKind)})
+		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderValueKind, Value: valueKindBytes[d.textKind]})
 	}
 	if clamped {
 		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderDeviceTime, Value: strconv.AppendInt(nil, origTime, 10)})
@@ -695,6 +699,9 @@ var (
 	ctText        = []byte(payload.ContentText)
 	ctSparkplug   = []byte(payload.ContentSparkplug)
 )
+
+// valueKindBytes are the value-kind header values, shared.
+var valueKindBytes = map[string][]byte{"number": []byte("number"), "bool": []byte("bool"), "text": []byte("text")}
 
 func contentTypeBytes(ct string) []byte {
 	switch ct {

@@ -170,6 +170,9 @@ func (r *Rule) Headers(c *Captures, fn func(k, v string)) {
 // HasHeaders says whether the rule adds headers.
 func (r *Rule) HasHeaders() bool { return len(r.headers) > 0 }
 
+// HeaderCount is how many headers the rule adds.
+func (r *Rule) HeaderCount() int { return len(r.headers) }
+
 // Compile checks and compiles rules, then appends the default rule that
 // reproduces topic_map's "<stream levels>/<device>/..." mapping (format
 // auto). Every error names the rule and the field.
