@@ -368,6 +368,32 @@ func TestRealDevicesThroughBridge(t *testing.T) {
 	if c := g.Ingest().Counts(); c.DeadLetters != 0 {
 		t.Errorf("%v dead letters", c.DeadLetters)
 	}
+	// The gap is counted (by the edge that saw it: the second one).
+	if n := counterValue(t, g, "tributary_edge_sparkplug_anomalies_total", "seq_gap"); n != 1 {
+		t.Errorf("seq gaps counted %v, want 1", n)
+	}
+}
+
+// counterValue reads one series of a counter from the gateway's registry.
+func counterValue(t *testing.T, g *Gateway, name, label string) float64 {
+	t.Helper()
+	mfs, err := g.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // TestExampleRulesAreTheTestedOnes: deploy/edge.example.yaml shows exactly
