@@ -141,6 +141,12 @@ func (a *Authenticator) isDevice(username string) bool {
 	return ok
 }
 
+// IsDevice is isDevice for the username bytes of a CONNECT (no copy).
+func (a *Authenticator) IsDevice(username []byte) bool {
+	_, ok := a.hashes[string(username)]
+	return ok
+}
+
 // HashPassword returns a bcrypt hash for the config file.
 func HashPassword(password string) (string, error) {
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)

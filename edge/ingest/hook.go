@@ -299,6 +299,11 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true // components inside the gateway (mochi checks deliveries to them too)
 	}
+	// Anonymous clients (allowed only by config) may publish anywhere: no
+	// need to find the topic's device.
+	if write && !h.auth.IsDevice(cl.Properties.Username) && h.auth.AllowAnonymous() {
+		return true
+	}
 	user := string(cl.Properties.Username)
 	if !write {
 		if h.auth.MaySubscribe(user, h.mapper.DeviceOf(topic)) {
