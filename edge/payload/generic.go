@@ -332,6 +332,11 @@ func CBORValue(p []byte, l *Limits) (any, error) {
 	if len(p) == 0 {
 		return nil, invalid("cbor: empty")
 	}
+	// The limits are checked by a walk that builds nothing, before the
+	// decode allocates anything.
+	if err := l.mode().Wellformed(p); err != nil {
+		return nil, invalid("cbor: %v", err)
+	}
 	var v any
 	if err := l.mode().Unmarshal(p, &v); err != nil {
 		return nil, invalid("cbor: %v", err)
