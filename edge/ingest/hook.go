@@ -654,7 +654,7 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 	if rec.Value == nil {
 		rec.Value = pk.Payload
 	}
-	extra := len(rec.Headers) // sparkplug headers, if any
+	extra := len(rec.Headers)                // sparkplug headers, if any
 	n := 4 + extra + len(pk.Properties.User) // + reason
 	if r != nil {
 		n += r.HeaderCount() + 2 // + value-kind, device-time
