@@ -107,17 +107,19 @@ func (h *Hook) sparkplugDecode(d *decoded, r *rules.Rule, pk packets.Packet, rec
 // stored in the last RestoreBytes of every partition (in log order; a
 // node's messages share its key, so one partition holds them in order).
 func (h *Hook) restoreSparkplug() {
-	uses := false
+	var spb []*rules.Rule
 	for _, r := range h.rules.Rules() {
-		uses = uses || r.Format == payload.FormatSparkplug
+		if r.Format == payload.FormatSparkplug {
+			spb = append(spb, r)
+		}
 	}
-	if !uses {
+	if len(spb) == 0 {
 		return
 	}
 	start, n := time.Now(), 0
 	for _, t := range h.topics.List() {
-		if h.isDeadLetter(t.Name) {
-			continue
+		if h.isDeadLetter(t.Name) || !mayHoldSparkplug(spb, t.Name) {
+			continue // only streams a sparkplug-b rule writes are read
 		}
 		for p := int32(0); p < t.Partitions; p++ {
 			l, err := h.topics.Partition(t.Name, p)
@@ -139,6 +141,15 @@ func (h *Hook) restoreSparkplug() {
 		h.log.Info("sparkplug births restored from the logs", "messages", n, "nodes", h.spark.tracker.Counters().Nodes,
 			"took", time.Since(start).Round(time.Millisecond))
 	}
+}
+
+func mayHoldSparkplug(rs []*rules.Rule, stream string) bool {
+	for _, r := range rs {
+		if r.MayWriteStream(stream) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Hook) restoreRecord(rec recordbatch.Record) bool {

@@ -132,6 +132,10 @@ func (s *Set) Rules() []*Rule { return s.rules }
 // Stream renders the stream name of a match.
 func (r *Rule) Stream(c *Captures) string { return r.stream.render(c, '.') }
 
+// MayWriteStream reports whether the rule's stream template can render
+// name (start-up scans use it to skip streams the rule never writes).
+func (r *Rule) MayWriteStream(name string) bool { return r.stream.mayRender(name) }
+
 // Key renders the record key of a match.
 func (r *Rule) Key(c *Captures) string { return r.key.render(c, 0) }
 

@@ -143,3 +143,23 @@ func TestSchema(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+func TestMayWriteStream(t *testing.T) {
+	s := mustCompile(t, Config{Name: "spb", Match: "spBv1.0/{group}/{type}/{node}/{device?}", Stream: "plant.{group}", Key: "{node}"},
+		Config{Name: "lit", Match: "x/{device}", Stream: "tasmota"},
+		Config{Name: "two", Match: "y/{a}/{b}", Stream: "{a}-{b}.raw", Key: "k"})
+	r := s.Rules()
+	for _, c := range []struct {
+		rule   int
+		stream string
+		want   bool
+	}{
+		{0, "plant.g1", true}, {0, "plant.", false}, {0, "plants.g1", false}, {0, "sensors", false},
+		{1, "tasmota", true}, {1, "tasmota.status", false},
+		{2, "a-b.raw", true}, {2, "a-b-c.raw", true}, {2, "-b.raw", false}, {2, "ab.raw", false},
+	} {
+		if got := r[c.rule].MayWriteStream(c.stream); got != c.want {
+			t.Errorf("rule %s stream %q: %v", r[c.rule].Name, c.stream, got)
+		}
+	}
+}

@@ -108,3 +108,23 @@ func (t *template) constant() bool {
 	}
 	return true
 }
+
+// mayRender reports whether the template can render s for some captures
+// (each capture standing for any non-empty text): a glob match.
+func (t *template) mayRender(s string) bool { return globParts(t.parts, s) }
+
+func globParts(parts []tpart, s string) bool {
+	if len(parts) == 0 {
+		return s == ""
+	}
+	p := parts[0]
+	if p.cap < 0 {
+		return strings.HasPrefix(s, p.lit) && globParts(parts[1:], s[len(p.lit):])
+	}
+	for i := 1; i <= len(s); i++ { // a capture takes at least one byte
+		if globParts(parts[1:], s[i:]) {
+			return true
+		}
+	}
+	return false
+}
