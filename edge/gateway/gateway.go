@@ -184,6 +184,10 @@ func (g *Gateway) newServer() error {
 	// limit proper is checked (and counted) in the hook. Topic, properties
 	// and headers fit in the extra 4 KiB.
 	caps.MaximumPacketSize = uint32(g.cfg.Ingest.WithDefaults().MaxPayloadBytes + 4096)
+	// A PUBACK must not echo the PUBLISH's user properties (with them mochi
+	// also sends reason 0x01, which MQTT.js and paho refuse).
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	g.hook.SetMaxPacketSize(caps.MaximumPacketSize)
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: mc.ClientWriteBufferBytes,
