@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,14 @@ import (
 // startCore starts a single-broker core in-process on a loopback port.
 func startCore(t *testing.T) string {
 	t.Helper()
+	addr, _ := startStoppableCore(t)
+	return addr
+}
+
+// startStoppableCore also returns a stop function (the test's cleanup
+// calls it too, once).
+func startStoppableCore(t *testing.T) (string, func()) {
+	t.Helper()
 	cfg := server.Config{
 		DataDir:           t.TempDir(),
 		KafkaAddr:         "127.0.0.1:0",
@@ -31,12 +40,16 @@ func startCore(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("start core: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("close core: %v", err)
-		}
-	})
-	return srv.Addr()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			if err := srv.Close(); err != nil {
+				t.Errorf("close core: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return srv.Addr(), stop
 }
 
 type testWriter struct{ t *testing.T }
