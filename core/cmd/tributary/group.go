@@ -403,8 +403,11 @@ func resetOffsets(cmd *cobra.Command, g *globals, group string, o resetOpts) err
 		Plan      []planRow `json:"plan"`
 	}{Group: group, DryRun: o.dryRun, Plan: plan}
 	if o.dryRun {
+		if err := g.print(out, t); err != nil {
+			return err
+		}
 		fmt.Fprintln(g.stderr, "dry run: nothing committed")
-		return g.print(out, t)
+		return nil
 	}
 	resps, err := adm.CommitOffsets(ctx, group, commit)
 	if err != nil {
