@@ -1,6 +1,7 @@
 // Package render turns a record's value into something a person can read:
-// CBOR and SenML (JSON or CBOR) become JSON values, SenML packs are resolved
-// (base name, time, unit and value applied to each record, RFC 8428), and
+// CBOR, SenML (JSON or CBOR) and Sparkplug B become JSON values, SenML packs
+// are resolved (base name, time, unit and value applied to each record,
+// RFC 8428), and
 // anything else is kept as text or, when it is not text, as base64. The
 // admin CLI's consume and the edge's tail API share it, so both show a
 // reading the same way.
@@ -27,7 +28,8 @@ const (
 )
 
 // Value is a rendered record value: Format says how Data was read ("cbor",
-// "json", "senml", "text", "base64" or "empty"); Data marshals to JSON.
+// "json", "senml", "sparkplug", "text", "base64" or "empty"); Data
+// marshals to JSON.
 type Value struct {
 	Format string `json:"format"`
 	Data   any    `json:"data"`
@@ -65,6 +67,10 @@ func Decode(contentType string, value []byte) Value {
 		var v any
 		if json.Unmarshal(value, &v) == nil {
 			return Value{Format: "json", Data: v}
+		}
+	case ContentSparkplug:
+		if v, err := decodeSparkplug(value); err == nil {
+			return Value{Format: "sparkplug", Data: v}
 		}
 	}
 	return sniff(value)

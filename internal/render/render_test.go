@@ -2,9 +2,11 @@ package render
 
 import (
 	"encoding/json"
+	"math"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 func TestDecode(t *testing.T) {
@@ -55,5 +57,51 @@ func TestJSONToCBOR(t *testing.T) {
 	}
 	if _, err := JSONToCBOR([]byte("{")); err == nil {
 		t.Fatal("bad JSON accepted")
+	}
+}
+
+func TestSparkplug(t *testing.T) {
+	metric := func(name string, dt uint64, field protowire.Number, v uint64) []byte {
+		var m []byte
+		m = protowire.AppendTag(m, 1, protowire.BytesType)
+		m = protowire.AppendString(m, name)
+		m = protowire.AppendTag(m, 3, protowire.VarintType)
+		m = protowire.AppendVarint(m, 1700000000000)
+		m = protowire.AppendTag(m, 4, protowire.VarintType)
+		m = protowire.AppendVarint(m, dt)
+		switch field {
+		case 13:
+			m = protowire.AppendTag(m, 13, protowire.Fixed64Type)
+			m = protowire.AppendFixed64(m, v)
+		default:
+			m = protowire.AppendTag(m, field, protowire.VarintType)
+			m = protowire.AppendVarint(m, v)
+		}
+		return m
+	}
+	var p []byte
+	p = protowire.AppendTag(p, 1, protowire.VarintType)
+	p = protowire.AppendVarint(p, 1700000000001)
+	for _, m := range [][]byte{
+		metric("temp", 10, 13, math.Float64bits(21.5)),
+		metric("delta", 3, 10, uint64(uint32(0xFFFFFFFE))), // Int32 -2
+		metric("on", 11, 14, 1),
+	} {
+		p = protowire.AppendTag(p, 2, protowire.BytesType)
+		p = protowire.AppendBytes(p, m)
+	}
+	p = protowire.AppendTag(p, 3, protowire.VarintType)
+	p = protowire.AppendVarint(p, 7)
+
+	v := Decode(ContentSparkplug, p)
+	b, _ := json.Marshal(v.Data)
+	want := `{"metrics":[{"datatype":"Double","name":"temp","timestamp":1700000000000,"value":21.5},` +
+		`{"datatype":"Int32","name":"delta","timestamp":1700000000000,"value":-2},` +
+		`{"datatype":"Boolean","name":"on","timestamp":1700000000000,"value":true}],"seq":7,"timestamp":1700000000001}`
+	if v.Format != "sparkplug" || string(b) != want {
+		t.Fatalf("got %s %s\nwant %s", v.Format, b, want)
+	}
+	if v := Decode(ContentSparkplug, []byte{0xff, 0xff}); v.Format != "base64" {
+		t.Fatalf("garbage as sparkplug: %+v", v)
 	}
 }

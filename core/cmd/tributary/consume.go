@@ -48,7 +48,8 @@ offset N, -N (N records before the end), an RFC 3339 time, or a duration
 offsets win and --from applies where it has none; what is printed is
 committed when consume stops.
 
-Sparkplug B payloads (protobuf) are shown as base64.`,
+Sparkplug B payloads become JSON too (metrics with name, datatype and
+value; DataSet and Template values stay base64).`,
 		Example: `  tributary topic consume sensors -n 10
   tributary topic consume sensors --from 5m -e
   tributary topic consume sensors --group analytics --from end`,
