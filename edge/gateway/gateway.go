@@ -61,6 +61,8 @@ type Gateway struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	api apiState // the read-only JSON API (api.go)
+
 	mu         sync.Mutex
 	components []component
 	started    bool
@@ -156,6 +158,7 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
 		mux.HandleFunc("/healthz", g.healthz)
+		g.registerAPI(mux)
 		if cfg.HTTP.Pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

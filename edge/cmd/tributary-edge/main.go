@@ -137,6 +137,7 @@ Flags:
 			return err
 		}
 		g.Go("bridge", b.Run)
+		g.SetStatusSource("bridge", func() any { return b.Status() })
 	} else {
 		logger.Info("bridge off: no bridge.brokers configured; readings stay on this edge")
 	}
