@@ -20,7 +20,7 @@ type Config struct {
 	// AdvertisedAddr is the host:port handed to clients in Metadata and
 	// FindCoordinator; empty means the listener's actual address.
 	AdvertisedAddr string `yaml:"advertised_addr"`
-	// HTTPAddr serves /metrics and /healthz; empty disables it.
+	// HTTPAddr serves /metrics and /healthz; empty or "-" disables it.
 	HTTPAddr string `yaml:"http_addr"`
 	// NodeID is this broker's id in Metadata.
 	NodeID int32 `yaml:"node_id"`
