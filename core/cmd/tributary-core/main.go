@@ -19,7 +19,6 @@ import (
 	"strings"
 	"syscall"
 
-
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/internal/buildinfo"
