@@ -45,7 +45,7 @@ func Decode(path string, data []byte, v any) error {
 }
 
 var (
-	reUnknown = regexp.MustCompile("^line (\\d+): field (\\S+) not found in type (\\S+)$")
+	reUnknown = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (\S+)$`)
 	reType    = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
 )
 

@@ -330,7 +330,7 @@ func (s *Store) DeleteOffsets(group string, partitions []TopicPartition) error {
 func (s *Store) DeleteGroup(group string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketOffsets).DeleteBucket([]byte(group))
-		if errors.Is(err, bolt.ErrBucketNotFound) {
+		if errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return nil
 		}
 		return err
