@@ -54,7 +54,7 @@ func (n *Node) startSerf() error {
 	if err != nil {
 		return fmt.Errorf("serf address %q: %w", n.cfg.SerfAddr, err)
 	}
-	logw := logBridge{logger: n.logger.With("component", "serf")}
+	logw := logBridge{logger: n.logger} // its lines name their subsystem
 
 	ml := memberlist.DefaultLocalConfig()
 	ml.BindAddr, ml.BindPort = host, port

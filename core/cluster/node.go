@@ -121,7 +121,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("start cluster node: %w", err)
 	}
-	logw := logBridge{logger: n.logger.With("component", "raft")}
+	logw := logBridge{logger: n.logger} // its lines name their subsystem
 
 	if n.store, err = OpenRaftStore(filepath.Join(n.cfg.DataDir, "raft.db")); err != nil {
 		return fmt.Errorf("start cluster node: %w", err)
@@ -210,11 +210,19 @@ func (n *Node) Close() error {
 		}
 	}
 	// Raft first: a forwarded proposal blocked in Apply (no quorum) then fails at once instead of
-	// holding up the RPC server's shutdown.
+	// holding up the RPC server's shutdown. Raft's shutdown waits for its replication goroutines;
+	// one stuck writing to a frozen peer is released when the transport closes below, so the
+	// wait is bounded rather than left to the peer.
 	if n.raft != nil {
-		if err := n.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		ctx, cancel := context.WithTimeout(context.Background(), raftShutdownTimeout)
+		if err := withinCtx(ctx, func() error { return n.raft.Shutdown().Error() }); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				n.logger.Error("raft did not stop in time; closing its transport under it", "after", raftShutdownTimeout)
+			} else {
+				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+			}
 		}
+		cancel()
 	}
 	if n.rpcSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -252,12 +260,15 @@ func (n *Node) Leave(ctx context.Context) error {
 		return ErrClosed
 	}
 	var errs []error
+	// Each step is bounded by ctx: with frozen peers a leadership transfer
+	// or a leave broadcast waits on its own timeouts (10 s and more), and
+	// Close ends whatever is still running.
 	if n.IsController() {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		if err := withinCtx(ctx, func() error { return n.raft.LeadershipTransfer().Error() }); err != nil {
 			errs = append(errs, fmt.Errorf("raft leadership transfer: %w", err))
 		}
 	}
-	if err := n.serf.Leave(); err != nil {
+	if err := withinCtx(ctx, n.serf.Leave); err != nil {
 		errs = append(errs, fmt.Errorf("serf leave: %w", err))
 	}
 	for {
@@ -444,4 +455,20 @@ func resolveHost(addr string) (string, error) {
 		}
 	}
 	return net.JoinHostPort(pick.String(), port), nil
+}
+
+// raftShutdownTimeout bounds raft.Shutdown in Close.
+const raftShutdownTimeout = 5 * time.Second
+
+// withinCtx runs fn and returns its error, or ctx's once ctx ends first (fn
+// then goes on in the background until what it waits for is closed).
+func withinCtx(ctx context.Context, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

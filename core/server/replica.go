@@ -553,7 +553,11 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 	defer cancel()
 	next, err := r.m.s.node.ProposeISR(pctx, cur, isr)
 	if err != nil {
-		r.m.s.logger.Warn("isr change refused", "topic", r.topic, "partition", r.part, "from", cur.ISR, "to", isr, "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, cluster.ErrClosed) || r.m.s.ctx.Err() != nil {
+			level = slog.LevelDebug // this broker is stopping: expected, and every 250 ms
+		}
+		r.m.s.logger.Log(context.Background(), level, "isr change refused", "topic", r.topic, "partition", r.part, "from", cur.ISR, "to", isr, "err", err)
 		return
 	}
 	r.m.s.logger.Info("isr changed", "topic", r.topic, "partition", r.part, "from", cur.ISR, "to", next.ISR)

@@ -69,6 +69,29 @@ func (b *CoreProc) Stop(sig syscall.Signal) {
 	b.cmd = nil
 }
 
+// StopWithin signals the broker and waits up to limit for it to exit by
+// itself; it reports how long that took and whether it did (a broker still
+// running at the limit is killed).
+func (b *CoreProc) StopWithin(sig syscall.Signal, limit time.Duration) (time.Duration, bool) {
+	if b.cmd == nil {
+		return 0, true
+	}
+	start := time.Now()
+	_ = b.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = b.cmd.Wait(); close(done) }()
+	exited := true
+	select {
+	case <-done:
+	case <-time.After(limit):
+		exited = false
+		_ = b.cmd.Process.Kill()
+		<-done
+	}
+	b.cmd = nil
+	return time.Since(start), exited
+}
+
 // Freeze stops the broker with SIGSTOP: its sockets stay open and nothing
 // answers, as with a hung disk or a paused VM. Thaw resumes it.
 func (b *CoreProc) Freeze() { _ = b.cmd.Process.Signal(syscall.SIGSTOP) }

@@ -514,3 +514,39 @@ func (sp *seqProducer) stop(ctx context.Context, t *testing.T) int {
 	}
 	return len(sp.acked)
 }
+
+// A broker told to stop is gone within its shutdown bound whatever its
+// peers do: here they are frozen (SIGSTOP: sockets open, nothing answers),
+// then gone. Before, Leave's leadership transfer and leave broadcast ran on
+// their own timeouts (14-15 s here with frozen peers) and Node.Close waited
+// on raft's shutdown for as long as a peer held a replication write (19
+// minutes in one CI run).
+func TestStopIsBoundedWhatever(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	for _, peers := range []string{"frozen", "gone"} {
+		t.Run(peers, func(t *testing.T) {
+			bs := startProcCluster(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			createTopicWhenFormed(ctx, t, []string{bs[0].Addr, bs[1].Addr, bs[2].Addr}, "stop", 3)
+			for _, b := range bs[1:] {
+				if peers == "frozen" {
+					b.Freeze()
+				} else {
+					b.Stop(syscall.SIGKILL)
+				}
+			}
+			// The bound: the controlled-shutdown handover (5 s by default)
+			// plus raft's bounded shutdown (5 s), and a little to flush.
+			const bound = 13 * time.Second
+			took, exited := bs[0].StopWithin(syscall.SIGTERM, 45*time.Second)
+			if !exited || took > bound {
+				t.Fatalf("broker 1 stopped after %v (exited by itself: %v) with its peers %s; want within %v",
+					took.Round(time.Millisecond), exited, peers, bound)
+			}
+			t.Logf("broker 1 stopped %v after SIGTERM with its peers %s", took.Round(time.Millisecond), peers)
+		})
+	}
+}
