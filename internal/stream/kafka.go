@@ -267,8 +267,8 @@ func (k *KafkaSink) IDsSince(ctx context.Context, topics []string, from map[stri
 		for _, p := range parts {
 			start, ok := from[topic+"/"+strconv.Itoa(int(p))]
 			end := endOffs[p]
-			if ok && start >= end {
-				continue
+			if start >= end {
+				continue // nothing written after the checkpoint (or ever)
 			}
 			if want[topic] == nil {
 				want[topic], stop[topic] = map[int32]kgo.Offset{}, map[int32]int64{}
@@ -305,19 +305,29 @@ func (k *KafkaSink) IDsSince(ctx context.Context, topics []string, from map[stri
 		if ferr != nil {
 			return nil, ferr
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			key := r.Topic + "/" + strconv.Itoa(int(r.Partition))
-			end := stop[r.Topic][r.Partition]
-			if r.Offset >= end || done[key] {
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			key := p.Topic + "/" + strconv.Itoa(int(p.Partition))
+			end := stop[p.Topic][p.Partition]
+			if done[key] {
 				return
 			}
-			for _, h := range r.Headers {
-				if h.Key == HeaderID {
-					ids[r.Topic+"\x00"+string(r.Key)+"\x00"+string(h.Value)] = struct{}{}
+			for _, r := range p.Records {
+				if r.Offset >= end {
+					break
+				}
+				for _, h := range r.Headers {
+					if h.Key == HeaderID {
+						ids[r.Topic+"\x00"+string(r.Key)+"\x00"+string(h.Value)] = struct{}{}
+					}
+				}
+				if r.Offset+1 >= end {
+					done[key] = true
 				}
 			}
-			if r.Offset+1 >= end {
+			if !done[key] && p.LogStartOffset >= end { // retention removed the rest
 				done[key] = true
+			}
+			if done[key] {
 				remaining--
 			}
 		})

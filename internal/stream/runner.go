@@ -119,12 +119,16 @@ func (r *Runner) setStatus(f func(*Status)) {
 func (r *Runner) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
+		began := time.Now()
 		err := r.runOnce(ctx)
+		if time.Since(began) > time.Minute {
+			backoff = 100 * time.Millisecond // it had been running well
+		}
 		r.setStatus(func(s *Status) { s.Running = false })
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.Logger.Error("aggregation stopped; restarting from its last checkpoint", "aggregation", r.Agg.Name, "err", err, "backoff", backoff)
+		r.Logger.Error("aggregation stopped; restarting from its last checkpoint", "err", err, "backoff", backoff)
 		r.setStatus(func(s *Status) { s.LastError = err.Error() })
 		if r.Metrics != nil {
 			r.Metrics.restarts.WithLabelValues(r.Agg.Name).Inc()
@@ -189,7 +193,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	for _, id := range cp.Pending {
 		written[id] = struct{}{}
 	}
-	r.Logger.Info("aggregation starting", "aggregation", name, "resumed", ok, "offsets", eng.NextOffsets(),
+	r.Logger.Info("aggregation starting", "resumed", ok, "offsets", eng.NextOffsets(),
 		"outputs_to_skip", len(written))
 	defer r.Sink.Close()
 	defer r.Source.Close()
