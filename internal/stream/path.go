@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 
@@ -315,8 +316,10 @@ func skipWS(b []byte, i int) int {
 }
 
 // jsonFindKey scans an object's members from i (after '{') and returns the
-// start of the value of key, or errMissing.
+// start of the value of key, or errMissing. A repeated key's last value
+// wins, as with encoding/json.
 func jsonFindKey(b []byte, i int, key string) (int, error) {
+	found := -1
 	i = skipWS(b, i)
 	if i < len(b) && b[i] == '}' {
 		return 0, errMissing
@@ -336,11 +339,11 @@ func jsonFindKey(b []byte, i int, key string) (int, error) {
 			return 0, errMalformed
 		}
 		i = skipWS(b, i+1)
+		if i >= len(b) {
+			return 0, errMalformed
+		}
 		if match {
-			if i >= len(b) {
-				return 0, errMalformed
-			}
-			return i, nil
+			found = i
 		}
 		if i, err = jsonSkip(b, i, 0); err != nil {
 			return 0, err
@@ -353,7 +356,10 @@ func jsonFindKey(b []byte, i int, key string) (int, error) {
 		case ',':
 			i++
 		case '}':
-			return 0, errMissing
+			if found < 0 {
+				return 0, errMissing
+			}
+			return found, nil
 		default:
 			return 0, errMalformed
 		}
@@ -592,7 +598,22 @@ func cborNumber(b []byte, segs []string) (float64, error) {
 		case 1:
 			return -1 - float64(arg), nil
 		case 6:
-			i = next // a tag: look at the tagged item
+			if arg == 0 || arg == 1 {
+				return 0, errNotNumber // a date/time, not a measurement (as the decoder sees it)
+			}
+			if arg == 2 || arg == 3 { // bignum: a byte string magnitude
+				bm, _, blen, bstart, err := cborHead(b, next)
+				if err != nil || bm != 2 || blen > uint64(len(b)-bstart) {
+					return 0, errNotNumber
+				}
+				n := new(big.Int).SetBytes(b[bstart : bstart+int(blen)])
+				if arg == 3 {
+					n.Neg(n).Sub(n, big.NewInt(1))
+				}
+				f, _ := new(big.Float).SetInt(n).Float64()
+				return f, nil
+			}
+			i = next // another tag: look at the tagged item
 			continue
 		case 7:
 			switch ai {
@@ -642,8 +663,8 @@ func cborStep(b []byte, i int, seg string) (int, error) {
 			if i, err = cborSkip(b, i, 1); err != nil {
 				return 0, err
 			}
-			if match && found < 0 {
-				found = i
+			if match {
+				found = i // the last of repeated keys wins, as when decoding
 			}
 			if i, err = cborSkip(b, i, 1); err != nil {
 				return 0, err
@@ -694,7 +715,7 @@ func halfToFloat(h uint16) float64 {
 
 var slowDecMode = func() cbor.DecMode {
 	dm, err := cbor.DecOptions{
-		MaxNestedLevels:  maxDepth,
+		MaxNestedLevels:  maxDepth / 2,
 		MaxArrayElements: 65536,
 		MaxMapPairs:      65536,
 		IndefLength:      cbor.IndefLengthAllowed,
@@ -765,6 +786,12 @@ func anyNumber(x any) (float64, error) {
 		return parseJSONNumber([]byte(t))
 	case cbor.Tag:
 		return anyNumber(t.Content)
+	case big.Int:
+		f, _ := new(big.Float).SetInt(&t).Float64()
+		return f, nil
+	case *big.Int:
+		f, _ := new(big.Float).SetInt(t).Float64()
+		return f, nil
 	}
 	return 0, errNotNumber
 }
