@@ -109,7 +109,8 @@ func (s *KafkaSource) Poll(ctx context.Context, ends map[int32]int64) ([]Record,
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	fetches := s.cl.PollRecords(pctx, 50_000)
-	var out []Record
+	out := make([]Record, 0, fetches.NumRecords())
+	var slab []Header // one allocation for every record's headers
 	var ferr error
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if p.Err != nil {
@@ -125,10 +126,14 @@ func (s *KafkaSource) Poll(ctx context.Context, ends map[int32]int64) ([]Record,
 			rec := Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value,
 				Timestamp: r.Timestamp.UnixMilli()}
 			if len(r.Headers) > 0 {
-				rec.Headers = make([]Header, len(r.Headers))
-				for i, h := range r.Headers {
-					rec.Headers[i] = Header{Key: h.Key, Value: h.Value}
+				if cap(slab)-len(slab) < len(r.Headers) {
+					slab = make([]Header, 0, max(4096, len(r.Headers)))
 				}
+				start := len(slab)
+				for _, h := range r.Headers {
+					slab = append(slab, Header{Key: h.Key, Value: h.Value})
+				}
+				rec.Headers = slab[start:len(slab):len(slab)]
 			}
 			out = append(out, rec)
 		}

@@ -98,6 +98,7 @@ type Status struct {
 	LagRecords     int64     `json:"lag_records"`
 	WindowsOpen    int       `json:"windows_open"`
 	Watermark      int64     `json:"watermark_ms"`
+	Processed      uint64    `json:"records_processed"` // by this run
 	LastError      string    `json:"last_error,omitempty"`
 }
 
@@ -262,7 +263,9 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		}
 		r.observe(&prev, c, deduped, lag, lastEventTs, eng.Watermark())
 		deduped = 0
-		r.setStatus(func(s *Status) { s.LagRecords, s.WindowsOpen, s.Watermark = lag, c.WindowsOpen, eng.Watermark() })
+		r.setStatus(func(s *Status) {
+			s.LagRecords, s.WindowsOpen, s.Watermark, s.Processed = lag, c.WindowsOpen, eng.Watermark(), c.Records
+		})
 		if now.Sub(lastCheckpoint) >= r.Interval {
 			if err := r.checkpoint(ctx, eng, ends, written); err != nil {
 				return err
