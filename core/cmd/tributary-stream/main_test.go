@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -427,4 +428,90 @@ func readTopic(t *testing.T, ctx context.Context, addr, topic string) [][]stream
 		})
 	}
 	return out
+}
+
+// TestRunServesMetricsAndHealth runs the command in-process against a core
+// and finds its counters in /metrics and its detail in /healthz.
+func TestRunServesMetricsAndHealth(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := server.Start(server.Config{DataDir: filepath.Join(dir, "core"), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DefaultPartitions: 3},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rng := rand.New(rand.NewPCG(1, 1))
+	clock := time.Now().Add(-time.Hour).UnixMilli()
+	batch := genBatch(rng, &clock, 500)
+	batch = append(batch, &kgo.Record{Topic: "sensors", Key: []byte("dev-x"), Value: []byte(`{"temp":"hot"}`), Timestamp: time.UnixMilli(clock)},
+		&kgo.Record{Topic: "sensors", Key: []byte("dev-x"), Value: []byte(`{"temp":1}`), Timestamp: time.UnixMilli(1000)})
+	if err := prod.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "stream.yaml")
+	yml := strings.Replace(fmt.Sprintf(crashConfig, srv.Addr(), filepath.Join(dir, "stream")), `http_addr: ""`, "http_addr: 127.0.0.1:0", 1)
+	if err := os.WriteFile(cfgPath, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	addrc := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(runCtx, []string{"-config", cfgPath, "-log-level", "warn"}, io.Discard, func(a string) { addrc <- a })
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-errc:
+		t.Fatalf("run: %v", err)
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	want := []string{
+		`tributary_stream_records_total{aggregation="5s"} 502`,
+		`tributary_stream_records_skipped_total{aggregation="5s",reason="absurd_timestamp"} 1`,
+		`tributary_stream_records_skipped_total{aggregation="5s",reason="not_a_number"} 1`,
+		`tributary_stream_checkpoints_total{aggregation="5s"}`,
+		`tributary_stream_windows_open{aggregation="sessions"}`,
+		`tributary_stream_input_lag_records{aggregation="5s"} 0`,
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, health := get("/healthz")
+		_, metrics := get("/metrics")
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(metrics, w) {
+				missing = w
+			}
+		}
+		if code == http.StatusOK && missing == "" {
+			if !strings.Contains(health, `"checkpoint_age_seconds"`) || !strings.Contains(health, `"sessions"`) {
+				t.Errorf("healthz lacks detail: %s", health)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healthz %d %s; metrics lack %q", code, health, missing)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+	stop()
+	if err := <-errc; err != nil {
+		t.Fatalf("run: %v", err)
+	}
 }
