@@ -231,8 +231,11 @@ func (e *Engine) Process(r *Record, emit Emit) {
 	ps.next = r.Offset + 1
 	ps.idle = false
 	e.counters.Records++
+	before := ps.maxTs
 	e.process(r, ps, emit)
-	e.advanceWatermark(emit)
+	if ps.maxTs != before { // only a partition's newest event time moves the watermark
+		e.advanceWatermark(emit)
+	}
 }
 
 func (e *Engine) process(r *Record, ps *partState, emit Emit) {

@@ -27,7 +27,9 @@ type KafkaSource struct {
 	PollWait time.Duration
 	Logger   *slog.Logger
 
-	cl *kgo.Client
+	cl   *kgo.Client
+	recs []Record // reused between polls
+	slab []Header
 }
 
 func (s *KafkaSource) admin() (*kgo.Client, error) {
@@ -109,8 +111,12 @@ func (s *KafkaSource) Poll(ctx context.Context, ends map[int32]int64) ([]Record,
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	fetches := s.cl.PollRecords(pctx, 50_000)
-	out := make([]Record, 0, fetches.NumRecords())
-	var slab []Header // one allocation for every record's headers
+	// The records (and the slab holding their headers) are reused by the
+	// next Poll: the runner is done with them by then, and what outputs keep
+	// (key, value, header values) points into franz-go's records instead.
+	out := s.recs[:0]
+	slab := s.slab[:0]
+	defer func() { s.recs, s.slab = out[:0], slab[:0] }()
 	var ferr error
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if p.Err != nil {
@@ -127,7 +133,7 @@ func (s *KafkaSource) Poll(ctx context.Context, ends map[int32]int64) ([]Record,
 				Timestamp: r.Timestamp.UnixMilli()}
 			if len(r.Headers) > 0 {
 				if cap(slab)-len(slab) < len(r.Headers) {
-					slab = make([]Header, 0, max(4096, len(r.Headers)))
+					slab = make([]Header, 0, max(2*cap(slab), 4096, len(r.Headers)))
 				}
 				start := len(slab)
 				for _, h := range r.Headers {

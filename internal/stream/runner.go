@@ -21,7 +21,8 @@ type Source interface {
 	Start(ctx context.Context, partitions []int32, from map[int32]int64) error
 	// Poll waits for records (or until ctx ends) and returns them, each
 	// partition's in offset order. It reports each partition's end offset
-	// as last seen (for lag and idleness) through ends.
+	// as last seen (for lag and idleness) through ends. The slice is valid
+	// until the next Poll; the byte slices in it stay valid.
 	Poll(ctx context.Context, ends map[int32]int64) ([]Record, error)
 	Close()
 }
