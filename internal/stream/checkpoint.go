@@ -9,6 +9,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // BoltStore keeps one aggregation's checkpoint in a bbolt file
@@ -29,7 +30,7 @@ func OpenBoltStore(dir, name string) (*BoltStore, error) {
 	path := filepath.Join(dir, name+".checkpoint.db")
 	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: locked by another process (is aggregation %q already running?)", path, name)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)

@@ -116,7 +116,6 @@ type Engine struct {
 	key  []byte
 	vals []float64
 	ok   []bool
-	buf  []byte
 }
 
 // New builds an engine for a validated aggregation. now bounds timestamps

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -229,5 +230,37 @@ func TestRunnerCrashes(t *testing.T) {
 			}
 			t.Logf("%d crashes, %d outputs, %v re-derived and skipped", crashes, len(got), dedup)
 		})
+	}
+}
+
+// TestBoltStore: a checkpoint round-trips, and a second process (here a
+// second open) cannot run the same aggregation.
+func TestBoltStore(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBoltStore(dir, "1m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.Load(); ok || err != nil {
+		t.Fatalf("empty store: %v %v", ok, err)
+	}
+	cp := Checkpoint{State: []byte{1, 2, 3}, OutputEnds: map[string]int64{"sensors.1m/0": 42}, Pending: []string{"a\x00b\x00f/1/2"}, SavedAt: 7}
+	if err := s.Save(cp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenBoltStore(dir, "1m"); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("second open: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenBoltStore(dir, "1m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, ok, err := s.Load()
+	if !ok || err != nil || string(got.State) != string(cp.State) || got.OutputEnds["sensors.1m/0"] != 42 || got.Pending[0] != cp.Pending[0] {
+		t.Errorf("loaded %+v %v %v", got, ok, err)
 	}
 }
