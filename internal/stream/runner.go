@@ -223,6 +223,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	lastCheckpoint := r.now()
 	var lastEventTs int64
 	var prev Counters
+	warnedSilent := false
 	for ctx.Err() == nil {
 		recs, err := r.Source.Poll(ctx, partEnds)
 		if err != nil {
@@ -236,6 +237,16 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			eng.Process(&recs[i], emit)
 			lastSeen[recs[i].Partition] = now
 			lastEventTs = max(lastEventTs, recs[i].Timestamp)
+		}
+		if r.Agg.IdleTimeout == 0 && !warnedSilent && now.Sub(started) > time.Minute && len(lastSeen) > 0 {
+			for _, p := range parts {
+				if _, ok := lastSeen[p]; !ok && partEnds[p] == eng.NextOffsets()[p] {
+					r.Logger.Warn("a source partition has had no records since start: windows stay open until it has (set idle_timeout to let it go)",
+						"partition", p)
+					warnedSilent = true
+					break
+				}
+			}
 		}
 		if r.Agg.IdleTimeout > 0 {
 			next := eng.NextOffsets()
