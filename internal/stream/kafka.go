@@ -225,6 +225,9 @@ func (k *KafkaSink) acked(r *kgo.Record, err error) {
 		}
 		return
 	}
+	if k.ends == nil {
+		k.ends = map[string]int64{}
+	}
 	key := r.Topic + "/" + strconv.Itoa(int(r.Partition))
 	if r.Offset+1 > k.ends[key] {
 		k.ends[key] = r.Offset + 1
