@@ -507,9 +507,9 @@ func (e *Engine) advanceWatermark(emit Emit) {
 			wm = w
 		}
 	}
-	if !active { // all idle: the slowest still bounds it
+	if !active { // all idle: the slowest of those that have had records
 		for _, ps := range e.parts {
-			if w := ps.watermark(e.lateness); w < wm {
+			if w := ps.watermark(e.lateness); ps.maxTs != math.MinInt64 && w < wm {
 				wm = w
 			}
 		}

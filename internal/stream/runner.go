@@ -233,9 +233,12 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			return fmt.Errorf("consume %q: %w", r.Agg.Source, err)
 		}
 		now := r.now()
+		lastP := int32(-1)
 		for i := range recs {
 			eng.Process(&recs[i], emit)
-			lastSeen[recs[i].Partition] = now
+			if p := recs[i].Partition; p != lastP { // records come in runs per partition
+				lastSeen[p], lastP = now, p
+			}
 			lastEventTs = max(lastEventTs, recs[i].Timestamp)
 		}
 		if r.Agg.IdleTimeout == 0 && !warnedSilent && now.Sub(started) > time.Minute && len(lastSeen) > 0 {
@@ -255,8 +258,10 @@ func (r *Runner) runOnce(ctx context.Context) error {
 				if !ok {
 					seen = started
 				}
+				// A partition fetches never returned anything for has no
+				// known end: franz-go leaves empty partitions out of fetches.
 				end, known := partEnds[p]
-				caughtUp := known && next[p] >= end
+				caughtUp := !known || next[p] >= end
 				eng.SetIdle(p, caughtUp && now.Sub(seen) >= r.Agg.IdleTimeout, emit)
 			}
 		}

@@ -515,3 +515,56 @@ func TestRunServesMetricsAndHealth(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 }
+
+// TestIdleTimeoutClosesWindows: readings on one partition of three; the
+// two silent partitions stop holding windows open after idle_timeout.
+func TestIdleTimeoutClosesWindows(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := server.Start(server.Config{DataDir: filepath.Join(dir, "core"), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DefaultPartitions: 3},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var batch []*kgo.Record
+	for i := 0; i < 100; i++ {
+		batch = append(batch, &kgo.Record{Topic: "sensors", Partition: 0, Key: []byte("dev-1"), Value: []byte(`{"temp":1}`),
+			Timestamp: base.Add(time.Duration(i) * 100 * time.Millisecond)})
+	}
+	if err := prod.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "stream.yaml")
+	yml := fmt.Sprintf(`brokers: [%s]
+data_dir: %s
+http_addr: ""
+checkpoint_interval: 100ms
+aggregations:
+  - {name: 1s, source: sensors, fields: [{path: temp}], window: {type: tumbling, size: 1s}, aggregates: [count], idle_timeout: 1s}
+`, srv.Addr(), filepath.Join(dir, "stream"))
+	if err := os.WriteFile(cfgPath, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- run(runCtx, []string{"-config", cfgPath, "-log-level", "warn"}, io.Discard, nil) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for countTopic(t, ctx, srv.Addr(), "sensors.1s") < 9 { // 10 windows; the last stays open
+		if time.Now().After(deadline) {
+			t.Fatalf("windows did not close with two idle partitions: %d outputs", countTopic(t, ctx, srv.Addr(), "sensors.1s"))
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+	stop()
+	if err := <-errc; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
