@@ -105,10 +105,58 @@ func New(cfg Config, topics *storage.Topics, store *meta.Store, reg prometheus.R
 	if b.m, err = newMetrics(reg, b); err != nil {
 		return nil, fmt.Errorf("bridge: register metrics: %w", err)
 	}
+	if err := b.holdRetention(); err != nil {
+		return nil, err
+	}
 	if b.admin, err = newCoreAdmin(cfg); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// heldKey marks, in the edge's metadata store, that a bridge has held this
+// edge's retention since the value's time: every partition created since
+// then has been kept whole from its first record.
+const heldKey = "bridge/held-since"
+
+// holdRetention keeps every edge record from retention until the core has
+// acknowledged it: logs hold from their first byte (storage.HoldRetention)
+// and each forwarder moves its log's floor to its cursor. New runs before
+// the gateway's retention first runs, so nothing slips through between a
+// stream's creation and its forwarder's start.
+//
+// A partition without a saved cursor starts forwarding at offset 0, so
+// whatever its log no longer holds is reported as dropped. Only on the first
+// run with a bridge do the partitions already on disk start where their logs
+// start: what retention removed before there was a bridge is not a loss of
+// the bridge's.
+func (b *Bridge) holdRetention() error {
+	b.topics.HoldRetention()
+	if _, err := b.store.Value(heldKey); err == nil {
+		return nil
+	} else if !errors.Is(err, meta.ErrNotFound) {
+		return fmt.Errorf("bridge: read %s: %w", heldKey, err)
+	}
+	for _, t := range b.topics.List() {
+		for p := int32(0); p < t.Partitions; p++ {
+			l, err := b.topics.Partition(t.Name, p)
+			if err != nil {
+				continue
+			}
+			key := CursorName(t.Name, p)
+			if _, ok, err := b.store.Cursor(key); err != nil {
+				return fmt.Errorf("bridge: read cursor %s: %w", key, err)
+			} else if !ok && l.StartOffset() > 0 {
+				if err := b.store.PutCursor(key, l.StartOffset()); err != nil {
+					return fmt.Errorf("bridge: save cursor %s: %w", key, err)
+				}
+			}
+		}
+	}
+	if err := b.store.PutValue(heldKey, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return fmt.Errorf("bridge: save %s: %w", heldKey, err)
+	}
+	return nil
 }
 
 // resolveEdgeID returns the configured id, else the stored one, else a new

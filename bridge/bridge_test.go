@@ -1,7 +1,10 @@
 package bridge
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -372,11 +375,11 @@ func TestDropOldestCountsUnforwarded(t *testing.T) {
 	}
 	var dropped int64
 	for i := 0; i < 2; i++ {
-		n, err := l.DropOldestSegment()
-		if err != nil || n == 0 {
-			t.Fatalf("drop oldest: %d, %v", n, err)
+		d, err := l.DropOldestSegment()
+		if err != nil || d.Records == 0 {
+			t.Fatalf("drop oldest: %+v, %v", d, err)
 		}
-		dropped += n
+		dropped += d.Records
 	}
 	core.start()
 	rb.waitCaughtUp(t, 20*time.Second)
@@ -523,4 +526,97 @@ func TestFewerCorePartitions(t *testing.T) {
 		t.Errorf("core topic has %d partitions, want the existing 2", info.Partitions)
 	}
 	verifyCore(t, core, addr, want)
+}
+
+// A log's retention is held from its first record once a bridge exists, and
+// records the disk budget drops before the partition's forwarder starts are
+// still reported as lost (the forwarder of a partition without a cursor
+// starts at offset 0, not where the log happens to start).
+func TestHoldFromBirthAndDropsBeforeForwarderCounted(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	e := openEdgeWith(t, t.TempDir(), 1, storage.LogConfig{SegmentBytes: 16 << 10, RetentionBytes: 1})
+	b, err := New(testBridgeConfig(addr), e.topics, e.store, prometheus.NewRegistry(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := uint64(0); s < 1000; s++ {
+		if err := e.appendReading("h-1", s, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, _ := e.topics.Partition(stream, 0)
+	e.topics.MaintainOnce()
+	if l.StartOffset() != 0 {
+		t.Fatalf("retention removed unforwarded records before the forwarder started (log starts at %d)", l.StartOffset())
+	}
+	d, err := l.DropOldestSegment()
+	if err != nil || d.Records == 0 || d.From != 0 {
+		t.Fatalf("drop oldest: %+v, %v", d, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	core.start()
+	rb := &runningBridge{Bridge: b}
+	rb.waitCaughtUp(t, 20*time.Second)
+	if st := b.Status().Partitions[0]; st.Dropped != d.Records {
+		t.Errorf("status counts %d dropped, the budget dropped %d", st.Dropped, d.Records)
+	}
+	v := judgeCore(t, core, addr, map[string]uint64{"h-1": 1000}, nil)
+	if v.lost != uint64(d.Records) || v.duplicated != 0 || v.outOfOrder != 0 {
+		t.Fatalf("core: %+v; want exactly the %d dropped readings missing", v, d.Records)
+	}
+}
+
+// Issue 12, scenario 3: the core loses the torn tail of a partition it had
+// acknowledged (a crash mid-write). The bridge's cursor is then past the
+// core's last sequence and every batch it sends is refused as out of order;
+// before, it retried for ever and new readings stayed on the edge. Now it
+// asks the core where its copy ends (DescribeProducers), re-sends the lost
+// tail from the edge, and goes on: 0 lost, 0 duplicated.
+func TestBridgeResendsTailTheCoreLost(t *testing.T) {
+	addr := freeAddr(t)
+	core := newCore(t, addr, "")
+	core.start()
+	e := openEdge(t, t.TempDir(), 1)
+	rb := startBridge(t, testBridgeConfig(addr), e)
+	for s := uint64(0); s < 1000; s++ {
+		if err := e.appendReading("t-1", s, 50); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb.waitCaughtUp(t, 20*time.Second)
+	core.stop()
+	segs, _ := filepath.Glob(filepath.Join(core.dir, "logs", stream+"-0", "*.log"))
+	if len(segs) == 0 {
+		t.Fatal("no core segment found")
+	}
+	last := segs[len(segs)-1]
+	fi, err := os.Stat(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cut into the last batches, as a crash between write and fsync does.
+	if err := os.Truncate(last, fi.Size()-3000); err != nil {
+		t.Fatal(err)
+	}
+	core.start()
+	lost := 1000 - core.records(stream)
+	if lost <= 0 {
+		t.Fatalf("the core lost nothing at recovery (holds %d)", core.records(stream))
+	}
+	for s := uint64(1000); s < 1500; s++ {
+		if err := e.appendReading("t-1", s, 50); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb.waitCaughtUp(t, 20*time.Second)
+	waitFor(t, 20*time.Second, "the core to hold all 1,500 readings", func() bool { return core.records(stream) >= 1500 })
+	verifyCore(t, core, addr, map[string]uint64{"t-1": 1500})
+	if got := counterValue(t, rb.m.rewound.WithLabelValues(stream)); int64(got) != lost {
+		t.Errorf("rewound metric %v, the core lost %d", got, lost)
+	}
+	t.Logf("the core lost %d acknowledged records at recovery; the bridge re-sent them", lost)
 }

@@ -52,8 +52,9 @@ type Config struct {
 	TopicPrefix string `yaml:"topic_prefix"`
 	// ScanInterval is how often new edge streams and partitions are looked for.
 	ScanInterval time.Duration `yaml:"scan_interval"`
-	// SyncPoll is how often a caught-up partition checks whether more of the
-	// edge log has been fsynced (only fsynced records are forwarded).
+	// SyncPoll is a safety net: a caught-up partition is woken by the
+	// edge log's fsync (only fsynced records are forwarded) and checks again
+	// at least this often anyway.
 	SyncPoll time.Duration `yaml:"sync_poll"`
 }
 
@@ -68,7 +69,7 @@ const (
 	DefaultBackoffMax     = 30 * time.Second
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultScanInterval   = 2 * time.Second
-	DefaultSyncPoll       = 20 * time.Millisecond
+	DefaultSyncPoll       = time.Second
 	// maxInFlightLimit keeps the pipeline within what a broker reads ahead
 	// on one connection (the core reads 16 frames ahead).
 	maxInFlightLimit = 16

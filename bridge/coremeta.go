@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -26,6 +29,13 @@ type coreTopic struct {
 type coreAdmin struct {
 	cl      *kgo.Client
 	timeout time.Duration
+
+	mu sync.Mutex
+	// known are the broker ids of the last metadata answer; failedAt is
+	// when each last failed to answer: those are asked last for a while (a
+	// frozen broker would cost every caller brokerTimeout).
+	known    []int32
+	failedAt map[int32]time.Time
 }
 
 func newCoreAdmin(cfg Config) (*coreAdmin, error) {
@@ -41,7 +51,7 @@ func newCoreAdmin(cfg Config) (*coreAdmin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge: core client: %w", err)
 	}
-	return &coreAdmin{cl: cl, timeout: cfg.RequestTimeout}, nil
+	return &coreAdmin{cl: cl, timeout: cfg.RequestTimeout, failedAt: map[int32]time.Time{}}, nil
 }
 
 func (a *coreAdmin) close() { a.cl.Close() }
@@ -49,22 +59,77 @@ func (a *coreAdmin) close() { a.cl.Close() }
 // errTopicMissing is returned by describe when the core does not know the topic.
 var errTopicMissing = errors.New("topic does not exist on the core")
 
-// describe returns the core's view of topic.
+// describe returns the core's view of topic. It asks the brokers it knows
+// one at a time, each bounded by brokerTimeout, so a frozen broker (SIGSTOP,
+// a hung disk: it accepts connections and never answers) costs one short
+// wait instead of the whole request timeout; before any broker is known it
+// goes through the client's seed brokers.
 func (a *coreAdmin) describe(ctx context.Context, topic string) (coreTopic, error) {
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, rt)
-	req.AllowAutoTopicCreation = false // created below with the edge's partition count
+	req.AllowAutoTopicCreation = false // created by ensure with the edge's partition count
+	var lastErr error
+	for _, id := range a.brokersToAsk() {
+		bctx, cancel := context.WithTimeout(ctx, min(a.timeout, brokerTimeout))
+		resp, err := a.cl.Broker(int(id)).Request(bctx, req)
+		cancel()
+		if err == nil {
+			return a.topicFrom(resp.(*kmsg.MetadataResponse), topic)
+		}
+		if ctx.Err() != nil {
+			return coreTopic{}, fmt.Errorf("metadata for %s: %w", topic, ctx.Err())
+		}
+		a.mu.Lock()
+		a.failedAt[id] = time.Now()
+		a.mu.Unlock()
+		lastErr = err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
 	resp, err := req.RequestWith(ctx, a.cl)
 	if err != nil {
-		return coreTopic{}, fmt.Errorf("metadata for %s: %w", topic, err)
+		return coreTopic{}, fmt.Errorf("metadata for %s: %w", topic, errors.Join(err, lastErr))
 	}
+	return a.topicFrom(resp, topic)
+}
+
+// brokersToAsk lists the known brokers in random order, those that failed
+// in the last suspectFor after the rest.
+func (a *coreAdmin) brokersToAsk() []int32 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ids := append([]int32(nil), a.known...)
+	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	suspect := func(id int32) bool {
+		at, ok := a.failedAt[id]
+		return ok && time.Since(at) < suspectFor
+	}
+	sort.SliceStable(ids, func(i, j int) bool { return !suspect(ids[i]) && suspect(ids[j]) })
+	return ids
+}
+
+// suspectFor is how long a broker that failed to answer is asked last.
+const suspectFor = 30 * time.Second
+
+// brokerTimeout bounds one broker's metadata answer; a live broker answers
+// in milliseconds.
+const brokerTimeout = time.Second
+
+// topicFrom reads topic's partitions and leader addresses from a response,
+// and remembers the brokers it names.
+func (a *coreAdmin) topicFrom(resp *kmsg.MetadataResponse, topic string) (coreTopic, error) {
 	brokers := make(map[int32]string, len(resp.Brokers))
+	ids := make([]int32, 0, len(resp.Brokers))
 	for _, b := range resp.Brokers {
 		brokers[b.NodeID] = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
+		ids = append(ids, b.NodeID)
+	}
+	if len(ids) > 0 {
+		a.mu.Lock()
+		a.known = ids
+		a.mu.Unlock()
 	}
 	for _, t := range resp.Topics {
 		if t.Topic == nil || *t.Topic != topic {
@@ -123,4 +188,38 @@ func (a *coreAdmin) ensure(ctx context.Context, topic string, n int32) (coreTopi
 		ct, err = a.describe(ctx, topic)
 	}
 	return ct, err
+}
+
+// lastSequence asks the leader of topic/partition for the last sequence it
+// holds of producer pid (DescribeProducers); found is false when the
+// partition holds no state for pid.
+func (a *coreAdmin) lastSequence(ctx context.Context, topic string, partition int32, pid int64) (seq int32, found bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	req := kmsg.NewPtrDescribeProducersRequest()
+	rt := kmsg.NewDescribeProducersRequestTopic()
+	rt.Topic = topic
+	rt.Partitions = []int32{partition}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, a.cl)
+	if err != nil {
+		return 0, false, fmt.Errorf("describe producers of %s/%d: %w", topic, partition, err)
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if t.Topic != topic || p.Partition != partition {
+				continue
+			}
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return 0, false, fmt.Errorf("describe producers of %s/%d: %w", topic, partition, err)
+			}
+			for _, ap := range p.ActiveProducers {
+				if ap.ProducerID == pid {
+					return ap.LastSequence, true, nil
+				}
+			}
+			return 0, false, nil
+		}
+	}
+	return 0, false, fmt.Errorf("describe producers of %s/%d: partition missing from response", topic, partition)
 }

@@ -7,14 +7,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tributary-io/tributary/bridge"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
+
+var buildBinary = testkit.BuildBinary
 
 // The real tributary-edge binary, bridged to a core, is killed with SIGKILL
 // ten times while a device publishes QoS 1 readings (re-sending whatever was
@@ -24,14 +26,7 @@ func TestEdgeBinarySIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the edge binary")
 	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..")
-	bin := filepath.Join(t.TempDir(), "tributary-edge")
-	build := exec.Command("go", "build", "-o", bin, "./edge/cmd/tributary-edge")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build edge: %v\n%s", err, out)
-	}
+	bin := buildBinary(t, "edge/cmd/tributary-edge")
 	coreAddr := bridge.FreeAddr(t)
 	core := bridge.NewTestCore(t, coreAddr, "")
 	core.Start()

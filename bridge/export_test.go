@@ -10,6 +10,7 @@ var (
 	TestLogger       = testLogger
 	WaitFor          = waitFor
 	JudgeCore        = judgeCore
+	JudgeTopic       = judgeTopic
 	RecordHeader     = header
 )
 
@@ -28,3 +29,12 @@ func (v verdict) Clean() bool {
 
 // Records is how many records were consumed.
 func (v verdict) Records() int { return v.records }
+
+// Lost is how many expected readings the core does not hold.
+func (v verdict) Lost() uint64 { return v.lost }
+
+// CleanButLost reports a verdict with no duplicate, reordering or stray
+// record (loss is judged by the caller).
+func (v verdict) CleanButLost() bool {
+	return v.duplicated == 0 && v.outOfOrder == 0 && v.unexpected == 0
+}

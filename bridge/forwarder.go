@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -74,7 +75,9 @@ func newForwarder(b *Bridge, stream string, partition int32, l *storage.Log) (*f
 		return nil, fmt.Errorf("read cursor %s: %w", f.cursorKey, err)
 	}
 	if !ok {
-		cur = l.StartOffset()
+		// Born under the bridge's retention hold (see holdRetention): any
+		// record this log no longer holds was dropped unforwarded.
+		cur = 0
 	}
 	if end := l.NextOffset(); cur > end {
 		// The log lost records the core already has (a torn tail cut at
@@ -159,8 +162,8 @@ func (f *forwarder) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, errRewind) {
-			continue
+		if errors.Is(err, errRewind) || errors.Is(err, errLeaderMoved) {
+			continue // on purpose: start again at once
 		}
 		if progressed {
 			bo.reset()
@@ -233,12 +236,26 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	defer conn.close()
+	var moved atomic.Bool
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		f.watchLeader(watchCtx, conn, cp, addr, &moved)
+	}()
+	defer func() { stopWatch(); <-watchDone }()
+	defer func() {
+		if err != nil && moved.Load() {
+			err = fmt.Errorf("%w: %w", errLeaderMoved, err)
+		}
+	}()
 
 	var queue []inflight
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
 	for {
-		changed := f.log.Changed() // taken before reading offsets: no missed wake-up
+		// Taken before reading offsets: no append or fsync is missed.
+		changed, synced := f.log.Changed(), f.log.Synced()
 		// Fill the pipeline with what is fsynced on the edge: a record
 		// that a power cut could still take back must not reach the core,
 		// or the edge would later reuse its offset for another record.
@@ -256,6 +273,16 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			raw, err := f.log.Read(next, f.maxBatch, upTo)
 			if errors.Is(err, storage.ErrOffsetOutOfRange) {
 				continue // retention or drop-oldest moved the start; re-check
+			}
+			var corrupt *storage.CorruptError
+			if errors.As(err, &corrupt) {
+				// Retrying would stall the partition for ever: what the
+				// disk lost is declared lost, and forwarding goes on.
+				if err := f.skipCorrupt(next, corrupt); err != nil {
+					return progressed, err
+				}
+				next = max(next, corrupt.To)
+				continue
 			}
 			if err != nil {
 				return progressed, fmt.Errorf("read edge log at %d: %w", next, err)
@@ -285,9 +312,10 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			wake := changed
 			wait := time.Hour
 			if f.log.NextOffset() > next {
-				// Appended but not yet fsynced: poll for the fsync instead
-				// of waking at every append while ingest is busy.
-				wake, wait = nil, f.b.cfg.SyncPoll
+				// Appended but not yet fsynced: wake at the fsync that
+				// covers it (not at every append while ingest is busy).
+				// SyncPoll is only a safety net.
+				wake, wait = synced, f.b.cfg.SyncPoll
 			}
 			idle.Reset(wait)
 			select {
@@ -321,6 +349,13 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			return true, errRewind
 		} else if err != nil {
 			f.detectGap(conn, cp, queue)
+			if errors.Is(err, kerr.OutOfOrderSequenceNumber) && f.pid >= 0 {
+				if rewound, herr := f.rewindToCore(ctx, cp); herr != nil {
+					f.logger.Warn("cannot ask the core where its copy of this partition ends", "err", herr)
+				} else if rewound {
+					return progressed, errRewind
+				}
+			}
 			return progressed, err
 		}
 		if err := f.ack(queue[0]); err != nil {
@@ -357,6 +392,83 @@ func (f *forwarder) detectGap(conn *produceConn, cp int32, queue []inflight) {
 	}
 }
 
+// rewindToCore handles the core refusing the next edge sequence as out of
+// order: the core's copy ends before the cursor (it lost a torn tail in a
+// crash, or was restored from an older disk), so every batch from the cursor
+// on would be refused for ever. It asks the core for the last sequence it
+// holds of this edge partition and moves the cursor back to the record after
+// it. If the edge still has those records they are re-sent; if retention has
+// removed them, the session's skip declares them lost under a new epoch,
+// counted and logged.
+func (f *forwarder) rewindToCore(ctx context.Context, cp int32) (bool, error) {
+	last, found, err := f.b.admin.lastSequence(ctx, f.coreTopic, cp, f.pid)
+	if err != nil || !found {
+		return false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := storage.SequenceDistance(storage.EdgeSequence(f.cursor), last) + 1
+	if d >= 0 {
+		return false, nil // the core is not behind the cursor: a plain retry
+	}
+	resume := f.cursor + d
+	if err := f.b.store.PutCursor(f.cursorKey, resume); err != nil {
+		return false, fmt.Errorf("save cursor %s: %w", f.cursorKey, err)
+	}
+	f.log.SetRetentionFloor(resume)
+	f.b.m.rewound.WithLabelValues(f.stream).Add(float64(-d))
+	f.logger.Warn("the core holds less of this partition than it acknowledged; re-sending from where its copy ends",
+		"core_partition", cp, "cursor", f.cursor, "resume_at", resume, "records", -d)
+	f.cursor = resume
+	return true, nil
+}
+
+// errLeaderMoved ends a session whose requests waited on a broker that is
+// no longer the partition's leader.
+var errLeaderMoved = errors.New("partition leader moved")
+
+// Leader watch: a request unanswered for stallAfter makes the forwarder ask
+// the core (every leaderCheck) who leads the partition now.
+const (
+	stallAfter  = 500 * time.Millisecond
+	leaderCheck = 250 * time.Millisecond
+)
+
+// watchLeader follows leadership while requests wait. A leader that is
+// frozen rather than dead (SIGSTOP, a hung disk) keeps its connections open
+// and never answers, so without this the session waited out the request
+// timeout (35 s by default) although the cluster had elected a new leader
+// within seconds. When the partition's leader is no longer addr it closes
+// the connection, which ends the session, and the next session goes to the
+// new leader at once; what was in flight is re-sent and deduplicated by the
+// core.
+func (f *forwarder) watchLeader(ctx context.Context, conn *produceConn, cp int32, addr string, moved *atomic.Bool) {
+	tick := time.NewTicker(leaderCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		waited := conn.stalledFor(time.Now())
+		if waited < stallAfter {
+			continue
+		}
+		ct, err := f.b.admin.describe(ctx, f.coreTopic)
+		if err != nil {
+			continue
+		}
+		if leader, ok := ct.leaders[cp]; ok && leader != addr {
+			moved.Store(true)
+			f.logger.Warn("partition leader moved while a request waited; re-routing to the new leader",
+				"core_partition", cp, "old_leader", addr, "new_leader", leader, "waited", waited.Round(time.Millisecond))
+			_ = conn.nc.Close()
+			return
+		}
+	}
+}
+
 // caughtUp is called with nothing in flight: the cursor may trail next only
 // because the records between were dropped on the edge.
 func (f *forwarder) caughtUp(next int64) {
@@ -385,7 +497,31 @@ func (f *forwarder) skip(from, to int64) error {
 		return nil
 	}
 	f.b.m.skipped.WithLabelValues(f.stream).Add(float64(n))
-	f.logger.Warn("records dropped on the edge before they were forwarded", "records", n)
+	f.logger.Warn("records dropped on the edge before they were forwarded", "records", n, "from_offset", max(from, to-n), "to_offset", to)
+	return f.bumpEpoch()
+}
+
+// skipCorrupt declares the records of a damaged edge batch, [from,
+// d.To), lost to the core: counted, logged as an ERROR with the segment and
+// byte, and sent past under a new epoch like any other declared gap.
+func (f *forwarder) skipCorrupt(from int64, d *storage.CorruptError) error {
+	n := d.To - max(from, d.From)
+	if n <= 0 {
+		return nil
+	}
+	f.mu.Lock()
+	counted := from < f.skippedTo
+	f.skippedTo = max(f.skippedTo, d.To)
+	if !counted {
+		f.dropped += n
+	}
+	f.mu.Unlock()
+	if counted {
+		return nil // a session that rewound over the same damage
+	}
+	f.b.m.corrupt.WithLabelValues(f.stream).Add(float64(n))
+	f.logger.Error("edge records lost to a corrupt batch on disk; skipping them", "records", n,
+		"from_offset", max(from, d.From), "to_offset", d.To, "segment", d.Segment, "position", d.Position, "reason", d.Reason)
 	return f.bumpEpoch()
 }
 

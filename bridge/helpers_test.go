@@ -374,8 +374,20 @@ func verifyCore(t testing.TB, core *testCore, brokers string, want map[string]ui
 // judgeCore reads every record of the core topic; check, if set, sees each.
 func judgeCore(t testing.TB, core *testCore, brokers string, want map[string]uint64, check func(*kgo.Record)) verdict {
 	t.Helper()
-	total := core.records(stream)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(stream),
+	return judgeTopic(t, core, brokers, stream, want, check)
+}
+
+// judgeTopic is judgeCore for any core topic.
+func judgeTopic(t testing.TB, core *testCore, brokers, topic string, want map[string]uint64, check func(*kgo.Record)) verdict {
+	t.Helper()
+	return judgeRecords(t, []string{brokers}, topic, core.records(topic), want, check)
+}
+
+// judgeRecords consumes the first total records of topic from any Kafka
+// cluster and judges them against want.
+func judgeRecords(t testing.TB, seeds []string, topic string, total int64, want map[string]uint64, check func(*kgo.Record)) verdict {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

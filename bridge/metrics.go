@@ -16,6 +16,8 @@ type metrics struct {
 	skipped  *prometheus.CounterVec // stream
 	gaps     *prometheus.CounterVec // stream
 	tooLarge *prometheus.CounterVec // stream
+	rewound  *prometheus.CounterVec // stream
+	corrupt  *prometheus.CounterVec // stream
 }
 
 func newMetrics(reg prometheus.Registerer, b *Bridge) (*metrics, error) {
@@ -44,11 +46,19 @@ func newMetrics(reg prometheus.Registerer, b *Bridge) (*metrics, error) {
 			Name: "tributary_bridge_too_large_records_total",
 			Help: "Records skipped because the core refuses a batch holding only them as too large.",
 		}, []string{"stream"}),
+		rewound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_bridge_rewound_records_total",
+			Help: "Acknowledged records sent again because the core's copy ended before the cursor (the core lost them).",
+		}, []string{"stream"}),
+		corrupt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_bridge_corrupt_records_total",
+			Help: "Records skipped as lost because their batch is damaged on the edge's disk (CRC mismatch).",
+		}, []string{"stream"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.records, m.bytes, m.retries, m.skipped, m.gaps, m.tooLarge, statusCollector{b}} {
+	for _, c := range []prometheus.Collector{m.records, m.bytes, m.retries, m.skipped, m.gaps, m.tooLarge, m.rewound, m.corrupt, statusCollector{b}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

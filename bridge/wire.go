@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -36,6 +37,10 @@ type produceConn struct {
 	timeout time.Duration
 	buf     []byte
 	stop    func() bool
+	// waitingSince is when the connection last made progress while a
+	// request was pending (unix ns; 0 with nothing pending). The leader
+	// watch reads it from another goroutine.
+	waitingSince atomic.Int64
 }
 
 func dialProduce(ctx context.Context, addr string, timeout time.Duration, clientID string) (*produceConn, error) {
@@ -65,6 +70,9 @@ func (c *produceConn) send(req *kmsg.ProduceRequest) error {
 	}
 	if _, err := c.nc.Write(c.buf); err != nil {
 		return fmt.Errorf("produce to %s: %w", c.nc.RemoteAddr(), err)
+	}
+	if len(c.pending) == 0 {
+		c.waitingSince.Store(time.Now().UnixNano())
 	}
 	c.pending = append(c.pending, c.corr)
 	if cap(c.buf) > 4<<20 {
@@ -100,6 +108,11 @@ func (c *produceConn) receive() (*kmsg.ProduceResponse, error) {
 		return nil, fmt.Errorf("produce response from %s: correlation id %d, want %d", c.nc.RemoteAddr(), got, want)
 	}
 	c.pending = c.pending[1:]
+	if len(c.pending) == 0 {
+		c.waitingSince.Store(0)
+	} else {
+		c.waitingSince.Store(time.Now().UnixNano())
+	}
 	resp := kmsg.NewPtrProduceResponse()
 	resp.SetVersion(produceVersion)
 	if err := resp.ReadFrom(body[4:]); err != nil {
@@ -113,4 +126,14 @@ func (c *produceConn) inFlight() int { return len(c.pending) }
 func (c *produceConn) close() {
 	c.stop()
 	_ = c.nc.Close()
+}
+
+// stalledFor is how long a pending request has waited without any response
+// on this connection (0 when nothing is pending).
+func (c *produceConn) stalledFor(now time.Time) time.Duration {
+	since := c.waitingSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, since))
 }

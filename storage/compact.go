@@ -136,7 +136,7 @@ func (l *Log) rewriteSegment(s *segment, latest map[string]int64, horizon int64)
 	if err != nil {
 		return nil, fmt.Errorf("reopen compacted segment: %w", err)
 	}
-	ns := &segment{base: s.base, path: s.path, f: f, next: s.base, maxTS: -1, created: s.created, indexEvery: s.indexEvery, dense: false}
+	ns := &segment{base: s.base, path: s.path, f: f, next: s.base, maxTS: -1, created: s.created, appended: s.appended, indexEvery: s.indexEvery, dense: false}
 	if res, err := ns.scan(); err != nil || res.badErr != nil {
 		return nil, fmt.Errorf("rescan compacted segment: %w", firstErr(err, res.badErr))
 	}

@@ -54,7 +54,26 @@ type LogConfig struct {
 	MaxBatchBytes int `yaml:"max_batch_bytes" json:"max_batch_bytes"`
 	// Durability is the fsync policy.
 	Durability Durability `yaml:"durability" json:"durability"`
+	// TimestampType is Kafka's message.timestamp.type: CreateTime (the
+	// default: the producer's timestamps are kept) or LogAppendTime (every
+	// batch is stamped with the time it is appended).
+	TimestampType TimestampType `yaml:"timestamp_type" json:"timestamp_type,omitempty"`
+	// TimestampBeforeMax and TimestampAfterMax refuse CreateTime batches
+	// whose timestamps lie further in the past or the future than this
+	// (Kafka's message.timestamp.before.max.ms / after.max.ms, KIP-937);
+	// 0 means no bound.
+	TimestampBeforeMax time.Duration `yaml:"timestamp_before_max" json:"timestamp_before_max,omitempty"`
+	TimestampAfterMax  time.Duration `yaml:"timestamp_after_max" json:"timestamp_after_max,omitempty"`
 }
+
+// TimestampType is CreateTime or LogAppendTime.
+type TimestampType string
+
+// Timestamp types.
+const (
+	CreateTime    TimestampType = "CreateTime"
+	LogAppendTime TimestampType = "LogAppendTime"
+)
 
 // Defaults used for zero fields.
 const (
@@ -92,6 +111,9 @@ func (c LogConfig) WithDefaults() LogConfig {
 	if c.Durability.Bytes <= 0 {
 		c.Durability.Bytes = DefaultSyncBytes
 	}
+	if c.TimestampType == "" {
+		c.TimestampType = CreateTime
+	}
 	return c
 }
 
@@ -106,6 +128,11 @@ func (c LogConfig) Validate() error {
 	case "", CleanupDelete, CleanupCompact:
 	default:
 		return fmt.Errorf("cleanup policy %q: want delete or compact", c.Cleanup)
+	}
+	switch c.TimestampType {
+	case "", CreateTime, LogAppendTime:
+	default:
+		return fmt.Errorf("timestamp type %q: want CreateTime or LogAppendTime", c.TimestampType)
 	}
 	if c.SegmentBytes > 0 && c.SegmentBytes < 1024 {
 		return fmt.Errorf("segment bytes %d: must be at least 1024", c.SegmentBytes)

@@ -25,6 +25,7 @@ var (
 	ErrReadOnly             = errors.New("storage: log is read-only after corruption")
 	ErrClosed               = errors.New("storage: log closed")
 	ErrOutOfOrderSequence   = errors.New("storage: out of order sequence number")
+	ErrInvalidTimestamp     = errors.New("storage: timestamp outside the allowed window")
 	ErrInvalidProducerEpoch = errors.New("storage: stale producer epoch")
 	ErrDiskFull             = errors.New("storage: disk full")
 	ErrInvalidBatch         = errors.New("storage: invalid record batch")
@@ -93,8 +94,12 @@ type Log struct {
 	recovery  RecoveryReport
 	epochs    []epochEntry
 	floor     atomic.Int64
-	bytes     atomic.Int64 // total segment bytes, read without the lock
-	stopOnce  sync.Once
+	// damage lists the unreadable ranges found by reads and scrubs (see
+	// integrity.go); its own lock, as reads find damage under mu's read lock.
+	damageMu sync.Mutex
+	damage   []Damage
+	bytes    atomic.Int64 // total segment bytes, read without the lock
+	stopOnce sync.Once
 
 	kick chan struct{}
 	stop chan struct{}
@@ -153,7 +158,10 @@ func (l *Log) recover() error {
 		if err != nil {
 			return fmt.Errorf("open segment: %w", err)
 		}
-		s := &segment{base: base, path: path, f: f, next: base, maxTS: -1, created: time.Now(), indexEvery: l.cfg.IndexIntervalBytes, dense: l.dense()}
+		s := &segment{base: base, path: path, f: f, next: base, maxTS: -1, created: time.Now(), appended: time.Now(), indexEvery: l.cfg.IndexIntervalBytes, dense: l.dense()}
+		if st, err := f.Stat(); err == nil {
+			s.appended = st.ModTime()
+		}
 		if n := len(l.segments); n > 0 && (base < l.segments[n-1].next || (l.dense() && base != l.segments[n-1].next)) {
 			s.close()
 			l.markReadOnly(path, 0, fmt.Errorf("segment base %d overlaps previous segment ending at %d", base, l.segments[n-1].next))
@@ -312,6 +320,12 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 		return AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
 
+	now := time.Now()
+	if !opts.KeepOffsets {
+		if err := l.checkTimestamps(hdrs, now); err != nil {
+			return AppendResult{}, err
+		}
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -386,6 +400,11 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 			recordbatch.SetLeaderEpoch(b, opts.LeaderEpoch)
 			hdrs[i].LeaderEpoch = opts.LeaderEpoch
 		}
+		if l.cfg.TimestampType == LogAppendTime && !opts.KeepOffsets && !hdrs[i].IsControl() {
+			recordbatch.SetLogAppendTime(b[:hdrs[i].Size()], now.UnixMilli())
+			hdrs[i].MaxTimestamp = now.UnixMilli()
+			hdrs[i].Attributes |= recordbatch.TimestampTypeBit
+		}
 		off = hdrs[i].NextOffset()
 	}
 	// A new leader epoch is checkpointed before its first batch is written,
@@ -416,6 +435,7 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 		return AppendResult{}, fmt.Errorf("append to %s: %w", s.path, errors.Join(err, terr))
 	}
 	segPos := s.size
+	s.appended = now
 	for i, h := range hdrs {
 		s.track(h, segPos+int64(starts[i]))
 		l.producers.update(h)
@@ -438,6 +458,34 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 		}
 	}
 	return res, nil
+}
+
+// checkTimestamps refuses CreateTime batches whose first or max timestamp
+// lies outside the configured window around now (KIP-937). Only the batch
+// header's two timestamps are checked, so records are not decompressed on
+// the append path; a producer's batch spans milliseconds to seconds.
+func (l *Log) checkTimestamps(hdrs []recordbatch.Header, now time.Time) error {
+	before, after := l.cfg.TimestampBeforeMax, l.cfg.TimestampAfterMax
+	if l.cfg.TimestampType == LogAppendTime || (before <= 0 && after <= 0) {
+		return nil
+	}
+	ms := now.UnixMilli()
+	for _, h := range hdrs {
+		if h.IsControl() {
+			continue
+		}
+		for _, ts := range []int64{h.FirstTimestamp, h.MaxTimestamp} {
+			if before > 0 && ts < ms-before.Milliseconds() {
+				return fmt.Errorf("%w: timestamp %d is %v before the broker's time (message.timestamp.before.max.ms %d)",
+					ErrInvalidTimestamp, ts, time.Duration(ms-ts)*time.Millisecond, before.Milliseconds())
+			}
+			if after > 0 && ts > ms+after.Milliseconds() {
+				return fmt.Errorf("%w: timestamp %d is %v after the broker's time (message.timestamp.after.max.ms %d)",
+					ErrInvalidTimestamp, ts, time.Duration(ts-ms)*time.Millisecond, after.Milliseconds())
+			}
+		}
+	}
+	return nil
 }
 
 // trimForwarded drops the first skip records of a forwarded batch (records
@@ -619,12 +667,17 @@ func (l *Log) Read(from int64, maxBytes int, upTo int64) ([]byte, error) {
 		s := l.segments[i]
 		pos, err := s.find(from)
 		if err != nil {
-			return nil, err
+			return nil, l.damaged(s, from, s.lookup(from), err)
 		}
 		if pos >= s.size {
 			continue
 		}
-		return s.readBatches(pos, maxBytes, upTo)
+		b, err := s.readBatches(pos, maxBytes, upTo)
+		var bad *badBatch
+		if errors.As(err, &bad) {
+			return nil, l.damaged(s, from, bad.pos, bad.err)
+		}
+		return b, err
 	}
 	return nil, nil
 }
@@ -644,7 +697,10 @@ func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, erro
 			break
 		}
 		if err != nil && !errors.Is(err, recordbatch.ErrShort) {
-			return nil, fmt.Errorf("read %s at %d: %w", s.path, pos+int64(end), err)
+			if end > 0 {
+				break // serve what is whole; the next read reports the damage
+			}
+			return nil, &badBatch{pos: pos, err: err}
 		}
 		if h.LastOffset() >= upTo {
 			break
@@ -658,11 +714,32 @@ func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, erro
 			if err := s.readAt(buf, pos); err != nil {
 				return nil, err
 			}
+			if _, err := recordbatch.Validate(buf); err != nil {
+				return nil, &badBatch{pos: pos, err: err}
+			}
 			return buf, nil
+		}
+		// Every batch is checked before it is served (CRC-32C, in hardware):
+		// bit rot is reported, never handed to a consumer or forwarded.
+		if _, err := recordbatch.Validate(buf[end : end+h.Size()]); err != nil {
+			if end > 0 {
+				break
+			}
+			return nil, &badBatch{pos: pos, err: err}
 		}
 		end += h.Size()
 	}
 	return buf[:end], nil
+}
+
+// Synced returns a channel closed when the synced offset next advances (or
+// an fsync fails), so a reader of fsynced data — the edge's bridge — waits
+// for exactly that instead of polling SyncedOffset. Take it before reading
+// SyncedOffset, so no fsync between the two is missed.
+func (l *Log) Synced() <-chan struct{} {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.syncedCh
 }
 
 // Changed returns a channel closed at the next append or truncation, and

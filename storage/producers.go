@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -200,3 +201,34 @@ func readProducerSnapshot(dir string) (int64, producerState, error) {
 	}
 	return snap.Offset, snap.Producers, nil
 }
+
+// ProducerInfo is what a partition knows of one idempotent producer: its
+// epoch and the last sequence and offset it appended.
+type ProducerInfo struct {
+	ID           int64
+	Epoch        int16
+	LastSequence int32
+	LastOffset   int64
+}
+
+// Producers lists the producers the log holds sequence state for, by id.
+// A bridge whose sequences the core refuses asks for this (Kafka's
+// DescribeProducers) to find where the core's copy really ends.
+func (l *Log) Producers() []ProducerInfo {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	out := make([]ProducerInfo, 0, len(l.producers))
+	for id, e := range l.producers {
+		if len(e.Batches) == 0 {
+			continue
+		}
+		last := e.Batches[len(e.Batches)-1]
+		out = append(out, ProducerInfo{ID: id, Epoch: e.Epoch, LastSequence: last.LastSeq, LastOffset: last.LastOffset})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// SequenceDistance is b-a in the 31-bit sequence space of idempotent
+// producers, mapped to (-2^30, 2^30]: negative when b is behind a.
+func SequenceDistance(a, b int32) int64 { return seqDistance(a, b) }

@@ -246,18 +246,68 @@ func TestVerifySealedFindsBitRot(t *testing.T) {
 	if err := l.VerifySealed(); err != nil {
 		t.Fatalf("clean log: %v", err)
 	}
-	seg := l.segments[1].path
-	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	seg := l.segments[1]
+	f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteAt([]byte{0xAA}, 100)
+	f.WriteAt([]byte{0xAA}, 70) // a record byte of the segment's first batch
 	f.Close()
 	err = l.VerifySealed()
-	if !errors.Is(err, ErrReadOnly) || l.ReadOnlyReason() == nil {
-		t.Fatalf("bit rot in %s not found: %v", seg, err)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("bit rot in %s not found: %v", seg.path, err)
 	}
-	if _, err := l.Append(context.Background(), makeBatch(t, 1, "x", 1), AppendOptions{LeaderEpoch: -1}); !errors.Is(err, ErrReadOnly) {
+	dmg := l.Damage()
+	if len(dmg) != 1 || dmg[0].From != seg.base || dmg[0].To != seg.base+2 || dmg[0].Segment != seg.path || dmg[0].Position != 0 {
+		t.Fatalf("damage %+v, want offsets [%d, %d) at byte 0 of %s", dmg, seg.base, seg.base+2, seg.path)
+	}
+	// The log stays writable, a read of the damaged range says what is lost,
+	// and the records after it are served.
+	if _, err := l.Append(context.Background(), makeBatch(t, 1, "x", 1), AppendOptions{LeaderEpoch: -1}); err != nil {
 		t.Fatalf("append after damage found: %v", err)
+	}
+	if _, err := l.Read(seg.base+1, 1<<20, -1); !errors.As(err, &ce) || ce.From != seg.base || ce.To != seg.base+2 {
+		t.Fatalf("read inside the damage: %v", err)
+	}
+	b, err := l.Read(seg.base+2, 1<<20, -1)
+	if err != nil || len(b) == 0 {
+		t.Fatalf("read after the damage: %d bytes, %v", len(b), err)
+	}
+	if len(l.Damage()) != 1 {
+		t.Fatalf("damage recorded twice: %+v", l.Damage())
+	}
+}
+
+// A read that meets a batch whose CRC fails reports the damage instead of
+// serving the bytes, although open trusted the segment (its index is whole).
+func TestReadChecksCRC(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	for i := 0; i < 60; i++ {
+		l.Append(context.Background(), makeBatch(t, 2, "v", 1), AppendOptions{LeaderEpoch: -1})
+	}
+	seg := l.segments[1]
+	path, base := seg.path, seg.base
+	l.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0x55}, 80) // a record byte of the first batch
+	f.Close()
+	l = openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	defer l.Close()
+	if l.ReadOnlyReason() != nil {
+		t.Fatalf("open went read-only: %v", l.ReadOnlyReason())
+	}
+	// A read from before the damage returns the whole batches before it.
+	if b, err := l.Read(base-2, 1<<20, -1); err != nil || len(b) == 0 {
+		t.Fatalf("read before the damage: %d bytes, %v", len(b), err)
+	}
+	_, err = l.Read(base, 1<<20, -1)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.From != base || ce.To != base+2 {
+		t.Fatalf("read of a damaged batch: %v", err)
 	}
 }

@@ -39,32 +39,43 @@ func (l *Log) ApplyRetention() (int64, error) {
 		if s.next > floor {
 			break
 		}
-		tooOld := l.cfg.RetentionAge > 0 && s.maxTS >= 0 && now-s.maxTS > l.cfg.RetentionAge.Milliseconds()
+		// Old by its timestamps and by when it was written: a device whose
+		// clock runs days behind must not have its readings deleted on
+		// arrival.
+		tooOld := l.cfg.RetentionAge > 0 && s.maxTS >= 0 && now-s.maxTS > l.cfg.RetentionAge.Milliseconds() &&
+			time.Since(s.appended) > l.cfg.RetentionAge
 		tooBig := l.cfg.RetentionBytes > 0 && total > l.cfg.RetentionBytes
 		if !tooOld && !tooBig {
 			break
 		}
-		n, err := l.dropFirst()
+		d, err := l.dropFirst()
 		if err != nil {
 			return dropped, err
 		}
-		dropped += n
+		dropped += d.Records
 		total -= s.size
 	}
 	return dropped, nil
 }
 
+// Dropped describes records removed from the start of a log: Records of
+// them, at offsets [From, To) (fewer than To-From in a compacted log).
+type Dropped struct {
+	Records  int64
+	From, To int64
+}
+
 // DropOldestSegment removes the oldest sealed segment regardless of the
-// retention floor (disk budget "drop-oldest"), returning the records removed
-// (0 when only the active segment is left: it is never removed).
-func (l *Log) DropOldestSegment() (int64, error) {
+// retention floor (disk budget "drop-oldest"), returning what it removed
+// (nothing when only the active segment is left: it is never removed).
+func (l *Log) DropOldestSegment() (Dropped, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return 0, ErrClosed
+		return Dropped{}, ErrClosed
 	}
 	if len(l.segments) < 2 {
-		return 0, nil
+		return Dropped{}, nil
 	}
 	return l.dropFirst()
 }
@@ -83,51 +94,15 @@ func (l *Log) OldestSegmentInfo() (maxTimestamp int64, size int64, droppable boo
 }
 
 // dropFirst removes the first segment. mu held, at least two segments.
-func (l *Log) dropFirst() (int64, error) {
+func (l *Log) dropFirst() (Dropped, error) {
 	s := l.segments[0]
-	records := s.records
+	d := Dropped{Records: s.records, From: l.start, To: l.segments[1].base}
 	if err := s.remove(); err != nil {
-		return 0, fmt.Errorf("remove segment %s: %w", s.path, err)
+		return Dropped{}, fmt.Errorf("remove segment %s: %w", s.path, err)
 	}
 	l.segments = l.segments[1:]
 	l.start = l.segments[0].base
 	l.recount()
-	l.logger.Info("removed segment", "segment", s.path, "records", records, "bytes", s.size)
-	return records, nil
-}
-
-// VerifySealed re-reads every sealed segment and checks every batch's CRC
-// and offset order, one segment at a time (appends wait only for the segment
-// being read). Damage makes the log read-only, as at open, and is returned.
-// Open trusts sealed segments whose indexes check out, so this is the
-// background scrub that finds bit rot in old data.
-func (l *Log) VerifySealed() error {
-	l.mu.RLock()
-	segs := append([]*segment(nil), l.segments...)
-	l.mu.RUnlock()
-	for _, s := range segs[:max(len(segs)-1, 0)] {
-		l.mu.RLock()
-		if l.closed || s.f == nil {
-			l.mu.RUnlock()
-			return nil
-		}
-		probe := &segment{base: s.base, path: s.path, f: s.f, next: s.base, maxTS: -1, indexEvery: s.indexEvery, dense: s.dense}
-		res, err := probe.scan()
-		l.mu.RUnlock()
-		if err != nil {
-			return fmt.Errorf("verify %s: %w", s.path, err)
-		}
-		if res.badErr != nil || probe.size != s.size {
-			why := res.badErr
-			if why == nil {
-				why = fmt.Errorf("segment holds %d valid bytes, expected %d", probe.size, s.size)
-			}
-			l.mu.Lock()
-			l.markReadOnly(s.path, res.validEnd, why)
-			err := l.readOnly
-			l.mu.Unlock()
-			return err
-		}
-	}
-	return nil
+	l.logger.Info("removed segment", "segment", s.path, "records", d.Records, "from_offset", d.From, "to_offset", d.To, "bytes", s.size)
+	return d, nil
 }

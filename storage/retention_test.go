@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -52,6 +53,19 @@ func TestRetentionByAgeAndFloor(t *testing.T) {
 		t.Fatalf("retention passed the floor: start %d", l.StartOffset())
 	}
 	l.SetRetentionFloor(1 << 62)
+	// Old timestamps alone do not make data old: it was appended just now
+	// (a device whose clock runs hours behind).
+	if n, err := l.ApplyRetention(); err != nil || n != 0 || l.StartOffset() != 0 {
+		t.Fatalf("age retention removed %d records appended a moment ago (start %d, %v)", n, l.StartOffset(), err)
+	}
+	// Written two hours ago as well: now they go.
+	l.mu.Lock()
+	for _, s := range l.segments {
+		if s.next <= oldEnd {
+			s.appended = time.Now().Add(-2 * time.Hour)
+		}
+	}
+	l.mu.Unlock()
 	n, err := l.ApplyRetention()
 	if err != nil {
 		t.Fatal(err)
@@ -75,14 +89,14 @@ func TestDropOldestSegment(t *testing.T) {
 	}
 	l.SetRetentionFloor(0)
 	first := l.segments[1].base
-	n, err := l.DropOldestSegment()
-	if err != nil || n != first || l.StartOffset() != first {
-		t.Fatalf("drop oldest: %d records, start %d, want %d: %v", n, l.StartOffset(), first, err)
+	d, err := l.DropOldestSegment()
+	if err != nil || d.Records != first || d.From != 0 || d.To != first || l.StartOffset() != first {
+		t.Fatalf("drop oldest: %+v, start %d, want %d: %v", d, l.StartOffset(), first, err)
 	}
 	for len(l.segments) > 1 {
 		l.DropOldestSegment()
 	}
-	if n, _ := l.DropOldestSegment(); n != 0 {
+	if d, _ := l.DropOldestSegment(); d.Records != 0 {
 		t.Fatal("dropped the active segment")
 	}
 }
@@ -282,5 +296,36 @@ func TestTopicsCreateReopenDelete(t *testing.T) {
 	l, _ = tp.Partition("topic-29", 0)
 	if l.NextOffset() != 0 {
 		t.Fatal("re-created topic has old data")
+	}
+}
+
+// Kafka's message.timestamp.type=LogAppendTime stamps each batch with the
+// append time (attribute bit and max timestamp, CRC still valid), and
+// before/after.max bound CreateTime timestamps (KIP-937).
+func TestTimestampTypeAndBounds(t *testing.T) {
+	l := openTestLog(t, t.TempDir(), LogConfig{TimestampType: LogAppendTime})
+	old := time.Now().Add(-48 * time.Hour).UnixMilli()
+	before := time.Now().UnixMilli()
+	if _, err := l.Append(context.Background(), makeBatch(t, 3, "k", old), AppendOptions{LeaderEpoch: -1}); err != nil {
+		t.Fatal(err)
+	}
+	hs := readAll(t, l)
+	if len(hs) != 1 || hs[0].Attributes&recordbatch.TimestampTypeBit == 0 || hs[0].MaxTimestamp < before || hs[0].MaxTimestamp > time.Now().UnixMilli() {
+		t.Fatalf("LogAppendTime batch: %+v", hs)
+	}
+	l.Close()
+
+	l = openTestLog(t, t.TempDir(), LogConfig{TimestampBeforeMax: time.Hour, TimestampAfterMax: time.Minute})
+	defer l.Close()
+	for name, ts := range map[string]int64{
+		"48 h behind":  old,
+		"10 min ahead": time.Now().Add(10 * time.Minute).UnixMilli(),
+	} {
+		if _, err := l.Append(context.Background(), makeBatch(t, 1, "k", ts), AppendOptions{LeaderEpoch: -1}); !errors.Is(err, ErrInvalidTimestamp) {
+			t.Errorf("%s: %v, want ErrInvalidTimestamp", name, err)
+		}
+	}
+	if _, err := l.Append(context.Background(), makeBatch(t, 1, "k", time.Now().Add(-30*time.Minute).UnixMilli()), AppendOptions{LeaderEpoch: -1}); err != nil {
+		t.Errorf("a timestamp 30 min behind, within the hour: %v", err)
 	}
 }

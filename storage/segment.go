@@ -51,7 +51,11 @@ type segment struct {
 	records int64 // records held (for drop accounting)
 	maxTS   int64 // max batch timestamp, -1 when empty
 	created time.Time
-	sealed  bool
+	// appended is when a batch was last written (the file's modification
+	// time for a segment found at open): time retention never removes data
+	// appended less than the retention age ago, whatever its timestamps.
+	appended time.Time
+	sealed   bool
 	// dense means batches must follow each other without offset gaps (any
 	// log that is not compacted); it lets recovery catch damage to the base
 	// offset field, which the CRC does not cover.
@@ -103,7 +107,8 @@ func createSegment(dir string, base int64, indexEvery int, dense bool) (*segment
 		f.Close()
 		return nil, err
 	}
-	return &segment{base: base, path: path, f: f, next: base, maxTS: -1, created: time.Now(), indexEvery: indexEvery, dense: dense}, nil
+	now := time.Now()
+	return &segment{base: base, path: path, f: f, next: base, maxTS: -1, created: now, appended: now, indexEvery: indexEvery, dense: dense}, nil
 }
 
 func (s *segment) indexPath() string { return strings.TrimSuffix(s.path, logSuffix) + indexSuffix }

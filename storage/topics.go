@@ -55,6 +55,9 @@ type Topics struct {
 	mu     sync.RWMutex
 	topics map[string]*topic
 	closed bool
+	// hold keeps every log's retention floor at 0 from its first byte until
+	// a reader (the edge's bridge) moves it; see HoldRetention.
+	hold bool
 
 	// all is every partition log, replaced (under mu) whenever topics or
 	// partitions come and go, so TotalSize — which an edge with a disk
@@ -160,6 +163,15 @@ func (t *Topics) merge(o LogConfig) LogConfig {
 	if o.Durability.Bytes != 0 {
 		d.Durability.Bytes = o.Durability.Bytes
 	}
+	if o.TimestampType != "" {
+		d.TimestampType = o.TimestampType
+	}
+	if o.TimestampBeforeMax != 0 {
+		d.TimestampBeforeMax = o.TimestampBeforeMax
+	}
+	if o.TimestampAfterMax != 0 {
+		d.TimestampAfterMax = o.TimestampAfterMax
+	}
 	return d.WithDefaults()
 }
 
@@ -174,6 +186,7 @@ func (t *Topics) openTopic(name string, partitions int32, override LogConfig) (*
 			}
 			return nil, fmt.Errorf("open topic %s: %w", name, err)
 		}
+		t.holdNew(l)
 		tp.logs = append(tp.logs, l)
 	}
 	return tp, nil
@@ -274,6 +287,7 @@ func (t *Topics) AddPartitions(name string, total int32) error {
 			}
 			return fmt.Errorf("add partitions to %s: %w", name, err)
 		}
+		t.holdNew(l)
 		added = append(added, l)
 	}
 	old := tp.info.Partitions
@@ -289,6 +303,31 @@ func (t *Topics) AddPartitions(name string, total int32) error {
 	}
 	t.refreshAll()
 	return nil
+}
+
+// HoldRetention makes retention keep every record of every log, those open
+// now and those created later, until the log's reader moves its floor with
+// Log.SetRetentionFloor. An edge with a bridge calls it before retention
+// first runs, so no record is removed before the bridge has had the core
+// acknowledge it, however fast a new stream fills its retention bytes. The
+// disk budget's DropOldestSegment ignores the floor (and is counted).
+func (t *Topics) HoldRetention() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.hold = true
+	for _, tp := range t.topics {
+		for _, l := range tp.logs {
+			l.SetRetentionFloor(0)
+		}
+	}
+}
+
+// holdNew gives a log opened after HoldRetention the same floor (mu held, or
+// the log not yet visible to retention).
+func (t *Topics) holdNew(l *Log) {
+	if t.hold {
+		l.SetRetentionFloor(0)
+	}
 }
 
 // Partition returns the log of one partition.

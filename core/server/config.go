@@ -20,7 +20,7 @@ type Config struct {
 	// AdvertisedAddr is the host:port handed to clients in Metadata and
 	// FindCoordinator; empty means the listener's actual address.
 	AdvertisedAddr string `yaml:"advertised_addr"`
-	// HTTPAddr serves /metrics and /healthz; empty disables it.
+	// HTTPAddr serves /metrics and /healthz; empty or "-" disables it.
 	HTTPAddr string `yaml:"http_addr"`
 	// NodeID is this broker's id in Metadata.
 	NodeID int32 `yaml:"node_id"`
@@ -38,6 +38,9 @@ type Config struct {
 	MaxPartitions int32 `yaml:"max_partitions"`
 	// MaintainInterval is how often retention and compaction run.
 	MaintainInterval time.Duration `yaml:"maintain_interval"`
+	// Scrub paces the background check of every stored batch's CRC; damage
+	// is reported in /healthz and, on a follower, fetched again.
+	Scrub storage.ScrubConfig `yaml:"scrub"`
 	// Groups bounds the consumer-group coordinator's timeouts.
 	Groups GroupsConfig `yaml:"groups"`
 	// Log holds the broker-wide defaults for every partition log; topics

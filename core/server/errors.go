@@ -22,10 +22,15 @@ func errorCode(err error) int16 {
 		return kerr.InvalidTopicException.Code
 	case errors.Is(err, storage.ErrTopicExists):
 		return kerr.TopicAlreadyExists.Code
-	case errors.Is(err, recordbatch.ErrCorrupt), errors.Is(err, recordbatch.ErrShort):
+	case errors.Is(err, storage.ErrCorrupt), errors.Is(err, recordbatch.ErrCorrupt), errors.Is(err, recordbatch.ErrShort):
+		// A damaged stored batch is refused, never served (the range is
+		// in the log's Damage and /healthz until a replica replaces it).
+
 		return kerr.CorruptMessage.Code
 	case errors.Is(err, storage.ErrBatchTooLarge):
 		return kerr.MessageTooLarge.Code
+	case errors.Is(err, storage.ErrInvalidTimestamp):
+		return kerr.InvalidTimestamp.Code
 	case errors.Is(err, storage.ErrOutOfOrderSequence):
 		return kerr.OutOfOrderSequenceNumber.Code
 	case errors.Is(err, storage.ErrInvalidProducerEpoch):

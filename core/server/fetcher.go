@@ -86,6 +86,9 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 		}
 		*truncated = true
 	}
+	if err := f.replaceDamage(); err != nil {
+		return err
+	}
 	req := kmsg.NewPtrFetchRequest()
 	req.Version = 12
 	req.ReplicaID = f.r.self
@@ -140,6 +143,30 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 		}
 	}
 	f.r.followerHW(min(sp.HighWatermark, l.NextOffset()))
+	return nil
+}
+
+// replaceDamage makes a follower whose copy has a damaged range (found by a
+// read or the scrubber) drop its log from there and fetch it again from the
+// leader, as Kafka re-replicates a truncated replica: the damage then leaves
+// the log, and /healthz with it.
+func (f *fetcher) replaceDamage() error {
+	l := f.r.log
+	dmg := l.Damage()
+	if len(dmg) == 0 {
+		return nil
+	}
+	from := dmg[0].From
+	for _, d := range dmg[1:] {
+		from = min(from, d.From)
+	}
+	from = max(from, l.StartOffset())
+	f.r.m.s.logger.Warn("replacing a damaged replica range with the leader's copy", "topic", f.r.topic, "partition", f.r.part,
+		"from", from, "log_end", l.NextOffset(), "segment", dmg[0].Segment, "position", dmg[0].Position)
+	if err := l.TruncateTo(from); err != nil {
+		return fmt.Errorf("truncate damaged replica to %d: %w", from, err)
+	}
+	f.r.m.truncations.Inc()
 	return nil
 }
 

@@ -15,14 +15,17 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/groups"
+	"github.com/tributary-io/tributary/internal/flagcheck"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 )
@@ -103,6 +106,10 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		topics: topics,
 		conns:  make(map[net.Conn]struct{}),
 	}
+	s.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tributary_core_damaged_ranges",
+		Help: "Ranges of stored batches found damaged (CRC mismatch) and not yet replaced or removed.",
+	}, func() float64 { return float64(topics.DamagedRanges()) }))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if newGroups == nil {
 		newGroups = s.defaultGroups
@@ -120,7 +127,7 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		}
 	}
 
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
 		s.acceptLoop()
@@ -128,6 +135,10 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 	go func() {
 		defer s.wg.Done()
 		s.topics.Maintain(s.ctx, cfg.MaintainInterval)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.topics.Scrub(s.ctx, cfg.Scrub)
 	}()
 	if s.httpLn != nil {
 		s.wg.Add(1)
@@ -185,7 +196,7 @@ func (s *Server) listen() error {
 	}
 	s.host, s.port = host, int32(port)
 
-	if s.cfg.HTTPAddr != "" {
+	if !flagcheck.Disabled(s.cfg.HTTPAddr) {
 		hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("listen http %s: %w", s.cfg.HTTPAddr, err)
@@ -199,13 +210,15 @@ func (s *Server) listen() error {
 	return nil
 }
 
-// healthz is ok while the broker accepts connections and no partition has
-// gone read-only after corruption.
+// healthz is ok while the broker accepts connections, no partition has
+// gone read-only after corruption and no stored batch is known damaged (a
+// follower's damage clears once it has fetched the range again).
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	if s.ctx.Err() != nil {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	var problems []string
 	for _, t := range s.topics.List() {
 		for p := int32(0); p < t.Partitions; p++ {
 			l, err := s.topics.Partition(t.Name, p)
@@ -213,10 +226,17 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 				continue // deleted meanwhile
 			}
 			if reason := l.ReadOnlyReason(); reason != nil {
-				http.Error(w, fmt.Sprintf("%s/%d read-only: %v", t.Name, p, reason), http.StatusServiceUnavailable)
-				return
+				problems = append(problems, fmt.Sprintf("%s/%d read-only: %v", t.Name, p, reason))
+			}
+			for _, d := range l.Damage() {
+				problems = append(problems, fmt.Sprintf("%s/%d damaged: offsets %d to %d unreadable (%s at byte %d): %s",
+					t.Name, p, d.From, d.To-1, d.Segment, d.Position, d.Reason))
 			}
 		}
+	}
+	if len(problems) > 0 {
+		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
 }

@@ -156,14 +156,56 @@ var topicConfigs = []topicConfig{
 			return err
 		}},
 	{"message.timestamp.type", kmsg.ConfigTypeString,
-		func(storage.LogConfig) string { return "CreateTime" },
-		fixedValue("CreateTime")},
+		func(c storage.LogConfig) string { return string(c.TimestampType) },
+		func(c *storage.LogConfig, v string) error {
+			switch storage.TimestampType(v) {
+			case storage.CreateTime, storage.LogAppendTime:
+				c.TimestampType = storage.TimestampType(v)
+				return nil
+			}
+			return fmt.Errorf("want CreateTime or LogAppendTime, got %q", v)
+		}},
+	{"message.timestamp.before.max.ms", kmsg.ConfigTypeLong,
+		func(c storage.LogConfig) string { return maxMs(c.TimestampBeforeMax) },
+		func(c *storage.LogConfig, v string) error {
+			d, err := setMaxMs(v)
+			c.TimestampBeforeMax = d
+			return err
+		}},
+	{"message.timestamp.after.max.ms", kmsg.ConfigTypeLong,
+		func(c storage.LogConfig) string { return maxMs(c.TimestampAfterMax) },
+		func(c *storage.LogConfig, v string) error {
+			d, err := setMaxMs(v)
+			c.TimestampAfterMax = d
+			return err
+		}},
 	{"compression.type", kmsg.ConfigTypeString,
 		func(storage.LogConfig) string { return "producer" },
 		fixedValue("producer")},
 	{"min.insync.replicas", kmsg.ConfigTypeInt,
 		func(storage.LogConfig) string { return "1" },
 		fixedValue("1")},
+}
+
+// maxMs shows a timestamp bound; Kafka's "no bound" is Long.MAX_VALUE.
+func maxMs(d time.Duration) string {
+	if d <= 0 {
+		return strconv.FormatInt(math.MaxInt64, 10)
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
+}
+
+// setMaxMs reads a timestamp bound in ms; values too large for a duration
+// (Long.MAX_VALUE included) mean no bound.
+func setMaxMs(v string) (time.Duration, error) {
+	n, err := parseInt(v, 1)
+	if err != nil {
+		return 0, err
+	}
+	if n > math.MaxInt64/int64(time.Millisecond) {
+		return 0, nil
+	}
+	return time.Duration(n) * time.Millisecond, nil
 }
 
 // fixedValue accepts a config only at the one value this broker implements.

@@ -81,7 +81,10 @@ func (a *Authenticator) Devices() int { return len(a.hashes) }
 func (a *Authenticator) AllowAnonymous() bool { return a.anonymous }
 
 // Authenticate checks a CONNECT's credentials. An empty username is an
-// anonymous client.
+// anonymous client; so is, as in Mosquitto, a username that is not a
+// configured device sent without a password while anonymous access is
+// allowed (many firmwares always send one). A configured device must
+// still authenticate, and a wrong password is refused.
 func (a *Authenticator) Authenticate(username string, password []byte) error {
 	if username == "" {
 		if a.anonymous {
@@ -90,6 +93,9 @@ func (a *Authenticator) Authenticate(username string, password []byte) error {
 		return ErrAnonymous
 	}
 	h, ok := a.hashes[username]
+	if !ok && a.anonymous && len(password) == 0 {
+		return nil
+	}
 	if !ok {
 		_ = bcrypt.CompareHashAndPassword(a.dummy, password)
 		return fmt.Errorf("%w %q", ErrUnknownUser, username)
@@ -105,7 +111,7 @@ func (a *Authenticator) Authenticate(username string, password []byte) error {
 // own prefix; anonymous clients (allowed only by explicit config) anywhere,
 // topics that name no device then landing in the unmapped dead-letter stream.
 func (a *Authenticator) MayPublish(username, device string) bool {
-	if username == "" {
+	if !a.isDevice(username) {
 		return a.anonymous
 	}
 	if device == "" {
@@ -119,13 +125,26 @@ func (a *Authenticator) MayPublish(username, device string) bool {
 // none): read_all logins and anonymous lab clients anywhere, devices only
 // under their own prefix, so one sensor cannot read its neighbours.
 func (a *Authenticator) MaySubscribe(username, device string) bool {
-	if username == "" {
+	if !a.isDevice(username) {
 		return a.anonymous
 	}
 	if a.readAll[username] {
 		return true
 	}
 	return device != "" && subtle.ConstantTimeCompare([]byte(username), []byte(device)) == 1
+}
+
+// isDevice says whether username is a configured device; any other
+// client that got in is anonymous.
+func (a *Authenticator) isDevice(username string) bool {
+	_, ok := a.hashes[username]
+	return ok
+}
+
+// IsDevice is isDevice for the username bytes of a CONNECT (no copy).
+func (a *Authenticator) IsDevice(username []byte) bool {
+	_, ok := a.hashes[string(username)]
+	return ok
 }
 
 // HashPassword returns a bcrypt hash for the config file.

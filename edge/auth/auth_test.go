@@ -60,3 +60,39 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal("duplicate device accepted")
 	}
 }
+
+// TestAnonymousLikeMosquitto: with allow_anonymous, a username that is no
+// configured device and comes without a password is an anonymous client
+// (firmwares always send one); a configured device must still authenticate
+// and a wrong or unknown-user password is refused.
+func TestAnonymousLikeMosquitto(t *testing.T) {
+	a, err := New(Config{AllowAnonymous: true, Devices: []Device{{Username: "dev-1", PasswordHash: hash(t, "secret")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Authenticate("tasmota_1234", nil); err != nil {
+		t.Fatalf("unconfigured username without password refused: %v", err)
+	}
+	if !a.MayPublish("tasmota_1234", "anything") || !a.MaySubscribe("tasmota_1234", "#") {
+		t.Fatal("an anonymous client with a username is held to a device's ACL")
+	}
+	if err := a.Authenticate("dev-1", nil); !errors.Is(err, ErrBadPassword) {
+		t.Fatalf("configured device without password: %v", err)
+	}
+	if err := a.Authenticate("dev-1", []byte("wrong")); !errors.Is(err, ErrBadPassword) {
+		t.Fatalf("configured device with a wrong password: %v", err)
+	}
+	if err := a.Authenticate("other", []byte("pw")); !errors.Is(err, ErrUnknownUser) {
+		t.Fatalf("unknown user with a password: %v", err)
+	}
+	if a.MayPublish("dev-1", "dev-2") {
+		t.Fatal("configured device may publish for another")
+	}
+	closed, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := closed.Authenticate("tasmota_1234", nil); err == nil {
+		t.Fatal("username without password accepted while anonymous access is off")
+	}
+}

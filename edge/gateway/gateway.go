@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -60,6 +61,8 @@ type Gateway struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	api apiState // the read-only JSON API (api.go)
+
 	mu         sync.Mutex
 	components []component
 	started    bool
@@ -81,10 +84,11 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 	}
 	g = &Gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	opened := g // g is nil once an error is returned
 	defer func() {
 		if err != nil {
-			g.closeStorage()
-			g.cancel()
+			opened.closeStorage()
+			opened.cancel()
 		}
 	}()
 
@@ -123,7 +127,11 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
-	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tributary_edge_damaged_ranges",
+			Help: "Ranges of stored batches found damaged (CRC mismatch) and still on disk.",
+		}, func() float64 { return float64(g.topics.DamagedRanges()) }))
 	g.hook, err = ingest.New(g.ctx, cfg.Ingest, g.topics, a, mapper, g.reg, logger.With("component", "ingest"))
 	if err != nil {
 		return nil, err
@@ -139,6 +147,10 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		g.topics.Maintain(ctx, cfg.MaintainInterval)
 		return nil
 	})
+	g.Go("scrub", func(ctx context.Context) error {
+		g.topics.Scrub(ctx, cfg.Scrub)
+		return nil
+	})
 	if cfg.HTTP.Address != "" && cfg.HTTP.Address != "-" {
 		if g.httpLn, err = net.Listen("tcp", cfg.HTTP.Address); err != nil {
 			g.server.Close()
@@ -147,6 +159,7 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
 		mux.HandleFunc("/healthz", g.healthz)
+		g.registerAPI(mux)
 		if cfg.HTTP.Pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -175,6 +188,10 @@ func (g *Gateway) newServer() error {
 	// limit proper is checked (and counted) in the hook. Topic, properties
 	// and headers fit in the extra 4 KiB.
 	caps.MaximumPacketSize = uint32(g.cfg.Ingest.WithDefaults().MaxPayloadBytes + 4096)
+	// A PUBACK must not echo the PUBLISH's user properties (with them mochi
+	// also sends reason 0x01, which MQTT.js and paho refuse).
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	g.hook.SetMaxPacketSize(caps.MaximumPacketSize)
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: mc.ClientWriteBufferBytes,
@@ -377,10 +394,24 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 	status := map[string]any{"edge_id": g.edgeID, "log_bytes": g.topics.TotalSize(), "budget_bytes": g.cfg.Ingest.BudgetBytes}
 	code := http.StatusOK
 	var readOnly []string
+	var damaged []damageReport
 	for _, t := range g.topics.List() {
 		for p := int32(0); p < t.Partitions; p++ {
-			if l, err := g.topics.Partition(t.Name, p); err == nil && l.ReadOnlyReason() != nil {
+			l, err := g.topics.Partition(t.Name, p)
+			if err != nil {
+				continue
+			}
+			if l.ReadOnlyReason() != nil {
 				readOnly = append(readOnly, fmt.Sprintf("%s-%d: %v", t.Name, p, l.ReadOnlyReason()))
+			}
+			for _, d := range l.Damage() {
+				// The bridge's cursor is the log's retention floor: damage
+				// below it was declared lost to the core (and counted).
+				handled := d.To <= l.RetentionFloor() && l.RetentionFloor() != math.MaxInt64
+				damaged = append(damaged, damageReport{Stream: t.Name, Partition: p, Damage: d, DeclaredLost: handled})
+				if !handled {
+					code = http.StatusServiceUnavailable
+				}
 			}
 		}
 	}
@@ -388,9 +419,21 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 		status["read_only"] = readOnly
 		code = http.StatusServiceUnavailable
 	}
+	if len(damaged) > 0 {
+		status["damaged"] = damaged
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(status)
+}
+
+// damageReport is one damaged log range in /healthz; the edge is unhealthy
+// until the bridge has declared the range lost to the core.
+type damageReport struct {
+	Stream    string `json:"stream"`
+	Partition int32  `json:"partition"`
+	storage.Damage
+	DeclaredLost bool `json:"declared_lost"`
 }
 
 // MQTTAddr is the bound TCP listener address ("" if disabled).

@@ -267,7 +267,9 @@ func TestDeadLetters(t *testing.T) {
 		{"sensors/d1/reading", []byte{0xa3, 0x64, 'd', 'e'}, "sensors.dlq", "cbor"},
 		{"sensors/d1/reading", []byte(`{"device":"d1","seq":`), "sensors.dlq", "json"},
 		{"sensors/d1/reading", jsonReading("d2", 1, 1), "sensors.dlq", "device"},
-		{"sensors/d1/reading", []byte("plain text"), "sensors.dlq", "content type"},
+		// Text is stored since ingest rules (auto falls back to text);
+		// bytes that are neither JSON, CBOR nor text are still refused.
+		{"sensors/d1/reading", []byte{0xff, 0x00, 0x01, 0xfe}, "sensors.dlq", "not JSON, CBOR"},
 		{"loose", jsonReading("d1", 1, 1), "unmapped.dlq", "levels"},
 	}
 	for _, cs := range cases {

@@ -31,6 +31,8 @@ import (
 type safeCloseListener struct {
 	listeners.Listener
 	srv *mqtt.Server
+	// maxPacket is mochi's Maximum Packet Size (see sizeGuardConn).
+	maxPacket uint32
 
 	mu      sync.Mutex
 	closing bool
@@ -39,7 +41,8 @@ type safeCloseListener struct {
 
 // addListener adds ln to srv behind safeCloseListener.
 func addListener(srv *mqtt.Server, ln listeners.Listener) error {
-	return srv.AddListener(&safeCloseListener{Listener: ln, srv: srv, conns: map[net.Conn]struct{}{}})
+	return srv.AddListener(&safeCloseListener{Listener: ln, srv: srv, conns: map[net.Conn]struct{}{},
+		maxPacket: srv.Options.Capabilities.MaximumPacketSize})
 }
 
 // Serve serves the wrapped listener, tracking each connection while mochi
@@ -59,7 +62,7 @@ func (l *safeCloseListener) Serve(establish listeners.EstablishFn) {
 			delete(l.conns, c)
 			l.mu.Unlock()
 		}()
-		return establish(id, c)
+		return establish(id, guardPacketSize(c, l.maxPacket))
 	})
 }
 

@@ -203,5 +203,8 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // OnDisconnect forgets the connection's ack queue; PUBACKs still due are
 // written to a closed connection and dropped, and the device re-sends.
 func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if expire && h.resends != nil {
+		h.resends.forget(cl.ID)
+	}
 	h.acks.Delete(cl)
 }

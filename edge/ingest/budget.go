@@ -74,15 +74,15 @@ func (h *Hook) dropOldest() (int64, error) {
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].ts < cands[j].ts })
 	for _, c := range cands {
-		n, err := c.log.DropOldestSegment()
+		d, err := c.log.DropOldestSegment()
 		if err != nil {
 			return 0, fmt.Errorf("drop-oldest %s: %w", c.name, err)
 		}
-		if n > 0 {
-			h.m.dropped.Add(float64(n))
-			h.log.Warn("disk budget: dropped oldest segment", "partition", c.name, "records", n,
-				"budget_bytes", h.cfg.BudgetBytes, "log_bytes", h.topics.TotalSize())
-			return n, nil
+		if d.Records > 0 {
+			h.m.dropped.Add(float64(d.Records))
+			h.log.Warn("disk budget: dropped oldest segment", "partition", c.name, "records", d.Records,
+				"from_offset", d.From, "to_offset", d.To, "budget_bytes", h.cfg.BudgetBytes, "log_bytes", h.topics.TotalSize())
+			return d.Records, nil
 		}
 	}
 	return 0, nil

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/dedup"
 	"github.com/tributary-io/tributary/edge/payload"
+	"github.com/tributary-io/tributary/edge/rules"
 	"github.com/tributary-io/tributary/edge/topicmap"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -73,6 +75,11 @@ type Config struct {
 	BudgetPolicy BudgetPolicy `yaml:"budget_policy"`
 	// Dedup bounds the re-send detection window.
 	Dedup DedupConfig `yaml:"dedup"`
+	// Rules map topics to streams, keys and payload formats, in order,
+	// before the default rule (topic_map's mapping, format auto).
+	Rules []rules.Config `yaml:"rules"`
+	// Sparkplug bounds the Sparkplug B birth state kept per edge node.
+	Sparkplug SparkplugConfig `yaml:"sparkplug"`
 	// ReadLoopAcks turns deferred acknowledgements off (see acks.go): every
 	// PUBACK is then sent by mochi's read loop after the fsync, which holds
 	// each connection to one QoS 1 publish per fsync.
@@ -154,6 +161,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("dead_letter_suffix: %w", err)
 		}
 	}
+	if _, err := rules.Compile(c.Rules, 1, rules.JSONSchema); err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
 	return nil
 }
 
@@ -163,6 +173,11 @@ const (
 	HeaderMQTTTopic   = "mqtt-topic"
 	HeaderDevice      = "device"
 	HeaderReason      = "reason"
+	// HeaderDeviceTime keeps a device time that the rule's window replaced
+	// (ms since the epoch, decimal).
+	HeaderDeviceTime = "device-time"
+	// HeaderValueKind says what a text payload holds: number, bool or text.
+	HeaderValueKind = "value-kind"
 )
 
 // Hook is the mochi hook. Create it with New and add it to the server with
@@ -182,7 +197,13 @@ type Hook struct {
 	createMu sync.Mutex
 	streams  sync.Map // stream name → *streamState
 
-	dedup *dedup.Window // nil when disabled
+	dedup   *dedup.Window // nil when disabled
+	resends *resendWindow // nil when dedup is disabled
+	rules   *rules.Set
+	spark   *sparkplugState
+
+	maxPacket uint32   // advertised in MQTT 5 CONNACKs
+	willTypes sync.Map // client id → MQTT 5 will content type
 
 	deferAcks  bool        // see acks.go
 	subscribed atomic.Bool // a client has subscribed: acknowledge in the read loop
@@ -222,10 +243,18 @@ func New(ctx context.Context, cfg Config, topics *storage.Topics, a *auth.Authen
 	h := &Hook{cfg: cfg, topics: topics, auth: a, mapper: mapper, log: logger, ctx: ctx, now: time.Now,
 		appendBatch: (*storage.Log).Append}
 	h.m = newMetrics(reg, func() float64 { return float64(topics.TotalSize()) })
+	rs, err := rules.Compile(cfg.Rules, mapper.Levels(), rules.JSONSchema)
+	if err != nil {
+		return nil, fmt.Errorf("ingest rules: %w", err)
+	}
+	h.rules = rs
+	h.spark = newSparkplugState(cfg.Sparkplug)
 	if !cfg.Dedup.Disabled {
+		h.resends = newResendWindow(cfg.Dedup.PerDevice, cfg.Dedup.MaxDevices)
 		h.dedup = dedup.New(dedup.Config{PerDevice: cfg.Dedup.PerDevice, MaxDevices: cfg.Dedup.MaxDevices})
 		h.rebuildDedup()
 	}
+	h.restoreSparkplug()
 	return h, nil
 }
 
@@ -235,7 +264,8 @@ func (h *Hook) ID() string { return "tributary-ingest" }
 // Provides lists the hook points used.
 func (h *Hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnDisconnect:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnDisconnect,
+		mqtt.OnConnect, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnWillSent:
 		return true
 	}
 	return false
@@ -269,6 +299,11 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true // components inside the gateway (mochi checks deliveries to them too)
 	}
+	// Anonymous clients (allowed only by config) may publish anywhere: no
+	// need to find the topic's device.
+	if write && !h.auth.IsDevice(cl.Properties.Username) && h.auth.AllowAnonymous() {
+		return true
+	}
 	user := string(cl.Properties.Username)
 	if !write {
 		if h.auth.MaySubscribe(user, h.mapper.DeviceOf(topic)) {
@@ -277,12 +312,36 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		h.log.Warn("mqtt subscribe refused by ACL", "client", cl.ID, "username", user, "filter", topic)
 		return false
 	}
-	if h.auth.MayPublish(user, h.mapper.DeviceOf(topic)) {
+	if h.auth.MayPublish(user, h.publishDevice(topic)) {
 		return true
 	}
 	h.m.refused.WithLabelValues(ReasonACL).Inc()
 	h.log.Warn("mqtt publish refused by ACL", "client", cl.ID, "username", user, "topic", topic)
 	return false
+}
+
+// publishDevice is the device a publish to topic speaks for: the record
+// key of the first matching rule ("" if none matches).
+func (h *Hook) publishDevice(topic string) string {
+	var c rules.Captures
+	r := h.rules.Match(topic, &c)
+	if r == nil {
+		return ""
+	}
+	if d := r.Device(&c); d != "" {
+		return d
+	}
+	return r.Key(&c)
+}
+
+// waitAcks keeps PUBACK order: a publish answered by mochi's read loop
+// waits until the connection's deferred PUBACKs are written.
+func (h *Hook) waitAcks(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Qos > 0 && h.deferAcks {
+		if a, ok := h.acks.Load(cl); ok {
+			a.(*clientAcks).waitEmpty(h.ctx)
+		}
+	}
 }
 
 // OnPublish stores the publish. mochi calls it in the client's read loop and
@@ -301,28 +360,41 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, h.refuse(cl, pk, ReasonOversized, codePayloadTooLarge,
 			fmt.Errorf("payload %d bytes over the %d limit", len(pk.Payload), h.cfg.MaxPayloadBytes))
 	}
+	if pk.FixedHeader.Retain && len(pk.Payload) == 0 {
+		// The MQTT way to clear a retained message: there is no reading to
+		// keep, so nothing is stored; mochi clears the retained copy.
+		h.m.retainedClears.Inc()
+		h.waitAcks(cl, pk)
+		return pk, nil
+	}
 	start := h.now()
-	stream, rec, rd, deadKind := h.record(cl, pk, start)
+	stream, rec, info, deadKind := h.record(cl, pk, start)
 	var claim dedup.Claim
-	if h.dedup != nil && deadKind == "" && rd.HasTime && pk.FixedHeader.Qos > 0 {
+	var resend resendKey
+	if h.dedup != nil && deadKind == "" && info.seqDup && pk.FixedHeader.Qos > 0 {
 		// Checked before the budget: a re-send of a stored reading is
 		// acknowledged even when nothing new may be appended. QoS 0 is
 		// never re-sent (at most once), so it is neither checked nor
 		// remembered.
-		c, dup, err := h.dedup.Begin(h.ctx, dedup.Key(stream, rd.Device), rd.Seq, rd.TimeMs)
+		c, dup, err := h.dedup.Begin(h.ctx, dedup.Key(stream, info.device), info.seq, info.ts)
 		if err != nil {
 			return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 		}
 		if dup {
 			h.m.duplicates.Inc()
-			if pk.FixedHeader.Qos == 1 && h.deferAcks {
-				if a, ok := h.acks.Load(cl); ok {
-					a.(*clientAcks).waitEmpty(h.ctx) // keep PUBACK order
-				}
-			}
+			h.waitAcks(cl, pk)
 			return pk, nil
 		}
 		claim = c
+	} else if h.resends != nil && pk.FixedHeader.Qos > 0 {
+		// Without a seq, an MQTT re-send (DUP, same client, packet id and
+		// payload) of a publish stored in this session is recognised.
+		resend = h.resends.key(cl.ID, pk.PacketID, pk.Payload)
+		if pk.FixedHeader.Dup && h.resends.seen(resend) {
+			h.m.duplicates.Inc()
+			h.waitAcks(cl, pk)
+			return pk, nil
+		}
 	}
 	if err := h.admit(); err != nil {
 		claim.Done(false)
@@ -340,7 +412,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		claim.Done(false)
 		return pk, h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 	}
-	out := outcome{st: st, claim: claim, deadKind: deadKind, qos: pk.FixedHeader.Qos, start: start}
+	out := outcome{st: st, claim: claim, deadKind: deadKind, rule: info.rule, resend: resend, qos: pk.FixedHeader.Qos, start: start}
 	if h.deferAcks && out.qos <= 1 && !pk.FixedHeader.Retain && !h.subscribed.Load() {
 		return pk, h.deferPublish(cl, pk, rec, out)
 	}
@@ -361,6 +433,8 @@ type outcome struct {
 	st       *streamState
 	claim    dedup.Claim
 	deadKind string
+	rule     string
+	resend   resendKey
 	qos      byte
 	start    time.Time
 }
@@ -380,8 +454,11 @@ func (h *Hook) settle(o outcome, err error, now time.Time) (reason string, code 
 		return ReasonStorage, packets.ErrImplementationSpecificError, err
 	}
 	o.st.appended.Inc()
+	if o.resend.set {
+		h.resends.add(o.resend)
+	}
 	if o.deadKind != "" {
-		h.m.deadLetters.WithLabelValues(o.deadKind).Inc()
+		h.m.deadLetters.WithLabelValues(o.rule, o.deadKind).Inc()
 	}
 	h.m.appendSeconds[min(int(o.qos), 2)].Observe(now.Sub(o.start).Seconds())
 	return "", packets.CodeSuccess, nil
@@ -471,42 +548,100 @@ func (h *Hook) refuse(cl *mqtt.Client, pk packets.Packet, reason string, code pa
 	return errReject
 }
 
-// record maps and validates a publish. A payload that fails goes to the
-// dead-letter stream with a reason header instead; deadKind names the
-// failure for the metric ("" for a good reading).
-func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream string, rec recordbatch.Record, r payload.Reading, deadKind string) {
-	stream, device, err := h.mapper.Map(pk.TopicName)
-	if err == nil && !h.streamAllowed(stream) {
-		err = fmt.Errorf("stream %q would exceed max_streams %d", stream, h.cfg.MaxStreams)
+// pubInfo is what the hook needs of a mapped publish beyond its record.
+type pubInfo struct {
+	rule   string // rule name, for metrics
+	device string // dedup key device (the record key)
+	seq    uint64
+	ts     int64
+	seqDup bool // (seq, ts) identify re-sends
+}
+
+// record maps and validates a publish through the first matching rule. A
+// payload that fails goes to the rule's dead-letter stream with a reason
+// header instead; deadKind names the failure for the metric ("" for a
+// good record).
+func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream string, rec recordbatch.Record, info pubInfo, deadKind string) {
+	var (
+		caps     rules.Captures
+		reason   string
+		key      string
+		device   string
+		dlq      string
+		d        decoded
+		origTime int64
+		clamped  bool
+	)
+	rec.Timestamp = now.UnixMilli()
+	r := h.rules.Match(pk.TopicName, &caps)
+	info.rule = "none"
+	if r == nil {
+		deadKind, reason = DeadUnmapped, fmt.Sprintf("%v: %q matches no ingest rule (the default rule wants %d levels or more: stream, device, ...)",
+			topicmap.ErrUnmapped, pk.TopicName, h.mapper.Levels()+1)
+	} else {
+		info.rule = r.Name
+		stream = r.Stream(&caps)
+		if err := topicmap.ValidStream(stream); err != nil {
+			deadKind, reason = DeadUnmapped, fmt.Sprintf("%v: %q: %v", topicmap.ErrUnmapped, pk.TopicName, err)
+		} else if !h.streamAllowed(stream) {
+			deadKind, reason = DeadUnmapped, fmt.Sprintf("stream %q would exceed max_streams %d", stream, h.cfg.MaxStreams)
+		}
+		key, device = r.Key(&caps), r.Device(&caps)
+		if device == "" {
+			device = key
+		}
+		if dlq = r.DeadLetter(&caps); dlq != "" && topicmap.ValidStream(dlq) != nil {
+			dlq = ""
+		}
 	}
-	var reason string
-	if err != nil {
-		stream, device, deadKind, reason = h.cfg.UnmappedStream, "", "unmapped", err.Error()
+	if deadKind != "" {
+		stream, dlq, key, device = h.cfg.UnmappedStream, "", "", ""
 	}
 	ct := payload.Normalize(pk.Properties.ContentType)
 	if ct == "" {
 		ct = payload.Normalize(h.cfg.Streams[stream].ContentType)
 	}
-	if ct == "" {
-		ct = payload.Sniff(pk.Payload)
-	}
-	rec.Timestamp = now.UnixMilli()
-	if reason == "" {
-		var derr error
-		r, derr = payload.Decode(ct, pk.Payload)
+	if deadKind == "" {
+		var err error
 		switch {
-		case derr != nil:
-			deadKind, reason = "invalid", derr.Error()
-		case r.Device != device:
-			deadKind, reason = "device_mismatch", fmt.Sprintf("payload names device %q, topic names %q", r.Device, device)
-		case r.HasTime:
-			rec.Timestamp = r.TimeMs
+		case r.Format == payload.FormatSparkplug:
+			err = h.sparkplugDecode(&d, r, pk, &rec)
+		default:
+			err = h.decodePayload(&d, r, ct, pk.Payload)
+		}
+		if err == nil && r.Schema != nil {
+			if err = d.validate(r); err != nil {
+				d.deadKind = DeadSchema
+			}
+		}
+		switch {
+		case err != nil:
+			deadKind, reason = d.deadKind, err.Error()
+			if deadKind == "" {
+				deadKind = DeadInvalid
+			}
+		case d.reading && d.device != device:
+			deadKind, reason = DeadDeviceMismatch, fmt.Sprintf("payload names device %q, topic names %q", d.device, device)
+		default:
+			ct = d.ct
+			if d.hasTime && !r.ReceiveTime {
+				ts := d.timeMs
+				if r.MaxAge > 0 || r.MaxFuture > 0 {
+					var out bool
+					if ts, out = window(r, ts, now); out {
+						origTime, clamped = d.timeMs, true
+						h.m.timeReplaced.WithLabelValues(r.Name).Inc()
+					}
+				}
+				rec.Timestamp = ts
+			}
+			info.seq, info.ts, info.seqDup = d.seq, d.timeMs, d.hasSeq && d.hasTime
 		}
 	}
-	key := device
 	if key == "" {
 		key = cl.ID
 	}
+	info.device = key
 	// One allocation holds the key and the topic; the device header shares
 	// the key's bytes when they are the same (recordbatch.Build only reads).
 	buf := make([]byte, 0, len(key)+len(pk.TopicName))
@@ -516,19 +651,46 @@ func (h *Hook) record(cl *mqtt.Client, pk packets.Packet, now time.Time) (stream
 	if device != key {
 		deviceBytes = []byte(device)
 	}
-	rec.Value = pk.Payload
-	rec.Headers = make([]recordbatch.RecordHeader, 3, 4) // room for a reason
-	rec.Headers[0] = recordbatch.RecordHeader{Key: HeaderContentType, Value: contentTypeBytes(ct)}
-	rec.Headers[1] = recordbatch.RecordHeader{Key: HeaderMQTTTopic, Value: buf[len(key):]}
-	rec.Headers[2] = recordbatch.RecordHeader{Key: HeaderDevice, Value: deviceBytes}
+	if rec.Value == nil {
+		rec.Value = pk.Payload
+	}
+	extra := len(rec.Headers)                // sparkplug headers, if any
+	n := 4 + extra + len(pk.Properties.User) // + reason
+	if r != nil {
+		n += r.HeaderCount() + 2 // + value-kind, device-time
+	}
+	hdrs := make([]recordbatch.RecordHeader, 3, n)
+	hdrs[0] = recordbatch.RecordHeader{Key: HeaderContentType, Value: contentTypeBytes(ct)}
+	hdrs[1] = recordbatch.RecordHeader{Key: HeaderMQTTTopic, Value: buf[len(key):]}
+	hdrs[2] = recordbatch.RecordHeader{Key: HeaderDevice, Value: deviceBytes}
+	hdrs = append(hdrs, rec.Headers...)
+	rec.Headers = hdrs
+	if r != nil && r.HasHeaders() && deadKind != DeadUnmapped {
+		r.Headers(&caps, func(k, v string) {
+			rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: k, Value: []byte(v)})
+		})
+	}
+	if d.textKind != "" && deadKind == "" {
+		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderValueKind, Value: valueKindBytes[d.textKind]})
+	}
+	if clamped {
+		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderDeviceTime, Value: strconv.AppendInt(nil, origTime, 10)})
+	}
+	for _, u := range pk.Properties.User { // MQTT 5 user properties travel as Kafka headers
+		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: u.Key, Value: []byte(u.Val)})
+	}
 	if reason != "" {
-		stream += h.cfg.DeadLetterSuffix
+		if dlq == "" {
+			dlq = stream + h.cfg.DeadLetterSuffix
+		}
+		stream = dlq
+		rec.Value = pk.Payload
 		rec.Headers = append(rec.Headers, recordbatch.RecordHeader{Key: HeaderReason, Value: []byte(reason)})
 		if due(&h.lastDeadLetterLog, h.now()) { // counted per publish; logged at most every 10 s
-			h.log.Info("publish dead-lettered", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "reason", reason)
+			h.log.Info("publish dead-lettered", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "rule", info.rule, "reason", reason)
 		}
 	}
-	return stream, rec, r, deadKind
+	return stream, rec, info, deadKind
 }
 
 // Header values of the content types the edge decodes, shared by every
@@ -539,7 +701,12 @@ var (
 	ctSenMLCBOR   = []byte(payload.ContentSenMLCBOR)
 	ctSenMLJSON   = []byte(payload.ContentSenMLJSON)
 	ctOctetStream = []byte("application/octet-stream")
+	ctText        = []byte(payload.ContentText)
+	ctSparkplug   = []byte(payload.ContentSparkplug)
 )
+
+// valueKindBytes are the value-kind header values, shared.
+var valueKindBytes = map[string][]byte{"number": []byte("number"), "bool": []byte("bool"), "text": []byte("text")}
 
 func contentTypeBytes(ct string) []byte {
 	switch ct {
@@ -551,7 +718,11 @@ func contentTypeBytes(ct string) []byte {
 		return ctSenMLCBOR
 	case payload.ContentSenMLJSON:
 		return ctSenMLJSON
-	case "":
+	case payload.ContentText:
+		return ctText
+	case payload.ContentSparkplug:
+		return ctSparkplug
+	case "", payload.ContentRaw:
 		return ctOctetStream
 	}
 	return []byte(ct)
@@ -655,8 +826,10 @@ func due(last *atomic.Int64, now time.Time) bool {
 func (h *Hook) Drain() {
 	h.closed.Store(true)
 	h.gate.Lock() // a drop-oldest pass in progress ends
+	//lint:ignore SA2001 taking the lock is the wait for the pass holding it
 	h.gate.Unlock()
 	h.createMu.Lock() // a stream being created is in h.streams once this returns
+	//lint:ignore SA2001 taking the lock is the wait for the creation holding it
 	h.createMu.Unlock()
 	h.streams.Range(func(_, v any) bool {
 		for _, w := range v.(*streamState).writers {
@@ -673,8 +846,10 @@ type Counts struct {
 	DeadLetters float64
 	Dropped     float64
 	Appended    float64
-	Duplicates  float64            // re-sends acknowledged without storing
-	Connects    map[string]float64 // accepted, refused
+	Duplicates  float64 // re-sends acknowledged without storing
+	// RetainedClears counts empty retained publishes (not stored).
+	RetainedClears float64
+	Connects       map[string]float64 // accepted, refused
 }
 
 // Counts reads the counters.
@@ -690,6 +865,7 @@ func (h *Hook) Counts() Counts {
 	c.Appended = sumVec(h.m.appended)
 	c.Dropped = value(h.m.dropped)
 	c.Duplicates = value(h.m.duplicates)
+	c.RetainedClears = value(h.m.retainedClears)
 	return c
 }
 

@@ -16,6 +16,9 @@ type metrics struct {
 	deadLetters     *prometheus.CounterVec // by short reason
 	dropped         prometheus.Counter     // records removed by drop-oldest
 	duplicates      prometheus.Counter     // re-sends acknowledged without storing
+	retainedClears  prometheus.Counter     // empty retained publishes (not stored)
+	timeReplaced    *prometheus.CounterVec // device times outside the rule's window, by rule
+	sparkplug       *prometheus.CounterVec // Sparkplug anomalies, by kind
 	// appendSeconds by QoS 0, 1, 2, resolved once: a label lookup per
 	// publish hashes the label value under a lock.
 	appendSeconds [3]prometheus.Observer
@@ -56,21 +59,33 @@ func newMetrics(reg prometheus.Registerer, totalSize func() float64) *metrics {
 		}, []string{"stream"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tributary_edge_dead_letters_total",
-			Help: "Publishes kept in a dead-letter stream, by kind of failure.",
-		}, []string{"kind"}),
+			Help: "Publishes kept in a dead-letter stream, by ingest rule and kind of failure.",
+		}, []string{"rule", "kind"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tributary_edge_budget_dropped_records_total",
 			Help: "Records deleted by the drop-oldest disk budget policy.",
 		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tributary_edge_duplicates_total",
-			Help: "QoS 1/2 re-sends of readings already stored (same stream, device, seq and ts), acknowledged without storing.",
+			Help: "QoS 1/2 re-sends already stored (same stream, device, seq and ts; or, without a seq, an MQTT DUP re-send with the same packet id and payload), acknowledged without storing.",
 		}),
+		retainedClears: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tributary_edge_retained_clears_total",
+			Help: "Empty retained publishes (clearing a retained message), acknowledged and not stored.",
+		}),
+		timeReplaced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_edge_device_time_replaced_total",
+			Help: "Device times outside the rule's max_age/max_future window, replaced or clamped (original in the device-time header), by rule.",
+		}, []string{"rule"}),
+		sparkplug: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tributary_edge_sparkplug_anomalies_total",
+			Help: "Sparkplug B messages stored with an anomaly header (seq gap, data before birth, unknown alias...), by anomaly.",
+		}, []string{"anomaly"}),
 	}
 	for q := range m.appendSeconds {
 		m.appendSeconds[q] = appendSeconds.WithLabelValues(strconv.Itoa(q))
 	}
-	reg.MustRegister(m.connects, m.refusedConnects, m.refused, m.appended, m.deadLetters, m.dropped, m.duplicates, appendSeconds,
+	reg.MustRegister(m.connects, m.refusedConnects, m.refused, m.appended, m.deadLetters, m.dropped, m.duplicates, m.retainedClears, m.timeReplaced, m.sparkplug, appendSeconds,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tributary_edge_log_bytes",
 			Help: "Bytes held by all local partition logs (what the disk budget counts).",

@@ -6,6 +6,7 @@ import (
 
 	"github.com/tributary-io/tributary/edge/dedup"
 	"github.com/tributary-io/tributary/edge/payload"
+	"github.com/tributary-io/tributary/edge/rules"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -45,20 +46,37 @@ func (h *Hook) rebuildDedup() {
 
 // rebuildFrom adds the (seq, ts) of the last TailBytes of l to the window.
 func (h *Hook) rebuildFrom(stream string, l *storage.Log) (int, error) {
+	n := 0
+	err := forTail(l, h.cfg.Dedup.TailBytes, func(r recordbatch.Record) {
+		if rd, ok := storedReading(r); ok {
+			h.dedup.Add(dedup.Key(stream, rd.Device), rd.Seq, rd.TimeMs)
+			n++
+		} else if seq, ts, ok := h.storedRuleSeq(r); ok {
+			h.dedup.Add(dedup.Key(stream, string(r.Key)), seq, ts)
+			n++
+		}
+	})
+	return n, err
+}
+
+// forTail calls fn for each record of about the last tail bytes of l, in
+// log order (the start offset is estimated from the partition's average
+// record size, since the log has no byte-to-offset lookup).
+func forTail(l *storage.Log, tail int64, fn func(recordbatch.Record)) error {
 	first, end := l.StartOffset(), l.NextOffset()
 	if end <= first {
-		return 0, nil
+		return nil
 	}
 	from := first
-	if size := l.Size(); size > h.cfg.Dedup.TailBytes {
+	if size := l.Size(); size > tail {
 		perRecord := max(1, size/(end-first))
-		from = max(first, end-h.cfg.Dedup.TailBytes/perRecord)
+		from = max(first, end-tail/perRecord)
 	}
-	n, read := 0, int64(0)
-	for from < end && read < 2*h.cfg.Dedup.TailBytes { // the estimate may be off; bound the work anyway
+	read := int64(0)
+	for from < end && read < 2*tail { // the estimate may be off; bound the work anyway
 		b, err := l.Read(from, 1<<20, -1)
 		if err != nil {
-			return n, fmt.Errorf("read at %d: %w", from, err)
+			return fmt.Errorf("read at %d: %w", from, err)
 		}
 		if len(b) == 0 {
 			break
@@ -71,18 +89,15 @@ func (h *Hook) rebuildFrom(stream string, l *storage.Log) (int, error) {
 				return fmt.Errorf("batch at %d: %w", hd.BaseOffset, err)
 			}
 			for _, r := range recs {
-				if rd, ok := storedReading(r); ok {
-					h.dedup.Add(dedup.Key(stream, rd.Device), rd.Seq, rd.TimeMs)
-					n++
-				}
+				fn(r)
 			}
 			return nil
 		})
 		if err != nil {
-			return n, err
+			return err
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // storedReading decodes a stored record's payload as the hook did when it
@@ -99,4 +114,41 @@ func storedReading(r recordbatch.Record) (payload.Reading, bool) {
 		return rd, false
 	}
 	return rd, true
+}
+
+// storedRuleSeq reads the (seq, device time) of a stored record whose
+// rule takes both from the payload (seq and time.field), as the hook did
+// when it appended it.
+func (h *Hook) storedRuleSeq(rec recordbatch.Record) (seq uint64, ts int64, ok bool) {
+	var topic, ct []byte
+	for _, hd := range rec.Headers {
+		switch hd.Key {
+		case HeaderMQTTTopic:
+			topic = hd.Value
+		case HeaderContentType:
+			ct = hd.Value
+		}
+	}
+	var c rules.Captures
+	r := h.rules.Match(string(topic), &c)
+	if r == nil || !r.HasSeq || !r.HasTimeField {
+		return 0, 0, false
+	}
+	var d decoded
+	switch string(ct) {
+	case payload.ContentJSON:
+		d.jsonDoc = rec.Value
+	case payload.ContentCBOR:
+		v, err := payload.CBORValue(rec.Value, &r.Limits)
+		if err != nil {
+			return 0, 0, false
+		}
+		d.isCBOR, d.cborDoc = true, v
+	default:
+		return 0, 0, false
+	}
+	if h.fields(r, &d) != nil || !d.hasSeq || !d.hasTime {
+		return 0, 0, false
+	}
+	return d.seq, d.timeMs, true
 }

@@ -19,9 +19,18 @@ const (
 )
 
 func decodeSenMLCBOR(p []byte) (Reading, error) {
+	pack, err := senmlCBORPack(p)
+	if err != nil {
+		return Reading{}, err
+	}
+	r, _, err := readingFromSenML(pack, true)
+	return r, err
+}
+
+func senmlCBORPack(p []byte) ([]map[string]any, error) {
 	var raw []map[any]any
 	if err := decMode.Unmarshal(p, &raw); err != nil {
-		return Reading{}, invalid("senml+cbor: %v", err)
+		return nil, invalid("senml+cbor: %v", err)
 	}
 	pack := make([]map[string]any, 0, len(raw))
 	for i, rec := range raw {
@@ -33,11 +42,11 @@ func decodeSenMLCBOR(p []byte) (Reading, error) {
 				label = x
 			case uint64:
 				if x > math.MaxInt64 {
-					return Reading{}, invalid("senml+cbor: record %d: label %d out of range", i, x)
+					return nil, invalid("senml+cbor: record %d: label %d out of range", i, x)
 				}
 				label = int64(x)
 			default:
-				return Reading{}, invalid("senml+cbor: record %d: label of type %T, want integer", i, k)
+				return nil, invalid("senml+cbor: record %d: label of type %T, want integer", i, k)
 			}
 			name, ok := senmlLabels[label]
 			if !ok {
@@ -47,7 +56,7 @@ func decodeSenMLCBOR(p []byte) (Reading, error) {
 		}
 		pack = append(pack, m)
 	}
-	return readingFromSenML(pack)
+	return pack, nil
 }
 
 func decodeSenMLJSON(p []byte) (Reading, error) {
@@ -55,27 +64,48 @@ func decodeSenMLJSON(p []byte) (Reading, error) {
 	if err := strictJSON("senml+json", p, &pack); err != nil {
 		return Reading{}, err
 	}
-	return readingFromSenML(pack)
+	r, _, err := readingFromSenML(pack, true)
+	return r, err
+}
+
+// DecodeSenML reads any RFC 8428 pack (contentType ContentSenMLJSON or
+// ContentSenMLCBOR): the seq record and a urn:dev:<device>: base name are
+// optional here (Device is "" without one), as standard packs carry
+// neither; hasSeq says whether it held a seq.
+func DecodeSenML(contentType string, p []byte) (r Reading, hasSeq bool, err error) {
+	var pack []map[string]any
+	if contentType == ContentSenMLCBOR {
+		if pack, err = senmlCBORPack(p); err != nil {
+			return r, false, err
+		}
+	} else if err = strictJSON("senml+json", p, &pack); err != nil {
+		return r, false, err
+	}
+	return readingFromSenML(pack, false)
 }
 
 // readingFromSenML checks a pack: the base name names the device, the
 // entries carry seq and the measurements, and bt (+ t of the first record)
-// is the device time in seconds.
-func readingFromSenML(pack []map[string]any) (Reading, error) {
+// is the device time in seconds. strict is the reading schema (base name
+// and seq required); otherwise both are optional.
+func readingFromSenML(pack []map[string]any, strict bool) (Reading, bool, error) {
 	var r Reading
 	if len(pack) == 0 {
-		return r, invalid("senml: empty pack")
+		return r, false, invalid("senml: empty pack")
 	}
 	bn, ok := pack[0]["bn"]
-	if !ok {
-		return r, invalid("senml: first record has no base name")
+	name, isText := bn.(string)
+	switch {
+	case ok && !isText:
+		return r, false, invalid("senml: base name is not text")
+	case ok && strings.HasPrefix(name, devicePrefix) && strings.HasSuffix(name, deviceSuffix) &&
+		len(name) > len(devicePrefix)+len(deviceSuffix):
+		r.Device = name[len(devicePrefix) : len(name)-len(deviceSuffix)]
+	case strict && !ok:
+		return r, false, invalid("senml: first record has no base name")
+	case strict:
+		return r, false, invalid("senml: base name %v is not urn:dev:<device>:", bn)
 	}
-	name, ok := bn.(string)
-	if !ok || !strings.HasPrefix(name, devicePrefix) || !strings.HasSuffix(name, deviceSuffix) ||
-		len(name) <= len(devicePrefix)+len(deviceSuffix) {
-		return r, invalid("senml: base name %v is not urn:dev:<device>:", bn)
-	}
-	r.Device = name[len(devicePrefix) : len(name)-len(deviceSuffix)]
 	var (
 		bt, t     float64
 		hasBT     bool
@@ -85,20 +115,20 @@ func readingFromSenML(pack []map[string]any) (Reading, error) {
 	if v, ok := pack[0]["bt"]; ok {
 		f, err := asFloat(v)
 		if err != nil {
-			return r, invalid("senml: bt: %v", err)
+			return r, false, invalid("senml: bt: %v", err)
 		}
 		bt, hasBT = f, true
 	}
 	for i, rec := range pack {
-		if i > 0 {
+		if i > 0 && strict {
 			if _, ok := rec["bn"]; ok {
-				return r, invalid("senml: record %d changes the base name", i)
+				return r, false, invalid("senml: record %d changes the base name", i)
 			}
 		}
 		if v, ok := rec["t"]; ok {
 			f, err := asFloat(v)
 			if err != nil {
-				return r, invalid("senml: record %d: t: %v", i, err)
+				return r, false, invalid("senml: record %d: t: %v", i, err)
 			}
 			if i == 0 {
 				t = f
@@ -106,48 +136,48 @@ func readingFromSenML(pack []map[string]any) (Reading, error) {
 		}
 		n, ok := rec["n"]
 		if !ok {
-			if i == 0 {
-				continue // a record that only carries base fields
+			if i == 0 || !strict {
+				continue // base fields only, or the base name names it
 			}
-			return r, invalid("senml: record %d has no name", i)
+			return r, false, invalid("senml: record %d has no name", i)
 		}
 		ns, ok := n.(string)
 		if !ok {
-			return r, invalid("senml: record %d: name is not text", i)
+			return r, false, invalid("senml: record %d: name is not text", i)
 		}
-		if seenNames[ns] {
-			return r, invalid("senml: record %d: %q repeated", i, ns)
+		if seenNames[ns] && strict {
+			return r, false, invalid("senml: record %d: %q repeated", i, ns)
 		}
 		seenNames[ns] = true
 		v, hasV := rec["v"]
 		switch ns {
 		case "seq":
 			if !hasV {
-				return r, invalid("senml: seq has no numeric value")
+				return r, false, invalid("senml: seq has no numeric value")
 			}
 			f, err := asFloat(v)
 			if err != nil || f < 0 || f != math.Trunc(f) || f > 1<<53 {
-				return r, invalid("senml: seq %v is not an unsigned integer", v)
+				return r, false, invalid("senml: seq %v is not an unsigned integer", v)
 			}
 			r.Seq, hasSeq = uint64(f), true
 		case "temp", "hum", "vib":
 			if !hasV {
-				return r, invalid("senml: %s has no numeric value", ns)
+				return r, false, invalid("senml: %s has no numeric value", ns)
 			}
 			if _, err := asFloat(v); err != nil {
-				return r, invalid("senml: %s: %v", ns, err)
+				return r, false, invalid("senml: %s: %v", ns, err)
 			}
 		}
 	}
-	if !hasSeq {
-		return r, invalid("senml: missing seq")
+	if !hasSeq && strict {
+		return r, false, invalid("senml: missing seq")
 	}
 	if hasBT || t != 0 {
 		ms := (bt + t) * 1000
 		if ms > math.MaxInt64/2 || ms < math.MinInt64/2 {
-			return r, invalid("senml: time %v out of range", bt+t)
+			return r, false, invalid("senml: time %v out of range", bt+t)
 		}
 		r.TimeMs, r.HasTime = int64(math.Round(ms)), true
 	}
-	return r, nil
+	return r, hasSeq, nil
 }

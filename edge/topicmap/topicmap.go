@@ -140,3 +140,6 @@ func murmur2(data []byte) int32 {
 	h ^= h >> 15
 	return int32(h)
 }
+
+// Levels is how many leading topic levels name the stream.
+func (m *Mapper) Levels() int { return m.levels }

@@ -382,13 +382,9 @@ func (d *Device) pump() {
 		}
 		tok := d.client.Publish(it.topic, qos, false, it.payload)
 		d.inflight = append(d.inflight, flight{it: it, token: tok, at: time.Now()})
-		if isDone(tok) && tok.Error() != nil {
-			// Refused on the spot (not connected, or the write queue timed
-			// out): the connection is dead even if paho has not said so.
-			d.log.Debug("publish failed at once; reconnecting", "err", tok.Error())
-			d.reconnect()
-			return
-		}
+		// Counted as sent before anything can settle it: a publish that
+		// fails at once goes back to the queue as a resend, and was
+		// acknowledged later without ever having been counted as sent.
 		switch {
 		case !it.numbered:
 		case it.resend:
@@ -397,6 +393,13 @@ func (d *Device) pump() {
 			d.sum.Sent++
 			d.Stats.Sent.Add(1)
 			d.sum.LastSentSeq = max(d.sum.LastSentSeq, int64(it.seq))
+		}
+		if isDone(tok) && tok.Error() != nil {
+			// Refused on the spot (not connected, or the write queue timed
+			// out): the connection is dead even if paho has not said so.
+			d.log.Debug("publish failed at once; reconnecting", "err", tok.Error())
+			d.reconnect()
+			return
 		}
 	}
 	d.Stats.Queued.Store(int64(d.queue.len()))

@@ -185,6 +185,11 @@ func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
 	if s.Acked+s.Dropped != s.Generated {
 		t.Errorf("acked %d + dropped %d != generated %d", s.Acked, s.Dropped, s.Generated)
 	}
+	// Every acknowledged reading was counted as sent first, including one
+	// whose first publish failed at once as the broker went away.
+	if s.Acked > s.Sent {
+		t.Errorf("acked %d > sent %d: a resend was acknowledged before it was counted as sent", s.Acked, s.Sent)
+	}
 }
 
 func TestUnacknowledgedPublishIsResentOnANewConnection(t *testing.T) {

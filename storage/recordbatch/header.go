@@ -161,6 +161,17 @@ func SetLeaderEpoch(b []byte, epoch int32) {
 	binary.BigEndian.PutUint32(b[offLeaderEpoch:], uint32(epoch))
 }
 
+// SetLogAppendTime stamps the complete batch b with the broker's append
+// time, as Kafka does for message.timestamp.type=LogAppendTime: the
+// timestamp-type attribute bit is set and the max timestamp (which
+// consumers then give every record) becomes ts; the CRC is recomputed.
+func SetLogAppendTime(b []byte, ts int64) {
+	attrs := binary.BigEndian.Uint16(b[offAttributes:]) | TimestampTypeBit
+	binary.BigEndian.PutUint16(b[offAttributes:], attrs)
+	binary.BigEndian.PutUint64(b[offMaxTimestamp:], uint64(ts))
+	SetCRC(b)
+}
+
 // Checksum computes the CRC-32C of a batch's covered region; SetCRC stores it.
 func Checksum(b []byte) uint32 { return crc32.Checksum(b[crcStart:], castagnoli) }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,172 +18,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
-// clusterPort picks a port free for TCP and UDP below the ephemeral range,
-// so a restarted broker can bind it again.
-func clusterPort(t *testing.T, given map[int]bool) int {
-	t.Helper()
-	for range 200 {
-		port := 20000 + rand.IntN(12000)
-		if given[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		given[port] = true
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// procBroker is one broker running as a separate process of this binary.
-type procBroker struct {
-	id     int32
-	addr   string
-	config string
-	logf   string
-	cmd    *exec.Cmd
-}
-
-func (b *procBroker) start(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile(b.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "TRIBUTARY_CORE_AS_MAIN=1",
-		"TRIBUTARY_CORE_ARGS=-config "+b.config+" -http-addr= -log-level info")
-	cmd.Stderr = f
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start broker %d: %v", b.id, err)
-	}
-	b.cmd = cmd
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", b.addr); err == nil {
-			_ = c.Close()
-			return
-		}
-	}
-	t.Fatalf("broker %d did not listen on %s", b.id, b.addr)
-}
-
-func (b *procBroker) stop(sig syscall.Signal) {
-	if b.cmd == nil {
-		return
-	}
-	_ = b.cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { _ = b.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-done
-	}
-	b.cmd = nil
-}
-
-func startProcCluster(t *testing.T) []*procBroker {
-	given := map[int]bool{}
-	base := t.TempDir()
-	var serf []string
-	for range 3 {
-		serf = append(serf, fmt.Sprintf("127.0.0.1:%d", clusterPort(t, given)))
-	}
-	var bs []*procBroker
-	for i := range 3 {
-		b := &procBroker{id: int32(i + 1), addr: fmt.Sprintf("127.0.0.1:%d", clusterPort(t, given)),
-			config: filepath.Join(base, fmt.Sprintf("broker-%d.yaml", i+1)),
-			logf:   filepath.Join(base, fmt.Sprintf("broker-%d.log", i+1))}
-		yaml := fmt.Sprintf(`data_dir: %s
-kafka_addr: %s
-node_id: %d
-default_partitions: 3
-groups: {initial_rebalance_delay: -1s}
-replication:
-  lag_time_max: 5s
-  fetch_max_wait: 200ms
-  ack_timeout: 5s
-cluster:
-  raft_addr: 127.0.0.1:%d
-  rpc_addr: 127.0.0.1:%d
-  serf_addr: %s
-  join: [%s]
-  bootstrap_expect: 3
-  offsets_partitions: 3
-  reconcile_interval: 200ms
-  absent_grace: 5s
-  raft: {heartbeat_timeout: 1s, election_timeout: 1s, leader_lease_timeout: 500ms}
-  gossip: {probe_interval: 300ms, probe_timeout: 200ms, gossip_interval: 50ms, suspicion_mult: 2, suspicion_max_timeout_mult: 2, reconnect_interval: 500ms}
-`, filepath.Join(base, fmt.Sprintf("data-%d", i+1)), b.addr, i+1, clusterPort(t, given), clusterPort(t, given),
-			serf[i], strings.Join(serf, ", "))
-		if err := os.WriteFile(b.config, []byte(yaml), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		bs = append(bs, b)
-	}
-	t.Cleanup(func() {
-		for _, b := range bs {
-			b.stop(syscall.SIGKILL)
-		}
-		if t.Failed() {
-			for _, b := range bs {
-				out, _ := os.ReadFile(b.logf)
-				lines := strings.Split(string(out), "\n")
-				t.Logf("broker %d log tail:\n%s", b.id, strings.Join(lines[max(0, len(lines)-40):], "\n"))
-			}
-		}
+// startProcCluster starts three brokers, each a process re-running this
+// test binary's main (TRIBUTARY_CORE_AS_MAIN).
+func startProcCluster(t *testing.T) []*testkit.CoreProc {
+	c := testkit.StartCoreCluster(t, 3, func(config string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "TRIBUTARY_CORE_AS_MAIN=1",
+			"TRIBUTARY_CORE_ARGS=-config "+config+" -http-addr= -log-level info")
+		return cmd
 	})
-	for _, b := range bs {
-		b.start(t)
-	}
-	return bs
+	return c.Brokers
 }
 
-// partitionStates asks broker addr for the topic's leaders and ISRs.
-func partitionStates(ctx context.Context, addrs []string, topic string) (map[int32]kmsg.MetadataResponseTopicPartition, error) {
-	var lastErr error
-	for _, addr := range addrs {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-		if err != nil {
-			return nil, err
-		}
-		req := kmsg.NewPtrMetadataRequest()
-		rt := kmsg.NewMetadataRequestTopic()
-		rt.Topic = kmsg.StringPtr(topic)
-		req.Topics = append(req.Topics, rt)
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := req.RequestWith(rctx, cl)
-		cancel()
-		cl.Close()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
-			lastErr = fmt.Errorf("metadata for %s from %s: %+v", topic, addr, resp.Topics)
-			continue
-		}
-		out := map[int32]kmsg.MetadataResponseTopicPartition{}
-		for _, p := range resp.Topics[0].Partitions {
-			out[p.Partition] = p
-		}
-		return out, nil
-	}
-	return nil, lastErr
-}
+var partitionStates = testkit.PartitionStates
 
 // TestClusterLeaderKills runs three broker processes and SIGKILLs the leader
 // of one partition in each of 10 rounds (restarting it after) while an
@@ -200,7 +49,7 @@ func TestClusterLeaderKills(t *testing.T) {
 	bs := startProcCluster(t)
 	var addrs []string
 	for _, b := range bs {
-		addrs = append(addrs, b.addr)
+		addrs = append(addrs, b.Addr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
@@ -213,7 +62,7 @@ func TestClusterLeaderKills(t *testing.T) {
 	var failovers []time.Duration
 	for round := range 10 {
 		part := int32(round % parts)
-		var victim *procBroker
+		var victim *testkit.CoreProc
 		for victim == nil {
 			st, err := partitionStates(ctx, addrs, topic)
 			if err == nil && st[part].Leader > 0 {
@@ -224,7 +73,7 @@ func TestClusterLeaderKills(t *testing.T) {
 			}
 		}
 		killed := time.Now()
-		victim.stop(syscall.SIGKILL)
+		victim.Stop(syscall.SIGKILL)
 		// Failover: the first acknowledgement of a record produced to that
 		// partition after the kill.
 		var took time.Duration
@@ -239,25 +88,25 @@ func TestClusterLeaderKills(t *testing.T) {
 				t.Fatalf("round %d: produce failed: %v", round, failed)
 			}
 			if time.Since(killed) > 10*time.Second {
-				t.Fatalf("round %d: partition %d took over 10s to accept writes after broker %d was killed", round, part, victim.id)
+				t.Fatalf("round %d: partition %d took over 10s to accept writes after broker %d was killed", round, part, victim.ID)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		failovers = append(failovers, took)
-		t.Logf("round %d: killed broker %d (leader of %s/%d); writes resumed after %v", round, victim.id, topic, part, took.Round(time.Millisecond))
-		victim.start(t)
+		t.Logf("round %d: killed broker %d (leader of %s/%d); writes resumed after %v", round, victim.ID, topic, part, took.Round(time.Millisecond))
+		victim.Start(t)
 		// Before the next kill, the restarted broker must be back in every ISR.
 		for {
 			st, err := partitionStates(ctx, addrs, topic)
 			full := err == nil && len(st) == parts
 			for _, p := range st {
-				full = full && len(p.ISR) == 3 && slices.Contains(p.ISR, victim.id) && p.Leader > 0
+				full = full && len(p.ISR) == 3 && slices.Contains(p.ISR, victim.ID) && p.Leader > 0
 			}
 			if full {
 				break
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("round %d: broker %d did not rejoin the ISRs: %v %v", round, victim.id, st, err)
+				t.Fatalf("round %d: broker %d did not rejoin the ISRs: %v %v", round, victim.ID, st, err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -273,10 +122,10 @@ func TestClusterLeaderKills(t *testing.T) {
 	// Full cluster restart: the Raft metadata (topic, assignment) survives
 	// and the data is still served.
 	for _, b := range bs {
-		b.stop(syscall.SIGTERM)
+		b.Stop(syscall.SIGTERM)
 	}
 	for _, b := range bs {
-		b.start(t)
+		b.Start(t)
 	}
 	for {
 		st, err := partitionStates(ctx, addrs, topic)
@@ -307,7 +156,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	bs := startProcCluster(t)
 	var addrs []string
 	for _, b := range bs {
-		addrs = append(addrs, b.addr)
+		addrs = append(addrs, b.Addr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -338,8 +187,8 @@ func TestClusterRollingRestart(t *testing.T) {
 
 	for _, b := range bs {
 		time.Sleep(time.Second) // let traffic flow between restarts
-		b.stop(syscall.SIGTERM)
-		b.start(t)
+		b.Stop(syscall.SIGTERM)
+		b.Start(t)
 		for {
 			st, err := partitionStates(ctx, addrs, topic)
 			full := err == nil && len(st) == parts
@@ -350,11 +199,11 @@ func TestClusterRollingRestart(t *testing.T) {
 				break
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("broker %d did not rejoin the ISRs: %v %v", b.id, st, err)
+				t.Fatalf("broker %d did not rejoin the ISRs: %v %v", b.ID, st, err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Logf("restarted broker %d", b.id)
+		t.Logf("restarted broker %d", b.ID)
 	}
 	nAcked := sp.stop(ctx, t)
 	// The group catches up with everything acknowledged.
@@ -438,11 +287,11 @@ func TestClusterRollingRestart(t *testing.T) {
 		t.Fatalf("find coordinator: %v %+v", err, fresp)
 	}
 	coord := bs[fresp.NodeID-1]
-	coord.stop(syscall.SIGKILL)
+	coord.Stop(syscall.SIGKILL)
 	if after := committedSum(); after != committed {
-		t.Fatalf("with coordinator %d killed the group's offsets sum to %d, want %d", coord.id, after, committed)
+		t.Fatalf("with coordinator %d killed the group's offsets sum to %d, want %d", coord.ID, after, committed)
 	}
-	coord.start(t)
+	coord.Start(t)
 }
 
 // TestClusterConfig checks the cluster flags and that the example's

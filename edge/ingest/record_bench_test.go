@@ -1,0 +1,106 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tributary-io/tributary/edge/auth"
+	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/meta"
+)
+
+func benchHook(b *testing.B, cfg Config) *Hook {
+	dir := b.TempDir()
+	store, err := meta.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{}, logger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { topics.Close(); store.Close() })
+	a, _ := auth.New(auth.Config{AllowAnonymous: true})
+	m, _ := topicmap.New(topicmap.Config{})
+	h, err := New(context.Background(), cfg, topics, a, m, prometheus.NewRegistry(), logger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(h.Drain)
+	return h
+}
+
+// BenchmarkRecordSparkplug is the same for a Sparkplug NDATA of 10
+// metrics by alias (the tracker knows the node's birth; seq 1, 2, ...).
+func BenchmarkRecordSparkplug(b *testing.B) {
+	for _, decode := range []bool{false, true} {
+		b.Run(fmt.Sprintf("decode=%v", decode), func(b *testing.B) {
+			cfg, bt, birth, topic, data := sparkplugRecordCases(decode)
+			h := benchHook(b, cfg)
+			if _, err := h.stream("plant"); err != nil {
+				b.Fatal(err)
+			}
+			cl := &mqtt.Client{ID: "bench"}
+			now := time.Now()
+			h.record(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: bt, Payload: birth}, now)
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				pk.Payload = data[i%256]
+				i++
+				if _, _, _, dead := h.record(cl, pk, now); dead != "" {
+					b.Fatal(dead)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRecord is the per-publish mapping and decoding (no append):
+// the default path (a CBOR reading under the default rule) and a generic
+// JSON payload through a rule that takes key and time from it.
+func BenchmarkRecord(b *testing.B) {
+	reading, _ := cbor.Marshal(map[string]any{"device": "dev-000042", "seq": 7, "ts": time.Now().UnixMilli(), "temp": 21.5, "hum": 40.25, "vib": 0.01})
+	cases := []struct {
+		name  string
+		cfg   Config
+		topic string
+		p     []byte
+	}{
+		{"cbor-reading-default-rule", Config{}, "sensors/dev-000042/reading", reading},
+	}
+	cases = append(cases, extraRecordCases()...)
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			h := benchHook(b, c.cfg)
+			for _, s := range []string{"sensors", "z2m"} {
+				if _, err := h.stream(s); err != nil { // streamAllowed finds it, as in steady state
+					b.Fatal(err)
+				}
+			}
+			cl := &mqtt.Client{ID: "bench"}
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: c.topic, Payload: c.p, PacketID: 1}
+			now := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _, _, dead := h.record(cl, pk, now)
+				if dead != "" {
+					b.Fatal(dead)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,190 @@
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// CoreProc is one tributary-core broker running as a process of its own,
+// so a test can SIGKILL, SIGTERM or SIGSTOP it.
+type CoreProc struct {
+	ID      int32
+	Addr    string // Kafka listener
+	Config  string // its YAML file
+	LogFile string // its stderr
+	command func(config string) *exec.Cmd
+	cmd     *exec.Cmd
+}
+
+// Start runs the broker and waits until its Kafka listener accepts.
+func (b *CoreProc) Start(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(b.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := b.command(b.Config)
+	cmd.Stderr = f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start broker %d: %v", b.ID, err)
+	}
+	b.cmd = cmd
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", b.Addr); err == nil {
+			_ = c.Close()
+			return
+		}
+	}
+	t.Fatalf("broker %d did not listen on %s", b.ID, b.Addr)
+}
+
+// Stop signals the broker and waits for it to exit, killing it after 20 s.
+// A frozen (SIGSTOPped) broker is resumed first so the signal is handled.
+func (b *CoreProc) Stop(sig syscall.Signal) {
+	if b.cmd == nil {
+		return
+	}
+	_ = b.cmd.Process.Signal(sig)
+	_ = b.cmd.Process.Signal(syscall.SIGCONT)
+	done := make(chan struct{})
+	go func() { _ = b.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-done
+	}
+	b.cmd = nil
+}
+
+// Freeze stops the broker with SIGSTOP: its sockets stay open and nothing
+// answers, as with a hung disk or a paused VM. Thaw resumes it.
+func (b *CoreProc) Freeze() { _ = b.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen broker.
+func (b *CoreProc) Thaw() { _ = b.cmd.Process.Signal(syscall.SIGCONT) }
+
+// CoreCluster is a cluster of broker processes on loopback.
+type CoreCluster struct {
+	Brokers []*CoreProc
+}
+
+// Addrs are the brokers' Kafka addresses.
+func (c *CoreCluster) Addrs() []string {
+	var out []string
+	for _, b := range c.Brokers {
+		out = append(out, b.Addr)
+	}
+	return out
+}
+
+// StartCoreCluster starts n brokers that form one cluster with test-sized
+// timings (failure detected in about a second, leaders moved in a few).
+// command builds the process for one config file: the tributary-core
+// binary with "-config", or a test binary re-running its main. The brokers
+// are SIGKILLed when the test ends, and their log tails printed if it
+// failed.
+func StartCoreCluster(t *testing.T, n int, command func(config string) *exec.Cmd) *CoreCluster {
+	t.Helper()
+	ports := Ports{}
+	base := t.TempDir()
+	var serf []string
+	for range n {
+		serf = append(serf, fmt.Sprintf("127.0.0.1:%d", ports.Next(t)))
+	}
+	c := &CoreCluster{}
+	for i := range n {
+		b := &CoreProc{ID: int32(i + 1), Addr: fmt.Sprintf("127.0.0.1:%d", ports.Next(t)),
+			Config:  filepath.Join(base, fmt.Sprintf("broker-%d.yaml", i+1)),
+			LogFile: filepath.Join(base, fmt.Sprintf("broker-%d.log", i+1)),
+			command: command}
+		yaml := fmt.Sprintf(`data_dir: %s
+kafka_addr: %s
+node_id: %d
+default_partitions: 3
+groups: {initial_rebalance_delay: -1s}
+replication:
+  lag_time_max: 5s
+  fetch_max_wait: 200ms
+  ack_timeout: 5s
+cluster:
+  raft_addr: 127.0.0.1:%d
+  rpc_addr: 127.0.0.1:%d
+  serf_addr: %s
+  join: [%s]
+  bootstrap_expect: %d
+  offsets_partitions: 3
+  reconcile_interval: 200ms
+  absent_grace: 5s
+  raft: {heartbeat_timeout: 1s, election_timeout: 1s, leader_lease_timeout: 500ms}
+  gossip: {probe_interval: 300ms, probe_timeout: 200ms, gossip_interval: 50ms, suspicion_mult: 2, suspicion_max_timeout_mult: 2, reconnect_interval: 500ms}
+`, filepath.Join(base, fmt.Sprintf("data-%d", i+1)), b.Addr, i+1, ports.Next(t), ports.Next(t),
+			serf[i], strings.Join(serf, ", "), n)
+		if err := os.WriteFile(b.Config, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.Brokers = append(c.Brokers, b)
+	}
+	t.Cleanup(func() {
+		for _, b := range c.Brokers {
+			b.Stop(syscall.SIGKILL)
+		}
+		if t.Failed() {
+			for _, b := range c.Brokers {
+				out, _ := os.ReadFile(b.LogFile)
+				lines := strings.Split(string(out), "\n")
+				t.Logf("broker %d log tail:\n%s", b.ID, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
+	})
+	for _, b := range c.Brokers {
+		b.Start(t)
+	}
+	return c
+}
+
+// PartitionStates asks the first of addrs that answers for the topic's
+// leaders and ISRs.
+func PartitionStates(ctx context.Context, addrs []string, topic string) (map[int32]kmsg.MetadataResponseTopicPartition, error) {
+	var lastErr error
+	for _, addr := range addrs {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+		if err != nil {
+			return nil, err
+		}
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := req.RequestWith(rctx, cl)
+		cancel()
+		cl.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
+			lastErr = fmt.Errorf("metadata for %s from %s: %+v", topic, addr, resp.Topics)
+			continue
+		}
+		out := map[int32]kmsg.MetadataResponseTopicPartition{}
+		for _, p := range resp.Topics[0].Partitions {
+			out[p.Partition] = p
+		}
+		return out, nil
+	}
+	return nil, lastErr
+}

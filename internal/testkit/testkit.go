@@ -1,0 +1,71 @@
+package testkit
+
+import (
+	"math/rand/v2"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Eventually polls cond every 10 ms until it holds, failing the test after
+// limit with what it was waiting for.
+func Eventually(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+	}
+}
+
+// Ports hands out loopback ports free for TCP and UDP (Serf gossips over
+// both) below the ephemeral range, so a restarted process can bind its port
+// again; a port is never handed out twice by the same Ports.
+type Ports map[int]bool
+
+// Next returns a free port.
+func (given Ports) Next(t testing.TB) int {
+	t.Helper()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		if given[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		given[port] = true
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// BuildBinary builds one of the repository's commands (a path such as
+// "edge/cmd/tributary-edge") into the test's temporary directory.
+func BuildBinary(t testing.TB, pkg string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	build := exec.Command("go", "build", "-o", bin, "./"+pkg)
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
