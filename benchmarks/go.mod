@@ -3,12 +3,14 @@ module github.com/tributary-io/tributary/benchmarks
 go 1.26.0
 
 require (
+	github.com/fxamacker/cbor/v2 v2.9.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/tributary-io/tributary v0.0.0
 	golang.org/x/term v0.47.0
 )
 
 require (
+	github.com/DataDog/sketches-go v1.4.8 // indirect
 	github.com/fatih/color v1.16.0 // indirect
 	github.com/google/btree v1.1.3 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
@@ -28,6 +30,7 @@ require (
 	github.com/miekg/dns v1.1.73 // indirect
 	github.com/rs/xid v1.4.0 // indirect
 	github.com/sean-/seed v0.0.0-20170313163322-e2103e2c3529 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )

@@ -41,7 +41,7 @@ func main() {
 	out := flag.String("out", "benchmarks/RESULTS.md", "where to write the Markdown results")
 	quick := flag.Bool("quick", false, "smaller runs (under 3 minutes)")
 	dir := flag.String("dir", os.TempDir(), "scratch directory on the disk to measure")
-	only := flag.String("only", "", "comma-separated sections to run (storage, core, edge, ingest, e2e, drain, cluster); empty runs all")
+	only := flag.String("only", "", "comma-separated sections to run (storage, core, edge, ingest, e2e, drain, cluster, stream); empty runs all")
 	bareMochi := flag.String("serve-bare-mochi", "", "internal: serve bare mochi-mqtt on MQTT_ADDR,HTTP_ADDR (the edge section's RSS floor)")
 	flag.Parse()
 	if *bareMochi != "" {
@@ -100,6 +100,7 @@ func main() {
 	run("e2e", "end-to-end latency (sensor → edge → core → consumer)", func() ([]row, error) { return endToEnd(*dir, *quick) })
 	run("drain", "bridge backlog drain", func() ([]row, error) { return bridgeDrain(*dir, *quick) })
 	run("cluster", "core cluster: RF=3 cost and failover", func() ([]row, error) { return clusterBench(*dir, *quick) })
+	run("stream", "aggregated streams: engine and consume + aggregate", func() ([]row, error) { return streamVsConsume(*dir, *quick) })
 	removeBuilt()
 
 	md := render(rows, *dir)
