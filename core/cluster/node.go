@@ -48,6 +48,8 @@ type Node struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// readIdx is the commit index learned from the current leader.
+	readIdx readIndex
 
 	// started is set once Start has assigned raft, serf and the listeners; accessors that may
 	// run concurrently with Start (metrics scrapes) check it first.
@@ -178,6 +180,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.wg.Go(func() { n.serfEventLoop(runCtx) })
 	n.wg.Go(func() { n.joinLoop(runCtx) })
 	n.wg.Go(func() { n.controllerLoop(runCtx, !existing) })
+	n.wg.Go(func() { n.learnLoop(runCtx) })
 	n.started.Store(true)
 	n.logger.Info("cluster node started", "raft", n.trans.LocalAddr(), "serf", n.cfg.SerfAddr,
 		"rpc", n.rpcLn.Addr().String(), "existing_state", existing)
@@ -317,28 +320,24 @@ func (n *Node) Controller() (int32, bool) {
 		return 0, false
 	}
 	_, id := n.raft.LeaderWithID()
-	if id == "" {
-		return 0, false
-	}
-	v, err := strconv.ParseInt(string(id), 10, 32)
-	if err != nil {
-		return 0, false
-	}
-	return int32(v), true
+	return brokerOf(id)
 }
 
-// MetadataCurrent reports whether this node's metadata has caught up: a Raft leader is known (this
-// node or one it has heard from) and everything committed has been applied. A broker restarted on
-// old state waits for it before acting on its copy, which may be stale (e.g. name it leader of a
-// partition that has moved on).
+// MetadataCurrent reports whether this node's metadata has caught up: a Raft leader is known, this
+// node has learned the leader's commit index (readindex.go) and has applied everything up to it. A
+// broker restarted on old state waits for it before acting on its copy, which may be stale (e.g.
+// name it leader of a partition at an epoch the cluster has moved past).
 func (n *Node) MetadataCurrent() bool {
 	if !n.started.Load() {
 		return false
 	}
-	if _, id := n.raft.LeaderWithID(); id == "" {
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
 		return false
 	}
-	return n.raft.AppliedIndex() >= n.raft.CommitIndex()
+	learned, ok := n.readIdx.get(id)
+	applied := n.raft.AppliedIndex()
+	return ok && applied >= learned && applied >= n.raft.CommitIndex()
 }
 
 // Metadata returns a copy of this node's metadata (as of its last applied Raft entry).
@@ -471,4 +470,16 @@ func withinCtx(ctx context.Context, fn func() error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// brokerOf is the broker id of a Raft server id.
+func brokerOf(id raft.ServerID) (int32, bool) {
+	if id == "" {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(id), 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int32(v), true
 }

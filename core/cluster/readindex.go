@@ -1,0 +1,126 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// A restarted broker must not act on its old copy of the metadata (lead a
+// partition at an epoch the cluster has moved past) before it has caught up.
+// "Applied everything committed" is not enough on its own: a follower's
+// commit index only covers what its own log holds, so right after a restart
+// it can look current while entries it has not received are committed. The
+// Raft answer is a read index: ask the current leader for its commit index
+// (the leader confirms it still leads first) and wait until this node has
+// applied up to it. The node learns it once per leader.
+
+const commitIndexPath = "/v1/commit-index"
+
+type commitIndexResponse struct {
+	NotLeader bool   `json:"not_leader,omitempty"`
+	Index     uint64 `json:"index"`
+}
+
+// readIndex is the commit index learned from one leader.
+type readIndex struct {
+	mu     sync.Mutex
+	leader raft.ServerID
+	index  uint64
+	known  bool
+}
+
+func (r *readIndex) get(leader raft.ServerID) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.index, r.known && r.leader == leader
+}
+
+func (r *readIndex) set(leader raft.ServerID, index uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.leader, r.index, r.known = leader, index, true
+}
+
+// serveCommitIndex answers GET /v1/commit-index on the leader.
+func (n *Node) serveCommitIndex(w http.ResponseWriter, _ *http.Request) {
+	var resp commitIndexResponse
+	if n.raft.State() != raft.Leader || n.raft.VerifyLeader().Error() != nil {
+		resp.NotLeader = true
+	} else {
+		resp.Index = n.raft.CommitIndex()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// learnLoop keeps the read index of the current leader known, asking each
+// new leader once.
+func (n *Node) learnLoop(ctx context.Context) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		_, leader := n.raft.LeaderWithID()
+		if leader == "" {
+			continue
+		}
+		if _, ok := n.readIdx.get(leader); ok {
+			continue
+		}
+		idx, err := n.askCommitIndex(ctx, leader)
+		if err != nil {
+			n.logger.Debug("learning the leader's commit index", "leader", leader, "err", err)
+			continue
+		}
+		n.readIdx.set(leader, idx)
+	}
+}
+
+// askCommitIndex gets the commit index from leader (this node itself when
+// it leads, after confirming it still does).
+func (n *Node) askCommitIndex(ctx context.Context, leader raft.ServerID) (uint64, error) {
+	if leader == serverID(n.cfg.BrokerID) {
+		if err := n.raft.VerifyLeader().Error(); err != nil {
+			return 0, err
+		}
+		return n.raft.CommitIndex(), nil
+	}
+	id, ok := brokerOf(leader)
+	if !ok {
+		return 0, fmt.Errorf("leader id %q", leader)
+	}
+	addr, ok := n.memberRPCAddr(id)
+	if !ok {
+		return 0, fmt.Errorf("leader %d has no rpc address in serf yet", id)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+addr+commitIndexPath, nil)
+	if err != nil {
+		return 0, err
+	}
+	hr, err := n.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer hr.Body.Close()
+	var resp commitIndexResponse
+	if err := json.NewDecoder(io.LimitReader(hr.Body, 4096)).Decode(&resp); err != nil {
+		return 0, fmt.Errorf("decode: %w", err)
+	}
+	if resp.NotLeader {
+		return 0, fmt.Errorf("broker %d no longer leads", id)
+	}
+	return resp.Index, nil
+}
