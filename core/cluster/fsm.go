@@ -39,6 +39,7 @@ type command struct {
 	BrokerID int32   `json:"broker_id,omitempty"` // broker_down
 
 	Topic      string            `json:"topic,omitempty"`
+	TopicID    string            `json:"topic_id,omitempty"`   // create_topic
 	Partitions int32             `json:"partitions,omitempty"` // create_topic; create_partitions: new total
 	RF         int16             `json:"rf,omitempty"`
 	Config     map[string]string `json:"config,omitempty"`
@@ -193,7 +194,7 @@ func (f *FSM) createTopic(c command) applyResult {
 	if c.RF <= 0 || int(c.RF) > len(live) {
 		return applyResult{Err: refuse("invalid_rf", "%d with %d live brokers", c.RF, len(live))}
 	}
-	t := &Topic{Name: c.Topic, Config: c.Config}
+	t := &Topic{Name: c.Topic, ID: c.TopicID, Config: c.Config}
 	start := int(s.PlacementCursor % int64(len(live)))
 	t.Partitions = place(c.Topic, 0, c.Partitions, int(c.RF), live, start)
 	s.PlacementCursor += int64(c.Partitions)

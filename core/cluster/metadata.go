@@ -50,13 +50,18 @@ func (p PartitionState) clone() PartitionState {
 
 // Topic is a topic's configuration and partitions (index = partition number).
 type Topic struct {
-	Name       string            `json:"name"`
+	Name string `json:"name"`
+	// ID is chosen by the proposer at creation (32 hex digits, random), so
+	// a topic deleted and created again under the same name is another
+	// topic: a broker that missed the change drops its old data instead of
+	// serving it as the new topic's. Empty for topics created before ids.
+	ID         string            `json:"id,omitempty"`
 	Config     map[string]string `json:"config,omitempty"`
 	Partitions []PartitionState  `json:"partitions"`
 }
 
 func (t *Topic) clone() *Topic {
-	c := &Topic{Name: t.Name, Config: maps.Clone(t.Config), Partitions: make([]PartitionState, len(t.Partitions))}
+	c := &Topic{Name: t.Name, ID: t.ID, Config: maps.Clone(t.Config), Partitions: make([]PartitionState, len(t.Partitions))}
 	for i, p := range t.Partitions {
 		c.Partitions[i] = p.clone()
 	}

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -370,7 +372,11 @@ func (n *Node) CreateTopic(ctx context.Context, name string, partitions int32, r
 	if len(cfg) == 0 {
 		cfg = nil
 	}
-	_, err := n.propose(ctx, command{Op: opCreateTopic, Topic: name, Partitions: partitions, RF: rf, Config: cfg})
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return fmt.Errorf("create topic %s: topic id: %w", name, err)
+	}
+	_, err := n.propose(ctx, command{Op: opCreateTopic, Topic: name, TopicID: hex.EncodeToString(id[:]), Partitions: partitions, RF: rf, Config: cfg})
 	return err
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/hex"
 	"context"
 	"errors"
 	"fmt"
@@ -178,7 +179,7 @@ func (s *Server) clusterMetadata(c *call, req *kmsg.MetadataRequest, resp *kmsg.
 	describe := func(t *cluster.Topic) kmsg.MetadataResponseTopic {
 		mt := kmsg.NewMetadataResponseTopic()
 		mt.Topic = strp(t.Name)
-		mt.TopicID = topicID(t.Name)
+		mt.TopicID = clusterTopicID(t)
 		mt.IsInternal = t.Name == cluster.OffsetsTopic
 		for _, p := range t.Partitions {
 			mp := kmsg.NewMetadataResponseTopicPartition()
@@ -419,4 +420,15 @@ func (s *Server) notCoordinator(req kmsg.Request) kmsg.Response {
 		}
 	}
 	return nil
+}
+
+// clusterTopicID is the topic's id from the metadata (random, chosen at
+// creation), or the name-derived one for topics created before ids.
+func clusterTopicID(t *cluster.Topic) [16]byte {
+	var id [16]byte
+	if b, err := hex.DecodeString(t.ID); err == nil && len(b) == len(id) {
+		copy(id[:], b)
+		return id
+	}
+	return topicID(t.Name)
 }

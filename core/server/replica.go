@@ -16,6 +16,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/meta"
 )
 
 // errNotEnoughReplicas refuses an acks=all produce while the ISR is smaller
@@ -165,6 +166,10 @@ func (m *replicaManager) reconcile() {
 	md := m.s.node.Metadata()
 	topics := m.s.topics
 	internalLed := map[string]int{}
+	// Local data of another incarnation of a topic (deleted, and maybe
+	// created again, while this broker was down) goes first: it must never
+	// be served as the current topic's.
+	m.dropStaleIncarnations(md)
 	// Topics gone from the metadata go locally too.
 	for _, info := range topics.List() {
 		if _, ok := md.Topics[info.Name]; ok || !m.seen[info.Name] {
@@ -180,6 +185,7 @@ func (m *replicaManager) reconcile() {
 		if err := topics.Delete(info.Name); err != nil {
 			m.s.logger.Warn("delete local topic", "topic", info.Name, "err", err)
 		} else {
+			_ = m.s.store.DeleteValue(topicIDKey(info.Name))
 			m.s.logger.Info("deleted topic", "topic", info.Name)
 		}
 	}
@@ -198,6 +204,7 @@ func (m *replicaManager) reconcile() {
 				m.s.logger.Error("create local topic", "topic", t.Name, "err", err)
 				continue
 			}
+			m.recordIncarnation(t)
 		case info.Partitions < want:
 			if err := topics.AddPartitions(t.Name, want); err != nil {
 				m.s.logger.Error("add local partitions", "topic", t.Name, "err", err)
@@ -622,4 +629,57 @@ func (r *replica) followerHW(hw int64) {
 		r.hw = hw
 	}
 	r.mu.Unlock()
+}
+
+// topicIDKey is where a broker records, in its metadata store, which
+// incarnation (cluster.Topic.ID) of a topic its local logs hold.
+func topicIDKey(name string) string { return "cluster/topic-id/" + name }
+
+// recordIncarnation notes that the local logs of t belong to its current id.
+func (m *replicaManager) recordIncarnation(t *cluster.Topic) {
+	if t.ID == "" {
+		return
+	}
+	if err := m.s.store.PutValue(topicIDKey(t.Name), []byte(t.ID)); err != nil {
+		m.s.logger.Error("record topic id", "topic", t.Name, "err", err)
+	}
+}
+
+// dropStaleIncarnations deletes local topics whose recorded id is not the
+// metadata's: deleted while this broker was down (and perhaps created
+// again under the same name). A local topic without a recorded id (created
+// before ids) adopts the metadata's.
+func (m *replicaManager) dropStaleIncarnations(md *cluster.Snapshot) {
+	for _, info := range m.s.topics.List() {
+		local, err := m.s.store.Value(topicIDKey(info.Name))
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			m.s.logger.Error("read topic id", "topic", info.Name, "err", err)
+			continue
+		}
+		t, inMetadata := md.Topics[info.Name]
+		current := ""
+		if inMetadata {
+			current = t.ID
+		}
+		switch {
+		case len(local) == 0 && inMetadata:
+			m.recordIncarnation(t)
+			continue
+		case len(local) == 0, inMetadata && string(local) == t.ID, inMetadata && t.ID == "":
+			continue
+		}
+		for tp, r := range m.replicas {
+			if tp.topic == info.Name {
+				r.stopFetcher()
+				delete(m.replicas, tp)
+			}
+		}
+		if err := m.s.topics.Delete(info.Name); err != nil {
+			m.s.logger.Error("delete data of a deleted topic", "topic", info.Name, "err", err)
+			continue
+		}
+		_ = m.s.store.DeleteValue(topicIDKey(info.Name))
+		m.s.logger.Warn("deleted local data of a topic the cluster deleted or created anew",
+			"topic", info.Name, "local_id", string(local), "current_id", current)
+	}
 }
