@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -204,40 +203,10 @@ func (s *Server) listen() error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", s.healthz)
+		mux.HandleFunc("/readyz", s.readyz)
 		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	return nil
-}
-
-// healthz is ok while the broker accepts connections, no partition has
-// gone read-only after corruption and no stored batch is known damaged (a
-// follower's damage clears once it has fetched the range again).
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	if s.ctx.Err() != nil {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	var problems []string
-	for _, t := range s.topics.List() {
-		for p := int32(0); p < t.Partitions; p++ {
-			l, err := s.topics.Partition(t.Name, p)
-			if err != nil {
-				continue // deleted meanwhile
-			}
-			if reason := l.ReadOnlyReason(); reason != nil {
-				problems = append(problems, fmt.Sprintf("%s/%d read-only: %v", t.Name, p, reason))
-			}
-			for _, d := range l.Damage() {
-				problems = append(problems, fmt.Sprintf("%s/%d damaged: offsets %d to %d unreadable (%s at byte %d): %s",
-					t.Name, p, d.From, d.To-1, d.Segment, d.Position, d.Reason))
-			}
-		}
-	}
-	if len(problems) > 0 {
-		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
-		return
-	}
-	_, _ = w.Write([]byte("ok\n"))
 }
 
 // Addr is the Kafka listener's bound address.
