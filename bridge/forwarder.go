@@ -136,6 +136,33 @@ func (f *forwarder) inFlightLimit() int {
 }
 
 func (f *forwarder) status(now time.Time) PartitionStatus {
+	ps := f.statusLocked(now)
+	if ps.BacklogRecords > 0 {
+		// Read outside the lock: a disk read must not stall the forwarder.
+		if ts, ok := oldestTimestamp(f.log, max(ps.Cursor, ps.LogStart)); ok {
+			ps.OldestUnforwarded = ts
+			ps.OldestUnforwardedAge = max(0, now.Sub(ts))
+		}
+	}
+	return ps
+}
+
+// oldestTimestamp is the first timestamp of the batch holding offset: the
+// record time (device time, or receive time when the device sent none) of
+// the oldest record not yet forwarded.
+func oldestTimestamp(l *storage.Log, offset int64) (time.Time, bool) {
+	b, err := l.Read(offset, 1, -1)
+	if err != nil || len(b) == 0 {
+		return time.Time{}, false
+	}
+	h, err := recordbatch.ParseHeader(b)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(h.FirstTimestamp), true
+}
+
+func (f *forwarder) statusLocked(now time.Time) PartitionStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	start, end := f.log.StartOffset(), f.log.NextOffset()

@@ -54,6 +54,8 @@ type PartitionView struct {
 	Offline         bool             `json:"offline,omitempty"`
 	ReadOnly        string           `json:"read_only,omitempty"`
 	Damaged         []storage.Damage `json:"damaged,omitempty"`
+
+	hosted bool // the log is on this broker: the offsets above are set
 }
 
 // Partitions reports every partition of every topic, sorted by topic and
@@ -67,6 +69,7 @@ func (s *Server) Partitions() []PartitionView {
 			v.ReadOnly = err.Error()
 		}
 		v.Damaged = l.Damage()
+		v.hosted = true
 	}
 	if s.node == nil {
 		for _, t := range s.topics.List() {

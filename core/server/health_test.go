@@ -1,9 +1,13 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 func getJSON(t testing.TB, url string, v any) int {
@@ -39,5 +43,41 @@ func TestHealthAndReadiness(t *testing.T) {
 	parts := srv.Partitions()
 	if len(parts) != 2 || parts[0].Topic != "hz" || !parts[0].Leading || parts[1].Partition != 1 {
 		t.Fatalf("partitions: %+v", parts)
+	}
+}
+
+// TestPartitionMetricsAndGroupLag: the per-partition gauges follow the log
+// and a group's lag is the high watermark minus its committed offset.
+func TestPartitionMetricsAndGroupLag(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig(t.TempDir()))
+	createTopic(t, newClient(t, srv.Addr()), "lagged", 1, nil)
+	produceValues(t, srv.Addr(), "lagged", 10, 100)
+	adm := kadm.NewClient(newClient(t, srv.Addr()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var offs kadm.Offsets
+	offs.Add(kadm.Offset{Topic: "lagged", Partition: 0, At: 4, LeaderEpoch: -1})
+	if err := adm.CommitAllOffsets(ctx, "readers", offs); err != nil {
+		t.Fatal(err)
+	}
+	lags := srv.GroupLags()
+	if len(lags) != 1 || lags[0] != (GroupLag{Group: "readers", Topic: "lagged", Partition: 0, Committed: 4, HighWatermark: 10, Lag: 6}) {
+		t.Fatalf("group lags: %+v", lags)
+	}
+	for name, want := range map[string]float64{
+		"tributary_core_group_lag":                  6,
+		"tributary_core_group_committed_offset":     4,
+		"tributary_core_partition_log_end_offset":   10,
+		"tributary_core_partition_high_watermark":   10,
+		"tributary_core_partition_log_start_offset": 0,
+		"tributary_core_partition_leader":           1,
+	} {
+		if got := metricValue(t, srv, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if got := metricValue(t, srv, "tributary_core_partition_size_bytes"); got < 1000 {
+		t.Errorf("tributary_core_partition_size_bytes = %v, want at least the 1000 value bytes", got)
 	}
 }

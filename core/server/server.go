@@ -107,7 +107,7 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 	s.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tributary_core_damaged_ranges",
 		Help: "Ranges of stored batches found damaged (CRC mismatch) and not yet replaced or removed.",
-	}, func() float64 { return float64(topics.DamagedRanges()) }))
+	}, func() float64 { return float64(topics.DamagedRanges()) }), partitionCollector{s})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if newGroups == nil {
 		newGroups = s.defaultGroups
