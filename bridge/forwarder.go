@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -69,6 +70,11 @@ func newForwarder(b *Bridge, stream string, partition int32, l *storage.Log) (*f
 	}
 	if b.cfg.Target == TargetTributary {
 		f.pid = storage.ForwardedProducerID(b.edgeID, partition)
+	}
+	// Every stream's counters exist from the start at 0, so rate() and
+	// increase() see the first event and alerts on losses can be written.
+	for _, c := range []*prometheus.CounterVec{b.m.records, b.m.bytes, b.m.skipped, b.m.gaps, b.m.tooLarge, b.m.rewound, b.m.corrupt} {
+		c.WithLabelValues(stream)
 	}
 	cur, ok, err := b.store.Cursor(f.cursorKey)
 	if err != nil {

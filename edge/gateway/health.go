@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tributary-io/tributary/bridge"
 )
 
@@ -184,4 +186,13 @@ func writeHealthJSON(w http.ResponseWriter, code int, v any) {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// budgetGauge exports the disk budget next to tributary_edge_log_bytes, so
+// a dashboard or alert can divide one by the other.
+func (g *Gateway) budgetGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tributary_edge_budget_bytes",
+		Help: "The disk budget of the edge logs (ingest.budget_bytes); 0 when there is none.",
+	}, func() float64 { return float64(g.cfg.Ingest.BudgetBytes) })
 }
