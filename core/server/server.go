@@ -56,12 +56,14 @@ type Server struct {
 	node     *cluster.Node
 	replicas *replicaManager
 
-	ln       net.Listener
-	httpLn   net.Listener
-	httpSrv  *http.Server
-	host     string // advertised host
-	port     int32  // advertised port
-	versions []kmsg.ApiVersionsResponseApiKey
+	ln      net.Listener
+	httpLn  net.Listener
+	httpSrv *http.Server
+	// consoleLn is the web console's listener (console.go), nil when off.
+	consoleLn net.Listener
+	host      string // advertised host
+	port      int32  // advertised port
+	versions  []kmsg.ApiVersionsResponseApiKey
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -125,6 +127,11 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		}
 	}
 
+	if err := s.startConsole(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -148,7 +155,7 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		}()
 	}
 	s.logger.Info("core broker serving", "kafka", s.ln.Addr().String(), "advertised", s.AdvertisedAddr(),
-		"http", s.HTTPAddr(), "data_dir", cfg.DataDir)
+		"http", s.HTTPAddr(), "console", s.ConsoleAddr(), "data_dir", cfg.DataDir)
 	return s, nil
 }
 
