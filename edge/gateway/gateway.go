@@ -161,6 +161,9 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		mux.HandleFunc("/healthz", g.healthz)
 		mux.HandleFunc("/readyz", g.readyz)
 		g.registerAPI(mux)
+		if cfg.HTTP.Console {
+			g.registerConsole(mux)
+		}
 		if cfg.HTTP.Pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -142,3 +142,36 @@ func getJSON(t *testing.T, url string, v any) {
 		t.Fatalf("%s: %v", url, err)
 	}
 }
+
+// TestEdgeConsoleInBrowser: the edge's console (http.console) shows its
+// streams, its bridge's partitions and a chart of a device's readings,
+// read from the edge's own API; a screenshot is kept under bin/artifacts.
+func TestEdgeConsoleInBrowser(t *testing.T) {
+	bin := chromium(t)
+	sys := Start(t, Options{Console: true})
+	sys.Traffic([]string{"sensors", "machines"}, []string{"d1", "d2"}, 25)
+
+	url := "http://" + sys.Edge.HTTPAddr() + "/console/"
+	if resp, err := http.Get(url); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %v %v", url, resp, err)
+	}
+	dom := headless(t, bin, url, "--dump-dom")
+	for _, want := range []string{`data-stream="sensors"`, `data-stream="machines"`, `data-bridge="sensors/`, `id="line"`, `data-status="ok"`} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	m := chartPoints.FindStringSubmatch(dom)
+	if m == nil {
+		t.Fatalf("no chart in the page:\n%s", dom)
+	}
+	if n, _ := strconv.Atoi(m[1] + m[2]); n == 0 {
+		t.Errorf("the chart has no points")
+	}
+	if t.Failed() {
+		t.Logf("DOM after scripts:\n%s", dom)
+	}
+	shot := filepath.Join(artifactDir(t), "console-edge.png")
+	headless(t, bin, url, "--screenshot="+shot)
+	t.Logf("screenshot: %s", shot)
+}
