@@ -188,6 +188,7 @@ func (s *Server) consoleOverview(w http.ResponseWriter, _ *http.Request) {
 // ConsoleEdge is one configured edge's own answers (or why there are none).
 type ConsoleEdge struct {
 	URL    string          `json:"url"`
+	Time   time.Time       `json:"time"` // when the core asked (the page's rates use it)
 	Error  string          `json:"error,omitempty"`
 	Status json.RawMessage `json:"status,omitempty"`
 	Bridge json.RawMessage `json:"bridge,omitempty"`
@@ -203,7 +204,7 @@ func (s *Server) consoleEdges(w http.ResponseWriter, r *http.Request) {
 		if !strings.Contains(base, "://") {
 			base = "http://" + base
 		}
-		out[i].URL = base
+		out[i].URL, out[i].Time = base, time.Now().UTC()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

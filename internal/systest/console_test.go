@@ -118,6 +118,7 @@ func TestCoreConsoleInBrowser(t *testing.T) {
 		t.Fatalf("POST to the read-only console: %v %v", resp, err)
 	}
 
+	defer sys.Background("sensors/d4/env", "d4", 20*time.Millisecond)()
 	dom, n := pageAfterScripts(t, bin, url)
 	for _, want := range []string{`data-topic="sensors"`, `data-topic="machines"`, `data-group="analytics"`,
 		`data-edge="edge-systest"`, `id="line"`, `data-status="ok"`} {
@@ -166,6 +167,7 @@ func TestEdgeConsoleInBrowser(t *testing.T) {
 	if resp, err := http.Get(url); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %v %v", url, resp, err)
 	}
+	defer sys.Background("sensors/d4/env", "d4", 20*time.Millisecond)()
 	dom, n := pageAfterScripts(t, bin, url)
 	for _, want := range []string{`data-stream="sensors"`, `data-stream="machines"`, `data-bridge="sensors/`, `id="line"`, `data-status="ok"`} {
 		if !strings.Contains(dom, want) {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,6 +171,32 @@ func (s *System) Publish(topic string, payload []byte) error {
 // PublishQoS0 sends one payload at QoS 0 (nothing to wait for).
 func (s *System) PublishQoS0(topic string, payload []byte) {
 	s.mqtt.Publish(topic, 0, false, payload).WaitTimeout(5 * time.Second)
+}
+
+// Background publishes a reading of device to topic every interval until
+// the returned stop is called (or the test ends), so rates are not zero
+// while a page is looked at.
+func (s *System) Background(topic, device string, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				_ = s.Publish(topic, Reading(device, 100000+i, 20+float64(i%10)/4))
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(done); wg.Wait() }) }
+	s.t.Cleanup(stop)
+	return stop
 }
 
 // Reading is a JSON reading as devices send them.
