@@ -4,10 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/tributary-io/tributary/core/cluster"
 )
 
 func getJSON(t testing.TB, url string, v any) int {
@@ -79,5 +84,45 @@ func TestPartitionMetricsAndGroupLag(t *testing.T) {
 	}
 	if got := metricValue(t, srv, "tributary_core_partition_size_bytes"); got < 1000 {
 		t.Errorf("tributary_core_partition_size_bytes = %v, want at least the 1000 value bytes", got)
+	}
+}
+
+// TestHealthOfflinePartitionIsFailing: when the only replica of a
+// partition stops, the partition has no leader; every other broker's
+// /healthz says failing (503) and names it, while staying ready.
+func TestHealthOfflinePartitionIsFailing(t *testing.T) {
+	tb := startTestCluster(t, 3)
+	createReplicatedTopic(t, tb.addrs()[0], "lonely", 1, 1, 1)
+	tb.waitTopic("lonely")
+	st, _ := tb.srvs[0].Node().PartitionState("lonely", 0)
+	leader := tb.byID(st.Leader)
+	var other *Server
+	for _, s := range tb.srvs {
+		if s != leader {
+			other = s
+			break
+		}
+	}
+	if h := other.Health(); h.Status != StatusOK {
+		t.Fatalf("health before the stop: %+v", h)
+	}
+	if err := leader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tb.waitFor("lonely/0 offline", 30*time.Second, func() bool {
+		ps, _ := other.Node().PartitionState("lonely", 0)
+		return ps.Leader == cluster.NoLeader
+	})
+	h := other.Health()
+	if h.Status != StatusFailing || !slices.ContainsFunc(h.Reasons, func(r string) bool { return strings.HasPrefix(r, "lonely/0 offline") }) {
+		t.Fatalf("health with lonely/0 offline: %+v", h)
+	}
+	rec := httptest.NewRecorder()
+	other.healthz(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz answered %d with a partition offline, want 503", rec.Code)
+	}
+	if r := other.Readiness(); !r.Ready {
+		t.Errorf("not ready with a partition offline elsewhere: %+v", r)
 	}
 }
