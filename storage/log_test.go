@@ -347,12 +347,6 @@ func TestTruncateTo(t *testing.T) {
 	}
 }
 
-// forwardedBatch is what a bridge sends: records for edge offsets
-// first..first+n-1 under the edge partition's stable producer id.
-func forwardedBatch(t testing.TB, pid int64, first int64, n int) []byte {
-	return forwardedBatchEpoch(t, pid, 0, first, n)
-}
-
 func forwardedBatchEpoch(t testing.TB, pid int64, epoch int16, first int64, n int) []byte {
 	recs := make([]recordbatch.Record, n)
 	for i := range recs {

@@ -53,3 +53,18 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("Start after Close succeeded")
 	}
 }
+
+// Host names in the cluster addresses resolve to IPs (compose service
+// names need no fixed addresses); IP literals stay.
+func TestResolveHost(t *testing.T) {
+	got, err := resolveHost("localhost:7946")
+	if err != nil || (got != "127.0.0.1:7946" && got != "[::1]:7946") {
+		t.Fatalf("localhost: %q, %v", got, err)
+	}
+	if got, _ := resolveHost("10.1.2.3:7"); got != "10.1.2.3:7" {
+		t.Fatalf("IP literal changed: %q", got)
+	}
+	if _, err := resolveHost("no-such-host.invalid:7"); err == nil || !strings.Contains(err.Error(), "cannot resolve") {
+		t.Fatalf("unknown host: %v", err)
+	}
+}

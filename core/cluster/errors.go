@@ -54,12 +54,3 @@ func refuse(code, format string, args ...any) *applyError {
 	base := errorCodes[code]
 	return &applyError{Code: code, Msg: fmt.Sprintf("%s: %s", base, fmt.Sprintf(format, args...))}
 }
-
-func codeOf(err error) string {
-	for code, e := range errorCodes {
-		if errors.Is(err, e) {
-			return code
-		}
-	}
-	return ""
-}

@@ -63,6 +63,16 @@ func NewNode(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Gossip and Raft advertise IP addresses; a host name (a container's
+	// service name) is resolved once here, so deployments need no fixed
+	// IPs. A changed IP after a restart is handled like any address change.
+	for _, a := range []*string{&cfg.SerfAddr, &cfg.RaftAddr, &cfg.RPCAddr} {
+		ip, err := resolveHost(*a)
+		if err != nil {
+			return nil, fmt.Errorf("cluster config: %w", err)
+		}
+		*a = ip
+	}
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -413,4 +423,25 @@ func (n *Node) Coordinator(ctx context.Context, group string) (Broker, error) {
 		return Broker{}, fmt.Errorf("coordinator for %q: partition %d: %w", group, p.Partition, ErrCoordinatorNotAvailable)
 	}
 	return *b, nil
+}
+
+// resolveHost turns host:port with a host name into ip:port (IPv4 first);
+// an IP literal or an empty host is kept.
+func resolveHost(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || net.ParseIP(host) != nil {
+		return addr, nil // Validate has reported malformed addresses
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return "", fmt.Errorf("address %q: cannot resolve %s: %v", addr, host, err)
+	}
+	pick := ips[0]
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			pick = ip
+			break
+		}
+	}
+	return net.JoinHostPort(pick.String(), port), nil
 }

@@ -206,6 +206,7 @@ func (c *Coordinator) Close() {
 		// Wait for an offset write in flight: the caller closes the
 		// store next.
 		c.writeMu.Lock()
+		//lint:ignore SA2001 taking the lock is the wait for the writer holding it
 		c.writeMu.Unlock()
 		close(c.done)
 		c.wg.Wait()

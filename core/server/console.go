@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/internal/flagcheck"
 	"github.com/tributary-io/tributary/internal/render"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -48,9 +49,9 @@ const (
 )
 
 // startConsole binds console_addr and serves until the server's context
-// ends; a no-op when it is empty.
+// ends; a no-op when it is empty or "-".
 func (s *Server) startConsole() error {
-	if s.cfg.ConsoleAddr == "" {
+	if flagcheck.Disabled(s.cfg.ConsoleAddr) {
 		return nil
 	}
 	static, err := fs.Sub(consoleFiles, "console")

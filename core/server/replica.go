@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -162,6 +164,7 @@ func (m *replicaManager) reconcile() {
 	}
 	md := m.s.node.Metadata()
 	topics := m.s.topics
+	internalLed := map[string]int{}
 	// Topics gone from the metadata go locally too.
 	for _, info := range topics.List() {
 		if _, ok := md.Topics[info.Name]; ok || !m.seen[info.Name] {
@@ -227,9 +230,16 @@ func (m *replicaManager) reconcile() {
 				m.replicas[tp] = r
 			}
 			r.setMinISR(minISR)
+			wasLeader := r.isLeader()
 			r.update(p, md)
+			if !wasLeader && r.isLeader() && strings.HasPrefix(t.Name, "__") {
+				internalLed[t.Name]++
+			}
 			r.ensureFetcher(md)
 		}
+	}
+	for topic, n := range internalLed {
+		m.s.logger.Info("leading internal partitions", "topic", topic, "partitions", n)
 	}
 }
 
@@ -334,8 +344,14 @@ func (r *replica) update(p cluster.PartitionState, md *cluster.Snapshot) {
 		r.leaderSince = time.Now()
 		r.epochStart = r.log.NextOffset()
 		r.hw = min(r.hw, r.log.NextOffset())
-		r.m.s.logger.Info("leading partition", "topic", r.topic, "partition", r.part, "epoch", p.LeaderEpoch,
-			"log_end", r.epochStart, "isr", p.ISR)
+		// Internal topics (__consumer_offsets: 50 partitions by default)
+		// are summed up by reconcile instead of a line each.
+		level := slog.LevelInfo
+		if strings.HasPrefix(r.topic, "__") {
+			level = slog.LevelDebug
+		}
+		r.m.s.logger.Log(context.Background(), level, "leading partition", "topic", r.topic, "partition", r.part,
+			"epoch", p.LeaderEpoch, "log_end", r.epochStart, "isr", p.ISR)
 	}
 	if p.Leader == r.self {
 		r.updateHWLocked()

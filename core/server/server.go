@@ -24,6 +24,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/groups"
+	"github.com/tributary-io/tributary/internal/flagcheck"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 )
@@ -201,7 +202,7 @@ func (s *Server) listen() error {
 	}
 	s.host, s.port = host, int32(port)
 
-	if s.cfg.HTTPAddr != "" {
+	if !flagcheck.Disabled(s.cfg.HTTPAddr) {
 		hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("listen http %s: %w", s.cfg.HTTPAddr, err)

@@ -166,8 +166,13 @@ func run(args []string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	// Piped into tee or less, Ctrl-C ends the reader too; the next write to
+	// the terminal view then fails with EPIPE. Without this, Go would end
+	// the demo with SIGPIPE before it stopped its daemons, leaving them
+	// running under PID 1.
+	signal.Ignore(syscall.SIGPIPE)
 	sigDone := make(chan struct{})
 	var sigWG sync.WaitGroup
 	sigWG.Add(1)

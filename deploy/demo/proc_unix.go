@@ -9,6 +9,7 @@ import (
 
 func detachFromTerminal(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setParentDeathSignal(cmd.SysProcAttr)
 }
 
 // killGroup kills the child's whole process group (it leads its own, see

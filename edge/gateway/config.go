@@ -1,19 +1,16 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/ingest"
 	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/internal/yamlconfig"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -26,12 +23,14 @@ type Config struct {
 	// random id generated once and kept in the metadata store.
 	EdgeID string `yaml:"edge_id"`
 	// LogLevel is debug, info, warn or error.
-	LogLevel string          `yaml:"log_level"`
-	MQTT     MQTTConfig      `yaml:"mqtt"`
-	HTTP     HTTPConfig      `yaml:"http"`
-	Auth     auth.Config     `yaml:"auth"`
-	TopicMap topicmap.Config `yaml:"topic_map"`
-	Ingest   ingest.Config   `yaml:"ingest"`
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text (default) or json.
+	LogFormat string          `yaml:"log_format"`
+	MQTT      MQTTConfig      `yaml:"mqtt"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Auth      auth.Config     `yaml:"auth"`
+	TopicMap  topicmap.Config `yaml:"topic_map"`
+	Ingest    ingest.Config   `yaml:"ingest"`
 	// Log is the default partition log config of auto-created streams.
 	Log storage.LogConfig `yaml:"log"`
 	// MaintainInterval is how often retention (log.retention_bytes and
@@ -126,7 +125,8 @@ func Defaults() Config {
 }
 
 // LoadConfig reads a YAML file over the defaults; path "" gives the defaults.
-// Unknown keys are errors, so a typo does not silently fall back to a default.
+// Unknown keys are errors, so a typo does not silently fall back to a
+// default; errors name the key, its line and the form it wants.
 func LoadConfig(path string) (Config, error) {
 	cfg := Defaults()
 	if path == "" {
@@ -136,10 +136,8 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("parse config %s: %w", path, err)
+	if err := yamlconfig.Decode(path, b, &cfg); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

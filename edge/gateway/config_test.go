@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +67,11 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if err := a.Authenticate("dev-000001", []byte("change-me")); err != nil {
 		t.Fatalf("example device password: %v", err)
+	}
+	// The install guide's check publishes as that device: same password.
+	guide, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "install-pi.md"))
+	if err != nil || !strings.Contains(string(guide), "-u dev-000001 -P change-me") {
+		t.Fatalf("deploy/install-pi.md does not publish with the example's password (%v)", err)
 	}
 	def := Defaults()
 	if cfg.DataDir != def.DataDir || cfg.MQTT.Address != def.MQTT.Address || cfg.HTTP.Address != def.HTTP.Address ||

@@ -85,10 +85,11 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 	}
 	g = &Gateway{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	opened := g // g is nil once an error is returned
 	defer func() {
 		if err != nil {
-			g.closeStorage()
-			g.cancel()
+			opened.closeStorage()
+			opened.cancel()
 		}
 	}()
 

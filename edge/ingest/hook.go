@@ -826,8 +826,10 @@ func due(last *atomic.Int64, now time.Time) bool {
 func (h *Hook) Drain() {
 	h.closed.Store(true)
 	h.gate.Lock() // a drop-oldest pass in progress ends
+	//lint:ignore SA2001 taking the lock is the wait for the pass holding it
 	h.gate.Unlock()
 	h.createMu.Lock() // a stream being created is in h.streams once this returns
+	//lint:ignore SA2001 taking the lock is the wait for the creation holding it
 	h.createMu.Unlock()
 	h.streams.Range(func(_, v any) bool {
 		for _, w := range v.(*streamState).writers {

@@ -128,17 +128,6 @@ func CheckText(p []byte) error {
 	return nil
 }
 
-// looksLikeText is the sniffing test: UTF-8 with no control characters
-// other than tab, CR and LF (binary frames nearly always hold some).
-func looksLikeText(p []byte) bool {
-	for _, c := range p {
-		if c < 0x20 && c != '\t' && c != '\r' && c != '\n' || c == 0x7f {
-			return false
-		}
-	}
-	return utf8.Valid(p)
-}
-
 // TextKind says what a text payload holds: "number", "bool" or "text"
 // (Shelly and ESPHome send one value per topic as text).
 func TextKind(p []byte) string {

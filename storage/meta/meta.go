@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrNotFound is returned when a key is absent.
@@ -46,6 +47,9 @@ type Store struct {
 // Open opens or creates the bbolt file at path.
 func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("meta: %s is locked by another process (another daemon is using this data directory; stop it or pick another data dir)", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("meta: open %s: %w", path, err)
 	}
@@ -326,7 +330,7 @@ func (s *Store) DeleteOffsets(group string, partitions []TopicPartition) error {
 func (s *Store) DeleteGroup(group string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketOffsets).DeleteBucket([]byte(group))
-		if errors.Is(err, bolt.ErrBucketNotFound) {
+		if errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return nil
 		}
 		return err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -376,13 +377,28 @@ type pacedFleet struct {
 	wg          sync.WaitGroup
 	sent, acked atomic.Int64
 	start       time.Time
+	// sentAt[device][seq] is when the reading was written to the socket
+	// (unix ns), for latency to the microsecond: the reading's own ts is
+	// whole milliseconds. Only the first len(sentAt[device]) are kept.
+	sentAt [][]atomic.Int64
 
 	mu  sync.Mutex
 	err error
 }
 
 func startPacedFleet(addr, prefix string, devices, perDevice int) (*pacedFleet, error) {
-	f := &pacedFleet{conns: make([]net.Conn, devices), stopc: make(chan struct{})}
+	return startTrackedFleet(addr, prefix, devices, perDevice, 0)
+}
+
+// startTrackedFleet is startPacedFleet keeping each reading's send time
+// for the first `track` of the run.
+func startTrackedFleet(addr, prefix string, devices, perDevice int, track time.Duration) (*pacedFleet, error) {
+	f := &pacedFleet{conns: make([]net.Conn, devices), stopc: make(chan struct{}), sentAt: make([][]atomic.Int64, devices)}
+	if keep := int(track.Seconds()) * perDevice; keep > 0 {
+		for i := range f.sentAt {
+			f.sentAt[i] = make([]atomic.Int64, keep)
+		}
+	}
 	// Connect 16 at a time.
 	var cwg sync.WaitGroup
 	next := atomic.Int64{}
@@ -414,7 +430,7 @@ func startPacedFleet(addr, prefix string, devices, perDevice int) (*pacedFleet, 
 	f.start = time.Now()
 	for i, c := range f.conns {
 		f.wg.Add(1)
-		go f.device(c, fmt.Sprintf("%s-%06d", prefix, i), time.Duration(i)*interval/time.Duration(devices), interval)
+		go f.device(c, i, fmt.Sprintf("%s-%06d", prefix, i), time.Duration(i)*interval/time.Duration(devices), interval)
 	}
 	return f, nil
 }
@@ -436,7 +452,7 @@ func (f *pacedFleet) stopping() bool {
 	}
 }
 
-func (f *pacedFleet) device(c net.Conn, dev string, offset, interval time.Duration) {
+func (f *pacedFleet) device(c net.Conn, idx int, dev string, offset, interval time.Duration) {
 	defer f.wg.Done()
 	p := newMQTTPublisher(dev, 1)
 	credit := make(chan struct{}, mqttWindow)
@@ -489,7 +505,11 @@ func (f *pacedFleet) device(c net.Conn, dev string, offset, interval time.Durati
 			return
 		}
 		pk := p.next(seq)
-		putTs(pk[p.tsAt:], time.Now().UnixMilli())
+		now := time.Now()
+		putTs(pk[p.tsAt:], now.UnixMilli())
+		if int(seq) < len(f.sentAt[idx]) {
+			f.sentAt[idx][seq].Store(now.UnixNano())
+		}
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := c.Write(pk); err != nil {
 			f.fail(fmt.Errorf("%s: publish: %w", dev, err))
@@ -547,6 +567,30 @@ func putTs(b []byte, ms int64) {
 		b[i] = byte(ms)
 		ms >>= 8
 	}
+}
+
+// seqKey is the CBOR "seq" key followed by a uint32 head.
+var seqKey = []byte{0x63, 's', 'e', 'q', 0x1a}
+
+// readingSeq finds the seq of a reading the edge stored unchanged.
+func readingSeq(v []byte) (uint32, bool) {
+	i := bytes.Index(v, seqKey)
+	if i < 0 || i+len(seqKey)+4 > len(v) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(v[i+len(seqKey):]), true
+}
+
+// sentTime is when device dev (named "<prefix>-NNNNNN") sent reading seq,
+// if it was tracked.
+func (f *pacedFleet) sentTime(dev string, seq uint32) (time.Time, bool) {
+	i := strings.LastIndexByte(dev, '-')
+	idx, err := strconv.Atoi(dev[i+1:])
+	if i < 0 || err != nil || idx < 0 || idx >= len(f.sentAt) || int(seq) >= len(f.sentAt[idx]) {
+		return time.Time{}, false
+	}
+	ns := f.sentAt[idx][seq].Load()
+	return time.Unix(0, ns), ns != 0
 }
 
 // percentile of sorted durations, in ms.

@@ -9,22 +9,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/server"
+	"github.com/tributary-io/tributary/internal/buildinfo"
+	"github.com/tributary-io/tributary/internal/flagcheck"
+	"github.com/tributary-io/tributary/internal/logging"
+	"github.com/tributary-io/tributary/internal/yamlconfig"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -44,11 +44,18 @@ func main() {
 // run serves until ctx ends (SIGINT/SIGTERM in main), then shuts down
 // gracefully. ready, if set, sees the started server (tests use it).
 func run(ctx context.Context, args []string, stderr io.Writer, ready func(*server.Server)) error {
-	cfg, level, err := loadConfig(args, stderr)
+	cfg, logs, err := loadConfig(args, stderr)
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if logs.version {
+		fmt.Fprintln(stdout(stderr), "tributary-core", buildinfo.Read())
+		return nil
+	}
+	logger, err := logging.New(stderr, logs.level, logs.format)
+	if err != nil {
+		return err
+	}
 	srv, err := server.Start(cfg, logger, nil)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
@@ -64,9 +71,24 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(*serve
 	return nil
 }
 
+// logSettings are the flags that shape the process rather than the broker.
+type logSettings struct {
+	level, format string
+	version       bool
+}
+
+// stdout is where -version prints: standard output, unless a test passed
+// its own writer for stderr (then that one).
+func stdout(stderr io.Writer) io.Writer {
+	if stderr == os.Stderr {
+		return os.Stdout
+	}
+	return stderr
+}
+
 // loadConfig applies, in order: defaults, the -config file, then flags that
 // were given explicitly.
-func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, error) {
+func loadConfig(args []string, stderr io.Writer) (server.Config, logSettings, error) {
 	fs := flag.NewFlagSet("tributary-core", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d := server.DefaultConfig()
@@ -75,8 +97,8 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, err
 		dataDir      = fs.String("data-dir", d.DataDir, "directory for partition logs and the metadata file")
 		kafkaAddr    = fs.String("kafka-addr", d.KafkaAddr, "Kafka protocol listen address")
 		advertised   = fs.String("advertised-addr", "", "host:port given to clients in metadata (default: the listen address)")
-		httpAddr     = fs.String("http-addr", d.HTTPAddr, "HTTP address for /metrics and /healthz (empty disables)")
-		consoleAddr  = fs.String("console-addr", "", "address for the read-only web console and its JSON API (empty, the default, disables)")
+		httpAddr     = fs.String("http-addr", d.HTTPAddr, "HTTP address for /metrics and /healthz (empty or - disables)")
+		consoleAddr  = fs.String("console-addr", "", "address for the read-only web console and its JSON API (empty, the default, or - disables)")
 		consoleEdges = fs.String("console-edges", "", "comma-separated edge HTTP addresses (http://host:9645) the console shows")
 		nodeID       = fs.Int("node-id", int(d.NodeID), "broker id reported to clients")
 		autoCreate   = fs.Bool("auto-create-topics", true, "create unknown topics on metadata and produce requests")
@@ -84,6 +106,8 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, err
 		maxFrame     = fs.Int("max-frame-bytes", int(d.MaxFrameBytes), "largest request frame accepted; larger ones close the connection")
 		syncMode     = fs.String("sync", "", "fsync policy: always, interval or bytes (default interval; acks=all always waits for its fsync)")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
+		logFormat    = fs.String("log-format", "text", "text or json")
+		version      = fs.Bool("version", false, "print the version, commit and Go version, and exit")
 
 		// Cluster mode: any of these turns it on (node-id is the broker id).
 		serfAddr  = fs.String("serf-addr", "", "cluster: gossip (Serf) address host:port; enables cluster mode")
@@ -104,21 +128,24 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, err
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return server.Config{}, 0, err
+		return server.Config{}, logSettings{}, err
 	}
 	if fs.NArg() > 0 {
-		return server.Config{}, 0, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return server.Config{}, logSettings{}, flagcheck.Unexpected(fs.Args())
+	}
+	logs := logSettings{level: *logLevel, format: *logFormat, version: *version}
+	if *version {
+		return d, logs, nil
 	}
 	cfg := d
 	if *configPath != "" {
 		b, err := os.ReadFile(*configPath)
 		if err != nil {
-			return cfg, 0, fmt.Errorf("read config: %w", err)
+			return cfg, logs, fmt.Errorf("read config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true) // a misspelt key is an error, not a silent default
-		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, 0, fmt.Errorf("parse config %s: %w", *configPath, err)
+		// A misspelt key is an error, not a silent default.
+		if err := yamlconfig.Decode(*configPath, b, &cfg); err != nil {
+			return cfg, logs, err
 		}
 	}
 	fs.Visit(func(f *flag.Flag) {
@@ -169,15 +196,14 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, slog.Level, err
 			clusterFlag(func(c *cluster.Config) { c.BootstrapExpect = *bootstrap })
 		}
 	})
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return cfg, 0, fmt.Errorf("log level %q: %w", *logLevel, err)
+	if _, err := logging.New(io.Discard, logs.level, logs.format); err != nil {
+		return cfg, logs, err
 	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return cfg, 0, err
+		return cfg, logs, err
 	}
-	return cfg, level, nil
+	return cfg, logs, nil
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

@@ -262,3 +262,63 @@ func TestConsoleFlags(t *testing.T) {
 		t.Fatalf("console flags: %q %q %v", cfg.ConsoleAddr, cfg.ConsoleEdges, err)
 	}
 }
+
+// Start-up mistakes end run with one line that says what to fix.
+func TestStartupMistakes(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo.yaml")
+	if err := os.WriteFile(typo, []byte("log:\n  retention_age: 10\nkafka_adr: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"kafka port in use": {[]string{"-data-dir", t.TempDir(), "-kafka-addr", busy.Addr().String(), "-http-addr", "-"}, "address already in use"},
+		"http port in use":  {[]string{"-data-dir", t.TempDir(), "-kafka-addr", "127.0.0.1:0", "-http-addr", busy.Addr().String()}, "listen http"},
+		"stray argument":    {[]string{"core.yaml"}, "give a config file as -config core.yaml"},
+		"config mistakes":   {[]string{"-config", typo}, "log.retention_age (line 2): want a duration like 10s, 500ms or 1h30m, got 10; kafka_adr (line 3): unknown key; did you mean kafka_addr?"},
+		"log level":         {[]string{"-log-level", "verbose"}, `log level "verbose": want debug, info, warn or error`},
+		"log format":        {[]string{"-log-format", "xml"}, `log format "xml": want text or json`},
+	} {
+		err := run(context.Background(), tc.args, io.Discard, nil)
+		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want one line saying %q", name, err, tc.want)
+		}
+	}
+	// "-" disables the HTTP listener, as on the edge.
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	ready := make(chan *server.Server, 1)
+	go func() {
+		errc <- run(ctx, []string{"-data-dir", t.TempDir(), "-kafka-addr", "127.0.0.1:0", "-http-addr", "-", "-log-level", "warn"}, io.Discard,
+			func(s *server.Server) { ready <- s })
+	}()
+	select {
+	case s := <-ready:
+		if s.HTTPAddr() != "" {
+			t.Errorf("-http-addr - still serves HTTP on %s", s.HTTPAddr())
+		}
+	case err := <-errc:
+		t.Fatalf("-http-addr -: %v", err)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out strings.Builder
+	if err := run(context.Background(), []string{"-version"}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.HasPrefix(s, "tributary-core ") || !strings.Contains(s, "go1.") {
+		t.Fatalf("-version printed %q", s)
+	}
+}

@@ -163,8 +163,10 @@ func TestCLIEdge(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
 	lines = nil
+	started := make(chan struct{})
 	seen := make(chan []string, 1)
 	go func() {
+		announced := false
 		var got []string
 		buf := make([]byte, 64<<10)
 		var acc strings.Builder
@@ -172,6 +174,10 @@ func TestCLIEdge(t *testing.T) {
 			n, err := pr.Read(buf)
 			acc.Write(buf[:n])
 			got = strings.Split(strings.TrimSpace(acc.String()), "\n")
+			if !announced && got[0] != "" {
+				close(started) // the initial snapshot is out: what comes next is new
+				announced = true
+			}
 			if len(got) >= 2 || err != nil {
 				seen <- got
 				io.Copy(io.Discard, pr)
@@ -179,6 +185,11 @@ func TestCLIEdge(t *testing.T) {
 			}
 		}
 	}()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("tail -f printed no first record")
+	}
 	publishReadings(t, g.MQTTAddr(), 25, 26)
 	select {
 	case lines = <-seen:

@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -24,16 +23,19 @@ import (
 	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/gateway"
+	"github.com/tributary-io/tributary/internal/buildinfo"
+	"github.com/tributary-io/tributary/internal/flagcheck"
+	"github.com/tributary-io/tributary/internal/logging"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "tributary-edge:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, stderr io.Writer) error {
+func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tributary-edge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -58,13 +60,22 @@ Flags:
 		edgeID     = fs.String("edge-id", "", "edge identity (default: generated once, kept in the data dir)")
 		anonymous  = fs.Bool("allow-anonymous", false, "let clients connect without credentials (lab use)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
+		logFormat  = fs.String("log-format", "", "text or json (default text)")
 		hashPW     = fs.Bool("hash-password", false, "read a password on stdin, print its bcrypt hash for the config, and exit")
+		version    = fs.Bool("version", false, "print the version, commit and Go version, and exit")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	if fs.NArg() > 0 {
+		return flagcheck.Unexpected(fs.Args())
+	}
+	if *version {
+		fmt.Fprintln(stdout, "tributary-edge", buildinfo.Read())
+		return nil
 	}
 	if *hashPW {
 		pw, err := io.ReadAll(io.LimitReader(os.Stdin, 1024))
@@ -75,7 +86,7 @@ Flags:
 		if err != nil {
 			return err
 		}
-		fmt.Println(h)
+		fmt.Fprintln(stdout, h)
 		return nil
 	}
 	cfg, err := gateway.LoadConfig(*configPath)
@@ -102,11 +113,13 @@ Flags:
 	if set["log-level"] {
 		cfg.LogLevel = *logLevel
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return fmt.Errorf("log level: %w", err)
+	if set["log-format"] {
+		cfg.LogFormat = *logFormat
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
 
 	if cfg.MemoryLimitMB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
