@@ -284,6 +284,10 @@ type PartitionStatus struct {
 	// LastAckAge is how long records have waited without any
 	// acknowledgement; 0 when the partition is caught up.
 	LastAckAge time.Duration `json:"last_ack_age"`
+	// OldestUnforwarded is the timestamp of the first record not yet on
+	// the core (zero when caught up); OldestUnforwardedAge is now minus it.
+	OldestUnforwarded    time.Time     `json:"oldest_unforwarded,omitzero"`
+	OldestUnforwardedAge time.Duration `json:"oldest_unforwarded_age"`
 	// Dropped counts records the edge removed before they were forwarded.
 	Dropped int64 `json:"dropped"`
 	// TooLarge counts records skipped because the core refuses their size.

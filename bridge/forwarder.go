@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -69,6 +70,11 @@ func newForwarder(b *Bridge, stream string, partition int32, l *storage.Log) (*f
 	}
 	if b.cfg.Target == TargetTributary {
 		f.pid = storage.ForwardedProducerID(b.edgeID, partition)
+	}
+	// Every stream's counters exist from the start at 0, so rate() and
+	// increase() see the first event and alerts on losses can be written.
+	for _, c := range []*prometheus.CounterVec{b.m.records, b.m.bytes, b.m.skipped, b.m.gaps, b.m.tooLarge, b.m.rewound, b.m.corrupt} {
+		c.WithLabelValues(stream)
 	}
 	cur, ok, err := b.store.Cursor(f.cursorKey)
 	if err != nil {
@@ -136,6 +142,33 @@ func (f *forwarder) inFlightLimit() int {
 }
 
 func (f *forwarder) status(now time.Time) PartitionStatus {
+	ps := f.statusLocked(now)
+	if ps.BacklogRecords > 0 {
+		// Read outside the lock: a disk read must not stall the forwarder.
+		if ts, ok := oldestTimestamp(f.log, max(ps.Cursor, ps.LogStart)); ok {
+			ps.OldestUnforwarded = ts
+			ps.OldestUnforwardedAge = max(0, now.Sub(ts))
+		}
+	}
+	return ps
+}
+
+// oldestTimestamp is the first timestamp of the batch holding offset: the
+// record time (device time, or receive time when the device sent none) of
+// the oldest record not yet forwarded.
+func oldestTimestamp(l *storage.Log, offset int64) (time.Time, bool) {
+	b, err := l.Read(offset, 1, -1)
+	if err != nil || len(b) == 0 {
+		return time.Time{}, false
+	}
+	h, err := recordbatch.ParseHeader(b)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(h.FirstTimestamp), true
+}
+
+func (f *forwarder) statusLocked(now time.Time) PartitionStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	start, end := f.log.StartOffset(), f.log.NextOffset()

@@ -74,6 +74,9 @@ var (
 	descAckAge = prometheus.NewDesc("tributary_bridge_last_ack_age_seconds",
 		"Seconds since the core last acknowledged a batch of this partition while records were waiting (0 when caught up).",
 		[]string{"stream", "partition"}, nil)
+	descOldestAge = prometheus.NewDesc("tributary_bridge_oldest_unforwarded_age_seconds",
+		"Age of the oldest record not yet acknowledged by the core, by its record timestamp (0 when caught up).",
+		[]string{"stream", "partition"}, nil)
 	descCursor = prometheus.NewDesc("tributary_bridge_cursor_offset",
 		"Next edge offset to forward (everything below is on the core).", []string{"stream", "partition"}, nil)
 )
@@ -84,6 +87,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBacklogRecords
 	ch <- descBacklogBytes
 	ch <- descAckAge
+	ch <- descOldestAge
 	ch <- descCursor
 }
 
@@ -93,6 +97,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBacklogRecords, prometheus.GaugeValue, float64(p.BacklogRecords), lv...)
 		ch <- prometheus.MustNewConstMetric(descBacklogBytes, prometheus.GaugeValue, float64(p.BacklogBytes), lv...)
 		ch <- prometheus.MustNewConstMetric(descAckAge, prometheus.GaugeValue, p.LastAckAge.Seconds(), lv...)
+		ch <- prometheus.MustNewConstMetric(descOldestAge, prometheus.GaugeValue, p.OldestUnforwardedAge.Seconds(), lv...)
 		ch <- prometheus.MustNewConstMetric(descCursor, prometheus.GaugeValue, float64(p.Cursor), lv...)
 	}
 }

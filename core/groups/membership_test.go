@@ -163,7 +163,7 @@ func TestSessionExpiryTriggersRebalance(t *testing.T) {
 	if jr.Generation != gen+1 || jr.LeaderID != alive || len(jr.Members) != 1 {
 		t.Fatalf("after expiry: generation %d leader %s members %d", jr.Generation, jr.LeaderID, len(jr.Members))
 	}
-	if got := gathered(t, reg)["tributary_group_session_expirations_total"]; got != 1 {
+	if got := gathered(t, reg)["tributary_core_group_session_expirations_total"]; got != 1 {
 		t.Fatalf("session expirations metric %v, want 1", got)
 	}
 }

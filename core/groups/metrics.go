@@ -21,24 +21,24 @@ func newMetrics(c *Coordinator) *metrics {
 	return &metrics{
 		c: c,
 		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_group_rebalances_total",
+			Name: "tributary_core_group_rebalances_total",
 			Help: "Rebalances started (join phases), all groups.",
 		}),
 		expirations: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_group_session_expirations_total",
+			Name: "tributary_core_group_session_expirations_total",
 			Help: "Members removed because their session timed out.",
 		}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_group_offset_commits_total",
+			Name: "tributary_core_group_offset_commits_total",
 			Help: "Partition offsets committed.",
 		}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_group_offset_commit_errors_total",
+			Name: "tributary_core_group_offset_commit_errors_total",
 			Help: "OffsetCommit requests whose write to the metadata store failed.",
 		}),
-		groupsDesc: prometheus.NewDesc("tributary_groups",
+		groupsDesc: prometheus.NewDesc("tributary_core_groups",
 			"Consumer groups by state.", []string{"state"}, nil),
-		membersDesc: prometheus.NewDesc("tributary_group_members",
+		membersDesc: prometheus.NewDesc("tributary_core_group_members",
 			"Members of all consumer groups.", nil, nil),
 	}
 }

@@ -187,7 +187,7 @@ func TestOffsetCommitValidation(t *testing.T) {
 }
 
 // gathered returns the value of every gathered series by name and
-// label values, e.g. "tributary_groups{Stable}".
+// label values, e.g. "tributary_core_groups{Stable}".
 func gathered(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -222,12 +222,12 @@ func TestMetrics(t *testing.T) {
 	wantCode(t, "simple commit", commit(t, c, "idle", "", -1, "t", 0, 1), nil)
 	got := gathered(t, reg)
 	want := map[string]float64{
-		"tributary_group_offset_commits_total": 2,
-		"tributary_group_rebalances_total":     1,
-		"tributary_group_members":              2,
-		"tributary_groups{Stable}":             1,
-		"tributary_groups{Empty}":              1,
-		"tributary_groups{PreparingRebalance}": 0,
+		"tributary_core_group_offset_commits_total": 2,
+		"tributary_core_group_rebalances_total":     1,
+		"tributary_core_group_members":              2,
+		"tributary_core_groups{Stable}":             1,
+		"tributary_core_groups{Empty}":              1,
+		"tributary_core_groups{PreparingRebalance}": 0,
 	}
 	for k, v := range want {
 		if got[k] != v {

@@ -563,6 +563,15 @@ func TestMinInsyncReplicas(t *testing.T) {
 		ps, _ := leader.Node().PartitionState("mis", 0)
 		return len(ps.ISR) == 2 && !slices.Contains(ps.ISR, gone.cfg.NodeID)
 	})
+	// Under-replicated is degraded, not failing: the broker still serves.
+	if h := leader.Health(); h.Status != StatusDegraded || !slices.ContainsFunc(h.Reasons, func(r string) bool {
+		return strings.HasPrefix(r, "mis/0 under-replicated")
+	}) {
+		t.Errorf("leader health with a shrunk ISR: %+v", h)
+	}
+	if r := leader.Readiness(); !r.Ready {
+		t.Errorf("leader not ready with a shrunk ISR: %+v", r)
+	}
 	if got := produceOne(t, c, -1, "mis", 0, buildBatch(t, 3, -1, 0, 10)); got.ErrorCode != kerr.NotEnoughReplicas.Code {
 		t.Fatalf("acks=all with 2 in sync of min 3: %v, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(got.ErrorCode))
 	}

@@ -20,8 +20,14 @@ type Config struct {
 	// AdvertisedAddr is the host:port handed to clients in Metadata and
 	// FindCoordinator; empty means the listener's actual address.
 	AdvertisedAddr string `yaml:"advertised_addr"`
-	// HTTPAddr serves /metrics and /healthz; empty or "-" disables it.
+	// HTTPAddr serves /metrics, /healthz and /readyz; empty or "-" disables it.
 	HTTPAddr string `yaml:"http_addr"`
+	// ConsoleAddr serves the read-only web console and its JSON API
+	// (console.go); empty (the default) or "-" disables it.
+	ConsoleAddr string `yaml:"console_addr"`
+	// ConsoleEdges are edge HTTP addresses (http://host:9645) whose
+	// status and bridge the console shows.
+	ConsoleEdges []string `yaml:"console_edges"`
 	// NodeID is this broker's id in Metadata.
 	NodeID int32 `yaml:"node_id"`
 	// ClusterID is reported in Metadata.

@@ -109,7 +109,8 @@ func TestCorruptBatchReportedNotServed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		code, body = healthz(t, srv.HTTPAddr())
 	}
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "rot/0 damaged") || !strings.Contains(body, segs[1]) {
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"status": "failing"`) ||
+		!strings.Contains(body, "rot/0 damaged") || !strings.Contains(body, segs[1]) {
 		t.Fatalf("healthz %d: %s", code, body)
 	}
 	if got := metricValue(t, srv, "tributary_core_damaged_ranges"); got != 1 {

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -58,12 +57,14 @@ type Server struct {
 	node     *cluster.Node
 	replicas *replicaManager
 
-	ln       net.Listener
-	httpLn   net.Listener
-	httpSrv  *http.Server
-	host     string // advertised host
-	port     int32  // advertised port
-	versions []kmsg.ApiVersionsResponseApiKey
+	ln      net.Listener
+	httpLn  net.Listener
+	httpSrv *http.Server
+	// consoleLn is the web console's listener (console.go), nil when off.
+	consoleLn net.Listener
+	host      string // advertised host
+	port      int32  // advertised port
+	versions  []kmsg.ApiVersionsResponseApiKey
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -109,7 +110,7 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 	s.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tributary_core_damaged_ranges",
 		Help: "Ranges of stored batches found damaged (CRC mismatch) and not yet replaced or removed.",
-	}, func() float64 { return float64(topics.DamagedRanges()) }))
+	}, func() float64 { return float64(topics.DamagedRanges()) }), partitionCollector{s})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if newGroups == nil {
 		newGroups = s.defaultGroups
@@ -125,6 +126,11 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 			_ = s.Close()
 			return nil, err
 		}
+	}
+
+	if err := s.startConsole(); err != nil {
+		_ = s.Close()
+		return nil, err
 	}
 
 	s.wg.Add(3)
@@ -150,7 +156,7 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		}()
 	}
 	s.logger.Info("core broker serving", "kafka", s.ln.Addr().String(), "advertised", s.AdvertisedAddr(),
-		"http", s.HTTPAddr(), "data_dir", cfg.DataDir)
+		"http", s.HTTPAddr(), "console", s.ConsoleAddr(), "data_dir", cfg.DataDir)
 	return s, nil
 }
 
@@ -205,40 +211,10 @@ func (s *Server) listen() error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", s.healthz)
+		mux.HandleFunc("/readyz", s.readyz)
 		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	return nil
-}
-
-// healthz is ok while the broker accepts connections, no partition has
-// gone read-only after corruption and no stored batch is known damaged (a
-// follower's damage clears once it has fetched the range again).
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	if s.ctx.Err() != nil {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	var problems []string
-	for _, t := range s.topics.List() {
-		for p := int32(0); p < t.Partitions; p++ {
-			l, err := s.topics.Partition(t.Name, p)
-			if err != nil {
-				continue // deleted meanwhile
-			}
-			if reason := l.ReadOnlyReason(); reason != nil {
-				problems = append(problems, fmt.Sprintf("%s/%d read-only: %v", t.Name, p, reason))
-			}
-			for _, d := range l.Damage() {
-				problems = append(problems, fmt.Sprintf("%s/%d damaged: offsets %d to %d unreadable (%s at byte %d): %s",
-					t.Name, p, d.From, d.To-1, d.Segment, d.Position, d.Reason))
-			}
-		}
-	}
-	if len(problems) > 0 {
-		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
-		return
-	}
-	_, _ = w.Write([]byte("ok\n"))
 }
 
 // Addr is the Kafka listener's bound address.

@@ -88,6 +88,11 @@ type HTTPConfig struct {
 	// Pprof also serves net/http/pprof under /debug/pprof/ (profiling a
 	// live gateway; leave off where the address is reachable by others).
 	Pprof bool `yaml:"pprof"`
+	// Console serves the read-only web console at /console/ on this
+	// listener (health.go, console.go).
+	Console bool `yaml:"console"`
+	// Health sets when /healthz calls the edge degraded.
+	Health HealthConfig `yaml:"health"`
 }
 
 // Defaults returns the configuration used for anything left unset.

@@ -11,17 +11,16 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -62,6 +61,8 @@ type Gateway struct {
 	cancel context.CancelFunc
 
 	api apiState // the read-only JSON API (api.go)
+	// serving is set while the MQTT listeners serve (readiness, health.go).
+	serving atomic.Bool
 
 	mu         sync.Mutex
 	components []component
@@ -131,7 +132,7 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tributary_edge_damaged_ranges",
 			Help: "Ranges of stored batches found damaged (CRC mismatch) and still on disk.",
-		}, func() float64 { return float64(g.topics.DamagedRanges()) }))
+		}, func() float64 { return float64(g.topics.DamagedRanges()) }), g.budgetGauge())
 	g.hook, err = ingest.New(g.ctx, cfg.Ingest, g.topics, a, mapper, g.reg, logger.With("component", "ingest"))
 	if err != nil {
 		return nil, err
@@ -159,7 +160,11 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
 		mux.HandleFunc("/healthz", g.healthz)
+		mux.HandleFunc("/readyz", g.readyz)
 		g.registerAPI(mux)
+		if cfg.HTTP.Console {
+			g.registerConsole(mux)
+		}
 		if cfg.HTTP.Pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -309,6 +314,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.shutdown(nil, nil)
 		return fmt.Errorf("mqtt serve: %w", err)
 	}
+	g.serving.Store(true)
 	httpErr := make(chan error, 1)
 	if g.httpSrv != nil {
 		go func() {
@@ -346,6 +352,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 func (g *Gateway) shutdown(stopComps context.CancelFunc, wg *sync.WaitGroup) {
 	start := time.Now()
 	g.log.Info("edge gateway stopping")
+	g.serving.Store(false)
 	// Finish the appends in flight (their clients get their acks), refuse
 	// anything newer, then disconnect everyone.
 	done := make(chan struct{})
@@ -388,43 +395,6 @@ func (g *Gateway) closeStorage() {
 	if g.httpLn != nil {
 		g.httpLn.Close() // already closed by Shutdown if it was served
 	}
-}
-
-func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
-	status := map[string]any{"edge_id": g.edgeID, "log_bytes": g.topics.TotalSize(), "budget_bytes": g.cfg.Ingest.BudgetBytes}
-	code := http.StatusOK
-	var readOnly []string
-	var damaged []damageReport
-	for _, t := range g.topics.List() {
-		for p := int32(0); p < t.Partitions; p++ {
-			l, err := g.topics.Partition(t.Name, p)
-			if err != nil {
-				continue
-			}
-			if l.ReadOnlyReason() != nil {
-				readOnly = append(readOnly, fmt.Sprintf("%s-%d: %v", t.Name, p, l.ReadOnlyReason()))
-			}
-			for _, d := range l.Damage() {
-				// The bridge's cursor is the log's retention floor: damage
-				// below it was declared lost to the core (and counted).
-				handled := d.To <= l.RetentionFloor() && l.RetentionFloor() != math.MaxInt64
-				damaged = append(damaged, damageReport{Stream: t.Name, Partition: p, Damage: d, DeclaredLost: handled})
-				if !handled {
-					code = http.StatusServiceUnavailable
-				}
-			}
-		}
-	}
-	if len(readOnly) > 0 {
-		status["read_only"] = readOnly
-		code = http.StatusServiceUnavailable
-	}
-	if len(damaged) > 0 {
-		status["damaged"] = damaged
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(status)
 }
 
 // damageReport is one damaged log range in /healthz; the edge is unhealthy

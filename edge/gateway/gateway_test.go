@@ -429,7 +429,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	var status map[string]any
 	err = json.NewDecoder(resp.Body).Decode(&status)
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 || status["edge_id"] != g.EdgeID() {
+	if err != nil || resp.StatusCode != 200 || status["edge_id"] != g.EdgeID() || status["status"] != StatusOK {
 		t.Fatalf("healthz: %d %v %v", resp.StatusCode, status, err)
 	}
 	resp, err = http.Get("http://" + g.HTTPAddr() + "/metrics")
@@ -486,7 +486,7 @@ func TestHealthzReportsReadOnlyPartition(t *testing.T) {
 	var status map[string]any
 	err = json.NewDecoder(resp.Body).Decode(&status)
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || status["read_only"] == nil {
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || status["read_only"] == nil || status["status"] != StatusFailing {
 		t.Fatalf("healthz after corruption: %d %v %v", resp.StatusCode, status, err)
 	}
 	c2, _, err := dialRaw(t, g2.MQTTAddr(), 5, "hz2", "", "")

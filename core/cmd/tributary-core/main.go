@@ -93,19 +93,21 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, logSettings, er
 	fs.SetOutput(stderr)
 	d := server.DefaultConfig()
 	var (
-		configPath = fs.String("config", "", "YAML config file (see deploy/core.example.yaml); flags override it")
-		dataDir    = fs.String("data-dir", d.DataDir, "directory for partition logs and the metadata file")
-		kafkaAddr  = fs.String("kafka-addr", d.KafkaAddr, "Kafka protocol listen address")
-		advertised = fs.String("advertised-addr", "", "host:port given to clients in metadata (default: the listen address)")
-		httpAddr   = fs.String("http-addr", d.HTTPAddr, "HTTP address for /metrics and /healthz (empty or - disables)")
-		nodeID     = fs.Int("node-id", int(d.NodeID), "broker id reported to clients")
-		autoCreate = fs.Bool("auto-create-topics", true, "create unknown topics on metadata and produce requests")
-		partitions = fs.Int("default-partitions", int(d.DefaultPartitions), "partitions of auto-created topics")
-		maxFrame   = fs.Int("max-frame-bytes", int(d.MaxFrameBytes), "largest request frame accepted; larger ones close the connection")
-		syncMode   = fs.String("sync", "", "fsync policy: always, interval or bytes (default interval; acks=all always waits for its fsync)")
-		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
-		logFormat  = fs.String("log-format", "text", "text or json")
-		version    = fs.Bool("version", false, "print the version, commit and Go version, and exit")
+		configPath   = fs.String("config", "", "YAML config file (see deploy/core.example.yaml); flags override it")
+		dataDir      = fs.String("data-dir", d.DataDir, "directory for partition logs and the metadata file")
+		kafkaAddr    = fs.String("kafka-addr", d.KafkaAddr, "Kafka protocol listen address")
+		advertised   = fs.String("advertised-addr", "", "host:port given to clients in metadata (default: the listen address)")
+		httpAddr     = fs.String("http-addr", d.HTTPAddr, "HTTP address for /metrics and /healthz (empty or - disables)")
+		consoleAddr  = fs.String("console-addr", "", "address for the read-only web console and its JSON API (empty, the default, or - disables)")
+		consoleEdges = fs.String("console-edges", "", "comma-separated edge HTTP addresses (http://host:9645) the console shows")
+		nodeID       = fs.Int("node-id", int(d.NodeID), "broker id reported to clients")
+		autoCreate   = fs.Bool("auto-create-topics", true, "create unknown topics on metadata and produce requests")
+		partitions   = fs.Int("default-partitions", int(d.DefaultPartitions), "partitions of auto-created topics")
+		maxFrame     = fs.Int("max-frame-bytes", int(d.MaxFrameBytes), "largest request frame accepted; larger ones close the connection")
+		syncMode     = fs.String("sync", "", "fsync policy: always, interval or bytes (default interval; acks=all always waits for its fsync)")
+		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
+		logFormat    = fs.String("log-format", "text", "text or json")
+		version      = fs.Bool("version", false, "print the version, commit and Go version, and exit")
 
 		// Cluster mode: any of these turns it on (node-id is the broker id).
 		serfAddr  = fs.String("serf-addr", "", "cluster: gossip (Serf) address host:port; enables cluster mode")
@@ -156,6 +158,10 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, logSettings, er
 			cfg.AdvertisedAddr = *advertised
 		case "http-addr":
 			cfg.HTTPAddr = *httpAddr
+		case "console-addr":
+			cfg.ConsoleAddr = *consoleAddr
+		case "console-edges":
+			cfg.ConsoleEdges = splitList(*consoleEdges)
 		case "node-id":
 			cfg.NodeID = int32(*nodeID)
 		case "auto-create-topics":

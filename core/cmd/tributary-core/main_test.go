@@ -250,6 +250,19 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	}
 }
 
+// TestConsoleFlags: the console is off by default and -console-addr and
+// -console-edges turn it on and point it at edges.
+func TestConsoleFlags(t *testing.T) {
+	cfg, _, err := loadConfig(nil, io.Discard)
+	if err != nil || cfg.ConsoleAddr != "" {
+		t.Fatalf("default console_addr %q (%v), want off", cfg.ConsoleAddr, err)
+	}
+	cfg, _, err = loadConfig([]string{"-console-addr", "127.0.0.1:9650", "-console-edges", "http://127.0.0.1:9645, http://10.0.0.7:9645"}, io.Discard)
+	if err != nil || cfg.ConsoleAddr != "127.0.0.1:9650" || len(cfg.ConsoleEdges) != 2 || cfg.ConsoleEdges[1] != "http://10.0.0.7:9645" {
+		t.Fatalf("console flags: %q %q %v", cfg.ConsoleAddr, cfg.ConsoleEdges, err)
+	}
+}
+
 // Start-up mistakes end run with one line that says what to fix.
 func TestStartupMistakes(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,0 +1,25 @@
+package gateway
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+)
+
+// The edge's web console: with http.console set, a read-only page at
+// /console/ on the HTTP listener, embedded in the binary, that polls the
+// JSON API next to it (/api/v1/status, /streams, /bridge, /tail) and
+// /healthz. It is smaller than the core's: one gateway, its streams, its
+// bridge and a live chart of a device's readings.
+
+//go:embed console
+var consoleFiles embed.FS
+
+func (g *Gateway) registerConsole(mux *http.ServeMux) {
+	static, err := fs.Sub(consoleFiles, "console")
+	if err != nil {
+		panic(err) // the embedded directory is part of the binary
+	}
+	mux.Handle("GET /console/", http.StripPrefix("/console/", http.FileServerFS(static)))
+	mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
+}
