@@ -1,8 +1,8 @@
 package server
 
 import (
-	"encoding/hex"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
