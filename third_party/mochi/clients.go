@@ -34,6 +34,18 @@ var (
 // ReadFn is the function signature for the function used for reading and processing new packets.
 type ReadFn func(*Client, packets.Packet) error
 
+// readRefFn is ReadFn with the packet passed by reference. The read loop
+// hands every packet down by pointer: a packets.Packet is ~800 bytes, and
+// passing it by value through each frame of the publish path grew every
+// read goroutine's stack to 32 KB.
+type readRefFn func(*Client, *packets.Packet) error
+
+// packetPool holds the packets the read loop decodes into. A packet goes
+// back once its handler returns; nothing keeps the pointer (hooks and the
+// inflight store get copies), and the byte slices it refers to are left
+// alone, so copies stay valid.
+var packetPool = sync.Pool{New: func() any { return new(packets.Packet) }}
+
 // Clients contains a map of the clients known by the broker.
 type Clients struct {
 	internal map[string]*Client // clients known by the broker, keyed on client id.
@@ -92,7 +104,9 @@ func (cl *Clients) Delete(id string) {
 func (cl *Clients) GetByListener(id string) []*Client {
 	cl.RLock()
 	defer cl.RUnlock()
-	clients := make([]*Client, 0, cl.Len())
+	// len, not cl.Len(): a second RLock while a writer waits deadlocks
+	// (mochi-mqtt/server#488).
+	clients := make([]*Client, 0, len(cl.internal))
 	for _, client := range cl.internal {
 		if client.Net.Listener == id && !client.Closed() {
 			clients = append(clients, client)
@@ -195,14 +209,24 @@ func (cl *Client) WriteLoop() {
 	for {
 		select {
 		case pk := <-cl.State.outbound:
-			if err := cl.WritePacket(*pk); err != nil {
-				// TODO : Figure out what to do with error
-				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
-			}
+			cl.writeOutbound(pk)
 			atomic.AddInt32(&cl.State.outboundQty, -1)
 		case <-cl.State.open.Done():
 			return
 		}
+	}
+}
+
+// writeOutbound writes a queued packet. It is a function of its own so that
+// WriteLoop, which waits for most of a connection's life, keeps a frame small
+// enough for the smallest goroutine stack (the packet copy WritePacket takes
+// is ~800 bytes).
+//
+//go:noinline
+func (cl *Client) writeOutbound(pk *packets.Packet) {
+	if err := cl.WritePacket(*pk); err != nil {
+		// TODO : Figure out what to do with error
+		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 	}
 }
 
@@ -363,26 +387,32 @@ func (cl *Client) ClearExpiredInflights(now, maximumExpiry int64) []uint16 {
 // Read reads incoming packets from the connected client and transforms them into
 // packets to be handled by the packetHandler.
 func (cl *Client) Read(packetHandler ReadFn) error {
-	var err error
+	return cl.readRef(func(cl *Client, pk *packets.Packet) error {
+		return packetHandler(cl, *pk)
+	})
+}
 
+// readRef is Read with the packet handed to the handler by reference, from
+// a pool: the server's own read loop.
+func (cl *Client) readRef(handle readRefFn) error {
 	for {
 		if cl.Closed() {
 			return nil
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
-		fh := new(packets.FixedHeader)
-		err = cl.ReadFixedHeader(fh)
-		if err != nil {
+		var fh packets.FixedHeader
+		if err := cl.ReadFixedHeader(&fh); err != nil {
 			return err
 		}
 
-		pk, err := cl.ReadPacket(fh)
-		if err != nil {
-			return err
+		pk := packetPool.Get().(*packets.Packet)
+		err := cl.readPacketInto(&fh, pk)
+		if err == nil {
+			err = handle(cl, pk) // Process inbound packet.
 		}
-
-		err = packetHandler(cl, pk) // Process inbound packet.
+		*pk = packets.Packet{}
+		packetPool.Put(pk)
 		if err != nil {
 			return err
 		}
@@ -463,21 +493,26 @@ func (cl *Client) ReadFixedHeader(fh *packets.FixedHeader) error {
 
 // ReadPacket reads the remaining buffer into an MQTT packet.
 func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err error) {
+	err = cl.readPacketInto(fh, &pk)
+	return
+}
+
+// readPacketInto reads the remaining buffer into pk.
+func (cl *Client) readPacketInto(fh *packets.FixedHeader, pk *packets.Packet) (err error) {
 	atomic.AddInt64(&cl.ops.info.PacketsReceived, 1)
 
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion // inherit client protocol version for decoding
 	pk.FixedHeader = *fh
-	p := make([]byte, pk.FixedHeader.Remaining)
-	n, err := io.ReadFull(cl.Net.bconn, p)
+	// A fresh slice for every packet: the decoded packet refers to it, so
+	// the next packet must not overwrite it (no second copy is needed).
+	px := make([]byte, pk.FixedHeader.Remaining)
+	n, err := io.ReadFull(cl.Net.bconn, px)
 	if err != nil {
-		return pk, err
+		return err
 	}
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
 
-	// Decode the remaining packet values using a fresh copy of the bytes,
-	// otherwise the next packet will change the data of this one.
-	px := append([]byte{}, p[:]...)
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectDecode(px)
@@ -515,11 +550,24 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 	}
 
 	if err != nil {
-		return pk, err
+		return err
 	}
 
-	pk, err = cl.ops.hooks.OnPacketRead(cl, pk)
-	return
+	if cl.ops.hooks.Provides(OnPacketRead) {
+		return cl.onPacketRead(pk)
+	}
+	return nil
+}
+
+// onPacketRead runs the OnPacketRead hooks on pk. It is a function of its
+// own so that the packet copies the hooks take are on the stack only when
+// a hook wants them.
+//
+//go:noinline
+func (cl *Client) onPacketRead(pk *packets.Packet) error {
+	npk, err := cl.ops.hooks.OnPacketRead(cl, *pk)
+	*pk = npk
+	return err
 }
 
 // WritePacket encodes and writes a packet to the client.
@@ -553,7 +601,9 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		pk.Mods.AllowResponseInfo = true // [MQTT-3.1.2-28] we need to know which properties we can encode
 	}
 
-	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
+	if cl.ops.hooks.Provides(OnPacketEncode) {
+		cl.onPacketEncode(&pk)
+	}
 
 	var err error
 	buf := new(bytes.Buffer)
@@ -639,9 +689,24 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		atomic.AddInt64(&cl.ops.info.MessagesSent, 1)
 	}
 
-	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
+	if cl.ops.hooks.Provides(OnPacketSent) {
+		cl.onPacketSent(&pk, buf.Bytes())
+	}
 
 	return err
+}
+
+// onPacketEncode and onPacketSent run their hooks off WritePacket's frame
+// (see onPacketRead).
+//
+//go:noinline
+func (cl *Client) onPacketEncode(pk *packets.Packet) {
+	*pk = cl.ops.hooks.OnPacketEncode(cl, *pk)
+}
+
+//go:noinline
+func (cl *Client) onPacketSent(pk *packets.Packet, b []byte) {
+	cl.ops.hooks.OnPacketSent(cl, *pk, b)
 }
 
 func (cl *Client) flushOutbuf() (err error) {

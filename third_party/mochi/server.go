@@ -403,6 +403,11 @@ func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 
 // attachClient validates an incoming client connection and if viable, attaches the client
 // to the server, performs session housekeeping, and reads incoming packets.
+//
+// The connection's read loop runs from here for the life of the client, so
+// this frame stays small: the CONNECT handling (connectClient) and the
+// disconnect handling (detachClient) have frames of their own that are gone
+// while packets are read.
 func (s *Server) attachClient(cl *Client, listener string) error {
 	defer s.Listeners.ClientsWg.Done()
 	s.Listeners.ClientsWg.Add(1)
@@ -410,9 +415,28 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	go cl.WriteLoop()
 	defer cl.Stop(nil)
 
+	counted, err := s.connectClient(cl, listener)
+	if counted {
+		defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
+	}
+	if err != nil {
+		return err
+	}
+
+	err = cl.readRef(s.receivePacketRef)
+	s.detachClient(cl, listener, err)
+	return err
+}
+
+// connectClient reads and answers the CONNECT packet and establishes the
+// session; counted says whether the client was counted in ClientsConnected
+// (the caller uncounts it when the client ends).
+//
+//go:noinline
+func (s *Server) connectClient(cl *Client, listener string) (counted bool, err error) {
 	pk, err := s.readConnectionPacket(cl)
 	if err != nil {
-		return fmt.Errorf("read connection: %w", err)
+		return false, fmt.Errorf("read connection: %w", err)
 	}
 
 	cl.ParseConnect(listener, pk)
@@ -423,34 +447,33 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 			s.SendConnack(cl, packets.ErrServerBusy, false, nil)
 		}
 
-		return packets.ErrServerBusy
+		return false, packets.ErrServerBusy
 	}
 
 	code := s.validateConnect(cl, pk) // [MQTT-3.1.4-1] [MQTT-3.1.4-2]
 	if code != packets.CodeSuccess {
 		if err := s.SendConnack(cl, code, false, nil); err != nil {
-			return fmt.Errorf("invalid connection send ack: %w", err)
+			return false, fmt.Errorf("invalid connection send ack: %w", err)
 		}
-		return code // [MQTT-3.2.2-7] [MQTT-3.1.4-6]
+		return false, code // [MQTT-3.2.2-7] [MQTT-3.1.4-6]
 	}
 
 	err = s.hooks.OnConnect(cl, pk)
 	if err != nil {
-		return err
+		return false, err
 	}
 
 	cl.refreshDeadline(cl.State.Keepalive)
 	if !s.hooks.OnConnectAuthenticate(cl, pk) { // [MQTT-3.1.4-2]
 		err := s.SendConnack(cl, packets.ErrBadUsernameOrPassword, false, nil)
 		if err != nil {
-			return fmt.Errorf("invalid connection send ack: %w", err)
+			return false, fmt.Errorf("invalid connection send ack: %w", err)
 		}
 
-		return packets.ErrBadUsernameOrPassword
+		return false, packets.ErrBadUsernameOrPassword
 	}
 
 	atomic.AddInt64(&s.Info.ClientsConnected, 1)
-	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
 
 	s.hooks.OnSessionEstablish(cl, pk)
 
@@ -459,7 +482,7 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 
 	err = s.SendConnack(cl, code, sessionPresent, nil) // [MQTT-3.1.4-5] [MQTT-3.2.0-1] [MQTT-3.2.0-2] &[MQTT-3.14.0-1]
 	if err != nil {
-		return fmt.Errorf("ack connection packet: %w", err)
+		return true, fmt.Errorf("ack connection packet: %w", err)
 	}
 
 	s.loop.willDelayed.Delete(cl.ID) // [MQTT-3.1.3-9]
@@ -467,13 +490,18 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	if sessionPresent {
 		err = cl.ResendInflightMessages(true)
 		if err != nil {
-			return fmt.Errorf("resend inflight: %w", err)
+			return true, fmt.Errorf("resend inflight: %w", err)
 		}
 	}
 
 	s.hooks.OnSessionEstablished(cl, pk)
+	return true, nil
+}
 
-	err = cl.Read(s.receivePacket)
+// detachClient ends a client whose read loop returned err.
+//
+//go:noinline
+func (s *Server) detachClient(cl *Client, listener string, err error) {
 	if err != nil {
 		s.sendLWT(cl)
 		cl.Stop(err)
@@ -490,8 +518,6 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 		s.UnsubscribeClient(cl)
 		s.Clients.Delete(cl.ID) // [MQTT-4.1.0-2] ![MQTT-3.1.2-23]
 	}
-
-	return err
 }
 
 // readConnectionPacket reads the first incoming header for a connection, and if
@@ -518,20 +544,33 @@ func (s *Server) readConnectionPacket(cl *Client) (pk packets.Packet, err error)
 // receivePacket processes an incoming packet for a client, and issues a disconnect to the client
 // if an error has occurred (if mqtt v5).
 func (s *Server) receivePacket(cl *Client, pk packets.Packet) error {
-	err := s.processPacket(cl, pk)
+	return s.receivePacketRef(cl, &pk)
+}
+
+// receivePacketRef is receivePacket with the packet by reference (the read
+// loop's handler).
+func (s *Server) receivePacketRef(cl *Client, pk *packets.Packet) error {
+	err := s.processPacketRef(cl, pk)
 	if err != nil {
-		if code, ok := err.(packets.Code); ok &&
-			cl.Properties.ProtocolVersion == 5 &&
-			code.Code >= packets.ErrUnspecifiedError.Code {
-			_ = s.DisconnectClient(cl, code)
-		}
-
-		s.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "pk", pk)
-
+		s.packetFailed(cl, pk, err)
 		return err
 	}
 
 	return nil
+}
+
+// packetFailed disconnects an MQTT 5 client with the error's reason code
+// and logs the error (boxing the packet, so only here).
+//
+//go:noinline
+func (s *Server) packetFailed(cl *Client, pk *packets.Packet, err error) {
+	if code, ok := err.(packets.Code); ok &&
+		cl.Properties.ProtocolVersion == 5 &&
+		code.Code >= packets.ErrUnspecifiedError.Code {
+		_ = s.DisconnectClient(cl, code)
+	}
+
+	s.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "pk", *pk)
 }
 
 // validateConnect validates that a connect packet is compliant.
@@ -666,8 +705,47 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 // processPacket processes an inbound packet for a client. Since the method is
 // typically called as a goroutine, errors are primarily for test checking purposes.
 func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
-	var err error
+	return s.processPacketRef(cl, &pk)
+}
 
+// processPacketRef is processPacket with the packet by reference. Publish,
+// the packet that matters for throughput and stack depth, is handled here
+// by pointer; the others go through processOther.
+func (s *Server) processPacketRef(cl *Client, pk *packets.Packet) error {
+	var err error
+	if pk.FixedHeader.Type == packets.Publish {
+		code := pk.PublishValidate(s.Options.Capabilities.TopicAliasMaximum)
+		if code != packets.CodeSuccess {
+			return code
+		}
+		err = s.processPublishRef(cl, pk)
+	} else {
+		var done bool
+		if done, err = s.processOther(cl, pk); done {
+			return err
+		}
+	}
+
+	if s.hooks.Provides(OnPacketProcessed) {
+		s.onPacketProcessed(cl, pk, err)
+	}
+	if err != nil {
+		return err
+	}
+
+	if cl.State.Inflight.Len() > 0 && atomic.LoadInt32(&cl.State.Inflight.sendQuota) > 0 {
+		s.sendNextImmediate(cl)
+	}
+
+	return nil
+}
+
+// processOther processes every packet but Publish; done means return err
+// at once (an invalid packet), without the after-processing steps.
+//
+//go:noinline
+func (s *Server) processOther(cl *Client, pkr *packets.Packet) (done bool, err error) {
+	pk := *pkr
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = s.processConnect(cl, pk)
@@ -675,12 +753,6 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 		err = s.processDisconnect(cl, pk)
 	case packets.Pingreq:
 		err = s.processPingreq(cl, pk)
-	case packets.Publish:
-		code := pk.PublishValidate(s.Options.Capabilities.TopicAliasMaximum)
-		if code != packets.CodeSuccess {
-			return code
-		}
-		err = s.processPublish(cl, pk)
 	case packets.Puback:
 		err = s.processPuback(cl, pk)
 	case packets.Pubrec:
@@ -692,42 +764,44 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 	case packets.Subscribe:
 		code := pk.SubscribeValidate()
 		if code != packets.CodeSuccess {
-			return code
+			return true, code
 		}
 		err = s.processSubscribe(cl, pk)
 	case packets.Unsubscribe:
 		code := pk.UnsubscribeValidate()
 		if code != packets.CodeSuccess {
-			return code
+			return true, code
 		}
 		err = s.processUnsubscribe(cl, pk)
 	case packets.Auth:
 		code := pk.AuthValidate()
 		if code != packets.CodeSuccess {
-			return code
+			return true, code
 		}
 		err = s.processAuth(cl, pk)
 	default:
-		return fmt.Errorf("no valid packet available; %v", pk.FixedHeader.Type)
+		return true, fmt.Errorf("no valid packet available; %v", pk.FixedHeader.Type)
 	}
+	return false, err
+}
 
-	s.hooks.OnPacketProcessed(cl, pk, err)
-	if err != nil {
-		return err
-	}
+//go:noinline
+func (s *Server) onPacketProcessed(cl *Client, pk *packets.Packet, err error) {
+	s.hooks.OnPacketProcessed(cl, *pk, err)
+}
 
-	if cl.State.Inflight.Len() > 0 && atomic.LoadInt32(&cl.State.Inflight.sendQuota) > 0 {
-		next, ok := cl.State.Inflight.NextImmediate()
-		if ok {
-			_ = cl.WritePacket(next)
-			if ok := cl.State.Inflight.Delete(next.PacketID); ok {
-				atomic.AddInt64(&s.Info.Inflight, -1)
-			}
-			cl.State.Inflight.DecreaseSendQuota()
+// sendNextImmediate sends the next inflight message waiting for send quota.
+//
+//go:noinline
+func (s *Server) sendNextImmediate(cl *Client) {
+	next, ok := cl.State.Inflight.NextImmediate()
+	if ok {
+		_ = cl.WritePacket(next)
+		if ok := cl.State.Inflight.Delete(next.PacketID); ok {
+			atomic.AddInt64(&s.Info.Inflight, -1)
 		}
+		cl.State.Inflight.DecreaseSendQuota()
 	}
-
-	return nil
 }
 
 // processConnect processes a Connect packet. The packet cannot be used to establish
@@ -856,6 +930,14 @@ func (s *Server) InjectPacket(cl *Client, pk packets.Packet) error {
 
 // processPublish processes a Publish packet.
 func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
+	return s.processPublishRef(cl, &pk)
+}
+
+// processPublishRef is processPublish with the packet by reference. It runs
+// in the client's read loop with the OnPublish hooks below it, so it holds
+// no packet of its own: whatever builds or copies one (acks, retained
+// messages, forwarding) is in a function of its own, off this path.
+func (s *Server) processPublishRef(cl *Client, pk *packets.Packet) error {
 	if !cl.Net.Inline && !IsValidFilter(pk.TopicName, true) {
 		return nil
 	}
@@ -865,21 +947,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	if !cl.Net.Inline && !s.hooks.OnACLCheck(cl, pk.TopicName, true) {
-		if pk.FixedHeader.Qos == 0 {
-			return nil
-		}
-
-		if cl.Properties.ProtocolVersion != 5 {
-			return s.DisconnectClient(cl, packets.ErrNotAuthorized)
-		}
-
-		ackType := packets.Puback
-		if pk.FixedHeader.Qos == 2 {
-			ackType = packets.Pubrec
-		}
-
-		ack := s.buildAck(pk.PacketID, ackType, 0, pk.Properties, packets.ErrNotAuthorized)
-		return cl.WritePacket(ack)
+		return s.refusePublish(cl, pk)
 	}
 
 	pk.Origin = cl.ID
@@ -890,15 +958,9 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		pk.Expiry = pk.Created + expiry
 	}
 
-	if !cl.Net.Inline {
-		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
-			if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
-				ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
-				return cl.WritePacket(ack)
-			}
-			if ok := cl.State.Inflight.Delete(pk.PacketID); ok { // [MQTT-4.3.2-5]
-				atomic.AddInt64(&s.Info.Inflight, -1)
-			}
+	if !cl.Net.Inline && cl.State.Inflight.Len() > 0 {
+		if answered, err := s.publishInflight(cl, pk); answered {
+			return err
 		}
 	}
 
@@ -910,34 +972,98 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		pk.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9] Reduce qos based on server max qos capability
 	}
 
-	pkx, err := s.hooks.OnPublish(cl, pk)
-	if err == nil {
-		pk = pkx
-	} else if errors.Is(err, packets.ErrRejectPacket) {
+	switch err := s.hooks.onPublishRef(cl, pk); {
+	case err == nil:
+	case errors.Is(err, packets.ErrRejectPacket):
 		return nil
-	} else if errors.Is(err, packets.CodeSuccessIgnore) {
+	case errors.Is(err, packets.CodeSuccessIgnore):
 		pk.Ignore = true
-	} else if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)) {
-		err = cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, err.(packets.Code)))
-		if err != nil {
-			return err
-		}
-		return nil
+	case cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)):
+		return s.ackPublishCode(cl, pk, err.(packets.Code))
 	}
 
 	if pk.FixedHeader.Retain { // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
-		s.retainMessage(cl, pk)
+		s.retainMessageRef(cl, pk)
 	}
 
 	// If it's inlineClient, it can't handle PUBREC and PUBREL.
 	// When it publishes a package with a qos > 0, the server treats
 	// the package as qos=0, and the client receives it as qos=1 or 2.
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
-		s.publishToSubscribers(pk)
-		s.hooks.OnPublished(cl, pk)
+		s.publishedRef(cl, pk)
 		return nil
 	}
 
+	return s.ackPublish(cl, pk)
+}
+
+// refusePublish answers a publish the ACL refused.
+//
+//go:noinline
+func (s *Server) refusePublish(cl *Client, pk *packets.Packet) error {
+	if pk.FixedHeader.Qos == 0 {
+		return nil
+	}
+
+	if cl.Properties.ProtocolVersion != 5 {
+		return s.DisconnectClient(cl, packets.ErrNotAuthorized)
+	}
+
+	ackType := packets.Puback
+	if pk.FixedHeader.Qos == 2 {
+		ackType = packets.Pubrec
+	}
+
+	ack := s.buildAck(pk.PacketID, ackType, 0, pk.Properties, packets.ErrNotAuthorized)
+	return cl.WritePacket(ack)
+}
+
+// publishInflight handles a publish whose packet id is in flight: answered
+// says the publish was answered (with err) and goes no further.
+//
+//go:noinline
+func (s *Server) publishInflight(cl *Client, pk *packets.Packet) (answered bool, err error) {
+	if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
+		if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
+			ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
+			return true, cl.WritePacket(ack)
+		}
+		if ok := cl.State.Inflight.Delete(pk.PacketID); ok { // [MQTT-4.3.2-5]
+			atomic.AddInt64(&s.Info.Inflight, -1)
+		}
+	}
+	return false, nil
+}
+
+// ackPublishCode answers an MQTT 5 publish a hook refused with a reason code.
+//
+//go:noinline
+func (s *Server) ackPublishCode(cl *Client, pk *packets.Packet, code packets.Code) error {
+	err := cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, code))
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+//go:noinline
+func (s *Server) retainMessageRef(cl *Client, pk *packets.Packet) {
+	s.retainMessage(cl, *pk)
+}
+
+// publishedRef forwards a processed publish to subscribers and runs the
+// OnPublished hooks.
+//
+//go:noinline
+func (s *Server) publishedRef(cl *Client, pk *packets.Packet) {
+	s.publishToSubscribers(*pk)
+	s.hooks.OnPublished(cl, *pk)
+}
+
+// ackPublish acknowledges a QoS 1 or 2 publish, then forwards it.
+//
+//go:noinline
+func (s *Server) ackPublish(cl *Client, pk *packets.Packet) error {
 	cl.State.Inflight.DecreaseReceiveQuota()
 	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.QosCodes[pk.FixedHeader.Qos]) // [MQTT-4.3.2-4]
 	if pk.FixedHeader.Qos == 2 {
@@ -949,7 +1075,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
 	}
 
-	err = cl.WritePacket(ack)
+	err := cl.WritePacket(ack)
 	if err != nil {
 		return err
 	}
@@ -962,9 +1088,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		s.hooks.OnQosComplete(cl, ack)
 	}
 
-	s.publishToSubscribers(pk)
-	s.hooks.OnPublished(cl, pk)
-
+	s.publishedRef(cl, pk)
 	return nil
 }
 
