@@ -13,11 +13,15 @@ cd "$(dirname "$0")/.."
 mkdir -p bin
 log=bin/test.log
 # The patched mochi-mqtt copy is its own module, which ./... does not enter:
-# its upstream tests run after ours, in the same log.
+# its upstream tests run after ours, in the same log. Skipped there:
+# TestEstablishConnectionInheritExistingTrueTakeover, which times its steps
+# with 50 ms sleeps and hangs for 30 s on a loaded machine, unpatched
+# upstream too (third_party/mochi/PATCHES.md).
+mochiSkip='^TestEstablishConnectionInheritExistingTrueTakeover$'
 suite() {
 	local r=0
 	go test -race -count=1 -timeout 20m -v "$@" ./... || r=1
-	(cd third_party/mochi && go test -race -count=1 -timeout 10m -v "$@" ./...) || r=1
+	(cd third_party/mochi && go test -race -count=1 -timeout 10m -v -skip "$mochiSkip" "$@" ./...) || r=1
 	return "$r"
 }
 suite "$@" 2>&1 | tee "$log" | grep --line-buffered -E '^(ok  |FAIL|panic:)'

@@ -169,6 +169,8 @@ type ClientState struct {
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
+	writing         atomic.Bool          // a writer goroutine is draining the outbound queue
+	writeLoop       atomic.Bool          // WriteLoop runs, so no writer is started on demand
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }
@@ -205,7 +207,10 @@ func newClient(c net.Conn, o *ops) *Client {
 }
 
 // WriteLoop ranges over pending outbound messages and writes them to the client connection.
+// The server no longer runs it: a writer goroutine is started when a packet is queued
+// (startWriter) and ends when the queue is empty. While WriteLoop runs, none is started.
 func (cl *Client) WriteLoop() {
+	cl.State.writeLoop.Store(true)
 	for {
 		select {
 		case pk := <-cl.State.outbound:
@@ -213,6 +218,39 @@ func (cl *Client) WriteLoop() {
 			atomic.AddInt32(&cl.State.outboundQty, -1)
 		case <-cl.State.open.Done():
 			return
+		}
+	}
+}
+
+// startWriter starts a goroutine to write the outbound queue, unless one is
+// running. It ends once the queue is empty, so a connection that is sent
+// nothing has only its read goroutine (v2.7.9 kept a write goroutine for the
+// life of every connection).
+func (cl *Client) startWriter() {
+	if cl.State.writeLoop.Load() || !cl.State.writing.CompareAndSwap(false, true) {
+		return
+	}
+	go cl.drainOutbound()
+}
+
+// drainOutbound writes queued packets until the queue is empty or the client
+// closes.
+func (cl *Client) drainOutbound() {
+	for {
+		select {
+		case pk := <-cl.State.outbound:
+			cl.writeOutbound(pk)
+			atomic.AddInt32(&cl.State.outboundQty, -1)
+		case <-cl.State.open.Done():
+			cl.State.writing.Store(false)
+			return
+		default:
+			cl.State.writing.Store(false)
+			// A packet queued after the queue looked empty, by a publisher
+			// that still saw this writer running, is this writer's to write.
+			if len(cl.State.outbound) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
+				return
+			}
 		}
 	}
 }
