@@ -414,7 +414,7 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 
 	defer cl.Stop(nil) // no write goroutine yet: publishToClient starts one when needed
 
-	counted, err := s.connectClient(cl, listener)
+	counted, err := s.connectOffStack(cl, listener)
 	if counted {
 		defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
 	}
@@ -425,6 +425,22 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	err = cl.readRef(s.receivePacketRef)
 	s.detachClient(cl, listener, err)
 	return err
+}
+
+// connectOffStack runs connectClient on a goroutine of its own and waits
+// for it. The CONNECT handling (hooks, CONNACK, session inheritance) needs
+// a deep stack; run on the connection's goroutine it would grow that stack
+// for good — a goroutine's stack only shrinks by half per GC, and only if
+// little of it is in use — so every idle connection would keep 8 KB where
+// its read loop needs 2. The helper's stack is freed when it ends.
+func (s *Server) connectOffStack(cl *Client, listener string) (counted bool, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		counted, err = s.connectClient(cl, listener)
+	}()
+	<-done
+	return counted, err
 }
 
 // connectClient reads and answers the CONNECT packet and establishes the
