@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,7 +47,9 @@ func TestPublishPathStack(t *testing.T) {
 			t.Skip("needs the go command to build the measured test binary")
 		}
 		cmd := exec.Command(goTool, "test", "-run=^TestPublishPathStack$", "-count=1") // local directory mode: its output is shown
-		cmd.Env = append(os.Environ(), "TRIBUTARY_STACK_CHILD=1", "GODEBUG=gcshrinkstackoff=1")
+		// Not -race either when GOFLAGS asks for it.
+		goflags := strings.ReplaceAll(os.Getenv("GOFLAGS"), "-race", "")
+		cmd.Env = append(os.Environ(), "TRIBUTARY_STACK_CHILD=1", "GODEBUG=gcshrinkstackoff=1", "GOFLAGS="+goflags)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("stack measurement failed: %v\n%s", err, out)

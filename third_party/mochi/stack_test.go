@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,7 +65,9 @@ func TestReadStackOnPublishPath(t *testing.T) {
 			t.Skip("needs the go command to build the measured test binary")
 		}
 		cmd := exec.Command(goTool, "test", "-run=^TestReadStackOnPublishPath$", "-count=1") // local directory mode: its output is shown
-		cmd.Env = append(os.Environ(), "MOCHI_STACK_CHILD=1", "GODEBUG=gcshrinkstackoff=1")
+		// Not -race either when GOFLAGS asks for it.
+		goflags := strings.ReplaceAll(os.Getenv("GOFLAGS"), "-race", "")
+		cmd.Env = append(os.Environ(), "MOCHI_STACK_CHILD=1", "GODEBUG=gcshrinkstackoff=1", "GOFLAGS="+goflags)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("stack measurement failed: %v\n%s", err, out)
