@@ -17,7 +17,8 @@ build:
 	done
 
 # A short pass of every fuzz target, then the full suite with the race
-# detector (log in bin/test.log, a closing "N passed, N failed" line).
+# detector, mochi-mqtt's upstream tests on third_party/mochi included (log in
+# bin/test.log, a closing "N passed, N failed" line).
 test: lint
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 	@bash .ci/gotest.sh
@@ -63,6 +64,7 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	cd benchmarks && $(GO) vet ./...
+	cd third_party/mochi && $(GO) vet ./...
 	@$(STATICCHECK) -version 2>/dev/null | grep -q '($(STATICCHECK_VERSION:v%=%))' || \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(STATICCHECK) $(PKGS)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole Go test suite with the race detector. The full -v log goes to
+# Runs the whole Go test suite with the race detector, then mochi-mqtt's own
+# tests on our patched copy (third_party/mochi). The full -v log goes to
 # bin/test.log; the terminal gets one line per package as it finishes, the
 # failing tests' output, and a closing count.
 #
@@ -11,7 +12,19 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin
 log=bin/test.log
-go test -race -count=1 -timeout 20m -v "$@" ./... 2>&1 | tee "$log" | grep --line-buffered -E '^(ok  |FAIL|panic:)'
+# The patched mochi-mqtt copy is its own module, which ./... does not enter:
+# its upstream tests run after ours, in the same log. Skipped there:
+# TestEstablishConnectionInheritExistingTrueTakeover, which times its steps
+# with 50 ms sleeps and hangs for 30 s on a loaded machine, unpatched
+# upstream too (third_party/mochi/PATCHES.md).
+mochiSkip='^TestEstablishConnectionInheritExistingTrueTakeover$'
+suite() {
+	local r=0
+	go test -race -count=1 -timeout 20m -v "$@" ./... || r=1
+	(cd third_party/mochi && go test -race -count=1 -timeout 10m -v -skip "$mochiSkip" "$@" ./...) || r=1
+	return "$r"
+}
+suite "$@" 2>&1 | tee "$log" | grep --line-buffered -E '^(ok  |FAIL|panic:)'
 rc=${PIPESTATUS[0]}
 # go test prints each package's output as one block that ends with its
 # "ok  <pkg>" or "FAIL <pkg>" line; count the blocks that failed silently.

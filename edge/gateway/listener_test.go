@@ -12,12 +12,14 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// TestListenersCloseWithoutMochiCloser: every MQTT listener is wrapped, and
-// closing one disconnects its clients (and only its clients) without calling
-// the closer mochi passes, whose GetByListener can deadlock
-// (mochi-mqtt/server#488). Deterministic; the stress test below is the
-// end-to-end check.
-func TestListenersCloseWithoutMochiCloser(t *testing.T) {
+// TestListenerCloseEndsItsClients: every MQTT listener is wrapped, and
+// closing one disconnects its clients (and only its clients) through the
+// closer mochi passes — safe since third_party/mochi patch 0002 fixed its
+// double read lock (mochi-mqtt/server#488) — once when the listener stops
+// and once more for clients registered meanwhile. (It was
+// TestListenersCloseWithoutMochiCloser while the wrapper had to bypass that
+// closer.) Deterministic; the stress tests below are the end-to-end check.
+func TestListenerCloseEndsItsClients(t *testing.T) {
 	g, _, _ := startWithAllListeners(t)
 	for _, id := range []string{"tcp", "tls", "ws"} {
 		l, ok := g.server.Listeners.Get(id)
@@ -32,15 +34,26 @@ func TestListenersCloseWithoutMochiCloser(t *testing.T) {
 	if err != nil || code != 0 {
 		t.Fatalf("connect: %#x %v", code, err)
 	}
+	// mochi's closer, as Server.Close passes it.
+	var closed []string
+	closer := func(id string) {
+		closed = append(closed, id)
+		for _, cl := range g.server.Clients.GetByListener(id) {
+			_ = g.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 	l, _ := g.server.Listeners.Get("tls")
-	l.Close(func(id string) { t.Errorf("mochi's closer called for %s", id) })
+	l.Close(closer)
 	if _, _, err := c.read(200 * time.Millisecond); !errors.Is(err, errNoAck) {
 		t.Fatalf("closing the TLS listener touched a TCP client: %v", err)
 	}
 	l, _ = g.server.Listeners.Get("tcp")
-	l.Close(func(id string) { t.Errorf("mochi's closer called for %s", id) })
+	l.Close(closer)
 	if err := expectServerGoingAway(c); err != nil {
 		t.Fatalf("TCP client after its listener closed: %v", err)
+	}
+	if want := []string{"tls", "tls", "tcp", "tcp"}; fmt.Sprint(closed) != fmt.Sprint(want) {
+		t.Errorf("closer called for %v, want %v", closed, want)
 	}
 }
 

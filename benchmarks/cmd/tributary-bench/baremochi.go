@@ -20,7 +20,9 @@ import (
 // else: no decoding, no storage, no metrics of ours. It is the floor any
 // gateway built on mochi pays per connection, measured beside the edge in
 // the RSS row. The harness runs it as a child process of itself
-// (-serve-bare-mochi), so its RSS is its own.
+// (-serve-bare-mochi), so its RSS is its own. It is upstream mochi-mqtt,
+// unpatched: this module does not carry the root module's replace of it
+// with third_party/mochi.
 func serveBareMochi(addr, httpAddr string) error {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = 64

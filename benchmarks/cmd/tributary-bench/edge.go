@@ -137,12 +137,79 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 		return rows, fmt.Errorf("bare mochi RSS run: %w", err)
 	}
 	rows = append(rows, row{
-		Name:   fmt.Sprintf("edge peak RSS, 1,000 devices × 10 QoS 1 msgs/s for %d s (peer: mochi-mqtt alone, allow-all hook, no storage)", rssSeconds),
+		Name:   fmt.Sprintf("edge peak RSS, 1,000 devices × 10 QoS 1 msgs/s for %d s (peer: unpatched mochi-mqtt alone, allow-all hook, no storage)", rssSeconds),
 		Ours:   fmt.Sprintf("%.1f MB (heap %.1f, stacks %.1f)", rss, heap, stack),
 		Peer:   fmt.Sprintf("%.1f MB (heap %.1f, stacks %.1f)", mRSS, mHeap, mStack),
 		Target: "≤ 40 MB",
 	})
+	// Idle connections: what a connection costs while it sends nothing,
+	// edge and mochi alone in turn.
+	const idle = 5000
+	var idleRSS, idleHeap, idleStack [2]float64
+	for i, kind := range []string{"edge", "bare-mochi"} {
+		extra := ""
+		if kind == "edge" {
+			extra = profileConfig(profile)
+		}
+		b, err := startMQTTBroker(dir, kind, edgeBin, mosq, extra)
+		if err != nil {
+			return rows, err
+		}
+		idleHeap[i], idleStack[i], err = mqttIdleLoad(b, idle, 2*time.Second)
+		idleRSS[i] = b.peakRSS()
+		b.stop()
+		if err != nil {
+			return rows, fmt.Errorf("%s, %d idle connections: %w", kind, idle, err)
+		}
+	}
+	rows = append(rows, row{
+		Name:   fmt.Sprintf("edge peak RSS, %d idle connections (peer: unpatched mochi-mqtt alone)", idle),
+		Ours:   fmt.Sprintf("%.1f MB (heap %.1f, stacks %.1f)", idleRSS[0], idleHeap[0], idleStack[0]),
+		Peer:   fmt.Sprintf("%.1f MB (heap %.1f, stacks %.1f)", idleRSS[1], idleHeap[1], idleStack[1]),
+		Target: "≤ 64 MB",
+	})
 	return rows, nil
+}
+
+// mqttIdleLoad connects n clients (8 at a time) that send nothing after
+// CONNECT, holds them for hold while sampling the broker's heap and stack
+// peaks, then closes them.
+func mqttIdleLoad(b *mqttBroker, n int, hold time.Duration) (heap, stack float64, err error) {
+	cs := make([]net.Conn, n)
+	defer func() {
+		for _, c := range cs {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	const dialers = 8
+	errs := make(chan error, dialers)
+	var wg sync.WaitGroup
+	for w := range dialers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += dialers {
+				c, err := mqttConnect(b.addr, fmt.Sprintf("idle-%d", i))
+				if err != nil {
+					errs <- fmt.Errorf("connect %d: %w", i, err)
+					return
+				}
+				cs[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, 0, err
+	}
+	for end := time.Now().Add(hold); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		h, s := b.goMem()
+		heap, stack = max(heap, h), max(stack, s)
+	}
+	return heap, stack, nil
 }
 
 type mqttBroker struct {
