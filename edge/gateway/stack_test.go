@@ -17,12 +17,12 @@ import (
 // goroutine per connection (36.5 KB per connection here; 36–46 MB of stacks
 // at 1,000 devices). The patched copy in third_party/mochi (PATCHES.md)
 // passes it by pointer and starts a writer only when there is something to
-// write: one 16 KB read goroutine (16.2 KB here). Not 8 KB yet: mochi's
-// by-value Hook.OnPublish call costs 3.2 KB of packet copies and the ingest
-// hook's own path ~4 KB, over the ~7.2 KB an 8 KB stack holds; mochi's own
-// 8 KB path is tested in third_party/mochi (TestReadStackOnPublishPath).
-// Stacks are powers of two, so the budget sits halfway to the next size.
-const maxConnStack = 24 << 10
+// write, and the ingest hook takes publishes by reference (PublishRefHook),
+// so a publishing connection is one 8 KB read goroutine (8.6 KB measured:
+// 16.2 KB while the hook still took the packet by value). Stacks are powers
+// of two, so the budget sits halfway to the next size: a read path that
+// grows to 16 KB again fails.
+const maxConnStack = 12 << 10
 
 // TestPublishPathStack fails if the goroutines of a connection grow their
 // stacks past maxConnStack in total while many devices publish

@@ -75,7 +75,7 @@ func (h *Hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	start := h.now()
-	stream, rec, info, deadKind := h.record(cl, pk, start)
+	stream, rec, info, deadKind := h.record(cl, &pk, start)
 	if err := h.admit(); err != nil {
 		h.m.refused.WithLabelValues(ReasonBudget).Inc()
 		h.log.Warn("will not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)

@@ -54,14 +54,14 @@ func BenchmarkRecordSparkplug(b *testing.B) {
 			}
 			cl := &mqtt.Client{ID: "bench"}
 			now := time.Now()
-			h.record(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: bt, Payload: birth}, now)
+			h.record(cl, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: bt, Payload: birth}, now)
 			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
 				pk.Payload = data[i%256]
 				i++
-				if _, _, _, dead := h.record(cl, pk, now); dead != "" {
+				if _, _, _, dead := h.record(cl, &pk, now); dead != "" {
 					b.Fatal(dead)
 				}
 			}
@@ -96,7 +96,7 @@ func BenchmarkRecord(b *testing.B) {
 			now := time.Now()
 			b.ReportAllocs()
 			for b.Loop() {
-				_, _, _, dead := h.record(cl, pk, now)
+				_, _, _, dead := h.record(cl, &pk, now)
 				if dead != "" {
 					b.Fatal(dead)
 				}

@@ -70,7 +70,7 @@ func FuzzRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, topic string, p []byte, ct string) {
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: topic, Payload: p}
 		pk.Properties.ContentType = ct
-		stream, rec, _, dead := h.record(cl, pk, time.Now())
+		stream, rec, _, dead := h.record(cl, &pk, time.Now())
 		if topicmap.ValidStream(stream) != nil {
 			t.Fatalf("%q: stream %q", topic, stream)
 		}

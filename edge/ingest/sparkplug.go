@@ -59,7 +59,7 @@ func init() {
 // against the node's birth state; anomalies become headers and counts,
 // never drops. With decode the value becomes the JSON rendering and the
 // protobuf moves to the sparkplug-payload header.
-func (h *Hook) sparkplugDecode(d *decoded, r *rules.Rule, pk packets.Packet, rec *recordbatch.Record) error {
+func (h *Hook) sparkplugDecode(d *decoded, r *rules.Rule, pk *packets.Packet, rec *recordbatch.Record) error {
 	top, err := sparkplug.ParseTopic(pk.TopicName)
 	if err != nil {
 		d.deadKind = DeadSparkplug
