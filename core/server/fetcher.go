@@ -143,6 +143,12 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 		}
 	}
 	f.r.followerHW(min(sp.HighWatermark, l.NextOffset()))
+	if sp.LogStartOffset > l.StartOffset() {
+		// DeleteRecords on the leader: the replicas follow its start.
+		if _, err := l.DeleteRecordsBefore(min(sp.LogStartOffset, l.NextOffset())); err != nil {
+			return fmt.Errorf("follow leader start %d: %w", sp.LogStartOffset, err)
+		}
+	}
 	return nil
 }
 
