@@ -304,12 +304,21 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 	if len(batches) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: empty append", ErrInvalidBatch)
 	}
+	// The config may change under us (Reconfigure): checks before the lock
+	// use one snapshot of it.
+	cfg := l.Config()
+	if !opts.KeepOffsets {
+		var err error
+		if batches, err = recompressBatches(batches, cfg.Compression); err != nil {
+			return AppendResult{}, err
+		}
+	}
 	var hdrs []recordbatch.Header
 	var starts []int
 	pos := 0
 	err := recordbatch.Split(batches, func(h recordbatch.Header, b []byte) error {
-		if h.Size() > l.cfg.MaxBatchBytes {
-			return fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, h.Size(), l.cfg.MaxBatchBytes)
+		if h.Size() > cfg.MaxBatchBytes {
+			return fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, h.Size(), cfg.MaxBatchBytes)
 		}
 		if !opts.KeepOffsets && !h.IsControl() && int64(h.NumRecords) != int64(h.LastOffsetDelta)+1 {
 			return fmt.Errorf("%w: %d records but last offset delta %d", ErrInvalidBatch, h.NumRecords, h.LastOffsetDelta)
@@ -328,7 +337,7 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 
 	now := time.Now()
 	if !opts.KeepOffsets {
-		if err := l.checkTimestamps(hdrs, now); err != nil {
+		if err := checkTimestamps(cfg, hdrs, now); err != nil {
 			return AppendResult{}, err
 		}
 	}
@@ -470,9 +479,9 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 // lies outside the configured window around now (KIP-937). Only the batch
 // header's two timestamps are checked, so records are not decompressed on
 // the append path; a producer's batch spans milliseconds to seconds.
-func (l *Log) checkTimestamps(hdrs []recordbatch.Header, now time.Time) error {
-	before, after := l.cfg.TimestampBeforeMax, l.cfg.TimestampAfterMax
-	if l.cfg.TimestampType == LogAppendTime || (before <= 0 && after <= 0) {
+func checkTimestamps(cfg LogConfig, hdrs []recordbatch.Header, now time.Time) error {
+	before, after := cfg.TimestampBeforeMax, cfg.TimestampAfterMax
+	if cfg.TimestampType == LogAppendTime || (before <= 0 && after <= 0) {
 		return nil
 	}
 	ms := now.UnixMilli()
