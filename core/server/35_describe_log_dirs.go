@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"path/filepath"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -50,7 +51,7 @@ func (s *Server) handleDescribeLogDirs(_ context.Context, _ *call, kreq kmsg.Req
 		dt.Topic = w.topic
 		for _, p := range parts {
 			l, err := s.topics.Partition(w.topic, p)
-			if err != nil {
+			if err != nil || !s.holdsReplica(w.topic, p) {
 				continue
 			}
 			dp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
@@ -63,4 +64,17 @@ func (s *Server) handleDescribeLogDirs(_ context.Context, _ *call, kreq kmsg.Req
 	}
 	resp.Dirs = append(resp.Dirs, dir)
 	return resp, nil
+}
+
+// holdsReplica reports whether this broker is a replica of the partition (a
+// cluster broker keeps empty logs for the partitions it does not host).
+func (s *Server) holdsReplica(topic string, p int32) bool {
+	if s.node == nil {
+		return true
+	}
+	t, ok := s.node.Metadata().Topics[topic]
+	if !ok || int(p) >= len(t.Partitions) {
+		return false
+	}
+	return slices.Contains(t.Partitions[p].Replicas, s.cfg.NodeID)
 }

@@ -53,6 +53,21 @@ func TestClusterAlterConfigsAndDeleteRecords(t *testing.T) {
 	if r, _ := rs.Lookup("ca", 0); err != nil || r.Err != nil || r.LowWatermark != 20 {
 		t.Fatalf("delete records: %v %+v", err, r)
 	}
+	// DescribeLogDirs: each broker reports only the partitions it hosts.
+	cl2 := newClient(t, tb.addrs()[0])
+	createReplicatedTopic(t, tb.addrs()[0], "one", 1, 1, 1)
+	tb.waitTopic("one")
+	dirs, err := kadm.NewClient(cl2).DescribeAllLogDirs(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holders := map[string]int{}
+	dirs.Each(func(d kadm.DescribedLogDir) {
+		d.Topics.Each(func(p kadm.DescribedLogDirPartition) { holders[p.Topic]++ })
+	})
+	if holders["one"] != 1 || holders["ca"] != 3 {
+		t.Fatalf("log dir replicas per topic: %v", holders)
+	}
 	tb.waitFor("log start 20 on every replica", 20*time.Second, func() bool {
 		for _, s := range tb.srvs {
 			l, err := s.Topics().Partition("ca", 0)
