@@ -118,3 +118,44 @@ func TestTopicsReconfigure(t *testing.T) {
 		t.Fatalf("after restart: %+v", info.Config)
 	}
 }
+
+// Reconfigure while appends, reads and retention run (go test -race).
+func TestReconfigureUnderLoad(t *testing.T) {
+	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 4096})
+	defer l.Close()
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(done)
+		for i := 0; i < 300; i++ {
+			if _, err := l.Append(context.Background(), makeBatch(t, 3, "r", time.Now().UnixMilli()), AppendOptions{}); err != nil {
+				errc <- err
+				return
+			}
+			if _, err := l.ApplyRetention(); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+			select {
+			case err := <-errc:
+				t.Fatal(err)
+			default:
+			}
+			return
+		default:
+		}
+		c := LogConfig{SegmentBytes: int64(2048 + i%4*1024), RetentionBytes: 1 << 20, Compression: []string{"producer", "lz4", "uncompressed"}[i%3]}
+		if i%2 == 0 {
+			c.Durability = Durability{Mode: SyncInterval, Interval: time.Duration(1+i%5) * time.Millisecond}
+		}
+		if err := l.Reconfigure(c); err != nil {
+			t.Fatal(err)
+		}
+		_ = l.Config()
+	}
+}

@@ -30,10 +30,11 @@ func runClient(t *testing.T, probe []string, args ...string) string {
 	return out.String()
 }
 
-// kafka-python (AlterConfigs, DescribeConfigs) and kafkajs (AlterConfigs,
-// DeleteRecords, ListOffsets) change a topic's configs and delete records.
-// Python: Debian's python3-kafka. kafkajs: found through NODE_PATH (or
-// KAFKAJS_DIR, a directory holding node_modules/kafkajs).
+// kafka-python and confluent-kafka-python/librdkafka (AlterConfigs,
+// DescribeConfigs) and kafkajs (AlterConfigs, DeleteRecords, ListOffsets)
+// change a topic's configs and delete records. Python: Debian's
+// python3-kafka and python3-confluent-kafka. kafkajs: found through
+// NODE_PATH (or KAFKAJS_DIR, a directory holding node_modules/kafkajs).
 func TestNonGoClientsAdmin(t *testing.T) {
 	srv := startServer(t, testConfig(t.TempDir()))
 	cl := newClient(t, srv.Addr())
@@ -55,6 +56,18 @@ func TestNonGoClientsAdmin(t *testing.T) {
 		t.Logf("kafka-python: %s", out)
 		if l, _ := srv.Topics().Partition("py", 0); l.Config().MaxBatchBytes != 65536 {
 			t.Fatalf("max.message.bytes not in force: %+v", l.Config())
+		}
+	})
+	t.Run("librdkafka", func(t *testing.T) {
+		py := "/usr/bin/python3"
+		if _, err := os.Stat(py); err != nil {
+			py = "python3"
+		}
+		createTopic(t, cl, "rdk", 1, nil)
+		out := runClient(t, []string{py, "-c", "import confluent_kafka"}, py, "testdata/confluent_admin.py", srv.Addr(), "rdk")
+		t.Logf("confluent-kafka: %s", out)
+		if l, _ := srv.Topics().Partition("rdk", 0); l.Config().Cleanup != "compact" {
+			t.Fatalf("cleanup.policy not in force: %+v", l.Config())
 		}
 	})
 	t.Run("kafkajs", func(t *testing.T) {
