@@ -61,6 +61,7 @@ func set(k, v string) kadm.AlterConfig {
 // them, and bad input gets Kafka's INVALID_CONFIG with its messages.
 func TestAlterTopicConfigs(t *testing.T) {
 	cfg := testConfig(t.TempDir())
+	cfg.Log.RetentionAge = 7 * 24 * time.Hour // so that the topic's -1 differs from the default
 	srv := startServer(t, cfg)
 	cl := newClient(t, srv.Addr(), kgo.ProducerBatchMaxBytes(1<<20), kgo.RecordRetries(1),
 		kgo.ProducerBatchCompression(kgo.NoCompression()))

@@ -172,6 +172,25 @@ func (s *Server) setTopicConfigs(topic string, m map[string]string, validateOnly
 		s.logger.Error("reconfigure topic", "topic", topic, "err", err)
 		return &configError{code: kerr.KafkaStorageError.Code, msg: err.Error()}
 	}
+	s.putTopicConfigNames(topic, m)
+	s.logger.Info("altered topic configs", "topic", topic, "configs", m)
+	return nil
+}
+
+// keepTopicConfigNames records the configs a single-node topic was created
+// with, so that a later incremental change keeps exactly those (a derived
+// set cannot tell retention.ms=-1 from unset).
+func (s *Server) keepTopicConfigNames(topic string, cfgs []kmsg.CreateTopicsRequestTopicConfig) {
+	m := map[string]string{}
+	for _, kv := range cfgs {
+		if kv.Value != nil {
+			m[kv.Name] = *kv.Value
+		}
+	}
+	s.putTopicConfigNames(topic, m)
+}
+
+func (s *Server) putTopicConfigNames(topic string, m map[string]string) {
 	b, err := json.Marshal(m)
 	if err == nil {
 		err = s.store.PutValue(topicConfigKey(topic), b)
@@ -181,8 +200,6 @@ func (s *Server) setTopicConfigs(topic string, m map[string]string, validateOnly
 		// and they are derived from the override again.
 		s.logger.Warn("keep topic config names", "topic", topic, "err", err)
 	}
-	s.logger.Info("altered topic configs", "topic", topic, "configs", m)
-	return nil
 }
 
 // configResource checks one resource of an alter request before its configs
