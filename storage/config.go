@@ -64,6 +64,11 @@ type LogConfig struct {
 	// 0 means no bound.
 	TimestampBeforeMax time.Duration `yaml:"timestamp_before_max" json:"timestamp_before_max,omitempty"`
 	TimestampAfterMax  time.Duration `yaml:"timestamp_after_max" json:"timestamp_after_max,omitempty"`
+	// Compression is Kafka's compression.type: "producer" (or empty) keeps
+	// each batch as the producer compressed it; "uncompressed", "gzip",
+	// "snappy", "lz4" or "zstd" recompresses appended batches whose codec
+	// differs (see recompress.go).
+	Compression string `yaml:"compression" json:"compression,omitempty"`
 }
 
 // TimestampType is CreateTime or LogAppendTime.
@@ -133,6 +138,9 @@ func (c LogConfig) Validate() error {
 	case "", CreateTime, LogAppendTime:
 	default:
 		return fmt.Errorf("timestamp type %q: want CreateTime or LogAppendTime", c.TimestampType)
+	}
+	if _, err := compressionCodec(c.Compression); err != nil {
+		return err
 	}
 	if c.SegmentBytes > 0 && c.SegmentBytes < 1024 {
 		return fmt.Errorf("segment bytes %d: must be at least 1024", c.SegmentBytes)

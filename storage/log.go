@@ -102,8 +102,10 @@ type Log struct {
 	stopOnce sync.Once
 
 	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	// reconfigured tells the syncer to re-read the durability policy.
+	reconfigured chan struct{}
+	stop         chan struct{}
+	done         chan struct{}
 }
 
 // OpenLog opens or creates the log in dir, recovering the active segment.
@@ -119,14 +121,15 @@ func OpenLog(dir string, cfg LogConfig, logger *slog.Logger) (*Log, error) {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
 	l := &Log{
-		dir:      dir,
-		cfg:      cfg,
-		logger:   logger.With("log", dir),
-		changed:  make(chan struct{}),
-		syncedCh: make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		dir:          dir,
+		cfg:          cfg,
+		logger:       logger.With("log", dir),
+		changed:      make(chan struct{}),
+		syncedCh:     make(chan struct{}),
+		kick:         make(chan struct{}, 1),
+		reconfigured: make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
 	}
 	l.floor.Store(math.MaxInt64)
 	if err := l.recover(); err != nil {
@@ -213,6 +216,9 @@ func (l *Log) recover() error {
 	}
 	first, last := l.segments[0], l.segments[len(l.segments)-1]
 	l.start, l.next = first.base, last.next
+	if err := l.loadLogStart(); err != nil {
+		return err
+	}
 	if err := last.f.Sync(); err != nil {
 		return fmt.Errorf("sync active segment: %w", err)
 	}
@@ -298,12 +304,21 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 	if len(batches) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: empty append", ErrInvalidBatch)
 	}
+	// The config may change under us (Reconfigure): checks before the lock
+	// use one snapshot of it.
+	cfg := l.Config()
+	if !opts.KeepOffsets {
+		var err error
+		if batches, err = recompressBatches(batches, cfg.Compression); err != nil {
+			return AppendResult{}, err
+		}
+	}
 	var hdrs []recordbatch.Header
 	var starts []int
 	pos := 0
 	err := recordbatch.Split(batches, func(h recordbatch.Header, b []byte) error {
-		if h.Size() > l.cfg.MaxBatchBytes {
-			return fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, h.Size(), l.cfg.MaxBatchBytes)
+		if h.Size() > cfg.MaxBatchBytes {
+			return fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, h.Size(), cfg.MaxBatchBytes)
 		}
 		if !opts.KeepOffsets && !h.IsControl() && int64(h.NumRecords) != int64(h.LastOffsetDelta)+1 {
 			return fmt.Errorf("%w: %d records but last offset delta %d", ErrInvalidBatch, h.NumRecords, h.LastOffsetDelta)
@@ -322,7 +337,7 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 
 	now := time.Now()
 	if !opts.KeepOffsets {
-		if err := l.checkTimestamps(hdrs, now); err != nil {
+		if err := checkTimestamps(cfg, hdrs, now); err != nil {
 			return AppendResult{}, err
 		}
 	}
@@ -464,9 +479,9 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 // lies outside the configured window around now (KIP-937). Only the batch
 // header's two timestamps are checked, so records are not decompressed on
 // the append path; a producer's batch spans milliseconds to seconds.
-func (l *Log) checkTimestamps(hdrs []recordbatch.Header, now time.Time) error {
-	before, after := l.cfg.TimestampBeforeMax, l.cfg.TimestampAfterMax
-	if l.cfg.TimestampType == LogAppendTime || (before <= 0 && after <= 0) {
+func checkTimestamps(cfg LogConfig, hdrs []recordbatch.Header, now time.Time) error {
+	before, after := cfg.TimestampBeforeMax, cfg.TimestampAfterMax
+	if cfg.TimestampType == LogAppendTime || (before <= 0 && after <= 0) {
 		return nil
 	}
 	ms := now.UnixMilli()
@@ -598,16 +613,31 @@ func (l *Log) waitSynced(ctx context.Context, target int64) error {
 // syncLoop owns fsync of the active segment.
 func (l *Log) syncLoop() {
 	defer close(l.done)
+	var t *time.Ticker
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	var tick <-chan time.Time
-	if l.cfg.Durability.Mode == SyncInterval {
-		t := time.NewTicker(l.cfg.Durability.Interval)
-		defer t.Stop()
-		tick = t.C
+	retick := func() {
+		if t != nil {
+			t.Stop()
+			t, tick = nil, nil
+		}
+		if d := l.Config().Durability; d.Mode == SyncInterval {
+			t = time.NewTicker(d.Interval)
+			tick = t.C
+		}
 	}
+	retick()
 	for {
 		select {
 		case <-l.stop:
 			return
+		case <-l.reconfigured:
+			retick()
+			continue
 		case <-l.kick:
 		case <-tick:
 		}
@@ -921,6 +951,7 @@ func (l *Log) ResetTo(offset int64) error {
 	}
 	l.segments = []*segment{ns}
 	l.start, l.next, l.synced = offset, offset, offset
+	os.Remove(filepath.Join(l.dir, logStartFile))
 	l.recount()
 	l.epochs = nil
 	errs = append(errs, l.saveEpochs())
@@ -947,7 +978,11 @@ func (l *Log) ReadOnlyReason() error {
 func (l *Log) Dir() string { return l.dir }
 
 // Config is the log's effective configuration.
-func (l *Log) Config() LogConfig { return l.cfg }
+func (l *Log) Config() LogConfig {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.cfg
+}
 
 // Close flushes and closes the log.
 func (l *Log) Close() error {

@@ -101,7 +101,7 @@ func (l *Log) dropFirst() (Dropped, error) {
 		return Dropped{}, fmt.Errorf("remove segment %s: %w", s.path, err)
 	}
 	l.segments = l.segments[1:]
-	l.start = l.segments[0].base
+	l.start = max(l.start, l.segments[0].base) // DeleteRecords may have moved it further
 	l.recount()
 	l.logger.Info("removed segment", "segment", s.path, "records", d.Records, "from_offset", d.From, "to_offset", d.To, "bytes", s.size)
 	return d, nil

@@ -172,6 +172,9 @@ func (t *Topics) merge(o LogConfig) LogConfig {
 	if o.TimestampAfterMax != 0 {
 		d.TimestampAfterMax = o.TimestampAfterMax
 	}
+	if o.Compression != "" {
+		d.Compression = o.Compression
+	}
 	return d.WithDefaults()
 }
 

@@ -25,6 +25,7 @@ const (
 	opDeleteTopic      = "delete_topic"
 	opCreatePartitions = "create_partitions"
 	opAlterISR         = "alter_isr"
+	opAlterConfig      = "alter_config"
 )
 
 // UncleanLeaderElectionConfig is the topic config that allows an out-of-sync replica to become
@@ -172,6 +173,13 @@ func (f *FSM) applyLocked(c command) applyResult {
 		return applyResult{}
 	case opAlterISR:
 		return f.alterISR(c)
+	case opAlterConfig:
+		t, ok := s.Topics[c.Topic]
+		if !ok {
+			return applyResult{Err: refuse("unknown_topic", "%q", c.Topic)}
+		}
+		t.Config = c.Config // the whole new set: what is absent takes the defaults
+		return applyResult{}
 	default:
 		return applyResult{Err: refuse("bad_command", "unknown op %q", c.Op)}
 	}

@@ -386,6 +386,13 @@ func (n *Node) CreatePartitions(ctx context.Context, name string, total int32) e
 	return err
 }
 
+// AlterTopicConfig replaces a topic's configs (keys absent take the defaults); every broker
+// applies them to its replicas when it sees the change.
+func (n *Node) AlterTopicConfig(ctx context.Context, name string, config map[string]string) error {
+	_, err := n.propose(ctx, command{Op: opAlterConfig, Topic: name, Config: config})
+	return err
+}
+
 // DeleteTopic removes a topic from the metadata (replicas delete their logs when they see it go).
 func (n *Node) DeleteTopic(ctx context.Context, name string) error {
 	_, err := n.propose(ctx, command{Op: opDeleteTopic, Topic: name})

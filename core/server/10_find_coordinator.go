@@ -8,8 +8,11 @@ import (
 )
 
 // FindCoordinator v0-v4: this node coordinates every group. Transactions are
-// not supported, so transaction coordinators are not available.
+// not supported yet: a transactional id is refused with a non-retriable error.
 func init() { register(10, 0, 4, (*Server).handleFindCoordinator) }
+
+// errNoTransactions is the message transactional producers get.
+const errNoTransactions = "transactions are not supported by this broker yet; use an idempotent producer"
 
 func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
@@ -18,7 +21,9 @@ func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Req
 	var msg *string
 	switch {
 	case req.CoordinatorType != 0:
-		code, msg = kerr.CoordinatorNotAvailable.Code, strp("transactions are not supported")
+		// Not COORDINATOR_NOT_AVAILABLE: clients retry that until their
+		// timeout. This error is fatal to a transactional producer at once.
+		code, msg = kerr.TransactionalIDAuthorizationFailed.Code, strp(errNoTransactions)
 	case s.groups == nil:
 		code, msg = kerr.CoordinatorNotAvailable.Code, strp("consumer groups are not enabled")
 	}

@@ -103,6 +103,7 @@ func (s *Server) createTopic(rt kmsg.CreateTopicsRequestTopic, validateOnly bool
 		}
 		return errorCode(err), err.Error()
 	}
+	s.keepTopicConfigNames(rt.Topic, rt.Configs)
 	s.logger.Info("created topic", "topic", rt.Topic, "partitions", n)
 	return 0, ""
 }

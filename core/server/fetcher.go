@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
 // fetcher is a follower's replication loop for one partition: it truncates
@@ -132,7 +133,7 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 		return fmt.Errorf("fetch at %d: %w", rp.FetchOffset, kerr.ErrorForCode(sp.ErrorCode))
 	}
 	if len(sp.RecordBatches) > 0 {
-		_, err := l.Append(ctx, sp.RecordBatches, storage.AppendOptions{KeepOffsets: true, LeaderEpoch: -1})
+		err := appendFetched(ctx, l, sp.RecordBatches)
 		if err != nil {
 			*truncated = false
 			return fmt.Errorf("append fetched batches at %d: %w", rp.FetchOffset, err)
@@ -143,6 +144,12 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 		}
 	}
 	f.r.followerHW(min(sp.HighWatermark, l.NextOffset()))
+	if sp.LogStartOffset > l.StartOffset() {
+		// DeleteRecords on the leader: the replicas follow its start.
+		if _, err := l.DeleteRecordsBefore(min(sp.LogStartOffset, l.NextOffset())); err != nil {
+			return fmt.Errorf("follow leader start %d: %w", sp.LogStartOffset, err)
+		}
+	}
 	return nil
 }
 
@@ -303,4 +310,20 @@ func (c *replConn) do(ctx context.Context, req kmsg.Request, resp kmsg.Response,
 		return fmt.Errorf("decode %s response: %w", kmsg.NameForKey(req.Key()), err)
 	}
 	return nil
+}
+
+// appendFetched appends a leader's batches to this follower's log. After a
+// reset to a leader start that DeleteRecords put inside a batch, the log is
+// empty at that start while the leader serves the whole batch holding it:
+// the log then restarts at the batch's base (as Kafka's follower does on an
+// unexpected append offset), and the leader's start is applied after the
+// append (see step).
+func appendFetched(ctx context.Context, l *storage.Log, batches []byte) error {
+	if h, err := recordbatch.ParseHeader(batches); err == nil && h.BaseOffset < l.NextOffset() && l.StartOffset() == l.NextOffset() {
+		if err := l.ResetTo(h.BaseOffset); err != nil {
+			return fmt.Errorf("restart empty log at fetched batch %d: %w", h.BaseOffset, err)
+		}
+	}
+	_, err := l.Append(ctx, batches, storage.AppendOptions{KeepOffsets: true, LeaderEpoch: -1})
+	return err
 }

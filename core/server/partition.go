@@ -188,3 +188,22 @@ func (p *Partition) OffsetForTime(ts int64) (int64, bool, error) {
 	}
 	return off, ok, nil
 }
+
+// DeleteRecordsBefore moves the log start offset to offset (-1: the high
+// watermark) and returns the new start; beyond the high watermark is
+// ErrOffsetOutOfRange. Followers follow through their fetches.
+func (p *Partition) DeleteRecordsBefore(offset int64) (int64, error) {
+	hw := p.HighWatermark()
+	if offset == -1 {
+		offset = hw
+	}
+	if offset < 0 || offset > hw {
+		return p.LogStartOffset(), fmt.Errorf("delete records of %s/%d before %d (high watermark %d): %w",
+			p.Topic, p.ID, offset, hw, storage.ErrOffsetOutOfRange)
+	}
+	start, err := p.log.DeleteRecordsBefore(offset)
+	if err != nil {
+		return start, fmt.Errorf("delete records of %s/%d: %w", p.Topic, p.ID, err)
+	}
+	return start, nil
+}

@@ -211,6 +211,7 @@ func (m *replicaManager) reconcile() {
 				continue
 			}
 		}
+		m.applyTopicConfig(t)
 		minISR := m.s.cfg.Replication.MinInsyncReplicas
 		if v, err := strconv.Atoi(t.Config[minISRConfig]); err == nil && v > 0 {
 			minISR = v

@@ -180,8 +180,20 @@ var topicConfigs = []topicConfig{
 			return err
 		}},
 	{"compression.type", kmsg.ConfigTypeString,
-		func(storage.LogConfig) string { return "producer" },
-		fixedValue("producer")},
+		func(c storage.LogConfig) string {
+			if c.Compression == "" {
+				return "producer"
+			}
+			return c.Compression
+		},
+		func(c *storage.LogConfig, v string) error {
+			probe := storage.LogConfig{Compression: v}
+			if err := probe.Validate(); err != nil {
+				return err
+			}
+			c.Compression = v
+			return nil
+		}},
 	{"min.insync.replicas", kmsg.ConfigTypeInt,
 		func(storage.LogConfig) string { return "1" },
 		fixedValue("1")},

@@ -139,10 +139,17 @@ func TestCLITopics(t *testing.T) {
 		t.Fatalf("yaml:\n%s", yamlOut)
 	}
 
-	_, _, err := cli(t, "", b, "topic", "alter-config", "readings", "--set", "retention.ms=1000")
-	if err == nil || err != errAlterUnsupported {
-		t.Fatalf("alter-config on a core without IncrementalAlterConfigs: %v", err)
+	if out := mustCLI(t, "", b, "topic", "alter-config", "readings", "--set", "retention.ms=1000"); !strings.Contains(out, "altered") {
+		t.Fatalf("alter-config:\n%s", out)
 	}
+	if out := mustCLI(t, "", b, "topic", "describe", "readings"); !strings.Contains(out, "1000") {
+		t.Fatalf("describe after alter-config lacks retention.ms=1000:\n%s", out)
+	}
+	_, _, err := cli(t, "", b, "topic", "alter-config", "readings", "--set", "retention.ms=soon")
+	if err == nil || !strings.Contains(err.Error(), "Invalid value soon for configuration retention.ms") {
+		t.Fatalf("alter-config with a bad value: %v", err)
+	}
+	mustCLI(t, "", b, "topic", "alter-config", "readings", "--delete", "retention.ms")
 
 	mustCLI(t, "", b, "topic", "delete", "other")
 	testkit.Eventually(t, 10*time.Second, "other to disappear", func() bool {

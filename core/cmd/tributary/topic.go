@@ -332,8 +332,9 @@ func topicDelete(cmd *cobra.Command, g *globals, topics []string) error {
 }
 
 // errAlterUnsupported is what alter-config says when the broker does not
-// serve IncrementalAlterConfigs (Tributary's core does not yet).
-var errAlterUnsupported = errors.New("the broker does not support altering configs yet (IncrementalAlterConfigs); recreate the topic with --config, or see tributary topic describe for the current values")
+// serve IncrementalAlterConfigs (Tributary's core before issue 17, Kafka
+// before 2.3).
+var errAlterUnsupported = errors.New("the broker does not support altering configs (IncrementalAlterConfigs); recreate the topic with --config, or see tributary topic describe for the current values")
 
 func topicAlterConfig(cmd *cobra.Command, g *globals, topics, set, unset []string) error {
 	var alters []kadm.AlterConfig

@@ -1,0 +1,45 @@
+package server
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DescribeCluster v0-v1: the live brokers, the cluster id and the
+// controller (this broker on a single node). Endpoint type 2 (controllers,
+// KIP-919) is not served: clients talk to brokers only.
+func init() { register(60, 0, 1, (*Server).handleDescribeCluster) }
+
+func (s *Server) handleDescribeCluster(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DescribeClusterRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+	resp.ClusterID = s.cfg.ClusterID
+	resp.EndpointType = req.EndpointType
+	resp.ClusterAuthorizedOperations = -2147483648 // not asked for, or not computed
+	if req.EndpointType > 1 {
+		resp.ErrorCode = kerr.UnsupportedEndpointType.Code
+		resp.ErrorMessage = strp("only broker endpoints (type 1) are described")
+		c.fail(resp.ErrorCode)
+		return resp, nil
+	}
+	if s.node == nil {
+		b := kmsg.NewDescribeClusterResponseBroker()
+		b.NodeID, b.Host, b.Port = s.cfg.NodeID, s.host, s.port
+		resp.Brokers = append(resp.Brokers, b)
+		resp.ControllerID = s.cfg.NodeID
+		return resp, nil
+	}
+	resp.ControllerID = -1
+	if id, ok := s.node.Controller(); ok {
+		resp.ControllerID = id
+	}
+	for _, mb := range s.node.Metadata().LiveBrokers() {
+		b := kmsg.NewDescribeClusterResponseBroker()
+		b.NodeID = mb.ID
+		b.Host, b.Port = brokerAddr(mb)
+		resp.Brokers = append(resp.Brokers, b)
+	}
+	return resp, nil
+}

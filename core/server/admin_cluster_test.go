@@ -1,0 +1,80 @@
+package server
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// On three brokers a config change sent to any broker goes through the Raft
+// metadata and reaches every replica's log without a restart;
+// min.insync.replicas is checked against the replication factor; and
+// DeleteRecords on the leader moves the followers' log start too.
+func TestClusterAlterConfigsAndDeleteRecords(t *testing.T) {
+	tb := startTestCluster(t, 3)
+	createReplicatedTopic(t, tb.addrs()[0], "ca", 1, 3, 1)
+	tb.waitTopic("ca")
+	cl := newClient(t, tb.addrs()[1], kgo.RequiredAcks(kgo.AllISRAcks()))
+	adm := kadm.NewClient(cl)
+
+	if r := alterOne(t, adm, "ca", set("max.message.bytes", "4096"), set("min.insync.replicas", "2")); r.Err != nil {
+		t.Fatalf("alter: %v %s", r.Err, r.ErrMessage)
+	}
+	tb.waitFor("max.message.bytes on every replica", 20*time.Second, func() bool {
+		for _, s := range tb.srvs {
+			l, err := s.Topics().Partition("ca", 0)
+			if err != nil || l.Config().MaxBatchBytes != 4096 {
+				return false
+			}
+		}
+		return true
+	})
+	if v, _ := describeTopicConfig(t, adm, "ca", "min.insync.replicas"); v != "2" {
+		t.Fatalf("min.insync.replicas = %s", v)
+	}
+	if r := alterOne(t, adm, "ca", set("min.insync.replicas", "4")); !errors.Is(r.Err, kerr.InvalidConfig) {
+		t.Fatalf("min.insync.replicas above the replication factor: %v", r.Err)
+	}
+
+	var recs []*kgo.Record
+	for i := 0; i < 50; i++ {
+		recs = append(recs, &kgo.Record{Topic: "ca", Value: []byte("v")})
+	}
+	if err := cl.ProduceSync(ctxT(t), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	toDelete := kadm.Offsets{}
+	toDelete.Add(kadm.Offset{Topic: "ca", Partition: 0, At: 20})
+	rs, err := adm.DeleteRecords(ctxT(t), toDelete)
+	if r, _ := rs.Lookup("ca", 0); err != nil || r.Err != nil || r.LowWatermark != 20 {
+		t.Fatalf("delete records: %v %+v", err, r)
+	}
+	// DescribeLogDirs: each broker reports only the partitions it hosts.
+	cl2 := newClient(t, tb.addrs()[0])
+	createReplicatedTopic(t, tb.addrs()[0], "one", 1, 1, 1)
+	tb.waitTopic("one")
+	dirs, err := kadm.NewClient(cl2).DescribeAllLogDirs(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holders := map[string]int{}
+	dirs.Each(func(d kadm.DescribedLogDir) {
+		d.Topics.Each(func(p kadm.DescribedLogDirPartition) { holders[p.Topic]++ })
+	})
+	if holders["one"] != 1 || holders["ca"] != 3 {
+		t.Fatalf("log dir replicas per topic: %v", holders)
+	}
+	tb.waitFor("log start 20 on every replica", 20*time.Second, func() bool {
+		for _, s := range tb.srvs {
+			l, err := s.Topics().Partition("ca", 0)
+			if err != nil || l.StartOffset() != 20 {
+				return false
+			}
+		}
+		return true
+	})
+}
