@@ -422,6 +422,9 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 	if len(damaged) > 0 {
 		status["damaged"] = damaged
 	}
+	if fn := g.statusSource("aggregations"); fn != nil {
+		status["aggregations"] = fn() // detail only: a stalled aggregation does not fail ingest
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(status)
