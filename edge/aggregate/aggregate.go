@@ -87,6 +87,7 @@ func (s *Set) Runners() []*stream.Runner { return s.runners }
 
 // Health is one aggregation in the edge's /healthz and /api/v1/aggregations.
 type Health struct {
+	Name string `json:"name"`
 	stream.Status
 	Source               string  `json:"source"`
 	Output               string  `json:"output"`
@@ -98,7 +99,7 @@ func (s *Set) Status() []Health {
 	out := make([]Health, 0, len(s.runners))
 	for _, r := range s.runners {
 		st := r.Status()
-		h := Health{Status: st, Source: r.Agg.Source, Output: r.Agg.Output, CheckpointAgeSeconds: -1}
+		h := Health{Name: r.Agg.Name, Status: st, Source: r.Agg.Source, Output: r.Agg.Output, CheckpointAgeSeconds: -1}
 		if !st.LastCheckpoint.IsZero() {
 			h.CheckpointAgeSeconds = time.Since(st.LastCheckpoint).Seconds()
 		}

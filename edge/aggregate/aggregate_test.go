@@ -243,7 +243,7 @@ func TestEdgeAggregation(t *testing.T) {
 	cancel()
 	<-done
 	check(t, e, &aggs[0], want)
-	if st := set.Status(); len(st) != 1 || st[0].Output != "sensors.1s" || st[0].Processed == 0 {
+	if st := set.Status(); len(st) != 1 || st[0].Name != "1s" || st[0].Output != "sensors.1s" || st[0].Processed == 0 {
 		t.Errorf("status = %+v", st)
 	}
 }
