@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,12 @@ func Validate(aggs []stream.Aggregation, interval time.Duration) error {
 // Set is the edge's aggregations, one Runner each.
 type Set struct {
 	runners []*stream.Runner
+	topics  *storage.Topics
+
+	mu     sync.Mutex
+	held   map[string]bool                       // sources whose retention the set holds
+	aggs   map[string][]string                   // source → names of the aggregations over it
+	floors map[string]map[int32]map[string]int64 // source → partition → aggregation → next offset
 }
 
 // New builds a runner per aggregation over the edge's logs and metadata
@@ -64,7 +71,8 @@ func New(aggs []stream.Aggregation, interval time.Duration, topics *storage.Topi
 	if reg != nil {
 		m = stream.NewMetrics(reg)
 	}
-	s := &Set{}
+	s := &Set{topics: topics, held: map[string]bool{}, aggs: map[string][]string{},
+		floors: map[string]map[int32]map[string]int64{}}
 	for i := range aggs {
 		a := &aggs[i]
 		l := logger.With("component", "aggregation", "aggregation", a.Name)
@@ -77,8 +85,55 @@ func New(aggs []stream.Aggregation, interval time.Duration, topics *storage.Topi
 			Logger:   l,
 			Metrics:  m,
 		})
+		name, source := a.Name, a.Source
+		s.aggs[source] = append(s.aggs[source], name)
+		s.runners[len(s.runners)-1].OnCheckpoint = func(next map[int32]int64) { s.checkpointed(name, source, next) }
 	}
 	return s, nil
+}
+
+// HoldRetention makes the set hold the retention of these source streams
+// at what its aggregations have checkpointed: a record no aggregation
+// over the stream has covered yet is not trimmed. It is for sources the
+// bridge does not hold — streams kept local (forward: aggregates-only), or
+// every source when there is no bridge; where the bridge forwards a
+// stream, its cursor is the floor. Call it before the runners start.
+func (s *Set) HoldRetention(streams ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range streams {
+		s.held[st] = true
+	}
+}
+
+// checkpointed moves the retention floor of a held source's partitions to
+// the lowest next offset its aggregations checkpointed (0 while one has
+// not reported).
+func (s *Set) checkpointed(name, source string, next map[int32]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.held[source] {
+		return
+	}
+	if s.floors[source] == nil {
+		s.floors[source] = map[int32]map[string]int64{}
+	}
+	for p, off := range next {
+		byAgg := s.floors[source][p]
+		if byAgg == nil {
+			byAgg = map[string]int64{}
+			s.floors[source][p] = byAgg
+		}
+		byAgg[name] = off
+		floor := off
+		for _, n := range s.aggs[source] {
+			// One that has not reported yet may resume from anywhere.
+			floor = min(floor, byAgg[n])
+		}
+		if l, err := s.topics.Partition(source, p); err == nil {
+			l.SetRetentionFloor(floor)
+		}
+	}
 }
 
 // Runners are the aggregations' runners; the gateway runs each (Run)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
@@ -412,4 +413,74 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// TestHoldRetention: on a source the set holds (a stream kept local), the
+// retention floor follows the aggregation's checkpoint, so records it has
+// not covered survive the stream's retention while it is stopped; a source
+// not held keeps whatever floor it had.
+func TestHoldRetention(t *testing.T) {
+	e := openStore(t)
+	small := storage.LogConfig{SegmentBytes: 4 << 10, RetentionBytes: 8 << 10}
+	for _, name := range []string{"sensors", "other"} {
+		if err := e.topics.Create(name, 2, small); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aggs := append(testAgg(t), stream.Aggregation{
+		Name: "o", Source: "other", Fields: []stream.Field{{Name: "temp", Path: "temp"}},
+		Window: &stream.Window{Type: stream.Tumbling, Size: time.Second}, Aggregates: []string{"count"},
+	})
+	set, err := New(aggs, 20*time.Millisecond, e.topics, e.store, nil, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.HoldRetention("sensors")
+	base := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	e.appendReadings(t, "sensors", 0, 300, base)
+	e.appendReadings(t, "other", 0, 300, base)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, r := range set.Runners() {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = r.Run(ctx) }()
+	}
+	waitFor(t, 10*time.Second, "both aggregations to cover the input", func() bool {
+		for _, st := range set.Status() {
+			if st.Processed < 300 || st.LastCheckpoint.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	wg.Wait()
+	for p := int32(0); p < 2; p++ {
+		l, _ := e.topics.Partition("sensors", p)
+		if f := l.RetentionFloor(); f != l.NextOffset() {
+			t.Errorf("sensors-%d: floor %d, want the checkpointed next offset %d", p, f, l.NextOffset())
+		}
+		if l, _ := e.topics.Partition("other", p); l.RetentionFloor() != math.MaxInt64 {
+			t.Errorf("other-%d: floor %d; the set does not hold it", p, l.RetentionFloor())
+		}
+	}
+	// Stopped, the aggregation falls behind: retention keeps what it has
+	// not covered on the held source, and trims the other one.
+	floors := map[int32]int64{}
+	for p := int32(0); p < 2; p++ {
+		l, _ := e.topics.Partition("sensors", p)
+		floors[p] = l.RetentionFloor()
+	}
+	e.appendReadings(t, "sensors", 300, 600, base)
+	e.appendReadings(t, "other", 300, 600, base)
+	e.topics.MaintainOnce()
+	for p := int32(0); p < 2; p++ {
+		l, _ := e.topics.Partition("sensors", p)
+		if l.StartOffset() > floors[p] {
+			t.Errorf("sensors-%d: retention trimmed to %d past the aggregation's %d", p, l.StartOffset(), floors[p])
+		}
+		if l, _ := e.topics.Partition("other", p); l.StartOffset() == 0 {
+			t.Errorf("other-%d: retention trimmed nothing (size %d)", p, l.Size())
+		}
+	}
 }

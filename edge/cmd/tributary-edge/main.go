@@ -166,6 +166,15 @@ Flags:
 		if err != nil {
 			return err
 		}
+		// Sources the bridge does not hold (kept local, or no bridge at
+		// all) are held at what their aggregations have covered.
+		if cfg.Bridge.Enabled() {
+			aggs.HoldRetention(cfg.Ingest.LocalStreams()...)
+		} else {
+			for _, a := range cfg.Aggregations {
+				aggs.HoldRetention(a.Source)
+			}
+		}
 		for _, r := range aggs.Runners() {
 			g.Go("aggregation "+r.Agg.Name, r.Run)
 		}
