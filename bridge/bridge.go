@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -60,9 +61,11 @@ type Bridge struct {
 	bucket *tokenBucket
 	start  time.Time
 
-	mu      sync.Mutex
-	fwd     map[partKey]*forwarder
-	running bool
+	mu       sync.Mutex
+	fwd      map[partKey]*forwarder
+	local    map[string]bool  // streams kept on the edge (KeepLocal)
+	released map[partKey]bool // their partitions whose retention hold is gone
+	running  bool
 }
 
 type partKey struct {
@@ -101,6 +104,9 @@ func New(cfg Config, topics *storage.Topics, store *meta.Store, reg prometheus.R
 		bucket: newTokenBucket(cfg.BandwidthBytesPerSec, cfg.MaxBatchBytes),
 		start:  time.Now(),
 		fwd:    map[partKey]*forwarder{},
+		local:  map[string]bool{},
+
+		released: map[partKey]bool{},
 	}
 	if b.m, err = newMetrics(reg, b); err != nil {
 		return nil, fmt.Errorf("bridge: register metrics: %w", err)
@@ -183,6 +189,20 @@ func resolveEdgeID(store *meta.Store, configured string) (string, error) {
 	return id, nil
 }
 
+// KeepLocal marks streams the bridge does not forward (an edge stream with
+// forward: aggregates-only: its raw records stay on the gateway while the
+// aggregations derived from it are forwarded). New held retention on every
+// log; the bridge releases that hold on each partition of a local stream
+// (now and as partitions appear), so the stream is trimmed by its own
+// retention instead of growing forever. Call it before Run.
+func (b *Bridge) KeepLocal(streams ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range streams {
+		b.local[s] = true
+	}
+}
+
 // EdgeID is the identity the bridge forwards under.
 func (b *Bridge) EdgeID() string { return b.edgeID }
 
@@ -233,8 +253,13 @@ func (b *Bridge) startForwarders(ctx context.Context, wg *sync.WaitGroup) {
 			k := partKey{t.Name, p}
 			b.mu.Lock()
 			_, ok := b.fwd[k]
+			local, released := b.local[t.Name], b.released[k]
 			b.mu.Unlock()
-			if ok {
+			if ok || released {
+				continue
+			}
+			if local {
+				b.release(k)
 				continue
 			}
 			l, err := b.topics.Partition(t.Name, p)
@@ -256,6 +281,20 @@ func (b *Bridge) startForwarders(ctx context.Context, wg *sync.WaitGroup) {
 			}()
 		}
 	}
+}
+
+// release drops the retention hold on a local stream's partition.
+func (b *Bridge) release(k partKey) {
+	l, err := b.topics.Partition(k.stream, k.partition)
+	if err != nil {
+		return // deleted meanwhile
+	}
+	l.SetRetentionFloor(math.MaxInt64)
+	b.mu.Lock()
+	b.released[k] = true
+	b.mu.Unlock()
+	b.logger.Info("stream kept on the edge (forward: aggregates-only): not forwarded, retention hold released",
+		"stream", k.stream, "partition", k.partition)
 }
 
 // Status is a snapshot of the bridge.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,10 +30,31 @@ type topicTotals struct {
 	Lag int64
 }
 
+// window is one aggregated record (internal/stream's JSON output) of the
+// demo edges' aggregation.
+type window struct {
+	Group       string `json:"group"`
+	WindowStart int64  `json:"window_start"`
+	WindowEnd   int64  `json:"window_end"`
+	Count       int64  `json:"count"`
+	Temp        struct {
+		Min  float64 `json:"min"`
+		Max  float64 `json:"max"`
+		Mean float64 `json:"mean"`
+		P99  float64 `json:"p99"`
+	} `json:"temp"`
+	EdgeID string `json:"-"`
+}
+
+// headerStreamID marks a record an aggregation wrote (internal/stream.HeaderID).
+const headerStreamID = "tributary-stream-id"
+
 // consumerStats is a copy of the consumer's counters for one view refresh.
 type consumerStats struct {
 	Topics map[string]topicTotals
 	Latest map[string]latest
+	// Windows holds, per aggregated topic, the latest window of each shown device.
+	Windows map[string]map[string]window
 	// Latencies are the device-to-consumer delays of the readings received
 	// since the previous copy (bounded sample).
 	Latencies []time.Duration
@@ -54,6 +76,7 @@ type consumer struct {
 	records     map[string]float64
 	hwm, next   map[string]map[int32]int64
 	latest      map[string]latest
+	windows     map[string]map[string]window // topic → group → latest window
 	latencies   []time.Duration
 	undecodable float64
 	lastErr     string
@@ -81,6 +104,7 @@ func newConsumer(brokers []string, group string, log *slog.Logger) (*consumer, e
 		hwm:     map[string]map[int32]int64{},
 		next:    map[string]map[int32]int64{},
 		latest:  map[string]latest{},
+		windows: map[string]map[string]window{},
 	}, nil
 }
 
@@ -127,13 +151,34 @@ func (c *consumer) add(topic string, partition int32, hwm int64, recs []*kgo.Rec
 		c.records[topic]++
 		c.next[topic][partition] = r.Offset + 1
 		var ct, edge string
+		aggregated := false
 		for _, h := range r.Headers {
 			switch h.Key {
 			case "content-type":
 				ct = string(h.Value)
 			case "edge-id":
 				edge = string(h.Value)
+			case headerStreamID:
+				aggregated = true
 			}
+		}
+		if aggregated {
+			var w window
+			if err := json.Unmarshal(r.Value, &w); err != nil {
+				c.undecodable++
+				continue
+			}
+			w.EdgeID = edge
+			if c.windows == nil {
+				c.windows = map[string]map[string]window{}
+			}
+			if c.windows[topic] == nil {
+				c.windows[topic] = map[string]window{}
+			}
+			if prev, ok := c.windows[topic][w.Group]; !ok || prev.WindowEnd <= w.WindowEnd {
+				c.windows[topic][w.Group] = w
+			}
+			continue
 		}
 		rd, err := reading.Decode(ct, r.Value)
 		if err != nil {
@@ -161,6 +206,7 @@ func (c *consumer) stats(devices []string) consumerStats {
 	s := consumerStats{
 		Topics:      map[string]topicTotals{},
 		Latest:      map[string]latest{},
+		Windows:     map[string]map[string]window{},
 		Latencies:   c.latencies,
 		Undecodable: c.undecodable,
 		Err:         c.lastErr,
@@ -180,6 +226,14 @@ func (c *consumer) stats(devices []string) consumerStats {
 	for _, d := range devices {
 		if l, ok := c.latest[d]; ok {
 			s.Latest[d] = l
+		}
+		for topic, ws := range c.windows {
+			if w, ok := ws[d]; ok {
+				if s.Windows[topic] == nil {
+					s.Windows[topic] = map[string]window{}
+				}
+				s.Windows[topic][d] = w
+			}
 		}
 	}
 	return s

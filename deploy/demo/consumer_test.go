@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -69,6 +70,22 @@ func TestConsumerAdd(t *testing.T) {
 	}
 	if len(s.Latencies) != 3 {
 		t.Errorf("latencies = %v, want 3 samples", s.Latencies)
+	}
+	// Aggregated windows (the edges' sensors.10s) are kept per device,
+	// the latest window winning, and are not "undecodable".
+	win := func(off, end int64, count int) *kgo.Record {
+		return &kgo.Record{Offset: off, Key: []byte("dev-000001"), Headers: []kgo.RecordHeader{
+			{Key: headerStreamID, Value: []byte("f/x")}, {Key: "edge-id", Value: []byte("demo-edge-1")}},
+			Value: []byte(fmt.Sprintf(`{"group":"dev-000001","window_start":%d,"window_end":%d,"count":%d,"final":true,"temp":{"count":%d,"min":19,"max":22,"mean":20.5,"p99":21.9}}`,
+				end-10000, end, count, count))}
+	}
+	c.add("sensors.10s", 0, 2, []*kgo.Record{win(0, 1_800_000_020_000, 10), win(1, 1_800_000_010_000, 9)}, now)
+	s = c.stats([]string{"dev-000001"})
+	if w := s.Windows["sensors.10s"]["dev-000001"]; w.Count != 10 || w.Temp.P99 != 21.9 || w.EdgeID != "demo-edge-1" {
+		t.Errorf("latest window = %+v", w)
+	}
+	if s.Undecodable != 1 {
+		t.Errorf("undecodable = %v after windows, want still 1", s.Undecodable)
 	}
 	if again := c.stats(nil); len(again.Latencies) != 0 {
 		t.Errorf("latency samples handed out twice: %v", again.Latencies)

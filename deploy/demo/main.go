@@ -373,6 +373,16 @@ func edgeConfig(dataDir, edgeID, mqttAddr, httpAddr string, brokers []string, br
 	if bridged {
 		cfg["bridge"] = map[string]any{"brokers": brokers}
 	}
+	// One aggregation, so the view shows a derived stream: per device and
+	// 10 seconds, the temperature's count, min, mean, max and p99, written
+	// by the edge to sensors.10s and forwarded by the bridge like any stream.
+	cfg["aggregations"] = []map[string]any{{
+		"name": "10s", "source": "sensors",
+		"fields":     []map[string]any{{"name": "temp", "path": "temp"}},
+		"window":     map[string]any{"type": "tumbling", "size": "10s"},
+		"aggregates": []string{"count", "min", "mean", "max", "p99"},
+		"lateness":   "2s",
+	}}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)

@@ -31,6 +31,11 @@ type streamRow struct {
 	Lag      int64
 }
 
+type windowRows struct {
+	Topic string
+	Rows  []window
+}
+
 type deviceRow struct {
 	Device string
 	Seen   bool
@@ -49,6 +54,9 @@ type view struct {
 	Edges     []edgeRow
 	Streams   []streamRow
 	Devices   []deviceRow
+	// Windows are the latest aggregated window per shown device, per
+	// derived topic (the edges' aggregation).
+	Windows []windowRows
 	// Latency percentiles over the readings consumed since the last refresh.
 	P50, P99    time.Duration
 	LatencyN    int
@@ -98,6 +106,16 @@ func (t *tracker) build(now time.Time, edges []edgeSample, cs consumerStats, dev
 		l, ok := cs.Latest[d]
 		v.Devices = append(v.Devices, deviceRow{Device: d, Seen: ok, latest: l})
 	}
+	for topic, ws := range cs.Windows {
+		wr := windowRows{Topic: topic}
+		for _, d := range devices {
+			if w, ok := ws[d]; ok {
+				wr.Rows = append(wr.Rows, w)
+			}
+		}
+		v.Windows = append(v.Windows, wr)
+	}
+	slices.SortFunc(v.Windows, func(a, b windowRows) int { return strings.Compare(a.Topic, b.Topic) })
 	v.LatencyN = len(cs.Latencies)
 	v.P50 = percentile(cs.Latencies, 0.50)
 	v.P99 = percentile(cs.Latencies, 0.99)
@@ -193,6 +211,18 @@ func (v view) render(w io.Writer) {
 			durText(d.Latency))
 	}
 	_ = tw.Flush()
+	for _, wr := range v.Windows {
+		fmt.Fprintf(w, "\nlatest window per device in %s (aggregated on the edge, exactly once; kcat -b %s -C -t %s):\n",
+			wr.Topic, first(v.Brokers), wr.Topic)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "DEVICE\tVIA EDGE\tWINDOW (UTC)\tREADINGS\tMIN °C\tMEAN °C\tMAX °C\tP99 °C\t")
+		for _, x := range wr.Rows {
+			fmt.Fprintf(tw, "%s\t%s\t%s–%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", x.Group, dash(x.EdgeID),
+				time.UnixMilli(x.WindowStart).UTC().Format("15:04:05"), time.UnixMilli(x.WindowEnd).UTC().Format("15:04:05"),
+				x.Count, x.Temp.Min, x.Temp.Mean, x.Temp.Max, x.Temp.P99)
+		}
+		_ = tw.Flush()
+	}
 }
 
 func devicesUp(e edgeSample) string {

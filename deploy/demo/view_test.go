@@ -2,12 +2,15 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tributary-io/tributary/edge/gateway"
 	"github.com/tributary-io/tributary/firmware-sim/reading"
 )
 
@@ -52,6 +55,11 @@ func TestTrackerAndRender(t *testing.T) {
 			EdgeID:  "demo-edge-0", Latency: 23 * time.Millisecond,
 		}},
 		Latencies: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 30 * time.Millisecond},
+		Windows: map[string]map[string]window{"sensors.10s": {"dev-000000": func() window {
+			w := window{Group: "dev-000000", WindowStart: start.UnixMilli(), WindowEnd: start.Add(10 * time.Second).UnixMilli(), Count: 10, EdgeID: "demo-edge-0"}
+			w.Temp.Min, w.Temp.Mean, w.Temp.Max, w.Temp.P99 = 19, 20.5, 22, 21.9
+			return w
+		}()}},
 	}
 	v = tr.build(start.Add(2*time.Second), edges(1400, 1300, errors.New("connection refused")), cs, devices)
 	if got := v.Edges[0].StoredRate; got != 200 {
@@ -82,6 +90,8 @@ func TestTrackerAndRender(t *testing.T) {
 		"sensors      200.0      1400    7",
 		"p50 20ms  p99 30ms  (3 readings)",
 		"dev-000000  demo-edge-0   41     21.2   48.5     0.125             23ms",
+		"latest window per device in sensors.10s",
+		"12:00:00–12:00:10        10    19.0     20.5    22.0    21.9",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("view lacks %q:\n%s", want, out)
@@ -128,6 +138,18 @@ func TestEdgeConfig(t *testing.T) {
 		}
 		if err := yaml.Unmarshal(b, &got); err != nil {
 			t.Fatalf("config does not parse: %v\n%s", err, b)
+		}
+		// tributary-edge itself accepts it, aggregation included.
+		path := filepath.Join(t.TempDir(), "edge.yaml")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := gateway.LoadConfig(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err != nil || len(cfg.Aggregations) != 1 || cfg.Aggregations[0].Output != "sensors.10s" {
+			t.Errorf("edge config: %v, aggregations %+v", err, cfg.Aggregations)
 		}
 		if got.DataDir != "data/demo/edge-0" || got.EdgeID != "demo-edge-0" || got.MQTT.Address != "127.0.0.1:1883" ||
 			got.HTTP.Address != "127.0.0.1:9654" || !got.Auth.AllowAnonymous {

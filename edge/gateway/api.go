@@ -24,6 +24,7 @@ import (
 //	GET /api/v1/status   identity, version, uptime, disk use and budget, ingest counts, damage
 //	GET /api/v1/streams  every stream's partitions: offsets, record counts, bytes
 //	GET /api/v1/bridge   the bridge's per-partition cursor, backlog and last ack (404 when off)
+//	GET /api/v1/aggregations  each aggregation's status (lag, windows open, last checkpoint)
 //	GET /api/v1/tail?stream=S&n=N[&partition=P]  the last N records, values decoded
 //
 // Nothing here writes: the API reads the logs and counters the daemon
@@ -67,6 +68,7 @@ func (g *Gateway) registerAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/status", g.apiStatus)
 	mux.HandleFunc("GET /api/v1/streams", g.apiStreams)
 	mux.HandleFunc("GET /api/v1/bridge", g.apiBridge)
+	mux.HandleFunc("GET /api/v1/aggregations", g.apiAggregations)
 	mux.HandleFunc("GET /api/v1/tail", g.apiTail)
 }
 
@@ -188,6 +190,15 @@ func (g *Gateway) apiBridge(w http.ResponseWriter, _ *http.Request) {
 	fn := g.statusSource("bridge")
 	if fn == nil {
 		apiError(w, http.StatusNotFound, "bridge off: this edge has no bridge.brokers configured; readings stay on the edge")
+		return
+	}
+	writeJSON(w, http.StatusOK, fn())
+}
+
+func (g *Gateway) apiAggregations(w http.ResponseWriter, _ *http.Request) {
+	fn := g.statusSource("aggregations")
+	if fn == nil {
+		writeJSON(w, http.StatusOK, []any{})
 		return
 	}
 	writeJSON(w, http.StatusOK, fn())

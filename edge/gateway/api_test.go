@@ -104,6 +104,21 @@ func TestAPI(t *testing.T) {
 	if st.Bridge != "on" {
 		t.Fatalf("status with a bridge: %+v", st)
 	}
+	// Aggregations: an empty list until the edge registers them, then their
+	// status here and under "aggregations" in /healthz.
+	var aggs []map[string]any
+	if code := getJSON(t, base+"/aggregations", &aggs); code != 200 || len(aggs) != 0 {
+		t.Fatalf("aggregations before any: %d %v", code, aggs)
+	}
+	g.SetStatusSource("aggregations", func() any { return []map[string]any{{"name": "1m", "running": true}} })
+	if code := getJSON(t, base+"/aggregations", &aggs); code != 200 || len(aggs) != 1 || aggs[0]["name"] != "1m" {
+		t.Fatalf("aggregations: %d %v", code, aggs)
+	}
+	var health map[string]any
+	getJSON(t, "http://"+g.HTTPAddr()+"/healthz", &health)
+	if h, ok := health["aggregations"].([]any); !ok || len(h) != 1 {
+		t.Fatalf("/healthz lacks the aggregations: %v", health)
+	}
 	resp, err := http.Post(base+"/status", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/bridge"
+	"github.com/tributary-io/tributary/edge/aggregate"
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/ingest"
 	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/internal/stream"
 	"github.com/tributary-io/tributary/internal/yamlconfig"
 	"github.com/tributary-io/tributary/storage"
 )
@@ -54,6 +56,14 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Bridge forwards the streams to a core; off while it names no brokers.
 	Bridge bridge.Config `yaml:"bridge"`
+	// Aggregations run inside the gateway, each writing the edge stream
+	// <source>.<name> that the bridge forwards like any other (see
+	// edge/README.md, "Aggregated streams"); the same shape as
+	// tributary-stream's aggregations section.
+	Aggregations []stream.Aggregation `yaml:"aggregations"`
+	// AggregationCheckpointInterval is how often aggregation outputs are
+	// fsynced and their state and input offsets saved in meta.db (default 1s).
+	AggregationCheckpointInterval time.Duration `yaml:"aggregation_checkpoint_interval"`
 }
 
 // MQTTConfig holds the listeners and the per-client memory knobs.
@@ -175,5 +185,5 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return aggregate.Validate(c.Aggregations, c.AggregationCheckpointInterval)
 }

@@ -79,6 +79,9 @@ func TestExampleConfig(t *testing.T) {
 		cfg.Ingest.MaxPayloadBytes != def.Ingest.MaxPayloadBytes {
 		t.Fatalf("example drifted from the defaults:\n%+v\n%+v", cfg, def)
 	}
+	if len(cfg.Aggregations) != 1 || cfg.Aggregations[0].Output != "sensors.1m" || cfg.Ingest.Streams["sensors"].Forward != ingest.ForwardAll {
+		t.Fatalf("example aggregation / forward setting: %+v %+v", cfg.Aggregations, cfg.Ingest.Streams)
+	}
 }
 
 // TestStartsWithDefaults: the daemon starts with no arguments.

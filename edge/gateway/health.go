@@ -72,6 +72,10 @@ type Health struct {
 	Damaged     []damageReport `json:"damaged,omitempty"`
 	// Bridge summarises forwarding: absent when the bridge is off.
 	Bridge *bridgeHealth `json:"bridge,omitempty"`
+	// Aggregations is each aggregation's status (lag, windows open,
+	// checkpoint age): detail only, a stalled aggregation does not fail
+	// ingest.
+	Aggregations any `json:"aggregations,omitempty"`
 }
 
 type bridgeHealth struct {
@@ -138,6 +142,9 @@ func (g *Gateway) Health() Health {
 			}
 			h.Bridge = bh
 		}
+	}
+	if fn := g.statusSource("aggregations"); fn != nil {
+		h.Aggregations = fn()
 	}
 	return h
 }

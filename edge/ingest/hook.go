@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,28 @@ type StreamConfig struct {
 	// ContentType for publishes that do not say (MQTT 3.1.1, or MQTT 5
 	// without the content-type property); empty sniffs the payload.
 	ContentType string `yaml:"content_type"`
+	// Forward is "all" (default: the bridge forwards the stream) or
+	// "aggregates-only": the raw records stay on the gateway, with their
+	// retention, and only the aggregations over the stream are forwarded.
+	Forward string `yaml:"forward"`
+}
+
+// Forward settings of a stream.
+const (
+	ForwardAll            = "all"
+	ForwardAggregatesOnly = "aggregates-only"
+)
+
+// LocalStreams lists the streams marked forward: aggregates-only.
+func (c Config) LocalStreams() []string {
+	var out []string
+	for name, s := range c.Streams {
+		if s.Forward == ForwardAggregatesOnly {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Config tunes the ingest hook.
@@ -154,6 +177,11 @@ func (c Config) Validate() error {
 		}
 		if s.Partitions < 0 {
 			return fmt.Errorf("streams: %s: negative partitions", name)
+		}
+		switch s.Forward {
+		case "", ForwardAll, ForwardAggregatesOnly:
+		default:
+			return fmt.Errorf("streams.%s.forward: %q: want %s or %s", name, s.Forward, ForwardAll, ForwardAggregatesOnly)
 		}
 	}
 	if c.DeadLetterSuffix != "" {

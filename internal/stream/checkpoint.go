@@ -45,6 +45,25 @@ func OpenBoltStore(dir, name string) (*BoltStore, error) {
 	return &BoltStore{db: db}, nil
 }
 
+// EncodeCheckpoint and DecodeCheckpoint are the checkpoint's stored form
+// (CBOR), for stores other than BoltStore (the edge's metadata store).
+func EncodeCheckpoint(cp Checkpoint) ([]byte, error) {
+	b, err := cbor.Marshal(&cp)
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeCheckpoint reverses EncodeCheckpoint.
+func DecodeCheckpoint(b []byte) (Checkpoint, error) {
+	var cp Checkpoint
+	if err := snapDec.Unmarshal(b, &cp); err != nil {
+		return Checkpoint{}, fmt.Errorf("decode checkpoint: %w", err)
+	}
+	return cp, nil
+}
+
 // Load returns the last saved checkpoint, if any.
 func (s *BoltStore) Load() (Checkpoint, bool, error) {
 	var cp Checkpoint
@@ -65,9 +84,9 @@ func (s *BoltStore) Load() (Checkpoint, bool, error) {
 
 // Save replaces the checkpoint; it returns once bbolt has fsynced it.
 func (s *BoltStore) Save(cp Checkpoint) error {
-	b, err := cbor.Marshal(&cp)
+	b, err := EncodeCheckpoint(cp)
 	if err != nil {
-		return fmt.Errorf("encode checkpoint: %w", err)
+		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCheckpoint).Put(keyCheckpoint, b)

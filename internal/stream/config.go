@@ -380,10 +380,18 @@ func (c *Config) Validate() error {
 	if len(c.Aggregations) == 0 {
 		return errors.New("aggregations: none configured")
 	}
+	return ValidateAggregations(c.Aggregations)
+}
+
+// ValidateAggregations checks a list of aggregations as one config's
+// "aggregations:" section, filling defaults: each one (Validate), names
+// used once, no topic written by two, no source that is another's output.
+// Errors name the field, e.g. "aggregations[1].window.advance: ...".
+func ValidateAggregations(aggs []Aggregation) error {
 	names := map[string]bool{}
 	outputs := map[string]bool{}
-	for i := range c.Aggregations {
-		a := &c.Aggregations[i]
+	for i := range aggs {
+		a := &aggs[i]
 		if err := a.Validate(fmt.Sprintf("aggregations[%d]", i)); err != nil {
 			return err
 		}
@@ -401,7 +409,7 @@ func (c *Config) Validate() error {
 			outputs[t] = true
 		}
 	}
-	for i, a := range c.Aggregations {
+	for i, a := range aggs {
 		if outputs[a.Source] {
 			return fmt.Errorf("aggregations[%d].source: %q is another aggregation's output", i, a.Source)
 		}

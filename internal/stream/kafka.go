@@ -36,14 +36,31 @@ func (s *KafkaSource) admin() (*kgo.Client, error) {
 	return kgo.NewClient(kgo.SeedBrokers(s.Brokers...), kgo.WithLogger(kgoLogger(s.Logger)))
 }
 
-// Partitions lists the topic's partitions.
+// Partitions lists the topic's partitions. A topic that does not exist
+// yet (nothing produced to it so far) is waited for, as the edge's source
+// waits for its stream, instead of failing and restarting with a backoff.
 func (s *KafkaSource) Partitions(ctx context.Context) ([]int32, error) {
 	cl, err := s.admin()
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	return topicPartitions(ctx, cl, s.Topic)
+	logged := false
+	for {
+		ps, err := topicPartitions(ctx, cl, s.Topic)
+		if !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return ps, err
+		}
+		if !logged && s.Logger != nil {
+			s.Logger.Info("waiting for the source topic to be created", "topic", s.Topic)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func topicPartitions(ctx context.Context, cl *kgo.Client, topic string) ([]int32, error) {

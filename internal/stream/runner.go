@@ -87,6 +87,11 @@ type Runner struct {
 	Metrics  *Metrics // may be nil
 	// Now is the clock for the timestamp bound and idleness; nil: time.Now.
 	Now func() time.Time
+	// OnCheckpoint, if set, is told the next input offset of every source
+	// partition the last checkpoint covers: once at start (the restored
+	// offsets) and after every saved checkpoint. A replay never needs a
+	// record below them, so the edge holds its source logs' retention there.
+	OnCheckpoint func(next map[int32]int64)
 
 	mu     sync.Mutex
 	status Status
@@ -201,6 +206,9 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	defer r.Source.Close()
 	if err := r.Source.Start(ctx, parts, eng.NextOffsets()); err != nil {
 		return err
+	}
+	if r.OnCheckpoint != nil {
+		r.OnCheckpoint(eng.NextOffsets())
 	}
 	r.setStatus(func(s *Status) { s.Running = true; s.LastError = "" })
 
@@ -324,6 +332,9 @@ func (r *Runner) checkpoint(ctx context.Context, eng *Engine, ends map[string]in
 	sort.Strings(cp.Pending)
 	if err := r.Store.Save(cp); err != nil {
 		return fmt.Errorf("save checkpoint of %q: %w", r.Agg.Name, err)
+	}
+	if r.OnCheckpoint != nil {
+		r.OnCheckpoint(eng.NextOffsets())
 	}
 	now := r.now()
 	r.setStatus(func(s *Status) { s.LastCheckpoint = now })

@@ -60,11 +60,20 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(*serve
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	aggCtx, stopAggs := context.WithCancel(ctx)
+	waitAggs, err := startAggregations(aggCtx, logs.aggs, srv, cfg.DataDir, srv.Registry(), logger)
+	if err != nil {
+		stopAggs()
+		_ = srv.Close()
+		return err
+	}
 	if ready != nil {
 		ready(srv)
 	}
 	<-ctx.Done()
 	logger.Info("shutting down")
+	stopAggs()
+	waitAggs() // their last checkpoint needs the broker
 	if err := srv.Close(); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
@@ -75,6 +84,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(*serve
 type logSettings struct {
 	level, format string
 	version       bool
+	aggs          aggConfig // aggregations run in the process (aggregate.go)
 }
 
 // stdout is where -version prints: standard output, unless a test passed
@@ -144,8 +154,13 @@ func loadConfig(args []string, stderr io.Writer) (server.Config, logSettings, er
 			return cfg, logs, fmt.Errorf("read config: %w", err)
 		}
 		// A misspelt key is an error, not a silent default.
-		if err := yamlconfig.Decode(*configPath, b, &cfg); err != nil {
+		fc := fileConfig{Config: cfg}
+		if err := yamlconfig.Decode(*configPath, b, &fc); err != nil {
 			return cfg, logs, err
+		}
+		cfg, logs.aggs = fc.Config, fc.aggConfig
+		if err := logs.aggs.validate(); err != nil {
+			return cfg, logs, fmt.Errorf("config %s: %w", *configPath, err)
 		}
 	}
 	fs.Visit(func(f *flag.Flag) {

@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/tributary-io/tributary/bridge"
+	"github.com/tributary-io/tributary/edge/aggregate"
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/gateway"
 	"github.com/tributary-io/tributary/internal/buildinfo"
@@ -152,10 +153,35 @@ Flags:
 		if err != nil {
 			return err
 		}
+		if local := cfg.Ingest.LocalStreams(); len(local) > 0 {
+			b.KeepLocal(local...)
+			logger.Info("streams kept on this edge (forward: aggregates-only)", "streams", local)
+		}
 		g.Go("bridge", b.Run)
 		g.SetStatusSource("bridge", func() any { return b.Status() })
 	} else {
 		logger.Info("bridge off: no bridge.brokers configured; readings stay on this edge")
+	}
+	// Aggregations run as gateway components too: stopped (after a last
+	// checkpoint) before the logs close.
+	if len(cfg.Aggregations) > 0 {
+		aggs, err := aggregate.New(cfg.Aggregations, cfg.AggregationCheckpointInterval, g.Topics(), g.Meta(), g.Registry(), logger)
+		if err != nil {
+			return err
+		}
+		// Sources the bridge does not hold (kept local, or no bridge at
+		// all) are held at what their aggregations have covered.
+		if cfg.Bridge.Enabled() {
+			aggs.HoldRetention(cfg.Ingest.LocalStreams()...)
+		} else {
+			for _, a := range cfg.Aggregations {
+				aggs.HoldRetention(a.Source)
+			}
+		}
+		for _, r := range aggs.Runners() {
+			g.Go("aggregation "+r.Agg.Name, r.Run)
+		}
+		g.SetStatusSource("aggregations", func() any { return aggs.Status() })
 	}
 
 	return g.Run(ctx)

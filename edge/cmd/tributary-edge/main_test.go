@@ -34,6 +34,13 @@ func TestStartupMistakes(t *testing.T) {
 	}
 	typo := write("typo.yaml", "mqtt:\n  adress: 127.0.0.1:1\n")
 	dur := write("dur.yaml", "maintain_interval: 10\n")
+	agg := func(name, window string) string {
+		return write(name, "aggregations:\n  - name: 1m\n    source: sensors\n    fields: [{name: temp, path: temp}]\n"+
+			"    window: "+window+"\n    aggregates: [count, mean]\n")
+	}
+	advance := agg("advance.yaml", "{type: hopping, size: 1m, advance: 2m}")
+	aggTypo := agg("aggtypo.yaml", "{type: tumbling, sise: 1m}")
+	forward := write("forward.yaml", "ingest:\n  streams:\n    sensors: {forward: none}\n")
 
 	// A second edge on the data dir of a running one: its metadata file
 	// is locked.
@@ -60,6 +67,9 @@ func TestStartupMistakes(t *testing.T) {
 		"stray argument":      {[]string{"edge.yaml", "-data-dir", "X"}, `unexpected arguments ["edge.yaml" "-data-dir" "X"] (give a config file as -config edge.yaml`},
 		"misspelt key":        {[]string{"-config", typo}, "mqtt.adress (line 2): unknown key; did you mean address?"},
 		"number for duration": {[]string{"-config", dur}, "maintain_interval (line 1): want a duration like 10s"},
+		"aggregation advance": {[]string{"-config", advance, "-data-dir", data()}, "aggregations[0].window.advance: 2m0s exceeds the window size 1m0s"},
+		"aggregation typo":    {[]string{"-config", aggTypo}, "sise"},
+		"forward value":       {[]string{"-config", forward, "-data-dir", data()}, `streams.sensors.forward: "none": want all or aggregates-only`},
 		"log level":           {[]string{"-log-level", "verbose"}, `log level "verbose": want debug, info, warn or error`},
 		"log format":          {[]string{"-log-format", "xml"}, `log format "xml": want text or json`},
 	} {
