@@ -135,7 +135,10 @@ serve:
 	aside.Wait()
 	wg.Wait()
 	if readErr != nil && !errors.Is(readErr, io.EOF) && !errors.Is(readErr, net.ErrClosed) && parent.Err() == nil {
-		if errors.Is(readErr, errFrame) {
+		if errors.Is(readErr, errFrame) && !cc.authed.Load() {
+			s.sec.m.authFailed.WithLabelValues("token_size").Inc()
+			s.sec.logs.warn(log, "sasl:frame:"+host, "closing connection: bad frame before authentication", "err", readErr)
+		} else if errors.Is(readErr, errFrame) {
 			s.m.badFrames.Inc()
 			log.Warn("closing connection: bad frame", "err", readErr)
 		} else {

@@ -197,3 +197,16 @@ func TestSecureProduceConsumeACL(t *testing.T) {
 		t.Fatalf("group g2: got %v, want GROUP_AUTHORIZATION_FAILED", gerr)
 	}
 }
+
+// newTestCA makes a client certificate signed by a CA the broker does not trust.
+func newTestCA() (tls.Certificate, error) {
+	ca, err := devcert.NewCA("stranger")
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := ca.Client("mallory", time.Now().Add(time.Hour))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return leaf.TLS()
+}
