@@ -166,4 +166,3 @@ func TestCredentialFromSalted(t *testing.T) {
 		t.Fatal("1000 iterations accepted")
 	}
 }
-
