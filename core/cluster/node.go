@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,8 @@ type Node struct {
 	rpcLn  net.Listener
 	rpcSrv *http.Server
 	client *http.Client
+	// rpcScheme is "https://" when the RPC runs over mutual TLS.
+	rpcScheme string
 
 	serfEvents chan serf.Event
 	poke       chan struct{}
@@ -73,6 +76,7 @@ func NewNode(cfg Config, logger *slog.Logger) (*Node, error) {
 		fsm:        NewFSM(logger.With("component", "metadata")),
 		serfEvents: make(chan serf.Event, 256),
 		poke:       make(chan struct{}, 1),
+		rpcScheme:  "http://",
 		client:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
 	}
 	reg := cfg.Registerer
@@ -120,8 +124,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("start cluster node: snapshot store: %w", err)
 	}
+	tlsServer, tlsClient, err := n.cfg.Security.tlsConfigs()
+	if err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
 	if n.cfg.Faults != nil {
 		n.trans, err = newFaultRaftTransport(n.cfg.Faults, n.cfg.BrokerID, n.cfg.RaftAddr, logw)
+	} else if tlsServer != nil {
+		n.trans, err = newTLSRaftTransport(n.cfg.RaftAddr, tlsServer, tlsClient, logw)
 	} else {
 		n.trans, err = raft.NewTCPTransport(n.cfg.RaftAddr, nil, 3, 10*time.Second, logw)
 	}
@@ -130,6 +140,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	if n.rpcLn, err = net.Listen("tcp", n.cfg.RPCAddr); err != nil {
 		return fmt.Errorf("start cluster node: rpc listener on %s: %w", n.cfg.RPCAddr, err)
+	}
+	if tlsServer != nil {
+		n.rpcLn = tls.NewListener(n.rpcLn, tlsServer)
+		n.rpcScheme = "https://"
+		n.client.Transport.(*http.Transport).TLSClientConfig = tlsClient
 	}
 
 	rc := raft.DefaultConfig()
