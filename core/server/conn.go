@@ -66,14 +66,19 @@ func (s *Server) serveConn(parent context.Context, nc net.Conn, l *listener) {
 		defer wg.Done()
 		defer close(frames)
 		br := bufio.NewReaderSize(nc, 64<<10)
-		for {
-			// Before authentication only small SASL frames are read, so an
-			// unauthenticated client cannot make the broker allocate much.
-			min, max := int32(8), s.cfg.MaxFrameBytes
+		// Before authentication only small SASL frames are read, so an
+		// unauthenticated client cannot make the broker allocate much. The
+		// limits are taken once a frame's size has arrived: a client sends
+		// its first request after the login's answer, which is written only
+		// after the connection is marked authenticated.
+		limits := func() (int32, int32) {
 			if !cc.authed.Load() {
-				min, max = 0, maxSASLFrameBytes
+				return 0, maxSASLFrameBytes
 			}
-			f, err := readFrame(br, min, max)
+			return 8, s.cfg.MaxFrameBytes
+		}
+		for {
+			f, err := readFrame(br, limits)
 			if err != nil {
 				readErr = err
 				return
@@ -225,11 +230,12 @@ type clientConn struct {
 const maxSASLFrameBytes = 64 << 10
 
 // readFrame reads one size-prefixed request frame.
-func readFrame(r io.Reader, minBytes, maxBytes int32) ([]byte, error) {
+func readFrame(r io.Reader, limits func() (minBytes, maxBytes int32)) ([]byte, error) {
 	var sz [4]byte
 	if _, err := io.ReadFull(r, sz[:]); err != nil {
 		return nil, err
 	}
+	minBytes, maxBytes := limits()
 	n := int32(binary.BigEndian.Uint32(sz[:]))
 	// key, version and correlation id are 8 bytes; anything shorter is not
 	// a request (a raw SASL v0 token may be shorter: minBytes is then 0).

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -158,6 +159,13 @@ func TestSecureProduceConsumeACL(t *testing.T) {
 			t.Fatalf("produce with ACL: %v", err)
 		}
 	}
+	// A request beyond the 64 KiB pre-authentication cap, right after login.
+	fresh := e.client(t, scram512("alice", "alice-secret"))
+	big := make([]byte, 300<<10)
+	_, _ = rand.Read(big) // incompressible
+	if err := fresh.ProduceSync(ctx, &kgo.Record{Topic: "sensors.a", Value: big}).FirstErr(); err != nil {
+		t.Fatalf("large produce after login: %v", err)
+	}
 	if err := alice2.ProduceSync(ctx, &kgo.Record{Topic: "secret", Value: []byte("x")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("produce to secret: got %v", err)
 	}
@@ -175,10 +183,10 @@ func TestSecureProduceConsumeACL(t *testing.T) {
 	cons := e.client(t, scram512("alice", "alice-secret"), kgo.ConsumerGroup("g1"), kgo.ConsumeTopics("sensors.a"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	got := 0
-	for got < 10 {
+	for got < 11 {
 		fs := cons.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			t.Fatalf("consumed %d of 10: %v", got, err)
+			t.Fatalf("consumed %d of 11: %v", got, err)
 		}
 		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
 		got += fs.NumRecords()
