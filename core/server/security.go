@@ -68,6 +68,10 @@ type SecurityConfig struct {
 	// AllowEveryoneIfNoACLFound is Kafka's allow.everyone.if.no.acl.found:
 	// off by default once any listener authenticates.
 	AllowEveryoneIfNoACLFound bool `yaml:"allow_everyone_if_no_acl_found"`
+	// InterBrokerUser is the SCRAM user (one of Users) a broker logs in as
+	// when it fetches from a partition leader through the first listener;
+	// it is a super user. Needed when the first listener is SASL_*.
+	InterBrokerUser string `yaml:"inter_broker_user"`
 	// ACLs are bootstrap bindings, e.g.
 	// "allow User:bridge * write topic prefixed:sensors".
 	ACLs []string `yaml:"acls"`
@@ -149,6 +153,15 @@ func (c Config) validateListeners() error {
 	for _, u := range sec.Users {
 		if u.Name == "" || (u.Password == "" && u.PasswordFile == "") {
 			return fmt.Errorf("security.users: %q needs a name and a password or password_file", u.Name)
+		}
+	}
+	if ls := c.listeners(); c.Cluster != nil && ls[0].sasl() {
+		found := false
+		for _, u := range sec.Users {
+			found = found || (u.Name == sec.InterBrokerUser && sec.InterBrokerUser != "")
+		}
+		if !found {
+			return fmt.Errorf("security.inter_broker_user: a cluster whose first listener is %s needs one of security.users", ls[0].Protocol)
 		}
 	}
 	for _, a := range sec.ACLs {
@@ -269,7 +282,11 @@ func (s *Server) setupSecurity() error {
 		sec.mechanisms = []string{"PLAIN", string(auth.ScramSHA256), string(auth.ScramSHA512)}
 	}
 	if s.cfg.authenticates() {
-		sec.authz = auth.NewAuthorizer(cfg.SuperUsers, cfg.AllowEveryoneIfNoACLFound)
+		supers := cfg.SuperUsers
+		if cfg.InterBrokerUser != "" {
+			supers = append(slices.Clone(supers), "User:"+cfg.InterBrokerUser)
+		}
+		sec.authz = auth.NewAuthorizer(supers, cfg.AllowEveryoneIfNoACLFound)
 	}
 	s.sec = sec
 	if err := s.loadSecurityState(); err != nil {
@@ -607,4 +624,54 @@ func (s *Server) advertisedPort(c *call) int32 {
 		return c.conn.listener.port
 	}
 	return s.port
+}
+
+// dialInterBroker connects to another broker's first listener as this
+// broker: TLS (presenting this broker's certificate, verifying against the
+// configured CA) and a SCRAM-SHA-512 login as the inter-broker user, as
+// the listener requires.
+func (s *Server) dialInterBroker(ctx context.Context, c net.Conn, addr string) (net.Conn, error) {
+	l := s.cfg.listeners()[0]
+	if l.tls() {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		t := s.cfg.Security.TLS
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("inter-broker TLS CA: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			tc.RootCAs.AppendCertsFromPEM(pem)
+		}
+		if cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err == nil {
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			tc.ServerName = host
+		}
+		tlsConn := tls.Client(c, tc)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			return nil, fmt.Errorf("inter-broker TLS to %s: %w", addr, err)
+		}
+		c = tlsConn
+	}
+	return c, nil
+}
+
+// interBrokerPassword is the inter-broker user's password from the config.
+func (s *Server) interBrokerPassword() (string, error) {
+	for _, u := range s.cfg.Security.Users {
+		if u.Name != s.cfg.Security.InterBrokerUser {
+			continue
+		}
+		if u.PasswordFile == "" {
+			return u.Password, nil
+		}
+		b, err := os.ReadFile(u.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("inter-broker password: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", fmt.Errorf("inter-broker user %q not among security.users", s.cfg.Security.InterBrokerUser)
 }
