@@ -351,3 +351,31 @@ func CredentialFromSalted(m Mechanism, salt, salted []byte, iterations int) (Cre
 	hh.Write(mac(salted, "Client Key"))
 	return Credential{Salt: salt, StoredKey: hh.Sum(nil), ServerKey: mac(salted, "Server Key"), Iterations: iterations}, nil
 }
+
+// Snapshot returns every credential (for storing and replicating).
+func (c *Credentials) Snapshot() map[string]map[Mechanism]Credential {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]map[Mechanism]Credential, len(c.users))
+	for u, ms := range c.users {
+		out[u] = make(map[Mechanism]Credential, len(ms))
+		for m, cred := range ms {
+			out[u][m] = cred
+		}
+	}
+	return out
+}
+
+// ReplaceAll makes the store hold exactly users.
+func (c *Credentials) ReplaceAll(users map[string]map[Mechanism]Credential) {
+	fresh := make(map[string]map[Mechanism]Credential, len(users))
+	for u, ms := range users {
+		fresh[u] = make(map[Mechanism]Credential, len(ms))
+		for m, cred := range ms {
+			fresh[u][m] = cred
+		}
+	}
+	c.mu.Lock()
+	c.users = fresh
+	c.mu.Unlock()
+}

@@ -369,6 +369,13 @@ func (n *Node) CreateTopic(ctx context.Context, name string, partitions int32, r
 	return err
 }
 
+// PutSecurity replicates one security document (credentials, ACLs) to
+// every broker, replacing the previous one under key.
+func (n *Node) PutSecurity(ctx context.Context, key string, value []byte) error {
+	_, err := n.propose(ctx, command{Op: opPutSecurity, Key: key, Value: value})
+	return err
+}
+
 // CreatePartitions raises a topic's partition count to total.
 func (n *Node) CreatePartitions(ctx context.Context, name string, total int32) error {
 	_, err := n.propose(ctx, command{Op: opCreatePartitions, Topic: name, Partitions: total})

@@ -51,10 +51,14 @@ func (s *Server) startCluster() error {
 	}
 	s.node = node
 	s.replicas = newReplicaManager(s)
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.replicas.run(s.ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.syncSecurity(s.ctx)
 	}()
 	return nil
 }

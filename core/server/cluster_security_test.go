@@ -86,6 +86,48 @@ func TestSecureCluster(t *testing.T) {
 		return true
 	})
 
+	// Users and ACLs made through one broker reach the others through Raft:
+	// carol is created and granted on broker 1, then logs in on broker 3.
+	adm1, err := kgo.NewClient(kgo.SeedBrokers(tb.srvs[0].Addr()), kgo.DialTLSConfig(&tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}),
+		kgo.SASL(scram.Auth{User: "admin", Pass: "admin-secret"}.AsSha512Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm1.Close()
+	adm := kadm.NewClient(adm1)
+	if _, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: "carol", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: "carol-secret"}}); err != nil {
+		t.Fatalf("alter user SCRAM: %v", err)
+	}
+	if _, err := adm.CreateACLs(ctx, kadm.NewACLs().Allow("User:carol").AllowHosts().Topics("secure").
+		ResourcePatternType(kadm.ACLPatternLiteral).Operations(kadm.OpWrite)); err != nil {
+		t.Fatalf("create ACL: %v", err)
+	}
+	tb.waitFor("carol and her ACL on every broker", 10*time.Second, func() bool {
+		for _, s := range tb.srvs {
+			if _, ok := s.sec.creds.Get("carol", "SCRAM-SHA-512"); !ok {
+				return false
+			}
+			if !s.sec.authz.Authorize("User:carol", "127.0.0.1", opWrite, rtTopic, "secure") {
+				return false
+			}
+		}
+		return true
+	})
+	carol, err := kgo.NewClient(kgo.SeedBrokers(tb.srvs[2].Addr()), kgo.DialTLSConfig(&tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}),
+		kgo.SASL(scram.Auth{User: "carol", Pass: "carol-secret"}.AsSha512Mechanism()), kgo.DefaultProduceTopic("secure"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer carol.Close()
+	if err := carol.ProduceSync(ctx, &kgo.Record{Value: []byte("from carol")}).FirstErr(); err != nil {
+		t.Fatalf("carol, created on broker 1, producing through broker 3: %v", err)
+	}
+	for _, s := range tb.srvs {
+		if _, ok := s.sec.creds.Get("admin", "SCRAM-SHA-512"); !ok {
+			t.Fatalf("broker %d lost its bootstrap admin", s.cfg.NodeID)
+		}
+	}
+
 	leader := tb.srvs[0].Node().Metadata().Topics["secure"].Partitions[0].Leader
 	if err := tb.byID(leader).Close(); err != nil {
 		t.Fatalf("kill leader %d: %v", leader, err)
@@ -104,10 +146,10 @@ func TestSecureCluster(t *testing.T) {
 	}
 	defer cons.Close()
 	got := 0
-	for got < 50 {
+	for got < 51 {
 		fs := cons.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("read %d of 50 acknowledged records after the leader died", got)
+			t.Fatalf("read %d of 51 acknowledged records after the leader died", got)
 		}
 		got += fs.NumRecords()
 	}

@@ -380,36 +380,133 @@ func (s *Server) loadSecurityState() error {
 	return nil
 }
 
-// saveSecurityState persists credentials and ACLs (single writer: the
-// request loop of the connection that changed them, under secMu).
+// securityDocs encodes the credentials and ACLs as stored and replicated.
+func (s *Server) securityDocs() (creds, acls []byte, err error) {
+	if creds, err = json.Marshal(storedCredentials(s.sec.creds.Snapshot())); err != nil {
+		return nil, nil, fmt.Errorf("encode SCRAM credentials: %w", err)
+	}
+	if s.sec.authz != nil {
+		if acls, err = json.Marshal(s.sec.authz.All()); err != nil {
+			return nil, nil, fmt.Errorf("encode ACLs: %w", err)
+		}
+	}
+	return creds, acls, nil
+}
+
+// saveSecurityState persists credentials and ACLs locally and, in a
+// cluster, replicates them through Raft to every broker.
 func (s *Server) saveSecurityState() error {
 	s.secMu.Lock()
 	defer s.secMu.Unlock()
-	sc := storedCredentials{}
-	for u, ms := range s.sec.creds.Users() {
-		sc[u] = map[auth.Mechanism]auth.Credential{}
-		for _, m := range ms {
-			c, _ := s.sec.creds.Get(u, m)
-			sc[u][m] = c
-		}
-	}
-	b, err := json.Marshal(sc)
+	creds, acls, err := s.securityDocs()
 	if err != nil {
-		return fmt.Errorf("encode SCRAM credentials: %w", err)
+		return err
 	}
-	if err := s.store.PutValue(metaKeyCredentials, b); err != nil {
-		return fmt.Errorf("store SCRAM credentials: %w", err)
+	if err := s.storeSecurityDocs(creds, acls); err != nil {
+		return err
 	}
-	if s.sec.authz == nil {
+	if s.node == nil {
 		return nil
 	}
-	if b, err = json.Marshal(s.sec.authz.All()); err != nil {
-		return fmt.Errorf("encode ACLs: %w", err)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Replication.AckTimeout)
+	defer cancel()
+	if err := s.node.PutSecurity(ctx, metaKeyCredentials, creds); err != nil {
+		return fmt.Errorf("replicate SCRAM credentials: %w", err)
 	}
-	if err := s.store.PutValue(metaKeyACLs, b); err != nil {
-		return fmt.Errorf("store ACLs: %w", err)
+	if acls != nil {
+		if err := s.node.PutSecurity(ctx, metaKeyACLs, acls); err != nil {
+			return fmt.Errorf("replicate ACLs: %w", err)
+		}
 	}
 	return nil
+}
+
+func (s *Server) storeSecurityDocs(creds, acls []byte) error {
+	if err := s.store.PutValue(metaKeyCredentials, creds); err != nil {
+		return fmt.Errorf("store SCRAM credentials: %w", err)
+	}
+	if acls != nil {
+		if err := s.store.PutValue(metaKeyACLs, acls); err != nil {
+			return fmt.Errorf("store ACLs: %w", err)
+		}
+	}
+	return nil
+}
+
+// syncSecurity keeps this broker's credentials and ACLs equal to the
+// replicated ones, merged with its configuration's bootstrap users and
+// ACLs (which therefore come back if deleted through the API). A cluster
+// with no replicated state yet is seeded with this broker's.
+func (s *Server) syncSecurity(ctx context.Context) {
+	var applied [2]string
+	seeded := false
+	for {
+		ch := s.node.Watch()
+		md := s.node.Metadata()
+		creds, haveCreds := md.Security[metaKeyCredentials]
+		acls, haveACLs := md.Security[metaKeyACLs]
+		if !haveCreds && !seeded && s.node.MetadataCurrent() {
+			seeded = true
+			if err := s.saveSecurityState(); err != nil && ctx.Err() == nil {
+				s.logger.Warn("seeding the cluster's security state failed; another broker may", "err", err)
+			}
+		}
+		if haveCreds && (string(creds) != applied[0] || string(acls) != applied[1]) {
+			if err := s.applyReplicatedSecurity(creds, acls, haveACLs); err != nil {
+				s.logger.Error("replicated security state not applied", "err", err)
+			}
+			applied = [2]string{string(creds), string(acls)}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-time.After(time.Second): // MetadataCurrent has no change signal of its own
+		}
+	}
+}
+
+func (s *Server) applyReplicatedSecurity(creds, acls []byte, haveACLs bool) error {
+	s.secMu.Lock()
+	defer s.secMu.Unlock()
+	var sc storedCredentials
+	if err := json.Unmarshal(creds, &sc); err != nil {
+		return fmt.Errorf("replicated SCRAM credentials: %w", err)
+	}
+	if sc == nil {
+		sc = storedCredentials{}
+	}
+	for _, u := range s.cfg.Security.Users { // bootstrap users stay
+		for _, m := range auth.Mechanisms {
+			if _, ok := sc[u.Name][m]; ok {
+				continue
+			}
+			if cur, ok := s.sec.creds.Get(u.Name, m); ok {
+				if sc[u.Name] == nil {
+					sc[u.Name] = map[auth.Mechanism]auth.Credential{}
+				}
+				sc[u.Name][m] = cur
+			}
+		}
+	}
+	s.sec.creds.ReplaceAll(sc)
+	if s.sec.authz != nil && haveACLs {
+		var list []auth.ACL
+		if err := json.Unmarshal(acls, &list); err != nil {
+			return fmt.Errorf("replicated ACLs: %w", err)
+		}
+		s.sec.authz.Set(list)
+		for _, a := range s.cfg.Security.ACLs { // bootstrap ACLs stay
+			if acl, err := auth.ParseACL(a); err == nil {
+				s.sec.authz.Add(acl)
+			}
+		}
+	}
+	c, a, err := s.securityDocs()
+	if err != nil {
+		return err
+	}
+	return s.storeSecurityDocs(c, a)
 }
 
 // allowed checks an operation against the ACLs, counting refusals.
