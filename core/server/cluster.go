@@ -51,15 +51,18 @@ func (s *Server) startCluster() error {
 	}
 	s.node = node
 	s.replicas = newReplicaManager(s)
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.replicas.run(s.ctx)
 	}()
-	go func() {
-		defer s.wg.Done()
-		s.syncSecurity(s.ctx)
-	}()
+	if s.cfg.securityConfigured() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.syncSecurity(s.ctx)
+		}()
+	}
 	return nil
 }
 

@@ -192,6 +192,13 @@ func (c Config) authenticates() bool {
 	return false
 }
 
+// securityConfigured reports whether any security setting is in use; a
+// broker without writes no security state and replicates none, as before
+// security existed.
+func (c Config) securityConfigured() bool {
+	return c.authenticates() || len(c.Security.Users) > 0 || len(c.Security.ACLs) > 0
+}
+
 // listener is one bound Kafka listener.
 type listener struct {
 	cfg  ListenerConfig
@@ -325,8 +332,10 @@ func (s *Server) setupSecurity() error {
 			sec.authz.Add(acl)
 		}
 	}
-	if err := s.saveSecurityState(); err != nil {
-		return err
+	if s.cfg.securityConfigured() {
+		if err := s.saveSecurityState(); err != nil {
+			return err
+		}
 	}
 	for _, l := range s.cfg.listeners() {
 		if l.tls() {

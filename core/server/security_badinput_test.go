@@ -91,8 +91,8 @@ func TestSecureBadInput(t *testing.T) {
 		c := dialRaw(t, e.saslPlain)
 		c.roundTrip(saslHandshake(1, "PLAIN"))
 		big := make([]byte, 8<<20)
-		c.write(binary.BigEndian.AppendUint32(nil, uint32(len(big))))
 		before := failures("token_size")
+		c.write(binary.BigEndian.AppendUint32(nil, uint32(len(big))))
 		_, _ = c.nc.Write(big[:1<<16]) // the broker closes before reading the rest
 		c.expectClosed()
 		waitFor(t, func() bool { return failures("token_size") > before })
