@@ -58,6 +58,7 @@ type Bridge struct {
 	logger *slog.Logger
 	m      *metrics
 	admin  *coreAdmin
+	sec    linkSecurity // TLS and SASL for every connection to the core
 	bucket *tokenBucket
 	start  time.Time
 
@@ -111,10 +112,13 @@ func New(cfg Config, topics *storage.Topics, store *meta.Store, reg prometheus.R
 	if b.m, err = newMetrics(reg, b); err != nil {
 		return nil, fmt.Errorf("bridge: register metrics: %w", err)
 	}
+	if b.sec, err = cfg.security(); err != nil {
+		return nil, err
+	}
 	if err := b.holdRetention(); err != nil {
 		return nil, err
 	}
-	if b.admin, err = newCoreAdmin(cfg); err != nil {
+	if b.admin, err = newCoreAdmin(cfg, b.sec); err != nil {
 		return nil, err
 	}
 	return b, nil

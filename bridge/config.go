@@ -52,6 +52,10 @@ type Config struct {
 	TopicPrefix string `yaml:"topic_prefix"`
 	// ScanInterval is how often new edge streams and partitions are looked for.
 	ScanInterval time.Duration `yaml:"scan_interval"`
+	// TLS connects to the brokers with TLS (SSL, SASL_SSL listeners).
+	TLS *TLSConfig `yaml:"tls"`
+	// SASL authenticates to the brokers (SASL_PLAINTEXT, SASL_SSL).
+	SASL *SASLConfig `yaml:"sasl"`
 	// SyncPoll is a safety net: a caught-up partition is woken by the
 	// edge log's fsync (only fsynced records are forwarded) and checks again
 	// at least this often anyway.
@@ -142,5 +146,5 @@ func (c Config) Validate() error {
 	if c.BandwidthBytesPerSec < 0 {
 		return fmt.Errorf("bridge: bandwidth_bytes_per_sec %d is negative", c.BandwidthBytesPerSec)
 	}
-	return nil
+	return c.validateSecurity()
 }

@@ -38,8 +38,8 @@ type coreAdmin struct {
 	failedAt map[int32]time.Time
 }
 
-func newCoreAdmin(cfg Config) (*coreAdmin, error) {
-	cl, err := kgo.NewClient(
+func newCoreAdmin(cfg Config, sec linkSecurity) (*coreAdmin, error) {
+	cl, err := kgo.NewClient(append(sec.clientOpts(),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID("tributary-bridge"),
 		kgo.DialTimeout(cfg.RequestTimeout),
@@ -47,7 +47,7 @@ func newCoreAdmin(cfg Config) (*coreAdmin, error) {
 		kgo.RequestRetries(2),
 		// The bridge's own backoff governs outages; keep the client's short.
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("bridge: core client: %w", err)
 	}

@@ -264,7 +264,7 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 	next := f.cursor
 	f.mu.Unlock()
 
-	conn, err := dialProduce(ctx, addr, f.b.cfg.RequestTimeout, "tributary-bridge-"+f.b.edgeID)
+	conn, err := dialProduce(ctx, addr, f.b.cfg.RequestTimeout, "tributary-bridge-"+f.b.edgeID, f.b.sec)
 	if err != nil {
 		return false, err
 	}

@@ -62,8 +62,10 @@ type testCore struct {
 	addr       string
 	advertised string
 	maxBatch   int // core's max batch bytes; 0 for the default
-	mu         sync.Mutex
-	srv        *server.Server
+	// configure, if set, adjusts the core's configuration (listeners, security).
+	configure func(*server.Config)
+	mu        sync.Mutex
+	srv       *server.Server
 }
 
 func newCore(t testing.TB, addr, advertised string) *testCore {
@@ -80,6 +82,9 @@ func (c *testCore) start() {
 		AdvertisedAddr:    c.advertised,
 		DefaultPartitions: 1,
 		Log:               storage.LogConfig{SegmentBytes: 4 << 20, MaxBatchBytes: c.maxBatch},
+	}
+	if c.configure != nil {
+		c.configure(&cfg)
 	}
 	var err error
 	var srv *server.Server

@@ -43,9 +43,11 @@ type produceConn struct {
 	waitingSince atomic.Int64
 }
 
-func dialProduce(ctx context.Context, addr string, timeout time.Duration, clientID string) (*produceConn, error) {
+func dialProduce(ctx context.Context, addr string, timeout time.Duration, clientID string, sec linkSecurity) (*produceConn, error) {
 	d := net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nc, err := sec.dial(dctx, &d, addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial leader %s: %w", addr, err)
 	}
@@ -57,7 +59,57 @@ func dialProduce(ctx context.Context, addr string, timeout time.Duration, client
 	}
 	// Cancelling the bridge unblocks a read or write in progress.
 	c.stop = context.AfterFunc(ctx, func() { _ = nc.Close() })
+	if sec.sasl != nil {
+		if err := c.authenticate(ctx, sec.sasl); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// roundTrip sends one request and reads its response (connection set-up
+// only: nothing may be pending).
+func (c *produceConn) roundTrip(req kmsg.Request, resp kmsg.Response) error {
+	c.corr++
+	c.buf = c.f.AppendRequest(c.buf[:0], req, c.corr)
+	if err := c.nc.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+		return err
+	}
+	defer func() { _ = c.nc.SetDeadline(time.Time{}) }()
+	if _, err := c.nc.Write(c.buf); err != nil {
+		return err
+	}
+	body, err := c.readFrame(c.corr)
+	if err != nil {
+		return err
+	}
+	resp.SetVersion(req.GetVersion())
+	if err := resp.ReadFrom(body); err != nil {
+		return fmt.Errorf("decode %T: %w", resp, err)
+	}
+	return nil
+}
+
+// readFrame reads one response frame and checks its correlation id; it
+// returns the body after the id.
+func (c *produceConn) readFrame(want int32) ([]byte, error) {
+	var sz [4]byte
+	if _, err := io.ReadFull(c.br, sz[:]); err != nil {
+		return nil, err
+	}
+	n := int32(binary.BigEndian.Uint32(sz[:]))
+	if n < 4 || n > maxResponseBytes {
+		return nil, fmt.Errorf("frame of %d bytes", n)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(c.br, body); err != nil {
+		return nil, err
+	}
+	if got := int32(binary.BigEndian.Uint32(body)); got != want {
+		return nil, fmt.Errorf("correlation id %d, want %d", got, want)
+	}
+	return body[4:], nil
 }
 
 // send writes one produce request without waiting for its response.
@@ -92,20 +144,9 @@ func (c *produceConn) receive() (*kmsg.ProduceResponse, error) {
 	if err := c.nc.SetReadDeadline(time.Now().Add(c.timeout + 5*time.Second)); err != nil {
 		return nil, fmt.Errorf("produce to %s: %w", c.nc.RemoteAddr(), err)
 	}
-	var sz [4]byte
-	if _, err := io.ReadFull(c.br, sz[:]); err != nil {
+	body, err := c.readFrame(want)
+	if err != nil {
 		return nil, fmt.Errorf("produce response from %s: %w", c.nc.RemoteAddr(), err)
-	}
-	n := int32(binary.BigEndian.Uint32(sz[:]))
-	if n < 4 || n > maxResponseBytes {
-		return nil, fmt.Errorf("produce response from %s: frame of %d bytes", c.nc.RemoteAddr(), n)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(c.br, body); err != nil {
-		return nil, fmt.Errorf("produce response from %s: %w", c.nc.RemoteAddr(), err)
-	}
-	if got := int32(binary.BigEndian.Uint32(body)); got != want {
-		return nil, fmt.Errorf("produce response from %s: correlation id %d, want %d", c.nc.RemoteAddr(), got, want)
 	}
 	c.pending = c.pending[1:]
 	if len(c.pending) == 0 {
@@ -115,7 +156,7 @@ func (c *produceConn) receive() (*kmsg.ProduceResponse, error) {
 	}
 	resp := kmsg.NewPtrProduceResponse()
 	resp.SetVersion(produceVersion)
-	if err := resp.ReadFrom(body[4:]); err != nil {
+	if err := resp.ReadFrom(body); err != nil {
 		return nil, fmt.Errorf("produce response from %s: decode: %w", c.nc.RemoteAddr(), err)
 	}
 	return resp, nil

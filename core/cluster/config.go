@@ -54,6 +54,10 @@ type Config struct {
 	Raft   RaftTimings   `yaml:"raft"`
 	Gossip GossipTimings `yaml:"gossip"`
 
+	// Security encrypts gossip and puts Raft and the RPC on mutual TLS;
+	// nil leaves the links open (trusted networks, tests).
+	Security *LinkSecurity `yaml:"security"`
+
 	// Faults, when set, routes Raft and Serf traffic through a fault injector (tests only).
 	Faults *NetFaults `yaml:"-"`
 
@@ -139,6 +143,12 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s address %q: %w", name, addr, err))
 		}
+	}
+	if err := c.Security.validate(); err != nil {
+		errs = append(errs, fmt.Errorf("security: %w", err))
+	}
+	if c.Security != nil && c.Security.CertFile != "" && c.Faults != nil {
+		errs = append(errs, errors.New("security: TLS and fault injection do not combine"))
 	}
 	if c.MaxVoters != 1 && c.MaxVoters != 3 && c.MaxVoters != 5 {
 		errs = append(errs, fmt.Errorf("max voters %d: use 1, 3 or 5", c.MaxVoters))

@@ -147,7 +147,7 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (res applyResult, r
 	n.m.forwarded.Inc()
 	rctx, cancel := context.WithTimeout(ctx, applyTimeout(ctx))
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, "http://"+addr+proposePath, bytes.NewReader(data))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, n.rpcScheme+addr+proposePath, bytes.NewReader(data))
 	if err != nil {
 		return applyResult{}, false, fmt.Errorf("forward to leader %d: %w", id, err)
 	}

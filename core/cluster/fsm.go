@@ -26,6 +26,7 @@ const (
 	opCreatePartitions = "create_partitions"
 	opAlterISR         = "alter_isr"
 	opAlterConfig      = "alter_config"
+	opPutSecurity      = "put_security"
 )
 
 // UncleanLeaderElectionConfig is the topic config that allows an out-of-sync replica to become
@@ -51,6 +52,10 @@ type command struct {
 	LeaderEpoch    int32   `json:"leader_epoch,omitempty"`
 	PartitionEpoch int32   `json:"partition_epoch,omitempty"`
 	ISR            []int32 `json:"isr,omitempty"`
+
+	// put_security: one security document replaced whole.
+	Key   string          `json:"key,omitempty"`
+	Value json.RawMessage `json:"value,omitempty"`
 }
 
 func encodeCommand(c command) ([]byte, error) {
@@ -179,6 +184,15 @@ func (f *FSM) applyLocked(c command) applyResult {
 			return applyResult{Err: refuse("unknown_topic", "%q", c.Topic)}
 		}
 		t.Config = c.Config // the whole new set: what is absent takes the defaults
+		return applyResult{}
+	case opPutSecurity:
+		if c.Key == "" || !json.Valid(c.Value) {
+			return applyResult{Err: refuse("bad_command", "put_security without a key or with invalid JSON")}
+		}
+		if s.Security == nil {
+			s.Security = map[string]json.RawMessage{}
+		}
+		s.Security[c.Key] = c.Value
 		return applyResult{}
 	default:
 		return applyResult{Err: refuse("bad_command", "unknown op %q", c.Op)}

@@ -82,6 +82,9 @@ func (n *Node) startSerf() error {
 		}
 	}
 
+	if ml.Keyring, err = n.cfg.Security.keyring(); err != nil {
+		return err
+	}
 	sc := serf.DefaultConfig()
 	sc.NodeName = fmt.Sprintf(memberIDFmt, n.cfg.BrokerID)
 	sc.MemberlistConfig = ml

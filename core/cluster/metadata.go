@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"maps"
 	"slices"
 	"sort"
@@ -77,6 +78,10 @@ type Snapshot struct {
 	// PlacementCursor rotates the first broker of each new topic so single-partition topics do not
 	// all land on the lowest broker id.
 	PlacementCursor int64 `json:"placement_cursor"`
+	// Security holds the brokers' security state (SCRAM credentials,
+	// ACLs) as opaque JSON documents by key; the cluster only replicates
+	// them, core/server interprets them.
+	Security map[string]json.RawMessage `json:"security,omitempty"`
 }
 
 func newSnapshot() *Snapshot {
@@ -89,6 +94,7 @@ func (s *Snapshot) clone() *Snapshot {
 		Brokers:         make(map[int32]*Broker, len(s.Brokers)),
 		Topics:          make(map[string]*Topic, len(s.Topics)),
 		PlacementCursor: s.PlacementCursor,
+		Security:        maps.Clone(s.Security), // values are replaced, never modified
 	}
 	for id, b := range s.Brokers {
 		bc := *b

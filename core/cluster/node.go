@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -44,6 +45,8 @@ type Node struct {
 	rpcLn  net.Listener
 	rpcSrv *http.Server
 	client *http.Client
+	// rpcScheme is "https://" when the RPC runs over mutual TLS.
+	rpcScheme string
 
 	serfEvents chan serf.Event
 	poke       chan struct{}
@@ -87,6 +90,7 @@ func NewNode(cfg Config, logger *slog.Logger) (*Node, error) {
 		fsm:        NewFSM(logger.With("component", "metadata")),
 		serfEvents: make(chan serf.Event, 256),
 		poke:       make(chan struct{}, 1),
+		rpcScheme:  "http://",
 		client:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
 	}
 	reg := cfg.Registerer
@@ -134,8 +138,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("start cluster node: snapshot store: %w", err)
 	}
+	tlsServer, tlsClient, err := n.cfg.Security.tlsConfigs()
+	if err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
 	if n.cfg.Faults != nil {
 		n.trans, err = newFaultRaftTransport(n.cfg.Faults, n.cfg.BrokerID, n.cfg.RaftAddr, logw)
+	} else if tlsServer != nil {
+		n.trans, err = newTLSRaftTransport(n.cfg.RaftAddr, tlsServer, tlsClient, logw)
 	} else {
 		n.trans, err = raft.NewTCPTransport(n.cfg.RaftAddr, nil, 3, 10*time.Second, logw)
 	}
@@ -144,6 +154,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	if n.rpcLn, err = net.Listen("tcp", n.cfg.RPCAddr); err != nil {
 		return fmt.Errorf("start cluster node: rpc listener on %s: %w", n.cfg.RPCAddr, err)
+	}
+	if tlsServer != nil {
+		n.rpcLn = tls.NewListener(n.rpcLn, tlsServer)
+		n.rpcScheme = "https://"
+		n.client.Transport.(*http.Transport).TLSClientConfig = tlsClient
 	}
 
 	rc := raft.DefaultConfig()
@@ -377,6 +392,13 @@ func (n *Node) CreateTopic(ctx context.Context, name string, partitions int32, r
 		return fmt.Errorf("create topic %s: topic id: %w", name, err)
 	}
 	_, err := n.propose(ctx, command{Op: opCreateTopic, Topic: name, TopicID: hex.EncodeToString(id[:]), Partitions: partitions, RF: rf, Config: cfg})
+	return err
+}
+
+// PutSecurity replicates one security document (credentials, ACLs) to
+// every broker, replacing the previous one under key.
+func (n *Node) PutSecurity(ctx context.Context, key string, value []byte) error {
+	_, err := n.propose(ctx, command{Op: opPutSecurity, Key: key, Value: value})
 	return err
 }
 

@@ -106,7 +106,7 @@ func (n *Node) askCommitIndex(ctx context.Context, leader raft.ServerID) (uint64
 	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+addr+commitIndexPath, nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, n.rpcScheme+addr+commitIndexPath, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -22,7 +22,7 @@ func (s *Server) handleMetadata(_ context.Context, c *call, kreq kmsg.Request) (
 		return resp, nil
 	}
 	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = s.cfg.NodeID, s.host, s.port
+	b.NodeID, b.Host, b.Port = s.cfg.NodeID, s.advertisedHost(c), s.advertisedPort(c)
 	resp.Brokers = []kmsg.MetadataResponseBroker{b}
 	resp.ClusterID = strp(s.cfg.ClusterID)
 	resp.ControllerID = s.cfg.NodeID

@@ -51,7 +51,7 @@ func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Req
 			co := kmsg.NewFindCoordinatorResponseCoordinator()
 			co.Key = key
 			co.ErrorCode, co.ErrorMessage = code, msg
-			co.NodeID, co.Host, co.Port = s.cfg.NodeID, s.host, s.port
+			co.NodeID, co.Host, co.Port = s.cfg.NodeID, s.advertisedHost(c), s.advertisedPort(c)
 			if code != 0 {
 				co.NodeID, co.Host, co.Port = -1, "", -1
 			}
@@ -60,7 +60,7 @@ func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Req
 		return resp, nil
 	}
 	resp.ErrorCode, resp.ErrorMessage = code, msg
-	resp.NodeID, resp.Host, resp.Port = s.cfg.NodeID, s.host, s.port
+	resp.NodeID, resp.Host, resp.Port = s.cfg.NodeID, s.advertisedHost(c), s.advertisedPort(c)
 	if code != 0 {
 		resp.NodeID, resp.Host, resp.Port = -1, "", -1
 	}

@@ -57,6 +57,13 @@ func (s *Server) startCluster() error {
 		defer s.wg.Done()
 		s.replicas.run(s.ctx)
 	}()
+	if s.cfg.securityConfigured() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.syncSecurity(s.ctx)
+		}()
+	}
 	return nil
 }
 

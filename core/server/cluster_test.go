@@ -90,6 +90,12 @@ type testBrokers struct {
 // startTestCluster starts size brokers in this process, sharing a fault
 // injector, and waits until every one sees all of them alive.
 func startTestCluster(t testing.TB, size int) *testBrokers {
+	return startTestClusterWith(t, size, nil)
+}
+
+// startTestClusterWith is startTestCluster with each broker's configuration
+// adjusted by configure (nil: unchanged) before it starts.
+func startTestClusterWith(t testing.TB, size int, configure func(i int, cfg *Config)) *testBrokers {
 	tb := &testBrokers{t: t, faults: cluster.NewNetFaults()}
 	base := t.TempDir()
 	var join []string
@@ -128,6 +134,9 @@ func startTestCluster(t testing.TB, size int) *testBrokers {
 				ReconnectInterval:       500 * time.Millisecond,
 			},
 			Faults: tb.faults,
+		}
+		if configure != nil {
+			configure(i, &cfg)
 		}
 		tb.cfgs = append(tb.cfgs, cfg)
 	}

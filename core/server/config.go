@@ -59,6 +59,13 @@ type Config struct {
 	Cluster *cluster.Config `yaml:"cluster"`
 	// Replication tunes follower fetching and the ISR (cluster mode only).
 	Replication ReplicationConfig `yaml:"replication"`
+	// Listeners replaces KafkaAddr/AdvertisedAddr with named listeners,
+	// each PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; the first is the one
+	// Addr reports and other brokers are told about. Empty keeps the single
+	// PLAINTEXT listener on KafkaAddr, with no authentication and no ACLs.
+	Listeners []ListenerConfig `yaml:"listeners"`
+	// Security holds TLS files, SASL users and ACLs for the listeners.
+	Security SecurityConfig `yaml:"security"`
 }
 
 // ReplicationConfig tunes replication; zero fields take Kafka's defaults
@@ -179,6 +186,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultPartitions > c.MaxPartitions {
 		return fmt.Errorf("default_partitions %d above max_partitions %d", c.DefaultPartitions, c.MaxPartitions)
+	}
+	if err := c.validateListeners(); err != nil {
+		return err
 	}
 	if err := c.Log.Validate(); err != nil {
 		return fmt.Errorf("log: %w", err)

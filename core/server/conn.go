@@ -10,6 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
+
+	"github.com/tributary-io/tributary/core/auth"
 )
 
 // errFrame marks input that breaks the protocol: the connection is closed.
@@ -23,11 +26,31 @@ var errFrame = errors.New("malformed frame")
 // produce waiting for its fsync) finishes aside, so the next request is
 // served meanwhile. A request that blocks while it is served (long poll,
 // group join) holds up only its own connection.
-func (s *Server) serveConn(parent context.Context, nc net.Conn) {
+func (s *Server) serveConn(parent context.Context, nc net.Conn, l *listener) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	remote := nc.RemoteAddr().String()
 	log := s.logger.With("remote", remote)
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	cc := &clientConn{remote: remote, host: host, listener: l, principal: auth.Anonymous}
+	if l != nil && l.cfg.tls() {
+		tc, err := s.handshakeTLS(ctx, nc, cc)
+		if err != nil {
+			s.sec.m.authFailed.WithLabelValues("tls").Inc()
+			s.sec.logs.warn(log, "tls:"+host, "closing connection: TLS handshake failed", "listener", l.cfg.Name, "err", err)
+			_ = nc.Close()
+			return
+		}
+		nc = tc
+	}
+	if l != nil && l.cfg.sasl() {
+		cc.needSASL = true
+	} else {
+		cc.authed.Store(true)
+	}
 
 	frames := make(chan []byte, defaultMaxPipelinedReads)
 	out := make(chan *pendingResponse, maxPendingResponses)
@@ -43,8 +66,19 @@ func (s *Server) serveConn(parent context.Context, nc net.Conn) {
 		defer wg.Done()
 		defer close(frames)
 		br := bufio.NewReaderSize(nc, 64<<10)
+		// Before authentication only small SASL frames are read, so an
+		// unauthenticated client cannot make the broker allocate much. The
+		// limits are taken once a frame's size has arrived: a client sends
+		// its first request after the login's answer, which is written only
+		// after the connection is marked authenticated.
+		limits := func() (int32, int32) {
+			if !cc.authed.Load() {
+				return 0, maxSASLFrameBytes
+			}
+			return 8, s.cfg.MaxFrameBytes
+		}
 		for {
-			f, err := readFrame(br, s.cfg.MaxFrameBytes)
+			f, err := readFrame(br, limits)
 			if err != nil {
 				readErr = err
 				return
@@ -64,7 +98,6 @@ func (s *Server) serveConn(parent context.Context, nc net.Conn) {
 	}()
 
 	var aside sync.WaitGroup // requests finishing off the loop
-	cc := &clientConn{remote: remote}
 serve:
 	for f := range frames {
 		done, wait, err := s.prepareFrame(ctx, cc, f)
@@ -72,6 +105,8 @@ serve:
 			if errors.Is(err, errFrame) {
 				s.m.badFrames.Inc()
 				log.Warn("closing connection: bad request", "err", err)
+			} else if errors.Is(err, errNotAuthenticated) {
+				// counted and logged (rate-limited) where refused
 			} else if ctx.Err() == nil {
 				log.Error("closing connection: request failed", "err", err)
 			}
@@ -95,6 +130,9 @@ serve:
 		case <-ctx.Done():
 			break serve
 		}
+		if cc.closeAfter {
+			break // a failed login: answer, then close as Kafka does
+		}
 	}
 	close(out)
 	<-writerDone // all responses written, or the connection is gone
@@ -102,7 +140,10 @@ serve:
 	aside.Wait()
 	wg.Wait()
 	if readErr != nil && !errors.Is(readErr, io.EOF) && !errors.Is(readErr, net.ErrClosed) && parent.Err() == nil {
-		if errors.Is(readErr, errFrame) {
+		if errors.Is(readErr, errFrame) && !cc.authed.Load() {
+			s.sec.m.authFailed.WithLabelValues("token_size").Inc()
+			s.sec.logs.warn(log, "sasl:frame:"+host, "closing connection: bad frame before authentication", "err", readErr)
+		} else if errors.Is(readErr, errFrame) {
 			s.m.badFrames.Inc()
 			log.Warn("closing connection: bad frame", "err", readErr)
 		} else {
@@ -168,19 +209,38 @@ func (s *Server) writeResponses(ctx context.Context, cancel context.CancelFunc, 
 // clientConn is per-connection state handlers may need.
 type clientConn struct {
 	remote   string
+	host     string // remote IP, for ACL host matching
 	clientID string
+	listener *listener // nil in tests that call handlers directly
+
+	// principal is "User:ANONYMOUS" until a SASL login or a client
+	// certificate names the client.
+	principal string
+	// needSASL: the listener authenticates with SASL; until authed only
+	// ApiVersions, SaslHandshake and SaslAuthenticate are served.
+	needSASL bool
+	authed   atomic.Bool
+	sasl     saslState
+	// closeAfter ends the connection once the current response is sent.
+	closeAfter bool
 }
 
+// maxSASLFrameBytes bounds a frame read before authentication (Kafka's
+// sasl.server.max.receive.size is 512 KiB; real tokens are tiny).
+const maxSASLFrameBytes = 64 << 10
+
 // readFrame reads one size-prefixed request frame.
-func readFrame(r io.Reader, maxBytes int32) ([]byte, error) {
+func readFrame(r io.Reader, limits func() (minBytes, maxBytes int32)) ([]byte, error) {
 	var sz [4]byte
 	if _, err := io.ReadFull(r, sz[:]); err != nil {
 		return nil, err
 	}
+	minBytes, maxBytes := limits()
 	n := int32(binary.BigEndian.Uint32(sz[:]))
-	// key, version and correlation id are 8 bytes; anything shorter is not a request.
-	if n < 8 || n > maxBytes {
-		return nil, fmt.Errorf("%w: frame size %d outside [8, %d]", errFrame, n, maxBytes)
+	// key, version and correlation id are 8 bytes; anything shorter is not
+	// a request (a raw SASL v0 token may be shorter: minBytes is then 0).
+	if n < minBytes || n > maxBytes {
+		return nil, fmt.Errorf("%w: frame size %d outside [%d, %d]", errFrame, n, minBytes, maxBytes)
 	}
 	f := make([]byte, n)
 	if _, err := io.ReadFull(r, f); err != nil {

@@ -111,6 +111,10 @@ func (s *Server) handleFrame(ctx context.Context, cc *clientConn, f []byte) ([]b
 // the response frame; wait says done may block, so the connection can run
 // it aside while it serves the next request.
 func (s *Server) prepareFrame(ctx context.Context, cc *clientConn, f []byte) (done func() []byte, wait bool, err error) {
+	if cc.needSASL && !cc.authed.Load() && cc.sasl.v0 && cc.sasl.mechanism != "" {
+		done, err := s.rawSASLFrame(cc, f)
+		return done, false, err
+	}
 	var h requestHeader
 	if len(f) < 8 {
 		return nil, false, fmt.Errorf("%w: %d byte frame", errFrame, len(f))
@@ -138,6 +142,12 @@ func (s *Server) prepareFrame(ctx context.Context, cc *clientConn, f []byte) (do
 		name = "Unknown"
 	}
 
+	if cc.needSASL && !cc.authed.Load() && !preAuthAllowed(h.key) {
+		s.sec.m.authFailed.WithLabelValues("state").Inc()
+		s.sec.logs.warn(s.logger, "sasl:state:"+cc.host, "closing connection: request before SASL authentication",
+			"remote", cc.remote, "api", name)
+		return nil, false, fmt.Errorf("%w: %s", errNotAuthenticated, name)
+	}
 	hd, ok := s.versionRange(h.key)
 	if h.key == 18 && (!ok || h.version > hd.max) {
 		// A client newer than us: answer v0 with the list so it retries
@@ -181,12 +191,19 @@ func (s *Server) prepareFrame(ctx context.Context, cc *clientConn, f []byte) (do
 			return nil, false, fmt.Errorf("%w: %s v%d unsupported (served: %v %d-%d)", errFrame, name, h.version, ok, hd.min, hd.max)
 		}
 		c.fail(kerr.UnsupportedVersion.Code)
+	} else if deny, after := s.authorize(c, req); deny != nil {
+		resp = deny
 	} else {
 		var err error
 		resp, err = hd.fn(s, ctx, c, req)
 		if err != nil {
 			s.m.requests.WithLabelValues(name, errName(kerr.UnknownServerError.Code)).Inc()
 			return nil, false, fmt.Errorf("%s v%d: %w", name, h.version, err)
+		}
+		if after != nil {
+			if resp != nil || h.key == 0 {
+				after(resp)
+			}
 		}
 	}
 	finish := func() []byte {

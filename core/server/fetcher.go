@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -263,7 +264,60 @@ func dialReplica(ctx context.Context, s *Server, peer int32, addr string) (*repl
 	if err != nil {
 		return nil, fmt.Errorf("dial leader %d at %s: %w", peer, addr, err)
 	}
-	return &replConn{c: c, fmt: kmsg.NewRequestFormatter(kmsg.FormatterClientID(fmt.Sprintf("tributary-replica-%d", s.cfg.NodeID)))}, nil
+	if c, err = s.dialInterBroker(dctx, c, addr); err != nil {
+		return nil, err
+	}
+	rc := &replConn{c: c, fmt: kmsg.NewRequestFormatter(kmsg.FormatterClientID(fmt.Sprintf("tributary-replica-%d", s.cfg.NodeID)))}
+	if s.cfg.listeners()[0].sasl() {
+		if err := rc.login(dctx, s); err != nil {
+			rc.close()
+			return nil, fmt.Errorf("leader %d at %s: %w", peer, addr, err)
+		}
+	}
+	return rc, nil
+}
+
+// login authenticates a replica connection as the inter-broker user with
+// SCRAM-SHA-512 (franz-go's client side of the exchange).
+func (c *replConn) login(ctx context.Context, s *Server) error {
+	pw, err := s.interBrokerPassword()
+	if err != nil {
+		return err
+	}
+	mech := scram.Auth{User: s.cfg.Security.InterBrokerUser, Pass: pw}.AsSha512Mechanism()
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version, hs.Mechanism = 1, mech.Name()
+	hsResp := kmsg.NewPtrSASLHandshakeResponse()
+	if err := c.do(ctx, hs, hsResp, replicaDialTimeout); err != nil {
+		return fmt.Errorf("inter-broker SASL handshake: %w", err)
+	}
+	if hsResp.ErrorCode != 0 {
+		return fmt.Errorf("inter-broker SASL handshake: error %d", hsResp.ErrorCode)
+	}
+	sess, tok, err := mech.Authenticate(ctx, "")
+	if err != nil {
+		return fmt.Errorf("inter-broker SASL: %w", err)
+	}
+	for range 4 {
+		req := kmsg.NewPtrSASLAuthenticateRequest()
+		req.Version, req.SASLAuthBytes = 1, tok
+		resp := kmsg.NewPtrSASLAuthenticateResponse()
+		if err := c.do(ctx, req, resp, replicaDialTimeout); err != nil {
+			return fmt.Errorf("inter-broker SASL authenticate: %w", err)
+		}
+		if resp.ErrorCode != 0 {
+			return fmt.Errorf("inter-broker SASL authenticate: error %d", resp.ErrorCode)
+		}
+		done, next, err := sess.Challenge(resp.SASLAuthBytes)
+		if err != nil {
+			return fmt.Errorf("inter-broker SASL: %w", err)
+		}
+		if done {
+			return nil
+		}
+		tok = next
+	}
+	return fmt.Errorf("inter-broker SASL: exchange did not finish")
 }
 
 func (c *replConn) close() { _ = c.c.Close() }

@@ -66,3 +66,61 @@ func FuzzDispatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSaslConn feeds up to four arbitrary frames, in order, to one
+// connection of a SASL listener with ACLs on: nothing panics, and no request
+// other than ApiVersions, SaslHandshake and SaslAuthenticate is ever served
+// before the connection has authenticated.
+func FuzzSaslConn(f *testing.F) {
+	cfg := testConfig(f.TempDir())
+	cfg.HTTPAddr = ""
+	cfg.Listeners = []ListenerConfig{{Name: "SASL_PLAINTEXT", Protocol: ProtocolSASLPlaintext, Addr: "127.0.0.1:0"}}
+	cfg.Security = SecurityConfig{Users: []UserConfig{{Name: "admin", Password: "admin-secret"}}, SuperUsers: []string{"User:admin"}}
+	srv, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = srv.Close() })
+	// The input is up to four frames, each behind a 2-byte length.
+	raw := func(b []byte) []byte { return append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...) }
+	frame := func(r kmsg.Request) []byte {
+		return raw(kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz")).AppendRequest(nil, r, 7)[4:])
+	}
+	hs0, hs1 := kmsg.NewPtrSASLHandshakeRequest(), kmsg.NewPtrSASLHandshakeRequest()
+	hs0.Mechanism, hs1.Version, hs1.Mechanism = "PLAIN", 1, "SCRAM-SHA-256"
+	auth := kmsg.NewPtrSASLAuthenticateRequest()
+	auth.Version, auth.SASLAuthBytes = 1, []byte("n,,n=admin,r=abc")
+	f.Add(append(frame(hs1), frame(auth)...))
+	f.Add(append(frame(hs0), raw([]byte("\x00admin\x00wrong"))...))
+	f.Add(append(frame(apiVersions(3)), frame(kmsg.NewPtrMetadataRequest())...))
+
+	f.Fuzz(func(t *testing.T, in []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		cc := &clientConn{remote: "fuzz:1", host: "fuzz", principal: "User:ANONYMOUS", needSASL: true}
+		for i := 0; i < 4 && len(in) >= 2; i++ {
+			n := int(binary.BigEndian.Uint16(in))
+			in = in[2:]
+			if n > len(in) {
+				n = len(in)
+			}
+			fr := in[:n]
+			in = in[n:]
+			rawToken := cc.sasl.v0 && cc.sasl.mechanism != ""
+			authed := cc.authed.Load()
+			done, _, err := srv.prepareFrame(ctx, cc, fr)
+			if err != nil {
+				return // the connection would be closed
+			}
+			if !authed && !rawToken { // a served request frame has its 8-byte header
+				if key := int16(binary.BigEndian.Uint16(fr)); !preAuthAllowed(key) {
+					t.Fatalf("api key %d served before authentication", key)
+				}
+			}
+			done()
+			if cc.closeAfter {
+				return
+			}
+		}
+	})
+}

@@ -57,9 +57,12 @@ type Server struct {
 	node     *cluster.Node
 	replicas *replicaManager
 
-	ln      net.Listener
-	httpLn  net.Listener
-	httpSrv *http.Server
+	ln        net.Listener // the first listener's
+	listeners []*listener
+	sec       *security
+	secMu     sync.Mutex // serializes saving security state
+	httpLn    net.Listener
+	httpSrv   *http.Server
 	// consoleLn is the web console's listener (console.go), nil when off.
 	consoleLn net.Listener
 	host      string // advertised host
@@ -116,6 +119,10 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		newGroups = s.defaultGroups
 	}
 	s.groups = newGroups(store, logger)
+	if err := s.setupSecurity(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	if err := s.listen(); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -133,11 +140,14 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		return nil, err
 	}
 
-	s.wg.Add(3)
-	go func() {
-		defer s.wg.Done()
-		s.acceptLoop()
-	}()
+	for _, l := range s.listeners {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.acceptLoop(l)
+		}()
+	}
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.topics.Maintain(s.ctx, cfg.MaintainInterval)
@@ -179,28 +189,15 @@ func (s *Server) defaultGroups(store *meta.Store, logger *slog.Logger) GroupCoor
 }
 
 func (s *Server) listen() error {
-	ln, err := net.Listen("tcp", s.cfg.KafkaAddr)
-	if err != nil {
-		return fmt.Errorf("listen kafka %s: %w", s.cfg.KafkaAddr, err)
+	for _, lc := range s.cfg.listeners() {
+		l, err := s.bindListener(lc)
+		if err != nil {
+			return err
+		}
+		s.listeners = append(s.listeners, l)
 	}
-	s.ln = ln
-	adv := s.cfg.AdvertisedAddr
-	if adv == "" {
-		adv = ln.Addr().String()
-	}
-	host, portStr, err := net.SplitHostPort(adv)
-	if err != nil {
-		return fmt.Errorf("advertised address %q: %w", adv, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return fmt.Errorf("advertised port %q: %w", portStr, err)
-	}
-	if port == 0 { // advertised ":0" means "whatever we bound"
-		_, p, _ := net.SplitHostPort(ln.Addr().String())
-		port, _ = strconv.ParseUint(p, 10, 16)
-	}
-	s.host, s.port = host, int32(port)
+	first := s.listeners[0]
+	s.ln, s.host, s.port = first.ln, first.host, first.port
 
 	if !flagcheck.Disabled(s.cfg.HTTPAddr) {
 		hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
@@ -236,9 +233,9 @@ func (s *Server) HTTPAddr() string {
 // Topics exposes the topic manager (for tools and tests).
 func (s *Server) Topics() *storage.Topics { return s.topics }
 
-func (s *Server) acceptLoop() {
+func (s *Server) acceptLoop(l *listener) {
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := l.ln.Accept()
 		if err != nil {
 			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -272,7 +269,7 @@ func (s *Server) acceptLoop() {
 				s.mu.Unlock()
 				s.m.connections.Dec()
 			}()
-			s.serveConn(s.ctx, nc)
+			s.serveConn(s.ctx, nc, l)
 		}()
 	}
 }
@@ -299,9 +296,9 @@ func (s *Server) Close() error {
 		}
 		s.mu.Unlock()
 		var errs []error
-		if s.ln != nil {
-			if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-				errs = append(errs, fmt.Errorf("close kafka listener: %w", err))
+		for _, l := range s.listeners {
+			if err := l.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, fmt.Errorf("close kafka listener %s: %w", l.cfg.Name, err))
 			}
 		}
 		if s.httpSrv != nil {

@@ -82,8 +82,8 @@ type consumer struct {
 	lastErr     string
 }
 
-func newConsumer(brokers []string, group string, log *slog.Logger) (*consumer, error) {
-	cl, err := kgo.NewClient(
+func newConsumer(brokers []string, group string, log *slog.Logger, opts ...kgo.Opt) (*consumer, error) {
+	cl, err := kgo.NewClient(append(opts,
 		kgo.SeedBrokers(brokers...),
 		kgo.ClientID("tributary-demo"),
 		kgo.ConsumerGroup(group),
@@ -94,7 +94,7 @@ func newConsumer(brokers []string, group string, log *slog.Logger) (*consumer, e
 		kgo.MetadataMaxAge(3*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500*time.Millisecond),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("consumer client: %w", err)
 	}

@@ -41,6 +41,7 @@ type options struct {
 	bin, data, encoding, group string
 	brokers, edges, devices    int
 	showDevices, portOffset    int
+	secure                     bool
 	rate                       float64
 	refresh                    time.Duration
 }
@@ -95,6 +96,7 @@ Flags:
 	fs.IntVar(&o.portOffset, "port-offset", 0, "added to every port (to run beside daemons already on the defaults)")
 	fs.StringVar(&o.group, "group", "tributary-demo", "consumer group of the live view")
 	fs.DurationVar(&o.refresh, "refresh", time.Second, "how often the view is redrawn")
+	fs.BoolVar(&o.secure, "secure", false, "TLS on every link and SCRAM on Kafka; writes <data>/client.properties for kcat -F")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -132,6 +134,16 @@ type demo struct {
 	brokerAddrs []string
 	// bridgeOff says why edges run without their bridge ("" if bridged).
 	bridgeOff string
+	// sec is set with -secure.
+	sec *secureSetup
+}
+
+// clientOpts are the Kafka client options of the demo's own clients.
+func (d *demo) clientOpts() []kgo.Opt {
+	if d.sec == nil {
+		return nil
+	}
+	return d.sec.clientOpts("demo")
 }
 
 func run(args []string) error {
@@ -242,29 +254,46 @@ func (d *demo) checkPorts() error {
 func (d *demo) start(ctx context.Context) (*runningConsumer, error) {
 	o := d.o
 	fmt.Printf("Tributary demo: data in %s, logs in %s\n", o.data, d.logDir)
+	if o.secure {
+		var err error
+		if d.sec, err = newSecureSetup(o.data); err != nil {
+			return nil, err
+		}
+		fmt.Printf("  secure: dev CA and certificates in %s, SCRAM-SHA-512 on Kafka, TLS on every link\n", d.sec.dir)
+	}
 	if err := d.startCores(ctx); err != nil {
 		return nil, err
+	}
+	if d.sec != nil {
+		props := filepath.Join(o.data, "client.properties")
+		if err := d.sec.writeClientProperties(props, d.brokerAddrs); err != nil {
+			return nil, err
+		}
+		fmt.Printf("  client properties for kcat: kcat -F %s -C -t <topic>\n", props)
 	}
 	for e := range o.edges {
 		if err := d.startEdge(ctx, e); err != nil {
 			return nil, err
 		}
 	}
-	cons, err := startConsumer(ctx, d.brokerAddrs, o.group, d.log)
+	cons, err := startConsumer(ctx, d.brokerAddrs, o.group, d.log, d.clientOpts()...)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Printf("  consumer group %q reading every stream on the core\n", o.group)
 	for e := range o.edges {
 		name := fmt.Sprintf("sim-%d", e)
-		p, err := startProc(name, d.logDir, filepath.Join(o.bin, "tributary-sim"), "run",
-			"--broker", addr(mqttPort+e, o.portOffset),
+		simArgs := []string{"run", "--broker", addr(mqttPort+e, o.portOffset)}
+		if d.sec != nil {
+			simArgs = append(simArgs, "--tls", "--ca-file", d.sec.caFile)
+		}
+		p, err := startProc(name, d.logDir, filepath.Join(o.bin, "tributary-sim"), append(simArgs,
 			"--devices", strconv.Itoa(o.devices), "--id-start", strconv.Itoa(e*o.devices),
 			"--rate", strconv.FormatFloat(o.rate, 'g', -1, 64), "--encoding", o.encoding,
 			// Ended by Ctrl-C; --state keeps sequence numbers going across runs.
 			"--duration", "8760h", "--ramp", "5s", "--drain-timeout", "5s",
 			"--state", filepath.Join(o.data, name+".state"),
-			"--metrics-addr", addr(simHTTPPort+e, o.portOffset), "--quiet")
+			"--metrics-addr", addr(simHTTPPort+e, o.portOffset), "--quiet")...)
 		if err != nil {
 			return cons, err
 		}
@@ -291,6 +320,17 @@ func (d *demo) startCores(ctx context.Context) error {
 		ka, ha := addr(kafkaPort+b, o.portOffset), addr(coreHTTPPort+b, o.portOffset)
 		args := []string{"-data-dir", filepath.Join(o.data, name), "-kafka-addr", ka, "-http-addr", ha,
 			"-node-id", strconv.Itoa(b + 1)}
+		if d.sec != nil {
+			cfg, err := d.sec.coreConfig(name, ka, o.brokers > 1)
+			if err != nil {
+				return err
+			}
+			cfgPath := filepath.Join(o.data, name+".yaml")
+			if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+				return fmt.Errorf("%s: write config: %w", name, err)
+			}
+			args = append(args, "-config", cfgPath)
+		}
 		if o.brokers > 1 {
 			args = append(args, "-serf-addr", join[b], "-raft-addr", addr(raftPort+b, o.portOffset),
 				"-rpc-addr", addr(rpcPort+b, o.portOffset), "-join", strings.Join(join, ","),
@@ -313,7 +353,7 @@ func (d *demo) startCores(ctx context.Context) error {
 		fmt.Printf("  %-8s Kafka %s, metrics http://%s/metrics\n", p.name, d.brokerAddrs[i], https[i])
 	}
 	if o.brokers > 1 {
-		ctrl, err := waitCluster(ctx, d.brokerAddrs, startTimeout)
+		ctrl, err := waitCluster(ctx, d.brokerAddrs, startTimeout, d.clientOpts()...)
 		if err != nil {
 			return err
 		}
@@ -335,6 +375,11 @@ func (d *demo) startEdge(ctx context.Context, e int) error {
 		cfg, err := edgeConfig(filepath.Join(o.data, name), "demo-"+name, addr(mqttPort+e, o.portOffset), ha, d.brokerAddrs, bridged)
 		if err != nil {
 			return err
+		}
+		if d.sec != nil {
+			if cfg, err = d.secureEdge(cfg, name, addr(mqttPort+e, o.portOffset), bridged); err != nil {
+				return err
+			}
 		}
 		if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 			return fmt.Errorf("%s: write config: %w", name, err)
@@ -409,8 +454,8 @@ type runningConsumer struct {
 	done   chan struct{}
 }
 
-func startConsumer(ctx context.Context, brokers []string, group string, log *slog.Logger) (*runningConsumer, error) {
-	c, err := newConsumer(brokers, group, log)
+func startConsumer(ctx context.Context, brokers []string, group string, log *slog.Logger, opts ...kgo.Opt) (*runningConsumer, error) {
+	c, err := newConsumer(brokers, group, log, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -555,10 +600,10 @@ func (d *demo) killAll() {
 
 // waitCluster polls the brokers' metadata until every broker is listed and
 // a controller is elected, and returns the controller's id.
-func waitCluster(ctx context.Context, brokers []string, timeout time.Duration) (int32, error) {
+func waitCluster(ctx context.Context, brokers []string, timeout time.Duration, opts ...kgo.Opt) (int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("tributary-demo-setup"))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("tributary-demo-setup")}, opts...)...)
 	if err != nil {
 		return 0, fmt.Errorf("cluster check client: %w", err)
 	}

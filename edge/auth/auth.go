@@ -5,6 +5,7 @@ package auth
 
 import (
 	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,6 +17,8 @@ import (
 type Device struct {
 	Username string `yaml:"username"`
 	// PasswordHash is a bcrypt hash (htpasswd -B, or `tributary-edge -hash-password`).
+	// It may be empty when cert_identity is set: the device then logs in
+	// only with its TLS client certificate.
 	PasswordHash string `yaml:"password_hash"`
 	// ReadAll lets this login subscribe to every topic (a local dashboard or
 	// consumer); other devices subscribe only under their own prefix.
@@ -28,6 +31,11 @@ type Config struct {
 	// any mapped topic; meant for lab use.
 	AllowAnonymous bool     `yaml:"allow_anonymous"`
 	Devices        []Device `yaml:"devices"`
+	// CertIdentity takes a device's identity from its verified TLS client
+	// certificate (mqtt.tls.client_ca_file) instead of a password: "cn"
+	// for the subject's common name, "san" for its first DNS or e-mail
+	// SAN; "" (default) keeps password logins only.
+	CertIdentity string `yaml:"cert_identity"`
 }
 
 // Errors returned by Authenticate; the caller logs and counts them.
@@ -35,13 +43,15 @@ var (
 	ErrAnonymous   = errors.New("anonymous connections are not allowed")
 	ErrUnknownUser = errors.New("unknown device")
 	ErrBadPassword = errors.New("wrong password")
+	ErrCertificate = errors.New("client certificate does not name this device")
 )
 
 // Authenticator checks logins and publish rights.
 type Authenticator struct {
-	anonymous bool
-	hashes    map[string][]byte
-	readAll   map[string]bool
+	anonymous    bool
+	certIdentity string
+	hashes       map[string][]byte
+	readAll      map[string]bool
 	// dummy is compared against for unknown users so that a wrong username
 	// costs the same bcrypt time as a wrong password.
 	dummy []byte
@@ -49,7 +59,13 @@ type Authenticator struct {
 
 // New validates cfg.
 func New(cfg Config) (*Authenticator, error) {
-	a := &Authenticator{anonymous: cfg.AllowAnonymous, hashes: make(map[string][]byte, len(cfg.Devices)), readAll: map[string]bool{}}
+	a := &Authenticator{anonymous: cfg.AllowAnonymous, certIdentity: cfg.CertIdentity,
+		hashes: make(map[string][]byte, len(cfg.Devices)), readAll: map[string]bool{}}
+	switch cfg.CertIdentity {
+	case "", "cn", "san":
+	default:
+		return nil, fmt.Errorf("auth: cert_identity %q: want cn, san or empty", cfg.CertIdentity)
+	}
 	for i, d := range cfg.Devices {
 		if d.Username == "" {
 			return nil, fmt.Errorf("auth: device %d has no username", i)
@@ -59,6 +75,11 @@ func New(cfg Config) (*Authenticator, error) {
 		}
 		if _, dup := a.hashes[d.Username]; dup {
 			return nil, fmt.Errorf("auth: device %q listed twice", d.Username)
+		}
+		if d.PasswordHash == "" && cfg.CertIdentity != "" {
+			a.hashes[d.Username] = nil // certificate logins only
+			a.readAll[d.Username] = d.ReadAll
+			continue
 		}
 		if _, err := bcrypt.Cost([]byte(d.PasswordHash)); err != nil {
 			return nil, fmt.Errorf("auth: device %q: password_hash is not a bcrypt hash: %w", d.Username, err)
@@ -100,10 +121,41 @@ func (a *Authenticator) Authenticate(username string, password []byte) error {
 		_ = bcrypt.CompareHashAndPassword(a.dummy, password)
 		return fmt.Errorf("%w %q", ErrUnknownUser, username)
 	}
+	if h == nil { // a certificate-only device
+		_ = bcrypt.CompareHashAndPassword(a.dummy, password)
+		return fmt.Errorf("%w for %q (it logs in with its certificate)", ErrBadPassword, username)
+	}
 	if err := bcrypt.CompareHashAndPassword(h, password); err != nil {
 		return fmt.Errorf("%w for %q", ErrBadPassword, username)
 	}
 	return nil
+}
+
+// CertIdentity reports the configured certificate rule ("" when off).
+func (a *Authenticator) CertIdentity() string { return a.certIdentity }
+
+// AuthenticateCert names the device a verified client certificate
+// identifies. A CONNECT username, if given, must be that name; the name
+// must be a configured device.
+func (a *Authenticator) AuthenticateCert(username string, cert *x509.Certificate) (string, error) {
+	name := cert.Subject.CommonName
+	if a.certIdentity == "san" {
+		switch {
+		case len(cert.DNSNames) > 0:
+			name = cert.DNSNames[0]
+		case len(cert.EmailAddresses) > 0:
+			name = cert.EmailAddresses[0]
+		default:
+			name = ""
+		}
+	}
+	if name == "" || (username != "" && username != name) {
+		return "", fmt.Errorf("%w: certificate names %q, CONNECT %q", ErrCertificate, name, username)
+	}
+	if !a.isDevice(name) {
+		return "", fmt.Errorf("%w %q", ErrUnknownUser, name)
+	}
+	return name, nil
 }
 
 // MayPublish reports whether username may publish to a topic naming device

@@ -37,6 +37,10 @@ func guardPacketSize(c net.Conn, limit uint32) net.Conn {
 	return &sizeGuardConn{Conn: c, limit: limit}
 }
 
+// NetConn is the wrapped connection (as tls.Conn names it), so hooks can
+// reach a TLS connection's state.
+func (c *sizeGuardConn) NetConn() net.Conn { return c.Conn }
+
 // disconnectTooLarge is DISCONNECT, reason 0x95 Packet too large, no properties.
 var disconnectTooLarge = []byte{0xe0, 0x02, 0x95, 0x00}
 

@@ -7,9 +7,11 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
 	"strconv"
 	"sync"
@@ -299,9 +301,41 @@ func (h *Hook) Provides(b byte) bool {
 	return false
 }
 
-// OnConnectAuthenticate checks the CONNECT's username and password.
+// tlsConn finds the TLS connection under wrappers that expose NetConn.
+func tlsConn(c net.Conn) *tls.Conn {
+	for range 4 {
+		switch v := c.(type) {
+		case *tls.Conn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// OnConnectAuthenticate checks the CONNECT's username and password, or the
+// device's TLS client certificate when auth.cert_identity is set.
 func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
+	if h.auth.CertIdentity() != "" {
+		// A verified client certificate names the device; the CONNECT's
+		// username, if any, must agree, and no password is needed.
+		if tc := tlsConn(cl.Net.Conn); tc != nil && len(tc.ConnectionState().PeerCertificates) > 0 {
+			name, err := h.auth.AuthenticateCert(user, tc.ConnectionState().PeerCertificates[0])
+			if err != nil {
+				h.m.connects.WithLabelValues("refused").Inc()
+				h.m.refusedConnects.WithLabelValues("certificate").Inc()
+				h.log.Warn("mqtt connect refused", "client", cl.ID, "username", user, "remote", cl.Net.Remote, "err", err)
+				return false
+			}
+			cl.Properties.Username = []byte(name)
+			h.m.connects.WithLabelValues("accepted").Inc()
+			return true
+		}
+	}
 	if err := h.auth.Authenticate(user, pk.Connect.Password); err != nil {
 		reason := "error"
 		switch {

@@ -298,12 +298,12 @@ func createTopic(ctx context.Context, cl *kgo.Client, topic string) error {
 
 // kafkaProduce produces n records of size bytes (or as many as fit in
 // limit) and returns acknowledged records/s, counting until the last ack.
-func kafkaProduce(ctx context.Context, addr, topic string, size int, all bool, n int, limit time.Duration, what string) (float64, int, error) {
+func kafkaProduce(ctx context.Context, addr, topic string, size int, all bool, n int, limit time.Duration, what string, extra ...kgo.Opt) (float64, int, error) {
 	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks())}
 	if !all {
 		opts = []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite()}
 	}
-	cl, err := kafkaClient(addr, opts...)
+	cl, err := kafkaClient(addr, append(opts, extra...)...)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -342,10 +342,10 @@ func kafkaProduce(ctx context.Context, addr, topic string, size int, all bool, n
 
 // kafkaConsume reads the topic from the start up to its end offsets, as
 // listed before the read begins.
-func kafkaConsume(ctx context.Context, addr, topic string, limit time.Duration, what string) (float64, error) {
+func kafkaConsume(ctx context.Context, addr, topic string, limit time.Duration, what string, extra ...kgo.Opt) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit+10*time.Second)
 	defer cancel()
-	total, err := topicEnd(ctx, addr, topic)
+	total, err := topicEnd(ctx, addr, topic, extra...)
 	if err != nil {
 		return 0, err
 	}
@@ -353,7 +353,7 @@ func kafkaConsume(ctx context.Context, addr, topic string, limit time.Duration, 
 		return 0, fmt.Errorf("topic %s is empty", topic)
 	}
 	start := time.Now()
-	cl, err := kafkaClient(addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kafkaClient(addr, append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, extra...)...)
 	if err != nil {
 		return 0, err
 	}
@@ -374,8 +374,8 @@ func kafkaConsume(ctx context.Context, addr, topic string, limit time.Duration, 
 }
 
 // topicEnd sums the topic's end offsets (every topic here starts at 0).
-func topicEnd(ctx context.Context, addr, topic string) (int64, error) {
-	cl, err := kafkaClient(addr)
+func topicEnd(ctx context.Context, addr, topic string, extra ...kgo.Opt) (int64, error) {
+	cl, err := kafkaClient(addr, extra...)
 	if err != nil {
 		return 0, err
 	}

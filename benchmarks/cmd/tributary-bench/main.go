@@ -41,7 +41,7 @@ func main() {
 	out := flag.String("out", "benchmarks/RESULTS.md", "where to write the Markdown results")
 	quick := flag.Bool("quick", false, "smaller runs (under 3 minutes)")
 	dir := flag.String("dir", os.TempDir(), "scratch directory on the disk to measure")
-	only := flag.String("only", "", "comma-separated sections to run (storage, core, edge, ingest, e2e, drain, cluster, stream); empty runs all")
+	only := flag.String("only", "", "comma-separated sections to run (storage, core, edge, ingest, e2e, drain, cluster, stream, security); empty runs all")
 	bareMochi := flag.String("serve-bare-mochi", "", "internal: serve bare mochi-mqtt on MQTT_ADDR,HTTP_ADDR (the edge section's RSS floor)")
 	flag.Parse()
 	if *bareMochi != "" {
@@ -95,6 +95,7 @@ func main() {
 	}
 	run("storage", "storage vs dd", func() ([]row, error) { return storageVsDD(*dir, mib) })
 	run("core", "core vs kfake vs JetStream", func() ([]row, error) { return coreVsPeers(*dir, *quick) })
+	run("security", "core over TLS vs plaintext; SCRAM logins", func() ([]row, error) { return securityBench(*dir, *quick) })
 	run("edge", "edge vs mosquitto", func() ([]row, error) { return edgeVsMosquitto(*dir, *quick) })
 	run("ingest", "edge ingest rules: generic JSON, Sparkplug B", func() ([]row, error) { return ingestFormats(*dir, *quick) })
 	run("e2e", "end-to-end latency (sensor → edge → core → consumer)", func() ([]row, error) { return endToEnd(*dir, *quick) })

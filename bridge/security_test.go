@@ -1,0 +1,115 @@
+package bridge
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/core/server"
+	"github.com/tributary-io/tributary/internal/devcert"
+)
+
+// secureCore configures a core with a SASL_SSL listener on addr for the
+// bridge (SCRAM user "bridge", allowed everything on topics) and a
+// PLAINTEXT listener on plainAddr whose anonymous clients may only read,
+// for the verifier. It returns the CA file.
+func secureCore(t *testing.T, core *testCore, addr, plainAddr string) string {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := devcert.NewCA("bridge test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Server("core")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := leaf.WriteFiles(dir, "core")
+	if err != nil {
+		t.Fatal(err)
+	}
+	core.configure = func(c *server.Config) {
+		c.Listeners = []server.ListenerConfig{
+			{Name: "SASL_SSL", Protocol: server.ProtocolSASLSSL, Addr: addr},
+			{Name: "PLAINTEXT", Protocol: server.ProtocolPlaintext, Addr: plainAddr},
+		}
+		c.Security = server.SecurityConfig{
+			TLS:   server.TLSConfig{CertFile: certFile, KeyFile: keyFile},
+			Users: []server.UserConfig{{Name: "bridge", Password: "bridge-secret"}},
+			ACLs: []string{
+				"allow User:bridge * all topic *",
+				"allow User:bridge * idempotent-write cluster kafka-cluster",
+				"allow User:ANONYMOUS 127.0.0.1 read topic *",
+			},
+		}
+	}
+	return caFile
+}
+
+// TestSaslSSLExactlyOnce forwards over SASL_SSL with SCRAM-SHA-512 (TLS and
+// the SASL exchange on the bridge's own produce connections and on its
+// franz-go metadata client) while the core restarts three times: the core
+// topic ends with every reading once, in order.
+func TestSaslSSLExactlyOnce(t *testing.T) {
+	addr, plainAddr := freeAddr(t), freeAddr(t)
+	core := newCore(t, addr, "")
+	caFile := secureCore(t, core, addr, plainAddr)
+	core.start()
+	e := openEdge(t, t.TempDir(), 2)
+	cfg := testBridgeConfig(addr)
+	cfg.TLS = &TLSConfig{CAFile: caFile}
+	cfg.SASL = &SASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: "bridge-secret"}
+	rb := startBridge(t, cfg, e)
+	in := e.startIngest(devices("dev", 6), nil, 20, 5*time.Millisecond)
+	for i := 0; i < 3; i++ {
+		time.Sleep(400 * time.Millisecond)
+		core.stop()
+		time.Sleep(200 * time.Millisecond)
+		core.start()
+	}
+	time.Sleep(300 * time.Millisecond)
+	want := in.stop(t)
+	rb.waitCaughtUp(t, 30*time.Second)
+	verifyCore(t, core, plainAddr, want)
+}
+
+// TestSaslWrongPassword: a bridge with a wrong password forwards nothing
+// and says why in its status.
+func TestSaslWrongPassword(t *testing.T) {
+	addr, plainAddr := freeAddr(t), freeAddr(t)
+	core := newCore(t, addr, "")
+	caFile := secureCore(t, core, addr, plainAddr)
+	core.start()
+	e := openEdge(t, t.TempDir(), 1)
+	if err := e.appendReading("dev-1", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testBridgeConfig(addr)
+	cfg.TLS = &TLSConfig{CAFile: caFile}
+	cfg.SASL = &SASLConfig{Mechanism: "PLAIN", Username: "bridge", Password: "guess"}
+	rb := startBridge(t, cfg, e)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := rb.Status()
+		reported := false
+		for _, p := range st.Partitions {
+			reported = reported || strings.Contains(strings.ToLower(p.LastError), "sasl")
+		}
+		if reported {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no SASL error reported: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := core.records(stream); n > 0 {
+		t.Fatalf("core holds %d records from an unauthenticated bridge", n)
+	}
+}

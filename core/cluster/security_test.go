@@ -1,0 +1,116 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/internal/devcert"
+)
+
+func gossipKey(t *testing.T) string {
+	t.Helper()
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(k)
+}
+
+// peerSecurity writes a broker certificate signed by ca.
+func peerSecurity(t *testing.T, ca *devcert.CA, dir, name string, keys ...string) *LinkSecurity {
+	t.Helper()
+	caFile := filepath.Join(dir, "ca-"+name+".crt")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Peer(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := leaf.WriteFiles(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &LinkSecurity{GossipKeys: keys, CertFile: cert, KeyFile: key, CAFile: caFile}
+}
+
+// TestSecureLinks forms a 3-broker cluster with encrypted gossip and Raft
+// and the forwarding RPC on mutual TLS, creates a topic through a
+// follower (the forwarded proposal crosses the TLS RPC), then shows that a
+// broker with the wrong gossip key cannot join Serf and one with the right
+// key but a certificate from another CA never receives the metadata.
+func TestSecureLinks(t *testing.T) {
+	c := newTestCluster(t, 4)
+	dir := t.TempDir()
+	ca, err := devcert.NewCA("cluster CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := gossipKey(t)
+	for i := range 3 {
+		c.cfgs[i].Security = peerSecurity(t, ca, dir, fmt.Sprintf("broker-%d", i+1), key)
+		c.cfgs[i].BootstrapExpect = 3
+	}
+	for i := range 3 {
+		c.start(i)
+	}
+	c.waitFor("3 secure brokers", 30*time.Second, allAlive(1, 2, 3))
+	var follower *Node
+	for _, n := range c.running() {
+		if !n.IsController() {
+			follower = n
+			break
+		}
+	}
+	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "secure-topic", 3, 3, nil); err != nil {
+		t.Fatalf("create topic through a follower (TLS RPC): %v", err)
+	}
+
+	// Broker 4: the wrong gossip key. Serf cannot decrypt it, nor it Serf.
+	c.cfgs[3].Security = peerSecurity(t, ca, dir, "broker-4", gossipKey(t))
+	c.cfgs[3].BootstrapExpect = 3
+	c.start(3)
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		if len(c.nodes[3].members()) > 1 {
+			t.Fatalf("broker with the wrong gossip key sees %d members", len(c.nodes[3].members()))
+		}
+		for _, n := range c.nodes[:3] {
+			if len(n.members()) > 3 {
+				t.Fatalf("broker %d admitted the broker with the wrong key", n.ID())
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.stop(3)
+
+	// Broker 4 again: the right key, but a certificate the cluster does
+	// not trust. Raft cannot reach it, so it never learns the metadata.
+	stranger, err := devcert.NewCA("stranger CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cfgs[3].Security = peerSecurity(t, stranger, dir, "broker-4b", key)
+	c.cfgs[3].DataDir = filepath.Join(dir, "broker-4b")
+	c.start(3)
+	deadline = time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := c.nodes[3].Metadata().Topics["secure-topic"]; ok {
+			t.Fatal("a broker with an untrusted certificate received the metadata")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.stop(3)
+	c.waitFor("the 3 trusted brokers still agree", 10*time.Second, func(n *Node) error {
+		if _, ok := n.Metadata().Topics["secure-topic"]; !ok {
+			return errors.New("secure-topic missing")
+		}
+		return nil
+	})
+}

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/core/auth"
+)
+
+// DescribeAcls (29), CreateAcls (30) and DeleteAcls (31): reading needs
+// DESCRIBE on the cluster, changing needs ALTER. With ACLs off (no listener
+// authenticates) they answer SECURITY_DISABLED, as Kafka without an
+// authorizer does.
+func init() {
+	register(29, 0, 3, (*Server).handleDescribeAcls)
+	register(30, 0, 3, (*Server).handleCreateAcls)
+	register(31, 0, 3, (*Server).handleDeleteAcls)
+}
+
+// aclGate is the shared refusal: SECURITY_DISABLED or CLUSTER_AUTHORIZATION_FAILED.
+func (s *Server) aclGate(c *call, op auth.Operation) int16 {
+	if !s.authzActive() {
+		return kerr.SecurityDisabled.Code
+	}
+	if !s.allowed(c, op, rtCluster, clusterName) {
+		return codeClusterDenied
+	}
+	return 0
+}
+
+func (s *Server) handleDescribeAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DescribeACLsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeACLsResponse)
+	if code := s.aclGate(c, opDescribe); code != 0 {
+		resp.ErrorCode = code
+		c.fail(code)
+		return resp, nil
+	}
+	pt := req.ResourcePatternType
+	if req.Version == 0 {
+		pt = kmsg.ACLResourcePatternTypeLiteral
+	}
+	f := auth.Filter{ResourceType: req.ResourceType, ResourceName: req.ResourceName, PatternType: pt,
+		Principal: req.Principal, Host: req.Host, Operation: req.Operation, Permission: req.PermissionType}
+	type key struct {
+		rt   auth.ResourceType
+		name string
+		pt   auth.PatternType
+	}
+	idx := map[key]int{}
+	for _, a := range s.sec.authz.List(f) {
+		k := key{a.ResourceType, a.ResourceName, a.PatternType}
+		i, ok := idx[k]
+		if !ok {
+			r := kmsg.NewDescribeACLsResponseResource()
+			r.ResourceType, r.ResourceName, r.ResourcePatternType = a.ResourceType, a.ResourceName, a.PatternType
+			resp.Resources = append(resp.Resources, r)
+			i = len(resp.Resources) - 1
+			idx[k] = i
+		}
+		ra := kmsg.NewDescribeACLsResponseResourceACL()
+		ra.Principal, ra.Host, ra.Operation, ra.PermissionType = a.Principal, a.Host, a.Operation, a.Permission
+		resp.Resources[i].ACLs = append(resp.Resources[i].ACLs, ra)
+	}
+	return resp, nil
+}
+
+func (s *Server) handleCreateAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.CreateACLsRequest)
+	resp := req.ResponseKind().(*kmsg.CreateACLsResponse)
+	gate := s.aclGate(c, opAlter)
+	var added []auth.ACL
+	for _, cr := range req.Creations {
+		r := kmsg.NewCreateACLsResponseResult()
+		pt := cr.ResourcePatternType
+		if req.Version == 0 {
+			pt = kmsg.ACLResourcePatternTypeLiteral
+		}
+		a := auth.ACL{ResourceType: cr.ResourceType, ResourceName: cr.ResourceName, PatternType: pt,
+			Principal: cr.Principal, Host: cr.Host, Operation: cr.Operation, Permission: cr.PermissionType}
+		if gate != 0 {
+			r.ErrorCode = gate
+		} else if err := a.Validate(); err != nil {
+			r.ErrorCode, r.ErrorMessage = kerr.InvalidRequest.Code, strp(err.Error())
+		} else {
+			added = append(added, a)
+		}
+		c.fail(r.ErrorCode)
+		resp.Results = append(resp.Results, r)
+	}
+	if len(added) > 0 {
+		s.sec.authz.Add(added...)
+		if err := s.saveSecurityState(); err != nil {
+			s.logger.Error("ACLs added but not stored", "err", err)
+		}
+		s.logger.Info("ACLs created", "count", len(added), "by", c.conn.principal)
+	}
+	return resp, nil
+}
+
+func (s *Server) handleDeleteAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DeleteACLsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteACLsResponse)
+	gate := s.aclGate(c, opAlter)
+	changed := false
+	for _, df := range req.Filters {
+		r := kmsg.NewDeleteACLsResponseResult()
+		if gate != 0 {
+			r.ErrorCode = gate
+			c.fail(gate)
+			resp.Results = append(resp.Results, r)
+			continue
+		}
+		pt := df.ResourcePatternType
+		if req.Version == 0 {
+			pt = kmsg.ACLResourcePatternTypeLiteral
+		}
+		f := auth.Filter{ResourceType: df.ResourceType, ResourceName: df.ResourceName, PatternType: pt,
+			Principal: df.Principal, Host: df.Host, Operation: df.Operation, Permission: df.PermissionType}
+		for _, a := range s.sec.authz.Delete(f) {
+			changed = true
+			m := kmsg.NewDeleteACLsResponseResultMatchingACL()
+			m.ResourceType, m.ResourceName, m.ResourcePatternType = a.ResourceType, a.ResourceName, a.PatternType
+			m.Principal, m.Host, m.Operation, m.PermissionType = a.Principal, a.Host, a.Operation, a.Permission
+			r.MatchingACLs = append(r.MatchingACLs, m)
+		}
+		resp.Results = append(resp.Results, r)
+	}
+	if changed {
+		if err := s.saveSecurityState(); err != nil {
+			s.logger.Error("ACLs deleted but not stored", "err", err)
+		}
+	}
+	return resp, nil
+}
