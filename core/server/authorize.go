@@ -19,6 +19,7 @@ const (
 	opDescribe        = kmsg.ACLOperationDescribe
 	opClusterAction   = kmsg.ACLOperationClusterAction
 	opDescribeConfigs = kmsg.ACLOperationDescribeConfigs
+	opAlterConfigs    = kmsg.ACLOperationAlterConfigs
 	opIdempotentWrite = kmsg.ACLOperationIdempotentWrite
 	rtTopic           = kmsg.ACLResourceTypeTopic
 	rtGroup           = kmsg.ACLResourceTypeGroup
@@ -208,6 +209,55 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 				sr.ResourceType, sr.ResourceName, sr.ErrorCode = rs.ResourceType, rs.ResourceName, code
 				dr.Resources = append(dr.Resources, sr)
 			}
+		}
+	case *kmsg.DeleteRecordsRequest:
+		var denied []kmsg.DeleteRecordsRequestTopic
+		r.Topics, denied = splitBy(r.Topics, func(t kmsg.DeleteRecordsRequestTopic) bool { return s.allowed(c, opDelete, rtTopic, t.Topic) })
+		return nil, func(resp kmsg.Response) {
+			dr := resp.(*kmsg.DeleteRecordsResponse)
+			for _, t := range denied {
+				c.fail(codeTopicDenied)
+				st := kmsg.NewDeleteRecordsResponseTopic()
+				st.Topic = t.Topic
+				for _, p := range t.Partitions {
+					sp := kmsg.NewDeleteRecordsResponseTopicPartition()
+					sp.Partition, sp.ErrorCode, sp.LowWatermark = p.Partition, codeTopicDenied, -1
+					st.Partitions = append(st.Partitions, sp)
+				}
+				dr.Topics = append(dr.Topics, st)
+			}
+		}
+	case *kmsg.AlterConfigsRequest:
+		var denied []kmsg.AlterConfigsRequestResource
+		r.Resources, denied = splitBy(r.Resources, func(rs kmsg.AlterConfigsRequestResource) bool {
+			return s.mayAlterConfigs(c, rs.ResourceType, rs.ResourceName)
+		})
+		return nil, func(resp kmsg.Response) {
+			ar := resp.(*kmsg.AlterConfigsResponse)
+			for _, rs := range denied {
+				code := s.alterConfigsDenied(c, rs.ResourceType)
+				sr := kmsg.NewAlterConfigsResponseResource()
+				sr.ResourceType, sr.ResourceName, sr.ErrorCode = rs.ResourceType, rs.ResourceName, code
+				ar.Resources = append(ar.Resources, sr)
+			}
+		}
+	case *kmsg.IncrementalAlterConfigsRequest:
+		var denied []kmsg.IncrementalAlterConfigsRequestResource
+		r.Resources, denied = splitBy(r.Resources, func(rs kmsg.IncrementalAlterConfigsRequestResource) bool {
+			return s.mayAlterConfigs(c, rs.ResourceType, rs.ResourceName)
+		})
+		return nil, func(resp kmsg.Response) {
+			ar := resp.(*kmsg.IncrementalAlterConfigsResponse)
+			for _, rs := range denied {
+				code := s.alterConfigsDenied(c, rs.ResourceType)
+				sr := kmsg.NewIncrementalAlterConfigsResponseResource()
+				sr.ResourceType, sr.ResourceName, sr.ErrorCode = rs.ResourceType, rs.ResourceName, code
+				ar.Resources = append(ar.Resources, sr)
+			}
+		}
+	case *kmsg.DescribeLogDirsRequest, *kmsg.DescribeClusterRequest:
+		if !s.allowed(c, opDescribe, rtCluster, clusterName) {
+			return errorResponse(c, req, codeClusterDenied), nil
 		}
 	case *kmsg.DescribeProducersRequest:
 		var denied []kmsg.DescribeProducersRequestTopic
@@ -467,4 +517,23 @@ func splitBy[T any](xs []T, keep func(T) bool) (kept, dropped []T) {
 		}
 	}
 	return kept, dropped
+}
+
+// mayAlterConfigs is ALTER_CONFIGS on the topic, or on the cluster for
+// broker resources.
+func (s *Server) mayAlterConfigs(c *call, typ kmsg.ConfigResourceType, name string) bool {
+	if typ == kmsg.ConfigResourceTypeTopic {
+		return s.allowed(c, opAlterConfigs, rtTopic, name)
+	}
+	return s.allowed(c, opAlterConfigs, rtCluster, clusterName)
+}
+
+// alterConfigsDenied counts a refused resource and returns its code.
+func (s *Server) alterConfigsDenied(c *call, typ kmsg.ConfigResourceType) int16 {
+	code := codeClusterDenied
+	if typ == kmsg.ConfigResourceTypeTopic {
+		code = codeTopicDenied
+	}
+	c.fail(code)
+	return code
 }

@@ -218,3 +218,39 @@ func newTestCA() (tls.Certificate, error) {
 	}
 	return leaf.TLS()
 }
+
+// The admin APIs added beside security are guarded too: without ALTER_CONFIGS
+// or DELETE on the topic, or DESCRIBE on the cluster, alice is refused;
+// the super user is served.
+func TestSecureAdminAPIs(t *testing.T) {
+	e := startSecure(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin := kadm.NewClient(e.client(t, plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism()))
+	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "guarded"); err != nil {
+		t.Fatal(err)
+	}
+	// Alice may read and write the topic, nothing more.
+	acls := kadm.NewACLs().Allow("User:alice").AllowHosts().Topics("guarded").ResourcePatternType(kadm.ACLPatternLiteral).
+		Operations(kadm.OpRead, kadm.OpWrite, kadm.OpDescribe)
+	if _, err := admin.CreateACLs(ctx, acls); err != nil {
+		t.Fatal(err)
+	}
+	alice := kadm.NewClient(e.client(t, scram512("alice", "alice-secret")))
+	set := kadm.AlterConfig{Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr("60000")}
+	res, err := alice.AlterTopicConfigs(ctx, []kadm.AlterConfig{set}, "guarded")
+	if err != nil || len(res) != 1 || !errors.Is(res[0].Err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("alice alters a topic config: %+v %v, want TOPIC_AUTHORIZATION_FAILED", res, err)
+	}
+	dr, err := alice.DeleteRecords(ctx, kadm.Offsets{"guarded": {0: {Topic: "guarded", Partition: 0, At: 0}}})
+	if err != nil || !errors.Is(dr["guarded"][0].Err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("alice deletes records: %+v %v, want TOPIC_AUTHORIZATION_FAILED", dr, err)
+	}
+	if _, err := alice.DescribeAllLogDirs(ctx, nil); !errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		t.Fatalf("alice describes log dirs: %v, want CLUSTER_AUTHORIZATION_FAILED", err)
+	}
+	res, err = admin.AlterTopicConfigs(ctx, []kadm.AlterConfig{set}, "guarded")
+	if err != nil || len(res) != 1 || res[0].Err != nil {
+		t.Fatalf("the super user alters a topic config: %+v %v", res, err)
+	}
+}
