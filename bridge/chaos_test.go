@@ -19,6 +19,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tributary-io/tributary/bridge"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // Issue 12, scenario 1: the real edge binary with tiny retention (32 KiB,
@@ -278,7 +279,7 @@ bridge:
 	if len(segs) < 3 {
 		t.Fatalf("want sealed segments, have %v", segs)
 	}
-	flipFileByte(t, segs[1], 120) // a record of the second segment's first batch
+	testkit.FlipByte(t, segs[1], 120) // a record of the second segment's first batch
 
 	edge = startEdgeProc(t, bin, cfgPath, mqttAddr)
 	var health edgeHealth
@@ -352,21 +353,4 @@ func scrapeCounter(t *testing.T, addr, name string) float64 {
 		}
 	}
 	return sum
-}
-
-func flipFileByte(t *testing.T, path string, pos int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, pos); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xFF
-	if _, err := f.WriteAt(b, pos); err != nil {
-		t.Fatal(err)
-	}
 }

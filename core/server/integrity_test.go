@@ -15,26 +15,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
 
-// flipByte damages one byte of a file, as bit rot does.
-func flipByte(t testing.TB, path string, pos int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, pos); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xFF
-	if _, err := f.WriteAt(b, pos); err != nil {
-		t.Fatal(err)
-	}
-}
+var flipByte = testkit.FlipByte
 
 func produceValues(t testing.TB, addr, topic string, n, size int) {
 	t.Helper()

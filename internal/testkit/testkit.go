@@ -3,6 +3,7 @@ package testkit
 import (
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -68,4 +69,22 @@ func BuildBinary(t testing.TB, pkg string) string {
 		t.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
+}
+
+// FlipByte inverts one byte of a file in place, as bit rot does.
+func FlipByte(t testing.TB, path string, pos int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, pos); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xFF
+	if _, err := f.WriteAt(b, pos); err != nil {
+		t.Fatal(err)
+	}
 }
