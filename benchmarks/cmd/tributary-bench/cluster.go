@@ -202,7 +202,7 @@ func (b *clusterBroker) stop() {
 // createClusterTopic creates topic (min.insync.replicas = min(rf, 2)),
 // retrying while the cluster forms, then waits until every broker
 // describes it with a leader for each partition.
-func createClusterTopic(ctx context.Context, addrs []string, topic string, parts int32, rf int16) error {
+func createClusterTopic(ctx context.Context, addrs []string, topic string, parts int32, rf int16, configs ...[2]string) error {
 	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
 		return fmt.Errorf("admin client: %w", err)
@@ -218,6 +218,11 @@ func createClusterTopic(ctx context.Context, addrs []string, topic string, parts
 		c := kmsg.NewCreateTopicsRequestTopicConfig()
 		c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr(fmt.Sprint(min(rf, 2)))
 		rt.Configs = append(rt.Configs, c)
+		for _, kv := range configs {
+			c := kmsg.NewCreateTopicsRequestTopicConfig()
+			c.Name, c.Value = kv[0], kmsg.StringPtr(kv[1])
+			rt.Configs = append(rt.Configs, c)
+		}
 		req.Topics = append(req.Topics, rt)
 		req.TimeoutMillis = 10_000
 		resp, err := req.RequestWith(ctx, adm)

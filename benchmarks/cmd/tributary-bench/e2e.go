@@ -44,6 +44,10 @@ func endToEnd(dir string, quick bool) ([]row, error) {
 	return rows, nil
 }
 
+// logAppendTime makes the core stamp each batch with its append time, so
+// the consumer can split the path at the core's append.
+var logAppendTime = [2]string{"message.timestamp.type", "LogAppendTime"}
+
 // e2eTarget is issue 19's p99 target for a load.
 func e2eTarget(brokers, devices int) string {
 	switch {
@@ -106,6 +110,9 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		}
 		defer core.kill()
 		kafkaAddrs = []string{kafkaAddr}
+		if err := createClusterTopic(ctx, kafkaAddrs, "sensors", 4, 1, logAppendTime); err != nil {
+			return row{}, err
+		}
 	} else {
 		coreName = "3-broker core cluster (topic RF=3, min.insync.replicas 2)"
 		fmt.Fprintln(os.Stderr, "   e2e: starting a 3-broker core cluster and a bridged edge")
@@ -131,7 +138,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		}
 		// The edge's stream has 4 partitions; the bridge would create the
 		// topic the same way, with the cluster's default RF of 3.
-		if err := createClusterTopic(ctx, kafkaAddrs, "sensors", 4, 3); err != nil {
+		if err := createClusterTopic(ctx, kafkaAddrs, "sensors", 4, 3, logAppendTime); err != nil {
 			return row{}, err
 		}
 	}
@@ -174,6 +181,8 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	var (
 		mu        sync.Mutex
 		lat       []time.Duration
+		toCore    []time.Duration // device write → core append (ms precision)
+		fromCore  []time.Duration // core append → consumer receive
 		consumed  atomic.Int64
 		undecoded atomic.Int64
 		fetchErr  atomic.Value
@@ -201,6 +210,11 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 				consumed.Add(1)
 				if sent, ok := fleet.sentTime(string(r.Key), seq); ok && !sent.Before(measureFrom) {
 					lat = append(lat, now.Sub(sent))
+					// The topic stamps each batch with the core's append time
+					// (LogAppendTime): the split between the hops up to the
+					// core's append and the consumer side.
+					toCore = append(toCore, r.Timestamp.Sub(sent))
+					fromCore = append(fromCore, now.Sub(r.Timestamp))
 				}
 			})
 			mu.Unlock()
@@ -234,13 +248,18 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		return row{}, fmt.Errorf("e2e: no readings in the measured window")
 	}
 	slices.Sort(lat)
+	slices.Sort(toCore)
+	slices.Sort(fromCore)
 	rate := float64(acked) / elapsed.Seconds()
+	fmt.Fprintf(os.Stderr, "   e2e hops (%d broker(s), %d devices): device → core append p50 %.2f / p99 %.2f ms; core append → consumer p50 %.2f / p99 %.2f ms\n",
+		brokers, devices, pctMs(toCore, 0.5), pctMs(toCore, 0.99), pctMs(fromCore, 0.5), pctMs(fromCore, 0.99))
 	fmt.Fprintf(os.Stderr, "   e2e (%d broker(s), %d devices): %d sent, %d acked (%.0f msgs/s), %d consumed, %d undecodable; %s over %d\n",
 		brokers, devices, sent, acked, rate, consumed.Load(), undecoded.Load(), latencyCell(lat, rate), len(lat))
 	return row{
 		Name: fmt.Sprintf("e2e sensor→consumer latency, %d devices × %d QoS 1 msgs/s, edge → %s → franz-go (%d readings over %.0f s)",
 			devices, perDevice, coreName, len(lat), measure.Seconds()),
-		Ours:   latencyCell(lat, rate),
+		Ours: latencyCell(lat, rate) + fmt.Sprintf("; hops p50/p99: to core append %.1f/%.1f ms, append → consumer %.1f/%.1f ms",
+			pctMs(toCore, 0.5), pctMs(toCore, 0.99), pctMs(fromCore, 0.5), pctMs(fromCore, 0.99)),
 		Target: e2eTarget(brokers, devices),
 	}, nil
 }
