@@ -1,12 +1,12 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
 
 	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/internal/health"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -25,9 +25,9 @@ import (
 
 // Health statuses, worst last.
 const (
-	StatusOK       = "ok"
-	StatusDegraded = "degraded"
-	StatusFailing  = "failing"
+	StatusOK       = health.StatusOK
+	StatusDegraded = health.StatusDegraded
+	StatusFailing  = health.StatusFailing
 )
 
 // Health is the body of /healthz.
@@ -113,12 +113,7 @@ func (s *Server) Partitions() []PartitionView {
 // Health judges the broker: see the comment at the top of this file.
 func (s *Server) Health() Health {
 	h := Health{Status: StatusOK, Reasons: []string{}, NodeID: s.cfg.NodeID}
-	worse := func(status, reason string) {
-		if status == StatusFailing || h.Status == StatusOK {
-			h.Status = status
-		}
-		h.Reasons = append(h.Reasons, reason)
-	}
+	worse := func(status, reason string) { health.Worse(&h.Status, &h.Reasons, status, reason) }
 	if s.ctx.Err() != nil {
 		worse(StatusFailing, "shutting down")
 		return h
@@ -145,18 +140,11 @@ func (s *Server) Health() Health {
 // healthz answers Health as JSON: 200 for ok and degraded, 503 for failing.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	h := s.Health()
-	code := http.StatusOK
-	if h.Status == StatusFailing {
-		code = http.StatusServiceUnavailable
-	}
-	writeHealthJSON(w, code, h)
+	health.WriteJSON(w, health.Code(h.Status), h)
 }
 
 // Readiness is the body of /readyz.
-type Readiness struct {
-	Ready   bool     `json:"ready"`
-	Reasons []string `json:"reasons"`
-}
+type Readiness = health.Readiness
 
 // Readiness reports whether the broker can serve clients: listeners bound,
 // logs loaded (both done before Start returns) and, in a cluster, the
@@ -183,19 +171,8 @@ func (s *Server) Readiness() Readiness {
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	r := s.Readiness()
-	code := http.StatusOK
-	if !r.Ready {
-		code = http.StatusServiceUnavailable
-	}
-	writeHealthJSON(w, code, r)
+	health.WriteJSON(w, health.ReadyCode(r), r)
 }
 
-func writeHealthJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+// writeHealthJSON is health.WriteJSON (the console's endpoints use it too).
+var writeHealthJSON = health.WriteJSON

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary-io/tributary/bridge"
+	"github.com/tributary-io/tributary/internal/health"
 )
 
 // Health and readiness on the HTTP listener:
@@ -27,9 +27,9 @@ import (
 
 // Health statuses, worst last.
 const (
-	StatusOK       = "ok"
-	StatusDegraded = "degraded"
-	StatusFailing  = "failing"
+	StatusOK       = health.StatusOK
+	StatusDegraded = health.StatusDegraded
+	StatusFailing  = health.StatusFailing
 )
 
 // Health defaults.
@@ -90,12 +90,7 @@ func (g *Gateway) Health() Health {
 	hc := g.cfg.HTTP.Health.withDefaults()
 	h := Health{Status: StatusOK, Reasons: []string{}, EdgeID: g.edgeID, LogBytes: g.topics.TotalSize(),
 		BudgetBytes: g.cfg.Ingest.BudgetBytes}
-	worse := func(status, reason string) {
-		if status == StatusFailing || h.Status == StatusOK {
-			h.Status = status
-		}
-		h.Reasons = append(h.Reasons, reason)
-	}
+	worse := func(status, reason string) { health.Worse(&h.Status, &h.Reasons, status, reason) }
 	if !g.serving.Load() {
 		worse(StatusFailing, "not serving: starting or shutting down")
 	}
@@ -151,18 +146,11 @@ func (g *Gateway) Health() Health {
 
 func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 	h := g.Health()
-	code := http.StatusOK
-	if h.Status == StatusFailing {
-		code = http.StatusServiceUnavailable
-	}
-	writeHealthJSON(w, code, h)
+	health.WriteJSON(w, health.Code(h.Status), h)
 }
 
 // Readiness is the body of /readyz.
-type Readiness struct {
-	Ready   bool     `json:"ready"`
-	Reasons []string `json:"reasons"`
-}
+type Readiness = health.Readiness
 
 // Readiness reports whether the gateway takes publishes: the logs are open
 // (Open did that) and Run has started the MQTT listeners and not begun
@@ -178,21 +166,7 @@ func (g *Gateway) Readiness() Readiness {
 
 func (g *Gateway) readyz(w http.ResponseWriter, _ *http.Request) {
 	r := g.Readiness()
-	code := http.StatusOK
-	if !r.Ready {
-		code = http.StatusServiceUnavailable
-	}
-	writeHealthJSON(w, code, r)
-}
-
-func writeHealthJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	health.WriteJSON(w, health.ReadyCode(r), r)
 }
 
 // budgetGauge exports the disk budget next to tributary_edge_log_bytes, so
