@@ -353,8 +353,7 @@ func (n *Node) MetadataCurrent() bool {
 		return false
 	}
 	learned, ok := n.readIdx.get(id)
-	applied := n.raft.AppliedIndex()
-	return ok && applied >= learned && applied >= n.raft.CommitIndex()
+	return ok && n.fsm.AppliedIndex() >= learned
 }
 
 // Metadata returns a copy of this node's metadata (as of its last applied Raft entry).

@@ -17,9 +17,14 @@ import (
 // "Applied everything committed" is not enough on its own: a follower's
 // commit index only covers what its own log holds, so right after a restart
 // it can look current while entries it has not received are committed. The
-// Raft answer is a read index: ask the current leader for its commit index
-// (the leader confirms it still leads first) and wait until this node has
-// applied up to it. The node learns it once per leader.
+// Raft answer is a read index: ask the current leader where it stands (the
+// leader confirms it still leads first) and wait until this node has applied
+// up to there. Both sides count the state machine's own applied index, not
+// Raft's: Raft's AppliedIndex moves when entries are handed to the FSM, before
+// it has applied them, and it counts no-op and configuration entries the FSM
+// never sees. Every proposal acknowledged to a client has been applied by the
+// leader's FSM, so the leader's FSM index covers them all. The node learns it
+// once per leader.
 
 const commitIndexPath = "/v1/commit-index"
 
@@ -54,7 +59,7 @@ func (n *Node) serveCommitIndex(w http.ResponseWriter, _ *http.Request) {
 	if n.raft.State() != raft.Leader || n.raft.VerifyLeader().Error() != nil {
 		resp.NotLeader = true
 	} else {
-		resp.Index = n.raft.CommitIndex()
+		resp.Index = n.fsm.AppliedIndex()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
@@ -94,7 +99,7 @@ func (n *Node) askCommitIndex(ctx context.Context, leader raft.ServerID) (uint64
 		if err := n.raft.VerifyLeader().Error(); err != nil {
 			return 0, err
 		}
-		return n.raft.CommitIndex(), nil
+		return n.fsm.AppliedIndex(), nil
 	}
 	id, ok := brokerOf(leader)
 	if !ok {
