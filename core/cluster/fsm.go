@@ -104,6 +104,25 @@ func (f *FSM) Metadata() *Snapshot {
 	return f.state.clone()
 }
 
+// Topic returns a copy of one topic, cheaper than Metadata for a lookup.
+func (f *FSM) Topic(name string) (*Topic, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.state.Topics[name]
+	if !ok {
+		return nil, false
+	}
+	return t.clone(), true
+}
+
+// HasTopic reports whether the topic exists, copying nothing.
+func (f *FSM) HasTopic(name string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.state.Topics[name]
+	return ok
+}
+
 // AppliedIndex is the Raft index of the last applied command.
 func (f *FSM) AppliedIndex() uint64 {
 	f.mu.RLock()

@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +30,8 @@ import (
 // the leader's RPC address and returns once its own copy has applied the result, so a caller reads
 // its own writes.
 type Node struct {
+	proposals // CreateTopic, Metadata, ... (service.go)
+
 	cfg    Config
 	logger *slog.Logger
 	fsm    *FSM
@@ -98,6 +98,7 @@ func NewNode(cfg Config, logger *slog.Logger) (*Node, error) {
 		reg = prometheus.NewRegistry()
 	}
 	n.m = newMetrics(reg, n)
+	n.proposals = proposals{cfg: cfg, fsm: n.fsm, propose: n.propose}
 	n.fsm.onElection = func(_ string, _ int32, leader int32) {
 		if leader == NoLeader {
 			n.m.elections.WithLabelValues("offline").Inc()
@@ -354,119 +355,6 @@ func (n *Node) MetadataCurrent() bool {
 	}
 	learned, ok := n.readIdx.get(id)
 	return ok && n.fsm.AppliedIndex() >= learned
-}
-
-// Metadata returns a copy of this node's metadata (as of its last applied Raft entry).
-func (n *Node) Metadata() *Snapshot { return n.fsm.Metadata() }
-
-// Watch returns a channel closed at the next metadata change (see FSM.Watch).
-func (n *Node) Watch() <-chan struct{} { return n.fsm.Watch() }
-
-// PartitionState returns the local view of one partition.
-func (n *Node) PartitionState(topic string, partition int32) (PartitionState, bool) {
-	return n.fsm.Metadata().Partition(topic, partition)
-}
-
-// CreateTopic creates a topic, placing replicas over the live brokers. rf ≤ 0 means the default
-// replication factor, capped at the live broker count.
-func (n *Node) CreateTopic(ctx context.Context, name string, partitions int32, rf int16, config map[string]string) error {
-	if rf <= 0 {
-		rf = n.cfg.DefaultReplicationFactor
-		if live := int16(len(n.fsm.Metadata().LiveBrokers())); live > 0 && rf > live {
-			rf = live
-		}
-	}
-	cfg := map[string]string{}
-	for k, v := range config {
-		cfg[k] = v
-	}
-	if _, set := cfg[UncleanLeaderElectionConfig]; !set && n.cfg.UncleanLeaderElection {
-		cfg[UncleanLeaderElectionConfig] = "true"
-	}
-	if len(cfg) == 0 {
-		cfg = nil
-	}
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return fmt.Errorf("create topic %s: topic id: %w", name, err)
-	}
-	_, err := n.propose(ctx, command{Op: opCreateTopic, Topic: name, TopicID: hex.EncodeToString(id[:]), Partitions: partitions, RF: rf, Config: cfg})
-	return err
-}
-
-// PutSecurity replicates one security document (credentials, ACLs) to
-// every broker, replacing the previous one under key.
-func (n *Node) PutSecurity(ctx context.Context, key string, value []byte) error {
-	_, err := n.propose(ctx, command{Op: opPutSecurity, Key: key, Value: value})
-	return err
-}
-
-// CreatePartitions raises a topic's partition count to total.
-func (n *Node) CreatePartitions(ctx context.Context, name string, total int32) error {
-	_, err := n.propose(ctx, command{Op: opCreatePartitions, Topic: name, Partitions: total})
-	return err
-}
-
-// AlterTopicConfig replaces a topic's configs (keys absent take the defaults); every broker
-// applies them to its replicas when it sees the change.
-func (n *Node) AlterTopicConfig(ctx context.Context, name string, config map[string]string) error {
-	_, err := n.propose(ctx, command{Op: opAlterConfig, Topic: name, Config: config})
-	return err
-}
-
-// DeleteTopic removes a topic from the metadata (replicas delete their logs when they see it go).
-func (n *Node) DeleteTopic(ctx context.Context, name string) error {
-	_, err := n.propose(ctx, command{Op: opDeleteTopic, Topic: name})
-	return err
-}
-
-// ProposeISR is the partition leader's request to change the ISR (shrink a lagging follower, or
-// expand one that caught up). cur is the leader's current view of the partition: the change is
-// refused with ErrStaleLeaderEpoch if the leader, leader epoch or partition epoch moved on.
-func (n *Node) ProposeISR(ctx context.Context, cur PartitionState, isr []int32) (PartitionState, error) {
-	res, err := n.propose(ctx, command{Op: opAlterISR, Topic: cur.Topic, Partition: cur.Partition,
-		Leader: cur.Leader, LeaderEpoch: cur.LeaderEpoch, PartitionEpoch: cur.PartitionEpoch, ISR: isr})
-	if err != nil {
-		return PartitionState{}, err
-	}
-	if res.Partition == nil {
-		return PartitionState{}, fmt.Errorf("propose isr: no partition in the result")
-	}
-	return *res.Partition, nil
-}
-
-// ErrCoordinatorNotAvailable means the group's coordinator partition has no leader right now.
-var ErrCoordinatorNotAvailable = errors.New("group coordinator not available")
-
-// Coordinator returns the broker coordinating group: the leader of the group's partition of the
-// offsets topic, which is created on first use (as Kafka does).
-func (n *Node) Coordinator(ctx context.Context, group string) (Broker, error) {
-	md := n.fsm.Metadata()
-	t, ok := md.Topics[OffsetsTopic]
-	if !ok {
-		// Like Kafka, wait for enough brokers rather than create the offsets topic under-replicated
-		// for good because the first group arrived while the cluster was still forming; a cluster
-		// expected to be smaller (BootstrapExpect) gets that many replicas.
-		rf := min(n.cfg.OffsetsReplicationFactor, int16(max(n.cfg.BootstrapExpect, 1)))
-		if live := int16(len(md.LiveBrokers())); live < rf {
-			return Broker{}, fmt.Errorf("coordinator for %q: %d live brokers, offsets topic needs %d: %w",
-				group, live, rf, ErrCoordinatorNotAvailable)
-		}
-		err := n.CreateTopic(ctx, OffsetsTopic, n.cfg.OffsetsPartitions, rf, map[string]string{"cleanup.policy": "compact"})
-		if err != nil && !errors.Is(err, ErrTopicExists) {
-			return Broker{}, fmt.Errorf("coordinator for %q: create offsets topic: %w", group, err)
-		}
-		md = n.fsm.Metadata()
-		if t, ok = md.Topics[OffsetsTopic]; !ok {
-			return Broker{}, fmt.Errorf("coordinator for %q: %w", group, ErrCoordinatorNotAvailable)
-		}
-	}
-	p := t.Partitions[CoordinatorPartition(group, len(t.Partitions))]
-	b, ok := md.Brokers[p.Leader]
-	if p.Leader == NoLeader || !ok || !b.Alive {
-		return Broker{}, fmt.Errorf("coordinator for %q: partition %d: %w", group, p.Partition, ErrCoordinatorNotAvailable)
-	}
-	return *b, nil
 }
 
 // resolveHost turns host:port with a host name into ip:port (IPv4 first);

@@ -33,6 +33,9 @@ func (s *Server) handleProduce(ctx context.Context, c *call, kreq kmsg.Request) 
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
+		if err := s.ensureTopic(rt.Topic); err != nil {
+			s.logger.Warn("produce auto-create failed", "topic", rt.Topic, "err", err)
+		}
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for pi, rp := range rt.Partitions {
 			sp := &st.Partitions[pi]
@@ -150,7 +153,7 @@ func (s *Server) producePartition(ctx context.Context, req *kmsg.ProduceRequest,
 		setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batches are not supported")
 		return nil
 	}
-	p, err := s.partition(topic, rp.Partition, true)
+	p, err := s.partition(topic, rp.Partition)
 	if err != nil {
 		setErr(errorCode(err), "")
 		return nil

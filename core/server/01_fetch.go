@@ -84,7 +84,7 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 				c.fail(code)
 				failed = true
 			}
-			p, err := s.partition(rt.Topic, rp.Partition, false)
+			p, err := s.partition(rt.Topic, rp.Partition)
 			switch {
 			case err != nil:
 				fail(errorCode(err))

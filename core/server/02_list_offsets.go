@@ -44,7 +44,7 @@ func (s *Server) handleListOffsets(_ context.Context, c *call, kreq kmsg.Request
 }
 
 func (s *Server) listOffset(topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) int16 {
-	p, err := s.partition(topic, rp.Partition, false)
+	p, err := s.partition(topic, rp.Partition)
 	if err != nil {
 		return errorCode(err)
 	}

@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
+	"maps"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -17,58 +19,63 @@ func init() { register(3, 0, 12, (*Server).handleMetadata) }
 func (s *Server) handleMetadata(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	if s.node != nil {
-		s.clusterMetadata(c, req, resp)
-		return resp, nil
-	}
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = s.cfg.NodeID, s.advertisedHost(c), s.advertisedPort(c)
-	resp.Brokers = []kmsg.MetadataResponseBroker{b}
-	resp.ClusterID = strp(s.cfg.ClusterID)
-	resp.ControllerID = s.cfg.NodeID
-
 	// A null list (or, before v1, an empty one) asks for every topic.
-	if req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0) {
-		for _, t := range s.topics.List() {
-			resp.Topics = append(resp.Topics, s.topicMetadata(t))
+	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	autoCreate := req.Version < 4 || req.AllowAutoTopicCreation
+	if !all && autoCreate {
+		for _, rt := range req.Topics {
+			if rt.Topic == nil || validTopicName(*rt.Topic) != nil {
+				continue
+			}
+			if err := s.ensureTopic(*rt.Topic); err != nil {
+				s.logger.Warn("metadata auto-create failed", "topic", *rt.Topic, "err", err)
+			}
+		}
+	}
+	md := s.cluster.Metadata()
+	for _, b := range md.LiveBrokers() {
+		mb := kmsg.NewMetadataResponseBroker()
+		mb.NodeID = b.ID
+		mb.Host, mb.Port = brokerAddr(b)
+		if b.ID == s.cfg.NodeID {
+			// Ourselves as the client's listener advertises us.
+			mb.Host, mb.Port = s.advertisedHost(c), s.advertisedPort(c)
+		}
+		resp.Brokers = append(resp.Brokers, mb)
+	}
+	resp.ClusterID = strp(s.cfg.ClusterID)
+	resp.ControllerID = -1
+	if id, ok := s.cluster.Controller(); ok {
+		resp.ControllerID = id
+	}
+	if all {
+		for _, n := range slices.Sorted(maps.Keys(md.Topics)) {
+			resp.Topics = append(resp.Topics, describeTopic(md, md.Topics[n]))
 		}
 		return resp, nil
 	}
-	autoCreate := req.Version < 4 || req.AllowAutoTopicCreation
 	for _, rt := range req.Topics {
 		if rt.Topic == nil {
-			// Lookup by topic id only: we hand out ids derived from names
-			// but keep no reverse index.
 			mt := kmsg.NewMetadataResponseTopic()
 			mt.TopicID = rt.TopicID
 			mt.ErrorCode = kerr.UnknownTopicID.Code
+			if name, ok := s.topicByID(rt.TopicID); ok {
+				mt = describeTopic(md, md.Topics[name])
+			}
 			c.fail(mt.ErrorCode)
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}
 		name := *rt.Topic
-		info, ok := s.topics.Get(name)
-		if !ok && autoCreate && s.cfg.autoCreate() {
-			if err := validTopicName(name); err != nil {
-				resp.Topics = append(resp.Topics, topicError(c, name, kerr.InvalidTopicException.Code))
-				continue
-			}
-			if err := s.autoCreateTopic(name); err != nil {
-				s.logger.Warn("metadata auto-create failed", "topic", name, "err", err)
-				code := errorCode(err)
-				if errors.Is(err, storage.ErrInvalidTopic) {
-					code = kerr.InvalidTopicException.Code
-				}
-				resp.Topics = append(resp.Topics, topicError(c, name, code))
-				continue
-			}
-			info, ok = s.topics.Get(name)
-		}
-		if !ok {
+		t, ok := md.Topics[name]
+		switch {
+		case ok:
+			resp.Topics = append(resp.Topics, describeTopic(md, t))
+		case autoCreate && s.cfg.autoCreate() && validTopicName(name) != nil:
+			resp.Topics = append(resp.Topics, topicError(c, name, kerr.InvalidTopicException.Code))
+		default:
 			resp.Topics = append(resp.Topics, topicError(c, name, kerr.UnknownTopicOrPartition.Code))
-			continue
 		}
-		resp.Topics = append(resp.Topics, s.topicMetadata(info))
 	}
 	return resp, nil
 }
@@ -81,17 +88,29 @@ func topicError(c *call, name string, code int16) kmsg.MetadataResponseTopic {
 	return mt
 }
 
-func (s *Server) topicMetadata(t storage.TopicInfo) kmsg.MetadataResponseTopic {
+// describeTopic is one topic's Metadata answer: per partition its leader,
+// leader epoch, replicas, ISR and the replicas that are offline.
+func describeTopic(md *cluster.Snapshot, t *cluster.Topic) kmsg.MetadataResponseTopic {
+	alive := func(id int32) bool { b, ok := md.Brokers[id]; return ok && b.Alive }
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = strp(t.Name)
-	mt.TopicID = topicID(t.Name)
-	for p := int32(0); p < t.Partitions; p++ {
+	mt.TopicID = topicIDOf(t)
+	mt.IsInternal = t.Name == cluster.OffsetsTopic
+	for _, p := range t.Partitions {
 		mp := kmsg.NewMetadataResponseTopicPartition()
-		mp.Partition = p
-		mp.Leader = s.cfg.NodeID
-		mp.LeaderEpoch = leaderEpoch
-		mp.Replicas = []int32{s.cfg.NodeID}
-		mp.ISR = []int32{s.cfg.NodeID}
+		mp.Partition = p.Partition
+		mp.Leader = p.Leader
+		mp.LeaderEpoch = p.LeaderEpoch
+		mp.Replicas = slices.Clone(p.Replicas)
+		mp.ISR = slices.Clone(p.ISR)
+		for _, r := range p.Replicas {
+			if !alive(r) {
+				mp.OfflineReplicas = append(mp.OfflineReplicas, r)
+			}
+		}
+		if p.Leader == cluster.NoLeader {
+			mp.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
 		mt.Partitions = append(mt.Partitions, mp)
 	}
 	return mt

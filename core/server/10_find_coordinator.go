@@ -7,7 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// FindCoordinator v0-v4: this node coordinates every group. Transactions are
+// FindCoordinator v0-v4: a group's coordinator leads its partition of the
+// offsets topic. Transactions are
 // not supported yet: a transactional id is refused with a non-retriable error.
 func init() { register(10, 0, 4, (*Server).handleFindCoordinator) }
 
@@ -27,42 +28,23 @@ func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Req
 	case s.groups == nil:
 		code, msg = kerr.CoordinatorNotAvailable.Code, strp("consumer groups are not enabled")
 	}
-	if s.node != nil && code == 0 {
-		if req.Version < 4 {
-			req.CoordinatorKeys = []string{req.CoordinatorKey}
-		}
-		for _, key := range req.CoordinatorKeys {
-			co := kmsg.NewFindCoordinatorResponseCoordinator()
-			co.Key = key
-			co.NodeID, co.Host, co.Port, co.ErrorCode, co.ErrorMessage = s.clusterCoordinator(key)
-			c.fail(co.ErrorCode)
-			resp.Coordinators = append(resp.Coordinators, co)
-		}
-		if req.Version < 4 {
-			co := resp.Coordinators[0]
-			resp.Coordinators = nil
-			resp.NodeID, resp.Host, resp.Port, resp.ErrorCode, resp.ErrorMessage = co.NodeID, co.Host, co.Port, co.ErrorCode, co.ErrorMessage
-		}
-		return resp, nil
+	if req.Version < 4 {
+		req.CoordinatorKeys = []string{req.CoordinatorKey}
 	}
-	c.fail(code)
-	if req.Version >= 4 {
-		for _, key := range req.CoordinatorKeys {
-			co := kmsg.NewFindCoordinatorResponseCoordinator()
-			co.Key = key
-			co.ErrorCode, co.ErrorMessage = code, msg
-			co.NodeID, co.Host, co.Port = s.cfg.NodeID, s.advertisedHost(c), s.advertisedPort(c)
-			if code != 0 {
-				co.NodeID, co.Host, co.Port = -1, "", -1
-			}
-			resp.Coordinators = append(resp.Coordinators, co)
+	for _, key := range req.CoordinatorKeys {
+		co := kmsg.NewFindCoordinatorResponseCoordinator()
+		co.Key = key
+		co.NodeID, co.Host, co.Port, co.ErrorCode, co.ErrorMessage = -1, "", -1, code, msg
+		if code == 0 {
+			co.NodeID, co.Host, co.Port, co.ErrorCode, co.ErrorMessage = s.coordinator(c, key)
 		}
-		return resp, nil
+		c.fail(co.ErrorCode)
+		resp.Coordinators = append(resp.Coordinators, co)
 	}
-	resp.ErrorCode, resp.ErrorMessage = code, msg
-	resp.NodeID, resp.Host, resp.Port = s.cfg.NodeID, s.advertisedHost(c), s.advertisedPort(c)
-	if code != 0 {
-		resp.NodeID, resp.Host, resp.Port = -1, "", -1
+	if req.Version < 4 {
+		co := resp.Coordinators[0]
+		resp.Coordinators = nil
+		resp.NodeID, resp.Host, resp.Port, resp.ErrorCode, resp.ErrorMessage = co.NodeID, co.Host, co.Port, co.ErrorCode, co.ErrorMessage
 	}
 	return resp, nil
 }

@@ -40,22 +40,17 @@ func (s *Server) handleDeleteTopics(_ context.Context, c *call, kreq kmsg.Reques
 		case !ok:
 			st.ErrorCode = kerr.UnknownTopicID.Code
 		default:
-			st.Topic, st.TopicID = strp(name), topicID(name)
-			if s.node != nil {
-				ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
-				err := s.node.DeleteTopic(ctx, name)
-				cancel()
-				if err != nil {
-					st.ErrorCode, st.ErrorMessage = clusterErrorCode(err), strp(err.Error())
-				} else {
-					s.replicas.reconcile()
-					s.logger.Info("deleted topic", "topic", name)
-				}
-				break
+			st.Topic = strp(name)
+			if t, ok := s.cluster.Topic(name); ok {
+				st.TopicID = topicIDOf(t)
 			}
-			if err := s.topics.Delete(name); err != nil {
+			ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
+			err := s.cluster.DeleteTopic(ctx, name)
+			cancel()
+			if err != nil {
 				st.ErrorCode, st.ErrorMessage = errorCode(err), strp(err.Error())
 			} else {
+				s.replicas.reconcile()
 				s.logger.Info("deleted topic", "topic", name)
 			}
 		}
@@ -65,19 +60,11 @@ func (s *Server) handleDeleteTopics(_ context.Context, c *call, kreq kmsg.Reques
 	return resp, nil
 }
 
-// topicByID finds the topic whose derived id is id.
+// topicByID finds the topic whose id is id.
 func (s *Server) topicByID(id [16]byte) (string, bool) {
-	if s.node != nil {
-		for name := range s.node.Metadata().Topics {
-			if topicID(name) == id {
-				return name, true
-			}
-		}
-		return "", false
-	}
-	for _, t := range s.topics.List() {
-		if topicID(t.Name) == id {
-			return t.Name, true
+	for name, t := range s.cluster.Metadata().Topics {
+		if topicIDOf(t) == id {
+			return name, true
 		}
 	}
 	return "", false

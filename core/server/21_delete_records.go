@@ -21,7 +21,7 @@ func (s *Server) handleDeleteRecords(_ context.Context, c *call, kreq kmsg.Reque
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
-			p, err := s.partition(rt.Topic, rp.Partition, false)
+			p, err := s.partition(rt.Topic, rp.Partition)
 			if err == nil {
 				sp.LowWatermark, err = p.DeleteRecordsBefore(rp.Offset)
 				if err == nil {

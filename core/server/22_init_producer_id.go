@@ -29,10 +29,7 @@ func (s *Server) handleInitProducerID(_ context.Context, c *call, kreq kmsg.Requ
 		c.fail(resp.ErrorCode)
 		return resp, nil
 	}
-	if s.node != nil {
-		id = clusterProducerID(id, s.cfg.NodeID)
-	}
-	resp.ProducerID, resp.ProducerEpoch = id, 0
+	resp.ProducerID, resp.ProducerEpoch = clusterProducerID(id, s.cfg.NodeID), 0
 	return resp, nil
 }
 

@@ -8,8 +8,8 @@ import (
 )
 
 // OffsetForLeaderEpoch v0-v4; franz-go uses it (for truncation detection)
-// only when it is advertised at v2+. One node has only ever had epoch 0, so
-// epoch 0 ends at the log end.
+// only when it is advertised at v2+; followers use it to truncate after a
+// leader change.
 func init() { register(23, 0, 4, (*Server).handleOffsetForLeaderEpoch) }
 
 func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
@@ -22,7 +22,7 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, c *call, kreq kms
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
-			p, err := s.partition(rt.Topic, rp.Partition, false)
+			p, err := s.partition(rt.Topic, rp.Partition)
 			switch {
 			case err != nil:
 				sp.ErrorCode = errorCode(err)

@@ -31,10 +31,10 @@ func (s *Server) handleDescribeConfigs(_ context.Context, c *call, kreq kmsg.Req
 				if v == tc.get(brokerDefaults) {
 					src = kmsg.ConfigSourceDefaultConfig
 				}
-				if s.node != nil && tc.name == minISRConfig {
+				if tc.name == minISRConfig {
 					// Kept in the cluster metadata, not the log config.
 					v, src = strconv.Itoa(s.cfg.Replication.MinInsyncReplicas), kmsg.ConfigSourceDefaultConfig
-					if t, ok := s.node.Metadata().Topics[rr.ResourceName]; ok && t.Config[minISRConfig] != "" {
+					if t, ok := s.cluster.Topic(rr.ResourceName); ok && t.Config[minISRConfig] != "" {
 						v, src = t.Config[minISRConfig], kmsg.ConfigSourceDynamicTopicConfig
 					}
 				}

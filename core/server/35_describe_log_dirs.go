@@ -69,10 +69,7 @@ func (s *Server) handleDescribeLogDirs(_ context.Context, _ *call, kreq kmsg.Req
 // holdsReplica reports whether this broker is a replica of the partition (a
 // cluster broker keeps empty logs for the partitions it does not host).
 func (s *Server) holdsReplica(topic string, p int32) bool {
-	if s.node == nil {
-		return true
-	}
-	t, ok := s.node.Metadata().Topics[topic]
+	t, ok := s.cluster.Topic(topic)
 	if !ok || int(p) >= len(t.Partitions) {
 		return false
 	}

@@ -17,38 +17,25 @@ func (s *Server) handleCreatePartitions(_ context.Context, c *call, kreq kmsg.Re
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
-		info, ok := s.topics.Get(rt.Topic)
-		if s.node != nil {
-			t, have := s.node.Metadata().Topics[rt.Topic]
-			ok = have
-			if have {
-				info.Partitions = int32(len(t.Partitions))
-			}
-		}
+		t, ok := s.cluster.Topic(rt.Topic)
 		switch {
 		case !ok:
 			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
-		case rt.Count <= info.Partitions:
+		case rt.Count <= int32(len(t.Partitions)):
 			st.ErrorCode = kerr.InvalidPartitions.Code
-			st.ErrorMessage = strp(fmt.Sprintf("topic has %d partitions; partitions can only grow", info.Partitions))
+			st.ErrorMessage = strp(fmt.Sprintf("topic has %d partitions; partitions can only grow", len(t.Partitions)))
 		case rt.Count > s.cfg.MaxPartitions:
 			st.ErrorCode = kerr.InvalidPartitions.Code
 			st.ErrorMessage = strp(fmt.Sprintf("at most %d partitions", s.cfg.MaxPartitions))
 		case req.ValidateOnly:
-		case s.node != nil:
+		default:
 			ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
-			err := s.node.CreatePartitions(ctx, rt.Topic, rt.Count)
+			err := s.cluster.CreatePartitions(ctx, rt.Topic, rt.Count)
 			cancel()
 			if err != nil {
-				st.ErrorCode, st.ErrorMessage = clusterErrorCode(err), strp(err.Error())
-			} else {
-				s.replicas.reconcile()
-				s.logger.Info("added partitions", "topic", rt.Topic, "partitions", rt.Count)
-			}
-		default:
-			if err := s.topics.AddPartitions(rt.Topic, rt.Count); err != nil {
 				st.ErrorCode, st.ErrorMessage = errorCode(err), strp(err.Error())
 			} else {
+				s.replicas.reconcile()
 				s.logger.Info("added partitions", "topic", rt.Topic, "partitions", rt.Count)
 			}
 		}

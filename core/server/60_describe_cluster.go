@@ -8,7 +8,7 @@ import (
 )
 
 // DescribeCluster v0-v1: the live brokers, the cluster id and the
-// controller (this broker on a single node). Endpoint type 2 (controllers,
+// controller. Endpoint type 2 (controllers,
 // KIP-919) is not served: clients talk to brokers only.
 func init() { register(60, 0, 1, (*Server).handleDescribeCluster) }
 
@@ -24,21 +24,17 @@ func (s *Server) handleDescribeCluster(_ context.Context, c *call, kreq kmsg.Req
 		c.fail(resp.ErrorCode)
 		return resp, nil
 	}
-	if s.node == nil {
-		b := kmsg.NewDescribeClusterResponseBroker()
-		b.NodeID, b.Host, b.Port = s.cfg.NodeID, s.host, s.port
-		resp.Brokers = append(resp.Brokers, b)
-		resp.ControllerID = s.cfg.NodeID
-		return resp, nil
-	}
 	resp.ControllerID = -1
-	if id, ok := s.node.Controller(); ok {
+	if id, ok := s.cluster.Controller(); ok {
 		resp.ControllerID = id
 	}
-	for _, mb := range s.node.Metadata().LiveBrokers() {
+	for _, mb := range s.cluster.Metadata().LiveBrokers() {
 		b := kmsg.NewDescribeClusterResponseBroker()
 		b.NodeID = mb.ID
 		b.Host, b.Port = brokerAddr(mb)
+		if mb.ID == s.cfg.NodeID {
+			b.Host, b.Port = s.advertisedHost(c), s.advertisedPort(c)
+		}
 		resp.Brokers = append(resp.Brokers, b)
 	}
 	return resp, nil

@@ -22,7 +22,7 @@ func (s *Server) handleDescribeProducers(_ context.Context, c *call, kreq kmsg.R
 		for _, id := range rt.Partitions {
 			sp := kmsg.NewDescribeProducersResponseTopicPartition()
 			sp.Partition = id
-			p, err := s.partition(rt.Topic, id, false)
+			p, err := s.partition(rt.Topic, id)
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
 				c.fail(sp.ErrorCode)

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -17,14 +15,10 @@ import (
 	"github.com/tributary-io/tributary/storage"
 )
 
-// A topic's dynamic configs are kept by their Kafka names, as Kafka does: in
-// cluster mode in the Raft metadata (every broker turns them into its log
-// config), on a single node in the meta store next to the storage override
-// they produce. AlterConfigs replaces the whole set; IncrementalAlterConfigs
+// A topic's dynamic configs are kept by their Kafka names, as Kafka does, in
+// the cluster metadata (every broker turns them into its log config).
+// AlterConfigs replaces the whole set; IncrementalAlterConfigs
 // edits it key by key. Both validate the result as CreateTopics does.
-
-// topicConfigKey is the meta-store key of a single node's dynamic configs.
-func topicConfigKey(topic string) string { return "topic-config/" + topic }
 
 // configError is an INVALID_CONFIG (or other Kafka) refusal of one resource.
 type configError struct {
@@ -40,35 +34,11 @@ func invalidConfig(format string, args ...any) *configError {
 
 // dynamicTopicConfigs returns topic's configs as set (not defaults).
 func (s *Server) dynamicTopicConfigs(topic string) (map[string]string, bool) {
-	if s.node != nil {
-		t, ok := s.node.Metadata().Topics[topic]
-		if !ok {
-			return nil, false
-		}
-		return maps.Clone(t.Config), true
-	}
-	override, ok := s.topics.Override(topic)
+	t, ok := s.cluster.Topic(topic)
 	if !ok {
 		return nil, false
 	}
-	// The stored names are used only while they still produce the storage
-	// override (a topic deleted and created again has a new one).
-	if b, err := s.store.Value(topicConfigKey(topic)); err == nil && len(b) > 0 {
-		var m map[string]string
-		if json.Unmarshal(b, &m) == nil {
-			if lc, err := parseTopicConfigMap(m); err == nil && lc == override {
-				return m, true
-			}
-		}
-	}
-	// Created with configs before names were kept: what differs from unset.
-	m := map[string]string{}
-	for _, tc := range topicConfigs {
-		if v := tc.get(override); v != tc.get(storage.LogConfig{}) {
-			m[tc.name] = v
-		}
-	}
-	return m, true
+	return maps.Clone(t.Config), true
 }
 
 func parseTopicConfigMap(m map[string]string) (storage.LogConfig, error) {
@@ -92,7 +62,7 @@ func (s *Server) checkConfigName(name string) *configError {
 	if _, ok := findTopicConfig(name); ok {
 		return nil
 	}
-	if s.node != nil && clusterOnlyConfig(name) {
+	if clusterOnlyConfig(name) {
 		return nil
 	}
 	return invalidConfig("Unknown topic config name: %s", name)
@@ -106,7 +76,7 @@ func (s *Server) validateTopicConfigs(topic string, m map[string]string) (storag
 		if e := s.checkConfigName(k); e != nil {
 			return storage.LogConfig{}, e
 		}
-		if s.node != nil && clusterOnlyConfig(k) {
+		if clusterOnlyConfig(k) {
 			if err := s.checkClusterConfig(topic, k, v); err != nil {
 				return storage.LogConfig{}, err
 			}
@@ -131,7 +101,7 @@ func (s *Server) checkClusterConfig(topic, k, v string) *configError {
 	case minISRConfig:
 		n, err := strconv.Atoi(v)
 		rf := 0
-		if t, ok := s.node.Metadata().Topics[topic]; ok && len(t.Partitions) > 0 {
+		if t, ok := s.cluster.Topic(topic); ok && len(t.Partitions) > 0 {
 			rf = len(t.Partitions[0].Replicas)
 		}
 		if err != nil || n < 1 || (rf > 0 && n > rf) {
@@ -148,58 +118,21 @@ func (s *Server) checkClusterConfig(topic, k, v string) *configError {
 // setTopicConfigs validates and (unless validateOnly) installs topic's new
 // complete config set, taking effect at once on every partition.
 func (s *Server) setTopicConfigs(topic string, m map[string]string, validateOnly bool) *configError {
-	lc, cerr := s.validateTopicConfigs(topic, m)
+	_, cerr := s.validateTopicConfigs(topic, m)
 	if cerr != nil || validateOnly {
 		return cerr
 	}
-	if s.node != nil {
-		ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
-		defer cancel()
-		if len(m) == 0 {
-			m = nil
-		}
-		if err := s.node.AlterTopicConfig(ctx, topic, m); err != nil {
-			return &configError{code: clusterErrorCode(err), msg: err.Error()}
-		}
-		s.replicas.reconcile()
-		s.logger.Info("altered topic configs", "topic", topic, "configs", m)
-		return nil
+	ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
+	defer cancel()
+	if len(m) == 0 {
+		m = nil
 	}
-	if err := s.topics.Reconfigure(topic, lc); err != nil {
-		if errors.Is(err, storage.ErrUnknownTopic) {
-			return &configError{code: kerr.UnknownTopicOrPartition.Code, msg: err.Error()}
-		}
-		s.logger.Error("reconfigure topic", "topic", topic, "err", err)
-		return &configError{code: kerr.KafkaStorageError.Code, msg: err.Error()}
+	if err := s.cluster.AlterTopicConfig(ctx, topic, m); err != nil {
+		return &configError{code: errorCode(err), msg: err.Error()}
 	}
-	s.putTopicConfigNames(topic, m)
+	s.replicas.reconcile()
 	s.logger.Info("altered topic configs", "topic", topic, "configs", m)
 	return nil
-}
-
-// keepTopicConfigNames records the configs a single-node topic was created
-// with, so that a later incremental change keeps exactly those (a derived
-// set cannot tell retention.ms=-1 from unset).
-func (s *Server) keepTopicConfigNames(topic string, cfgs []kmsg.CreateTopicsRequestTopicConfig) {
-	m := map[string]string{}
-	for _, kv := range cfgs {
-		if kv.Value != nil {
-			m[kv.Name] = *kv.Value
-		}
-	}
-	s.putTopicConfigNames(topic, m)
-}
-
-func (s *Server) putTopicConfigNames(topic string, m map[string]string) {
-	b, err := json.Marshal(m)
-	if err == nil {
-		err = s.store.PutValue(topicConfigKey(topic), b)
-	}
-	if err != nil {
-		// The override is in force and persisted; only the names are lost,
-		// and they are derived from the override again.
-		s.logger.Warn("keep topic config names", "topic", topic, "err", err)
-	}
 }
 
 // configResource checks one resource of an alter request before its configs
@@ -258,7 +191,7 @@ func splitList(v string) []string {
 // applyTopicConfig brings the local logs of t to the configs in the cluster
 // metadata (AlterConfigs on any broker), without a restart.
 func (m *replicaManager) applyTopicConfig(t *cluster.Topic) {
-	lc, err := clusterTopicConfig(t.Config)
+	lc, err := topicLogConfig(t.Config)
 	if err != nil {
 		m.s.logger.Error("topic config from metadata", "topic", t.Name, "err", err)
 		return

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -18,40 +17,59 @@ import (
 	"github.com/tributary-io/tributary/storage"
 )
 
-// Cluster mode: membership and metadata come from a cluster.Node; every
-// broker keeps a local log for every partition of every topic (storage has no
-// partial topics), but only the replicas named in the metadata are used. The
-// replica manager (replica.go) follows the metadata and runs the leader and
-// follower sides of replication.
+// The broker's cluster: membership and metadata come from a cluster.Service,
+// a Raft-backed cluster.Node when Config.Cluster is set, else a cluster of
+// one (cluster.Local) with the same state machine. Either way the replica
+// manager (replica.go) follows the metadata and runs the leader and follower
+// sides of replication; handlers do not know which one they run on.
 
 // Topic configs the cluster handles itself rather than storage.
 const (
 	minISRConfig = "min.insync.replicas"
 )
 
-// startCluster starts the cluster node once the Kafka listener is bound (its
-// advertised address is what other brokers publish to clients).
+// localMetadataKey is where a single broker keeps its cluster-of-one
+// metadata in meta.db.
+const localMetadataKey = "cluster/local-metadata"
+
+// startCluster joins the cluster (or forms the cluster of one) once the
+// Kafka listener is bound: its advertised address is what other brokers
+// publish to clients.
 func (s *Server) startCluster() error {
-	cc := *s.cfg.Cluster
+	var cc cluster.Config
+	if s.cfg.Cluster != nil {
+		cc = *s.cfg.Cluster
+	}
 	cc.BrokerID = s.cfg.NodeID
 	cc.KafkaAddr = s.AdvertisedAddr()
-	if cc.DataDir == "" {
-		cc.DataDir = filepath.Join(s.cfg.DataDir, "cluster")
-	}
 	if cc.Registerer == nil {
 		cc.Registerer = s.m.reg
 	}
-	node, err := cluster.NewNode(cc, s.logger.With("component", "cluster"))
-	if err != nil {
-		return fmt.Errorf("cluster node: %w", err)
+	if s.cfg.Cluster == nil {
+		local, err := s.openLocalCluster(cc)
+		if err != nil {
+			return err
+		}
+		s.cluster = local
+	} else {
+		if cc.DataDir == "" {
+			cc.DataDir = filepath.Join(s.cfg.DataDir, "cluster")
+		}
+		node, err := cluster.NewNode(cc, s.logger.With("component", "cluster"))
+		if err != nil {
+			return fmt.Errorf("cluster node: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+		defer cancel()
+		if err := node.Start(ctx); err != nil {
+			return fmt.Errorf("start cluster node: %w", err)
+		}
+		s.cluster = node
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	if err := node.Start(ctx); err != nil {
-		return fmt.Errorf("start cluster node: %w", err)
-	}
-	s.node = node
 	s.replicas = newReplicaManager(s)
+	// A cluster of one is current at once: host the partitions before the
+	// first connection is accepted rather than answer NOT_LEADER briefly.
+	s.replicas.catchUp()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -67,93 +85,8 @@ func (s *Server) startCluster() error {
 	return nil
 }
 
-// Node is the cluster membership, or nil in single-node mode.
-func (s *Server) Node() *cluster.Node { return s.node }
-
-// clusterErrorCode maps cluster proposal errors to Kafka codes.
-func clusterErrorCode(err error) int16 {
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, cluster.ErrTopicExists):
-		return kerr.TopicAlreadyExists.Code
-	case errors.Is(err, cluster.ErrUnknownTopic):
-		return kerr.UnknownTopicOrPartition.Code
-	case errors.Is(err, cluster.ErrInvalidReplicationFactor):
-		return kerr.InvalidReplicationFactor.Code
-	case errors.Is(err, cluster.ErrInvalidPartitions):
-		return kerr.InvalidPartitions.Code
-	case errors.Is(err, cluster.ErrInvalidTopic):
-		return kerr.InvalidTopicException.Code
-	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return kerr.RequestTimedOut.Code
-	case errors.Is(err, cluster.ErrClosed):
-		return kerr.NotController.Code
-	default:
-		return errorCode(err)
-	}
-}
-
-// proposalTimeout bounds a metadata change made on a client's behalf.
-const proposalTimeout = 10 * time.Second
-
-// clusterPartition is s.partition in cluster mode: the partition must exist
-// in the metadata and this broker must lead it.
-func (s *Server) clusterPartition(topic string, id int32, autoCreate bool) (*Partition, error) {
-	md := s.node.Metadata()
-	if _, ok := md.Topics[topic]; !ok && autoCreate && s.cfg.autoCreate() {
-		if err := s.clusterAutoCreate(topic); err != nil {
-			return nil, err
-		}
-	}
-	r, err := s.replicas.lookup(topic, id)
-	if err != nil {
-		return nil, fmt.Errorf("partition %s/%d: %w", topic, id, err)
-	}
-	if !r.isLeader() {
-		return nil, fmt.Errorf("partition %s/%d: %w", topic, id, errNotLeader)
-	}
-	return &Partition{Topic: topic, ID: id, log: r.log, r: r}, nil
-}
-
-// clusterAutoCreate creates a topic through the controller with the default
-// partition count and replication factor; losing a race to another broker
-// is not an error.
-func (s *Server) clusterAutoCreate(topic string) error {
-	if err := validTopicName(topic); err != nil {
-		return fmt.Errorf("auto-create topic %q: %w", topic, err)
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
-	defer cancel()
-	err := s.node.CreateTopic(ctx, topic, s.cfg.DefaultPartitions, -1, nil)
-	if err != nil && !errors.Is(err, cluster.ErrTopicExists) {
-		return fmt.Errorf("auto-create topic %q: %w", topic, err)
-	}
-	if err != nil {
-		// Created elsewhere and not applied here yet: wait a little for
-		// this broker's copy rather than call an existing topic unknown.
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		for {
-			w := s.node.Watch()
-			if _, ok := s.node.Metadata().Topics[topic]; ok {
-				break
-			}
-			select {
-			case <-w:
-			case <-wctx.Done():
-				return fmt.Errorf("auto-create topic %q: exists but not yet known here: %w", topic, storage.ErrUnknownTopic)
-			}
-		}
-	}
-	if err == nil {
-		s.logger.Info("auto-created topic", "topic", topic, "partitions", s.cfg.DefaultPartitions)
-	}
-	// The creating proposal returns once this node applied it; make the
-	// local logs now rather than wait for the replica manager's next pass.
-	s.replicas.reconcile()
-	return nil
-}
+// Cluster is the broker's cluster membership and metadata.
+func (s *Server) Cluster() cluster.Service { return s.cluster }
 
 // brokerAddr splits a broker's advertised Kafka address.
 func brokerAddr(b cluster.Broker) (string, int32) {
@@ -168,92 +101,10 @@ func brokerAddr(b cluster.Broker) (string, int32) {
 	return host, int32(port)
 }
 
-// clusterMetadata answers Metadata from the Raft metadata.
-func (s *Server) clusterMetadata(c *call, req *kmsg.MetadataRequest, resp *kmsg.MetadataResponse) {
-	md := s.node.Metadata()
-	for _, b := range md.LiveBrokers() {
-		mb := kmsg.NewMetadataResponseBroker()
-		mb.NodeID = b.ID
-		mb.Host, mb.Port = brokerAddr(b)
-		resp.Brokers = append(resp.Brokers, mb)
-	}
-	resp.ClusterID = strp(s.cfg.ClusterID)
-	resp.ControllerID = -1
-	if id, ok := s.node.Controller(); ok {
-		resp.ControllerID = id
-	}
-	alive := func(id int32) bool { b, ok := md.Brokers[id]; return ok && b.Alive }
-	describe := func(t *cluster.Topic) kmsg.MetadataResponseTopic {
-		mt := kmsg.NewMetadataResponseTopic()
-		mt.Topic = strp(t.Name)
-		mt.TopicID = clusterTopicID(t)
-		mt.IsInternal = t.Name == cluster.OffsetsTopic
-		for _, p := range t.Partitions {
-			mp := kmsg.NewMetadataResponseTopicPartition()
-			mp.Partition = p.Partition
-			mp.Leader = p.Leader
-			mp.LeaderEpoch = p.LeaderEpoch
-			mp.Replicas = append([]int32(nil), p.Replicas...)
-			mp.ISR = append([]int32(nil), p.ISR...)
-			for _, r := range p.Replicas {
-				if !alive(r) {
-					mp.OfflineReplicas = append(mp.OfflineReplicas, r)
-				}
-			}
-			if p.Leader == cluster.NoLeader {
-				mp.ErrorCode = kerr.LeaderNotAvailable.Code
-			}
-			mt.Partitions = append(mt.Partitions, mp)
-		}
-		return mt
-	}
-	if req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0) {
-		names := make([]string, 0, len(md.Topics))
-		for n := range md.Topics {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			resp.Topics = append(resp.Topics, describe(md.Topics[n]))
-		}
-		return
-	}
-	autoCreate := req.Version < 4 || req.AllowAutoTopicCreation
-	for _, rt := range req.Topics {
-		if rt.Topic == nil {
-			mt := kmsg.NewMetadataResponseTopic()
-			mt.TopicID = rt.TopicID
-			mt.ErrorCode = kerr.UnknownTopicID.Code
-			c.fail(mt.ErrorCode)
-			resp.Topics = append(resp.Topics, mt)
-			continue
-		}
-		name := *rt.Topic
-		t, ok := md.Topics[name]
-		if !ok && autoCreate && s.cfg.autoCreate() {
-			if err := validTopicName(name); err != nil {
-				resp.Topics = append(resp.Topics, topicError(c, name, kerr.InvalidTopicException.Code))
-				continue
-			}
-			if err := s.clusterAutoCreate(name); err != nil {
-				s.logger.Warn("metadata auto-create failed", "topic", name, "err", err)
-				resp.Topics = append(resp.Topics, topicError(c, name, clusterErrorCode(err)))
-				continue
-			}
-			t, ok = s.node.Metadata().Topics[name]
-		}
-		if !ok {
-			resp.Topics = append(resp.Topics, topicError(c, name, kerr.UnknownTopicOrPartition.Code))
-			continue
-		}
-		resp.Topics = append(resp.Topics, describe(t))
-	}
-}
-
-// clusterCreateTopic creates a topic through the controller. Storage configs
-// are checked here (every broker turns them into its log config) and
+// createTopic creates a topic through the controller. Storage configs are
+// checked here (every broker turns them into its log config) and
 // min.insync.replicas is kept in the metadata for the leaders.
-func (s *Server) clusterCreateTopic(rt kmsg.CreateTopicsRequestTopic, validateOnly bool) (int16, string) {
+func (s *Server) createTopic(rt kmsg.CreateTopicsRequestTopic, validateOnly bool) (int16, string) {
 	if err := validTopicName(rt.Topic); err != nil {
 		return kerr.InvalidTopicException.Code, "topic names are 1-249 of [a-zA-Z0-9._-]"
 	}
@@ -270,7 +121,7 @@ func (s *Server) clusterCreateTopic(rt kmsg.CreateTopicsRequestTopic, validateOn
 			cfgs[kv.Name] = *kv.Value
 		}
 	}
-	if _, err := clusterTopicConfig(cfgs); err != nil {
+	if _, err := topicLogConfig(cfgs); err != nil {
 		return kerr.InvalidConfig.Code, err.Error()
 	}
 	if v, ok := cfgs[minISRConfig]; ok {
@@ -279,7 +130,7 @@ func (s *Server) clusterCreateTopic(rt kmsg.CreateTopicsRequestTopic, validateOn
 			return kerr.InvalidConfig.Code, fmt.Sprintf("min.insync.replicas %q: want 1..replication factor", v)
 		}
 	}
-	if _, exists := s.node.Metadata().Topics[rt.Topic]; exists {
+	if s.cluster.HasTopic(rt.Topic) {
 		return kerr.TopicAlreadyExists.Code, "topic exists"
 	}
 	if validateOnly {
@@ -290,17 +141,17 @@ func (s *Server) clusterCreateTopic(rt kmsg.CreateTopicsRequestTopic, validateOn
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
 	defer cancel()
-	if err := s.node.CreateTopic(ctx, rt.Topic, n, rt.ReplicationFactor, cfgs); err != nil {
-		return clusterErrorCode(err), err.Error()
+	if err := s.cluster.CreateTopic(ctx, rt.Topic, n, rt.ReplicationFactor, cfgs); err != nil {
+		return errorCode(err), err.Error()
 	}
 	s.replicas.reconcile()
 	s.logger.Info("created topic", "topic", rt.Topic, "partitions", n, "rf", rt.ReplicationFactor)
 	return 0, ""
 }
 
-// clusterTopicConfig turns a topic's metadata configs into its log config,
+// topicLogConfig turns a topic's metadata configs into its log config,
 // leaving out the ones the cluster handles.
-func clusterTopicConfig(cfgs map[string]string) (storage.LogConfig, error) {
+func topicLogConfig(cfgs map[string]string) (storage.LogConfig, error) {
 	var kv []kmsg.CreateTopicsRequestTopicConfig
 	names := make([]string, 0, len(cfgs))
 	for k := range cfgs {
@@ -318,28 +169,20 @@ func clusterTopicConfig(cfgs map[string]string) (storage.LogConfig, error) {
 	return parseTopicConfigs(kv)
 }
 
-// clusterCoordinator answers FindCoordinator for one group key.
-func (s *Server) clusterCoordinator(key string) (int32, string, int32, int16, *string) {
+// coordinator answers FindCoordinator for one group key.
+func (s *Server) coordinator(c *call, key string) (int32, string, int32, int16, *string) {
 	ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
 	defer cancel()
-	b, err := s.node.Coordinator(ctx, key)
+	b, err := s.cluster.Coordinator(ctx, key)
 	if err != nil {
 		s.logger.Debug("find coordinator", "group", key, "err", err)
 		return -1, "", -1, kerr.CoordinatorNotAvailable.Code, strp(err.Error())
 	}
 	host, port := brokerAddr(b)
-	return b.ID, host, port, 0, nil
-}
-
-// ownsGroup reports whether this broker coordinates group: it leads the
-// group's partition of the offsets topic.
-func (s *Server) ownsGroup(group string) bool {
-	part, ok := s.offsetsPartitionOf(group)
-	if !ok {
-		return false
+	if b.ID == s.cfg.NodeID {
+		host, port = s.advertisedHost(c), s.advertisedPort(c)
 	}
-	r, err := s.replicas.lookup(cluster.OffsetsTopic, part)
-	return err == nil && r.coordinates()
+	return b.ID, host, port, 0, nil
 }
 
 // notCoordinator answers a group request for a group this broker does not
@@ -348,38 +191,38 @@ func (s *Server) notCoordinator(req kmsg.Request) kmsg.Response {
 	code := kerr.NotCoordinator.Code
 	switch r := req.(type) {
 	case *kmsg.JoinGroupRequest:
-		if !s.ownsGroup(r.Group) {
+		if !s.coordinates(r.Group) {
 			resp := r.ResponseKind().(*kmsg.JoinGroupResponse)
 			resp.ErrorCode = code
 			return resp
 		}
 	case *kmsg.SyncGroupRequest:
-		if !s.ownsGroup(r.Group) {
+		if !s.coordinates(r.Group) {
 			resp := r.ResponseKind().(*kmsg.SyncGroupResponse)
 			resp.ErrorCode = code
 			return resp
 		}
 	case *kmsg.HeartbeatRequest:
-		if !s.ownsGroup(r.Group) {
+		if !s.coordinates(r.Group) {
 			resp := r.ResponseKind().(*kmsg.HeartbeatResponse)
 			resp.ErrorCode = code
 			return resp
 		}
 	case *kmsg.LeaveGroupRequest:
-		if !s.ownsGroup(r.Group) {
+		if !s.coordinates(r.Group) {
 			resp := r.ResponseKind().(*kmsg.LeaveGroupResponse)
 			resp.ErrorCode = code
 			return resp
 		}
 	case *kmsg.OffsetDeleteRequest:
-		if !s.ownsGroup(r.Group) {
+		if !s.coordinates(r.Group) {
 			resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
 			resp.ErrorCode = code
 			return resp
 		}
 	case *kmsg.DeleteGroupsRequest:
 		for _, g := range r.Groups {
-			if !s.ownsGroup(g) {
+			if !s.coordinates(g) {
 				// Clients send each coordinator its own groups; one not
 				// ours sends them all back to FindCoordinator.
 				resp := r.ResponseKind().(*kmsg.DeleteGroupsResponse)
@@ -392,7 +235,7 @@ func (s *Server) notCoordinator(req kmsg.Request) kmsg.Response {
 			}
 		}
 	case *kmsg.OffsetCommitRequest:
-		if !s.ownsGroup(r.Group) {
+		if !s.coordinates(r.Group) {
 			resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
 			for _, t := range r.Topics {
 				rt := kmsg.NewOffsetCommitResponseTopic()
@@ -407,14 +250,14 @@ func (s *Server) notCoordinator(req kmsg.Request) kmsg.Response {
 			return resp
 		}
 	case *kmsg.OffsetFetchRequest:
-		if r.Version < 8 && !s.ownsGroup(r.Group) {
+		if r.Version < 8 && !s.coordinates(r.Group) {
 			resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
 			resp.ErrorCode = code
 			return resp
 		}
 		if r.Version >= 8 {
 			for _, g := range r.Groups {
-				if !s.ownsGroup(g.Group) {
+				if !s.coordinates(g.Group) {
 					resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
 					for _, g := range r.Groups {
 						rg := kmsg.NewOffsetFetchResponseGroup()
@@ -429,9 +272,9 @@ func (s *Server) notCoordinator(req kmsg.Request) kmsg.Response {
 	return nil
 }
 
-// clusterTopicID is the topic's id from the metadata (random, chosen at
+// topicIDOf is the topic's id from the metadata (random, chosen at
 // creation), or the name-derived one for topics created before ids.
-func clusterTopicID(t *cluster.Topic) [16]byte {
+func topicIDOf(t *cluster.Topic) [16]byte {
 	var id [16]byte
 	if b, err := hex.DecodeString(t.ID); err == nil && len(b) == len(id) {
 		copy(id[:], b)

@@ -128,7 +128,7 @@ func TestSecureCluster(t *testing.T) {
 		}
 	}
 
-	leader := tb.srvs[0].Node().Metadata().Topics["secure"].Partitions[0].Leader
+	leader := tb.srvs[0].Cluster().Metadata().Topics["secure"].Partitions[0].Leader
 	if err := tb.byID(leader).Close(); err != nil {
 		t.Fatalf("kill leader %d: %v", leader, err)
 	}

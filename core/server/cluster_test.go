@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -156,7 +157,7 @@ func startTestClusterWith(t testing.TB, size int, configure func(i int, cfg *Con
 	}
 	tb.waitFor("all brokers alive", 30*time.Second, func() bool {
 		for _, s := range tb.srvs {
-			if len(s.Node().Metadata().LiveBrokers()) != size {
+			if len(s.Cluster().Metadata().LiveBrokers()) != size {
 				return false
 			}
 		}
@@ -180,7 +181,7 @@ func (tb *testBrokers) waitTopic(topic string) {
 	tb.t.Helper()
 	tb.waitFor("topic "+topic+" on every broker", 20*time.Second, func() bool {
 		for _, s := range tb.srvs {
-			t, ok := s.Node().Metadata().Topics[topic]
+			t, ok := s.Cluster().Metadata().Topics[topic]
 			if !ok {
 				return false
 			}
@@ -367,10 +368,10 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 			t.Fatalf("produce before isolation: %v", err)
 		}
 	}
-	st, _ := tb.srvs[0].Node().PartitionState("iso", 0)
+	st, _ := tb.srvs[0].Cluster().PartitionState("iso", 0)
 	old := tb.byID(st.Leader)
 	tb.waitFor("full ISR", 10*time.Second, func() bool {
-		s, _ := old.Node().PartitionState("iso", 0)
+		s, _ := old.Cluster().PartitionState("iso", 0)
 		return len(s.ISR) == 3
 	})
 	tb.faults.Isolate(old.cfg.NodeID)
@@ -396,7 +397,7 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 			if s == old {
 				continue
 			}
-			ps, _ := s.Node().PartitionState("iso", 0)
+			ps, _ := s.Cluster().PartitionState("iso", 0)
 			if ps.Leader != cluster.NoLeader && ps.Leader != old.cfg.NodeID {
 				return true
 			}
@@ -414,7 +415,7 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 	var leader *Server
 	tb.waitFor("old leader catches up and rejoins the ISR", 60*time.Second, func() bool {
 		for _, s := range tb.srvs {
-			ps, _ := s.Node().PartitionState("iso", 0)
+			ps, _ := s.Cluster().PartitionState("iso", 0)
 			if ps.Leader == s.cfg.NodeID {
 				leader = s
 			}
@@ -422,7 +423,7 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 		if leader == nil || leader == old {
 			return false
 		}
-		ps, _ := leader.Node().PartitionState("iso", 0)
+		ps, _ := leader.Cluster().PartitionState("iso", 0)
 		if !slices.Contains(ps.ISR, old.cfg.NodeID) {
 			return false
 		}
@@ -527,7 +528,7 @@ func TestCommittedOffsetsSurviveCoordinatorLoss(t *testing.T) {
 }
 
 // metricValue sums a metric's samples in a server's registry.
-func metricValue(t *testing.T, s *Server, name string) float64 {
+func metricValue(t *testing.T, s *Server, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := s.m.reg.Gather()
 	if err != nil {
@@ -538,7 +539,16 @@ func metricValue(t *testing.T, s *Server, name string) float64 {
 		if mf.GetName() != name {
 			continue
 		}
+	metrics:
 		for _, m := range mf.GetMetric() {
+			// labels are name, value pairs the series must carry.
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+					return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+				}) {
+					continue metrics
+				}
+			}
 			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
@@ -552,7 +562,7 @@ func TestMinInsyncReplicas(t *testing.T) {
 	tb := startTestCluster(t, 3)
 	createReplicatedTopic(t, tb.addrs()[0], "mis", 1, 3, 3)
 	tb.waitTopic("mis")
-	st, _ := tb.srvs[0].Node().PartitionState("mis", 0)
+	st, _ := tb.srvs[0].Cluster().PartitionState("mis", 0)
 	leader := tb.byID(st.Leader)
 	var gone *Server
 	for _, s := range tb.srvs {
@@ -569,7 +579,7 @@ func TestMinInsyncReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb.waitFor("ISR without the stopped follower", 30*time.Second, func() bool {
-		ps, _ := leader.Node().PartitionState("mis", 0)
+		ps, _ := leader.Cluster().PartitionState("mis", 0)
 		return len(ps.ISR) == 2 && !slices.Contains(ps.ISR, gone.cfg.NodeID)
 	})
 	// Under-replicated is degraded, not failing: the broker still serves.
@@ -633,7 +643,7 @@ func TestSingleBrokerCluster(t *testing.T) {
 	if err := cons.CommitUncommittedOffsets(ctx); err != nil {
 		t.Fatalf("commit: %v", err)
 	}
-	st, ok := tb.srvs[0].Node().PartitionState(cluster.OffsetsTopic, 0)
+	st, ok := tb.srvs[0].Cluster().PartitionState(cluster.OffsetsTopic, 0)
 	if !ok || len(st.Replicas) != 1 || st.Leader != 1 {
 		t.Fatalf("offsets topic partition 0: %+v %v", st, ok)
 	}

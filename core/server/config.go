@@ -53,11 +53,12 @@ type Config struct {
 	// override them through CreateTopics configs.
 	Log storage.LogConfig `yaml:"log"`
 	// Cluster makes this broker a member of a cluster (membership, Raft
-	// metadata, replication); nil keeps the single-node mode. Its BrokerID
+	// metadata, replication); nil makes it a cluster of one, with no extra
+	// ports. Its BrokerID
 	// and KafkaAddr are taken from NodeID and the advertised address, and an
 	// empty DataDir means DataDir/cluster.
 	Cluster *cluster.Config `yaml:"cluster"`
-	// Replication tunes follower fetching and the ISR (cluster mode only).
+	// Replication tunes acks=all, follower fetching and the ISR.
 	Replication ReplicationConfig `yaml:"replication"`
 	// Listeners replaces KafkaAddr/AdvertisedAddr with named listeners,
 	// each PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; the first is the one

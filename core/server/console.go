@@ -164,17 +164,12 @@ func (s *Server) consoleOverview(w http.ResponseWriter, _ *http.Request) {
 		o.Topics = append(o.Topics, *t)
 	}
 	sort.Slice(o.Topics, func(i, j int) bool { return o.Topics[i].Name < o.Topics[j].Name })
-	if s.node == nil {
-		o.Brokers = append(o.Brokers, ConsoleBroker{ID: s.cfg.NodeID, KafkaAddr: s.AdvertisedAddr(), Alive: true,
-			Controller: true, Self: true, Leads: leads[s.cfg.NodeID]})
-	} else {
-		ctrl, hasCtrl := s.node.Controller()
-		for _, b := range s.node.Metadata().Brokers {
-			o.Brokers = append(o.Brokers, ConsoleBroker{ID: b.ID, KafkaAddr: b.KafkaAddr, Alive: b.Alive,
-				Controller: hasCtrl && ctrl == b.ID, Self: b.ID == s.cfg.NodeID, Leads: leads[b.ID]})
-		}
-		sort.Slice(o.Brokers, func(i, j int) bool { return o.Brokers[i].ID < o.Brokers[j].ID })
+	ctrl, hasCtrl := s.cluster.Controller()
+	for _, b := range s.cluster.Metadata().Brokers {
+		o.Brokers = append(o.Brokers, ConsoleBroker{ID: b.ID, KafkaAddr: b.KafkaAddr, Alive: b.Alive,
+			Controller: hasCtrl && ctrl == b.ID, Self: b.ID == s.cfg.NodeID, Leads: leads[b.ID]})
 	}
+	sort.Slice(o.Brokers, func(i, j int) bool { return o.Brokers[i].ID < o.Brokers[j].ID })
 	for _, l := range s.GroupLags() {
 		if n := len(o.Groups); n == 0 || o.Groups[n-1].Group != l.Group {
 			o.Groups = append(o.Groups, ConsoleGroup{Group: l.Group})
@@ -334,13 +329,6 @@ func (s *Server) consoleReadings(w http.ResponseWriter, r *http.Request) {
 
 // localLog is this broker's log of a partition, or nil.
 func (s *Server) localLog(topic string, p int32) *storage.Log {
-	if s.node == nil {
-		l, err := s.topics.Partition(topic, p)
-		if err != nil {
-			return nil
-		}
-		return l
-	}
 	r, err := s.replicas.lookup(topic, p)
 	if err != nil {
 		return nil

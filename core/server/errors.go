@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -16,12 +17,20 @@ func errorCode(err error) int16 {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, storage.ErrUnknownTopic), errors.Is(err, storage.ErrUnknownPartition):
+	case errors.Is(err, storage.ErrUnknownTopic), errors.Is(err, storage.ErrUnknownPartition), errors.Is(err, cluster.ErrUnknownTopic):
 		return kerr.UnknownTopicOrPartition.Code
-	case errors.Is(err, storage.ErrInvalidTopic):
+	case errors.Is(err, storage.ErrInvalidTopic), errors.Is(err, cluster.ErrInvalidTopic):
 		return kerr.InvalidTopicException.Code
-	case errors.Is(err, storage.ErrTopicExists):
+	case errors.Is(err, storage.ErrTopicExists), errors.Is(err, cluster.ErrTopicExists):
 		return kerr.TopicAlreadyExists.Code
+	case errors.Is(err, cluster.ErrInvalidReplicationFactor):
+		return kerr.InvalidReplicationFactor.Code
+	case errors.Is(err, cluster.ErrInvalidPartitions):
+		return kerr.InvalidPartitions.Code
+	case errors.Is(err, cluster.ErrNoLeader):
+		return kerr.RequestTimedOut.Code
+	case errors.Is(err, cluster.ErrClosed):
+		return kerr.NotController.Code
 	case errors.Is(err, storage.ErrCorrupt), errors.Is(err, recordbatch.ErrCorrupt), errors.Is(err, recordbatch.ErrShort):
 		// A damaged stored batch is refused, never served (the range is
 		// in the log's Damage and /healthz until a replica replaces it).

@@ -15,40 +15,33 @@ import (
 // handleGroup passes a consumer-group request to the coordinator. It may
 // block (JoinGroup waits for the rebalance) but only its own connection waits.
 func (s *Server) handleGroup(ctx context.Context, c *call, req kmsg.Request) (kmsg.Response, error) {
-	if s.node != nil {
-		if resp := s.notCoordinator(req); resp != nil {
-			c.fail(kerr.NotCoordinator.Code)
-			return resp, nil
-		}
+	if resp := s.notCoordinator(req); resp != nil {
+		c.fail(kerr.NotCoordinator.Code)
+		return resp, nil
 	}
 	host, _, err := net.SplitHostPort(c.conn.remote)
 	if err != nil {
 		host = c.conn.remote
 	}
+	// What deletions will remove, for their tombstones.
 	var before map[string][]meta.TopicPartition
-	if s.node != nil {
-		// What deletions will remove, for their tombstones.
-		switch r := req.(type) {
-		case *kmsg.DeleteGroupsRequest:
-			before = map[string][]meta.TopicPartition{}
-			for _, g := range r.Groups {
-				before[g] = s.groupPartitions(g)
-			}
+	if r, ok := req.(*kmsg.DeleteGroupsRequest); ok {
+		before = map[string][]meta.TopicPartition{}
+		for _, g := range r.Groups {
+			before[g] = s.groupPartitions(g)
 		}
 	}
 	resp, err := s.groups.Handle(groups.WithClient(ctx, c.conn.clientID, host), req)
 	if err != nil {
 		return nil, fmt.Errorf("group coordinator: %w", err)
 	}
-	if s.node != nil {
-		rctx, cancel := context.WithTimeout(ctx, s.cfg.Replication.AckTimeout)
-		switch r := req.(type) {
-		case *kmsg.OffsetCommitRequest:
-			s.replicateCommit(rctx, r, resp.(*kmsg.OffsetCommitResponse))
-		case *kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest:
-			s.replicateDeletes(rctx, req, resp, before)
-		}
-		cancel()
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.Replication.AckTimeout)
+	switch r := req.(type) {
+	case *kmsg.OffsetCommitRequest:
+		s.replicateCommit(rctx, r, resp.(*kmsg.OffsetCommitResponse))
+	case *kmsg.DeleteGroupsRequest, *kmsg.OffsetDeleteRequest:
+		s.replicateDeletes(rctx, req, resp, before)
 	}
+	cancel()
 	return resp, nil
 }

@@ -59,8 +59,7 @@ type PartitionView struct {
 }
 
 // Partitions reports every partition of every topic, sorted by topic and
-// partition. In cluster mode the list comes from the metadata and only the
-// replicas hosted here carry offsets; on one node every partition is local.
+// partition, from the metadata; only the replicas hosted here carry offsets.
 func (s *Server) Partitions() []PartitionView {
 	var out []PartitionView
 	local := func(v *PartitionView, l *storage.Log) {
@@ -71,34 +70,19 @@ func (s *Server) Partitions() []PartitionView {
 		v.Damaged = l.Damage()
 		v.hosted = true
 	}
-	if s.node == nil {
-		for _, t := range s.topics.List() {
-			for p := int32(0); p < t.Partitions; p++ {
-				l, err := s.topics.Partition(t.Name, p)
-				if err != nil {
-					continue // deleted meanwhile
-				}
-				v := PartitionView{Topic: t.Name, Partition: p, Leader: s.cfg.NodeID,
-					Replicas: []int32{s.cfg.NodeID}, ISR: []int32{s.cfg.NodeID}, Leading: true}
-				local(&v, l)
-				out = append(out, v)
+	md := s.cluster.Metadata()
+	for _, t := range md.Topics {
+		for _, ps := range t.Partitions {
+			v := PartitionView{Topic: t.Name, Partition: ps.Partition, Leader: ps.Leader,
+				Replicas: append([]int32(nil), ps.Replicas...), ISR: append([]int32(nil), ps.ISR...),
+				Leading: ps.Leader == s.cfg.NodeID}
+			v.Offline = ps.Leader == cluster.NoLeader
+			v.UnderReplicated = len(ps.ISR) < len(ps.Replicas)
+			if r, err := s.replicas.lookup(t.Name, ps.Partition); err == nil {
+				local(&v, r.log)
+				v.HighWatermark = r.highWatermark()
 			}
-		}
-	} else {
-		md := s.node.Metadata()
-		for _, t := range md.Topics {
-			for _, ps := range t.Partitions {
-				v := PartitionView{Topic: t.Name, Partition: ps.Partition, Leader: ps.Leader,
-					Replicas: append([]int32(nil), ps.Replicas...), ISR: append([]int32(nil), ps.ISR...),
-					Leading: ps.Leader == s.cfg.NodeID}
-				v.Offline = ps.Leader == cluster.NoLeader
-				v.UnderReplicated = len(ps.ISR) < len(ps.Replicas)
-				if r, err := s.replicas.lookup(t.Name, ps.Partition); err == nil {
-					local(&v, r.log)
-					v.HighWatermark = r.highWatermark()
-				}
-				out = append(out, v)
-			}
+			out = append(out, v)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -157,11 +141,11 @@ func (s *Server) Readiness() Readiness {
 	if s.ln == nil {
 		r.Reasons = append(r.Reasons, "kafka listener not bound")
 	}
-	if s.node != nil {
-		if !s.node.MetadataCurrent() || !s.replicas.ready.Load() {
+	if s.cluster != nil {
+		if !s.cluster.MetadataCurrent() || !s.replicas.ready.Load() {
 			r.Reasons = append(r.Reasons, "cluster metadata not caught up yet")
 		}
-		if _, ok := s.node.Controller(); !ok {
+		if _, ok := s.cluster.Controller(); !ok {
 			r.Reasons = append(r.Reasons, "no controller known: cluster not formed")
 		}
 	}

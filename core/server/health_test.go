@@ -78,7 +78,7 @@ func TestPartitionMetricsAndGroupLag(t *testing.T) {
 		"tributary_core_partition_log_start_offset": 0,
 		"tributary_core_partition_leader":           1,
 	} {
-		if got := metricValue(t, srv, name); got != want {
+		if got := metricValue(t, srv, name, "topic", "lagged"); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
@@ -94,7 +94,7 @@ func TestHealthOfflinePartitionIsFailing(t *testing.T) {
 	tb := startTestCluster(t, 3)
 	createReplicatedTopic(t, tb.addrs()[0], "lonely", 1, 1, 1)
 	tb.waitTopic("lonely")
-	st, _ := tb.srvs[0].Node().PartitionState("lonely", 0)
+	st, _ := tb.srvs[0].Cluster().PartitionState("lonely", 0)
 	leader := tb.byID(st.Leader)
 	var other *Server
 	for _, s := range tb.srvs {
@@ -110,7 +110,7 @@ func TestHealthOfflinePartitionIsFailing(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb.waitFor("lonely/0 offline", 30*time.Second, func() bool {
-		ps, _ := other.Node().PartitionState("lonely", 0)
+		ps, _ := other.Cluster().PartitionState("lonely", 0)
 		return ps.Leader == cluster.NoLeader
 	})
 	h := other.Health()

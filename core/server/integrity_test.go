@@ -142,7 +142,7 @@ func TestFollowerReplacesDamagedRange(t *testing.T) {
 	createReplicatedTopic(t, tb.addrs()[0], "heal", 1, 3, 2)
 	tb.waitTopic("heal")
 	produceValues(t, tb.addrs()[0], "heal", 1500, 1000)
-	leader := tb.srvs[0].Node().Metadata().Topics["heal"].Partitions[0].Leader
+	leader := tb.srvs[0].Cluster().Metadata().Topics["heal"].Partitions[0].Leader
 	var follower *Server
 	for i, s := range tb.srvs {
 		if int32(i+1) != leader {

@@ -14,7 +14,7 @@ import (
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
-// In cluster mode committed offsets are replicated the way Kafka does it:
+// Committed offsets are replicated the way Kafka does it:
 // every successful OffsetCommit is also appended, as records keyed by
 // (group, topic, partition), to the group's partition of the offsets topic
 // and acknowledged only once that partition's ISR has it. A broker that
@@ -40,7 +40,7 @@ type offsetValue struct {
 
 // offsetsPartitionOf is the offsets-topic partition coordinating group.
 func (s *Server) offsetsPartitionOf(group string) (int32, bool) {
-	t, ok := s.node.Metadata().Topics[cluster.OffsetsTopic]
+	t, ok := s.cluster.Topic(cluster.OffsetsTopic)
 	if !ok || len(t.Partitions) == 0 {
 		return 0, false
 	}
@@ -158,7 +158,7 @@ func (s *Server) appendOffsets(ctx context.Context, group string, recs []recordb
 	if !ok {
 		return fmt.Errorf("offsets topic: %w", errNotLeader)
 	}
-	p, err := s.partition(cluster.OffsetsTopic, part, false)
+	p, err := s.partition(cluster.OffsetsTopic, part)
 	if err != nil {
 		return err
 	}

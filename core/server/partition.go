@@ -4,63 +4,82 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/storage"
 )
 
-// Partition is the seam between protocol handlers and storage: everything a
-// handler asks of one partition goes through here. On a single node this
-// broker leads every partition at epoch 0 and the high watermark is the log
-// end; replication will change these methods, not the handlers.
+// Partition is the seam between protocol handlers and replication:
+// everything a handler asks of one partition goes through here, and it is
+// the same whether the broker is alone (a cluster of one, ISR = {self}) or
+// one of many. Handlers get a Partition only for partitions this broker
+// leads, as kfake's do: `if leader != me { NOT_LEADER }` is s.partition.
 type Partition struct {
 	Topic string
 	ID    int32
 	log   *storage.Log
-	// r is the partition's replica in cluster mode (nil on a single node):
-	// epoch, high watermark and acks=all then come from replication.
-	r *replica
+	r     *replica
 }
 
-// leaderEpoch is the epoch stamped into appended batches and reported in
-// Metadata and OffsetForLeaderEpoch.
-const leaderEpoch int32 = 0
-
-// errNotLeader is what a follower would answer; unused on one node but kept
-// in the error mapping so handlers already handle it.
+// errNotLeader answers a request for a partition another broker leads.
 var errNotLeader = errors.New("core: not the partition leader")
 
-// partition looks up a partition of a topic, creating the topic first when
-// autoCreate is set and auto-creation is configured.
-func (s *Server) partition(topic string, id int32, autoCreate bool) (*Partition, error) {
-	if s.node != nil {
-		return s.clusterPartition(topic, id, autoCreate)
-	}
-	l, err := s.topics.Partition(topic, id)
-	if errors.Is(err, storage.ErrUnknownTopic) && autoCreate && s.cfg.autoCreate() {
-		if err := s.autoCreateTopic(topic); err != nil {
-			return nil, err
-		}
-		l, err = s.topics.Partition(topic, id)
-	}
+// partition looks up a partition this broker leads. It never creates
+// anything: auto-creation is its own step (ensureTopic).
+func (s *Server) partition(topic string, id int32) (*Partition, error) {
+	r, err := s.replicas.lookup(topic, id)
 	if err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", topic, id, err)
 	}
-	return &Partition{Topic: topic, ID: id, log: l}, nil
+	if !r.isLeader() {
+		return nil, fmt.Errorf("partition %s/%d: %w", topic, id, errNotLeader)
+	}
+	return &Partition{Topic: topic, ID: id, log: r.log, r: r}, nil
 }
 
-// autoCreateTopic creates topic with the default partition count; a
-// concurrent creation by another connection is not an error.
-func (s *Server) autoCreateTopic(topic string) error {
+// proposalTimeout bounds a metadata change made on a client's behalf.
+const proposalTimeout = 10 * time.Second
+
+// ensureTopic is auto-creation, the one explicit step Metadata and Produce
+// take for a topic they do not know: when auto-creation is on, the topic is
+// created with the default partition count and replication factor. Losing
+// a race to another connection or broker is not an error.
+func (s *Server) ensureTopic(topic string) error {
+	if s.cluster.HasTopic(topic) || !s.cfg.autoCreate() {
+		return nil
+	}
 	if err := validTopicName(topic); err != nil {
 		return fmt.Errorf("auto-create topic %q: %w", topic, err)
 	}
-	err := s.topics.Create(topic, s.cfg.DefaultPartitions, storage.LogConfig{})
-	if err != nil && !errors.Is(err, storage.ErrTopicExists) {
+	ctx, cancel := context.WithTimeout(s.ctx, proposalTimeout)
+	defer cancel()
+	err := s.cluster.CreateTopic(ctx, topic, s.cfg.DefaultPartitions, -1, nil)
+	if err != nil && !errors.Is(err, cluster.ErrTopicExists) {
 		return fmt.Errorf("auto-create topic %q: %w", topic, err)
 	}
-	if err == nil {
+	if err != nil {
+		// Created elsewhere and not applied here yet: wait a little for
+		// this broker's copy rather than call an existing topic unknown.
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		for {
+			w := s.cluster.Watch()
+			if s.cluster.HasTopic(topic) {
+				break
+			}
+			select {
+			case <-w:
+			case <-wctx.Done():
+				return fmt.Errorf("auto-create topic %q: exists but not yet known here: %w", topic, storage.ErrUnknownTopic)
+			}
+		}
+	} else {
 		s.logger.Info("auto-created topic", "topic", topic, "partitions", s.cfg.DefaultPartitions)
 	}
+	// The creating proposal returns once this broker applied it; make the
+	// local logs now rather than wait for the replica manager's next pass.
+	s.replicas.reconcile()
 	return nil
 }
 
@@ -75,57 +94,34 @@ func (p *Partition) Append(ctx context.Context, batches []byte, idempotent bool)
 	if err != nil {
 		return res, fmt.Errorf("append to %s/%d: %w", p.Topic, p.ID, err)
 	}
-	if p.r != nil {
-		p.r.appended()
-	}
+	p.r.appended()
 	return res, nil
 }
 
 // EndOffset is the log end offset (the next offset to be assigned).
 func (p *Partition) EndOffset() int64 { return p.log.NextOffset() }
 
-// WaitDurable returns once every offset below upTo is fsynced (concurrent
-// waiters share the fsync). On one node this is what acks=all means: every
-// in-sync replica, i.e. this one, has the batch on disk. Replication will
-// wait for the high watermark here instead.
+// WaitDurable returns once every in-sync replica has every offset below upTo
+// on disk (concurrent waiters share the fsyncs): what acks=all means. With
+// ISR = {self} that is this broker's own fsync.
 func (p *Partition) WaitDurable(ctx context.Context, upTo int64) error {
-	if p.r != nil {
-		ctx, cancel := context.WithTimeout(ctx, p.r.m.s.cfg.Replication.AckTimeout)
-		defer cancel()
-		if err := p.r.waitHW(ctx, upTo); err != nil {
-			return fmt.Errorf("replicate %s/%d: %w", p.Topic, p.ID, err)
-		}
-		return nil
-	}
-	if err := p.log.WaitSynced(ctx, upTo); err != nil {
-		return fmt.Errorf("sync %s/%d: %w", p.Topic, p.ID, err)
+	ctx, cancel := context.WithTimeout(ctx, p.r.m.s.cfg.Replication.AckTimeout)
+	defer cancel()
+	if err := p.r.waitHW(ctx, upTo); err != nil {
+		return fmt.Errorf("replicate %s/%d: %w", p.Topic, p.ID, err)
 	}
 	return nil
 }
 
 // HighWatermark is the offset below which consumers may read.
-func (p *Partition) HighWatermark() int64 {
-	if p.r != nil {
-		return p.r.highWatermark()
-	}
-	return p.log.NextOffset()
-}
+func (p *Partition) HighWatermark() int64 { return p.r.highWatermark() }
 
-// CheckMinISR refuses acks=all while the ISR is below min.insync.replicas
-// (always fine on one node).
-func (p *Partition) CheckMinISR() error {
-	if p.r != nil {
-		return p.r.checkMinISR()
-	}
-	return nil
-}
+// CheckMinISR refuses acks=all while the ISR is below min.insync.replicas.
+func (p *Partition) CheckMinISR() error { return p.r.checkMinISR() }
 
 // ReadReplica serves a follower: batches up to the log end, not the HW. It
 // records the follower's fetch offset first, which may raise the HW.
 func (p *Partition) ReadReplica(follower int32, from int64, maxBytes int) ([]byte, int64, error) {
-	if p.r == nil {
-		return p.Read(from, maxBytes)
-	}
 	p.r.followerFetched(follower, from)
 	hw := p.HighWatermark()
 	b, err := p.log.Read(from, maxBytes, p.log.NextOffset())
@@ -139,12 +135,7 @@ func (p *Partition) ReadReplica(follower int32, from int64, maxBytes int) ([]byt
 func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
 
 // LeaderEpoch is the partition's current leader epoch.
-func (p *Partition) LeaderEpoch() int32 {
-	if p.r != nil {
-		return p.r.state().LeaderEpoch
-	}
-	return leaderEpoch
-}
+func (p *Partition) LeaderEpoch() int32 { return p.r.state().LeaderEpoch }
 
 // Read returns stored batch bytes from offset, at most maxBytes (but at
 // least one batch), never past the high watermark, which it also returns.
@@ -157,20 +148,13 @@ func (p *Partition) Read(from int64, maxBytes int) ([]byte, int64, error) {
 	return b, hw, nil
 }
 
-// Changed is closed at the next append, waking long polls.
-func (p *Partition) Changed() <-chan struct{} {
-	if p.r != nil {
-		return p.r.changed()
-	}
-	return p.log.Changed()
-}
+// Changed is closed at the next append or high-watermark move, waking long
+// polls.
+func (p *Partition) Changed() <-chan struct{} { return p.r.changed() }
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch <= epoch
 // this log holds and where it ends.
 func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
-	if p.r == nil {
-		return leaderEpoch, p.HighWatermark()
-	}
 	ep, end := p.log.EndOffsetForEpoch(epoch)
 	if ep < 0 && epoch == p.LeaderEpoch() {
 		// Nothing written yet under any epoch: the current one ends at the

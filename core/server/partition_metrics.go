@@ -78,8 +78,7 @@ type GroupLag struct {
 }
 
 // GroupLags reports the committed offsets of the groups this broker
-// coordinates (every group on one node; in a cluster, those whose offsets
-// partition it leads), sorted by group, topic and partition.
+// coordinates (those whose offsets partition it leads), sorted by group, topic and partition.
 func (s *Server) GroupLags() []GroupLag {
 	names, err := s.store.Groups()
 	if err != nil {
@@ -123,13 +122,10 @@ func sortLags(ls []GroupLag) {
 	})
 }
 
-// coordinates reports whether this broker answers for group: always on one
-// node; in a cluster when it leads the group's offsets partition and has
-// loaded it (other brokers' stores may hold stale copies).
+// coordinates reports whether this broker answers for group: it leads the
+// group's offsets partition and has loaded it (other brokers' stores may
+// hold stale copies).
 func (s *Server) coordinates(group string) bool {
-	if s.node == nil {
-		return true
-	}
 	p, ok := s.offsetsPartitionOf(group)
 	if !ok {
 		return false

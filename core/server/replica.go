@@ -109,8 +109,8 @@ func (m *replicaManager) run(ctx context.Context) {
 	defer tick.Stop()
 	lastFull := time.Time{}
 	for {
-		watch := m.s.node.Watch()
-		if !m.ready.Load() && m.s.node.MetadataCurrent() {
+		watch := m.s.cluster.Watch()
+		if !m.ready.Load() && m.s.cluster.MetadataCurrent() {
 			m.ready.Store(true)
 			lastFull = time.Time{}
 		}
@@ -127,6 +127,15 @@ func (m *replicaManager) run(ctx context.Context) {
 		case <-tick.C:
 			m.checkISR(ctx)
 		}
+	}
+}
+
+// catchUp marks the manager ready and reconciles at once if the metadata
+// is already current (always, for a cluster of one).
+func (m *replicaManager) catchUp() {
+	if !m.ready.Load() && m.s.cluster.MetadataCurrent() {
+		m.ready.Store(true)
+		m.reconcile()
 	}
 }
 
@@ -147,8 +156,7 @@ func (m *replicaManager) lookup(topic string, part int32) (*replica, error) {
 	if ok {
 		return r, nil
 	}
-	md := m.s.node.Metadata()
-	t, ok := md.Topics[topic]
+	t, ok := m.s.cluster.Topic(topic)
 	if !ok || part < 0 || int(part) >= len(t.Partitions) {
 		return nil, storage.ErrUnknownTopic
 	}
@@ -163,7 +171,7 @@ func (m *replicaManager) reconcile() {
 	if m.s.ctx.Err() != nil || !m.ready.Load() {
 		return
 	}
-	md := m.s.node.Metadata()
+	md := m.s.cluster.Metadata()
 	topics := m.s.topics
 	internalLed := map[string]int{}
 	// Local data of another incarnation of a topic (deleted, and maybe
@@ -195,7 +203,7 @@ func (m *replicaManager) reconcile() {
 		info, ok := topics.Get(t.Name)
 		switch {
 		case !ok:
-			lc, err := clusterTopicConfig(t.Config)
+			lc, err := topicLogConfig(t.Config)
 			if err != nil {
 				m.s.logger.Error("topic config from metadata", "topic", t.Name, "err", err)
 				lc = storage.LogConfig{}
@@ -412,10 +420,16 @@ func (r *replica) updateHWLocked() {
 	}
 }
 
-// highWatermark is the offset below which consumers may read.
+// highWatermark is the offset below which consumers may read. A leader
+// alone in its ISR has no one to wait for: its log end is the high
+// watermark (as in Kafka), so a single broker serves what it appended at
+// once; acks=all still waits for the fsync (waitHW).
 func (r *replica) highWatermark() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.st.Leader == r.self && len(r.st.ISR) == 1 && r.st.ISR[0] == r.self {
+		r.hw = max(r.hw, r.log.NextOffset())
+	}
 	return min(r.hw, r.log.NextOffset())
 }
 
@@ -547,7 +561,7 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 	if len(join) > 0 {
 		// A follower that fetched just before it died must not be proposed
 		// (the controller refuses dead brokers).
-		md := r.m.s.node.Metadata()
+		md := r.m.s.cluster.Metadata()
 		for _, id := range join {
 			if b, ok := md.Brokers[id]; ok && b.Alive {
 				isr = append(isr, id)
@@ -559,7 +573,7 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	next, err := r.m.s.node.ProposeISR(pctx, cur, isr)
+	next, err := r.m.s.cluster.ProposeISR(pctx, cur, isr)
 	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, cluster.ErrClosed) || r.m.s.ctx.Err() != nil {
@@ -574,7 +588,7 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 		kind = "shrink"
 	}
 	r.m.isrChanges.WithLabelValues(kind).Inc()
-	r.update(next, r.m.s.node.Metadata())
+	r.update(next, r.m.s.cluster.Metadata())
 }
 
 // startFetcher follows leader at epoch until stopFetcher.

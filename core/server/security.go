@@ -414,16 +414,16 @@ func (s *Server) saveSecurityState() error {
 	if err := s.storeSecurityDocs(creds, acls); err != nil {
 		return err
 	}
-	if s.node == nil {
-		return nil
+	if s.cluster == nil {
+		return nil // still starting: syncSecurity seeds the cluster from the store
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Replication.AckTimeout)
 	defer cancel()
-	if err := s.node.PutSecurity(ctx, metaKeyCredentials, creds); err != nil {
+	if err := s.cluster.PutSecurity(ctx, metaKeyCredentials, creds); err != nil {
 		return fmt.Errorf("replicate SCRAM credentials: %w", err)
 	}
 	if acls != nil {
-		if err := s.node.PutSecurity(ctx, metaKeyACLs, acls); err != nil {
+		if err := s.cluster.PutSecurity(ctx, metaKeyACLs, acls); err != nil {
 			return fmt.Errorf("replicate ACLs: %w", err)
 		}
 	}
@@ -450,11 +450,11 @@ func (s *Server) syncSecurity(ctx context.Context) {
 	var applied [2]string
 	seeded := false
 	for {
-		ch := s.node.Watch()
-		md := s.node.Metadata()
+		ch := s.cluster.Watch()
+		md := s.cluster.Metadata()
 		creds, haveCreds := md.Security[metaKeyCredentials]
 		acls, haveACLs := md.Security[metaKeyACLs]
-		if !haveCreds && !seeded && s.node.MetadataCurrent() {
+		if !haveCreds && !seeded && s.cluster.MetadataCurrent() {
 			seeded = true
 			if err := s.saveSecurityState(); err != nil && ctx.Err() == nil {
 				s.logger.Warn("seeding the cluster's security state failed; another broker may", "err", err)

@@ -1,8 +1,10 @@
-// Package server is the core broker on one node: the Kafka-protocol
-// listener, the per-connection request loop and dispatcher, one file per
-// Kafka API (named by API key, 00_produce.go …), and the HTTP endpoint for
-// metrics and health. Partition data lives in the storage package; consumer
-// groups are delegated to a GroupCoordinator.
+// Package server is the core broker: the Kafka-protocol listener, the
+// per-connection request loop and dispatcher, one file per Kafka API (named
+// by API key, 00_produce.go …), replication (replica.go, fetcher.go) and the
+// HTTP endpoint for metrics and health. A broker alone is a cluster of one:
+// the same metadata (core/cluster.Service), handlers and replication run
+// whether it has peers or not. Partition data lives in the storage package;
+// consumer groups are delegated to a GroupCoordinator.
 package server
 
 import (
@@ -53,8 +55,9 @@ type Server struct {
 	topics *storage.Topics
 	groups GroupCoordinator
 
-	// node and replicas are set in cluster mode (Config.Cluster).
-	node     *cluster.Node
+	// cluster is the Raft-backed cluster.Node with Config.Cluster, else a
+	// cluster of one; replicas follows its metadata.
+	cluster  cluster.Service
 	replicas *replicaManager
 
 	ln        net.Listener // the first listener's
@@ -128,11 +131,9 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		return nil, err
 	}
 	s.versions = s.apiVersions()
-	if cfg.Cluster != nil {
-		if err := s.startCluster(); err != nil {
-			_ = s.Close()
-			return nil, err
-		}
+	if err := s.startCluster(); err != nil {
+		_ = s.Close()
+		return nil, err
 	}
 
 	if err := s.startConsole(); err != nil {
@@ -279,12 +280,12 @@ func (s *Server) acceptLoop(l *listener) {
 // them. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		if s.node != nil && s.cfg.Replication.ShutdownHandover > 0 {
+		if s.cluster != nil && s.cfg.Replication.ShutdownHandover > 0 {
 			// Controlled shutdown: leadership moves while this broker still
 			// answers, so clients and followers switch without waiting for
 			// failure detection.
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Replication.ShutdownHandover)
-			if err := s.node.Leave(ctx); err != nil {
+			if err := s.cluster.Leave(ctx); err != nil {
 				s.logger.Warn("controlled shutdown incomplete; closing anyway", "err", err)
 			}
 			cancel()
@@ -314,8 +315,8 @@ func (s *Server) Close() error {
 		if s.groups != nil {
 			s.groups.Close()
 		}
-		if s.node != nil {
-			if err := s.node.Close(); err != nil {
+		if s.cluster != nil { // nil when Start failed before it
+			if err := s.cluster.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close cluster node: %w", err))
 			}
 		}
