@@ -4,80 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
-// testLogWriter forwards to t.Output until the test ends; raft and memberlist goroutines can log a
-// last line after Close returns, which must not reach a finished test.
-type testLogWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	done bool
-}
+func testLogger(t *testing.T) *slog.Logger { return testkit.Logger(t, slog.LevelWarn) }
 
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return len(p), nil
-	}
-	return w.w.Write(p)
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testLogWriter{w: t.Output()}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
-
-// freePort finds a port free for both TCP and UDP on 127.0.0.1 (Serf uses both) that stays
-// usable across a restart of the node holding it. It is drawn below Linux's ephemeral range
-// (32768-60999): a port handed out by the kernel for ":0" can meanwhile become the local port of
-// some outbound connection, and a restarted node could no longer bind it.
-func freePort(t testing.TB) int {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 200 {
-		port := 20000 + rand.IntN(12000)
-		if portsGiven[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		portsGiven[port] = true
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
+func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
 type testCluster struct {
 	t     *testing.T
@@ -90,45 +34,13 @@ type testCluster struct {
 func newTestCluster(t *testing.T, size int) *testCluster {
 	c := &testCluster{t: t, log: testLogger(t), nodes: make([]*Node, size), regs: make([]*prometheus.Registry, size)}
 	base := t.TempDir()
-	var join []string
-	for i := range size {
-		serfAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		join = append(join, serfAddr)
-		c.cfgs = append(c.cfgs, Config{
-			BrokerID:                 int32(i + 1),
-			DataDir:                  filepath.Join(base, fmt.Sprintf("broker-%d", i+1)),
-			KafkaAddr:                fmt.Sprintf("127.0.0.1:%d", 19000+i), // only published, never dialled here
-			RaftAddr:                 fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			RPCAddr:                  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			SerfAddr:                 serfAddr,
-			BootstrapExpect:          size,
-			MaxVoters:                3,
-			OffsetsPartitions:        6,
-			OffsetsReplicationFactor: 3,
-			ReconcileInterval:        200 * time.Millisecond,
-			AbsentGrace:              5 * time.Second,
-			// Timings are short to keep the suite fast, but not so short that a 2-core machine
-			// busy with -race runs makes Raft or Serf see a false failure.
-			Raft: RaftTimings{
-				HeartbeatTimeout:   time.Second,
-				ElectionTimeout:    time.Second,
-				LeaderLeaseTimeout: 500 * time.Millisecond,
-				// Small, so the restart test goes through a file snapshot.
-				SnapshotThreshold: 16,
-				TrailingLogs:      4,
-			},
-			Gossip: GossipTimings{
-				ProbeInterval:           400 * time.Millisecond,
-				ProbeTimeout:            300 * time.Millisecond,
-				GossipInterval:          50 * time.Millisecond,
-				SuspicionMult:           3,
-				SuspicionMaxTimeoutMult: 2,
-				ReconnectInterval:       500 * time.Millisecond,
-			},
-		})
+	var serf []string
+	for range size {
+		serf = append(serf, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	}
-	for i := range c.cfgs {
-		c.cfgs[i].Join = join
+	for i := range size {
+		c.cfgs = append(c.cfgs, LoopbackConfig(int32(i+1), filepath.Join(base, fmt.Sprintf("broker-%d", i+1)), serf,
+			func() int { return freePort(t) }))
 	}
 	t.Cleanup(func() {
 		for i := range c.nodes {
@@ -291,7 +203,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := follower.PartitionState(OffsetsTopic, CoordinatorPartition("analytics", 6)); coord.ID != p.Leader || coord.KafkaAddr == "" {
+	if p, _ := follower.PartitionState(OffsetsTopic, CoordinatorPartition("analytics", 3)); coord.ID != p.Leader || coord.KafkaAddr == "" {
 		t.Fatalf("coordinator %+v, offsets partition %+v", coord, p)
 	}
 

@@ -5,13 +5,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,65 +18,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
 
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
+func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
-// freePort picks a port free for TCP and UDP (Serf uses both), below the
-// ephemeral range so that a restart can bind it again.
-func freePort(t testing.TB) int {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 200 {
-		port := 20000 + rand.IntN(12000)
-		if portsGiven[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		portsGiven[port] = true
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// clusterTestLogger logs warnings to the test until it ends: gossip
-// goroutines Serf does not wait for may still log after the brokers closed,
-// and logging to a finished test panics.
-func clusterTestLogger(t testing.TB) *slog.Logger {
-	w := &guardedWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type guardedWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *guardedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
+func clusterTestLogger(t testing.TB) *slog.Logger { return testkit.Logger(t, slog.LevelWarn) }
 
 type testBrokers struct {
 	t      testing.TB
@@ -99,9 +44,9 @@ func startTestCluster(t testing.TB, size int) *testBrokers {
 func startTestClusterWith(t testing.TB, size int, configure func(i int, cfg *Config)) *testBrokers {
 	tb := &testBrokers{t: t, faults: cluster.NewNetFaults()}
 	base := t.TempDir()
-	var join []string
+	var serf []string
 	for range size {
-		join = append(join, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		serf = append(serf, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	}
 	for i := range size {
 		cfg := testConfig(filepath.Join(base, fmt.Sprintf("broker-%d", i+1)))
@@ -111,31 +56,9 @@ func startTestClusterWith(t testing.TB, size int, configure func(i int, cfg *Con
 		cfg.KafkaAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		cfg.Replication = ReplicationConfig{LagTimeMax: 3 * time.Second, FetchMaxWait: 200 * time.Millisecond, AckTimeout: 3 * time.Second,
 			ShutdownHandover: -1} // stop like a crash: the tests stop brokers to fail them
-		cfg.Cluster = &cluster.Config{
-			RaftAddr:                 fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			RPCAddr:                  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			SerfAddr:                 join[i],
-			Join:                     join,
-			BootstrapExpect:          size,
-			OffsetsPartitions:        3,
-			OffsetsReplicationFactor: int16(size),
-			ReconcileInterval:        200 * time.Millisecond,
-			AbsentGrace:              5 * time.Second,
-			Raft: cluster.RaftTimings{
-				HeartbeatTimeout:   time.Second,
-				ElectionTimeout:    time.Second,
-				LeaderLeaseTimeout: 500 * time.Millisecond,
-			},
-			Gossip: cluster.GossipTimings{
-				ProbeInterval:           400 * time.Millisecond,
-				ProbeTimeout:            300 * time.Millisecond,
-				GossipInterval:          50 * time.Millisecond,
-				SuspicionMult:           3,
-				SuspicionMaxTimeoutMult: 2,
-				ReconnectInterval:       500 * time.Millisecond,
-			},
-			Faults: tb.faults,
-		}
+		cc := cluster.LoopbackConfig(cfg.NodeID, "", serf, func() int { return freePort(t) })
+		cc.Faults = tb.faults
+		cfg.Cluster = &cc
 		if configure != nil {
 			configure(i, &cfg)
 		}

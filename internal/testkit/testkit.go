@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -87,4 +90,42 @@ func FlipByte(t testing.TB, path string, pos int64) {
 	if _, err := f.WriteAt(b, pos); err != nil {
 		t.Fatal(err)
 	}
+}
+
+var (
+	freePortsMu sync.Mutex
+	freePorts   = Ports{}
+)
+
+// FreePort is Ports.Next over one set shared by the whole test binary, safe
+// for parallel tests.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	freePortsMu.Lock()
+	defer freePortsMu.Unlock()
+	return freePorts.Next(t)
+}
+
+// Logger logs at level and above to the test until it ends: goroutines a
+// library does not wait for (Raft, Serf) may log after Close, and logging to
+// a finished test panics.
+func Logger(t testing.TB, level slog.Level) *slog.Logger {
+	w := &guardedWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+type guardedWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *guardedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
 }
