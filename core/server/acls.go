@@ -68,6 +68,10 @@ func (s *Server) handleDescribeAcls(_ context.Context, c *call, kreq kmsg.Reques
 }
 
 func (s *Server) handleCreateAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	// A change and its save are one step, so a replicated update applied
+	// meanwhile (syncSecurity) can neither undo nor overtake it.
+	s.secMu.Lock()
+	defer s.secMu.Unlock()
 	req := kreq.(*kmsg.CreateACLsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateACLsResponse)
 	gate := s.aclGate(c, opAlter)
@@ -92,7 +96,7 @@ func (s *Server) handleCreateAcls(_ context.Context, c *call, kreq kmsg.Request)
 	}
 	if len(added) > 0 {
 		s.sec.authz.Add(added...)
-		if err := s.saveSecurityState(); err != nil {
+		if err := s.saveSecurityStateLocked(); err != nil {
 			s.logger.Error("ACLs added but not stored", "err", err)
 		}
 		s.logger.Info("ACLs created", "count", len(added), "by", c.conn.principal)
@@ -101,6 +105,10 @@ func (s *Server) handleCreateAcls(_ context.Context, c *call, kreq kmsg.Request)
 }
 
 func (s *Server) handleDeleteAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	// A change and its save are one step, so a replicated update applied
+	// meanwhile (syncSecurity) can neither undo nor overtake it.
+	s.secMu.Lock()
+	defer s.secMu.Unlock()
 	req := kreq.(*kmsg.DeleteACLsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteACLsResponse)
 	gate := s.aclGate(c, opAlter)
@@ -129,7 +137,7 @@ func (s *Server) handleDeleteAcls(_ context.Context, c *call, kreq kmsg.Request)
 		resp.Results = append(resp.Results, r)
 	}
 	if changed {
-		if err := s.saveSecurityState(); err != nil {
+		if err := s.saveSecurityStateLocked(); err != nil {
 			s.logger.Error("ACLs deleted but not stored", "err", err)
 		}
 	}

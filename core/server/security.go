@@ -407,6 +407,11 @@ func (s *Server) securityDocs() (creds, acls []byte, err error) {
 func (s *Server) saveSecurityState() error {
 	s.secMu.Lock()
 	defer s.secMu.Unlock()
+	return s.saveSecurityStateLocked()
+}
+
+// saveSecurityStateLocked is saveSecurityState with secMu held.
+func (s *Server) saveSecurityStateLocked() error {
 	creds, acls, err := s.securityDocs()
 	if err != nil {
 		return err
@@ -453,7 +458,7 @@ func (s *Server) syncSecurity(ctx context.Context) {
 		ch := s.cluster.Watch()
 		md := s.cluster.Metadata()
 		creds, haveCreds := md.Security[metaKeyCredentials]
-		acls, haveACLs := md.Security[metaKeyACLs]
+		acls := md.Security[metaKeyACLs]
 		if !haveCreds && !seeded && s.cluster.MetadataCurrent() {
 			seeded = true
 			if err := s.saveSecurityState(); err != nil && ctx.Err() == nil {
@@ -461,10 +466,11 @@ func (s *Server) syncSecurity(ctx context.Context) {
 			}
 		}
 		if haveCreds && (string(creds) != applied[0] || string(acls) != applied[1]) {
-			if err := s.applyReplicatedSecurity(creds, acls, haveACLs); err != nil {
+			c, a, err := s.applyReplicatedSecurity()
+			if err != nil {
 				s.logger.Error("replicated security state not applied", "err", err)
 			}
-			applied = [2]string{string(creds), string(acls)}
+			applied = [2]string{string(c), string(a)}
 		}
 		select {
 		case <-ctx.Done():
@@ -475,9 +481,22 @@ func (s *Server) syncSecurity(ctx context.Context) {
 	}
 }
 
-func (s *Server) applyReplicatedSecurity(creds, acls []byte, haveACLs bool) error {
+// applyReplicatedSecurity installs the replicated credentials and ACLs, read
+// again under secMu: a copy read before a local change was saved must not
+// undo it. It returns the documents it applied.
+func (s *Server) applyReplicatedSecurity() (creds, acls []byte, err error) {
 	s.secMu.Lock()
 	defer s.secMu.Unlock()
+	md := s.cluster.Metadata()
+	creds, haveCreds := md.Security[metaKeyCredentials]
+	acls, haveACLs := md.Security[metaKeyACLs]
+	if !haveCreds {
+		return nil, nil, nil
+	}
+	return creds, acls, s.installSecurityDocs(creds, acls, haveACLs)
+}
+
+func (s *Server) installSecurityDocs(creds, acls []byte, haveACLs bool) error {
 	var sc storedCredentials
 	if err := json.Unmarshal(creds, &sc); err != nil {
 		return fmt.Errorf("replicated SCRAM credentials: %w", err)

@@ -56,6 +56,10 @@ func (s *Server) handleDescribeUserScram(_ context.Context, c *call, kreq kmsg.R
 }
 
 func (s *Server) handleAlterUserScram(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	// A change and its save are one step, so a replicated update applied
+	// meanwhile (syncSecurity) can neither undo nor overtake it.
+	s.secMu.Lock()
+	defer s.secMu.Unlock()
 	req := kreq.(*kmsg.AlterUserSCRAMCredentialsRequest)
 	resp := req.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
 	denied := s.authzActive() && !s.allowed(c, opAlter, rtCluster, clusterName)
@@ -103,7 +107,7 @@ func (s *Server) handleAlterUserScram(_ context.Context, c *call, kreq kmsg.Requ
 		result(u.Name, 0, "")
 	}
 	if changed {
-		if err := s.saveSecurityState(); err != nil {
+		if err := s.saveSecurityStateLocked(); err != nil {
 			s.logger.Error("SCRAM credentials changed but not stored", "err", err)
 		}
 	}
