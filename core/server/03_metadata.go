@@ -36,11 +36,7 @@ func (s *Server) handleMetadata(_ context.Context, c *call, kreq kmsg.Request) (
 	for _, b := range md.LiveBrokers() {
 		mb := kmsg.NewMetadataResponseBroker()
 		mb.NodeID = b.ID
-		mb.Host, mb.Port = brokerAddr(b)
-		if b.ID == s.cfg.NodeID {
-			// Ourselves as the client's listener advertises us.
-			mb.Host, mb.Port = s.advertisedHost(c), s.advertisedPort(c)
-		}
+		mb.Host, mb.Port = s.brokerEndpoint(c, b)
 		resp.Brokers = append(resp.Brokers, mb)
 	}
 	resp.ClusterID = strp(s.cfg.ClusterID)

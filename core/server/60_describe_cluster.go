@@ -31,10 +31,7 @@ func (s *Server) handleDescribeCluster(_ context.Context, c *call, kreq kmsg.Req
 	for _, mb := range s.cluster.Metadata().LiveBrokers() {
 		b := kmsg.NewDescribeClusterResponseBroker()
 		b.NodeID = mb.ID
-		b.Host, b.Port = brokerAddr(mb)
-		if mb.ID == s.cfg.NodeID {
-			b.Host, b.Port = s.advertisedHost(c), s.advertisedPort(c)
-		}
+		b.Host, b.Port = s.brokerEndpoint(c, mb)
 		resp.Brokers = append(resp.Brokers, b)
 	}
 	return resp, nil

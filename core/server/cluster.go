@@ -88,6 +88,15 @@ func (s *Server) startCluster() error {
 // Cluster is the broker's cluster membership and metadata.
 func (s *Server) Cluster() cluster.Service { return s.cluster }
 
+// brokerEndpoint is where a client on c reaches broker b: this broker as
+// the client's listener advertises it, others at their advertised address.
+func (s *Server) brokerEndpoint(c *call, b cluster.Broker) (string, int32) {
+	if b.ID == s.cfg.NodeID {
+		return s.advertisedHost(c), s.advertisedPort(c)
+	}
+	return brokerAddr(b)
+}
+
 // brokerAddr splits a broker's advertised Kafka address.
 func brokerAddr(b cluster.Broker) (string, int32) {
 	host, portStr, err := net.SplitHostPort(b.KafkaAddr)
@@ -178,10 +187,7 @@ func (s *Server) coordinator(c *call, key string) (int32, string, int32, int16, 
 		s.logger.Debug("find coordinator", "group", key, "err", err)
 		return -1, "", -1, kerr.CoordinatorNotAvailable.Code, strp(err.Error())
 	}
-	host, port := brokerAddr(b)
-	if b.ID == s.cfg.NodeID {
-		host, port = s.advertisedHost(c), s.advertisedPort(c)
-	}
+	host, port := s.brokerEndpoint(c, b)
 	return b.ID, host, port, 0, nil
 }
 
