@@ -52,6 +52,11 @@ type replicaManager struct {
 
 	wg sync.WaitGroup // fetchers
 
+	// savedHWs is the high-watermark checkpoint found at start, where new
+	// replicas begin; lastHWs is what was last written (hwcheckpoint.go).
+	savedHWs map[hwKey]int64
+	lastHWs  map[hwKey]int64
+
 	isrChanges  *prometheus.CounterVec
 	fetchErrors prometheus.Counter
 	truncations prometheus.Counter
@@ -72,6 +77,13 @@ func newReplicaManager(s *Server) *replicaManager {
 			Help: "Divergent follower tails cut after a leader change.",
 		}),
 	}
+	saved, err := readHWCheckpoint(s.cfg.DataDir)
+	if err != nil {
+		// A lower bound only: starting from 0 is safe, just slower to serve.
+		s.logger.Warn("high-watermark checkpoint unreadable; replicas start from 0", "err", err)
+		saved = map[hwKey]int64{}
+	}
+	m.savedHWs, m.lastHWs = saved, saved
 	partitions := func(pick func(r *replica) bool) func() float64 {
 		return func() float64 {
 			m.mu.Lock()
@@ -107,7 +119,7 @@ func (m *replicaManager) run(ctx context.Context) {
 	defer m.stopAll()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	lastFull := time.Time{}
+	lastFull, lastCheckpoint := time.Time{}, time.Now()
 	for {
 		watch := m.s.cluster.Watch()
 		if !m.ready.Load() && m.s.cluster.MetadataCurrent() {
@@ -126,6 +138,10 @@ func (m *replicaManager) run(ctx context.Context) {
 			lastFull = time.Now()
 		case <-tick.C:
 			m.checkISR(ctx)
+			if time.Since(lastCheckpoint) >= time.Second {
+				m.checkpointHWs()
+				lastCheckpoint = time.Now()
+			}
 		}
 	}
 }
@@ -146,6 +162,7 @@ func (m *replicaManager) stopAll() {
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
+	m.checkpointHWs()
 }
 
 // lookup finds the replica of a partition this broker holds.
@@ -240,9 +257,10 @@ func (m *replicaManager) reconcile() {
 					m.s.logger.Error("open replica log", "topic", t.Name, "partition", p.Partition, "err", err)
 					continue
 				}
-				r = &replica{m: m, topic: t.Name, part: p.Partition, log: l, self: m.self,
+				r = &replica{m: m, topic: t.Name, topicID: t.ID, part: p.Partition, log: l, self: m.self,
 					notify: make(chan struct{}), followers: map[int32]*followerState{}, offsetsReady: -1,
-					st: cluster.PartitionState{Leader: cluster.NoLeader, LeaderEpoch: -1}}
+					st: cluster.PartitionState{Leader: cluster.NoLeader, LeaderEpoch: -1},
+					hw: min(m.savedHWs[hwKey{t.Name, t.ID, p.Partition}], l.NextOffset())}
 				m.replicas[tp] = r
 			}
 			r.setMinISR(minISR)
@@ -287,11 +305,12 @@ type followerState struct {
 
 // replica is this broker's copy of one partition, leading or following.
 type replica struct {
-	m     *replicaManager
-	topic string
-	part  int32
-	log   *storage.Log
-	self  int32
+	m       *replicaManager
+	topic   string
+	topicID string // the incarnation (cluster.Topic.ID)
+	part    int32
+	log     *storage.Log
+	self    int32
 
 	mu          sync.Mutex
 	st          cluster.PartitionState
@@ -427,6 +446,10 @@ func (r *replica) updateHWLocked() {
 func (r *replica) highWatermark() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.highWatermarkLocked()
+}
+
+func (r *replica) highWatermarkLocked() int64 {
 	if r.st.Leader == r.self && len(r.st.ISR) == 1 && r.st.ISR[0] == r.self {
 		r.hw = max(r.hw, r.log.NextOffset())
 	}
