@@ -69,6 +69,10 @@ func (s *Server) handleMetadata(_ context.Context, c *call, kreq kmsg.Request) (
 			resp.Topics = append(resp.Topics, describeTopic(md, t))
 		case autoCreate && s.cfg.autoCreate() && validTopicName(name) != nil:
 			resp.Topics = append(resp.Topics, topicError(c, name, kerr.InvalidTopicException.Code))
+		case !s.replicas.ready.Load():
+			// Not caught up since the restart: the topic may exist (and
+			// must not be created again); clients retry this error.
+			resp.Topics = append(resp.Topics, topicError(c, name, kerr.LeaderNotAvailable.Code))
 		default:
 			resp.Topics = append(resp.Topics, topicError(c, name, kerr.UnknownTopicOrPartition.Code))
 		}

@@ -46,7 +46,7 @@ const proposalTimeout = 10 * time.Second
 // created with the default partition count and replication factor. Losing
 // a race to another connection or broker is not an error.
 func (s *Server) ensureTopic(topic string) error {
-	if s.cluster.HasTopic(topic) || !s.cfg.autoCreate() {
+	if s.cluster.HasTopic(topic) || !s.cfg.autoCreate() || !s.replicas.ready.Load() {
 		return nil
 	}
 	if err := validTopicName(topic); err != nil {

@@ -173,6 +173,11 @@ func (m *replicaManager) lookup(topic string, part int32) (*replica, error) {
 	if ok {
 		return r, nil
 	}
+	if !m.ready.Load() {
+		// Restarted and not caught up with the cluster's metadata yet: the
+		// topic may well exist; clients retry rather than give up on it.
+		return nil, errNotLeader
+	}
 	t, ok := m.s.cluster.Topic(topic)
 	if !ok || part < 0 || int(part) >= len(t.Partitions) {
 		return nil, storage.ErrUnknownTopic

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-io/tributary/internal/testkit"
+)
+
+// TestClusterFullRestarts stops and restarts all three broker processes at
+// once, 20 times, alternating SIGTERM and SIGKILL, while an idempotent
+// acks=all producer writes per-key sequence numbers and a consumer group
+// reads and commits. After every round producing resumes on every
+// partition; at the end every acknowledged record is in the log exactly
+// once and in order, and the leader epochs stamped in each partition's
+// batches never go down along the log: no broker appended as leader at an
+// epoch the cluster had moved past (a restarted broker leads only once it
+// has applied the Raft log up to the leader's commit index).
+func TestClusterFullRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	bs := startProcCluster(t)
+	var addrs []string
+	for _, b := range bs {
+		addrs = append(addrs, b.Addr)
+	}
+	const rounds = 20
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	const topic, parts, group = "restarts", 3, "restarters"
+	createTopicWhenFormed(ctx, t, addrs, topic, parts)
+	sp := startSeqProducer(ctx, t, addrs, topic, parts)
+
+	var mu sync.Mutex
+	consumed := map[string]bool{}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(group),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond),
+		kgo.AutoCommitInterval(300*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	cctx, stopConsuming := context.WithCancel(ctx)
+	consumerDone := make(chan struct{})
+	go func() {
+		defer close(consumerDone)
+		for cctx.Err() == nil {
+			cons.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+				mu.Lock()
+				consumed[string(r.Key)+"/"+string(r.Value)] = true
+				mu.Unlock()
+			})
+		}
+	}()
+
+	for round := range rounds {
+		sig := syscall.SIGTERM
+		if round%2 == 1 {
+			sig = syscall.SIGKILL
+		}
+		var wg sync.WaitGroup
+		for _, b := range bs {
+			wg.Add(1)
+			go func() { defer wg.Done(); b.Stop(sig) }()
+		}
+		wg.Wait()
+		restarted := time.Now()
+		for _, b := range bs {
+			b.Start(t)
+		}
+		// Producing resumes on every partition: a record produced after
+		// the restart is acknowledged.
+		for p := range int32(parts) {
+			testkit.Eventually(t, 60*time.Second, fmt.Sprintf("round %d: partition %d accepting writes again", round, p), func() bool {
+				sp.mu.Lock()
+				defer sp.mu.Unlock()
+				if sp.err != nil {
+					t.Fatalf("round %d: produce failed: %v", round, sp.err)
+				}
+				return sp.lastAck[p].produced.After(restarted)
+			})
+		}
+		t.Logf("round %d (%v): writes resumed on every partition %v after the restart", round, sig, time.Since(restarted).Round(time.Millisecond))
+	}
+	nAcked := sp.stop(ctx, t)
+	testkit.Eventually(t, 60*time.Second, "the group reading every acknowledged record", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for id := range sp.acked {
+			if !consumed[id] {
+				return false
+			}
+		}
+		return true
+	})
+	stopConsuming()
+	<-consumerDone
+	verifyLog(ctx, t, addrs, topic, sp.acked, fmt.Sprintf("after %d full restarts", rounds))
+	checkLeaderEpochs(ctx, t, addrs, topic, parts)
+	t.Logf("%d records acknowledged over %d full restarts, all read by the group", nAcked, rounds)
+}
+
+// checkLeaderEpochs reads each partition from the start and fails if a
+// batch carries a lower leader epoch than one before it: that batch was
+// appended by a leader the cluster had already replaced.
+func checkLeaderEpochs(ctx context.Context, t *testing.T, addrs []string, topic string, parts int32) {
+	t.Helper()
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	// Read up to each partition's high watermark as it is now.
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var ends kadm.ListedOffsets
+	testkit.Eventually(t, 30*time.Second, "the end offsets of "+topic, func() bool {
+		ends, err = kadm.NewClient(cons).ListEndOffsets(lctx, topic)
+		return err == nil && ends.Error() == nil
+	})
+	highest := map[int32]int32{}
+	next := map[int32]int64{}
+	epochs := map[int32][]int32{}
+	done := func() bool {
+		for p := range parts {
+			if e, _ := ends.Lookup(topic, p); next[p] < e.Offset {
+				return false
+			}
+		}
+		return true
+	}
+	for !done() && lctx.Err() == nil {
+		cons.PollFetches(lctx).EachRecord(func(r *kgo.Record) {
+			p := r.Partition
+			if r.LeaderEpoch < highest[p] {
+				t.Errorf("%s/%d offset %d: leader epoch %d after epoch %d: appended by a stale leader", topic, p, r.Offset, r.LeaderEpoch, highest[p])
+			}
+			if n := len(epochs[p]); n == 0 || epochs[p][n-1] != r.LeaderEpoch {
+				epochs[p] = append(epochs[p], r.LeaderEpoch)
+			}
+			highest[p] = max(highest[p], r.LeaderEpoch)
+			next[p] = r.Offset + 1
+		})
+	}
+	if lctx.Err() != nil {
+		t.Fatalf("reading %s for leader epochs: %v (read up to %v)", topic, lctx.Err(), next)
+	}
+	for p := range parts {
+		t.Logf("%s/%d: leader epochs along the log %v", topic, p, epochs[p])
+	}
+}
