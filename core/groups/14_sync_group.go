@@ -49,10 +49,18 @@ func (c *Coordinator) syncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 	m.replySync(kerr.RebalanceInProgress.Code, nil) // a retried sync replaces the old one
 	w := &syncWaiter{version: req.Version, ch: make(chan *kmsg.SyncGroupResponse, 1)}
 	m.sync = w
+	var stable *Snapshot
 	if m.id == g.leader {
 		c.completeSync(g, now, req.GroupAssignment)
+		if c.cfg.OnStable != nil {
+			s := g.snapshot()
+			stable = &s
+		}
 	}
 	c.mu.Unlock()
+	if stable != nil {
+		c.cfg.OnStable(*stable)
+	}
 
 	select {
 	case r := <-w.ch:

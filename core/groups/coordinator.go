@@ -55,6 +55,11 @@ type Config struct {
 	// negative keeps them for ever.
 	OffsetRetention time.Duration
 
+	// OnStable, when set, is called with the group's membership each time
+	// a rebalance completes, before the leader's SyncGroup is answered; the
+	// broker replicates it so a new coordinator can Restore the group.
+	OnStable func(Snapshot)
+
 	// Registerer receives the coordinator's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }

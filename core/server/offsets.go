@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/core/groups"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -29,7 +30,34 @@ type offsetKey struct {
 	Group     string `json:"group"`
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
+	// Members marks the group's membership record (a groups.Snapshot as
+	// the value) instead of a committed offset.
+	Members bool `json:"members,omitempty"`
 }
+
+// replicateGroup appends a group's membership, as of a completed
+// rebalance, to its offsets partition and waits for the ISR, so that the
+// next coordinator carries on with the same generation and members.
+func (s *Server) replicateGroup(snap groups.Snapshot) {
+	k, _ := json.Marshal(offsetKey{Group: snap.Group, Members: true})
+	v, err := json.Marshal(snap)
+	if err != nil {
+		s.logger.Error("encode group membership", "group", snap.Group, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Replication.AckTimeout)
+	defer cancel()
+	rec := recordbatch.Record{Timestamp: time.Now().UnixMilli(), Key: k, Value: v}
+	if err := s.appendOffsets(ctx, snap.Group, []recordbatch.Record{rec}); err != nil {
+		// The group goes on here; only a coordinator move would now make
+		// its members rejoin.
+		s.logger.Warn("replicating group membership failed", "group", snap.Group, "generation", snap.Generation, "err", err)
+	}
+}
+
+// restorer is implemented by a coordinator that can take over a group's
+// replicated membership (core/groups).
+type restorer interface{ Restore(groups.Snapshot) }
 
 type offsetValue struct {
 	Offset      int64  `json:"offset"`
@@ -125,7 +153,9 @@ func (s *Server) replicateDeletes(ctx context.Context, req kmsg.Request, resp km
 			if g.ErrorCode != 0 || len(before[g.Group]) == 0 {
 				continue
 			}
-			if err := s.appendOffsets(ctx, g.Group, tombstones(g.Group, before[g.Group])); err != nil {
+			k, _ := json.Marshal(offsetKey{Group: g.Group, Members: true})
+			recs := append(tombstones(g.Group, before[g.Group]), recordbatch.Record{Timestamp: time.Now().UnixMilli(), Key: k})
+			if err := s.appendOffsets(ctx, g.Group, recs); err != nil {
 				s.logger.Warn("replicating group deletion failed", "group", g.Group, "err", err)
 				g.ErrorCode = kerr.RequestTimedOut.Code
 			}
@@ -192,6 +222,7 @@ func (r *replica) loadOffsets() error {
 	l := r.log
 	from, end := l.StartOffset(), l.NextOffset()
 	n := 0
+	members := map[string]*groups.Snapshot{} // the last membership per group
 	for from < end {
 		b, err := l.Read(from, 1<<20, end)
 		if err != nil {
@@ -210,6 +241,15 @@ func (r *replica) loadOffsets() error {
 				var k offsetKey
 				var v offsetValue
 				if json.Unmarshal(rec.Key, &k) != nil || k.Group == "" {
+					continue
+				}
+				if k.Members {
+					var snap groups.Snapshot
+					if rec.Value != nil && json.Unmarshal(rec.Value, &snap) == nil {
+						members[k.Group] = &snap
+					} else {
+						delete(members, k.Group)
+					}
 					continue
 				}
 				tp := meta.TopicPartition{Topic: k.Topic, Partition: k.Partition}
@@ -239,6 +279,11 @@ func (r *replica) loadOffsets() error {
 	}
 	if n > 0 {
 		r.m.s.logger.Info("loaded committed offsets", "partition", r.part, "commits", n)
+	}
+	if gr, ok := r.m.s.groups.(restorer); ok {
+		for _, snap := range members {
+			gr.Restore(*snap)
+		}
 	}
 	return nil
 }

@@ -185,6 +185,7 @@ func (s *Server) defaultGroups(store *meta.Store, logger *slog.Logger) GroupCoor
 			_, err := s.topics.Partition(topic, partition)
 			return err == nil
 		},
+		OnStable:   s.replicateGroup,
 		Registerer: s.m.reg,
 	}, logger)
 }
