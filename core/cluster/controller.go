@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -30,7 +29,7 @@ func (n *Node) controllerLoop(ctx context.Context, needBootstrap bool) {
 		case <-n.poke:
 		}
 		if needBootstrap {
-			needBootstrap = !n.tryBootstrap()
+			needBootstrap = !n.tryBootstrap(ctx)
 		}
 		if n.raft.State() != raft.Leader {
 			leaderSince = time.Time{}
@@ -54,39 +53,6 @@ func (n *Node) controllerLoop(ctx context.Context, needBootstrap bool) {
 		}
 		cancel()
 	}
-}
-
-// tryBootstrap bootstraps Raft once BootstrapExpect brokers are visible in Serf. Every broker of a
-// new cluster computes the same voter set (the lowest ids), and bootstrapping with an identical
-// configuration is safe in Raft; a broker outside the set waits to be added by the leader.
-func (n *Node) tryBootstrap() (done bool) {
-	var alive []member
-	for _, m := range n.members() {
-		if m.Status == serf.StatusAlive {
-			alive = append(alive, m)
-		}
-	}
-	if len(alive) < n.cfg.BootstrapExpect {
-		return false
-	}
-	sort.Slice(alive, func(i, j int) bool { return alive[i].ID < alive[j].ID })
-	alive = alive[:n.cfg.BootstrapExpect]
-	var conf raft.Configuration
-	self := false
-	for _, m := range alive {
-		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: serverID(m.ID), Address: raft.ServerAddress(m.RaftAddr)})
-		self = self || m.ID == n.cfg.BrokerID
-	}
-	if !self {
-		return true
-	}
-	err := n.raft.BootstrapCluster(conf).Error()
-	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-		n.logger.Warn("raft bootstrap failed", "err", err)
-		return false
-	}
-	n.logger.Info("bootstrapped raft", "voters", len(conf.Servers), "err", err)
-	return true
 }
 
 // reconcile makes the metadata and the Raft configuration follow Serf: alive brokers are registered

@@ -30,6 +30,7 @@ type proposeResponse struct {
 func (n *Node) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+commitIndexPath, n.serveCommitIndex)
+	mux.HandleFunc("GET "+bootstrapPath, n.serveBootstrap)
 	mux.HandleFunc("POST "+proposePath, func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		var resp proposeResponse
