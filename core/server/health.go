@@ -131,8 +131,8 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 type Readiness = health.Readiness
 
 // Readiness reports whether the broker can serve clients: listeners bound,
-// logs loaded (both done before Start returns) and, in a cluster, the
-// metadata caught up with a controller known.
+// logs loaded (both done before Start returns), and the cluster metadata
+// caught up with a controller known (at once for a broker alone).
 func (s *Server) Readiness() Readiness {
 	r := Readiness{Reasons: []string{}}
 	if s.ctx.Err() != nil {
@@ -141,13 +141,11 @@ func (s *Server) Readiness() Readiness {
 	if s.ln == nil {
 		r.Reasons = append(r.Reasons, "kafka listener not bound")
 	}
-	if s.cluster != nil {
-		if !s.cluster.MetadataCurrent() || !s.replicas.ready.Load() {
-			r.Reasons = append(r.Reasons, "cluster metadata not caught up yet")
-		}
-		if _, ok := s.cluster.Controller(); !ok {
-			r.Reasons = append(r.Reasons, "no controller known: cluster not formed")
-		}
+	if !s.cluster.MetadataCurrent() || !s.replicas.ready.Load() {
+		r.Reasons = append(r.Reasons, "cluster metadata not caught up yet")
+	}
+	if _, ok := s.cluster.Controller(); !ok {
+		r.Reasons = append(r.Reasons, "no controller known: cluster not formed")
 	}
 	r.Ready = len(r.Reasons) == 0
 	return r
