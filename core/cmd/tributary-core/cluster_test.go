@@ -164,26 +164,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	createTopicWhenFormed(ctx, t, addrs, topic, parts)
 	sp := startSeqProducer(ctx, t, addrs, topic, parts)
 
-	var mu sync.Mutex
-	consumed := map[string]bool{}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(group),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond),
-		kgo.AutoCommitInterval(300*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, stopConsuming := context.WithCancel(ctx)
-	consumerDone := make(chan struct{})
-	go func() {
-		defer close(consumerDone)
-		for cctx.Err() == nil {
-			cons.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
-				mu.Lock()
-				consumed[string(r.Key)+"/"+string(r.Value)] = true
-				mu.Unlock()
-			})
-		}
-	}()
+	gr := startGroupReader(ctx, t, addrs, topic, group)
 
 	for _, b := range bs {
 		time.Sleep(time.Second) // let traffic flow between restarts
@@ -206,30 +187,12 @@ func TestClusterRollingRestart(t *testing.T) {
 		t.Logf("restarted broker %d", b.ID)
 	}
 	nAcked := sp.stop(ctx, t)
-	// The group catches up with everything acknowledged.
-	for {
-		mu.Lock()
-		missing := 0
-		for id := range sp.acked {
-			if !consumed[id] {
-				missing++
-			}
-		}
-		mu.Unlock()
-		if missing == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the group is missing %d of %d acknowledged records", missing, nAcked)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	stopConsuming()
-	<-consumerDone
-	if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+	gr.waitRead(t, sp.acked, 60*time.Second)
+	gr.stopPolling()
+	if err := gr.cl.CommitUncommittedOffsets(ctx); err != nil {
 		t.Fatalf("final commit: %v", err)
 	}
-	cons.Close()
+	gr.cl.Close()
 	verifyLog(ctx, t, addrs, topic, sp.acked, "after a rolling restart")
 
 	// The group's committed offsets are the partitions' ends: a new member
@@ -336,6 +299,69 @@ func TestClusterConfig(t *testing.T) {
 		cfg.Cluster.Raft.ElectionTimeout != time.Second || cfg.Replication.AckTimeout != 30*time.Second {
 		t.Fatalf("cluster example not parsed: %+v", cfg.Cluster)
 	}
+}
+
+// groupReader is a consumer group member that records every record it
+// reads ("key/value").
+type groupReader struct {
+	cl       *kgo.Client
+	mu       sync.Mutex
+	consumed map[string]bool
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+func startGroupReader(ctx context.Context, t *testing.T, addrs []string, topic, group string) *groupReader {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(group),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond),
+		kgo.AutoCommitInterval(300*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	gr := &groupReader{cl: cl, consumed: map[string]bool{}, done: make(chan struct{})}
+	cctx, stop := context.WithCancel(ctx)
+	gr.stop = stop
+	go func() {
+		defer close(gr.done)
+		for cctx.Err() == nil {
+			cl.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+				gr.mu.Lock()
+				gr.consumed[string(r.Key)+"/"+string(r.Value)] = true
+				gr.mu.Unlock()
+			})
+		}
+	}()
+	return gr
+}
+
+// waitRead waits until the group has read every acknowledged record.
+func (gr *groupReader) waitRead(t *testing.T, acked map[string]bool, limit time.Duration) {
+	t.Helper()
+	missing := map[string]int{} // by key
+	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
+		gr.mu.Lock()
+		clear(missing)
+		for id := range acked {
+			if !gr.consumed[id] {
+				missing[strings.SplitN(id, "/", 2)[0]]++
+			}
+		}
+		gr.mu.Unlock()
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the group has not read these acknowledged records (count by key): %v", limit, missing)
+		}
+	}
+}
+
+// stopPolling ends the reader's poll loop and waits for it.
+func (gr *groupReader) stopPolling() {
+	gr.stop()
+	<-gr.done
 }
 
 // verifyLog reads topic from the start without a group and checks that every

@@ -39,27 +39,7 @@ func TestClusterFullRestarts(t *testing.T) {
 	createTopicWhenFormed(ctx, t, addrs, topic, parts)
 	sp := startSeqProducer(ctx, t, addrs, topic, parts)
 
-	var mu sync.Mutex
-	consumed := map[string]bool{}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(group),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond),
-		kgo.AutoCommitInterval(300*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	cctx, stopConsuming := context.WithCancel(ctx)
-	consumerDone := make(chan struct{})
-	go func() {
-		defer close(consumerDone)
-		for cctx.Err() == nil {
-			cons.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
-				mu.Lock()
-				consumed[string(r.Key)+"/"+string(r.Value)] = true
-				mu.Unlock()
-			})
-		}
-	}()
+	gr := startGroupReader(ctx, t, addrs, topic, group)
 
 	for round := range rounds {
 		sig := syscall.SIGTERM
@@ -91,20 +71,10 @@ func TestClusterFullRestarts(t *testing.T) {
 		t.Logf("round %d (%v): writes resumed on every partition %v after the restart", round, sig, time.Since(restarted).Round(time.Millisecond))
 	}
 	nAcked := sp.stop(ctx, t)
-	testkit.Eventually(t, 60*time.Second, "the group reading every acknowledged record", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for id := range sp.acked {
-			if !consumed[id] {
-				return false
-			}
-		}
-		return true
-	})
-	stopConsuming()
-	<-consumerDone
 	verifyLog(ctx, t, addrs, topic, sp.acked, fmt.Sprintf("after %d full restarts", rounds))
 	checkLeaderEpochs(ctx, t, addrs, topic, parts)
+	gr.waitRead(t, sp.acked, 60*time.Second)
+	gr.stopPolling()
 	t.Logf("%d records acknowledged over %d full restarts, all read by the group", nAcked, rounds)
 }
 
