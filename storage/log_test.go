@@ -352,22 +352,27 @@ func forwardedBatchEpoch(t testing.TB, pid int64, epoch int16, first int64, n in
 	for i := range recs {
 		recs[i] = recordbatch.Record{Value: []byte(fmt.Sprint(first + int64(i))), Timestamp: 1}
 	}
-	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: EdgeSequence(first), LeaderEpoch: -1})
+	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: int32(first), LeaderEpoch: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-func TestForwardedProducerDedup(t *testing.T) {
+// A producer the caller marks SequenceFromSource (a bridge numbering records
+// by edge offset) is deduplicated by high-water mark, whatever its id.
+func TestSourceSequencedProducerDedup(t *testing.T) {
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{})
 	ctx := context.Background()
-	pid := ForwardedProducerID("edge-a", 3)
-	if !IsForwardedProducer(pid) || IsForwardedProducer(12345) || pid == ForwardedProducerID("edge-a", 4) {
-		t.Fatalf("forwarded producer ids: %d", pid)
+	const pid = 4242
+	fromSource := func(id int64) SequenceMode {
+		if id == pid {
+			return SequenceFromSource
+		}
+		return SequencePerBatch
 	}
-	opts := AppendOptions{Idempotent: true, LeaderEpoch: -1}
+	opts := AppendOptions{Idempotent: true, LeaderEpoch: -1, Sequences: fromSource}
 	steps := []struct {
 		epoch int16
 		first int64
@@ -414,6 +419,16 @@ func TestForwardedProducerDedup(t *testing.T) {
 		}
 	}
 	check(l)
+	// The same id in Kafka's per-batch mode: a re-batched send is a gap.
+	other := openTestLog(t, t.TempDir(), LogConfig{})
+	defer other.Close()
+	perBatch := AppendOptions{Idempotent: true, LeaderEpoch: -1, Sequences: func(int64) SequenceMode { return SequencePerBatch }}
+	if _, err := other.Append(ctx, forwardedBatchEpoch(t, pid, 0, 0, 10), perBatch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Append(ctx, forwardedBatchEpoch(t, pid, 0, 5, 10), perBatch); !errors.Is(err, ErrOutOfOrderSequence) {
+		t.Fatalf("re-batched send in per-batch mode: %v, want %v", err, ErrOutOfOrderSequence)
+	}
 	l.Close()
 	// The high-water mark is rebuilt from the log after a crash.
 	os.Remove(filepath.Join(dir, producerSnapshotFile))
