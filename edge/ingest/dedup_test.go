@@ -51,7 +51,7 @@ func TestResendStoredOnce(t *testing.T) {
 	}
 
 	fail := true
-	h.appendBatch = func(l *storage.Log, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
+	h.appendBatch = func(l storage.PartitionLog, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
 		if fail {
 			return storage.AppendResult{}, fmt.Errorf("write: %w", syscall.EIO)
 		}

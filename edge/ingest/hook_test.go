@@ -82,7 +82,7 @@ func stored(t *testing.T, h *Hook) int64 {
 func TestDiskFullRefusesLikeBlock(t *testing.T) {
 	h := newTestHook(t)
 	full := true
-	h.appendBatch = func(l *storage.Log, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
+	h.appendBatch = func(l storage.PartitionLog, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
 		if full {
 			return storage.AppendResult{}, fmt.Errorf("write segment: %w", syscall.ENOSPC)
 		}

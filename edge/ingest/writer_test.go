@@ -29,7 +29,7 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 		t.Run(fmt.Sprintf("failing=%v", failing), func(t *testing.T) {
 			h := newTestHookConfig(t, Config{DefaultPartitions: 1})
 			if failing {
-				h.appendBatch = func(*storage.Log, context.Context, []byte, storage.AppendOptions) (storage.AppendResult, error) {
+				h.appendBatch = func(storage.PartitionLog, context.Context, []byte, storage.AppendOptions) (storage.AppendResult, error) {
 					return storage.AppendResult{}, fmt.Errorf("write: %w", syscall.EIO)
 				}
 			}
@@ -45,7 +45,7 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 				codes    [publishers]map[byte]int
 				unsynced atomic.Int64
 			)
-			l := st.writers[0].log
+			l := st.writers[0].log.(*storage.Log)
 			srv := mqtt.New(nil)
 			for p := 0; p < publishers; p++ {
 				server, client := net.Pipe()
