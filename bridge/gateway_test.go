@@ -12,13 +12,14 @@ import (
 
 	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/edge/gateway"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // The real edge gateway with the bridge attached the way tributary-edge
 // attaches it: readings published over MQTT (QoS 1) reach the core once each,
 // with the edge's headers and the gateway's edge id.
 func TestEdgeGatewayToCore(t *testing.T) {
-	addr := bridge.FreeAddr(t)
+	addr := testkit.FreeAddr(t)
 	core := bridge.NewTestCore(t, addr, "")
 	core.Start()
 
@@ -28,13 +29,13 @@ func TestEdgeGatewayToCore(t *testing.T) {
 	cfg.HTTP.Address = "-"
 	cfg.Auth.AllowAnonymous = true
 	cfg.ShutdownTimeout = 5 * time.Second
-	g, err := gateway.Open(cfg, bridge.QuietLogger())
+	g, err := gateway.Open(cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open gateway: %v", err)
 	}
 	bcfg := bridge.TestBridgeConfig(addr)
 	bcfg.EdgeID = g.EdgeID()
-	b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), bridge.TestLogger(t))
+	b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestEdgeGatewayToCore(t *testing.T) {
 			want[dev]++
 		}
 	}
-	bridge.WaitFor(t, 30*time.Second, "the bridge to forward the stream", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the bridge to forward the stream", func() bool {
 		st := b.Status()
 		for _, p := range st.Partitions {
 			if p.Stream == bridge.Stream {

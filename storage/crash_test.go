@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -26,7 +27,7 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("only runs as the child of TestCrashSafety")
 	}
-	l, err := OpenLog(dir, LogConfig{SegmentBytes: 64 << 10, Durability: Durability{Mode: SyncAlways}}, quietLogger())
+	l, err := OpenLog(dir, LogConfig{SegmentBytes: 64 << 10, Durability: Durability{Mode: SyncAlways}}, testkit.Logger(t))
 	if err != nil {
 		fmt.Println("open failed:", err)
 		os.Exit(3)
@@ -114,7 +115,7 @@ func TestCrashSafety(t *testing.T) {
 		cmd.Wait()
 
 		// Reopen as the child would and check every acknowledged batch.
-		l, err := OpenLog(dir, LogConfig{SegmentBytes: 64 << 10}, quietLogger())
+		l, err := OpenLog(dir, LogConfig{SegmentBytes: 64 << 10}, testkit.Logger(t))
 		if err != nil {
 			t.Fatalf("cycle %d: reopen: %v", c, err)
 		}

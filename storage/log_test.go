@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,10 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // makeBatch builds a batch of n records whose values name their position.
 func makeBatch(t testing.TB, n int, tag string, ts int64) []byte {
@@ -40,7 +37,7 @@ func makeBatch(t testing.TB, n int, tag string, ts int64) []byte {
 
 func openTestLog(t testing.TB, dir string, cfg LogConfig) *Log {
 	t.Helper()
-	l, err := OpenLog(dir, cfg, quietLogger())
+	l, err := OpenLog(dir, cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open log: %v", err)
 	}

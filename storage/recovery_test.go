@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -94,7 +95,7 @@ func TestRecoveryBitFlips(t *testing.T) {
 		data[pos] ^= 1 << rng.IntN(8)
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, segmentName(0)+logSuffix), data, 0o644)
-		l, err := OpenLog(dir, LogConfig{}, quietLogger())
+		l, err := OpenLog(dir, LogConfig{}, testkit.Logger(t))
 		if err != nil {
 			t.Fatalf("flip at %d: open: %v", pos, err)
 		}
@@ -215,7 +216,7 @@ func TestIndexRebuild(t *testing.T) {
 
 func FuzzRecovery(f *testing.F) {
 	dir := f.TempDir()
-	l, _ := OpenLog(dir, LogConfig{}, quietLogger())
+	l, _ := OpenLog(dir, LogConfig{}, testkit.Logger(f))
 	for i := 0; i < 3; i++ {
 		l.Append(context.Background(), makeBatch(f, 2, "f", 1), AppendOptions{LeaderEpoch: -1})
 	}
@@ -227,7 +228,7 @@ func FuzzRecovery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, segmentName(0)+logSuffix), data, 0o644)
-		l, err := OpenLog(dir, LogConfig{}, quietLogger())
+		l, err := OpenLog(dir, LogConfig{}, testkit.Logger(t))
 		if err != nil {
 			return // a clear error is fine; a panic is not
 		}

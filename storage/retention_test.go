@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -205,7 +206,7 @@ func TestTopicsCreateReopenDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	tp, err := OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, quietLogger())
+	tp, err := OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +264,7 @@ func TestTopicsCreateReopenDelete(t *testing.T) {
 	before := tp.TotalSize()
 	tp.Close()
 
-	tp, err = OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, quietLogger())
+	tp, err = OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

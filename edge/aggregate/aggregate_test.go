@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -18,12 +17,11 @@ import (
 
 	"github.com/tributary-io/tributary/edge/topicmap"
 	"github.com/tributary-io/tributary/internal/stream"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type edgeStore struct {
 	store  *meta.Store
@@ -40,7 +38,7 @@ func openStore(t *testing.T) *edgeStore {
 	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{
 		SegmentBytes: 64 << 10,
 		Durability:   storage.Durability{Mode: storage.SyncInterval, Interval: 10 * time.Millisecond},
-	}, quiet())
+	}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,17 +188,6 @@ func check(t *testing.T, e *edgeStore, agg *stream.Aggregation, want map[string]
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestEdgeAggregation: records appended to an edge stream (including a
 // stream created after the aggregation started) come out as one record per
 // (device, window) in <source>.<name>, equal to an engine run over the
@@ -209,7 +196,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func TestEdgeAggregation(t *testing.T) {
 	e := openStore(t)
 	aggs := testAgg(t)
-	set, err := New(aggs, 50*time.Millisecond, e.topics, e.store, nil, quiet())
+	set, err := New(aggs, 50*time.Millisecond, e.topics, e.store, nil, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +215,7 @@ func TestEdgeAggregation(t *testing.T) {
 	if len(want) < 400 {
 		t.Fatalf("reference has %d windows; the input should close ~490", len(want))
 	}
-	waitFor(t, 10*time.Second, "outputs of the first part", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
+	testkit.Eventually(t, 10*time.Second, "outputs of the first part", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
 	cancel()
 	<-done
 	if _, ok, err := (&MetaStore{Store: e.store, Name: "1s"}).Load(); !ok || err != nil {
@@ -239,8 +226,8 @@ func TestEdgeAggregation(t *testing.T) {
 	want = reference(t, e.topics, &aggs[0])
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() { done <- r.Run(ctx) }()
-	waitFor(t, 10*time.Second, "outputs after the restart", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
-	waitFor(t, 5*time.Second, "a checkpoint", func() bool { return !r.Status().LastCheckpoint.IsZero() })
+	testkit.Eventually(t, 10*time.Second, "outputs after the restart", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
+	testkit.Eventually(t, 5*time.Second, "a checkpoint", func() bool { return !r.Status().LastCheckpoint.IsZero() })
 	cancel()
 	<-done
 	check(t, e, &aggs[0], want)
@@ -334,7 +321,7 @@ func TestEdgeAggregationCrashes(t *testing.T) {
 		fed := written
 		mu.Unlock()
 		last := fed == total && crashes >= 60
-		set, err := New(aggs, 20*time.Millisecond, e.topics, e.store, nil, quiet())
+		set, err := New(aggs, 20*time.Millisecond, e.topics, e.store, nil, testkit.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +354,7 @@ func TestEdgeAggregationCrashes(t *testing.T) {
 		go func() { done <- r.Run(ctx) }()
 		if last {
 			want := reference(t, e.topics, agg)
-			waitFor(t, 20*time.Second, "the last run to catch up", func() bool {
+			testkit.Eventually(t, 20*time.Second, "the last run to catch up", func() bool {
 				return len(readStream(t, e.topics, agg.Output)) >= len(want)
 			})
 			cancel()
@@ -431,7 +418,7 @@ func TestHoldRetention(t *testing.T) {
 		Name: "o", Source: "other", Fields: []stream.Field{{Name: "temp", Path: "temp"}},
 		Window: &stream.Window{Type: stream.Tumbling, Size: time.Second}, Aggregates: []string{"count"},
 	})
-	set, err := New(aggs, 20*time.Millisecond, e.topics, e.store, nil, quiet())
+	set, err := New(aggs, 20*time.Millisecond, e.topics, e.store, nil, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +432,7 @@ func TestHoldRetention(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = r.Run(ctx) }()
 	}
-	waitFor(t, 10*time.Second, "both aggregations to cover the input", func() bool {
+	testkit.Eventually(t, 10*time.Second, "both aggregations to cover the input", func() bool {
 		for _, st := range set.Status() {
 			if st.Processed < 300 || st.LastCheckpoint.IsZero() {
 				return false

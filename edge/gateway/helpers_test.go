@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -34,18 +33,11 @@ func testConfig(t *testing.T) Config {
 	return cfg
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // startGateway runs a gateway until the test ends (or stop is called);
 // stop waits for the graceful shutdown.
 func startGateway(t *testing.T, cfg Config) (g *Gateway, stop func()) {
 	t.Helper()
-	g, err := Open(cfg, testLogger(t))
+	g, err := Open(cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open gateway: %v", err)
 	}
@@ -128,7 +120,7 @@ func readStreamOffline(t *testing.T, dataDir, stream string) []storedRecord {
 		t.Fatalf("open meta: %v", err)
 	}
 	defer store.Close()
-	topics, err := storage.OpenTopics(filepath.Join(dataDir, "logs"), store, storage.LogConfig{}, testLogger(t))
+	topics, err := storage.OpenTopics(filepath.Join(dataDir, "logs"), store, storage.LogConfig{}, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open topics: %v", err)
 	}

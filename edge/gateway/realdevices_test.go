@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/edge/sparkplug"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -49,7 +50,7 @@ func startCore(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	srv, err := server.Start(server.Config{DataDir: t.TempDir(), KafkaAddr: addr, DefaultPartitions: 1,
-		Log: storage.LogConfig{SegmentBytes: 4 << 20}}, testLogger(t), nil)
+		Log: storage.LogConfig{SegmentBytes: 4 << 20}}, testkit.Logger(t), nil)
 	if err != nil {
 		t.Fatalf("start core: %v", err)
 	}
@@ -65,13 +66,13 @@ func startCore(t *testing.T) string {
 // tributary-edge attaches it.
 func startBridgedGateway(t *testing.T, cfg Config, core string) (*Gateway, func()) {
 	t.Helper()
-	g, err := Open(cfg, testLogger(t))
+	g, err := Open(cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open gateway: %v", err)
 	}
 	b, err := bridge.New(bridge.Config{Brokers: []string{core}, EdgeID: g.EdgeID(), BackoffMin: 20 * time.Millisecond,
 		BackoffMax: 300 * time.Millisecond, RequestTimeout: 3 * time.Second, ScanInterval: 100 * time.Millisecond,
-		MaxBatchBytes: 64 << 10}, g.Topics(), g.Meta(), g.Registry(), testLogger(t))
+		MaxBatchBytes: 64 << 10}, g.Topics(), g.Meta(), g.Registry(), testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("new bridge: %v", err)
 	}

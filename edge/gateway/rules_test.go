@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tributary-io/tributary/edge/rules"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 func metricsText(t *testing.T, g *Gateway) string {
@@ -189,7 +190,7 @@ func TestRuleConfigErrorStopsStart(t *testing.T) {
 	} {
 		cfg := testConfig(t)
 		cfg.Ingest.Rules = []rules.Config{c.rule}
-		if _, err := Open(cfg, testLogger(t)); err == nil {
+		if _, err := Open(cfg, testkit.Logger(t)); err == nil {
 			t.Fatalf("%+v: started", c.rule)
 		} else if !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("error %q, want one line with %q", err, c.want)

@@ -9,8 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
-	"io"
-	"log/slog"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
@@ -22,9 +20,8 @@ import (
 	"github.com/tributary-io/tributary/firmware-sim/reading"
 	"github.com/tributary-io/tributary/firmware-sim/summary"
 	"github.com/tributary-io/tributary/firmware-sim/verify"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func startBroker(t *testing.T, o mqtttest.Options) *mqtttest.Broker {
 	t.Helper()
@@ -50,19 +47,7 @@ func testConfig(id, addr string) Config {
 		Rate: 500, Jitter: 0.2, QueueSize: 100, Inflight: 8,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		ConnectTimeout: 2 * time.Second,
-		Rand:           mrand.New(mrand.NewPCG(7, 7)), Logger: quiet,
-	}
-}
-
-// waitFor polls cond for at most 15 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+		Rand:           mrand.New(mrand.NewPCG(7, 7)), Logger: testkit.Discard(),
 	}
 }
 
@@ -144,11 +129,11 @@ func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
 	res := make(chan summary.Device, 1)
 	go func() { res <- d.Run(ctx, stop) }()
 
-	waitFor(t, "first broker to get readings", func() bool { return b1.Count() >= 20 })
+	testkit.Eventually(t, 15*time.Second, "first broker to get readings", func() bool { return b1.Count() >= 20 })
 	b1.Close()
-	waitFor(t, "offline queue to overflow", func() bool { return d.Stats.Dropped.Load() > 0 })
+	testkit.Eventually(t, 15*time.Second, "offline queue to overflow", func() bool { return d.Stats.Dropped.Load() > 0 })
 	b2 := startBroker(t, mqtttest.Options{Addr: addr})
-	waitFor(t, "second broker to get readings", func() bool { return b2.Count() >= 40 })
+	testkit.Eventually(t, 15*time.Second, "second broker to get readings", func() bool { return b2.Count() >= 40 })
 	close(stop)
 	var s summary.Device
 	select {

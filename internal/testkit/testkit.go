@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -8,22 +9,88 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// Eventually polls cond every 10 ms until it holds, failing the test after
-// limit with what it was waiting for.
+// Eventually polls cond until it holds, failing the test after limit with
+// what it was waiting for. It polls every 5 ms at first and backs off to
+// every 50 ms, so a quick condition is seen at once and a slow one (a
+// request to a cluster still forming) is not asked a hundred times a second.
 func Eventually(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
+	if !Poll(limit, cond) {
+		t.Fatalf("timed out after %v waiting for %s", limit, what)
+	}
+}
+
+// Poll is Eventually for a caller that reports the failure itself (with
+// what only it knows, such as a child process's output): it says whether
+// cond held within limit.
+func Poll(limit time.Duration, cond func() bool) bool {
+	pause := 5 * time.Millisecond
+	for deadline := time.Now().Add(limit); ; time.Sleep(pause) {
 		if cond() {
-			return
+			return true
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
+			return false
 		}
+		pause = min(2*pause, 50*time.Millisecond)
 	}
+}
+
+// Logger is the test logger: records at warning and above go to the test's
+// log (shown when it fails, or with -v), everything from debug up with -v.
+// Lines logged after the test ended (a goroutine still stopping) are
+// dropped instead of panicking the test binary.
+func Logger(t testing.TB) *slog.Logger {
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelDebug
+	}
+	w := &testWriter{t: t}
+	t.Cleanup(func() { w.done.Store(true) })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+type testWriter struct {
+	t    testing.TB
+	done atomic.Bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// Discard is a logger for benchmarks and helpers that have no test to log
+// to.
+func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+var (
+	portsMu sync.Mutex
+	ports   = Ports{}
+)
+
+// FreePort returns a loopback port free for TCP and UDP that no other test
+// in this process was given, so parallel tests never collide.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	return ports.Next(t)
+}
+
+// FreeAddr is FreePort as a "127.0.0.1:port" address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
 }
 
 // Ports hands out loopback ports free for TCP and UDP (Serf gossips over
