@@ -6,10 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
@@ -30,7 +26,9 @@ func TestForwarderLeavesFrozenLeader(t *testing.T) {
 	addrs := cluster.Addrs()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	createClusterTopic(ctx, t, addrs, stream, 1, 3)
+	if err := testkit.CreateClusterTopic(ctx, addrs, stream, 1, 3); err != nil {
+		t.Fatal(err)
+	}
 
 	e := openEdge(t, t.TempDir(), 1)
 	cfg := testBridgeConfig(addrs...)
@@ -88,50 +86,4 @@ func cursorOf(rb *runningBridge) int64 {
 		c += p.Cursor
 	}
 	return c
-}
-
-// createClusterTopic creates topic with replication factor rf (and
-// min.insync.replicas 2) once the cluster has formed, and waits for leaders.
-func createClusterTopic(ctx context.Context, t *testing.T, addrs []string, topic string, parts int32, rf int16) {
-	t.Helper()
-	cl := newKafkaClient(t, addrs)
-	testkit.Eventually(t, 60*time.Second, "topic "+topic+" created", func() bool {
-		req := kmsg.NewPtrCreateTopicsRequest()
-		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, parts, rf
-		c := kmsg.NewCreateTopicsRequestTopicConfig()
-		c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr("2")
-		rt.Configs = append(rt.Configs, c)
-		req.Topics = append(req.Topics, rt)
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		resp, err := req.RequestWith(rctx, cl)
-		cancel()
-		if err != nil {
-			return false
-		}
-		code := resp.Topics[0].ErrorCode
-		return code == 0 || code == kerr.TopicAlreadyExists.Code
-	})
-	testkit.Eventually(t, 30*time.Second, "leaders for "+topic, func() bool {
-		st, err := testkit.PartitionStates(ctx, addrs, topic)
-		if err != nil || len(st) != int(parts) {
-			return false
-		}
-		for _, p := range st {
-			if p.Leader < 1 || len(p.ISR) < int(rf) {
-				return false
-			}
-		}
-		return true
-	})
-}
-
-func newKafkaClient(t *testing.T, seeds []string) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
 }

@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -31,13 +33,26 @@ func Eventually(t testing.TB, limit time.Duration, what string, cond func() bool
 // what only it knows, such as a child process's output): it says whether
 // cond held within limit.
 func Poll(limit time.Duration, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	return PollContext(ctx, cond)
+}
+
+// PollContext polls cond until it holds (true) or ctx ends (false), for
+// harnesses outside tests (the benchmarks) that bound waits by a context.
+// It polls every 5 ms at first and backs off to every 50 ms.
+func PollContext(ctx context.Context, cond func() bool) bool {
 	pause := 5 * time.Millisecond
-	for deadline := time.Now().Add(limit); ; time.Sleep(pause) {
+	for {
 		if cond() {
 			return true
 		}
-		if time.Now().After(deadline) {
-			return false
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return cond()
+		case <-t.C:
 		}
 		pause = min(2*pause, 50*time.Millisecond)
 	}
@@ -82,15 +97,33 @@ var (
 // in this process was given, so parallel tests never collide.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	return ports.Next(t)
+	p, err := ReservePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // FreeAddr is FreePort as a "127.0.0.1:port" address.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
+}
+
+// ReservePort is FreePort for harnesses outside tests (the benchmarks).
+func ReservePort() (int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	return ports.reserve()
+}
+
+// ReserveAddr is ReservePort as a "127.0.0.1:port" address.
+func ReserveAddr() (string, error) {
+	p, err := ReservePort()
+	if err != nil {
+		return "", err
+	}
+	return "127.0.0.1:" + strconv.Itoa(p), nil
 }
 
 // Ports hands out loopback ports free for TCP and UDP (Serf gossips over
@@ -101,7 +134,15 @@ type Ports map[int]bool
 // Next returns a free port.
 func (given Ports) Next(t testing.TB) int {
 	t.Helper()
-	for range 200 {
+	p, err := given.reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (given Ports) reserve() (int, error) {
+	for range 500 {
 		port := 20000 + rand.IntN(12000)
 		if given[port] {
 			continue
@@ -117,10 +158,9 @@ func (given Ports) Next(t testing.TB) int {
 		}
 		u.Close()
 		given[port] = true
-		return port
+		return port, nil
 	}
-	t.Fatal("no free port")
-	return 0
+	return 0, errors.New("testkit: no free loopback port")
 }
 
 // BuildBinary builds one of the repository's commands (a path such as
