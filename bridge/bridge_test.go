@@ -33,6 +33,7 @@ func header(r *kgo.Record, key string) (string, bool) {
 // doubled, the backlog shows while it is down, and the records carry their
 // edge identity.
 func TestCoreDownDuringIngestThenBack(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	e := openEdge(t, t.TempDir(), 3)
@@ -119,6 +120,7 @@ func TestCoreDownDuringIngestThenBack(t *testing.T) {
 // A TCP proxy between bridge and core resets connections in the middle of
 // batches and stalls them; every reading still arrives exactly once.
 func TestConnectionFaultsMidBatch(t *testing.T) {
+	t.Parallel()
 	coreAddr := testkit.FreeAddr(t)
 	px := newProxy(t, coreAddr)
 	core := newCore(t, coreAddr, px.addr()) // clients only ever see the proxy
@@ -167,6 +169,7 @@ func totalRetries(st Status) int64 {
 
 // The core restarts several times while the bridge forwards.
 func TestCoreRestartWhileForwarding(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
@@ -188,6 +191,7 @@ func TestCoreRestartWhileForwarding(t *testing.T) {
 // Several edges forward into the same core topic; each edge's records keep
 // their own producer identity and none is taken for another's re-send.
 func TestSeveralEdgesOneTopic(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
@@ -232,6 +236,7 @@ func TestSeveralEdgesOneTopic(t *testing.T) {
 // Against a plain Kafka target the same records and headers arrive, with
 // no producer id (at-least-once).
 func TestKafkaTarget(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
@@ -268,6 +273,7 @@ func TestKafkaTarget(t *testing.T) {
 
 // Unforwarded segments survive retention; forwarded ones do not.
 func TestRetentionFloorKeepsUnforwarded(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	e := openEdgeWith(t, t.TempDir(), 1, storage.LogConfig{SegmentBytes: 64 << 10, RetentionBytes: 1})
@@ -297,6 +303,7 @@ func TestRetentionFloorKeepsUnforwarded(t *testing.T) {
 
 // The generated edge id is stored and reused; a configured one wins.
 func TestEdgeIDStable(t *testing.T) {
+	t.Parallel()
 	e := openEdge(t, t.TempDir(), 1)
 	b1, err := New(Config{Brokers: []string{"127.0.0.1:1"}}, e.topics, e.store, nil, testkit.Logger(t))
 	if err != nil {
@@ -319,6 +326,7 @@ func TestEdgeIDStable(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	for _, c := range []Config{
 		{},
 		{Brokers: []string{"nohost"}},
@@ -337,6 +345,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestBackoffBounds(t *testing.T) {
+	t.Parallel()
 	b := backoff{min: 10 * time.Millisecond, max: 200 * time.Millisecond}
 	var sawSpread bool
 	for i := 0; i < 50; i++ {
@@ -369,6 +378,7 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 // Segments the edge drops under the drop-oldest disk policy before they were
 // forwarded are counted, and forwarding goes on after them.
 func TestDropOldestCountsUnforwarded(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	e := openEdgeWith(t, t.TempDir(), 1, storage.LogConfig{SegmentBytes: 32 << 10})
@@ -405,6 +415,7 @@ func TestDropOldestCountsUnforwarded(t *testing.T) {
 // The bandwidth cap holds the long-run rate (a lower bound on time, which a
 // slow machine cannot break).
 func TestBandwidthCap(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
@@ -436,6 +447,7 @@ func TestBandwidthCap(t *testing.T) {
 // stalling the partition; the records around it arrive, with batches kept
 // under the core's limit.
 func TestTooLargeRecordSkipped(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.maxBatch = 8 << 10
@@ -467,6 +479,7 @@ func TestTooLargeRecordSkipped(t *testing.T) {
 // Edge batches of several records (the edge combines concurrent publishes)
 // are split across forwarded batches mid-batch without loss or repeats.
 func TestMultiRecordEdgeBatchesSplit(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
@@ -500,6 +513,7 @@ func TestMultiRecordEdgeBatchesSplit(t *testing.T) {
 // stream takes edge partition p on core partition p mod n; the edge
 // partitions sharing a core partition keep separate producer identities.
 func TestFewerCorePartitions(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
@@ -528,6 +542,7 @@ func TestFewerCorePartitions(t *testing.T) {
 // still reported as lost (the forwarder of a partition without a cursor
 // starts at offset 0, not where the log happens to start).
 func TestHoldFromBirthAndDropsBeforeForwarderCounted(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	e := openEdgeWith(t, t.TempDir(), 1, storage.LogConfig{SegmentBytes: 16 << 10, RetentionBytes: 1})
@@ -572,6 +587,7 @@ func TestHoldFromBirthAndDropsBeforeForwarderCounted(t *testing.T) {
 // asks the core where its copy ends (DescribeProducers), re-sends the lost
 // tail from the edge, and goes on: 0 lost, 0 duplicated.
 func TestBridgeResendsTailTheCoreLost(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()

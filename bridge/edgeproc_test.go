@@ -23,6 +23,7 @@ var buildBinary = testkit.BuildBinary
 // not acknowledged once the edge is back). The core ends up with every
 // reading exactly once, in order.
 func TestEdgeBinarySIGKILL(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and kills the edge binary")
 	}

@@ -16,6 +16,7 @@ func testForwarder(codec int) *forwarder {
 // encode keeps key, value, timestamp and headers, adds the edge headers,
 // numbers the batch by edge offset and starts at next inside an edge batch.
 func TestEncodeKeepsRecords(t *testing.T) {
+	t.Parallel()
 	var recs []recordbatch.Record
 	for i := 0; i < 5; i++ {
 		recs = append(recs, recordbatch.Record{Timestamp: int64(1000 + i), Key: []byte("k" + strconv.Itoa(i)), Value: []byte("v" + strconv.Itoa(i)),

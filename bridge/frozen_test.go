@@ -16,6 +16,7 @@ import (
 // unanswered for half a second makes it ask who leads, and it re-routes as soon
 // as the answer changes. Afterwards the core holds every reading once.
 func TestForwarderLeavesFrozenLeader(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a 3-broker core as processes")
 	}

@@ -19,6 +19,7 @@ import (
 // attaches it: readings published over MQTT (QoS 1) reach the core once each,
 // with the edge's headers and the gateway's edge id.
 func TestEdgeGatewayToCore(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := bridge.NewTestCore(t, addr, "")
 	core.Start()

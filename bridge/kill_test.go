@@ -95,6 +95,7 @@ func scanDevices(e *testEdge) (map[string]uint64, error) {
 // ten times; a final run drains the rest. The core ends up with every
 // reading exactly once, in order.
 func TestSIGKILLWhileForwarding(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}

@@ -19,6 +19,7 @@ import (
 // is released, so its own retention trims it, while a forwarded stream's
 // log stays held at the bridge's cursor.
 func TestKeepLocal(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, addr)
 	core.start()

@@ -58,6 +58,7 @@ func secureCore(t *testing.T, core *testCore, addr, plainAddr string) string {
 // franz-go metadata client) while the core restarts three times: the core
 // topic ends with every reading once, in order.
 func TestSaslSSLExactlyOnce(t *testing.T) {
+	t.Parallel()
 	addr, plainAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	caFile := secureCore(t, core, addr, plainAddr)
@@ -83,6 +84,7 @@ func TestSaslSSLExactlyOnce(t *testing.T) {
 // TestSaslWrongPassword: a bridge with a wrong password forwards nothing
 // and says why in its status.
 func TestSaslWrongPassword(t *testing.T) {
+	t.Parallel()
 	addr, plainAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	caFile := secureCore(t, core, addr, plainAddr)

@@ -13,6 +13,7 @@ import (
 // its admin client as soon as its context ended, this bridge never stopped
 // (and the edge's SIGTERM took 6–8 s against such a core).
 func TestStopWithSilentCore(t *testing.T) {
+	t.Parallel()
 	addr := testkit.FreeAddr(t)
 	newCore(t, addr, "").start()
 	px := newProxy(t, addr)

@@ -14,6 +14,7 @@ import (
 // segments below it, refuses offsets past the end, and the start survives a
 // restart.
 func TestDeleteRecordsBefore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 1024})
 	for i := 0; i < 20; i++ {
@@ -68,6 +69,7 @@ func TestDeleteRecordsBefore(t *testing.T) {
 
 // Topics.Reconfigure changes every partition's config at once and persists.
 func TestTopicsReconfigure(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	store, err := meta.Open(dir + "/meta.db")
 	if err != nil {
@@ -122,6 +124,7 @@ func TestTopicsReconfigure(t *testing.T) {
 
 // Reconfigure while appends, reads and retention run (go test -race).
 func TestReconfigureUnderLoad(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 4096})
 	defer l.Close()
 	done := make(chan struct{})

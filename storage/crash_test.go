@@ -23,6 +23,7 @@ const crashChildEnv = "TRIBUTARY_CRASH_CHILD_DIR"
 // "always" durability from several goroutines and prints every acknowledged
 // batch as "ack <base> <last> <crc>" until it is killed.
 func TestCrashChild(t *testing.T) {
+	t.Parallel()
 	dir := os.Getenv(crashChildEnv)
 	if dir == "" {
 		t.Skip("only runs as the child of TestCrashSafety")
@@ -55,6 +56,7 @@ func TestCrashChild(t *testing.T) {
 }
 
 func TestCrashSafety(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("crash loop skipped in -short")
 	}

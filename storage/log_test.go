@@ -74,6 +74,7 @@ func readAll(t testing.TB, l *Log) []recordbatch.Header {
 }
 
 func TestAppendReadAcrossRolls(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := LogConfig{SegmentBytes: 4096, IndexIntervalBytes: 512}
 	l := openTestLog(t, dir, cfg)
@@ -159,6 +160,7 @@ func TestAppendReadAcrossRolls(t *testing.T) {
 }
 
 func TestAppendRejectsBadBatches(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{MaxBatchBytes: 2048})
 	defer l.Close()
 	b := makeBatch(t, 3, "x", 1)
@@ -196,6 +198,7 @@ func idemBatch(t testing.TB, pid int64, epoch int16, seq int32, n int) []byte {
 }
 
 func TestIdempotentProducer(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	ctx := context.Background()
@@ -246,6 +249,7 @@ func TestIdempotentProducer(t *testing.T) {
 }
 
 func TestDurableAppendsShareFsync(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncBytes} {
 		t.Run(string(mode), func(t *testing.T) {
 			l := openTestLog(t, t.TempDir(), LogConfig{Durability: Durability{Mode: mode, Interval: time.Hour, Bytes: 1 << 30}})
@@ -296,6 +300,7 @@ func TestDurableAppendsShareFsync(t *testing.T) {
 }
 
 func TestOffsetForTime(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 4096, IndexIntervalBytes: 256})
 	defer l.Close()
 	// Batch i holds records with timestamps 1000*i + 0..3.
@@ -317,6 +322,7 @@ func TestOffsetForTime(t *testing.T) {
 }
 
 func TestTruncateTo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := LogConfig{SegmentBytes: 2048}
 	l := openTestLog(t, dir, cfg)
@@ -359,6 +365,7 @@ func forwardedBatchEpoch(t testing.TB, pid int64, epoch int16, first int64, n in
 // A producer the caller marks SequenceFromSource (a bridge numbering records
 // by edge offset) is deduplicated by high-water mark, whatever its id.
 func TestSourceSequencedProducerDedup(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{})
 	ctx := context.Background()
@@ -438,6 +445,7 @@ func TestSourceSequencedProducerDedup(t *testing.T) {
 }
 
 func TestResetTo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	for i := 0; i < 50; i++ {
@@ -464,6 +472,7 @@ func TestResetTo(t *testing.T) {
 }
 
 func TestWaitSyncedAndChangedOnClose(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{Durability: Durability{Mode: SyncInterval, Interval: time.Hour}})
 	res, err := l.Append(context.Background(), makeBatch(t, 2, "w", 1), AppendOptions{LeaderEpoch: -1})
 	if err != nil {
@@ -487,6 +496,7 @@ func TestWaitSyncedAndChangedOnClose(t *testing.T) {
 }
 
 func TestLeaderEpochs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	ctx := context.Background()

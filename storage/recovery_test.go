@@ -37,6 +37,7 @@ func activeSegmentPath(dir string) string {
 }
 
 func TestRecoveryTruncatedTail(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	hs := fillLog(t, src, 60)
 	orig, err := os.ReadFile(activeSegmentPath(src))
@@ -82,6 +83,7 @@ func TestRecoveryTruncatedTail(t *testing.T) {
 }
 
 func TestRecoveryBitFlips(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	hs := fillLog(t, src, 60)
 	orig, err := os.ReadFile(activeSegmentPath(src))
@@ -143,6 +145,7 @@ func TestRecoveryBitFlips(t *testing.T) {
 }
 
 func TestCorruptSealedSegmentOpensReadOnly(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	for i := 0; i < 100; i++ {
@@ -178,6 +181,7 @@ func TestCorruptSealedSegmentOpensReadOnly(t *testing.T) {
 }
 
 func TestIndexRebuild(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := LogConfig{SegmentBytes: 4096, IndexIntervalBytes: 300}
 	l := openTestLog(t, dir, cfg)
@@ -238,6 +242,7 @@ func FuzzRecovery(f *testing.F) {
 }
 
 func TestVerifySealedFindsBitRot(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	defer l.Close()
@@ -283,6 +288,7 @@ func TestVerifySealedFindsBitRot(t *testing.T) {
 // A read that meets a batch whose CRC fails reports the damage instead of
 // serving the bytes, although open trusted the segment (its index is whole).
 func TestReadChecksCRC(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	for i := 0; i < 60; i++ {

@@ -194,6 +194,7 @@ func check(t *testing.T, e *edgeStore, agg *stream.Aggregation, want map[string]
 // stored input; a graceful stop and restart continues without repeating or
 // skipping a window; the checkpoint is in meta.db.
 func TestEdgeAggregation(t *testing.T) {
+	t.Parallel()
 	e := openStore(t)
 	aggs := testAgg(t)
 	set, err := New(aggs, 50*time.Millisecond, e.topics, e.store, nil, testkit.Logger(t))
@@ -289,6 +290,7 @@ func (c *crashingStore) Save(cp stream.Checkpoint) error {
 // exactly once, equal to an uninterrupted engine, and outputs written past
 // a checkpoint were found and skipped.
 func TestEdgeAggregationCrashes(t *testing.T) {
+	t.Parallel()
 	e := openStore(t)
 	if err := e.topics.Create("sensors", 2, storage.LogConfig{}); err != nil {
 		t.Fatal(err)
@@ -407,6 +409,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // not covered survive the stream's retention while it is stopped; a source
 // not held keeps whatever floor it had.
 func TestHoldRetention(t *testing.T) {
+	t.Parallel()
 	e := openStore(t)
 	small := storage.LogConfig{SegmentBytes: 4 << 10, RetentionBytes: 8 << 10}
 	for _, name := range []string{"sensors", "other"} {

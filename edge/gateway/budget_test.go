@@ -46,6 +46,7 @@ func batchSize(t *testing.T, g *Gateway) int64 {
 // 0x97, MQTT 3.1.1 QoS 1 publishes get no acknowledgement, QoS 0 publishes
 // are not stored — and the counts are exact.
 func TestBudgetBlock(t *testing.T) {
+	t.Parallel()
 	const budget = 2000
 	g, _ := startGateway(t, budgetConfig(t, ingest.PolicyBlock, budget))
 	c5, _, err := dialRaw(t, g.MQTTAddr(), 5, "b5", "", "")
@@ -98,6 +99,7 @@ func TestBudgetBlock(t *testing.T) {
 // TestBudgetDropOldest: every publish is accepted; whole oldest segments go,
 // and the dropped counter equals exactly the records no longer in the log.
 func TestBudgetDropOldest(t *testing.T) {
+	t.Parallel()
 	const budget = 3000
 	g, _ := startGateway(t, budgetConfig(t, ingest.PolicyDropOldest, budget))
 	c5, _, err := dialRaw(t, g.MQTTAddr(), 5, "d5", "", "")
@@ -135,6 +137,7 @@ func TestBudgetDropOldest(t *testing.T) {
 
 // TestRetentionRuns: the gateway applies the logs' retention in the background.
 func TestRetentionRuns(t *testing.T) {
+	t.Parallel()
 	cfg := budgetConfig(t, ingest.PolicyBlock, 0)
 	cfg.Log.RetentionBytes = 2048
 	cfg.MaintainInterval = 20 * time.Millisecond

@@ -28,6 +28,7 @@ import (
 // flight — and when the killed daemon had stored them before the PUBACK
 // left, only the re-send window keeps them from being stored twice.
 func TestCrashAckedReadingsSurvive(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and kills the daemon repeatedly")
 	}

@@ -16,6 +16,7 @@ import (
 // acknowledged reading, and accept again once space is freed. It needs root
 // to mount the tmpfs and is skipped otherwise.
 func TestRealDiskFull(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small tmpfs")
 	}

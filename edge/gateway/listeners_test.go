@@ -72,6 +72,7 @@ func startWithAllListeners(t *testing.T) (g *Gateway, cfg Config, pool *x509.Cer
 
 // TestTLSAndWebSocketListeners publishes through the optional listeners.
 func TestTLSAndWebSocketListeners(t *testing.T) {
+	t.Parallel()
 	g, cfg, pool := startWithAllListeners(t)
 	for i, url := range []string{"tls://" + g.TLSAddr(), "ws://" + cfg.MQTT.WebSocketAddress + "/"} {
 		o := paho.NewClientOptions().AddBroker(url).SetClientID(url).SetAutoReconnect(false).
@@ -103,6 +104,7 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 // TestQoS2RetransmitStoredOnce: a QoS 2 PUBLISH resent (DUP) before PUBREL
 // is not stored a second time.
 func TestQoS2RetransmitStoredOnce(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "q2", "", "")
 	if err != nil {
@@ -139,6 +141,7 @@ func TestQoS2RetransmitStoredOnce(t *testing.T) {
 // TestSubscribeACL: a device subscribes only under its own prefix; a
 // read_all login (a local consumer) subscribes to everything and receives.
 func TestSubscribeACL(t *testing.T) {
+	t.Parallel()
 	cfg := authConfig(t)
 	cfg.Auth.Devices = append(cfg.Auth.Devices, auth.Device{Username: "dash", PasswordHash: bcryptHash(t, "pw-d"), ReadAll: true})
 	g, _ := startGateway(t, cfg)

@@ -160,6 +160,7 @@ func kheader(r *kgo.Record, k string) string {
 // exactly once. The edge restarts between a Sparkplug birth and its data:
 // the alias table comes back from the stored births.
 func TestRealDevicesThroughBridge(t *testing.T) {
+	t.Parallel()
 	mosq, err := exec.LookPath("mosquitto_pub")
 	if err != nil {
 		t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients)")
@@ -400,6 +401,7 @@ func counterValue(t *testing.T, g *Gateway, name, label string) float64 {
 // TestExampleRulesAreTheTestedOnes: deploy/edge.example.yaml shows exactly
 // the rules TestRealDevicesThroughBridge runs.
 func TestExampleRulesAreTheTestedOnes(t *testing.T) {
+	t.Parallel()
 	example, err := LoadConfig("../../deploy/edge.example.yaml")
 	if err != nil {
 		t.Fatal(err)

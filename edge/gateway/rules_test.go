@@ -35,6 +35,7 @@ func metricsText(t *testing.T, g *Gateway) string {
 // format is acknowledged, kept in the rule's dead-letter stream with a
 // reason, and counted per rule and kind.
 func TestRuleBadInputDeadLettered(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Ingest.Rules = []rules.Config{
 		{Name: "env", Match: "env/{device}", Stream: "env", Format: "json", DeadLetter: "env.rejected",
@@ -131,6 +132,7 @@ func mustCBORBytes(t *testing.T, v any) []byte {
 // replaced by the receive time (or clamped), the original kept in the
 // device-time header and counted.
 func TestRuleTimeWindow(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Ingest.Rules = []rules.Config{
 		{Name: "replace", Match: "r/{device}", Stream: "r", Format: "json",
@@ -179,6 +181,7 @@ func TestRuleTimeWindow(t *testing.T) {
 // TestRuleConfigErrorStopsStart: a broken rule fails start-up with one
 // message naming the rule and the field.
 func TestRuleConfigErrorStopsStart(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		rule rules.Config
 		want string
@@ -202,6 +205,7 @@ func TestRuleConfigErrorStopsStart(t *testing.T) {
 // of a publish without a seq is acknowledged and not stored again; a new
 // payload under a reused packet id is stored.
 func TestResendWithoutSeq(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "z2m-like", "", "")
 	if err != nil {
@@ -238,6 +242,7 @@ func TestResendWithoutSeq(t *testing.T) {
 // re-send after an edge restart is recognised (the window is rebuilt from
 // the stored payloads through the rule), as for readings.
 func TestRuleSeqDedupAcrossRestart(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Ingest.Rules = []rules.Config{{Name: "telemetry", Match: "devices/{device}/telemetry", Stream: "telemetry", Format: "json",
 		Time: rules.TimeConfig{Field: "/ts", Unit: "ms"}, Seq: "/seq"}}

@@ -80,6 +80,7 @@ func stored(t *testing.T, h *Hook) int64 {
 // refused (MQTT 5 QoS 1: 0x97; otherwise no ack), counted, and the hook
 // recovers once appends succeed again.
 func TestDiskFullRefusesLikeBlock(t *testing.T) {
+	t.Parallel()
 	h := newTestHook(t)
 	full := true
 	h.appendBatch = func(l storage.PartitionLog, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
@@ -115,6 +116,7 @@ func TestDiskFullRefusesLikeBlock(t *testing.T) {
 
 // TestInlinePublishesIgnored: the server's own inline publishes are not readings.
 func TestInlinePublishesIgnored(t *testing.T) {
+	t.Parallel()
 	h := newTestHook(t)
 	inline := &mqtt.Client{ID: "inline", Net: mqtt.ClientConnection{Inline: true}}
 	if _, err := h.OnPublish(inline, publish(1, 0)); err != nil {
@@ -127,6 +129,7 @@ func TestInlinePublishesIgnored(t *testing.T) {
 
 // TestDrainRefusesNewPublishes: after Drain nothing more is appended.
 func TestDrainRefusesNewPublishes(t *testing.T) {
+	t.Parallel()
 	h := newTestHook(t)
 	cl := &mqtt.Client{ID: "c", Properties: mqtt.ClientProperties{ProtocolVersion: 4}}
 	if _, err := h.OnPublish(cl, publish(1, 0)); err != nil {
@@ -145,6 +148,7 @@ func TestDrainRefusesNewPublishes(t *testing.T) {
 // at once all get their records stored exactly once, each client's in order,
 // and large payloads are split into batches the log accepts.
 func TestConcurrentPublishesCombined(t *testing.T) {
+	t.Parallel()
 	h := newTestHookConfig(t, Config{DefaultPartitions: 1, MaxPayloadBytes: 64 << 10})
 	const clients, each = 32, 20
 	var wg sync.WaitGroup
@@ -218,6 +222,7 @@ func TestConcurrentPublishesCombined(t *testing.T) {
 // TestMaxStreams: topics that would create more streams than max_streams
 // are kept in the unmapped dead-letter stream instead.
 func TestMaxStreams(t *testing.T) {
+	t.Parallel()
 	h := newTestHookConfig(t, Config{MaxStreams: 2})
 	cl := &mqtt.Client{ID: "c", Properties: mqtt.ClientProperties{ProtocolVersion: 4}}
 	for _, stream := range []string{"a", "b", "c", "a"} {
@@ -244,6 +249,7 @@ func TestMaxStreams(t *testing.T) {
 // none is lost in a queue — Drain returns with the partition writers
 // stopped, and nothing is appended afterwards.
 func TestDrainDuringPublishes(t *testing.T) {
+	t.Parallel()
 	h := newTestHookConfig(t, Config{DefaultPartitions: 2})
 	h.EnableDeferredAcks()
 	const clients, each = 8, 400

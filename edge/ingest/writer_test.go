@@ -25,6 +25,7 @@ import (
 // connection — after the fsync; when the disk fails, MQTT 3.1.1 publishers
 // get no PUBACK and MQTT 5 ones get a failure code.
 func TestDeferredRecordsCompleteOnce(t *testing.T) {
+	t.Parallel()
 	for _, failing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("failing=%v", failing), func(t *testing.T) {
 			h := newTestHookConfig(t, Config{DefaultPartitions: 1})

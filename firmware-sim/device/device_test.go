@@ -81,6 +81,7 @@ func decodeAll(t *testing.T, e reading.Encoding, pubs []mqtttest.Publish, device
 }
 
 func TestPublishesCountReadingsInEveryEncodingAndQoS(t *testing.T) {
+	t.Parallel()
 	b := startBroker(t, mqtttest.Options{})
 	for _, e := range reading.Encodings {
 		for _, qos := range []byte{0, 1} {
@@ -118,6 +119,7 @@ func TestPublishesCountReadingsInEveryEncodingAndQoS(t *testing.T) {
 }
 
 func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
+	t.Parallel()
 	b1 := startBroker(t, mqtttest.Options{})
 	addr := b1.Addr()
 	cfg := testConfig("dev-r", addr)
@@ -178,6 +180,7 @@ func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
 }
 
 func TestUnacknowledgedPublishIsResentOnANewConnection(t *testing.T) {
+	t.Parallel()
 	var refused atomic.Bool
 	b := startBroker(t, mqtttest.Options{Refuse: func(p mqtttest.Publish) bool {
 		r, err := reading.Decode("", p.Payload)
@@ -204,6 +207,7 @@ func TestUnacknowledgedPublishIsResentOnANewConnection(t *testing.T) {
 // at-least-once), and the verifier, fed what the broker stored, reports
 // exactly that duplicate.
 func TestLostAckDuplicateIsCaughtByVerifier(t *testing.T) {
+	t.Parallel()
 	var cut atomic.Bool
 	b := startBroker(t, mqtttest.Options{CutAfter: func(p mqtttest.Publish) bool {
 		r, err := reading.Decode("", p.Payload)
@@ -229,6 +233,7 @@ func TestLostAckDuplicateIsCaughtByVerifier(t *testing.T) {
 }
 
 func TestBadTrafficIsNeverANumberedReading(t *testing.T) {
+	t.Parallel()
 	b := startBroker(t, mqtttest.Options{})
 	for _, e := range reading.Encodings {
 		id := "dev-bad-" + string(e)
@@ -273,6 +278,7 @@ func TestBadTrafficIsNeverANumberedReading(t *testing.T) {
 }
 
 func TestCredentialsAndTLS(t *testing.T) {
+	t.Parallel()
 	srvTLS, clientTLS := selfSignedTLS(t)
 	b := startBroker(t, mqtttest.Options{TLS: srvTLS, Logins: map[string]string{"dev-tls": "s3cret"}})
 	cfg := testConfig("dev-tls", b.Addr())
@@ -319,6 +325,7 @@ func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
 }
 
 func TestQueueDropsOldest(t *testing.T) {
+	t.Parallel()
 	q := newQueue(3)
 	for i := range uint64(5) {
 		old, dropped := q.push(item{seq: i, numbered: true})
@@ -344,6 +351,7 @@ func TestQueueDropsOldest(t *testing.T) {
 }
 
 func TestSensorIsDeterministicAndBounded(t *testing.T) {
+	t.Parallel()
 	r1, r2 := mrand.New(mrand.NewPCG(42, 1)), mrand.New(mrand.NewPCG(42, 1))
 	s1, s2 := NewSensor(r1), NewSensor(r2)
 	var prevT float64
