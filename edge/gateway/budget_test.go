@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/edge/ingest"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -155,11 +156,7 @@ func TestRetentionRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for l.StartOffset() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("retention never removed a segment (log holds %d bytes)", l.Size())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 5*time.Second, "retention to remove a segment", func() bool {
+		return l.StartOffset() > 0
+	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tributary-io/tributary/edge/payload"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestCrashAckedReadingsSurvive builds the real tributary-edge binary, has
@@ -56,20 +57,19 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start: %v", err)
 		}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		listening := testkit.Poll(15*time.Second, func() bool {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
 				c.Close()
-				return cmd
 			}
-			if time.Now().After(deadline) {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("daemon did not listen within 15s; log in %s", logFile.Name())
-			}
-			time.Sleep(10 * time.Millisecond)
+			return err == nil
+		})
+		if !listening {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("daemon did not listen within 15s; log in %s", logFile.Name())
 		}
+		return cmd
 	}
 
 	const (

@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/ingest"
 	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 func pahoClient(t *testing.T, addr, id, user, pass string) (paho.Client, error) {
@@ -371,19 +372,11 @@ func TestLocalSubscribers(t *testing.T) {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.Eventually(t, 5*time.Second, "the subscriber to get all 5 messages", func() bool {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("subscriber got %d of 5 messages", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(got) == 5
+	})
 }
 
 // TestShutdownFlushesAndRestart: QoS 0 readings (appended without waiting

@@ -132,14 +132,12 @@ func readStreamOffline(t *testing.T, dataDir, stream string) []storedRecord {
 // completion signal) or 10 s pass.
 func waitRecords(t *testing.T, topics *storage.Topics, stream string, n int) []storedRecord {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		recs := readStream(t, topics, stream)
-		if len(recs) >= n || time.Now().After(deadline) {
-			return recs
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var recs []storedRecord
+	testkit.Poll(10*time.Second, func() bool {
+		recs = readStream(t, topics, stream)
+		return len(recs) >= n
+	})
+	return recs
 }
 
 func header(r recordbatch.Record, key string) (string, bool) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestListenerCloseEndsItsClients: every MQTT listener is wrapped, and
@@ -184,7 +185,12 @@ func TestStopWhileDevicesConnect(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Stop while devices are connecting, once some got in.
+	testkit.Eventually(t, 10*time.Second, "devices connected", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns) >= dialers
+	})
 	stop() // fails the test, with the goroutines, if it hangs
 	close(halt)
 	wg.Wait()

@@ -20,6 +20,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tributary-io/tributary/edge/auth"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and returns its files and pool.
@@ -79,15 +80,11 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 			SetConnectTimeout(5 * time.Second).SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 		c := paho.NewClient(o)
 		var tok paho.Token
-		deadline := time.Now().Add(5 * time.Second)
-		for { // the WebSocket listener starts serving asynchronously
+		connected := testkit.Poll(5*time.Second, func() bool { // the WebSocket listener starts serving asynchronously
 			tok = c.Connect()
-			if tok.WaitTimeout(5*time.Second) && tok.Error() == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if tok.Error() != nil {
+			return tok.WaitTimeout(5*time.Second) && tok.Error() == nil
+		})
+		if !connected {
 			t.Fatalf("connect %s: %v", url, tok.Error())
 		}
 		pt := c.Publish("sensors/d1/r", 1, false, jsonReading("d1", uint64(i), 1))

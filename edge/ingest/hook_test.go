@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/payload"
 	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -270,7 +271,8 @@ func TestDrainDuringPublishes(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(2 * time.Millisecond) // let some get queued
+	// Drain once some publishes are in, while the rest keep coming.
+	testkit.Eventually(t, 10*time.Second, "some publishes sent", func() bool { return sent.Load() >= clients })
 	h.Drain()
 	wg.Wait()
 	c := h.Counts()

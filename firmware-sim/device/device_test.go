@@ -28,12 +28,10 @@ func startBroker(t *testing.T, o mqtttest.Options) *mqtttest.Broker {
 	var b *mqtttest.Broker
 	var err error
 	// A restart on the previous port may find it not yet released.
-	for range 50 {
-		if b, err = mqtttest.Start(o); err == nil || o.Addr == "" {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testkit.Poll(5*time.Second, func() bool {
+		b, err = mqtttest.Start(o)
+		return err == nil || o.Addr == ""
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
