@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -564,10 +563,7 @@ func TestHoldFromBirthAndDropsBeforeForwarderCounted(t *testing.T) {
 	if err != nil || d.Records == 0 || d.From != 0 {
 		t.Fatalf("drop oldest: %+v, %v", d, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer testkit.Run(t, "bridge", b.Run)()
 	core.start()
 	rb := &runningBridge{Bridge: b}
 	rb.waitCaughtUp(t, 20*time.Second)

@@ -1,7 +1,6 @@
 package bridge_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -41,15 +40,7 @@ func TestEdgeGatewayToCore(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.Go("bridge", b.Run)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway run: %v", err)
-		}
-	}()
+	testkit.Run(t, "gateway", g.Run)
 
 	o := paho.NewClientOptions().AddBroker("tcp://" + g.MQTTAddr()).SetClientID("bridge-test").
 		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false)

@@ -58,10 +58,7 @@ func TestKeepLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer testkit.Run(t, "bridge", b.Run)()
 
 	testkit.Eventually(t, 20*time.Second, "the core to hold the forwarded stream's 50 records", func() bool {
 		return core.records(stream) >= 50

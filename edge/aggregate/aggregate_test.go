@@ -202,9 +202,7 @@ func TestEdgeAggregation(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := set.Runners()[0]
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	stop := testkit.Run(t, "aggregation", r.Run)
 	// The source is created after the runner started: it waits for it.
 	time.Sleep(50 * time.Millisecond)
 	if err := e.topics.Create("sensors", 2, storage.LogConfig{}); err != nil {
@@ -217,20 +215,17 @@ func TestEdgeAggregation(t *testing.T) {
 		t.Fatalf("reference has %d windows; the input should close ~490", len(want))
 	}
 	testkit.Eventually(t, 10*time.Second, "outputs of the first part", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
-	cancel()
-	<-done
+	stop()
 	if _, ok, err := (&MetaStore{Store: e.store, Name: "1s"}).Load(); !ok || err != nil {
 		t.Fatalf("no checkpoint in meta.db after a stop: %v", err)
 	}
 
 	e.appendReadings(t, "sensors", 500, 500, base)
 	want = reference(t, e.topics, &aggs[0])
-	ctx, cancel = context.WithCancel(context.Background())
-	go func() { done <- r.Run(ctx) }()
+	stop = testkit.Run(t, "aggregation", r.Run)
 	testkit.Eventually(t, 10*time.Second, "outputs after the restart", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
 	testkit.Eventually(t, 5*time.Second, "a checkpoint", func() bool { return !r.Status().LastCheckpoint.IsZero() })
-	cancel()
-	<-done
+	stop()
 	check(t, e, &aggs[0], want)
 	if st := set.Status(); len(st) != 1 || st[0].Name != "1s" || st[0].Output != "sensors.1s" || st[0].Processed == 0 {
 		t.Errorf("status = %+v", st)

@@ -3,14 +3,11 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -41,27 +38,7 @@ func startGateway(t *testing.T, cfg Config) (g *Gateway, stop func()) {
 	if err != nil {
 		t.Fatalf("open gateway: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("gateway did not stop within 20s; its goroutines:\n%s", ourGoroutines())
-		}
-	}
-	t.Cleanup(stop)
-	return g, stop
+	return g, testkit.Run(t, "gateway", g.Run)
 }
 
 // storedRecord is a record read back from a partition log.
@@ -278,18 +255,4 @@ func (c *rawClient) publish(topic string, payload []byte, qos byte, contentType 
 		return 0, fmt.Errorf("want pubcomp, got type %d", fh.Type)
 	}
 	return code, nil
-}
-
-// ourGoroutines is the stacks of the goroutines running Tributary or mochi
-// code, for a test that hangs.
-func ourGoroutines() string {
-	buf := make([]byte, 8<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "tributary-io/tributary/edge") && !strings.Contains(g, "ourGoroutines") || strings.Contains(g, "mochi-mqtt") {
-			out = append(out, g)
-		}
-	}
-	return strings.Join(out, "\n\n")
 }

@@ -77,27 +77,7 @@ func startBridgedGateway(t *testing.T, cfg Config, core string) (*Gateway, func(
 		t.Fatalf("new bridge: %v", err)
 	}
 	g.Go("bridge", b.Run)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("gateway did not stop:\n%s", ourGoroutines())
-		}
-	}
-	t.Cleanup(stop)
-	return g, stop
+	return g, testkit.Run(t, "gateway", g.Run)
 }
 
 // coreRecords consumes topics from the core until want records arrived in

@@ -77,15 +77,7 @@ func Start(t testing.TB, opts Options) *System {
 	}
 	g.Go("bridge", b.Run)
 	g.SetStatusSource("bridge", func() any { return b.Status() })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("edge: %v", err)
-		}
-	})
+	testkit.Run(t, "edge", g.Run)
 	s.Edge = g
 	opt := paho.NewClientOptions().AddBroker("tcp://" + g.MQTTAddr()).SetClientID("systest").SetAutoReconnect(false)
 	s.mqtt = paho.NewClient(opt)

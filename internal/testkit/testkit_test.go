@@ -64,3 +64,19 @@ func TestPoll(t *testing.T) {
 		t.Fatal("poll after its context ended held")
 	}
 }
+
+func TestRunStopsOnce(t *testing.T) {
+	t.Parallel()
+	var runs, stops int
+	stop := Run(t, "component", func(ctx context.Context) error {
+		runs++
+		<-ctx.Done()
+		stops++
+		return ctx.Err() // context.Canceled is how a component says it stopped
+	})
+	stop()
+	stop()
+	if runs != 1 || stops != 1 {
+		t.Fatalf("ran %d times, stopped %d times", runs, stops)
+	}
+}

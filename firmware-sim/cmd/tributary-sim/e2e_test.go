@@ -27,6 +27,7 @@ import (
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/gateway"
 	"github.com/tributary-io/tributary/firmware-sim/summary"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -76,27 +77,7 @@ func startEdgeWith(t *testing.T, devices int, password string, attach func(*gate
 	if attach != nil {
 		attach(g)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("edge run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("edge did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return g, cfg.DataDir, stop
+	return g, cfg.DataDir, testkit.Run(t, "edge", g.Run)
 }
 
 // TestFleetThroughEdgeThenVerifyEdgeData is the edge end-to-end check:
