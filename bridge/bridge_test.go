@@ -175,15 +175,7 @@ func TestCoreRestartWhileForwarding(t *testing.T) {
 	e := openEdge(t, t.TempDir(), 2)
 	rb := startBridge(t, testBridgeConfig(addr), e)
 	in := e.startIngest(devices("dev", 6), nil, 20, 5*time.Millisecond)
-	for i := 0; i < 3; i++ {
-		core.waitForwarded(t, stream)
-		core.stop()
-		in.waitMore(t, 100) // a backlog while it is down
-		core.start()
-	}
-	core.waitForwarded(t, stream)
-	want := in.stop(t)
-	rb.waitCaughtUp(t, 30*time.Second)
+	want := restartCoreWhileIngesting(t, core, in, rb, 3)
 	verifyCore(t, core, addr, want)
 }
 

@@ -34,7 +34,7 @@ func TestEdgeBinaryRetentionKeepsUnforwarded(t *testing.T) {
 		t.Skip("builds and runs the edge binary")
 	}
 	t.Parallel()
-	bin := buildBinary(t, "edge/cmd/tributary-edge")
+	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
 	coreAddr := testkit.FreeAddr(t)
 	core := bridge.NewTestCore(t, coreAddr, "") // started only after ingest
 	mqttAddr := testkit.FreeAddr(t)
@@ -239,7 +239,7 @@ func TestEdgeBinaryBitRotDeclaredLost(t *testing.T) {
 		t.Skip("builds and runs the edge binary")
 	}
 	t.Parallel()
-	bin := buildBinary(t, "edge/cmd/tributary-edge")
+	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
 	coreAddr := testkit.FreeAddr(t)
 	core := bridge.NewTestCore(t, coreAddr, "")
 	mqttAddr, httpAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)

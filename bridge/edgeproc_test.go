@@ -16,8 +16,6 @@ import (
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
-var buildBinary = testkit.BuildBinary
-
 // The real tributary-edge binary, bridged to a core, is killed with SIGKILL
 // ten times while a device publishes QoS 1 readings (re-sending whatever was
 // not acknowledged once the edge is back). The core ends up with every
@@ -27,7 +25,7 @@ func TestEdgeBinarySIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the edge binary")
 	}
-	bin := buildBinary(t, "edge/cmd/tributary-edge")
+	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
 	coreAddr := testkit.FreeAddr(t)
 	core := bridge.NewTestCore(t, coreAddr, "")
 	core.Start()

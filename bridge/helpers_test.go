@@ -273,6 +273,24 @@ func (c *testCore) waitForwarded(t testing.TB, topic string) {
 	})
 }
 
+// restartCoreWhileIngesting stops and restarts the core times while the
+// bridge forwards, each time once records reached it and a backlog built
+// while it was down; then it stops ingest, waits for the bridge to catch
+// up and returns the readings per device.
+func restartCoreWhileIngesting(t testing.TB, core *testCore, in *ingester, rb *runningBridge, times int) map[string]uint64 {
+	t.Helper()
+	for range times {
+		core.waitForwarded(t, stream)
+		core.stop()
+		in.waitMore(t, 100)
+		core.start()
+	}
+	core.waitForwarded(t, stream)
+	want := in.stop(t)
+	rb.waitCaughtUp(t, 30*time.Second)
+	return want
+}
+
 // stop ends ingest and returns how many readings each device has in total.
 func (in *ingester) stop(t testing.TB) map[string]uint64 {
 	t.Helper()

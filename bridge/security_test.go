@@ -69,15 +69,7 @@ func TestSaslSSLExactlyOnce(t *testing.T) {
 	cfg.SASL = &SASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: "bridge-secret"}
 	rb := startBridge(t, cfg, e)
 	in := e.startIngest(devices("dev", 6), nil, 20, 5*time.Millisecond)
-	for i := 0; i < 3; i++ {
-		core.waitForwarded(t, stream)
-		core.stop()
-		in.waitMore(t, 100) // a backlog while it is down
-		core.start()
-	}
-	core.waitForwarded(t, stream)
-	want := in.stop(t)
-	rb.waitCaughtUp(t, 30*time.Second)
+	want := restartCoreWhileIngesting(t, core, in, rb, 3)
 	verifyCore(t, core, plainAddr, want)
 }
 

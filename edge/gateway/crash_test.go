@@ -34,12 +34,8 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 		t.Skip("builds and kills the daemon repeatedly")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "tributary-edge")
-	build := exec.Command("go", "build", "-o", bin, "github.com/tributary-io/tributary/edge/cmd/tributary-edge")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	addr := freeAddr(t)
+	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
+	addr := testkit.FreeAddr(t)
 	dataDir := filepath.Join(dir, "data")
 	cfgPath := filepath.Join(dir, "edge.yaml")
 	cfg := fmt.Sprintf("data_dir: %s\nlog_level: warn\nmqtt:\n  address: %s\nhttp:\n  address: \"-\"\nauth:\n  allow_anonymous: true\n", dataDir, addr)
@@ -237,13 +233,4 @@ func pipelineUntilKilled(rc *rawClient, dev string, seq uint64, acked func(from,
 			return seq
 		}
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -66,7 +66,7 @@ func startWithAllListeners(t *testing.T) (g *Gateway, cfg Config, pool *x509.Cer
 	cfg = testConfig(t)
 	certFile, keyFile, pool := selfSigned(t)
 	cfg.MQTT.TLS = TLSConfig{Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
-	cfg.MQTT.WebSocketAddress = freeAddr(t)
+	cfg.MQTT.WebSocketAddress = testkit.FreeAddr(t)
 	g, _ = startGateway(t, cfg)
 	return g, cfg, pool
 }

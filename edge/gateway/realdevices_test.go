@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"reflect"
@@ -43,12 +42,7 @@ func loadRealDeviceRules(t *testing.T, cfg *Config) {
 // startCore runs an in-process core on a free loopback port.
 func startCore(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testkit.FreeAddr(t)
 	srv, err := server.Start(server.Config{DataDir: t.TempDir(), KafkaAddr: addr, DefaultPartitions: 1,
 		Log: storage.LogConfig{SegmentBytes: 4 << 20}}, testkit.Logger(t), nil)
 	if err != nil {
