@@ -538,6 +538,9 @@ func (l *Log) writeLocked(in *pendingAppend, next int64) error {
 	s.appended = in.now
 	for i, h := range in.hdrs {
 		s.track(h, segPos+int64(in.starts[i]))
+		if h.ProducerID < 0 {
+			continue // no producer state to keep
+		}
 		fromSource := l.producers.fromSource(h.ProducerID)
 		if in.fromSource != nil {
 			fromSource = in.fromSource[i]
