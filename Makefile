@@ -3,7 +3,7 @@ GO        ?= go
 BIN       ?= bin
 PKGS      := ./...
 LDFLAGS   := -s -w
-CMDS      := $(wildcard edge/cmd/* core/cmd/* firmware-sim/cmd/* bridge/cmd/*)
+CMDS      := $(wildcard edge/cmd/* core/cmd/* firmware-sim/cmd/*)
 
 .PHONY: all build test test-short fuzz bench bench-go cross qemu-smoke lint demo clean
 
@@ -68,6 +68,7 @@ lint:
 	@$(STATICCHECK) -version 2>/dev/null | grep -q '($(STATICCHECK_VERSION:v%=%))' || \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(STATICCHECK) $(PKGS)
+	cd benchmarks && $(STATICCHECK) ./...
 
 clean:
 	rm -rf $(BIN)

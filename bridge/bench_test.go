@@ -3,6 +3,8 @@ package bridge
 import (
 	"testing"
 	"time"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // BenchmarkBacklogDrain ingests 30 s worth of a 10k msg/s, ~100-byte
@@ -23,7 +25,7 @@ func benchDrain(b *testing.B, codec string) {
 	)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		addr := freeAddr(b)
+		addr := testkit.FreeAddr(b)
 		core := newCore(b, addr, "")
 		e := openEdge(b, b.TempDir(), 4)
 		devs := devices("bench", 64)

@@ -7,7 +7,7 @@
 // with edge-id and edge-offset headers, and pipelines produce requests
 // (acks=all) on a connection of its own to the core partition's leader. Each
 // edge partition sends under a stable producer id derived from the edge id
-// (storage.ForwardedProducerID) with sequence = edge offset, so the core can
+// (forwarded.ProducerID) with sequence = edge offset, so the core can
 // drop whatever it already holds however the bridge re-batches after a crash
 // or a broken connection. The cursor (next edge offset to forward) is saved
 // in the edge's metadata store only after the core acknowledged, and it is
@@ -16,8 +16,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tributary-io/tributary/internal/forwarded"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -35,7 +34,7 @@ import (
 
 // EdgeIDKey is where the edge keeps its generated identity in the metadata
 // store (the gateway uses the same key).
-const EdgeIDKey = "edge/id"
+const EdgeIDKey = forwarded.EdgeIDKey
 
 // Record headers the bridge adds.
 const (
@@ -54,7 +53,7 @@ type Bridge struct {
 	codec  int
 	edgeID string
 	topics *storage.Topics
-	store  *meta.Store
+	store  Store
 	logger *slog.Logger
 	m      *metrics
 	admin  *coreAdmin
@@ -74,9 +73,16 @@ type partKey struct {
 	partition int32
 }
 
+// Store is the part of the edge's metadata store a bridge uses: its cursors,
+// and values for its edge identity, producer epochs and retention marker.
+type Store interface {
+	meta.CursorStore
+	meta.ValueStore
+}
+
 // New checks cfg and prepares a bridge over the edge's topics and metadata
 // store; Run starts it. reg may be nil (no metrics registered).
-func New(cfg Config, topics *storage.Topics, store *meta.Store, reg prometheus.Registerer, logger *slog.Logger) (*Bridge, error) {
+func New(cfg Config, topics *storage.Topics, store Store, reg prometheus.Registerer, logger *slog.Logger) (*Bridge, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -91,9 +97,9 @@ func New(cfg Config, topics *storage.Topics, store *meta.Store, reg prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("bridge: compression: %w", err)
 	}
-	edgeID, err := resolveEdgeID(store, cfg.EdgeID)
+	edgeID, err := forwarded.ResolveEdgeID(store, cfg.EdgeID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	b := &Bridge{
 		cfg:    cfg,
@@ -167,30 +173,6 @@ func (b *Bridge) holdRetention() error {
 		return fmt.Errorf("bridge: save %s: %w", heldKey, err)
 	}
 	return nil
-}
-
-// resolveEdgeID returns the configured id, else the stored one, else a new
-// random id that is stored before it is used.
-func resolveEdgeID(store *meta.Store, configured string) (string, error) {
-	if configured != "" {
-		return configured, nil
-	}
-	v, err := store.Value(EdgeIDKey)
-	if err == nil && len(v) > 0 {
-		return string(v), nil
-	}
-	if err != nil && !errors.Is(err, meta.ErrNotFound) {
-		return "", fmt.Errorf("bridge: read edge id: %w", err)
-	}
-	var r [6]byte
-	if _, err := rand.Read(r[:]); err != nil {
-		return "", fmt.Errorf("bridge: generate edge id: %w", err)
-	}
-	id := "edge-" + hex.EncodeToString(r[:])
-	if err := store.PutValue(EdgeIDKey, []byte(id)); err != nil {
-		return "", fmt.Errorf("bridge: store edge id: %w", err)
-	}
-	return id, nil
 }
 
 // KeepLocal marks streams the bridge does not forward (an edge stream with

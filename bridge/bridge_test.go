@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -32,7 +32,8 @@ func header(r *kgo.Record, key string) (string, bool) {
 // doubled, the backlog shows while it is down, and the records carry their
 // edge identity.
 func TestCoreDownDuringIngestThenBack(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	e := openEdge(t, t.TempDir(), 3)
 	cfg := testBridgeConfig(addr)
@@ -41,8 +42,7 @@ func TestCoreDownDuringIngestThenBack(t *testing.T) {
 
 	devs := devices("dev", 12)
 	in := e.startIngest(devs, nil, 30, 5*time.Millisecond)
-	time.Sleep(800 * time.Millisecond)
-	waitFor(t, 10*time.Second, "a backlog and retries while the core is down", func() bool {
+	testkit.Eventually(t, 10*time.Second, "a backlog and retries while the core is down", func() bool {
 		return rb.Status().Backlog() > 0 && len(rb.Status().Partitions) == 3 &&
 			counterValue(t, rb.m.retries.WithLabelValues(stream, "metadata")) > 0
 	})
@@ -56,7 +56,8 @@ func TestCoreDownDuringIngestThenBack(t *testing.T) {
 		}
 	}
 	core.start()
-	time.Sleep(500 * time.Millisecond)
+	core.waitForwarded(t, stream)
+	in.waitMore(t, 300) // ingest goes on while the bridge catches up
 	want := in.stop(t)
 	rb.waitCaughtUp(t, 30*time.Second)
 
@@ -118,7 +119,8 @@ func TestCoreDownDuringIngestThenBack(t *testing.T) {
 // A TCP proxy between bridge and core resets connections in the middle of
 // batches and stalls them; every reading still arrives exactly once.
 func TestConnectionFaultsMidBatch(t *testing.T) {
-	coreAddr := freeAddr(t)
+	t.Parallel()
+	coreAddr := testkit.FreeAddr(t)
 	px := newProxy(t, coreAddr)
 	core := newCore(t, coreAddr, px.addr()) // clients only ever see the proxy
 	core.start()
@@ -132,13 +134,15 @@ func TestConnectionFaultsMidBatch(t *testing.T) {
 	devs := devices("dev", 8)
 	in := e.startIngest(devs, nil, 20, 5*time.Millisecond)
 	px.resetProb.Store(150) // 1.5% of 2 KiB chunks: many resets mid-batch
-	deadline := time.Now().Add(3 * time.Second)
-	for i := 0; time.Now().Before(deadline); i++ {
-		time.Sleep(150 * time.Millisecond)
+	for i := 0; i < 8; i++ {
+		core.waitForwarded(t, stream) // each fault lands mid-stream
 		switch i % 4 {
-		case 1: // stall longer than the request timeout
+		case 1: // stall until a request times out
 			px.stalled.Store(true)
-			time.Sleep(700 * time.Millisecond)
+			retries := totalRetries(rb.Status())
+			testkit.Eventually(t, 30*time.Second, "a retry while the proxy stalls", func() bool {
+				return totalRetries(rb.Status()) > retries
+			})
 			px.stalled.Store(false)
 		case 3:
 			px.resetAll()
@@ -164,28 +168,22 @@ func totalRetries(st Status) int64 {
 
 // The core restarts several times while the bridge forwards.
 func TestCoreRestartWhileForwarding(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
 	e := openEdge(t, t.TempDir(), 2)
 	rb := startBridge(t, testBridgeConfig(addr), e)
 	in := e.startIngest(devices("dev", 6), nil, 20, 5*time.Millisecond)
-	for i := 0; i < 3; i++ {
-		time.Sleep(400 * time.Millisecond)
-		core.stop()
-		time.Sleep(200 * time.Millisecond)
-		core.start()
-	}
-	time.Sleep(300 * time.Millisecond)
-	want := in.stop(t)
-	rb.waitCaughtUp(t, 30*time.Second)
+	want := restartCoreWhileIngesting(t, core, in, rb, 3)
 	verifyCore(t, core, addr, want)
 }
 
 // Several edges forward into the same core topic; each edge's records keep
 // their own producer identity and none is taken for another's re-send.
 func TestSeveralEdgesOneTopic(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
 	want := map[string]uint64{}
@@ -203,7 +201,10 @@ func TestSeveralEdgesOneTopic(t *testing.T) {
 		bridges = append(bridges, startBridge(t, cfg, e))
 		ins = append(ins, e.startIngest(devices(cfg.EdgeID, 4), nil, 10, 5*time.Millisecond))
 	}
-	time.Sleep(1500 * time.Millisecond)
+	for _, in := range ins {
+		in.waitMore(t, 300)
+	}
+	core.waitForwarded(t, stream)
 	for i := range ins {
 		wg.Add(1)
 		go func() {
@@ -226,7 +227,8 @@ func TestSeveralEdgesOneTopic(t *testing.T) {
 // Against a plain Kafka target the same records and headers arrive, with
 // no producer id (at-least-once).
 func TestKafkaTarget(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
 	e := openEdge(t, t.TempDir(), 1)
@@ -262,7 +264,8 @@ func TestKafkaTarget(t *testing.T) {
 
 // Unforwarded segments survive retention; forwarded ones do not.
 func TestRetentionFloorKeepsUnforwarded(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	e := openEdgeWith(t, t.TempDir(), 1, storage.LogConfig{SegmentBytes: 64 << 10, RetentionBytes: 1})
 	rb := startBridge(t, testBridgeConfig(addr), e)
@@ -272,7 +275,7 @@ func TestRetentionFloorKeepsUnforwarded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "the forwarder to start", func() bool { return len(rb.Status().Partitions) == 1 })
+	testkit.Eventually(t, 10*time.Second, "the forwarder to start", func() bool { return len(rb.Status().Partitions) == 1 })
 	n, err := l.ApplyRetention()
 	if err != nil || n != 0 || l.StartOffset() != 0 {
 		t.Fatalf("retention with the core down removed %d records (start %d, err %v)", n, l.StartOffset(), err)
@@ -291,19 +294,20 @@ func TestRetentionFloorKeepsUnforwarded(t *testing.T) {
 
 // The generated edge id is stored and reused; a configured one wins.
 func TestEdgeIDStable(t *testing.T) {
+	t.Parallel()
 	e := openEdge(t, t.TempDir(), 1)
-	b1, err := New(Config{Brokers: []string{"127.0.0.1:1"}}, e.topics, e.store, nil, quietLogger())
+	b1, err := New(Config{Brokers: []string{"127.0.0.1:1"}}, e.topics, e.store, nil, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b2, err := New(Config{Brokers: []string{"127.0.0.1:1"}}, e.topics, e.store, nil, quietLogger())
+	b2, err := New(Config{Brokers: []string{"127.0.0.1:1"}}, e.topics, e.store, nil, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b1.EdgeID() == "" || b1.EdgeID() != b2.EdgeID() || !strings.HasPrefix(b1.EdgeID(), "edge-") {
 		t.Fatalf("edge ids %q and %q", b1.EdgeID(), b2.EdgeID())
 	}
-	b3, _ := New(Config{Brokers: []string{"127.0.0.1:1"}, EdgeID: "site-7"}, e.topics, e.store, nil, quietLogger())
+	b3, _ := New(Config{Brokers: []string{"127.0.0.1:1"}, EdgeID: "site-7"}, e.topics, e.store, nil, testkit.Logger(t))
 	if b3.EdgeID() != "site-7" {
 		t.Fatalf("configured edge id ignored: %q", b3.EdgeID())
 	}
@@ -313,6 +317,7 @@ func TestEdgeIDStable(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	for _, c := range []Config{
 		{},
 		{Brokers: []string{"nohost"}},
@@ -331,6 +336,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestBackoffBounds(t *testing.T) {
+	t.Parallel()
 	b := backoff{min: 10 * time.Millisecond, max: 200 * time.Millisecond}
 	var sawSpread bool
 	for i := 0; i < 50; i++ {
@@ -363,7 +369,8 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 // Segments the edge drops under the drop-oldest disk policy before they were
 // forwarded are counted, and forwarding goes on after them.
 func TestDropOldestCountsUnforwarded(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	e := openEdgeWith(t, t.TempDir(), 1, storage.LogConfig{SegmentBytes: 32 << 10})
 	rb := startBridge(t, testBridgeConfig(addr), e)
@@ -399,7 +406,8 @@ func TestDropOldestCountsUnforwarded(t *testing.T) {
 // The bandwidth cap holds the long-run rate (a lower bound on time, which a
 // slow machine cannot break).
 func TestBandwidthCap(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
 	e := openEdge(t, t.TempDir(), 1)
@@ -430,7 +438,8 @@ func TestBandwidthCap(t *testing.T) {
 // stalling the partition; the records around it arrive, with batches kept
 // under the core's limit.
 func TestTooLargeRecordSkipped(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.maxBatch = 8 << 10
 	core.start()
@@ -461,7 +470,8 @@ func TestTooLargeRecordSkipped(t *testing.T) {
 // Edge batches of several records (the edge combines concurrent publishes)
 // are split across forwarded batches mid-batch without loss or repeats.
 func TestMultiRecordEdgeBatchesSplit(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
 	e := openEdge(t, t.TempDir(), 1)
@@ -490,22 +500,12 @@ func TestMultiRecordEdgeBatchesSplit(t *testing.T) {
 	verifyCore(t, core, addr, seq)
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // A core topic that already exists with fewer partitions than the edge
 // stream takes edge partition p on core partition p mod n; the edge
 // partitions sharing a core partition keep separate producer identities.
 func TestFewerCorePartitions(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
 	if err := core.srv.Topics().Create(stream, 2, storage.LogConfig{}); err != nil {
@@ -514,7 +514,7 @@ func TestFewerCorePartitions(t *testing.T) {
 	e := openEdge(t, t.TempDir(), 5)
 	rb := startBridge(t, testBridgeConfig(addr), e)
 	in := e.startIngest(devices("few", 10), nil, 10, 5*time.Millisecond)
-	time.Sleep(500 * time.Millisecond)
+	in.waitMore(t, 300)
 	want := in.stop(t)
 	rb.waitCaughtUp(t, 20*time.Second)
 	for _, p := range rb.Status().Partitions {
@@ -533,10 +533,11 @@ func TestFewerCorePartitions(t *testing.T) {
 // still reported as lost (the forwarder of a partition without a cursor
 // starts at offset 0, not where the log happens to start).
 func TestHoldFromBirthAndDropsBeforeForwarderCounted(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	e := openEdgeWith(t, t.TempDir(), 1, storage.LogConfig{SegmentBytes: 16 << 10, RetentionBytes: 1})
-	b, err := New(testBridgeConfig(addr), e.topics, e.store, prometheus.NewRegistry(), testLogger(t))
+	b, err := New(testBridgeConfig(addr), e.topics, e.store, prometheus.NewRegistry(), testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,10 +555,7 @@ func TestHoldFromBirthAndDropsBeforeForwarderCounted(t *testing.T) {
 	if err != nil || d.Records == 0 || d.From != 0 {
 		t.Fatalf("drop oldest: %+v, %v", d, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer testkit.Run(t, "bridge", b.Run)()
 	core.start()
 	rb := &runningBridge{Bridge: b}
 	rb.waitCaughtUp(t, 20*time.Second)
@@ -577,7 +575,8 @@ func TestHoldFromBirthAndDropsBeforeForwarderCounted(t *testing.T) {
 // asks the core where its copy ends (DescribeProducers), re-sends the lost
 // tail from the edge, and goes on: 0 lost, 0 duplicated.
 func TestBridgeResendsTailTheCoreLost(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
 	e := openEdge(t, t.TempDir(), 1)
@@ -613,7 +612,7 @@ func TestBridgeResendsTailTheCoreLost(t *testing.T) {
 		}
 	}
 	rb.waitCaughtUp(t, 20*time.Second)
-	waitFor(t, 20*time.Second, "the core to hold all 1,500 readings", func() bool { return core.records(stream) >= 1500 })
+	testkit.Eventually(t, 20*time.Second, "the core to hold all 1,500 readings", func() bool { return core.records(stream) >= 1500 })
 	verifyCore(t, core, addr, map[string]uint64{"t-1": 1500})
 	if got := counterValue(t, rb.m.rewound.WithLabelValues(stream)); int64(got) != lost {
 		t.Errorf("rewound metric %v, the core lost %d", got, lost)

@@ -34,10 +34,10 @@ func TestEdgeBinaryRetentionKeepsUnforwarded(t *testing.T) {
 		t.Skip("builds and runs the edge binary")
 	}
 	t.Parallel()
-	bin := buildBinary(t, "edge/cmd/tributary-edge")
-	coreAddr := bridge.FreeAddr(t)
+	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
+	coreAddr := testkit.FreeAddr(t)
 	core := bridge.NewTestCore(t, coreAddr, "") // started only after ingest
-	mqttAddr := bridge.FreeAddr(t)
+	mqttAddr := testkit.FreeAddr(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "edge.yaml")
 	cfg := fmt.Sprintf(`data_dir: %s
@@ -95,7 +95,7 @@ bridge:
 		}
 	}
 	// Retention works again once the core has the records.
-	bridge.WaitFor(t, 10*time.Second, "retention after forwarding", func() bool {
+	testkit.Eventually(t, 10*time.Second, "retention after forwarding", func() bool {
 		return edge.logged("retention removed records") != ""
 	})
 	edge.stop()
@@ -135,7 +135,7 @@ func startEdgeProc(t *testing.T, bin, cfgPath, mqttAddr string) *edgeProc {
 		}
 	}()
 	t.Cleanup(e.stop)
-	bridge.WaitFor(t, 20*time.Second, "the edge to listen", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the edge to listen", func() bool {
 		c, err := net.DialTimeout("tcp", mqttAddr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
@@ -239,10 +239,10 @@ func TestEdgeBinaryBitRotDeclaredLost(t *testing.T) {
 		t.Skip("builds and runs the edge binary")
 	}
 	t.Parallel()
-	bin := buildBinary(t, "edge/cmd/tributary-edge")
-	coreAddr := bridge.FreeAddr(t)
+	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
+	coreAddr := testkit.FreeAddr(t)
 	core := bridge.NewTestCore(t, coreAddr, "")
-	mqttAddr, httpAddr := bridge.FreeAddr(t), bridge.FreeAddr(t)
+	mqttAddr, httpAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "edge.yaml")
 	cfg := fmt.Sprintf(`data_dir: %s
@@ -283,7 +283,7 @@ bridge:
 
 	edge = startEdgeProc(t, bin, cfgPath, mqttAddr)
 	var health edgeHealth
-	bridge.WaitFor(t, 20*time.Second, "/healthz to report the damage", func() bool {
+	testkit.Eventually(t, 20*time.Second, "/healthz to report the damage", func() bool {
 		code, h := getEdgeHealth(t, httpAddr)
 		health = h
 		return code == http.StatusServiceUnavailable && len(h.Damaged) == 1 && !h.Damaged[0].DeclaredLost
@@ -295,7 +295,7 @@ bridge:
 	lost := dmg.To - dmg.From
 	core.Start()
 	waitSettled(t, func() int64 { return core.Records("rot") }, n-lost)
-	bridge.WaitFor(t, 20*time.Second, "/healthz to clear once the loss is declared", func() bool {
+	testkit.Eventually(t, 20*time.Second, "/healthz to clear once the loss is declared", func() bool {
 		code, h := getEdgeHealth(t, httpAddr)
 		return code == http.StatusOK && len(h.Damaged) == 1 && h.Damaged[0].DeclaredLost
 	})

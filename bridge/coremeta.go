@@ -64,16 +64,23 @@ var errTopicMissing = errors.New("topic does not exist on the core")
 // a hung disk: it accepts connections and never answers) costs one short
 // wait instead of the whole request timeout; before any broker is known it
 // goes through the client's seed brokers.
+//
+// Each attempt gets a request of its own: franz-go may still be encoding an
+// abandoned attempt's request (it sets the version on it) after its context
+// ended, so sharing one is a data race.
 func (a *coreAdmin) describe(ctx context.Context, topic string) (coreTopic, error) {
-	req := kmsg.NewPtrMetadataRequest()
-	rt := kmsg.NewMetadataRequestTopic()
-	rt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, rt)
-	req.AllowAutoTopicCreation = false // created by ensure with the edge's partition count
+	newReq := func() *kmsg.MetadataRequest {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		req.AllowAutoTopicCreation = false // created by ensure with the edge's partition count
+		return req
+	}
 	var lastErr error
 	for _, id := range a.brokersToAsk() {
 		bctx, cancel := context.WithTimeout(ctx, min(a.timeout, brokerTimeout))
-		resp, err := a.cl.Broker(int(id)).Request(bctx, req)
+		resp, err := a.cl.Broker(int(id)).Request(bctx, newReq())
 		cancel()
 		if err == nil {
 			return a.topicFrom(resp.(*kmsg.MetadataResponse), topic)
@@ -88,7 +95,7 @@ func (a *coreAdmin) describe(ctx context.Context, topic string) (coreTopic, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	resp, err := req.RequestWith(ctx, a.cl)
+	resp, err := newReq().RequestWith(ctx, a.cl)
 	if err != nil {
 		return coreTopic{}, fmt.Errorf("metadata for %s: %w", topic, errors.Join(err, lastErr))
 	}

@@ -16,21 +16,20 @@ import (
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
-var buildBinary = testkit.BuildBinary
-
 // The real tributary-edge binary, bridged to a core, is killed with SIGKILL
 // ten times while a device publishes QoS 1 readings (re-sending whatever was
 // not acknowledged once the edge is back). The core ends up with every
 // reading exactly once, in order.
 func TestEdgeBinarySIGKILL(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and kills the edge binary")
 	}
-	bin := buildBinary(t, "edge/cmd/tributary-edge")
-	coreAddr := bridge.FreeAddr(t)
+	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
+	coreAddr := testkit.FreeAddr(t)
 	core := bridge.NewTestCore(t, coreAddr, "")
 	core.Start()
-	mqttAddr := bridge.FreeAddr(t)
+	mqttAddr := testkit.FreeAddr(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "edge.yaml")
 	cfg := fmt.Sprintf(`data_dir: %s
@@ -102,10 +101,8 @@ bridge:
 	var prev int64
 	for cycle := 0; cycle < 10; cycle++ {
 		cmd := startEdge()
-		deadline := time.Now().Add(20 * time.Second)
-		for core.Records(bridge.Stream) <= prev && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		// Kill it once it is visibly forwarding, at a random moment after.
+		testkit.Poll(20*time.Second, func() bool { return core.Records(bridge.Stream) > prev })
 		time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -116,14 +113,16 @@ bridge:
 		prev = now
 	}
 	cmd := startEdge()
-	time.Sleep(300 * time.Millisecond)
+	testkit.Eventually(t, 20*time.Second, "the restarted edge to forward", func() bool {
+		return core.Records(bridge.Stream) > prev
+	})
 	close(stopPub)
 	want := <-acked
 	var total int64
 	for _, n := range want {
 		total += int64(n)
 	}
-	bridge.WaitFor(t, 30*time.Second, "the core to hold every acknowledged reading", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the core to hold every acknowledged reading", func() bool {
 		return core.Records(bridge.Stream) >= total
 	})
 	_ = cmd.Process.Signal(os.Interrupt)

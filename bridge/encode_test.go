@@ -5,17 +5,18 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/tributary-io/tributary/storage"
+	"github.com/tributary-io/tributary/internal/forwarded"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
 func testForwarder(codec int) *forwarder {
-	return &forwarder{b: &Bridge{edgeID: "edge-f", codec: codec}, pid: storage.ForwardedProducerID("edge-f", 0), maxBatch: 1 << 20}
+	return &forwarder{b: &Bridge{edgeID: "edge-f", codec: codec}, pid: forwarded.ProducerID("edge-f", 0), maxBatch: 1 << 20}
 }
 
 // encode keeps key, value, timestamp and headers, adds the edge headers,
 // numbers the batch by edge offset and starts at next inside an edge batch.
 func TestEncodeKeepsRecords(t *testing.T) {
+	t.Parallel()
 	var recs []recordbatch.Record
 	for i := 0; i < 5; i++ {
 		recs = append(recs, recordbatch.Record{Timestamp: int64(1000 + i), Key: []byte("k" + strconv.Itoa(i)), Value: []byte("v" + strconv.Itoa(i)),
@@ -34,7 +35,7 @@ func TestEncodeKeepsRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.ProducerID != f.pid || h.ProducerEpoch != 0 || h.BaseSequence != storage.EdgeSequence(42) || h.Compression() != recordbatch.CompressionZstd {
+	if h.ProducerID != f.pid || h.ProducerEpoch != 0 || h.BaseSequence != forwarded.Sequence(42) || h.Compression() != recordbatch.CompressionZstd {
 		t.Fatalf("header %+v", h)
 	}
 	got, err := recordbatch.Records(batch)
@@ -73,7 +74,7 @@ func FuzzEncode(f *testing.F) {
 			t.Fatalf("built %d records, header says %d, decoded %d (%v)", n, h.NumRecords, len(recs), err)
 		}
 		first, _ := strconv.ParseInt(string(recs[0].Headers[len(recs[0].Headers)-1].Value), 10, 64)
-		if h.BaseSequence != storage.EdgeSequence(first) || first < next {
+		if h.BaseSequence != forwarded.Sequence(first) || first < next {
 			t.Fatalf("sequence %d for first edge offset %d (next %d)", h.BaseSequence, first, next)
 		}
 	})

@@ -3,12 +3,8 @@ package bridge
 // Test helpers for the external test package (bridge_test), whose end-to-end
 // tests import packages that may themselves import bridge (the edge gateway).
 var (
-	FreeAddr         = freeAddr
 	NewTestCore      = newCore
 	TestBridgeConfig = testBridgeConfig
-	QuietLogger      = quietLogger
-	TestLogger       = testLogger
-	WaitFor          = waitFor
 	JudgeCore        = judgeCore
 	JudgeTopic       = judgeTopic
 	RecordHeader     = header

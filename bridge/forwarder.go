@@ -16,10 +16,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/internal/forwarded"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
+
+// edgeLog is the edge partition log a forwarder reads: a tail it follows
+// and whose retention it holds at its cursor.
+type edgeLog interface {
+	storage.LogTail
+	SetRetentionFloor(floor int64)
+}
 
 // forwarder carries one edge partition to the core.
 type forwarder struct {
@@ -27,7 +35,7 @@ type forwarder struct {
 	stream    string
 	partition int32
 	coreTopic string
-	log       *storage.Log
+	log       edgeLog
 	pid       int64 // producer id on the core; -1 for a foreign Kafka
 	cursorKey string
 	logger    *slog.Logger
@@ -54,7 +62,7 @@ type forwarder struct {
 	lastErr          string
 }
 
-func newForwarder(b *Bridge, stream string, partition int32, l *storage.Log) (*forwarder, error) {
+func newForwarder(b *Bridge, stream string, partition int32, l edgeLog) (*forwarder, error) {
 	f := &forwarder{
 		b:             b,
 		stream:        stream,
@@ -69,7 +77,7 @@ func newForwarder(b *Bridge, stream string, partition int32, l *storage.Log) (*f
 		progress:      time.Now(),
 	}
 	if b.cfg.Target == TargetTributary {
-		f.pid = storage.ForwardedProducerID(b.edgeID, partition)
+		f.pid = forwarded.ProducerID(b.edgeID, partition)
 	}
 	// Every stream's counters exist from the start at 0, so rate() and
 	// increase() see the first event and alerts on losses can be written.
@@ -156,7 +164,7 @@ func (f *forwarder) status(now time.Time) PartitionStatus {
 // oldestTimestamp is the first timestamp of the batch holding offset: the
 // record time (device time, or receive time when the device sent none) of
 // the oldest record not yet forwarded.
-func oldestTimestamp(l *storage.Log, offset int64) (time.Time, bool) {
+func oldestTimestamp(l storage.LogTail, offset int64) (time.Time, bool) {
 	b, err := l.Read(offset, 1, -1)
 	if err != nil || len(b) == 0 {
 		return time.Time{}, false
@@ -440,7 +448,7 @@ func (f *forwarder) rewindToCore(ctx context.Context, cp int32) (bool, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d := storage.SequenceDistance(storage.EdgeSequence(f.cursor), last) + 1
+	d := storage.SequenceDistance(forwarded.Sequence(f.cursor), last) + 1
 	if d >= 0 {
 		return false, nil // the core is not behind the cursor: a plain retry
 	}
@@ -668,7 +676,7 @@ func (f *forwarder) encode(raw []byte, next int64) ([]byte, int, int64, error) {
 	opts := recordbatch.BuildOptions{Compression: f.b.codec, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, LeaderEpoch: -1}
 	if f.pid >= 0 {
 		opts.ProducerID, opts.ProducerEpoch = f.pid, f.epoch
-		opts.BaseSequence = storage.EdgeSequence(recs[0].Offset)
+		opts.BaseSequence = forwarded.Sequence(recs[0].Offset)
 	}
 	batch, err := recordbatch.Build(recs, opts)
 	if err != nil {

@@ -1,7 +1,6 @@
 package bridge_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -12,13 +11,15 @@ import (
 
 	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/edge/gateway"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // The real edge gateway with the bridge attached the way tributary-edge
 // attaches it: readings published over MQTT (QoS 1) reach the core once each,
 // with the edge's headers and the gateway's edge id.
 func TestEdgeGatewayToCore(t *testing.T) {
-	addr := bridge.FreeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := bridge.NewTestCore(t, addr, "")
 	core.Start()
 
@@ -28,26 +29,18 @@ func TestEdgeGatewayToCore(t *testing.T) {
 	cfg.HTTP.Address = "-"
 	cfg.Auth.AllowAnonymous = true
 	cfg.ShutdownTimeout = 5 * time.Second
-	g, err := gateway.Open(cfg, bridge.QuietLogger())
+	g, err := gateway.Open(cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open gateway: %v", err)
 	}
 	bcfg := bridge.TestBridgeConfig(addr)
 	bcfg.EdgeID = g.EdgeID()
-	b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), bridge.TestLogger(t))
+	b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.Go("bridge", b.Run)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway run: %v", err)
-		}
-	}()
+	testkit.Run(t, "gateway", g.Run)
 
 	o := paho.NewClientOptions().AddBroker("tcp://" + g.MQTTAddr()).SetClientID("bridge-test").
 		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false)
@@ -68,7 +61,7 @@ func TestEdgeGatewayToCore(t *testing.T) {
 			want[dev]++
 		}
 	}
-	bridge.WaitFor(t, 30*time.Second, "the bridge to forward the stream", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the bridge to forward the stream", func() bool {
 		st := b.Status()
 		for _, p := range st.Partitions {
 			if p.Stream == bridge.Stream {

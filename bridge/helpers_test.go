@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,38 +20,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-io/tributary/core/server"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
 const stream = "sensors"
-
-// testLogger sends warnings and errors to the test log.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tbWriter struct{ t testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// freeAddr reserves a loopback port for a core that starts later.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // testCore is an in-process core broker that can be stopped and restarted
 // on the same address and data directory.
@@ -89,7 +63,7 @@ func (c *testCore) start() {
 	var err error
 	var srv *server.Server
 	for i := 0; i < 50; i++ { // a restart reuses the port; the kernel may need a moment
-		srv, err = server.Start(cfg, quietLogger(), nil)
+		srv, err = server.Start(cfg, testkit.Logger(c.t), nil)
 		if err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
@@ -160,7 +134,7 @@ func openEdge(t testing.TB, dir string, partitions int32) *testEdge {
 
 func openEdgeWith(t testing.TB, dir string, partitions int32, topicCfg storage.LogConfig) *testEdge {
 	t.Helper()
-	e, err := openEdgeDir(dir, partitions, topicCfg)
+	e, err := openEdgeDir(dir, partitions, topicCfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,12 +143,12 @@ func openEdgeWith(t testing.TB, dir string, partitions int32, topicCfg storage.L
 	return e
 }
 
-func openEdgeDir(dir string, partitions int32, topicCfg storage.LogConfig) (*testEdge, error) {
+func openEdgeDir(dir string, partitions int32, topicCfg storage.LogConfig, logger *slog.Logger) (*testEdge, error) {
 	store, err := meta.Open(filepath.Join(dir, "meta.db"))
 	if err != nil {
 		return nil, err
 	}
-	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, edgeLogConfig(), quietLogger())
+	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, edgeLogConfig(), logger)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -237,12 +211,13 @@ func (e *testEdge) appendReading(device string, seq uint64, pad int) error {
 
 // ingester appends readings of a few devices at a steady rate.
 type ingester struct {
-	e       *testEdge
-	devices []string
-	next    map[string]uint64
-	cancel  context.CancelFunc
-	done    chan struct{}
-	err     error
+	e        *testEdge
+	devices  []string
+	next     map[string]uint64
+	appended atomic.Int64 // readings so far, for waitMore
+	cancel   context.CancelFunc
+	done     chan struct{}
+	err      error
 }
 
 // startIngest appends perTick readings (round robin over devices) every tick.
@@ -266,6 +241,7 @@ func (e *testEdge) startIngest(devices []string, next map[string]uint64, perTick
 					return
 				}
 				in.next[d]++
+				in.appended.Add(1)
 			}
 			select {
 			case <-ctx.Done():
@@ -275,6 +251,44 @@ func (e *testEdge) startIngest(devices []string, next map[string]uint64, perTick
 		}
 	}()
 	return in
+}
+
+// waitMore waits until n more readings are appended, so a test lets ingest
+// run on (a backlog grows, a fault lands mid-stream) by what happened rather
+// than by the clock.
+func (in *ingester) waitMore(t testing.TB, n int64) {
+	t.Helper()
+	want := in.appended.Load() + n
+	testkit.Eventually(t, 30*time.Second, fmt.Sprintf("%d more readings ingested", n), func() bool {
+		return in.appended.Load() >= want
+	})
+}
+
+// waitForwarded waits until the core holds more of topic than it did.
+func (c *testCore) waitForwarded(t testing.TB, topic string) {
+	t.Helper()
+	before := c.records(topic)
+	testkit.Eventually(t, 30*time.Second, "the core to receive more of "+topic, func() bool {
+		return c.records(topic) > before
+	})
+}
+
+// restartCoreWhileIngesting stops and restarts the core times while the
+// bridge forwards, each time once records reached it and a backlog built
+// while it was down; then it stops ingest, waits for the bridge to catch
+// up and returns the readings per device.
+func restartCoreWhileIngesting(t testing.TB, core *testCore, in *ingester, rb *runningBridge, times int) map[string]uint64 {
+	t.Helper()
+	for range times {
+		core.waitForwarded(t, stream)
+		core.stop()
+		in.waitMore(t, 100)
+		core.start()
+	}
+	core.waitForwarded(t, stream)
+	want := in.stop(t)
+	rb.waitCaughtUp(t, 30*time.Second)
+	return want
 }
 
 // stop ends ingest and returns how many readings each device has in total.
@@ -319,7 +333,7 @@ type runningBridge struct {
 func startBridge(t testing.TB, cfg Config, e *testEdge) *runningBridge {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	b, err := New(cfg, e.topics, e.store, reg, testLogger(t))
+	b, err := New(cfg, e.topics, e.store, reg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("new bridge: %v", err)
 	}
@@ -342,15 +356,10 @@ func (rb *runningBridge) stop() {
 // waitCaughtUp waits until every partition of the edge is acknowledged.
 func (rb *runningBridge) waitCaughtUp(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	testkit.Eventually(t, timeout, "the bridge to catch up", func() bool {
 		st := rb.Status()
-		if len(st.Partitions) > 0 && st.Backlog() == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("bridge did not catch up within %v: %+v", timeout, rb.Status())
+		return len(st.Partitions) > 0 && st.Backlog() == 0
+	})
 }
 
 // verdict is the per-device judgement of what the core topic holds.

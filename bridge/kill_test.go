@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -28,7 +29,7 @@ const (
 // forwards them, until it is killed. It gives up on its own after a while so
 // that an abandoned child cannot outlive the test run.
 func runChildEdge() int {
-	e, err := openEdgeDir(os.Getenv(childDirEnv), 2, storage.LogConfig{})
+	e, err := openEdgeDir(os.Getenv(childDirEnv), 2, storage.LogConfig{}, testkit.Discard())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: open edge:", err)
 		return 1
@@ -42,7 +43,7 @@ func runChildEdge() int {
 	defer in.cancel()
 	cfg := testBridgeConfig(os.Getenv(childCoreEnv))
 	cfg.EdgeID = killEdgeID
-	b, err := New(cfg, e.topics, e.store, nil, quietLogger())
+	b, err := New(cfg, e.topics, e.store, nil, testkit.Discard())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: bridge:", err)
 		return 1
@@ -94,10 +95,11 @@ func scanDevices(e *testEdge) (map[string]uint64, error) {
 // ten times; a final run drains the rest. The core ends up with every
 // reading exactly once, in order.
 func TestSIGKILLWhileForwarding(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
 	dir := t.TempDir()
@@ -111,10 +113,9 @@ func TestSIGKILLWhileForwarding(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Kill it once it is visibly forwarding, at a random moment after.
-		deadline := time.Now().Add(20 * time.Second) // a loaded CI machine starts processes slowly
-		for core.records(stream) <= prev && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		// (A loaded CI machine starts processes slowly; no progress is
+		// reported with the child's output below.)
+		testkit.Poll(20*time.Second, func() bool { return core.records(stream) > prev })
 		time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -18,7 +19,8 @@ import (
 // is released, so its own retention trims it, while a forwarded stream's
 // log stays held at the bridge's cursor.
 func TestKeepLocal(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, addr)
 	core.start()
 	e := openEdge(t, t.TempDir(), 2)
@@ -27,7 +29,7 @@ func TestKeepLocal(t *testing.T) {
 	if err := e.topics.Create(raw, 2, storage.LogConfig{SegmentBytes: 4 << 10, RetentionBytes: 8 << 10}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(testBridgeConfig(addr), e.topics, e.store, prometheus.NewRegistry(), testLogger(t))
+	b, err := New(testBridgeConfig(addr), e.topics, e.store, prometheus.NewRegistry(), testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,38 +58,25 @@ func TestKeepLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer testkit.Run(t, "bridge", b.Run)()
 
-	deadline := time.Now().Add(20 * time.Second)
-	for core.records(stream) < 50 {
-		if time.Now().After(deadline) {
-			t.Fatalf("forwarded stream: core holds %d of 50 records", core.records(stream))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 20*time.Second, "the core to hold the forwarded stream's 50 records", func() bool {
+		return core.records(stream) >= 50
+	})
 	for p := int32(0); p < 2; p++ {
 		l, _ := e.topics.Partition(raw, p)
-		for l.RetentionFloor() != math.MaxInt64 {
-			if time.Now().After(deadline) {
-				t.Fatalf("raw-%d: retention floor still %d", p, l.RetentionFloor())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testkit.Eventually(t, 20*time.Second, fmt.Sprintf("raw-%d's retention hold to go", p), func() bool {
+			return l.RetentionFloor() == math.MaxInt64
+		})
 	}
 	// A partition added later is released too.
 	if err := e.topics.AddPartitions(raw, 3); err != nil {
 		t.Fatal(err)
 	}
 	l2, _ := e.topics.Partition(raw, 2)
-	for l2.RetentionFloor() != math.MaxInt64 {
-		if time.Now().After(deadline) {
-			t.Fatalf("raw-2 (added later): retention floor still %d", l2.RetentionFloor())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 20*time.Second, "raw-2's (added later) retention hold to go", func() bool {
+		return l2.RetentionFloor() == math.MaxInt64
+	})
 	appendRaw(100)
 	e.topics.MaintainOnce()
 	for p := int32(0); p < 2; p++ {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestOldestUnforwardedAge: while the core is unreachable the age of the
@@ -12,7 +13,7 @@ import (
 // as tributary_bridge_oldest_unforwarded_age_seconds; once forwarded it is 0.
 func TestOldestUnforwardedAge(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	e := openEdge(t, t.TempDir(), 1)
 	first := time.Now()
 	for i := range 5 {
@@ -21,7 +22,7 @@ func TestOldestUnforwardedAge(t *testing.T) {
 		}
 	}
 	rb := startBridge(t, testBridgeConfig(addr), e) // nothing listens there yet
-	WaitFor(t, 10*time.Second, "a partition with backlog and an oldest age", func() bool {
+	testkit.Eventually(t, 10*time.Second, "a partition with backlog and an oldest age", func() bool {
 		ps := rb.Status().Partitions
 		return len(ps) == 1 && ps[0].BacklogRecords == 5 && ps[0].OldestUnforwardedAge >= 50*time.Millisecond
 	})

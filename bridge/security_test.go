@@ -9,6 +9,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/internal/devcert"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // secureCore configures a core with a SASL_SSL listener on addr for the
@@ -57,7 +58,8 @@ func secureCore(t *testing.T, core *testCore, addr, plainAddr string) string {
 // franz-go metadata client) while the core restarts three times: the core
 // topic ends with every reading once, in order.
 func TestSaslSSLExactlyOnce(t *testing.T) {
-	addr, plainAddr := freeAddr(t), freeAddr(t)
+	t.Parallel()
+	addr, plainAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	caFile := secureCore(t, core, addr, plainAddr)
 	core.start()
@@ -67,22 +69,15 @@ func TestSaslSSLExactlyOnce(t *testing.T) {
 	cfg.SASL = &SASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: "bridge-secret"}
 	rb := startBridge(t, cfg, e)
 	in := e.startIngest(devices("dev", 6), nil, 20, 5*time.Millisecond)
-	for i := 0; i < 3; i++ {
-		time.Sleep(400 * time.Millisecond)
-		core.stop()
-		time.Sleep(200 * time.Millisecond)
-		core.start()
-	}
-	time.Sleep(300 * time.Millisecond)
-	want := in.stop(t)
-	rb.waitCaughtUp(t, 30*time.Second)
+	want := restartCoreWhileIngesting(t, core, in, rb, 3)
 	verifyCore(t, core, plainAddr, want)
 }
 
 // TestSaslWrongPassword: a bridge with a wrong password forwards nothing
 // and says why in its status.
 func TestSaslWrongPassword(t *testing.T) {
-	addr, plainAddr := freeAddr(t), freeAddr(t)
+	t.Parallel()
+	addr, plainAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	caFile := secureCore(t, core, addr, plainAddr)
 	core.start()
@@ -94,21 +89,14 @@ func TestSaslWrongPassword(t *testing.T) {
 	cfg.TLS = &TLSConfig{CAFile: caFile}
 	cfg.SASL = &SASLConfig{Mechanism: "PLAIN", Username: "bridge", Password: "guess"}
 	rb := startBridge(t, cfg, e)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := rb.Status()
-		reported := false
-		for _, p := range st.Partitions {
-			reported = reported || strings.Contains(strings.ToLower(p.LastError), "sasl")
+	testkit.Eventually(t, 10*time.Second, "a SASL error in the bridge status", func() bool {
+		for _, p := range rb.Status().Partitions {
+			if strings.Contains(strings.ToLower(p.LastError), "sasl") {
+				return true
+			}
 		}
-		if reported {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no SASL error reported: %+v", st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
 	if n := core.records(stream); n > 0 {
 		t.Fatalf("core holds %d records from an unauthenticated bridge", n)
 	}

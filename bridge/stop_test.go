@@ -3,6 +3,8 @@ package bridge
 import (
 	"testing"
 	"time"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestStopWithSilentCore: a core that accepts connections and never answers
@@ -11,7 +13,8 @@ import (
 // its admin client as soon as its context ended, this bridge never stopped
 // (and the edge's SIGTERM took 6–8 s against such a core).
 func TestStopWithSilentCore(t *testing.T) {
-	addr := freeAddr(t)
+	t.Parallel()
+	addr := testkit.FreeAddr(t)
 	newCore(t, addr, "").start()
 	px := newProxy(t, addr)
 	px.stalled.Store(true) // accepts, forwards nothing: a core that never answers
@@ -25,7 +28,7 @@ func TestStopWithSilentCore(t *testing.T) {
 	cfg := testBridgeConfig(px.addr())
 	cfg.RequestTimeout = 30 * time.Second // the default
 	rb := startBridge(t, cfg, e)
-	waitFor(t, 10*time.Second, "the bridge connected to the silent core", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the bridge connected to the silent core", func() bool {
 		px.mu.Lock()
 		defer px.mu.Unlock()
 		return len(px.conns) > 0

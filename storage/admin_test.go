@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/meta"
 )
 
@@ -13,6 +14,7 @@ import (
 // segments below it, refuses offsets past the end, and the start survives a
 // restart.
 func TestDeleteRecordsBefore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 1024})
 	for i := 0; i < 20; i++ {
@@ -67,13 +69,14 @@ func TestDeleteRecordsBefore(t *testing.T) {
 
 // Topics.Reconfigure changes every partition's config at once and persists.
 func TestTopicsReconfigure(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	store, err := meta.Open(dir + "/meta.db")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	tp, err := OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, quietLogger())
+	tp, err := OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +112,7 @@ func TestTopicsReconfigure(t *testing.T) {
 		}
 	}
 	tp.Close()
-	tp, err = OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, quietLogger())
+	tp, err = OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +124,7 @@ func TestTopicsReconfigure(t *testing.T) {
 
 // Reconfigure while appends, reads and retention run (go test -race).
 func TestReconfigureUnderLoad(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 4096})
 	defer l.Close()
 	done := make(chan struct{})

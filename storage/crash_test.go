@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -22,11 +23,12 @@ const crashChildEnv = "TRIBUTARY_CRASH_CHILD_DIR"
 // "always" durability from several goroutines and prints every acknowledged
 // batch as "ack <base> <last> <crc>" until it is killed.
 func TestCrashChild(t *testing.T) {
+	t.Parallel()
 	dir := os.Getenv(crashChildEnv)
 	if dir == "" {
 		t.Skip("only runs as the child of TestCrashSafety")
 	}
-	l, err := OpenLog(dir, LogConfig{SegmentBytes: 64 << 10, Durability: Durability{Mode: SyncAlways}}, quietLogger())
+	l, err := OpenLog(dir, LogConfig{SegmentBytes: 64 << 10, Durability: Durability{Mode: SyncAlways}}, testkit.Logger(t))
 	if err != nil {
 		fmt.Println("open failed:", err)
 		os.Exit(3)
@@ -54,6 +56,7 @@ func TestCrashChild(t *testing.T) {
 }
 
 func TestCrashSafety(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("crash loop skipped in -short")
 	}
@@ -114,7 +117,7 @@ func TestCrashSafety(t *testing.T) {
 		cmd.Wait()
 
 		// Reopen as the child would and check every acknowledged batch.
-		l, err := OpenLog(dir, LogConfig{SegmentBytes: 64 << 10}, quietLogger())
+		l, err := OpenLog(dir, LogConfig{SegmentBytes: 64 << 10}, testkit.Logger(t))
 		if err != nil {
 			t.Fatalf("cycle %d: reopen: %v", c, err)
 		}

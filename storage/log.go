@@ -44,6 +44,18 @@ type AppendOptions struct {
 	// producer's last 5 batches is answered with the original offsets and not
 	// appended again (AppendResult.Duplicate); a gap is ErrOutOfOrderSequence.
 	Idempotent bool
+	// Sequences picks each producer's SequenceMode for an idempotent append.
+	// Nil is, for now, the mode the id's forwarded bit implies (see
+	// legacy_forwarded.go); it becomes SequencePerBatch once core passes it.
+	Sequences func(producerID int64) SequenceMode
+}
+
+// sequenceMode is the mode the caller picked for pid.
+func (o AppendOptions) sequenceMode(pid int64) SequenceMode {
+	if o.Sequences != nil {
+		return o.Sequences(pid)
+	}
+	return legacyForwardedMode(pid)
 }
 
 // AppendResult says where appended batches landed.
@@ -266,7 +278,12 @@ func (l *Log) loadProducers() error {
 		from, ps = l.start, producerState{}
 	}
 	l.producers = ps
-	return l.walkHeaders(max(from, l.start), func(h recordbatch.Header) { l.producers.update(h) })
+	// A replayed batch keeps its producer's mode from the snapshot; a
+	// producer first seen here is taken as per-batch, which only differs
+	// from source offsets in keeping batches from older epochs, never used.
+	return l.walkHeaders(max(from, l.start), func(h recordbatch.Header) {
+		l.producers.update(h, l.producers.fromSource(h.ProducerID))
+	})
 }
 
 // walkHeaders calls fn for every batch header from offset on.
@@ -300,21 +317,53 @@ func (l *Log) active() *segment { return l.segments[len(l.segments)-1] }
 // producer sends them: base offset ignored and reassigned unless KeepOffsets).
 // Every batch is CRC-checked; nothing is written if any batch is bad. The base
 // offsets (and leader epoch) in batches are rewritten in place.
+//
+// It runs four named steps: validate (no lock), then under the lock dedupe
+// (idempotent producers), assign (offsets, epochs, append time) and write.
 func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (AppendResult, error) {
-	if len(batches) == 0 {
-		return AppendResult{}, fmt.Errorf("%w: empty append", ErrInvalidBatch)
+	in, err := validateAppend(l.Config(), batches, opts, time.Now())
+	if err != nil {
+		return AppendResult{}, err
 	}
-	// The config may change under us (Reconfigure): checks before the lock
-	// use one snapshot of it.
-	cfg := l.Config()
+	l.mu.Lock()
+	res, target, wait, err := l.appendLocked(&in, opts)
+	l.mu.Unlock()
+	if err != nil || !wait {
+		return res, err
+	}
+	if err := l.waitSynced(ctx, target); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// pendingAppend is one Append's batches on their way through the steps:
+// the bytes, each batch's header and start within them, and the time the
+// append counts as happening.
+type pendingAppend struct {
+	batches []byte
+	hdrs    []recordbatch.Header
+	starts  []int
+	now     time.Time
+	// fromSource[i] says batch i's producer numbers records by source
+	// offset; set by dedupe, nil when the append is not idempotent.
+	fromSource []bool
+}
+
+// validateAppend is the lock-free step: it recompresses to the log's codec,
+// CRC-checks and splits the batches, and checks sizes and timestamps against
+// cfg, one snapshot of the config (Reconfigure may change it under us).
+func validateAppend(cfg LogConfig, batches []byte, opts AppendOptions, now time.Time) (pendingAppend, error) {
+	in := pendingAppend{now: now}
+	if len(batches) == 0 {
+		return in, fmt.Errorf("%w: empty append", ErrInvalidBatch)
+	}
 	if !opts.KeepOffsets {
 		var err error
 		if batches, err = recompressBatches(batches, cfg.Compression); err != nil {
-			return AppendResult{}, err
+			return in, err
 		}
 	}
-	var hdrs []recordbatch.Header
-	var starts []int
 	pos := 0
 	err := recordbatch.Split(batches, func(h recordbatch.Header, b []byte) error {
 		if h.Size() > cfg.MaxBatchBytes {
@@ -323,156 +372,187 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 		if !opts.KeepOffsets && !h.IsControl() && int64(h.NumRecords) != int64(h.LastOffsetDelta)+1 {
 			return fmt.Errorf("%w: %d records but last offset delta %d", ErrInvalidBatch, h.NumRecords, h.LastOffsetDelta)
 		}
-		hdrs = append(hdrs, h)
-		starts = append(starts, pos)
+		in.hdrs = append(in.hdrs, h)
+		in.starts = append(in.starts, pos)
 		pos += len(b)
 		return nil
 	})
 	if err != nil {
 		if errors.Is(err, ErrBatchTooLarge) || errors.Is(err, ErrInvalidBatch) {
-			return AppendResult{}, err
+			return in, err
 		}
-		return AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
+		return in, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
-
-	now := time.Now()
+	in.batches = batches
 	if !opts.KeepOffsets {
-		if err := checkTimestamps(cfg, hdrs, now); err != nil {
-			return AppendResult{}, err
+		if err := checkTimestamps(cfg, in.hdrs, now); err != nil {
+			return in, err
 		}
 	}
-	l.mu.Lock()
+	return in, nil
+}
+
+// appendLocked runs dedupe, assign and write with mu held. It returns the
+// result, the offset a durable append waits to be synced up to, and whether
+// it must wait (never for a duplicate or an error).
+func (l *Log) appendLocked(in *pendingAppend, opts AppendOptions) (res AppendResult, target int64, wait bool, err error) {
 	if l.closed {
-		l.mu.Unlock()
-		return AppendResult{}, ErrClosed
+		return res, 0, false, ErrClosed
 	}
 	if l.readOnly != nil {
-		err := l.readOnly
-		l.mu.Unlock()
-		return AppendResult{}, err
+		return res, 0, false, l.readOnly
 	}
-	// Idempotence: check every batch against the producer state as it would
-	// be after the batches before it in this call.
 	if opts.Idempotent && !opts.KeepOffsets {
-		view := producerState{}
-		for _, h := range hdrs {
-			if h.ProducerID < 0 {
-				continue
-			}
-			if _, ok := view[h.ProducerID]; !ok {
-				view[h.ProducerID] = l.producers.clone(h.ProducerID)
-				if view[h.ProducerID] == nil {
-					delete(view, h.ProducerID)
-				}
-			}
-			var dup *producerBatch
-			var err error
-			if IsForwardedProducer(h.ProducerID) {
-				var skip int
-				dup, skip, err = view.checkForwarded(h)
-				if skip > 0 {
-					if len(hdrs) > 1 {
-						l.mu.Unlock()
-						return AppendResult{}, fmt.Errorf("%w: partly re-sent forwarded batch inside a multi-batch append", ErrOutOfOrderSequence)
-					}
-					if batches, h, err = trimForwarded(batches, skip); err != nil {
-						l.mu.Unlock()
-						return AppendResult{}, err
-					}
-					hdrs[0] = h
-				}
-			} else {
-				dup, err = view.check(h)
-			}
-			if err != nil {
-				l.mu.Unlock()
-				return AppendResult{}, err
-			}
-			if dup != nil {
-				l.mu.Unlock()
-				if len(hdrs) > 1 {
-					return AppendResult{}, fmt.Errorf("%w: duplicate batch inside a multi-batch append", ErrOutOfOrderSequence)
-				}
-				return AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogAppendTime: -1, Duplicate: true}, nil
-			}
-			view.update(h)
+		dup, err := l.dedupeLocked(in, opts)
+		if err != nil {
+			return res, 0, false, err
+		}
+		if dup != nil {
+			return AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogAppendTime: -1, Duplicate: true}, 0, false, nil
 		}
 	}
-	// Assign offsets.
+	next, err := l.assignLocked(in, opts)
+	if err != nil {
+		return res, 0, false, err
+	}
+	if err := l.writeLocked(in, next); err != nil {
+		return res, 0, false, err
+	}
+	res = AppendResult{BaseOffset: in.hdrs[0].BaseOffset, LastOffset: in.hdrs[len(in.hdrs)-1].LastOffset(), LogAppendTime: -1}
+	wait = opts.Durable || l.cfg.Durability.Mode == SyncAlways
+	if !wait && l.cfg.Durability.Mode == SyncBytes && l.unsynced >= l.cfg.Durability.Bytes {
+		l.kickSync()
+	}
+	return res, l.next, wait, nil
+}
+
+// dedupeLocked checks every batch against its producer's state as it would
+// be after the batches before it in this append, in the mode the caller
+// picked for that producer. It returns the original of a pure re-send; a
+// forwarded batch that is partly a re-send is trimmed to its new records
+// (only when it is the append's one batch). mu held.
+func (l *Log) dedupeLocked(in *pendingAppend, opts AppendOptions) (*producerBatch, error) {
+	in.fromSource = make([]bool, len(in.hdrs))
+	view := producerState{}
+	for i, h := range in.hdrs {
+		if h.ProducerID < 0 {
+			continue
+		}
+		if _, ok := view[h.ProducerID]; !ok {
+			if e := l.producers.clone(h.ProducerID); e != nil {
+				view[h.ProducerID] = e
+			}
+		}
+		var dup *producerBatch
+		var err error
+		fromSource := opts.sequenceMode(h.ProducerID) == SequenceFromSource
+		if fromSource {
+			var skip int
+			dup, skip, err = view.checkFromSource(h)
+			if skip > 0 {
+				if len(in.hdrs) > 1 {
+					return nil, fmt.Errorf("%w: partly re-sent forwarded batch inside a multi-batch append", ErrOutOfOrderSequence)
+				}
+				if in.batches, h, err = trimForwarded(in.batches, skip); err != nil {
+					return nil, err
+				}
+				in.hdrs[0] = h
+			}
+		} else {
+			dup, err = view.check(h)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if dup != nil {
+			if len(in.hdrs) > 1 {
+				return nil, fmt.Errorf("%w: duplicate batch inside a multi-batch append", ErrOutOfOrderSequence)
+			}
+			return dup, nil
+		}
+		in.fromSource[i] = fromSource
+		view.update(h, fromSource)
+	}
+	return nil, nil
+}
+
+// assignLocked gives each batch its offsets (or checks a replica's), the
+// leader epoch and, for LogAppendTime logs, the append time, rewriting the
+// bytes in place. It returns the log end after the batches. mu held.
+func (l *Log) assignLocked(in *pendingAppend, opts AppendOptions) (int64, error) {
 	off := l.next
-	for i := range hdrs {
-		b := batches[starts[i]:]
+	for i := range in.hdrs {
+		b := in.batches[in.starts[i]:]
+		h := &in.hdrs[i]
 		if opts.KeepOffsets {
-			if hdrs[i].BaseOffset < off || (l.dense() && hdrs[i].BaseOffset != off) {
-				l.mu.Unlock()
-				return AppendResult{}, fmt.Errorf("%w: replica batch at offset %d does not follow log end %d", ErrInvalidBatch, hdrs[i].BaseOffset, off)
+			if h.BaseOffset < off || (l.dense() && h.BaseOffset != off) {
+				return 0, fmt.Errorf("%w: replica batch at offset %d does not follow log end %d", ErrInvalidBatch, h.BaseOffset, off)
 			}
 		} else {
 			recordbatch.SetBaseOffset(b, off)
-			hdrs[i].BaseOffset = off
+			h.BaseOffset = off
 		}
 		if opts.LeaderEpoch >= 0 {
 			recordbatch.SetLeaderEpoch(b, opts.LeaderEpoch)
-			hdrs[i].LeaderEpoch = opts.LeaderEpoch
+			h.LeaderEpoch = opts.LeaderEpoch
 		}
-		if l.cfg.TimestampType == LogAppendTime && !opts.KeepOffsets && !hdrs[i].IsControl() {
-			recordbatch.SetLogAppendTime(b[:hdrs[i].Size()], now.UnixMilli())
-			hdrs[i].MaxTimestamp = now.UnixMilli()
-			hdrs[i].Attributes |= recordbatch.TimestampTypeBit
+		if l.cfg.TimestampType == LogAppendTime && !opts.KeepOffsets && !h.IsControl() {
+			recordbatch.SetLogAppendTime(b[:h.Size()], in.now.UnixMilli())
+			h.MaxTimestamp = in.now.UnixMilli()
+			h.Attributes |= recordbatch.TimestampTypeBit
 		}
-		off = hdrs[i].NextOffset()
+		off = h.NextOffset()
 	}
+	return off, nil
+}
+
+// writeLocked checkpoints a new leader epoch, rolls the segment if due,
+// writes the batches and publishes them: indexes, producer state, log end,
+// and the Changed signal. On a failed write nothing is left behind. mu held.
+func (l *Log) writeLocked(in *pendingAppend, next int64) error {
 	// A new leader epoch is checkpointed before its first batch is written,
 	// so the checkpoint is never behind the log (an entry past the end after
 	// a failed write is trimmed at the next open).
 	newEpoch := false
-	for _, h := range hdrs {
+	for _, h := range in.hdrs {
 		newEpoch = l.trackEpoch(h.LeaderEpoch, h.BaseOffset) || newEpoch
 	}
 	if newEpoch {
 		if err := l.saveEpochs(); err != nil {
-			l.mu.Unlock()
-			return AppendResult{}, err
+			return err
 		}
 	}
-	if err := l.maybeRoll(int64(len(batches)), hdrs[0].BaseOffset); err != nil {
-		l.mu.Unlock()
-		return AppendResult{}, err
+	if err := l.maybeRoll(int64(len(in.batches)), in.hdrs[0].BaseOffset); err != nil {
+		return err
 	}
 	s := l.active()
-	if _, err := s.f.WriteAt(batches, s.size); err != nil {
+	if _, err := s.f.WriteAt(in.batches, s.size); err != nil {
 		// Leave no partial batch behind: cut back to the last whole one.
 		terr := s.f.Truncate(s.size)
-		l.mu.Unlock()
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-			return AppendResult{}, fmt.Errorf("%w: append to %s: %w", ErrDiskFull, s.path, err)
+			return fmt.Errorf("%w: append to %s: %w", ErrDiskFull, s.path, err)
 		}
-		return AppendResult{}, fmt.Errorf("append to %s: %w", s.path, errors.Join(err, terr))
+		return fmt.Errorf("append to %s: %w", s.path, errors.Join(err, terr))
 	}
 	segPos := s.size
-	s.appended = now
-	for i, h := range hdrs {
-		s.track(h, segPos+int64(starts[i]))
-		l.producers.update(h)
+	s.appended = in.now
+	for i, h := range in.hdrs {
+		s.track(h, segPos+int64(in.starts[i]))
+		if h.ProducerID < 0 {
+			continue // no producer state to keep
+		}
+		fromSource := l.producers.fromSource(h.ProducerID)
+		if in.fromSource != nil {
+			fromSource = in.fromSource[i]
+		}
+		l.producers.update(h, fromSource)
 	}
-	l.next = off
-	l.unsynced += int64(len(batches))
-	l.bytes.Add(int64(len(batches)))
+	l.next = next
+	l.unsynced += int64(len(in.batches))
+	l.bytes.Add(int64(len(in.batches)))
 	close(l.changed)
 	l.changed = make(chan struct{})
-	target := l.next
-	res := AppendResult{BaseOffset: hdrs[0].BaseOffset, LastOffset: hdrs[len(hdrs)-1].LastOffset(), LogAppendTime: -1}
-	wait := opts.Durable || l.cfg.Durability.Mode == SyncAlways
-	if !wait && l.cfg.Durability.Mode == SyncBytes && l.unsynced >= l.cfg.Durability.Bytes {
-		l.kickSync()
-	}
-	l.mu.Unlock()
-	if wait {
-		if err := l.waitSynced(ctx, target); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	return nil
 }
 
 // checkTimestamps refuses CreateTime batches whose first or max timestamp
@@ -921,9 +1001,10 @@ func (l *Log) TruncateTo(offset int64) error {
 	if err := l.trimEpochs(); err != nil {
 		return err
 	}
+	old := l.producers
 	l.producers = producerState{}
 	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
-	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h) }); err != nil {
+	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h, old.fromSource(h.ProducerID)) }); err != nil {
 		return err
 	}
 	close(l.changed)

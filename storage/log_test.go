@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,10 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // makeBatch builds a batch of n records whose values name their position.
 func makeBatch(t testing.TB, n int, tag string, ts int64) []byte {
@@ -40,7 +37,7 @@ func makeBatch(t testing.TB, n int, tag string, ts int64) []byte {
 
 func openTestLog(t testing.TB, dir string, cfg LogConfig) *Log {
 	t.Helper()
-	l, err := OpenLog(dir, cfg, quietLogger())
+	l, err := OpenLog(dir, cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open log: %v", err)
 	}
@@ -77,6 +74,7 @@ func readAll(t testing.TB, l *Log) []recordbatch.Header {
 }
 
 func TestAppendReadAcrossRolls(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := LogConfig{SegmentBytes: 4096, IndexIntervalBytes: 512}
 	l := openTestLog(t, dir, cfg)
@@ -162,6 +160,7 @@ func TestAppendReadAcrossRolls(t *testing.T) {
 }
 
 func TestAppendRejectsBadBatches(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{MaxBatchBytes: 2048})
 	defer l.Close()
 	b := makeBatch(t, 3, "x", 1)
@@ -199,6 +198,7 @@ func idemBatch(t testing.TB, pid int64, epoch int16, seq int32, n int) []byte {
 }
 
 func TestIdempotentProducer(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	ctx := context.Background()
@@ -249,6 +249,7 @@ func TestIdempotentProducer(t *testing.T) {
 }
 
 func TestDurableAppendsShareFsync(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncBytes} {
 		t.Run(string(mode), func(t *testing.T) {
 			l := openTestLog(t, t.TempDir(), LogConfig{Durability: Durability{Mode: mode, Interval: time.Hour, Bytes: 1 << 30}})
@@ -299,6 +300,7 @@ func TestDurableAppendsShareFsync(t *testing.T) {
 }
 
 func TestOffsetForTime(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 4096, IndexIntervalBytes: 256})
 	defer l.Close()
 	// Batch i holds records with timestamps 1000*i + 0..3.
@@ -320,6 +322,7 @@ func TestOffsetForTime(t *testing.T) {
 }
 
 func TestTruncateTo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := LogConfig{SegmentBytes: 2048}
 	l := openTestLog(t, dir, cfg)
@@ -352,22 +355,28 @@ func forwardedBatchEpoch(t testing.TB, pid int64, epoch int16, first int64, n in
 	for i := range recs {
 		recs[i] = recordbatch.Record{Value: []byte(fmt.Sprint(first + int64(i))), Timestamp: 1}
 	}
-	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: EdgeSequence(first), LeaderEpoch: -1})
+	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: int32(first), LeaderEpoch: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-func TestForwardedProducerDedup(t *testing.T) {
+// A producer the caller marks SequenceFromSource (a bridge numbering records
+// by edge offset) is deduplicated by high-water mark, whatever its id.
+func TestSourceSequencedProducerDedup(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{})
 	ctx := context.Background()
-	pid := ForwardedProducerID("edge-a", 3)
-	if !IsForwardedProducer(pid) || IsForwardedProducer(12345) || pid == ForwardedProducerID("edge-a", 4) {
-		t.Fatalf("forwarded producer ids: %d", pid)
+	const pid = 4242
+	fromSource := func(id int64) SequenceMode {
+		if id == pid {
+			return SequenceFromSource
+		}
+		return SequencePerBatch
 	}
-	opts := AppendOptions{Idempotent: true, LeaderEpoch: -1}
+	opts := AppendOptions{Idempotent: true, LeaderEpoch: -1, Sequences: fromSource}
 	steps := []struct {
 		epoch int16
 		first int64
@@ -414,6 +423,16 @@ func TestForwardedProducerDedup(t *testing.T) {
 		}
 	}
 	check(l)
+	// The same id in Kafka's per-batch mode: a re-batched send is a gap.
+	other := openTestLog(t, t.TempDir(), LogConfig{})
+	defer other.Close()
+	perBatch := AppendOptions{Idempotent: true, LeaderEpoch: -1, Sequences: func(int64) SequenceMode { return SequencePerBatch }}
+	if _, err := other.Append(ctx, forwardedBatchEpoch(t, pid, 0, 0, 10), perBatch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Append(ctx, forwardedBatchEpoch(t, pid, 0, 5, 10), perBatch); !errors.Is(err, ErrOutOfOrderSequence) {
+		t.Fatalf("re-batched send in per-batch mode: %v, want %v", err, ErrOutOfOrderSequence)
+	}
 	l.Close()
 	// The high-water mark is rebuilt from the log after a crash.
 	os.Remove(filepath.Join(dir, producerSnapshotFile))
@@ -426,6 +445,7 @@ func TestForwardedProducerDedup(t *testing.T) {
 }
 
 func TestResetTo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	for i := 0; i < 50; i++ {
@@ -452,6 +472,7 @@ func TestResetTo(t *testing.T) {
 }
 
 func TestWaitSyncedAndChangedOnClose(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{Durability: Durability{Mode: SyncInterval, Interval: time.Hour}})
 	res, err := l.Append(context.Background(), makeBatch(t, 2, "w", 1), AppendOptions{LeaderEpoch: -1})
 	if err != nil {
@@ -475,6 +496,7 @@ func TestWaitSyncedAndChangedOnClose(t *testing.T) {
 }
 
 func TestLeaderEpochs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	ctx := context.Background()

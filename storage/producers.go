@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"os"
 	"path/filepath"
@@ -29,6 +28,9 @@ type producerBatch struct {
 type producerEntry struct {
 	Epoch   int16           `json:"epoch"`
 	Batches []producerBatch `json:"batches"`
+	// FromSource is set for a producer appended in SequenceFromSource mode,
+	// so replay after a restart and truncation keep treating it so.
+	FromSource bool `json:"from_source,omitempty"`
 }
 
 // producerState is the idempotence state of one partition, derived from the
@@ -47,27 +49,6 @@ func lastSeq(h recordbatch.Header) int32 {
 	return int32((int64(h.BaseSequence) + int64(h.LastOffsetDelta)) % (math.MaxInt32 + 1))
 }
 
-// ForwardedProducerBit marks producer ids that a bridge derives from an edge
-// identity (ForwardedProducerID). The core's own InitProducerId counter never
-// reaches it.
-const ForwardedProducerBit = int64(1) << 62
-
-// ForwardedProducerID is the stable producer id of one edge partition. A
-// bridge sends that partition's records with this id and base sequence =
-// edge offset (mod 2^31), so the core can drop anything it already has, even
-// when the bridge re-batches after a crash.
-func ForwardedProducerID(edgeID string, edgePartition int32) int64 {
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%s/%d", edgeID, edgePartition)
-	return ForwardedProducerBit | int64(h.Sum64()&uint64(ForwardedProducerBit-1))
-}
-
-// IsForwardedProducer reports whether pid came from ForwardedProducerID.
-func IsForwardedProducer(pid int64) bool { return pid > 0 && pid&ForwardedProducerBit != 0 }
-
-// EdgeSequence maps an edge offset to the sequence a bridge sends.
-func EdgeSequence(edgeOffset int64) int32 { return int32(edgeOffset % (math.MaxInt32 + 1)) }
-
 // seqDistance is b-a in the 31-bit sequence space, mapped to (-2^30, 2^30].
 func seqDistance(a, b int32) int64 {
 	d := (int64(b) - int64(a)) % (math.MaxInt32 + 1)
@@ -80,17 +61,18 @@ func seqDistance(a, b int32) int64 {
 	return d
 }
 
-// checkForwarded applies high-water deduplication to a forwarded batch: every
-// record whose edge sequence is at or below the highest already appended is
-// a re-send; a gap is accepted only under a newer producer epoch. It returns how many leading records are re-sends (all of them
-// means a pure duplicate, reported as dup).
-func (ps producerState) checkForwarded(h recordbatch.Header) (dup *producerBatch, skip int, err error) {
+// checkFromSource applies high-water deduplication to a batch of a
+// SequenceFromSource producer: every record whose sequence is at or below the
+// highest already appended is a re-send; a gap is accepted only under a newer
+// producer epoch. It returns how many leading records are re-sends (all of
+// them means a pure duplicate, reported as dup).
+func (ps producerState) checkFromSource(h recordbatch.Header) (dup *producerBatch, skip int, err error) {
 	e := ps[h.ProducerID]
 	if e == nil || len(e.Batches) == 0 {
 		return nil, 0, nil
 	}
 	if h.ProducerEpoch < e.Epoch {
-		return nil, 0, fmt.Errorf("%w: forwarded producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, e.Epoch)
+		return nil, 0, fmt.Errorf("%w: source-sequenced producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, e.Epoch)
 	}
 	last := e.Batches[len(e.Batches)-1]
 	d := seqDistance(last.LastSeq, h.BaseSequence)
@@ -104,7 +86,7 @@ func (ps producerState) checkForwarded(h recordbatch.Header) (dup *producerBatch
 	case d > 1:
 		// An undeclared gap means an earlier batch was refused: taking this
 		// one would make the refused records impossible to deliver.
-		return nil, 0, fmt.Errorf("%w: forwarded producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, nextSeq(last.LastSeq), h.BaseSequence)
+		return nil, 0, fmt.Errorf("%w: source-sequenced producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, nextSeq(last.LastSeq), h.BaseSequence)
 	}
 	skip = int(1 - d)
 	if skip >= int(h.NumRecords) {
@@ -143,16 +125,19 @@ func (ps producerState) check(h recordbatch.Header) (*producerBatch, error) {
 	return nil, nil
 }
 
-// update records a batch that was written (with its final offsets).
-func (ps producerState) update(h recordbatch.Header) {
+// update records a batch that was written (with its final offsets). A
+// per-batch producer starts a new window with each epoch; a source-sequenced
+// one keeps its high-water mark across epochs.
+func (ps producerState) update(h recordbatch.Header, fromSource bool) {
 	if h.ProducerID < 0 || h.IsControl() {
 		return
 	}
 	e := ps[h.ProducerID]
-	if e == nil || (h.ProducerEpoch != e.Epoch && !IsForwardedProducer(h.ProducerID)) {
+	if e == nil || (h.ProducerEpoch != e.Epoch && !fromSource) {
 		e = &producerEntry{Epoch: h.ProducerEpoch}
 		ps[h.ProducerID] = e
 	}
+	e.FromSource = fromSource
 	e.Epoch = max(e.Epoch, h.ProducerEpoch)
 	e.Batches = append(e.Batches, producerBatch{FirstSeq: h.BaseSequence, LastSeq: lastSeq(h), BaseOffset: h.BaseOffset, LastOffset: h.LastOffset()})
 	if len(e.Batches) > producerWindow {
@@ -160,13 +145,19 @@ func (ps producerState) update(h recordbatch.Header) {
 	}
 }
 
+// fromSource reports whether pid was last appended in SequenceFromSource
+// mode, for the appends and replays that name no mode.
+func (ps producerState) fromSource(pid int64) bool {
+	e := ps[pid]
+	return e != nil && e.FromSource
+}
+
 func (ps producerState) clone(pid int64) *producerEntry {
 	e := ps[pid]
 	if e == nil {
 		return nil
 	}
-	c := &producerEntry{Epoch: e.Epoch, Batches: append([]producerBatch(nil), e.Batches...)}
-	return c
+	return &producerEntry{Epoch: e.Epoch, Batches: append([]producerBatch(nil), e.Batches...), FromSource: e.FromSource}
 }
 
 type producerSnapshot struct {

@@ -13,6 +13,7 @@ import (
 // the topic's codec with the same records and producer fields; "producer"
 // keeps them; a change at run time applies to the next append.
 func TestBrokerSideCompression(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{Compression: "uncompressed"})
 	defer l.Close()
 	recs := []recordbatch.Record{{Key: []byte("dev-1"), Value: bytes.Repeat([]byte("reading "), 50), Timestamp: 1000,

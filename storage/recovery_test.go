@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -36,6 +37,7 @@ func activeSegmentPath(dir string) string {
 }
 
 func TestRecoveryTruncatedTail(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	hs := fillLog(t, src, 60)
 	orig, err := os.ReadFile(activeSegmentPath(src))
@@ -81,6 +83,7 @@ func TestRecoveryTruncatedTail(t *testing.T) {
 }
 
 func TestRecoveryBitFlips(t *testing.T) {
+	t.Parallel()
 	src := t.TempDir()
 	hs := fillLog(t, src, 60)
 	orig, err := os.ReadFile(activeSegmentPath(src))
@@ -94,7 +97,7 @@ func TestRecoveryBitFlips(t *testing.T) {
 		data[pos] ^= 1 << rng.IntN(8)
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, segmentName(0)+logSuffix), data, 0o644)
-		l, err := OpenLog(dir, LogConfig{}, quietLogger())
+		l, err := OpenLog(dir, LogConfig{}, testkit.Logger(t))
 		if err != nil {
 			t.Fatalf("flip at %d: open: %v", pos, err)
 		}
@@ -142,6 +145,7 @@ func TestRecoveryBitFlips(t *testing.T) {
 }
 
 func TestCorruptSealedSegmentOpensReadOnly(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	for i := 0; i < 100; i++ {
@@ -177,6 +181,7 @@ func TestCorruptSealedSegmentOpensReadOnly(t *testing.T) {
 }
 
 func TestIndexRebuild(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := LogConfig{SegmentBytes: 4096, IndexIntervalBytes: 300}
 	l := openTestLog(t, dir, cfg)
@@ -215,7 +220,7 @@ func TestIndexRebuild(t *testing.T) {
 
 func FuzzRecovery(f *testing.F) {
 	dir := f.TempDir()
-	l, _ := OpenLog(dir, LogConfig{}, quietLogger())
+	l, _ := OpenLog(dir, LogConfig{}, testkit.Logger(f))
 	for i := 0; i < 3; i++ {
 		l.Append(context.Background(), makeBatch(f, 2, "f", 1), AppendOptions{LeaderEpoch: -1})
 	}
@@ -227,7 +232,7 @@ func FuzzRecovery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, segmentName(0)+logSuffix), data, 0o644)
-		l, err := OpenLog(dir, LogConfig{}, quietLogger())
+		l, err := OpenLog(dir, LogConfig{}, testkit.Logger(t))
 		if err != nil {
 			return // a clear error is fine; a panic is not
 		}
@@ -237,6 +242,7 @@ func FuzzRecovery(f *testing.F) {
 }
 
 func TestVerifySealedFindsBitRot(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	defer l.Close()
@@ -282,6 +288,7 @@ func TestVerifySealedFindsBitRot(t *testing.T) {
 // A read that meets a batch whose CRC fails reports the damage instead of
 // serving the bytes, although open trusted the segment (its index is whole).
 func TestReadChecksCRC(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	for i := 0; i < 60; i++ {

@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
 func TestRetentionBySize(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 2048, RetentionBytes: 8192})
 	defer l.Close()
 	for i := 0; i < 200; i++ {
@@ -37,6 +39,7 @@ func TestRetentionBySize(t *testing.T) {
 }
 
 func TestRetentionByAgeAndFloor(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 2048, RetentionAge: time.Hour})
 	defer l.Close()
 	old := time.Now().Add(-2 * time.Hour).UnixMilli()
@@ -82,6 +85,7 @@ func TestRetentionByAgeAndFloor(t *testing.T) {
 }
 
 func TestDropOldestSegment(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 2048})
 	defer l.Close()
 	for i := 0; i < 100; i++ {
@@ -110,6 +114,7 @@ func keyed(t testing.TB, key string, value []byte, ts int64) []byte {
 }
 
 func TestCompaction(t *testing.T) {
+	t.Parallel()
 	for _, codec := range []int{recordbatch.CompressionNone, recordbatch.CompressionZstd} {
 		t.Run(fmt.Sprint("codec", codec), func(t *testing.T) {
 			dir := t.TempDir()
@@ -199,13 +204,14 @@ func TestCompaction(t *testing.T) {
 }
 
 func TestTopicsCreateReopenDelete(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	store, err := meta.Open(dir + "/meta.db")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	tp, err := OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, quietLogger())
+	tp, err := OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +269,7 @@ func TestTopicsCreateReopenDelete(t *testing.T) {
 	before := tp.TotalSize()
 	tp.Close()
 
-	tp, err = OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, quietLogger())
+	tp, err = OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +309,7 @@ func TestTopicsCreateReopenDelete(t *testing.T) {
 // append time (attribute bit and max timestamp, CRC still valid), and
 // before/after.max bound CreateTime timestamps (KIP-937).
 func TestTimestampTypeAndBounds(t *testing.T) {
+	t.Parallel()
 	l := openTestLog(t, t.TempDir(), LogConfig{TimestampType: LogAppendTime})
 	old := time.Now().Add(-48 * time.Hour).UnixMilli()
 	before := time.Now().UnixMilli()

@@ -19,7 +19,7 @@ import (
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
-func testLogger(t *testing.T) *slog.Logger { return testkit.Logger(t, slog.LevelWarn) }
+func testLogger(t *testing.T) *slog.Logger { return testkit.Logger(t) }
 
 func freePort(t testing.TB) int { return testkit.FreePort(t) }
 

@@ -24,7 +24,7 @@ import (
 
 func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
-func clusterTestLogger(t testing.TB) *slog.Logger { return testkit.Logger(t, slog.LevelWarn) }
+func clusterTestLogger(t testing.TB) *slog.Logger { return testkit.Logger(t) }
 
 type testBrokers struct {
 	t      testing.TB

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/internal/console"
 	"github.com/tributary-io/tributary/internal/flagcheck"
 	"github.com/tributary-io/tributary/internal/render"
 	"github.com/tributary-io/tributary/storage"
@@ -38,8 +38,8 @@ import (
 // Nothing here writes. Only GET is served; the page needs no build step and
 // loads nothing from elsewhere.
 
-//go:embed console
-var consoleFiles embed.FS
+// The page's files are in internal/console, with the edge's.
+var consoleFiles = console.Core
 
 // Console bounds.
 const (

@@ -27,6 +27,7 @@ func record(t *testing.T, offset int64, r reading.Reading, e reading.Encoding, w
 // TestConsumerAdd feeds fetched partitions to the consumer's bookkeeping
 // (no broker involved) and checks lag, latest values and latencies.
 func TestConsumerAdd(t *testing.T) {
+	t.Parallel()
 	c := &consumer{
 		records: map[string]float64{},
 		hwm:     map[string]map[int32]int64{},

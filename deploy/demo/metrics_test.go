@@ -40,6 +40,7 @@ tributary_bridge_backlog_records{partition="0",stream="sensors.dlq"} 3
 `
 
 func TestEdgeTotalsFromBridgedEdge(t *testing.T) {
+	t.Parallel()
 	s, err := parseMetrics(strings.NewReader(edgeMetrics))
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +56,7 @@ func TestEdgeTotalsFromBridgedEdge(t *testing.T) {
 }
 
 func TestEdgeTotalsWithoutBridge(t *testing.T) {
+	t.Parallel()
 	text := "# TYPE tributary_edge_records_appended_total counter\ntributary_edge_records_appended_total{stream=\"sensors\"} 7\n"
 	s, err := parseMetrics(strings.NewReader(text))
 	if err != nil {
@@ -66,6 +68,7 @@ func TestEdgeTotalsWithoutBridge(t *testing.T) {
 }
 
 func TestParseMetricsRejectsGarbage(t *testing.T) {
+	t.Parallel()
 	if _, err := parseMetrics(strings.NewReader("this is { not metrics\n")); err == nil {
 		t.Fatal("parseMetrics accepted garbage")
 	}
@@ -74,6 +77,7 @@ func TestParseMetricsRejectsGarbage(t *testing.T) {
 // TestScrapeFleetRegistry reads a real client_golang registry over HTTP,
 // registered the way tributary-sim registers its fleet metrics.
 func TestScrapeFleetRegistry(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tributary_sim_devices_connected", Help: "h"}, func() float64 { return 199 }),
@@ -99,6 +103,7 @@ func TestScrapeFleetRegistry(t *testing.T) {
 }
 
 func TestRate(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		prev, cur float64
 		dt        time.Duration

@@ -15,6 +15,7 @@ import (
 )
 
 func TestPercentile(t *testing.T) {
+	t.Parallel()
 	if got := percentile(nil, 0.5); got != 0 {
 		t.Fatalf("percentile of nothing = %v", got)
 	}
@@ -32,6 +33,7 @@ func TestPercentile(t *testing.T) {
 // TestTrackerAndRender drives two refreshes through the tracker and checks
 // the rates and what the terminal shows.
 func TestTrackerAndRender(t *testing.T) {
+	t.Parallel()
 	devices := []string{"dev-000000", "dev-000200"}
 	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	edges := func(stored0, fwd0 float64, err1 error) []edgeSample {
@@ -115,6 +117,7 @@ func TestTrackerAndRender(t *testing.T) {
 }
 
 func TestEdgeConfig(t *testing.T) {
+	t.Parallel()
 	for _, bridged := range []bool{true, false} {
 		b, err := edgeConfig("data/demo/edge-0", "demo-edge-0", "127.0.0.1:1883", "127.0.0.1:9654", []string{"127.0.0.1:9092"}, bridged)
 		if err != nil {
@@ -162,6 +165,7 @@ func TestEdgeConfig(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
+	t.Parallel()
 	o, err := parseFlags(nil)
 	if err != nil {
 		t.Fatal(err)

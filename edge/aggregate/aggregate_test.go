@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -18,12 +17,11 @@ import (
 
 	"github.com/tributary-io/tributary/edge/topicmap"
 	"github.com/tributary-io/tributary/internal/stream"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type edgeStore struct {
 	store  *meta.Store
@@ -40,7 +38,7 @@ func openStore(t *testing.T) *edgeStore {
 	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{
 		SegmentBytes: 64 << 10,
 		Durability:   storage.Durability{Mode: storage.SyncInterval, Interval: 10 * time.Millisecond},
-	}, quiet())
+	}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,33 +188,21 @@ func check(t *testing.T, e *edgeStore, agg *stream.Aggregation, want map[string]
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestEdgeAggregation: records appended to an edge stream (including a
 // stream created after the aggregation started) come out as one record per
 // (device, window) in <source>.<name>, equal to an engine run over the
 // stored input; a graceful stop and restart continues without repeating or
 // skipping a window; the checkpoint is in meta.db.
 func TestEdgeAggregation(t *testing.T) {
+	t.Parallel()
 	e := openStore(t)
 	aggs := testAgg(t)
-	set, err := New(aggs, 50*time.Millisecond, e.topics, e.store, nil, quiet())
+	set, err := New(aggs, 50*time.Millisecond, e.topics, e.store, nil, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := set.Runners()[0]
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	stop := testkit.Run(t, "aggregation", r.Run)
 	// The source is created after the runner started: it waits for it.
 	time.Sleep(50 * time.Millisecond)
 	if err := e.topics.Create("sensors", 2, storage.LogConfig{}); err != nil {
@@ -228,21 +214,18 @@ func TestEdgeAggregation(t *testing.T) {
 	if len(want) < 400 {
 		t.Fatalf("reference has %d windows; the input should close ~490", len(want))
 	}
-	waitFor(t, 10*time.Second, "outputs of the first part", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
-	cancel()
-	<-done
+	testkit.Eventually(t, 10*time.Second, "outputs of the first part", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
+	stop()
 	if _, ok, err := (&MetaStore{Store: e.store, Name: "1s"}).Load(); !ok || err != nil {
 		t.Fatalf("no checkpoint in meta.db after a stop: %v", err)
 	}
 
 	e.appendReadings(t, "sensors", 500, 500, base)
 	want = reference(t, e.topics, &aggs[0])
-	ctx, cancel = context.WithCancel(context.Background())
-	go func() { done <- r.Run(ctx) }()
-	waitFor(t, 10*time.Second, "outputs after the restart", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
-	waitFor(t, 5*time.Second, "a checkpoint", func() bool { return !r.Status().LastCheckpoint.IsZero() })
-	cancel()
-	<-done
+	stop = testkit.Run(t, "aggregation", r.Run)
+	testkit.Eventually(t, 10*time.Second, "outputs after the restart", func() bool { return len(readStream(t, e.topics, aggs[0].Output)) >= len(want) })
+	testkit.Eventually(t, 5*time.Second, "a checkpoint", func() bool { return !r.Status().LastCheckpoint.IsZero() })
+	stop()
 	check(t, e, &aggs[0], want)
 	if st := set.Status(); len(st) != 1 || st[0].Name != "1s" || st[0].Output != "sensors.1s" || st[0].Processed == 0 {
 		t.Errorf("status = %+v", st)
@@ -302,6 +285,7 @@ func (c *crashingStore) Save(cp stream.Checkpoint) error {
 // exactly once, equal to an uninterrupted engine, and outputs written past
 // a checkpoint were found and skipped.
 func TestEdgeAggregationCrashes(t *testing.T) {
+	t.Parallel()
 	e := openStore(t)
 	if err := e.topics.Create("sensors", 2, storage.LogConfig{}); err != nil {
 		t.Fatal(err)
@@ -334,7 +318,7 @@ func TestEdgeAggregationCrashes(t *testing.T) {
 		fed := written
 		mu.Unlock()
 		last := fed == total && crashes >= 60
-		set, err := New(aggs, 20*time.Millisecond, e.topics, e.store, nil, quiet())
+		set, err := New(aggs, 20*time.Millisecond, e.topics, e.store, nil, testkit.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +351,7 @@ func TestEdgeAggregationCrashes(t *testing.T) {
 		go func() { done <- r.Run(ctx) }()
 		if last {
 			want := reference(t, e.topics, agg)
-			waitFor(t, 20*time.Second, "the last run to catch up", func() bool {
+			testkit.Eventually(t, 20*time.Second, "the last run to catch up", func() bool {
 				return len(readStream(t, e.topics, agg.Output)) >= len(want)
 			})
 			cancel()
@@ -420,6 +404,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // not covered survive the stream's retention while it is stopped; a source
 // not held keeps whatever floor it had.
 func TestHoldRetention(t *testing.T) {
+	t.Parallel()
 	e := openStore(t)
 	small := storage.LogConfig{SegmentBytes: 4 << 10, RetentionBytes: 8 << 10}
 	for _, name := range []string{"sensors", "other"} {
@@ -431,7 +416,7 @@ func TestHoldRetention(t *testing.T) {
 		Name: "o", Source: "other", Fields: []stream.Field{{Name: "temp", Path: "temp"}},
 		Window: &stream.Window{Type: stream.Tumbling, Size: time.Second}, Aggregates: []string{"count"},
 	})
-	set, err := New(aggs, 20*time.Millisecond, e.topics, e.store, nil, quiet())
+	set, err := New(aggs, 20*time.Millisecond, e.topics, e.store, nil, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +430,7 @@ func TestHoldRetention(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = r.Run(ctx) }()
 	}
-	waitFor(t, 10*time.Second, "both aggregations to cover the input", func() bool {
+	testkit.Eventually(t, 10*time.Second, "both aggregations to cover the input", func() bool {
 		for _, st := range set.Status() {
 			if st.Processed < 300 || st.LastCheckpoint.IsZero() {
 				return false

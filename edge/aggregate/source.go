@@ -120,7 +120,7 @@ func (s *LogSource) Poll(ctx context.Context, ends map[int32]int64) ([]stream.Re
 }
 
 // read appends partition p's records in [next, synced) to out.
-func (s *LogSource) read(p int32, l *storage.Log, synced int64, out []stream.Record) ([]stream.Record, error) {
+func (s *LogSource) read(p int32, l storage.LogTail, synced int64, out []stream.Record) ([]stream.Record, error) {
 	next := s.next[p]
 	for next < synced {
 		b, err := l.Read(next, maxReadBytes, synced)

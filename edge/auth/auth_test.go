@@ -17,6 +17,7 @@ func hash(t *testing.T, pw string) string {
 }
 
 func TestAuthenticate(t *testing.T) {
+	t.Parallel()
 	a, err := New(Config{Devices: []Device{{Username: "dev-1", PasswordHash: hash(t, "secret")}, {Username: "dash", PasswordHash: hash(t, "d"), ReadAll: true}}})
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +50,7 @@ func TestAuthenticate(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
+	t.Parallel()
 	if _, err := New(Config{Devices: []Device{{Username: "d", PasswordHash: "plain"}}}); err == nil {
 		t.Fatal("plain-text password accepted as hash")
 	}
@@ -66,6 +68,7 @@ func TestConfigErrors(t *testing.T) {
 // (firmwares always send one); a configured device must still authenticate
 // and a wrong or unknown-user password is refused.
 func TestAnonymousLikeMosquitto(t *testing.T) {
+	t.Parallel()
 	a, err := New(Config{AllowAnonymous: true, Devices: []Device{{Username: "dev-1", PasswordHash: hash(t, "secret")}}})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 )
 
 func TestAuthenticateCert(t *testing.T) {
+	t.Parallel()
 	if _, err := New(Config{CertIdentity: "ou"}); err == nil {
 		t.Fatal("unknown cert_identity accepted")
 	}

@@ -19,6 +19,7 @@ func begin(t *testing.T, w *Window, key string, seq uint64, ts int64) (Claim, bo
 }
 
 func TestResendIsDuplicate(t *testing.T) {
+	t.Parallel()
 	w := New(Config{PerDevice: 4})
 	k := Key("sensors", "dev-1")
 	c, dup := begin(t, w, k, 7, 1000)
@@ -46,6 +47,7 @@ func TestResendIsDuplicate(t *testing.T) {
 }
 
 func TestWindowIsBounded(t *testing.T) {
+	t.Parallel()
 	w := New(Config{PerDevice: 4})
 	k := Key("s", "d")
 	for seq := uint64(0); seq < 10; seq++ {
@@ -68,6 +70,7 @@ func TestWindowIsBounded(t *testing.T) {
 }
 
 func TestMaxDevices(t *testing.T) {
+	t.Parallel()
 	w := New(Config{PerDevice: 2, MaxDevices: 32})
 	for d := 0; d < 1000; d++ {
 		w.Add(Key("s", fmt.Sprint(d)), 1, 1)
@@ -78,6 +81,7 @@ func TestMaxDevices(t *testing.T) {
 }
 
 func TestFailedAppendIsForgotten(t *testing.T) {
+	t.Parallel()
 	w := New(Config{})
 	k := Key("s", "d")
 	c, _ := begin(t, w, k, 1, 1)
@@ -93,6 +97,7 @@ func TestFailedAppendIsForgotten(t *testing.T) {
 // for its outcome: acknowledged as a duplicate if it was stored, stored
 // itself if the first append failed.
 func TestResendWaitsForFirstCopy(t *testing.T) {
+	t.Parallel()
 	for _, firstOK := range []bool{true, false} {
 		w := New(Config{})
 		k := Key("s", "d")
@@ -128,6 +133,7 @@ func TestResendWaitsForFirstCopy(t *testing.T) {
 }
 
 func TestWaitHonoursContext(t *testing.T) {
+	t.Parallel()
 	w := New(Config{})
 	k := Key("s", "d")
 	c, _ := begin(t, w, k, 1, 1)
@@ -142,6 +148,7 @@ func TestWaitHonoursContext(t *testing.T) {
 // Many goroutines race to store the same readings: each (seq, ts) is stored
 // exactly once.
 func TestConcurrentExactlyOnce(t *testing.T) {
+	t.Parallel()
 	w := New(Config{PerDevice: 256})
 	var stored [100]atomic.Int32
 	var wg sync.WaitGroup

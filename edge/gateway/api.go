@@ -277,7 +277,7 @@ func (g *Gateway) apiTail(w http.ResponseWriter, r *http.Request) {
 
 // lastRecords reads up to n of the newest records of one partition log,
 // stepping over damaged ranges (they are reported in /healthz).
-func lastRecords(l *storage.Log, n int) ([]recordbatch.Record, error) {
+func lastRecords(l storage.LogTail, n int) ([]recordbatch.Record, error) {
 	end := l.NextOffset()
 	from := max(l.StartOffset(), end-int64(n))
 	var out []recordbatch.Record

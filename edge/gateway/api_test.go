@@ -26,6 +26,7 @@ func getJSON(t *testing.T, url string, v any) int {
 // TestAPI publishes CBOR, JSON and a payload that goes to the dead-letter
 // stream, then reads them back through the read-only JSON API.
 func TestAPI(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	base := "http://" + g.HTTPAddr() + "/api/v1"
 	c, err := pahoClient(t, g.MQTTAddr(), "api-test", "", "")

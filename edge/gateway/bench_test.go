@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // The ingest benchmarks run the real tributary-edge binary and, side by side
@@ -61,11 +62,7 @@ func (br *benchBroker) goMem() (heap, stack float64) {
 
 func buildEdge(b *testing.B) string {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "tributary-edge")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/tributary-io/tributary/edge/cmd/tributary-edge").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
+	return testkit.BuildBinary(b, "edge/cmd/tributary-edge")
 }
 
 func startBroker(b *testing.B, kind, edgeBin string) *benchBroker {
@@ -76,13 +73,13 @@ func startBroker(b *testing.B, kind, edgeBin string) *benchBroker {
 func startBrokerWith(b *testing.B, kind, edgeBin, extra string) *benchBroker {
 	b.Helper()
 	dir := b.TempDir()
-	addr := freeAddr(b)
+	addr := testkit.FreeAddr(b)
 	port := addr[strings.LastIndexByte(addr, ':')+1:]
 	var cmd *exec.Cmd
 	httpAddr := ""
 	switch kind {
 	case "edge":
-		httpAddr = freeAddr(b)
+		httpAddr = testkit.FreeAddr(b)
 		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nhttp:\n  address: %s\nauth:\n  allow_anonymous: true\n%s", filepath.Join(dir, "data"), addr, httpAddr, extra)
 		path := filepath.Join(dir, "edge.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/edge/ingest"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -46,6 +47,7 @@ func batchSize(t *testing.T, g *Gateway) int64 {
 // 0x97, MQTT 3.1.1 QoS 1 publishes get no acknowledgement, QoS 0 publishes
 // are not stored — and the counts are exact.
 func TestBudgetBlock(t *testing.T) {
+	t.Parallel()
 	const budget = 2000
 	g, _ := startGateway(t, budgetConfig(t, ingest.PolicyBlock, budget))
 	c5, _, err := dialRaw(t, g.MQTTAddr(), 5, "b5", "", "")
@@ -98,6 +100,7 @@ func TestBudgetBlock(t *testing.T) {
 // TestBudgetDropOldest: every publish is accepted; whole oldest segments go,
 // and the dropped counter equals exactly the records no longer in the log.
 func TestBudgetDropOldest(t *testing.T) {
+	t.Parallel()
 	const budget = 3000
 	g, _ := startGateway(t, budgetConfig(t, ingest.PolicyDropOldest, budget))
 	c5, _, err := dialRaw(t, g.MQTTAddr(), 5, "d5", "", "")
@@ -135,6 +138,7 @@ func TestBudgetDropOldest(t *testing.T) {
 
 // TestRetentionRuns: the gateway applies the logs' retention in the background.
 func TestRetentionRuns(t *testing.T) {
+	t.Parallel()
 	cfg := budgetConfig(t, ingest.PolicyBlock, 0)
 	cfg.Log.RetentionBytes = 2048
 	cfg.MaintainInterval = 20 * time.Millisecond
@@ -152,11 +156,7 @@ func TestRetentionRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for l.StartOffset() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("retention never removed a segment (log holds %d bytes)", l.Size())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 5*time.Second, "retention to remove a segment", func() bool {
+		return l.StartOffset() > 0
+	})
 }

@@ -19,6 +19,7 @@ import (
 // a certificate naming an unconfigured device is refused, and so is a
 // password login for the certificate-only device.
 func TestDeviceIdentityFromCertificate(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca, err := devcert.NewCA("edge test CA")
 	if err != nil {

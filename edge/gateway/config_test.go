@@ -13,6 +13,7 @@ import (
 )
 
 func TestLoadConfigDefaultsAndOverrides(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "edge.yaml")
 	yaml := "mqtt:\n  address: 127.0.0.1:1999\ningest:\n  budget_bytes: 1000\n  budget_policy: drop-oldest\nlog:\n  durability:\n    interval: 50ms\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
@@ -52,6 +53,7 @@ func TestLoadConfigDefaultsAndOverrides(t *testing.T) {
 // TestExampleConfig keeps deploy/edge.example.yaml loadable and in step
 // with the defaults it documents.
 func TestExampleConfig(t *testing.T) {
+	t.Parallel()
 	_, file, _, _ := runtime.Caller(0)
 	path := filepath.Join(filepath.Dir(file), "..", "..", "deploy", "edge.example.yaml")
 	cfg, err := LoadConfig(path)
@@ -86,6 +88,7 @@ func TestExampleConfig(t *testing.T) {
 
 // TestStartsWithDefaults: the daemon starts with no arguments.
 func TestStartsWithDefaults(t *testing.T) {
+	t.Parallel()
 	// The daemon's defaults must form a valid config (it starts with no arguments).
 	if err := Defaults().Validate(); err != nil {
 		t.Fatal(err)

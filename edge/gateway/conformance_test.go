@@ -58,6 +58,7 @@ func publish5(t *testing.T, c *paho5.Client, p *paho5.Publish) *paho5.PublishRes
 // echoed properties), the client goes on publishing, and the properties
 // arrive as record headers.
 func TestPubackWithUserPropertiesAfterSubscribe(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	sub, err := pahoClient(t, g.MQTTAddr(), "sub", "", "")
 	if err != nil {
@@ -96,6 +97,7 @@ func TestPubackWithUserPropertiesAfterSubscribe(t *testing.T) {
 // TestWillStored: a will is stored like a publish to its topic (Tasmota's
 // retained LWT "Offline"), with its MQTT 5 content type.
 func TestWillStored(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	_, _, conn := dialPaho5(t, g.MQTTAddr(), "tasmota_1", &paho5.Connect{
 		WillMessage:    &paho5.WillMessage{Topic: "tele/tasmota_1/LWT", Payload: []byte("Offline"), QoS: 1, Retain: true},
@@ -135,6 +137,7 @@ func TestWillStored(t *testing.T) {
 // publishes unacknowledged (the protocol has no receive maximum); mochi used
 // to send it a DISCONNECT after 32.
 func TestQoS2BurstMQTT311(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	c, err := pahoClient(t, g.MQTTAddr(), "burst", "", "")
 	if err != nil {
@@ -162,6 +165,7 @@ func TestQoS2BurstMQTT311(t *testing.T) {
 // paho.golang refuses to send more), and a client that sends more anyway
 // gets DISCONNECT 0x95 before the connection closes.
 func TestMaximumPacketSize(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	want := uint32(64<<10 + 4096)
 	c, ca, _ := dialPaho5(t, g.MQTTAddr(), "big", nil)
@@ -203,6 +207,7 @@ func TestMaximumPacketSize(t *testing.T) {
 // dead letter); an RFC 8428 pack without seq is stored with its time; a
 // username that is no configured device connects anonymously.
 func TestEmptyRetainedAndStandardSenML(t *testing.T) {
+	t.Parallel()
 	bin, err := exec.LookPath("mosquitto_pub")
 	if err != nil {
 		t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients)")

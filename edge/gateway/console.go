@@ -1,9 +1,10 @@
 package gateway
 
 import (
-	"embed"
 	"io/fs"
 	"net/http"
+
+	"github.com/tributary-io/tributary/internal/console"
 )
 
 // The edge's web console: with http.console set, a read-only page at
@@ -12,8 +13,8 @@ import (
 // /healthz. It is smaller than the core's: one gateway, its streams, its
 // bridge and a live chart of a device's readings.
 
-//go:embed console
-var consoleFiles embed.FS
+// The page's files are in internal/console, with the core's.
+var consoleFiles = console.Edge
 
 func (g *Gateway) registerConsole(mux *http.ServeMux) {
 	static, err := fs.Sub(consoleFiles, "console")

@@ -17,6 +17,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tributary-io/tributary/edge/payload"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestCrashAckedReadingsSurvive builds the real tributary-edge binary, has
@@ -28,16 +29,13 @@ import (
 // flight — and when the killed daemon had stored them before the PUBACK
 // left, only the re-send window keeps them from being stored twice.
 func TestCrashAckedReadingsSurvive(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and kills the daemon repeatedly")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "tributary-edge")
-	build := exec.Command("go", "build", "-o", bin, "github.com/tributary-io/tributary/edge/cmd/tributary-edge")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	addr := freeAddr(t)
+	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
+	addr := testkit.FreeAddr(t)
 	dataDir := filepath.Join(dir, "data")
 	cfgPath := filepath.Join(dir, "edge.yaml")
 	cfg := fmt.Sprintf("data_dir: %s\nlog_level: warn\nmqtt:\n  address: %s\nhttp:\n  address: \"-\"\nauth:\n  allow_anonymous: true\n", dataDir, addr)
@@ -55,20 +53,19 @@ func TestCrashAckedReadingsSurvive(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start: %v", err)
 		}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		listening := testkit.Poll(15*time.Second, func() bool {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
 				c.Close()
-				return cmd
 			}
-			if time.Now().After(deadline) {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("daemon did not listen within 15s; log in %s", logFile.Name())
-			}
-			time.Sleep(10 * time.Millisecond)
+			return err == nil
+		})
+		if !listening {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("daemon did not listen within 15s; log in %s", logFile.Name())
 		}
+		return cmd
 	}
 
 	const (
@@ -236,13 +233,4 @@ func pipelineUntilKilled(rc *rawClient, dev string, seq uint64, acked func(from,
 			return seq
 		}
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

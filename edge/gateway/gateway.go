@@ -7,10 +7,8 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,12 +30,10 @@ import (
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/ingest"
 	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/internal/forwarded"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 )
-
-// edgeIDKey is where a generated edge id is kept in the metadata store.
-const edgeIDKey = "edge/id"
 
 // Gateway is one running edge daemon.
 type Gateway struct {
@@ -96,7 +92,7 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 	if g.store, err = meta.Open(filepath.Join(cfg.DataDir, "meta.db")); err != nil {
 		return nil, fmt.Errorf("open metadata: %w", err)
 	}
-	if g.edgeID, err = resolveEdgeID(g.store, cfg.EdgeID); err != nil {
+	if g.edgeID, err = forwarded.ResolveEdgeID(g.store, cfg.EdgeID); err != nil {
 		return nil, err
 	}
 	if g.topics, err = storage.OpenTopics(filepath.Join(cfg.DataDir, "logs"), g.store, cfg.Log, logger.With("component", "storage")); err != nil {
@@ -265,28 +261,6 @@ func tlsConfig(t TLSConfig) (*tls.Config, error) {
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return tc, nil
-}
-
-func resolveEdgeID(store *meta.Store, configured string) (string, error) {
-	if configured != "" {
-		return configured, nil
-	}
-	v, err := store.Value(edgeIDKey)
-	if err == nil && len(v) > 0 {
-		return string(v), nil
-	}
-	if err != nil && !errors.Is(err, meta.ErrNotFound) {
-		return "", fmt.Errorf("read edge id: %w", err)
-	}
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("generate edge id: %w", err)
-	}
-	id := "edge-" + hex.EncodeToString(b[:])
-	if err := store.PutValue(edgeIDKey, []byte(id)); err != nil {
-		return "", fmt.Errorf("store edge id: %w", err)
-	}
-	return id, nil
 }
 
 // Go registers a component (the bridge) that Run starts after the broker

@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/ingest"
 	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 func pahoClient(t *testing.T, addr, id, user, pass string) (paho.Client, error) {
@@ -70,6 +71,7 @@ func senmlJSON(dev string, seq uint64, ts int64) []byte {
 // real paho client and checks each record's stream, partition, key, value,
 // headers and timestamp.
 func TestIngestFormatsAndQoS(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	type sent struct {
 		dev, topic, ct string
@@ -150,6 +152,7 @@ func TestIngestFormatsAndQoS(t *testing.T) {
 // TestMQTT5ContentTypeAndStreamConfig: the MQTT 5 content-type property wins
 // over sniffing; a per-stream content type applies to publishes without one.
 func TestMQTT5ContentTypeAndStreamConfig(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Ingest.Streams = map[string]ingest.StreamConfig{"lab": {Partitions: 2, ContentType: "application/senml+json"}}
 	g, _ := startGateway(t, cfg)
@@ -209,6 +212,7 @@ func authConfig(t *testing.T) Config {
 // refused; a device may publish only under its own prefix, under both protocol
 // versions; every refusal is counted.
 func TestAuthAndACL(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, authConfig(t))
 	addr := g.MQTTAddr()
 	if _, err := pahoClient(t, addr, "bad-pw", "dev-1", "wrong"); err == nil {
@@ -253,6 +257,7 @@ func TestAuthAndACL(t *testing.T) {
 // TestDeadLetters: malformed payloads are acknowledged and kept in the
 // dead-letter stream with a reason.
 func TestDeadLetters(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	c, code, err := dialRaw(t, g.MQTTAddr(), 4, "dl", "", "")
 	if err != nil || code != 0 {
@@ -305,6 +310,7 @@ func TestDeadLetters(t *testing.T) {
 // reason string for MQTT 5 (PUBACK cannot carry 0x95) and no acknowledgement
 // for 3.1.1, and never stored.
 func TestOversizedRefused(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Ingest.MaxPayloadBytes = 1024
 	g, _ := startGateway(t, cfg)
@@ -341,6 +347,7 @@ func TestOversizedRefused(t *testing.T) {
 // TestLocalSubscribers: a subscriber on the gateway receives readings as
 // from any broker.
 func TestLocalSubscribers(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	sub, err := pahoClient(t, g.MQTTAddr(), "sub", "", "")
 	if err != nil {
@@ -365,24 +372,17 @@ func TestLocalSubscribers(t *testing.T) {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.Eventually(t, 5*time.Second, "the subscriber to get all 5 messages", func() bool {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("subscriber got %d of 5 messages", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(got) == 5
+	})
 }
 
 // TestShutdownFlushesAndRestart: QoS 0 readings (appended without waiting
 // for fsync) survive a graceful stop, and a restarted gateway appends after them.
 func TestShutdownFlushesAndRestart(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	g, stop := startGateway(t, cfg)
 	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "q0", "", "")
@@ -421,6 +421,7 @@ func TestShutdownFlushesAndRestart(t *testing.T) {
 
 // TestHTTPEndpoints: /healthz answers and /metrics carries the edge metrics.
 func TestHTTPEndpoints(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	resp, err := http.Get("http://" + g.HTTPAddr() + "/healthz")
 	if err != nil {
@@ -450,6 +451,7 @@ func TestHTTPEndpoints(t *testing.T) {
 // corrupt in the middle makes /healthz answer 503 and name it, and the
 // gateway still starts and serves the other streams.
 func TestHealthzReportsReadOnlyPartition(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Log.SegmentBytes = 1024
 	cfg.Ingest.Streams = map[string]ingest.StreamConfig{"sensors": {Partitions: 1}}

@@ -29,6 +29,7 @@ func getHealth(t *testing.T, addr string) (int, Health) {
 // or whose logs fill the disk budget past the threshold, is degraded (200,
 // with the reason), not failing; with neither it is ok.
 func TestHealthDegradedBridgeAndBudget(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.HTTP.Health = HealthConfig{BridgeAckTimeout: 30 * time.Second, BudgetPercent: 50}
 	cfg.Ingest.BudgetBytes = 16 << 10
@@ -70,6 +71,7 @@ func TestHealthDegradedBridgeAndBudget(t *testing.T) {
 
 // TestReadyz: ready while serving, with a JSON body.
 func TestReadyz(t *testing.T) {
+	t.Parallel()
 	g, stop := startGateway(t, testConfig(t))
 	resp, err := http.Get("http://" + g.HTTPAddr() + "/readyz")
 	if err != nil {

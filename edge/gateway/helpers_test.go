@@ -3,21 +3,17 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -34,42 +30,15 @@ func testConfig(t *testing.T) Config {
 	return cfg
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // startGateway runs a gateway until the test ends (or stop is called);
 // stop waits for the graceful shutdown.
 func startGateway(t *testing.T, cfg Config) (g *Gateway, stop func()) {
 	t.Helper()
-	g, err := Open(cfg, testLogger(t))
+	g, err := Open(cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open gateway: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("gateway did not stop within 20s; its goroutines:\n%s", ourGoroutines())
-		}
-	}
-	t.Cleanup(stop)
-	return g, stop
+	return g, testkit.Run(t, "gateway", g.Run)
 }
 
 // storedRecord is a record read back from a partition log.
@@ -128,7 +97,7 @@ func readStreamOffline(t *testing.T, dataDir, stream string) []storedRecord {
 		t.Fatalf("open meta: %v", err)
 	}
 	defer store.Close()
-	topics, err := storage.OpenTopics(filepath.Join(dataDir, "logs"), store, storage.LogConfig{}, testLogger(t))
+	topics, err := storage.OpenTopics(filepath.Join(dataDir, "logs"), store, storage.LogConfig{}, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open topics: %v", err)
 	}
@@ -140,14 +109,12 @@ func readStreamOffline(t *testing.T, dataDir, stream string) []storedRecord {
 // completion signal) or 10 s pass.
 func waitRecords(t *testing.T, topics *storage.Topics, stream string, n int) []storedRecord {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		recs := readStream(t, topics, stream)
-		if len(recs) >= n || time.Now().After(deadline) {
-			return recs
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var recs []storedRecord
+	testkit.Poll(10*time.Second, func() bool {
+		recs = readStream(t, topics, stream)
+		return len(recs) >= n
+	})
+	return recs
 }
 
 func header(r recordbatch.Record, key string) (string, bool) {
@@ -288,18 +255,4 @@ func (c *rawClient) publish(topic string, payload []byte, qos byte, contentType 
 		return 0, fmt.Errorf("want pubcomp, got type %d", fh.Type)
 	}
 	return code, nil
-}
-
-// ourGoroutines is the stacks of the goroutines running Tributary or mochi
-// code, for a test that hangs.
-func ourGoroutines() string {
-	buf := make([]byte, 8<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "tributary-io/tributary/edge") && !strings.Contains(g, "ourGoroutines") || strings.Contains(g, "mochi-mqtt") {
-			out = append(out, g)
-		}
-	}
-	return strings.Join(out, "\n\n")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestListenerCloseEndsItsClients: every MQTT listener is wrapped, and
@@ -20,6 +21,7 @@ import (
 // TestListenersCloseWithoutMochiCloser while the wrapper had to bypass that
 // closer.) Deterministic; the stress tests below are the end-to-end check.
 func TestListenerCloseEndsItsClients(t *testing.T) {
+	t.Parallel()
 	g, _, _ := startWithAllListeners(t)
 	for _, id := range []string{"tcp", "tls", "ws"} {
 		l, ok := g.server.Listeners.Get(id)
@@ -63,6 +65,7 @@ func TestListenerCloseEndsItsClients(t *testing.T) {
 // about once in 60 runs); the gateway's closer must not, and must still tell
 // every device left connected that the server is going away.
 func TestStopWhileClientsDisconnect(t *testing.T) {
+	t.Parallel()
 	const rounds, leavers, stayers = 6, 100, 6
 	began := time.Now()
 	for round := 0; round < rounds && time.Since(began) < 60*time.Second; round++ {
@@ -150,6 +153,7 @@ func isConnReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 // CONNECT then) kept it waiting as long as the device stayed. Every
 // connection the gateway accepted must be closed when it stops.
 func TestStopWhileDevicesConnect(t *testing.T) {
+	t.Parallel()
 	const dialers = 8
 	g, stop := startGateway(t, testConfig(t))
 	addr := g.MQTTAddr()
@@ -181,7 +185,12 @@ func TestStopWhileDevicesConnect(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Stop while devices are connecting, once some got in.
+	testkit.Eventually(t, 10*time.Second, "devices connected", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns) >= dialers
+	})
 	stop() // fails the test, with the goroutines, if it hangs
 	close(halt)
 	wg.Wait()

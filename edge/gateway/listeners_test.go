@@ -20,6 +20,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tributary-io/tributary/edge/auth"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and returns its files and pool.
@@ -65,28 +66,25 @@ func startWithAllListeners(t *testing.T) (g *Gateway, cfg Config, pool *x509.Cer
 	cfg = testConfig(t)
 	certFile, keyFile, pool := selfSigned(t)
 	cfg.MQTT.TLS = TLSConfig{Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
-	cfg.MQTT.WebSocketAddress = freeAddr(t)
+	cfg.MQTT.WebSocketAddress = testkit.FreeAddr(t)
 	g, _ = startGateway(t, cfg)
 	return g, cfg, pool
 }
 
 // TestTLSAndWebSocketListeners publishes through the optional listeners.
 func TestTLSAndWebSocketListeners(t *testing.T) {
+	t.Parallel()
 	g, cfg, pool := startWithAllListeners(t)
 	for i, url := range []string{"tls://" + g.TLSAddr(), "ws://" + cfg.MQTT.WebSocketAddress + "/"} {
 		o := paho.NewClientOptions().AddBroker(url).SetClientID(url).SetAutoReconnect(false).
 			SetConnectTimeout(5 * time.Second).SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 		c := paho.NewClient(o)
 		var tok paho.Token
-		deadline := time.Now().Add(5 * time.Second)
-		for { // the WebSocket listener starts serving asynchronously
+		connected := testkit.Poll(5*time.Second, func() bool { // the WebSocket listener starts serving asynchronously
 			tok = c.Connect()
-			if tok.WaitTimeout(5*time.Second) && tok.Error() == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if tok.Error() != nil {
+			return tok.WaitTimeout(5*time.Second) && tok.Error() == nil
+		})
+		if !connected {
 			t.Fatalf("connect %s: %v", url, tok.Error())
 		}
 		pt := c.Publish("sensors/d1/r", 1, false, jsonReading("d1", uint64(i), 1))
@@ -103,6 +101,7 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 // TestQoS2RetransmitStoredOnce: a QoS 2 PUBLISH resent (DUP) before PUBREL
 // is not stored a second time.
 func TestQoS2RetransmitStoredOnce(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "q2", "", "")
 	if err != nil {
@@ -139,6 +138,7 @@ func TestQoS2RetransmitStoredOnce(t *testing.T) {
 // TestSubscribeACL: a device subscribes only under its own prefix; a
 // read_all login (a local consumer) subscribes to everything and receives.
 func TestSubscribeACL(t *testing.T) {
+	t.Parallel()
 	cfg := authConfig(t)
 	cfg.Auth.Devices = append(cfg.Auth.Devices, auth.Device{Username: "dash", PasswordHash: bcryptHash(t, "pw-d"), ReadAll: true})
 	g, _ := startGateway(t, cfg)

@@ -31,6 +31,7 @@ func mosquittoPub(t *testing.T, bin, addr string, args ...string) error {
 // TestMosquittoPub drives the gateway with Debian's mosquitto_pub over MQTT
 // 3.1.1 and 5, with and without credentials.
 func TestMosquittoPub(t *testing.T) {
+	t.Parallel()
 	bin, err := exec.LookPath("mosquitto_pub")
 	if err != nil {
 		t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients)")

@@ -17,6 +17,7 @@ import (
 // published (MQTT 4.6), and every reading is stored once, whether or not
 // the connection is MQTT 5 and whatever the partition.
 func TestPipelinedQoS1AckedInOrder(t *testing.T) {
+	t.Parallel()
 	g, stop := startGateway(t, testConfig(t))
 	const clients, per = 8, 300
 	var wg sync.WaitGroup
@@ -80,6 +81,7 @@ func TestPipelinedQoS1AckedInOrder(t *testing.T) {
 // device, and a QoS 1 publish after it is acknowledged only once everything
 // before it is written.
 func TestPipelinedQoS0StoredInOrder(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	g, _ := startGateway(t, cfg)
 	const clients, per = 4, 6000

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"reflect"
@@ -21,6 +20,7 @@ import (
 	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/edge/sparkplug"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -42,14 +42,9 @@ func loadRealDeviceRules(t *testing.T, cfg *Config) {
 // startCore runs an in-process core on a free loopback port.
 func startCore(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testkit.FreeAddr(t)
 	srv, err := server.Start(server.Config{DataDir: t.TempDir(), KafkaAddr: addr, DefaultPartitions: 1,
-		Log: storage.LogConfig{SegmentBytes: 4 << 20}}, testLogger(t), nil)
+		Log: storage.LogConfig{SegmentBytes: 4 << 20}}, testkit.Logger(t), nil)
 	if err != nil {
 		t.Fatalf("start core: %v", err)
 	}
@@ -65,38 +60,18 @@ func startCore(t *testing.T) string {
 // tributary-edge attaches it.
 func startBridgedGateway(t *testing.T, cfg Config, core string) (*Gateway, func()) {
 	t.Helper()
-	g, err := Open(cfg, testLogger(t))
+	g, err := Open(cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open gateway: %v", err)
 	}
 	b, err := bridge.New(bridge.Config{Brokers: []string{core}, EdgeID: g.EdgeID(), BackoffMin: 20 * time.Millisecond,
 		BackoffMax: 300 * time.Millisecond, RequestTimeout: 3 * time.Second, ScanInterval: 100 * time.Millisecond,
-		MaxBatchBytes: 64 << 10}, g.Topics(), g.Meta(), g.Registry(), testLogger(t))
+		MaxBatchBytes: 64 << 10}, g.Topics(), g.Meta(), g.Registry(), testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("new bridge: %v", err)
 	}
 	g.Go("bridge", b.Run)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("gateway did not stop:\n%s", ourGoroutines())
-		}
-	}
-	t.Cleanup(stop)
-	return g, stop
+	return g, testkit.Run(t, "gateway", g.Run)
 }
 
 // coreRecords consumes topics from the core until want records arrived in
@@ -159,6 +134,7 @@ func kheader(r *kgo.Record, k string) string {
 // exactly once. The edge restarts between a Sparkplug birth and its data:
 // the alias table comes back from the stored births.
 func TestRealDevicesThroughBridge(t *testing.T) {
+	t.Parallel()
 	mosq, err := exec.LookPath("mosquitto_pub")
 	if err != nil {
 		t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients)")
@@ -399,6 +375,7 @@ func counterValue(t *testing.T, g *Gateway, name, label string) float64 {
 // TestExampleRulesAreTheTestedOnes: deploy/edge.example.yaml shows exactly
 // the rules TestRealDevicesThroughBridge runs.
 func TestExampleRulesAreTheTestedOnes(t *testing.T) {
+	t.Parallel()
 	example, err := LoadConfig("../../deploy/edge.example.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tributary-io/tributary/edge/rules"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 func metricsText(t *testing.T, g *Gateway) string {
@@ -34,6 +35,7 @@ func metricsText(t *testing.T, g *Gateway) string {
 // format is acknowledged, kept in the rule's dead-letter stream with a
 // reason, and counted per rule and kind.
 func TestRuleBadInputDeadLettered(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Ingest.Rules = []rules.Config{
 		{Name: "env", Match: "env/{device}", Stream: "env", Format: "json", DeadLetter: "env.rejected",
@@ -130,6 +132,7 @@ func mustCBORBytes(t *testing.T, v any) []byte {
 // replaced by the receive time (or clamped), the original kept in the
 // device-time header and counted.
 func TestRuleTimeWindow(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Ingest.Rules = []rules.Config{
 		{Name: "replace", Match: "r/{device}", Stream: "r", Format: "json",
@@ -178,6 +181,7 @@ func TestRuleTimeWindow(t *testing.T) {
 // TestRuleConfigErrorStopsStart: a broken rule fails start-up with one
 // message naming the rule and the field.
 func TestRuleConfigErrorStopsStart(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		rule rules.Config
 		want string
@@ -189,7 +193,7 @@ func TestRuleConfigErrorStopsStart(t *testing.T) {
 	} {
 		cfg := testConfig(t)
 		cfg.Ingest.Rules = []rules.Config{c.rule}
-		if _, err := Open(cfg, testLogger(t)); err == nil {
+		if _, err := Open(cfg, testkit.Logger(t)); err == nil {
 			t.Fatalf("%+v: started", c.rule)
 		} else if !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("error %q, want one line with %q", err, c.want)
@@ -201,6 +205,7 @@ func TestRuleConfigErrorStopsStart(t *testing.T) {
 // of a publish without a seq is acknowledged and not stored again; a new
 // payload under a reused packet id is stored.
 func TestResendWithoutSeq(t *testing.T) {
+	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "z2m-like", "", "")
 	if err != nil {
@@ -237,6 +242,7 @@ func TestResendWithoutSeq(t *testing.T) {
 // re-send after an edge restart is recognised (the window is rebuilt from
 // the stored payloads through the rule), as for readings.
 func TestRuleSeqDedupAcrossRestart(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Ingest.Rules = []rules.Config{{Name: "telemetry", Match: "devices/{device}/telemetry", Stream: "telemetry", Format: "json",
 		Time: rules.TimeConfig{Field: "/ts", Unit: "ms"}, Seq: "/seq"}}

@@ -36,6 +36,7 @@ const maxConnStack = 12 << 10
 // child process (a non-race build) with stack shrinking off
 // (GODEBUG=gcshrinkstackoff=1).
 func TestPublishPathStack(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts 400 connections")
 	}

@@ -32,6 +32,7 @@ func mustPublish(t *testing.T, h *Hook, pk packets.Packet) {
 // counted but not stored; a new ts with the same seq, a reading without ts,
 // and a re-send of a reading whose append failed are stored.
 func TestResendStoredOnce(t *testing.T) {
+	t.Parallel()
 	h := newTestHook(t)
 	const ts0 = 1_700_000_000_000
 	for seq := 0; seq < 10; seq++ {
@@ -51,7 +52,7 @@ func TestResendStoredOnce(t *testing.T) {
 	}
 
 	fail := true
-	h.appendBatch = func(l *storage.Log, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
+	h.appendBatch = func(l storage.PartitionLog, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
 		if fail {
 			return storage.AppendResult{}, fmt.Errorf("write: %w", syscall.EIO)
 		}
@@ -71,6 +72,7 @@ func TestResendStoredOnce(t *testing.T) {
 // TestDedupWindowRebuiltOnStart: a new hook over the same logs recognises
 // re-sends of what the previous one stored, within TailBytes of the end.
 func TestDedupWindowRebuiltOnStart(t *testing.T) {
+	t.Parallel()
 	h := newTestHookConfig(t, Config{DefaultPartitions: 1})
 	const ts0 = 1_700_000_000_000
 	for seq := 0; seq < 2000; seq++ {

@@ -257,9 +257,9 @@ type Hook struct {
 	lastStorageLog    atomic.Int64
 	lastDeadLetterLog atomic.Int64
 
-	// appendBatch is (*storage.Log).Append; tests swap it to inject disk
+	// appendBatch is the log's own Append; tests swap it to inject disk
 	// faults that a real disk cannot be made to produce on demand.
-	appendBatch func(l *storage.Log, ctx context.Context, batch []byte, opts storage.AppendOptions) (storage.AppendResult, error)
+	appendBatch func(l storage.PartitionLog, ctx context.Context, batch []byte, opts storage.AppendOptions) (storage.AppendResult, error)
 }
 
 // New builds the hook. ctx bounds fsync waits (cancel it only after Drain
@@ -271,7 +271,7 @@ func New(ctx context.Context, cfg Config, topics *storage.Topics, a *auth.Authen
 		return nil, fmt.Errorf("ingest config: %w", err)
 	}
 	h := &Hook{cfg: cfg, topics: topics, auth: a, mapper: mapper, log: logger, ctx: ctx, now: time.Now,
-		appendBatch: (*storage.Log).Append}
+		appendBatch: storage.PartitionLog.Append}
 	h.m = newMetrics(reg, func() float64 { return float64(topics.TotalSize()) })
 	rs, err := rules.Compile(cfg.Rules, mapper.Levels(), rules.JSONSchema)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/payload"
 	"github.com/tributary-io/tributary/edge/topicmap"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -80,9 +81,10 @@ func stored(t *testing.T, h *Hook) int64 {
 // refused (MQTT 5 QoS 1: 0x97; otherwise no ack), counted, and the hook
 // recovers once appends succeed again.
 func TestDiskFullRefusesLikeBlock(t *testing.T) {
+	t.Parallel()
 	h := newTestHook(t)
 	full := true
-	h.appendBatch = func(l *storage.Log, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
+	h.appendBatch = func(l storage.PartitionLog, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
 		if full {
 			return storage.AppendResult{}, fmt.Errorf("write segment: %w", syscall.ENOSPC)
 		}
@@ -115,6 +117,7 @@ func TestDiskFullRefusesLikeBlock(t *testing.T) {
 
 // TestInlinePublishesIgnored: the server's own inline publishes are not readings.
 func TestInlinePublishesIgnored(t *testing.T) {
+	t.Parallel()
 	h := newTestHook(t)
 	inline := &mqtt.Client{ID: "inline", Net: mqtt.ClientConnection{Inline: true}}
 	if _, err := h.OnPublish(inline, publish(1, 0)); err != nil {
@@ -127,6 +130,7 @@ func TestInlinePublishesIgnored(t *testing.T) {
 
 // TestDrainRefusesNewPublishes: after Drain nothing more is appended.
 func TestDrainRefusesNewPublishes(t *testing.T) {
+	t.Parallel()
 	h := newTestHook(t)
 	cl := &mqtt.Client{ID: "c", Properties: mqtt.ClientProperties{ProtocolVersion: 4}}
 	if _, err := h.OnPublish(cl, publish(1, 0)); err != nil {
@@ -145,6 +149,7 @@ func TestDrainRefusesNewPublishes(t *testing.T) {
 // at once all get their records stored exactly once, each client's in order,
 // and large payloads are split into batches the log accepts.
 func TestConcurrentPublishesCombined(t *testing.T) {
+	t.Parallel()
 	h := newTestHookConfig(t, Config{DefaultPartitions: 1, MaxPayloadBytes: 64 << 10})
 	const clients, each = 32, 20
 	var wg sync.WaitGroup
@@ -218,6 +223,7 @@ func TestConcurrentPublishesCombined(t *testing.T) {
 // TestMaxStreams: topics that would create more streams than max_streams
 // are kept in the unmapped dead-letter stream instead.
 func TestMaxStreams(t *testing.T) {
+	t.Parallel()
 	h := newTestHookConfig(t, Config{MaxStreams: 2})
 	cl := &mqtt.Client{ID: "c", Properties: mqtt.ClientProperties{ProtocolVersion: 4}}
 	for _, stream := range []string{"a", "b", "c", "a"} {
@@ -244,6 +250,7 @@ func TestMaxStreams(t *testing.T) {
 // none is lost in a queue — Drain returns with the partition writers
 // stopped, and nothing is appended afterwards.
 func TestDrainDuringPublishes(t *testing.T) {
+	t.Parallel()
 	h := newTestHookConfig(t, Config{DefaultPartitions: 2})
 	h.EnableDeferredAcks()
 	const clients, each = 8, 400
@@ -264,7 +271,8 @@ func TestDrainDuringPublishes(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(2 * time.Millisecond) // let some get queued
+	// Drain once some publishes are in, while the rest keep coming.
+	testkit.Eventually(t, 10*time.Second, "some publishes sent", func() bool { return sent.Load() >= clients })
 	h.Drain()
 	wg.Wait()
 	c := h.Counts()

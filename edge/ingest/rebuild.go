@@ -45,7 +45,7 @@ func (h *Hook) rebuildDedup() {
 }
 
 // rebuildFrom adds the (seq, ts) of the last TailBytes of l to the window.
-func (h *Hook) rebuildFrom(stream string, l *storage.Log) (int, error) {
+func (h *Hook) rebuildFrom(stream string, l storage.LogTail) (int, error) {
 	n := 0
 	err := forTail(l, h.cfg.Dedup.TailBytes, func(r recordbatch.Record) {
 		if rd, ok := storedReading(r); ok {
@@ -62,7 +62,7 @@ func (h *Hook) rebuildFrom(stream string, l *storage.Log) (int, error) {
 // forTail calls fn for each record of about the last tail bytes of l, in
 // log order (the start offset is estimated from the partition's average
 // record size, since the log has no byte-to-offset lookup).
-func forTail(l *storage.Log, tail int64, fn func(recordbatch.Record)) error {
+func forTail(l storage.LogTail, tail int64, fn func(recordbatch.Record)) error {
 	first, end := l.StartOffset(), l.NextOffset()
 	if end <= first {
 		return nil

@@ -36,7 +36,7 @@ const (
 // order.
 type partitionWriter struct {
 	name string
-	log  *storage.Log
+	log  writerLog
 
 	mu           sync.Mutex
 	work         sync.Cond // signalled when pending grows or stopping is set
@@ -86,7 +86,14 @@ type writtenBatch struct {
 }
 
 // startPartitionWriter starts a partition's writer and acker under h.workers.
-func (h *Hook) startPartitionWriter(name string, l *storage.Log) *partitionWriter {
+// writerLog is the partition log a writer appends to: the storage contract,
+// plus the synced end so the acker skips a wait that is already over.
+type writerLog interface {
+	storage.PartitionLog
+	SyncedOffset() int64
+}
+
+func (h *Hook) startPartitionWriter(name string, l writerLog) *partitionWriter {
 	w := &partitionWriter{name: name, log: l}
 	w.work.L = &w.mu
 	written := make(chan writtenBatch, 16) // writer → acker; full means the disk is behind

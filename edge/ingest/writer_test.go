@@ -15,6 +15,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -25,11 +26,12 @@ import (
 // connection — after the fsync; when the disk fails, MQTT 3.1.1 publishers
 // get no PUBACK and MQTT 5 ones get a failure code.
 func TestDeferredRecordsCompleteOnce(t *testing.T) {
+	t.Parallel()
 	for _, failing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("failing=%v", failing), func(t *testing.T) {
 			h := newTestHookConfig(t, Config{DefaultPartitions: 1})
 			if failing {
-				h.appendBatch = func(*storage.Log, context.Context, []byte, storage.AppendOptions) (storage.AppendResult, error) {
+				h.appendBatch = func(storage.PartitionLog, context.Context, []byte, storage.AppendOptions) (storage.AppendResult, error) {
 					return storage.AppendResult{}, fmt.Errorf("write: %w", syscall.EIO)
 				}
 			}
@@ -44,8 +46,9 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 				acked    [publishers][]uint16 // PUBACK packet ids in arrival order
 				codes    [publishers]map[byte]int
 				unsynced atomic.Int64
+				received atomic.Int64 // PUBACKs read, all publishers
 			)
-			l := st.writers[0].log
+			l := st.writers[0].log.(*storage.Log)
 			srv := mqtt.New(nil)
 			for p := 0; p < publishers; p++ {
 				server, client := net.Pipe()
@@ -72,6 +75,7 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 							unsynced.Add(1)
 						}
 						acked[p] = append(acked[p], uint16(body[0])<<8|uint16(body[1]))
+						received.Add(1)
 						code := byte(0)
 						if n > 2 {
 							code = body[2]
@@ -106,21 +110,24 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 			}
 			wg.Wait()
 			// Every deferred record is settled once its queue drains.
-			deadline := time.Now().Add(10 * time.Second)
 			h.acks.Range(func(_, v any) bool {
 				a := v.(*clientAcks)
-				for time.Now().Before(deadline) {
+				testkit.Poll(10*time.Second, func() bool {
 					a.mu.Lock()
-					n := len(a.q)
-					a.mu.Unlock()
-					if n == 0 {
-						break
-					}
-					time.Sleep(time.Millisecond)
-				}
+					defer a.mu.Unlock()
+					return len(a.q) == 0
+				})
 				return true
 			})
-			time.Sleep(50 * time.Millisecond) // the pipes hand over the last PUBACKs
+			// The pipes hand over the last PUBACKs; a shortfall is reported
+			// per publisher below.
+			wantAcks := 0
+			for p := 0; p < publishers; p++ {
+				if !failing || p%2 == 1 {
+					wantAcks += per * 4 / 5
+				}
+			}
+			testkit.Poll(10*time.Second, func() bool { return received.Load() >= int64(wantAcks) })
 			h.acks.Range(func(k, _ any) bool { k.(*mqtt.Client).Net.Conn.Close(); return true })
 			readers.Wait()
 			if unsynced.Load() != 0 {

@@ -49,6 +49,7 @@ func cborFastCases(t testing.TB) (accept, decline [][]byte) {
 // TestCBORFastPath: the fast path takes the common readings (so it is not
 // dead code) and agrees with the library; it declines the unusual ones.
 func TestCBORFastPath(t *testing.T) {
+	t.Parallel()
 	accept, decline := cborFastCases(t)
 	for _, p := range accept {
 		got, ok := fastCBORReading(p)

@@ -11,6 +11,7 @@ import (
 )
 
 func TestCheckJSONAndFields(t *testing.T) {
+	t.Parallel()
 	doc := []byte(` {"Time":"2024-05-01T12:00:00","ENERGY":{"Power":42,"Total":1.5e3},"a/b":{"~x":"y"},"arr":[1,{"k":"v"}],"esc":"q\"q","s":"\u00e9"} `)
 	if err := CheckJSON(doc, &Limits{}); err != nil {
 		t.Fatal(err)
@@ -49,6 +50,7 @@ func TestCheckJSONAndFields(t *testing.T) {
 }
 
 func TestCBORFields(t *testing.T) {
+	t.Parallel()
 	doc := mustCBOR(t, map[any]any{"ts": uint64(1700000000123), "m": map[any]any{1: "one", "x": -2.5}, "l": []any{"a", int64(-3)}})
 	if err := CheckCBOR(doc, &Limits{}); err != nil {
 		t.Fatal(err)
@@ -77,6 +79,7 @@ func TestCBORFields(t *testing.T) {
 }
 
 func TestTimeMs(t *testing.T) {
+	t.Parallel()
 	berlin, err := NewTimeSpec("/Time", "local", "Europe/Berlin")
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ func mustCBOR(t testing.TB, v any) []byte {
 }
 
 func TestDecodeValid(t *testing.T) {
+	t.Parallel()
 	cborReading := mustCBOR(t, map[string]any{"device": "dev-1", "seq": uint64(7), "ts": int64(1700000000123), "temp": 21.5, "hum": 40.0, "vib": 0.01})
 	senmlCBOR := mustCBOR(t, []map[int]any{
 		{-2: "urn:dev:dev-2:", -3: 1700000000.5, 0: "temp", 2: 20.0},
@@ -55,6 +56,7 @@ func TestDecodeValid(t *testing.T) {
 }
 
 func TestDecodeInvalid(t *testing.T) {
+	t.Parallel()
 	indef := []byte{0xbf, 0x63, 'd', 'e', 'v', 0x61, 'x', 0xff} // indefinite-length map
 	dup := []byte{0xa2, 0x63, 's', 'e', 'q', 0x01, 0x63, 's', 'e', 'q', 0x02}
 	deep := []byte{0xa1, 0x61, 'a', 0xa1, 0x61, 'a', 0xa1, 0x61, 'a', 0xa1, 0x61, 'a', 0xa1, 0x61, 'a', 0x01}
@@ -101,6 +103,7 @@ func TestDecodeInvalid(t *testing.T) {
 }
 
 func TestNormalize(t *testing.T) {
+	t.Parallel()
 	if got := Normalize(" Application/JSON; charset=utf-8"); got != ContentJSON {
 		t.Fatalf("Normalize = %q", got)
 	}

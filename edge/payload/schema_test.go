@@ -12,6 +12,7 @@ import (
 // the same device, seq and device time; its deliberately unnumbered bad
 // traffic is dead-lettered.
 func TestFirmwareSimPayloads(t *testing.T) {
+	t.Parallel()
 	readings := []reading.Reading{
 		{Device: "dev-000000", Seq: 0, TsMs: 1_700_000_000_000, Temp: 21.5, Hum: 40, Vib: 0.01},
 		{Device: "dev-000042", Seq: 123456, TsMs: 1_763_900_000_123, Temp: -3.25, Hum: 99.9, Vib: 0},

@@ -16,6 +16,7 @@ func mustCompile(t testing.TB, cfgs ...Config) *Set {
 }
 
 func TestMatchAndRender(t *testing.T) {
+	t.Parallel()
 	s := mustCompile(t,
 		Config{Name: "tasmota", Match: "tele/{device}/SENSOR", Stream: "tasmota"},
 		Config{Name: "z2m", Match: "zigbee2mqtt/{device}", Stream: "zigbee2mqtt"},
@@ -89,6 +90,7 @@ func TestMatchAllocatesNothing(t *testing.T) {
 
 // TestConfigErrors: each mistake fails with the rule's name and the field.
 func TestConfigErrors(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		c    Config
 		want string
@@ -126,6 +128,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestSchema(t *testing.T) {
+	t.Parallel()
 	v, err := JSONSchema("t", `{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","required":["temperature"],
 		"properties":{"temperature":{"type":"number","maximum":100}}}`)
 	if err != nil {
@@ -145,6 +148,7 @@ func TestSchema(t *testing.T) {
 }
 
 func TestMayWriteStream(t *testing.T) {
+	t.Parallel()
 	s := mustCompile(t, Config{Name: "spb", Match: "spBv1.0/{group}/{type}/{node}/{device?}", Stream: "plant.{group}", Key: "{node}"},
 		Config{Name: "lit", Match: "x/{device}", Stream: "tasmota"},
 		Config{Name: "two", Match: "y/{a}/{b}", Stream: "{a}-{b}.raw", Key: "k"})

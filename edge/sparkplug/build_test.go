@@ -7,6 +7,7 @@ import (
 )
 
 func TestBuilder(t *testing.T) {
+	t.Parallel()
 	b := NewBuilder("g", "n", 7)
 	b.Now = func() time.Time { return time.UnixMilli(42) }
 	dec := func(topic string, raw []byte, err error) (string, *Payload) {
@@ -41,6 +42,7 @@ func TestBuilder(t *testing.T) {
 }
 
 func TestNewMetricTypes(t *testing.T) {
+	t.Parallel()
 	if _, err := NewMetric("x", DataType_Int32, "seven"); err == nil || !strings.Contains(err.Error(), `metric "x"`) {
 		t.Fatalf("string as Int32: %v", err)
 	}

@@ -35,6 +35,7 @@ func nestedTemplates(depth int) *Payload_Metric {
 }
 
 func TestDecodeRoundTrip(t *testing.T) {
+	t.Parallel()
 	b := NewBuilder("g", "n", 9)
 	ds := &Payload_DataSet{}
 	ds.SetNumOfColumns(2)
@@ -66,6 +67,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 }
 
 func TestDecodeLimits(t *testing.T) {
+	t.Parallel()
 	empties := func(n int) []byte { // n empty metrics: 2 bytes each
 		return bytes.Repeat([]byte{0x12, 0x00}, n)
 	}
@@ -119,6 +121,7 @@ func TestDecodeLimits(t *testing.T) {
 }
 
 func TestDecodeMalformed(t *testing.T) {
+	t.Parallel()
 	good := mustMarshal(t, payloadWithSeq(3, MustMetric("x", DataType_String, "hello")))
 	tests := map[string][]byte{
 		"truncated":             good[:len(good)/2],
@@ -379,6 +382,7 @@ func FuzzDecodeFastPath(f *testing.F) {
 }
 
 func TestDecodeFastPathTaken(t *testing.T) {
+	t.Parallel()
 	_, raw, _ := NewBuilder("g", "n", 0).NData(alias(t, 1, DataType_Unknown, 1.5), MustMetric("s", DataType_String, "x"))
 	if _, ok := fastDecode(raw, DefaultLimits); !ok {
 		t.Fatal("fast path declined a plain NDATA")

@@ -109,6 +109,7 @@ func renderCases() []*Payload {
 }
 
 func TestRenderJSONValues(t *testing.T) {
+	t.Parallel()
 	p := renderCases()[0]
 	js, err := RenderJSON(Topic{Group: "g", Type: NDATA, Node: "n"}, p, nil)
 	if err != nil {
@@ -198,6 +199,7 @@ func TestRenderJSONValues(t *testing.T) {
 // TestRenderJSONAliases checks the documented shape exactly, aliases
 // resolved through the tracker.
 func TestRenderJSONAliases(t *testing.T) {
+	t.Parallel()
 	tr := NewTracker(1)
 	b := NewBuilder("plant1", "gw7", 0)
 	b.Now = func() time.Time { return time.UnixMilli(1700000000000) }
@@ -244,6 +246,7 @@ func TestRenderJSONAliases(t *testing.T) {
 }
 
 func TestRenderJSONDepthGuard(t *testing.T) {
+	t.Parallel()
 	// A hand-built cycle must not recurse forever.
 	tp := &Payload_Template{}
 	m := MustMetric("loop", DataType_Template, tp)
@@ -262,6 +265,7 @@ func TestRenderJSONDepthGuard(t *testing.T) {
 // "little-endian" heading) and its DateTimeArray example (12 bytes for two
 // 8-byte values) do not, and are left out.
 func TestRenderArraysSpecExamples(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		dt   DataType
 		in   []byte

@@ -7,6 +7,7 @@ import (
 )
 
 func TestParseTopic(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    Topic

@@ -65,6 +65,7 @@ func named(name string, a uint64, dt DataType, v any) *Payload_Metric {
 }
 
 func TestTrackerCleanSession(t *testing.T) {
+	t.Parallel()
 	tr := NewTracker(10)
 	s := newSession(t, tr, "plant1", "gw7", 3)
 	s.clean(s.b.NBirth(named("temp", 1, DataType_Double, 20.0), named("count", 2, DataType_Int32, int32(-4))))
@@ -83,6 +84,7 @@ func TestTrackerCleanSession(t *testing.T) {
 }
 
 func TestResultHeaders(t *testing.T) {
+	t.Parallel()
 	r := Result{
 		SeqGap: true, ExpectedSeq: 5, GotSeq: 7, BeforeBirth: true,
 		UnknownAliases: []uint64{12, 40}, UnknownAliasCount: 2,
@@ -125,6 +127,7 @@ func payloadWithSeq(seq int, metrics ...*Payload_Metric) *Payload {
 }
 
 func TestTrackerFlags(t *testing.T) {
+	t.Parallel()
 	birth := func(seq int, bdSeq uint64, metrics ...*Payload_Metric) *Payload {
 		bd := MustMetric("bdSeq", DataType_Int64, bdSeq)
 		return payloadWithSeq(seq, append([]*Payload_Metric{bd}, metrics...)...)
@@ -276,6 +279,7 @@ func TestTrackerFlags(t *testing.T) {
 }
 
 func TestTrackerSeqWraps(t *testing.T) {
+	t.Parallel()
 	tr := NewTracker(1)
 	s := newSession(t, tr, "g", "n", 0)
 	s.clean(s.b.NBirth())
@@ -307,6 +311,7 @@ func TestTrackerSeqWraps(t *testing.T) {
 // does at start-up, and checks that data after the restart resolves and is
 // not flagged.
 func TestTrackerRestore(t *testing.T) {
+	t.Parallel()
 	type rec struct {
 		topic string
 		p     []byte
@@ -378,6 +383,7 @@ func TestTrackerRestore(t *testing.T) {
 }
 
 func TestTrackerLimits(t *testing.T) {
+	t.Parallel()
 	nb := func(node string) Topic { return Topic{Group: "g", Type: NBIRTH, Node: node} }
 	ndata := func(node string) Topic { return Topic{Group: "g", Type: NDATA, Node: node} }
 
@@ -458,6 +464,7 @@ func TestTrackerLimits(t *testing.T) {
 }
 
 func TestTrackerConcurrent(t *testing.T) {
+	t.Parallel()
 	tr := NewTracker(4)
 	done := make(chan struct{})
 	for g := 0; g < 4; g++ {

@@ -10,6 +10,7 @@ import (
 )
 
 func TestMap(t *testing.T) {
+	t.Parallel()
 	m, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +39,7 @@ func TestMap(t *testing.T) {
 // TestPartitionMatchesKafka checks our murmur2 partitioner against
 // franz-go's implementation of Kafka's default key partitioner.
 func TestPartitionMatchesKafka(t *testing.T) {
+	t.Parallel()
 	p := kgo.StickyKeyPartitioner(nil).ForTopic("sensors")
 	for _, n := range []int32{1, 3, 4, 7, 16} {
 		for i := 0; i < 500; i++ {

@@ -9,8 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
-	"io"
-	"log/slog"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
@@ -22,21 +20,18 @@ import (
 	"github.com/tributary-io/tributary/firmware-sim/reading"
 	"github.com/tributary-io/tributary/firmware-sim/summary"
 	"github.com/tributary-io/tributary/firmware-sim/verify"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func startBroker(t *testing.T, o mqtttest.Options) *mqtttest.Broker {
 	t.Helper()
 	var b *mqtttest.Broker
 	var err error
 	// A restart on the previous port may find it not yet released.
-	for range 50 {
-		if b, err = mqtttest.Start(o); err == nil || o.Addr == "" {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testkit.Poll(5*time.Second, func() bool {
+		b, err = mqtttest.Start(o)
+		return err == nil || o.Addr == ""
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,19 +45,7 @@ func testConfig(id, addr string) Config {
 		Rate: 500, Jitter: 0.2, QueueSize: 100, Inflight: 8,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		ConnectTimeout: 2 * time.Second,
-		Rand:           mrand.New(mrand.NewPCG(7, 7)), Logger: quiet,
-	}
-}
-
-// waitFor polls cond for at most 15 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+		Rand:           mrand.New(mrand.NewPCG(7, 7)), Logger: testkit.Discard(),
 	}
 }
 
@@ -96,6 +79,7 @@ func decodeAll(t *testing.T, e reading.Encoding, pubs []mqtttest.Publish, device
 }
 
 func TestPublishesCountReadingsInEveryEncodingAndQoS(t *testing.T) {
+	t.Parallel()
 	b := startBroker(t, mqtttest.Options{})
 	for _, e := range reading.Encodings {
 		for _, qos := range []byte{0, 1} {
@@ -133,6 +117,7 @@ func TestPublishesCountReadingsInEveryEncodingAndQoS(t *testing.T) {
 }
 
 func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
+	t.Parallel()
 	b1 := startBroker(t, mqtttest.Options{})
 	addr := b1.Addr()
 	cfg := testConfig("dev-r", addr)
@@ -144,11 +129,11 @@ func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
 	res := make(chan summary.Device, 1)
 	go func() { res <- d.Run(ctx, stop) }()
 
-	waitFor(t, "first broker to get readings", func() bool { return b1.Count() >= 20 })
+	testkit.Eventually(t, 15*time.Second, "first broker to get readings", func() bool { return b1.Count() >= 20 })
 	b1.Close()
-	waitFor(t, "offline queue to overflow", func() bool { return d.Stats.Dropped.Load() > 0 })
+	testkit.Eventually(t, 15*time.Second, "offline queue to overflow", func() bool { return d.Stats.Dropped.Load() > 0 })
 	b2 := startBroker(t, mqtttest.Options{Addr: addr})
-	waitFor(t, "second broker to get readings", func() bool { return b2.Count() >= 40 })
+	testkit.Eventually(t, 15*time.Second, "second broker to get readings", func() bool { return b2.Count() >= 40 })
 	close(stop)
 	var s summary.Device
 	select {
@@ -193,6 +178,7 @@ func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
 }
 
 func TestUnacknowledgedPublishIsResentOnANewConnection(t *testing.T) {
+	t.Parallel()
 	var refused atomic.Bool
 	b := startBroker(t, mqtttest.Options{Refuse: func(p mqtttest.Publish) bool {
 		r, err := reading.Decode("", p.Payload)
@@ -219,6 +205,7 @@ func TestUnacknowledgedPublishIsResentOnANewConnection(t *testing.T) {
 // at-least-once), and the verifier, fed what the broker stored, reports
 // exactly that duplicate.
 func TestLostAckDuplicateIsCaughtByVerifier(t *testing.T) {
+	t.Parallel()
 	var cut atomic.Bool
 	b := startBroker(t, mqtttest.Options{CutAfter: func(p mqtttest.Publish) bool {
 		r, err := reading.Decode("", p.Payload)
@@ -244,6 +231,7 @@ func TestLostAckDuplicateIsCaughtByVerifier(t *testing.T) {
 }
 
 func TestBadTrafficIsNeverANumberedReading(t *testing.T) {
+	t.Parallel()
 	b := startBroker(t, mqtttest.Options{})
 	for _, e := range reading.Encodings {
 		id := "dev-bad-" + string(e)
@@ -288,6 +276,7 @@ func TestBadTrafficIsNeverANumberedReading(t *testing.T) {
 }
 
 func TestCredentialsAndTLS(t *testing.T) {
+	t.Parallel()
 	srvTLS, clientTLS := selfSignedTLS(t)
 	b := startBroker(t, mqtttest.Options{TLS: srvTLS, Logins: map[string]string{"dev-tls": "s3cret"}})
 	cfg := testConfig("dev-tls", b.Addr())
@@ -334,6 +323,7 @@ func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
 }
 
 func TestQueueDropsOldest(t *testing.T) {
+	t.Parallel()
 	q := newQueue(3)
 	for i := range uint64(5) {
 		old, dropped := q.push(item{seq: i, numbered: true})
@@ -359,6 +349,7 @@ func TestQueueDropsOldest(t *testing.T) {
 }
 
 func TestSensorIsDeterministicAndBounded(t *testing.T) {
+	t.Parallel()
 	r1, r2 := mrand.New(mrand.NewPCG(42, 1)), mrand.New(mrand.NewPCG(42, 1))
 	s1, s2 := NewSensor(r1), NewSensor(r2)
 	var prevT float64

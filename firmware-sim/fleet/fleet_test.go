@@ -90,6 +90,7 @@ func bySeq(t *testing.T, b *mqtttest.Broker) map[string]map[uint64]reading.Readi
 }
 
 func TestCountRunWithStateContinuesNumbering(t *testing.T) {
+	t.Parallel()
 	b := startBroker(t)
 	st := &summary.State{Next: map[string]uint64{}}
 	cfg := baseConfig(b.Addr())
@@ -133,6 +134,7 @@ func TestCountRunWithStateContinuesNumbering(t *testing.T) {
 }
 
 func TestSameSeedSameValues(t *testing.T) {
+	t.Parallel()
 	values := func() map[string]map[uint64]reading.Reading {
 		b := startBroker(t)
 		cfg := baseConfig(b.Addr())
@@ -152,6 +154,7 @@ func TestSameSeedSameValues(t *testing.T) {
 }
 
 func TestDurationStopsAndDrainIsBounded(t *testing.T) {
+	t.Parallel()
 	b := startBroker(t)
 	cfg := baseConfig(b.Addr())
 	cfg.Devices, cfg.Device.Count, cfg.Duration = 5, 0, 300*time.Millisecond

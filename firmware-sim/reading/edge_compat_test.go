@@ -11,6 +11,7 @@ import (
 // with the same device, seq and device time, both by content type and by
 // sniffing (MQTT 3.1.1 publishes carry no content type).
 func TestEdgeDecodesWhatDevicesSend(t *testing.T) {
+	t.Parallel()
 	for _, e := range Encodings {
 		b, err := Encode(sample, e)
 		if err != nil {

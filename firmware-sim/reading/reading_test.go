@@ -11,6 +11,7 @@ import (
 var sample = Reading{Device: "dev-000042", Seq: 1234567, TsMs: 1763900000123, Temp: 21.375, Hum: 48.25, Vib: 0.0625}
 
 func TestRoundTripEveryEncoding(t *testing.T) {
+	t.Parallel()
 	for _, e := range Encodings {
 		t.Run(string(e), func(t *testing.T) {
 			b, err := Encode(sample, e)
@@ -34,6 +35,7 @@ func TestRoundTripEveryEncoding(t *testing.T) {
 }
 
 func TestCBORMapUsesSchemaKeys(t *testing.T) {
+	t.Parallel()
 	b, err := Encode(sample, CBOR)
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +62,7 @@ func TestCBORMapUsesSchemaKeys(t *testing.T) {
 }
 
 func TestJSONMapUsesSchemaKeys(t *testing.T) {
+	t.Parallel()
 	b, err := Encode(sample, JSON)
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +80,7 @@ func TestJSONMapUsesSchemaKeys(t *testing.T) {
 }
 
 func TestSenMLCBORUsesIntegerLabels(t *testing.T) {
+	t.Parallel()
 	b, err := Encode(sample, SenMLCBOR)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +108,7 @@ func TestSenMLCBORUsesIntegerLabels(t *testing.T) {
 }
 
 func TestSenMLJSONShape(t *testing.T) {
+	t.Parallel()
 	b, err := Encode(sample, SenMLJSON)
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +126,7 @@ func TestSenMLJSONShape(t *testing.T) {
 }
 
 func TestSenMLResolvesBaseFieldsAndRelativeTime(t *testing.T) {
+	t.Parallel()
 	// Written by hand the way another SenML producer might: full names on
 	// some records, a relative time, and a base value.
 	in := `[{"bn":"urn:dev:","bt":1700000000,"n":"dev-7:temp","v":20.5,"t":0.25},
@@ -136,6 +142,7 @@ func TestSenMLResolvesBaseFieldsAndRelativeTime(t *testing.T) {
 }
 
 func TestDecodeErrors(t *testing.T) {
+	t.Parallel()
 	good, _ := Encode(sample, CBOR)
 	unnumbered, _ := EncodeUnnumbered(sample, CBOR, make([]byte, 100))
 	unnumberedJSON, _ := EncodeUnnumbered(sample, JSON, nil)
@@ -165,6 +172,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestParseEncoding(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]Encoding{"CBOR": CBOR, "json": JSON, "senml": SenMLCBOR, "senml+json": SenMLJSON} {
 		if got, err := ParseEncoding(in); err != nil || got != want {
 			t.Errorf("ParseEncoding(%q) = %v, %v", in, got, err)

@@ -8,6 +8,7 @@ import (
 )
 
 func TestRangesAddMergesInAnyOrder(t *testing.T) {
+	t.Parallel()
 	var rs Ranges
 	for _, s := range []uint64{5, 6, 7, 1, 3, 2, 10, 9, 6, 20} {
 		rs.Add(s)
@@ -27,6 +28,7 @@ func TestRangesAddMergesInAnyOrder(t *testing.T) {
 }
 
 func TestRequired(t *testing.T) {
+	t.Parallel()
 	d := Device{FirstSeq: 10, NextSeq: 20, DroppedSeqs: Ranges{{12, 13}}, UnackedSeqs: Ranges{{19, 19}}}
 	if d.RequiredCount() != 7 {
 		t.Errorf("required count = %d, want 7", d.RequiredCount())
@@ -39,6 +41,7 @@ func TestRequired(t *testing.T) {
 }
 
 func TestSummaryAndStateFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := &Summary{Start: time.Unix(1700000000, 0).UTC(), Stream: "sensors", QoS: 1,
 		Devices: []Device{{ID: "d1", FirstSeq: 0, NextSeq: 5, Generated: 5, UnackedSeqs: Ranges{{4, 4}}}}}

@@ -43,6 +43,7 @@ func twoDevices() *summary.Summary {
 }
 
 func TestCleanStreamPasses(t *testing.T) {
+	t.Parallel()
 	c, r := check(twoDevices(), stream("a", 0, seqs(0, 100)...), stream("b", 1, seqs(50, 80)...))
 	if err := r.Verdict(false, true); err != nil {
 		t.Fatal(err)
@@ -53,6 +54,7 @@ func TestCleanStreamPasses(t *testing.T) {
 }
 
 func TestDetectsPlantedLoss(t *testing.T) {
+	t.Parallel()
 	a := append(seqs(0, 10), seqs(13, 99)...) // 10,11,12 and 99 missing
 	c, r := check(twoDevices(), stream("a", 0, a...), stream("b", 1, seqs(50, 80)...))
 	if c.Complete() || c.Missing() != 4 {
@@ -74,6 +76,7 @@ func TestDetectsPlantedLoss(t *testing.T) {
 }
 
 func TestMissingDeviceIsAllLost(t *testing.T) {
+	t.Parallel()
 	_, r := check(twoDevices(), stream("a", 0, seqs(0, 100)...))
 	if r.Lost != 30 || r.Devices[1].Device != "b" || r.Devices[1].Received != 0 {
 		t.Fatalf("report %+v", r)
@@ -81,6 +84,7 @@ func TestMissingDeviceIsAllLost(t *testing.T) {
 }
 
 func TestDroppedAndUnackedAreNotRequired(t *testing.T) {
+	t.Parallel()
 	s := &summary.Summary{Devices: []summary.Device{{ID: "a", FirstSeq: 0, NextSeq: 20,
 		DroppedSeqs: summary.Ranges{{From: 3, To: 5}}, UnackedSeqs: summary.Ranges{{From: 19, To: 19}}}}}
 	got := append(append(seqs(0, 3), seqs(6, 19)...), 4) // a dropped one may still arrive
@@ -91,6 +95,7 @@ func TestDroppedAndUnackedAreNotRequired(t *testing.T) {
 }
 
 func TestDetectsPlantedDuplicates(t *testing.T) {
+	t.Parallel()
 	a := append(seqs(0, 100), 7, 42) // resent after the fact
 	_, r := check(twoDevices(), stream("a", 0, a...), stream("b", 1, seqs(50, 80)...))
 	d := r.Devices[0]
@@ -107,6 +112,7 @@ func TestDetectsPlantedDuplicates(t *testing.T) {
 }
 
 func TestDetectsPlantedReordering(t *testing.T) {
+	t.Parallel()
 	a := seqs(0, 100)
 	a[10], a[11] = a[11], a[10] // 11 before 10: one reading out of order
 	a[50], a[60] = a[60], a[50] // 60 early: 51..59 and 50 come after it
@@ -129,6 +135,7 @@ func TestDetectsPlantedReordering(t *testing.T) {
 }
 
 func TestOrderIsPerPartition(t *testing.T) {
+	t.Parallel()
 	// The same device split across partitions: each partition in order.
 	s := &summary.Summary{Devices: []summary.Device{{ID: "a", FirstSeq: 0, NextSeq: 6}}}
 	_, r := check(s, stream("a", 1, 3, 4, 5), stream("a", 0, 0, 1, 2))
@@ -141,6 +148,7 @@ func TestOrderIsPerPartition(t *testing.T) {
 }
 
 func TestEarlierRunsAndStrangers(t *testing.T) {
+	t.Parallel()
 	s := &summary.Summary{Devices: []summary.Device{{ID: "a", FirstSeq: 100, NextSeq: 110}}}
 	a := append(seqs(90, 110), 90, 200) // an earlier run (with a dup) and a later run
 	_, r := check(s, stream("a", 0, a...), stream("zz", 0, 1, 1, 5))
@@ -161,6 +169,7 @@ func TestEarlierRunsAndStrangers(t *testing.T) {
 }
 
 func TestWithoutSummaryJudgesContiguity(t *testing.T) {
+	t.Parallel()
 	c, r := check(nil, stream("a", 0, 5, 6, 8, 9, 9, 12), stream("b", 0, 0, 1, 2))
 	if c.Complete() {
 		t.Fatal("complete without a summary")

@@ -208,7 +208,7 @@ func ReadLogs(dir, topic string, c *Checker, logger *slog.Logger) (int64, error)
 // readChunk is how many bytes one Read asks for (tests make it small).
 var readChunk = 1 << 20
 
-func readLog(l *storage.Log, partition int32, c *Checker) (int64, error) {
+func readLog(l storage.LogTail, partition int32, c *Checker) (int64, error) {
 	var n int64
 	from, end := l.StartOffset(), l.NextOffset()
 	for from < end {

@@ -79,6 +79,7 @@ func checkPlanted(t *testing.T, c *Checker) {
 // TestConsumeKafkaFromTributaryCore runs verify's consumer against the
 // Tributary core broker on loopback.
 func TestConsumeKafkaFromTributaryCore(t *testing.T) {
+	t.Parallel()
 	srv, err := server.Start(server.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", DefaultPartitions: 3}, quiet, nil)
 	if err != nil {
 		t.Fatal(err)

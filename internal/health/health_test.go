@@ -9,6 +9,7 @@ import (
 
 // A degraded finding never hides a failing one, and every reason is kept.
 func TestWorseAndCodes(t *testing.T) {
+	t.Parallel()
 	status, reasons := StatusOK, []string{}
 	Worse(&status, &reasons, StatusDegraded, "a")
 	if status != StatusDegraded || Code(status) != http.StatusOK {

@@ -10,6 +10,7 @@ import (
 )
 
 func TestDecode(t *testing.T) {
+	t.Parallel()
 	cborReading, _ := cbor.Marshal(map[string]any{"device": "d1", "temp": 21.5, "raw": []byte{1, 2}})
 	// SenML CBOR uses integer labels: -2 bn, 0 n, 1 u, 2 v, 6 t, -3 bt.
 	senmlCBOR, _ := cbor.Marshal([]map[int]any{{-2: "d1/", -3: 100, 0: "temp", 1: "Cel", 2: 20.5}, {0: "hum", 2: 40, 6: 2}})
@@ -44,6 +45,7 @@ func TestDecode(t *testing.T) {
 }
 
 func TestJSONToCBOR(t *testing.T) {
+	t.Parallel()
 	b, err := JSONToCBOR([]byte(`{"seq":7,"temp":21.5}`))
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +63,7 @@ func TestJSONToCBOR(t *testing.T) {
 }
 
 func TestSparkplug(t *testing.T) {
+	t.Parallel()
 	metric := func(name string, dt uint64, field protowire.Number, v uint64) []byte {
 		var m []byte
 		m = protowire.AppendTag(m, 1, protowire.BytesType)

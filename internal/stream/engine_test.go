@@ -24,6 +24,7 @@ func rec(p int32, off int64, key string, ts int64, value string, headers ...Head
 // over a random walk: emit when moved by more than delta since the last
 // emitted reading of the group, or heartbeat after it.
 func TestDeadband(t *testing.T) {
+	t.Parallel()
 	cfg := mustAgg(t, &Aggregation{Name: "db", Source: "sensors", Fields: []Field{{Name: "temp", Path: "temp"}},
 		Deadband: &Deadband{Delta: 0.5, Heartbeat: 10 * time.Second}})
 	e, err := New(cfg, nil)
@@ -82,6 +83,7 @@ func jsonFloat(f float64) string { b, _ := json.Marshal(f); return string(b) }
 // TestGroupByFieldAndHeader: groups are "<key>/<value>", or the value
 // alone with key: false; a record without the field or header is skipped.
 func TestGroupByFieldAndHeader(t *testing.T) {
+	t.Parallel()
 	f := false
 	for name, gb := range map[string]GroupBy{
 		"field":  {Field: "site"},
@@ -122,6 +124,7 @@ func TestGroupByFieldAndHeader(t *testing.T) {
 // TestIdlePartition: a partition without records holds windows open until
 // it is marked idle; a record on it afterwards for a closed window is late.
 func TestIdlePartition(t *testing.T) {
+	t.Parallel()
 	cfg := mustAgg(t, &Aggregation{Name: "i", Source: "sensors", Fields: []Field{{Path: "v"}},
 		Window: &Window{Type: Tumbling, Size: time.Second}, Aggregates: []string{"count"}})
 	e, _ := New(cfg, nil)
@@ -146,6 +149,7 @@ func TestIdlePartition(t *testing.T) {
 
 // TestEarlyResults: every update emits final:false; finals are unchanged.
 func TestEarlyResults(t *testing.T) {
+	t.Parallel()
 	now := refBase + 100*24*3600*1000
 	cfg := refConfig(refWindows["hopping"], 2*time.Second)
 	in := genInput(3, 3, 12, 500, cfg.Lateness)
@@ -178,6 +182,7 @@ func TestEarlyResults(t *testing.T) {
 // TestRestoreRefusesOtherConfig: a checkpoint of another configuration is
 // an error, not misread state.
 func TestRestoreRefusesOtherConfig(t *testing.T) {
+	t.Parallel()
 	a := refConfig(refWindows["tumbling"], time.Second)
 	e, _ := New(a, nil)
 	e.Process(rec(0, 0, "d", refBase, `{"temp":1}`), func(Output) {})

@@ -13,6 +13,7 @@ import (
 )
 
 func TestExtract(t *testing.T) {
+	t.Parallel()
 	doc := map[string]any{"temp": 21.5, "env": map[string]any{"hum": 40, "a/b": -3, "m~n": 7}, "list": []any{1, 2.5, "x"},
 		"s": "warm", "n": nil, "b": true}
 	js, _ := json.Marshal(doc)
@@ -73,6 +74,7 @@ func mustPath(s string) Path {
 }
 
 func TestSenML(t *testing.T) {
+	t.Parallel()
 	pack := `[{"bn":"urn:dev:1:","bt":1.7e9,"n":"temp","v":21.5},{"n":"hum","v":40},{"n":"door","vb":true}]`
 	for name, want := range map[string]float64{"temp": 21.5, "urn:dev:1:hum": 40} {
 		if v, err := extractNumber(fmtSenMLJSON, []byte(pack), mustPath(name)); v != want || err != nil {

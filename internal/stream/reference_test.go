@@ -338,6 +338,7 @@ func runEngine(t *testing.T, cfg *Aggregation, recs []Record, parts int, now int
 }
 
 func TestReference(t *testing.T) {
+	t.Parallel()
 	now := refBase + 100*24*3600*1000
 	for name, w := range refWindows {
 		for _, seed := range []uint64{1, 2, 3} {

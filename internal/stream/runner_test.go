@@ -157,6 +157,7 @@ func (m *memStore) Close() error { return nil }
 // times; the output log must hold each output exactly once, byte for byte
 // what an uninterrupted engine emits.
 func TestRunnerCrashes(t *testing.T) {
+	t.Parallel()
 	now := refBase + 100*24*3600*1000
 	for name, w := range refWindows {
 		t.Run(name, func(t *testing.T) {
@@ -236,6 +237,7 @@ func TestRunnerCrashes(t *testing.T) {
 // TestBoltStore: a checkpoint round-trips, and a second process (here a
 // second open) cannot run the same aggregation.
 func TestBoltStore(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s, err := OpenBoltStore(dir, "1m")
 	if err != nil {

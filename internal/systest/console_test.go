@@ -92,6 +92,7 @@ var chartPoints = regexp.MustCompile(`id="chart"[^>]*data-points="(\d+)"|data-po
 // the consumer group, the edge, and a chart of a device's readings with
 // points in it; a screenshot is kept under bin/artifacts.
 func TestCoreConsoleInBrowser(t *testing.T) {
+	t.Parallel()
 	bin := chromium(t)
 	sys := Start(t, Options{Console: true})
 	sys.Traffic([]string{"sensors", "machines"}, []string{"d1", "d2", "d3"}, 30)
@@ -159,6 +160,7 @@ func getJSON(t *testing.T, url string, v any) {
 // streams, its bridge's partitions and a chart of a device's readings,
 // read from the edge's own API; a screenshot is kept under bin/artifacts.
 func TestEdgeConsoleInBrowser(t *testing.T) {
+	t.Parallel()
 	bin := chromium(t)
 	sys := Start(t, Options{Console: true})
 	sys.Traffic([]string{"sensors", "machines"}, []string{"d1", "d2"}, 25)

@@ -109,6 +109,7 @@ func alertExprs(t *testing.T, path string) []string {
 // system runs with traffic, a consumer group, a refused and a dead-lettered
 // publish, and bridge retries from starting before the core.
 func TestDashboardAndAlertMetricsExist(t *testing.T) {
+	t.Parallel()
 	sys := Start(t, Options{MaxPayloadBytes: 4096})
 	sys.Traffic([]string{"sensors", "machines"}, []string{"d1", "d2"}, 20)
 	sys.ConsumeAndCommit("analytics", "sensors", 40)

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -47,29 +46,12 @@ type System struct {
 	mqtt paho.Client
 }
 
-// Logger is quiet unless the test runs with -v.
-func Logger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // Start starts the edge first (so its bridge retries until the core is
 // up, as on a real gateway after a power cut), then the core.
 func Start(t testing.TB, opts Options) *System {
 	t.Helper()
 	s := &System{t: t}
-	ports := testkit.Ports{}
-	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", ports.Next(t)) }
-	kafkaAddr, serfAddr := addr(), addr()
+	kafkaAddr, serfAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 
 	ecfg := gateway.Defaults()
 	ecfg.DataDir = filepath.Join(t.TempDir(), "edge")
@@ -83,27 +65,19 @@ func Start(t testing.TB, opts Options) *System {
 		ecfg.Ingest.MaxPayloadBytes = opts.MaxPayloadBytes
 	}
 	ecfg.Ingest.BudgetBytes = 256 << 20
-	g, err := gateway.Open(ecfg, Logger(t))
+	g, err := gateway.Open(ecfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open edge: %v", err)
 	}
 	bcfg := bridge.Config{Brokers: []string{kafkaAddr}, EdgeID: g.EdgeID(), BackoffMin: 20 * time.Millisecond,
 		BackoffMax: 200 * time.Millisecond, ScanInterval: 100 * time.Millisecond}
-	b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), Logger(t))
+	b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("new bridge: %v", err)
 	}
 	g.Go("bridge", b.Run)
 	g.SetStatusSource("bridge", func() any { return b.Status() })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("edge: %v", err)
-		}
-	})
+	testkit.Run(t, "edge", g.Run)
 	s.Edge = g
 	opt := paho.NewClientOptions().AddBroker("tcp://" + g.MQTTAddr()).SetClientID("systest").SetAutoReconnect(false)
 	s.mqtt = paho.NewClient(opt)
@@ -130,8 +104,8 @@ func Start(t testing.TB, opts Options) *System {
 		Groups:            server.GroupsConfig{InitialRebalanceDelay: -1},
 		Replication:       server.ReplicationConfig{ShutdownHandover: -1},
 		Cluster: &cluster.Config{
-			RaftAddr:                 addr(),
-			RPCAddr:                  addr(),
+			RaftAddr:                 testkit.FreeAddr(t),
+			RPCAddr:                  testkit.FreeAddr(t),
 			SerfAddr:                 serfAddr,
 			Join:                     []string{serfAddr},
 			BootstrapExpect:          1,
@@ -145,7 +119,7 @@ func Start(t testing.TB, opts Options) *System {
 		ccfg.ConsoleAddr = "127.0.0.1:0"
 		ccfg.ConsoleEdges = []string{"http://" + g.HTTPAddr()}
 	}
-	core, err := server.Start(ccfg, Logger(t), nil)
+	core, err := server.Start(ccfg, testkit.Logger(t), nil)
 	if err != nil {
 		t.Fatalf("start core: %v", err)
 	}

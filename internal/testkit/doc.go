@@ -1,4 +1,10 @@
-// Package testkit holds test scaffolding that several roles' tests share, so
-// a cluster is started one way with one set of timings: free ports, polling
-// for conditions, and core brokers run as real processes.
+// Package testkit holds the test scaffolding every role's tests share, so
+// things are done one way with one set of timings: Logger (warnings to the
+// test log, debug with -v), FreePort/FreeAddr (one process-wide set of
+// loopback ports, safe for parallel tests), Eventually and Poll (poll a
+// condition, never sleep for it), Run (own a component's goroutine, stop it
+// within a bound), BuildBinary and StartCoreCluster (core brokers as real
+// processes, with CreateClusterTopic and PartitionStates). The benchmarks
+// module uses the error-returning pieces (ReserveAddr, PollContext,
+// CreateClusterTopic) outside tests.
 package testkit

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -121,15 +123,14 @@ func (c *CoreCluster) Addrs() []string {
 // failed.
 func StartCoreCluster(t *testing.T, n int, command func(config string) *exec.Cmd) *CoreCluster {
 	t.Helper()
-	ports := Ports{}
 	base := t.TempDir()
 	var serf []string
 	for range n {
-		serf = append(serf, fmt.Sprintf("127.0.0.1:%d", ports.Next(t)))
+		serf = append(serf, FreeAddr(t))
 	}
 	c := &CoreCluster{}
 	for i := range n {
-		b := &CoreProc{ID: int32(i + 1), Addr: fmt.Sprintf("127.0.0.1:%d", ports.Next(t)),
+		b := &CoreProc{ID: int32(i + 1), Addr: FreeAddr(t),
 			Config:  filepath.Join(base, fmt.Sprintf("broker-%d.yaml", i+1)),
 			LogFile: filepath.Join(base, fmt.Sprintf("broker-%d.log", i+1)),
 			command: command}
@@ -153,7 +154,7 @@ cluster:
   absent_grace: 5s
   raft: {heartbeat_timeout: 1s, election_timeout: 1s, leader_lease_timeout: 500ms}
   gossip: {probe_interval: 300ms, probe_timeout: 200ms, gossip_interval: 50ms, suspicion_mult: 2, suspicion_max_timeout_mult: 2, reconnect_interval: 500ms}
-`, filepath.Join(base, fmt.Sprintf("data-%d", i+1)), b.Addr, i+1, ports.Next(t), ports.Next(t),
+`, filepath.Join(base, fmt.Sprintf("data-%d", i+1)), b.Addr, i+1, FreePort(t), FreePort(t),
 			serf[i], strings.Join(serf, ", "), n)
 		if err := os.WriteFile(b.Config, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
@@ -210,4 +211,58 @@ func PartitionStates(ctx context.Context, addrs []string, topic string) (map[int
 		return out, nil
 	}
 	return nil, lastErr
+}
+
+// CreateClusterTopic creates topic with replication factor rf
+// (min.insync.replicas = min(rf, 2), plus configs), retrying while the
+// cluster forms, then waits until every broker describes it with a leader
+// and rf in-sync replicas for each partition. It returns an error rather
+// than failing a test, so the benchmarks use it too; a minute at most.
+func CreateClusterTopic(ctx context.Context, addrs []string, topic string, parts int32, rf int16, configs ...[2]string) error {
+	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		return fmt.Errorf("admin client: %w", err)
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var last error
+	created := PollContext(ctx, func() bool {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, parts, rf
+		for _, kv := range append([][2]string{{"min.insync.replicas", fmt.Sprint(min(rf, 2))}}, configs...) {
+			c := kmsg.NewCreateTopicsRequestTopicConfig()
+			c.Name, c.Value = kv[0], kmsg.StringPtr(kv[1])
+			rt.Configs = append(rt.Configs, c)
+		}
+		req.Topics = append(req.Topics, rt)
+		req.TimeoutMillis = 10_000
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer rcancel()
+		resp, err := req.RequestWith(rctx, adm)
+		if err == nil {
+			err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
+		}
+		last = err
+		return err == nil || errors.Is(err, kerr.TopicAlreadyExists)
+	})
+	if !created {
+		return fmt.Errorf("create topic %s: %w (last: %v)", topic, ctx.Err(), last)
+	}
+	for _, addr := range addrs {
+		described := PollContext(ctx, func() bool {
+			st, err := PartitionStates(ctx, []string{addr}, topic)
+			last = err
+			ok := err == nil && len(st) == int(parts)
+			for _, p := range st {
+				ok = ok && p.Leader > 0 && len(p.ISR) >= int(rf)
+			}
+			return ok
+		})
+		if !described {
+			return fmt.Errorf("broker %s never described %s with leaders and %d in-sync replicas: %v", addr, topic, rf, last)
+		}
+	}
+	return nil
 }

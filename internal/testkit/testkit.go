@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -11,22 +13,117 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// Eventually polls cond every 10 ms until it holds, failing the test after
-// limit with what it was waiting for.
+// Eventually polls cond until it holds, failing the test after limit with
+// what it was waiting for. It polls every 5 ms at first and backs off to
+// every 50 ms, so a quick condition is seen at once and a slow one (a
+// request to a cluster still forming) is not asked a hundred times a second.
 func Eventually(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
+	if !Poll(limit, cond) {
+		t.Fatalf("timed out after %v waiting for %s", limit, what)
 	}
+}
+
+// Poll is Eventually for a caller that reports the failure itself (with
+// what only it knows, such as a child process's output): it says whether
+// cond held within limit.
+func Poll(limit time.Duration, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	return PollContext(ctx, cond)
+}
+
+// PollContext polls cond until it holds (true) or ctx ends (false), for
+// harnesses outside tests (the benchmarks) that bound waits by a context.
+// It polls every 5 ms at first and backs off to every 50 ms.
+func PollContext(ctx context.Context, cond func() bool) bool {
+	pause := 5 * time.Millisecond
+	for {
+		if cond() {
+			return true
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return cond()
+		case <-t.C:
+		}
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
+
+// Logger is the test logger: records at warning and above go to the test's
+// log (shown when it fails, or with -v), everything from debug up with -v.
+// Lines logged after the test ended (a goroutine still stopping) are
+// dropped instead of panicking the test binary.
+func Logger(t testing.TB) *slog.Logger {
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelDebug
+	}
+	w := &testWriter{t: t}
+	t.Cleanup(func() { w.done.Store(true) })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+type testWriter struct {
+	t    testing.TB
+	done atomic.Bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// Discard is a logger for benchmarks and helpers that have no test to log
+// to.
+func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+var (
+	portsMu sync.Mutex
+	ports   = Ports{}
+)
+
+// FreePort returns a loopback port free for TCP and UDP that no other test
+// in this process was given, so parallel tests never collide.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	p, err := ReservePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// FreeAddr is FreePort as a "127.0.0.1:port" address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
+}
+
+// ReservePort is FreePort for harnesses outside tests (the benchmarks).
+func ReservePort() (int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	return ports.reserve()
+}
+
+// ReserveAddr is ReservePort as a "127.0.0.1:port" address.
+func ReserveAddr() (string, error) {
+	p, err := ReservePort()
+	if err != nil {
+		return "", err
+	}
+	return "127.0.0.1:" + strconv.Itoa(p), nil
 }
 
 // Ports hands out loopback ports free for TCP and UDP (Serf gossips over
@@ -37,7 +134,15 @@ type Ports map[int]bool
 // Next returns a free port.
 func (given Ports) Next(t testing.TB) int {
 	t.Helper()
-	for range 200 {
+	p, err := given.reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (given Ports) reserve() (int, error) {
+	for range 500 {
 		port := 20000 + rand.IntN(12000)
 		if given[port] {
 			continue
@@ -53,10 +158,9 @@ func (given Ports) Next(t testing.TB) int {
 		}
 		u.Close()
 		given[port] = true
-		return port
+		return port, nil
 	}
-	t.Fatal("no free port")
-	return 0
+	return 0, errors.New("testkit: no free loopback port")
 }
 
 // BuildBinary builds one of the repository's commands (a path such as
@@ -90,42 +194,4 @@ func FlipByte(t testing.TB, path string, pos int64) {
 	if _, err := f.WriteAt(b, pos); err != nil {
 		t.Fatal(err)
 	}
-}
-
-var (
-	freePortsMu sync.Mutex
-	freePorts   = Ports{}
-)
-
-// FreePort is Ports.Next over one set shared by the whole test binary, safe
-// for parallel tests.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	freePortsMu.Lock()
-	defer freePortsMu.Unlock()
-	return freePorts.Next(t)
-}
-
-// Logger logs at level and above to the test until it ends: goroutines a
-// library does not wait for (Raft, Serf) may log after Close, and logging to
-// a finished test panics.
-func Logger(t testing.TB, level slog.Level) *slog.Logger {
-	w := &guardedWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-type guardedWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *guardedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

@@ -20,6 +20,7 @@ type root struct {
 }
 
 func TestErrorsNameKeyLineAndForm(t *testing.T) {
+	t.Parallel()
 	for name, tc := range map[string]struct {
 		yaml string
 		want []string

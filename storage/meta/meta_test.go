@@ -36,6 +36,7 @@ func reopen(t *testing.T, s *Store, path string) *Store {
 }
 
 func TestTopicsRoundTrip(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	want := []TopicRecord{
 		{Name: "b", Partitions: 3, Config: []byte(`{"segment_bytes":1024}`), CreatedMs: 42},
@@ -89,6 +90,7 @@ func TestTopicsRoundTrip(t *testing.T) {
 }
 
 func TestOffsetsRoundTrip(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	if got, err := s.FetchOffsets("g1"); err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("fetch of unknown group = %v, %v; want empty non-nil map", got, err)
@@ -166,6 +168,7 @@ func TestOffsetsRoundTrip(t *testing.T) {
 }
 
 func TestDeleteTopicRemovesOffsetsInAllGroups(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	if err := s.PutTopic(TopicRecord{Name: "t", Partitions: 3}); err != nil {
 		t.Fatal(err)
@@ -214,6 +217,7 @@ func TestDeleteTopicRemovesOffsetsInAllGroups(t *testing.T) {
 }
 
 func TestCursorsAndValues(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	if _, ok, err := s.Cursor("e1/t/0"); ok || err != nil {
 		t.Fatalf("unknown cursor: ok=%v err=%v", ok, err)
@@ -283,6 +287,7 @@ func TestCursorsAndValues(t *testing.T) {
 }
 
 func TestReopenKeepsEverything(t *testing.T) {
+	t.Parallel()
 	s, path := openTemp(t)
 	tr := TopicRecord{Name: "sensors", Partitions: 4, Config: []byte(`{"x":1}`), CreatedMs: 1700000000000}
 	offs := map[TopicPartition]OffsetCommit{{"sensors", 2}: {Offset: 77, LeaderEpoch: 3, Metadata: "md", CommitMs: 5}}
@@ -322,6 +327,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 }
 
 func TestNextProducerIDStrictlyIncreasingAcrossReopen(t *testing.T) {
+	t.Parallel()
 	s, path := openTemp(t)
 	var last int64
 	for round := 0; round < 4; round++ {
@@ -341,6 +347,7 @@ func TestNextProducerIDStrictlyIncreasingAcrossReopen(t *testing.T) {
 }
 
 func TestConcurrentWriters(t *testing.T) {
+	t.Parallel()
 	s, path := openTemp(t)
 	const workers, perWorker = 8, 25
 	var wg sync.WaitGroup
@@ -409,6 +416,7 @@ func TestConcurrentWriters(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if _, err := Open(filepath.Join(dir, "missing-dir", "meta.db")); err == nil {
 		t.Fatal("open in a missing directory succeeded")
@@ -435,6 +443,7 @@ func TestSecondOpenFailsInsteadOfHanging(t *testing.T) {
 }
 
 func TestOffsetKeyRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, tp := range []TopicPartition{{"a", 0}, {"t\x00x", -1}, {"long-topic.name_1", 1<<31 - 1}} {
 		got, err := parseOffsetKey(offsetKey(tp))
 		if err != nil || got != tp {

@@ -127,6 +127,7 @@ func crossCheckSets() map[string][]Record {
 }
 
 func TestFranzGoBatchesDecode(t *testing.T) {
+	t.Parallel()
 	for name, recs := range crossCheckSets() {
 		for _, codec := range allCodecs {
 			t.Run(name+"/"+CodecName(codec), func(t *testing.T) {
@@ -149,6 +150,7 @@ func TestFranzGoBatchesDecode(t *testing.T) {
 }
 
 func TestOurBatchesDecodeInFranzGo(t *testing.T) {
+	t.Parallel()
 	for name, recs := range crossCheckSets() {
 		for _, codec := range allCodecs {
 			t.Run(name+"/"+CodecName(codec), func(t *testing.T) {
@@ -195,6 +197,7 @@ func TestOurBatchesDecodeInFranzGo(t *testing.T) {
 
 // Recompressed batches must still be readable by a real client.
 func TestRecompressedBatchesDecodeInFranzGo(t *testing.T) {
+	t.Parallel()
 	recs := sampleRecords()
 	b, err := Build(recs, NoProducer)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 )
 
 func TestSplitWalksConcatenatedBatches(t *testing.T) {
+	t.Parallel()
 	var buf []byte
 	var next int64
 	for i, codec := range allCodecs {
@@ -59,6 +60,7 @@ func TestSplitWalksConcatenatedBatches(t *testing.T) {
 }
 
 func TestParseHeaderRejects(t *testing.T) {
+	t.Parallel()
 	b, err := Build(sampleRecords(), NoProducer)
 	if err != nil {
 		t.Fatal(err)

@@ -85,6 +85,7 @@ func sameRecords(t *testing.T, got, want []Record, baseOffset int64) {
 func sameBytes(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equal(a, b) }
 
 func TestBuildRecordsRoundTripEveryCodec(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	sets := map[string][]Record{
 		"sample": sampleRecords(),
@@ -133,6 +134,7 @@ func TestBuildRecordsRoundTripEveryCodec(t *testing.T) {
 }
 
 func TestBuildNoProducer(t *testing.T) {
+	t.Parallel()
 	b, err := Build(sampleRecords(), NoProducer)
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +156,7 @@ func TestBuildNoProducer(t *testing.T) {
 }
 
 func TestBuildKeepOffsetsAndAttributes(t *testing.T) {
+	t.Parallel()
 	recs := []Record{
 		{Offset: 103, Timestamp: 1, Key: []byte("a"), Value: []byte("1")},
 		{Offset: 105, Timestamp: 2, Key: []byte("b"), Value: []byte("2")},
@@ -197,6 +200,7 @@ func TestBuildKeepOffsetsAndAttributes(t *testing.T) {
 }
 
 func TestLogAppendTime(t *testing.T) {
+	t.Parallel()
 	opts := NoProducer
 	opts.Attributes = TimestampTypeBit
 	b, err := Build([]Record{{Timestamp: 5}, {Timestamp: 9}, {Timestamp: 7}}, opts)
@@ -215,6 +219,7 @@ func TestLogAppendTime(t *testing.T) {
 }
 
 func TestBuildRejects(t *testing.T) {
+	t.Parallel()
 	if _, err := Build(nil, NoProducer); err == nil {
 		t.Fatal("empty batch built")
 	}
@@ -231,6 +236,7 @@ func TestBuildRejects(t *testing.T) {
 }
 
 func TestCompressDecompressEveryCodec(t *testing.T) {
+	t.Parallel()
 	inputs := [][]byte{
 		{},
 		[]byte("hello"),
@@ -263,6 +269,7 @@ func TestCompressDecompressEveryCodec(t *testing.T) {
 }
 
 func TestParseCodec(t *testing.T) {
+	t.Parallel()
 	for _, codec := range allCodecs {
 		got, err := ParseCodec(CodecName(codec))
 		if err != nil || got != codec {
@@ -275,6 +282,7 @@ func TestParseCodec(t *testing.T) {
 }
 
 func TestSnappyRawBlockAndXerial(t *testing.T) {
+	t.Parallel()
 	in := bytes.Repeat([]byte("abcdefgh"), 10000) // 80 KB: three xerial chunks
 	x, _ := Compress(CompressionSnappy, in)
 	if !bytes.HasPrefix(x, xerialMagic) {
@@ -295,6 +303,7 @@ func TestSnappyRawBlockAndXerial(t *testing.T) {
 }
 
 func TestRecompress(t *testing.T) {
+	t.Parallel()
 	recs := sampleRecords()
 	opts := BuildOptions{BaseOffset: 42, ProducerID: 5, ProducerEpoch: 1, BaseSequence: 10, LeaderEpoch: 3, Attributes: TransactionalBit}
 	src, err := Build(recs, opts)
@@ -340,6 +349,7 @@ func TestRecompress(t *testing.T) {
 }
 
 func TestTruncatedAndCorruptBatches(t *testing.T) {
+	t.Parallel()
 	for _, codec := range allCodecs {
 		opts := NoProducer
 		opts.Compression = codec
@@ -384,6 +394,7 @@ func putUint32(b []byte, v uint32) {
 }
 
 func TestRecordLevelCorruption(t *testing.T) {
+	t.Parallel()
 	b, err := Build(sampleRecords(), NoProducer)
 	if err != nil {
 		t.Fatal(err)
@@ -428,6 +439,7 @@ func TestRecordLevelCorruption(t *testing.T) {
 }
 
 func TestDecompressionBombsRefused(t *testing.T) {
+	t.Parallel()
 	// Each bomb is 65 copies of 1 MiB of zeros, concatenated the way the
 	// codec allows, so it decodes to just over MaxDecompressedSize while
 	// the test itself compresses only 1 MiB per codec.

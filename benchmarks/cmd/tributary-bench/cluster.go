@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,9 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // clusterBench runs three tributary-core processes as one cluster (Serf,
@@ -79,7 +77,7 @@ func clusterBench(dir string, quick bool) ([]row, error) {
 	var res [2]result
 	for i, rf := range []int16{1, 3} {
 		topic := fmt.Sprintf("bench-rf%d", rf)
-		if err := createClusterTopic(ctx, addrs, topic, 3, rf); err != nil {
+		if err := testkit.CreateClusterTopic(ctx, addrs, topic, 3, rf); err != nil {
 			return nil, err
 		}
 		if i == 0 {
@@ -139,9 +137,8 @@ type clusterBroker struct {
 }
 
 func configureCluster(bin, base string) ([]*clusterBroker, error) {
-	given := map[int]bool{}
 	port := func() string {
-		a, err := reservePort(given)
+		a, err := testkit.ReserveAddr()
 		if err != nil {
 			panic(err) // only when 500 random ports are all taken
 		}
@@ -197,96 +194,6 @@ func (b *clusterBroker) stop() {
 		b.c.kill()
 		b.c = nil
 	}
-}
-
-// createClusterTopic creates topic (min.insync.replicas = min(rf, 2)),
-// retrying while the cluster forms, then waits until every broker
-// describes it with a leader for each partition.
-func createClusterTopic(ctx context.Context, addrs []string, topic string, parts int32, rf int16, configs ...[2]string) error {
-	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		return fmt.Errorf("admin client: %w", err)
-	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	var last error
-	for {
-		req := kmsg.NewPtrCreateTopicsRequest()
-		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, parts, rf
-		c := kmsg.NewCreateTopicsRequestTopicConfig()
-		c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr(fmt.Sprint(min(rf, 2)))
-		rt.Configs = append(rt.Configs, c)
-		for _, kv := range configs {
-			c := kmsg.NewCreateTopicsRequestTopicConfig()
-			c.Name, c.Value = kv[0], kmsg.StringPtr(kv[1])
-			rt.Configs = append(rt.Configs, c)
-		}
-		req.Topics = append(req.Topics, rt)
-		req.TimeoutMillis = 10_000
-		resp, err := req.RequestWith(ctx, adm)
-		if err == nil {
-			err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
-			if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
-				break
-			}
-		}
-		last = err
-		if !sleepCtx(ctx, 200*time.Millisecond) {
-			return fmt.Errorf("create topic %s: %w (last: %v)", topic, ctx.Err(), last)
-		}
-	}
-	for _, addr := range addrs {
-		for {
-			st, err := partitionLeaders(ctx, []string{addr}, topic)
-			ok := err == nil && len(st) == int(parts)
-			for _, p := range st {
-				ok = ok && p.Leader > 0
-			}
-			if ok {
-				break
-			}
-			if !sleepCtx(ctx, 50*time.Millisecond) {
-				return fmt.Errorf("broker %s never described %s with leaders: %v", addr, topic, err)
-			}
-		}
-	}
-	return nil
-}
-
-// partitionLeaders asks the first of addrs that answers for topic's
-// partitions (leader, ISR).
-func partitionLeaders(ctx context.Context, addrs []string, topic string) (map[int32]kmsg.MetadataResponseTopicPartition, error) {
-	var last error
-	for _, addr := range addrs {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-		if err != nil {
-			return nil, fmt.Errorf("metadata client: %w", err)
-		}
-		req := kmsg.NewPtrMetadataRequest()
-		rt := kmsg.NewMetadataRequestTopic()
-		rt.Topic = kmsg.StringPtr(topic)
-		req.Topics = append(req.Topics, rt)
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := req.RequestWith(rctx, cl)
-		cancel()
-		cl.Close()
-		if err != nil {
-			last = err
-			continue
-		}
-		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
-			last = fmt.Errorf("metadata for %s from %s: %v", topic, addr, kerr.ErrorForCode(resp.Topics[0].ErrorCode))
-			continue
-		}
-		out := map[int32]kmsg.MetadataResponseTopicPartition{}
-		for _, p := range resp.Topics[0].Partitions {
-			out[p.Partition] = p
-		}
-		return out, nil
-	}
-	return nil, last
 }
 
 // clusterProduce produces n 100-byte records with acks=all (idempotent)
@@ -394,7 +301,7 @@ func clusterFailover(ctx context.Context, bs []*clusterBroker, addrs []string, t
 		part := int32(round % parts)
 		var victim *clusterBroker
 		for deadline := time.Now().Add(20 * time.Second); victim == nil; time.Sleep(50 * time.Millisecond) {
-			st, err := partitionLeaders(ctx, addrs, topic)
+			st, err := testkit.PartitionStates(ctx, addrs, topic)
 			if err == nil && st[part].Leader > 0 {
 				victim = bs[st[part].Leader-1]
 				break
@@ -435,7 +342,7 @@ func clusterFailover(ctx context.Context, bs []*clusterBroker, addrs []string, t
 		}
 		// Before the next kill the restarted broker is back in every ISR.
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			st, err := partitionLeaders(ctx, addrs, topic)
+			st, err := testkit.PartitionStates(ctx, addrs, topic)
 			full := err == nil && len(st) == parts
 			for _, p := range st {
 				full = full && len(p.ISR) == 3 && p.Leader > 0

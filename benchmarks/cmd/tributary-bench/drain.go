@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // bridgeDrain measures how fast the bridge of the real tributary-edge
@@ -43,12 +45,11 @@ func bridgeDrain(dir string, quick bool) ([]row, error) {
 		return nil, err
 	}
 	defer cleanup()
-	given := map[int]bool{}
-	kafkaAddr, err := reservePort(given)
+	kafkaAddr, err := testkit.ReserveAddr()
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := reservePort(given)
+	httpAddr, err := testkit.ReserveAddr()
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -94,12 +95,11 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	var kafkaAddrs []string
 	coreName := "1 core broker"
 	if brokers == 1 {
-		given := map[int]bool{}
-		kafkaAddr, err := reservePort(given)
+		kafkaAddr, err := testkit.ReserveAddr()
 		if err != nil {
 			return row{}, err
 		}
-		httpAddr, err := reservePort(given)
+		httpAddr, err := testkit.ReserveAddr()
 		if err != nil {
 			return row{}, err
 		}
@@ -110,7 +110,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		}
 		defer core.kill()
 		kafkaAddrs = []string{kafkaAddr}
-		if err := createClusterTopic(ctx, kafkaAddrs, "sensors", 4, 1, logAppendTime); err != nil {
+		if err := testkit.CreateClusterTopic(ctx, kafkaAddrs, "sensors", 4, 1, logAppendTime); err != nil {
 			return row{}, err
 		}
 	} else {
@@ -138,7 +138,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		}
 		// The edge's stream has 4 partitions; the bridge would create the
 		// topic the same way, with the cluster's default RF of 3.
-		if err := createClusterTopic(ctx, kafkaAddrs, "sensors", 4, 3, logAppendTime); err != nil {
+		if err := testkit.CreateClusterTopic(ctx, kafkaAddrs, "sensors", 4, 3, logAppendTime); err != nil {
 			return row{}, err
 		}
 	}

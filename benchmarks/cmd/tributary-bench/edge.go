@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // edgeVsMosquitto runs the tributary-edge binary and Debian's mosquitto (no
@@ -219,15 +221,6 @@ type mqttBroker struct {
 	dir      string
 }
 
-func mqttFreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // startMQTTBroker starts kind ("edge" or "mosquitto"); extra is YAML
 // appended to the edge's config.
 func startMQTTBroker(dir, kind, edgeBin, mosq, extra string) (*mqttBroker, error) {
@@ -235,14 +228,14 @@ func startMQTTBroker(dir, kind, edgeBin, mosq, extra string) (*mqttBroker, error
 	if err != nil {
 		return nil, err
 	}
-	addr, err := mqttFreeAddr()
+	addr, err := testkit.ReserveAddr()
 	if err != nil {
 		return nil, err
 	}
 	b := &mqttBroker{addr: addr, dir: bdir}
 	switch kind {
 	case "edge":
-		if b.httpAddr, err = mqttFreeAddr(); err != nil {
+		if b.httpAddr, err = testkit.ReserveAddr(); err != nil {
 			return nil, err
 		}
 		cfg := fmt.Sprintf("data_dir: %s\nlog_level: error\nmqtt:\n  address: %s\nauth:\n  allow_anonymous: true\nhttp:\n  address: %s\n%s",
@@ -253,7 +246,7 @@ func startMQTTBroker(dir, kind, edgeBin, mosq, extra string) (*mqttBroker, error
 		}
 		b.cmd = exec.Command(edgeBin, "-config", path)
 	case "bare-mochi":
-		if b.httpAddr, err = mqttFreeAddr(); err != nil {
+		if b.httpAddr, err = testkit.ReserveAddr(); err != nil {
 			return nil, err
 		}
 		self, err := os.Executable()
@@ -411,13 +404,12 @@ func mqttRemLen(n int) []byte {
 // mqttPublisher encodes one device's PUBLISH packets into a reused buffer,
 // patching seq, ts and the packet id in a template.
 type mqttPublisher struct {
-	pkt            []byte
-	seqAt, tsAt    int
-	idAt           int // -1 for QoS 0
-	baseTs         int64
-	qos            byte
-	nextID         uint16
-	template, body []byte
+	pkt         []byte
+	seqAt, tsAt int
+	idAt        int // -1 for QoS 0
+	baseTs      int64
+	qos         byte
+	nextID      uint16
 }
 
 // mqttReading100 is a 100-byte CBOR reading map with fixed-width seq (uint32)

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // Helpers shared by the e2e, drain and cluster sections, which run the real
@@ -184,31 +185,6 @@ func removeBuilt() {
 	}
 }
 
-// reservePort picks a loopback port free for TCP and UDP below the
-// ephemeral range, so a restarted broker (or a core started later than
-// the edge that points at it) can still bind it.
-func reservePort(given map[int]bool) (string, error) {
-	for range 500 {
-		port := 20000 + rand.IntN(12000)
-		if given[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		given[port] = true
-		return "127.0.0.1:" + strconv.Itoa(port), nil
-	}
-	return "", fmt.Errorf("no free loopback port")
-}
-
 // waitHealthy polls url until it answers 200, c exits or timeout passes.
 func waitHealthy(c *child, url string, timeout time.Duration) error {
 	hc := &http.Client{Timeout: time.Second}
@@ -274,11 +250,11 @@ func startBridgedEdge(bin, dir string, brokers []string) (*edgeNode, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("edge dir: %w", err)
 	}
-	mqttAddr, err := mqttFreeAddr()
+	mqttAddr, err := testkit.ReserveAddr()
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := mqttFreeAddr()
+	httpAddr, err := testkit.ReserveAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -543,23 +519,6 @@ func (f *pacedFleet) closeConns() {
 			c.Close()
 		}
 	}
-}
-
-// tsKey is the CBOR "ts" key followed by a uint64 head, as mqttReading100
-// writes it.
-var tsKey = []byte{0x62, 't', 's', 0x1b}
-
-// readingTs finds the ts (ms) of a reading the edge stored unchanged.
-func readingTs(v []byte) (int64, bool) {
-	i := bytes.Index(v, tsKey)
-	if i < 0 || i+len(tsKey)+8 > len(v) {
-		return 0, false
-	}
-	var ts int64
-	for _, b := range v[i+len(tsKey) : i+len(tsKey)+8] {
-		ts = ts<<8 | int64(b)
-	}
-	return ts, true
 }
 
 func putTs(b []byte, ms int64) {

@@ -15,6 +15,7 @@ import (
 // what to fix — never a panic (before, a port in use crashed the edge with
 // a nil-pointer dereference in Gateway.closeStorage).
 func TestStartupMistakes(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +90,7 @@ func TestStartupMistakes(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	if err := run([]string{"-version"}, &stdout, &stderr); err != nil {
 		t.Fatal(err)

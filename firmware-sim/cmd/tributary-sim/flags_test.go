@@ -8,6 +8,7 @@ import (
 )
 
 func TestParseFrom(t *testing.T) {
+	t.Parallel()
 	cases := map[string]verify.KafkaOptions{
 		"start":                {StartOffset: -2},
 		"end":                  {StartOffset: -1},

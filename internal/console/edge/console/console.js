@@ -1,52 +1,13 @@
 // Tributary edge console: polls the edge's own HTTP API and renders it.
-// Plain JS, no dependencies, no build step.
+// Plain JS with the helpers of common.js, no dependencies, no build step.
 "use strict";
 
-const POLL_MS = 2000;
-const $ = (id) => document.getElementById(id);
 const prev = { streams: new Map(), cursors: new Map(), t: 0 };
-const choice = { topic: "", device: "", field: "" };
 
-function el(tag, attrs, ...kids) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") e.className = v; else e.setAttribute(k, v);
-  }
-  for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
-  return e;
-}
-function td(v, cls) { return el("td", cls ? { class: cls } : {}, v); }
-function fmtNum(n) { return Number(n).toLocaleString("en-US"); }
-function fmtRate(r) { return r === null ? "–" : r < 10 ? r.toFixed(1) : Math.round(r).toLocaleString("en-US"); }
-function fmtBytes(b) {
-  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
-  return (i ? b.toFixed(1).replace(/\.0$/, "") : b) + " " + u[i];
-}
-function fmtAge(ns) {
-  const s = ns / 1e9;
-  if (!s) return "–";
-  if (s < 60) return s.toFixed(1) + " s";
-  if (s < 3600) return (s / 60).toFixed(1) + " min";
-  return (s / 3600).toFixed(1) + " h";
-}
-function fill(id, rows, cols, empty) {
-  $(id).tBodies[0].replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: cols }, empty))]));
-}
 async function getJSON(url) {
   const r = await fetch(url, { cache: "no-store" });
   return { ok: r.ok, status: r.status, body: await r.json() };
 }
-function setOptions(sel, values, current) {
-  if (sel.options.length !== values.length || values.some((v, i) => sel.options[i].value !== v)) {
-    sel.replaceChildren(...values.map((v) => el("option", { value: v }, v)));
-  }
-  const pick = values.includes(current) ? current : values[0] || "";
-  sel.value = pick;
-  return pick;
-}
-
 function render(health, status, streams, bridge, now, dt) {
   $("identity").textContent = `${status.edge_id} · up ${Math.round(status.uptime_seconds)} s · bridge ${status.bridge}`;
   $("health").dataset.status = health.status;
@@ -84,24 +45,6 @@ function render(health, status, streams, bridge, now, dt) {
   choice.topic = setOptions($("topic"), names, choice.topic);
 }
 
-function numericFields(v) {
-  const out = {};
-  const skip = new Set(["seq", "ts", "time", "timestamp", "bdSeq"]);
-  if (Array.isArray(v)) {
-    for (const r of v) if (r && typeof r === "object" && typeof (r.v ?? r.value) === "number") out[r.n ?? r.name] = r.v ?? r.value;
-  } else if (v && typeof v === "object") {
-    if (Array.isArray(v.metrics)) return numericFields(v.metrics);
-    for (const [k, x] of Object.entries(v)) if (typeof x === "number" && !skip.has(k)) out[k] = x;
-  }
-  return out;
-}
-const SVG = "http://www.w3.org/2000/svg";
-function svg(tag, attrs, text) {
-  const e = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 function renderChart(records) {
   const devices = [...new Set(records.map((r) => r.key).filter((k) => k))].sort();
   choice.device = setOptions($("device"), devices, choice.device);
@@ -109,34 +52,7 @@ function renderChart(records) {
   const fields = mine.length ? Object.keys(mine[mine.length - 1].f) : [];
   choice.field = setOptions($("field"), fields, choice.field || fields.find((f) => /^temp/i.test(f)));
   const data = mine.filter((p) => typeof p.f[choice.field] === "number").map((p) => ({ t: p.t, v: p.f[choice.field] }));
-  const chart = $("chart");
-  const W = 1200, H = 260, L = 60, R = 16, T = 14, B = 28;
-  chart.replaceChildren();
-  chart.dataset.points = String(data.length);
-  if (!data.length) {
-    chart.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "none" }, "no readings for this choice yet"));
-    $("latest").textContent = "";
-    return;
-  }
-  let t0 = Math.min(...data.map((d) => d.t)), t1 = Math.max(...data.map((d) => d.t));
-  let v0 = Math.min(...data.map((d) => d.v)), v1 = Math.max(...data.map((d) => d.v));
-  if (t1 === t0) t1 = t0 + 1;
-  if (v1 === v0) { v0 -= 1; v1 += 1; }
-  const pad = (v1 - v0) * 0.08; v0 -= pad; v1 += pad;
-  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
-  const y = (v) => T + (1 - (v - v0) / (v1 - v0)) * (H - T - B);
-  for (let i = 0; i <= 4; i++) {
-    const v = v0 + ((v1 - v0) * i) / 4;
-    chart.append(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
-    chart.append(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, v.toFixed(1)));
-  }
-  const fmtT = (t) => new Date(t).toISOString().slice(11, t1 - t0 < 10000 ? 23 : 19);
-  chart.append(svg("text", { x: L, y: H - 8, class: "axis" }, fmtT(t0) + " UTC"));
-  chart.append(svg("text", { x: W - R, y: H - 8, "text-anchor": "end", class: "axis" }, fmtT(t1) + " UTC"));
-  chart.append(svg("path", { d: data.map((p, i) => (i ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p.v).toFixed(1)).join(" "), class: "line", id: "line" }));
-  const last = data[data.length - 1];
-  chart.append(svg("circle", { cx: x(last.t), cy: y(last.v), r: 4, class: "dot" }));
-  $("latest").textContent = `${choice.device} ${choice.field} ${last.v}`;
+  drawChart(data);
 }
 
 async function tick() {
