@@ -302,8 +302,12 @@ func profileConfig(profile string) string {
 }
 
 // saveProfile fetches /debug/pprof/<what> from the edge into path.
-func (b *mqttBroker) saveProfile(what, path string) {
-	resp, err := http.Get("http://" + b.httpAddr + "/debug/pprof/" + what)
+func (b *mqttBroker) saveProfile(what, path string) { savePprof(b.httpAddr, what, path) }
+
+// savePprof fetches /debug/pprof/<what> from the HTTP server at addr into
+// path; a failure is reported on stderr, the benchmark goes on.
+func savePprof(addr, what, path string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + what)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "   profile %s: %v\n", what, err)
 		return
@@ -411,13 +415,12 @@ func mqttRemLen(n int) []byte {
 // mqttPublisher encodes one device's PUBLISH packets into a reused buffer,
 // patching seq, ts and the packet id in a template.
 type mqttPublisher struct {
-	pkt            []byte
-	seqAt, tsAt    int
-	idAt           int // -1 for QoS 0
-	baseTs         int64
-	qos            byte
-	nextID         uint16
-	template, body []byte
+	pkt         []byte
+	seqAt, tsAt int
+	idAt        int // -1 for QoS 0
+	baseTs      int64
+	qos         byte
+	nextID      uint16
 }
 
 // mqttReading100 is a 100-byte CBOR reading map with fixed-width seq (uint32)

@@ -271,6 +271,12 @@ type edgeNode struct {
 // The bridge retries every 50–250 ms instead of backing off to 30 s, so a
 // core that comes up is found at once.
 func startBridgedEdge(bin, dir string, brokers []string) (*edgeNode, error) {
+	return startBridgedEdgeWith(bin, dir, brokers, false)
+}
+
+// startBridgedEdgeWith is startBridgedEdge, serving net/http/pprof when
+// pprof is set.
+func startBridgedEdgeWith(bin, dir string, brokers []string, pprof bool) (*edgeNode, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("edge dir: %w", err)
 	}
@@ -289,13 +295,14 @@ mqtt:
   address: %s
 http:
   address: %s
+  pprof: %t
 auth:
   allow_anonymous: true
 bridge:
   brokers: [%s]
   backoff_min: 50ms
   backoff_max: 250ms
-`, filepath.Join(dir, "data"), mqttAddr, httpAddr, strings.Join(brokers, ", "))
+`, filepath.Join(dir, "data"), mqttAddr, httpAddr, pprof, strings.Join(brokers, ", "))
 	path := filepath.Join(dir, "edge.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
@@ -381,6 +388,10 @@ type pacedFleet struct {
 	// (unix ns), for latency to the microsecond: the reading's own ts is
 	// whole milliseconds. Only the first len(sentAt[device]) are kept.
 	sentAt [][]atomic.Int64
+	// ackedAt[device][seq] is when its PUBACK was read (unix ns): the
+	// edge acknowledges a connection's publishes in order, so the n-th
+	// PUBACK is reading n's.
+	ackedAt [][]atomic.Int64
 
 	mu  sync.Mutex
 	err error
@@ -393,10 +404,12 @@ func startPacedFleet(addr, prefix string, devices, perDevice int) (*pacedFleet, 
 // startTrackedFleet is startPacedFleet keeping each reading's send time
 // for the first `track` of the run.
 func startTrackedFleet(addr, prefix string, devices, perDevice int, track time.Duration) (*pacedFleet, error) {
-	f := &pacedFleet{conns: make([]net.Conn, devices), stopc: make(chan struct{}), sentAt: make([][]atomic.Int64, devices)}
+	f := &pacedFleet{conns: make([]net.Conn, devices), stopc: make(chan struct{}),
+		sentAt: make([][]atomic.Int64, devices), ackedAt: make([][]atomic.Int64, devices)}
 	if keep := int(track.Seconds()) * perDevice; keep > 0 {
 		for i := range f.sentAt {
 			f.sentAt[i] = make([]atomic.Int64, keep)
+			f.ackedAt[i] = make([]atomic.Int64, keep)
 		}
 	}
 	// Connect 16 at a time.
@@ -474,7 +487,9 @@ func (f *pacedFleet) device(c net.Conn, idx int, dev string, offset, interval ti
 				f.fail(fmt.Errorf("%s: want puback, got % x", dev, ack))
 				return
 			}
-			acked.Add(1)
+			if n := acked.Add(1) - 1; n < int64(len(f.ackedAt[idx])) {
+				f.ackedAt[idx][n].Store(time.Now().UnixNano())
+			}
 			f.acked.Add(1)
 			credit <- struct{}{}
 		}
@@ -545,23 +560,6 @@ func (f *pacedFleet) closeConns() {
 	}
 }
 
-// tsKey is the CBOR "ts" key followed by a uint64 head, as mqttReading100
-// writes it.
-var tsKey = []byte{0x62, 't', 's', 0x1b}
-
-// readingTs finds the ts (ms) of a reading the edge stored unchanged.
-func readingTs(v []byte) (int64, bool) {
-	i := bytes.Index(v, tsKey)
-	if i < 0 || i+len(tsKey)+8 > len(v) {
-		return 0, false
-	}
-	var ts int64
-	for _, b := range v[i+len(tsKey) : i+len(tsKey)+8] {
-		ts = ts<<8 | int64(b)
-	}
-	return ts, true
-}
-
 func putTs(b []byte, ms int64) {
 	for i := 7; i >= 0; i-- {
 		b[i] = byte(ms)
@@ -584,12 +582,22 @@ func readingSeq(v []byte) (uint32, bool) {
 // sentTime is when device dev (named "<prefix>-NNNNNN") sent reading seq,
 // if it was tracked.
 func (f *pacedFleet) sentTime(dev string, seq uint32) (time.Time, bool) {
+	return trackedTime(f.sentAt, dev, seq)
+}
+
+// ackTime is when the PUBACK of device dev's reading seq was read, if it
+// was tracked and has arrived.
+func (f *pacedFleet) ackTime(dev string, seq uint32) (time.Time, bool) {
+	return trackedTime(f.ackedAt, dev, seq)
+}
+
+func trackedTime(at [][]atomic.Int64, dev string, seq uint32) (time.Time, bool) {
 	i := strings.LastIndexByte(dev, '-')
 	idx, err := strconv.Atoi(dev[i+1:])
-	if i < 0 || err != nil || idx < 0 || idx >= len(f.sentAt) || int(seq) >= len(f.sentAt[idx]) {
+	if i < 0 || err != nil || idx < 0 || idx >= len(at) || int(seq) >= len(at[idx]) {
 		return time.Time{}, false
 	}
-	ns := f.sentAt[idx][seq].Load()
+	ns := at[idx][seq].Load()
 	return time.Unix(0, ns), ns != 0
 }
 
