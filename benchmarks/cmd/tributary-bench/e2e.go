@@ -261,10 +261,17 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	}()
 	defer func() { stopConsumer(); cwg.Wait() }()
 
+	// The edge's CPU time over the measured window: a figure the other
+	// work on a shared machine disturbs far less than latency.
+	var edgeCPU time.Duration
+	if sleepCtx(ctx, time.Until(measureFrom)) {
+		edgeCPU = -edge.cpuTime()
+	}
 	end := fleet.start.Add(warmup + measure)
 	if !sleepCtx(ctx, time.Until(end)) {
 		return row{}, fmt.Errorf("e2e: %w", ctx.Err())
 	}
+	edgeCPU += edge.cpuTime()
 	elapsed := time.Since(fleet.start)
 	ferr := fleet.stop()
 	fleetStopped = true
@@ -306,8 +313,9 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	fmt.Fprintf(os.Stderr, "   e2e hops (%d broker(s), %d devices) p50/p99 ms: device → PUBACK %.2f/%.2f, PUBACK → core append %.2f/%.2f, device → core append %.2f/%.2f, core append → consumer %.2f/%.2f\n",
 		brokers, devices, pctMs(toAck, 0.5), pctMs(toAck, 0.99), pctMs(ackToCore, 0.5), pctMs(ackToCore, 0.99),
 		pctMs(toCore, 0.5), pctMs(toCore, 0.99), pctMs(fromCore, 0.5), pctMs(fromCore, 0.99))
-	fmt.Fprintf(os.Stderr, "   e2e (%d broker(s), %d devices): %d sent, %d acked (%.0f msgs/s), %d consumed, %d undecodable; %s over %d\n",
-		brokers, devices, sent, acked, rate, consumed.Load(), undecoded.Load(), latencyCell(lat, rate), len(lat))
+	fmt.Fprintf(os.Stderr, "   e2e (%d broker(s), %d devices): %d sent, %d acked (%.0f msgs/s), %d consumed, %d undecodable; %s over %d; edge CPU %.1f%% of a core (%.1f µs per reading)\n",
+		brokers, devices, sent, acked, rate, consumed.Load(), undecoded.Load(), latencyCell(lat, rate), len(lat),
+		100*edgeCPU.Seconds()/measure.Seconds(), float64(edgeCPU.Microseconds())/(rate*measure.Seconds()))
 	return row{
 		Name: fmt.Sprintf("e2e sensor→consumer latency, %d devices × %d QoS 1 msgs/s, edge → %s → franz-go (%d readings over %.0f s)",
 			devices, perDevice, coreName, len(lat), measure.Seconds()),

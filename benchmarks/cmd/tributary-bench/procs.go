@@ -80,6 +80,24 @@ func (c *child) exited() bool {
 	}
 }
 
+// cpuTime is the CPU time (user + system) the child's process has used so
+// far, from /proc (0 where there is none).
+func (c *child) cpuTime() time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces) in ")".
+	i := bytes.LastIndexByte(data, ')')
+	f := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
 // tail is the last n lines of the child's log, for error messages.
 func (c *child) tail(n int) string {
 	data, err := os.ReadFile(c.log)
@@ -303,6 +321,13 @@ bridge:
   backoff_min: 50ms
   backoff_max: 250ms
 `, filepath.Join(dir, "data"), mqttAddr, httpAddr, pprof, strings.Join(brokers, ", "))
+	// $TRIBUTARY_BRIDGE_CONFIG adds settings to the bridge section (a
+	// setting to measure, e.g. "max_in_flight: 16").
+	for _, line := range strings.Split(strings.TrimSpace(os.Getenv("TRIBUTARY_BRIDGE_CONFIG")), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			cfg += "  " + line + "\n"
+		}
+	}
 	path := filepath.Join(dir, "edge.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
