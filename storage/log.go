@@ -72,8 +72,9 @@ type RecoveryReport struct {
 // Log is one partition: a directory of segments, the last one active.
 //
 // Appends write under a mutex and return at once unless they asked for
-// durability; a single syncer goroutine fsyncs on demand, so all appends
-// waiting at that moment share one fsync (group commit).
+// durability; an append that waits fsyncs itself when no fsync is running,
+// and every append waiting meanwhile shares the next one (group commit).
+// A syncer goroutine keeps the interval and bytes policies.
 type Log struct {
 	dir    string
 	cfg    LogConfig
