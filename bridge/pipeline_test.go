@@ -6,7 +6,7 @@ import (
 )
 
 // TestSendsWhileAcksAreOutstanding: records the edge fsyncs while a batch
-// awaits the core's acknowledgement go out at once, within max_in_flight.
+// awaits the core's acknowledgement go out at once (up to eagerInFlight).
 // The forwarder used to block reading the oldest response, so each new
 // fsync group waited a whole core round trip (an fsync on the core, a
 // replication round trip on RF=3) before it was even sent.
@@ -34,9 +34,12 @@ func TestSendsWhileAcksAreOutstanding(t *testing.T) {
 	px.holdBack.Store(true) // the core appends, its answers wait in the proxy
 	appendAndWait(1, 2)
 	appendAndWait(2, 3) // a later fsync group, sent with reading 1 unacknowledged
-	appendAndWait(3, 4)
 	if st := rb.Status(); st.Backlog() == 0 {
 		t.Fatalf("backlog 0 while the core's answers are held: %+v", st)
+	}
+	// With two in flight, later records wait for an acknowledgement.
+	if err := e.appendReading("dev-1", 3, 10); err != nil {
+		t.Fatal(err)
 	}
 
 	px.holdBack.Store(false)
