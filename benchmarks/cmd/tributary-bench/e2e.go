@@ -113,6 +113,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), warmup+measure+2*time.Minute)
 	defer cancel()
 	var kafkaAddrs []string
+	var cores []*child // for their CPU time
 	coreName := "1 core broker"
 	if brokers == 1 {
 		given := map[int]bool{}
@@ -130,6 +131,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 			return row{}, err
 		}
 		defer core.kill()
+		cores = append(cores, core)
 		kafkaAddrs = []string{kafkaAddr}
 		if err := createClusterTopic(ctx, kafkaAddrs, "sensors", 4, 1, logAppendTime); err != nil {
 			return row{}, err
@@ -156,6 +158,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 				return row{}, err
 			}
 			kafkaAddrs = append(kafkaAddrs, b.addr)
+			cores = append(cores, b.c)
 		}
 		// The edge's stream has 4 partitions; the bridge would create the
 		// topic the same way, with the cluster's default RF of 3.
@@ -263,15 +266,21 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 
 	// The edge's CPU time over the measured window: a figure the other
 	// work on a shared machine disturbs far less than latency.
-	var edgeCPU time.Duration
+	var edgeCPU, coreCPU time.Duration
+	coresCPU := func() (d time.Duration) {
+		for _, c := range cores {
+			d += c.cpuTime()
+		}
+		return d
+	}
 	if sleepCtx(ctx, time.Until(measureFrom)) {
-		edgeCPU = -edge.cpuTime()
+		edgeCPU, coreCPU = -edge.cpuTime(), -coresCPU()
 	}
 	end := fleet.start.Add(warmup + measure)
 	if !sleepCtx(ctx, time.Until(end)) {
 		return row{}, fmt.Errorf("e2e: %w", ctx.Err())
 	}
-	edgeCPU += edge.cpuTime()
+	edgeCPU, coreCPU = edgeCPU+edge.cpuTime(), coreCPU+coresCPU()
 	elapsed := time.Since(fleet.start)
 	ferr := fleet.stop()
 	fleetStopped = true
@@ -313,9 +322,10 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	fmt.Fprintf(os.Stderr, "   e2e hops (%d broker(s), %d devices) p50/p99 ms: device → PUBACK %.2f/%.2f, PUBACK → core append %.2f/%.2f, device → core append %.2f/%.2f, core append → consumer %.2f/%.2f\n",
 		brokers, devices, pctMs(toAck, 0.5), pctMs(toAck, 0.99), pctMs(ackToCore, 0.5), pctMs(ackToCore, 0.99),
 		pctMs(toCore, 0.5), pctMs(toCore, 0.99), pctMs(fromCore, 0.5), pctMs(fromCore, 0.99))
-	fmt.Fprintf(os.Stderr, "   e2e (%d broker(s), %d devices): %d sent, %d acked (%.0f msgs/s), %d consumed, %d undecodable; %s over %d; edge CPU %.1f%% of a core (%.1f µs per reading)\n",
+	fmt.Fprintf(os.Stderr, "   e2e (%d broker(s), %d devices): %d sent, %d acked (%.0f msgs/s), %d consumed, %d undecodable; %s over %d; edge CPU %.1f%% of a core (%.1f µs per reading), core broker(s) %.1f%% (%.1f µs)\n",
 		brokers, devices, sent, acked, rate, consumed.Load(), undecoded.Load(), latencyCell(lat, rate), len(lat),
-		100*edgeCPU.Seconds()/measure.Seconds(), float64(edgeCPU.Microseconds())/(rate*measure.Seconds()))
+		100*edgeCPU.Seconds()/measure.Seconds(), float64(edgeCPU.Microseconds())/(rate*measure.Seconds()),
+		100*coreCPU.Seconds()/measure.Seconds(), float64(coreCPU.Microseconds())/(rate*measure.Seconds()))
 	return row{
 		Name: fmt.Sprintf("e2e sensor→consumer latency, %d devices × %d QoS 1 msgs/s, edge → %s → franz-go (%d readings over %.0f s)",
 			devices, perDevice, coreName, len(lat), measure.Seconds()),
