@@ -471,6 +471,7 @@ type proxy struct {
 	conns map[net.Conn]struct{}
 
 	stalled   atomic.Bool
+	holdBack  atomic.Bool   // stalls only the core's answers
 	resetProb atomic.Uint32 // per 10,000 chunks
 	chunks    atomic.Int64
 	resets    atomic.Int64
@@ -506,13 +507,13 @@ func (p *proxy) accept() {
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(c, up, false)
+		go p.pipe(up, c, true)
 	}
 }
 
 // pipe copies in small chunks so a reset can land inside a batch.
-func (p *proxy) pipe(from, to net.Conn) {
+func (p *proxy) pipe(from, to net.Conn, answers bool) {
 	defer p.wg.Done()
 	defer func() {
 		from.Close()
@@ -526,7 +527,7 @@ func (p *proxy) pipe(from, to net.Conn) {
 	for {
 		n, err := from.Read(buf)
 		if n > 0 {
-			for p.stalled.Load() {
+			for p.stalled.Load() || answers && p.holdBack.Load() {
 				time.Sleep(5 * time.Millisecond)
 			}
 			if c := p.chunks.Add(1); prob(c, p.resetProb.Load()) {
@@ -576,6 +577,7 @@ func (p *proxy) resetAll() {
 func (p *proxy) close() {
 	p.ln.Close()
 	p.stalled.Store(false)
+	p.holdBack.Store(false)
 	p.resetAll()
 	p.wg.Wait()
 }

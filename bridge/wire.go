@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,12 @@ type produceConn struct {
 	timeout time.Duration
 	buf     []byte
 	stop    func() bool
+	// frames carries response frames from the reader goroutine (see
+	// startReading), so the forwarder can send the next batch while
+	// earlier ones await their acknowledgement. quit and readDone stop it.
+	frames   chan frame
+	quit     chan struct{}
+	readDone chan struct{}
 	// waitingSince is when the connection last made progress while a
 	// request was pending (unix ns; 0 with nothing pending). The leader
 	// watch reads it from another goroutine.
@@ -65,7 +72,38 @@ func dialProduce(ctx context.Context, addr string, timeout time.Duration, client
 			return nil, err
 		}
 	}
+	c.startReading()
 	return c, nil
+}
+
+// frame is one response frame (the body after its size) or the read error
+// that ended the connection.
+type frame struct {
+	body []byte
+	err  error
+}
+
+// startReading starts the goroutine that reads response frames for as long
+// as the connection lives; close stops it. Before it runs, roundTrip reads
+// its own responses (connection set-up).
+func (c *produceConn) startReading() {
+	c.frames = make(chan frame, maxInFlightLimit+1)
+	c.quit = make(chan struct{})
+	c.readDone = make(chan struct{})
+	go func() {
+		defer close(c.readDone)
+		for {
+			body, err := c.readBody()
+			select {
+			case c.frames <- frame{body: body, err: err}:
+			case <-c.quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 }
 
 // roundTrip sends one request and reads its response (connection set-up
@@ -94,6 +132,15 @@ func (c *produceConn) roundTrip(req kmsg.Request, resp kmsg.Response) error {
 // readFrame reads one response frame and checks its correlation id; it
 // returns the body after the id.
 func (c *produceConn) readFrame(want int32) ([]byte, error) {
+	body, err := c.readBody()
+	if err != nil {
+		return nil, err
+	}
+	return checkCorrelation(body, want)
+}
+
+// readBody reads one response frame: correlation id and body.
+func (c *produceConn) readBody() ([]byte, error) {
 	var sz [4]byte
 	if _, err := io.ReadFull(c.br, sz[:]); err != nil {
 		return nil, err
@@ -106,6 +153,10 @@ func (c *produceConn) readFrame(want int32) ([]byte, error) {
 	if _, err := io.ReadFull(c.br, body); err != nil {
 		return nil, err
 	}
+	return body, nil
+}
+
+func checkCorrelation(body []byte, want int32) ([]byte, error) {
 	if got := int32(binary.BigEndian.Uint32(body)); got != want {
 		return nil, fmt.Errorf("correlation id %d, want %d", got, want)
 	}
@@ -133,18 +184,35 @@ func (c *produceConn) send(req *kmsg.ProduceRequest) error {
 	return nil
 }
 
-// receive reads the response to the oldest pending request.
+// receive waits for the response to the oldest pending request.
 func (c *produceConn) receive() (*kmsg.ProduceResponse, error) {
+	return c.receiveOr(nil)
+}
+
+// receiveOr waits for the response to the oldest pending request, or until
+// wake fires (nil, nil): the forwarder waits on both so that records the
+// edge fsyncs meanwhile go out without waiting for earlier batches'
+// acknowledgements.
+func (c *produceConn) receiveOr(wake <-chan struct{}) (*kmsg.ProduceResponse, error) {
 	if len(c.pending) == 0 {
 		return nil, fmt.Errorf("produce to %s: no request pending", c.nc.RemoteAddr())
 	}
-	want := c.pending[0]
 	// The broker may legitimately take the whole produce timeout plus the
 	// fsync; beyond that the connection is considered stalled.
-	if err := c.nc.SetReadDeadline(time.Now().Add(c.timeout + 5*time.Second)); err != nil {
-		return nil, fmt.Errorf("produce to %s: %w", c.nc.RemoteAddr(), err)
+	stall := time.NewTimer(c.timeout + 5*time.Second - c.stalledFor(time.Now()))
+	defer stall.Stop()
+	var fr frame
+	select {
+	case fr = <-c.frames:
+	case <-wake:
+		return nil, nil
+	case <-stall.C:
+		return nil, fmt.Errorf("produce response from %s: %w", c.nc.RemoteAddr(), os.ErrDeadlineExceeded)
 	}
-	body, err := c.readFrame(want)
+	if fr.err != nil {
+		return nil, fmt.Errorf("produce response from %s: %w", c.nc.RemoteAddr(), fr.err)
+	}
+	body, err := checkCorrelation(fr.body, c.pending[0])
 	if err != nil {
 		return nil, fmt.Errorf("produce response from %s: %w", c.nc.RemoteAddr(), err)
 	}
@@ -164,9 +232,15 @@ func (c *produceConn) receive() (*kmsg.ProduceResponse, error) {
 
 func (c *produceConn) inFlight() int { return len(c.pending) }
 
+// close closes the connection and waits for its reader, which the closed
+// socket and quit both release.
 func (c *produceConn) close() {
 	c.stop()
 	_ = c.nc.Close()
+	if c.quit != nil {
+		close(c.quit)
+		<-c.readDone
+	}
 }
 
 // stalledFor is how long a pending request has waited without any response

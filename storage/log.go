@@ -84,8 +84,9 @@ type RecoveryReport struct {
 // Log is one partition: a directory of segments, the last one active.
 //
 // Appends write under a mutex and return at once unless they asked for
-// durability; a single syncer goroutine fsyncs on demand, so all appends
-// waiting at that moment share one fsync (group commit).
+// durability; an append that waits fsyncs itself when no fsync is running,
+// and every append waiting meanwhile shares the next one (group commit).
+// A syncer goroutine keeps the interval and bytes policies.
 type Log struct {
 	dir    string
 	cfg    LogConfig
@@ -114,6 +115,9 @@ type Log struct {
 	stopOnce sync.Once
 
 	kick chan struct{}
+	// syncMu is held for each fsync of the active segment, by the syncer
+	// goroutine or by a waiter that found none running (see waitSynced).
+	syncMu sync.Mutex
 	// reconfigured tells the syncer to re-read the durability policy.
 	reconfigured chan struct{}
 	stop         chan struct{}
@@ -667,7 +671,12 @@ func (l *Log) advanceSynced(to int64, err error) {
 	l.syncedCh = make(chan struct{})
 }
 
-// waitSynced blocks until everything below target is fsynced.
+// waitSynced blocks until everything below target is fsynced. With no
+// fsync running it fsyncs in the caller's goroutine (group commit led by
+// the first waiter): handing the fsync to the syncer goroutine and being
+// woken by it cost two goroutine switches per fsync, each a scheduling
+// delay on a loaded machine. Waiters that arrive while an fsync runs wait
+// for it, and the first of them leads the next one.
 func (l *Log) waitSynced(ctx context.Context, target int64) error {
 	for {
 		l.mu.RLock()
@@ -679,6 +688,11 @@ func (l *Log) waitSynced(ctx context.Context, target int64) error {
 		if serr != nil {
 			return serr
 		}
+		if l.trySync() {
+			continue
+		}
+		// The fsync running may not cover target (or may find nothing to
+		// do and publish nothing): the syncer runs another after it.
 		l.kickSync()
 		select {
 		case <-ch:
@@ -728,21 +742,41 @@ func (l *Log) syncLoop() {
 // syncOnce fsyncs the active segment outside the lock, so appends go on
 // while the disk works, and then releases every waiter it covered.
 func (l *Log) syncOnce() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	_, err := l.syncLocked()
+	return err
+}
+
+// trySync is syncOnce unless an fsync is already running; it reports
+// whether it published a new synced offset or an fsync error.
+func (l *Log) trySync() bool {
+	if !l.syncMu.TryLock() {
+		return false
+	}
+	defer l.syncMu.Unlock()
+	published, _ := l.syncLocked() // an error reaches the waiters as syncErr
+	return published
+}
+
+// syncLocked is syncOnce with syncMu held; published says whether it
+// advanced the synced offset or recorded an fsync error.
+func (l *Log) syncLocked() (published bool, err error) {
 	l.mu.RLock()
 	if l.closed || l.synced >= l.next {
 		l.mu.RUnlock()
-		return nil
+		return false, nil
 	}
 	target, f := l.next, l.active().f
 	l.mu.RUnlock()
-	err := datasync(f)
+	err = datasync(f)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
 		if l.closed || l.active().f != f {
 			// The file was closed under us by Close or TruncateTo, which
 			// sync what they keep themselves.
-			return nil
+			return false, nil
 		}
 		// After a failed fsync the kernel may have dropped dirty pages: do not
 		// retry as if nothing happened; refuse further appends.
@@ -751,7 +785,7 @@ func (l *Log) syncOnce() error {
 		l.logger.Error("fsync failed; log refuses appends", "err", err)
 	}
 	l.advanceSynced(target, err)
-	return err
+	return true, err
 }
 
 // Read returns raw bytes of whole batches starting with the batch that holds

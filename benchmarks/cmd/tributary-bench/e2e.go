@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,10 +25,27 @@ import (
 // during the first warm-up seconds (connections, topic creation) are not
 // counted. Then the MQTT-only floor: Debian's mosquitto (stores nothing)
 // with a subscriber, under the same loads.
+//
+// $TRIBUTARY_E2E_ROWS selects rows, for a quick iteration on one of them:
+// "1x1000,3x100" runs 1 broker × 1,000 devices and 3 brokers × 100
+// devices, "floor" the Mosquitto rows. $TRIBUTARY_E2E_PROFILE=PREFIX
+// serves pprof from the edge and saves, during each measured window, a CPU
+// profile (PREFIX-<brokers>x<devices>-edge-cpu.pprof) and then an
+// execution trace (…-edge-trace.out; `go tool trace`).
 func endToEnd(dir string, quick bool) ([]row, error) {
+	want := map[string]bool{}
+	for _, r := range strings.Split(os.Getenv("TRIBUTARY_E2E_ROWS"), ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			want[r] = true
+		}
+	}
+	selected := func(name string) bool { return len(want) == 0 || want[name] }
 	var rows []row
 	for _, brokers := range []int{1, 3} {
 		for _, devices := range []int{100, 1000} {
+			if !selected(fmt.Sprintf("%dx%d", brokers, devices)) {
+				continue
+			}
 			r, err := e2eRun(dir, quick, brokers, devices)
 			if err != nil {
 				return rows, fmt.Errorf("e2e with %d core broker(s), %d devices: %w", brokers, devices, err)
@@ -36,6 +54,9 @@ func endToEnd(dir string, quick bool) ([]row, error) {
 		}
 	}
 	for _, devices := range []int{100, 1000} {
+		if !selected("floor") {
+			break
+		}
 		r, err := mosquittoFloor(dir, quick, devices)
 		if err != nil {
 			return rows, fmt.Errorf("mosquitto floor, %d devices: %w", devices, err)
@@ -93,6 +114,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), warmup+measure+2*time.Minute)
 	defer cancel()
 	var kafkaAddrs []string
+	var cores []*child // for their CPU time
 	coreName := "1 core broker"
 	if brokers == 1 {
 		kafkaAddr, err := testkit.ReserveAddr()
@@ -109,6 +131,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 			return row{}, err
 		}
 		defer core.kill()
+		cores = append(cores, core)
 		kafkaAddrs = []string{kafkaAddr}
 		if err := testkit.CreateClusterTopic(ctx, kafkaAddrs, "sensors", 4, 1, logAppendTime); err != nil {
 			return row{}, err
@@ -135,6 +158,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 				return row{}, err
 			}
 			kafkaAddrs = append(kafkaAddrs, b.addr)
+			cores = append(cores, b.c)
 		}
 		// The edge's stream has 4 partitions; the bridge would create the
 		// topic the same way, with the cluster's default RF of 3.
@@ -142,7 +166,8 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 			return row{}, err
 		}
 	}
-	edge, err := startBridgedEdge(edgeBin, filepath.Join(base, "edge"), kafkaAddrs)
+	profile := os.Getenv("TRIBUTARY_E2E_PROFILE")
+	edge, err := startBridgedEdgeWith(edgeBin, filepath.Join(base, "edge"), kafkaAddrs, profile != "")
 	if err != nil {
 		return row{}, err
 	}
@@ -160,6 +185,19 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		}
 	}()
 	measureFrom := fleet.start.Add(warmup)
+	if profile != "" {
+		// A CPU profile over the first half of the measured window, then
+		// a trace of a few seconds; both finish before the fleet stops.
+		prefix := fmt.Sprintf("%s-%dx%d-edge", profile, brokers, devices)
+		cpuFor, traceFor := int(measure.Seconds()/2), int(min(5, measure.Seconds()/4))
+		go func() {
+			if !sleepCtx(ctx, time.Until(measureFrom)) {
+				return
+			}
+			savePprof(edge.http, fmt.Sprintf("profile?seconds=%d", cpuFor), prefix+"-cpu.pprof")
+			savePprof(edge.http, fmt.Sprintf("trace?seconds=%d", traceFor), prefix+"-trace.out")
+		}()
+	}
 
 	// Consume once the bridge has forwarded (and so the topic exists); the
 	// consumer starts at offset 0 and reads everything.
@@ -178,11 +216,17 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		return row{}, fmt.Errorf("e2e consumer: %w", err)
 	}
 	defer cons.Close()
+	// One sample per measured reading; the hops are worked out once every
+	// PUBACK is in.
+	type sample struct {
+		dev            string
+		seq            uint32
+		sent, appended time.Time
+		received       time.Time
+	}
 	var (
 		mu        sync.Mutex
-		lat       []time.Duration
-		toCore    []time.Duration // device write → core append (ms precision)
-		fromCore  []time.Duration // core append → consumer receive
+		samples   []sample
 		consumed  atomic.Int64
 		undecoded atomic.Int64
 		fetchErr  atomic.Value
@@ -209,12 +253,10 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 				}
 				consumed.Add(1)
 				if sent, ok := fleet.sentTime(string(r.Key), seq); ok && !sent.Before(measureFrom) {
-					lat = append(lat, now.Sub(sent))
 					// The topic stamps each batch with the core's append time
 					// (LogAppendTime): the split between the hops up to the
 					// core's append and the consumer side.
-					toCore = append(toCore, r.Timestamp.Sub(sent))
-					fromCore = append(fromCore, now.Sub(r.Timestamp))
+					samples = append(samples, sample{dev: string(r.Key), seq: seq, sent: sent, appended: r.Timestamp, received: now})
 				}
 			})
 			mu.Unlock()
@@ -222,10 +264,23 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	}()
 	defer func() { stopConsumer(); cwg.Wait() }()
 
+	// The edge's CPU time over the measured window: a figure the other
+	// work on a shared machine disturbs far less than latency.
+	var edgeCPU, coreCPU time.Duration
+	coresCPU := func() (d time.Duration) {
+		for _, c := range cores {
+			d += c.cpuTime()
+		}
+		return d
+	}
+	if sleepCtx(ctx, time.Until(measureFrom)) {
+		edgeCPU, coreCPU = -edge.cpuTime(), -coresCPU()
+	}
 	end := fleet.start.Add(warmup + measure)
 	if !sleepCtx(ctx, time.Until(end)) {
 		return row{}, fmt.Errorf("e2e: %w", ctx.Err())
 	}
+	edgeCPU, coreCPU = edgeCPU+edge.cpuTime(), coreCPU+coresCPU()
 	elapsed := time.Since(fleet.start)
 	ferr := fleet.stop()
 	fleetStopped = true
@@ -244,22 +299,38 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	cwg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(lat) == 0 {
+	if len(samples) == 0 {
 		return row{}, fmt.Errorf("e2e: no readings in the measured window")
 	}
-	slices.Sort(lat)
-	slices.Sort(toCore)
-	slices.Sort(fromCore)
+	var lat, toCore, fromCore, toAck, ackToCore []time.Duration
+	for _, s := range samples {
+		lat = append(lat, s.received.Sub(s.sent))
+		toCore = append(toCore, s.appended.Sub(s.sent))
+		fromCore = append(fromCore, s.received.Sub(s.appended))
+		// The edge's PUBACK splits the way to the core: its own ingest
+		// (read, append, fsync, PUBACK) and then the bridge (woken by the
+		// same fsync, so the two overlap and this hop can be ≤ 0).
+		if acked, ok := fleet.ackTime(s.dev, s.seq); ok {
+			toAck = append(toAck, acked.Sub(s.sent))
+			ackToCore = append(ackToCore, s.appended.Sub(acked))
+		}
+	}
+	for _, d := range [][]time.Duration{lat, toCore, fromCore, toAck, ackToCore} {
+		slices.Sort(d)
+	}
 	rate := float64(acked) / elapsed.Seconds()
-	fmt.Fprintf(os.Stderr, "   e2e hops (%d broker(s), %d devices): device → core append p50 %.2f / p99 %.2f ms; core append → consumer p50 %.2f / p99 %.2f ms\n",
-		brokers, devices, pctMs(toCore, 0.5), pctMs(toCore, 0.99), pctMs(fromCore, 0.5), pctMs(fromCore, 0.99))
-	fmt.Fprintf(os.Stderr, "   e2e (%d broker(s), %d devices): %d sent, %d acked (%.0f msgs/s), %d consumed, %d undecodable; %s over %d\n",
-		brokers, devices, sent, acked, rate, consumed.Load(), undecoded.Load(), latencyCell(lat, rate), len(lat))
+	fmt.Fprintf(os.Stderr, "   e2e hops (%d broker(s), %d devices) p50/p99 ms: device → PUBACK %.2f/%.2f, PUBACK → core append %.2f/%.2f, device → core append %.2f/%.2f, core append → consumer %.2f/%.2f\n",
+		brokers, devices, pctMs(toAck, 0.5), pctMs(toAck, 0.99), pctMs(ackToCore, 0.5), pctMs(ackToCore, 0.99),
+		pctMs(toCore, 0.5), pctMs(toCore, 0.99), pctMs(fromCore, 0.5), pctMs(fromCore, 0.99))
+	fmt.Fprintf(os.Stderr, "   e2e (%d broker(s), %d devices): %d sent, %d acked (%.0f msgs/s), %d consumed, %d undecodable; %s over %d; edge CPU %.1f%% of a core (%.1f µs per reading), core broker(s) %.1f%% (%.1f µs)\n",
+		brokers, devices, sent, acked, rate, consumed.Load(), undecoded.Load(), latencyCell(lat, rate), len(lat),
+		100*edgeCPU.Seconds()/measure.Seconds(), float64(edgeCPU.Microseconds())/(rate*measure.Seconds()),
+		100*coreCPU.Seconds()/measure.Seconds(), float64(coreCPU.Microseconds())/(rate*measure.Seconds()))
 	return row{
 		Name: fmt.Sprintf("e2e sensor→consumer latency, %d devices × %d QoS 1 msgs/s, edge → %s → franz-go (%d readings over %.0f s)",
 			devices, perDevice, coreName, len(lat), measure.Seconds()),
-		Ours: latencyCell(lat, rate) + fmt.Sprintf("; hops p50/p99: to core append %.1f/%.1f ms, append → consumer %.1f/%.1f ms",
-			pctMs(toCore, 0.5), pctMs(toCore, 0.99), pctMs(fromCore, 0.5), pctMs(fromCore, 0.99)),
+		Ours: latencyCell(lat, rate) + fmt.Sprintf("; hops p50/p99: to edge PUBACK %.1f/%.1f ms, to core append %.1f/%.1f ms, append → consumer %.1f/%.1f ms",
+			pctMs(toAck, 0.5), pctMs(toAck, 0.99), pctMs(toCore, 0.5), pctMs(toCore, 0.99), pctMs(fromCore, 0.5), pctMs(fromCore, 0.99)),
 		Target: e2eTarget(brokers, devices),
 	}, nil
 }

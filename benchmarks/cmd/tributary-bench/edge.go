@@ -295,8 +295,12 @@ func profileConfig(profile string) string {
 }
 
 // saveProfile fetches /debug/pprof/<what> from the edge into path.
-func (b *mqttBroker) saveProfile(what, path string) {
-	resp, err := http.Get("http://" + b.httpAddr + "/debug/pprof/" + what)
+func (b *mqttBroker) saveProfile(what, path string) { savePprof(b.httpAddr, what, path) }
+
+// savePprof fetches /debug/pprof/<what> from the HTTP server at addr into
+// path; a failure is reported on stderr, the benchmark goes on.
+func savePprof(addr, what, path string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + what)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "   profile %s: %v\n", what, err)
 		return

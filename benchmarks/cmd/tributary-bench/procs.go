@@ -81,6 +81,24 @@ func (c *child) exited() bool {
 	}
 }
 
+// cpuTime is the CPU time (user + system) the child's process has used so
+// far, from /proc (0 where there is none).
+func (c *child) cpuTime() time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces) in ")".
+	i := bytes.LastIndexByte(data, ')')
+	f := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
 // tail is the last n lines of the child's log, for error messages.
 func (c *child) tail(n int) string {
 	data, err := os.ReadFile(c.log)
@@ -247,6 +265,12 @@ type edgeNode struct {
 // The bridge retries every 50–250 ms instead of backing off to 30 s, so a
 // core that comes up is found at once.
 func startBridgedEdge(bin, dir string, brokers []string) (*edgeNode, error) {
+	return startBridgedEdgeWith(bin, dir, brokers, false)
+}
+
+// startBridgedEdgeWith is startBridgedEdge, serving net/http/pprof when
+// pprof is set.
+func startBridgedEdgeWith(bin, dir string, brokers []string, pprof bool) (*edgeNode, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("edge dir: %w", err)
 	}
@@ -265,13 +289,21 @@ mqtt:
   address: %s
 http:
   address: %s
+  pprof: %t
 auth:
   allow_anonymous: true
 bridge:
   brokers: [%s]
   backoff_min: 50ms
   backoff_max: 250ms
-`, filepath.Join(dir, "data"), mqttAddr, httpAddr, strings.Join(brokers, ", "))
+`, filepath.Join(dir, "data"), mqttAddr, httpAddr, pprof, strings.Join(brokers, ", "))
+	// $TRIBUTARY_BRIDGE_CONFIG adds settings to the bridge section (a
+	// setting to measure, e.g. "max_in_flight: 16").
+	for _, line := range strings.Split(strings.TrimSpace(os.Getenv("TRIBUTARY_BRIDGE_CONFIG")), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			cfg += "  " + line + "\n"
+		}
+	}
 	path := filepath.Join(dir, "edge.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
@@ -357,6 +389,10 @@ type pacedFleet struct {
 	// (unix ns), for latency to the microsecond: the reading's own ts is
 	// whole milliseconds. Only the first len(sentAt[device]) are kept.
 	sentAt [][]atomic.Int64
+	// ackedAt[device][seq] is when its PUBACK was read (unix ns): the
+	// edge acknowledges a connection's publishes in order, so the n-th
+	// PUBACK is reading n's.
+	ackedAt [][]atomic.Int64
 
 	mu  sync.Mutex
 	err error
@@ -369,10 +405,12 @@ func startPacedFleet(addr, prefix string, devices, perDevice int) (*pacedFleet, 
 // startTrackedFleet is startPacedFleet keeping each reading's send time
 // for the first `track` of the run.
 func startTrackedFleet(addr, prefix string, devices, perDevice int, track time.Duration) (*pacedFleet, error) {
-	f := &pacedFleet{conns: make([]net.Conn, devices), stopc: make(chan struct{}), sentAt: make([][]atomic.Int64, devices)}
+	f := &pacedFleet{conns: make([]net.Conn, devices), stopc: make(chan struct{}),
+		sentAt: make([][]atomic.Int64, devices), ackedAt: make([][]atomic.Int64, devices)}
 	if keep := int(track.Seconds()) * perDevice; keep > 0 {
 		for i := range f.sentAt {
 			f.sentAt[i] = make([]atomic.Int64, keep)
+			f.ackedAt[i] = make([]atomic.Int64, keep)
 		}
 	}
 	// Connect 16 at a time.
@@ -450,7 +488,9 @@ func (f *pacedFleet) device(c net.Conn, idx int, dev string, offset, interval ti
 				f.fail(fmt.Errorf("%s: want puback, got % x", dev, ack))
 				return
 			}
-			acked.Add(1)
+			if n := acked.Add(1) - 1; n < int64(len(f.ackedAt[idx])) {
+				f.ackedAt[idx][n].Store(time.Now().UnixNano())
+			}
 			f.acked.Add(1)
 			credit <- struct{}{}
 		}
@@ -543,12 +583,22 @@ func readingSeq(v []byte) (uint32, bool) {
 // sentTime is when device dev (named "<prefix>-NNNNNN") sent reading seq,
 // if it was tracked.
 func (f *pacedFleet) sentTime(dev string, seq uint32) (time.Time, bool) {
+	return trackedTime(f.sentAt, dev, seq)
+}
+
+// ackTime is when the PUBACK of device dev's reading seq was read, if it
+// was tracked and has arrived.
+func (f *pacedFleet) ackTime(dev string, seq uint32) (time.Time, bool) {
+	return trackedTime(f.ackedAt, dev, seq)
+}
+
+func trackedTime(at [][]atomic.Int64, dev string, seq uint32) (time.Time, bool) {
 	i := strings.LastIndexByte(dev, '-')
 	idx, err := strconv.Atoi(dev[i+1:])
-	if i < 0 || err != nil || idx < 0 || idx >= len(f.sentAt) || int(seq) >= len(f.sentAt[idx]) {
+	if i < 0 || err != nil || idx < 0 || idx >= len(at) || int(seq) >= len(at[idx]) {
 		return time.Time{}, false
 	}
-	ns := f.sentAt[idx][seq].Load()
+	ns := at[idx][seq].Load()
 	return time.Unix(0, ns), ns != 0
 }
 
