@@ -3,6 +3,8 @@ package bridge
 import (
 	"testing"
 	"time"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestSendsWhileAcksAreOutstanding: records the edge fsyncs while a batch
@@ -12,7 +14,7 @@ import (
 // replication round trip on RF=3) before it was even sent.
 func TestSendsWhileAcksAreOutstanding(t *testing.T) {
 	t.Parallel()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	px := newProxy(t, addr)
 	core := newCore(t, addr, px.addr()) // produce connections go through px too
 	core.start()
@@ -24,7 +26,7 @@ func TestSendsWhileAcksAreOutstanding(t *testing.T) {
 		if err := e.appendReading("dev-1", seq, 10); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "the core to hold the reading", func() bool { return core.records(stream) == want })
+		testkit.Eventually(t, 10*time.Second, "the core to hold the reading", func() bool { return core.records(stream) == want })
 	}
 	// The first batch of a session goes alone (epoch check); once the core
 	// has acknowledged it, the pipeline opens to max_in_flight.
