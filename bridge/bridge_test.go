@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-io/tributary/internal/testkit"
@@ -508,7 +509,15 @@ func TestFewerCorePartitions(t *testing.T) {
 	addr := testkit.FreeAddr(t)
 	core := newCore(t, addr, "")
 	core.start()
-	if err := core.srv.Topics().Create(stream, 2, storage.LogConfig{}); err != nil {
+	// Created through the Kafka API, as an operator would: the core's
+	// cluster metadata, not its storage, says which topics exist.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = kadm.NewClient(cl).CreateTopic(t.Context(), 2, 1, nil, stream)
+	cl.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	e := openEdge(t, t.TempDir(), 5)

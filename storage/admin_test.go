@@ -5,9 +5,6 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/tributary-io/tributary/internal/testkit"
-	"github.com/tributary-io/tributary/storage/meta"
 )
 
 // DeleteRecordsBefore moves the start inside a segment, drops the whole
@@ -71,15 +68,8 @@ func TestDeleteRecordsBefore(t *testing.T) {
 func TestTopicsReconfigure(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	store, err := meta.Open(dir + "/meta.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	tp, err := OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := openTestStore(t, dir)
+	tp := openTestTopics(t, dir, store)
 	if err := tp.Create("t", 2, LogConfig{}); err != nil {
 		t.Fatal(err)
 	}
@@ -112,10 +102,7 @@ func TestTopicsReconfigure(t *testing.T) {
 		}
 	}
 	tp.Close()
-	tp, err = OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp = openTestTopics(t, dir, store)
 	defer tp.Close()
 	if info, _ := tp.Get("t"); info.Config.MaxBatchBytes != 100 || info.Config.SegmentBytes != 1<<20 {
 		t.Fatalf("after restart: %+v", info.Config)

@@ -542,14 +542,13 @@ func (l *Log) writeLocked(in *pendingAppend, next int64) error {
 	s.appended = in.now
 	for i, h := range in.hdrs {
 		s.track(h, segPos+int64(in.starts[i]))
-		if h.ProducerID < 0 {
-			continue // no producer state to keep
+		if h.ProducerID >= 0 { // else no producer state to keep
+			fromSource := l.producers.fromSource(h.ProducerID)
+			if in.fromSource != nil {
+				fromSource = in.fromSource[i]
+			}
+			l.producers.update(h, fromSource)
 		}
-		fromSource := l.producers.fromSource(h.ProducerID)
-		if in.fromSource != nil {
-			fromSource = in.fromSource[i]
-		}
-		l.producers.update(h, fromSource)
 	}
 	l.next = next
 	l.unsynced += int64(len(in.batches))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -546,4 +547,25 @@ func TestLeaderEpochs(t *testing.T) {
 	appendN(7, 1)
 	check(6, 2, 30)
 	check(7, 7, 32)
+}
+
+// openTestStore opens dir/meta.db until the test ends.
+func openTestStore(t *testing.T, dir string) *meta.Store {
+	t.Helper()
+	store, err := meta.Open(dir + "/meta.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// openTestTopics opens the topics under dir/logs with 1 MiB segments.
+func openTestTopics(t *testing.T, dir string, store *meta.Store) *Topics {
+	t.Helper()
+	tp, err := OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tributary-io/tributary/internal/testkit"
-	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -206,15 +204,8 @@ func TestCompaction(t *testing.T) {
 func TestTopicsCreateReopenDelete(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	store, err := meta.Open(dir + "/meta.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	tp, err := OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := openTestStore(t, dir)
+	tp := openTestTopics(t, dir, store)
 	for i := 0; i < 30; i++ {
 		if err := tp.Create(fmt.Sprintf("topic-%02d", i), int32(1+i%4), LogConfig{RetentionBytes: int64(1000 + i)}); err != nil {
 			t.Fatal(err)
@@ -269,10 +260,7 @@ func TestTopicsCreateReopenDelete(t *testing.T) {
 	before := tp.TotalSize()
 	tp.Close()
 
-	tp, err = OpenTopics(dir+"/logs", store, LogConfig{SegmentBytes: 1 << 20}, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp = openTestTopics(t, dir, store)
 	defer tp.Close()
 	if got := tp.TotalSize(); got != before {
 		t.Fatalf("TotalSize %d after reopen, was %d", got, before)
@@ -288,7 +276,7 @@ func TestTopicsCreateReopenDelete(t *testing.T) {
 	if _, ok := tp.Get("topic-29"); ok {
 		t.Fatal("deleted topic came back")
 	}
-	l, err = tp.Partition("topic-03", 3)
+	l, err := tp.Partition("topic-03", 3)
 	if err != nil || l.NextOffset() != 5 {
 		t.Fatalf("data of topic-03/3 after reopen: %v", err)
 	}

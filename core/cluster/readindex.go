@@ -22,9 +22,13 @@ import (
 // up to there. Both sides count the state machine's own applied index, not
 // Raft's: Raft's AppliedIndex moves when entries are handed to the FSM, before
 // it has applied them, and it counts no-op and configuration entries the FSM
-// never sees. Every proposal acknowledged to a client has been applied by the
-// leader's FSM, so the leader's FSM index covers them all. The node learns it
-// once per leader.
+// never sees. The leader answers only after a Raft barrier: a leader elected
+// after a full restart has the previous terms' entries in its log but has not
+// applied them yet (its FSM may be at its last snapshot), and its bare FSM
+// index would let every broker, itself included, act on a copy that lacks
+// topics (the replica manager then deleted their local data as "deleted while
+// down"). After the barrier the leader's FSM holds everything committed
+// before it. The node learns the index once per leader.
 
 const commitIndexPath = "/v1/commit-index"
 
@@ -56,13 +60,26 @@ func (r *readIndex) set(leader raft.ServerID, index uint64) {
 // serveCommitIndex answers GET /v1/commit-index on the leader.
 func (n *Node) serveCommitIndex(w http.ResponseWriter, _ *http.Request) {
 	var resp commitIndexResponse
-	if n.raft.State() != raft.Leader || n.raft.VerifyLeader().Error() != nil {
+	if idx, err := n.leaderReadIndex(); err != nil {
 		resp.NotLeader = true
 	} else {
-		resp.Index = n.fsm.AppliedIndex()
+		resp.Index = idx
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// leaderReadIndex is this leader's read index: its FSM's applied index once a
+// barrier has made the FSM apply everything committed before it (which also
+// confirms the leadership: the barrier commits only with a quorum).
+func (n *Node) leaderReadIndex() (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, raft.ErrNotLeader
+	}
+	if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+		return 0, fmt.Errorf("read index barrier: %w", err)
+	}
+	return n.fsm.AppliedIndex(), nil
 }
 
 // learnLoop keeps the read index of the current leader known, asking each
@@ -96,10 +113,7 @@ func (n *Node) learnLoop(ctx context.Context) {
 // it leads, after confirming it still does).
 func (n *Node) askCommitIndex(ctx context.Context, leader raft.ServerID) (uint64, error) {
 	if leader == serverID(n.cfg.BrokerID) {
-		if err := n.raft.VerifyLeader().Error(); err != nil {
-			return 0, err
-		}
-		return n.fsm.AppliedIndex(), nil
+		return n.leaderReadIndex()
 	}
 	id, ok := brokerOf(leader)
 	if !ok {

@@ -50,3 +50,52 @@ func TestRestartedBrokerWaitsForLeaderCommitIndex(t *testing.T) {
 		}
 	}
 }
+
+// After a full cluster restart, no broker (the new leader included) counts
+// as current before its metadata holds everything committed before the
+// restart. Before, the new leader answered the read index with its own FSM
+// index, which right after the election may still be that of its last
+// snapshot; brokers then acted on a copy without the newest topics (and
+// deleted those topics' local data as deleted while they were down).
+func TestFullRestartWaitsForCommittedMetadata(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i := range 3 {
+		c.start(i)
+	}
+	c.waitFor("cluster formed", 30*time.Second, allAlive(1, 2, 3))
+	const topics = 40 // beyond SnapshotThreshold: snapshots plus log entries after them
+	for i := range topics {
+		if err := c.nodes[0].CreateTopic(ctxT(t, 20*time.Second), fmt.Sprintf("t-%02d", i), 1, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitFor("every broker has every topic", 30*time.Second, func(n *Node) error {
+		if got := len(n.Metadata().Topics); got < topics {
+			return fmt.Errorf("%d topics", got)
+		}
+		return nil
+	})
+	for i := range 3 {
+		c.stop(i)
+	}
+	for i := range 3 {
+		c.start(i)
+	}
+	checked := map[int32]bool{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(checked) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only brokers %v became current after the full restart", checked)
+		}
+		for _, n := range c.running() {
+			if checked[n.ID()] || !n.MetadataCurrent() {
+				continue
+			}
+			if got := len(n.Metadata().Topics); got < topics {
+				t.Fatalf("broker %d current after the full restart with %d of %d topics", n.ID(), got, topics)
+			}
+			checked[n.ID()] = true
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -361,8 +361,8 @@ func TestEdgeAggregationCrashes(t *testing.T) {
 		select {
 		case <-crashed:
 			crashes++
-		case <-time.After(2 * time.Second):
-			t.Fatalf("life %d: no crash in 2s", life)
+		case <-time.After(30 * time.Second): // polls crash at 4%: only a hang misses
+			t.Fatalf("life %d: no crash in 30s", life)
 		}
 		<-done
 		logMu.Lock()

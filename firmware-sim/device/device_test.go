@@ -2,16 +2,8 @@ package device
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	mrand "math/rand/v2"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -277,7 +269,8 @@ func TestBadTrafficIsNeverANumberedReading(t *testing.T) {
 
 func TestCredentialsAndTLS(t *testing.T) {
 	t.Parallel()
-	srvTLS, clientTLS := selfSignedTLS(t)
+	certs := testkit.ServerCerts(t)
+	srvTLS, clientTLS := certs.Server, certs.Client
 	b := startBroker(t, mqtttest.Options{TLS: srvTLS, Logins: map[string]string{"dev-tls": "s3cret"}})
 	cfg := testConfig("dev-tls", b.Addr())
 	cfg.Broker = "ssl://" + b.Addr()
@@ -294,32 +287,6 @@ func TestCredentialsAndTLS(t *testing.T) {
 	if s.Connects != 0 || s.Acked != 0 || s.Unsent != s.Generated || s.RequiredCount() != 0 {
 		t.Fatalf("with a wrong password: %+v", s)
 	}
-}
-
-func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tributary-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		&tls.Config{RootCAs: pool}
 }
 
 func TestQueueDropsOldest(t *testing.T) {

@@ -8,8 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,7 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	coreserver "github.com/tributary-io/tributary/core/server"
-	"github.com/tributary-io/tributary/internal/devcert"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // secureCore starts a core with a SASL_SSL listener, users admin (super
@@ -30,34 +28,23 @@ import (
 func secureCore(t *testing.T) (addr string, tc *tls.Config, admin *kadm.Client) {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := devcert.NewCA("interop CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Server("core")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := leaf.WriteFiles(dir, "core")
-	if err != nil {
-		t.Fatal(err)
-	}
+	certs := testkit.ServerCerts(t)
 	cfg := coreserver.DefaultConfig()
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.HTTPAddr = ""
 	cfg.Listeners = []coreserver.ListenerConfig{{Name: "SASL_SSL", Protocol: coreserver.ProtocolSASLSSL, Addr: "127.0.0.1:0"}}
 	cfg.Security = coreserver.SecurityConfig{
-		TLS:        coreserver.TLSConfig{CertFile: certFile, KeyFile: keyFile},
+		TLS:        coreserver.TLSConfig{CertFile: certs.CertFile, KeyFile: certs.KeyFile},
 		Users:      []coreserver.UserConfig{{Name: "admin", Password: "admin-secret"}, {Name: "alice", Password: "alice-secret"}},
 		SuperUsers: []string{"User:admin"},
 	}
-	srv, err := coreserver.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	srv, err := coreserver.Start(cfg, testkit.Logger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
 	addr = srv.ListenerAddr("SASL_SSL")
-	tc = &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
+	tc = certs.Client
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DialTLSConfig(tc.Clone()),
 		kgo.SASL(plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism()))
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -399,10 +400,17 @@ func verifyLog(ctx context.Context, t *testing.T, addrs []string, topic string, 
 		t.Errorf("%s: %d records out of per-key order", when, disorder)
 	}
 	lost, dups := 0, 0
+	lostByKey := map[string]int{}
 	for id := range acked {
 		if seen[id] == 0 {
 			lost++
+			lostByKey[strings.SplitN(id, "/", 2)[0]]++
 		}
+	}
+	if lost > 0 {
+		// Tell a record missing from the log from one not read in time.
+		ends, err := kadm.NewClient(cons).ListEndOffsets(ctx, topic)
+		t.Logf("%s: not read, by key: %v; reading stopped: %v; end offsets now: %v %v", when, lostByKey, vctx.Err(), ends, err)
 	}
 	for _, n := range seen {
 		if n > 1 {

@@ -3,18 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -210,13 +201,13 @@ func TestFleetThroughEdgeBridgeCoreThenVerifyKafka(t *testing.T) {
 func TestTLSRunAgainstEdge(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeSelfSigned(t, certFile, keyFile)
+	certs := testkit.ServerCerts(t)
+	certFile, keyFile := certs.CertFile, certs.KeyFile
 	g, data, stop := startEdgeWith(t, 5, "pw", nil, func(c *gateway.Config) {
 		c.MQTT.TLS = gateway.TLSConfig{Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
 	})
 	sum := filepath.Join(dir, "run.json")
-	code, out := sim(t, "run", "--broker", g.TLSAddr(), "--tls", "--ca-file", certFile, "--devices", "5",
+	code, out := sim(t, "run", "--broker", g.TLSAddr(), "--tls", "--ca-file", certs.CAFile, "--devices", "5",
 		"--count", "10", "--rate", "50", "--password", "pw", "--summary", sum, "--quiet", "--encoding", "json")
 	if code != 0 || !strings.Contains(out, "acked 50 ") {
 		t.Fatalf("run exit %d:\n%s", code, out)
@@ -232,33 +223,5 @@ func TestTLSRunAgainstEdge(t *testing.T) {
 		"--drain-timeout", "100ms", "--quiet")
 	if code != 0 || !strings.Contains(out, "acked 0 ") {
 		t.Fatalf("untrusted run exit %d:\n%s", code, out)
-	}
-}
-
-func writeSelfSigned(t *testing.T, certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tributary-edge-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
