@@ -87,6 +87,7 @@ type Log struct {
 	closed    bool
 	changed   chan struct{}
 	producers producerState
+	txns      txnIndex // transactions (txn.go)
 	unsynced  int64
 	synced    int64
 	syncErr   error
@@ -225,6 +226,9 @@ func (l *Log) recover() error {
 	l.synced = l.next
 	l.recount()
 	if err := l.loadProducers(); err != nil {
+		return err
+	}
+	if err := l.loadTxns(true); err != nil {
 		return err
 	}
 	return l.loadEpochs()
@@ -454,6 +458,7 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 	for i, h := range hdrs {
 		s.track(h, segPos+int64(starts[i]))
 		l.producers.update(h)
+		l.trackTxn(h, batches[starts[i]:])
 	}
 	l.next = off
 	l.unsynced += int64(len(batches))
@@ -565,6 +570,7 @@ func (l *Log) roll(base int64) error {
 	if err := writeProducerSnapshot(l.dir, base, l.producers); err != nil {
 		l.logger.Warn("producer snapshot not written", "err", err)
 	}
+	l.saveTxns(base)
 	return nil
 }
 
@@ -926,6 +932,9 @@ func (l *Log) TruncateTo(offset int64) error {
 	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h) }); err != nil {
 		return err
 	}
+	if err := l.loadTxns(false); err != nil {
+		return err
+	}
 	close(l.changed)
 	l.changed = make(chan struct{})
 	return nil
@@ -957,6 +966,7 @@ func (l *Log) ResetTo(offset int64) error {
 	errs = append(errs, l.saveEpochs())
 	l.producers = producerState{}
 	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
+	errs = append(errs, l.loadTxns(false))
 	close(l.changed)
 	l.changed = make(chan struct{})
 	return errors.Join(errs...)
@@ -1005,6 +1015,7 @@ func (l *Log) Close() error {
 			if err := writeProducerSnapshot(l.dir, l.next, l.producers); err != nil {
 				errs = append(errs, err)
 			}
+			l.saveTxns(l.next)
 		}
 	}
 	l.closed = true
