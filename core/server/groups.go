@@ -40,6 +40,9 @@ func (s *Server) handleGroup(ctx context.Context, c *call, req kmsg.Request) (km
 	if err != nil {
 		return nil, fmt.Errorf("group coordinator: %w", err)
 	}
+	if r, ok := req.(*kmsg.OffsetFetchRequest); ok { // transactions (txn.go)
+		s.markUnstable(r, resp.(*kmsg.OffsetFetchResponse))
+	}
 	if s.node != nil {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.Replication.AckTimeout)
 		switch r := req.(type) {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/groups"
+	"github.com/tributary-io/tributary/core/txns"
 	"github.com/tributary-io/tributary/internal/flagcheck"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
@@ -52,6 +53,9 @@ type Server struct {
 	store  *meta.Store
 	topics *storage.Topics
 	groups GroupCoordinator
+	// txns coordinates transactions; txnb is its side in the broker (txn.go).
+	txns *txns.Coordinator
+	txnb *txnBroker
 
 	// node and replicas are set in cluster mode (Config.Cluster).
 	node     *cluster.Node
@@ -119,6 +123,10 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		newGroups = s.defaultGroups
 	}
 	s.groups = newGroups(store, logger)
+	if err := s.startTxns(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	if err := s.setupSecurity(); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -311,6 +319,9 @@ func (s *Server) Close() error {
 			_ = s.httpLn.Close()
 		}
 		s.wg.Wait()
+		if s.txns != nil {
+			s.txns.Close()
+		}
 		if s.groups != nil {
 			s.groups.Close()
 		}
