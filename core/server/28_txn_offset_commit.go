@@ -14,7 +14,7 @@ import (
 // offsets when the transaction commits. Served by the group's coordinator.
 func init() { register(28, 0, 3, (*Server).handleTxnOffsetCommit) }
 
-func (s *Server) handleTxnOffsetCommit(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+func (s *Server) handleTxnOffsetCommit(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.TxnOffsetCommitRequest)
 	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 	var code int16
@@ -41,7 +41,7 @@ func (s *Server) handleTxnOffsetCommit(_ context.Context, c *call, kreq kmsg.Req
 		}
 	}
 	if code == 0 {
-		if err := s.stageTxnOffsets(req.Group, req.ProducerID, offs); err != nil {
+		if err := s.stageTxnOffsets(ctx, req.Group, req.ProducerID, offs); err != nil {
 			s.logger.Warn("stage transactional offsets", "group", req.Group, "err", err)
 			code = kerr.UnknownServerError.Code
 		}

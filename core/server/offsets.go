@@ -192,6 +192,9 @@ func (r *replica) loadOffsets() error {
 	l := r.log
 	from, end := l.StartOffset(), l.NextOffset()
 	n := 0
+	if err := r.m.s.clearTxnPartition(r.part); err != nil { // transactions (txn_cluster.go)
+		return err
+	}
 	for from < end {
 		b, err := l.Read(from, 1<<20, end)
 		if err != nil {
@@ -207,6 +210,12 @@ func (r *replica) loadOffsets() error {
 				return err
 			}
 			for _, rec := range recs {
+				if ok, err := r.m.s.replayTxnRecord(rec); ok || err != nil { // transactions (txn_cluster.go)
+					if err != nil {
+						return err
+					}
+					continue
+				}
 				var k offsetKey
 				var v offsetValue
 				if json.Unmarshal(rec.Key, &k) != nil || k.Group == "" {
@@ -240,5 +249,5 @@ func (r *replica) loadOffsets() error {
 	if n > 0 {
 		r.m.s.logger.Info("loaded committed offsets", "partition", r.part, "commits", n)
 	}
-	return nil
+	return r.m.s.loadTxnPartition(r.part) // transactions (txn_cluster.go)
 }

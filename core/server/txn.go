@@ -120,42 +120,51 @@ func (b *txnBroker) SaveTxn(ctx context.Context, t txns.Txn) error {
 	return nil
 }
 
-// WriteMarkers implements txns.Markers: partitions side by side, then the
-// groups' staged offsets.
+// WriteMarkers implements txns.Markers: the partitions this broker leads
+// side by side, the rest through their leaders (txn_cluster.go), and the
+// groups' staged offsets through their coordinators.
 func (b *txnBroker) WriteMarkers(ctx context.Context, pid int64, epoch int16, commit bool, parts []txns.TopicPartition, groups []string) error {
-	errs := make([]error, len(parts))
+	s := b.s
+	var remote []markerTarget
+	var local []*Partition
+	for _, tp := range parts {
+		p, err := s.partition(tp.Topic, tp.Partition, false)
+		switch {
+		case err == nil:
+			local = append(local, p)
+		case s.node != nil && s.node.Metadata().Topics[tp.Topic] != nil:
+			remote = append(remote, markerTarget{tp: tp}) // led elsewhere
+		case errorCode(err) == kerr.UnknownTopicOrPartition.Code:
+			// Deleted since it joined the transaction: nothing to mark.
+		default:
+			return fmt.Errorf("marker for %s/%d: %w", tp.Topic, tp.Partition, err)
+		}
+	}
+	errs := make([]error, len(local))
 	var wg sync.WaitGroup
-	for i, tp := range parts {
+	for i, p := range local {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = b.s.writeMarker(ctx, tp, pid, epoch, commit)
+			errs[i] = s.appendMarker(ctx, p, pid, epoch, commit)
 		}()
 	}
 	wg.Wait()
 	for _, g := range groups {
-		errs = append(errs, b.s.settleTxnOffsets(ctx, g, pid, commit))
+		if s.node != nil && !s.ownsGroup(g) {
+			remote = append(remote, markerTarget{group: g})
+			continue
+		}
+		errs = append(errs, s.settleLocal(ctx, g, pid, commit))
+	}
+	if len(remote) > 0 {
+		errs = append(errs, s.writeRemoteMarkers(ctx, pid, epoch, commit, remote))
 	}
 	return errors.Join(errs...)
 }
 
-// writeMarker appends one control batch to a partition this broker leads,
-// or has its leader do it (txn_cluster.go), and waits until it is durable.
-func (s *Server) writeMarker(ctx context.Context, tp txns.TopicPartition, pid int64, epoch int16, commit bool) error {
-	p, err := s.partition(tp.Topic, tp.Partition, false)
-	if err != nil {
-		if s.node != nil && errors.Is(err, errNotLeader) {
-			return s.remoteMarker(ctx, tp, pid, epoch, commit)
-		}
-		if errorCode(err) == kerr.UnknownTopicOrPartition.Code {
-			// Deleted since it joined the transaction: nothing to mark.
-			return nil
-		}
-		return fmt.Errorf("marker for %s/%d: %w", tp.Topic, tp.Partition, err)
-	}
-	return s.appendMarker(ctx, p, pid, epoch, commit)
-}
-
+// appendMarker appends one control batch to a partition this broker leads
+// and waits until it is durable (on every in-sync replica).
 func (s *Server) appendMarker(ctx context.Context, p *Partition, pid int64, epoch int16, commit bool) error {
 	batch, err := recordbatch.BuildMarker(pid, epoch, commit, 0, time.Now().UnixMilli())
 	if err != nil {
@@ -169,7 +178,7 @@ func (s *Server) appendMarker(ctx context.Context, p *Partition, pid int64, epoc
 
 // stageTxnOffsets keeps a TxnOffsetCommit's offsets until the transaction
 // ends; a later commit for the same partition in the same transaction wins.
-func (s *Server) stageTxnOffsets(group string, pid int64, offs map[meta.TopicPartition]meta.OffsetCommit) error {
+func (s *Server) stageTxnOffsets(ctx context.Context, group string, pid int64, offs map[meta.TopicPartition]meta.OffsetCommit) error {
 	s.txnb.mu.Lock()
 	defer s.txnb.mu.Unlock()
 	staged, err := s.stagedOffsets(group, pid)
@@ -182,6 +191,11 @@ func (s *Server) stageTxnOffsets(group string, pid int64, offs map[meta.TopicPar
 	v, err := json.Marshal(encodeStaged(staged))
 	if err != nil {
 		return fmt.Errorf("encode staged offsets: %w", err)
+	}
+	if s.node != nil {
+		if err := s.replicateStaged(ctx, group, pid, v); err != nil {
+			return err
+		}
 	}
 	return s.store.PutValue(txnOffsetsKey(group, pid), v)
 }
@@ -269,11 +283,9 @@ func (s *Server) markUnstable(req *kmsg.OffsetFetchRequest, resp *kmsg.OffsetFet
 	}
 }
 
-// settleTxnOffsets commits (or drops) what a transaction staged for group.
-func (s *Server) settleTxnOffsets(ctx context.Context, group string, pid int64, commit bool) error {
-	if s.node != nil && !s.ownsGroup(group) {
-		return s.remoteGroupMarker(ctx, group, pid, commit)
-	}
+// settleLocal commits (or drops) what a transaction staged for a group
+// this broker coordinates.
+func (s *Server) settleLocal(ctx context.Context, group string, pid int64, commit bool) error {
 	s.txnb.mu.Lock()
 	defer s.txnb.mu.Unlock()
 	staged, err := s.stagedOffsets(group, pid)
@@ -293,6 +305,11 @@ func (s *Server) settleTxnOffsets(ctx context.Context, group string, pid int64, 
 			if err := s.replicateOffsets(ctx, group, staged); err != nil {
 				return err
 			}
+		}
+	}
+	if s.node != nil && len(staged) > 0 {
+		if err := s.replicateStaged(ctx, group, pid, nil); err != nil {
+			return err
 		}
 	}
 	if err := s.store.DeleteValue(txnOffsetsKey(group, pid)); err != nil && !errors.Is(err, meta.ErrNotFound) {

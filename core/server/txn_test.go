@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/core/txns"
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
@@ -206,15 +208,17 @@ func TestTransactionsTimeoutAndRestart(t *testing.T) {
 func TestTransactionsGroupSession(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, testConfig(t.TempDir()))
+	admin := newClient(t, srv.Addr())
+	createTopic(t, admin, "in", 3, nil)
+	createTopic(t, admin, "out", 3, nil)
 	txnSession(t, []string{srv.Addr()}, "in", "out")
 }
 
-// txnSession runs the consume-transform-produce loop against seeds.
+// txnSession runs the consume-transform-produce loop against seeds, from
+// topic in (3 partitions, filled here) to out.
 func txnSession(t *testing.T, seeds []string, in, out string) {
 	const n = 300
-	admin := newClient(t, seeds[0])
-	createTopic(t, admin, in, 3, nil)
-	createTopic(t, admin, out, 3, nil)
+	admin := newClient(t, seeds[0], kgo.SeedBrokers(seeds...))
 	var recs []*kgo.Record
 	for i := range n {
 		recs = append(recs, &kgo.Record{Topic: in, Key: []byte(fmt.Sprint(i % 7)), Value: []byte(fmt.Sprint(i))})
@@ -313,5 +317,70 @@ func TestTransactionsLibrdkafka(t *testing.T) {
 	slices.Sort(got)
 	if strings.Join(got, " ") != "c0 c1 c2 c3 c4 d0 d1 d2 d3 d4" {
 		t.Fatalf("kgo read_committed of librdkafka's transactions: %v", got)
+	}
+}
+
+// Three brokers: the consume-transform-produce loop works with partitions,
+// groups and transactional ids spread over the brokers (markers through
+// WriteTxnMarkers); and when the coordinator of an open transaction is
+// stopped like a crash, the new coordinator replays the state from the
+// offsets topic and aborts it after its timeout, so no partition is left
+// with a hanging transaction.
+func TestTransactionsCluster(t *testing.T) {
+	tb := startTestCluster(t, 3)
+	for _, topic := range []string{"cin", "cout", "hang"} {
+		createReplicatedTopic(t, tb.addrs()[0], topic, 3, 3, 2)
+		tb.waitTopic(topic)
+	}
+	txnSession(t, tb.addrs(), "cin", "cout")
+
+	cl := newClient(t, tb.addrs()[0], kgo.SeedBrokers(tb.addrs()...), kgo.TransactionalID("doomed"),
+		kgo.TransactionTimeout(3*time.Second), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produceTxn(t, cl, "hang", true, "before")
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(3) {
+		if err := cl.ProduceSync(ctxT(t), &kgo.Record{Topic: "hang", Partition: p, Value: []byte("doomed")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	part := cluster.CoordinatorPartition("doomed", 3)
+	coord := tb.srvs[0].Node().Metadata().Topics[cluster.OffsetsTopic].Partitions[part].Leader
+	cl.Close()
+	if err := tb.byID(coord).Close(); err != nil {
+		t.Fatalf("stop coordinator %d: %v", coord, err)
+	}
+	var rest []*Server
+	for _, s := range tb.srvs {
+		if s.cfg.NodeID != coord {
+			rest = append(rest, s)
+		}
+	}
+	tb.waitFor("open transaction aborted by the new coordinator", 60*time.Second, func() bool {
+		for _, s := range rest {
+			if t, ok := s.txns.Describe("doomed"); ok && t.State == txns.CompleteAbort && s.txnOwner("doomed") == 0 {
+				return true
+			}
+		}
+		return false
+	})
+	tb.waitFor("every partition stable", 30*time.Second, func() bool {
+		for p := range int32(3) {
+			stable := false
+			for _, s := range rest {
+				if pp, err := s.partition("hang", p, false); err == nil {
+					stable = pp.LastStableOffset() == pp.HighWatermark()
+				}
+			}
+			if !stable {
+				return false
+			}
+		}
+		return true
+	})
+	got := consumeAll(t, rest[0].Addr(), "hang", 1, true)
+	if !slices.Equal(got, []string{"before"}) {
+		t.Fatalf("read_committed after the coordinator crash: %v", got)
 	}
 }
