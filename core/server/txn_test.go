@@ -27,7 +27,7 @@ func consumeAll(t *testing.T, addr, topic string, want int, committed bool) []st
 	if committed {
 		iso = kgo.ReadCommitted()
 	}
-	cl := newClient(t, addr, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso),
+	cl := newClient(t, addr, kgo.SeedBrokers(strings.Split(addr, ",")...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
 	defer cl.Close()
 	var got []string
@@ -303,17 +303,21 @@ func TestTransactionsLibrdkafka(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, testConfig(t.TempDir()))
 	createTopic(t, newClient(t, srv.Addr()), "rdk", 2, nil)
+	librdkafkaTxns(t, srv.Addr(), "rdk")
+}
+
+func librdkafkaTxns(t *testing.T, bootstrap, topic string) {
 	py := "/usr/bin/python3"
 	if _, err := os.Stat(py); err != nil {
 		py = "python3"
 	}
-	out := runClient(t, []string{py, "-c", "import confluent_kafka"}, py, "testdata/confluent_transactions.py", srv.Addr(), "rdk")
+	out := runClient(t, []string{py, "-c", "import confluent_kafka"}, py, "testdata/confluent_transactions.py", bootstrap, topic)
 	t.Logf("confluent-kafka: %s", out)
 	if !strings.Contains(out, "committed=[c0 c1 c2 c3 c4 d0 d1 d2 d3 d4]") {
 		t.Fatalf("librdkafka transactions: %s", out)
 	}
 	// And kgo reading what librdkafka wrote agrees.
-	got := consumeAll(t, srv.Addr(), "rdk", 10, true)
+	got := consumeAll(t, bootstrap, topic, 10, true)
 	slices.Sort(got)
 	if strings.Join(got, " ") != "c0 c1 c2 c3 c4 d0 d1 d2 d3 d4" {
 		t.Fatalf("kgo read_committed of librdkafka's transactions: %v", got)
@@ -333,6 +337,11 @@ func TestTransactionsCluster(t *testing.T) {
 		tb.waitTopic(topic)
 	}
 	txnSession(t, tb.addrs(), "cin", "cout")
+	t.Run("librdkafka", func(t *testing.T) {
+		createReplicatedTopic(t, tb.addrs()[0], "crdk", 2, 3, 2)
+		tb.waitTopic("crdk")
+		librdkafkaTxns(t, strings.Join(tb.addrs(), ","), "crdk")
+	})
 
 	cl := newClient(t, tb.addrs()[0], kgo.SeedBrokers(tb.addrs()...), kgo.TransactionalID("doomed"),
 		kgo.TransactionTimeout(3*time.Second), kgo.RecordPartitioner(kgo.ManualPartitioner()))
