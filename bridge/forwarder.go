@@ -249,16 +249,10 @@ type inflight struct {
 // starts at the saved cursor every time: re-sending what the core may
 // already have is safe, skipping is not.
 func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
-	info, ok := f.b.topics.Get(f.stream)
-	if !ok {
-		<-ctx.Done() // the stream was deleted on the edge; nothing left to do
-		return false, ctx.Err()
-	}
-	ct, err := f.b.admin.ensure(ctx, f.coreTopic, info.Partitions)
+	ct, cp, err := f.target(ctx)
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", errMetadata, err)
+		return false, err
 	}
-	cp := f.partition % ct.partitions
 	addr, ok := ct.leaders[cp]
 	if !ok {
 		return false, fmt.Errorf("%w: %s/%d has no leader", errMetadata, f.coreTopic, cp)
@@ -369,6 +363,21 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		queue = queue[1:]
 		progressed = true
 	}
+}
+
+// target describes the core topic (creating it when missing) and picks the
+// core partition of this edge partition.
+func (f *forwarder) target(ctx context.Context) (coreTopic, int32, error) {
+	info, ok := f.b.topics.Get(f.stream)
+	if !ok {
+		<-ctx.Done() // the stream was deleted on the edge; nothing left to do
+		return coreTopic{}, 0, ctx.Err()
+	}
+	ct, err := f.b.admin.ensure(ctx, f.coreTopic, info.Partitions)
+	if err != nil {
+		return coreTopic{}, 0, fmt.Errorf("%w: %w", errMetadata, err)
+	}
+	return ct, f.partition % ct.partitions, nil
 }
 
 // readFrom reads the fsynced edge batches from next on (at most maxBatch

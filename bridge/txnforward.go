@@ -33,19 +33,13 @@ import (
 // txnSession forwards in transactions until an error; the next session
 // starts again from the cursor committed in the target.
 func (f *forwarder) txnSession(ctx context.Context) (progressed bool, err error) {
-	info, ok := f.b.topics.Get(f.stream)
-	if !ok {
-		<-ctx.Done() // the stream was deleted on the edge; nothing left to do
-		return false, ctx.Err()
-	}
-	ct, err := f.b.admin.ensure(ctx, f.coreTopic, info.Partitions)
+	_, cp, err := f.target(ctx)
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", errMetadata, err)
+		return false, err
 	}
 	if err := f.b.ensureCursorTopic(ctx); err != nil {
 		return false, fmt.Errorf("%w: %w", errMetadata, err)
 	}
-	cp := f.partition % ct.partitions
 	f.mu.Lock()
 	f.corePartition = cp
 	f.mu.Unlock()

@@ -275,6 +275,15 @@ func (l *Log) loadProducers() error {
 
 // walkHeaders calls fn for every batch header from offset on.
 func (l *Log) walkHeaders(from int64, fn func(recordbatch.Header)) error {
+	return l.walkBatches(from, func(_ *segment, _ int64, h recordbatch.Header) error {
+		fn(h)
+		return nil
+	})
+}
+
+// walkBatches calls fn with the segment, position and header of every batch
+// from offset on.
+func (l *Log) walkBatches(from int64, fn func(s *segment, pos int64, h recordbatch.Header) error) error {
 	for _, s := range l.segments {
 		if s.next <= from {
 			continue
@@ -288,7 +297,9 @@ func (l *Log) walkHeaders(from int64, fn func(recordbatch.Header)) error {
 			if err != nil {
 				return fmt.Errorf("walk %s at %d: %w", s.path, pos, err)
 			}
-			fn(h)
+			if err := fn(s, pos, h); err != nil {
+				return err
+			}
 			pos += int64(h.Size())
 		}
 	}

@@ -179,33 +179,20 @@ func readTxnSnapshot(dir string) (txnSnapshot, bool) {
 // walkTxnBatches tracks every transactional batch from offset on; only
 // control batches are read beyond their header.
 func (l *Log) walkTxnBatches(from int64) error {
-	for _, s := range l.segments {
-		if s.next <= from {
-			continue
+	return l.walkBatches(from, func(s *segment, pos int64, h recordbatch.Header) error {
+		if !h.IsTransactional() {
+			return nil
 		}
-		pos, err := s.find(from)
-		if err != nil {
-			return err
+		var b []byte
+		if h.IsControl() {
+			b = make([]byte, h.Size())
+			if err := s.readAt(b, pos); err != nil {
+				return fmt.Errorf("read control batch in %s at %d: %w", s.path, pos, err)
+			}
 		}
-		for pos < s.size {
-			h, err := s.header(pos)
-			if err != nil {
-				return fmt.Errorf("walk transactions in %s at %d: %w", s.path, pos, err)
-			}
-			var b []byte
-			if h.IsControl() && h.IsTransactional() {
-				b = make([]byte, h.Size())
-				if err := s.readAt(b, pos); err != nil {
-					return fmt.Errorf("read control batch in %s at %d: %w", s.path, pos, err)
-				}
-			}
-			if b != nil || (h.IsTransactional() && !h.IsControl()) {
-				l.trackTxn(h, b)
-			}
-			pos += int64(h.Size())
-		}
-	}
-	return nil
+		l.trackTxn(h, b)
+		return nil
+	})
 }
 
 // txnFate says whether a transactional data batch belongs to an aborted

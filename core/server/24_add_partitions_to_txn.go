@@ -33,6 +33,13 @@ func (s *Server) handleAddPartitionsToTxn(ctx context.Context, c *call, kreq kms
 		code = txnErrorCode(s.txns.Add(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts, nil), req.Version, 2)
 	}
 	c.fail(code)
+	fillAddPartitions(req, resp, code)
+	return resp, nil
+}
+
+// fillAddPartitions answers every partition of req with code: a
+// transaction takes all of them or none.
+func fillAddPartitions(req *kmsg.AddPartitionsToTxnRequest, resp *kmsg.AddPartitionsToTxnResponse, code int16) {
 	for _, t := range req.Topics {
 		rt := kmsg.NewAddPartitionsToTxnResponseTopic()
 		rt.Topic = t.Topic
@@ -43,5 +50,4 @@ func (s *Server) handleAddPartitionsToTxn(ctx context.Context, c *call, kreq kms
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	return resp, nil
 }

@@ -30,17 +30,11 @@ func (s *Server) handleDescribeTransactions(_ context.Context, c *call, kreq kms
 			if t.State == txns.Ongoing {
 				st.StartTimestamp = t.StartMs
 			}
-			byTopic := map[string]int{}
-			for _, tp := range t.Partitions {
-				i, ok := byTopic[tp.Topic]
-				if !ok {
-					i = len(st.Topics)
-					byTopic[tp.Topic] = i
-					rt := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
-					rt.Topic = tp.Topic
-					st.Topics = append(st.Topics, rt)
-				}
-				st.Topics[i].Partitions = append(st.Topics[i].Partitions, tp.Partition)
+			topics, parts := byTopic(t.Partitions)
+			for _, topic := range topics {
+				rt := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
+				rt.Topic, rt.Partitions = topic, parts[topic]
+				st.Topics = append(st.Topics, rt)
 			}
 		}
 		c.fail(st.ErrorCode)

@@ -24,16 +24,7 @@ func (s *Server) authorizeTxn(c *call, req kmsg.Request) (kmsg.Response, func(km
 				// All or nothing: a transaction must not start half-added.
 				resp := r.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
 				resp.SetVersion(r.Version)
-				for _, t := range r.Topics {
-					rt := kmsg.NewAddPartitionsToTxnResponseTopic()
-					rt.Topic = t.Topic
-					for _, p := range t.Partitions {
-						rp := kmsg.NewAddPartitionsToTxnResponseTopicPartition()
-						rp.Partition, rp.ErrorCode = p, codeTopicDenied
-						rt.Partitions = append(rt.Partitions, rp)
-					}
-					resp.Topics = append(resp.Topics, rt)
-				}
+				fillAddPartitions(r, resp, codeTopicDenied)
 				c.fail(codeTopicDenied)
 				return resp, nil
 			}

@@ -181,6 +181,19 @@ func containsTP(tps []txns.TopicPartition, tp txns.TopicPartition) bool {
 	return false
 }
 
+// byTopic groups partitions by topic, topics in the order first seen.
+func byTopic(tps []txns.TopicPartition) ([]string, map[string][]int32) {
+	var topics []string
+	parts := map[string][]int32{}
+	for _, tp := range tps {
+		if _, ok := parts[tp.Topic]; !ok {
+			topics = append(topics, tp.Topic)
+		}
+		parts[tp.Topic] = append(parts[tp.Topic], tp.Partition)
+	}
+	return topics, parts
+}
+
 // sendMarkers is one WriteTxnMarkers round trip to broker id.
 func (s *Server) sendMarkers(ctx context.Context, id int32, addr string, pid int64, epoch int16, commit bool, tps []txns.TopicPartition) error {
 	conn, err := dialReplica(ctx, s, id, addr)
@@ -192,17 +205,11 @@ func (s *Server) sendMarkers(ctx context.Context, id int32, addr string, pid int
 	req.Version = 1
 	m := kmsg.NewWriteTxnMarkersRequestMarker()
 	m.ProducerID, m.ProducerEpoch, m.Committed = pid, epoch, commit
-	byTopic := map[string]int{}
-	for _, tp := range tps {
-		i, ok := byTopic[tp.Topic]
-		if !ok {
-			i = len(m.Topics)
-			byTopic[tp.Topic] = i
-			mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
-			mt.Topic = tp.Topic
-			m.Topics = append(m.Topics, mt)
-		}
-		m.Topics[i].Partitions = append(m.Topics[i].Partitions, tp.Partition)
+	topics, parts := byTopic(tps)
+	for _, topic := range topics {
+		mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+		mt.Topic, mt.Partitions = topic, parts[topic]
+		m.Topics = append(m.Topics, mt)
 	}
 	req.Markers = append(req.Markers, m)
 	resp := kmsg.NewPtrWriteTxnMarkersResponse()
