@@ -99,6 +99,22 @@ func (f *forwarder) txnSession(ctx context.Context) (progressed bool, err error)
 		if err != nil {
 			return progressed, err
 		}
+		// A backlog goes in larger transactions: each costs the target a
+		// few fsyncs (state, markers) whatever its size.
+		for read := len(raw); len(recs) > 0 && read < txnRunBatches*f.maxBatch; {
+			more, at, err := f.readFrom(after)
+			if err != nil {
+				return progressed, err
+			}
+			if more == nil {
+				break
+			}
+			rs, a, err := f.collect(more, at)
+			if err != nil {
+				return progressed, err
+			}
+			recs, after, read = append(recs, rs...), a, read+len(more)
+		}
 		if len(recs) > 0 {
 			n, err := f.commitRun(ctx, cl, cp, recs, after)
 			if err != nil {
@@ -112,6 +128,10 @@ func (f *forwarder) txnSession(ctx context.Context) (progressed bool, err error)
 		next = after
 	}
 }
+
+// txnRunBatches is how many edge reads of max_batch_bytes one transaction
+// takes at most.
+const txnRunBatches = 8
 
 func (f *forwarder) txnID() string {
 	return "tributary-bridge/" + f.txnCursorKey()

@@ -53,7 +53,7 @@ func exactlyOnceConfig(addr string) Config {
 
 // judgeCommitted reads topic read_committed until every wanted reading is
 // there (or a while passes), and a moment longer for duplicates.
-func judgeCommitted(t *testing.T, addr, topic string, want map[string]uint64) verdict {
+func judgeCommitted(t testing.TB, addr, topic string, want map[string]uint64) verdict {
 	t.Helper()
 	var total int
 	for _, n := range want {
@@ -83,7 +83,7 @@ func judgeCommitted(t *testing.T, addr, topic string, want map[string]uint64) ve
 	return j.finish(want)
 }
 
-func mustExactlyOnce(t *testing.T, v verdict) {
+func mustExactlyOnce(t testing.TB, v verdict) {
 	t.Helper()
 	if v.lost != 0 || v.duplicated != 0 || v.outOfOrder != 0 || v.unexpected != 0 {
 		t.Fatalf("target topic read_committed: lost=%d duplicated=%d out-of-order=%d unexpected=%d (records %d)",
