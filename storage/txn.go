@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -41,11 +42,16 @@ type endedTxn struct {
 
 type txnIndex struct {
 	open    map[int64]int64 // producer id → first offset of its open transaction
-	ended   []endedTxn
-	aborted []AbortedTxn // by LastOffset
+	ended   []endedTxn      // by marker offset
+	aborted []AbortedTxn    // by LastOffset
+	// stable is the highest high watermark LastStableOffset was asked
+	// with: ended transactions whose marker is below it are dropped at the
+	// next append (a partition of small transactions would otherwise keep
+	// one entry per transaction until its segment rolls).
+	stable *atomic.Int64
 }
 
-func newTxnIndex() txnIndex { return txnIndex{open: map[int64]int64{}} }
+func newTxnIndex() txnIndex { return txnIndex{open: map[int64]int64{}, stable: new(atomic.Int64)} }
 
 // track applies one written batch (b starts with it). mu held.
 func (l *Log) trackTxn(h recordbatch.Header, b []byte) {
@@ -75,6 +81,10 @@ func (l *Log) trackTxn(h recordbatch.Header, b []byte) {
 		return // a marker for a transaction with no data here
 	}
 	delete(t.open, h.ProducerID)
+	if hw := t.stable.Load(); len(t.ended) > 0 && t.ended[0].marker < hw {
+		i := sort.Search(len(t.ended), func(i int) bool { return t.ended[i].marker >= hw })
+		t.ended = append(t.ended[:0], t.ended[i:]...)
+	}
 	t.ended = append(t.ended, endedTxn{first: first, marker: h.BaseOffset})
 	if typ == recordbatch.ControlAbort {
 		t.aborted = append(t.aborted, AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: h.BaseOffset})
@@ -86,14 +96,17 @@ func (l *Log) trackTxn(h recordbatch.Header, b []byte) {
 func (l *Log) LastStableOffset(hw int64) int64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	t := &l.txns
+	if hw > t.stable.Load() {
+		t.stable.Store(hw) // a hint: racing stores may lower it, never past a real HW
+	}
 	lso := hw
-	for _, first := range l.txns.open {
+	for _, first := range t.open {
 		lso = min(lso, first)
 	}
-	for _, e := range l.txns.ended {
-		if e.marker >= hw {
-			lso = min(lso, e.first)
-		}
+	i := sort.Search(len(t.ended), func(i int) bool { return t.ended[i].marker >= hw })
+	for _, e := range t.ended[i:] {
+		lso = min(lso, e.first)
 	}
 	return lso
 }

@@ -124,3 +124,29 @@ func TestMarkerFencesOldEpoch(t *testing.T) {
 }
 
 func removeFile(dir, name string) error { return os.Remove(filepath.Join(dir, name)) }
+
+// A partition of many small transactions keeps only the ended ones whose
+// markers are not yet below the high watermark.
+func TestEndedTransactionsPruned(t *testing.T) {
+	t.Parallel()
+	l := openTestLog(t, t.TempDir(), LogConfig{})
+	defer l.Close()
+	ctx := context.Background()
+	for i := range 100 {
+		if _, err := l.Append(ctx, txnBatch(t, 5, 0, int32(i), 1), AppendOptions{Idempotent: true, LeaderEpoch: -1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(ctx, marker(t, 5, 0, true), AppendOptions{LeaderEpoch: -1}); err != nil {
+			t.Fatal(err)
+		}
+		if lso := l.LastStableOffset(l.NextOffset()); lso != l.NextOffset() {
+			t.Fatalf("LSO %d, log end %d", lso, l.NextOffset())
+		}
+	}
+	l.mu.RLock()
+	n := len(l.txns.ended)
+	l.mu.RUnlock()
+	if n > 1 {
+		t.Fatalf("%d ended transactions kept", n)
+	}
+}

@@ -355,7 +355,7 @@ func (s *Server) checkTxnProduce(id *string, h recordbatch.Header, topic string,
 		return kerr.InvalidRequest.Code, "transactional batch without a transactional id"
 	}
 	t, ok := s.txns.Describe(*id)
-	if !ok {
+	if !ok || s.txnOwner(*id) != 0 {
 		return 0, "" // coordinated elsewhere
 	}
 	switch {

@@ -323,6 +323,16 @@ func (c *Coordinator) done(e *entry, t Txn, ok bool) {
 	}
 }
 
+// forget drops an entry whose state log partition moved away while it was
+// busy (Unload skipped it): the new coordinator finishes it.
+func (c *Coordinator) forget(e *entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.txns[e.ID] == e && !e.busy {
+		delete(c.txns, e.ID)
+	}
+}
+
 // Add puts partitions and groups into the producer's transaction, starting
 // it if none is ongoing.
 func (c *Coordinator) Add(ctx context.Context, id string, pid int64, epoch int16, parts []TopicPartition, groups []string) int16 {
@@ -501,6 +511,9 @@ func (c *Coordinator) tick(ctx context.Context) {
 			c.log.Info("aborting timed-out transaction", "txn", e.ID, "pid", e.ProducerID, "epoch", e.Epoch)
 			next, code := c.end(ctx, e.Txn, false, true)
 			c.done(e, next, code == 0)
+			if code == kerr.NotCoordinator.Code {
+				c.forget(e)
+			}
 			continue
 		}
 		next, err := c.complete(ctx, e.Txn)
@@ -508,6 +521,9 @@ func (c *Coordinator) tick(ctx context.Context) {
 			c.log.Warn("finishing transaction", "txn", e.ID, "err", err)
 		}
 		c.done(e, next, err == nil)
+		if errors.Is(err, ErrNotCoordinator) {
+			c.forget(e)
+		}
 	}
 }
 
