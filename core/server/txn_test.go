@@ -93,6 +93,17 @@ func TestTransactionsReadCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	adm := kadm.NewClient(admin)
+	// DescribeProducers names where the open transaction starts (how
+	// kafka-transactions.sh finds hanging transactions).
+	dp, err := adm.DescribeProducers(ctxT(t), kadm.TopicsSet{"tx": {0: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp.EachProducer(func(p kadm.DescribedProducer) {
+		if p.CurrentTxnStartOffset != 8 {
+			t.Errorf("producer %d: current transaction starts at %d, want 8", p.ProducerID, p.CurrentTxnStartOffset)
+		}
+	})
 	end := func(committed bool) int64 {
 		var offs kadm.ListedOffsets
 		var err error

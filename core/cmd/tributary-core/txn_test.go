@@ -154,15 +154,22 @@ func TestClusterTransactionKills(t *testing.T) {
 	}
 }
 
+// findTxnCoordinator asks until the cluster names a coordinator (right
+// after a broker restarts it may answer COORDINATOR_NOT_AVAILABLE).
 func findTxnCoordinator(ctx context.Context, t *testing.T, cl *kgo.Client, id string) int32 {
 	t.Helper()
 	req := kmsg.NewPtrFindCoordinatorRequest()
 	req.CoordinatorKey, req.CoordinatorType = id, 1
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil || resp.ErrorCode != 0 {
-		t.Fatalf("find coordinator of %s: %v %+v", id, err, resp)
+	for {
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil && resp.ErrorCode == 0 {
+			return resp.NodeID
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("find coordinator of %s: %v %+v", id, err, resp)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return resp.NodeID
 }
 
 // stable reports whether every partition's read_committed end (the LSO)
