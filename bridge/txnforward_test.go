@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,8 +45,8 @@ var txnTargets = []struct {
 	}},
 }
 
-func exactlyOnceConfig(addr string) Config {
-	cfg := testBridgeConfig(addr)
+func exactlyOnceConfig(addrs ...string) Config {
+	cfg := testBridgeConfig(addrs...)
 	cfg.Target, cfg.ExactlyOnce = TargetKafka, true
 	cfg.TransactionTimeout = 10 * time.Second
 	return cfg
@@ -269,4 +270,83 @@ func FuzzCommittedRecords(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte, pid, first int64) {
 		_, _ = committedRecords(b, []kmsg.FetchResponseTopicPartitionAbortedTransaction{{ProducerID: pid, FirstOffset: first}}, func(recordbatch.Record) {})
 	})
+}
+
+// A 3-broker core (processes) is the exactly-once target; while the edge
+// ingests and forwards, a broker is SIGKILLed and restarted three times:
+// the leader of a data partition, the leader of the cursor topic, and the
+// coordinator of a forwarder's transactional id. Forwarding resumes each
+// time and the target ends with every reading exactly once (read_committed).
+func TestExactlyOnceCoreClusterKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-broker core as processes")
+	}
+	bin := testkit.BuildBinary(t, "core/cmd/tributary-core")
+	cluster := testkit.StartCoreCluster(t, 3, func(config string) *exec.Cmd {
+		return exec.Command(bin, "-config", config, "-http-addr=", "-log-level", "info")
+	})
+	addrs := cluster.Addrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	defer cancel()
+	createClusterTopic(ctx, t, addrs, stream, 2, 3)
+	adm := kadm.NewClient(newKafkaClient(t, addrs))
+	if _, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"cleanup.policy": kmsg.StringPtr("compact"), "min.insync.replicas": kmsg.StringPtr("2")}, DefaultCursorTopic); err != nil {
+		t.Fatal(err)
+	}
+
+	e := openEdge(t, t.TempDir(), 2)
+	cfg := exactlyOnceConfig(addrs...)
+	cfg.RequestTimeout = 5 * time.Second
+	rb := startBridge(t, cfg, e)
+	in := e.startIngest(devices("ck", 4), map[string]uint64{}, 20, 10*time.Millisecond)
+	waitFor(t, 60*time.Second, "forwarding to start", func() bool { return cursorOf(rb) > 200 })
+
+	leaderOf := func(topic string) int32 {
+		for {
+			st, err := testkit.PartitionStates(ctx, addrs, topic)
+			if err == nil && st[0].Leader > 0 {
+				return st[0].Leader
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("no leader of %s: %v", topic, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	coordinatorOf := func(id string) int32 {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey, req.CoordinatorType = id, 1
+		for {
+			resp, err := req.RequestWith(ctx, newKafkaClient(t, addrs))
+			if err == nil && resp.ErrorCode == 0 {
+				return resp.NodeID
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("no coordinator of %s: %v", id, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	victims := []struct {
+		what string
+		id   func() int32
+	}{
+		{"data partition leader", func() int32 { return leaderOf(stream) }},
+		{"cursor topic leader", func() int32 { return leaderOf(DefaultCursorTopic) }},
+		{"transaction coordinator", func() int32 { return coordinatorOf("tributary-bridge/" + rb.EdgeID() + "/" + stream + "/0") }},
+	}
+	// Partition 0 is the one every victim serves.
+	cursor0 := func() int64 { return rb.Status().Partitions[0].Cursor }
+	for _, v := range victims {
+		b := cluster.Brokers[v.id()-1]
+		at := cursor0()
+		killed := time.Now()
+		b.Stop(syscall.SIGKILL)
+		waitFor(t, 60*time.Second, "forwarding to resume after killing the "+v.what, func() bool { return cursor0() > at+100 })
+		t.Logf("killed broker %d (%s): forwarding resumed after %v", b.ID, v.what, time.Since(killed).Round(100*time.Millisecond))
+		b.Start(t)
+	}
+	want := in.stop(t)
+	rb.waitCaughtUp(t, 60*time.Second)
+	mustExactlyOnce(t, judgeCommitted(t, addrs[0], stream, want))
 }
