@@ -14,6 +14,12 @@ import (
 // offsets when the transaction commits. Served by the group's coordinator.
 func init() { register(28, 0, 3, (*Server).handleTxnOffsetCommit) }
 
+// txnCommitChecker is a group coordinator that fences zombie members'
+// transactional commits (core/groups does).
+type txnCommitChecker interface {
+	CheckTxnCommit(group string, generation int32, memberID string, instanceID *string) int16
+}
+
 func (s *Server) handleTxnOffsetCommit(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.TxnOffsetCommitRequest)
 	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
@@ -23,6 +29,9 @@ func (s *Server) handleTxnOffsetCommit(ctx context.Context, c *call, kreq kmsg.R
 		code = kerr.InvalidGroupID.Code
 	case s.node != nil && !s.ownsGroup(req.Group):
 		code = kerr.NotCoordinator.Code
+	}
+	if gc, ok := s.groups.(txnCommitChecker); ok && code == 0 && req.Version >= 3 {
+		code = gc.CheckTxnCommit(req.Group, req.Generation, req.MemberID, req.InstanceID)
 	}
 	if code == 0 {
 		if _, ok := s.txns.Describe(req.TransactionalID); ok {

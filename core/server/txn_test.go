@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/txns"
@@ -402,5 +403,46 @@ func TestTransactionsCluster(t *testing.T) {
 	got := consumeAll(t, rest[0].Addr(), "hang", 1, true)
 	if !slices.Equal(got, []string{"before"}) {
 		t.Fatalf("read_committed after the coordinator crash: %v", got)
+	}
+}
+
+// TxnOffsetCommit names its consumer (KIP-447): a member of an older
+// generation is refused.
+func TestTxnOffsetCommitFencesOldGeneration(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t.TempDir())
+	cfg.Groups.InitialRebalanceDelay = -1
+	srv := startServer(t, cfg)
+	admin := newClient(t, srv.Addr())
+	createTopic(t, admin, "zin", 1, nil)
+	cons := newClient(t, srv.Addr(), kgo.ConsumerGroup("zg"), kgo.ConsumeTopics("zin"))
+	var gen int32
+	var member string
+	testkit.Eventually(t, 15*time.Second, "consumer joined", func() bool {
+		cons.PollRecords(nil, 0)
+		m, g := cons.GroupMetadata()
+		member, gen = m, g
+		return g > 0
+	})
+	r := srv.txns.InitProducerID(context.Background(), "z", 60000, -1, -1)
+	if code := srv.txns.Add(context.Background(), "z", r.ProducerID, r.Epoch, nil, []string{"zg"}); code != 0 {
+		t.Fatal(code)
+	}
+	commit := func(generation int32) int16 {
+		req := kmsg.NewPtrTxnOffsetCommitRequest()
+		req.Version, req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = 3, "z", "zg", r.ProducerID, r.Epoch
+		req.Generation, req.MemberID = generation, member
+		req.Topics = []kmsg.TxnOffsetCommitRequestTopic{{Topic: "zin", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1, LeaderEpoch: -1}}}}
+		resp, err := req.RequestWith(ctxT(t), admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	if code := commit(gen - 1); code != kerr.IllegalGeneration.Code {
+		t.Fatalf("zombie generation %d: error %d, want ILLEGAL_GENERATION", gen-1, code)
+	}
+	if code := commit(gen); code != 0 {
+		t.Fatalf("current generation: error %d", code)
 	}
 }
