@@ -202,3 +202,82 @@ func aborted(ctx context.Context, adm *kadm.Client, id string) bool {
 	s, err := d.On(id, nil)
 	return err == nil && s.Err == nil && s.State == "CompleteAbort"
 }
+
+// TestKillNineMidTransaction SIGKILLs a single broker while transactions
+// run: committed ones, an aborted one, and one left open with records
+// on every partition. After the restart the open transaction (its state
+// and the logs' transaction index rebuilt from disk) is aborted within its
+// timeout and read_committed sees exactly the committed records.
+func TestKillNineMidTransaction(t *testing.T) {
+	addr := freeAddr(t)
+	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
+	broker := startProcess(t, args, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const topic = "crashtx"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.TransactionalID("crash"), kgo.TransactionTimeout(4*time.Second),
+		kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed []string
+	txn := func(name string, end kgo.TransactionEndTry) {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for p := range int32(3) {
+			v := fmt.Sprintf("%s-%d", name, p)
+			if err := cl.ProduceSync(ctx, &kgo.Record{Partition: p, Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			if end == kgo.TryCommit {
+				committed = append(committed, v)
+			}
+		}
+		if name != "open" {
+			if err := cl.EndTransaction(ctx, end); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	txn("c1", kgo.TryCommit)
+	txn("a1", kgo.TryAbort)
+	txn("c2", kgo.TryCommit)
+	txn("open", kgo.TryAbort)
+	_ = broker.Process.Kill()
+	_ = broker.Wait()
+	cl.Close()
+	restarted := time.Now()
+	startProcess(t, args, addr)
+
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	for !stable(ctx, adm, topic, 3) {
+		if ctx.Err() != nil {
+			t.Fatal("the open transaction still holds the LSO after the restart")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("open transaction aborted %v after the restart (timeout 4 s)", time.Since(restarted).Round(100*time.Millisecond))
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var got []string
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		cons.PollFetches(pctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		pcancel()
+	}
+	slices.Sort(got)
+	slices.Sort(committed)
+	if !slices.Equal(got, committed) {
+		t.Fatalf("read_committed after kill -9:\n got %v\nwant %v", got, committed)
+	}
+}
