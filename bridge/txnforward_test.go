@@ -299,7 +299,25 @@ func TestExactlyOnceCoreClusterKills(t *testing.T) {
 	cfg.RequestTimeout = 5 * time.Second
 	rb := startBridge(t, cfg, e)
 	in := e.startIngest(devices("ck", 4), map[string]uint64{}, 20, 10*time.Millisecond)
+	t.Cleanup(func() { in.cancel(); <-in.done }) // before the edge closes, should the test fail
 	waitFor(t, 60*time.Second, "forwarding to start", func() bool { return cursorOf(rb) > 200 })
+	// A broker is killed only once the last one restarted is back in every
+	// ISR: with unclean election off, killing the only in-sync replica
+	// leaves its partitions without a leader until it returns (correctly).
+	fullISR := func() bool {
+		for _, topic := range []string{stream, DefaultCursorTopic, "__consumer_offsets"} {
+			st, err := testkit.PartitionStates(ctx, addrs, topic)
+			if err != nil || len(st) == 0 {
+				return false
+			}
+			for _, p := range st {
+				if len(p.ISR) < 3 {
+					return false
+				}
+			}
+		}
+		return true
+	}
 
 	leaderOf := func(topic string) int32 {
 		for {
@@ -338,6 +356,7 @@ func TestExactlyOnceCoreClusterKills(t *testing.T) {
 	// Partition 0 is the one every victim serves.
 	cursor0 := func() int64 { return rb.Status().Partitions[0].Cursor }
 	for _, v := range victims {
+		waitFor(t, 60*time.Second, "every replica in sync", fullISR)
 		b := cluster.Brokers[v.id()-1]
 		at := cursor0()
 		killed := time.Now()

@@ -144,6 +144,9 @@ type Coordinator struct {
 type entry struct {
 	Txn
 	busy bool
+	// fails counts the timer's failed attempts at finishing it, so an
+	// outage is logged once in a while, not every tick.
+	fails int
 }
 
 // NewCoordinator starts a coordinator; its timer goroutine runs until Close.
@@ -518,7 +521,9 @@ func (c *Coordinator) tick(ctx context.Context) {
 		}
 		next, err := c.complete(ctx, e.Txn)
 		if err != nil {
-			c.log.Warn("finishing transaction", "txn", e.ID, "err", err)
+			if e.fails++; e.fails == 1 || e.fails%50 == 0 {
+				c.log.Warn("finishing transaction; retrying", "txn", e.ID, "state", e.State, "attempts", e.fails, "err", err)
+			}
 		}
 		c.done(e, next, err == nil)
 		if errors.Is(err, ErrNotCoordinator) {
