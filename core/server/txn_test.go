@@ -419,7 +419,9 @@ func TestTxnOffsetCommitFencesOldGeneration(t *testing.T) {
 	var gen int32
 	var member string
 	testkit.Eventually(t, 15*time.Second, "consumer joined", func() bool {
-		cons.PollRecords(nil, 0)
+		pctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		cons.PollRecords(pctx, 0) // joins the group on the way
+		cancel()
 		m, g := cons.GroupMetadata()
 		member, gen = m, g
 		return g > 0
