@@ -281,10 +281,7 @@ func TestExactlyOnceCoreClusterKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 3-broker core as processes")
 	}
-	bin := testkit.BuildBinary(t, "core/cmd/tributary-core")
-	cluster := testkit.StartCoreCluster(t, 3, func(config string) *exec.Cmd {
-		return exec.Command(bin, "-config", config, "-http-addr=", "-log-level", "info")
-	})
+	cluster := startBinaryCluster(t)
 	addrs := cluster.Addrs()
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
@@ -301,23 +298,8 @@ func TestExactlyOnceCoreClusterKills(t *testing.T) {
 	in := e.startIngest(devices("ck", 4), map[string]uint64{}, 20, 10*time.Millisecond)
 	t.Cleanup(func() { in.cancel(); <-in.done }) // before the edge closes, should the test fail
 	waitFor(t, 60*time.Second, "forwarding to start", func() bool { return cursorOf(rb) > 200 })
-	// A broker is killed only once the last one restarted is back in every
-	// ISR: with unclean election off, killing the only in-sync replica
-	// leaves its partitions without a leader until it returns (correctly).
-	fullISR := func() bool {
-		for _, topic := range []string{stream, DefaultCursorTopic, "__consumer_offsets"} {
-			st, err := testkit.PartitionStates(ctx, addrs, topic)
-			if err != nil || len(st) == 0 {
-				return false
-			}
-			for _, p := range st {
-				if len(p.ISR) < 3 {
-					return false
-				}
-			}
-		}
-		return true
-	}
+	// A broker is killed only once the last one restarted is back in every ISR.
+	fullISR := func() bool { return testkit.InSync(ctx, addrs, 3, stream, DefaultCursorTopic, "__consumer_offsets") }
 
 	leaderOf := func(topic string) int32 {
 		for {

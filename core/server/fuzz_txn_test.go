@@ -2,11 +2,7 @@ package server
 
 import (
 	"context"
-	"encoding/binary"
-	"io"
-	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -20,15 +16,7 @@ import (
 // against a broker with an ongoing transaction: no input may panic, and
 // every answer is a well-formed frame for its correlation id.
 func FuzzTxnDispatch(f *testing.F) {
-	cfg := testConfig(f.TempDir())
-	cfg.HTTPAddr = ""
-	cfg.MaxPartitions = 4
-	cfg.DefaultPartitions = 1
-	srv, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = srv.Close() })
+	srv := fuzzBroker(f)
 	if err := srv.Topics().Create("fuzz", 1, srv.cfg.Log); err != nil {
 		f.Fatal(err)
 	}
@@ -71,21 +59,8 @@ func FuzzTxnDispatch(f *testing.F) {
 	find := kmsg.NewPtrFindCoordinatorRequest()
 	find.Version, find.CoordinatorType, find.CoordinatorKeys = 4, 1, []string{"fz"}
 	for _, req := range []kmsg.Request{init, add, addOffs, toc, prod, fetch, end, wtm, desc, list, find} {
-		f.Add(kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz")).AppendRequest(nil, req, 42)[4:])
+		addSeed(f, req)
 	}
 
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		resp, err := srv.handleFrame(ctx, &clientConn{remote: "fuzz"}, frame)
-		if err != nil || resp == nil {
-			return
-		}
-		if len(resp) < 8 || int(binary.BigEndian.Uint32(resp)) != len(resp)-4 {
-			t.Fatalf("response frame size prefix %x does not match %d bytes", resp[:4], len(resp)-4)
-		}
-		if got, want := binary.BigEndian.Uint32(resp[4:]), binary.BigEndian.Uint32(frame[4:]); got != want {
-			t.Fatalf("correlation id %d, want %d", got, want)
-		}
-	})
+	fuzzFrames(f, srv)
 }

@@ -78,7 +78,7 @@ func TestClusterTransactionKills(t *testing.T) {
 		if round > 0 { // the offsets topic exists once a coordinator was asked for
 			topics = append(topics, "__consumer_offsets")
 		}
-		for !inSync(ctx, addrs, topics...) {
+		for !testkit.InSync(ctx, addrs, 3, topics...) {
 			if ctx.Err() != nil {
 				t.Fatalf("round %d: replicas never back in sync", round)
 			}
@@ -293,21 +293,4 @@ func TestKillNineMidTransaction(t *testing.T) {
 	if !slices.Equal(got, committed) {
 		t.Fatalf("read_committed after kill -9:\n got %v\nwant %v", got, committed)
 	}
-}
-
-// inSync reports whether every partition of topics has all three replicas
-// in its ISR.
-func inSync(ctx context.Context, addrs []string, topics ...string) bool {
-	for _, topic := range topics {
-		st, err := testkit.PartitionStates(ctx, addrs, topic)
-		if err != nil || len(st) == 0 {
-			return false
-		}
-		for _, p := range st {
-			if len(p.ISR) < 3 {
-				return false
-			}
-		}
-	}
-	return true
 }
