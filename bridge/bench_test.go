@@ -14,11 +14,14 @@ import (
 // (drain rate over ingest rate, target >= 10).
 func BenchmarkBacklogDrain(b *testing.B) {
 	for _, codec := range []string{"zstd", "lz4", "none"} {
-		b.Run(codec, func(b *testing.B) { benchDrain(b, codec) })
+		b.Run(codec, func(b *testing.B) { benchDrain(b, codec, false) })
 	}
+	// Exactly once into a Kafka target (the core spoken to as Kafka): one
+	// transaction per edge read of up to max_batch_bytes.
+	b.Run("zstd-exactly-once", func(b *testing.B) { benchDrain(b, "zstd", true) })
 }
 
-func benchDrain(b *testing.B, codec string) {
+func benchDrain(b *testing.B, codec string, exactlyOnce bool) {
 	const (
 		ingestRate = 10_000
 		backlogFor = 30 * time.Second
@@ -39,6 +42,9 @@ func benchDrain(b *testing.B, codec string) {
 			next[d]++
 		}
 		cfg := testBridgeConfig(addr)
+		if exactlyOnce {
+			cfg = exactlyOnceConfig(addr)
+		}
 		cfg.MaxBatchBytes = 1 << 20
 		cfg.Compression = codec
 		core.start()
@@ -73,7 +79,11 @@ func benchDrain(b *testing.B, codec string) {
 		b.ReportMetric(rate, "drain-rec/s")
 		b.ReportMetric(rate/ingestRate, "x-ingest")
 		b.ReportMetric(took.Seconds(), "catch-up-s")
-		verifyCore(b, core, addr, want)
+		if exactlyOnce {
+			mustExactlyOnce(b, judgeCommitted(b, addr, stream, want))
+		} else {
+			verifyCore(b, core, addr, want)
+		}
 		core.stop()
 		e.close()
 	}

@@ -66,6 +66,8 @@ type Bridge struct {
 	local    map[string]bool  // streams kept on the edge (KeepLocal)
 	released map[partKey]bool // their partitions whose retention hold is gone
 	running  bool
+	// cursorTopicReady: the exactly-once cursor topic exists (txnforward.go).
+	cursorTopicReady bool
 }
 
 type partKey struct {

@@ -26,6 +26,20 @@ type Config struct {
 	Brokers []string `yaml:"brokers"`
 	// Target is "tributary" (default) or "kafka".
 	Target string `yaml:"target"`
+	// ExactlyOnce (target kafka only) forwards each edge partition with a
+	// transactional producer that writes the records and the partition's
+	// cursor (to CursorTopic in the target cluster) in one transaction, so a
+	// crash at any point neither loses nor duplicates (txnforward.go).
+	// Consumers must read with isolation.level=read_committed.
+	ExactlyOnce bool `yaml:"exactly_once"`
+	// CursorTopic is the compacted topic holding the cursors in exactly-once
+	// mode; created (1 partition, cleanup.policy=compact) when missing.
+	CursorTopic string `yaml:"cursor_topic"`
+	// TransactionTimeout is the producers' transaction.timeout.ms in
+	// exactly-once mode: how long a crashed bridge's open transaction holds
+	// the target partitions' LSO before the cluster aborts it (a restarted
+	// bridge aborts it at once).
+	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// EdgeID names this edge to the core; empty means the id the edge keeps
 	// in its metadata store (generated once).
 	EdgeID string `yaml:"edge_id"`
@@ -74,6 +88,9 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultScanInterval   = 2 * time.Second
 	DefaultSyncPoll       = time.Second
+	// DefaultCursorTopic holds the exactly-once cursors in the target.
+	DefaultCursorTopic        = "tributary-bridge-cursors"
+	DefaultTransactionTimeout = time.Minute
 	// maxInFlightLimit keeps the pipeline within what a broker reads ahead
 	// on one connection (the core reads 16 frames ahead).
 	maxInFlightLimit = 16
@@ -116,6 +133,12 @@ func (c Config) WithDefaults() Config {
 	if c.SyncPoll <= 0 {
 		c.SyncPoll = DefaultSyncPoll
 	}
+	if c.ExactlyOnce && c.CursorTopic == "" {
+		c.CursorTopic = DefaultCursorTopic
+	}
+	if c.ExactlyOnce && c.TransactionTimeout <= 0 {
+		c.TransactionTimeout = DefaultTransactionTimeout
+	}
 	return c
 }
 
@@ -136,6 +159,9 @@ func (c Config) Validate() error {
 	case "", TargetTributary, TargetKafka:
 	default:
 		return fmt.Errorf("bridge: target %q: want tributary or kafka", c.Target)
+	}
+	if c.ExactlyOnce && c.Target != TargetKafka {
+		return errors.New("bridge: exactly_once is for target kafka (a tributary target is exactly-once already)")
 	}
 	if _, err := recordbatch.ParseCodec(c.Compression); err != nil {
 		return fmt.Errorf("bridge: compression: %w", err)

@@ -162,8 +162,9 @@ func (a *coreAdmin) topicFrom(resp *kmsg.MetadataResponse, topic string) (coreTo
 	return coreTopic{}, fmt.Errorf("metadata for %s: topic missing from response", topic)
 }
 
-// create makes topic with n partitions; an existing topic is fine.
-func (a *coreAdmin) create(ctx context.Context, topic string, n int32) error {
+// create makes topic with n partitions and the given configs; an existing
+// topic is fine.
+func (a *coreAdmin) create(ctx context.Context, topic string, n int32, configs map[string]string) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	req := kmsg.NewPtrCreateTopicsRequest()
@@ -172,6 +173,11 @@ func (a *coreAdmin) create(ctx context.Context, topic string, n int32) error {
 	rt.Topic = topic
 	rt.NumPartitions = n
 	rt.ReplicationFactor = -1 // the cluster's default
+	for k, v := range configs {
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = k, kmsg.StringPtr(v)
+		rt.Configs = append(rt.Configs, c)
+	}
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(ctx, a.cl)
 	if err != nil {
@@ -189,7 +195,7 @@ func (a *coreAdmin) create(ctx context.Context, topic string, n int32) error {
 func (a *coreAdmin) ensure(ctx context.Context, topic string, n int32) (coreTopic, error) {
 	ct, err := a.describe(ctx, topic)
 	if errors.Is(err, errTopicMissing) {
-		if err := a.create(ctx, topic, n); err != nil {
+		if err := a.create(ctx, topic, n, nil); err != nil {
 			return coreTopic{}, err
 		}
 		ct, err = a.describe(ctx, topic)

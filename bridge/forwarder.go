@@ -203,8 +203,12 @@ func (f *forwarder) statusLocked(now time.Time) PartitionStatus {
 // run forwards until ctx ends, backing off after each failed session.
 func (f *forwarder) run(ctx context.Context) {
 	bo := backoff{min: f.b.cfg.BackoffMin, max: f.b.cfg.BackoffMax}
+	session := f.session
+	if f.b.cfg.ExactlyOnce {
+		session = f.txnSession // exactly once into any Kafka (txnforward.go)
+	}
 	for ctx.Err() == nil {
-		progressed, err := f.session(ctx)
+		progressed, err := session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -258,16 +262,10 @@ type inflight struct {
 // starts at the saved cursor every time: re-sending what the core may
 // already have is safe, skipping is not.
 func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
-	info, ok := f.b.topics.Get(f.stream)
-	if !ok {
-		<-ctx.Done() // the stream was deleted on the edge; nothing left to do
-		return false, ctx.Err()
-	}
-	ct, err := f.b.admin.ensure(ctx, f.coreTopic, info.Partitions)
+	ct, cp, err := f.target(ctx)
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", errMetadata, err)
+		return false, err
 	}
-	cp := f.partition % ct.partitions
 	addr, ok := ct.leaders[cp]
 	if !ok {
 		return false, fmt.Errorf("%w: %s/%d has no leader", errMetadata, f.coreTopic, cp)
@@ -319,34 +317,12 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		// that a power cut could still take back must not reach the core,
 		// or the edge would later reuse its offset for another record.
 		for conn.inFlight() < f.inFlightLimit() {
-			if start := f.log.StartOffset(); next < start {
-				if err := f.skip(next, start); err != nil {
-					return progressed, err
-				}
-				next = start
-			}
-			upTo := f.log.SyncedOffset()
-			if next >= upTo {
-				break
-			}
-			raw, err := f.log.Read(next, f.maxBatch, upTo)
-			if errors.Is(err, storage.ErrOffsetOutOfRange) {
-				continue // retention or drop-oldest moved the start; re-check
-			}
-			var corrupt *storage.CorruptError
-			if errors.As(err, &corrupt) {
-				// Retrying would stall the partition for ever: what the
-				// disk lost is declared lost, and forwarding goes on.
-				if err := f.skipCorrupt(next, corrupt); err != nil {
-					return progressed, err
-				}
-				next = max(next, corrupt.To)
-				continue
-			}
+			raw, at, err := f.readFrom(next)
 			if err != nil {
-				return progressed, fmt.Errorf("read edge log at %d: %w", next, err)
+				return progressed, err
 			}
-			if len(raw) == 0 {
+			next = at
+			if raw == nil {
 				break
 			}
 			batch, n, after, err := f.encode(raw, next)
@@ -463,6 +439,89 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		queue = queue[1:]
 		progressed = true
 	}
+}
+
+// target describes the core topic (creating it when missing) and picks the
+// core partition of this edge partition.
+func (f *forwarder) target(ctx context.Context) (coreTopic, int32, error) {
+	info, ok := f.b.topics.Get(f.stream)
+	if !ok {
+		<-ctx.Done() // the stream was deleted on the edge; nothing left to do
+		return coreTopic{}, 0, ctx.Err()
+	}
+	ct, err := f.b.admin.ensure(ctx, f.coreTopic, info.Partitions)
+	if err != nil {
+		return coreTopic{}, 0, fmt.Errorf("%w: %w", errMetadata, err)
+	}
+	return ct, f.partition % ct.partitions, nil
+}
+
+// readFrom reads the fsynced edge batches from next on (at most maxBatch
+// bytes), stepping over records the edge deleted or lost to corruption
+// (declared, counted and logged); at is where the batches start. raw is nil
+// when nothing fsynced is left to read.
+func (f *forwarder) readFrom(next int64) (raw []byte, at int64, err error) {
+	for {
+		if start := f.log.StartOffset(); next < start {
+			if err := f.skip(next, start); err != nil {
+				return nil, next, err
+			}
+			next = start
+		}
+		upTo := f.log.SyncedOffset()
+		if next >= upTo {
+			return nil, next, nil
+		}
+		raw, err := f.log.Read(next, f.maxBatch, upTo)
+		if errors.Is(err, storage.ErrOffsetOutOfRange) {
+			continue // retention or drop-oldest moved the start; re-check
+		}
+		var corrupt *storage.CorruptError
+		if errors.As(err, &corrupt) {
+			// Retrying would stall the partition for ever: what the
+			// disk lost is declared lost, and forwarding goes on.
+			if err := f.skipCorrupt(next, corrupt); err != nil {
+				return nil, next, err
+			}
+			next = max(next, corrupt.To)
+			continue
+		}
+		if err != nil {
+			return nil, next, fmt.Errorf("read edge log at %d: %w", next, err)
+		}
+		if len(raw) == 0 {
+			return nil, next, nil
+		}
+		return raw, next, nil
+	}
+}
+
+// idle waits, with nothing in flight, until records past next may be
+// readable: changed and synced were taken before the last read.
+func (f *forwarder) idle(ctx context.Context, next int64, changed, synced <-chan struct{}, timer *time.Timer) error {
+	f.caughtUp()
+	if next > f.savedCursor() {
+		// The records between were dropped on the edge.
+		if err := f.saveCursor(next); err != nil {
+			return err
+		}
+	}
+	wake := changed
+	wait := time.Hour
+	if f.log.NextOffset() > next {
+		// Appended but not yet fsynced: wake at the fsync that
+		// covers it (not at every append while ingest is busy).
+		// SyncPoll is only a safety net.
+		wake, wait = synced, f.b.cfg.SyncPoll
+	}
+	timer.Reset(wait)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wake:
+	case <-timer.C:
+	}
+	return nil
 }
 
 // detectGap reads the responses still pending after batch queue[0] was
@@ -700,6 +759,26 @@ func (f *forwarder) produceRequest(cp int32, batch []byte) *kmsg.ProduceRequest 
 // offsets so that sequences stay contiguous within the batch. It returns the
 // batch, its record count and the edge offset after its last record.
 func (f *forwarder) encode(raw []byte, next int64) ([]byte, int, int64, error) {
+	recs, after, err := f.collect(raw, next)
+	if err != nil || len(recs) == 0 {
+		return nil, 0, after, err
+	}
+	opts := recordbatch.BuildOptions{Compression: f.b.codec, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, LeaderEpoch: -1}
+	if f.pid >= 0 {
+		opts.ProducerID, opts.ProducerEpoch = f.pid, f.epoch
+		opts.BaseSequence = forwarded.Sequence(recs[0].Offset)
+	}
+	batch, err := recordbatch.Build(recs, opts)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("build forwarded batch at %d: %w", next, err)
+	}
+	return batch, len(recs), after, nil
+}
+
+// collect decodes the records of raw from edge offset next on, contiguous
+// and within maxBatch, with the edge headers added. after is the edge
+// offset after the last one, or past raw when it holds none to forward.
+func (f *forwarder) collect(raw []byte, next int64) ([]recordbatch.Record, int64, error) {
 	var recs []recordbatch.Record
 	expect := int64(-1)
 	size := 0
@@ -738,21 +817,12 @@ func (f *forwarder) encode(raw []byte, next int64) ([]byte, int, int64, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errGap) {
-		return nil, 0, 0, fmt.Errorf("decode edge batch at %d: %w", next, err)
+		return nil, 0, fmt.Errorf("decode edge batch at %d: %w", next, err)
 	}
 	if len(recs) == 0 {
-		return nil, 0, end, nil // nothing to forward in these batches: step over them
+		return nil, end, nil // nothing to forward in these batches: step over them
 	}
-	opts := recordbatch.BuildOptions{Compression: f.b.codec, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, LeaderEpoch: -1}
-	if f.pid >= 0 {
-		opts.ProducerID, opts.ProducerEpoch = f.pid, f.epoch
-		opts.BaseSequence = forwarded.Sequence(recs[0].Offset)
-	}
-	batch, err := recordbatch.Build(recs, opts)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("build forwarded batch at %d: %w", next, err)
-	}
-	return batch, len(recs), after, nil
+	return recs, after, nil
 }
 
 // recordSize approximates a record's encoded size (varint overheads rounded up).

@@ -20,10 +20,7 @@ func TestForwarderLeavesFrozenLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 3-broker core as processes")
 	}
-	bin := testkit.BuildBinary(t, "core/cmd/tributary-core")
-	cluster := testkit.StartCoreCluster(t, 3, func(config string) *exec.Cmd {
-		return exec.Command(bin, "-config", config, "-http-addr=", "-log-level", "info")
-	})
+	cluster := startBinaryCluster(t)
 	addrs := cluster.Addrs()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -79,6 +76,14 @@ func TestForwarderLeavesFrozenLeader(t *testing.T) {
 	if v.lost != 0 || v.duplicated != 0 || v.outOfOrder != 0 || v.unexpected != 0 {
 		t.Fatalf("core after the freeze: %+v", v)
 	}
+}
+
+// startBinaryCluster runs three tributary-core binaries as one cluster.
+func startBinaryCluster(t *testing.T) *testkit.CoreCluster {
+	bin := testkit.BuildBinary(t, "core/cmd/tributary-core")
+	return testkit.StartCoreCluster(t, 3, func(config string) *exec.Cmd {
+		return exec.Command(bin, "-config", config, "-http-addr=", "-log-level", "info")
+	})
 }
 
 func cursorOf(rb *runningBridge) int64 {

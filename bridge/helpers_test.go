@@ -407,52 +407,69 @@ func judgeRecords(t testing.TB, seeds []string, topic string, total int64, want 
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	seen := map[string]map[uint64]bool{}
-	last := map[string]int64{}
-	var v verdict
+	j := newJudge(check)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for int64(v.records) < total {
+	for int64(j.v.records) < total {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("consumed %d of %d records before timeout", v.records, total)
+			t.Fatalf("consumed %d of %d records before timeout", j.v.records, total)
 		}
 		for _, fe := range fs.Errors() {
 			t.Logf("fetch error %s/%d: %v", fe.Topic, fe.Partition, fe.Err)
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			v.records++
-			if check != nil {
-				check(r)
-			}
-			var rd reading
-			if err := json.Unmarshal(r.Value, &rd); err != nil || rd.Device != string(r.Key) {
-				v.unexpected++
-				return
-			}
-			if seen[rd.Device] == nil {
-				seen[rd.Device] = map[uint64]bool{}
-				last[rd.Device] = -1
-			}
-			if seen[rd.Device][rd.Seq] {
-				v.duplicated++
-				return
-			}
-			seen[rd.Device][rd.Seq] = true
-			if int64(rd.Seq) < last[rd.Device] {
-				v.outOfOrder++
-			}
-			last[rd.Device] = max(last[rd.Device], int64(rd.Seq))
-		})
+		fs.EachRecord(j.add)
 	}
+	return j.finish(want)
+}
+
+// judge tells lost, duplicated and out-of-order readings apart.
+type judge struct {
+	v     verdict
+	seen  map[string]map[uint64]bool
+	last  map[string]int64
+	check func(*kgo.Record)
+}
+
+func newJudge(check func(*kgo.Record)) *judge {
+	return &judge{seen: map[string]map[uint64]bool{}, last: map[string]int64{}, check: check}
+}
+
+func (j *judge) add(r *kgo.Record) {
+	j.v.records++
+	if j.check != nil {
+		j.check(r)
+	}
+	var rd reading
+	if err := json.Unmarshal(r.Value, &rd); err != nil || rd.Device != string(r.Key) {
+		j.v.unexpected++
+		return
+	}
+	if j.seen[rd.Device] == nil {
+		j.seen[rd.Device] = map[uint64]bool{}
+		j.last[rd.Device] = -1
+	}
+	if j.seen[rd.Device][rd.Seq] {
+		j.v.duplicated++
+		return
+	}
+	j.seen[rd.Device][rd.Seq] = true
+	if int64(rd.Seq) < j.last[rd.Device] {
+		j.v.outOfOrder++
+	}
+	j.last[rd.Device] = max(j.last[rd.Device], int64(rd.Seq))
+}
+
+func (j *judge) finish(want map[string]uint64) verdict {
+	v := j.v
 	for d, n := range want {
 		for s := uint64(0); s < n; s++ {
-			if !seen[d][s] {
+			if !j.seen[d][s] {
 				v.lost++
 			}
 		}
 	}
-	for d := range seen {
+	for d := range j.seen {
 		if _, ok := want[d]; !ok {
 			v.unexpected++
 		}

@@ -42,6 +42,9 @@ func runChildEdge() int {
 	in := e.startIngest(devices("kill", 4), next, 20, 5*time.Millisecond)
 	defer in.cancel()
 	cfg := testBridgeConfig(os.Getenv(childCoreEnv))
+	if os.Getenv(childTxnEnv) != "" {
+		cfg = exactlyOnceConfig(os.Getenv(childCoreEnv))
+	}
 	cfg.EdgeID = killEdgeID
 	b, err := New(cfg, e.topics, e.store, nil, testkit.Discard())
 	if err != nil {

@@ -29,8 +29,8 @@ func (l *Log) Compact() error {
 	latest := map[string]int64{}
 	for _, s := range l.segments {
 		if err := s.eachBatch(func(h recordbatch.Header, b []byte) error {
-			if h.IsControl() {
-				return nil
+			if aborted, open := l.txnFate(h); h.IsControl() || aborted || open {
+				return nil // aborted records are dropped; open ones kept below
 			}
 			recs, err := recordbatch.Records(b)
 			if err != nil {
@@ -86,7 +86,7 @@ func (l *Log) rewriteSegment(s *segment, latest map[string]int64, horizon int64)
 	var out []byte
 	changed := false
 	err := s.eachBatch(func(h recordbatch.Header, b []byte) error {
-		if h.IsControl() {
+		if _, open := l.txnFate(h); h.IsControl() || open {
 			out = append(out, b...)
 			return nil
 		}

@@ -100,6 +100,7 @@ type Log struct {
 	closed    bool
 	changed   chan struct{}
 	producers producerState
+	txns      txnIndex // transactions (txn.go)
 	unsynced  int64
 	synced    int64
 	syncErr   error
@@ -243,6 +244,9 @@ func (l *Log) recover() error {
 	if err := l.loadProducers(); err != nil {
 		return err
 	}
+	if err := l.loadTxns(true); err != nil {
+		return err
+	}
 	return l.loadEpochs()
 }
 
@@ -292,6 +296,15 @@ func (l *Log) loadProducers() error {
 
 // walkHeaders calls fn for every batch header from offset on.
 func (l *Log) walkHeaders(from int64, fn func(recordbatch.Header)) error {
+	return l.walkBatches(from, func(_ *segment, _ int64, h recordbatch.Header) error {
+		fn(h)
+		return nil
+	})
+}
+
+// walkBatches calls fn with the segment, position and header of every batch
+// from offset on.
+func (l *Log) walkBatches(from int64, fn func(s *segment, pos int64, h recordbatch.Header) error) error {
 	for _, s := range l.segments {
 		if s.next <= from {
 			continue
@@ -305,7 +318,9 @@ func (l *Log) walkHeaders(from int64, fn func(recordbatch.Header)) error {
 			if err != nil {
 				return fmt.Errorf("walk %s at %d: %w", s.path, pos, err)
 			}
-			fn(h)
+			if err := fn(s, pos, h); err != nil {
+				return err
+			}
 			pos += int64(h.Size())
 		}
 	}
@@ -549,6 +564,7 @@ func (l *Log) writeLocked(in *pendingAppend, next int64) error {
 			}
 			l.producers.update(h, fromSource)
 		}
+		l.trackTxn(h, in.batches[in.starts[i]:])
 	}
 	l.next = next
 	l.unsynced += int64(len(in.batches))
@@ -648,6 +664,7 @@ func (l *Log) roll(base int64) error {
 	if err := writeProducerSnapshot(l.dir, base, l.producers); err != nil {
 		l.logger.Warn("producer snapshot not written", "err", err)
 	}
+	l.saveTxns(base)
 	return nil
 }
 
@@ -1040,6 +1057,9 @@ func (l *Log) TruncateTo(offset int64) error {
 	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h, old.fromSource(h.ProducerID)) }); err != nil {
 		return err
 	}
+	if err := l.loadTxns(false); err != nil {
+		return err
+	}
 	close(l.changed)
 	l.changed = make(chan struct{})
 	return nil
@@ -1071,6 +1091,7 @@ func (l *Log) ResetTo(offset int64) error {
 	errs = append(errs, l.saveEpochs())
 	l.producers = producerState{}
 	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
+	errs = append(errs, l.loadTxns(false))
 	close(l.changed)
 	l.changed = make(chan struct{})
 	return errors.Join(errs...)
@@ -1119,6 +1140,7 @@ func (l *Log) Close() error {
 			if err := writeProducerSnapshot(l.dir, l.next, l.producers); err != nil {
 				errs = append(errs, err)
 			}
+			l.saveTxns(l.next)
 		}
 	}
 	l.closed = true

@@ -132,9 +132,6 @@ func (s *Server) producePartition(ctx context.Context, req *kmsg.ProduceRequest,
 	case req.Version < 3:
 		setErr(kerr.UnsupportedForMessageFormat.Code, "produce v3+ (record batch v2) required")
 		return nil
-	case req.TransactionID != nil:
-		setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactions are not supported")
-		return nil
 	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 		setErr(kerr.InvalidRequiredAcks.Code, "")
 		return nil
@@ -149,8 +146,8 @@ func (s *Server) producePartition(ctx context.Context, req *kmsg.ProduceRequest,
 		setErr(kerr.CorruptMessage.Code, err.Error())
 		return nil
 	}
-	if h.IsTransactional() || h.IsControl() {
-		setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batches are not supported")
+	if code, msg := s.checkTxnProduce(req.TransactionID, h, topic, rp.Partition); code != 0 { // transactions (txn.go)
+		setErr(code, msg)
 		return nil
 	}
 	p, err := s.partition(topic, rp.Partition)

@@ -101,15 +101,20 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 				if max <= 0 && size > 0 {
 					// The response is full; report offsets only.
 					sp.HighWatermark = p.HighWatermark()
-					sp.LastStableOffset, sp.LogStartOffset = sp.HighWatermark, p.LogStartOffset()
+					sp.LastStableOffset, sp.LogStartOffset = p.LastStableOffset(), p.LogStartOffset()
 					break
 				}
 				read := p.Read
 				if req.ReplicaID >= 0 {
 					read = func(from int64, max int) ([]byte, int64, error) { return p.ReadReplica(req.ReplicaID, from, max) }
+				} else if req.IsolationLevel == 1 { // read_committed: up to the LSO (txn_partition.go)
+					read = func(from int64, max int) ([]byte, int64, error) { return p.readCommitted(from, max, &sp) }
 				}
 				b, hw, err := read(rp.FetchOffset, max)
-				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, hw, p.LogStartOffset()
+				sp.HighWatermark, sp.LogStartOffset = hw, p.LogStartOffset()
+				if req.IsolationLevel != 1 || req.ReplicaID >= 0 {
+					sp.LastStableOffset = p.log.LastStableOffset(hw)
+				}
 				if err != nil {
 					fail(errorCode(err))
 					break

@@ -28,7 +28,7 @@ func (s *Server) handleListOffsets(_ context.Context, c *call, kreq kmsg.Request
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
-			code := s.listOffset(rt.Topic, rp, &sp)
+			code := s.listOffset(rt.Topic, rp, &sp, req.IsolationLevel)
 			if code != 0 {
 				sp.ErrorCode = code
 				c.fail(code)
@@ -43,7 +43,7 @@ func (s *Server) handleListOffsets(_ context.Context, c *call, kreq kmsg.Request
 	return resp, nil
 }
 
-func (s *Server) listOffset(topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) int16 {
+func (s *Server) listOffset(topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition, isolation int8) int16 {
 	p, err := s.partition(topic, rp.Partition)
 	if err != nil {
 		return errorCode(err)
@@ -60,6 +60,9 @@ func (s *Server) listOffset(topic string, rp kmsg.ListOffsetsRequestTopicPartiti
 		// Max-timestamp lookups would need a scan of the time index; the
 		// latest offset is a safe answer for "where does new data begin".
 		sp.Offset = p.HighWatermark()
+		if isolation == 1 { // read_committed: the LSO (txn_partition.go)
+			sp.Offset = p.LastStableOffset()
+		}
 	case listEarliest:
 		sp.Offset = p.LogStartOffset()
 	default:

@@ -7,13 +7,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// FindCoordinator v0-v4: a group's coordinator leads its partition of the
-// offsets topic. Transactions are
-// not supported yet: a transactional id is refused with a non-retriable error.
+// FindCoordinator v0-v4, for groups (key type 0) and transactional ids
+// (key type 1). A transactional id is coordinated where a group of the same
+// name would be: by the leader of its offsets-topic partition, whose log
+// also holds the transaction state (txn.go).
 func init() { register(10, 0, 4, (*Server).handleFindCoordinator) }
-
-// errNoTransactions is the message transactional producers get.
-const errNoTransactions = "transactions are not supported by this broker yet; use an idempotent producer"
 
 func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
@@ -21,11 +19,9 @@ func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Req
 	var code int16
 	var msg *string
 	switch {
-	case req.CoordinatorType != 0:
-		// Not COORDINATOR_NOT_AVAILABLE: clients retry that until their
-		// timeout. This error is fatal to a transactional producer at once.
-		code, msg = kerr.TransactionalIDAuthorizationFailed.Code, strp(errNoTransactions)
-	case s.groups == nil:
+	case req.CoordinatorType > 1:
+		code, msg = kerr.InvalidRequest.Code, strp("unknown coordinator type")
+	case req.CoordinatorType == 0 && s.groups == nil:
 		code, msg = kerr.CoordinatorNotAvailable.Code, strp("consumer groups are not enabled")
 	}
 	if req.Version < 4 {

@@ -7,29 +7,35 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// InitProducerId v0-v4 for idempotent producers. Every call gets a fresh
-// producer id at epoch 0 from the persistent counter: ids are never reused,
-// so a restarted producer can never be confused with its old self, and the
-// per-partition sequence state lives in the logs (storage).
+// InitProducerId v0-v4. An idempotent producer gets a fresh producer id at
+// epoch 0 from the persistent counter: ids are never reused, so a restarted
+// producer can never be confused with its old self, and the per-partition
+// sequence state lives in the logs (storage). A transactional producer gets
+// its transactional id's producer id at a new epoch from the transaction
+// coordinator, which fences older instances.
 func init() { register(22, 0, 4, (*Server).handleInitProducerID) }
 
-func (s *Server) handleInitProducerID(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+func (s *Server) handleInitProducerID(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
-	if req.TransactionalID != nil {
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+	if req.TransactionalID != nil { // --- transactions (txn.go) ---
+		resp.ErrorCode = s.txnOwner(*req.TransactionalID)
+		if resp.ErrorCode == 0 {
+			r := s.txns.InitProducerID(ctx, *req.TransactionalID, req.TransactionTimeoutMillis, req.ProducerID, req.ProducerEpoch)
+			resp.ProducerID, resp.ProducerEpoch, resp.ErrorCode = r.ProducerID, r.Epoch, txnErrorCode(r.Code, req.Version, 4)
+		}
 		c.fail(resp.ErrorCode)
 		return resp, nil
 	}
-	id, err := s.store.NextProducerID()
+	id, err := s.newProducerID()
 	if err != nil {
 		s.logger.Error("allocate producer id", "err", err)
 		resp.ErrorCode = kerr.KafkaStorageError.Code
 		c.fail(resp.ErrorCode)
 		return resp, nil
 	}
-	resp.ProducerID, resp.ProducerEpoch = clusterProducerID(id, s.cfg.NodeID), 0
+	resp.ProducerID, resp.ProducerEpoch = id, 0
 	return resp, nil
 }
 

@@ -29,6 +29,7 @@ func (s *Server) handleDescribeProducers(_ context.Context, c *call, kreq kmsg.R
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
+			open := p.log.OpenTxns() // transactions (txn.go): kafka-transactions.sh find-hanging
 			for _, pi := range p.log.Producers() {
 				ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
 				ap.ProducerID = pi.ID
@@ -37,6 +38,9 @@ func (s *Server) handleDescribeProducers(_ context.Context, c *call, kreq kmsg.R
 				ap.LastTimestamp = -1
 				ap.CoordinatorEpoch = -1
 				ap.CurrentTxnStartOffset = -1
+				if first, ok := open[pi.ID]; ok {
+					ap.CurrentTxnStartOffset = first
+				}
 				sp.ActiveProducers = append(sp.ActiveProducers, ap)
 			}
 			st.Partitions = append(st.Partitions, sp)

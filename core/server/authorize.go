@@ -291,6 +291,9 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 		}
 	case *kmsg.FindCoordinatorRequest:
 		return s.authorizeFindCoordinator(c, r)
+	case *kmsg.AddPartitionsToTxnRequest, *kmsg.AddOffsetsToTxnRequest, *kmsg.EndTxnRequest, *kmsg.TxnOffsetCommitRequest,
+		*kmsg.DescribeTransactionsRequest, *kmsg.ListTransactionsRequest, *kmsg.WriteTxnMarkersRequest:
+		return s.authorizeTxn(c, req) // txn_authorize.go
 	default:
 		return s.authorizeGroupRequest(c, req)
 	}

@@ -49,6 +49,8 @@ type Config struct {
 	Scrub storage.ScrubConfig `yaml:"scrub"`
 	// Groups bounds the consumer-group coordinator's timeouts.
 	Groups GroupsConfig `yaml:"groups"`
+	// Transactions tunes the transaction coordinator.
+	Transactions TransactionsConfig `yaml:"transactions"`
 	// Log holds the broker-wide defaults for every partition log; topics
 	// override them through CreateTopics configs.
 	Log storage.LogConfig `yaml:"log"`
@@ -205,6 +207,13 @@ func (c Config) autoCreate() bool { return c.AutoCreateTopics != nil && *c.AutoC
 
 // GroupsConfig is the consumer-group part of the configuration; zero fields
 // take the coordinator's defaults (Kafka's broker defaults).
+// TransactionsConfig tunes the transaction coordinator (KIP-98).
+type TransactionsConfig struct {
+	// MaxTimeout bounds the transaction timeout a producer may ask for
+	// (transaction.max.timeout.ms); default 15 minutes.
+	MaxTimeout time.Duration `yaml:"max_timeout"`
+}
+
 type GroupsConfig struct {
 	// MinSessionTimeout and MaxSessionTimeout bound what a member may ask for.
 	MinSessionTimeout time.Duration `yaml:"min_session_timeout"`

@@ -2,11 +2,7 @@ package server
 
 import (
 	"context"
-	"encoding/binary"
-	"io"
-	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -19,15 +15,7 @@ import (
 // DescribeCluster) against a broker holding a topic with records: no input
 // may panic, and every answer is a well-formed frame for its correlation id.
 func FuzzAdminDispatch(f *testing.F) {
-	cfg := testConfig(f.TempDir())
-	cfg.HTTPAddr = ""
-	cfg.MaxPartitions = 4
-	cfg.DefaultPartitions = 1
-	srv, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = srv.Close() })
+	srv := fuzzBroker(f)
 	if err := srv.Topics().Create("fuzz", 1, srv.cfg.Log); err != nil {
 		f.Fatal(err)
 	}
@@ -60,21 +48,8 @@ func FuzzAdminDispatch(f *testing.F) {
 	dcl := kmsg.NewPtrDescribeClusterRequest()
 	dcl.Version = 1
 	for _, r := range []kmsg.Request{ac, iac, dr, dld, dcl} {
-		f.Add(kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz")).AppendRequest(nil, r, 42)[4:])
+		addSeed(f, r)
 	}
 
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		resp, err := srv.handleFrame(ctx, &clientConn{remote: "fuzz"}, frame)
-		if err != nil || resp == nil {
-			return
-		}
-		if len(resp) < 8 || int(binary.BigEndian.Uint32(resp)) != len(resp)-4 {
-			t.Fatalf("response frame size prefix %x does not match %d bytes", resp[:4], len(resp)-4)
-		}
-		if got, want := binary.BigEndian.Uint32(resp[4:]), binary.BigEndian.Uint32(frame[4:]); got != want {
-			t.Fatalf("correlation id %d, want %d", got, want)
-		}
-	})
+	fuzzFrames(f, srv)
 }

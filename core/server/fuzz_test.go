@@ -17,15 +17,7 @@ import (
 // dispatcher of a real broker: it must never panic, and whatever it answers
 // must be a well-formed response frame for the same correlation id.
 func FuzzDispatch(f *testing.F) {
-	cfg := testConfig(f.TempDir())
-	cfg.HTTPAddr = ""
-	cfg.MaxPartitions = 4
-	cfg.DefaultPartitions = 1
-	srv, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = srv.Close() })
+	srv := fuzzBroker(f)
 
 	batch, err := recordbatch.Build([]recordbatch.Record{{Timestamp: 1, Key: []byte("k"), Value: []byte("v")}}, recordbatch.NoProducer)
 	if err != nil {
@@ -48,9 +40,35 @@ func FuzzDispatch(f *testing.F) {
 	lo.Topics = []kmsg.ListOffsetsRequestTopic{{Topic: "fuzz", Partitions: []kmsg.ListOffsetsRequestTopicPartition{{Timestamp: -1}}}}
 	av := apiVersions(3)
 	for _, r := range []kmsg.Request{av, md, produceReq(1, "fuzz", 0, batch), fetch, ct, dc, lo, kmsg.NewPtrInitProducerIDRequest()} {
-		f.Add(kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz")).AppendRequest(nil, r, 42)[4:])
+		addSeed(f, r)
 	}
 
+	fuzzFrames(f, srv)
+}
+
+// fuzzBroker starts the real broker the dispatch fuzzers feed.
+func fuzzBroker(f *testing.F) *Server {
+	cfg := testConfig(f.TempDir())
+	cfg.HTTPAddr = ""
+	cfg.MaxPartitions = 4
+	cfg.DefaultPartitions = 1
+	srv, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = srv.Close() })
+	return srv
+}
+
+// addSeed adds req as a frame (size prefix stripped) to the corpus.
+func addSeed(f *testing.F, req kmsg.Request) {
+	f.Add(kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz")).AppendRequest(nil, req, 42)[4:])
+}
+
+// fuzzFrames feeds each input to the dispatcher: it must never panic, and
+// whatever it answers must be a well-formed response frame for the same
+// correlation id.
+func fuzzFrames(f *testing.F, srv *Server) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()

@@ -35,6 +35,9 @@ func (s *Server) handleGroup(ctx context.Context, c *call, req kmsg.Request) (km
 	if err != nil {
 		return nil, fmt.Errorf("group coordinator: %w", err)
 	}
+	if r, ok := req.(*kmsg.OffsetFetchRequest); ok { // transactions (txn.go)
+		s.markUnstable(r, resp.(*kmsg.OffsetFetchResponse))
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Replication.AckTimeout)
 	switch r := req.(type) {
 	case *kmsg.OffsetCommitRequest:

@@ -223,6 +223,10 @@ func (r *replica) loadOffsets() error {
 	from, end := l.StartOffset(), l.NextOffset()
 	n := 0
 	members := map[string]*groups.Snapshot{} // the last membership per group
+
+	if err := r.m.s.clearTxnPartition(r.part); err != nil { // transactions (txn_cluster.go)
+		return err
+	}
 	for from < end {
 		b, err := l.Read(from, 1<<20, end)
 		if err != nil {
@@ -238,6 +242,12 @@ func (r *replica) loadOffsets() error {
 				return err
 			}
 			for _, rec := range recs {
+				if ok, err := r.m.s.replayTxnRecord(rec); ok || err != nil { // transactions (txn_cluster.go)
+					if err != nil {
+						return err
+					}
+					continue
+				}
 				var k offsetKey
 				var v offsetValue
 				if json.Unmarshal(rec.Key, &k) != nil || k.Group == "" {
@@ -285,5 +295,5 @@ func (r *replica) loadOffsets() error {
 			gr.Restore(*snap)
 		}
 	}
-	return nil
+	return r.m.s.loadTxnPartition(r.part) // transactions (txn_cluster.go)
 }

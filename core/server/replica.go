@@ -402,6 +402,9 @@ func (r *replica) update(p cluster.PartitionState, md *cluster.Snapshot) {
 		return
 	}
 	r.stopFetcher()
+	if p.Leader != r.self && r.topic == cluster.OffsetsTopic {
+		r.m.s.unloadTxnPartition(r.part) // transactions (txn_cluster.go)
+	}
 	if p.Leader == r.self && r.topic == cluster.OffsetsTopic {
 		if err := r.loadOffsets(); err != nil {
 			r.m.s.logger.Error("loading committed offsets; the partition's groups stay unavailable here",

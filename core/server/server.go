@@ -26,6 +26,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/groups"
+	"github.com/tributary-io/tributary/core/txns"
 	"github.com/tributary-io/tributary/internal/flagcheck"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
@@ -54,6 +55,9 @@ type Server struct {
 	store  *meta.Store
 	topics *storage.Topics
 	groups GroupCoordinator
+	// txns coordinates transactions; txnb is its side in the broker (txn.go).
+	txns *txns.Coordinator
+	txnb *txnBroker
 
 	// cluster is the Raft-backed cluster.Node with Config.Cluster, else a
 	// cluster of one; replicas follows its metadata.
@@ -122,6 +126,10 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		newGroups = s.defaultGroups
 	}
 	s.groups = newGroups(store, logger)
+	if err := s.startTxns(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	if err := s.setupSecurity(); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -313,6 +321,9 @@ func (s *Server) Close() error {
 			_ = s.httpLn.Close()
 		}
 		s.wg.Wait()
+		if s.txns != nil {
+			s.txns.Close()
+		}
 		if s.groups != nil {
 			s.groups.Close()
 		}

@@ -266,3 +266,22 @@ func CreateClusterTopic(ctx context.Context, addrs []string, topic string, parts
 	}
 	return nil
 }
+
+// InSync reports whether every partition of topics has at least replicas
+// members in its ISR. Kill tests wait for it before each kill: killing the
+// only in-sync replica rightly leaves a partition without a leader (unclean
+// election off) until that broker returns.
+func InSync(ctx context.Context, addrs []string, replicas int, topics ...string) bool {
+	for _, topic := range topics {
+		st, err := PartitionStates(ctx, addrs, topic)
+		if err != nil || len(st) == 0 {
+			return false
+		}
+		for _, p := range st {
+			if len(p.ISR) < replicas {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,365 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/storage/recordbatch"
+)
+
+// childTxnEnv makes the SIGKILL child forward in exactly-once Kafka mode.
+const childTxnEnv = "TRIBUTARY_BRIDGE_TEST_TXN"
+
+// The foreign Kafka clusters the exactly-once mode is tested against:
+// franz-go's kfake (which implements transactions) and a Tributary core
+// spoken to as plain Kafka.
+var txnTargets = []struct {
+	name  string
+	start func(t *testing.T) string
+}{
+	{"kfake", func(t *testing.T) string {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c.ListenAddrs()[0]
+	}},
+	{"core", func(t *testing.T) string {
+		addr := testkit.FreeAddr(t)
+		newCore(t, addr, "").start()
+		return addr
+	}},
+}
+
+func exactlyOnceConfig(addrs ...string) Config {
+	cfg := testBridgeConfig(addrs...)
+	cfg.Target, cfg.ExactlyOnce = TargetKafka, true
+	cfg.TransactionTimeout = 10 * time.Second
+	return cfg
+}
+
+// judgeCommitted reads topic read_committed until every wanted reading is
+// there (or a while passes), and a moment longer for duplicates.
+func judgeCommitted(t testing.TB, addr, topic string, want map[string]uint64) verdict {
+	t.Helper()
+	var total int
+	for _, n := range want {
+		total += int(n)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	j := newJudge(nil)
+	deadline := time.Now().Add(30 * time.Second)
+	var extra time.Time
+	for {
+		if j.v.records >= total && extra.IsZero() {
+			extra = time.Now().Add(time.Second)
+		}
+		if (!extra.IsZero() && time.Now().After(extra)) || time.Now().After(deadline) {
+			break
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(j.add)
+	}
+	return j.finish(want)
+}
+
+func mustExactlyOnce(t testing.TB, v verdict) {
+	t.Helper()
+	if v.lost != 0 || v.duplicated != 0 || v.outOfOrder != 0 || v.unexpected != 0 {
+		t.Fatalf("target topic read_committed: lost=%d duplicated=%d out-of-order=%d unexpected=%d (records %d)",
+			v.lost, v.duplicated, v.outOfOrder, v.unexpected, v.records)
+	}
+	t.Logf("verified %d records read_committed: lost=0 duplicated=0 out-of-order=0", v.records)
+}
+
+// The bridge forwards into a foreign Kafka in transactions, restarted
+// (cancelled) in the middle several times; the target ends up with every
+// reading exactly once, and holds the cursor in its cursor topic.
+func TestExactlyOnceIntoKafka(t *testing.T) {
+	t.Parallel()
+	for _, tg := range txnTargets {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			addr := tg.start(t)
+			e := openEdge(t, t.TempDir(), 2)
+			in := e.startIngest(devices("eo", 4), nil, 20, 5*time.Millisecond)
+			cfg := exactlyOnceConfig(addr)
+			for range 3 {
+				rb := startBridge(t, cfg, e)
+				testkit.Eventually(t, 20*time.Second, "records forwarded", func() bool {
+					st := rb.Status()
+					return len(st.Partitions) == 2 && st.Partitions[0].Cursor > 0 && st.Partitions[1].Cursor > 0
+				})
+				time.Sleep(time.Duration(rand.IntN(100)) * time.Millisecond)
+				rb.stop()
+			}
+			want := in.stop(t)
+			rb := startBridge(t, cfg, e)
+			rb.waitCaughtUp(t, 30*time.Second)
+			mustExactlyOnce(t, judgeCommitted(t, addr, stream, want))
+			for p := int32(0); p < 2; p++ {
+				l, _ := e.topics.Partition(stream, p)
+				key := rb.EdgeID() + "/" + stream + "/" + strconv.Itoa(int(p))
+				if got, want := targetCursor(t, addr, DefaultCursorTopic, key), l.NextOffset(); got != want {
+					t.Fatalf("cursor %s in the target = %d, edge log end %d", key, got, want)
+				}
+			}
+		})
+	}
+}
+
+// targetCursor reads a committed cursor from the target as the bridge does.
+func targetCursor(t *testing.T, addr, topic, key string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	b := &Bridge{cfg: Config{CursorTopic: topic, RequestTimeout: 5 * time.Second}}
+	v, ok, err := b.readTxnCursor(context.Background(), cl, key)
+	if err != nil || !ok {
+		t.Fatalf("read cursor %s: %v %v", key, ok, err)
+	}
+	return v
+}
+
+// The edge process forwarding in exactly-once Kafka mode is killed with
+// SIGKILL at random moments, ten times; a final run drains the rest. The
+// target holds every reading exactly once (read_committed), against kfake
+// and against the core.
+func TestExactlyOnceSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	for _, tg := range txnTargets {
+		t.Run(tg.name, func(t *testing.T) {
+			addr := tg.start(t)
+			adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer adm.Close()
+			// Records the target holds (committed or not): progress.
+			written := func() int64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, stream)
+				if err != nil {
+					return 0
+				}
+				var n int64
+				ends.Each(func(o kadm.ListedOffset) { n += max(o.Offset, 0) })
+				return n
+			}
+			dir := t.TempDir()
+			var prev int64
+			for cycle := range 10 {
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), childEnv+"=1", childDirEnv+"="+dir, childCoreEnv+"="+addr, childTxnEnv+"=1")
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(20 * time.Second)
+				for written() <= prev && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
+				if err := cmd.Process.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				err := cmd.Wait()
+				if ee, ok := err.(*exec.ExitError); !ok || ee.Success() {
+					t.Fatalf("cycle %d: child ended with %v before it was killed: %s", cycle, err, stderr.String())
+				}
+				now := written()
+				if now <= prev {
+					t.Fatalf("cycle %d: no progress in the target (%d records): %s", cycle, now, stderr.String())
+				}
+				prev = now
+			}
+			e := openEdge(t, dir, 2)
+			want, err := scanDevices(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := exactlyOnceConfig(addr)
+			cfg.EdgeID = killEdgeID
+			rb := startBridge(t, cfg, e)
+			rb.waitCaughtUp(t, 60*time.Second)
+			t.Logf("edge log holds %v readings after 10 kills; target had %d records (committed or aborted) before the drain", want, prev)
+			mustExactlyOnce(t, judgeCommitted(t, addr, stream, want))
+		})
+	}
+}
+
+// committedRecords drops exactly the records of aborted transactions.
+func TestCommittedRecords(t *testing.T) {
+	t.Parallel()
+	var log []byte
+	off := int64(0)
+	add := func(b []byte) {
+		recordbatch.SetBaseOffset(b, off)
+		h, _ := recordbatch.ParseHeader(b)
+		recordbatch.SetCRC(b)
+		off = h.NextOffset()
+		log = append(log, b...)
+	}
+	txn := func(pid int64, vals ...string) []byte {
+		var recs []recordbatch.Record
+		for _, v := range vals {
+			recs = append(recs, recordbatch.Record{Value: []byte(v)})
+		}
+		b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: 0, BaseSequence: 0, LeaderEpoch: -1, Attributes: recordbatch.TransactionalBit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	marker := func(pid int64, commit bool) []byte {
+		b, err := recordbatch.BuildMarker(pid, 0, commit, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	add(txn(1, "a1"))       // 0 aborted
+	add(txn(2, "c1"))       // 1 committed
+	add(marker(1, false))   // 2
+	add(txn(1, "c2", "c3")) // 3-4 committed (a later transaction of pid 1)
+	add(marker(2, true))    // 5
+	add(marker(1, true))    // 6
+	aborted := []kmsg.FetchResponseTopicPartitionAbortedTransaction{{ProducerID: 1, FirstOffset: 0}}
+	var got []string
+	next, err := committedRecords(log, aborted, func(r recordbatch.Record) { got = append(got, string(r.Value)) })
+	if err != nil || next != 7 {
+		t.Fatalf("next %d, err %v", next, err)
+	}
+	if len(got) != 3 || got[0] != "c1" || got[1] != "c2" || got[2] != "c3" {
+		t.Fatalf("committed records: %v", got)
+	}
+}
+
+// committedRecords parses what a broker sends: it must fail cleanly.
+func FuzzCommittedRecords(f *testing.F) {
+	b, _ := recordbatch.BuildMarker(1, 0, true, 0, 0)
+	f.Add(b, int64(1), int64(0))
+	f.Fuzz(func(t *testing.T, b []byte, pid, first int64) {
+		_, _ = committedRecords(b, []kmsg.FetchResponseTopicPartitionAbortedTransaction{{ProducerID: pid, FirstOffset: first}}, func(recordbatch.Record) {})
+	})
+}
+
+// A 3-broker core (processes) is the exactly-once target; while the edge
+// ingests and forwards, a broker is SIGKILLed and restarted three times:
+// the leader of a data partition, the leader of the cursor topic, and the
+// coordinator of a forwarder's transactional id. Forwarding resumes each
+// time and the target ends with every reading exactly once (read_committed).
+func TestExactlyOnceCoreClusterKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-broker core as processes")
+	}
+	cluster := startBinaryCluster(t)
+	addrs := cluster.Addrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	defer cancel()
+	if err := testkit.CreateClusterTopic(ctx, addrs, stream, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(newKafkaClient(t, addrs))
+	if _, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"cleanup.policy": kmsg.StringPtr("compact"), "min.insync.replicas": kmsg.StringPtr("2")}, DefaultCursorTopic); err != nil {
+		t.Fatal(err)
+	}
+
+	e := openEdge(t, t.TempDir(), 2)
+	cfg := exactlyOnceConfig(addrs...)
+	cfg.RequestTimeout = 5 * time.Second
+	rb := startBridge(t, cfg, e)
+	in := e.startIngest(devices("ck", 4), map[string]uint64{}, 20, 10*time.Millisecond)
+	t.Cleanup(func() { in.cancel(); <-in.done }) // before the edge closes, should the test fail
+	testkit.Eventually(t, 60*time.Second, "forwarding to start", func() bool { return cursorOf(rb) > 200 })
+	// A broker is killed only once the last one restarted is back in every ISR.
+	fullISR := func() bool { return testkit.InSync(ctx, addrs, 3, stream, DefaultCursorTopic, "__consumer_offsets") }
+
+	leaderOf := func(topic string) int32 {
+		for {
+			st, err := testkit.PartitionStates(ctx, addrs, topic)
+			if err == nil && st[0].Leader > 0 {
+				return st[0].Leader
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("no leader of %s: %v", topic, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	coordinatorOf := func(id string) int32 {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey, req.CoordinatorType = id, 1
+		for {
+			resp, err := req.RequestWith(ctx, newKafkaClient(t, addrs))
+			if err == nil && resp.ErrorCode == 0 {
+				return resp.NodeID
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("no coordinator of %s: %v", id, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	victims := []struct {
+		what string
+		id   func() int32
+	}{
+		{"data partition leader", func() int32 { return leaderOf(stream) }},
+		{"cursor topic leader", func() int32 { return leaderOf(DefaultCursorTopic) }},
+		{"transaction coordinator", func() int32 { return coordinatorOf("tributary-bridge/" + rb.EdgeID() + "/" + stream + "/0") }},
+	}
+	// Partition 0 is the one every victim serves.
+	cursor0 := func() int64 { return rb.Status().Partitions[0].Cursor }
+	for _, v := range victims {
+		testkit.Eventually(t, 60*time.Second, "every replica in sync", fullISR)
+		b := cluster.Brokers[v.id()-1]
+		at := cursor0()
+		killed := time.Now()
+		b.Stop(syscall.SIGKILL)
+		testkit.Eventually(t, 60*time.Second, "forwarding to resume after killing the "+v.what, func() bool { return cursor0() > at+100 })
+		t.Logf("killed broker %d (%s): forwarding resumed after %v", b.ID, v.what, time.Since(killed).Round(100*time.Millisecond))
+		b.Start(t)
+	}
+	want := in.stop(t)
+	rb.waitCaughtUp(t, 60*time.Second)
+	mustExactlyOnce(t, judgeCommitted(t, addrs[0], stream, want))
+}
+
+func newKafkaClient(t *testing.T, seeds []string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}

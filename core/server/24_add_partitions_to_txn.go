@@ -1,0 +1,53 @@
+package server
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/core/txns"
+)
+
+// AddPartitionsToTxn v0-v3: the partitions a transactional producer is about
+// to write join its transaction (starting it). v4+ is the broker-to-broker
+// batched form of KIP-890, not served.
+func init() { register(24, 0, 3, (*Server).handleAddPartitionsToTxn) }
+
+func (s *Server) handleAddPartitionsToTxn(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.AddPartitionsToTxnRequest)
+	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+	code := s.txnOwner(req.TransactionalID)
+	var parts []txns.TopicPartition
+	if code == 0 {
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				if _, err := s.partition(t.Topic, p); err != nil && errorCode(err) != kerr.NotLeaderForPartition.Code {
+					code = errorCode(err)
+				}
+				parts = append(parts, txns.TopicPartition{Topic: t.Topic, Partition: p})
+			}
+		}
+	}
+	if code == 0 {
+		code = txnErrorCode(s.txns.Add(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts, nil), req.Version, 2)
+	}
+	c.fail(code)
+	fillAddPartitions(req, resp, code)
+	return resp, nil
+}
+
+// fillAddPartitions answers every partition of req with code: a
+// transaction takes all of them or none.
+func fillAddPartitions(req *kmsg.AddPartitionsToTxnRequest, resp *kmsg.AddPartitionsToTxnResponse, code int16) {
+	for _, t := range req.Topics {
+		rt := kmsg.NewAddPartitionsToTxnResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewAddPartitionsToTxnResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p, code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+}

@@ -1,0 +1,22 @@
+package server
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// AddOffsetsToTxn v0-v3: a consumer group joins the producer's transaction,
+// so offsets committed with TxnOffsetCommit become visible with it.
+func init() { register(25, 0, 3, (*Server).handleAddOffsetsToTxn) }
+
+func (s *Server) handleAddOffsetsToTxn(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.AddOffsetsToTxnRequest)
+	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+	resp.ErrorCode = s.txnOwner(req.TransactionalID)
+	if resp.ErrorCode == 0 {
+		resp.ErrorCode = txnErrorCode(s.txns.Add(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, nil, []string{req.Group}), req.Version, 2)
+	}
+	c.fail(resp.ErrorCode)
+	return resp, nil
+}

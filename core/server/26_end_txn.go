@@ -1,0 +1,23 @@
+package server
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// EndTxn v0-v4: commit or abort. The answer comes once the decision is
+// saved and, normally, every marker is written. v5 (KIP-890 epoch bump per
+// transaction) is not served.
+func init() { register(26, 0, 4, (*Server).handleEndTxn) }
+
+func (s *Server) handleEndTxn(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.EndTxnRequest)
+	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+	resp.ErrorCode = s.txnOwner(req.TransactionalID)
+	if resp.ErrorCode == 0 {
+		resp.ErrorCode = txnErrorCode(s.txns.EndTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit), req.Version, 2)
+	}
+	c.fail(resp.ErrorCode)
+	return resp, nil
+}

@@ -1,0 +1,73 @@
+package server
+
+import "github.com/twmb/franz-go/pkg/kmsg"
+
+// authorizeTxn applies Kafka's ACL rules to the transaction APIs: WRITE on
+// the transactional id for the producer's requests (plus WRITE on each
+// topic it adds, READ on a group whose offsets it commits), DESCRIBE on it
+// for DescribeTransactions, CLUSTER_ACTION for the brokers' own
+// WriteTxnMarkers. ListTransactions lists only what may be described.
+func (s *Server) authorizeTxn(c *call, req kmsg.Request) (kmsg.Response, func(kmsg.Response)) {
+	txnOnly := func(id string) kmsg.Response {
+		if !s.allowed(c, opWrite, rtTxnID, id) {
+			return errorResponse(c, req, codeTxnDenied)
+		}
+		return nil
+	}
+	switch r := req.(type) {
+	case *kmsg.AddPartitionsToTxnRequest:
+		if deny := txnOnly(r.TransactionalID); deny != nil {
+			return deny, nil
+		}
+		for _, t := range r.Topics {
+			if !s.allowed(c, opWrite, rtTopic, t.Topic) {
+				// All or nothing: a transaction must not start half-added.
+				resp := r.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+				resp.SetVersion(r.Version)
+				fillAddPartitions(r, resp, codeTopicDenied)
+				c.fail(codeTopicDenied)
+				return resp, nil
+			}
+		}
+	case *kmsg.AddOffsetsToTxnRequest:
+		if deny := txnOnly(r.TransactionalID); deny != nil {
+			return deny, nil
+		}
+		if !s.allowed(c, opRead, rtGroup, r.Group) {
+			return errorResponse(c, req, codeGroupDenied), nil
+		}
+	case *kmsg.EndTxnRequest:
+		return txnOnly(r.TransactionalID), nil
+	case *kmsg.TxnOffsetCommitRequest:
+		if deny := txnOnly(r.TransactionalID); deny != nil {
+			return deny, nil
+		}
+		if !s.allowed(c, opRead, rtGroup, r.Group) {
+			return errorResponse(c, req, codeGroupDenied), nil
+		}
+	case *kmsg.DescribeTransactionsRequest:
+		var denied []string
+		r.TransactionalIDs, denied = splitBy(r.TransactionalIDs, func(id string) bool { return s.allowed(c, opDescribe, rtTxnID, id) })
+		return nil, func(resp kmsg.Response) {
+			dr := resp.(*kmsg.DescribeTransactionsResponse)
+			for _, id := range denied {
+				c.fail(codeTxnDenied)
+				st := kmsg.NewDescribeTransactionsResponseTransactionState()
+				st.TransactionalID, st.ErrorCode = id, codeTxnDenied
+				dr.TransactionStates = append(dr.TransactionStates, st)
+			}
+		}
+	case *kmsg.ListTransactionsRequest:
+		return nil, func(resp kmsg.Response) {
+			lr := resp.(*kmsg.ListTransactionsResponse)
+			lr.TransactionStates, _ = splitBy(lr.TransactionStates, func(st kmsg.ListTransactionsResponseTransactionState) bool {
+				return s.may(c, opDescribe, rtTxnID, st.TransactionalID)
+			})
+		}
+	case *kmsg.WriteTxnMarkersRequest:
+		if !s.allowed(c, opClusterAction, rtCluster, clusterName) {
+			return errorResponse(c, req, codeClusterDenied), nil
+		}
+	}
+	return nil, nil
+}

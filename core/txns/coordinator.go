@@ -1,0 +1,564 @@
+// Package txns is the core broker's transaction coordinator (KIP-98): it
+// maps transactional ids to producer ids and epochs (fencing an old
+// producer instance when a new one calls InitProducerId), tracks which
+// partitions and consumer groups each transaction touched, and ends a
+// transaction by having a commit or abort marker written to every one of
+// them. Transactions that outlive their timeout are aborted.
+//
+// The state machine per transactional id:
+//
+//	Empty ──AddPartitions/AddOffsets──▶ Ongoing ──EndTxn──▶ PrepareCommit|PrepareAbort
+//	  ▲                                                          │ markers written
+//	  └──────────── InitProducerId (epoch+1) ◀── CompleteCommit|CompleteAbort ◀┘
+//
+// Every state change is saved through a Store before it is acted on (the
+// broker replicates it like committed offsets), so a coordinator that takes
+// over finishes every Prepare* transaction and times out every Ongoing one.
+// The coordinator knows nothing of partitions or logs: markers go through
+// the Markers interface the broker implements.
+package txns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// State is a transaction's state.
+type State int8
+
+// The transaction states, as DescribeTransactions names them.
+const (
+	Empty State = iota
+	Ongoing
+	PrepareCommit
+	PrepareAbort
+	CompleteCommit
+	CompleteAbort
+)
+
+var stateNames = []string{"Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) && s >= 0 {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", s)
+}
+
+// ParseState is the inverse of String (ListTransactions filters by name).
+func ParseState(name string) (State, bool) {
+	i := slices.Index(stateNames, name)
+	return State(i), i >= 0
+}
+
+// TopicPartition names one partition in a transaction.
+type TopicPartition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+}
+
+// Txn is the saved state of one transactional id.
+type Txn struct {
+	ID         string           `json:"id"`
+	ProducerID int64            `json:"pid"`
+	Epoch      int16            `json:"epoch"`
+	State      State            `json:"state"`
+	TimeoutMs  int32            `json:"timeout_ms"`
+	Partitions []TopicPartition `json:"partitions,omitempty"`
+	Groups     []string         `json:"groups,omitempty"`
+	StartMs    int64            `json:"start_ms"` // when it became Ongoing
+	UpdateMs   int64            `json:"update_ms"`
+	// Fenced is set when the abort that ended the transaction took a new
+	// epoch (a timeout or a new instance); the next InitProducerId hands
+	// that epoch out instead of bumping again.
+	Fenced bool `json:"fenced,omitempty"`
+}
+
+// Store saves transaction state durably (and, in a cluster, replicated)
+// before the coordinator acts on it.
+type Store interface {
+	SaveTxn(ctx context.Context, t Txn) error
+}
+
+// Markers writes the end of a transaction: a control batch to each
+// partition and the pending offsets of each group made visible (commit) or
+// dropped (abort). It must be safe to repeat.
+type Markers interface {
+	WriteMarkers(ctx context.Context, pid int64, epoch int16, commit bool, parts []TopicPartition, groups []string) error
+}
+
+// Config is what the coordinator needs from the broker.
+type Config struct {
+	Store   Store
+	Markers Markers
+	// NewProducerID allocates a producer id never handed out before.
+	NewProducerID func() (int64, error)
+	// MaxTimeout bounds the transaction timeout a producer may ask for
+	// (transaction.max.timeout.ms). Default 15 minutes.
+	MaxTimeout time.Duration
+	// TickInterval is how often timeouts and unfinished markers are
+	// checked. Default 200ms.
+	TickInterval time.Duration
+	// MarkerTimeout bounds one attempt at writing markers. Default 30s.
+	MarkerTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxTimeout <= 0 {
+		c.MaxTimeout = 15 * time.Minute
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = 200 * time.Millisecond
+	}
+	if c.MarkerTimeout <= 0 {
+		c.MarkerTimeout = 30 * time.Second
+	}
+	return c
+}
+
+// Coordinator serves the transactional ids this broker coordinates.
+type Coordinator struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	mu   sync.Mutex
+	txns map[string]*entry
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// entry is one transactional id; busy is set while an operation that does
+// I/O (saving, markers) runs outside the lock: concurrent requests for the
+// same id are told CONCURRENT_TRANSACTIONS and retry.
+type entry struct {
+	Txn
+	busy bool
+	// fails counts the timer's failed attempts at finishing it, so an
+	// outage is logged once in a while, not every tick.
+	fails int
+}
+
+// NewCoordinator starts a coordinator; its timer goroutine runs until Close.
+func NewCoordinator(cfg Config, logger *slog.Logger) *Coordinator {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Coordinator{
+		cfg:  cfg.withDefaults(),
+		log:  logger.With("component", "txns"),
+		now:  time.Now,
+		txns: map[string]*entry{},
+		stop: make(chan struct{}),
+	}
+	c.wg.Add(1)
+	go c.run()
+	return c
+}
+
+// Close stops the timer goroutine and waits for it.
+func (c *Coordinator) Close() {
+	c.once.Do(func() { close(c.stop) })
+	c.wg.Wait()
+}
+
+// Load adds saved transactions (a coordinator taking over a partition of
+// the state log). Prepare* ones are finished and Ongoing ones time out
+// from the moment they are loaded.
+func (c *Coordinator) Load(txns []Txn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now().UnixMilli()
+	for _, t := range txns {
+		if e := c.txns[t.ID]; e != nil && e.busy {
+			continue
+		}
+		if t.State == Ongoing {
+			t.StartMs = max(t.StartMs, now-int64(t.TimeoutMs)/2) // give the producer a moment to finish
+		}
+		c.txns[t.ID] = &entry{Txn: t}
+	}
+}
+
+// Unload forgets the transactional ids keep rejects (their state log
+// partition moved to another broker).
+func (c *Coordinator) Unload(keep func(id string) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.txns {
+		if !e.busy && !keep(id) {
+			delete(c.txns, id)
+		}
+	}
+}
+
+// Result is a producer id and epoch, or an error code.
+type Result struct {
+	ProducerID int64
+	Epoch      int16
+	Code       int16
+}
+
+// InitProducerID gives transactional id its producer id at a new epoch,
+// fencing every older instance; an ongoing transaction is aborted first.
+// pid and epoch are what the producer had (-1 when it had nothing).
+func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs int32, pid int64, epoch int16) Result {
+	fail := func(code int16) Result { return Result{ProducerID: -1, Epoch: -1, Code: code} }
+	if timeoutMs <= 0 || time.Duration(timeoutMs)*time.Millisecond > c.cfg.MaxTimeout {
+		return fail(kerr.InvalidTransactionTimeout.Code)
+	}
+	c.mu.Lock()
+	e := c.txns[id]
+	switch {
+	case e != nil && e.busy:
+		c.mu.Unlock()
+		return fail(kerr.ConcurrentTransactions.Code)
+	case e != nil && pid >= 0 && (pid != e.ProducerID || epoch != e.Epoch):
+		// KIP-360: a producer bumping its own epoch must still be current.
+		c.mu.Unlock()
+		return fail(kerr.ProducerFenced.Code)
+	case e != nil && (e.State == PrepareCommit || e.State == PrepareAbort):
+		c.mu.Unlock()
+		return fail(kerr.ConcurrentTransactions.Code)
+	}
+	if e == nil {
+		e = &entry{Txn: Txn{ID: id, ProducerID: -1, Epoch: -1}}
+		c.txns[id] = e
+	}
+	e.busy = true
+	before := e.Txn
+	c.mu.Unlock()
+
+	next, code := c.initLocked(ctx, before, timeoutMs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.busy = false
+	if code != 0 {
+		if before.ProducerID < 0 {
+			delete(c.txns, id)
+		}
+		return fail(code)
+	}
+	e.Txn = next
+	return Result{ProducerID: next.ProducerID, Epoch: next.Epoch}
+}
+
+// initLocked does InitProducerID's I/O with the entry marked busy.
+func (c *Coordinator) initLocked(ctx context.Context, t Txn, timeoutMs int32) (Txn, int16) {
+	if t.State == Ongoing {
+		// The new instance fences the old one: abort its transaction with
+		// the bumped epoch, so its in-flight writes are refused too.
+		aborted, code := c.end(ctx, t, false, true)
+		if code != 0 {
+			return t, code
+		}
+		t = aborted
+	}
+	now := c.now().UnixMilli()
+	if t.ProducerID < 0 || t.Epoch >= 32766 {
+		pid, err := c.cfg.NewProducerID()
+		if err != nil {
+			c.log.Error("allocate producer id", "txn", t.ID, "err", err)
+			return t, kerr.KafkaStorageError.Code
+		}
+		t.ProducerID, t.Epoch = pid, 0
+	} else if !t.Fenced {
+		t.Epoch++
+	}
+	t.Fenced = false
+	t.State, t.TimeoutMs, t.Partitions, t.Groups, t.StartMs, t.UpdateMs = Empty, timeoutMs, nil, nil, -1, now
+	if err := c.cfg.Store.SaveTxn(ctx, t); err != nil {
+		c.log.Warn("save transaction state", "txn", t.ID, "err", err)
+		return t, storeCode(err)
+	}
+	return t, 0
+}
+
+// storeCode is what a client is told when state could not be saved: a
+// retriable error, as the coordinator may just have moved.
+func storeCode(err error) int16 {
+	if errors.Is(err, ErrNotCoordinator) {
+		return kerr.NotCoordinator.Code
+	}
+	return kerr.CoordinatorNotAvailable.Code
+}
+
+// ErrNotCoordinator is what a Store returns when this broker no longer
+// leads the transaction's state log partition.
+var ErrNotCoordinator = errors.New("txns: not the coordinator")
+
+// begin checks a request against the current producer and marks the entry
+// busy; it returns an error code when the request must be refused.
+func (c *Coordinator) begin(id string, pid int64, epoch int16) (*entry, int16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.txns[id]
+	switch {
+	case e == nil || e.ProducerID < 0:
+		return nil, kerr.InvalidProducerIDMapping.Code
+	case e.ProducerID != pid:
+		return nil, kerr.InvalidProducerIDMapping.Code
+	case epoch != e.Epoch:
+		return nil, kerr.ProducerFenced.Code
+	case e.busy, e.State == PrepareCommit, e.State == PrepareAbort:
+		return nil, kerr.ConcurrentTransactions.Code
+	}
+	e.busy = true
+	return e, 0
+}
+
+func (c *Coordinator) done(e *entry, t Txn, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.busy = false
+	if ok {
+		e.Txn = t
+	}
+}
+
+// forget drops an entry whose state log partition moved away while it was
+// busy (Unload skipped it): the new coordinator finishes it.
+func (c *Coordinator) forget(e *entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.txns[e.ID] == e && !e.busy {
+		delete(c.txns, e.ID)
+	}
+}
+
+// Add puts partitions and groups into the producer's transaction, starting
+// it if none is ongoing.
+func (c *Coordinator) Add(ctx context.Context, id string, pid int64, epoch int16, parts []TopicPartition, groups []string) int16 {
+	e, code := c.begin(id, pid, epoch)
+	if code != 0 {
+		return code
+	}
+	t := e.Txn
+	t.Partitions, t.Groups = slices.Clone(t.Partitions), slices.Clone(t.Groups)
+	changed := false
+	if t.State != Ongoing {
+		t.State, t.Partitions, t.Groups, t.StartMs = Ongoing, nil, nil, c.now().UnixMilli()
+		changed = true
+	}
+	for _, p := range parts {
+		if !slices.Contains(t.Partitions, p) {
+			t.Partitions = append(t.Partitions, p)
+			changed = true
+		}
+	}
+	for _, g := range groups {
+		if !slices.Contains(t.Groups, g) {
+			t.Groups = append(t.Groups, g)
+			changed = true
+		}
+	}
+	if !changed {
+		c.done(e, t, false)
+		return 0
+	}
+	t.UpdateMs = c.now().UnixMilli()
+	if err := c.cfg.Store.SaveTxn(ctx, t); err != nil {
+		c.log.Warn("save transaction state", "txn", id, "err", err)
+		c.done(e, t, false)
+		return storeCode(err)
+	}
+	c.done(e, t, true)
+	return 0
+}
+
+// Ongoing reports whether the producer (at its current epoch) has an
+// ongoing transaction that includes group: TxnOffsetCommit needs that.
+func (c *Coordinator) Ongoing(id string, pid int64, epoch int16, group string) int16 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.txns[id]
+	switch {
+	case e == nil || e.ProducerID != pid:
+		return kerr.InvalidProducerIDMapping.Code
+	case e.Epoch != epoch:
+		return kerr.ProducerFenced.Code
+	case e.State != Ongoing || !slices.Contains(e.Groups, group):
+		return kerr.InvalidTxnState.Code
+	}
+	return 0
+}
+
+// EndTxn commits or aborts the producer's transaction. A retried EndTxn of
+// a transaction that already ended the same way succeeds.
+func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit bool) int16 {
+	e, code := c.begin(id, pid, epoch)
+	if code != 0 {
+		return code
+	}
+	t := e.Txn
+	switch {
+	case t.State == CompleteCommit && commit, t.State == CompleteAbort && !commit:
+		c.done(e, t, false)
+		return 0
+	case t.State != Ongoing:
+		c.done(e, t, false)
+		return kerr.InvalidTxnState.Code
+	}
+	next, code := c.end(ctx, t, commit, false)
+	c.done(e, next, code == 0)
+	return code
+}
+
+// end takes an ongoing transaction through Prepare* to Complete*. The
+// decision is saved before any marker is written; if the markers fail, the
+// transaction stays in Prepare* and the timer goroutine retries them, and
+// the client is still answered with success: the outcome is decided.
+// fence bumps the epoch first (a timeout or a new instance aborting).
+func (c *Coordinator) end(ctx context.Context, t Txn, commit, fence bool) (Txn, int16) {
+	t.Partitions, t.Groups = slices.Clone(t.Partitions), slices.Clone(t.Groups)
+	t.State = PrepareAbort
+	if commit {
+		t.State = PrepareCommit
+	}
+	if fence {
+		if t.Epoch >= 32766 {
+			// No epoch left to fence with: the next InitProducerId takes a
+			// new producer id, which fences just as well.
+			fence = false
+		} else {
+			t.Epoch++
+		}
+	}
+	t.UpdateMs, t.Fenced = c.now().UnixMilli(), fence
+	if err := c.cfg.Store.SaveTxn(ctx, t); err != nil {
+		c.log.Warn("save transaction decision", "txn", t.ID, "err", err)
+		return t, storeCode(err)
+	}
+	done, err := c.complete(ctx, t)
+	if err != nil {
+		c.log.Warn("transaction markers not written yet; will retry", "txn", t.ID, "state", t.State, "err", err)
+		return t, 0
+	}
+	return done, 0
+}
+
+// complete writes the markers of a Prepare* transaction and saves it as
+// Complete*.
+func (c *Coordinator) complete(ctx context.Context, t Txn) (Txn, error) {
+	commit := t.State == PrepareCommit
+	mctx, cancel := context.WithTimeout(ctx, c.cfg.MarkerTimeout)
+	defer cancel()
+	if err := c.cfg.Markers.WriteMarkers(mctx, t.ProducerID, t.Epoch, commit, t.Partitions, t.Groups); err != nil {
+		return t, fmt.Errorf("markers for %q: %w", t.ID, err)
+	}
+	t.State = CompleteAbort
+	if commit {
+		t.State = CompleteCommit
+	}
+	t.UpdateMs = c.now().UnixMilli()
+	if err := c.cfg.Store.SaveTxn(ctx, t); err != nil {
+		return t, fmt.Errorf("save completed %q: %w", t.ID, err)
+	}
+	return t, nil
+}
+
+// run aborts timed-out transactions and finishes Prepare* ones whose
+// markers failed or that were loaded from the state log.
+func (c *Coordinator) run() {
+	defer c.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-c.stop
+		cancel()
+	}()
+	t := time.NewTicker(c.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		c.tick(ctx)
+	}
+}
+
+func (c *Coordinator) tick(ctx context.Context) {
+	now := c.now().UnixMilli()
+	var due []*entry
+	c.mu.Lock()
+	for _, e := range c.txns {
+		if e.busy {
+			continue
+		}
+		switch {
+		case e.State == PrepareCommit || e.State == PrepareAbort,
+			e.State == Ongoing && now-e.StartMs > int64(e.TimeoutMs):
+			e.busy = true
+			due = append(due, e)
+		}
+	}
+	c.mu.Unlock()
+	for _, e := range due {
+		if ctx.Err() != nil {
+			c.done(e, e.Txn, false)
+			continue
+		}
+		if e.State == Ongoing {
+			c.log.Info("aborting timed-out transaction", "txn", e.ID, "pid", e.ProducerID, "epoch", e.Epoch)
+			next, code := c.end(ctx, e.Txn, false, true)
+			c.done(e, next, code == 0)
+			if code == kerr.NotCoordinator.Code {
+				c.forget(e)
+			}
+			continue
+		}
+		next, err := c.complete(ctx, e.Txn)
+		if err != nil {
+			if e.fails++; e.fails == 1 || e.fails%50 == 0 {
+				c.log.Warn("finishing transaction; retrying", "txn", e.ID, "state", e.State, "attempts", e.fails, "err", err)
+			}
+		}
+		c.done(e, next, err == nil)
+		if errors.Is(err, ErrNotCoordinator) {
+			c.forget(e)
+		}
+	}
+}
+
+// Describe returns the state of each id it coordinates (ok false: unknown).
+func (c *Coordinator) Describe(id string) (Txn, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.txns[id]
+	if e == nil || e.ProducerID < 0 {
+		return Txn{}, false
+	}
+	t := e.Txn
+	t.Partitions, t.Groups = slices.Clone(t.Partitions), slices.Clone(t.Groups)
+	return t, true
+}
+
+// List returns the transactions in any of states (all when empty) whose
+// producer id is one of pids (all when empty), by id.
+func (c *Coordinator) List(states []State, pids []int64) []Txn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Txn
+	for _, e := range c.txns {
+		if e.ProducerID < 0 ||
+			(len(states) > 0 && !slices.Contains(states, e.State)) ||
+			(len(pids) > 0 && !slices.Contains(pids, e.ProducerID)) {
+			continue
+		}
+		out = append(out, e.Txn)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

@@ -1,0 +1,203 @@
+package txns
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// broker is the coordinator's world in these tests: a saved-state map and
+// a marker log, either of which can be made to fail (the faults a real
+// broker meets: a lost leadership, a partition leader that is down).
+type broker struct {
+	mu         sync.Mutex
+	saved      map[string]Txn
+	markers    []string
+	failSave   error
+	failMarker error
+	nextPID    int64
+}
+
+func (b *broker) SaveTxn(_ context.Context, t Txn) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failSave != nil {
+		return b.failSave
+	}
+	b.saved[t.ID] = t
+	return nil
+}
+
+func (b *broker) WriteMarkers(_ context.Context, pid int64, epoch int16, commit bool, parts []TopicPartition, groups []string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failMarker != nil {
+		return b.failMarker
+	}
+	what := "abort"
+	if commit {
+		what = "commit"
+	}
+	for _, p := range parts {
+		b.markers = append(b.markers, what+" "+p.Topic)
+	}
+	for _, g := range groups {
+		b.markers = append(b.markers, what+" group "+g)
+	}
+	return nil
+}
+
+func (b *broker) set(f func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f()
+}
+
+func (b *broker) state(id string) Txn {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.saved[id]
+}
+
+func newTestCoordinator(t *testing.T) (*Coordinator, *broker) {
+	b := &broker{saved: map[string]Txn{}}
+	c := NewCoordinator(Config{Store: b, Markers: b, TickInterval: 10 * time.Millisecond,
+		NewProducerID: func() (int64, error) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.nextPID++
+			return b.nextPID, nil
+		}}, nil)
+	t.Cleanup(c.Close)
+	return c, b
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestLifecycleAndFencing(t *testing.T) {
+	t.Parallel()
+	c, b := newTestCoordinator(t)
+	ctx := context.Background()
+	r := c.InitProducerID(ctx, "a", 60000, -1, -1)
+	if r.Code != 0 || r.ProducerID != 1 || r.Epoch != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	tp := []TopicPartition{{Topic: "t", Partition: 0}}
+	if code := c.Add(ctx, "a", 1, 0, tp, []string{"g"}); code != 0 {
+		t.Fatalf("add: %d", code)
+	}
+	if got := b.state("a"); got.State != Ongoing || len(got.Partitions) != 1 || len(got.Groups) != 1 {
+		t.Fatalf("saved after add: %+v", got)
+	}
+	if code := c.EndTxn(ctx, "a", 1, 0, true); code != 0 {
+		t.Fatalf("commit: %d", code)
+	}
+	if code := c.EndTxn(ctx, "a", 1, 0, true); code != 0 {
+		t.Fatalf("retried commit: %d", code)
+	}
+	if code := c.EndTxn(ctx, "a", 1, 0, false); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("abort after commit: %d", code)
+	}
+	if got := b.state("a"); got.State != CompleteCommit || len(b.markers) != 2 {
+		t.Fatalf("after commit: %+v, markers %v", got, b.markers)
+	}
+	// A new instance: same producer id, next epoch; the old one is fenced.
+	if code := c.Add(ctx, "a", 1, 0, tp, nil); code != 0 {
+		t.Fatal(code)
+	}
+	r = c.InitProducerID(ctx, "a", 60000, -1, -1)
+	if r.Code != 0 || r.ProducerID != 1 || r.Epoch != 1 {
+		t.Fatalf("second instance: %+v (its ongoing transaction is aborted at epoch 1, which it gets)", r)
+	}
+	if last := b.markers[len(b.markers)-1]; last != "abort t" {
+		t.Fatalf("open transaction of the fenced instance: markers %v", b.markers)
+	}
+	for _, code := range []int16{c.Add(ctx, "a", 1, 0, tp, nil), c.EndTxn(ctx, "a", 1, 0, true)} {
+		if code != kerr.ProducerFenced.Code {
+			t.Fatalf("fenced instance: %d", code)
+		}
+	}
+	if code := c.Add(ctx, "a", 99, 1, tp, nil); code != kerr.InvalidProducerIDMapping.Code {
+		t.Fatalf("wrong producer id: %d", code)
+	}
+	if r := c.InitProducerID(ctx, "a", 0, -1, -1); r.Code != kerr.InvalidTransactionTimeout.Code {
+		t.Fatalf("zero timeout: %+v", r)
+	}
+}
+
+// The decision is saved before markers; markers that fail are retried
+// until written, and the transaction is busy meanwhile.
+func TestMarkersRetried(t *testing.T) {
+	t.Parallel()
+	c, b := newTestCoordinator(t)
+	ctx := context.Background()
+	c.InitProducerID(ctx, "m", 60000, -1, -1)
+	c.Add(ctx, "m", 1, 0, []TopicPartition{{Topic: "t"}}, nil)
+	b.set(func() { b.failMarker = errors.New("leader down") })
+	if code := c.EndTxn(ctx, "m", 1, 0, true); code != 0 {
+		t.Fatalf("commit with markers failing: %d (the decision is saved)", code)
+	}
+	if got := b.state("m"); got.State != PrepareCommit {
+		t.Fatalf("saved: %+v", got)
+	}
+	if code := c.Add(ctx, "m", 1, 0, nil, nil); code != kerr.ConcurrentTransactions.Code {
+		t.Fatalf("add while committing: %d", code)
+	}
+	b.set(func() { b.failMarker = nil })
+	waitFor(t, "commit completed", func() bool { return b.state("m").State == CompleteCommit })
+}
+
+// A transaction past its timeout is aborted with a new epoch; one whose
+// state cannot be saved is not acted on.
+func TestTimeoutAndSaveFailure(t *testing.T) {
+	t.Parallel()
+	c, b := newTestCoordinator(t)
+	ctx := context.Background()
+	c.InitProducerID(ctx, "slow", 50, -1, -1)
+	c.Add(ctx, "slow", 1, 0, []TopicPartition{{Topic: "t"}}, nil)
+	waitFor(t, "timed-out transaction aborted", func() bool {
+		s := b.state("slow")
+		return s.State == CompleteAbort && s.Epoch == 1 && s.Fenced
+	})
+	if code := c.EndTxn(ctx, "slow", 1, 0, true); code != kerr.ProducerFenced.Code {
+		t.Fatalf("commit after the timeout: %d", code)
+	}
+	if r := c.InitProducerID(ctx, "slow", 60000, 1, 1); r.Code != 0 || r.Epoch != 1 {
+		t.Fatalf("init after the fencing abort takes its epoch: %+v", r)
+	}
+
+	b.set(func() { b.failSave = ErrNotCoordinator })
+	if code := c.Add(ctx, "slow", 1, 1, []TopicPartition{{Topic: "t"}}, nil); code != kerr.NotCoordinator.Code {
+		t.Fatalf("add when saving fails: %d", code)
+	}
+	if d, _ := c.Describe("slow"); d.State != Empty {
+		t.Fatalf("state changed although not saved: %+v", d)
+	}
+}
+
+// Loaded state (a coordinator move) finishes Prepare* transactions.
+func TestLoadFinishesPrepared(t *testing.T) {
+	t.Parallel()
+	c, b := newTestCoordinator(t)
+	c.Load([]Txn{{ID: "p", ProducerID: 7, Epoch: 3, State: PrepareAbort, TimeoutMs: 60000, Partitions: []TopicPartition{{Topic: "x"}}}})
+	waitFor(t, "loaded abort completed", func() bool { return b.state("p").State == CompleteAbort })
+	if l := c.List([]State{CompleteAbort}, []int64{7}); len(l) != 1 || l[0].ID != "p" {
+		t.Fatalf("list: %+v", l)
+	}
+	c.Unload(func(string) bool { return false })
+	if _, ok := c.Describe("p"); ok {
+		t.Fatal("unloaded transaction still described")
+	}
+}
