@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -17,10 +19,20 @@ import (
 // every answer is a well-formed frame for its correlation id.
 func FuzzTxnDispatch(f *testing.F) {
 	srv := fuzzBroker(f)
-	if err := srv.Topics().Create("fuzz", 1, srv.cfg.Log); err != nil {
-		f.Fatal(err)
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "fuzz", 1, 1
+	if code, msg := srv.createTopic(rt, false); code != 0 {
+		f.Fatalf("create topic: %d %s", code, msg)
 	}
 	ctx := context.Background()
+	// The cluster of one coordinates "fz" once its offsets partition exists
+	// and has been replayed, as any broker would.
+	if _, err := srv.cluster.Coordinator(ctx, "fz"); err != nil {
+		f.Fatal(err)
+	}
+	if !testkit.Poll(10*time.Second, func() bool { return srv.txnOwner("fz") == 0 }) {
+		f.Fatal("never became coordinator of fz")
+	}
 	r := srv.txns.InitProducerID(ctx, "fz", 60000, -1, -1)
 	if r.Code != 0 {
 		f.Fatalf("init: %d", r.Code)
