@@ -44,9 +44,8 @@ type AppendOptions struct {
 	// producer's last 5 batches is answered with the original offsets and not
 	// appended again (AppendResult.Duplicate); a gap is ErrOutOfOrderSequence.
 	Idempotent bool
-	// Sequences picks each producer's SequenceMode for an idempotent append.
-	// Nil is, for now, the mode the id's forwarded bit implies (see
-	// legacy_forwarded.go); it becomes SequencePerBatch once core passes it.
+	// Sequences picks each producer's SequenceMode for an idempotent append;
+	// nil is SequencePerBatch (Kafka's) for every producer.
 	Sequences func(producerID int64) SequenceMode
 }
 
@@ -55,7 +54,7 @@ func (o AppendOptions) sequenceMode(pid int64) SequenceMode {
 	if o.Sequences != nil {
 		return o.Sequences(pid)
 	}
-	return legacyForwardedMode(pid)
+	return SequencePerBatch
 }
 
 // AppendResult says where appended batches landed.

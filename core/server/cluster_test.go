@@ -18,8 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/internal/forwarded"
 	"github.com/tributary-io/tributary/internal/testkit"
-	"github.com/tributary-io/tributary/storage"
 )
 
 func freePort(t testing.TB) int { return testkit.FreePort(t) }
@@ -530,7 +530,7 @@ func TestClusterProducerIDsAreUnique(t *testing.T) {
 	for round := range 3 {
 		for _, s := range tb.srvs {
 			resp := dialRaw(t, s.Addr()).roundTrip(kmsg.NewPtrInitProducerIDRequest()).(*kmsg.InitProducerIDResponse)
-			if resp.ErrorCode != 0 || resp.ProducerID <= 0 || storage.IsForwardedProducer(resp.ProducerID) {
+			if resp.ErrorCode != 0 || resp.ProducerID <= 0 || forwarded.IsProducerID(resp.ProducerID) {
 				t.Fatalf("broker %d round %d: id %d, %v", s.cfg.NodeID, round, resp.ProducerID, kerr.ErrorForCode(resp.ErrorCode))
 			}
 			if other, dup := seen[resp.ProducerID]; dup {

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/tributary-io/tributary/internal/forwarded"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -378,6 +379,6 @@ func appendFetched(ctx context.Context, l *storage.Log, batches []byte) error {
 			return fmt.Errorf("restart empty log at fetched batch %d: %w", h.BaseOffset, err)
 		}
 	}
-	_, err := l.Append(ctx, batches, storage.AppendOptions{KeepOffsets: true, LeaderEpoch: -1})
+	_, err := l.Append(ctx, batches, storage.AppendOptions{KeepOffsets: true, LeaderEpoch: -1, Sequences: forwarded.Sequences})
 	return err
 }

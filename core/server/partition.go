@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/core/cluster"
+	"github.com/tributary-io/tributary/internal/forwarded"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -90,6 +91,7 @@ func (p *Partition) Append(ctx context.Context, batches []byte, idempotent bool)
 	res, err := p.log.Append(ctx, batches, storage.AppendOptions{
 		LeaderEpoch: p.LeaderEpoch(),
 		Idempotent:  idempotent,
+		Sequences:   forwarded.Sequences, // a bridge's producer: sequence = edge offset
 	})
 	if err != nil {
 		return res, fmt.Errorf("append to %s/%d: %w", p.Topic, p.ID, err)

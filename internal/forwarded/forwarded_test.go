@@ -18,12 +18,6 @@ func TestProducerID(t *testing.T) {
 	if Sequences(pid) != storage.SequenceFromSource || Sequences(12345) != storage.SequencePerBatch {
 		t.Fatal("forwarded ids must append by source offset, others per batch")
 	}
-	// Storage's stand-in for a core that names no mode must agree.
-	for _, id := range []int64{pid, ProducerID("x", 0), 1, 12345, -1} {
-		if storage.IsForwardedProducer(id) != IsProducerID(id) {
-			t.Fatalf("storage and forwarded disagree on %d", id)
-		}
-	}
 }
 
 func TestSequenceWraps(t *testing.T) {
