@@ -25,14 +25,14 @@ import (
 
 // startProcCluster starts three brokers, each a process re-running this
 // test binary's main (TRIBUTARY_CORE_AS_MAIN).
-func startProcCluster(t *testing.T) []*testkit.CoreProc {
+func startProcCluster(t *testing.T) ([]*testkit.CoreProc, []string) {
 	c := testkit.StartCoreCluster(t, 3, func(config string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "TRIBUTARY_CORE_AS_MAIN=1",
 			"TRIBUTARY_CORE_ARGS=-config "+config+" -http-addr= -log-level info")
 		return cmd
 	})
-	return c.Brokers
+	return c.Brokers, c.Addrs()
 }
 
 var partitionStates = testkit.PartitionStates
@@ -47,11 +47,7 @@ func TestClusterLeaderKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	bs := startProcCluster(t)
-	var addrs []string
-	for _, b := range bs {
-		addrs = append(addrs, b.Addr)
-	}
+	bs, addrs := startProcCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	const topic, parts = "kills", 3
@@ -154,11 +150,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	bs := startProcCluster(t)
-	var addrs []string
-	for _, b := range bs {
-		addrs = append(addrs, b.Addr)
-	}
+	bs, addrs := startProcCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	const topic, parts, group = "rolling", 3, "rollers"
@@ -561,7 +553,7 @@ func TestStopIsBoundedWhatever(t *testing.T) {
 	}
 	for _, peers := range []string{"frozen", "gone"} {
 		t.Run(peers, func(t *testing.T) {
-			bs := startProcCluster(t)
+			bs, _ := startProcCluster(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			createTopicWhenFormed(ctx, t, []string{bs[0].Addr, bs[1].Addr, bs[2].Addr}, "stop", 3)

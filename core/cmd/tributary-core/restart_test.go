@@ -27,11 +27,7 @@ func TestClusterFullRestarts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	bs := startProcCluster(t)
-	var addrs []string
-	for _, b := range bs {
-		addrs = append(addrs, b.Addr)
-	}
+	bs, addrs := startProcCluster(t)
 	const rounds = 20
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

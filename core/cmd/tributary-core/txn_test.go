@@ -28,11 +28,7 @@ func TestClusterTransactionKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	bs := startProcCluster(t)
-	var addrs []string
-	for _, b := range bs {
-		addrs = append(addrs, b.Addr)
-	}
+	bs, addrs := startProcCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
 	const topic, parts = "txkills", 3
