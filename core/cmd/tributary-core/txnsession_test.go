@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/internal/testkit"
+)
+
+// TestClusterGroupSessionKills runs a franz-go GroupTransactSession
+// consume-transform-produce loop from one topic to another on three broker
+// processes. In one round the transaction coordinator is SIGKILLed between
+// the transaction's produce and its commit; in another the group
+// coordinator (or, if both coordinators are one broker, a leader of the
+// output topic); each victim is restarted after the transaction ends. Every
+// third transaction is aborted on purpose. Output records carry the round
+// that wrote them: read_committed must show every input record exactly
+// once and nothing written by a round that aborted.
+func TestClusterGroupSessionKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	bs, addrs := startProcCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	const in, out, parts, n = "ctpin", "ctpout", 3, 600
+	const txnID, group = "ctp-kills", "ctp-kills-group"
+	createTopicWhenFormed(ctx, t, addrs, in, parts)
+	createTopicWhenFormed(ctx, t, addrs, out, parts)
+
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Topic: in, Key: []byte(strconv.Itoa(i % 7)), Value: []byte(strconv.Itoa(i))})
+	}
+	for i := 0; i < n; i += 10 { // small batches, so a round is a few of them
+		if err := admCl.ProduceSync(ctx, recs[i:i+10]...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	newSession := func() *kgo.GroupTransactSession {
+		sess, err := kgo.NewGroupTransactSession(
+			kgo.SeedBrokers(addrs...),
+			kgo.TransactionalID(txnID),
+			kgo.TransactionTimeout(10*time.Second),
+			kgo.ConsumerGroup(group),
+			kgo.ConsumeTopics(in),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchMaxWait(200*time.Millisecond),
+			kgo.FetchMaxPartitionBytes(100), // about a batch per partition a round
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sess
+	}
+	sess := newSession()
+	defer func() { sess.Close() }()
+
+	// Kills happen in the rounds named here, once the round has produced
+	// and before it ends.
+	kills := map[int]string{4: "transaction coordinator", 12: "group coordinator"}
+	var killed []string
+	abortedRounds := map[int]bool{}
+	consumed, rounds, unknown := 0, 0, 0
+	for consumed < n {
+		fs := sess.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("after %d rounds: consumed %d of %d, kills %v", rounds, consumed, n, killed)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Logf("round %d: fetch: %v", rounds, err) })
+		if err := sess.Begin(); err != nil {
+			t.Fatalf("round %d: begin: %v", rounds, err)
+		}
+		rounds++
+		got := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			got++
+			v := fmt.Sprintf("%s/%d", r.Value, rounds)
+			sess.Produce(ctx, &kgo.Record{Topic: out, Key: r.Key, Value: []byte(v)}, func(_ *kgo.Record, err error) {
+				if err != nil && !errors.Is(err, kgo.ErrAborting) {
+					t.Logf("round %d: produce: %v", rounds, err)
+				}
+			})
+		})
+		var victim *testkit.CoreProc
+		if role, ok := kills[rounds]; ok && got > 0 {
+			victim = bs[pickVictim(ctx, t, admCl, addrs, role, txnID, group, out)-1]
+			killed = append(killed, fmt.Sprintf("round %d: %s (broker %d)", rounds, role, victim.ID))
+			victim.Stop(syscall.SIGKILL)
+		} else if ok {
+			kills[rounds+1] = role // nothing fetched this round: kill in the next
+		}
+		abort := got > 0 && rounds%3 == 0
+		committed, err := sess.End(ctx, kgo.TransactionEndTry(!abort))
+		switch {
+		case err != nil:
+			// The outcome is not known to the client. A new session
+			// with the same transactional ID fences this one and starts
+			// from the offsets committed in transactions, so the output
+			// check below still holds either way.
+			t.Logf("round %d: end: %v; starting a new session", rounds, err)
+			unknown++
+			sess.Close()
+			sess = newSession()
+		case committed:
+			consumed += got
+		default:
+			abortedRounds[rounds] = true
+		}
+		if victim != nil {
+			victim.Start(t)
+			for !testkit.InSync(ctx, addrs, 3, in, out, "__consumer_offsets") {
+				if ctx.Err() != nil {
+					t.Fatalf("round %d: replicas never back in sync after restarting broker %d", rounds, victim.ID)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	if len(killed) != len(kills) {
+		t.Fatalf("only %d kills happened: %v", len(killed), killed)
+	}
+	if len(abortedRounds) == 0 {
+		t.Fatalf("no round was aborted in %d rounds", rounds)
+	}
+
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(out), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	seen := map[string][]string{} // input value -> output values
+	total := 0
+	poll := func() {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		defer pcancel()
+		cons.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			src, _, _ := strings.Cut(string(r.Value), "/")
+			seen[src] = append(seen[src], string(r.Value))
+			total++
+		})
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(seen) < n && time.Now().Before(deadline); {
+		poll()
+	}
+	poll() // anything after the last expected record is a duplicate
+	for i := range n {
+		vs := seen[strconv.Itoa(i)]
+		if len(vs) != 1 {
+			t.Errorf("input record %d seen %d times in the output: %v", i, len(vs), vs)
+			continue
+		}
+		_, r, _ := strings.Cut(vs[0], "/")
+		if round, _ := strconv.Atoi(r); abortedRounds[round] {
+			t.Errorf("record %s from aborted round %d read committed", vs[0], round)
+		}
+	}
+	t.Logf("%d rounds, %d aborted on purpose, %d ended with an error; kills: %v; %d output records read committed",
+		rounds, len(abortedRounds), unknown, killed, total)
+}
+
+// pickVictim names the broker to kill for role: the transaction
+// coordinator of txnID, or the group coordinator of group (a leader of
+// topic when that is the transaction coordinator too).
+func pickVictim(ctx context.Context, t *testing.T, cl *kgo.Client, addrs []string, role, txnID, group, topic string) int32 {
+	t.Helper()
+	txnCoord := findTxnCoordinator(ctx, t, cl, txnID)
+	if role == "transaction coordinator" {
+		return txnCoord
+	}
+	req := kmsg.NewPtrFindCoordinatorRequest()
+	req.CoordinatorKey, req.CoordinatorType = group, 0
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("find group coordinator: %v %+v", err, resp)
+	}
+	if resp.NodeID != txnCoord {
+		return resp.NodeID
+	}
+	st, err := testkit.PartitionStates(ctx, addrs, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st {
+		if p.Leader != txnCoord {
+			return p.Leader
+		}
+	}
+	t.Fatalf("broker %d coordinates both and leads every partition of %s", txnCoord, topic)
+	return 0
+}
