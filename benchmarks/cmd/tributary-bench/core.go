@@ -191,6 +191,12 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 			})
 	}
 
+	txnRows, err := txnVsIdempotent(ctx, []kafkaSystem{trib, kf}, sz.n100/4, sz.reps, sz.phaseLimit, &phase)
+	if err != nil {
+		return rows, err
+	}
+	rows = append(rows, txnRows...)
+
 	// Latency: 100 B at a paced 10k records/s, acks=all for Kafka systems.
 	// Each system runs twice for half the time, in mirrored order
 	// (T K J J K T), and the samples are pooled, so a burst of load from
