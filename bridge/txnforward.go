@@ -187,8 +187,14 @@ func (f *forwarder) commitRun(ctx context.Context, cl *kgo.Client, cp int32, rec
 		Topic: f.b.cfg.CursorTopic, Partition: 0,
 		Key: []byte(f.txnCursorKey()), Value: strconv.AppendInt(nil, after, 10),
 	}, promise)
-	if err := cl.Flush(ctx); err != nil {
-		produceErr = err
+	// kgo retries a produce for ever while it cannot tell whether a batch
+	// was written (a target that went away mid-request): unbounded, the
+	// session would hang here and its status never show the outage. Past
+	// the transaction timeout the target aborts the transaction anyway.
+	fctx, fcancel := context.WithTimeout(ctx, f.b.cfg.TransactionTimeout)
+	defer fcancel()
+	if err := cl.Flush(fctx); err != nil {
+		produceErr = fmt.Errorf("flush: %w", err)
 	}
 	select {
 	case err := <-errs:
