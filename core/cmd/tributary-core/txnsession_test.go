@@ -18,10 +18,12 @@ import (
 
 // TestClusterGroupSessionKills runs a franz-go GroupTransactSession
 // consume-transform-produce loop from one topic to another on three broker
-// processes. In one round the transaction coordinator is SIGKILLed between
-// the transaction's produce and its commit; in another the group
-// coordinator (or, if both coordinators are one broker, a leader of the
-// output topic); each victim is restarted after the transaction ends. Every
+// processes. In one round the transaction coordinator is SIGKILLed after
+// the transaction's records are written and before it ends; in another the
+// group coordinator (or, if both coordinators are one broker, a leader of
+// the output topic); in a third a leader of the output topic that is not
+// the transaction coordinator. Each victim is restarted after the
+// transaction ends. Every
 // third transaction is aborted on purpose. Output records carry the round
 // that wrote them: read_committed must show every input record exactly
 // once and nothing written by a round that aborted.
@@ -74,7 +76,8 @@ func TestClusterGroupSessionKills(t *testing.T) {
 
 	// Kills happen in the rounds named here, once the round has produced
 	// and before it ends.
-	kills := map[int]string{4: "transaction coordinator", 12: "group coordinator"}
+	kills := map[int]string{4: "transaction coordinator", 12: "group coordinator", 20: "output leader"}
+	wantKills := len(kills)
 	var killed []string
 	abortedRounds := map[int]bool{}
 	consumed, rounds, unknown := 0, 0, 0
@@ -100,6 +103,10 @@ func TestClusterGroupSessionKills(t *testing.T) {
 		})
 		var victim *testkit.CoreProc
 		if role, ok := kills[rounds]; ok && got > 0 {
+			// The round's records are in the logs, its transaction open.
+			if err := sess.Client().Flush(ctx); err != nil {
+				t.Fatalf("round %d: flush: %v", rounds, err)
+			}
 			victim = bs[pickVictim(ctx, t, admCl, addrs, role, txnID, group, out)-1]
 			killed = append(killed, fmt.Sprintf("round %d: %s (broker %d)", rounds, role, victim.ID))
 			victim.Stop(syscall.SIGKILL)
@@ -124,6 +131,7 @@ func TestClusterGroupSessionKills(t *testing.T) {
 			abortedRounds[rounds] = true
 		}
 		if victim != nil {
+			killed[len(killed)-1] += fmt.Sprintf(" → committed=%v err=%v", committed, err)
 			victim.Start(t)
 			for !testkit.InSync(ctx, addrs, 3, in, out, "__consumer_offsets") {
 				if ctx.Err() != nil {
@@ -133,7 +141,7 @@ func TestClusterGroupSessionKills(t *testing.T) {
 			}
 		}
 	}
-	if len(killed) != len(kills) {
+	if len(killed) != wantKills {
 		t.Fatalf("only %d kills happened: %v", len(killed), killed)
 	}
 	if len(abortedRounds) == 0 {
@@ -177,8 +185,8 @@ func TestClusterGroupSessionKills(t *testing.T) {
 }
 
 // pickVictim names the broker to kill for role: the transaction
-// coordinator of txnID, or the group coordinator of group (a leader of
-// topic when that is the transaction coordinator too).
+// coordinator of txnID, the group coordinator of group, or a leader of
+// topic; never the transaction coordinator for the last two.
 func pickVictim(ctx context.Context, t *testing.T, cl *kgo.Client, addrs []string, role, txnID, group, topic string) int32 {
 	t.Helper()
 	txnCoord := findTxnCoordinator(ctx, t, cl, txnID)
@@ -191,7 +199,7 @@ func pickVictim(ctx context.Context, t *testing.T, cl *kgo.Client, addrs []strin
 	if err != nil || resp.ErrorCode != 0 {
 		t.Fatalf("find group coordinator: %v %+v", err, resp)
 	}
-	if resp.NodeID != txnCoord {
+	if role == "group coordinator" && resp.NodeID != txnCoord {
 		return resp.NodeID
 	}
 	st, err := testkit.PartitionStates(ctx, addrs, topic)
