@@ -320,28 +320,23 @@ func kafkaProduce(ctx context.Context, addr, topic string, size int, all bool, n
 		return 0, 0, err
 	}
 	pool := values(size)
-	var failed atomic.Pointer[error]
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			failed.CompareAndSwap(nil, &err)
-		}
-	}
+	var failed firstError
 	start := time.Now()
 	deadline := start.Add(limit)
 	i := 0
-	for ; i < n && failed.Load() == nil; i++ {
+	for ; i < n && failed.get() == nil; i++ {
 		if i%1024 == 0 && time.Now().After(deadline) {
 			break
 		}
-		cl.Produce(ctx, &kgo.Record{Value: pool[i%len(pool)]}, promise)
+		cl.Produce(ctx, &kgo.Record{Value: pool[i%len(pool)]}, failed.promise)
 		progress(what, i+1, n)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return 0, 0, fmt.Errorf("flush: %w", err)
 	}
 	secs := time.Since(start).Seconds()
-	if p := failed.Load(); p != nil {
-		return 0, 0, fmt.Errorf("produce: %w", *p)
+	if err := failed.get(); err != nil {
+		return 0, 0, fmt.Errorf("produce: %w", err)
 	}
 	return float64(i) / secs, i, nil
 }
