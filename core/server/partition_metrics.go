@@ -5,8 +5,6 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tributary-io/tributary/core/cluster"
 )
 
 // Per-partition gauges and consumer-group lag are computed from
@@ -127,9 +125,5 @@ func sortLags(ls []GroupLag) {
 // hold stale copies).
 func (s *Server) coordinates(group string) bool {
 	p, ok := s.offsetsPartitionOf(group)
-	if !ok {
-		return false
-	}
-	r, err := s.replicas.lookup(cluster.OffsetsTopic, p)
-	return err == nil && r.coordinates()
+	return ok && s.ownsOffsetsPartition(p)
 }
