@@ -115,6 +115,18 @@ func (f *FSM) Topic(name string) (*Topic, bool) {
 	return t.clone(), true
 }
 
+// Partitions returns how many partitions the topic has (ok false: no such
+// topic), copying nothing.
+func (f *FSM) Partitions(name string) (int, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.state.Topics[name]
+	if !ok {
+		return 0, false
+	}
+	return len(t.Partitions), true
+}
+
 // HasTopic reports whether the topic exists, copying nothing.
 func (f *FSM) HasTopic(name string) bool {
 	f.mu.RLock()

@@ -22,6 +22,10 @@ type Service interface {
 	// cheaper than Metadata on request paths.
 	Topic(name string) (*Topic, bool)
 	HasTopic(name string) bool
+	// Partitions is the topic's partition count, copying nothing (the hot
+	// path of every group and transaction request asks it of the offsets
+	// topic).
+	Partitions(name string) (int, bool)
 	// Watch returns a channel closed at the next metadata change.
 	Watch() <-chan struct{}
 	// PartitionState returns the local view of one partition.
@@ -66,6 +70,9 @@ func (n *proposals) Topic(name string) (*Topic, bool) { return n.fsm.Topic(name)
 
 // HasTopic reports whether the topic exists.
 func (n *proposals) HasTopic(name string) bool { return n.fsm.HasTopic(name) }
+
+// Partitions is the topic's partition count.
+func (n *proposals) Partitions(name string) (int, bool) { return n.fsm.Partitions(name) }
 
 // Watch returns a channel closed at the next metadata change (see FSM.Watch).
 func (n *proposals) Watch() <-chan struct{} { return n.fsm.Watch() }

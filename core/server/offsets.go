@@ -68,11 +68,11 @@ type offsetValue struct {
 
 // offsetsPartitionOf is the offsets-topic partition coordinating group.
 func (s *Server) offsetsPartitionOf(group string) (int32, bool) {
-	t, ok := s.cluster.Topic(cluster.OffsetsTopic)
-	if !ok || len(t.Partitions) == 0 {
+	n, ok := s.cluster.Partitions(cluster.OffsetsTopic)
+	if !ok || n == 0 {
 		return 0, false
 	}
-	return cluster.CoordinatorPartition(group, len(t.Partitions)), true
+	return cluster.CoordinatorPartition(group, n), true
 }
 
 // replicateCommit appends the offsets the coordinator just committed to the
@@ -183,7 +183,16 @@ func (s *Server) replicateDeletes(ctx context.Context, req kmsg.Request, resp km
 	}
 }
 
+// appendOffsets appends recs to the offsets partition that coordinates
+// group (which this broker must lead) and waits until its ISR has them.
 func (s *Server) appendOffsets(ctx context.Context, group string, recs []recordbatch.Record) error {
+	return s.appendOffsetsMaybeWait(ctx, group, recs, true)
+}
+
+// appendOffsetsMaybeWait is appendOffsets that, with durable false, returns
+// once the records are in the leader's log: a later durable append to the
+// same partition covers them, as the log is acknowledged in order.
+func (s *Server) appendOffsetsMaybeWait(ctx context.Context, group string, recs []recordbatch.Record, durable bool) error {
 	part, ok := s.offsetsPartitionOf(group)
 	if !ok {
 		return fmt.Errorf("offsets topic: %w", errNotLeader)
@@ -201,6 +210,9 @@ func (s *Server) appendOffsets(ctx context.Context, group string, recs []recordb
 	}
 	if _, err := p.Append(ctx, batch, false); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return p.WaitDurable(ctx, p.EndOffset())
 }
@@ -223,6 +235,7 @@ func (r *replica) loadOffsets() error {
 	from, end := l.StartOffset(), l.NextOffset()
 	n := 0
 	members := map[string]*groups.Snapshot{} // the last membership per group
+	txnRecs := map[string][]byte{}           // the last transaction record per key (txn_cluster.go)
 
 	if err := r.m.s.clearTxnPartition(r.part); err != nil { // transactions (txn_cluster.go)
 		return err
@@ -242,10 +255,7 @@ func (r *replica) loadOffsets() error {
 				return err
 			}
 			for _, rec := range recs {
-				if ok, err := r.m.s.replayTxnRecord(rec); ok || err != nil { // transactions (txn_cluster.go)
-					if err != nil {
-						return err
-					}
+				if r.m.s.replayTxnRecord(rec, txnRecs) {
 					continue
 				}
 				var k offsetKey
@@ -295,5 +305,5 @@ func (r *replica) loadOffsets() error {
 			gr.Restore(*snap)
 		}
 	}
-	return r.m.s.loadTxnPartition(r.part) // transactions (txn_cluster.go)
+	return r.m.s.loadTxnPartition(r.part, txnRecs) // transactions (txn_cluster.go)
 }

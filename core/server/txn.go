@@ -21,10 +21,12 @@ import (
 // Transactions (KIP-98) on the broker side. The coordinator (core/txns)
 // decides; this file gives it what it needs from the broker:
 //
-//   - a Store: every state change of a transactional id is put in the
-//     metadata store under txnStateKey and, in a cluster, appended to the
+//   - a Store: every state change of a transactional id is appended to the
 //     offsets-topic partition that coordinates the id and acknowledged by
-//     its ISR (txn_cluster.go), exactly like committed offsets;
+//     its ISR (txn_cluster.go), exactly like committed offsets. That log is
+//     the only copy that counts: the coordinator keeps the state in memory,
+//     and a broker taking the partition over replays the log to rebuild
+//     it (txnStateKey names a state record there);
 //   - Markers: a commit or abort control batch appended to every partition
 //     of the transaction (through the partition leader), and the offsets a
 //     TxnOffsetCommit staged for each group made visible or dropped.
@@ -50,9 +52,9 @@ type txnBroker struct {
 	mu sync.Mutex
 }
 
-// startTxns starts the transaction coordinator. On a single node it loads
-// every saved transaction at once; in a cluster, a broker loads those of an
-// offsets partition when it becomes its leader.
+// startTxns starts the transaction coordinator. A broker loads the
+// transactions of an offsets partition when it becomes its leader (a
+// single broker too: it leads them all once it has replayed them).
 func (s *Server) startTxns() error {
 	b := &txnBroker{s: s}
 	s.txnb = b
@@ -63,32 +65,7 @@ func (s *Server) startTxns() error {
 		MaxTimeout:    s.cfg.Transactions.MaxTimeout,
 		MarkerTimeout: s.cfg.Replication.AckTimeout,
 	}, s.logger)
-	if s.cfg.Cluster != nil {
-		return nil
-	}
-	saved, err := s.savedTxns(func(string) bool { return true })
-	if err != nil {
-		return err
-	}
-	s.txns.Load(saved)
 	return nil
-}
-
-// savedTxns reads the transactions in the metadata store that keep accepts.
-func (s *Server) savedTxns(keep func(id string) bool) ([]txns.Txn, error) {
-	_, vals, err := s.store.Values(txnStatePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("load transaction state: %w", err)
-	}
-	var out []txns.Txn
-	for _, v := range vals {
-		var t txns.Txn
-		if json.Unmarshal(v, &t) != nil || !keep(t.ID) {
-			continue
-		}
-		out = append(out, t)
-	}
-	return out, nil
 }
 
 // newProducerID allocates a producer id unique in the cluster.
@@ -100,19 +77,14 @@ func (s *Server) newProducerID() (int64, error) {
 	return clusterProducerID(id, s.cfg.NodeID), nil
 }
 
-// SaveTxn implements txns.Store.
-func (b *txnBroker) SaveTxn(ctx context.Context, t txns.Txn) error {
+// SaveTxn implements txns.Store: the state log is the durable copy (no
+// metadata store write, which would cost an fsync of its own per change).
+func (b *txnBroker) SaveTxn(ctx context.Context, t txns.Txn, durable bool) error {
 	v, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("encode transaction %q: %w", t.ID, err)
 	}
-	if err := b.s.replicateTxnState(ctx, t.ID, v); err != nil {
-		return err
-	}
-	if err := b.s.store.PutValue(txnStateKey(t.ID), v); err != nil {
-		return fmt.Errorf("save transaction %q: %w", t.ID, err)
-	}
-	return nil
+	return b.s.replicateTxnState(ctx, t.ID, v, durable)
 }
 
 // WriteMarkers implements txns.Markers: the partitions this broker leads

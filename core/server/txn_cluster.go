@@ -50,10 +50,10 @@ func txnStoreErr(err error) error {
 }
 
 // replicateTxnState appends a transaction's state to its offsets partition.
-func (s *Server) replicateTxnState(ctx context.Context, id string, v []byte) error {
+func (s *Server) replicateTxnState(ctx context.Context, id string, v []byte, durable bool) error {
 	k, _ := json.Marshal(txnRecordKey{Txn: id})
 	rec := recordbatch.Record{Timestamp: time.Now().UnixMilli(), Key: k, Value: v}
-	if err := s.appendOffsets(ctx, id, []recordbatch.Record{rec}); err != nil {
+	if err := s.appendOffsetsMaybeWait(ctx, id, []recordbatch.Record{rec}, durable); err != nil {
 		return txnStoreErr(fmt.Errorf("replicate transaction %q: %w", id, err))
 	}
 	return nil
@@ -83,36 +83,48 @@ func (s *Server) replicateOffsets(ctx context.Context, group string, offs map[me
 	return nil
 }
 
-// replayTxnRecord applies a transaction record of the offsets log to the
-// local store; it reports false for records that are not about
-// transactions.
-func (s *Server) replayTxnRecord(rec recordbatch.Record) (bool, error) {
+// replayTxnRecord notes a transaction record of the offsets log in last
+// (its key → the latest value, nil for a tombstone); it reports false for
+// records that are not about transactions.
+func (s *Server) replayTxnRecord(rec recordbatch.Record, last map[string][]byte) bool {
 	var k txnRecordKey
 	if json.Unmarshal(rec.Key, &k) != nil || (k.Txn == "" && k.TxnOffsets == "") {
-		return false, nil
+		return false
 	}
 	key := txnStateKey(k.Txn)
 	if k.TxnOffsets != "" {
 		key = txnOffsetsKey(k.TxnOffsets, k.PID)
 	}
-	if rec.Value == nil {
-		if err := s.store.DeleteValue(key); err != nil && !errors.Is(err, meta.ErrNotFound) {
-			return true, err
-		}
-		return true, nil
-	}
-	return true, s.store.PutValue(key, rec.Value)
+	last[key] = rec.Value
+	return true
 }
 
 // loadTxnPartition hands the coordinator the transactions of an offsets
-// partition this broker now leads (after loadOffsets replayed it).
-func (s *Server) loadTxnPartition(part int32) error {
-	saved, err := s.savedTxns(func(id string) bool {
-		p, ok := s.offsetsPartitionOf(id)
-		return ok && p == part
-	})
-	if err != nil {
-		return err
+// partition this broker now leads, from the last record of each key that
+// loadOffsets replayed. Staged offsets go to the metadata store, where
+// TxnOffsetCommit and the markers read them; one write per key, not per
+// record, so a long state log loads in one pass.
+func (s *Server) loadTxnPartition(part int32, last map[string][]byte) error {
+	var saved []txns.Txn
+	for key, v := range last {
+		if id, ok := strings.CutPrefix(key, txnStatePrefix); ok {
+			var t txns.Txn
+			if v != nil && json.Unmarshal(v, &t) == nil && t.ID == id {
+				saved = append(saved, t)
+			}
+			continue
+		}
+		var err error
+		if v == nil {
+			if err = s.store.DeleteValue(key); errors.Is(err, meta.ErrNotFound) {
+				err = nil
+			}
+		} else {
+			err = s.store.PutValue(key, v)
+		}
+		if err != nil {
+			return fmt.Errorf("load staged offsets %q: %w", key, err)
+		}
 	}
 	s.txns.Load(saved)
 	return nil

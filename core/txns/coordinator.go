@@ -84,8 +84,15 @@ type Txn struct {
 
 // Store saves transaction state durably (and, in a cluster, replicated)
 // before the coordinator acts on it.
+//
+// With durable false the save may return once the state is written, before
+// it is durable; it must become durable no later than any save after it
+// (a log does this by order). The coordinator saves Complete* this way: if
+// a crash loses it, the transaction is found in Prepare* and its markers
+// are written again, which is harmless, and no later state of the same id
+// can have been acknowledged without it.
 type Store interface {
-	SaveTxn(ctx context.Context, t Txn) error
+	SaveTxn(ctx context.Context, t Txn, durable bool) error
 }
 
 // Markers writes the end of a transaction: a control batch to each
@@ -109,6 +116,11 @@ type Config struct {
 	TickInterval time.Duration
 	// MarkerTimeout bounds one attempt at writing markers. Default 30s.
 	MarkerTimeout time.Duration
+	// BusyWait is how long a request for a transactional id waits for the
+	// id's running operation (typically the markers of the transaction it
+	// just committed) before it is answered CONCURRENT_TRANSACTIONS, which
+	// clients retry only after a backoff (20 ms in franz-go). Default 5s.
+	BusyWait time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -121,6 +133,9 @@ func (c Config) withDefaults() Config {
 	if c.MarkerTimeout <= 0 {
 		c.MarkerTimeout = 30 * time.Second
 	}
+	if c.BusyWait <= 0 {
+		c.BusyWait = 5 * time.Second
+	}
 	return c
 }
 
@@ -130,20 +145,25 @@ type Coordinator struct {
 	log *slog.Logger
 	now func() time.Time
 
-	mu   sync.Mutex
-	txns map[string]*entry
+	mu     sync.Mutex
+	txns   map[string]*entry
+	closed bool // no new background work once set
 
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	// ctx is cancelled by Close; background completions run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
 // entry is one transactional id; busy is set while an operation that does
-// I/O (saving, markers) runs outside the lock: concurrent requests for the
-// same id are told CONCURRENT_TRANSACTIONS and retry.
+// I/O (saving, markers) runs outside the lock. Requests for the same id
+// wait for idle (up to BusyWait), then are told CONCURRENT_TRANSACTIONS.
 type entry struct {
 	Txn
 	busy bool
+	idle chan struct{} // closed when busy ends; nil while not busy
 	// fails counts the timer's failed attempts at finishing it, so an
 	// outage is logged once in a while, not every tick.
 	fails int
@@ -161,15 +181,58 @@ func NewCoordinator(cfg Config, logger *slog.Logger) *Coordinator {
 		txns: map[string]*entry{},
 		stop: make(chan struct{}),
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.run()
 	return c
 }
 
-// Close stops the timer goroutine and waits for it.
+// Close stops the timer goroutine and the completions still running, and
+// waits for them (each is bounded by MarkerTimeout; cancelling cuts it
+// short). A transaction whose markers were not written stays Prepare* in
+// the state log, and whoever loads it next finishes it.
 func (c *Coordinator) Close() {
-	c.once.Do(func() { close(c.stop) })
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		close(c.stop)
+		c.cancel()
+	})
 	c.wg.Wait()
+}
+
+// markBusy marks e busy; c.mu is held.
+func (e *entry) markBusy() {
+	e.busy = true
+	e.idle = make(chan struct{})
+}
+
+// markIdle ends a busy spell; c.mu is held.
+func (e *entry) markIdle() {
+	e.busy = false
+	if e.idle != nil {
+		close(e.idle)
+		e.idle = nil
+	}
+}
+
+// waitIdle waits, with c.mu released, until e is no longer busy; it
+// reports false when ctx ends or BusyWait passes first. c.mu is held on
+// entry and on return.
+func (c *Coordinator) waitIdle(ctx context.Context, e *entry, deadline time.Time) bool {
+	idle := e.idle
+	c.mu.Unlock()
+	defer c.mu.Lock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
 }
 
 // Load adds saved transactions (a coordinator taking over a partition of
@@ -219,10 +282,13 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs i
 	}
 	c.mu.Lock()
 	e := c.txns[id]
+	for deadline := time.Now().Add(c.cfg.BusyWait); e != nil && e.busy; e = c.txns[id] {
+		if !c.waitIdle(ctx, e, deadline) {
+			c.mu.Unlock()
+			return fail(kerr.ConcurrentTransactions.Code)
+		}
+	}
 	switch {
-	case e != nil && e.busy:
-		c.mu.Unlock()
-		return fail(kerr.ConcurrentTransactions.Code)
 	case e != nil && pid >= 0 && (pid != e.ProducerID || epoch != e.Epoch):
 		// KIP-360: a producer bumping its own epoch must still be current.
 		c.mu.Unlock()
@@ -235,14 +301,14 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs i
 		e = &entry{Txn: Txn{ID: id, ProducerID: -1, Epoch: -1}}
 		c.txns[id] = e
 	}
-	e.busy = true
+	e.markBusy()
 	before := e.Txn
 	c.mu.Unlock()
 
 	next, code := c.initLocked(ctx, before, timeoutMs)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e.busy = false
+	e.markIdle()
 	if code != 0 {
 		if before.ProducerID < 0 {
 			delete(c.txns, id)
@@ -277,7 +343,7 @@ func (c *Coordinator) initLocked(ctx context.Context, t Txn, timeoutMs int32) (T
 	}
 	t.Fenced = false
 	t.State, t.TimeoutMs, t.Partitions, t.Groups, t.StartMs, t.UpdateMs = Empty, timeoutMs, nil, nil, -1, now
-	if err := c.cfg.Store.SaveTxn(ctx, t); err != nil {
+	if err := c.cfg.Store.SaveTxn(ctx, t, true); err != nil {
 		c.log.Warn("save transaction state", "txn", t.ID, "err", err)
 		return t, storeCode(err)
 	}
@@ -298,29 +364,40 @@ func storeCode(err error) int16 {
 var ErrNotCoordinator = errors.New("txns: not the coordinator")
 
 // begin checks a request against the current producer and marks the entry
-// busy; it returns an error code when the request must be refused.
-func (c *Coordinator) begin(id string, pid int64, epoch int16) (*entry, int16) {
+// busy; it returns an error code when the request must be refused. While
+// the entry is busy (the markers of the transaction the producer just
+// ended, say) it waits, up to BusyWait, rather than answer
+// CONCURRENT_TRANSACTIONS at once.
+func (c *Coordinator) begin(ctx context.Context, id string, pid int64, epoch int16) (*entry, int16) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.txns[id]
-	switch {
-	case e == nil || e.ProducerID < 0:
-		return nil, kerr.InvalidProducerIDMapping.Code
-	case e.ProducerID != pid:
-		return nil, kerr.InvalidProducerIDMapping.Code
-	case epoch != e.Epoch:
-		return nil, kerr.ProducerFenced.Code
-	case e.busy, e.State == PrepareCommit, e.State == PrepareAbort:
-		return nil, kerr.ConcurrentTransactions.Code
+	deadline := time.Now().Add(c.cfg.BusyWait)
+	for {
+		e := c.txns[id]
+		switch {
+		case e == nil || e.ProducerID < 0:
+			return nil, kerr.InvalidProducerIDMapping.Code
+		case e.ProducerID != pid:
+			return nil, kerr.InvalidProducerIDMapping.Code
+		case epoch != e.Epoch:
+			return nil, kerr.ProducerFenced.Code
+		case e.busy:
+			if !c.waitIdle(ctx, e, deadline) {
+				return nil, kerr.ConcurrentTransactions.Code
+			}
+			continue // look again: the epoch may have moved meanwhile
+		case e.State == PrepareCommit, e.State == PrepareAbort:
+			return nil, kerr.ConcurrentTransactions.Code
+		}
+		e.markBusy()
+		return e, 0
 	}
-	e.busy = true
-	return e, 0
 }
 
 func (c *Coordinator) done(e *entry, t Txn, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e.busy = false
+	e.markIdle()
 	if ok {
 		e.Txn = t
 	}
@@ -339,7 +416,7 @@ func (c *Coordinator) forget(e *entry) {
 // Add puts partitions and groups into the producer's transaction, starting
 // it if none is ongoing.
 func (c *Coordinator) Add(ctx context.Context, id string, pid int64, epoch int16, parts []TopicPartition, groups []string) int16 {
-	e, code := c.begin(id, pid, epoch)
+	e, code := c.begin(ctx, id, pid, epoch)
 	if code != 0 {
 		return code
 	}
@@ -367,7 +444,7 @@ func (c *Coordinator) Add(ctx context.Context, id string, pid int64, epoch int16
 		return 0
 	}
 	t.UpdateMs = c.now().UnixMilli()
-	if err := c.cfg.Store.SaveTxn(ctx, t); err != nil {
+	if err := c.cfg.Store.SaveTxn(ctx, t, true); err != nil {
 		c.log.Warn("save transaction state", "txn", id, "err", err)
 		c.done(e, t, false)
 		return storeCode(err)
@@ -395,8 +472,14 @@ func (c *Coordinator) Ongoing(id string, pid int64, epoch int16, group string) i
 
 // EndTxn commits or aborts the producer's transaction. A retried EndTxn of
 // a transaction that already ended the same way succeeds.
+//
+// It answers once the decision (Prepare*) is durable, as Kafka does; the
+// markers and the Complete* state are written in the background, with the
+// entry busy, so the producer's next request for this id waits for them
+// (begin) and a crash before they land leaves a Prepare* transaction that
+// whoever loads the state log finishes.
 func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit bool) int16 {
-	e, code := c.begin(id, pid, epoch)
+	e, code := c.begin(ctx, id, pid, epoch)
 	if code != 0 {
 		return code
 	}
@@ -409,17 +492,55 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 		c.done(e, t, false)
 		return kerr.InvalidTxnState.Code
 	}
-	next, code := c.end(ctx, t, commit, false)
-	c.done(e, next, code == 0)
-	return code
+	prepared, code := c.prepare(ctx, t, commit, false)
+	if code != 0 {
+		c.done(e, t, false)
+		return code
+	}
+	c.mu.Lock()
+	e.Txn = prepared // still busy: the completion below owns the entry
+	if c.closed {
+		c.mu.Unlock()
+		c.done(e, prepared, true) // the next coordinator finishes it
+		return 0
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		next, err := c.complete(c.ctx, prepared)
+		if err != nil {
+			c.log.Warn("transaction markers not written yet; will retry", "txn", id, "state", prepared.State, "err", err)
+		}
+		c.done(e, next, err == nil)
+		if errors.Is(err, ErrNotCoordinator) {
+			c.forget(e)
+		}
+	}()
+	return 0
 }
 
-// end takes an ongoing transaction through Prepare* to Complete*. The
-// decision is saved before any marker is written; if the markers fail, the
-// transaction stays in Prepare* and the timer goroutine retries them, and
-// the client is still answered with success: the outcome is decided.
+// end takes an ongoing transaction through Prepare* to Complete* before it
+// returns (timeouts and fencing aborts). If the markers fail, the
+// transaction stays in Prepare* and the timer goroutine retries them; the
+// outcome is decided either way.
 // fence bumps the epoch first (a timeout or a new instance aborting).
 func (c *Coordinator) end(ctx context.Context, t Txn, commit, fence bool) (Txn, int16) {
+	t, code := c.prepare(ctx, t, commit, fence)
+	if code != 0 {
+		return t, code
+	}
+	done, err := c.complete(ctx, t)
+	if err != nil {
+		c.log.Warn("transaction markers not written yet; will retry", "txn", t.ID, "state", t.State, "err", err)
+		return t, 0
+	}
+	return done, 0
+}
+
+// prepare saves the decision about an ongoing transaction (Prepare*),
+// durably, before any marker is written.
+func (c *Coordinator) prepare(ctx context.Context, t Txn, commit, fence bool) (Txn, int16) {
 	t.Partitions, t.Groups = slices.Clone(t.Partitions), slices.Clone(t.Groups)
 	t.State = PrepareAbort
 	if commit {
@@ -435,20 +556,15 @@ func (c *Coordinator) end(ctx context.Context, t Txn, commit, fence bool) (Txn, 
 		}
 	}
 	t.UpdateMs, t.Fenced = c.now().UnixMilli(), fence
-	if err := c.cfg.Store.SaveTxn(ctx, t); err != nil {
+	if err := c.cfg.Store.SaveTxn(ctx, t, true); err != nil {
 		c.log.Warn("save transaction decision", "txn", t.ID, "err", err)
 		return t, storeCode(err)
 	}
-	done, err := c.complete(ctx, t)
-	if err != nil {
-		c.log.Warn("transaction markers not written yet; will retry", "txn", t.ID, "state", t.State, "err", err)
-		return t, 0
-	}
-	return done, 0
+	return t, 0
 }
 
 // complete writes the markers of a Prepare* transaction and saves it as
-// Complete*.
+// Complete* (not waiting for that save to be durable: see Store).
 func (c *Coordinator) complete(ctx context.Context, t Txn) (Txn, error) {
 	commit := t.State == PrepareCommit
 	mctx, cancel := context.WithTimeout(ctx, c.cfg.MarkerTimeout)
@@ -461,7 +577,7 @@ func (c *Coordinator) complete(ctx context.Context, t Txn) (Txn, error) {
 		t.State = CompleteCommit
 	}
 	t.UpdateMs = c.now().UnixMilli()
-	if err := c.cfg.Store.SaveTxn(ctx, t); err != nil {
+	if err := c.cfg.Store.SaveTxn(ctx, t, false); err != nil {
 		return t, fmt.Errorf("save completed %q: %w", t.ID, err)
 	}
 	return t, nil
@@ -471,12 +587,7 @@ func (c *Coordinator) complete(ctx context.Context, t Txn) (Txn, error) {
 // markers failed or that were loaded from the state log.
 func (c *Coordinator) run() {
 	defer c.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-c.stop
-		cancel()
-	}()
+	ctx := c.ctx
 	t := time.NewTicker(c.cfg.TickInterval)
 	defer t.Stop()
 	for {
@@ -500,7 +611,7 @@ func (c *Coordinator) tick(ctx context.Context) {
 		switch {
 		case e.State == PrepareCommit || e.State == PrepareAbort,
 			e.State == Ongoing && now-e.StartMs > int64(e.TimeoutMs):
-			e.busy = true
+			e.markBusy()
 			due = append(due, e)
 		}
 	}

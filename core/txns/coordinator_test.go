@@ -20,9 +20,12 @@ type broker struct {
 	failSave   error
 	failMarker error
 	nextPID    int64
+	// gate, when set, holds every marker write until it is closed (or the
+	// write's context ends).
+	gate chan struct{}
 }
 
-func (b *broker) SaveTxn(_ context.Context, t Txn) error {
+func (b *broker) SaveTxn(_ context.Context, t Txn, _ bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failSave != nil {
@@ -32,7 +35,17 @@ func (b *broker) SaveTxn(_ context.Context, t Txn) error {
 	return nil
 }
 
-func (b *broker) WriteMarkers(_ context.Context, pid int64, epoch int16, commit bool, parts []TopicPartition, groups []string) error {
+func (b *broker) WriteMarkers(ctx context.Context, pid int64, epoch int16, commit bool, parts []TopicPartition, groups []string) error {
+	b.mu.Lock()
+	gate := b.gate
+	b.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failMarker != nil {
@@ -199,5 +212,66 @@ func TestLoadFinishesPrepared(t *testing.T) {
 	c.Unload(func(string) bool { return false })
 	if _, ok := c.Describe("p"); ok {
 		t.Fatal("unloaded transaction still described")
+	}
+}
+
+// EndTxn answers once the decision is saved; the producer's next request
+// waits for the markers instead of being told CONCURRENT_TRANSACTIONS.
+func TestEndTxnAnswersBeforeMarkers(t *testing.T) {
+	t.Parallel()
+	c, b := newTestCoordinator(t)
+	ctx := context.Background()
+	c.InitProducerID(ctx, "e", 60000, -1, -1)
+	tp := []TopicPartition{{Topic: "t"}}
+	c.Add(ctx, "e", 1, 0, tp, nil)
+	gate := make(chan struct{})
+	b.set(func() { b.gate = gate })
+	if code := c.EndTxn(ctx, "e", 1, 0, true); code != 0 {
+		t.Fatalf("commit: %d", code)
+	}
+	if got := b.state("e"); got.State != PrepareCommit || len(b.markers) != 0 {
+		t.Fatalf("answered before markers: saved %v, markers %v", got.State, b.markers)
+	}
+	added := make(chan int16, 1)
+	go func() { added <- c.Add(ctx, "e", 1, 0, tp, nil) }()
+	select {
+	case code := <-added:
+		t.Fatalf("add answered %d while the markers were held", code)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(gate)
+	if code := <-added; code != 0 {
+		t.Fatalf("add after the markers: %d", code)
+	}
+	if got := b.state("e"); got.State != Ongoing || b.markers[0] != "commit t" {
+		t.Fatalf("next transaction: %+v, markers %v", got, b.markers)
+	}
+}
+
+// A request waits at most BusyWait, then gets CONCURRENT_TRANSACTIONS; Close
+// cuts a held completion short and leaves it Prepare* for the next owner.
+func TestBusyWaitBoundAndClose(t *testing.T) {
+	t.Parallel()
+	b := &broker{saved: map[string]Txn{}, gate: make(chan struct{})}
+	c := NewCoordinator(Config{Store: b, Markers: b, BusyWait: 30 * time.Millisecond,
+		NewProducerID: func() (int64, error) { return 1, nil }}, nil)
+	ctx := context.Background()
+	c.InitProducerID(ctx, "w", 60000, -1, -1)
+	c.Add(ctx, "w", 1, 0, []TopicPartition{{Topic: "t"}}, nil)
+	if code := c.EndTxn(ctx, "w", 1, 0, false); code != 0 {
+		t.Fatalf("abort: %d", code)
+	}
+	if code := c.Add(ctx, "w", 1, 0, nil, nil); code != kerr.ConcurrentTransactions.Code {
+		t.Fatalf("add while the markers hang: %d", code)
+	}
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not stop a hanging completion")
+	}
+	if got := b.state("w"); got.State != PrepareAbort {
+		t.Fatalf("state after close: %v", got.State)
 	}
 }
