@@ -28,7 +28,7 @@ var interactive = term.IsTerminal(int(os.Stderr.Fd()))
 
 // progress keeps one live line on a terminal.
 func progress(what string, done, total int) {
-	if !interactive || (done%64 != 0 && done != total) {
+	if !interactive || what == "" || (done%64 != 0 && done != total) {
 		return
 	}
 	fmt.Fprintf(os.Stderr, "\r%-40s %3d%%", what, done*100/total)
@@ -41,7 +41,7 @@ func main() {
 	out := flag.String("out", "benchmarks/RESULTS.md", "where to write the Markdown results")
 	quick := flag.Bool("quick", false, "smaller runs (under 3 minutes)")
 	dir := flag.String("dir", os.TempDir(), "scratch directory on the disk to measure")
-	only := flag.String("only", "", "comma-separated sections to run (storage, core, edge, ingest, e2e, drain, cluster, stream, security); empty runs all")
+	only := flag.String("only", "", "comma-separated sections to run (storage, core, txn, edge, ingest, e2e, drain, cluster, stream, security); empty runs all")
 	bareMochi := flag.String("serve-bare-mochi", "", "internal: serve bare mochi-mqtt on MQTT_ADDR,HTTP_ADDR (the edge section's RSS floor)")
 	flag.Parse()
 	if *bareMochi != "" {
@@ -80,6 +80,9 @@ func main() {
 		if len(want) > 0 && !want[section] {
 			return
 		}
+		if section == "txn" && !want[section] {
+			return // its rows are part of the core section; alone only when asked
+		}
 		fmt.Fprintf(os.Stderr, "== %s\n", name)
 		start := time.Now()
 		r, err := fn()
@@ -95,6 +98,7 @@ func main() {
 	}
 	run("storage", "storage vs dd", func() ([]row, error) { return storageVsDD(*dir, mib) })
 	run("core", "core vs kfake vs JetStream", func() ([]row, error) { return coreVsPeers(*dir, *quick) })
+	run("txn", "transactional vs idempotent produce (also in core)", func() ([]row, error) { return txnSection(*dir, *quick) })
 	run("security", "core over TLS vs plaintext; SCRAM logins", func() ([]row, error) { return securityBench(*dir, *quick) })
 	run("edge", "edge vs mosquitto", func() ([]row, error) { return edgeVsMosquitto(*dir, *quick) })
 	run("ingest", "edge ingest rules: generic JSON, Sparkplug B", func() ([]row, error) { return ingestFormats(*dir, *quick) })
