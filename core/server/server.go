@@ -323,6 +323,7 @@ func (s *Server) Close() error {
 		s.wg.Wait()
 		if s.txns != nil {
 			s.txns.Close()
+			s.txnb.conns.close()
 		}
 		if s.groups != nil {
 			s.groups.Close()

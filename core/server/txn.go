@@ -50,6 +50,8 @@ type txnBroker struct {
 	s *Server
 	// mu serializes staging and settling of transactional offsets.
 	mu sync.Mutex
+	// conns carries markers to partitions other brokers lead.
+	conns markerConns
 }
 
 // startTxns starts the transaction coordinator. A broker loads the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -172,15 +173,26 @@ func (s *Server) writeRemoteMarkers(ctx context.Context, pid int64, epoch int16,
 			byBroker[leader] = append(byBroker[leader], tp)
 		}
 	}
-	var errs []error
+	// One request per broker, all brokers at once.
+	errs := make([]error, 0, len(byBroker))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for id, tps := range byBroker {
 		b, ok := md.Brokers[id]
 		if !ok {
 			errs = append(errs, fmt.Errorf("marker: broker %d unknown", id))
 			continue
 		}
-		errs = append(errs, s.sendMarkers(ctx, id, b.KafkaAddr, pid, epoch, commit, tps))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.sendMarkers(ctx, id, b.KafkaAddr, pid, epoch, commit, tps)
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -206,13 +218,10 @@ func byTopic(tps []txns.TopicPartition) ([]string, map[string][]int32) {
 	return topics, parts
 }
 
-// sendMarkers is one WriteTxnMarkers round trip to broker id.
+// sendMarkers is one WriteTxnMarkers round trip to broker id, on a kept
+// connection when there is one (tried again on a new one if the kept one
+// fails: the broker may have restarted since).
 func (s *Server) sendMarkers(ctx context.Context, id int32, addr string, pid int64, epoch int16, commit bool, tps []txns.TopicPartition) error {
-	conn, err := dialReplica(ctx, s, id, addr)
-	if err != nil {
-		return fmt.Errorf("markers to broker %d: %w", id, err)
-	}
-	defer conn.close()
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
 	req.Version = 1
 	m := kmsg.NewWriteTxnMarkersRequestMarker()
@@ -224,10 +233,24 @@ func (s *Server) sendMarkers(ctx context.Context, id int32, addr string, pid int
 		m.Topics = append(m.Topics, mt)
 	}
 	req.Markers = append(req.Markers, m)
-	resp := kmsg.NewPtrWriteTxnMarkersResponse()
+	var resp *kmsg.WriteTxnMarkersResponse
 	timeout := s.cfg.Replication.AckTimeout + 5*time.Second
-	if err := conn.do(ctx, req, resp, timeout); err != nil {
-		return fmt.Errorf("markers to broker %d: %w", id, err)
+	pool := &s.txnb.conns
+	for attempt := 0; ; attempt++ {
+		resp = kmsg.NewPtrWriteTxnMarkersResponse()
+		conn, reused, err := pool.get(ctx, s, id, addr)
+		if err != nil {
+			return fmt.Errorf("markers to broker %d: %w", id, err)
+		}
+		err = conn.do(ctx, req, resp, timeout)
+		if err == nil {
+			pool.put(id, addr, conn)
+			break
+		}
+		conn.close()
+		if !reused || attempt > 0 || ctx.Err() != nil {
+			return fmt.Errorf("markers to broker %d: %w", id, err)
+		}
 	}
 	var errs []error
 	for _, rm := range resp.Markers {
