@@ -45,7 +45,7 @@ func (t *Topics) Reconfigure(name string, override LogConfig) error {
 		return fmt.Errorf("reconfigure topic %s: %w", name, err)
 	}
 	tp.info.Config = cfg
-	for _, l := range tp.logs {
+	for _, l := range tp.openLogs() {
 		if err := l.Reconfigure(cfg); err != nil {
 			return fmt.Errorf("reconfigure topic %s: %w", name, err)
 		}
