@@ -32,9 +32,11 @@ type topicPartition struct {
 	part  int32
 }
 
-// replicaManager follows the cluster metadata: it makes the local logs every
-// topic needs, deletes those of deleted topics, and keeps one replica per
-// partition this broker holds, leading or following it as the metadata says.
+// replicaManager follows the cluster metadata: it stores locally only the
+// partitions whose replica set includes this broker (creating them when the
+// metadata assigns them, deleting them when it no longer does and when their
+// topic goes), and keeps one replica per such partition, leading or
+// following it as the metadata says.
 type replicaManager struct {
 	s    *Server
 	self int32
@@ -221,25 +223,9 @@ func (m *replicaManager) reconcile() {
 	}
 	for _, t := range md.Topics {
 		m.seen[t.Name] = true
-		want := int32(len(t.Partitions))
-		info, ok := topics.Get(t.Name)
-		switch {
-		case !ok:
-			lc, err := topicLogConfig(t.Config)
-			if err != nil {
-				m.s.logger.Error("topic config from metadata", "topic", t.Name, "err", err)
-				lc = storage.LogConfig{}
-			}
-			if err := topics.Create(t.Name, want, lc); err != nil && !errors.Is(err, storage.ErrTopicExists) {
-				m.s.logger.Error("create local topic", "topic", t.Name, "err", err)
-				continue
-			}
-			m.recordIncarnation(t)
-		case info.Partitions < want:
-			if err := topics.AddPartitions(t.Name, want); err != nil {
-				m.s.logger.Error("add local partitions", "topic", t.Name, "err", err)
-				continue
-			}
+		hosted, ok := m.defineTopic(t)
+		if !ok {
+			continue
 		}
 		m.applyTopicConfig(t)
 		minISR := m.s.cfg.Replication.MinInsyncReplicas
@@ -254,9 +240,16 @@ func (m *replicaManager) reconcile() {
 					r.stopFetcher()
 					delete(m.replicas, tp)
 				}
+				if slices.Contains(hosted, p.Partition) {
+					m.dropLost(t.Name, p.Partition)
+				}
 				continue
 			}
 			if !have {
+				if err := topics.HostPartition(t.Name, p.Partition); err != nil {
+					m.s.logger.Error("create replica log", "topic", t.Name, "partition", p.Partition, "err", err)
+					continue
+				}
 				l, err := topics.Partition(t.Name, p.Partition)
 				if err != nil {
 					m.s.logger.Error("open replica log", "topic", t.Name, "partition", p.Partition, "err", err)
@@ -279,6 +272,57 @@ func (m *replicaManager) reconcile() {
 	}
 	for topic, n := range internalLed {
 		m.s.logger.Info("leading internal partitions", "topic", topic, "partitions", n)
+	}
+}
+
+// defineTopic makes the local definition of t match the metadata's (its
+// config and partition count; placed, hosting the partitions assigned to
+// this broker) and returns the partitions stored here. False when it could
+// not, to be retried at the next pass.
+func (m *replicaManager) defineTopic(t *cluster.Topic) ([]int32, bool) {
+	topics := m.s.topics
+	want := int32(len(t.Partitions))
+	info, ok := topics.Get(t.Name)
+	switch {
+	case !ok:
+		lc, err := topicLogConfig(t.Config)
+		if err != nil {
+			m.s.logger.Error("topic config from metadata", "topic", t.Name, "err", err)
+			lc = storage.LogConfig{}
+		}
+		var mine []int32
+		for _, p := range t.Partitions {
+			if slices.Contains(p.Replicas, m.self) {
+				mine = append(mine, p.Partition)
+			}
+		}
+		if err := topics.CreatePlaced(t.Name, want, lc, mine); err != nil && !errors.Is(err, storage.ErrTopicExists) {
+			m.s.logger.Error("create local topic", "topic", t.Name, "err", err)
+			return nil, false
+		}
+		m.recordIncarnation(t)
+	case info.Partitions < want:
+		if err := topics.AddPartitions(t.Name, want); err != nil {
+			m.s.logger.Error("add local partitions", "topic", t.Name, "err", err)
+			return nil, false
+		}
+	}
+	info, ok = topics.Get(t.Name)
+	return info.Hosted, ok
+}
+
+// dropLost deletes the local data of a partition the metadata does not
+// assign to this broker: stored by a broker from before placement (every
+// broker kept every partition), or assigned elsewhere since. The manager
+// acts only once the metadata has caught up (ready), and checks again here,
+// right before deleting, that it still is: data is never deleted on a view
+// that may lack a later assignment.
+func (m *replicaManager) dropLost(topic string, part int32) {
+	if !m.s.cluster.MetadataCurrent() {
+		return // the next pass retries
+	}
+	if err := m.s.topics.DropPartition(topic, part); err != nil {
+		m.s.logger.Error("delete data of a partition not replicated here", "topic", topic, "partition", part, "err", err)
 	}
 }
 

@@ -189,9 +189,11 @@ func (s *Server) defaultGroups(store *meta.Store, logger *slog.Logger) GroupCoor
 		MaxRebalanceTimeout:   g.MaxRebalanceTimeout,
 		InitialRebalanceDelay: g.InitialRebalanceDelay,
 		MaxGroupSize:          g.MaxGroupSize,
+		// The metadata decides, not the local disk: a coordinator takes
+		// offsets for partitions stored on other brokers.
 		PartitionExists: func(topic string, partition int32) bool {
-			_, err := s.topics.Partition(topic, partition)
-			return err == nil
+			t, ok := s.cluster.Topic(topic)
+			return ok && partition >= 0 && int(partition) < len(t.Partitions)
 		},
 		OnStable:   s.replicateGroup,
 		Registerer: s.m.reg,
