@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/tributary-io/tributary/storage/meta"
 )
 
 // partitionDirs lists which of topic's partitions have a directory under
@@ -22,13 +24,19 @@ func partitionDirs(t *testing.T, dir, topic string, partitions int32) []int32 {
 	return out
 }
 
+// freshTopics opens topics in a new directory: the directory, its meta
+// store (closed when the test ends) and the topics.
+func freshTopics(t *testing.T) (string, *meta.Store, *Topics) {
+	dir := t.TempDir()
+	store := openTestStore(t, dir)
+	return dir, store, openTestTopics(t, dir, store)
+}
+
 // A placed topic stores only its hosted partitions; hosting and dropping
 // change the disk and the record, and both survive a reopen.
 func TestPlacedTopic(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	store := openTestStore(t, dir)
-	tp := openTestTopics(t, dir, store)
+	dir, store, tp := freshTopics(t)
 	if err := tp.CreatePlaced("p", 4, LogConfig{}, []int32{1, 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -98,9 +106,7 @@ func TestPlacedTopic(t *testing.T) {
 // it placed, so the partition stays gone after a reopen.
 func TestDropPartitionOfUnplacedTopic(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	store := openTestStore(t, dir)
-	tp := openTestTopics(t, dir, store)
+	dir, store, tp := freshTopics(t)
 	if err := tp.Create("all", 3, LogConfig{}); err != nil {
 		t.Fatal(err)
 	}
@@ -123,9 +129,7 @@ func TestDropPartitionOfUnplacedTopic(t *testing.T) {
 // partition's when it is hosted again.
 func TestOrphanPartitionDirRemoved(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	store := openTestStore(t, dir)
-	tp := openTestTopics(t, dir, store)
+	dir, store, tp := freshTopics(t)
 	if err := tp.CreatePlaced("o", 2, LogConfig{}, []int32{0}); err != nil {
 		t.Fatal(err)
 	}

@@ -30,12 +30,9 @@ func (t *Topics) Reconfigure(name string, override LogConfig) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
-		return ErrClosed
-	}
-	tp, ok := t.topics[name]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownTopic, name)
+	tp, err := t.writableLocked(name)
+	if err != nil {
+		return err
 	}
 	cfg := t.merge(override)
 	old := tp.override

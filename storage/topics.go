@@ -420,18 +420,28 @@ func (t *Topics) AddPartitions(name string, total int32) error {
 	return nil
 }
 
+// writableLocked finds a topic to change (mu held for writing): ErrClosed
+// once the store is closed, ErrUnknownTopic for a name it does not hold.
+func (t *Topics) writableLocked(name string) (*topic, error) {
+	if t.closed {
+		return nil, ErrClosed
+	}
+	tp, ok := t.topics[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownTopic, name)
+	}
+	return tp, nil
+}
+
 // HostPartition makes partition p of a placed topic local: its log is
 // created (empty) and recorded as hosted here. Hosting one already hosted
 // is a no-op.
 func (t *Topics) HostPartition(name string, p int32) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
-		return ErrClosed
-	}
-	tp, ok := t.topics[name]
-	if !ok {
-		return fmt.Errorf("host partition %s/%d: %w", name, p, ErrUnknownTopic)
+	tp, err := t.writableLocked(name)
+	if err != nil {
+		return fmt.Errorf("host partition %s/%d: %w", name, p, err)
 	}
 	if p < 0 || int(p) >= len(tp.logs) {
 		return fmt.Errorf("host partition %s/%d: %w", name, p, ErrUnknownPartition)
@@ -465,12 +475,9 @@ func (t *Topics) HostPartition(name string, p int32) error {
 func (t *Topics) DropPartition(name string, p int32) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
-		return ErrClosed
-	}
-	tp, ok := t.topics[name]
-	if !ok {
-		return fmt.Errorf("drop partition %s/%d: %w", name, p, ErrUnknownTopic)
+	tp, err := t.writableLocked(name)
+	if err != nil {
+		return fmt.Errorf("drop partition %s/%d: %w", name, p, err)
 	}
 	if p < 0 || int(p) >= len(tp.logs) || tp.logs[p] == nil {
 		return nil
