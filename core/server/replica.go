@@ -66,18 +66,12 @@ type replicaManager struct {
 
 func newReplicaManager(s *Server) *replicaManager {
 	m := &replicaManager{s: s, self: s.cfg.NodeID, replicas: map[topicPartition]*replica{}, seen: map[string]bool{},
-		isrChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_core_isr_changes_total",
-			Help: "ISR changes this broker made as partition leader, by kind (shrink, expand).",
-		}, []string{"kind"}),
-		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_replica_fetch_errors_total",
-			Help: "Failed follower fetch rounds (leader unreachable, fenced epoch, append refused).",
-		}),
-		truncations: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_replica_truncations_total",
-			Help: "Divergent follower tails cut after a leader change.",
-		}),
+		isrChanges: counterVec("tributary_core_isr_changes_total",
+			"ISR changes this broker made as partition leader, by kind (shrink, expand).", "kind"),
+		fetchErrors: counter("tributary_core_replica_fetch_errors_total",
+			"Failed follower fetch rounds (leader unreachable, fenced epoch, append refused)."),
+		truncations: counter("tributary_core_replica_truncations_total",
+			"Divergent follower tails cut after a leader change."),
 	}
 	saved, err := readHWCheckpoint(s.cfg.DataDir)
 	if err != nil {
@@ -100,17 +94,14 @@ func newReplicaManager(s *Server) *replicaManager {
 		}
 	}
 	s.m.reg.MustRegister(m.isrChanges, m.fetchErrors, m.truncations,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tributary_core_leader_partitions",
-			Help: "Partitions this broker leads.",
-		}, partitions(func(r *replica) bool { return r.isLeader() })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tributary_core_under_replicated_partitions",
-			Help: "Partitions this broker leads whose ISR is smaller than their replica set.",
-		}, partitions(func(r *replica) bool {
-			st := r.state()
-			return st.Leader == r.self && len(st.ISR) < len(st.Replicas)
-		})))
+		gaugeFunc("tributary_core_leader_partitions", "Partitions this broker leads.",
+			partitions(func(r *replica) bool { return r.isLeader() })),
+		gaugeFunc("tributary_core_under_replicated_partitions",
+			"Partitions this broker leads whose ISR is smaller than their replica set.",
+			partitions(func(r *replica) bool {
+				st := r.state()
+				return st.Leader == r.self && len(st.ISR) < len(st.Replicas)
+			})))
 	return m
 }
 
