@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -30,24 +29,7 @@ func TestEdgeBinarySIGKILL(t *testing.T) {
 	core := bridge.NewTestCore(t, coreAddr, "")
 	core.Start()
 	mqttAddr := testkit.FreeAddr(t)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "edge.yaml")
-	cfg := fmt.Sprintf(`data_dir: %s
-mqtt:
-  address: %s
-http:
-  address: "-"
-auth:
-  allow_anonymous: true
-bridge:
-  brokers: [%s]
-  backoff_min: 20ms
-  backoff_max: 300ms
-  request_timeout: 3s
-`, filepath.Join(dir, "data"), mqttAddr, coreAddr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeEdgeConfig(t, t.TempDir(), mqttAddr, "-", coreAddr, "")
 	startEdge := func() *exec.Cmd {
 		cmd := exec.Command(bin, "-config", cfgPath, "-log-level", "warn")
 		if err := cmd.Start(); err != nil {
