@@ -125,10 +125,8 @@ func (tb *testBrokers) restart(i int, change func(cfg Config)) *Server {
 func TestBrokersStoreOnlyTheirReplicas(t *testing.T) {
 	tb := startTestCluster(t, 3)
 	addrs := tb.addrs()
-	createReplicatedTopic(t, addrs[0], "one", 6, 1, 1)
-	createReplicatedTopic(t, addrs[0], "two", 6, 2, 1)
-	tb.waitTopic("one")
-	tb.waitTopic("two")
+	tb.createTopic("one", 6, 1, 1)
+	tb.createTopic("two", 6, 2, 1)
 	tb.waitPlacement("after create", "one", "two")
 	for topic, rf := range map[string]int{"one": 1, "two": 2} {
 		total := 0
