@@ -24,6 +24,7 @@ type CoreProc struct {
 	ID      int32
 	Addr    string // Kafka listener
 	Config  string // its YAML file
+	DataDir string
 	LogFile string // its stderr
 	command func(config string) *exec.Cmd
 	cmd     *exec.Cmd
@@ -132,9 +133,10 @@ func StartCoreCluster(t *testing.T, n int, command func(config string) *exec.Cmd
 	for i := range n {
 		b := &CoreProc{ID: int32(i + 1), Addr: FreeAddr(t),
 			Config:  filepath.Join(base, fmt.Sprintf("broker-%d.yaml", i+1)),
+			DataDir: filepath.Join(base, fmt.Sprintf("data-%d", i+1)),
 			LogFile: filepath.Join(base, fmt.Sprintf("broker-%d.log", i+1)),
 			command: command}
-		yaml := CoreBrokerConfig(b.ID, filepath.Join(base, fmt.Sprintf("data-%d", i+1)), b.Addr, FreeAddr(t), FreeAddr(t), serf)
+		yaml := CoreBrokerConfig(b.ID, b.DataDir, b.Addr, FreeAddr(t), FreeAddr(t), serf)
 		if err := os.WriteFile(b.Config, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
