@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,25 +22,7 @@ import (
 // localPartitionDirs lists the partitions of topic that have a directory in
 // the broker's log dir.
 func localPartitionDirs(t testing.TB, cfg Config, topic string) []int32 {
-	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(cfg.DataDir, "logs"))
-	if err != nil {
-		t.Fatalf("broker %d: %v", cfg.NodeID, err)
-	}
-	out := []int32{}
-	for _, e := range entries {
-		i := strings.LastIndexByte(e.Name(), '-')
-		if !e.IsDir() || i < 0 || e.Name()[:i] != topic {
-			continue
-		}
-		p, err := strconv.Atoi(e.Name()[i+1:])
-		if err != nil {
-			continue
-		}
-		out = append(out, int32(p))
-	}
-	slices.Sort(out)
-	return out
+	return testkit.PartitionDirs(t, filepath.Join(cfg.DataDir, "logs"), topic)
 }
 
 // assignedTo lists the partitions of topic whose replica set includes the

@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -91,21 +88,7 @@ func TestPlacementSurvivesKills(t *testing.T) {
 // partitionDirs lists the partitions of topic with a directory in a
 // broker's data dir.
 func partitionDirs(t *testing.T, dataDir, topic string) []int32 {
-	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(dataDir, "logs"))
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	out := []int32{}
-	for _, e := range entries {
-		name, num, ok := strings.Cut(e.Name(), "-")
-		p, err := strconv.Atoi(num)
-		if e.IsDir() && ok && name == topic && err == nil {
-			out = append(out, int32(p))
-		}
-	}
-	slices.Sort(out)
-	return out
+	return testkit.PartitionDirs(t, filepath.Join(dataDir, "logs"), topic)
 }
 
 // waitPlacement waits until every broker stores exactly the partitions of
