@@ -231,7 +231,7 @@ func (m *replicaManager) reconcile() {
 					r.stopFetcher()
 					delete(m.replicas, tp)
 				}
-				if slices.Contains(hosted, p.Partition) {
+				if hosted[p.Partition] {
 					m.dropLost(t.Name, p.Partition)
 				}
 				continue
@@ -268,9 +268,9 @@ func (m *replicaManager) reconcile() {
 
 // defineTopic makes the local definition of t match the metadata's (its
 // config and partition count; placed, hosting the partitions assigned to
-// this broker) and returns the partitions stored here. False when it could
-// not, to be retried at the next pass.
-func (m *replicaManager) defineTopic(t *cluster.Topic) ([]int32, bool) {
+// this broker) and returns the set of partitions stored here. False when it
+// could not, to be retried at the next pass.
+func (m *replicaManager) defineTopic(t *cluster.Topic) (map[int32]bool, bool) {
 	topics := m.s.topics
 	want := int32(len(t.Partitions))
 	info, ok := topics.Get(t.Name)
@@ -299,7 +299,11 @@ func (m *replicaManager) defineTopic(t *cluster.Topic) ([]int32, bool) {
 		}
 	}
 	info, ok = topics.Get(t.Name)
-	return info.Hosted, ok
+	hosted := make(map[int32]bool, len(info.Hosted))
+	for _, p := range info.Hosted {
+		hosted[p] = true
+	}
+	return hosted, ok
 }
 
 // dropLost deletes the local data of a partition the metadata does not
