@@ -26,6 +26,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/internal/stream"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -243,34 +244,27 @@ func TestCrashExactlyOnce(t *testing.T) {
 	// Let a last run finish the backlog, then stop it gracefully.
 	cmd := start()
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if _, err := os.Stat(readyPath); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
+	// waitFor polls cond until the deadline; past it the processor is
+	// killed and the test fails with its log.
+	waitFor := func(what string, cond func() bool) {
+		if !testkit.Poll(time.Until(deadline), cond) {
 			_ = cmd.Process.Kill()
 			dumpLog()
-			t.Fatal("the processor did not start")
+			t.Fatalf("the processor did not %s within 2 minutes", what)
 		}
-		time.Sleep(20 * time.Millisecond) // poll interval
 	}
-	for {
-		done := true
+	waitFor("start", func() bool {
+		_, err := os.Stat(readyPath)
+		return err == nil
+	})
+	waitFor("catch up", func() bool {
 		for topic, n := range wantPerTopic {
 			if countTopic(t, ctx, addr, topic) < n {
-				done = false
+				return false
 			}
 		}
-		if done {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			dumpLog()
-			t.Fatal("the processor did not catch up within 2 minutes")
-		}
-		time.Sleep(200 * time.Millisecond) // poll interval
-	}
+		return true
+	})
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		dumpLog()
