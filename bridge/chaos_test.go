@@ -30,13 +30,7 @@ import (
 // per stream. Now every acknowledged reading reaches the core once the core
 // is back.
 func TestEdgeBinaryRetentionKeepsUnforwarded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the edge binary")
-	}
-	t.Parallel()
-	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
-	coreAddr := testkit.FreeAddr(t)
-	core := bridge.NewTestCore(t, coreAddr, "") // started only after ingest
+	bin, coreAddr, core := bridge.EdgeBinaryTest(t) // the core starts only after ingest
 	mqttAddr := testkit.FreeAddr(t)
 	cfgPath := writeEdgeConfig(t, t.TempDir(), mqttAddr, "-", coreAddr, `maintain_interval: 200ms
 log:
@@ -244,13 +238,7 @@ func waitToken(ctx context.Context, tok paho.Token) error {
 // readings lost (counted in tributary_bridge_corrupt_records_total), and
 // every other reading reaches the core exactly once.
 func TestEdgeBinaryBitRotDeclaredLost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the edge binary")
-	}
-	t.Parallel()
-	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
-	coreAddr := testkit.FreeAddr(t)
-	core := bridge.NewTestCore(t, coreAddr, "")
+	bin, coreAddr, core := bridge.EdgeBinaryTest(t)
 	mqttAddr, httpAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	dir := t.TempDir()
 	cfgPath := writeEdgeConfig(t, dir, mqttAddr, httpAddr, coreAddr, `ingest:

@@ -20,13 +20,7 @@ import (
 // not acknowledged once the edge is back). The core ends up with every
 // reading exactly once, in order.
 func TestEdgeBinarySIGKILL(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("builds and kills the edge binary")
-	}
-	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
-	coreAddr := testkit.FreeAddr(t)
-	core := bridge.NewTestCore(t, coreAddr, "")
+	bin, coreAddr, core := bridge.EdgeBinaryTest(t)
 	core.Start()
 	mqttAddr := testkit.FreeAddr(t)
 	cfgPath := writeEdgeConfig(t, t.TempDir(), mqttAddr, "-", coreAddr, "")
