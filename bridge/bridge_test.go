@@ -170,9 +170,7 @@ func totalRetries(st Status) int64 {
 // The core restarts several times while the bridge forwards.
 func TestCoreRestartWhileForwarding(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	core.start()
+	core, addr := startCore(t)
 	e := openEdge(t, t.TempDir(), 2)
 	rb := startBridge(t, testBridgeConfig(addr), e)
 	in := e.startIngest(devices("dev", 6), nil, 20, 5*time.Millisecond)
@@ -184,9 +182,7 @@ func TestCoreRestartWhileForwarding(t *testing.T) {
 // their own producer identity and none is taken for another's re-send.
 func TestSeveralEdgesOneTopic(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	core.start()
+	core, addr := startCore(t)
 	want := map[string]uint64{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -229,9 +225,7 @@ func TestSeveralEdgesOneTopic(t *testing.T) {
 // no producer id (at-least-once).
 func TestKafkaTarget(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	core.start()
+	core, addr := startCore(t)
 	e := openEdge(t, t.TempDir(), 1)
 	cfg := testBridgeConfig(addr)
 	cfg.Target = TargetKafka
@@ -408,9 +402,7 @@ func TestDropOldestCountsUnforwarded(t *testing.T) {
 // slow machine cannot break).
 func TestBandwidthCap(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	core.start()
+	core, addr := startCore(t)
 	e := openEdge(t, t.TempDir(), 1)
 	for s := uint64(0); s < 3000; s++ {
 		if err := e.appendReading("bw-1", s, 200); err != nil {
@@ -472,9 +464,7 @@ func TestTooLargeRecordSkipped(t *testing.T) {
 // are split across forwarded batches mid-batch without loss or repeats.
 func TestMultiRecordEdgeBatchesSplit(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	core.start()
+	core, addr := startCore(t)
 	e := openEdge(t, t.TempDir(), 1)
 	l, _ := e.topics.Partition(stream, 0)
 	seq := map[string]uint64{}
@@ -506,9 +496,7 @@ func TestMultiRecordEdgeBatchesSplit(t *testing.T) {
 // partitions sharing a core partition keep separate producer identities.
 func TestFewerCorePartitions(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	core.start()
+	core, addr := startCore(t)
 	// Created through the Kafka API, as an operator would: the core's
 	// cluster metadata, not its storage, says which topics exist.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
@@ -585,9 +573,7 @@ func TestHoldFromBirthAndDropsBeforeForwarderCounted(t *testing.T) {
 // tail from the edge, and goes on: 0 lost, 0 duplicated.
 func TestBridgeResendsTailTheCoreLost(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	core.start()
+	core, addr := startCore(t)
 	e := openEdge(t, t.TempDir(), 1)
 	rb := startBridge(t, testBridgeConfig(addr), e)
 	for s := uint64(0); s < 1000; s++ {

@@ -30,37 +30,14 @@ import (
 // per stream. Now every acknowledged reading reaches the core once the core
 // is back.
 func TestEdgeBinaryRetentionKeepsUnforwarded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the edge binary")
-	}
-	t.Parallel()
-	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
-	coreAddr := testkit.FreeAddr(t)
-	core := bridge.NewTestCore(t, coreAddr, "") // started only after ingest
+	bin, coreAddr, core := bridge.EdgeBinaryTest(t) // the core starts only after ingest
 	mqttAddr := testkit.FreeAddr(t)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "edge.yaml")
-	cfg := fmt.Sprintf(`data_dir: %s
-mqtt:
-  address: %s
-http:
-  address: "-"
-auth:
-  allow_anonymous: true
-maintain_interval: 200ms
+	cfgPath := writeEdgeConfig(t, t.TempDir(), mqttAddr, "-", coreAddr, `maintain_interval: 200ms
 log:
   segment_bytes: 16384
   retention_bytes: 32768
   durability: {mode: interval, interval: 5ms}
-bridge:
-  brokers: [%s]
-  backoff_min: 20ms
-  backoff_max: 200ms
-  request_timeout: 3s
-`, filepath.Join(dir, "data"), mqttAddr, coreAddr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	edge := startEdgeProc(t, bin, cfgPath, mqttAddr)
 
 	const perStream = 1500
@@ -115,6 +92,32 @@ type edgeProc struct {
 
 // startEdgeProc starts the edge binary with cfgPath and waits until its
 // MQTT listener accepts connections; the test's end stops it.
+// writeEdgeConfig writes dir/edge.yaml for an edge binary: data in
+// dir/data, MQTT on mqttAddr, HTTP on httpAddr ("-": off), devices without
+// credentials, a bridge to coreAddr that retries every 20-200 ms, and the
+// test's own sections (extra) between them. It returns the file's path.
+func writeEdgeConfig(t *testing.T, dir, mqttAddr, httpAddr, coreAddr, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`data_dir: %s
+mqtt:
+  address: %s
+http:
+  address: %q
+auth:
+  allow_anonymous: true
+%sbridge:
+  brokers: [%s]
+  backoff_min: 20ms
+  backoff_max: 200ms
+  request_timeout: 3s
+`, filepath.Join(dir, "data"), mqttAddr, httpAddr, extra, coreAddr)
+	path := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func startEdgeProc(t *testing.T, bin, cfgPath, mqttAddr string) *edgeProc {
 	t.Helper()
 	e := &edgeProc{cmd: exec.Command(bin, "-config", cfgPath, "-log-level", "info"), logDone: make(chan struct{})}
@@ -235,24 +238,10 @@ func waitToken(ctx context.Context, tok paho.Token) error {
 // readings lost (counted in tributary_bridge_corrupt_records_total), and
 // every other reading reaches the core exactly once.
 func TestEdgeBinaryBitRotDeclaredLost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the edge binary")
-	}
-	t.Parallel()
-	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
-	coreAddr := testkit.FreeAddr(t)
-	core := bridge.NewTestCore(t, coreAddr, "")
+	bin, coreAddr, core := bridge.EdgeBinaryTest(t)
 	mqttAddr, httpAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "edge.yaml")
-	cfg := fmt.Sprintf(`data_dir: %s
-mqtt:
-  address: %s
-http:
-  address: %s
-auth:
-  allow_anonymous: true
-ingest:
+	cfgPath := writeEdgeConfig(t, dir, mqttAddr, httpAddr, coreAddr, `ingest:
   default_partitions: 1
 scrub:
   interval: 100ms
@@ -260,15 +249,7 @@ scrub:
 log:
   segment_bytes: 16384
   durability: {mode: interval, interval: 5ms}
-bridge:
-  brokers: [%s]
-  backoff_min: 20ms
-  backoff_max: 200ms
-  request_timeout: 3s
-`, filepath.Join(dir, "data"), mqttAddr, httpAddr, coreAddr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	const n = 1500
 	edge := startEdgeProc(t, bin, cfgPath, mqttAddr)
 	if err := publishReadings(mqttAddr, "rot", n); err != nil {

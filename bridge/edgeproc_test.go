@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,33 +20,10 @@ import (
 // not acknowledged once the edge is back). The core ends up with every
 // reading exactly once, in order.
 func TestEdgeBinarySIGKILL(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("builds and kills the edge binary")
-	}
-	bin := testkit.BuildBinary(t, "edge/cmd/tributary-edge")
-	coreAddr := testkit.FreeAddr(t)
-	core := bridge.NewTestCore(t, coreAddr, "")
+	bin, coreAddr, core := bridge.EdgeBinaryTest(t)
 	core.Start()
 	mqttAddr := testkit.FreeAddr(t)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "edge.yaml")
-	cfg := fmt.Sprintf(`data_dir: %s
-mqtt:
-  address: %s
-http:
-  address: "-"
-auth:
-  allow_anonymous: true
-bridge:
-  brokers: [%s]
-  backoff_min: 20ms
-  backoff_max: 300ms
-  request_timeout: 3s
-`, filepath.Join(dir, "data"), mqttAddr, coreAddr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeEdgeConfig(t, t.TempDir(), mqttAddr, "-", coreAddr, "")
 	startEdge := func() *exec.Cmd {
 		cmd := exec.Command(bin, "-config", cfgPath, "-log-level", "warn")
 		if err := cmd.Start(); err != nil {

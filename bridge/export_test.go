@@ -1,5 +1,11 @@
 package bridge
 
+import (
+	"testing"
+
+	"github.com/tributary-io/tributary/internal/testkit"
+)
+
 // Test helpers for the external test package (bridge_test), whose end-to-end
 // tests import packages that may themselves import bridge (the edge gateway).
 var (
@@ -12,6 +18,18 @@ var (
 
 // Stream is the stream the tests write.
 const Stream = stream
+
+// EdgeBinaryTest is how every test of the real edge binary begins: skipped
+// under -short, run in parallel, the binary built, and a core (not yet
+// started) on a free address for its bridge.
+func EdgeBinaryTest(t *testing.T) (bin, coreAddr string, core *testCore) {
+	if testing.Short() {
+		t.Skip("builds and runs the edge binary")
+	}
+	t.Parallel()
+	coreAddr = testkit.FreeAddr(t)
+	return testkit.BuildBinary(t, "edge/cmd/tributary-edge"), coreAddr, newCore(t, coreAddr, "")
+}
 
 // Start and Records expose the test core.
 func (c *testCore) Start()                     { c.start() }

@@ -48,6 +48,15 @@ func newCore(t testing.TB, addr, advertised string) *testCore {
 	return c
 }
 
+// startCore starts a core on a free loopback port and returns it with its
+// address.
+func startCore(t testing.TB) (*testCore, string) {
+	addr := testkit.FreeAddr(t)
+	c := newCore(t, addr, "")
+	c.start()
+	return c, addr
+}
+
 func (c *testCore) start() {
 	c.t.Helper()
 	cfg := server.Config{

@@ -102,9 +102,7 @@ func TestSIGKILLWhileForwarding(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
-	addr := testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	core.start()
+	core, addr := startCore(t)
 	dir := t.TempDir()
 	var prev int64
 	for cycle := 0; cycle < 10; cycle++ {

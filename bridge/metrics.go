@@ -22,38 +22,22 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, b *Bridge) (*metrics, error) {
 	m := &metrics{
-		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_bridge_forwarded_records_total",
-			Help: "Records the core acknowledged (acks=all).",
-		}, []string{"stream"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_bridge_forwarded_bytes_total",
-			Help: "Compressed batch bytes the core acknowledged.",
-		}, []string{"stream"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_bridge_retries_total",
-			Help: "Forwarding attempts that failed and were retried after a backoff, by reason.",
-		}, []string{"stream", "reason"}),
-		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_bridge_unforwarded_dropped_records_total",
-			Help: "Records removed from the edge log before they were forwarded (drop-oldest disk policy).",
-		}, []string{"stream"}),
-		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_bridge_core_gap_records_total",
-			Help: "Records the core refused while accepting later pipelined batches (they cannot be forwarded any more).",
-		}, []string{"stream"}),
-		tooLarge: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_bridge_too_large_records_total",
-			Help: "Records skipped because the core refuses a batch holding only them as too large.",
-		}, []string{"stream"}),
-		rewound: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_bridge_rewound_records_total",
-			Help: "Acknowledged records sent again because the core's copy ended before the cursor (the core lost them).",
-		}, []string{"stream"}),
-		corrupt: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_bridge_corrupt_records_total",
-			Help: "Records skipped as lost because their batch is damaged on the edge's disk (CRC mismatch).",
-		}, []string{"stream"}),
+		records: perStream("tributary_bridge_forwarded_records_total",
+			"Records the core acknowledged (acks=all)."),
+		bytes: perStream("tributary_bridge_forwarded_bytes_total",
+			"Compressed batch bytes the core acknowledged."),
+		retries: perStream("tributary_bridge_retries_total",
+			"Forwarding attempts that failed and were retried after a backoff, by reason.", "reason"),
+		skipped: perStream("tributary_bridge_unforwarded_dropped_records_total",
+			"Records removed from the edge log before they were forwarded (drop-oldest disk policy)."),
+		gaps: perStream("tributary_bridge_core_gap_records_total",
+			"Records the core refused while accepting later pipelined batches (they cannot be forwarded any more)."),
+		tooLarge: perStream("tributary_bridge_too_large_records_total",
+			"Records skipped because the core refuses a batch holding only them as too large."),
+		rewound: perStream("tributary_bridge_rewound_records_total",
+			"Acknowledged records sent again because the core's copy ended before the cursor (the core lost them)."),
+		corrupt: perStream("tributary_bridge_corrupt_records_total",
+			"Records skipped as lost because their batch is damaged on the edge's disk (CRC mismatch)."),
 	}
 	if reg == nil {
 		return m, nil
@@ -64,6 +48,11 @@ func newMetrics(reg prometheus.Registerer, b *Bridge) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// perStream is a counter labelled by stream, and by more labels if given.
+func perStream(name, help string, more ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append([]string{"stream"}, more...))
 }
 
 var (

@@ -15,4 +15,10 @@
 // store-and-forward bridge uses (internal/forwarded maps a bridge's producer
 // ids to that mode). Log.Append runs in four steps: validate (no lock), then
 // under the lock dedupe, assign and write.
+//
+// Topics owns the logs under one data directory. A topic made with Create
+// stores every partition (an edge); one made with CreatePlaced stores only
+// the partitions hosted here (a core broker keeps the replicas the cluster
+// assigns it), and HostPartition and DropPartition change that set, which
+// the topic's record in storage/meta keeps across restarts.
 package storage

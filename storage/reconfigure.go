@@ -30,12 +30,9 @@ func (t *Topics) Reconfigure(name string, override LogConfig) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
-		return ErrClosed
-	}
-	tp, ok := t.topics[name]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownTopic, name)
+	tp, err := t.writableLocked(name)
+	if err != nil {
+		return err
 	}
 	cfg := t.merge(override)
 	old := tp.override
@@ -45,7 +42,7 @@ func (t *Topics) Reconfigure(name string, override LogConfig) error {
 		return fmt.Errorf("reconfigure topic %s: %w", name, err)
 	}
 	tp.info.Config = cfg
-	for _, l := range tp.logs {
+	for _, l := range tp.openLogs() {
 		if err := l.Reconfigure(cfg); err != nil {
 			return fmt.Errorf("reconfigure topic %s: %w", name, err)
 		}

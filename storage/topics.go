@@ -24,6 +24,9 @@ var (
 	ErrUnknownPartition = errors.New("storage: unknown partition")
 	ErrInvalidTopic     = errors.New("storage: invalid topic name")
 	ErrInvalidPartition = errors.New("storage: invalid partition count")
+	// ErrNotHosted is a partition of a placed topic that is stored on
+	// another broker, not here.
+	ErrNotHosted = errors.New("storage: partition not hosted here")
 )
 
 // MaxPartitions bounds a topic's partition count.
@@ -34,6 +37,9 @@ type TopicInfo struct {
 	Name       string
 	Partitions int32
 	Config     LogConfig // the topic's effective config (defaults applied)
+	// Hosted are the partitions stored here, ascending: all of them unless
+	// the topic is placed (CreatePlaced).
+	Hosted []int32
 }
 
 type topic struct {
@@ -41,7 +47,41 @@ type topic struct {
 	// override is the config as given at creation (zero fields = defaults),
 	// which is what is persisted.
 	override LogConfig
-	logs     []*Log
+	// logs[p] is partition p's log; nil where a placed topic does not host p.
+	logs []*Log
+	// placed: the topic's partitions are spread over brokers and this store
+	// holds only those hosted here; new partitions are not hosted until
+	// HostPartition. Otherwise every partition is local.
+	placed bool
+}
+
+// hosted lists the partitions with a local log.
+func (tp *topic) hosted() []int32 {
+	out := []int32{}
+	for p, l := range tp.logs {
+		if l != nil {
+			out = append(out, int32(p))
+		}
+	}
+	return out
+}
+
+// describe is the topic's TopicInfo, its Hosted list a fresh copy.
+func (tp *topic) describe() TopicInfo {
+	info := tp.info
+	info.Hosted = tp.hosted()
+	return info
+}
+
+// openLogs are the topic's local logs.
+func (tp *topic) openLogs() []*Log {
+	out := make([]*Log, 0, len(tp.logs))
+	for _, l := range tp.logs {
+		if l != nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // Topics owns every partition log under one data directory and their
@@ -69,7 +109,7 @@ type Topics struct {
 func (t *Topics) refreshAll() {
 	var logs []*Log
 	for _, tp := range t.topics {
-		logs = append(logs, tp.logs...)
+		logs = append(logs, tp.openLogs()...)
 	}
 	t.all.Store(&logs)
 }
@@ -116,12 +156,19 @@ func OpenTopics(dir string, store *meta.Store, defaults LogConfig, logger *slog.
 				return nil, fmt.Errorf("open topics: config of %s: %w", rec.Name, err)
 			}
 		}
-		tp, err := t.openTopic(rec.Name, rec.Partitions, override)
+		hosted := allPartitions(rec.Partitions)
+		if rec.Placed {
+			hosted = rec.Hosted
+		}
+		tp, err := t.openTopic(rec.Name, rec.Partitions, rec.Placed, hosted, override)
 		if err != nil {
 			t.Close()
 			return nil, err
 		}
 		t.topics[rec.Name] = tp
+		if rec.Placed {
+			t.removeOrphans(tp)
+		}
 	}
 	t.refreshAll()
 	return t, nil
@@ -178,21 +225,56 @@ func (t *Topics) merge(o LogConfig) LogConfig {
 	return d.WithDefaults()
 }
 
-func (t *Topics) openTopic(name string, partitions int32, override LogConfig) (*topic, error) {
+// allPartitions is 0..n-1.
+func allPartitions(n int32) []int32 {
+	out := make([]int32, n)
+	for p := range out {
+		out[p] = int32(p)
+	}
+	return out
+}
+
+// openTopic opens the hosted partitions' logs (hosted partitions outside
+// 0..partitions-1 are ignored).
+func (t *Topics) openTopic(name string, partitions int32, placed bool, hosted []int32, override LogConfig) (*topic, error) {
 	cfg := t.merge(override)
-	tp := &topic{info: TopicInfo{Name: name, Partitions: partitions, Config: cfg}, override: override}
-	for p := int32(0); p < partitions; p++ {
+	tp := &topic{info: TopicInfo{Name: name, Partitions: partitions, Config: cfg}, override: override,
+		logs: make([]*Log, partitions), placed: placed}
+	for _, p := range hosted {
+		if p < 0 || p >= partitions || tp.logs[p] != nil {
+			continue
+		}
 		l, err := OpenLog(partitionDir(t.dir, name, p), cfg, t.logger)
 		if err != nil {
-			for _, o := range tp.logs {
+			for _, o := range tp.openLogs() {
 				o.Close()
 			}
 			return nil, fmt.Errorf("open topic %s: %w", name, err)
 		}
 		t.holdNew(l)
-		tp.logs = append(tp.logs, l)
+		tp.logs[p] = l
 	}
 	return tp, nil
+}
+
+// removeOrphans removes the directories of partitions a placed topic does
+// not host: left by a DropPartition that crashed between forgetting the
+// partition and removing its data.
+func (t *Topics) removeOrphans(tp *topic) {
+	for p, l := range tp.logs {
+		if l != nil {
+			continue
+		}
+		dir := partitionDir(t.dir, tp.info.Name, int32(p))
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.logger.Warn("remove data of a partition not hosted here", "dir", dir, "err", err)
+			continue
+		}
+		t.logger.Info("removed data of a partition not hosted here", "topic", tp.info.Name, "partition", p)
+	}
 }
 
 func (t *Topics) persist(tp *topic) error {
@@ -200,11 +282,32 @@ func (t *Topics) persist(tp *topic) error {
 	if err != nil {
 		return fmt.Errorf("encode topic config: %w", err)
 	}
-	return t.store.PutTopic(meta.TopicRecord{Name: tp.info.Name, Partitions: tp.info.Partitions, Config: cfg, CreatedMs: time.Now().UnixMilli()})
+	rec := meta.TopicRecord{Name: tp.info.Name, Partitions: tp.info.Partitions, Config: cfg, CreatedMs: time.Now().UnixMilli()}
+	if tp.placed {
+		rec.Placed, rec.Hosted = true, tp.hosted()
+	}
+	return t.store.PutTopic(rec)
 }
 
-// Create makes a topic with n partitions; cfg's zero fields take the defaults.
+// Create makes a topic with n partitions, all stored here; cfg's zero
+// fields take the defaults.
 func (t *Topics) Create(name string, partitions int32, cfg LogConfig) error {
+	return t.create(name, partitions, cfg, false, allPartitions(partitions))
+}
+
+// CreatePlaced makes a placed topic: its n partitions are spread over
+// brokers and only the hosted ones are stored here (any of them, or none).
+// More come and go with HostPartition and DropPartition.
+func (t *Topics) CreatePlaced(name string, partitions int32, cfg LogConfig, hosted []int32) error {
+	for _, p := range hosted {
+		if p < 0 || p >= partitions {
+			return fmt.Errorf("create topic %s: hosted partition %d of %d: %w", name, p, partitions, ErrUnknownPartition)
+		}
+	}
+	return t.create(name, partitions, cfg, true, hosted)
+}
+
+func (t *Topics) create(name string, partitions int32, cfg LogConfig, placed bool, hosted []int32) error {
 	if err := ValidTopicName(name); err != nil {
 		return err
 	}
@@ -229,19 +332,23 @@ func (t *Topics) Create(name string, partitions int32, cfg LogConfig) error {
 			return fmt.Errorf("create topic %s: %w", name, err)
 		}
 	}
-	tp, err := t.openTopic(name, partitions, cfg)
+	tp, err := t.openTopic(name, partitions, placed, hosted, cfg)
 	if err != nil {
 		return err
 	}
 	if err := t.persist(tp); err != nil {
-		for _, l := range tp.logs {
+		for _, l := range tp.openLogs() {
 			l.Delete()
 		}
 		return fmt.Errorf("create topic %s: %w", name, err)
 	}
 	t.topics[name] = tp
 	t.refreshAll()
-	t.logger.Info("created topic", "topic", name, "partitions", partitions)
+	if placed {
+		t.logger.Info("created topic", "topic", name, "partitions", partitions, "hosted", tp.hosted())
+	} else {
+		t.logger.Info("created topic", "topic", name, "partitions", partitions)
+	}
 	return nil
 }
 
@@ -261,14 +368,15 @@ func (t *Topics) Delete(name string) error {
 	delete(t.topics, name)
 	t.refreshAll()
 	var errs []error
-	for _, l := range tp.logs {
+	for _, l := range tp.openLogs() {
 		errs = append(errs, l.Delete())
 	}
 	t.logger.Info("deleted topic", "topic", name)
 	return errors.Join(errs...)
 }
 
-// AddPartitions grows a topic to total partitions.
+// AddPartitions grows a topic to total partitions. A placed topic hosts
+// none of the new ones until HostPartition.
 func (t *Topics) AddPartitions(name string, total int32) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -280,7 +388,7 @@ func (t *Topics) AddPartitions(name string, total int32) error {
 		return fmt.Errorf("%w: %s has %d partitions, asked for %d", ErrInvalidPartition, name, tp.info.Partitions, total)
 	}
 	var added []*Log
-	for p := tp.info.Partitions; p < total; p++ {
+	for p := tp.info.Partitions; p < total && !tp.placed; p++ {
 		dir := partitionDir(t.dir, name, p)
 		os.RemoveAll(dir)
 		l, err := OpenLog(dir, tp.info.Config, t.logger)
@@ -294,7 +402,11 @@ func (t *Topics) AddPartitions(name string, total int32) error {
 		added = append(added, l)
 	}
 	old := tp.info.Partitions
-	tp.logs = append(tp.logs, added...)
+	if tp.placed {
+		tp.logs = append(tp.logs, make([]*Log, total-old)...)
+	} else {
+		tp.logs = append(tp.logs, added...)
+	}
 	tp.info.Partitions = total
 	if err := t.persist(tp); err != nil {
 		tp.logs = tp.logs[:old]
@@ -305,6 +417,85 @@ func (t *Topics) AddPartitions(name string, total int32) error {
 		return fmt.Errorf("add partitions to %s: %w", name, err)
 	}
 	t.refreshAll()
+	return nil
+}
+
+// writableLocked finds a topic to change (mu held for writing): ErrClosed
+// once the store is closed, ErrUnknownTopic for a name it does not hold.
+func (t *Topics) writableLocked(name string) (*topic, error) {
+	if t.closed {
+		return nil, ErrClosed
+	}
+	tp, ok := t.topics[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownTopic, name)
+	}
+	return tp, nil
+}
+
+// HostPartition makes partition p of a placed topic local: its log is
+// created (empty) and recorded as hosted here. Hosting one already hosted
+// is a no-op.
+func (t *Topics) HostPartition(name string, p int32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tp, err := t.writableLocked(name)
+	if err != nil {
+		return fmt.Errorf("host partition %s/%d: %w", name, p, err)
+	}
+	if p < 0 || int(p) >= len(tp.logs) {
+		return fmt.Errorf("host partition %s/%d: %w", name, p, ErrUnknownPartition)
+	}
+	if tp.logs[p] != nil {
+		return nil
+	}
+	// Whatever an interrupted drop left behind is not this replica's data.
+	dir := partitionDir(t.dir, name, p)
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("host partition %s/%d: %w", name, p, err)
+	}
+	l, err := OpenLog(dir, tp.info.Config, t.logger)
+	if err != nil {
+		return fmt.Errorf("host partition %s/%d: %w", name, p, err)
+	}
+	t.holdNew(l)
+	tp.logs[p] = l
+	if err := t.persist(tp); err != nil {
+		tp.logs[p] = nil
+		l.Delete()
+		return fmt.Errorf("host partition %s/%d: %w", name, p, err)
+	}
+	t.refreshAll()
+	t.logger.Info("hosting partition", "topic", name, "partition", p)
+	return nil
+}
+
+// DropPartition closes partition p's log and deletes its data; the topic
+// becomes placed if it was not. Dropping one not hosted is a no-op.
+func (t *Topics) DropPartition(name string, p int32) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tp, err := t.writableLocked(name)
+	if err != nil {
+		return fmt.Errorf("drop partition %s/%d: %w", name, p, err)
+	}
+	if p < 0 || int(p) >= len(tp.logs) || tp.logs[p] == nil {
+		return nil
+	}
+	l, wasPlaced := tp.logs[p], tp.placed
+	// Forget the partition first, as Delete does a topic: a crash after
+	// this leaves a directory that the next open or HostPartition removes,
+	// never a hosted partition without its data.
+	tp.logs[p], tp.placed = nil, true
+	if err := t.persist(tp); err != nil {
+		tp.logs[p], tp.placed = l, wasPlaced
+		return fmt.Errorf("drop partition %s/%d: %w", name, p, err)
+	}
+	t.refreshAll()
+	if err := l.Delete(); err != nil {
+		return fmt.Errorf("drop partition %s/%d: %w", name, p, err)
+	}
+	t.logger.Info("dropped partition", "topic", name, "partition", p)
 	return nil
 }
 
@@ -319,7 +510,7 @@ func (t *Topics) HoldRetention() {
 	defer t.mu.Unlock()
 	t.hold = true
 	for _, tp := range t.topics {
-		for _, l := range tp.logs {
+		for _, l := range tp.openLogs() {
 			l.SetRetentionFloor(0)
 		}
 	}
@@ -344,6 +535,9 @@ func (t *Topics) Partition(name string, partition int32) (*Log, error) {
 	if partition < 0 || int(partition) >= len(tp.logs) {
 		return nil, fmt.Errorf("%w: %s/%d", ErrUnknownPartition, name, partition)
 	}
+	if tp.logs[partition] == nil {
+		return nil, fmt.Errorf("%w: %s/%d", ErrNotHosted, name, partition)
+	}
 	return tp.logs[partition], nil
 }
 
@@ -355,7 +549,7 @@ func (t *Topics) Get(name string) (TopicInfo, bool) {
 	if !ok {
 		return TopicInfo{}, false
 	}
-	return tp.info, true
+	return tp.describe(), true
 }
 
 // List describes all topics, sorted by name.
@@ -364,7 +558,7 @@ func (t *Topics) List() []TopicInfo {
 	defer t.mu.RUnlock()
 	out := make([]TopicInfo, 0, len(t.topics))
 	for _, tp := range t.topics {
-		out = append(out, tp.info)
+		out = append(out, tp.describe())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -376,7 +570,7 @@ func (t *Topics) Logs() []*Log {
 	defer t.mu.RUnlock()
 	var out []*Log
 	for _, tp := range t.topics {
-		out = append(out, tp.logs...)
+		out = append(out, tp.openLogs()...)
 	}
 	return out
 }
@@ -429,7 +623,7 @@ func (t *Topics) Close() error {
 	t.closed = true
 	var errs []error
 	for _, tp := range t.topics {
-		for _, l := range tp.logs {
+		for _, l := range tp.openLogs() {
 			errs = append(errs, l.Close())
 		}
 	}

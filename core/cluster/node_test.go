@@ -50,6 +50,18 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 	return c
 }
 
+// startAll starts every node and waits until each sees all of them alive
+// with a Raft leader.
+func (c *testCluster) startAll() {
+	c.t.Helper()
+	var ids []int32
+	for i := range c.nodes {
+		c.start(i)
+		ids = append(ids, int32(i+1))
+	}
+	c.waitFor("cluster formed", 30*time.Second, allAlive(ids...))
+}
+
 func (c *testCluster) start(i int) {
 	c.t.Helper()
 	c.regs[i] = prometheus.NewRegistry()
@@ -145,10 +157,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 // failure, that broker's return and a full cluster restart.
 func TestClusterLifecycle(t *testing.T) {
 	c := newTestCluster(t, 3)
-	for i := range 3 {
-		c.start(i)
-	}
-	c.waitFor("cluster formed", 20*time.Second, allAlive(1, 2, 3))
+	c.startAll()
 
 	ctrl := c.controller()
 	conf := ctrl.raft.GetConfiguration()
@@ -415,10 +424,7 @@ func TestFourthBrokerIsSpareVoter(t *testing.T) {
 // is marked down, with its partitions moved, before Leave returns.
 func TestControlledLeave(t *testing.T) {
 	c := newTestCluster(t, 3)
-	for i := range 3 {
-		c.start(i)
-	}
-	c.waitFor("cluster formed", 20*time.Second, allAlive(1, 2, 3))
+	c.startAll()
 	ctrl := c.controller()
 	if err := ctrl.CreateTopic(ctxT(t, 10*time.Second), "t", 3, 2, nil); err != nil {
 		t.Fatal(err)
@@ -456,10 +462,7 @@ func TestRestartWithoutOneBroker(t *testing.T) {
 	for i := range c.cfgs {
 		c.cfgs[i].AbsentGrace = time.Second
 	}
-	for i := range 3 {
-		c.start(i)
-	}
-	c.waitFor("cluster formed", 20*time.Second, allAlive(1, 2, 3))
+	c.startAll()
 	if err := c.nodes[0].CreateTopic(ctxT(t, 10*time.Second), "t", 3, 3, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -507,10 +510,7 @@ func TestIsolatedController(t *testing.T) {
 	for i := range c.cfgs {
 		c.cfgs[i].Faults = faults
 	}
-	for i := range 3 {
-		c.start(i)
-	}
-	c.waitFor("cluster formed", 20*time.Second, allAlive(1, 2, 3))
+	c.startAll()
 	ctrl := c.controller()
 	if err := ctrl.CreateTopic(ctxT(t, 10*time.Second), "t", 6, 3, nil); err != nil {
 		t.Fatal(err)

@@ -14,10 +14,7 @@ import (
 // the stale copy — led partitions at old epochs).
 func TestRestartedBrokerWaitsForLeaderCommitIndex(t *testing.T) {
 	c := newTestCluster(t, 3)
-	for i := range 3 {
-		c.start(i)
-	}
-	c.waitFor("cluster formed", 30*time.Second, allAlive(1, 2, 3))
+	c.startAll()
 	c.waitFor("every broker current", 30*time.Second, func(n *Node) error {
 		if !n.MetadataCurrent() {
 			return fmt.Errorf("not current")
@@ -59,10 +56,7 @@ func TestRestartedBrokerWaitsForLeaderCommitIndex(t *testing.T) {
 // deleted those topics' local data as deleted while they were down).
 func TestFullRestartWaitsForCommittedMetadata(t *testing.T) {
 	c := newTestCluster(t, 3)
-	for i := range 3 {
-		c.start(i)
-	}
-	c.waitFor("cluster formed", 30*time.Second, allAlive(1, 2, 3))
+	c.startAll()
 	const topics = 40 // beyond SnapshotThreshold: snapshots plus log entries after them
 	for i := range topics {
 		if err := c.nodes[0].CreateTopic(ctxT(t, 20*time.Second), fmt.Sprintf("t-%02d", i), 1, 1, nil); err != nil {

@@ -66,8 +66,9 @@ func (s *Server) handleDescribeLogDirs(_ context.Context, _ *call, kreq kmsg.Req
 	return resp, nil
 }
 
-// holdsReplica reports whether this broker is a replica of the partition (a
-// cluster broker keeps empty logs for the partitions it does not host).
+// holdsReplica reports whether this broker is a replica of the partition:
+// local data the metadata does not assign here (kept from before placement,
+// until the replica manager deletes it) is not reported.
 func (s *Server) holdsReplica(topic string, p int32) bool {
 	t, ok := s.cluster.Topic(topic)
 	if !ok || int(p) >= len(t.Partitions) {

@@ -16,8 +16,7 @@ import (
 // DeleteRecords on the leader moves the followers' log start too.
 func TestClusterAlterConfigsAndDeleteRecords(t *testing.T) {
 	tb := startTestCluster(t, 3)
-	createReplicatedTopic(t, tb.addrs()[0], "ca", 1, 3, 1)
-	tb.waitTopic("ca")
+	tb.createTopic("ca", 1, 3, 1)
 	cl := newClient(t, tb.addrs()[1], kgo.RequiredAcks(kgo.AllISRAcks()))
 	adm := kadm.NewClient(cl)
 
@@ -55,8 +54,7 @@ func TestClusterAlterConfigsAndDeleteRecords(t *testing.T) {
 	}
 	// DescribeLogDirs: each broker reports only the partitions it hosts.
 	cl2 := newClient(t, tb.addrs()[0])
-	createReplicatedTopic(t, tb.addrs()[0], "one", 1, 1, 1)
-	tb.waitTopic("one")
+	tb.createTopic("one", 1, 1, 1)
 	dirs, err := kadm.NewClient(cl2).DescribeAllLogDirs(ctxT(t), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -404,12 +404,16 @@ func (s *Server) authorizeGroupRequest(c *call, req kmsg.Request) (kmsg.Response
 		} else {
 			denied, r.Topics = r.Topics, nil
 		}
+		code := codeTopicDenied
+		if !groupOK {
+			code = codeGroupDenied
+		}
 		if !groupOK || len(r.Topics) == 0 {
 			resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-			addDeniedCommits(c, resp, denied, groupOK)
+			addDeniedCommits(c, resp, denied, code)
 			return resp, nil
 		}
-		return nil, func(resp kmsg.Response) { addDeniedCommits(c, resp.(*kmsg.OffsetCommitResponse), denied, true) }
+		return nil, func(resp kmsg.Response) { addDeniedCommits(c, resp.(*kmsg.OffsetCommitResponse), denied, code) }
 	case *kmsg.OffsetFetchRequest:
 		if r.Version < 8 {
 			if !s.allowed(c, opDescribe, rtGroup, r.Group) {
@@ -475,13 +479,13 @@ func (s *Server) authorizeGroupRequest(c *call, req kmsg.Request) (kmsg.Response
 	return nil, nil
 }
 
-func addDeniedCommits(c *call, resp *kmsg.OffsetCommitResponse, denied []kmsg.OffsetCommitRequestTopic, groupOK bool) {
-	code := codeTopicDenied
-	if !groupOK {
-		code = codeGroupDenied
-	}
+// addDeniedCommits answers every partition of the refused topics with
+// code, counting each topic as a failure on c (when there is one).
+func addDeniedCommits(c *call, resp *kmsg.OffsetCommitResponse, denied []kmsg.OffsetCommitRequestTopic, code int16) {
 	for _, t := range denied {
-		c.fail(code)
+		if c != nil {
+			c.fail(code)
+		}
 		st := kmsg.NewOffsetCommitResponseTopic()
 		st.Topic = t.Topic
 		for _, p := range t.Partitions {
@@ -499,14 +503,20 @@ func (s *Server) may(c *call, op auth.Operation, rt auth.ResourceType, name stri
 	return s.sec.authz.Authorize(c.conn.principal, c.conn.host, op, rt, name)
 }
 
-// errorResponse is req's response kind with its top-level error code set.
+// errorResponse is req's response kind with its top-level error code set,
+// counted as a failure on c.
 func errorResponse(c *call, req kmsg.Request, code int16) kmsg.Response {
+	c.fail(code)
+	return withErrorCode(req, code)
+}
+
+// withErrorCode is req's response kind with its top-level error code set.
+func withErrorCode(req kmsg.Request, code int16) kmsg.Response {
 	resp := req.ResponseKind()
 	resp.SetVersion(req.GetVersion())
 	if f := reflect.ValueOf(resp).Elem().FieldByName("ErrorCode"); f.IsValid() && f.CanSet() {
 		f.SetInt(int64(code))
 	}
-	c.fail(code)
 	return resp
 }
 

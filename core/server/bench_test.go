@@ -173,8 +173,7 @@ func BenchmarkClusterProduce(b *testing.B) {
 		b.Run(fmt.Sprintf("rf=%d", rf), func(b *testing.B) {
 			benchTopics++
 			topic := fmt.Sprintf("bench-rf%d-%d", rf, benchTopics)
-			createReplicatedTopic(b, tb.addrs()[0], topic, 3, rf, int(min(rf, 2)))
-			tb.waitTopic(topic)
+			tb.createTopic(topic, 3, rf, int(min(rf, 2)))
 			cl, err := kgo.NewClient(kgo.SeedBrokers(tb.addrs()...), kgo.DefaultProduceTopic(topic),
 				kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(time.Millisecond))
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -195,87 +196,60 @@ func (s *Server) coordinator(c *call, key string) (int32, string, int32, int16, 
 // coordinate, or returns nil to let the coordinator handle it.
 func (s *Server) notCoordinator(req kmsg.Request) kmsg.Response {
 	code := kerr.NotCoordinator.Code
+	var group string
 	switch r := req.(type) {
 	case *kmsg.JoinGroupRequest:
-		if !s.coordinates(r.Group) {
-			resp := r.ResponseKind().(*kmsg.JoinGroupResponse)
-			resp.ErrorCode = code
-			return resp
-		}
+		group = r.Group
 	case *kmsg.SyncGroupRequest:
-		if !s.coordinates(r.Group) {
-			resp := r.ResponseKind().(*kmsg.SyncGroupResponse)
-			resp.ErrorCode = code
-			return resp
-		}
+		group = r.Group
 	case *kmsg.HeartbeatRequest:
-		if !s.coordinates(r.Group) {
-			resp := r.ResponseKind().(*kmsg.HeartbeatResponse)
-			resp.ErrorCode = code
-			return resp
-		}
+		group = r.Group
 	case *kmsg.LeaveGroupRequest:
-		if !s.coordinates(r.Group) {
-			resp := r.ResponseKind().(*kmsg.LeaveGroupResponse)
-			resp.ErrorCode = code
-			return resp
-		}
+		group = r.Group
 	case *kmsg.OffsetDeleteRequest:
-		if !s.coordinates(r.Group) {
-			resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
-			resp.ErrorCode = code
+		group = r.Group
+	case *kmsg.DeleteGroupsRequest:
+		if slices.ContainsFunc(r.Groups, func(g string) bool { return !s.coordinates(g) }) {
+			// Clients send each coordinator its own groups; one not
+			// ours sends them all back to FindCoordinator.
+			resp := r.ResponseKind().(*kmsg.DeleteGroupsResponse)
+			for _, g := range r.Groups {
+				rg := kmsg.NewDeleteGroupsResponseGroup()
+				rg.Group, rg.ErrorCode = g, code
+				resp.Groups = append(resp.Groups, rg)
+			}
 			return resp
 		}
-	case *kmsg.DeleteGroupsRequest:
-		for _, g := range r.Groups {
-			if !s.coordinates(g) {
-				// Clients send each coordinator its own groups; one not
-				// ours sends them all back to FindCoordinator.
-				resp := r.ResponseKind().(*kmsg.DeleteGroupsResponse)
-				for _, g := range r.Groups {
-					rg := kmsg.NewDeleteGroupsResponseGroup()
-					rg.Group, rg.ErrorCode = g, code
-					resp.Groups = append(resp.Groups, rg)
-				}
-				return resp
-			}
-		}
+		return nil
 	case *kmsg.OffsetCommitRequest:
 		if !s.coordinates(r.Group) {
 			resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-			for _, t := range r.Topics {
-				rt := kmsg.NewOffsetCommitResponseTopic()
-				rt.Topic = t.Topic
-				for _, p := range t.Partitions {
-					rp := kmsg.NewOffsetCommitResponseTopicPartition()
-					rp.Partition, rp.ErrorCode = p.Partition, code
-					rt.Partitions = append(rt.Partitions, rp)
-				}
-				resp.Topics = append(resp.Topics, rt)
-			}
+			addDeniedCommits(nil, resp, r.Topics, code)
 			return resp
 		}
+		return nil
 	case *kmsg.OffsetFetchRequest:
-		if r.Version < 8 && !s.coordinates(r.Group) {
+		if r.Version < 8 {
+			group = r.Group
+			break
+		}
+		if slices.ContainsFunc(r.Groups, func(g kmsg.OffsetFetchRequestGroup) bool { return !s.coordinates(g.Group) }) {
 			resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
-			resp.ErrorCode = code
+			for _, g := range r.Groups {
+				rg := kmsg.NewOffsetFetchResponseGroup()
+				rg.Group, rg.ErrorCode = g.Group, code
+				resp.Groups = append(resp.Groups, rg)
+			}
 			return resp
 		}
-		if r.Version >= 8 {
-			for _, g := range r.Groups {
-				if !s.coordinates(g.Group) {
-					resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
-					for _, g := range r.Groups {
-						rg := kmsg.NewOffsetFetchResponseGroup()
-						rg.Group, rg.ErrorCode = g.Group, code
-						resp.Groups = append(resp.Groups, rg)
-					}
-					return resp
-				}
-			}
-		}
+		return nil
+	default:
+		return nil
 	}
-	return nil
+	if s.coordinates(group) {
+		return nil
+	}
+	return withErrorCode(req, code)
 }
 
 // topicIDOf is the topic's id from the metadata (random, chosen at

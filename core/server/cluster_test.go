@@ -128,6 +128,24 @@ func (tb *testBrokers) addrs() []string {
 
 func (tb *testBrokers) byID(id int32) *Server { return tb.srvs[id-1] }
 
+// other is a broker other than broker id.
+func (tb *testBrokers) other(id int32) *Server {
+	for _, s := range tb.srvs {
+		if s.cfg.NodeID != id {
+			return s
+		}
+	}
+	return nil
+}
+
+// createTopic creates a topic through the first broker and waits until
+// every broker's metadata has it with leaders.
+func (tb *testBrokers) createTopic(name string, partitions int32, rf int16, minISR int) {
+	tb.t.Helper()
+	createReplicatedTopic(tb.t, tb.addrs()[0], name, partitions, rf, minISR)
+	tb.waitTopic(name)
+}
+
 func createReplicatedTopic(t testing.TB, addr, name string, partitions int32, rf int16, minISR int) {
 	t.Helper()
 	cl := newClient(t, addr)
@@ -154,8 +172,7 @@ func createReplicatedTopic(t testing.TB, addr, name string, partitions int32, rf
 // byte for byte; a broker that does not lead a partition refuses it.
 func TestClusterReplicatesAndRoutes(t *testing.T) {
 	tb := startTestCluster(t, 3)
-	createReplicatedTopic(t, tb.addrs()[0], "rep", 3, 3, 2)
-	tb.waitTopic("rep")
+	tb.createTopic("rep", 3, 3, 2)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -233,13 +250,7 @@ func TestClusterReplicatesAndRoutes(t *testing.T) {
 	}
 
 	// A produce to a broker that does not lead the partition.
-	var follower *Server
-	for _, s := range tb.srvs {
-		if s.cfg.NodeID != leaders[0] {
-			follower = s
-			break
-		}
-	}
+	follower := tb.other(leaders[0])
 	c := dialRaw(t, follower.Addr())
 	got := produceOne(t, c, -1, "rep", 0, buildBatch(t, 1, -1, 0, 10))
 	if got.ErrorCode != kerr.NotLeaderForPartition.Code {
@@ -281,8 +292,7 @@ func TestClusterReplicatesAndRoutes(t *testing.T) {
 // drops its unacknowledged tail and catches up.
 func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 	tb := startTestCluster(t, 3)
-	createReplicatedTopic(t, tb.addrs()[0], "iso", 1, 3, 2)
-	tb.waitTopic("iso")
+	tb.createTopic("iso", 1, 3, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	prod := newClient(t, tb.addrs()[0], kgo.DefaultProduceTopic("iso"), kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -373,8 +383,7 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 // that takes over the group's offsets partition.
 func TestCommittedOffsetsSurviveCoordinatorLoss(t *testing.T) {
 	tb := startTestCluster(t, 3)
-	createReplicatedTopic(t, tb.addrs()[0], "grp", 1, 3, 2)
-	tb.waitTopic("grp")
+	tb.createTopic("grp", 1, 3, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -483,17 +492,9 @@ func metricValue(t *testing.T, s *Server, name string, labels ...string) float64
 // acks=1 still succeeds.
 func TestMinInsyncReplicas(t *testing.T) {
 	tb := startTestCluster(t, 3)
-	createReplicatedTopic(t, tb.addrs()[0], "mis", 1, 3, 3)
-	tb.waitTopic("mis")
+	tb.createTopic("mis", 1, 3, 3)
 	st, _ := tb.srvs[0].Cluster().PartitionState("mis", 0)
-	leader := tb.byID(st.Leader)
-	var gone *Server
-	for _, s := range tb.srvs {
-		if s != leader {
-			gone = s
-			break
-		}
-	}
+	leader, gone := tb.byID(st.Leader), tb.other(st.Leader)
 	c := dialRaw(t, leader.Addr())
 	if got := produceOne(t, c, -1, "mis", 0, buildBatch(t, 3, -1, 0, 10)); got.ErrorCode != 0 {
 		t.Fatalf("acks=all with the full ISR: %v", kerr.ErrorForCode(got.ErrorCode))

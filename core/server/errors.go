@@ -48,9 +48,9 @@ func errorCode(err error) int16 {
 		return kerr.OffsetOutOfRange.Code
 	case errors.Is(err, storage.ErrReadOnly), errors.Is(err, storage.ErrDiskFull):
 		return kerr.KafkaStorageError.Code
-	case errors.Is(err, storage.ErrClosed), errors.Is(err, errNotLeader):
-		// The log is closing (shutdown or topic deletion): clients retry
-		// elsewhere or later, as they do after a leader move.
+	case errors.Is(err, storage.ErrClosed), errors.Is(err, errNotLeader), errors.Is(err, storage.ErrNotHosted):
+		// The log is closing (shutdown or topic deletion) or is another
+		// broker's: clients retry elsewhere or later, as after a leader move.
 		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, errNotEnoughReplicas):
 		return kerr.NotEnoughReplicas.Code

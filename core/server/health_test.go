@@ -92,17 +92,9 @@ func TestPartitionMetricsAndGroupLag(t *testing.T) {
 // /healthz says failing (503) and names it, while staying ready.
 func TestHealthOfflinePartitionIsFailing(t *testing.T) {
 	tb := startTestCluster(t, 3)
-	createReplicatedTopic(t, tb.addrs()[0], "lonely", 1, 1, 1)
-	tb.waitTopic("lonely")
+	tb.createTopic("lonely", 1, 1, 1)
 	st, _ := tb.srvs[0].Cluster().PartitionState("lonely", 0)
-	leader := tb.byID(st.Leader)
-	var other *Server
-	for _, s := range tb.srvs {
-		if s != leader {
-			other = s
-			break
-		}
-	}
+	leader, other := tb.byID(st.Leader), tb.other(st.Leader)
 	if h := other.Health(); h.Status != StatusOK {
 		t.Fatalf("health before the stop: %+v", h)
 	}

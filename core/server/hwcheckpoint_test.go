@@ -45,8 +45,7 @@ func TestRestartedLeaderStartsAtCheckpointedHW(t *testing.T) {
 		cfg.Replication.LagTimeMax = time.Minute // keep the absent follower in the ISR
 		cfg.Cluster.AbsentGrace = time.Minute    // and registered alive
 	})
-	createReplicatedTopic(t, tb.addrs()[0], "ckpt", 1, 3, 1)
-	tb.waitTopic("ckpt")
+	tb.createTopic("ckpt", 1, 3, 1)
 	st, _ := tb.srvs[0].Cluster().PartitionState("ckpt", 0)
 	leader := tb.byID(st.Leader)
 	produceValues(t, leader.Addr(), "ckpt", 20, 10)

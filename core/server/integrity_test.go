@@ -139,8 +139,7 @@ func sealedSegments(t testing.TB, dir string, want int) []string {
 // damage is gone.
 func TestFollowerReplacesDamagedRange(t *testing.T) {
 	tb := startTestCluster(t, 3)
-	createReplicatedTopic(t, tb.addrs()[0], "heal", 1, 3, 2)
-	tb.waitTopic("heal")
+	tb.createTopic("heal", 1, 3, 2)
 	produceValues(t, tb.addrs()[0], "heal", 1500, 1000)
 	leader := tb.srvs[0].Cluster().Metadata().Topics["heal"].Partitions[0].Leader
 	var follower *Server

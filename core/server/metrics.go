@@ -23,34 +23,20 @@ func newMetrics() *metrics {
 	reg := prometheus.NewRegistry()
 	m := &metrics{
 		reg: reg,
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_core_requests_total",
-			Help: "Kafka requests handled, by API name and error (\"none\" when the whole request succeeded).",
-		}, []string{"api", "error"}),
-		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_bytes_in_total",
-			Help: "Bytes of request frames read from clients.",
-		}),
-		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_bytes_out_total",
-			Help: "Bytes of response frames written to clients.",
-		}),
-		connections: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tributary_core_connections",
-			Help: "Open client connections.",
-		}),
-		connTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_connections_total",
-			Help: "Client connections accepted.",
-		}),
-		badFrames: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_bad_frames_total",
-			Help: "Connections closed because a frame was malformed, too large or unsupported.",
-		}),
-		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_core_produce_batches_total",
-			Help: "Produced batches per outcome (appended, duplicate, rejected).",
-		}, []string{"outcome"}),
+		requests: counterVec("tributary_core_requests_total",
+			"Kafka requests handled, by API name and error (\"none\" when the whole request succeeded).", "api", "error"),
+		bytesIn: counter("tributary_core_bytes_in_total",
+			"Bytes of request frames read from clients."),
+		bytesOut: counter("tributary_core_bytes_out_total",
+			"Bytes of response frames written to clients."),
+		connections: gauge("tributary_core_connections",
+			"Open client connections."),
+		connTotal: counter("tributary_core_connections_total",
+			"Client connections accepted."),
+		badFrames: counter("tributary_core_bad_frames_total",
+			"Connections closed because a frame was malformed, too large or unsupported."),
+		records: counterVec("tributary_core_produce_batches_total",
+			"Produced batches per outcome (appended, duplicate, rejected).", "outcome"),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tributary_core_request_seconds",
 			Help:    "Time from decoding a request to having its response, by API (long polls and group joins include their wait).",
@@ -60,4 +46,23 @@ func newMetrics() *metrics {
 	reg.MustRegister(m.latency, m.requests, m.bytesIn, m.bytesOut, m.connections, m.connTotal, m.badFrames, m.records,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Short constructors for the metrics above and elsewhere in the broker:
+// name and help are all any of them sets.
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
+func gaugeFunc(name, help string, value func() float64) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, value)
 }

@@ -32,9 +32,11 @@ type topicPartition struct {
 	part  int32
 }
 
-// replicaManager follows the cluster metadata: it makes the local logs every
-// topic needs, deletes those of deleted topics, and keeps one replica per
-// partition this broker holds, leading or following it as the metadata says.
+// replicaManager follows the cluster metadata: it stores locally only the
+// partitions whose replica set includes this broker (creating them when the
+// metadata assigns them, deleting them when it no longer does and when their
+// topic goes), and keeps one replica per such partition, leading or
+// following it as the metadata says.
 type replicaManager struct {
 	s    *Server
 	self int32
@@ -64,18 +66,12 @@ type replicaManager struct {
 
 func newReplicaManager(s *Server) *replicaManager {
 	m := &replicaManager{s: s, self: s.cfg.NodeID, replicas: map[topicPartition]*replica{}, seen: map[string]bool{},
-		isrChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_core_isr_changes_total",
-			Help: "ISR changes this broker made as partition leader, by kind (shrink, expand).",
-		}, []string{"kind"}),
-		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_replica_fetch_errors_total",
-			Help: "Failed follower fetch rounds (leader unreachable, fenced epoch, append refused).",
-		}),
-		truncations: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_replica_truncations_total",
-			Help: "Divergent follower tails cut after a leader change.",
-		}),
+		isrChanges: counterVec("tributary_core_isr_changes_total",
+			"ISR changes this broker made as partition leader, by kind (shrink, expand).", "kind"),
+		fetchErrors: counter("tributary_core_replica_fetch_errors_total",
+			"Failed follower fetch rounds (leader unreachable, fenced epoch, append refused)."),
+		truncations: counter("tributary_core_replica_truncations_total",
+			"Divergent follower tails cut after a leader change."),
 	}
 	saved, err := readHWCheckpoint(s.cfg.DataDir)
 	if err != nil {
@@ -98,17 +94,14 @@ func newReplicaManager(s *Server) *replicaManager {
 		}
 	}
 	s.m.reg.MustRegister(m.isrChanges, m.fetchErrors, m.truncations,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tributary_core_leader_partitions",
-			Help: "Partitions this broker leads.",
-		}, partitions(func(r *replica) bool { return r.isLeader() })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tributary_core_under_replicated_partitions",
-			Help: "Partitions this broker leads whose ISR is smaller than their replica set.",
-		}, partitions(func(r *replica) bool {
-			st := r.state()
-			return st.Leader == r.self && len(st.ISR) < len(st.Replicas)
-		})))
+		gaugeFunc("tributary_core_leader_partitions", "Partitions this broker leads.",
+			partitions(func(r *replica) bool { return r.isLeader() })),
+		gaugeFunc("tributary_core_under_replicated_partitions",
+			"Partitions this broker leads whose ISR is smaller than their replica set.",
+			partitions(func(r *replica) bool {
+				st := r.state()
+				return st.Leader == r.self && len(st.ISR) < len(st.Replicas)
+			})))
 	return m
 }
 
@@ -221,25 +214,9 @@ func (m *replicaManager) reconcile() {
 	}
 	for _, t := range md.Topics {
 		m.seen[t.Name] = true
-		want := int32(len(t.Partitions))
-		info, ok := topics.Get(t.Name)
-		switch {
-		case !ok:
-			lc, err := topicLogConfig(t.Config)
-			if err != nil {
-				m.s.logger.Error("topic config from metadata", "topic", t.Name, "err", err)
-				lc = storage.LogConfig{}
-			}
-			if err := topics.Create(t.Name, want, lc); err != nil && !errors.Is(err, storage.ErrTopicExists) {
-				m.s.logger.Error("create local topic", "topic", t.Name, "err", err)
-				continue
-			}
-			m.recordIncarnation(t)
-		case info.Partitions < want:
-			if err := topics.AddPartitions(t.Name, want); err != nil {
-				m.s.logger.Error("add local partitions", "topic", t.Name, "err", err)
-				continue
-			}
+		hosted, ok := m.defineTopic(t)
+		if !ok {
+			continue
 		}
 		m.applyTopicConfig(t)
 		minISR := m.s.cfg.Replication.MinInsyncReplicas
@@ -254,9 +231,16 @@ func (m *replicaManager) reconcile() {
 					r.stopFetcher()
 					delete(m.replicas, tp)
 				}
+				if hosted[p.Partition] {
+					m.dropLost(t.Name, p.Partition)
+				}
 				continue
 			}
 			if !have {
+				if err := topics.HostPartition(t.Name, p.Partition); err != nil {
+					m.s.logger.Error("create replica log", "topic", t.Name, "partition", p.Partition, "err", err)
+					continue
+				}
 				l, err := topics.Partition(t.Name, p.Partition)
 				if err != nil {
 					m.s.logger.Error("open replica log", "topic", t.Name, "partition", p.Partition, "err", err)
@@ -279,6 +263,61 @@ func (m *replicaManager) reconcile() {
 	}
 	for topic, n := range internalLed {
 		m.s.logger.Info("leading internal partitions", "topic", topic, "partitions", n)
+	}
+}
+
+// defineTopic makes the local definition of t match the metadata's (its
+// config and partition count; placed, hosting the partitions assigned to
+// this broker) and returns the set of partitions stored here. False when it
+// could not, to be retried at the next pass.
+func (m *replicaManager) defineTopic(t *cluster.Topic) (map[int32]bool, bool) {
+	topics := m.s.topics
+	want := int32(len(t.Partitions))
+	info, ok := topics.Get(t.Name)
+	switch {
+	case !ok:
+		lc, err := topicLogConfig(t.Config)
+		if err != nil {
+			m.s.logger.Error("topic config from metadata", "topic", t.Name, "err", err)
+			lc = storage.LogConfig{}
+		}
+		var mine []int32
+		for _, p := range t.Partitions {
+			if slices.Contains(p.Replicas, m.self) {
+				mine = append(mine, p.Partition)
+			}
+		}
+		if err := topics.CreatePlaced(t.Name, want, lc, mine); err != nil && !errors.Is(err, storage.ErrTopicExists) {
+			m.s.logger.Error("create local topic", "topic", t.Name, "err", err)
+			return nil, false
+		}
+		m.recordIncarnation(t)
+	case info.Partitions < want:
+		if err := topics.AddPartitions(t.Name, want); err != nil {
+			m.s.logger.Error("add local partitions", "topic", t.Name, "err", err)
+			return nil, false
+		}
+	}
+	info, ok = topics.Get(t.Name)
+	hosted := make(map[int32]bool, len(info.Hosted))
+	for _, p := range info.Hosted {
+		hosted[p] = true
+	}
+	return hosted, ok
+}
+
+// dropLost deletes the local data of a partition the metadata does not
+// assign to this broker: stored by a broker from before placement (every
+// broker kept every partition), or assigned elsewhere since. The manager
+// acts only once the metadata has caught up (ready), and checks again here,
+// right before deleting, that it still is: data is never deleted on a view
+// that may lack a later assignment.
+func (m *replicaManager) dropLost(topic string, part int32) {
+	if !m.s.cluster.MetadataCurrent() {
+		return // the next pass retries
+	}
+	if err := m.s.topics.DropPartition(topic, part); err != nil {
+		m.s.logger.Error("delete data of a partition not replicated here", "topic", topic, "partition", part, "err", err)
 	}
 }
 

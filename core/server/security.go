@@ -261,18 +261,12 @@ type securityMetrics struct {
 
 func newSecurityMetrics(reg prometheus.Registerer) *securityMetrics {
 	m := &securityMetrics{
-		authOK: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_core_authentications_total",
-			Help: "Successful client authentications, by mechanism (SSL for a client certificate).",
-		}, []string{"mechanism"}),
-		authFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_core_authentication_failures_total",
-			Help: "Refused connections and logins, by reason (tls, credentials, mechanism, state, token_size).",
-		}, []string{"reason"}),
-		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_core_authorization_denied_total",
-			Help: "Operations refused by ACLs, by resource type.",
-		}, []string{"resource"}),
+		authOK: counterVec("tributary_core_authentications_total",
+			"Successful client authentications, by mechanism (SSL for a client certificate).", "mechanism"),
+		authFailed: counterVec("tributary_core_authentication_failures_total",
+			"Refused connections and logins, by reason (tls, credentials, mechanism, state, token_size).", "reason"),
+		denied: counterVec("tributary_core_authorization_denied_total",
+			"Operations refused by ACLs, by resource type.", "resource"),
 	}
 	reg.MustRegister(m.authOK, m.authFailed, m.denied)
 	return m

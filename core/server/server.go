@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -117,10 +116,10 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		topics: topics,
 		conns:  make(map[net.Conn]struct{}),
 	}
-	s.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tributary_core_damaged_ranges",
-		Help: "Ranges of stored batches found damaged (CRC mismatch) and not yet replaced or removed.",
-	}, func() float64 { return float64(topics.DamagedRanges()) }), partitionCollector{s})
+	damaged := gaugeFunc("tributary_core_damaged_ranges",
+		"Ranges of stored batches found damaged (CRC mismatch) and not yet replaced or removed.",
+		func() float64 { return float64(topics.DamagedRanges()) })
+	s.m.reg.MustRegister(damaged, partitionCollector{s})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if newGroups == nil {
 		newGroups = s.defaultGroups
@@ -189,9 +188,11 @@ func (s *Server) defaultGroups(store *meta.Store, logger *slog.Logger) GroupCoor
 		MaxRebalanceTimeout:   g.MaxRebalanceTimeout,
 		InitialRebalanceDelay: g.InitialRebalanceDelay,
 		MaxGroupSize:          g.MaxGroupSize,
+		// The metadata decides, not the local disk: a coordinator takes
+		// offsets for partitions stored on other brokers.
 		PartitionExists: func(topic string, partition int32) bool {
-			_, err := s.topics.Partition(topic, partition)
-			return err == nil
+			t, ok := s.cluster.Topic(topic)
+			return ok && partition >= 0 && int(partition) < len(t.Partitions)
 		},
 		OnStable:   s.replicateGroup,
 		Registerer: s.m.reg,

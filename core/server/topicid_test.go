@@ -16,8 +16,7 @@ import (
 // reports a new topic id for the new incarnation.
 func TestDeletedTopicNeverReappears(t *testing.T) {
 	tb := startTestCluster(t, 3)
-	createReplicatedTopic(t, tb.addrs()[0], "reborn", 1, 3, 1)
-	tb.waitTopic("reborn")
+	tb.createTopic("reborn", 1, 3, 1)
 	oldID := metadataTopicID(t, tb.addrs()[0], "reborn")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -50,8 +49,7 @@ func TestDeletedTopicNeverReappears(t *testing.T) {
 		_, ok := srv.Topics().Get("reborn")
 		return !ok
 	})
-	createReplicatedTopic(t, tb.addrs()[0], "reborn", 1, 3, 1)
-	tb.waitTopic("reborn")
+	tb.createTopic("reborn", 1, 3, 1)
 	if newID := metadataTopicID(t, tb.addrs()[0], "reborn"); newID == oldID {
 		t.Errorf("the new incarnation has the old topic id %x", newID)
 	}

@@ -24,6 +24,7 @@ type CoreProc struct {
 	ID      int32
 	Addr    string // Kafka listener
 	Config  string // its YAML file
+	DataDir string
 	LogFile string // its stderr
 	command func(config string) *exec.Cmd
 	cmd     *exec.Cmd
@@ -132,30 +133,10 @@ func StartCoreCluster(t *testing.T, n int, command func(config string) *exec.Cmd
 	for i := range n {
 		b := &CoreProc{ID: int32(i + 1), Addr: FreeAddr(t),
 			Config:  filepath.Join(base, fmt.Sprintf("broker-%d.yaml", i+1)),
+			DataDir: filepath.Join(base, fmt.Sprintf("data-%d", i+1)),
 			LogFile: filepath.Join(base, fmt.Sprintf("broker-%d.log", i+1)),
 			command: command}
-		yaml := fmt.Sprintf(`data_dir: %s
-kafka_addr: %s
-node_id: %d
-default_partitions: 3
-groups: {initial_rebalance_delay: -1s}
-replication:
-  lag_time_max: 5s
-  fetch_max_wait: 200ms
-  ack_timeout: 5s
-cluster:
-  raft_addr: 127.0.0.1:%d
-  rpc_addr: 127.0.0.1:%d
-  serf_addr: %s
-  join: [%s]
-  bootstrap_expect: %d
-  offsets_partitions: 3
-  reconcile_interval: 200ms
-  absent_grace: 5s
-  raft: {heartbeat_timeout: 1s, election_timeout: 1s, leader_lease_timeout: 500ms}
-  gossip: {probe_interval: 300ms, probe_timeout: 200ms, gossip_interval: 50ms, suspicion_mult: 2, suspicion_max_timeout_mult: 2, reconnect_interval: 500ms}
-`, filepath.Join(base, fmt.Sprintf("data-%d", i+1)), b.Addr, i+1, FreePort(t), FreePort(t),
-			serf[i], strings.Join(serf, ", "), n)
+		yaml := CoreBrokerConfig(b.ID, b.DataDir, b.Addr, FreeAddr(t), FreeAddr(t), serf)
 		if err := os.WriteFile(b.Config, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -177,6 +158,35 @@ cluster:
 		b.Start(t)
 	}
 	return c
+}
+
+// CoreBrokerConfig is the YAML config of broker id of a test cluster whose
+// brokers gossip on serf (serf[id-1] being its own), with the timings every
+// test and benchmark cluster shares: a failure detected in about a second,
+// leaders moved in a few. Its HTTP listener is off.
+func CoreBrokerConfig(id int32, dataDir, kafkaAddr, raftAddr, rpcAddr string, serf []string) string {
+	return fmt.Sprintf(`data_dir: %s
+kafka_addr: %s
+http_addr: ""
+node_id: %d
+default_partitions: 3
+groups: {initial_rebalance_delay: -1s}
+replication:
+  lag_time_max: 5s
+  fetch_max_wait: 200ms
+  ack_timeout: 5s
+cluster:
+  raft_addr: %s
+  rpc_addr: %s
+  serf_addr: %s
+  join: [%s]
+  bootstrap_expect: %d
+  offsets_partitions: 3
+  reconcile_interval: 200ms
+  absent_grace: 5s
+  raft: {heartbeat_timeout: 1s, election_timeout: 1s, leader_lease_timeout: 500ms}
+  gossip: {probe_interval: 300ms, probe_timeout: 200ms, gossip_interval: 50ms, suspicion_mult: 2, suspicion_max_timeout_mult: 2, reconnect_interval: 500ms}
+`, dataDir, kafkaAddr, id, raftAddr, rpcAddr, serf[id-1], strings.Join(serf, ", "), len(serf))
 }
 
 // PartitionStates asks the first of addrs that answers for the topic's

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -194,4 +195,26 @@ func FlipByte(t testing.TB, path string, pos int64) {
 	if _, err := f.WriteAt(b, pos); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// PartitionDirs lists, ascending, the partitions of topic that have a
+// directory (<topic>-<partition>) in logsDir; none when logsDir is missing.
+func PartitionDirs(t testing.TB, logsDir, topic string) []int32 {
+	t.Helper()
+	entries, err := os.ReadDir(logsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	out := []int32{}
+	for _, e := range entries {
+		i := strings.LastIndexByte(e.Name(), '-')
+		if !e.IsDir() || i < 0 || e.Name()[:i] != topic {
+			continue
+		}
+		if p, err := strconv.Atoi(e.Name()[i+1:]); err == nil {
+			out = append(out, int32(p))
+		}
+	}
+	slices.Sort(out)
+	return out
 }

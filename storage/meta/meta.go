@@ -86,6 +86,10 @@ type TopicRecord struct {
 	Partitions int32  `json:"partitions"`
 	Config     []byte `json:"config"`
 	CreatedMs  int64  `json:"created_ms"`
+	// Placed records that only the Hosted partitions are stored here (a
+	// broker keeps the replicas it is assigned); otherwise all are.
+	Placed bool    `json:"placed,omitempty"`
+	Hosted []int32 `json:"hosted,omitempty"`
 }
 
 // PutTopic creates or replaces a topic record.

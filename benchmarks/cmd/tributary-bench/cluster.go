@@ -150,28 +150,7 @@ func configureCluster(bin, base string) ([]*clusterBroker, error) {
 		b := &clusterBroker{id: int32(i + 1), bin: bin, addr: port(),
 			config: filepath.Join(base, fmt.Sprintf("broker-%d.yaml", i+1)),
 			logf:   filepath.Join(base, fmt.Sprintf("broker-%d.log", i+1))}
-		yaml := fmt.Sprintf(`data_dir: %s
-kafka_addr: %s
-http_addr: ""
-node_id: %d
-default_partitions: 3
-groups: {initial_rebalance_delay: -1s}
-replication:
-  lag_time_max: 5s
-  fetch_max_wait: 200ms
-  ack_timeout: 5s
-cluster:
-  raft_addr: %s
-  rpc_addr: %s
-  serf_addr: %s
-  join: [%s]
-  bootstrap_expect: 3
-  offsets_partitions: 3
-  reconcile_interval: 200ms
-  absent_grace: 5s
-  raft: {heartbeat_timeout: 1s, election_timeout: 1s, leader_lease_timeout: 500ms}
-  gossip: {probe_interval: 300ms, probe_timeout: 200ms, gossip_interval: 50ms, suspicion_mult: 2, suspicion_max_timeout_mult: 2, reconnect_interval: 500ms}
-`, filepath.Join(base, fmt.Sprintf("data-%d", i+1)), b.addr, i+1, port(), port(), serf[i], strings.Join(serf, ", "))
+		yaml := testkit.CoreBrokerConfig(b.id, filepath.Join(base, fmt.Sprintf("data-%d", i+1)), b.addr, port(), port(), serf)
 		if err := os.WriteFile(b.config, []byte(yaml), 0o644); err != nil {
 			return nil, fmt.Errorf("broker %d config: %w", i+1, err)
 		}

@@ -24,8 +24,12 @@ import (
 )
 
 // startProcCluster starts three brokers, each a process re-running this
-// test binary's main (TRIBUTARY_CORE_AS_MAIN).
+// test binary's main (TRIBUTARY_CORE_AS_MAIN). Under -short the test is
+// skipped instead.
 func startProcCluster(t *testing.T) ([]*testkit.CoreProc, []string) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
 	c := testkit.StartCoreCluster(t, 3, func(config string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "TRIBUTARY_CORE_AS_MAIN=1",
@@ -44,9 +48,6 @@ var partitionStates = testkit.PartitionStates
 // within 10 s of each kill, and after a full cluster restart the Raft
 // metadata still knows the topic.
 func TestClusterLeaderKills(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process cluster test")
-	}
 	bs, addrs := startProcCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
@@ -147,9 +148,6 @@ func TestClusterLeaderKills(t *testing.T) {
 // group reads everything, and its committed offsets (replicated through
 // __consumer_offsets) survive the restarts of every coordinator.
 func TestClusterRollingRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process cluster test")
-	}
 	bs, addrs := startProcCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -548,9 +546,6 @@ func (sp *seqProducer) stop(ctx context.Context, t *testing.T) int {
 // on raft's shutdown for as long as a peer held a replication write (19
 // minutes in one CI run).
 func TestStopIsBoundedWhatever(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process cluster test")
-	}
 	for _, peers := range []string{"frozen", "gone"} {
 		t.Run(peers, func(t *testing.T) {
 			bs, _ := startProcCluster(t)

@@ -24,9 +24,6 @@ import (
 // epoch the cluster had moved past (a restarted broker leads only once it
 // has applied the Raft log up to the leader's commit index).
 func TestClusterFullRestarts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process cluster test")
-	}
 	bs, addrs := startProcCluster(t)
 	const rounds = 20
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

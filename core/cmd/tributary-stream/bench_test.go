@@ -14,9 +14,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/internal/stream"
-	"github.com/tributary-io/tributary/storage"
 )
 
 // BenchmarkConsumeVsAggregate puts 500k readings of ~100 B from 1,000
@@ -29,15 +27,7 @@ func BenchmarkConsumeVsAggregate(b *testing.B) {
 	for _, kind := range []string{"json", "cbor"} {
 		b.Run(kind, func(b *testing.B) {
 			dir := b.TempDir()
-			srv, err := server.Start(server.Config{
-				DataDir: filepath.Join(dir, "core"), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DefaultPartitions: 3,
-				Log: storage.LogConfig{SegmentBytes: 64 << 20},
-			}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Close()
-			addr := srv.Addr()
+			addr := startCore(b, dir, 64<<20)
 			ctx := context.Background()
 			prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.AllowAutoTopicCreation(), kgo.ProducerBatchCompression(kgo.NoCompression()))
 			if err != nil {

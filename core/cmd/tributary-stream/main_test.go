@@ -26,6 +26,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/internal/stream"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -144,15 +145,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 		t.Skip("crash test starts processes")
 	}
 	dir := t.TempDir()
-	srv, err := server.Start(server.Config{
-		DataDir: filepath.Join(dir, "core"), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DefaultPartitions: 3,
-		Log: storage.LogConfig{SegmentBytes: 1 << 20},
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	addr := srv.Addr()
+	addr := startCore(t, dir, 1<<20)
 	cfgPath := filepath.Join(dir, "stream.yaml")
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(crashConfig, addr, filepath.Join(dir, "stream"))), 0o644); err != nil {
 		t.Fatal(err)
@@ -251,34 +244,27 @@ func TestCrashExactlyOnce(t *testing.T) {
 	// Let a last run finish the backlog, then stop it gracefully.
 	cmd := start()
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if _, err := os.Stat(readyPath); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
+	// waitFor polls cond until the deadline; past it the processor is
+	// killed and the test fails with its log.
+	waitFor := func(what string, cond func() bool) {
+		if !testkit.Poll(time.Until(deadline), cond) {
 			_ = cmd.Process.Kill()
 			dumpLog()
-			t.Fatal("the processor did not start")
+			t.Fatalf("the processor did not %s within 2 minutes", what)
 		}
-		time.Sleep(20 * time.Millisecond) // poll interval
 	}
-	for {
-		done := true
+	waitFor("start", func() bool {
+		_, err := os.Stat(readyPath)
+		return err == nil
+	})
+	waitFor("catch up", func() bool {
 		for topic, n := range wantPerTopic {
 			if countTopic(t, ctx, addr, topic) < n {
-				done = false
+				return false
 			}
 		}
-		if done {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			dumpLog()
-			t.Fatal("the processor did not catch up within 2 minutes")
-		}
-		time.Sleep(200 * time.Millisecond) // poll interval
-	}
+		return true
+	})
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		dumpLog()
@@ -434,13 +420,8 @@ func readTopic(t *testing.T, ctx context.Context, addr, topic string) [][]stream
 // and finds its counters in /metrics and its detail in /healthz.
 func TestRunServesMetricsAndHealth(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := server.Start(server.Config{DataDir: filepath.Join(dir, "core"), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DefaultPartitions: 3},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.AllowAutoTopicCreation())
+	coreAddr := startCore(t, dir, 0)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(coreAddr), kgo.AllowAutoTopicCreation())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +437,7 @@ func TestRunServesMetricsAndHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "stream.yaml")
-	yml := strings.Replace(fmt.Sprintf(crashConfig, srv.Addr(), filepath.Join(dir, "stream")), `http_addr: ""`, "http_addr: 127.0.0.1:0", 1)
+	yml := strings.Replace(fmt.Sprintf(crashConfig, coreAddr, filepath.Join(dir, "stream")), `http_addr: ""`, "http_addr: 127.0.0.1:0", 1)
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -520,13 +501,8 @@ func TestRunServesMetricsAndHealth(t *testing.T) {
 // two silent partitions stop holding windows open after idle_timeout.
 func TestIdleTimeoutClosesWindows(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := server.Start(server.Config{DataDir: filepath.Join(dir, "core"), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DefaultPartitions: 3},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	addr := startCore(t, dir, 0)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +525,7 @@ http_addr: ""
 checkpoint_interval: 100ms
 aggregations:
   - {name: 1s, source: sensors, fields: [{path: temp}], window: {type: tumbling, size: 1s}, aggregates: [count], idle_timeout: 1s}
-`, srv.Addr(), filepath.Join(dir, "stream"))
+`, addr, filepath.Join(dir, "stream"))
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -557,9 +533,9 @@ aggregations:
 	errc := make(chan error, 1)
 	go func() { errc <- run(runCtx, []string{"-config", cfgPath, "-log-level", "warn"}, io.Discard, nil) }()
 	deadline := time.Now().Add(30 * time.Second)
-	for countTopic(t, ctx, srv.Addr(), "sensors.1s") < 9 { // 10 windows; the last stays open
+	for countTopic(t, ctx, addr, "sensors.1s") < 9 { // 10 windows; the last stays open
 		if time.Now().After(deadline) {
-			t.Fatalf("windows did not close with two idle partitions: %d outputs", countTopic(t, ctx, srv.Addr(), "sensors.1s"))
+			t.Fatalf("windows did not close with two idle partitions: %d outputs", countTopic(t, ctx, addr, "sensors.1s"))
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval
 	}
@@ -567,4 +543,20 @@ aggregations:
 	if err := <-errc; err != nil {
 		t.Fatalf("run: %v", err)
 	}
+}
+
+// startCore starts a single core broker with 3 default partitions under
+// dir/core (segmentBytes 0: the default segment size), closed when the
+// test ends, and returns its address.
+func startCore(tb testing.TB, dir string, segmentBytes int64) string {
+	tb.Helper()
+	srv, err := server.Start(server.Config{
+		DataDir: filepath.Join(dir, "core"), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DefaultPartitions: 3,
+		Log: storage.LogConfig{SegmentBytes: segmentBytes},
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	return srv.Addr()
 }

@@ -39,13 +39,11 @@ type brokerInfo struct {
 }
 
 func clusterInfo(cmd *cobra.Command, g *globals) error {
-	cl, adm, err := g.client()
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	m, err := adm.BrokerMetadata(ctx)
 	if err != nil {
 		return fmt.Errorf("metadata from %s: %w", strings.Join(g.brokers, ","), err)
@@ -84,13 +82,11 @@ type partitionProblem struct {
 }
 
 func clusterHealth(cmd *cobra.Command, g *globals) error {
-	cl, adm, err := g.client()
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	m, err := adm.Metadata(ctx)
 	if err != nil {
 		return fmt.Errorf("cluster unreachable: metadata from %s: %w", strings.Join(g.brokers, ","), err)

@@ -41,29 +41,20 @@ func groupCmd(g *globals) *cobra.Command {
 	return c
 }
 
+// completeGroups offers the cluster's group names for shell completion.
 func (g *globals) completeGroups(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-	cl, adm, err := g.client()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
-	gs, err := adm.ListGroups(ctx)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	return gs.Groups(), cobra.ShellCompDirectiveNoFileComp
+	return g.complete(cmd, func(ctx context.Context, adm *kadm.Client) ([]string, error) {
+		gs, err := adm.ListGroups(ctx)
+		return gs.Groups(), err
+	})
 }
 
 func groupList(cmd *cobra.Command, g *globals) error {
-	cl, adm, err := g.client()
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	gs, err := adm.ListGroups(ctx)
 	if err != nil {
 		return fmt.Errorf("list groups: %w", err)
@@ -190,15 +181,18 @@ func lagTable(rows []lagRow) *table {
 	return t
 }
 
-func groupDescribe(cmd *cobra.Command, g *globals, groups []string) error {
-	cl, adm, err := g.client()
+// describeGroups is describeWithLag in one command's session.
+func (g *globals) describeGroups(cmd *cobra.Command, groups []string) ([]describedGroup, error) {
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
-	ds, err := describeWithLag(ctx, adm, groups)
+	defer done()
+	return describeWithLag(ctx, adm, groups)
+}
+
+func groupDescribe(cmd *cobra.Command, g *globals, groups []string) error {
+	ds, err := g.describeGroups(cmd, groups)
 	if err != nil {
 		return err
 	}
@@ -228,14 +222,7 @@ func groupDescribe(cmd *cobra.Command, g *globals, groups []string) error {
 }
 
 func groupLag(cmd *cobra.Command, g *globals, groups []string) error {
-	cl, adm, err := g.client()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
-	ds, err := describeWithLag(ctx, adm, groups)
+	ds, err := g.describeGroups(cmd, groups)
 	if err != nil {
 		return err
 	}
@@ -306,13 +293,11 @@ func resetOffsets(cmd *cobra.Command, g *globals, group string, o resetOpts) err
 		}
 		millis = at.millis
 	}
-	cl, adm, err := g.client()
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 
 	dg, err := adm.DescribeGroups(ctx, group)
 	if err != nil {

@@ -95,6 +95,17 @@ func (g *globals) client(opts ...kgo.Opt) (*kgo.Client, *kadm.Client, error) {
 	return cl, adm, nil
 }
 
+// session is what one command's requests need: an admin client on the
+// configured brokers and a context bounded by --timeout; done releases both.
+func (g *globals) session(cmd *cobra.Command) (context.Context, *kadm.Client, func(), error) {
+	cl, adm, err := g.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := g.ctx(cmd)
+	return ctx, adm, func() { cancel(); cl.Close() }, nil
+}
+
 // ctx bounds one command's requests by --timeout.
 func (g *globals) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), g.timeout)

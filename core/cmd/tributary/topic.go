@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -84,18 +85,25 @@ func topicCmd(g *globals) *cobra.Command {
 
 // completeTopics offers the cluster's topic names for shell completion.
 func (g *globals) completeTopics(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-	cl, adm, err := g.client()
+	return g.complete(cmd, func(ctx context.Context, adm *kadm.Client) ([]string, error) {
+		td, err := adm.ListTopics(ctx)
+		return td.Names(), err
+	})
+}
+
+// complete answers shell completion with the names list finds, or with
+// none when the cluster cannot be asked.
+func (g *globals) complete(cmd *cobra.Command, list func(context.Context, *kadm.Client) ([]string, error)) ([]string, cobra.ShellCompDirective) {
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
-	td, err := adm.ListTopics(ctx)
+	defer done()
+	names, err := list(ctx, adm)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return td.Names(), cobra.ShellCompDirectiveNoFileComp
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
 type topicSummary struct {
@@ -107,13 +115,11 @@ type topicSummary struct {
 }
 
 func topicList(cmd *cobra.Command, g *globals, internal bool) error {
-	cl, adm, err := g.client()
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	list := adm.ListTopics
 	if internal {
 		list = adm.ListTopicsWithInternal
@@ -155,13 +161,11 @@ type configInfo struct {
 }
 
 func topicDescribe(cmd *cobra.Command, g *globals, topic string) error {
-	cl, adm, err := g.client()
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	m, err := adm.Metadata(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
@@ -260,13 +264,11 @@ func topicCreate(cmd *cobra.Command, g *globals, topics []string, partitions int
 		}
 		configs[k] = &v
 	}
-	cl, adm, err := g.client()
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	resps, err := adm.CreateTopics(ctx, partitions, replicas, configs, topics...)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
@@ -297,33 +299,48 @@ func topicCreate(cmd *cobra.Command, g *globals, topics []string, partitions int
 }
 
 func topicDelete(cmd *cobra.Command, g *globals, topics []string) error {
-	cl, adm, err := g.client()
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	resps, err := adm.DeleteTopics(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("delete topics: %w", err)
 	}
-	type deleted struct {
+	var results []topicResult
+	for _, r := range resps.Sorted() {
+		results = append(results, topicResult{r.Topic, r.Err, r.ErrMessage})
+	}
+	return g.printResults("deleted", results)
+}
+
+// topicResult is what the broker answered for one topic of a change.
+type topicResult struct {
+	name string
+	err  error
+	msg  string
+}
+
+// printResults prints one status line per topic (done, or the broker's
+// error) and returns the errors joined: the command fails if any topic did.
+func (g *globals) printResults(done string, results []topicResult) error {
+	type outcome struct {
 		Name  string `json:"name"`
 		Error string `json:"error,omitempty"`
 	}
-	var out []deleted
+	var out []outcome
 	var errs []error
 	t := &table{header: []string{"TOPIC", "STATUS"}}
-	for _, r := range resps.Sorted() {
-		d := deleted{Name: r.Topic}
-		status := "deleted"
-		if err := firstErr(r.Topic, r.Err, r.ErrMessage); err != nil {
-			d.Error, status = err.Error(), r.Err.Error()
+	for _, r := range results {
+		o := outcome{Name: r.name}
+		status := done
+		if err := firstErr(r.name, r.err, r.msg); err != nil {
+			o.Error, status = err.Error(), r.err.Error()
 			errs = append(errs, err)
 		}
-		out = append(out, d)
-		t.add(d.Name, status)
+		out = append(out, o)
+		t.add(o.Name, status)
 	}
 	if err := g.print(out, t); err != nil {
 		return err
@@ -351,13 +368,11 @@ func topicAlterConfig(cmd *cobra.Command, g *globals, topics, set, unset []strin
 	if len(alters) == 0 {
 		return errors.New("nothing to change: give --set key=value or --delete key")
 	}
-	cl, adm, err := g.client()
+	ctx, adm, done, err := g.session(cmd)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	resps, err := adm.AlterTopicConfigs(ctx, alters, topics...)
 	if unsupported(err) {
 		return errAlterUnsupported
@@ -365,30 +380,14 @@ func topicAlterConfig(cmd *cobra.Command, g *globals, topics, set, unset []strin
 	if err != nil {
 		return fmt.Errorf("alter configs: %w", err)
 	}
-	type altered struct {
-		Name  string `json:"name"`
-		Error string `json:"error,omitempty"`
-	}
-	var out []altered
-	var errs []error
-	t := &table{header: []string{"TOPIC", "STATUS"}}
+	var results []topicResult
 	for _, r := range resps {
 		if unsupported(r.Err) {
 			return errAlterUnsupported
 		}
-		a := altered{Name: r.Name}
-		status := "altered"
-		if err := firstErr(r.Name, r.Err, r.ErrMessage); err != nil {
-			a.Error, status = err.Error(), r.Err.Error()
-			errs = append(errs, err)
-		}
-		out = append(out, a)
-		t.add(a.Name, status)
+		results = append(results, topicResult{r.Name, r.Err, r.ErrMessage})
 	}
-	if err := g.print(out, t); err != nil {
-		return err
-	}
-	return errors.Join(errs...)
+	return g.printResults("altered", results)
 }
 
 // unsupported reports whether err says the broker does not serve a request
