@@ -212,6 +212,10 @@ type TransactionsConfig struct {
 	// MaxTimeout bounds the transaction timeout a producer may ask for
 	// (transaction.max.timeout.ms); default 15 minutes.
 	MaxTimeout time.Duration `yaml:"max_timeout"`
+	// IDExpiration forgets a transactional id with nothing open after it
+	// has been idle this long (transactional.id.expiration.ms); default 7
+	// days.
+	IDExpiration time.Duration `yaml:"id_expiration"`
 }
 
 type GroupsConfig struct {

@@ -65,6 +65,7 @@ func (s *Server) startTxns() error {
 		Markers:       b,
 		NewProducerID: s.newProducerID,
 		MaxTimeout:    s.cfg.Transactions.MaxTimeout,
+		IDExpiration:  s.cfg.Transactions.IDExpiration,
 		MarkerTimeout: s.cfg.Replication.AckTimeout,
 	}, s.logger)
 	return nil
@@ -87,6 +88,11 @@ func (b *txnBroker) SaveTxn(ctx context.Context, t txns.Txn, durable bool) error
 		return fmt.Errorf("encode transaction %q: %w", t.ID, err)
 	}
 	return b.s.replicateTxnState(ctx, t.ID, v, durable)
+}
+
+// DeleteTxn implements txns.Store: a tombstone for an expired id.
+func (b *txnBroker) DeleteTxn(ctx context.Context, id string) error {
+	return b.s.replicateTxnState(ctx, id, nil, false)
 }
 
 // WriteMarkers implements txns.Markers: the partitions this broker leads

@@ -448,3 +448,47 @@ func TestTxnOffsetCommitFencesOldGeneration(t *testing.T) {
 		t.Fatalf("current generation: error %d", code)
 	}
 }
+
+// An idle transactional id expires: DescribeTransactions stops knowing it,
+// and a restart (which replays the state log) does not bring it back.
+func TestTransactionalIDExpires(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.Transactions.IDExpiration = 300 * time.Millisecond
+	srv := startServer(t, cfg)
+	createTopic(t, newClient(t, srv.Addr()), "exp", 1, nil)
+	cl := newClient(t, srv.Addr(), kgo.TransactionalID("short-lived"))
+	produceTxn(t, cl, "exp", true, "one")
+	cl.Close()
+	adm := kadm.NewClient(newClient(t, srv.Addr()))
+	known := func() bool {
+		l, err := adm.ListTransactions(context.Background(), nil, nil)
+		if err != nil {
+			t.Fatalf("list transactions: %v", err)
+		}
+		return slices.Contains(l.TransactionalIDs(), "short-lived")
+	}
+	if !known() {
+		t.Fatal("the id is not listed right after its commit")
+	}
+	testkit.Eventually(t, 15*time.Second, "idle id expired", func() bool { return !known() })
+
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.KafkaAddr = srv.Addr()
+	cfg.Transactions.IDExpiration = time.Hour // nothing may expire it again
+	srv = startServer(t, cfg)
+	adm = kadm.NewClient(newClient(t, srv.Addr()))
+	testkit.Eventually(t, 15*time.Second, "offsets partitions loaded", func() bool {
+		_, err := adm.ListTransactions(context.Background(), nil, nil)
+		return err == nil
+	})
+	if known() {
+		t.Fatal("the expired id came back after a restart")
+	}
+	if got := consumeAll(t, srv.Addr(), "exp", 1, true); !slices.Equal(got, []string{"one"}) {
+		t.Fatalf("read_committed after expiry: %v", got)
+	}
+}

@@ -93,6 +93,10 @@ type Txn struct {
 // can have been acknowledged without it.
 type Store interface {
 	SaveTxn(ctx context.Context, t Txn, durable bool) error
+	// DeleteTxn forgets an expired transactional id (a tombstone in the
+	// state log). It need not be durable: an id that comes back after a
+	// crash expires again.
+	DeleteTxn(ctx context.Context, id string) error
 }
 
 // Markers writes the end of a transaction: a control batch to each
@@ -116,6 +120,11 @@ type Config struct {
 	TickInterval time.Duration
 	// MarkerTimeout bounds one attempt at writing markers. Default 30s.
 	MarkerTimeout time.Duration
+	// IDExpiration forgets a transactional id with no transaction open
+	// that has not been used for this long (transactional.id.expiration.ms);
+	// an application that starts with a new id every time would otherwise
+	// grow the state for ever. Default 7 days.
+	IDExpiration time.Duration
 	// BusyWait is how long a request for a transactional id waits for the
 	// id's running operation (typically the markers of the transaction it
 	// just committed) before it is answered CONCURRENT_TRANSACTIONS, which
@@ -132,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MarkerTimeout <= 0 {
 		c.MarkerTimeout = 30 * time.Second
+	}
+	if c.IDExpiration <= 0 {
+		c.IDExpiration = 7 * 24 * time.Hour
 	}
 	if c.BusyWait <= 0 {
 		c.BusyWait = 5 * time.Second
@@ -602,13 +614,18 @@ func (c *Coordinator) run() {
 
 func (c *Coordinator) tick(ctx context.Context) {
 	now := c.now().UnixMilli()
-	var due []*entry
+	var due, expired []*entry
 	c.mu.Lock()
 	for _, e := range c.txns {
 		if e.busy {
 			continue
 		}
 		switch {
+		case e.State == Empty || e.State == CompleteCommit || e.State == CompleteAbort:
+			if now-e.UpdateMs > c.cfg.IDExpiration.Milliseconds() {
+				e.markBusy()
+				expired = append(expired, e)
+			}
 		case e.State == PrepareCommit || e.State == PrepareAbort,
 			e.State == Ongoing && now-e.StartMs > int64(e.TimeoutMs):
 			e.markBusy()
@@ -616,6 +633,7 @@ func (c *Coordinator) tick(ctx context.Context) {
 		}
 	}
 	c.mu.Unlock()
+	c.expire(ctx, expired)
 	for _, e := range due {
 		if ctx.Err() != nil {
 			c.done(e, e.Txn, false)
@@ -640,6 +658,24 @@ func (c *Coordinator) tick(ctx context.Context) {
 		if errors.Is(err, ErrNotCoordinator) {
 			c.forget(e)
 		}
+	}
+}
+
+// expire forgets ids idle past IDExpiration (marked busy by tick); one
+// whose tombstone cannot be written is tried again at a later tick.
+func (c *Coordinator) expire(ctx context.Context, expired []*entry) {
+	for _, e := range expired {
+		err := ctx.Err()
+		if err == nil {
+			err = c.cfg.Store.DeleteTxn(ctx, e.ID)
+		}
+		c.mu.Lock()
+		e.markIdle()
+		if err == nil && c.txns[e.ID] == e {
+			delete(c.txns, e.ID)
+			c.log.Info("transactional id expired", "txn", e.ID, "pid", e.ProducerID, "idle", time.Duration(c.now().UnixMilli()-e.UpdateMs)*time.Millisecond)
+		}
+		c.mu.Unlock()
 	}
 }
 

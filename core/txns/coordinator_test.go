@@ -35,6 +35,16 @@ func (b *broker) SaveTxn(_ context.Context, t Txn, _ bool) error {
 	return nil
 }
 
+func (b *broker) DeleteTxn(_ context.Context, id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failSave != nil {
+		return b.failSave
+	}
+	delete(b.saved, id)
+	return nil
+}
+
 func (b *broker) WriteMarkers(ctx context.Context, pid int64, epoch int16, commit bool, parts []TopicPartition, groups []string) error {
 	b.mu.Lock()
 	gate := b.gate
@@ -273,5 +283,37 @@ func TestBusyWaitBoundAndClose(t *testing.T) {
 	}
 	if got := b.state("w"); got.State != PrepareAbort {
 		t.Fatalf("state after close: %v", got.State)
+	}
+}
+
+// An id idle past IDExpiration with nothing open is forgotten (and its
+// state deleted); one with a transaction open is not, whatever its age.
+func TestIdleIDsExpire(t *testing.T) {
+	t.Parallel()
+	b := &broker{saved: map[string]Txn{}}
+	var pid int64
+	c := NewCoordinator(Config{Store: b, Markers: b, TickInterval: 5 * time.Millisecond,
+		IDExpiration: 50 * time.Millisecond, MaxTimeout: time.Hour,
+		NewProducerID: func() (int64, error) { pid++; return pid, nil }}, nil)
+	t.Cleanup(c.Close)
+	ctx := context.Background()
+	c.InitProducerID(ctx, "idle", 60000, -1, -1)
+	c.InitProducerID(ctx, "open", 3_600_000, -1, -1)
+	if code := c.Add(ctx, "open", 2, 0, []TopicPartition{{Topic: "t"}}, nil); code != 0 {
+		t.Fatalf("add: %d", code)
+	}
+	waitFor(t, "idle id expired", func() bool {
+		_, ok := c.Describe("idle")
+		return !ok
+	})
+	if _, ok := b.saved["idle"]; ok {
+		t.Fatal("expired id still saved")
+	}
+	if d, ok := c.Describe("open"); !ok || d.State != Ongoing {
+		t.Fatalf("open transaction: %+v %v", d, ok)
+	}
+	// An expired id starts afresh with a new producer id.
+	if r := c.InitProducerID(ctx, "idle", 60000, -1, -1); r.Code != 0 || r.ProducerID != 3 || r.Epoch != 0 {
+		t.Fatalf("init after expiry: %+v", r)
 	}
 }
