@@ -69,6 +69,11 @@ type LogConfig struct {
 	// "snappy", "lz4" or "zstd" recompresses appended batches whose codec
 	// differs (see recompress.go).
 	Compression string `yaml:"compression" json:"compression,omitempty"`
+	// ProducerExpiry forgets the idempotence state of a producer that has
+	// not appended for this long and has no transaction open (Kafka's
+	// producer.id.expiration.ms); default 24 hours, negative keeps it for
+	// ever. Producers in SequenceFromSource mode (bridges) are kept.
+	ProducerExpiry time.Duration `yaml:"producer_expiry" json:"producer_expiry,omitempty"`
 }
 
 // TimestampType is CreateTime or LogAppendTime.
@@ -88,6 +93,7 @@ const (
 	DefaultSyncInterval       = 100 * time.Millisecond
 	DefaultSyncBytes          = 4 << 20
 	DefaultTombstoneRetention = 24 * time.Hour
+	DefaultProducerExpiry     = 24 * time.Hour
 )
 
 // WithDefaults returns c with zero fields replaced by defaults.
@@ -118,6 +124,9 @@ func (c LogConfig) WithDefaults() LogConfig {
 	}
 	if c.TimestampType == "" {
 		c.TimestampType = CreateTime
+	}
+	if c.ProducerExpiry == 0 {
+		c.ProducerExpiry = DefaultProducerExpiry
 	}
 	return c
 }

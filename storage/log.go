@@ -288,8 +288,9 @@ func (l *Log) loadProducers() error {
 	// A replayed batch keeps its producer's mode from the snapshot; a
 	// producer first seen here is taken as per-batch, which only differs
 	// from source offsets in keeping batches from older epochs, never used.
+	now := time.Now().UnixMilli()
 	return l.walkHeaders(max(from, l.start), func(h recordbatch.Header) {
-		l.producers.update(h, l.producers.fromSource(h.ProducerID))
+		l.producers.update(h, l.producers.fromSource(h.ProducerID), now)
 	})
 }
 
@@ -489,7 +490,7 @@ func (l *Log) dedupeLocked(in *pendingAppend, opts AppendOptions) (*producerBatc
 			return dup, nil
 		}
 		in.fromSource[i] = fromSource
-		view.update(h, fromSource)
+		view.update(h, fromSource, 0) // a scratch view: its clock is never read
 	}
 	return nil, nil
 }
@@ -561,7 +562,7 @@ func (l *Log) writeLocked(in *pendingAppend, next int64) error {
 			if in.fromSource != nil {
 				fromSource = in.fromSource[i]
 			}
-			l.producers.update(h, fromSource)
+			l.producers.update(h, fromSource, in.now.UnixMilli())
 		}
 		l.trackTxn(h, in.batches[in.starts[i]:])
 	}
@@ -1053,7 +1054,8 @@ func (l *Log) TruncateTo(offset int64) error {
 	old := l.producers
 	l.producers = producerState{}
 	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
-	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h, old.fromSource(h.ProducerID)) }); err != nil {
+	now := time.Now().UnixMilli()
+	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h, old.fromSource(h.ProducerID), now) }); err != nil {
 		return err
 	}
 	if err := l.loadTxns(false); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -31,6 +32,11 @@ type producerEntry struct {
 	// FromSource is set for a producer appended in SequenceFromSource mode,
 	// so replay after a restart and truncation keep treating it so.
 	FromSource bool `json:"from_source,omitempty"`
+	// LastMs is when this broker last appended for the producer (wall
+	// clock, not the producer's timestamps, which a device may have wrong);
+	// batches replayed at start count as appended then. 0: not known yet
+	// (a snapshot from before it was kept).
+	LastMs int64 `json:"last_ms,omitempty"`
 }
 
 // producerState is the idempotence state of one partition, derived from the
@@ -128,7 +134,7 @@ func (ps producerState) check(h recordbatch.Header) (*producerBatch, error) {
 // update records a batch that was written (with its final offsets). A
 // per-batch producer starts a new window with each epoch; a source-sequenced
 // one keeps its high-water mark across epochs.
-func (ps producerState) update(h recordbatch.Header, fromSource bool) {
+func (ps producerState) update(h recordbatch.Header, fromSource bool, nowMs int64) {
 	if h.ProducerID < 0 || h.IsControl() {
 		return
 	}
@@ -138,6 +144,7 @@ func (ps producerState) update(h recordbatch.Header, fromSource bool) {
 		ps[h.ProducerID] = e
 	}
 	e.FromSource = fromSource
+	e.LastMs = nowMs
 	e.Epoch = max(e.Epoch, h.ProducerEpoch)
 	e.Batches = append(e.Batches, producerBatch{FirstSeq: h.BaseSequence, LastSeq: lastSeq(h), BaseOffset: h.BaseOffset, LastOffset: h.LastOffset()})
 	if len(e.Batches) > producerWindow {
@@ -157,7 +164,44 @@ func (ps producerState) clone(pid int64) *producerEntry {
 	if e == nil {
 		return nil
 	}
-	return &producerEntry{Epoch: e.Epoch, Batches: append([]producerBatch(nil), e.Batches...), FromSource: e.FromSource}
+	return &producerEntry{Epoch: e.Epoch, Batches: append([]producerBatch(nil), e.Batches...), FromSource: e.FromSource, LastMs: e.LastMs}
+}
+
+// expire drops the state of per-batch producers that have not appended for
+// maxAge and have no transaction open (keep reports those), as Kafka's
+// producer.id.expiration.ms does: every client start takes a new producer
+// id, so a long-lived partition would otherwise keep them all. A producer
+// coming back after that is treated as new, so a retry of a batch older
+// than maxAge is no longer recognised. Source-sequenced producers (one per
+// edge) never expire: their high-water mark is what keeps an edge that was
+// offline for a week from duplicating what it re-sends.
+func (ps producerState) expire(nowMs, maxAgeMs int64, keep func(pid int64) bool) int {
+	n := 0
+	for pid, e := range ps {
+		switch {
+		case e.FromSource || keep(pid):
+		case e.LastMs == 0:
+			e.LastMs = nowMs // from an older snapshot: start its clock now
+		case nowMs-e.LastMs > maxAgeMs:
+			delete(ps, pid)
+			n++
+		}
+	}
+	return n
+}
+
+// ExpireProducers applies LogConfig.ProducerExpiry and returns how many
+// producers it forgot.
+func (l *Log) ExpireProducers() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.cfg.ProducerExpiry <= 0 {
+		return 0
+	}
+	return l.producers.expire(time.Now().UnixMilli(), l.cfg.ProducerExpiry.Milliseconds(), func(pid int64) bool {
+		_, open := l.txns.open[pid]
+		return open
+	})
 }
 
 type producerSnapshot struct {

@@ -608,6 +608,9 @@ func (t *Topics) MaintainOnce() {
 		} else if n > 0 {
 			t.logger.Info("retention removed records", "log", l.Dir(), "records", n)
 		}
+		if n := l.ExpireProducers(); n > 0 {
+			t.logger.Info("forgot idle producers", "log", l.Dir(), "producers", n)
+		}
 		if l.Config().Cleanup == CleanupCompact {
 			if err := l.Compact(); err != nil && !errors.Is(err, ErrClosed) {
 				t.logger.Warn("compaction failed", "log", l.Dir(), "err", err)

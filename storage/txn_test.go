@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -149,4 +152,59 @@ func TestEndedTransactionsPruned(t *testing.T) {
 	if n > 1 {
 		t.Fatalf("%d ended transactions kept", n)
 	}
+}
+
+// Idle per-batch producers are forgotten after ProducerExpiry; one with a
+// transaction open and a source-sequenced one (a bridge) are kept.
+func TestIdleProducersExpire(t *testing.T) {
+	t.Parallel()
+	l := openTestLog(t, t.TempDir(), LogConfig{ProducerExpiry: time.Millisecond})
+	defer l.Close()
+	ctx := context.Background()
+	const idle, open, bridge = 7, 8, 4242
+	seqs := func(pid int64) SequenceMode {
+		if pid == bridge {
+			return SequenceFromSource
+		}
+		return SequencePerBatch
+	}
+	opts := AppendOptions{Idempotent: true, LeaderEpoch: -1, Sequences: seqs}
+	for _, b := range [][]byte{idemBatch(t, idle, 0, 0, 3), txnBatch(t, open, 0, 0, 2), forwardedBatchEpoch(t, bridge, 0, 0, 10)} {
+		if _, err := l.Append(ctx, b, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	known := func() []int64 {
+		var ids []int64
+		for _, p := range l.Producers() {
+			ids = append(ids, p.ID)
+		}
+		return ids
+	}
+	if got := known(); !slices.Equal(got, []int64{idle, open, bridge}) {
+		t.Fatalf("producers before expiry: %v", got)
+	}
+	testkit.Eventually(t, 5*time.Second, "idle producer forgotten", func() bool {
+		l.ExpireProducers()
+		return !slices.Contains(known(), idle)
+	})
+	if got := known(); !slices.Equal(got, []int64{open, bridge}) {
+		t.Fatalf("producers after expiry: %v", got)
+	}
+	// The forgotten producer's retry is new data now; the bridge's re-send
+	// is still recognised.
+	if res, err := l.Append(ctx, idemBatch(t, idle, 0, 0, 3), opts); err != nil || res.Duplicate {
+		t.Fatalf("retry of a forgotten producer: %+v %v", res, err)
+	}
+	if res, err := l.Append(ctx, forwardedBatchEpoch(t, bridge, 0, 0, 10), opts); err != nil || !res.Duplicate {
+		t.Fatalf("bridge re-send after expiry: %+v %v", res, err)
+	}
+	// Once its transaction ends, the open one expires too.
+	if _, err := l.Append(ctx, marker(t, open, 0, true), AppendOptions{LeaderEpoch: -1}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 5*time.Second, "producer forgotten after its commit", func() bool {
+		l.ExpireProducers()
+		return !slices.Contains(known(), open)
+	})
 }
