@@ -64,22 +64,11 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 	if quick {
 		sz = coreSizes{n100: 500_000, n1k: 100_000, reps: 1, latency: 4 * time.Second, phaseLimit: 5 * time.Second}
 	}
-	root, err := os.MkdirTemp(dir, "core-bench-")
-	if err != nil {
-		return nil, fmt.Errorf("scratch dir: %w", err)
-	}
-	defer os.RemoveAll(root)
-
-	trib, err := startTributary(filepath.Join(root, "tributary"))
+	root, trib, kf, stop, err := startKafkaPair(dir, "core-bench-")
 	if err != nil {
 		return nil, err
 	}
-	defer trib.close()
-	kf, err := startKfake(filepath.Join(root, "kfake"))
-	if err != nil {
-		return nil, err
-	}
-	defer kf.close()
+	defer stop()
 	jsys, err := startJetStream(filepath.Join(root, "jetstream"))
 	if err != nil {
 		return nil, err
@@ -260,6 +249,29 @@ func startTributary(dir string) (kafkaSystem, error) {
 			fmt.Fprintln(os.Stderr, "   close tributary core:", err)
 		}
 	}}, nil
+}
+
+// startKafkaPair starts a Tributary core and a kfake broker with their data
+// under a new scratch directory in dir; stop closes both and removes it.
+func startKafkaPair(dir, prefix string) (root string, trib, kf kafkaSystem, stop func(), err error) {
+	root, err = os.MkdirTemp(dir, prefix)
+	if err != nil {
+		return "", trib, kf, nil, fmt.Errorf("scratch dir: %w", err)
+	}
+	if trib, err = startTributary(filepath.Join(root, "tributary")); err != nil {
+		os.RemoveAll(root)
+		return "", trib, kf, nil, err
+	}
+	if kf, err = startKfake(filepath.Join(root, "kfake")); err != nil {
+		trib.close()
+		os.RemoveAll(root)
+		return "", trib, kf, nil, err
+	}
+	return root, trib, kf, func() {
+		kf.close()
+		trib.close()
+		os.RemoveAll(root)
+	}, nil
 }
 
 // startKfake starts one kfake broker persisting to dir with an fsync per

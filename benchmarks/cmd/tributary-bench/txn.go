@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,21 +22,11 @@ func txnSection(dir string, quick bool) ([]row, error) {
 	if quick {
 		n, reps, limit = 125_000, 1, 5*time.Second
 	}
-	root, err := os.MkdirTemp(dir, "txn-bench-")
-	if err != nil {
-		return nil, fmt.Errorf("scratch dir: %w", err)
-	}
-	defer os.RemoveAll(root)
-	trib, err := startTributary(filepath.Join(root, "tributary"))
+	_, trib, kf, stop, err := startKafkaPair(dir, "txn-bench-")
 	if err != nil {
 		return nil, err
 	}
-	defer trib.close()
-	kf, err := startKfake(filepath.Join(root, "kfake"))
-	if err != nil {
-		return nil, err
-	}
-	defer kf.close()
+	defer stop()
 	phase := 0
 	return txnVsIdempotent(context.Background(), []kafkaSystem{trib, kf}, n, reps, limit, &phase)
 }
