@@ -33,15 +33,23 @@ import (
 // bounded by maxDeferred; beyond it publishers wait).
 const maxUnacked = 32
 
-// clientAcks orders one connection's deferred PUBACKs.
+// clientAcks orders one connection's deferred PUBACKs. The slots are a
+// ring of maxUnacked, which is all that may be out: reserving one costs no
+// allocation, and a slot is reused only after its PUBACK was written.
 type clientAcks struct {
 	cl    *mqtt.Client
 	mu    sync.Mutex
-	q     []*ackSlot
+	ring  [maxUnacked]ackSlot
+	head  uint32        // ticket of the oldest slot not yet flushed
+	n     uint32        // slots reserved and not yet flushed
 	dirty bool          // a slot was settled since the last flush
 	buf   []byte        // PUBACK encoding buffer, reused
 	space chan struct{} // signalled when a slot is released
 }
+
+// ackTicket names a reserved slot (it counts reservations; the slot is
+// ring[ticket % maxUnacked]).
+type ackTicket uint32
 
 type ackSlot struct {
 	id   uint16
@@ -49,6 +57,8 @@ type ackSlot struct {
 	send bool
 	code packets.Code
 }
+
+func (a *clientAcks) slot(t ackTicket) *ackSlot { return &a.ring[uint32(t)%maxUnacked] }
 
 func (h *Hook) acksFor(cl *mqtt.Client) *clientAcks {
 	if v, ok := h.acks.Load(cl); ok {
@@ -59,20 +69,21 @@ func (h *Hook) acksFor(cl *mqtt.Client) *clientAcks {
 }
 
 // reserve queues a slot for packet id, waiting while maxUnacked are out.
-func (a *clientAcks) reserve(ctx context.Context, id uint16) (*ackSlot, error) {
+func (a *clientAcks) reserve(ctx context.Context, id uint16) (ackTicket, error) {
 	for {
 		a.mu.Lock()
-		if len(a.q) < maxUnacked {
-			s := &ackSlot{id: id}
-			a.q = append(a.q, s)
+		if a.n < maxUnacked {
+			t := ackTicket(a.head + a.n)
+			a.n++
+			*a.slot(t) = ackSlot{id: id}
 			a.mu.Unlock()
-			return s, nil
+			return t, nil
 		}
 		a.mu.Unlock()
 		select {
 		case <-a.space:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for acknowledgements: %w", ctx.Err())
+			return 0, fmt.Errorf("wait for acknowledgements: %w", ctx.Err())
 		}
 	}
 }
@@ -82,7 +93,7 @@ func (a *clientAcks) reserve(ctx context.Context, id uint16) (*ackSlot, error) {
 func (a *clientAcks) waitEmpty(ctx context.Context) {
 	for {
 		a.mu.Lock()
-		n := len(a.q)
+		n := a.n
 		a.mu.Unlock()
 		if n == 0 {
 			return
@@ -98,8 +109,9 @@ func (a *clientAcks) waitEmpty(ctx context.Context) {
 
 // ready marks a slot settled. The first settle since the last flush adds
 // the connection to fl, whose flush writes the PUBACKs now at the head.
-func (a *clientAcks) ready(s *ackSlot, send bool, code packets.Code, fl *ackFlush) {
+func (a *clientAcks) ready(t ackTicket, send bool, code packets.Code, fl *ackFlush) {
 	a.mu.Lock()
+	s := a.slot(t)
 	s.done, s.send, s.code = true, send, code
 	first := !a.dirty
 	a.dirty = true
@@ -138,10 +150,10 @@ func (a *clientAcks) flush() {
 	a.dirty = false
 	buf := a.buf[:0]
 	released := false
-	for len(a.q) > 0 && a.q[0].done {
-		head := a.q[0]
-		a.q[0] = nil
-		a.q = a.q[1:]
+	for a.n > 0 && a.slot(ackTicket(a.head)).done {
+		head := *a.slot(ackTicket(a.head))
+		a.head++
+		a.n--
 		released = true
 		if !head.send {
 			continue
@@ -162,9 +174,6 @@ func (a *clientAcks) flush() {
 	}
 	a.write(buf)
 	a.buf = buf[:0]
-	if len(a.q) == 0 {
-		a.q = nil
-	}
 	if released {
 		select {
 		case a.space <- struct{}{}:

@@ -43,8 +43,17 @@ type partitionWriter struct {
 	pending      []*pendingRecord
 	pendingBytes int // sum of pending sizes
 	stopping     bool
+
+	// free holds settled batches' arrays for pending to reuse (take),
+	// so queueing does not grow a new array for every batch.
+	free chan []*pendingRecord
 }
 
+// pendingRecord is one publish from the hook to its settlement: the
+// record, its place in the queue and how to answer it. One is taken from
+// pendingPool per publish and holds everything the publish needs (its
+// deferred answer, and the storage record builds the key and headers in),
+// so a deferred publish allocates nothing of its own once the pool is warm.
 type pendingRecord struct {
 	rec     recordbatch.Record
 	size    int
@@ -53,20 +62,50 @@ type pendingRecord struct {
 	// deferred record, whose result settles deferred.
 	done     chan error
 	deferred *deferredPublish // nil, or &dp
-	dp       deferredPublish  // (one allocation for both)
+	dp       deferredPublish
+
+	// buf holds the record's key and its topic and device header values;
+	// hdrs backs its headers when they fit. Both are reused.
+	buf  []byte
+	hdrs [8]recordbatch.RecordHeader
+}
+
+var pendingPool = sync.Pool{New: func() any { return new(pendingRecord) }}
+
+// newPending takes an empty pendingRecord from the pool.
+func newPending() *pendingRecord { return pendingPool.Get().(*pendingRecord) }
+
+// maxPooledBuf bounds the key and header buffer a pooled record keeps (a
+// long topic now and then must not pin its buffer for ever).
+const maxPooledBuf = 1 << 10
+
+// release returns p to the pool. Only the last holder may call it: the
+// publisher that got its result from done, finish for a deferred record
+// (nothing reads it after it is settled), or the hook for a publish never
+// queued. Clearing it drops the payload and packet it referred to.
+func (p *pendingRecord) release() {
+	buf := p.buf[:0]
+	if cap(buf) > maxPooledBuf {
+		buf = nil
+	}
+	*p = pendingRecord{buf: buf}
+	pendingPool.Put(p)
 }
 
 // finish settles the record. A deferred record's PUBACK is only marked
 // ready here; the caller flushes the connections collected in acks once
 // the whole batch is settled, so a connection with several records in the
-// batch gets its PUBACKs in one write.
+// batch gets its PUBACKs in one write. A deferred record nobody waits for
+// goes back to the pool: the caller must not touch it afterwards.
 func (p *pendingRecord) finish(h *Hook, err error, acks *ackFlush, now time.Time) {
 	if p.deferred != nil {
 		p.deferred.settle(h, err, acks, now)
 	}
 	if p.done != nil {
 		p.done <- err
+		return
 	}
+	p.release()
 }
 
 // maxDeferred and maxDeferredBytes bound what is queued on a partition:
@@ -94,7 +133,7 @@ type writerLog interface {
 }
 
 func (h *Hook) startPartitionWriter(name string, l writerLog) *partitionWriter {
-	w := &partitionWriter{name: name, log: l}
+	w := &partitionWriter{name: name, log: l, free: make(chan []*pendingRecord, 8)}
 	w.work.L = &w.mu
 	written := make(chan writtenBatch, 16) // writer → acker; full means the disk is behind
 	h.workers.Add(2)
@@ -111,41 +150,44 @@ func (w *partitionWriter) stop() {
 	w.work.Broadcast()
 }
 
-// append queues rec. A deferred record (d set) returns at once unless the
-// partition's queue is full; d is settled with the result later. Otherwise
-// append returns once the batch holding rec is written (and fsynced if
-// durable), with the error if it could not be.
-func (w *partitionWriter) append(h *Hook, rec recordbatch.Record, durable bool, d *deferredPublish) error {
-	p := &pendingRecord{rec: rec, size: len(rec.Key) + len(rec.Value) + 64, durable: durable}
-	if d != nil {
-		p.dp = *d
-		p.deferred = &p.dp
-	}
+// append queues p, whose record is built (p.deferred set for a deferred
+// publish). A deferred record returns at once unless the partition's queue
+// is full, and is settled with the result later. Otherwise append returns
+// once the batch holding the record is written (and fsynced if durable),
+// with the error if it could not be. Either way p is no longer the
+// caller's.
+func (w *partitionWriter) append(h *Hook, p *pendingRecord, durable bool) error {
+	p.size = len(p.rec.Key) + len(p.rec.Value) + 64
+	p.durable = durable
 	w.mu.Lock()
 	if w.stopping {
 		w.mu.Unlock()
 		err := fmt.Errorf("append to %s: %w", w.name, errStopping)
-		if d != nil {
+		if p.deferred != nil {
 			var acks ackFlush
 			p.finish(h, err, &acks, h.now())
 			acks.flush()
 			return nil
 		}
+		p.release()
 		return err
 	}
-	if d == nil || len(w.pending) >= maxDeferred || w.pendingBytes >= maxDeferredBytes {
+	if p.deferred == nil || len(w.pending) >= maxDeferred || w.pendingBytes >= maxDeferredBytes {
 		p.done = make(chan error, 1)
 	}
+	wait := p.done
 	w.pending = append(w.pending, p)
 	w.pendingBytes += p.size
 	if len(w.pending) == 1 {
 		w.work.Signal()
 	}
 	w.mu.Unlock()
-	if p.done == nil {
+	if wait == nil {
 		return nil
 	}
-	return <-p.done
+	err := <-wait
+	p.release() // finish sent on done as its last use of p
+	return err
 }
 
 // errStopping refuses appends after Drain (OnPublish refuses them before).
@@ -154,6 +196,10 @@ var errStopping = errors.New("ingest: writer stopped")
 // write is the writer goroutine.
 func (w *partitionWriter) write(h *Hook, written chan<- writtenBatch) {
 	defer close(written)
+	var (
+		recs []recordbatch.Record // reused: the records of one batch
+		acks ackFlush
+	)
 	for {
 		w.mu.Lock()
 		for len(w.pending) == 0 && !w.stopping {
@@ -166,25 +212,30 @@ func (w *partitionWriter) write(h *Hook, written chan<- writtenBatch) {
 		batch := w.take()
 		w.mu.Unlock()
 
-		recs := make([]recordbatch.Record, len(batch))
-		for i, q := range batch {
-			recs[i] = q.rec
+		for _, q := range batch {
+			recs = append(recs, q.rec)
 		}
 		end, err := h.appendRecords(w, recs)
+		clear(recs) // keep no payloads alive
+		recs = recs[:0]
 		// QoS 0 records are done once written; the others once fsynced.
-		durable := false
-		var acks ackFlush
+		// Only those go on to the acker: a finished record may already be
+		// back in the pool.
+		durable := batch[:0]
 		now := h.now()
 		for _, q := range batch {
 			if q.durable {
-				durable = true
+				durable = append(durable, q)
 			} else {
 				q.finish(h, err, &acks, now)
 			}
 		}
+		clear(batch[len(durable):])
 		acks.flush()
-		if durable {
-			written <- writtenBatch{recs: batch, end: end, err: err}
+		if len(durable) > 0 {
+			written <- writtenBatch{recs: durable, end: end, err: err}
+		} else {
+			w.recycle(batch)
 		}
 	}
 }
@@ -225,13 +276,14 @@ func (w *partitionWriter) settle(h *Hook, b writtenBatch, acks *ackFlush) {
 	}
 	now := h.now()
 	for _, q := range b.recs {
-		if q.durable {
-			q.finish(h, err, acks, now)
-		}
+		q.finish(h, err, acks, now)
 	}
+	w.recycle(b.recs)
 }
 
 // take removes up to one batch's worth of records from pending (mu held).
+// The batch keeps pending's array (the records after it are copied out, so
+// the whole array is the batch's); pending goes on in a recycled one.
 func (w *partitionWriter) take() []*pendingRecord {
 	n, bytes := 0, 0
 	for n < len(w.pending) && n < maxBatchRecords && (n == 0 || bytes+w.pending[n].size <= maxBatchBytes) {
@@ -239,13 +291,27 @@ func (w *partitionWriter) take() []*pendingRecord {
 		n++
 	}
 	w.pendingBytes -= bytes
-	batch := w.pending[:n:n]
-	if n == len(w.pending) {
-		w.pending = nil
-	} else {
-		w.pending = append([]*pendingRecord(nil), w.pending[n:]...)
+	batch := w.pending[:n]
+	var next []*pendingRecord
+	select {
+	case next = <-w.free:
+	default:
 	}
+	w.pending = append(next, w.pending[n:]...)
 	return batch
+}
+
+// recycle offers a batch's array for take to reuse once its records are
+// settled.
+func (w *partitionWriter) recycle(batch []*pendingRecord) {
+	if cap(batch) > maxDeferred { // grown by a burst: let it go
+		return
+	}
+	clear(batch[:cap(batch)])
+	select {
+	case w.free <- batch[:0]:
+	default:
+	}
 }
 
 // appendRecords writes recs as one batch and returns the offset after it.

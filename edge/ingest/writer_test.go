@@ -88,23 +88,26 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 					defer wg.Done()
 					for i := 0; i < per; i++ {
 						rec := recordbatch.Record{Key: []byte(fmt.Sprintf("p%d", p)), Value: []byte(fmt.Sprintf("%d", i))}
+						q := newPending()
+						q.rec = rec
 						if i%5 == 0 { // some publishers wait, as QoS 2 and read-loop acks do
-							if err := st.append(h, rec, true, nil); (err != nil) != failing {
+							if err := st.append(h, q, true); (err != nil) != failing {
 								t.Errorf("waiting append: %v", err)
 							}
 							continue
 						}
 						acks := h.acksFor(cl)
 						ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
-						slot, err := acks.reserve(ctx, uint16(i+1)) // waits for PUBACKs to free a slot
+						ticket, err := acks.reserve(ctx, uint16(i+1)) // waits for PUBACKs to free a slot
 						cancel()
 						if err != nil {
 							t.Error(err)
 							return
 						}
-						d := &deferredPublish{acks: acks, slot: slot, v5: p%2 == 1, topic: "s/x",
+						q.dp = deferredPublish{acks: acks, ticket: ticket, v5: p%2 == 1, topic: "s/x",
 							out: outcome{st: st, qos: 1, start: time.Now()}}
-						_ = st.append(h, rec, true, d)
+						q.deferred = &q.dp
+						_ = st.append(h, q, true)
 					}
 				}()
 			}
@@ -115,7 +118,7 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 				testkit.Poll(10*time.Second, func() bool {
 					a.mu.Lock()
 					defer a.mu.Unlock()
-					return len(a.q) == 0
+					return a.n == 0
 				})
 				return true
 			})
