@@ -47,6 +47,8 @@ type partitionWriter struct {
 	// free holds settled batches' arrays for pending to reuse (take),
 	// so queueing does not grow a new array for every batch.
 	free chan []*pendingRecord
+	// batchBuf is where the writer goroutine builds each batch.
+	batchBuf []byte
 }
 
 // pendingRecord is one publish from the hook to its settlement: the
@@ -314,11 +316,21 @@ func (w *partitionWriter) recycle(batch []*pendingRecord) {
 	}
 }
 
+// maxKeptBatchBuf bounds the batch buffer a partition writer keeps between
+// batches: the largest batches (maxBatchBytes) are built in a buffer of
+// their own, which the collector takes back.
+const maxKeptBatchBuf = 256 << 10
+
 // appendRecords writes recs as one batch and returns the offset after it.
+// The batch is built in the writer's buffer (only the writer goroutine calls
+// this), which the log does not keep once Append returns.
 func (h *Hook) appendRecords(w *partitionWriter, recs []recordbatch.Record) (int64, error) {
-	b, err := recordbatch.Build(recs, recordbatch.NoProducer)
+	b, err := recordbatch.AppendBuild(w.batchBuf[:0], recs, recordbatch.NoProducer)
 	if err != nil {
 		return 0, fmt.Errorf("build batch for %s: %w", w.name, err)
+	}
+	if cap(b) <= maxKeptBatchBuf {
+		w.batchBuf = b[:0]
 	}
 	res, err := h.appendBatch(w.log, h.ctx, b, storage.AppendOptions{LeaderEpoch: -1})
 	if err != nil {
