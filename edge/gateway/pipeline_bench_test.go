@@ -22,7 +22,8 @@ import (
 // publish inside one process: a gateway on loopback with the Zigbee2MQTT
 // rule of the ingest benchmark (key from the topic, time from /ts), and
 // 100 connections that each keep 32 publishes of 100 B unacknowledged, as
-// tributary-bench's ingest section does against the binary. One op is one
+// tributary-bench's ingest section does against the binary; and 4 such
+// connections, a few devices each paced by its own PUBACKs. One op is one
 // publish stored (fsynced) and acknowledged; allocs/op counts the whole
 // process, and the load generator allocates nothing per publish, so it is
 // the gateway's. Profile it with -cpuprofile: unlike the binary's profile
@@ -30,7 +31,12 @@ import (
 //
 //	go test -run '^$' -bench PipelineJSON -benchtime 400000x ./edge/gateway/
 func BenchmarkPipelineJSON(b *testing.B) {
-	const conns = 100
+	for _, conns := range []int{100, 4} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) { pipelineJSON(b, conns) })
+	}
+}
+
+func pipelineJSON(b *testing.B, conns int) {
 	// The binary's default collector target (tributary-edge sets it from
 	// gc_percent); the test binary would otherwise run with Go's 100.
 	defer debug.SetGCPercent(debug.SetGCPercent(Defaults().GCPercent))
