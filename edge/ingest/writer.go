@@ -262,18 +262,22 @@ func (w *partitionWriter) write(h *Hook, written chan<- writtenBatch) {
 // ~80-100 µs of CPU on the development VM however much it covers (and
 // ~200-400 µs of waiting), so under load a partition that fsyncs as soon as
 // each batch is written spends more CPU syncing than ingesting: 3,500
-// fsyncs/s of ~50 publishes each at 180k msgs/s. Once a partition is busy
-// (its last fsync covered gatherBusy records or more) the acker gathers the
-// batches that keep coming before it leads the next fsync: until
-// gatherTarget records, syncGather after the first batch, or the partition
-// goes quiet (nothing queued and nothing arrived for gatherQuiet: devices
-// that wait for these PUBACKs send nothing more). A lightly loaded gateway
-// (one or two records per fsync) syncs each batch at once, as before.
+// fsyncs/s of ~50 publishes each at 180k msgs/s. When a partition syncs
+// both often and much (its last fsync covered gatherBusy records or more
+// and began less than gatherRecent ago) the acker gathers the batches that
+// keep coming before it leads the next fsync: until gatherTarget records,
+// syncGather after the first batch, or the partition goes quiet (nothing
+// queued and nothing arrived for gatherQuiet: devices that wait for these
+// PUBACKs send nothing more). A lightly loaded gateway (one or two records
+// per fsync) syncs each batch at once, as before; so does one whose fsyncs
+// are already far apart (a CPU-starved machine: there each wait for a timer
+// costs a scheduling delay, and fsyncs are already rare).
 const (
-	gatherBusy   = 2 * maxUnacked
+	gatherBusy   = maxUnacked
+	gatherRecent = 5 * time.Millisecond
 	gatherTarget = maxBatchRecords
 	syncGather   = 2 * time.Millisecond
-	gatherQuiet  = 200 * time.Microsecond
+	gatherQuiet  = 100 * time.Microsecond
 )
 
 // monoStart anchors the monotonic clock readings in lastArrival.
@@ -284,17 +288,20 @@ var monoStart = time.Now()
 // the PUBACKs that became ready, one write per connection.
 func (w *partitionWriter) ack(h *Hook, written <-chan writtenBatch) {
 	var (
-		acks  ackFlush
-		group []writtenBatch
-		timer *time.Timer
-		last  int // records the last fsync covered
+		acks     ackFlush
+		group    []writtenBatch
+		timer    *time.Timer
+		last     int           // records the last fsync covered
+		lastSync time.Duration // when the acker last waited for an fsync (since monoStart)
 	)
 	for b := range written {
 		group = append(group[:0], b)
 		n := len(b.recs)
-		deadline := time.Since(monoStart) + syncGather
+		start := time.Since(monoStart)
+		deadline := start + syncGather
+		busy := last >= gatherBusy && start-lastSync < gatherRecent
 	gather:
-		for last >= gatherBusy && n < gatherTarget {
+		for busy && n < gatherTarget {
 			select {
 			case next, ok := <-written:
 				if !ok {
@@ -327,10 +334,10 @@ func (w *partitionWriter) ack(h *Hook, written <-chan writtenBatch) {
 			case <-timer.C:
 			}
 		}
+		lastSync, last = time.Since(monoStart), n
 		w.settle(h, group, &acks)
 		acks.flush()
 		clear(group)
-		last = n
 	}
 }
 
