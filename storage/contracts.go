@@ -10,7 +10,9 @@ import "context"
 // PartitionLog is one partition's record log as a writer sees it.
 type PartitionLog interface {
 	// Append writes concatenated RecordBatch v2 batches and says where they
-	// landed; opts choose durability, offsets and producer checks.
+	// landed; opts choose durability, offsets and producer checks. It may
+	// rewrite the batches' offsets in place but keeps no reference to them:
+	// the caller may reuse the buffer once it returns.
 	Append(ctx context.Context, batches []byte, opts AppendOptions) (AppendResult, error)
 	// Read returns whole batches from offset from, at least one, up to
 	// maxBytes, none at or past upTo (-1: the log end).

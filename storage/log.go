@@ -335,7 +335,8 @@ func (l *Log) active() *segment { return l.segments[len(l.segments)-1] }
 // Append writes one or more concatenated RecordBatch v2 batches (as a
 // producer sends them: base offset ignored and reassigned unless KeepOffsets).
 // Every batch is CRC-checked; nothing is written if any batch is bad. The base
-// offsets (and leader epoch) in batches are rewritten in place.
+// offsets (and leader epoch) in batches are rewritten in place; nothing keeps
+// batches after Append returns, so the caller may reuse the buffer.
 //
 // It runs four named steps: validate (no lock), then under the lock dedupe
 // (idempotent producers), assign (offsets, epochs, append time) and write.

@@ -33,21 +33,46 @@ import (
 // bounded by maxDeferred; beyond it publishers wait).
 const maxUnacked = 32
 
-// clientAcks orders one connection's deferred PUBACKs.
+// clientAcks orders one connection's deferred PUBACKs. The slots are a
+// ring, reused once their PUBACK is written, so reserving one costs no
+// allocation. It starts small and doubles as the connection keeps more
+// publishes unacknowledged, up to maxUnacked: a fixed ring of 32 slots was
+// 1 KB per publishing device, most of it unused by devices that wait for
+// each PUBACK (+4 MB heap in the 1,000-device RSS row).
 type clientAcks struct {
 	cl    *mqtt.Client
 	mu    sync.Mutex
-	q     []*ackSlot
+	ring  []ackSlot     // a power of two long, at most maxUnacked
+	head  uint32        // ticket of the oldest slot not yet flushed
+	n     uint32        // slots reserved and not yet flushed
 	dirty bool          // a slot was settled since the last flush
 	buf   []byte        // PUBACK encoding buffer, reused
 	space chan struct{} // signalled when a slot is released
 }
+
+// ackTicket names a reserved slot (it counts reservations; the slot is
+// ring[ticket % maxUnacked]).
+type ackTicket uint32
 
 type ackSlot struct {
 	id   uint16
 	done bool
 	send bool
 	code packets.Code
+}
+
+func (a *clientAcks) slot(t ackTicket) *ackSlot { return &a.ring[uint32(t)%uint32(len(a.ring))] }
+
+// grow doubles the ring (a.mu held). Tickets count on across the move: the
+// n outstanding ones, consecutive, land on distinct slots of any ring at
+// least n long, and a power-of-two length keeps that true when the uint32
+// count wraps.
+func (a *clientAcks) grow() {
+	ring := make([]ackSlot, max(4, 2*len(a.ring)))
+	for t := a.head; t != a.head+a.n; t++ {
+		ring[t%uint32(len(ring))] = *a.slot(ackTicket(t))
+	}
+	a.ring = ring
 }
 
 func (h *Hook) acksFor(cl *mqtt.Client) *clientAcks {
@@ -59,20 +84,24 @@ func (h *Hook) acksFor(cl *mqtt.Client) *clientAcks {
 }
 
 // reserve queues a slot for packet id, waiting while maxUnacked are out.
-func (a *clientAcks) reserve(ctx context.Context, id uint16) (*ackSlot, error) {
+func (a *clientAcks) reserve(ctx context.Context, id uint16) (ackTicket, error) {
 	for {
 		a.mu.Lock()
-		if len(a.q) < maxUnacked {
-			s := &ackSlot{id: id}
-			a.q = append(a.q, s)
+		if a.n < maxUnacked {
+			if a.n == uint32(len(a.ring)) {
+				a.grow()
+			}
+			t := ackTicket(a.head + a.n)
+			a.n++
+			*a.slot(t) = ackSlot{id: id}
 			a.mu.Unlock()
-			return s, nil
+			return t, nil
 		}
 		a.mu.Unlock()
 		select {
 		case <-a.space:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for acknowledgements: %w", ctx.Err())
+			return 0, fmt.Errorf("wait for acknowledgements: %w", ctx.Err())
 		}
 	}
 }
@@ -82,7 +111,7 @@ func (a *clientAcks) reserve(ctx context.Context, id uint16) (*ackSlot, error) {
 func (a *clientAcks) waitEmpty(ctx context.Context) {
 	for {
 		a.mu.Lock()
-		n := len(a.q)
+		n := a.n
 		a.mu.Unlock()
 		if n == 0 {
 			return
@@ -98,8 +127,9 @@ func (a *clientAcks) waitEmpty(ctx context.Context) {
 
 // ready marks a slot settled. The first settle since the last flush adds
 // the connection to fl, whose flush writes the PUBACKs now at the head.
-func (a *clientAcks) ready(s *ackSlot, send bool, code packets.Code, fl *ackFlush) {
+func (a *clientAcks) ready(t ackTicket, send bool, code packets.Code, fl *ackFlush) {
 	a.mu.Lock()
+	s := a.slot(t)
 	s.done, s.send, s.code = true, send, code
 	first := !a.dirty
 	a.dirty = true
@@ -138,10 +168,10 @@ func (a *clientAcks) flush() {
 	a.dirty = false
 	buf := a.buf[:0]
 	released := false
-	for len(a.q) > 0 && a.q[0].done {
-		head := a.q[0]
-		a.q[0] = nil
-		a.q = a.q[1:]
+	for a.n > 0 && a.slot(ackTicket(a.head)).done {
+		head := *a.slot(ackTicket(a.head))
+		a.head++
+		a.n--
 		released = true
 		if !head.send {
 			continue
@@ -162,9 +192,6 @@ func (a *clientAcks) flush() {
 	}
 	a.write(buf)
 	a.buf = buf[:0]
-	if len(a.q) == 0 {
-		a.q = nil
-	}
 	if released {
 		select {
 		case a.space <- struct{}{}:

@@ -75,19 +75,22 @@ func (h *Hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	start := h.now()
-	stream, rec, info, deadKind := h.record(cl, &pk, start)
+	p := newPending()
+	stream, info, deadKind := h.record(cl, &pk, start, p)
 	if err := h.admit(); err != nil {
+		p.release()
 		h.m.refused.WithLabelValues(ReasonBudget).Inc()
 		h.log.Warn("will not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)
 		return
 	}
 	st, err := h.stream(stream)
 	if err != nil {
+		p.release()
 		h.log.Warn("will not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)
 		return
 	}
 	out := outcome{st: st, deadKind: deadKind, rule: info.rule, qos: 1, start: start}
-	if reason, _, logErr := h.settle(out, st.append(h, rec, true, nil), h.now()); reason != "" {
+	if reason, _, logErr := h.settle(out, st.append(h, p, true), h.now()); reason != "" {
 		h.m.refused.WithLabelValues(reason).Inc()
 		h.log.Warn("will not stored", "client", cl.ID, "topic", pk.TopicName, "reason", reason, "err", logErr)
 	}

@@ -176,13 +176,24 @@ func senmlDecoded(d *decoded, ct string, p []byte) error {
 	return nil
 }
 
+// genericJSON checks p and picks the rule's time and seq fields out of it
+// in the same pass over the bytes.
 func (h *Hook) genericJSON(d *decoded, r *rules.Rule, p []byte) error {
-	if err := payload.CheckJSON(p, &r.Limits); err != nil {
+	var f payload.JSONFields
+	if r.HasTimeField {
+		f.Want(0, r.Time.Path)
+	}
+	if r.HasSeq {
+		f.Want(1, r.Seq)
+	}
+	if err := payload.CheckJSONFields(p, &r.Limits, &f); err != nil {
 		*d = decoded{deadKind: DeadInvalid}
 		return err
 	}
 	*d = decoded{ct: payload.ContentJSON, jsonDoc: p}
-	return h.fields(r, d)
+	ts, tsOK := f.Field(0)
+	seq, seqOK := f.Field(1)
+	return d.setFields(r, ts, tsOK, seq, seqOK)
 }
 
 func (h *Hook) genericCBOR(d *decoded, r *rules.Rule, p []byte) error {
@@ -219,34 +230,41 @@ func (d *decoded) field(r *rules.Rule, path payload.Path) (payload.Scalar, bool,
 // falls back to the receive time; a present but unreadable one is a dead
 // letter (the rule says the payload carries it).
 func (h *Hook) fields(r *rules.Rule, d *decoded) error {
+	var ts, seq payload.Scalar
+	var tsOK, seqOK bool
 	if r.HasTimeField {
-		s, ok, err := d.field(r, r.Time.Path)
-		if err != nil {
+		var err error
+		if ts, tsOK, err = d.field(r, r.Time.Path); err != nil {
 			d.deadKind = DeadInvalid
 			return err
-		}
-		if ok {
-			ms, err := r.Time.TimeMs(s)
-			if err != nil {
-				d.deadKind = DeadTime
-				return fmt.Errorf("%w: time field: %v", payload.ErrInvalid, err)
-			}
-			d.timeMs, d.hasTime = ms, true
 		}
 	}
 	if r.HasSeq {
-		s, ok, err := d.field(r, r.Seq)
-		if err != nil {
+		var err error
+		if seq, seqOK, err = d.field(r, r.Seq); err != nil {
 			d.deadKind = DeadInvalid
 			return err
 		}
-		if ok {
-			if !s.IsInt || s.Int < 0 {
-				d.deadKind = DeadSeq
-				return fmt.Errorf("%w: seq field is not an unsigned integer", payload.ErrInvalid)
-			}
-			d.seq, d.hasSeq = uint64(s.Int), true
+	}
+	return d.setFields(r, ts, tsOK, seq, seqOK)
+}
+
+// setFields reads the time and seq fields found (tsOK, seqOK) into d.
+func (d *decoded) setFields(r *rules.Rule, ts payload.Scalar, tsOK bool, seq payload.Scalar, seqOK bool) error {
+	if tsOK {
+		ms, err := r.Time.TimeMs(ts)
+		if err != nil {
+			d.deadKind = DeadTime
+			return fmt.Errorf("%w: time field: %v", payload.ErrInvalid, err)
 		}
+		d.timeMs, d.hasTime = ms, true
+	}
+	if seqOK {
+		if !seq.IsInt || seq.Int < 0 {
+			d.deadKind = DeadSeq
+			return fmt.Errorf("%w: seq field is not an unsigned integer", payload.ErrInvalid)
+		}
+		d.seq, d.hasSeq = uint64(seq.Int), true
 	}
 	return nil
 }

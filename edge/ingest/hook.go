@@ -439,7 +439,8 @@ func (h *Hook) OnPublishRef(cl *mqtt.Client, pk *packets.Packet) error {
 		return nil
 	}
 	start := h.now()
-	stream, rec, info, deadKind := h.record(cl, pk, start)
+	p := newPending()
+	stream, info, deadKind := h.record(cl, pk, start, p)
 	var claim dedup.Claim
 	var resend resendKey
 	if h.dedup != nil && deadKind == "" && info.seqDup && pk.FixedHeader.Qos > 0 {
@@ -449,9 +450,11 @@ func (h *Hook) OnPublishRef(cl *mqtt.Client, pk *packets.Packet) error {
 		// remembered.
 		c, dup, err := h.dedup.Begin(h.ctx, dedup.Key(stream, info.device), info.seq, info.ts)
 		if err != nil {
+			p.release()
 			return h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 		}
 		if dup {
+			p.release()
 			h.m.duplicates.Inc()
 			h.waitAcks(cl, pk)
 			return nil
@@ -462,12 +465,14 @@ func (h *Hook) OnPublishRef(cl *mqtt.Client, pk *packets.Packet) error {
 		// payload) of a publish stored in this session is recognised.
 		resend = h.resends.key(cl.ID, pk.PacketID, pk.Payload)
 		if pk.FixedHeader.Dup && h.resends.seen(resend) {
+			p.release()
 			h.m.duplicates.Inc()
 			h.waitAcks(cl, pk)
 			return nil
 		}
 	}
 	if err := h.admit(); err != nil {
+		p.release()
 		claim.Done(false)
 		if errors.Is(err, errStopping) {
 			return h.refuse(cl, pk, ReasonClosing, codeShuttingDown, nil)
@@ -475,24 +480,24 @@ func (h *Hook) OnPublishRef(cl *mqtt.Client, pk *packets.Packet) error {
 		return h.refuse(cl, pk, ReasonBudget, packets.ErrQuotaExceeded, err)
 	}
 	st, err := h.stream(stream)
-	if errors.Is(err, errStopping) {
-		claim.Done(false)
-		return h.refuse(cl, pk, ReasonClosing, codeShuttingDown, nil)
-	}
 	if err != nil {
+		p.release()
 		claim.Done(false)
+		if errors.Is(err, errStopping) {
+			return h.refuse(cl, pk, ReasonClosing, codeShuttingDown, nil)
+		}
 		return h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 	}
 	out := outcome{st: st, claim: claim, deadKind: deadKind, rule: info.rule, resend: resend, qos: pk.FixedHeader.Qos, start: start}
 	if h.deferAcks && out.qos <= 1 && !pk.FixedHeader.Retain && !h.subscribed.Load() {
-		return h.deferPublish(cl, pk, rec, out)
+		return h.deferPublish(cl, pk, p, out)
 	}
 	if out.qos > 0 && h.deferAcks {
 		if a, ok := h.acks.Load(cl); ok {
 			a.(*clientAcks).waitEmpty(h.ctx) // deferred PUBACKs go first
 		}
 	}
-	if reason, code, logErr := h.settle(out, st.append(h, rec, out.qos > 0, nil), h.now()); reason != "" {
+	if reason, code, logErr := h.settle(out, st.append(h, p, out.qos > 0), h.now()); reason != "" {
 		return h.refuse(cl, pk, reason, code, logErr)
 	}
 	return nil
@@ -540,18 +545,20 @@ func (h *Hook) settle(o outcome, err error, now time.Time) (reason string, code 
 // QoS 1 record gets its PUBACK once it is durable (acks.go); a QoS 0 record
 // needs none, so its publisher goes on reading while the partition's writer
 // writes it in a larger batch (the queue is bounded: see maxDeferred).
-func (h *Hook) deferPublish(cl *mqtt.Client, pk *packets.Packet, rec recordbatch.Record, out outcome) error {
-	d := &deferredPublish{out: out, client: cl.ID, topic: pk.TopicName}
+func (h *Hook) deferPublish(cl *mqtt.Client, pk *packets.Packet, p *pendingRecord, out outcome) error {
+	p.dp = deferredPublish{out: out, client: cl.ID, topic: pk.TopicName}
 	if out.qos == 1 {
 		acks := h.acksFor(cl)
-		slot, err := acks.reserve(h.ctx, pk.PacketID)
+		t, err := acks.reserve(h.ctx, pk.PacketID)
 		if err != nil {
+			p.release()
 			_, _, _ = h.settle(out, err, h.now())
 			return h.refuse(cl, pk, ReasonStorage, packets.ErrImplementationSpecificError, err)
 		}
-		d.acks, d.slot, d.v5 = acks, slot, cl.Properties.ProtocolVersion == 5
+		p.dp.acks, p.dp.ticket, p.dp.v5 = acks, t, cl.Properties.ProtocolVersion == 5
 	}
-	_ = out.st.append(h, rec, out.qos > 0, d)
+	p.deferred = &p.dp
+	_ = out.st.append(h, p, out.qos > 0)
 	if out.qos == 0 {
 		// Ignore, not reject: mochi would log the rejection at debug
 		// level, boxing the whole packet (an 800-byte allocation) first.
@@ -564,7 +571,7 @@ func (h *Hook) deferPublish(cl *mqtt.Client, pk *packets.Packet, rec recordbatch
 type deferredPublish struct {
 	out    outcome
 	acks   *clientAcks // nil for QoS 0
-	slot   *ackSlot
+	ticket ackTicket
 	v5     bool
 	client string
 	topic  string
@@ -582,7 +589,7 @@ func (d *deferredPublish) settle(h *Hook, err error, flush *ackFlush, now time.T
 		}
 	}
 	if d.acks != nil {
-		d.acks.ready(d.slot, reason == "" || d.v5, code, flush)
+		d.acks.ready(d.ticket, reason == "" || d.v5, code, flush)
 	}
 }
 
@@ -628,11 +635,12 @@ type pubInfo struct {
 	seqDup bool // (seq, ts) identify re-sends
 }
 
-// record maps and validates a publish through the first matching rule. A
-// payload that fails goes to the rule's dead-letter stream with a reason
-// header instead; deadKind names the failure for the metric ("" for a
-// good record).
-func (h *Hook) record(cl *mqtt.Client, pk *packets.Packet, now time.Time) (stream string, rec recordbatch.Record, info pubInfo, deadKind string) {
+// record maps and validates a publish through the first matching rule,
+// building the record in p.rec (p fresh from newPending). A payload that
+// fails goes to the rule's dead-letter stream with a reason header instead;
+// deadKind names the failure for the metric ("" for a good record).
+func (h *Hook) record(cl *mqtt.Client, pk *packets.Packet, now time.Time, p *pendingRecord) (stream string, info pubInfo, deadKind string) {
+	rec := &p.rec
 	var (
 		caps     rules.Captures
 		reason   string
@@ -676,7 +684,7 @@ func (h *Hook) record(cl *mqtt.Client, pk *packets.Packet, now time.Time) (strea
 		var err error
 		switch {
 		case r.Format == payload.FormatSparkplug:
-			err = h.sparkplugDecode(&d, r, pk, &rec)
+			err = h.sparkplugDecode(&d, r, pk, rec)
 		default:
 			err = h.decodePayload(&d, r, ct, pk.Payload)
 		}
@@ -713,14 +721,21 @@ func (h *Hook) record(cl *mqtt.Client, pk *packets.Packet, now time.Time) (strea
 		key = cl.ID
 	}
 	info.device = key
-	// One allocation holds the key and the topic; the device header shares
-	// the key's bytes when they are the same (recordbatch.Build only reads).
-	buf := make([]byte, 0, len(key)+len(pk.TopicName))
-	buf = append(append(buf, key...), pk.TopicName...)
+	// p's buffer holds the key, the topic and, when it differs from the
+	// key, the device (the device header shares the key's bytes otherwise);
+	// recordbatch.Build only reads them. Slices taken before an append that
+	// moves the buffer keep the old bytes, which nothing writes again.
+	buf := append(p.buf[:0], key...)
+	buf = append(buf, pk.TopicName...)
+	if device != key {
+		buf = append(buf, device...)
+	}
+	p.buf = buf
 	rec.Key = buf[:len(key):len(key)]
+	topicBytes := buf[len(key) : len(key)+len(pk.TopicName) : len(key)+len(pk.TopicName)]
 	deviceBytes := rec.Key
 	if device != key {
-		deviceBytes = []byte(device)
+		deviceBytes = buf[len(key)+len(pk.TopicName):]
 	}
 	if rec.Value == nil {
 		rec.Value = pk.Payload
@@ -730,9 +745,14 @@ func (h *Hook) record(cl *mqtt.Client, pk *packets.Packet, now time.Time) (strea
 	if r != nil {
 		n += r.HeaderCount() + 2 // + value-kind, device-time
 	}
-	hdrs := make([]recordbatch.RecordHeader, 3, n)
+	var hdrs []recordbatch.RecordHeader
+	if n <= len(p.hdrs) {
+		hdrs = p.hdrs[:3]
+	} else {
+		hdrs = make([]recordbatch.RecordHeader, 3, n)
+	}
 	hdrs[0] = recordbatch.RecordHeader{Key: HeaderContentType, Value: contentTypeBytes(ct)}
-	hdrs[1] = recordbatch.RecordHeader{Key: HeaderMQTTTopic, Value: buf[len(key):]}
+	hdrs[1] = recordbatch.RecordHeader{Key: HeaderMQTTTopic, Value: topicBytes}
 	hdrs[2] = recordbatch.RecordHeader{Key: HeaderDevice, Value: deviceBytes}
 	hdrs = append(hdrs, rec.Headers...)
 	rec.Headers = hdrs
@@ -761,7 +781,7 @@ func (h *Hook) record(cl *mqtt.Client, pk *packets.Packet, now time.Time) (strea
 			h.log.Info("publish dead-lettered", "client", cl.ID, "topic", pk.TopicName, "stream", stream, "rule", info.rule, "reason", reason)
 		}
 	}
-	return stream, rec, info, deadKind
+	return stream, info, deadKind
 }
 
 // Header values of the content types the edge decodes, shared by every
@@ -817,8 +837,9 @@ type streamState struct {
 	appended prometheus.Counter
 }
 
-func (s *streamState) append(h *Hook, rec recordbatch.Record, durable bool, d *deferredPublish) error {
-	return s.writers[topicmap.Partition(rec.Key, int32(len(s.writers)))].append(h, rec, durable, d)
+// append queues p on its key's partition (see partitionWriter.append).
+func (s *streamState) append(h *Hook, p *pendingRecord, durable bool) error {
+	return s.writers[topicmap.Partition(p.rec.Key, int32(len(s.writers)))].append(h, p, durable)
 }
 
 // stream returns a stream's state, creating the stream on first use.

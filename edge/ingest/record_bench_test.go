@@ -54,22 +54,25 @@ func BenchmarkRecordSparkplug(b *testing.B) {
 			}
 			cl := &mqtt.Client{ID: "bench"}
 			now := time.Now()
-			h.record(cl, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: bt, Payload: birth}, now)
+			h.record(cl, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: bt, Payload: birth}, now, newPending())
 			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
 				pk.Payload = data[i%256]
 				i++
-				if _, _, _, dead := h.record(cl, &pk, now); dead != "" {
+				p := newPending()
+				if _, _, dead := h.record(cl, &pk, now, p); dead != "" {
 					b.Fatal(dead)
 				}
+				p.release()
 			}
 		})
 	}
 }
 
-// BenchmarkRecord is the per-publish mapping and decoding (no append):
+// BenchmarkRecord is the per-publish mapping and decoding (no append),
+// each into a pendingRecord from the pool as the hook does:
 // the default path (a CBOR reading under the default rule) and a generic
 // JSON payload through a rule that takes key and time from it.
 func BenchmarkRecord(b *testing.B) {
@@ -96,10 +99,11 @@ func BenchmarkRecord(b *testing.B) {
 			now := time.Now()
 			b.ReportAllocs()
 			for b.Loop() {
-				_, _, _, dead := h.record(cl, &pk, now)
-				if dead != "" {
+				p := newPending()
+				if _, _, dead := h.record(cl, &pk, now, p); dead != "" {
 					b.Fatal(dead)
 				}
+				p.release()
 			}
 		})
 	}

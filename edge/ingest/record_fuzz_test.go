@@ -70,11 +70,13 @@ func FuzzRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, topic string, p []byte, ct string) {
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: topic, Payload: p}
 		pk.Properties.ContentType = ct
-		stream, rec, _, dead := h.record(cl, &pk, time.Now())
+		rp := newPending()
+		defer rp.release()
+		stream, _, dead := h.record(cl, &pk, time.Now(), rp)
 		if topicmap.ValidStream(stream) != nil {
 			t.Fatalf("%q: stream %q", topic, stream)
 		}
-		_, hasReason := hdr(rec, HeaderReason)
+		_, hasReason := hdr(rp.rec, HeaderReason)
 		if (dead != "") != hasReason {
 			t.Fatalf("%q %q: dead kind %q, reason header %v", topic, p, dead, hasReason)
 		}

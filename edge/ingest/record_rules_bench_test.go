@@ -15,13 +15,16 @@ func extraRecordCases() []struct {
 	p     []byte
 } {
 	p := []byte(fmt.Sprintf(`{"ts":%d,"temperature":21.5,"humidity":40.25,"battery":97,"linkquality":120,"x":"pad"}`, time.Now().UnixMilli()))
+	last := []byte(fmt.Sprintf(`{"temperature":21.5,"humidity":40.25,"battery":97,"linkquality":120,"x":"pad","ts":%d}`, time.Now().UnixMilli()))
+	z2m := Config{Rules: []rules.Config{{Name: "z", Match: "zigbee2mqtt/{device}", Stream: "z2m", Format: "json",
+		Time: rules.TimeConfig{Field: "/ts", Unit: "ms"}}}}
 	return []struct {
 		name  string
 		cfg   Config
 		topic string
 		p     []byte
-	}{{"json-100B-rule-key-time", Config{Rules: []rules.Config{{Name: "z", Match: "zigbee2mqtt/{device}", Stream: "z2m", Format: "json",
-		Time: rules.TimeConfig{Field: "/ts", Unit: "ms"}}}}, "zigbee2mqtt/living_room", p}}
+	}{{"json-100B-rule-key-time", z2m, "zigbee2mqtt/living_room", p},
+		{"json-100B-rule-key-time-last", z2m, "zigbee2mqtt/living_room", last}}
 }
 
 // sparkplugRecordCases: an NDATA of 10 metrics by alias after its NBIRTH.

@@ -88,23 +88,26 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 					defer wg.Done()
 					for i := 0; i < per; i++ {
 						rec := recordbatch.Record{Key: []byte(fmt.Sprintf("p%d", p)), Value: []byte(fmt.Sprintf("%d", i))}
+						q := newPending()
+						q.rec = rec
 						if i%5 == 0 { // some publishers wait, as QoS 2 and read-loop acks do
-							if err := st.append(h, rec, true, nil); (err != nil) != failing {
+							if err := st.append(h, q, true); (err != nil) != failing {
 								t.Errorf("waiting append: %v", err)
 							}
 							continue
 						}
 						acks := h.acksFor(cl)
 						ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
-						slot, err := acks.reserve(ctx, uint16(i+1)) // waits for PUBACKs to free a slot
+						ticket, err := acks.reserve(ctx, uint16(i+1)) // waits for PUBACKs to free a slot
 						cancel()
 						if err != nil {
 							t.Error(err)
 							return
 						}
-						d := &deferredPublish{acks: acks, slot: slot, v5: p%2 == 1, topic: "s/x",
+						q.dp = deferredPublish{acks: acks, ticket: ticket, v5: p%2 == 1, topic: "s/x",
 							out: outcome{st: st, qos: 1, start: time.Now()}}
-						_ = st.append(h, rec, true, d)
+						q.deferred = &q.dp
+						_ = st.append(h, q, true)
 					}
 				}()
 			}
@@ -115,7 +118,7 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 				testkit.Poll(10*time.Second, func() bool {
 					a.mu.Lock()
 					defer a.mu.Unlock()
-					return len(a.q) == 0
+					return a.n == 0
 				})
 				return true
 			})
@@ -187,5 +190,59 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 				t.Fatalf("stored %d records, want %d", n, publishers*per)
 			}
 		})
+	}
+}
+
+// TestAckRingGrowsInOrder: a connection's PUBACK ring grows while slots
+// are out (head past 0, so tickets wrap around the small ring) and still
+// writes the PUBACKs in reservation order, whatever order they settle in.
+func TestAckRingGrowsInOrder(t *testing.T) {
+	t.Parallel()
+	server, client := net.Pipe()
+	defer server.Close()
+	defer client.Close()
+	cl := mqtt.New(nil).NewClient(server, "test", "ring", false)
+	a := &clientAcks{cl: cl, space: make(chan struct{}, 1)}
+	read := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, 4*9)
+		_, _ = io.ReadFull(client, b)
+		read <- b
+	}()
+	ctx := context.Background()
+	var fl ackFlush
+	var tickets []ackTicket
+	for id := uint16(1); id <= 3; id++ {
+		tk, err := a.reserve(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tickets = append(tickets, tk)
+	}
+	a.ready(tickets[0], true, packets.CodeSuccess, &fl)
+	a.ready(tickets[1], true, packets.CodeSuccess, &fl)
+	fl.flush()                           // ids 1 and 2 out; the head moves on
+	for id := uint16(4); id <= 9; id++ { // 7 outstanding: grows 4 → 8
+		tk, err := a.reserve(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tickets = append(tickets, tk)
+	}
+	if len(a.ring) != 8 {
+		t.Fatalf("ring of %d slots for 7 outstanding, want 8", len(a.ring))
+	}
+	for i := len(tickets) - 1; i >= 2; i-- { // settle newest first
+		a.ready(tickets[i], true, packets.CodeSuccess, &fl)
+	}
+	fl.flush()
+	b := <-read
+	for i := 0; i < 9; i++ {
+		if b[4*i] != packets.Puback<<4 || int(b[4*i+2])<<8|int(b[4*i+3]) != i+1 {
+			t.Fatalf("PUBACK %d: % x, want packet id %d", i, b[4*i:4*i+4], i+1)
+		}
+	}
+	if a.n != 0 {
+		t.Fatalf("%d slots still out", a.n)
 	}
 }

@@ -112,6 +112,22 @@ func CheckJSON(p []byte, l *Limits) error {
 	return s.document()
 }
 
+// CheckJSONFields is CheckJSON that also finds the fields f wants in the
+// same pass (f.Field then gives what JSONField would); on error no field
+// is found.
+func CheckJSONFields(p []byte, l *Limits, f *JSONFields) error {
+	s := jsonScanner{p: p, maxDepth: l.MaxDepth, maxItems: l.MaxItems, f: *f, fields: true}
+	if s.maxDepth <= 0 {
+		s.maxDepth, s.maxItems = defaultLimits.MaxDepth, defaultLimits.MaxItems
+	}
+	if err := s.document(); err != nil {
+		f.raw = [2][]byte{}
+		return err
+	}
+	f.raw = s.f.raw
+	return nil
+}
+
 // CheckCBOR reports whether p is one valid CBOR data item within l (well
 // formed, and text strings valid UTF-8, which well-formedness alone does
 // not check). CBORValue does the same and keeps the value.
@@ -177,7 +193,15 @@ type Scalar struct {
 // CheckJSON). It walks the bytes without building the document.
 func JSONField(p []byte, path Path) (Scalar, bool) {
 	v, ok := jsonLookup(p, path)
-	if !ok || len(v) == 0 {
+	if !ok {
+		return Scalar{}, false
+	}
+	return jsonScalar(v)
+}
+
+// jsonScalar reads one well-formed JSON value: a string or a number.
+func jsonScalar(v []byte) (Scalar, bool) {
+	if len(v) == 0 {
 		return Scalar{}, false
 	}
 	switch v[0] {

@@ -49,6 +49,55 @@ func TestCheckJSONAndFields(t *testing.T) {
 	}
 }
 
+// TestCheckJSONFieldsMatchesLookup: the single-pass lookup finds what
+// JSONField finds, two fields at a time, on the document above and on
+// shapes where a second walk could disagree: duplicate keys (only the
+// first is a route), a path that goes through a scalar, escaped keys,
+// the whole document, array indexes written "01".
+func TestCheckJSONFieldsMatchesLookup(t *testing.T) {
+	t.Parallel()
+	docs := []string{
+		` {"Time":"2024-05-01T12:00:00","ENERGY":{"Power":42,"Total":1.5e3},"a/b":{"~x":"y"},"arr":[1,{"k":"v"}],"esc":"q\"q","s":"\u00e9"} `,
+		`{"a":{"x":1},"a":{"t":5},"t":1,"t":2}`,
+		`{"a":5,"b":{"c":[0,[1,2,{"d":"deep"}]]}}`,
+		`{"k\u0065y":7,"key":8}`,
+		`  1700000000123 `,
+		`"2024-05-01T12:00:00Z"`,
+		`[10,20,30]`,
+	}
+	paths := []string{"", "/Time", "/ENERGY/Power", "/ENERGY/Total", "/a~1b/~0x", "/arr/1/k", "/esc", "/s", "/arr/2", "/ENERGY",
+		"/missing", "/a/t", "/a/x", "/t", "/a/c", "/b/c/1/2/d", "/b/c/01/02/d", "/key", "/0", "/2", "/3", "/-1"}
+	for _, doc := range docs {
+		for _, p0 := range paths {
+			for _, p1 := range []string{"/t", "/key", "/b/c/1/0", ""} {
+				a, _ := ParsePath(p0)
+				b, _ := ParsePath(p1)
+				var f JSONFields
+				f.Want(0, a)
+				f.Want(1, b)
+				if err := CheckJSONFields([]byte(doc), &Limits{}, &f); err != nil {
+					t.Fatalf("%s: %v", doc, err)
+				}
+				for i, path := range []Path{a, b} {
+					got, ok := f.Field(i)
+					want, wok := JSONField([]byte(doc), path)
+					if ok != wok || got != want {
+						t.Errorf("%s %q (field %d): %+v %v, JSONField %+v %v", doc, []string{p0, p1}[i], i, got, ok, want, wok)
+					}
+				}
+			}
+		}
+	}
+	var f JSONFields
+	f.Want(0, Path{"a"})
+	if err := CheckJSONFields([]byte(`{"a":1,`), &Limits{}, &f); err == nil {
+		t.Fatal("truncated JSON accepted")
+	}
+	if _, ok := f.Field(0); ok {
+		t.Fatal("a field found in a document that failed")
+	}
+}
+
 func TestCBORFields(t *testing.T) {
 	t.Parallel()
 	doc := mustCBOR(t, map[any]any{"ts": uint64(1700000000123), "m": map[any]any{1: "one", "x": -2.5}, "l": []any{"a", int64(-3)}})
@@ -171,11 +220,19 @@ func FuzzGeneric(f *testing.F) {
 		if err != nil && json.Valid(p) && utf8.Valid(p) && !strings.Contains(err.Error(), "nested deeper") && !strings.Contains(err.Error(), "items") {
 			t.Fatalf("CheckJSON refused valid JSON %q: %v", p, err)
 		}
+		var fs JSONFields
+		fs.Want(1, path)
+		if ferr := CheckJSONFields(p, lim, &fs); (ferr == nil) != (err == nil) {
+			t.Fatalf("%q: CheckJSON %v, CheckJSONFields %v", p, err, ferr)
+		}
 		if err == nil {
 			if !json.Valid(p) || !utf8.Valid(p) {
 				t.Fatalf("CheckJSON accepted invalid JSON %q", p)
 			}
 			got, ok := JSONField(p, path)
+			if fgot, fok := fs.Field(1); fok != ok || fgot != got {
+				t.Fatalf("%q %s: one pass %+v %v, JSONField %+v %v", p, ptr, fgot, fok, got, ok)
+			}
 			if !bytes.Contains(p, []byte(`\`)) && !hasDuplicateKeys(p) {
 				want, wok := refField(p, path)
 				if ok != wok || (ok && got != want && !(got.IsNum && want.IsNum && got.Num == want.Num)) {

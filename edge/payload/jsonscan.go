@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -16,6 +17,94 @@ type jsonScanner struct {
 	maxDepth int
 	maxItems int
 	err      error
+
+	// f collects the values at its paths during the same pass when fields
+	// is set (CheckJSONFields). It is held by value: through a pointer the
+	// caller's JSONFields would escape to the heap (the recursive scan
+	// leaks what it points to), an allocation per payload.
+	f      JSONFields
+	fields bool
+}
+
+// JSONFields asks CheckJSONFields for the values at up to two paths (a
+// rule's time and seq fields). It finds what JSONField finds: at each
+// level the first key that matches the path's segment is the only route
+// taken, so a later duplicate key is not looked at.
+type JSONFields struct {
+	paths [2]Path
+	want  [2]bool
+	// on[i] is how many of paths[i]'s segments the value being scanned
+	// matched; -1 once the route was taken (found or not) or left.
+	on  [2]int
+	raw [2][]byte
+}
+
+// Want asks for the value at path as field i (0 or 1).
+func (f *JSONFields) Want(i int, path Path) { f.paths[i], f.want[i] = path, true }
+
+// Field returns field i as JSONField would: a string or number scalar.
+func (f *JSONFields) Field(i int) (Scalar, bool) {
+	if f.raw[i] == nil {
+		return Scalar{}, false
+	}
+	return jsonScalar(f.raw[i])
+}
+
+// start readies the lookups for a scan of a document.
+func (f *JSONFields) start() {
+	for i := range f.on {
+		f.on[i], f.raw[i] = -1, nil
+		if f.want[i] {
+			f.on[i] = 0
+		}
+	}
+}
+
+// routes reports which fields take the object member with key (raw,
+// quoted) or the array element idx (key nil) at nesting depth d (1 for the
+// top-level container): bit i set for field i.
+func (f *JSONFields) routes(d int, key []byte, idx int) (m uint8) {
+	for i := range f.on {
+		if f.on[i] != d-1 || len(f.paths[i]) < d {
+			continue
+		}
+		seg := f.paths[i][d-1]
+		if key != nil {
+			if !keyEquals(key, seg) {
+				continue
+			}
+		} else if n, err := strconv.Atoi(seg); err != nil || n != idx {
+			continue
+		}
+		m |= 1 << i
+	}
+	return m
+}
+
+// enterRoute notes that the value now scanned, a member or element of the
+// container at depth d, is on fields m's routes.
+func (s *jsonScanner) enterRoute(m uint8, d int) {
+	for i := range s.f.on {
+		if m&(1<<i) != 0 {
+			s.f.on[i] = d
+		}
+	}
+}
+
+// leaveRoute ends fields m's routes at the value that began at start: a
+// field whose path ends here takes its bytes; either way the route is done.
+func (s *jsonScanner) leaveRoute(m uint8, d, start int) {
+	for i := range s.f.on {
+		if m&(1<<i) != 0 {
+			if len(s.f.paths[i]) == d {
+				s.f.raw[i] = s.p[start:s.i]
+			}
+			s.f.on[i] = -1
+		}
+	}
+	if s.f.on == [2]int{-1, -1} {
+		s.fields = false // every route taken: the rest is only checked
+	}
 }
 
 func (s *jsonScanner) fail(format string, args ...any) bool {
@@ -38,8 +127,19 @@ func (s *jsonScanner) ws() {
 
 func (s *jsonScanner) document() error {
 	s.ws()
+	if s.fields {
+		s.f.start()
+	}
+	start := s.i
 	if !s.value() {
 		return s.err
+	}
+	if s.fields {
+		for i := range s.f.on {
+			if s.f.want[i] && len(s.f.paths[i]) == 0 { // the whole document
+				s.f.raw[i] = s.p[start:s.i]
+			}
+		}
 	}
 	s.ws()
 	if s.i != len(s.p) {
@@ -113,8 +213,13 @@ func (s *jsonScanner) object() bool {
 		if s.i >= len(s.p) || s.p[s.i] != '"' {
 			return s.fail("object key is not a string at offset %d", s.i)
 		}
+		ks := s.i
 		if !s.str() {
 			return false
+		}
+		var route uint8
+		if s.onRoute() {
+			route = s.f.routes(s.depth, s.p[ks:s.i], 0)
 		}
 		s.ws()
 		if s.i >= len(s.p) || s.p[s.i] != ':' {
@@ -122,7 +227,11 @@ func (s *jsonScanner) object() bool {
 		}
 		s.i++
 		s.ws()
-		if !s.value() {
+		if route != 0 {
+			if !s.routedValue(route) {
+				return false
+			}
+		} else if !s.value() {
 			return false
 		}
 		s.ws()
@@ -153,12 +262,20 @@ func (s *jsonScanner) array() bool {
 		s.depth--
 		return true
 	}
-	for {
+	for idx := 0; ; idx++ {
 		if !s.item() {
 			return false
 		}
 		s.ws()
-		if !s.value() {
+		var route uint8
+		if s.onRoute() {
+			route = s.f.routes(s.depth, nil, idx)
+		}
+		if route != 0 {
+			if !s.routedValue(route) {
+				return false
+			}
+		} else if !s.value() {
 			return false
 		}
 		s.ws()
@@ -176,6 +293,24 @@ func (s *jsonScanner) array() bool {
 			return s.fail("invalid character %q after array element", s.p[s.i])
 		}
 	}
+}
+
+// onRoute says whether a field's route passes through the container being
+// scanned (a cheap test before routes compares keys).
+func (s *jsonScanner) onRoute() bool {
+	return s.fields && (s.f.on[0] == s.depth-1 || s.f.on[1] == s.depth-1)
+}
+
+// routedValue scans a value on the route of fields m (see JSONFields).
+func (s *jsonScanner) routedValue(m uint8) bool {
+	d := s.depth
+	start := s.i
+	s.enterRoute(m, d)
+	if !s.value() {
+		return false
+	}
+	s.leaveRoute(m, d, start)
+	return true
 }
 
 func hexDigit(c byte) bool {

@@ -35,6 +35,27 @@ func BenchmarkBuild(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendBuild is BenchmarkBuild into one reused buffer, as the
+// edge's partition writer builds.
+func BenchmarkAppendBuild(b *testing.B) {
+	recs := benchRecords()
+	for _, codec := range benchCodecs {
+		b.Run(CodecName(codec), func(b *testing.B) {
+			opts := NoProducer
+			opts.Compression = codec
+			var buf []byte
+			b.SetBytes(int64(len(recs) * 100))
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, err = AppendBuild(buf[:0], recs, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkRecords(b *testing.B) {
 	recs := benchRecords()
 	for _, codec := range benchCodecs {

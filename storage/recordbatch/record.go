@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -58,17 +59,25 @@ var rawBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); retur
 // the batch are 0..n-1 relative to opts.BaseOffset; FirstTimestamp and
 // MaxTimestamp come from the records.
 func Build(records []Record, opts BuildOptions) ([]byte, error) {
+	return AppendBuild(nil, records, opts)
+}
+
+// AppendBuild is Build appending the batch to dst and returning the
+// extended slice, so that a writer building batch after batch can reuse
+// one buffer (dst[:0]) instead of allocating each. On error dst is
+// returned unchanged.
+func AppendBuild(dst []byte, records []Record, opts BuildOptions) ([]byte, error) {
 	if len(records) == 0 {
-		return nil, errors.New("recordbatch: build: no records")
+		return dst, errors.New("recordbatch: build: no records")
 	}
 	if len(records) > math.MaxInt32 {
-		return nil, fmt.Errorf("recordbatch: build: %d records", len(records))
+		return dst, fmt.Errorf("recordbatch: build: %d records", len(records))
 	}
 	if opts.Compression < CompressionNone || opts.Compression > CompressionZstd {
-		return nil, fmt.Errorf("recordbatch: build: unknown codec %d", opts.Compression)
+		return dst, fmt.Errorf("recordbatch: build: unknown codec %d", opts.Compression)
 	}
 	if opts.Attributes&CompressionMask != 0 {
-		return nil, errors.New("recordbatch: build: compression bits in Attributes; use Compression")
+		return dst, errors.New("recordbatch: build: compression bits in Attributes; use Compression")
 	}
 
 	first := records[0].Timestamp
@@ -81,7 +90,7 @@ func Build(records []Record, opts BuildOptions) ([]byte, error) {
 		if opts.KeepOffsets {
 			delta = r.Offset - opts.BaseOffset
 			if delta <= lastDelta || delta > math.MaxInt32 {
-				return nil, fmt.Errorf("recordbatch: build: record %d offset %d out of order or range for base offset %d", i, r.Offset, opts.BaseOffset)
+				return dst, fmt.Errorf("recordbatch: build: record %d offset %d out of order or range for base offset %d", i, r.Offset, opts.BaseOffset)
 			}
 		}
 		lastDelta = delta
@@ -89,20 +98,21 @@ func Build(records []Record, opts BuildOptions) ([]byte, error) {
 		body := bodySize(r, r.Timestamp-first, int32(delta))
 		size += varintSize(int64(body)) + body
 		if size > math.MaxInt32-HeaderSize {
-			return nil, errors.New("recordbatch: build: batch larger than 2 GiB")
+			return dst, errors.New("recordbatch: build: batch larger than 2 GiB")
 		}
 	}
 
+	start := len(dst)
 	var out []byte
 	if opts.Compression == CompressionNone {
-		out = make([]byte, HeaderSize, HeaderSize+size)
+		out = slices.Grow(dst, HeaderSize+size)[:start+HeaderSize]
 		out = appendRecords(out, records, opts, first)
 	} else {
 		bp := rawBuffers.Get().(*[]byte)
 		raw := appendRecords((*bp)[:0], records, opts, first)
 		// A compressed batch is usually much smaller than its records;
 		// start from a guess and let the codec grow it.
-		out = make([]byte, HeaderSize, HeaderSize+size/2+64)
+		out = slices.Grow(dst, HeaderSize+size/2+64)[:start+HeaderSize]
 		var err error
 		out, err = appendCompressed(out, opts.Compression, raw)
 		if cap(raw) <= 4<<20 { // do not pin huge buffers in the pool
@@ -110,16 +120,17 @@ func Build(records []Record, opts BuildOptions) ([]byte, error) {
 			rawBuffers.Put(bp)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("recordbatch: build: %w", err)
+			return dst, fmt.Errorf("recordbatch: build: %w", err)
 		}
-		if len(out) > math.MaxInt32 {
-			return nil, errors.New("recordbatch: build: compressed batch larger than 2 GiB")
+		if len(out)-start > math.MaxInt32 {
+			return dst, errors.New("recordbatch: build: compressed batch larger than 2 GiB")
 		}
 	}
 
-	h := out[:HeaderSize]
+	batch := out[start:]
+	h := batch[:HeaderSize]
 	binary.BigEndian.PutUint64(h[offBaseOffset:], uint64(opts.BaseOffset))
-	binary.BigEndian.PutUint32(h[offLength:], uint32(len(out)-LogOverhead))
+	binary.BigEndian.PutUint32(h[offLength:], uint32(len(batch)-LogOverhead))
 	binary.BigEndian.PutUint32(h[offLeaderEpoch:], uint32(opts.LeaderEpoch))
 	h[offMagic] = 2
 	binary.BigEndian.PutUint16(h[offAttributes:], uint16(opts.Attributes|int16(opts.Compression)))
@@ -130,7 +141,7 @@ func Build(records []Record, opts BuildOptions) ([]byte, error) {
 	binary.BigEndian.PutUint16(h[offProducerEpoch:], uint16(opts.ProducerEpoch))
 	binary.BigEndian.PutUint32(h[offBaseSequence:], uint32(opts.BaseSequence))
 	binary.BigEndian.PutUint32(h[offNumRecords:], uint32(len(records)))
-	SetCRC(out)
+	SetCRC(batch)
 	return out, nil
 }
 

@@ -218,6 +218,48 @@ func TestLogAppendTime(t *testing.T) {
 	}
 }
 
+// TestAppendBuild: AppendBuild leaves what dst holds, appends exactly the
+// batch Build makes (for every codec, into a reused buffer too), and on
+// error gives dst back as it was.
+func TestAppendBuild(t *testing.T) {
+	t.Parallel()
+	recs := sampleRecords()
+	for _, codec := range allCodecs {
+		t.Run(CodecName(codec), func(t *testing.T) {
+			opts := NoProducer
+			opts.Compression = codec
+			want, err := Build(recs, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := []byte("earlier bytes")
+			dst := append([]byte(nil), prefix...)
+			for round := range 3 { // the second and third reuse the first's array
+				out, err := AppendBuild(dst, recs, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(out[:len(prefix)], prefix) {
+					t.Fatalf("round %d: prefix changed to %q", round, out[:len(prefix)])
+				}
+				if !bytes.Equal(out[len(prefix):], want) {
+					t.Fatalf("round %d: appended batch differs from Build's", round)
+				}
+				if _, err := Validate(out[len(prefix):]); err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				dst = out[:len(prefix)]
+			}
+			bad := NoProducer
+			bad.Compression = 9
+			out, err := AppendBuild(dst, recs, bad)
+			if err == nil || !bytes.Equal(out, prefix) {
+				t.Fatalf("bad codec: %q, %v; want the prefix back and an error", out, err)
+			}
+		})
+	}
+}
+
 func TestBuildRejects(t *testing.T) {
 	t.Parallel()
 	if _, err := Build(nil, NoProducer); err == nil {

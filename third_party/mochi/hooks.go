@@ -272,7 +272,7 @@ func (h *Hooks) OnPacketRead(cl *Client, pk packets.Packet) (pkx packets.Packet,
 	for _, hook := range h.GetAll() {
 		if hook.Provides(OnPacketRead) {
 			npk, err := hook.OnPacketRead(cl, pkx)
-			if err != nil && errors.Is(err, packets.ErrRejectPacket) {
+			if err != nil && errors.Is(err, errRejectPacket) {
 				h.Log.Debug("packet rejected", "hook", hook.ID(), "packet", pkx)
 				return pk, err
 			} else if err != nil {
@@ -483,7 +483,7 @@ func providesAny(hooks []Hook, b byte) bool {
 //
 //go:noinline
 func (h *Hooks) publishFailed(hook Hook, err error, pk *packets.Packet) {
-	if errors.Is(err, packets.ErrRejectPacket) {
+	if errors.Is(err, errRejectPacket) {
 		if h.Log.Enabled(context.Background(), slog.LevelDebug) {
 			h.Log.Debug("publish packet rejected",
 				"error", err,
@@ -492,7 +492,7 @@ func (h *Hooks) publishFailed(hook Hook, err error, pk *packets.Packet) {
 		}
 		return
 	}
-	if errors.Is(err, packets.CodeSuccessIgnore) {
+	if errors.Is(err, errSuccessIgnore) {
 		return
 	}
 	h.Log.Error("publish packet error",

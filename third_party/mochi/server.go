@@ -26,6 +26,16 @@ import (
 	"log/slog"
 )
 
+// errRejectPacket and errSuccessIgnore are the answers a publish hook
+// gives most often, as error values made once: errors.Is(err,
+// packets.ErrRejectPacket) boxes the 24-byte Code into a new interface
+// value on every call, an allocation per publish for a hook that rejects
+// (or ignores) publishes as a matter of course.
+var (
+	errRejectPacket  error = packets.ErrRejectPacket
+	errSuccessIgnore error = packets.CodeSuccessIgnore
+)
+
 const (
 	Version                       = "2.7.9" // the current server version.
 	defaultSysTopicInterval int64 = 1       // the interval between $SYS topic publishes
@@ -989,9 +999,9 @@ func (s *Server) processPublishRef(cl *Client, pk *packets.Packet) error {
 
 	switch err := s.hooks.onPublishRef(cl, pk); {
 	case err == nil:
-	case errors.Is(err, packets.ErrRejectPacket):
+	case errors.Is(err, errRejectPacket):
 		return nil
-	case errors.Is(err, packets.CodeSuccessIgnore):
+	case errors.Is(err, errSuccessIgnore):
 		pk.Ignore = true
 	case cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)):
 		return s.ackPublishCode(cl, pk, err.(packets.Code))

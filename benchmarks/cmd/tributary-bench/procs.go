@@ -83,8 +83,12 @@ func (c *child) exited() bool {
 
 // cpuTime is the CPU time (user + system) the child's process has used so
 // far, from /proc (0 where there is none).
-func (c *child) cpuTime() time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+func (c *child) cpuTime() time.Duration { return procCPUTime(c.cmd.Process.Pid) }
+
+// procCPUTime is the CPU time (user + system) process pid has used so far,
+// from /proc (0 where there is none).
+func procCPUTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -97,6 +101,23 @@ func (c *child) cpuTime() time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// procSyscalls is how many read and write system calls process pid has
+// made so far (/proc/PID/io; 0 where there is none).
+func procSyscalls(pid int) (reads, writes int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			reads, _ = strconv.ParseInt(v, 10, 64)
+		} else if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			writes, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return reads, writes
 }
 
 // tail is the last n lines of the child's log, for error messages.

@@ -1,0 +1,193 @@
+package gateway
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/edge/rules"
+	"github.com/tributary-io/tributary/internal/testkit"
+)
+
+// BenchmarkPipelineJSON runs the whole QoS 1 path of a generic JSON
+// publish inside one process: a gateway on loopback with the Zigbee2MQTT
+// rule of the ingest benchmark (key from the topic, time from /ts), and
+// 100 connections that each keep 32 publishes of 100 B unacknowledged, as
+// tributary-bench's ingest section does against the binary; and 4 such
+// connections, a few devices each paced by its own PUBACKs. One op is one
+// publish stored (fsynced) and acknowledged; allocs/op counts the whole
+// process, and the load generator allocates nothing per publish, so it is
+// the gateway's. Profile it with -cpuprofile: unlike the binary's profile
+// it is not shared with another process.
+//
+//	go test -run '^$' -bench PipelineJSON -benchtime 400000x ./edge/gateway/
+func BenchmarkPipelineJSON(b *testing.B) {
+	for _, conns := range []int{100, 4} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) { pipelineJSON(b, conns) })
+	}
+}
+
+func pipelineJSON(b *testing.B, conns int) {
+	// The binary's default collector target (tributary-edge sets it from
+	// gc_percent); the test binary would otherwise run with Go's 100.
+	defer debug.SetGCPercent(debug.SetGCPercent(Defaults().GCPercent))
+	cfg := Defaults()
+	cfg.DataDir = b.TempDir()
+	cfg.MQTT.Address = "127.0.0.1:0"
+	cfg.HTTP.Address = "127.0.0.1:0"
+	cfg.Auth.AllowAnonymous = true
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.LogLevel = "error"
+	cfg.Ingest.Rules = []rules.Config{{Name: "zigbee2mqtt", Match: "zigbee2mqtt/{device}", Stream: "zigbee2mqtt", Format: "json",
+		Time: rules.TimeConfig{Field: "/ts", Unit: "ms"}}}
+	g, err := Open(cfg, testkit.Discard())
+	if err != nil {
+		b.Fatal(err)
+	}
+	testkit.Run(b, "gateway", g.Run)
+	cs := make([]net.Conn, conns)
+	pubs := make([]*jsonPub, conns)
+	for i := range cs {
+		c, code, err := dialRaw(b, g.MQTTAddr(), 4, fmt.Sprintf("bench-%d", i), "", "")
+		if err != nil || code != 0 {
+			b.Fatalf("connect %d: %v (code %d)", i, err, code)
+		}
+		cs[i] = c.conn
+		pubs[i] = newJSONPub(fmt.Sprintf("plug-%06d", i))
+		// One publish first, so the stream exists before the clock starts.
+		if err := pipelinePublish(c.conn, pubs[i], 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	per := (b.N + conns - 1) / conns
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU(b)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := pipelinePublish(c, pubs[i], per); err != nil {
+				errs <- fmt.Errorf("connection %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := processCPU(b) - cpu0
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(per*conns)/elapsed.Seconds(), "msgs/s")
+	// CPU time is steadier than the rate on a machine shared with other
+	// work; it includes the load generator's (about the same every run).
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(per*conns), "cpu-ns/op")
+}
+
+// processCPU is the user + system time the process has used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// jsonPub is one device's QoS 1 PUBLISH of 100 B of Zigbee2MQTT-like JSON,
+// its ms timestamp and packet id patched in place.
+type jsonPub struct {
+	pkt        []byte
+	tsAt, idAt int
+	baseTs     int64
+	id         uint16
+	digits     []byte
+}
+
+func newJSONPub(dev string) *jsonPub {
+	payload := []byte(`{"ts":0000000000000,"temperature":21.5,"humidity":40.25,"battery":97,"linkquality":120,"state":"ON"}`)
+	topic := "zigbee2mqtt/" + dev
+	pkt := []byte{0x32, byte(2 + len(topic) + 2 + len(payload))}
+	pkt = binary.BigEndian.AppendUint16(pkt, uint16(len(topic)))
+	pkt = append(pkt, topic...)
+	idAt := len(pkt)
+	pkt = append(pkt, 0, 0)
+	tsAt := len(pkt) + len(`{"ts":`)
+	pkt = append(pkt, payload...)
+	return &jsonPub{pkt: pkt, tsAt: tsAt, idAt: idAt, baseTs: time.Now().UnixMilli(), digits: make([]byte, 0, 20)}
+}
+
+func (p *jsonPub) next(seq int) []byte {
+	ts := strconv.AppendInt(p.digits[:0], p.baseTs+int64(seq), 10)
+	copy(p.pkt[p.tsAt+13-len(ts):p.tsAt+13], ts)
+	if p.id++; p.id == 0 {
+		p.id = 1
+	}
+	binary.BigEndian.PutUint16(p.pkt[p.idAt:], p.id)
+	return p.pkt
+}
+
+// pipelinePublish sends n publishes keeping up to 32 unacknowledged (the
+// gateway's receive maximum) and returns once all are acknowledged.
+func pipelinePublish(c net.Conn, p *jsonPub, n int) error {
+	const window = 32
+	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
+	credit := make(chan struct{}, window)
+	for range window {
+		credit <- struct{}{}
+	}
+	acked := make(chan error, 1)
+	go func() {
+		r := bufio.NewReaderSize(c, 4096)
+		var ack [4]byte
+		for i := 0; i < n; i++ {
+			if _, err := io.ReadFull(r, ack[:]); err != nil {
+				acked <- fmt.Errorf("puback %d of %d: %w", i, n, err)
+				return
+			}
+			if ack[0] != 0x40 || ack[1] != 2 {
+				acked <- fmt.Errorf("want a success puback, got % x", ack)
+				return
+			}
+			credit <- struct{}{}
+		}
+		acked <- nil
+	}()
+	w := bufio.NewWriterSize(c, 16<<10)
+	for s := 0; s < n; s++ {
+		select {
+		case <-credit:
+		case err := <-acked:
+			if err == nil {
+				err = errors.New("acknowledgements ended early")
+			}
+			return err
+		}
+		pkt := p.next(s)
+		if _, err := w.Write(pkt); err != nil {
+			return err
+		}
+		if len(credit) == 0 || w.Available() < len(pkt) {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return <-acked
+}
