@@ -5,6 +5,7 @@ import "testing"
 // alter_config replaces a topic's whole config map, leaves placement alone,
 // and refuses an unknown topic.
 func TestAlterTopicConfig(t *testing.T) {
+	t.Parallel()
 	h := newFSMHarness(t, 1, 2)
 	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 2, RF: 2, Config: map[string]string{"retention.ms": "1000", "segment.bytes": "4096"}})
 	before := h.f.Metadata().Topics["t"].Partitions

@@ -8,6 +8,7 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	good := Config{BrokerID: 1, DataDir: "/tmp/x", KafkaAddr: "127.0.0.1:9092", RaftAddr: "127.0.0.1:0", SerfAddr: "127.0.0.1:0"}.WithDefaults()
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
@@ -57,6 +58,7 @@ func TestConfigValidate(t *testing.T) {
 // Host names in the cluster addresses resolve to IPs (compose service
 // names need no fixed addresses); IP literals stay.
 func TestResolveHost(t *testing.T) {
+	t.Parallel()
 	got, err := resolveHost("localhost:7946")
 	if err != nil || (got != "127.0.0.1:7946" && got != "[::1]:7946") {
 		t.Fatalf("localhost: %q, %v", got, err)

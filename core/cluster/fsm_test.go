@@ -63,6 +63,7 @@ func (h *fsmHarness) part(topic string, p int32) PartitionState {
 }
 
 func TestPlacementSpreadsLeadersAndReplicas(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		brokers        []int32
 		partitions     int32
@@ -110,6 +111,7 @@ func TestPlacementSpreadsLeadersAndReplicas(t *testing.T) {
 }
 
 func TestPlacementRotatesAcrossTopics(t *testing.T) {
+	t.Parallel()
 	h := newFSMHarness(t, 1, 2, 3)
 	for _, name := range []string{"a", "b", "c"} {
 		h.must(command{Op: opCreateTopic, Topic: name, Partitions: 1, RF: 1})
@@ -121,6 +123,7 @@ func TestPlacementRotatesAcrossTopics(t *testing.T) {
 }
 
 func TestCreateTopicRefusals(t *testing.T) {
+	t.Parallel()
 	h := newFSMHarness(t, 1, 2)
 	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2})
 	h.refused(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 1}, ErrTopicExists)
@@ -153,6 +156,7 @@ func TestCreateTopicRefusals(t *testing.T) {
 }
 
 func TestBrokerFailureMovesLeadershipWithinISR(t *testing.T) {
+	t.Parallel()
 	h := newFSMHarness(t, 1, 2, 3)
 	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 6, RF: 3})
 	before := h.f.Metadata()
@@ -200,6 +204,7 @@ func TestBrokerFailureMovesLeadershipWithinISR(t *testing.T) {
 }
 
 func TestOfflinePartitionWaitsForLastISRMember(t *testing.T) {
+	t.Parallel()
 	h := newFSMHarness(t, 1, 2)
 	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2})
 	p := h.part("t", 0)
@@ -228,6 +233,7 @@ func TestOfflinePartitionWaitsForLastISRMember(t *testing.T) {
 }
 
 func TestUncleanElectionWhenEnabled(t *testing.T) {
+	t.Parallel()
 	h := newFSMHarness(t, 1, 2)
 	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2,
 		Config: map[string]string{UncleanLeaderElectionConfig: "true"}})
@@ -243,6 +249,7 @@ func TestUncleanElectionWhenEnabled(t *testing.T) {
 }
 
 func TestAlterISRFencing(t *testing.T) {
+	t.Parallel()
 	h := newFSMHarness(t, 1, 2, 3)
 	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 3})
 	p := h.part("t", 0)
@@ -294,6 +301,7 @@ func (s *bufSink) Cancel() error { return nil }
 func (s *bufSink) Close() error  { return nil }
 
 func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
+	t.Parallel()
 	h := newFSMHarness(t, 1, 2, 3)
 	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 6, RF: 3, Config: map[string]string{"retention.ms": "1000"}})
 	h.must(command{Op: opCreateTopic, Topic: OffsetsTopic, Partitions: 4, RF: 2})
@@ -343,6 +351,7 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 }
 
 func TestCoordinatorPartitionMatchesKafka(t *testing.T) {
+	t.Parallel()
 	// Java: "abc".hashCode() = 96354; Kafka places group "abc" on partition 96354 % 50 = 4.
 	if got := CoordinatorPartition("abc", 50); got != 4 {
 		t.Fatalf("abc -> %d", got)

@@ -12,6 +12,7 @@ import (
 // raft's transport reporting its own shutdown, which every clean stop logs,
 // is not an error.
 func TestLogBridgeLevels(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	b := logBridge{logger: slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	lines := map[string]string{

@@ -156,6 +156,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 // TestClusterLifecycle walks a 3-broker cluster through formation, topic placement, a broker
 // failure, that broker's return and a full cluster restart.
 func TestClusterLifecycle(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.startAll()
 
@@ -354,6 +355,7 @@ func raftServers(t *testing.T, n *Node) (voters, nonvoters []int32) {
 // still gets the metadata), and takes the vote of a voter that stays down, so the cluster survives
 // a second voter failure.
 func TestFourthBrokerIsSpareVoter(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 4)
 	for i := range c.cfgs {
 		c.cfgs[i].BootstrapExpect = 3
@@ -423,6 +425,7 @@ func TestFourthBrokerIsSpareVoter(t *testing.T) {
 // TestControlledLeave: a broker that leaves (the controller, here) hands off Raft leadership and
 // is marked down, with its partitions moved, before Leave returns.
 func TestControlledLeave(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.startAll()
 	ctrl := c.controller()
@@ -458,6 +461,7 @@ func TestControlledLeave(t *testing.T) {
 // registered alive in the restored metadata but unknown to Serf, is marked down after AbsentGrace
 // and its partitions move to the survivors.
 func TestRestartWithoutOneBroker(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	for i := range c.cfgs {
 		c.cfgs[i].AbsentGrace = time.Second
@@ -505,6 +509,7 @@ func TestRestartWithoutOneBroker(t *testing.T) {
 // controller and move its partitions, the isolated broker cannot change metadata, and after the
 // cut heals it rejoins and catches up with what was decided without it.
 func TestIsolatedController(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	faults := NewNetFaults()
 	for i := range c.cfgs {

@@ -34,6 +34,7 @@ func testLog(i uint64) *raft.Log {
 // ErrLogNotFound (unwrapped) for a missing entry, batch stores, inclusive DeleteRange (which raft
 // uses both to compact the head and to drop a conflicting tail), and persistence across a reopen.
 func TestRaftStoreLogConformance(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
 
@@ -125,6 +126,7 @@ func TestRaftStoreLogConformance(t *testing.T) {
 }
 
 func TestRaftStoreStable(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
 
@@ -166,6 +168,7 @@ func TestRaftStoreStable(t *testing.T) {
 // the same files and checks that the applied state is replayed: the store works with the library,
 // not only with our reading of the interface.
 func TestRaftStoreUnderRaft(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	run := func(bootstrap bool, apply []string) []string {
 		store := openTestStore(t, dir)

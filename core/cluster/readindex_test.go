@@ -13,6 +13,7 @@ import (
 // metadata could lack the changes (and the replica manager then acted on
 // the stale copy — led partitions at old epochs).
 func TestRestartedBrokerWaitsForLeaderCommitIndex(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.startAll()
 	c.waitFor("every broker current", 30*time.Second, func(n *Node) error {
@@ -55,6 +56,7 @@ func TestRestartedBrokerWaitsForLeaderCommitIndex(t *testing.T) {
 // snapshot; brokers then acted on a copy without the newest topics (and
 // deleted those topics' local data as deleted while they were down).
 func TestFullRestartWaitsForCommittedMetadata(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 3)
 	c.startAll()
 	const topics = 40 // beyond SnapshotThreshold: snapshots plus log entries after them

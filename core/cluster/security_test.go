@@ -46,6 +46,7 @@ func peerSecurity(t *testing.T, ca *devcert.CA, dir, name string, keys ...string
 // broker with the wrong gossip key cannot join Serf and one with the right
 // key but a certificate from another CA never receives the metadata.
 func TestSecureLinks(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 4)
 	dir := t.TempDir()
 	ca, err := devcert.NewCA("cluster CA")

@@ -213,6 +213,7 @@ func committed(t *testing.T, cl *kgo.Client, group string) map[int32]int64 {
 }
 
 func TestConsumerGroupsEndToEnd(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		balancer kgo.GroupBalancer
@@ -324,6 +325,7 @@ func TestConsumerGroupsEndToEnd(t *testing.T) {
 // the restarted one gets its own back), then stops it for good (its
 // session expires and the survivor takes everything).
 func TestStaticMembersEndToEnd(t *testing.T) {
+	t.Parallel()
 	srv := startBrokerWith(t, t.TempDir(), groups.Config{
 		InitialRebalanceDelay: 300 * time.Millisecond,
 		MinSessionTimeout:     500 * time.Millisecond,
@@ -390,6 +392,7 @@ func kcatConsume(t *testing.T, addr, group string) []string {
 // group consumer: it reads everything once, commits, and a second run
 // resumes from the commits.
 func TestKcatConsumerGroup(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("kcat"); err != nil {
 		t.Skip("kcat not installed")
 	}

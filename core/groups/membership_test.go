@@ -14,6 +14,7 @@ import (
 const session = 5 * time.Second
 
 func TestJoinThreeMembersLeaderAndSync(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "g3"
 	ids := []string{memberID(t, c, group, session), memberID(t, c, group, session), memberID(t, c, group, session)}
@@ -101,6 +102,7 @@ func TestJoinThreeMembersLeaderAndSync(t *testing.T) {
 }
 
 func TestHeartbeatDuringRebalance(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "hb"
 	ids, gen := stableGroup(t, c, group, 2, session)
@@ -136,6 +138,7 @@ func TestHeartbeatDuringRebalance(t *testing.T) {
 }
 
 func TestSessionExpiryTriggersRebalance(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
@@ -169,6 +172,7 @@ func TestSessionExpiryTriggersRebalance(t *testing.T) {
 }
 
 func TestLeaderExpiryElectsNewLeader(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "leader-expiry"
 	const short = time.Second // long enough for a loaded -race run to heartbeat in time
@@ -185,6 +189,7 @@ func TestLeaderExpiryElectsNewLeader(t *testing.T) {
 }
 
 func TestLeaveTriggersRebalance(t *testing.T) {
+	t.Parallel()
 	for _, version := range []int16{0, 3, 5} {
 		t.Run("v"+string(rune('0'+version)), func(t *testing.T) {
 			c, _ := newTestCoordinator(t, testConfig())
@@ -233,6 +238,7 @@ func TestLeaveTriggersRebalance(t *testing.T) {
 }
 
 func TestIllegalGenerationAndUnknownMember(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "gen"
 	ids, gen := stableGroup(t, c, group, 1, session)
@@ -262,6 +268,7 @@ func TestIllegalGenerationAndUnknownMember(t *testing.T) {
 }
 
 func TestJoinValidation(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MinSessionTimeout = time.Second
 	cfg.MaxSessionTimeout = time.Minute
@@ -283,6 +290,7 @@ func TestJoinValidation(t *testing.T) {
 }
 
 func TestProtocolSelectionAndOldVersions(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "proto"
 	// v3 predates MEMBER_ID_REQUIRED: the first join makes the member.
@@ -312,6 +320,7 @@ func TestProtocolSelectionAndOldVersions(t *testing.T) {
 }
 
 func TestRebalanceTimeoutRemovesLaggards(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "laggard"
 	// Long sessions, short rebalance timeout: only the rebalance timeout
@@ -335,6 +344,7 @@ func TestRebalanceTimeoutRemovesLaggards(t *testing.T) {
 }
 
 func TestLeaderNeverSyncs(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "nosync"
 	const short = time.Second // long enough for a loaded -race run to heartbeat in time
@@ -358,6 +368,7 @@ func TestLeaderNeverSyncs(t *testing.T) {
 }
 
 func TestStaticMembership(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	// Static members skip the MEMBER_ID_REQUIRED round, so the initial
 	// delay is what gathers both into the first generation.
@@ -423,6 +434,7 @@ func TestStaticMembership(t *testing.T) {
 }
 
 func TestInitialRebalanceDelay(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.InitialRebalanceDelay = time.Second
 	c, _ := newTestCoordinator(t, cfg)
@@ -446,6 +458,7 @@ func TestInitialRebalanceDelay(t *testing.T) {
 }
 
 func TestCancelAndClose(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	const group = "cancel"
 	ids, _ := stableGroup(t, c, group, 1, session)
@@ -479,6 +492,7 @@ func TestCancelAndClose(t *testing.T) {
 }
 
 func TestHandleRejectsUnsupported(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	if _, err := c.Handle(context.Background(), kmsg.NewPtrProduceRequest()); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("produce: %v", err)
@@ -502,6 +516,7 @@ func TestHandleRejectsUnsupported(t *testing.T) {
 }
 
 func TestGroupMaxSize(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxGroupSize = 2
 	c, _ := newTestCoordinator(t, cfg)

@@ -52,6 +52,7 @@ func fetchV7(t *testing.T, c *Coordinator, group, topic string, partitions ...in
 }
 
 func TestOffsetCommitFetchRoundTripAndRestart(t *testing.T) {
+	t.Parallel()
 	c, path := newTestCoordinator(t, testConfig())
 	const group = "offsets"
 	ids, gen := stableGroup(t, c, group, 1, session)
@@ -121,6 +122,7 @@ func TestOffsetCommitFetchRoundTripAndRestart(t *testing.T) {
 }
 
 func TestSimpleCommitsAndDeleteGroups(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	// Generation -1 with no member: a consumer managing its own partitions.
 	wantCode(t, "simple commit", commit(t, c, "simple", "", -1, "t", 0, 10), nil)
@@ -158,6 +160,7 @@ func TestSimpleCommitsAndDeleteGroups(t *testing.T) {
 }
 
 func TestOffsetCommitValidation(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.PartitionExists = func(topic string, partition int32) bool { return topic == "t" && partition < 2 }
 	c, _ := newTestCoordinator(t, cfg)
@@ -213,6 +216,7 @@ func gathered(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	cfg := testConfig()
 	cfg.Registerer = reg
@@ -240,6 +244,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestOffsetDelete(t *testing.T) {
+	t.Parallel()
 	c, _ := newTestCoordinator(t, testConfig())
 	del := func(group string, tps map[string][]int32) *kmsg.OffsetDeleteResponse {
 		r := kmsg.NewPtrOffsetDeleteRequest()
@@ -291,6 +296,7 @@ func TestOffsetDelete(t *testing.T) {
 }
 
 func TestOffsetRetention(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.OffsetRetention = 500 * time.Millisecond
 	c, _ := newTestCoordinator(t, cfg)

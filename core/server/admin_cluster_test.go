@@ -15,6 +15,7 @@ import (
 // min.insync.replicas is checked against the replication factor; and
 // DeleteRecords on the leader moves the followers' log start too.
 func TestClusterAlterConfigsAndDeleteRecords(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("ca", 1, 3, 1)
 	cl := newClient(t, tb.addrs()[1], kgo.RequiredAcks(kgo.AllISRAcks()))

@@ -60,6 +60,7 @@ func set(k, v string) kadm.AlterConfig {
 // max.message.bytes is refused), DescribeConfigs shows them, a restart keeps
 // them, and bad input gets Kafka's INVALID_CONFIG with its messages.
 func TestAlterTopicConfigs(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t.TempDir())
 	cfg.Log.RetentionAge = 7 * 24 * time.Hour // so that the topic's -1 differs from the default
 	srv := startServer(t, cfg)
@@ -155,6 +156,7 @@ func TestAlterTopicConfigs(t *testing.T) {
 // there, ListOffsets(earliest) says so, offsets past the high watermark are
 // OFFSET_OUT_OF_RANGE, and a restart keeps it.
 func TestDeleteRecords(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t.TempDir())
 	srv := startServer(t, cfg)
 	cl := newClient(t, srv.Addr())
@@ -228,6 +230,7 @@ func TestDeleteRecords(t *testing.T) {
 
 // DescribeCluster and DescribeLogDirs through kadm.
 func TestDescribeClusterAndLogDirs(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig(t.TempDir()))
 	cl := newClient(t, srv.Addr())
 	adm := kadm.NewClient(cl)

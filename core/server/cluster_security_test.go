@@ -25,6 +25,7 @@ import (
 // mutual TLS. acks=all records reach every replica; the leader of the
 // partition is killed and the survivors serve every acknowledged record.
 func TestSecureCluster(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca, err := devcert.NewCA("secure cluster CA")
 	if err != nil {

@@ -171,6 +171,7 @@ func createReplicatedTopic(t testing.TB, addr, name string, partitions int32, rf
 // with leaders, replicas and ISRs; acks=all writes land on every replica
 // byte for byte; a broker that does not lead a partition refuses it.
 func TestClusterReplicatesAndRoutes(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("rep", 3, 3, 2)
 
@@ -291,6 +292,7 @@ func TestClusterReplicatesAndRoutes(t *testing.T) {
 // new leader and keep accepting writes, and after healing the old leader
 // drops its unacknowledged tail and catches up.
 func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("iso", 1, 3, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -382,6 +384,7 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 // stops the coordinating broker and reads the offset back from the broker
 // that takes over the group's offsets partition.
 func TestCommittedOffsetsSurviveCoordinatorLoss(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("grp", 1, 3, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -491,6 +494,7 @@ func metricValue(t *testing.T, s *Server, name string, labels ...string) float64
 // min.insync.replicas, acks=all is refused with NOT_ENOUGH_REPLICAS while
 // acks=1 still succeeds.
 func TestMinInsyncReplicas(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("mis", 1, 3, 3)
 	st, _ := tb.srvs[0].Cluster().PartitionState("mis", 0)
@@ -526,6 +530,7 @@ func TestMinInsyncReplicas(t *testing.T) {
 // TestClusterProducerIDsAreUnique: brokers hand out producer ids from their
 // own counters; in a cluster they must never collide.
 func TestClusterProducerIDsAreUnique(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	seen := map[int64]int32{}
 	for round := range 3 {
@@ -545,6 +550,7 @@ func TestClusterProducerIDsAreUnique(t *testing.T) {
 // TestSingleBrokerCluster: cluster mode with one broker (bootstrap_expect 1)
 // serves auto-created topics and consumer groups like the single-node mode.
 func TestSingleBrokerCluster(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

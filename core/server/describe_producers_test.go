@@ -10,6 +10,7 @@ import (
 // DescribeProducers lists each idempotent producer's epoch and last sequence
 // per partition, and answers unknown partitions with an error code.
 func TestDescribeProducers(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig(t.TempDir()))
 	c := dialRaw(t, srv.Addr())
 	for i, seq := range []int32{0, 5} {

@@ -18,6 +18,7 @@ import (
 // which used to truncate the whole log (TestClusterLeaderKills lost a
 // partition's 23,840 acknowledged records after a full cluster restart).
 func TestFetcherKeepsLogAheadOfStaleLeader(t *testing.T) {
+	t.Parallel()
 	l, err := storage.OpenLog(t.TempDir(), storage.LogConfig{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +49,7 @@ func TestFetcherKeepsLogAheadOfStaleLeader(t *testing.T) {
 // whole batch holding it: its empty log restarts at the batch's base instead
 // of refusing the append forever, and then takes the leader's start.
 func TestFetcherAppendsAcrossMidBatchStart(t *testing.T) {
+	t.Parallel()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	leader, err := storage.OpenLog(t.TempDir(), storage.LogConfig{}, logger)
 	if err != nil {

@@ -60,6 +60,7 @@ func (l *groupLedger) count(prefix string) (all int, byMember map[string]int) {
 // one leaves and the other two take over its partitions without losing
 // records or re-reading committed ones.
 func TestConsumerGroupOfThree(t *testing.T) {
+	t.Parallel()
 	const partitions, perRound = 6, 600
 	cfg := testConfig(t.TempDir())
 	cfg.Groups.InitialRebalanceDelay = 200 * time.Millisecond

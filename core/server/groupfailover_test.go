@@ -17,6 +17,7 @@ import (
 // takes over its offsets partition when the coordinator dies: a heartbeat
 // there succeeds and the member resyncs its assignment without rejoining.
 func TestCoordinatorFailoverKeepsGeneration(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	cl := newClient(t, tb.addrs()[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

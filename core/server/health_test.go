@@ -91,6 +91,7 @@ func TestPartitionMetricsAndGroupLag(t *testing.T) {
 // partition stops, the partition has no leader; every other broker's
 // /healthz says failing (503) and names it, while staying ready.
 func TestHealthOfflinePartitionIsFailing(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("lonely", 1, 1, 1)
 	st, _ := tb.srvs[0].Cluster().PartitionState("lonely", 0)

@@ -41,6 +41,7 @@ func TestHWCheckpointRoundTrip(t *testing.T) {
 // not fetched), yet it serves everything committed before the restart at
 // once, because it starts at its checkpointed HW rather than 0.
 func TestRestartedLeaderStartsAtCheckpointedHW(t *testing.T) {
+	t.Parallel()
 	tb := startTestClusterWith(t, 3, func(_ int, cfg *Config) {
 		cfg.Replication.LagTimeMax = time.Minute // keep the absent follower in the ISR
 		cfg.Cluster.AbsentGrace = time.Minute    // and registered alive

@@ -138,6 +138,7 @@ func sealedSegments(t testing.TB, dir string, want int) []string {
 // re-replicates); afterwards its bytes equal the leader's and /healthz-level
 // damage is gone.
 func TestFollowerReplacesDamagedRange(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("heal", 1, 3, 2)
 	produceValues(t, tb.addrs()[0], "heal", 1500, 1000)

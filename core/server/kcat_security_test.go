@@ -31,6 +31,7 @@ func kcatResult(stdin string, args ...string) (string, string, error) {
 // (produce, then consume through a group) after the ACLs are added. Then
 // the same through the SSL listener with only a client certificate.
 func TestKcatSaslSSL(t *testing.T) {
+	t.Parallel()
 	needKcat(t)
 	e := startSecure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -105,6 +106,7 @@ func writeClientCert(t *testing.T, e *secureEnv, cn string) (string, string) {
 // and uses them as documented: the broker's for an SSL listener requiring
 // client certificates, alice's with kcat, whose CN is her principal.
 func TestDevCertsScript(t *testing.T) {
+	t.Parallel()
 	needKcat(t)
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")

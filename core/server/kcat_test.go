@@ -36,6 +36,7 @@ func needKcat(t *testing.T) {
 // TestKcat drives the broker with librdkafka through kcat: metadata
 // listing, producing lines with each compression codec and reading them back.
 func TestKcat(t *testing.T) {
+	t.Parallel()
 	needKcat(t)
 	srv := startServer(t, testConfig(t.TempDir()))
 	b := srv.Addr()
@@ -86,6 +87,7 @@ func TestKcat(t *testing.T) {
 // TestKcatGroup reads through a librdkafka consumer group twice: the second
 // run resumes from the offsets the first committed.
 func TestKcatGroup(t *testing.T) {
+	t.Parallel()
 	needKcat(t)
 	cfg := testConfig(t.TempDir())
 	cfg.Groups.InitialRebalanceDelay = 100 * time.Millisecond

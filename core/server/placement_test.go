@@ -104,6 +104,7 @@ func (tb *testBrokers) restart(i int, change func(cfg Config)) *Server {
 // its metadata is current and not before, keeps all that over restarts, and
 // deletes everything of a deleted topic.
 func TestBrokersStoreOnlyTheirReplicas(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	addrs := tb.addrs()
 	tb.createTopic("one", 6, 1, 1)

@@ -121,6 +121,7 @@ func sizePrefixed(body []byte) []byte {
 
 // TestBadInput sends malformed frames; each closes only its own connection.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t.TempDir())
 	cfg.MaxFrameBytes = 64 << 10
 	srv := startServer(t, cfg)
@@ -165,6 +166,7 @@ func TestBadInput(t *testing.T) {
 
 // TestVersionErrors checks the answers to versions we do not serve.
 func TestVersionErrors(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig(t.TempDir()))
 	c := dialRaw(t, srv.Addr())
 
@@ -256,6 +258,7 @@ func produceOne(t *testing.T, c *rawConn, acks int16, topic string, partition in
 
 // TestProduceErrors maps storage outcomes to Kafka error codes.
 func TestProduceErrors(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig(t.TempDir()))
 	c := dialRaw(t, srv.Addr())
 	cl := newClient(t, srv.Addr())
@@ -325,6 +328,7 @@ func TestProduceErrors(t *testing.T) {
 // TestPipelining sends several requests in one write; responses come back
 // in request order.
 func TestPipelining(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig(t.TempDir()))
 	c := dialRaw(t, srv.Addr())
 	f := kmsg.NewRequestFormatter()
@@ -362,6 +366,7 @@ func TestPipelining(t *testing.T) {
 }
 
 func TestFetchLongPoll(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, testConfig(t.TempDir()))
 	c := dialRaw(t, srv.Addr())
 	cl := newClient(t, srv.Addr())
@@ -413,6 +418,7 @@ func TestFetchLongPoll(t *testing.T) {
 // TestAdmin covers topic creation with configs, DescribeConfigs,
 // CreatePartitions, DeleteTopics, ListOffsets and OffsetForLeaderEpoch.
 func TestAdmin(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t.TempDir())
 	off := false
 	cfg.AutoCreateTopics = &off
@@ -572,6 +578,7 @@ func TestAdmin(t *testing.T) {
 // TestAdvertisedAddress: Metadata and FindCoordinator hand out the
 // configured address, not the listener's.
 func TestAdvertisedAddress(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t.TempDir())
 	cfg.AdvertisedAddr = "broker.example:19092"
 	cfg.NodeID = 7

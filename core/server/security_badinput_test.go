@@ -40,6 +40,7 @@ func dialTLSRaw(t *testing.T, addr string, cfg *tls.Config) *rawConn {
 // secured listeners; each gets Kafka's error or a closed connection,
 // counted in a metric, while a well-behaved client keeps being served.
 func TestSecureBadInput(t *testing.T) {
+	t.Parallel()
 	e := startSecure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -110,6 +110,7 @@ func scram512(user, pass string) sasl.Mechanism {
 // password, served (produce, and consume with a group) once the admin adds
 // ACLs through CreateAcls, and shown only the topics she may describe.
 func TestSecureProduceConsumeACL(t *testing.T) {
+	t.Parallel()
 	e := startSecure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -223,6 +224,7 @@ func newTestCA() (tls.Certificate, error) {
 // or DELETE on the topic, or DESCRIBE on the cluster, alice is refused;
 // the super user is served.
 func TestSecureAdminAPIs(t *testing.T) {
+	t.Parallel()
 	e := startSecure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -107,6 +107,7 @@ type sent struct {
 // half-way while the producer keeps going, then reads everything back in
 // per-partition order.
 func TestProduceConsumeWithRestart(t *testing.T) {
+	t.Parallel()
 	const (
 		total      = 100_000
 		partitions = 6

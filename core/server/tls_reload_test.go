@@ -18,6 +18,7 @@ import (
 // client is connected: new handshakes present the new certificate (signed
 // by a second CA), and the open connection keeps working.
 func TestTLSReloadOnFileChange(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca1, _ := devcert.NewCA("first CA")
 	ca2, _ := devcert.NewCA("second CA")

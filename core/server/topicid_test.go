@@ -15,6 +15,7 @@ import (
 // the topic had gone) and reused them as the new topic's. Metadata also
 // reports a new topic id for the new incarnation.
 func TestDeletedTopicNeverReappears(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("reborn", 1, 3, 1)
 	oldID := metadataTopicID(t, tb.addrs()[0], "reborn")

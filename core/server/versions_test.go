@@ -14,6 +14,7 @@ import (
 // releases (as Sarama does from its configured version) and to the newest,
 // and round-trips records through a consumer group at each.
 func TestClientVersionEras(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t.TempDir())
 	cfg.Groups.InitialRebalanceDelay = 50 * time.Millisecond
 	srv := startServer(t, cfg)
