@@ -23,6 +23,12 @@ func testLogger(t *testing.T) *slog.Logger { return testkit.Logger(t) }
 
 func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
+// useTestRaftTimings gives cfg the Raft timeouts of every test cluster.
+func useTestRaftTimings(cfg *Config) {
+	r := testkit.Raft()
+	cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = r.Heartbeat, r.Election, r.LeaderLease
+}
+
 type testCluster struct {
 	t     *testing.T
 	log   *slog.Logger
@@ -39,8 +45,10 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 		serf = append(serf, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	}
 	for i := range size {
-		c.cfgs = append(c.cfgs, LoopbackConfig(int32(i+1), filepath.Join(base, fmt.Sprintf("broker-%d", i+1)), serf,
-			func() int { return freePort(t) }))
+		cfg := LoopbackConfig(int32(i+1), filepath.Join(base, fmt.Sprintf("broker-%d", i+1)), serf,
+			func() int { return freePort(t) })
+		useTestRaftTimings(&cfg)
+		c.cfgs = append(c.cfgs, cfg)
 	}
 	t.Cleanup(func() {
 		for i := range c.nodes {

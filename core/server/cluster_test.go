@@ -57,6 +57,8 @@ func startTestClusterWith(t testing.TB, size int, configure func(i int, cfg *Con
 		cfg.Replication = ReplicationConfig{LagTimeMax: 3 * time.Second, FetchMaxWait: 200 * time.Millisecond, AckTimeout: 3 * time.Second,
 			ShutdownHandover: -1} // stop like a crash: the tests stop brokers to fail them
 		cc := cluster.LoopbackConfig(cfg.NodeID, "", serf, func() int { return freePort(t) })
+		r := testkit.Raft()
+		cc.Raft.HeartbeatTimeout, cc.Raft.ElectionTimeout, cc.Raft.LeaderLeaseTimeout = r.Heartbeat, r.Election, r.LeaderLease
 		cc.Faults = tb.faults
 		cfg.Cluster = &cc
 		if configure != nil {
