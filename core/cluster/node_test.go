@@ -23,10 +23,14 @@ func testLogger(t *testing.T) *slog.Logger { return testkit.Logger(t) }
 
 func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
-// useTestRaftTimings gives cfg the Raft timeouts of every test cluster.
-func useTestRaftTimings(cfg *Config) {
+// useTestTimings gives cfg the Raft timeouts of every test cluster and,
+// under -short, their Serf timings too.
+func useTestTimings(cfg *Config) {
 	r := testkit.Raft()
 	cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout, cfg.Raft.LeaderLeaseTimeout = r.Heartbeat, r.Election, r.LeaderLease
+	if testing.Short() {
+		cfg.Gossip = GossipTimings(testkit.Gossip())
+	}
 }
 
 type testCluster struct {
@@ -47,7 +51,7 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 	for i := range size {
 		cfg := LoopbackConfig(int32(i+1), filepath.Join(base, fmt.Sprintf("broker-%d", i+1)), serf,
 			func() int { return freePort(t) })
-		useTestRaftTimings(&cfg)
+		useTestTimings(&cfg)
 		c.cfgs = append(c.cfgs, cfg)
 	}
 	t.Cleanup(func() {

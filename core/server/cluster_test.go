@@ -59,6 +59,9 @@ func startTestClusterWith(t testing.TB, size int, configure func(i int, cfg *Con
 		cc := cluster.LoopbackConfig(cfg.NodeID, "", serf, func() int { return freePort(t) })
 		r := testkit.Raft()
 		cc.Raft.HeartbeatTimeout, cc.Raft.ElectionTimeout, cc.Raft.LeaderLeaseTimeout = r.Heartbeat, r.Election, r.LeaderLease
+		if testing.Short() {
+			cc.Gossip = cluster.GossipTimings(testkit.Gossip())
+		}
 		cc.Faults = tb.faults
 		cfg.Cluster = &cc
 		if configure != nil {

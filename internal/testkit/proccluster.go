@@ -163,8 +163,7 @@ func StartCoreCluster(t *testing.T, n int, command func(config string) *exec.Cmd
 // CoreBrokerConfig is the YAML config of broker id of a test cluster whose
 // brokers gossip on serf (serf[id-1] being its own), with the timings every
 // test and benchmark cluster shares: a failure detected in about a second,
-// leaders moved in a few (Raft's timeouts are Raft()). Its HTTP listener is
-// off.
+// leaders moved in a few (Raft() and Gossip()). Its HTTP listener is off.
 func CoreBrokerConfig(id int32, dataDir, kafkaAddr, raftAddr, rpcAddr string, serf []string) string {
 	return fmt.Sprintf(`data_dir: %s
 kafka_addr: %s
@@ -186,8 +185,8 @@ cluster:
   reconcile_interval: 200ms
   absent_grace: 5s
   raft: %s
-  gossip: {probe_interval: 300ms, probe_timeout: 200ms, gossip_interval: 50ms, suspicion_mult: 2, suspicion_max_timeout_mult: 2, reconnect_interval: 500ms}
-`, dataDir, kafkaAddr, id, raftAddr, rpcAddr, serf[id-1], strings.Join(serf, ", "), len(serf), Raft().yaml())
+  gossip: %s
+`, dataDir, kafkaAddr, id, raftAddr, rpcAddr, serf[id-1], strings.Join(serf, ", "), len(serf), Raft().yaml(), Gossip().yaml())
 }
 
 // PartitionStates asks the first of addrs that answers for the topic's

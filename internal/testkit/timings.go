@@ -32,6 +32,33 @@ func (r RaftTimings) yaml() string {
 	return fmt.Sprintf("{heartbeat_timeout: %v, election_timeout: %v, leader_lease_timeout: %v}", r.Heartbeat, r.Election, r.LeaderLease)
 }
 
+// GossipTimings are a test cluster's Serf timings.
+type GossipTimings struct {
+	ProbeInterval, ProbeTimeout, GossipInterval time.Duration
+	SuspicionMult, SuspicionMaxTimeoutMult      int
+	ReconnectInterval                           time.Duration
+}
+
+// Gossip is the test clusters' Serf timings: a broker killed or cut off is
+// declared failed in about a second, and under -short in about a quarter
+// of that, since the failover tests wait for it once or twice each.
+// (In-process clusters outside -short keep core/cluster.LoopbackConfig's
+// slightly slower set.)
+func Gossip() GossipTimings {
+	if short() {
+		return GossipTimings{ProbeInterval: 150 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond, GossipInterval: 30 * time.Millisecond,
+			SuspicionMult: 2, SuspicionMaxTimeoutMult: 2, ReconnectInterval: 200 * time.Millisecond}
+	}
+	return GossipTimings{ProbeInterval: 300 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond, GossipInterval: 50 * time.Millisecond,
+		SuspicionMult: 2, SuspicionMaxTimeoutMult: 2, ReconnectInterval: 500 * time.Millisecond}
+}
+
+// yaml is the timings as the "gossip:" map of a broker's YAML config.
+func (g GossipTimings) yaml() string {
+	return fmt.Sprintf("{probe_interval: %v, probe_timeout: %v, gossip_interval: %v, suspicion_mult: %d, suspicion_max_timeout_mult: %d, reconnect_interval: %v}",
+		g.ProbeInterval, g.ProbeTimeout, g.GossipInterval, g.SuspicionMult, g.SuspicionMaxTimeoutMult, g.ReconnectInterval)
+}
+
 // short is testing.Short for a caller that may not be a test (the
 // benchmarks use CoreBrokerConfig): false outside a parsed test binary.
 func short() bool {
