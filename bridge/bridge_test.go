@@ -135,10 +135,20 @@ func TestConnectionFaultsMidBatch(t *testing.T) {
 	devs := devices("dev", 8)
 	in := e.startIngest(devs, nil, 20, 5*time.Millisecond)
 	px.resetProb.Store(150) // 1.5% of 2 KiB chunks: many resets mid-batch
-	for i := 0; i < 8; i++ {
+	// Each fault twice. -short sees each once and leaves out the stall,
+	// which costs the bridge's 5 s grace on top of the request timeout;
+	// the full suite runs all eight rounds.
+	rounds := 8
+	if testing.Short() {
+		rounds = 4
+	}
+	for i := range rounds {
 		core.waitForwarded(t, stream) // each fault lands mid-stream
 		switch i % 4 {
 		case 1: // stall until a request times out
+			if testing.Short() {
+				continue
+			}
 			px.stalled.Store(true)
 			retries := totalRetries(rb.Status())
 			testkit.Eventually(t, 30*time.Second, "a retry while the proxy stalls", func() bool {
@@ -149,12 +159,13 @@ func TestConnectionFaultsMidBatch(t *testing.T) {
 			px.resetAll()
 		}
 	}
+	// The resets are random: keep the stream going until a few happened.
+	testkit.Eventually(t, 30*time.Second, "the proxy to reset connections mid-stream", func() bool {
+		return px.resets.Load() >= 3
+	})
 	want := in.stop(t)
 	px.resetProb.Store(0)
 	rb.waitCaughtUp(t, 30*time.Second)
-	if px.resets.Load() == 0 {
-		t.Fatal("the proxy never reset a connection mid-stream")
-	}
 	t.Logf("proxy resets mid-chunk: %d, bridge retries: %d", px.resets.Load(), totalRetries(rb.Status()))
 	verifyCore(t, core, px.addr(), want)
 }
