@@ -56,6 +56,11 @@ func startTestClusterWith(t testing.TB, size int, configure func(i int, cfg *Con
 		cfg.KafkaAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		cfg.Replication = ReplicationConfig{LagTimeMax: 3 * time.Second, FetchMaxWait: 200 * time.Millisecond, AckTimeout: 3 * time.Second,
 			ShutdownHandover: -1} // stop like a crash: the tests stop brokers to fail them
+		if testing.Short() {
+			// Tests that cut a leader off wait out an acks=all timeout or
+			// a follower's lag limit once or twice each.
+			cfg.Replication.LagTimeMax, cfg.Replication.AckTimeout = 1500*time.Millisecond, 1500*time.Millisecond
+		}
 		cc := cluster.LoopbackConfig(cfg.NodeID, "", serf, func() int { return freePort(t) })
 		r := testkit.Raft()
 		cc.Raft.HeartbeatTimeout, cc.Raft.ElectionTimeout, cc.Raft.LeaderLeaseTimeout = r.Heartbeat, r.Election, r.LeaderLease
