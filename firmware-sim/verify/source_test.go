@@ -109,12 +109,17 @@ func TestConsumeKafkaFromTributaryCore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// One reading is lost, so the consumer waits for it until its timeout.
+	// One reading is lost, so the consumer waits for it until its timeout
+	// (shorter under -short, with polls and progress lines as often).
+	wait, every, idle := 5*time.Second, time.Second, time.Duration(0)
+	if testing.Short() {
+		wait, every, idle = 2*time.Second, 300*time.Millisecond, 300*time.Millisecond
+	}
 	c := NewChecker(s)
-	short, cancelShort := context.WithTimeout(ctx, 5*time.Second)
+	short, cancelShort := context.WithTimeout(ctx, wait)
 	var progress bytes.Buffer
 	st, err := ConsumeKafka(short, KafkaOptions{Brokers: []string{srv.Addr()}, Topic: "sensors", Logger: quiet,
-		Progress: &progress, ProgressEvery: time.Second}, c)
+		Progress: &progress, ProgressEvery: every, Idle: idle}, c)
 	cancelShort()
 	if !strings.Contains(progress.String(), "1 readings still missing") {
 		t.Errorf("progress lines: %q", progress.String())
