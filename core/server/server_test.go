@@ -64,9 +64,19 @@ func startServer(t testing.TB, cfg Config) *Server {
 	return srv
 }
 
+// failoverOpts make a test client retry every 50 ms and refresh metadata
+// as often as every 100 ms: with franz-go's defaults (backoff up to 2.5 s,
+// metadata at most every 5 s) a test waiting out a failover spent seconds
+// asking a dead broker.
+var failoverOpts = []kgo.Opt{kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+	kgo.MetadataMinAge(100 * time.Millisecond)}
+
+// newClient is a client of the broker at addr (with failoverOpts), closed
+// when the test ends.
 func newClient(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	base := append([]kgo.Opt{kgo.SeedBrokers(addr)}, failoverOpts...)
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		t.Fatalf("new client: %v", err)
 	}
