@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/internal/devcert"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 func gossipKey(t *testing.T) string {
@@ -77,16 +78,9 @@ func TestSecureLinks(t *testing.T) {
 	c.cfgs[3].Security = peerSecurity(t, ca, dir, "broker-4", gossipKey(t))
 	c.cfgs[3].BootstrapExpect = 3
 	c.start(3)
-	// How long to watch for what must not happen: the first join and the
-	// leader's first attempts to replicate are tried at once, so -short
-	// watches for a quarter of the full suite's time.
-	watch := func(d time.Duration) time.Duration {
-		if testing.Short() {
-			return d / 4
-		}
-		return d
-	}
-	deadline := time.Now().Add(watch(4 * time.Second))
+	// The first join and the leader's first attempts to replicate are made
+	// at once, so -short watches a quarter as long (testkit.Watch).
+	deadline := time.Now().Add(testkit.Watch(4 * time.Second))
 	for time.Now().Before(deadline) {
 		if len(c.nodes[3].members()) > 1 {
 			t.Fatalf("broker with the wrong gossip key sees %d members", len(c.nodes[3].members()))
@@ -109,7 +103,7 @@ func TestSecureLinks(t *testing.T) {
 	c.cfgs[3].Security = peerSecurity(t, stranger, dir, "broker-4b", key)
 	c.cfgs[3].DataDir = filepath.Join(dir, "broker-4b")
 	c.start(3)
-	deadline = time.Now().Add(watch(5 * time.Second))
+	deadline = time.Now().Add(testkit.Watch(5 * time.Second))
 	for time.Now().Before(deadline) {
 		if _, ok := c.nodes[3].Metadata().Topics["secure-topic"]; ok {
 			t.Fatal("a broker with an untrusted certificate received the metadata")

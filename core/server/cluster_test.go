@@ -101,12 +101,7 @@ func startTestClusterWith(t testing.TB, size int, configure func(i int, cfg *Con
 
 func (tb *testBrokers) waitFor(what string, limit time.Duration, cond func() bool) {
 	tb.t.Helper()
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	tb.t.Fatalf("timed out after %v waiting for %s", limit, what)
+	testkit.Eventually(tb.t, limit, what, cond)
 }
 
 // waitTopic waits until every broker's metadata has topic with leaders.

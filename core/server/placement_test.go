@@ -194,7 +194,7 @@ func TestBrokersStoreOnlyTheirReplicas(t *testing.T) {
 	tb.faults.Isolate(tb.cfgs[victim].NodeID)
 	srv := tb.restart(victim, func(cfg Config) { addStrayPartition(t, cfg, "one", stray) })
 	strayDir := filepath.Join(tb.cfgs[victim].DataDir, "logs", fmt.Sprintf("one-%d", stray))
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(testkit.Watch(2 * time.Second)); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if srv.Cluster().MetadataCurrent() {
 			t.Fatal("an isolated broker calls its metadata current")
 		}

@@ -64,3 +64,14 @@ func (g GossipTimings) yaml() string {
 func short() bool {
 	return testing.Testing() && flag.Parsed() && testing.Short()
 }
+
+// Watch is how long a test watches for something that must not happen
+// (a broker admitted with the wrong key, data deleted too early): d in the
+// full suite, a quarter of it under -short, where a test only checks that
+// the guard is there at all.
+func Watch(d time.Duration) time.Duration {
+	if short() {
+		return d / 4
+	}
+	return d
+}
