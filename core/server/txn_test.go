@@ -350,6 +350,7 @@ func librdkafkaTxns(t *testing.T, bootstrap, topic string) {
 // offsets topic and aborts it after its timeout, so no partition is left
 // with a hanging transaction.
 func TestTransactionsCluster(t *testing.T) {
+	t.Parallel()
 	tb := startTestCluster(t, 3)
 	for _, topic := range []string{"cin", "cout", "hang"} {
 		createReplicatedTopic(t, tb.addrs()[0], topic, 3, 3, 2)

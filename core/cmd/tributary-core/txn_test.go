@@ -278,11 +278,19 @@ func TestKillNineMidTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cons.Close()
+	// Read until every committed record is in (or 30 s pass), then keep
+	// reading a while longer for anything that must not be there.
 	var got []string
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+	poll := func() {
 		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		cons.PollFetches(pctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
 		pcancel()
+	}
+	for end := time.Now().Add(30 * time.Second); len(got) < len(committed) && time.Now().Before(end); {
+		poll()
+	}
+	for end := time.Now().Add(testkit.Watch(2 * time.Second)); time.Now().Before(end); {
+		poll()
 	}
 	slices.Sort(got)
 	slices.Sort(committed)
