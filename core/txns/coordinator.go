@@ -520,16 +520,26 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		next, err := c.complete(c.ctx, prepared)
-		if err != nil {
-			c.log.Warn("transaction markers not written yet; will retry", "txn", id, "state", prepared.State, "err", err)
-		}
-		c.done(e, next, err == nil)
-		if errors.Is(err, ErrNotCoordinator) {
-			c.forget(e)
-		}
+		c.finish(c.ctx, e, prepared)
 	}()
 	return 0
+}
+
+// finish writes the markers of e's Prepare* transaction t and ends the
+// busy spell its caller began: the entry becomes Complete*, or stays
+// Prepare* for the timer to retry (logged now and then, not every tick),
+// or is forgotten when its state log partition moved to another broker.
+func (c *Coordinator) finish(ctx context.Context, e *entry, t Txn) {
+	next, err := c.complete(ctx, t)
+	if err != nil {
+		if e.fails++; e.fails == 1 || e.fails%50 == 0 {
+			c.log.Warn("transaction markers not written yet; will retry", "txn", t.ID, "state", t.State, "attempts", e.fails, "err", err)
+		}
+	}
+	c.done(e, next, err == nil)
+	if errors.Is(err, ErrNotCoordinator) {
+		c.forget(e)
+	}
 }
 
 // end takes an ongoing transaction through Prepare* to Complete* before it
@@ -648,16 +658,7 @@ func (c *Coordinator) tick(ctx context.Context) {
 			}
 			continue
 		}
-		next, err := c.complete(ctx, e.Txn)
-		if err != nil {
-			if e.fails++; e.fails == 1 || e.fails%50 == 0 {
-				c.log.Warn("finishing transaction; retrying", "txn", e.ID, "state", e.State, "attempts", e.fails, "err", err)
-			}
-		}
-		c.done(e, next, err == nil)
-		if errors.Is(err, ErrNotCoordinator) {
-			c.forget(e)
-		}
+		c.finish(ctx, e, e.Txn)
 	}
 }
 
