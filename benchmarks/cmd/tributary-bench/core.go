@@ -314,6 +314,22 @@ func createTopic(ctx context.Context, cl *kgo.Client, topic string) error {
 	return nil
 }
 
+// openProducer connects a producer client, creates topic, and gives a
+// context bounding the phase (limit plus time to drain); done closes both.
+func openProducer(ctx context.Context, addr, topic string, limit time.Duration, opts ...kgo.Opt) (*kgo.Client, context.Context, func(), error) {
+	cl, err := kafkaClient(addr, opts...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit+30*time.Second)
+	done := func() { cancel(); cl.Close() }
+	if err := createTopic(ctx, cl, topic); err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return cl, ctx, done, nil
+}
+
 // kafkaProduce produces n records of size bytes (or as many as fit in
 // limit) and returns acknowledged records/s, counting until the last ack.
 func kafkaProduce(ctx context.Context, addr, topic string, size int, all bool, n int, limit time.Duration, what string, extra ...kgo.Opt) (float64, int, error) {
@@ -321,16 +337,11 @@ func kafkaProduce(ctx context.Context, addr, topic string, size int, all bool, n
 	if !all {
 		opts = []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite()}
 	}
-	cl, err := kafkaClient(addr, append(opts, extra...)...)
+	cl, ctx, done, err := openProducer(ctx, addr, topic, limit, append(opts, extra...)...)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, limit+30*time.Second)
-	defer cancel()
-	if err := createTopic(ctx, cl, topic); err != nil {
-		return 0, 0, err
-	}
+	defer done()
 	pool := values(size)
 	var failed firstError
 	start := time.Now()

@@ -170,16 +170,11 @@ func kafkaTxnProduce(ctx context.Context, addr, topic, id string, n int, limit t
 	if id != "" {
 		opts = append(opts, kgo.TransactionalID(id))
 	}
-	cl, err := kafkaClient(addr, opts...)
+	cl, ctx, done, err := openProducer(ctx, addr, topic, limit, opts...)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, limit+30*time.Second)
-	defer cancel()
-	if err := createTopic(ctx, cl, topic); err != nil {
-		return 0, 0, err
-	}
+	defer done()
 	pool := values(100)
 	var failed firstError
 	start := time.Now()
