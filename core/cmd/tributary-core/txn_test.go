@@ -25,10 +25,7 @@ import (
 // its high watermark. read_committed consumers see every committed record
 // once and no aborted one.
 func TestClusterTransactionKills(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process cluster test")
-	}
-	bs, addrs := startProcCluster(t)
+	bs, addrs := startProcCluster(t) // skips under -short
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
 	const topic, parts = "txkills", 3

@@ -28,10 +28,7 @@ import (
 // that wrote them: read_committed must show every input record exactly
 // once and nothing written by a round that aborted.
 func TestClusterGroupSessionKills(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process cluster test")
-	}
-	bs, addrs := startProcCluster(t)
+	bs, addrs := startProcCluster(t) // skips under -short
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	const in, out, parts, n = "ctpin", "ctpout", 3, 600
