@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -322,14 +323,71 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 
 // refreshDeadline refreshes the read/write deadline for the net.Conn connection.
 func (cl *Client) refreshDeadline(keepalive uint16) {
-	var expiry time.Time // nil time can be used to disable deadline if keepalive = 0
-	if keepalive > 0 {
-		expiry = time.Now().Add(time.Duration(keepalive+(keepalive/2)) * time.Second) // [MQTT-3.1.2-22]
+	if cl.Net.Conn == nil {
+		return
 	}
-
-	if cl.Net.Conn != nil {
+	if cl.Net.bconn == nil { // a connection not read through a connReader
+		var expiry time.Time // nil time can be used to disable deadline if keepalive = 0
+		if keepalive > 0 {
+			expiry = time.Now().Add(keepaliveWindow(keepalive)) // [MQTT-3.1.2-22]
+		}
 		_ = cl.Net.Conn.SetDeadline(expiry) // [MQTT-3.1.2-22]
+		return
 	}
+	cl.Net.bconn.ka.refresh(cl.Net.Conn, keepalive)
+}
+
+// keepaliveWindow is how long a client may stay silent: one and a half
+// times its keepalive [MQTT-3.1.2-22], computed without overflowing uint16.
+func keepaliveWindow(keepalive uint16) time.Duration {
+	return time.Duration(keepalive) * time.Second * 3 / 2
+}
+
+// keepalive keeps a connection's deadline [MQTT-3.1.2-22]: a client silent
+// for 1.5 × its keepalive is disconnected. Moving the deadline costs two
+// runtime timer updates (read and write), which were paid on every packet;
+// here a packet only notes when it came, the deadline is moved once a
+// quarter of the window has gone by, and a read that a stale deadline cuts
+// short is resumed (resume), so a client is disconnected exactly when it was
+// before. Only the connection's read goroutine uses it.
+type keepalive struct {
+	window time.Duration // 0: no deadline
+	last   time.Time     // when the last packet began
+	armed  time.Time     // the deadline set on the connection; zero while none
+}
+
+func (k *keepalive) refresh(c net.Conn, keepalive uint16) {
+	k.window = keepaliveWindow(keepalive)
+	if k.window == 0 {
+		if !k.armed.IsZero() {
+			k.armed = time.Time{}
+			_ = c.SetDeadline(k.armed)
+		}
+		return
+	}
+	now := time.Now()
+	k.last = now
+	if !k.armed.IsZero() && k.armed.Sub(now) > k.window-k.window/4 {
+		return
+	}
+	k.armed = now.Add(k.window)
+	_ = c.SetDeadline(k.armed)
+}
+
+// resume reports whether a read that failed with err should be retried: the
+// deadline passed, but a packet came within the window, so the deadline was
+// only stale. It is moved to where it would have been.
+func (k *keepalive) resume(c net.Conn, err error) bool {
+	if k.window == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	expiry := k.last.Add(k.window)
+	if !time.Now().Before(expiry) {
+		return false
+	}
+	k.armed = expiry
+	_ = c.SetDeadline(expiry)
+	return true
 }
 
 // NextPacketID returns the next available (unused) packet id for the client.
@@ -472,6 +530,20 @@ type connReader struct {
 	pool *sync.Pool
 	buf  *bufio.Reader // nil while idle
 	one  [1]byte
+	ka   keepalive
+}
+
+// resumingConn is the connection as connReader reads it: a read that the
+// keepalive deadline cut short while the client was still in time goes on.
+type resumingConn connReader
+
+func (c *resumingConn) Read(p []byte) (int, error) {
+	for {
+		n, err := c.conn.Read(p)
+		if n > 0 || err == nil || !c.ka.resume(c.conn, err) {
+			return n, err
+		}
+	}
 }
 
 func newConnReader(c net.Conn, size int) *connReader {
@@ -487,7 +559,7 @@ func (r *connReader) ReadByte() (byte, error) {
 	if r.buf != nil {
 		return r.buf.ReadByte()
 	}
-	if _, err := io.ReadFull(r.conn, r.one[:]); err != nil {
+	if _, err := io.ReadFull((*resumingConn)(r), r.one[:]); err != nil {
 		return 0, err
 	}
 	r.acquire()
@@ -504,7 +576,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 
 func (r *connReader) acquire() {
 	r.buf = r.pool.Get().(*bufio.Reader)
-	r.buf.Reset(r.conn)
+	r.buf.Reset((*resumingConn)(r))
 }
 
 // release returns the buffer to the pool once everything in it was read.

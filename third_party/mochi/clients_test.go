@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -437,6 +438,51 @@ func TestClientRefreshDeadline(t *testing.T) {
 	cl, _, _ := newTestClient()
 	cl.refreshDeadline(10)
 	require.NotNil(t, cl.Net.Conn) // how do we check net.Conn deadline?
+}
+
+// TestClientKeepaliveResumesStaleDeadline: the deadline is moved only once
+// a quarter of the keepalive window has passed, so a packet soon after
+// another leaves it stale; the read it cuts short must resume, and the
+// client be disconnected 1.5 × keepalive after its last packet, not after
+// the one that set the deadline.
+func TestClientKeepaliveResumesStaleDeadline(t *testing.T) {
+	cl, r, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	cl.State.Keepalive = 1 // a 1.5 s window
+
+	got := make(chan struct{}, 2)
+	o := make(chan error, 1)
+	go func() {
+		o <- cl.Read(func(cl *Client, pk packets.Packet) error {
+			got <- struct{}{}
+			return nil
+		})
+	}()
+	ping := []byte{packets.Pingreq << 4, 0}
+	_, err := r.Write(ping) // sets the deadline
+	require.NoError(t, err)
+	<-got
+	time.Sleep(200 * time.Millisecond)
+	_, err = r.Write(ping) // within a quarter window: the deadline stays
+	require.NoError(t, err)
+	last := time.Now()
+	<-got
+
+	select {
+	case err = <-o:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client was not disconnected")
+	}
+	silent := time.Since(last)
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	require.GreaterOrEqual(t, silent, 1450*time.Millisecond, "disconnected before 1.5 × keepalive of silence")
+	require.Less(t, silent, 2500*time.Millisecond)
+}
+
+func TestClientKeepaliveWindow(t *testing.T) {
+	require.Equal(t, time.Duration(0), keepaliveWindow(0))
+	require.Equal(t, 90*time.Second, keepaliveWindow(60))
+	require.Equal(t, 98302500*time.Millisecond, keepaliveWindow(65535)) // no uint16 overflow
 }
 
 func TestClientReadFixedHeader(t *testing.T) {
