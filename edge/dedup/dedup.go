@@ -56,13 +56,16 @@ type ring struct {
 	next int
 }
 
+// entry is one (seq, ts); 24 bytes, as a gateway keeps PerDevice of them
+// for every device.
 type entry struct {
-	seq  uint64
-	ts   int64
-	used bool
-	// wait is non-nil while the first publish of this (seq, ts) is still
-	// being appended; a re-send arriving meanwhile waits for its outcome
-	// rather than being acknowledged before the original is durable.
+	seq uint64
+	ts  int64
+	// wait is nil for an unused entry and stored once the reading is;
+	// while the first publish of this (seq, ts) is still being appended it
+	// is that append's own pending, and a re-send arriving meanwhile waits
+	// for its outcome rather than being acknowledged before the original is
+	// durable.
 	wait *pending
 }
 
@@ -73,6 +76,11 @@ type pending struct {
 	finished bool
 	ok       bool
 }
+
+// stored is the wait of every entry whose append succeeded: settled and
+// ok, so the paths that find a settled pending treat it alike. Nothing
+// writes to it.
+var stored = &pending{finished: true, ok: true}
 
 // New returns an empty window.
 func New(cfg Config) *Window {
@@ -115,7 +123,7 @@ func (c Claim) Done(ok bool) {
 	if r := c.s.keys[c.key]; r != nil {
 		for i := range r.e {
 			if e := &r.e[i]; e.wait == c.wait {
-				e.wait = nil
+				e.wait = stored
 				if !ok {
 					*e = entry{}
 				}
@@ -140,11 +148,7 @@ func (w *Window) Begin(ctx context.Context, key string, seq uint64, ts int64) (c
 		if r != nil {
 			if e := r.find(seq, ts); e != nil {
 				wait := e.wait
-				if wait == nil {
-					s.mu.Unlock()
-					return Claim{}, true, nil
-				}
-				if wait.finished { // settled, but its entry was not found to clear
+				if wait.finished { // stored, or settled but its entry was not found to clear
 					ok := wait.ok
 					s.mu.Unlock()
 					if ok {
@@ -173,7 +177,7 @@ func (w *Window) Begin(ctx context.Context, key string, seq uint64, ts int64) (c
 			r = s.add(w, key)
 		}
 		p := &pending{}
-		r.put(entry{seq: seq, ts: ts, used: true, wait: p})
+		r.put(entry{seq: seq, ts: ts, wait: p})
 		s.mu.Unlock()
 		return Claim{s: s, key: key, wait: p}, false, nil
 	}
@@ -190,7 +194,7 @@ func (w *Window) Add(key string, seq uint64, ts int64) {
 	} else if r.find(seq, ts) != nil {
 		return
 	}
-	r.put(entry{seq: seq, ts: ts, used: true})
+	r.put(entry{seq: seq, ts: ts, wait: stored})
 }
 
 // Keys is the number of keys held.
@@ -226,7 +230,7 @@ func (r *ring) find(seq uint64, ts int64) *entry {
 	n := len(r.e)
 	for i := 1; i <= n; i++ {
 		e := &r.e[(r.next-i+n)%n]
-		if e.used && e.seq == seq && e.ts == ts {
+		if e.wait != nil && e.seq == seq && e.ts == ts {
 			return e
 		}
 	}
@@ -242,7 +246,7 @@ func (r *ring) put(e entry) {
 // stay so that Done and waiting re-sends find the entry).
 func (r *ring) busy() bool {
 	for i := range r.e {
-		if r.e[i].wait != nil {
+		if w := r.e[i].wait; w != nil && w != stored {
 			return true
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func begin(t *testing.T, w *Window, key string, seq uint64, ts int64) (Claim, bool) {
@@ -187,5 +188,13 @@ func BenchmarkBegin(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		c, _, _ := w.Begin(context.Background(), keys[i%len(keys)], uint64(i), int64(i))
 		c.Done(true)
+	}
+}
+
+// A gateway keeps PerDevice entries for every device (64 × 1,000 devices
+// by default): a field added to entry costs that many times over.
+func TestEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(entry{}); got > 24 {
+		t.Errorf("entry is %d bytes, want at most 24", got)
 	}
 }
