@@ -31,33 +31,22 @@ import (
 // every one (its re-send window does not take them for duplicates).
 //
 // $TRIBUTARY_EDGE_BIN names a tributary-edge binary to measure (an older
-// build, for before/after figures); unset builds one from the working tree.
+// build, for before/after figures); unset builds one from the working tree
+// as a release is built (productBin).
 // $TRIBUTARY_EDGE_CONFIG is YAML added to the edge's config (a setting to
 // measure). $TRIBUTARY_EDGE_PROFILE=PREFIX serves pprof from the edge, runs each load
 // 10× longer and saves PREFIX-<phase>-cpu.pprof (3 s during each throughput
 // phase) and PREFIX-rss-{heap,goroutine}.pprof after the RSS run.
 func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
-	edgeBin := os.Getenv("TRIBUTARY_EDGE_BIN")
-	profile := os.Getenv("TRIBUTARY_EDGE_PROFILE")
 	mosq, err := exec.LookPath("mosquitto")
 	if err != nil {
 		return nil, fmt.Errorf("mosquitto not installed (apt-get install -y mosquitto): %w", err)
 	}
-	if edgeBin == "" {
-		edgeBin = filepath.Join(dir, "tributary-edge-bench")
-		// Build in the product's own module (its go.sum), wherever that is.
-		root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/tributary-io/tributary").Output()
-		if err != nil {
-			return nil, fmt.Errorf("find the tributary module: %w", err)
-		}
-		build := exec.Command("go", "build", "-o", edgeBin, "./edge/cmd/tributary-edge")
-		build.Dir = strings.TrimSpace(string(root))
-		out, err := build.CombinedOutput()
-		if err != nil {
-			return nil, fmt.Errorf("build tributary-edge: %v\n%s", err, out)
-		}
-		defer os.Remove(edgeBin)
+	edgeBin, err := productBin(dir, "tributary-edge")
+	if err != nil {
+		return nil, err
 	}
+	profile := os.Getenv("TRIBUTARY_EDGE_PROFILE")
 	perConn := map[int]int{100: 10000, 1000: 1000}
 	rssSeconds := 10
 	if quick {

@@ -40,16 +40,13 @@ const ingestRules = `ingest:
 // messages of 10 metrics by alias (each node sends its NBIRTH first), with
 // and without the JSON rendering.
 func ingestFormats(dir string, quick bool) ([]row, error) {
-	edgeBin := os.Getenv("TRIBUTARY_EDGE_BIN")
 	mosq, err := exec.LookPath("mosquitto")
 	if err != nil {
 		return nil, fmt.Errorf("mosquitto not installed (apt-get install -y mosquitto): %w", err)
 	}
-	if edgeBin == "" {
-		if edgeBin, err = buildEdge(dir); err != nil {
-			return nil, err
-		}
-		defer os.Remove(edgeBin)
+	edgeBin, err := productBin(dir, "tributary-edge")
+	if err != nil {
+		return nil, err
 	}
 	const conns = 100
 	per := 10000
@@ -139,21 +136,6 @@ func ingestFormats(dir string, quick bool) ([]row, error) {
 		}
 	}
 	return rows, nil
-}
-
-// buildEdge builds tributary-edge from the product module into dir.
-func buildEdge(dir string) (string, error) {
-	bin := dir + "/tributary-edge-ingest-bench"
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/tributary-io/tributary").Output()
-	if err != nil {
-		return "", fmt.Errorf("find the tributary module: %w", err)
-	}
-	build := exec.Command("go", "build", "-o", bin, "./edge/cmd/tributary-edge")
-	build.Dir = string(root[:len(root)-1])
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build tributary-edge: %v\n%s", err, out)
-	}
-	return bin, nil
 }
 
 // packetSource makes one connection's PUBLISH packets; first (may be nil)

@@ -176,7 +176,8 @@ func removeScratch() {
 
 // productBin returns a tributary binary ("tributary-core" or
 // "tributary-edge"), built once per run from the product module into a
-// directory under -dir (removed by removeBuilt). $TRIBUTARY_CORE_BIN and
+// directory under -dir (removed by removeBuilt), the way the release is
+// built. $TRIBUTARY_CORE_BIN and
 // $TRIBUTARY_EDGE_BIN name prebuilt ones instead.
 func productBin(dir, name string) (string, error) {
 	envs := map[string]string{"tributary-core": "TRIBUTARY_CORE_BIN", "tributary-edge": "TRIBUTARY_EDGE_BIN"}
@@ -201,8 +202,10 @@ func productBin(dir, name string) (string, error) {
 		return "", fmt.Errorf("find the tributary module: %w", err)
 	}
 	bin := filepath.Join(builtDir, name)
-	build := exec.Command("go", "build", "-o", bin, pkgs[name])
+	// As `make cross` builds what a gateway runs: static, stripped.
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkgs[name])
 	build.Dir = strings.TrimSpace(string(root))
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build %s: %w\n%s", name, err, out)
 	}
