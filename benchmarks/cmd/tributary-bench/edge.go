@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -594,6 +596,11 @@ func mqttReadAcksCredit(c net.Conn, n int, credit chan<- struct{}) error {
 // samples the edge's heap and stack peaks meanwhile; atEnd runs after the
 // last reading, before the connections close.
 func mqttSteadyLoad(b *mqttBroker, devices, rate, seconds int, atEnd func()) (heap, stack float64, err error) {
+	// The throughput phases leave this process (the load generator) a large
+	// heap; collect it first, so that its collector does not pause the
+	// devices and bunch their readings during the measurement.
+	runtime.GC()
+	debug.FreeOSMemory()
 	cs := make([]net.Conn, devices)
 	defer func() {
 		for _, c := range cs {
