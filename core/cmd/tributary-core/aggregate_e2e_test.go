@@ -76,7 +76,7 @@ func referenceWindows(t *testing.T, raw []rawReading, partitions int32) (map[str
 	maxTs := map[int32]int64{}
 	for _, r := range raw {
 		start := r.ts - ((r.ts%size)+size)%size
-		k := fmt.Sprintf("%s@%d", r.key, start)
+		k := windowKey(r.key, start)
 		w, ok := out[k]
 		if !ok {
 			w.Min, w.Max = math.Inf(1), math.Inf(-1)
@@ -118,7 +118,7 @@ func checkOutputs(t *testing.T, name string, got []output, want map[string]windo
 	t.Helper()
 	seen := map[string]bool{}
 	for _, o := range got {
-		k := fmt.Sprintf("%s@%d", o.Group, o.WindowStart)
+		k := windowKey(o.Group, o.WindowStart)
 		if seen[k] {
 			t.Errorf("%s: window %s twice", name, k)
 			continue
@@ -136,9 +136,7 @@ func checkOutputs(t *testing.T, name string, got []output, want map[string]windo
 	}
 	closed := 0
 	for k := range want {
-		var start int64
-		fmt.Sscanf(k[strings.LastIndexByte(k, '@')+1:], "%d", &start)
-		if start+e2eWindow.Milliseconds() <= wm {
+		if windowClosed(k, wm) {
 			closed++
 			if !seen[k] {
 				t.Errorf("%s: closed window %s missing", name, k)
@@ -152,6 +150,32 @@ func checkOutputs(t *testing.T, name string, got []output, want map[string]windo
 		t.Errorf("%s: only %d closed windows in the reference", name, closed)
 	}
 	t.Logf("%s: %d outputs, %d closed windows in the reference", name, len(got), closed)
+}
+
+// windowKey names a window in the reference: its group and start (ms).
+func windowKey(group string, start int64) string { return fmt.Sprintf("%s@%d", group, start) }
+
+// windowClosed says whether the reference window k ends at or before the
+// watermark wm.
+func windowClosed(k string, wm int64) bool {
+	var start int64
+	fmt.Sscanf(k[strings.LastIndexByte(k, '@')+1:], "%d", &start)
+	return start+e2eWindow.Milliseconds() <= wm
+}
+
+// missingClosed counts the closed windows of want that got lacks.
+func missingClosed(got []output, want map[string]windowAgg, wm int64) int {
+	have := map[string]bool{}
+	for _, o := range got {
+		have[windowKey(o.Group, o.WindowStart)] = true
+	}
+	missing := 0
+	for k := range want {
+		if windowClosed(k, wm) && !have[k] {
+			missing++
+		}
+	}
+	return missing
 }
 
 // consumeAll reads a core topic from the start to its current end.
@@ -413,18 +437,7 @@ aggregations:
 	var siteGot []output
 	for {
 		siteGot = decodeOutputs(t, consumeAll(t, coreAddr, "site.2s"))
-		closedMissing := 0
-		have := map[string]bool{}
-		for _, o := range siteGot {
-			have[fmt.Sprintf("%s@%d", o.Group, o.WindowStart)] = true
-		}
-		for k := range siteWant {
-			var start int64
-			fmt.Sscanf(k[strings.LastIndexByte(k, '@')+1:], "%d", &start)
-			if start+e2eWindow.Milliseconds() <= siteWM && !have[k] {
-				closedMissing++
-			}
-		}
+		closedMissing := missingClosed(siteGot, siteWant, siteWM)
 		if closedMissing == 0 {
 			break
 		}
@@ -455,19 +468,7 @@ aggregations:
 		if len(sensorsRaw) > 0 {
 			sensorsWant, sensorsWM = referenceWindows(t, sensorsRaw, 2)
 			sensorsGot = decodeOutputs(t, consumeAll(t, coreAddr, "sensors.2s"))
-			missing := 0
-			have := map[string]bool{}
-			for _, o := range sensorsGot {
-				have[fmt.Sprintf("%s@%d", o.Group, o.WindowStart)] = true
-			}
-			for k := range sensorsWant {
-				var start int64
-				fmt.Sscanf(k[strings.LastIndexByte(k, '@')+1:], "%d", &start)
-				if start+e2eWindow.Milliseconds() <= sensorsWM && !have[k] {
-					missing++
-				}
-			}
-			if missing == 0 && len(sensorsRaw) >= 500 {
+			if missingClosed(sensorsGot, sensorsWant, sensorsWM) == 0 && len(sensorsRaw) >= 500 {
 				break
 			}
 		}
