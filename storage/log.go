@@ -893,51 +893,35 @@ func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, erro
 	return buf[:end], nil
 }
 
+// readLocked reads one of l's fields under the read lock: the accessors
+// below share it for the fields writers change under l.mu.
+func readLocked[T any](l *Log, field *T) T {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return *field
+}
+
 // Synced returns a channel closed when the synced offset next advances (or
 // an fsync fails), so a reader of fsynced data — the edge's bridge — waits
 // for exactly that instead of polling SyncedOffset. Take it before reading
 // SyncedOffset, so no fsync between the two is missed.
-func (l *Log) Synced() <-chan struct{} {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.syncedCh
-}
+func (l *Log) Synced() <-chan struct{} { return readLocked(l, &l.syncedCh) }
 
 // Changed returns a channel closed at the next append or truncation, and
 // when the log is closed or deleted, for long polls.
-func (l *Log) Changed() <-chan struct{} {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.changed
-}
+func (l *Log) Changed() <-chan struct{} { return readLocked(l, &l.changed) }
 
 // StartOffset is the first offset still held (log start offset).
-func (l *Log) StartOffset() int64 {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.start
-}
+func (l *Log) StartOffset() int64 { return readLocked(l, &l.start) }
 
 // NextOffset is the offset the next record will get (log end offset).
-func (l *Log) NextOffset() int64 {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.next
-}
+func (l *Log) NextOffset() int64 { return readLocked(l, &l.next) }
 
 // SyncedOffset is the offset below which everything is fsynced.
-func (l *Log) SyncedOffset() int64 {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.synced
-}
+func (l *Log) SyncedOffset() int64 { return readLocked(l, &l.synced) }
 
 // Recovery reports what opening the log found.
-func (l *Log) Recovery() RecoveryReport {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.recovery
-}
+func (l *Log) Recovery() RecoveryReport { return readLocked(l, &l.recovery) }
 
 // OffsetForTime returns the offset of the first record whose timestamp is
 // >= ts (ms), and false if there is none.
@@ -1105,21 +1089,13 @@ func (l *Log) SetRetentionFloor(floor int64) { l.floor.Store(floor) }
 
 // ReadOnlyReason is non-nil when recovery found mid-log corruption or an
 // fsync failed.
-func (l *Log) ReadOnlyReason() error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.readOnly
-}
+func (l *Log) ReadOnlyReason() error { return readLocked(l, &l.readOnly) }
 
 // Dir is the log's directory.
 func (l *Log) Dir() string { return l.dir }
 
 // Config is the log's effective configuration.
-func (l *Log) Config() LogConfig {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.cfg
-}
+func (l *Log) Config() LogConfig { return readLocked(l, &l.cfg) }
 
 // Close flushes and closes the log.
 func (l *Log) Close() error {
