@@ -177,52 +177,31 @@ func OpenTopics(dir string, store *meta.Store, defaults LogConfig, logger *slog.
 // merge fills an override's zero fields from the defaults.
 func (t *Topics) merge(o LogConfig) LogConfig {
 	d := t.defaults
-	if o.SegmentBytes != 0 {
-		d.SegmentBytes = o.SegmentBytes
-	}
-	if o.SegmentAge != 0 {
-		d.SegmentAge = o.SegmentAge
-	}
-	if o.IndexIntervalBytes != 0 {
-		d.IndexIntervalBytes = o.IndexIntervalBytes
-	}
-	if o.RetentionBytes != 0 {
-		d.RetentionBytes = o.RetentionBytes
-	}
-	if o.RetentionAge != 0 {
-		d.RetentionAge = o.RetentionAge
-	}
-	if o.Cleanup != "" {
-		d.Cleanup = o.Cleanup
-	}
-	if o.TombstoneRetention != 0 {
-		d.TombstoneRetention = o.TombstoneRetention
-	}
-	if o.MaxBatchBytes != 0 {
-		d.MaxBatchBytes = o.MaxBatchBytes
-	}
-	if o.Durability.Mode != "" {
-		d.Durability.Mode = o.Durability.Mode
-	}
-	if o.Durability.Interval != 0 {
-		d.Durability.Interval = o.Durability.Interval
-	}
-	if o.Durability.Bytes != 0 {
-		d.Durability.Bytes = o.Durability.Bytes
-	}
-	if o.TimestampType != "" {
-		d.TimestampType = o.TimestampType
-	}
-	if o.TimestampBeforeMax != 0 {
-		d.TimestampBeforeMax = o.TimestampBeforeMax
-	}
-	if o.TimestampAfterMax != 0 {
-		d.TimestampAfterMax = o.TimestampAfterMax
-	}
-	if o.Compression != "" {
-		d.Compression = o.Compression
-	}
+	override(&d.SegmentBytes, o.SegmentBytes)
+	override(&d.SegmentAge, o.SegmentAge)
+	override(&d.IndexIntervalBytes, o.IndexIntervalBytes)
+	override(&d.RetentionBytes, o.RetentionBytes)
+	override(&d.RetentionAge, o.RetentionAge)
+	override(&d.Cleanup, o.Cleanup)
+	override(&d.TombstoneRetention, o.TombstoneRetention)
+	override(&d.MaxBatchBytes, o.MaxBatchBytes)
+	override(&d.Durability.Mode, o.Durability.Mode)
+	override(&d.Durability.Interval, o.Durability.Interval)
+	override(&d.Durability.Bytes, o.Durability.Bytes)
+	override(&d.TimestampType, o.TimestampType)
+	override(&d.TimestampBeforeMax, o.TimestampBeforeMax)
+	override(&d.TimestampAfterMax, o.TimestampAfterMax)
+	override(&d.Compression, o.Compression)
 	return d.WithDefaults()
+}
+
+// override sets *field to v unless v is its type's zero value, which in
+// a LogConfig means "not set".
+func override[T comparable](field *T, v T) {
+	var zero T
+	if v != zero {
+		*field = v
+	}
 }
 
 // allPartitions is 0..n-1.
