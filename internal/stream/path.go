@@ -325,43 +325,23 @@ func jsonFindKey(b []byte, i int, key string) (int, error) {
 		return 0, errMissing
 	}
 	for {
-		i = skipWS(b, i)
-		if i >= len(b) || b[i] != '"' {
-			return 0, errMalformed
-		}
-		end, err := jsonSkipString(b, i)
+		k := skipWS(b, i)
+		end, v, err := jsonMemberKey(b, k)
 		if err != nil {
 			return 0, err
 		}
-		match := jsonKeyEquals(b[i:end], key)
-		i = skipWS(b, end)
-		if i >= len(b) || b[i] != ':' {
-			return 0, errMalformed
+		if jsonKeyEquals(b[k:end], key) {
+			found = v
 		}
-		i = skipWS(b, i+1)
-		if i >= len(b) {
-			return 0, errMalformed
-		}
-		if match {
-			found = i
-		}
-		if i, err = jsonSkip(b, i, 0); err != nil {
+		var last bool
+		if i, last, err = jsonNext(b, v, 0, '}'); err != nil {
 			return 0, err
 		}
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return 0, errMalformed
-		}
-		switch b[i] {
-		case ',':
-			i++
-		case '}':
+		if last {
 			if found < 0 {
 				return 0, errMissing
 			}
 			return found, nil
-		default:
-			return 0, errMalformed
 		}
 	}
 }
@@ -391,23 +371,55 @@ func jsonFindIndex(b []byte, i int, idx int) (int, error) {
 		if n == idx {
 			return i, nil
 		}
+		var last bool
 		var err error
-		if i, err = jsonSkip(b, i, 0); err != nil {
+		if i, last, err = jsonNext(b, i, 0, ']'); err != nil {
 			return 0, err
 		}
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return 0, errMalformed
-		}
-		switch b[i] {
-		case ',':
-			i++
-		case ']':
+		if last {
 			return 0, errMissing
-		default:
-			return 0, errMalformed
 		}
 	}
+}
+
+// jsonMemberKey reads the object member whose key starts at i: it returns
+// the end of the quoted key and where the member's value starts.
+func jsonMemberKey(b []byte, i int) (keyEnd, value int, err error) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, 0, errMalformed
+	}
+	if keyEnd, err = jsonSkipString(b, i); err != nil {
+		return 0, 0, err
+	}
+	i = skipWS(b, keyEnd)
+	if i >= len(b) || b[i] != ':' {
+		return 0, 0, errMalformed
+	}
+	value = skipWS(b, i+1)
+	if value >= len(b) {
+		return 0, 0, errMalformed
+	}
+	return keyEnd, value, nil
+}
+
+// jsonNext skips the member or element value at i (nested depth deep) and
+// what follows it: it returns where the next one starts, or last when
+// closer (the container's '}' or ']') comes instead of a comma.
+func jsonNext(b []byte, i, depth int, closer byte) (next int, last bool, err error) {
+	if i, err = jsonSkip(b, i, depth); err != nil {
+		return 0, false, err
+	}
+	i = skipWS(b, i)
+	if i >= len(b) {
+		return 0, false, errMalformed
+	}
+	switch b[i] {
+	case ',':
+		return i + 1, false, nil
+	case closer:
+		return i, true, nil
+	}
+	return 0, false, errMalformed
 }
 
 func jsonSkipString(b []byte, i int) (int, error) {
@@ -448,35 +460,17 @@ func jsonSkip(b []byte, i int, depth int) (int, error) {
 			}
 			var err error
 			if closer == '}' {
-				if b[i] != '"' {
-					return 0, errMalformed
-				}
-				if i, err = jsonSkipString(b, i); err != nil {
+				if _, i, err = jsonMemberKey(b, i); err != nil {
 					return 0, err
 				}
-				i = skipWS(b, i)
-				if i >= len(b) || b[i] != ':' {
-					return 0, errMalformed
-				}
-				i = skipWS(b, i+1)
-				if i >= len(b) {
-					return 0, errMalformed
-				}
 			}
-			if i, err = jsonSkip(b, i, depth+1); err != nil {
+			var last bool
+			if i, last, err = jsonNext(b, i, depth+1, closer); err != nil {
 				return 0, err
 			}
-			i = skipWS(b, i)
-			if i >= len(b) {
-				return 0, errMalformed
-			}
-			if b[i] == closer {
+			if last {
 				return i + 1, nil
 			}
-			if b[i] != ',' {
-				return 0, errMalformed
-			}
-			i++
 		}
 	default:
 		j := i
