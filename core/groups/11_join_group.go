@@ -95,31 +95,45 @@ func (c *Coordinator) joinGroup(ctx context.Context, req *kmsg.JoinGroupRequest)
 // awaitJoin blocks until the join phase answers w. If the client goes
 // away first the member stays but no longer counts as rejoined.
 func (c *Coordinator) awaitJoin(ctx context.Context, g *group, w *joinWaiter) (kmsg.Response, error) {
-	select {
-	case r := <-w.ch:
-		return r, nil
-	case <-ctx.Done():
-	case <-c.done:
-	}
-	c.mu.Lock()
-	for _, m := range g.members {
-		if m.join == w {
-			m.join = nil
+	r, ok := awaitReply(ctx, c, w.ch, func() {
+		for _, m := range g.members {
+			if m.join == w {
+				m.join = nil
+			}
 		}
-	}
-	c.mu.Unlock()
-	select {
-	case r := <-w.ch: // answered while we gave up: the answer wins
+	})
+	if ok {
 		return r, nil
-	default:
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("groups: join %q: %w", g.name, err)
 	}
-	r := kmsg.NewPtrJoinGroupResponse()
-	r.SetVersion(w.version)
-	r.ErrorCode = kerr.CoordinatorNotAvailable.Code
-	return r, nil
+	resp := kmsg.NewPtrJoinGroupResponse()
+	resp.SetVersion(w.version)
+	resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+	return resp, nil
+}
+
+// awaitReply waits for a join or sync reply on ch until ctx ends or the
+// coordinator closes. Giving up, it runs forget under c.mu, so the member
+// no longer waits, and then takes a reply sent meanwhile: the reply wins.
+// ok is false when there is none.
+func awaitReply[R any](ctx context.Context, c *Coordinator, ch <-chan R, forget func()) (r R, ok bool) {
+	select {
+	case r = <-ch:
+		return r, true
+	case <-ctx.Done():
+	case <-c.done:
+	}
+	c.mu.Lock()
+	forget()
+	c.mu.Unlock()
+	select {
+	case r = <-ch:
+		return r, true
+	default:
+		return r, false
+	}
 }
 
 func (c *Coordinator) newJoinWaiter(version int16) *joinWaiter {

@@ -62,27 +62,19 @@ func (c *Coordinator) syncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 		c.cfg.OnStable(*stable)
 	}
 
-	select {
-	case r := <-w.ch:
-		return r, nil
-	case <-ctx.Done():
-	case <-c.done:
-	}
-	c.mu.Lock()
-	for _, om := range g.members {
-		if om.sync == w {
-			om.sync = nil
-			// Still owes a sync: the pending-sync deadline applies again.
-			if g.pendingSync != nil {
-				g.pendingSync[om.id] = struct{}{}
+	r, ok := awaitReply(ctx, c, w.ch, func() {
+		for _, om := range g.members {
+			if om.sync == w {
+				om.sync = nil
+				// Still owes a sync: the pending-sync deadline applies again.
+				if g.pendingSync != nil {
+					g.pendingSync[om.id] = struct{}{}
+				}
 			}
 		}
-	}
-	c.mu.Unlock()
-	select {
-	case r := <-w.ch:
+	})
+	if ok {
 		return r, nil
-	default:
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("groups: sync %q: %w", req.Group, err)
