@@ -38,11 +38,7 @@ func (s *Server) handleDescribeAcls(_ context.Context, c *call, kreq kmsg.Reques
 		c.fail(code)
 		return resp, nil
 	}
-	pt := req.ResourcePatternType
-	if req.Version == 0 {
-		pt = kmsg.ACLResourcePatternTypeLiteral
-	}
-	f := auth.Filter{ResourceType: req.ResourceType, ResourceName: req.ResourceName, PatternType: pt,
+	f := auth.Filter{ResourceType: req.ResourceType, ResourceName: req.ResourceName, PatternType: aclPatternType(req.Version, req.ResourcePatternType),
 		Principal: req.Principal, Host: req.Host, Operation: req.Operation, Permission: req.PermissionType}
 	type key struct {
 		rt   auth.ResourceType
@@ -68,78 +64,84 @@ func (s *Server) handleDescribeAcls(_ context.Context, c *call, kreq kmsg.Reques
 }
 
 func (s *Server) handleCreateAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	// A change and its save are one step, so a replicated update applied
-	// meanwhile (syncSecurity) can neither undo nor overtake it.
-	s.secMu.Lock()
-	defer s.secMu.Unlock()
 	req := kreq.(*kmsg.CreateACLsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateACLsResponse)
-	gate := s.aclGate(c, opAlter)
 	var added []auth.ACL
-	for _, cr := range req.Creations {
-		r := kmsg.NewCreateACLsResponseResult()
-		pt := cr.ResourcePatternType
-		if req.Version == 0 {
-			pt = kmsg.ACLResourcePatternTypeLiteral
+	s.changeACLs(c, "added", func(gate int16) bool {
+		for _, cr := range req.Creations {
+			r := kmsg.NewCreateACLsResponseResult()
+			a := auth.ACL{ResourceType: cr.ResourceType, ResourceName: cr.ResourceName, PatternType: aclPatternType(req.Version, cr.ResourcePatternType),
+				Principal: cr.Principal, Host: cr.Host, Operation: cr.Operation, Permission: cr.PermissionType}
+			if gate != 0 {
+				r.ErrorCode = gate
+			} else if err := a.Validate(); err != nil {
+				r.ErrorCode, r.ErrorMessage = kerr.InvalidRequest.Code, strp(err.Error())
+			} else {
+				added = append(added, a)
+			}
+			c.fail(r.ErrorCode)
+			resp.Results = append(resp.Results, r)
 		}
-		a := auth.ACL{ResourceType: cr.ResourceType, ResourceName: cr.ResourceName, PatternType: pt,
-			Principal: cr.Principal, Host: cr.Host, Operation: cr.Operation, Permission: cr.PermissionType}
-		if gate != 0 {
-			r.ErrorCode = gate
-		} else if err := a.Validate(); err != nil {
-			r.ErrorCode, r.ErrorMessage = kerr.InvalidRequest.Code, strp(err.Error())
-		} else {
-			added = append(added, a)
+		if len(added) == 0 {
+			return false
 		}
-		c.fail(r.ErrorCode)
-		resp.Results = append(resp.Results, r)
-	}
-	if len(added) > 0 {
 		s.sec.authz.Add(added...)
-		if err := s.saveSecurityStateLocked(); err != nil {
-			s.logger.Error("ACLs added but not stored", "err", err)
-		}
+		return true
+	})
+	if len(added) > 0 {
 		s.logger.Info("ACLs created", "count", len(added), "by", c.conn.principal)
 	}
 	return resp, nil
 }
 
 func (s *Server) handleDeleteAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	// A change and its save are one step, so a replicated update applied
-	// meanwhile (syncSecurity) can neither undo nor overtake it.
-	s.secMu.Lock()
-	defer s.secMu.Unlock()
 	req := kreq.(*kmsg.DeleteACLsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteACLsResponse)
-	gate := s.aclGate(c, opAlter)
-	changed := false
-	for _, df := range req.Filters {
-		r := kmsg.NewDeleteACLsResponseResult()
-		if gate != 0 {
-			r.ErrorCode = gate
-			c.fail(gate)
+	s.changeACLs(c, "deleted", func(gate int16) bool {
+		changed := false
+		for _, df := range req.Filters {
+			r := kmsg.NewDeleteACLsResponseResult()
+			if gate != 0 {
+				r.ErrorCode = gate
+				c.fail(gate)
+				resp.Results = append(resp.Results, r)
+				continue
+			}
+			f := auth.Filter{ResourceType: df.ResourceType, ResourceName: df.ResourceName, PatternType: aclPatternType(req.Version, df.ResourcePatternType),
+				Principal: df.Principal, Host: df.Host, Operation: df.Operation, Permission: df.PermissionType}
+			for _, a := range s.sec.authz.Delete(f) {
+				changed = true
+				m := kmsg.NewDeleteACLsResponseResultMatchingACL()
+				m.ResourceType, m.ResourceName, m.ResourcePatternType = a.ResourceType, a.ResourceName, a.PatternType
+				m.Principal, m.Host, m.Operation, m.PermissionType = a.Principal, a.Host, a.Operation, a.Permission
+				r.MatchingACLs = append(r.MatchingACLs, m)
+			}
 			resp.Results = append(resp.Results, r)
-			continue
 		}
-		pt := df.ResourcePatternType
-		if req.Version == 0 {
-			pt = kmsg.ACLResourcePatternTypeLiteral
-		}
-		f := auth.Filter{ResourceType: df.ResourceType, ResourceName: df.ResourceName, PatternType: pt,
-			Principal: df.Principal, Host: df.Host, Operation: df.Operation, Permission: df.PermissionType}
-		for _, a := range s.sec.authz.Delete(f) {
-			changed = true
-			m := kmsg.NewDeleteACLsResponseResultMatchingACL()
-			m.ResourceType, m.ResourceName, m.ResourcePatternType = a.ResourceType, a.ResourceName, a.PatternType
-			m.Principal, m.Host, m.Operation, m.PermissionType = a.Principal, a.Host, a.Operation, a.Permission
-			r.MatchingACLs = append(r.MatchingACLs, m)
-		}
-		resp.Results = append(resp.Results, r)
-	}
-	if changed {
-		if err := s.saveSecurityStateLocked(); err != nil {
-			s.logger.Error("ACLs deleted but not stored", "err", err)
-		}
-	}
+		return changed
+	})
 	return resp, nil
+}
+
+// changeACLs runs a CreateAcls or DeleteAcls change and, when change
+// reports that it changed something, its save as one step, so a
+// replicated update applied meanwhile (syncSecurity) can neither undo nor
+// overtake it. change gets aclGate's refusal for ALTER (0 when allowed).
+func (s *Server) changeACLs(c *call, done string, change func(gate int16) (changed bool)) {
+	s.secMu.Lock()
+	defer s.secMu.Unlock()
+	if change(s.aclGate(c, opAlter)) {
+		if err := s.saveSecurityStateLocked(); err != nil {
+			s.logger.Error("ACLs "+done+" but not stored", "err", err)
+		}
+	}
+}
+
+// aclPatternType is a request's resource pattern type: v0 has none and
+// means literal.
+func aclPatternType(version int16, pt kmsg.ACLResourcePatternType) kmsg.ACLResourcePatternType {
+	if version == 0 {
+		return kmsg.ACLResourcePatternTypeLiteral
+	}
+	return pt
 }
