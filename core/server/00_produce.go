@@ -39,9 +39,7 @@ func (s *Server) handleProduce(ctx context.Context, c *call, kreq kmsg.Request) 
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for pi, rp := range rt.Partitions {
 			sp := &st.Partitions[pi]
-			*sp = kmsg.NewProduceResponseTopicPartition()
-			sp.Partition = rp.Partition
-			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
+			*sp = newProducePartition(rp.Partition, 0)
 			if p := s.producePartition(ctx, req, rt.Topic, rp, sp); p != nil && req.Acks == -1 {
 				durable = append(durable, durableWait{p: p, ti: len(resp.Topics), pi: pi, upTo: p.EndOffset()})
 			}
@@ -67,6 +65,15 @@ func (s *Server) handleProduce(ctx context.Context, c *call, kreq kmsg.Request) 
 		return nil, nil // acks=0: the client expects no response at all
 	}
 	return resp, nil
+}
+
+// newProducePartition is a partition's answer before anything is
+// appended: no offsets (-1), code as its error.
+func newProducePartition(partition int32, code int16) kmsg.ProduceResponseTopicPartition {
+	sp := kmsg.NewProduceResponseTopicPartition()
+	sp.Partition, sp.ErrorCode = partition, code
+	sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
+	return sp
 }
 
 // durableWait is a partition appended by an acks=all request, and where its

@@ -56,6 +56,15 @@ func (s *Server) handleFetch(ctx context.Context, c *call, kreq kmsg.Request) (k
 	}
 }
 
+// newFetchPartition is a partition's answer before the log is read: no
+// offsets (-1), code as its error.
+func newFetchPartition(partition int32, code int16) kmsg.FetchResponseTopicPartition {
+	sp := kmsg.NewFetchResponseTopicPartition()
+	sp.Partition, sp.ErrorCode = partition, code
+	sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+	return sp
+}
+
 // fetchOnce builds a response from what is stored now. It returns the bytes
 // gathered, whether any partition failed (Kafka answers at once then) and
 // the change channels of the partitions, taken before reading so that no
@@ -74,9 +83,7 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
-			sp := kmsg.NewFetchResponseTopicPartition()
-			sp.Partition = rp.Partition
-			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			sp := newFetchPartition(rp.Partition, 0)
 			// Empty, not null: librdkafka rejects a null record set.
 			sp.RecordBatches = []byte{}
 			fail := func(code int16) {

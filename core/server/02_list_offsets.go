@@ -25,9 +25,7 @@ func (s *Server) handleListOffsets(_ context.Context, c *call, kreq kmsg.Request
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
-			sp := kmsg.NewListOffsetsResponseTopicPartition()
-			sp.Partition = rp.Partition
-			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
+			sp := newListOffsetsPartition(rp.Partition, 0)
 			code := s.listOffset(rt.Topic, rp, &sp, req.IsolationLevel)
 			if code != 0 {
 				sp.ErrorCode = code
@@ -41,6 +39,15 @@ func (s *Server) handleListOffsets(_ context.Context, c *call, kreq kmsg.Request
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp, nil
+}
+
+// newListOffsetsPartition is a partition's answer before its offset is
+// found: none (-1), code as its error.
+func newListOffsetsPartition(partition int32, code int16) kmsg.ListOffsetsResponseTopicPartition {
+	sp := kmsg.NewListOffsetsResponseTopicPartition()
+	sp.Partition, sp.ErrorCode = partition, code
+	sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
+	return sp
 }
 
 func (s *Server) listOffset(topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition, isolation int8) int16 {

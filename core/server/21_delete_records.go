@@ -19,8 +19,7 @@ func (s *Server) handleDeleteRecords(_ context.Context, c *call, kreq kmsg.Reque
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
-			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
-			sp.Partition, sp.LowWatermark = rp.Partition, -1
+			sp := newDeleteRecordsPartition(rp.Partition, 0)
 			p, err := s.partition(rt.Topic, rp.Partition)
 			if err == nil {
 				sp.LowWatermark, err = p.DeleteRecordsBefore(rp.Offset)
@@ -40,4 +39,12 @@ func (s *Server) handleDeleteRecords(_ context.Context, c *call, kreq kmsg.Reque
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp, nil
+}
+
+// newDeleteRecordsPartition is a partition's answer before anything is
+// deleted: no low watermark (-1), code as its error.
+func newDeleteRecordsPartition(partition int32, code int16) kmsg.DeleteRecordsResponseTopicPartition {
+	sp := kmsg.NewDeleteRecordsResponseTopicPartition()
+	sp.Partition, sp.ErrorCode, sp.LowWatermark = partition, code, -1
+	return sp
 }

@@ -19,9 +19,7 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, c *call, kreq kms
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
-			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
-			sp.Partition = rp.Partition
-			sp.LeaderEpoch, sp.EndOffset = -1, -1
+			sp := newOffsetForLeaderEpochPartition(rp.Partition, 0)
 			p, err := s.partition(rt.Topic, rp.Partition)
 			switch {
 			case err != nil:
@@ -41,4 +39,13 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, c *call, kreq kms
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp, nil
+}
+
+// newOffsetForLeaderEpochPartition is a partition's answer before its
+// epoch is looked up: undefined (-1/-1), code as its error.
+func newOffsetForLeaderEpochPartition(partition int32, code int16) kmsg.OffsetForLeaderEpochResponseTopicPartition {
+	sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+	sp.Partition, sp.ErrorCode = partition, code
+	sp.LeaderEpoch, sp.EndOffset = -1, -1
+	return sp
 }

@@ -61,10 +61,7 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 				st := kmsg.NewProduceResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					sp := kmsg.NewProduceResponseTopicPartition()
-					sp.Partition, sp.ErrorCode = p.Partition, codeTopicDenied
-					sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
-					st.Partitions = append(st.Partitions, sp)
+					st.Partitions = append(st.Partitions, newProducePartition(p.Partition, codeTopicDenied))
 				}
 				pr.Topics = append(pr.Topics, st)
 			}
@@ -85,10 +82,7 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 				st := kmsg.NewFetchResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					sp := kmsg.NewFetchResponseTopicPartition()
-					sp.Partition, sp.ErrorCode = p.Partition, codeTopicDenied
-					sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
-					st.Partitions = append(st.Partitions, sp)
+					st.Partitions = append(st.Partitions, newFetchPartition(p.Partition, codeTopicDenied))
 				}
 				fr.Topics = append(fr.Topics, st)
 			}
@@ -103,10 +97,7 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 				st := kmsg.NewListOffsetsResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					sp := kmsg.NewListOffsetsResponseTopicPartition()
-					sp.Partition, sp.ErrorCode = p.Partition, codeTopicDenied
-					sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
-					st.Partitions = append(st.Partitions, sp)
+					st.Partitions = append(st.Partitions, newListOffsetsPartition(p.Partition, codeTopicDenied))
 				}
 				lr.Topics = append(lr.Topics, st)
 			}
@@ -123,10 +114,7 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 				st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
-					sp.Partition, sp.ErrorCode = p.Partition, codeTopicDenied
-					sp.LeaderEpoch, sp.EndOffset = -1, -1
-					st.Partitions = append(st.Partitions, sp)
+					st.Partitions = append(st.Partitions, newOffsetForLeaderEpochPartition(p.Partition, codeTopicDenied))
 				}
 				or.Topics = append(or.Topics, st)
 			}
@@ -220,9 +208,7 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 				st := kmsg.NewDeleteRecordsResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					sp := kmsg.NewDeleteRecordsResponseTopicPartition()
-					sp.Partition, sp.ErrorCode, sp.LowWatermark = p.Partition, codeTopicDenied, -1
-					st.Partitions = append(st.Partitions, sp)
+					st.Partitions = append(st.Partitions, newDeleteRecordsPartition(p.Partition, codeTopicDenied))
 				}
 				dr.Topics = append(dr.Topics, st)
 			}
