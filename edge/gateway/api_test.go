@@ -1,27 +1,12 @@
 package gateway
 
 import (
-	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
-)
 
-func getJSON(t *testing.T, url string, v any) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Fatalf("%s: content type %q", url, ct)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("%s: %v", url, err)
-	}
-	return resp.StatusCode
-}
+	"github.com/tributary-io/tributary/internal/testkit"
+)
 
 // TestAPI publishes CBOR, JSON and a payload that goes to the dead-letter
 // stream, then reads them back through the read-only JSON API.
@@ -48,13 +33,13 @@ func TestAPI(t *testing.T) {
 	}
 
 	var st Status
-	if code := getJSON(t, base+"/status", &st); code != 200 || st.EdgeID != g.EdgeID() || st.Appended != 21 ||
+	if code := testkit.GetJSON(t, base+"/status", &st); code != 200 || st.EdgeID != g.EdgeID() || st.Appended != 21 ||
 		st.DeadLetters != 1 || st.Bridge != "off" || st.LogBytes == 0 || st.Streams != 2 {
 		t.Fatalf("status %d: %+v", code, st)
 	}
 
 	var streams []StreamInfo
-	getJSON(t, base+"/streams", &streams)
+	testkit.GetJSON(t, base+"/streams", &streams)
 	if len(streams) != 2 || streams[0].Stream != "sensors" || streams[0].Records != 20 || streams[1].Stream != "sensors.dlq" || streams[1].Records != 1 {
 		t.Fatalf("streams: %+v", streams)
 	}
@@ -63,7 +48,7 @@ func TestAPI(t *testing.T) {
 	}
 
 	var tail []TailRecord
-	getJSON(t, base+"/tail?stream=sensors&n=5", &tail)
+	testkit.GetJSON(t, base+"/tail?stream=sensors&n=5", &tail)
 	if len(tail) != 5 {
 		t.Fatalf("tail: %+v", tail)
 	}
@@ -74,11 +59,11 @@ func TestAPI(t *testing.T) {
 	if v, ok := tail[3].Value.(map[string]any); !ok || tail[3].Format != "json" || v["seq"] != 18.0 {
 		t.Fatalf("record before it: %+v", tail[3])
 	}
-	getJSON(t, base+"/tail?stream=sensors.dlq", &tail)
+	testkit.GetJSON(t, base+"/tail?stream=sensors.dlq", &tail)
 	if len(tail) != 1 || tail[0].Headers["reason"] == "" || tail[0].Format != "base64" {
 		t.Fatalf("dead letter: %+v", tail)
 	}
-	getJSON(t, base+"/tail?stream=sensors&n=1000", &tail)
+	testkit.GetJSON(t, base+"/tail?stream=sensors&n=1000", &tail)
 	if len(tail) != 20 {
 		t.Fatalf("tail of everything: %d records", len(tail))
 	}
@@ -91,32 +76,32 @@ func TestAPI(t *testing.T) {
 		base + "/tail?stream=sensors&n=x":          400,
 		base + "/tail?stream=sensors&partition=99": 400,
 	} {
-		if code := getJSON(t, url, &e); code != want || e["error"] == "" {
+		if code := testkit.GetJSON(t, url, &e); code != want || e["error"] == "" {
 			t.Errorf("%s: %d %v, want %d with an error", url, code, e, want)
 		}
 	}
 
 	g.SetStatusSource("bridge", func() any { return map[string]any{"partitions": []any{}} })
 	var b map[string]any
-	if code := getJSON(t, base+"/bridge", &b); code != 200 || b["partitions"] == nil {
+	if code := testkit.GetJSON(t, base+"/bridge", &b); code != 200 || b["partitions"] == nil {
 		t.Fatalf("bridge with a source: %d %v", code, b)
 	}
-	getJSON(t, base+"/status", &st)
+	testkit.GetJSON(t, base+"/status", &st)
 	if st.Bridge != "on" {
 		t.Fatalf("status with a bridge: %+v", st)
 	}
 	// Aggregations: an empty list until the edge registers them, then their
 	// status here and under "aggregations" in /healthz.
 	var aggs []map[string]any
-	if code := getJSON(t, base+"/aggregations", &aggs); code != 200 || len(aggs) != 0 {
+	if code := testkit.GetJSON(t, base+"/aggregations", &aggs); code != 200 || len(aggs) != 0 {
 		t.Fatalf("aggregations before any: %d %v", code, aggs)
 	}
 	g.SetStatusSource("aggregations", func() any { return []map[string]any{{"name": "1m", "running": true}} })
-	if code := getJSON(t, base+"/aggregations", &aggs); code != 200 || len(aggs) != 1 || aggs[0]["name"] != "1m" {
+	if code := testkit.GetJSON(t, base+"/aggregations", &aggs); code != 200 || len(aggs) != 1 || aggs[0]["name"] != "1m" {
 		t.Fatalf("aggregations: %d %v", code, aggs)
 	}
 	var health map[string]any
-	getJSON(t, "http://"+g.HTTPAddr()+"/healthz", &health)
+	testkit.GetJSON(t, "http://"+g.HTTPAddr()+"/healthz", &health)
 	if h, ok := health["aggregations"].([]any); !ok || len(h) != 1 {
 		t.Fatalf("/healthz lacks the aggregations: %v", health)
 	}

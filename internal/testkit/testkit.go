@@ -2,10 +2,12 @@ package testkit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,4 +219,22 @@ func PartitionDirs(t testing.TB, logsDir, topic string) []int32 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// GetJSON GETs url, checks that the answer is JSON, decodes its body into v
+// and returns the HTTP status, for the roles' health and API endpoints.
+func GetJSON(t testing.TB, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s: Content-Type %q", url, ct)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	return resp.StatusCode
 }
