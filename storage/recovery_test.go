@@ -14,10 +14,11 @@ import (
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
-// fillLog writes n batches into a fresh log in dir and returns the bytes of
-// the single (active) segment and each batch's header.
-func fillLog(t *testing.T, dir string, n int) []recordbatch.Header {
+// fillLog writes n batches into a fresh log and returns the bytes of its
+// single (active) segment and each batch's header.
+func fillLog(t *testing.T, n int) ([]byte, []recordbatch.Header) {
 	t.Helper()
+	dir := t.TempDir()
 	l := openTestLog(t, dir, LogConfig{})
 	for i := 0; i < n; i++ {
 		if _, err := l.Append(context.Background(), makeBatch(t, 1+i%4, fmt.Sprintf("c%d", i), int64(i)), AppendOptions{LeaderEpoch: -1}); err != nil {
@@ -28,7 +29,11 @@ func fillLog(t *testing.T, dir string, n int) []recordbatch.Header {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return hs
+	seg, err := os.ReadFile(activeSegmentPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seg, hs
 }
 
 func activeSegmentPath(dir string) string {
@@ -36,22 +41,24 @@ func activeSegmentPath(dir string) string {
 	return filepath.Join(dir, segmentName(bases[len(bases)-1])+logSuffix)
 }
 
-func TestRecoveryTruncatedTail(t *testing.T) {
-	t.Parallel()
-	src := t.TempDir()
-	hs := fillLog(t, src, 60)
-	orig, err := os.ReadFile(activeSegmentPath(src))
-	if err != nil {
+// segmentDir is a fresh log directory whose only segment (base 0) holds
+// data, for recovery to open.
+func segmentDir(t testing.TB, data []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, segmentName(0)+logSuffix), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+func TestRecoveryTruncatedTail(t *testing.T) {
+	t.Parallel()
+	orig, hs := fillLog(t, 60)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := 0; i < 40; i++ {
 		cut := rng.IntN(len(orig))
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, segmentName(0)+logSuffix), orig[:cut], 0o644); err != nil {
-			t.Fatal(err)
-		}
-		l := openTestLog(t, dir, LogConfig{})
+		l := openTestLog(t, segmentDir(t, orig[:cut]), LogConfig{})
 		// The log must hold exactly the whole batches before the cut.
 		var wantNext int64
 		var end int
@@ -84,20 +91,13 @@ func TestRecoveryTruncatedTail(t *testing.T) {
 
 func TestRecoveryBitFlips(t *testing.T) {
 	t.Parallel()
-	src := t.TempDir()
-	hs := fillLog(t, src, 60)
-	orig, err := os.ReadFile(activeSegmentPath(src))
-	if err != nil {
-		t.Fatal(err)
-	}
+	orig, hs := fillLog(t, 60)
 	rng := rand.New(rand.NewPCG(5, 6))
 	for i := 0; i < 60; i++ {
 		data := bytes.Clone(orig)
 		pos := rng.IntN(len(data))
 		data[pos] ^= 1 << rng.IntN(8)
-		dir := t.TempDir()
-		os.WriteFile(filepath.Join(dir, segmentName(0)+logSuffix), data, 0o644)
-		l, err := OpenLog(dir, LogConfig{}, testkit.Logger(t))
+		l, err := OpenLog(segmentDir(t, data), LogConfig{}, testkit.Logger(t))
 		if err != nil {
 			t.Fatalf("flip at %d: open: %v", pos, err)
 		}
@@ -230,9 +230,7 @@ func FuzzRecovery(f *testing.F) {
 	f.Add(seed[:len(seed)-5])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
-		os.WriteFile(filepath.Join(dir, segmentName(0)+logSuffix), data, 0o644)
-		l, err := OpenLog(dir, LogConfig{}, testkit.Logger(t))
+		l, err := OpenLog(segmentDir(t, data), LogConfig{}, testkit.Logger(t))
 		if err != nil {
 			return // a clear error is fine; a panic is not
 		}
