@@ -203,18 +203,27 @@ func TestBrokerFailureMovesLeadershipWithinISR(t *testing.T) {
 	}
 }
 
-func TestOfflinePartitionWaitsForLastISRMember(t *testing.T) {
-	t.Parallel()
-	h := newFSMHarness(t, 1, 2)
-	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2})
+// leaderDiesAlone creates topic "t" (one partition, two replicas, config
+// cfg); its leader drops the follower from the ISR (it lagged), then dies.
+// It returns the two replicas.
+func (h *fsmHarness) leaderDiesAlone(cfg map[string]string) (lead, follower int32) {
+	h.t.Helper()
+	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2, Config: cfg})
 	p := h.part("t", 0)
-	lead, follower := p.Replicas[0], p.Replicas[1]
-	// The leader drops the follower from the ISR (it lagged), then dies: with unclean election
-	// off the partition goes offline rather than elect the out-of-sync follower.
+	lead, follower = p.Replicas[0], p.Replicas[1]
 	h.must(command{Op: opAlterISR, Topic: "t", Partition: 0, Leader: lead, LeaderEpoch: p.LeaderEpoch,
 		PartitionEpoch: p.PartitionEpoch, ISR: []int32{lead}})
 	h.must(command{Op: opBrokerDown, BrokerID: lead})
-	p = h.part("t", 0)
+	return lead, follower
+}
+
+func TestOfflinePartitionWaitsForLastISRMember(t *testing.T) {
+	t.Parallel()
+	h := newFSMHarness(t, 1, 2)
+	// With unclean election off the partition goes offline rather than
+	// elect the out-of-sync follower.
+	lead, follower := h.leaderDiesAlone(nil)
+	p := h.part("t", 0)
 	if p.Leader != NoLeader || !reflect.DeepEqual(p.ISR, []int32{lead}) || p.LeaderEpoch != 1 {
 		t.Fatalf("after leader loss: %+v", p)
 	}
@@ -235,14 +244,8 @@ func TestOfflinePartitionWaitsForLastISRMember(t *testing.T) {
 func TestUncleanElectionWhenEnabled(t *testing.T) {
 	t.Parallel()
 	h := newFSMHarness(t, 1, 2)
-	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2,
-		Config: map[string]string{UncleanLeaderElectionConfig: "true"}})
+	_, follower := h.leaderDiesAlone(map[string]string{UncleanLeaderElectionConfig: "true"})
 	p := h.part("t", 0)
-	lead, follower := p.Replicas[0], p.Replicas[1]
-	h.must(command{Op: opAlterISR, Topic: "t", Partition: 0, Leader: lead, LeaderEpoch: p.LeaderEpoch,
-		PartitionEpoch: p.PartitionEpoch, ISR: []int32{lead}})
-	h.must(command{Op: opBrokerDown, BrokerID: lead})
-	p = h.part("t", 0)
 	if p.Leader != follower || !reflect.DeepEqual(p.ISR, []int32{follower}) {
 		t.Fatalf("unclean election: %+v", p)
 	}
