@@ -85,6 +85,29 @@ func pageAfterScripts(t *testing.T, bin, url string) (dom string, points int) {
 	return dom, points
 }
 
+// checkConsolePage checks that a console's page, after its scripts, holds
+// each of want and a chart with points (logging the DOM if not), then
+// keeps a screenshot named name under the artifacts. It returns the
+// chart's points and the screenshot's path.
+func checkConsolePage(t *testing.T, bin, url, name string, want ...string) (points int, shot string) {
+	t.Helper()
+	dom, points := pageAfterScripts(t, bin, url)
+	for _, w := range want {
+		if !strings.Contains(dom, w) {
+			t.Errorf("page lacks %s", w)
+		}
+	}
+	if points == 0 {
+		t.Errorf("the chart has no points")
+	}
+	if t.Failed() {
+		t.Logf("DOM after scripts:\n%s", dom)
+	}
+	shot = filepath.Join(artifactDir(t), name)
+	headless(t, bin, url, "--screenshot="+shot)
+	return points, shot
+}
+
 var chartPoints = regexp.MustCompile(`id="chart"[^>]*data-points="(\d+)"|data-points="(\d+)"[^>]*id="chart"`)
 
 // TestCoreConsoleInBrowser: the core's console, loaded in headless
@@ -120,21 +143,8 @@ func TestCoreConsoleInBrowser(t *testing.T) {
 	}
 
 	defer sys.Background("sensors/d4/env", "d4", 20*time.Millisecond)()
-	dom, n := pageAfterScripts(t, bin, url)
-	for _, want := range []string{`data-topic="sensors"`, `data-topic="machines"`, `data-group="analytics"`,
-		`data-edge="edge-systest"`, `id="line"`, `data-status="ok"`} {
-		if !strings.Contains(dom, want) {
-			t.Errorf("page lacks %s", want)
-		}
-	}
-	if n == 0 {
-		t.Errorf("the chart has no points")
-	}
-	if t.Failed() {
-		t.Logf("DOM after scripts:\n%s", dom)
-	}
-	shot := filepath.Join(artifactDir(t), "console-core.png")
-	headless(t, bin, url, "--screenshot="+shot)
+	n, shot := checkConsolePage(t, bin, url, "console-core.png", `data-topic="sensors"`, `data-topic="machines"`,
+		`data-group="analytics"`, `data-edge="edge-systest"`, `id="line"`, `data-status="ok"`)
 	if st, err := os.Stat(shot); err != nil || st.Size() < 10_000 {
 		t.Fatalf("screenshot %s: %v %v", shot, st, err)
 	}
@@ -170,19 +180,7 @@ func TestEdgeConsoleInBrowser(t *testing.T) {
 		t.Fatalf("GET %s: %v %v", url, resp, err)
 	}
 	defer sys.Background("sensors/d4/env", "d4", 20*time.Millisecond)()
-	dom, n := pageAfterScripts(t, bin, url)
-	for _, want := range []string{`data-stream="sensors"`, `data-stream="machines"`, `data-bridge="sensors/`, `id="line"`, `data-status="ok"`} {
-		if !strings.Contains(dom, want) {
-			t.Errorf("page lacks %s", want)
-		}
-	}
-	if n == 0 {
-		t.Errorf("the chart has no points")
-	}
-	if t.Failed() {
-		t.Logf("DOM after scripts:\n%s", dom)
-	}
-	shot := filepath.Join(artifactDir(t), "console-edge.png")
-	headless(t, bin, url, "--screenshot="+shot)
+	_, shot := checkConsolePage(t, bin, url, "console-edge.png", `data-stream="sensors"`, `data-stream="machines"`,
+		`data-bridge="sensors/`, `id="line"`, `data-status="ok"`)
 	t.Logf("screenshot: %s", shot)
 }
