@@ -149,6 +149,16 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// RunAll runs each of runners in its own goroutine until ctx ends (see
+// Run); wait returns once all have stopped, each after a last checkpoint.
+func RunAll(ctx context.Context, runners []*Runner) (wait func()) {
+	var wg sync.WaitGroup
+	for _, r := range runners {
+		wg.Go(func() { _ = r.Run(ctx) })
+	}
+	return wg.Wait
+}
+
 func (r *Runner) now() time.Time {
 	if r.Now != nil {
 		return r.Now()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,14 +87,7 @@ func startAggregations(ctx context.Context, a aggConfig, srv *server.Server, dat
 			Metrics:  m,
 		})
 	}
-	var wg sync.WaitGroup
-	for _, r := range runners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = r.Run(ctx) // returns when ctx ends, after a last checkpoint
-		}()
-	}
+	running := stream.RunAll(ctx, runners)
 	logger.Info("aggregations running against this broker", "aggregations", len(runners), "checkpoints", filepath.Join(dataDir, "stream"))
-	return func() { wg.Wait(); closeStores() }, nil
+	return func() { running(); closeStores() }, nil
 }

@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -177,15 +176,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(httpAd
 	}
 	logger.Info("tributary-stream started", "brokers", cfg.Brokers, "aggregations", len(runners), "http", cfg.HTTPAddr)
 
-	var wg sync.WaitGroup
-	for _, r := range runners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = r.Run(ctx) // returns when ctx ends, after a last checkpoint
-		}()
-	}
-	wg.Wait()
+	stream.RunAll(ctx, runners)() // until ctx ends
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(sctx)
