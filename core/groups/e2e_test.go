@@ -17,6 +17,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/groups"
 	"github.com/tributary-io/tributary/core/server"
+	"github.com/tributary-io/tributary/internal/testkit/coretest"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 )
@@ -43,16 +44,9 @@ func startBrokerWith(t *testing.T, dir string, gcfg groups.Config) *server.Serve
 		DefaultPartitions: e2ePartitions,
 		Log:               storage.LogConfig{SegmentBytes: 1 << 20},
 	}
-	newGroups := func(store *meta.Store, logger *slog.Logger) server.GroupCoordinator {
+	return coretest.Start(t, cfg, func(store *meta.Store, logger *slog.Logger) server.GroupCoordinator {
 		return groups.NewCoordinator(store, gcfg, logger)
-	}
-	logger := slog.New(slog.DiscardHandler)
-	srv, err := server.Start(cfg, logger, newGroups)
-	if err != nil {
-		t.Fatalf("start broker: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	})
 }
 
 func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {

@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/edge/sparkplug"
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/testkit/coretest"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -43,16 +44,7 @@ func loadRealDeviceRules(t *testing.T, cfg *Config) {
 func startCore(t *testing.T) string {
 	t.Helper()
 	addr := testkit.FreeAddr(t)
-	srv, err := server.Start(server.Config{DataDir: t.TempDir(), KafkaAddr: addr, DefaultPartitions: 1,
-		Log: storage.LogConfig{SegmentBytes: 4 << 20}}, testkit.Logger(t), nil)
-	if err != nil {
-		t.Fatalf("start core: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("close core: %v", err)
-		}
-	})
+	coretest.Start(t, server.Config{KafkaAddr: addr, DefaultPartitions: 1, Log: storage.LogConfig{SegmentBytes: 4 << 20}}, nil)
 	return addr
 }
 

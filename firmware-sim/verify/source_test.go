@@ -15,6 +15,7 @@ import (
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/firmware-sim/reading"
 	"github.com/tributary-io/tributary/firmware-sim/summary"
+	"github.com/tributary-io/tributary/internal/testkit/coretest"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -80,11 +81,7 @@ func checkPlanted(t *testing.T, c *Checker) {
 // Tributary core broker on loopback.
 func TestConsumeKafkaFromTributaryCore(t *testing.T) {
 	t.Parallel()
-	srv, err := server.Start(server.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0", DefaultPartitions: 3}, quiet, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := coretest.Start(t, server.Config{KafkaAddr: "127.0.0.1:0", DefaultPartitions: 3}, nil)
 
 	recs, s := plantedStream(t)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.DefaultProduceTopic("sensors"), kgo.AllowAutoTopicCreation())

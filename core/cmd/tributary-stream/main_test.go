@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -27,6 +26,7 @@ import (
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/internal/stream"
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/testkit/coretest"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -550,13 +550,8 @@ aggregations:
 // test ends, and returns its address.
 func startCore(tb testing.TB, dir string, segmentBytes int64) string {
 	tb.Helper()
-	srv, err := server.Start(server.Config{
+	return coretest.Start(tb, server.Config{
 		DataDir: filepath.Join(dir, "core"), KafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DefaultPartitions: 3,
 		Log: storage.LogConfig{SegmentBytes: segmentBytes},
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { srv.Close() })
-	return srv.Addr()
+	}, nil).Addr()
 }

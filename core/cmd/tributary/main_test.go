@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/testkit/coretest"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -24,8 +23,8 @@ func startCore(t *testing.T) string {
 	return addr
 }
 
-// startStoppableCore also returns a stop function (the test's cleanup
-// calls it too, once).
+// startStoppableCore also returns a stop function (the core is closed when
+// the test ends in any case).
 func startStoppableCore(t *testing.T) (string, func()) {
 	t.Helper()
 	cfg := server.Config{
@@ -36,27 +35,9 @@ func startStoppableCore(t *testing.T) (string, func()) {
 		// Consumers in one test join one generation without waiting.
 		Groups: server.GroupsConfig{InitialRebalanceDelay: -1},
 	}
-	srv, err := server.Start(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
-	if err != nil {
-		t.Fatalf("start core: %v", err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			if err := srv.Close(); err != nil {
-				t.Errorf("close core: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return srv.Addr(), stop
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	srv := coretest.Start(t, cfg, nil)
+	// A failed close fails the test when it ends.
+	return srv.Addr(), func() { _ = srv.Close() }
 }
 
 // cli runs the CLI's root command in-process with stdin and returns its

@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/edge/gateway"
 	"github.com/tributary-io/tributary/firmware-sim/summary"
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/testkit/coretest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -143,11 +144,7 @@ func TestUsageErrors(t *testing.T) {
 // verify consuming the core topic with franz-go.
 func TestFleetThroughEdgeBridgeCoreThenVerifyKafka(t *testing.T) {
 	t.Parallel()
-	core, err := server.Start(server.Config{DataDir: t.TempDir(), KafkaAddr: "127.0.0.1:0"}, quiet, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer core.Close()
+	core := coretest.Start(t, server.Config{KafkaAddr: "127.0.0.1:0"}, nil)
 	g, _, stop := startEdge(t, 50, "pw", func(g *gateway.Gateway) {
 		b, err := bridge.New(bridge.Config{Brokers: []string{core.Addr()}, ScanInterval: 100 * time.Millisecond,
 			BackoffMax: time.Second}, g.Topics(), g.Meta(), nil, quiet)
