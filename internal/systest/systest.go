@@ -25,6 +25,7 @@ import (
 	"github.com/tributary-io/tributary/core/server"
 	"github.com/tributary-io/tributary/edge/gateway"
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/testkit/coretest"
 )
 
 // Options choose what Start turns on.
@@ -119,15 +120,7 @@ func Start(t testing.TB, opts Options) *System {
 		ccfg.ConsoleAddr = "127.0.0.1:0"
 		ccfg.ConsoleEdges = []string{"http://" + g.HTTPAddr()}
 	}
-	core, err := server.Start(ccfg, testkit.Logger(t), nil)
-	if err != nil {
-		t.Fatalf("start core: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := core.Close(); err != nil {
-			t.Errorf("close core: %v", err)
-		}
-	})
+	core := coretest.Start(t, ccfg, nil)
 	s.Core = core
 	testkit.Eventually(t, 30*time.Second, "the core ready", func() bool { return core.Readiness().Ready })
 	return s
