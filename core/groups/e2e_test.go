@@ -17,6 +17,7 @@ import (
 
 	"github.com/tributary-io/tributary/core/groups"
 	"github.com/tributary-io/tributary/core/server"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/internal/testkit/coretest"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
@@ -170,13 +171,7 @@ func (c *consumer) snapshot() (seen map[string]int, owned int) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(e2eLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, e2eLimit)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, e2eLimit, what, cond)
 }
 
 // committed reads the group's committed offsets through the broker.

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/meta"
 )
 
@@ -248,14 +249,8 @@ func stableGroupRebalance(t *testing.T, c *Coordinator, group string, n int, ses
 	return out, gen
 }
 
-// eventually polls cond every 10ms until it holds or waitLimit passes.
+// eventually polls cond until it holds or waitLimit passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %v", what, waitLimit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, waitLimit, what, cond)
 }

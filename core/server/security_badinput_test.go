@@ -16,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 func saslHandshake(v int16, mech string) *kmsg.SASLHandshakeRequest {
@@ -96,7 +98,7 @@ func TestSecureBadInput(t *testing.T) {
 		c.write(binary.BigEndian.AppendUint32(nil, uint32(len(big))))
 		_, _ = c.nc.Write(big[:1<<16]) // the broker closes before reading the rest
 		c.expectClosed()
-		waitFor(t, func() bool { return failures("token_size") > before })
+		testkit.Eventually(t, 10*time.Second, "a token_size failure counted", func() bool { return failures("token_size") > before })
 	})
 	t.Run("v0 raw tokens", func(t *testing.T) {
 		c := dialRaw(t, e.saslPlain)
@@ -117,7 +119,7 @@ func TestSecureBadInput(t *testing.T) {
 		before := failures("tls")
 		c.send(apiVersions(3))
 		c.expectClosed()
-		waitFor(t, func() bool { return failures("tls") > before })
+		testkit.Eventually(t, 10*time.Second, "a tls failure counted", func() bool { return failures("tls") > before })
 	})
 	t.Run("TLS on the plaintext port", func(t *testing.T) {
 		nc, err := net.Dial("tcp", e.saslPlain)
@@ -152,7 +154,9 @@ func TestSecureBadInput(t *testing.T) {
 	t.Run("mTLS principal is the CN", func(t *testing.T) {
 		c := dialTLSRaw(t, e.ssl, e.tlsConfig(e.clientCert))
 		c.roundTrip(apiVersions(3))
-		waitFor(t, func() bool { return counterValue(e.srv.sec.m.authOK.WithLabelValues("SSL")) > 0 })
+		testkit.Eventually(t, 10*time.Second, "an SSL authentication counted", func() bool {
+			return counterValue(e.srv.sec.m.authOK.WithLabelValues("SSL")) > 0
+		})
 	})
 
 	if err := good.Ping(ctx); err != nil {
@@ -171,18 +175,6 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return other
-}
-
-// waitFor polls cond for up to 10s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func counterValue(c prometheus.Counter) float64 {

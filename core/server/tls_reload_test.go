@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-io/tributary/internal/devcert"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestTLSReloadOnFileChange replaces the broker's certificate files while a
@@ -67,7 +68,7 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 	if err := os.Rename(c2, certFile); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testkit.Eventually(t, 10*time.Second, "the listener serving the new certificate", func() bool {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: both})
 		if err != nil {
 			return false

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // broker is the coordinator's world in these tests: a saved-state map and
@@ -101,12 +103,7 @@ func newTestCoordinator(t *testing.T) (*Coordinator, *broker) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	testkit.Eventually(t, 5*time.Second, what, cond)
 }
 
 func TestLifecycleAndFencing(t *testing.T) {
