@@ -315,15 +315,8 @@ func getEdgeHealth(t *testing.T, addr string) (int, edgeHealth) {
 // scrapeCounter sums every series of a metric on an edge's /metrics.
 func scrapeCounter(t *testing.T, addr, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(testkit.Metrics(t, addr)) {
 		if !strings.HasPrefix(line, name) {
 			continue
 		}

@@ -433,15 +433,9 @@ func TestHTTPEndpoints(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || status["edge_id"] != g.EdgeID() || status["status"] != StatusOK {
 		t.Fatalf("healthz: %d %v %v", resp.StatusCode, status, err)
 	}
-	resp, err = http.Get("http://" + g.HTTPAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body bytes.Buffer
-	_, _ = body.ReadFrom(resp.Body)
-	resp.Body.Close()
+	body := testkit.Metrics(t, g.HTTPAddr())
 	for _, m := range []string{"tributary_edge_log_bytes", "go_goroutines"} {
-		if !strings.Contains(body.String(), m) {
+		if !strings.Contains(body, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
 	}

@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,20 +14,6 @@ import (
 	"github.com/tributary-io/tributary/edge/rules"
 	"github.com/tributary-io/tributary/internal/testkit"
 )
-
-func metricsText(t *testing.T, g *Gateway) string {
-	t.Helper()
-	resp, err := http.Get("http://" + g.HTTPAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 // TestRuleBadInputDeadLettered: every malformed payload for its rule's
 // format is acknowledged, kept in the rule's dead-letter stream with a
@@ -107,7 +91,7 @@ func TestRuleBadInputDeadLettered(t *testing.T) {
 	if n := len(readStream(t, g.Topics(), "bs")); n != 1 {
 		t.Fatalf("good CBOR payload: %d records", n)
 	}
-	m := metricsText(t, g)
+	m := testkit.Metrics(t, g.HTTPAddr())
 	want := map[string]int{}
 	for _, cs := range cases {
 		want[fmt.Sprintf(`tributary_edge_dead_letters_total{kind=%q,rule=%q}`, cs.kind, cs.rule)]++
@@ -172,7 +156,7 @@ func TestRuleTimeWindow(t *testing.T) {
 	if !within(cl[0].Timestamp, now-3600*1000, end-3600*1000) || !within(cl[1].Timestamp, now+60*1000, end+60*1000) || cl[2].Timestamp != fine {
 		t.Errorf("clamp: %d %d %d", cl[0].Timestamp, cl[1].Timestamp, cl[2].Timestamp)
 	}
-	if m := metricsText(t, g); !strings.Contains(m, `tributary_edge_device_time_replaced_total{rule="replace"} 2`) ||
+	if m := testkit.Metrics(t, g.HTTPAddr()); !strings.Contains(m, `tributary_edge_device_time_replaced_total{rule="replace"} 2`) ||
 		!strings.Contains(m, `tributary_edge_device_time_replaced_total{rule="clamp"} 2`) {
 		t.Error("replaced device times not counted")
 	}

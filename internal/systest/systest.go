@@ -9,8 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -233,17 +231,8 @@ func (s *System) ConsumeAndCommit(group, topic string, n int) {
 // Scrape returns the sample names on an HTTP listener's /metrics.
 func Scrape(t testing.TB, addr string) map[string]bool {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	names := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(testkit.Metrics(t, addr), "\n") {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-io/tributary/core/server"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -102,13 +103,8 @@ func TestRunShutdownFlushes(t *testing.T) {
 		}
 	}
 	cl.Close()
-	metrics, err := http.Get("http://" + srv.HTTPAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(metrics.Body)
-	_ = metrics.Body.Close()
-	if !strings.Contains(string(body), `tributary_core_requests_total{api="Produce",error="none"} 50`) {
+	body := testkit.Metrics(t, srv.HTTPAddr())
+	if !strings.Contains(body, `tributary_core_requests_total{api="Produce",error="none"} 50`) {
 		t.Errorf("metrics lack 50 produce requests:\n%s", body)
 	}
 	stop()
