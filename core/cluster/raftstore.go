@@ -68,31 +68,23 @@ func indexKey(i uint64) []byte {
 }
 
 // FirstIndex returns the lowest stored index, 0 when the log is empty.
-func (s *RaftStore) FirstIndex() (uint64, error) {
-	var idx uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketLogs).Cursor().First(); k != nil {
-			idx = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("raft store: first index: %w", err)
-	}
-	return idx, nil
-}
+func (s *RaftStore) FirstIndex() (uint64, error) { return s.endIndex("first", (*bolt.Cursor).First) }
 
 // LastIndex returns the highest stored index, 0 when the log is empty.
-func (s *RaftStore) LastIndex() (uint64, error) {
+func (s *RaftStore) LastIndex() (uint64, error) { return s.endIndex("last", (*bolt.Cursor).Last) }
+
+// endIndex is the index of the log's key at one end, which seek (a
+// cursor's First or Last) finds; 0 when the log is empty.
+func (s *RaftStore) endIndex(end string, seek func(*bolt.Cursor) (k, v []byte)) (uint64, error) {
 	var idx uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketLogs).Cursor().Last(); k != nil {
+		if k, _ := seek(tx.Bucket(bucketLogs).Cursor()); k != nil {
 			idx = binary.BigEndian.Uint64(k)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("raft store: last index: %w", err)
+		return 0, fmt.Errorf("raft store: %s index: %w", end, err)
 	}
 	return idx, nil
 }
