@@ -61,15 +61,11 @@ func (n *Node) startSerf() error {
 	ml.AdvertiseAddr, ml.AdvertisePort = host, port
 	ml.LogOutput = logw
 	g := n.cfg.Gossip
-	setDur(&ml.ProbeInterval, g.ProbeInterval)
-	setDur(&ml.ProbeTimeout, g.ProbeTimeout)
-	setDur(&ml.GossipInterval, g.GossipInterval)
-	if g.SuspicionMult > 0 {
-		ml.SuspicionMult = g.SuspicionMult
-	}
-	if g.SuspicionMaxTimeoutMult > 0 {
-		ml.SuspicionMaxTimeoutMult = g.SuspicionMaxTimeoutMult
-	}
+	setPositive(&ml.ProbeInterval, g.ProbeInterval)
+	setPositive(&ml.ProbeTimeout, g.ProbeTimeout)
+	setPositive(&ml.GossipInterval, g.GossipInterval)
+	setPositive(&ml.SuspicionMult, g.SuspicionMult)
+	setPositive(&ml.SuspicionMaxTimeoutMult, g.SuspicionMaxTimeoutMult)
 	if port == 0 {
 		ml.AdvertisePort = 0
 	}
@@ -90,7 +86,7 @@ func (n *Node) startSerf() error {
 	sc.MemberlistConfig = ml
 	sc.LogOutput = logw
 	sc.EventCh = n.serfEvents
-	setDur(&sc.ReconnectInterval, g.ReconnectInterval)
+	setPositive(&sc.ReconnectInterval, g.ReconnectInterval)
 	// The snapshot remembers peers, so a restarted broker finds the cluster even if the
 	// configured join addresses are gone.
 	sc.SnapshotPath = filepath.Join(n.cfg.DataDir, "serf.snapshot")

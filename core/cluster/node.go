@@ -166,17 +166,13 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	rc.LocalID = serverID(n.cfg.BrokerID)
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: logw, Level: hclog.Info})
 	t := n.cfg.Raft
-	setDur(&rc.HeartbeatTimeout, t.HeartbeatTimeout)
-	setDur(&rc.ElectionTimeout, t.ElectionTimeout)
-	setDur(&rc.LeaderLeaseTimeout, t.LeaderLeaseTimeout)
-	setDur(&rc.CommitTimeout, t.CommitTimeout)
-	setDur(&rc.SnapshotInterval, t.SnapshotInterval)
-	if t.SnapshotThreshold > 0 {
-		rc.SnapshotThreshold = t.SnapshotThreshold
-	}
-	if t.TrailingLogs > 0 {
-		rc.TrailingLogs = t.TrailingLogs
-	}
+	setPositive(&rc.HeartbeatTimeout, t.HeartbeatTimeout)
+	setPositive(&rc.ElectionTimeout, t.ElectionTimeout)
+	setPositive(&rc.LeaderLeaseTimeout, t.LeaderLeaseTimeout)
+	setPositive(&rc.CommitTimeout, t.CommitTimeout)
+	setPositive(&rc.SnapshotInterval, t.SnapshotInterval)
+	setPositive(&rc.SnapshotThreshold, t.SnapshotThreshold)
+	setPositive(&rc.TrailingLogs, t.TrailingLogs)
 	existing, err := raft.HasExistingState(n.store, n.store, snaps)
 	if err != nil {
 		return fmt.Errorf("start cluster node: %w", err)
@@ -205,7 +201,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-func setDur(dst *time.Duration, v time.Duration) {
+// setPositive overrides a library default with a configured value; zero
+// or less keeps the default.
+func setPositive[T int | uint64 | time.Duration](dst *T, v T) {
 	if v > 0 {
 		*dst = v
 	}
