@@ -132,31 +132,11 @@ func appendCompressed(dst []byte, codec int, raw []byte) ([]byte, error) {
 		}
 		return append(dst, raw...), nil
 	case CompressionGzip:
-		buf := bytes.NewBuffer(dst)
-		w := gzipWriters.Get().(*gzip.Writer)
-		defer gzipWriters.Put(w)
-		w.Reset(buf)
-		if _, err := w.Write(raw); err != nil {
-			return nil, fmt.Errorf("recordbatch: gzip compress: %w", err)
-		}
-		if err := w.Close(); err != nil {
-			return nil, fmt.Errorf("recordbatch: gzip compress: %w", err)
-		}
-		return buf.Bytes(), nil
+		return appendStream[*gzip.Writer](dst, &gzipWriters, "gzip", raw)
 	case CompressionSnappy:
 		return appendXerial(dst, raw), nil
 	case CompressionLZ4:
-		buf := bytes.NewBuffer(dst)
-		w := lz4Writers.Get().(*lz4.Writer)
-		defer lz4Writers.Put(w)
-		w.Reset(buf)
-		if _, err := w.Write(raw); err != nil {
-			return nil, fmt.Errorf("recordbatch: lz4 compress: %w", err)
-		}
-		if err := w.Close(); err != nil {
-			return nil, fmt.Errorf("recordbatch: lz4 compress: %w", err)
-		}
-		return buf.Bytes(), nil
+		return appendStream[*lz4.Writer](dst, &lz4Writers, "lz4", raw)
 	case CompressionZstd:
 		enc, _, err := zstdCodecs()
 		if err != nil {
@@ -165,6 +145,25 @@ func appendCompressed(dst []byte, codec int, raw []byte) ([]byte, error) {
 		return enc.EncodeAll(raw, dst), nil
 	}
 	return nil, fmt.Errorf("recordbatch: compress: unknown codec %d", codec)
+}
+
+// appendStream appends raw to dst compressed by a stream writer (gzip's or
+// lz4's) taken from pool.
+func appendStream[W interface {
+	io.WriteCloser
+	Reset(io.Writer)
+}](dst []byte, pool *sync.Pool, name string, raw []byte) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	w := pool.Get().(W)
+	defer pool.Put(w)
+	w.Reset(buf)
+	if _, err := w.Write(raw); err != nil {
+		return nil, fmt.Errorf("recordbatch: %s compress: %w", name, err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("recordbatch: %s compress: %w", name, err)
+	}
+	return buf.Bytes(), nil
 }
 
 // appendXerial writes the snappy framing the Java producer writes, which
