@@ -1,9 +1,12 @@
-// Package flagcheck holds the command-line conventions both daemons share,
-// so a mistake gets the same one-line answer from either.
+// Package flagcheck holds the command-line conventions the daemons share,
+// so a mistake gets the same one-line answer from each.
 package flagcheck
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -20,3 +23,17 @@ func Unexpected(args []string) error {
 // Disabled reports whether an optional listener address means "off": empty
 // or "-", on every daemon.
 func Disabled(addr string) bool { return addr == "" || addr == "-" }
+
+// Exit ends a daemon's main with what its run returned: nothing on nil;
+// exit status 0 on flag.ErrHelp (the usage is printed); otherwise
+// "<name>: <err>" on stderr and exit status 1.
+func Exit(name string, err error) {
+	if err == nil {
+		return
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	fmt.Fprintln(os.Stderr, name+":", err)
+	os.Exit(1)
+}

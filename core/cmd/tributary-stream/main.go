@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tributary-io/tributary/internal/flagcheck"
 	"github.com/tributary-io/tributary/internal/stream"
 )
 
@@ -38,13 +39,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stderr, nil)
 	stop()
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "tributary-stream:", err)
-		os.Exit(1)
-	}
+	flagcheck.Exit("tributary-stream", err)
 }
 
 func loadConfig(args []string, stderr io.Writer) (stream.Config, slog.Level, error) {
