@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -56,13 +55,7 @@ func fetchAt(t testing.TB, c *rawConn, topic string, offset int64) kmsg.FetchRes
 
 func healthz(t testing.TB, addr string) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testkit.Get(t, "http://"+addr+"/healthz")
 }
 
 // Issue 12, scenario 2 on the core: bit rot inside a sealed segment whose

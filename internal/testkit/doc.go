@@ -4,8 +4,8 @@
 // loopback ports, safe for parallel tests), Eventually and Poll (poll a
 // condition, never sleep for it), Run (own a component's goroutine, stop it
 // within a bound), BuildBinary and StartCoreCluster (core brokers as real
-// processes, with CreateClusterTopic and PartitionStates), GetJSON and
-// Metrics (a role's HTTP endpoints). The benchmarks
+// processes, with CreateClusterTopic and PartitionStates), Get, GetJSON
+// and Metrics (a role's HTTP endpoints). The benchmarks
 // module uses the error-returning pieces (ReserveAddr, PollContext,
 // CreateClusterTopic) outside tests.
 package testkit

@@ -240,17 +240,25 @@ func GetJSON(t testing.TB, url string, v any) int {
 	return resp.StatusCode
 }
 
-// Metrics is the text of the /metrics page on the HTTP listener at addr.
-func Metrics(t testing.TB, addr string) string {
+// Get GETs url and returns the status and the body, failing the test when
+// it cannot have them.
+func Get(t testing.TB, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s/metrics: %v", addr, err)
+		t.Fatalf("%s: %v", url, err)
 	}
-	return string(b)
+	return resp.StatusCode, string(b)
+}
+
+// Metrics is the text of the /metrics page on the HTTP listener at addr.
+func Metrics(t testing.TB, addr string) string {
+	t.Helper()
+	_, body := Get(t, "http://"+addr+"/metrics")
+	return body
 }
