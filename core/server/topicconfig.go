@@ -30,6 +30,15 @@ func parseInt(v string, min int64) (int64, error) {
 	return n, nil
 }
 
+// parseInt32 is parseInt for a config Kafka types INT: it must fit 32 bits.
+func parseInt32(v string, min int64) (int, error) {
+	n, err := parseInt(v, min)
+	if err == nil && n > math.MaxInt32 {
+		err = fmt.Errorf("%d is too large", n)
+	}
+	return int(n), err
+}
+
 func msString(d time.Duration) string {
 	if d <= 0 {
 		return "-1"
@@ -108,11 +117,8 @@ var topicConfigs = []topicConfig{
 	{"max.message.bytes", kmsg.ConfigTypeInt,
 		func(c storage.LogConfig) string { return strconv.Itoa(c.MaxBatchBytes) },
 		func(c *storage.LogConfig, v string) error {
-			n, err := parseInt(v, 1)
-			if err == nil && n > math.MaxInt32 {
-				err = fmt.Errorf("%d is too large", n)
-			}
-			c.MaxBatchBytes = int(n)
+			n, err := parseInt32(v, 1)
+			c.MaxBatchBytes = n
 			return err
 		}},
 	{"delete.retention.ms", kmsg.ConfigTypeLong,
@@ -125,11 +131,8 @@ var topicConfigs = []topicConfig{
 	{"index.interval.bytes", kmsg.ConfigTypeInt,
 		func(c storage.LogConfig) string { return strconv.Itoa(c.IndexIntervalBytes) },
 		func(c *storage.LogConfig, v string) error {
-			n, err := parseInt(v, 1)
-			if err == nil && n > math.MaxInt32 {
-				err = fmt.Errorf("%d is too large", n)
-			}
-			c.IndexIntervalBytes = int(n)
+			n, err := parseInt32(v, 1)
+			c.IndexIntervalBytes = n
 			return err
 		}},
 	{"flush.ms", kmsg.ConfigTypeLong,
