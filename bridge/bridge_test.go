@@ -121,10 +121,7 @@ func TestCoreDownDuringIngestThenBack(t *testing.T) {
 // batches and stalls them; every reading still arrives exactly once.
 func TestConnectionFaultsMidBatch(t *testing.T) {
 	t.Parallel()
-	coreAddr := testkit.FreeAddr(t)
-	px := newProxy(t, coreAddr)
-	core := newCore(t, coreAddr, px.addr()) // clients only ever see the proxy
-	core.start()
+	core, px := startProxiedCore(t)
 	e := openEdge(t, t.TempDir(), 2)
 	cfg := testBridgeConfig(px.addr())
 	cfg.RequestTimeout = 500 * time.Millisecond

@@ -503,6 +503,16 @@ type proxy struct {
 	resets    atomic.Int64
 }
 
+// startProxiedCore starts a core behind a proxy that it advertises, so its
+// clients (metadata and produce connections alike) only ever see px.
+func startProxiedCore(t testing.TB) (core *testCore, px *proxy) {
+	addr := testkit.FreeAddr(t)
+	px = newProxy(t, addr)
+	core = newCore(t, addr, px.addr())
+	core.start()
+	return core, px
+}
+
 func newProxy(t testing.TB, target string) *proxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -14,10 +14,7 @@ import (
 // replication round trip on RF=3) before it was even sent.
 func TestSendsWhileAcksAreOutstanding(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	px := newProxy(t, addr)
-	core := newCore(t, addr, px.addr()) // produce connections go through px too
-	core.start()
+	core, px := startProxiedCore(t)
 	e := openEdge(t, t.TempDir(), 1)
 	rb := startBridge(t, testBridgeConfig(px.addr()), e)
 
@@ -50,7 +47,7 @@ func TestSendsWhileAcksAreOutstanding(t *testing.T) {
 	if err != nil || !ok || cur != 4 {
 		t.Fatalf("cursor %d (ok %v, err %v), want 4", cur, ok, err)
 	}
-	if v := verifyCore(t, core, addr, map[string]uint64{"dev-1": 4}); v.lost != 0 || v.duplicated != 0 || v.outOfOrder != 0 {
+	if v := verifyCore(t, core, core.addr, map[string]uint64{"dev-1": 4}); v.lost != 0 || v.duplicated != 0 || v.outOfOrder != 0 {
 		t.Fatalf("lost=%d duplicated=%d out-of-order=%d", v.lost, v.duplicated, v.outOfOrder)
 	}
 }

@@ -12,18 +12,20 @@ import (
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
-// secureCore configures a core with a SASL_SSL listener on addr for the
+// startSecureCore starts a core with a SASL_SSL listener on addr for the
 // bridge (SCRAM user "bridge", allowed everything on topics) and a
 // PLAINTEXT listener on plainAddr whose anonymous clients may only read,
-// for the verifier. It returns the CA file.
-func secureCore(t *testing.T, core *testCore, addr, plainAddr string) string {
+// for the verifier; caFile verifies the core's certificate.
+func startSecureCore(t *testing.T) (core *testCore, addr, plainAddr, caFile string) {
 	t.Helper()
+	addr, plainAddr = testkit.FreeAddr(t), testkit.FreeAddr(t)
+	core = newCore(t, addr, "")
 	dir := t.TempDir()
 	ca, err := devcert.NewCA("bridge test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile := filepath.Join(dir, "ca.crt")
+	caFile = filepath.Join(dir, "ca.crt")
 	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +52,8 @@ func secureCore(t *testing.T, core *testCore, addr, plainAddr string) string {
 			},
 		}
 	}
-	return caFile
+	core.start()
+	return core, addr, plainAddr, caFile
 }
 
 // TestSaslSSLExactlyOnce forwards over SASL_SSL with SCRAM-SHA-512 (TLS and
@@ -59,10 +62,7 @@ func secureCore(t *testing.T, core *testCore, addr, plainAddr string) string {
 // topic ends with every reading once, in order.
 func TestSaslSSLExactlyOnce(t *testing.T) {
 	t.Parallel()
-	addr, plainAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	caFile := secureCore(t, core, addr, plainAddr)
-	core.start()
+	core, addr, plainAddr, caFile := startSecureCore(t)
 	e := openEdge(t, t.TempDir(), 2)
 	cfg := testBridgeConfig(addr)
 	cfg.TLS = &TLSConfig{CAFile: caFile}
@@ -77,10 +77,7 @@ func TestSaslSSLExactlyOnce(t *testing.T) {
 // and says why in its status.
 func TestSaslWrongPassword(t *testing.T) {
 	t.Parallel()
-	addr, plainAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
-	core := newCore(t, addr, "")
-	caFile := secureCore(t, core, addr, plainAddr)
-	core.start()
+	core, addr, _, caFile := startSecureCore(t)
 	e := openEdge(t, t.TempDir(), 1)
 	if err := e.appendReading("dev-1", 0, 0); err != nil {
 		t.Fatal(err)
