@@ -1,14 +1,11 @@
 package bridge
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tributary-io/tributary/core/server"
-	"github.com/tributary-io/tributary/internal/devcert"
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
@@ -20,23 +17,9 @@ func startSecureCore(t *testing.T) (core *testCore, addr, plainAddr, caFile stri
 	t.Helper()
 	addr, plainAddr = testkit.FreeAddr(t), testkit.FreeAddr(t)
 	core = newCore(t, addr, "")
-	dir := t.TempDir()
-	ca, err := devcert.NewCA("bridge test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile = filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Server("core")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := leaf.WriteFiles(dir, "core")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := testkit.NewCA(t, "bridge test CA")
+	caFile = ca.File
+	certFile, keyFile := ca.ServerFiles(t, "core")
 	core.configure = func(c *server.Config) {
 		c.Listeners = []server.ListenerConfig{
 			{Name: "SASL_SSL", Protocol: server.ProtocolSASLSSL, Addr: addr},

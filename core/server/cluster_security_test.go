@@ -6,8 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tributary-io/tributary/core/cluster"
-	"github.com/tributary-io/tributary/internal/devcert"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestSecureCluster runs three brokers with every link secured: clients
@@ -26,15 +24,8 @@ import (
 // partition is killed and the survivors serve every acknowledged record.
 func TestSecureCluster(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ca, err := devcert.NewCA("secure cluster CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ca := testkit.NewCA(t, "secure cluster CA")
+	dir, caFile := ca.Dir, ca.File
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	tb := startTestClusterWith(t, 3, func(i int, cfg *Config) {

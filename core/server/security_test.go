@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tributary-io/tributary/internal/devcert"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // secureEnv is a broker with SASL_SSL, SASL_PLAINTEXT and SSL (mTLS)
@@ -37,22 +37,9 @@ type secureEnv struct {
 func startSecure(t *testing.T) *secureEnv {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := devcert.NewCA("tributary test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Server("broker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := leaf.WriteFiles(dir, "broker")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := testkit.NewCA(t, "tributary test CA")
+	caFile := ca.File
+	certFile, keyFile := ca.ServerFiles(t, "broker")
 	cfg := testConfig(filepath.Join(dir, "data"))
 	cfg.Listeners = []ListenerConfig{
 		{Name: "SASL_SSL", Protocol: ProtocolSASLSSL, Addr: "127.0.0.1:0"},
@@ -65,7 +52,7 @@ func startSecure(t *testing.T) *secureEnv {
 		SuperUsers: []string{"User:admin"},
 	}
 	srv := startServer(t, cfg)
-	e := &secureEnv{srv: srv, ca: ca, dir: dir, caFile: caFile,
+	e := &secureEnv{srv: srv, ca: ca.CA, dir: dir, caFile: caFile,
 		saslSSL: srv.ListenerAddr("SASL_SSL"), saslPlain: srv.ListenerAddr("SASL_PLAINTEXT"), ssl: srv.ListenerAddr("SSL")}
 	cl, err := ca.Client("device-7", time.Now().Add(time.Hour))
 	if err != nil {

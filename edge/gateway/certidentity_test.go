@@ -3,14 +3,13 @@ package gateway
 import (
 	"crypto/tls"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tributary-io/tributary/edge/auth"
-	"github.com/tributary-io/tributary/internal/devcert"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestDeviceIdentityFromCertificate: with auth.cert_identity "cn" and a
@@ -20,25 +19,10 @@ import (
 // password login for the certificate-only device.
 func TestDeviceIdentityFromCertificate(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ca, err := devcert.NewCA("edge test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	srvLeaf, err := ca.Server("edge")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := srvLeaf.WriteFiles(dir, "edge")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := testkit.NewCA(t, "edge test CA")
+	certFile, keyFile := ca.ServerFiles(t, "edge")
 	cfg := testConfig(t)
-	cfg.MQTT.TLS = TLSConfig{Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
+	cfg.MQTT.TLS = TLSConfig{Address: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.File}
 	cfg.Auth = auth.Config{CertIdentity: "cn", Devices: []auth.Device{{Username: "d1"}}}
 	g, _ := startGateway(t, cfg)
 

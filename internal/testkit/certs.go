@@ -22,20 +22,13 @@ type Certs struct {
 // ServerCerts makes Certs in the test's temporary directory.
 func ServerCerts(t testing.TB) Certs {
 	t.Helper()
-	ca, err := devcert.NewCA("tributary test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := NewCA(t, "tributary test CA")
 	leaf, err := ca.Server("tributary-test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	c := Certs{CAFile: filepath.Join(dir, "ca.crt"), Pool: ca.Pool()}
-	if c.CertFile, c.KeyFile, err = leaf.WriteFiles(dir, "server"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.CAFile, ca.PEM, 0o644); err != nil {
+	c := Certs{CAFile: ca.File, Pool: ca.Pool()}
+	if c.CertFile, c.KeyFile, err = leaf.WriteFiles(ca.Dir, "server"); err != nil {
 		t.Fatal(err)
 	}
 	cert, err := leaf.TLS()
@@ -45,4 +38,41 @@ func ServerCerts(t testing.TB) Certs {
 	c.Server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	c.Client = &tls.Config{RootCAs: c.Pool, MinVersion: tls.VersionTLS12}
 	return c
+}
+
+// CA is a throwaway certificate authority for a test. Its certificate is
+// in File (PEM), in Dir, a temporary directory where ServerFiles writes
+// what it signs too.
+type CA struct {
+	*devcert.CA
+	Dir, File string
+}
+
+// NewCA makes a CA named name and writes its certificate.
+func NewCA(t testing.TB, name string) CA {
+	t.Helper()
+	ca, err := devcert.NewCA(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := CA{CA: ca, Dir: t.TempDir()}
+	c.File = filepath.Join(c.Dir, "ca.crt")
+	if err := os.WriteFile(c.File, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ServerFiles signs a server certificate named name (for 127.0.0.1 and
+// localhost) and writes it and its key, PEM, in Dir.
+func (c CA) ServerFiles(t testing.TB, name string) (certFile, keyFile string) {
+	t.Helper()
+	leaf, err := c.Server(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certFile, keyFile, err = leaf.WriteFiles(c.Dir, name); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }

@@ -5,7 +5,8 @@
 // condition, never sleep for it), Run (own a component's goroutine, stop it
 // within a bound), BuildBinary and StartCoreCluster (core brokers as real
 // processes, with CreateClusterTopic and PartitionStates), Get, GetJSON
-// and Metrics (a role's HTTP endpoints). The benchmarks
+// and Metrics (a role's HTTP endpoints), NewCA and ServerCerts
+// (throwaway certificates). The benchmarks
 // module uses the error-returning pieces (ReserveAddr, PollContext,
 // CreateClusterTopic) outside tests.
 package testkit
