@@ -4,9 +4,10 @@
 // loopback ports, safe for parallel tests), Eventually and Poll (poll a
 // condition, never sleep for it), Run (own a component's goroutine, stop it
 // within a bound), BuildBinary and StartCoreCluster (core brokers as real
-// processes, with CreateClusterTopic and PartitionStates), Get, GetJSON
-// and Metrics (a role's HTTP endpoints), NewCA and ServerCerts
-// (throwaway certificates). The benchmarks
-// module uses the error-returning pieces (ReserveAddr, PollContext,
-// CreateClusterTopic) outside tests.
+// processes, with CreateClusterTopic and PartitionStates), Get, GetJSON and
+// Metrics (a role's HTTP endpoints), NewCA and ServerCerts (throwaway
+// certificates). The benchmarks module uses the error-returning pieces
+// (ReserveAddr, PollContext, CreateClusterTopic) outside tests. An
+// in-process core broker is in coretest, apart because core/server's own
+// tests use this package.
 package testkit
