@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
 )
 
 // kcatResult runs kcat and returns its output and error without failing.
@@ -54,7 +53,7 @@ func TestKcatSaslSSL(t *testing.T) {
 		t.Logf("no-ACL stderr: %s", stderr)
 	}
 
-	admin := kadm.NewClient(e.client(t, plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism()))
+	admin := e.admin(t)
 	if _, err := admin.CreateTopic(ctx, 2, 1, nil, "kc.sensors"); err != nil {
 		t.Fatalf("create topic: %v", err)
 	}

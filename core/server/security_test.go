@@ -88,6 +88,12 @@ func (e *secureEnv) client(t *testing.T, mech sasl.Mechanism, opts ...kgo.Opt) *
 	return cl
 }
 
+// admin is an admin client logged in as the super user (SASL/PLAIN).
+func (e *secureEnv) admin(t *testing.T) *kadm.Client {
+	t.Helper()
+	return kadm.NewClient(e.client(t, plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism()))
+}
+
 func scram512(user, pass string) sasl.Mechanism {
 	return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()
 }
@@ -101,7 +107,7 @@ func TestSecureProduceConsumeACL(t *testing.T) {
 	e := startSecure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin := kadm.NewClient(e.client(t, plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism()))
+	admin := e.admin(t)
 	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "sensors.a"); err != nil {
 		t.Fatalf("admin creates topic: %v", err)
 	}
@@ -215,7 +221,7 @@ func TestSecureAdminAPIs(t *testing.T) {
 	e := startSecure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin := kadm.NewClient(e.client(t, plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism()))
+	admin := e.admin(t)
 	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "guarded"); err != nil {
 		t.Fatal(err)
 	}
