@@ -414,48 +414,12 @@ func verifyLog(ctx context.Context, t *testing.T, addrs []string, topic string, 
 }
 
 // createTopicWhenFormed creates an RF=3, min.insync.replicas=2 topic,
-// retrying while the cluster is still forming.
+// retrying while the cluster is still forming, and waits until every
+// broker describes it with leaders (testkit.CreateClusterTopic).
 func createTopicWhenFormed(ctx context.Context, t *testing.T, addrs []string, topic string, parts int32) {
 	t.Helper()
-	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
+	if err := testkit.CreateClusterTopic(ctx, addrs, topic, parts, 3); err != nil {
 		t.Fatal(err)
-	}
-	defer adm.Close()
-	for {
-		req := kmsg.NewPtrCreateTopicsRequest()
-		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, parts, 3
-		c := kmsg.NewCreateTopicsRequestTopicConfig()
-		c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr("2")
-		rt.Configs = append(rt.Configs, c)
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctx, adm)
-		if err == nil && (resp.Topics[0].ErrorCode == 0 || resp.Topics[0].ErrorCode == kerr.TopicAlreadyExists.Code) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("create topic: %v %+v", err, resp)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	// Metadata reaches each broker's Raft copy on its own schedule, as in
-	// Kafka; wait until every broker describes the topic with leaders.
-	for _, addr := range addrs {
-		for {
-			st, err := partitionStates(ctx, []string{addr}, topic)
-			ok := err == nil && len(st) == int(parts)
-			for _, p := range st {
-				ok = ok && p.Leader > 0
-			}
-			if ok {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("broker %s never described %s: %v %v", addr, topic, st, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
 	}
 }
 
