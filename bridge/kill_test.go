@@ -94,6 +94,42 @@ func scanDevices(e *testEdge) (map[string]uint64, error) {
 	return next, nil
 }
 
+// killChildTenTimes starts the child edge process (TestMain, with env) ten
+// times and SIGKILLs it each time at a random moment below jitter once
+// progress, the records it has forwarded where names where, has grown;
+// each run must have forwarded some. It returns the last progress.
+func killChildTenTimes(t *testing.T, env []string, jitter time.Duration, where string, progress func() int64) int64 {
+	t.Helper()
+	var prev int64
+	for cycle := range 10 {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill it once it is visibly forwarding, at a random moment after.
+		// (A loaded CI machine starts processes slowly; no progress is
+		// reported with the child's output below.)
+		testkit.Poll(20*time.Second, func() bool { return progress() > prev })
+		time.Sleep(time.Duration(rand.Int64N(int64(jitter))))
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.Success() {
+			t.Fatalf("cycle %d: child ended with %v before it was killed: %s", cycle, err, stderr.String())
+		}
+		now := progress()
+		if now <= prev {
+			t.Fatalf("cycle %d: no progress %s (%d records): %s", cycle, where, now, stderr.String())
+		}
+		prev = now
+	}
+	return prev
+}
+
 // The edge process is killed with SIGKILL while it ingests and forwards,
 // ten times; a final run drains the rest. The core ends up with every
 // reading exactly once, in order.
@@ -104,33 +140,8 @@ func TestSIGKILLWhileForwarding(t *testing.T) {
 	}
 	core, addr := startCore(t)
 	dir := t.TempDir()
-	var prev int64
-	for cycle := 0; cycle < 10; cycle++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=1", childDirEnv+"="+dir, childCoreEnv+"="+addr)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Kill it once it is visibly forwarding, at a random moment after.
-		// (A loaded CI machine starts processes slowly; no progress is
-		// reported with the child's output below.)
-		testkit.Poll(20*time.Second, func() bool { return core.records(stream) > prev })
-		time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		err := cmd.Wait()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.Success() {
-			t.Fatalf("cycle %d: child ended with %v before it was killed: %s", cycle, err, stderr.String())
-		}
-		now := core.records(stream)
-		if now <= prev {
-			t.Fatalf("cycle %d: no progress on the core (%d records): %s", cycle, now, stderr.String())
-		}
-		prev = now
-	}
+	prev := killChildTenTimes(t, []string{childEnv + "=1", childDirEnv + "=" + dir, childCoreEnv + "=" + addr},
+		150*time.Millisecond, "on the core", func() int64 { return core.records(stream) })
 	e := openEdge(t, dir, 2)
 	want, err := scanDevices(e)
 	if err != nil {

@@ -1,11 +1,8 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
@@ -174,33 +171,8 @@ func TestExactlyOnceSIGKILL(t *testing.T) {
 				return n
 			}
 			dir := t.TempDir()
-			var prev int64
-			for cycle := range 10 {
-				cmd := exec.Command(os.Args[0], "-test.run=^$")
-				cmd.Env = append(os.Environ(), childEnv+"=1", childDirEnv+"="+dir, childCoreEnv+"="+addr, childTxnEnv+"=1")
-				var stderr bytes.Buffer
-				cmd.Stderr = &stderr
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				deadline := time.Now().Add(20 * time.Second)
-				for written() <= prev && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-				time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
-				if err := cmd.Process.Kill(); err != nil {
-					t.Fatal(err)
-				}
-				err := cmd.Wait()
-				if ee, ok := err.(*exec.ExitError); !ok || ee.Success() {
-					t.Fatalf("cycle %d: child ended with %v before it was killed: %s", cycle, err, stderr.String())
-				}
-				now := written()
-				if now <= prev {
-					t.Fatalf("cycle %d: no progress in the target (%d records): %s", cycle, now, stderr.String())
-				}
-				prev = now
-			}
+			prev := killChildTenTimes(t, []string{childEnv + "=1", childDirEnv + "=" + dir, childCoreEnv + "=" + addr, childTxnEnv + "=1"},
+				200*time.Millisecond, "in the target", written)
 			e := openEdge(t, dir, 2)
 			want, err := scanDevices(e)
 			if err != nil {
