@@ -62,6 +62,9 @@ func newFetchPartition(partition int32, code int16) kmsg.FetchResponseTopicParti
 	sp := kmsg.NewFetchResponseTopicPartition()
 	sp.Partition, sp.ErrorCode = partition, code
 	sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+	// Empty, not null, even on an error (a topic the client may not read
+	// included): librdkafka rejects a null record set.
+	sp.RecordBatches = []byte{}
 	return sp
 }
 
@@ -84,8 +87,6 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 		st.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			sp := newFetchPartition(rp.Partition, 0)
-			// Empty, not null: librdkafka rejects a null record set.
-			sp.RecordBatches = []byte{}
 			fail := func(code int16) {
 				sp.ErrorCode = code
 				c.fail(code)
