@@ -80,7 +80,7 @@ var topicConfigs = []topicConfig{
 		func(c storage.LogConfig) string { return msString(c.RetentionAge) },
 		func(c *storage.LogConfig, v string) error {
 			n, err := setForever(v)
-			c.RetentionAge = time.Duration(n) * time.Millisecond
+			c.RetentionAge = msDuration(n)
 			return err
 		}},
 	{"retention.bytes", kmsg.ConfigTypeLong,
@@ -111,7 +111,7 @@ var topicConfigs = []topicConfig{
 		},
 		func(c *storage.LogConfig, v string) error {
 			n, err := parseInt(v, 1)
-			c.SegmentAge = time.Duration(n) * time.Millisecond
+			c.SegmentAge = msDuration(n)
 			return err
 		}},
 	{"max.message.bytes", kmsg.ConfigTypeInt,
@@ -125,7 +125,7 @@ var topicConfigs = []topicConfig{
 		func(c storage.LogConfig) string { return msString(c.TombstoneRetention) },
 		func(c *storage.LogConfig, v string) error {
 			n, err := parseInt(v, 1)
-			c.TombstoneRetention = time.Duration(n) * time.Millisecond
+			c.TombstoneRetention = msDuration(n)
 			return err
 		}},
 	{"index.interval.bytes", kmsg.ConfigTypeInt,
@@ -154,7 +154,7 @@ var topicConfigs = []topicConfig{
 				c.Durability.Mode = storage.SyncAlways
 			} else {
 				c.Durability.Mode = storage.SyncInterval
-				c.Durability.Interval = time.Duration(n) * time.Millisecond
+				c.Durability.Interval = msDuration(n)
 			}
 			return err
 		}},
@@ -208,6 +208,16 @@ func maxMs(d time.Duration) string {
 		return strconv.FormatInt(math.MaxInt64, 10)
 	}
 	return strconv.FormatInt(d.Milliseconds(), 10)
+}
+
+// msDuration is n ms as a duration; a count too large for one (up to
+// Long.MAX_VALUE, which Kafka tools send for "never") saturates at the
+// longest duration instead of wrapping negative.
+func msDuration(n int64) time.Duration {
+	if n > math.MaxInt64/int64(time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(n) * time.Millisecond
 }
 
 // setMaxMs reads a timestamp bound in ms; values too large for a duration
