@@ -192,6 +192,7 @@ func (t *Topics) merge(o LogConfig) LogConfig {
 	override(&d.TimestampBeforeMax, o.TimestampBeforeMax)
 	override(&d.TimestampAfterMax, o.TimestampAfterMax)
 	override(&d.Compression, o.Compression)
+	override(&d.ProducerExpiry, o.ProducerExpiry)
 	return d.WithDefaults()
 }
 
