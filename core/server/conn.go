@@ -198,6 +198,8 @@ func (s *Server) writeResponses(ctx context.Context, cancel context.CancelFunc, 
 				return
 			}
 			s.m.bytesOut.Add(float64(len(p.frame)))
+			recycleFrame(p.frame)
+			p.frame = nil
 		}
 		if len(out) == 0 && !flush() {
 			return

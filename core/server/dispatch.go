@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -225,7 +226,7 @@ func (s *Server) prepareFrame(ctx context.Context, cc *clientConn, f []byte) (do
 // parse before they know the version), then the body.
 func encodeResponse(h requestHeader, resp kmsg.Response, version int16) []byte {
 	resp.SetVersion(version)
-	buf := make([]byte, 8, responseSizeHint(resp))
+	buf := frameBuf(responseSizeHint(resp))[:8]
 	binary.BigEndian.PutUint32(buf[4:], uint32(h.correlation))
 	if resp.IsFlexible() && resp.Key() != 18 {
 		buf = append(buf, 0)
@@ -233,6 +234,35 @@ func encodeResponse(h requestHeader, resp kmsg.Response, version int16) []byte {
 	buf = resp.AppendTo(buf)
 	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
 	return buf
+}
+
+// Large response frames (fetches) are encoded into buffers reused from
+// framePool: a fresh one is zeroed by the runtime before the batches are
+// copied over it, which cost as much CPU as the copy. writeResponses returns
+// a frame once it is written; nothing else holds one.
+var framePool sync.Pool // *[]byte
+
+const (
+	minPooledFrame = 256 << 10
+	maxPooledFrame = 16 << 20 // larger ones are not kept between fetches
+)
+
+// frameBuf returns an empty buffer with room for n bytes.
+func frameBuf(n int) []byte {
+	if n >= minPooledFrame {
+		if bp, ok := framePool.Get().(*[]byte); ok && cap(*bp) >= n {
+			return (*bp)[:0]
+		}
+	}
+	return make([]byte, 0, n)
+}
+
+// recycleFrame offers a written frame's buffer for reuse.
+func recycleFrame(b []byte) {
+	if c := cap(b); c >= minPooledFrame && c <= maxPooledFrame {
+		b = b[:0]
+		framePool.Put(&b)
+	}
 }
 
 // responseSizeHint sizes the encode buffer up front: a fetch response is
