@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os/exec"
 	"sort"
@@ -14,16 +12,11 @@ import (
 // kcat runs the kcat binary (librdkafka) against the broker.
 func kcat(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "kcat", args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kcat %v: %v\nstderr: %s", args, err, errb.String())
+	out, stderr, err := kcatResult(stdin, args...)
+	if err != nil {
+		t.Fatalf("kcat %v: %v\nstderr: %s", args, err, stderr)
 	}
-	return out.String()
+	return out
 }
 
 func needKcat(t *testing.T) {
