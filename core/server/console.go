@@ -357,22 +357,10 @@ func newestRecords(l *storage.Log, from, to int64) ([]recordbatch.Record, error)
 		case len(b) == 0:
 			return out, nil
 		}
-		next := from
-		err = recordbatch.Split(b, func(h recordbatch.Header, batch []byte) error {
-			next = max(next, h.NextOffset())
-			if h.IsControl() {
-				return nil
+		next, err := recordbatch.RecordsFrom(b, from, func(r recordbatch.Record) {
+			if r.Offset < to {
+				out = append(out, r)
 			}
-			recs, err := recordbatch.Records(batch)
-			if err != nil {
-				return err
-			}
-			for _, r := range recs {
-				if r.Offset >= from && r.Offset < to {
-					out = append(out, r)
-				}
-			}
-			return nil
 		})
 		if err != nil {
 			return nil, err

@@ -141,32 +141,16 @@ func (s *LogSource) read(p int32, l storage.LogTail, synced int64, out []stream.
 		if len(b) == 0 {
 			break
 		}
-		err = recordbatch.Split(b, func(h recordbatch.Header, batch []byte) error {
-			if h.IsControl() {
-				next = max(next, h.NextOffset())
-				return nil
-			}
-			rs, err := recordbatch.Records(batch)
-			if err != nil {
-				return err
-			}
-			for i := range rs {
-				r := &rs[i]
-				if r.Offset < next {
-					continue // the batch holding next starts before it
+		next, err = recordbatch.RecordsFrom(b, next, func(r recordbatch.Record) {
+			rec := stream.Record{Topic: s.Stream, Partition: p, Offset: r.Offset, Key: r.Key, Value: r.Value,
+				Timestamp: r.Timestamp}
+			if len(r.Headers) > 0 {
+				rec.Headers = make([]stream.Header, len(r.Headers))
+				for j, hd := range r.Headers {
+					rec.Headers[j] = stream.Header{Key: hd.Key, Value: hd.Value}
 				}
-				rec := stream.Record{Topic: s.Stream, Partition: p, Offset: r.Offset, Key: r.Key, Value: r.Value,
-					Timestamp: r.Timestamp}
-				if len(r.Headers) > 0 {
-					rec.Headers = make([]stream.Header, len(r.Headers))
-					for j, hd := range r.Headers {
-						rec.Headers[j] = stream.Header{Key: hd.Key, Value: hd.Value}
-					}
-				}
-				out = append(out, rec)
 			}
-			next = max(next, h.NextOffset())
-			return nil
+			out = append(out, rec)
 		})
 		if err != nil {
 			return out, fmt.Errorf("decode %s-%d at %d: %w", s.Stream, p, next, err)

@@ -219,30 +219,15 @@ func readLog(l storage.LogTail, partition int32, c *Checker) (int64, error) {
 		if len(b) == 0 {
 			break
 		}
-		next := from
-		err = recordbatch.Split(b, func(h recordbatch.Header, batch []byte) error {
-			next = max(next, h.NextOffset())
-			if h.IsControl() {
-				return nil
-			}
-			recs, err := recordbatch.Records(batch)
-			if err != nil {
-				return fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
-			}
-			for _, r := range recs {
-				if r.Offset < from {
-					continue // Read starts at the batch holding from
+		next, err := recordbatch.RecordsFrom(b, from, func(r recordbatch.Record) {
+			ct := ""
+			for _, h := range r.Headers {
+				if h.Key == HeaderContentType {
+					ct = string(h.Value)
 				}
-				ct := ""
-				for _, h := range r.Headers {
-					if h.Key == HeaderContentType {
-						ct = string(h.Value)
-					}
-				}
-				c.ObserveRecord(partition, r.Offset, r.Key, r.Value, ct)
-				n++
 			}
-			return nil
+			c.ObserveRecord(partition, r.Offset, r.Key, r.Value, ct)
+			n++
 		})
 		if err != nil {
 			return n, err

@@ -1,6 +1,10 @@
 package recordbatch
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestMarkerRoundTrip(t *testing.T) {
 	t.Parallel()
@@ -36,4 +40,35 @@ func FuzzParseControl(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = ParseControl(b)
 	})
+}
+
+// RecordsFrom steps over a marker and the records before from in the
+// first batch, and ends past the last batch, marker included.
+func TestRecordsFromSkipsMarkers(t *testing.T) {
+	t.Parallel()
+	opts := NoProducer
+	first, err := Build([]Record{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker, err := BuildMarker(42, 3, true, 7, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	SetBaseOffset(marker, 3)
+	opts.BaseOffset = 4
+	last, err := Build([]Record{{Value: []byte("d")}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	next, err := RecordsFrom(append(append(first, marker...), last...), 1, func(r Record) {
+		got = append(got, fmt.Sprintf("%d:%s", r.Offset, r.Value))
+	})
+	if err != nil || next != 5 || strings.Join(got, " ") != "1:b 2:c 4:d" {
+		t.Fatalf("RecordsFrom = %q, next %d, %v; want [1:b 2:c 4:d], next 5", got, next, err)
+	}
+	if next, err := RecordsFrom(nil, 9, func(Record) { t.Fatal("record in an empty read") }); err != nil || next != 9 {
+		t.Fatalf("RecordsFrom(nil, 9) = %d, %v; want 9", next, err)
+	}
 }

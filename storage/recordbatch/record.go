@@ -234,6 +234,31 @@ func Records(batch []byte) ([]Record, error) {
 	return out, nil
 }
 
+// RecordsFrom calls fn with each record at or after from in b, whole
+// batches as a log read returns them (the first may start before from).
+// Control batches hold transaction markers, not records, and are stepped
+// over. next is the offset after b's last batch, or from when b ends
+// before it; on an error, the offset reached so far.
+func RecordsFrom(b []byte, from int64, fn func(Record)) (next int64, err error) {
+	next = from
+	err = Split(b, func(h Header, batch []byte) error {
+		if !h.IsControl() {
+			recs, err := Records(batch)
+			if err != nil {
+				return fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
+			}
+			for _, r := range recs {
+				if r.Offset >= next {
+					fn(r)
+				}
+			}
+		}
+		next = max(next, h.NextOffset())
+		return nil
+	})
+	return next, err
+}
+
 // payload validates batch and returns its header and uncompressed records.
 // For an uncompressed batch the records alias batch.
 func payload(batch []byte) (Header, []byte, error) {
