@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -45,7 +45,7 @@ func TestCoreDownDuringIngestThenBack(t *testing.T) {
 	in := e.startIngest(devs, nil, 30, 5*time.Millisecond)
 	testkit.Eventually(t, 10*time.Second, "a backlog and retries while the core is down", func() bool {
 		return rb.Status().Backlog() > 0 && len(rb.Status().Partitions) == 3 &&
-			counterValue(t, rb.m.retries.WithLabelValues(stream, "metadata")) > 0
+			testutil.ToFloat64(rb.m.retries.WithLabelValues(stream, "metadata")) > 0
 	})
 	st := rb.Status()
 	for _, p := range st.Partitions {
@@ -89,7 +89,7 @@ func TestCoreDownDuringIngestThenBack(t *testing.T) {
 	if v.lost != 0 || v.duplicated != 0 || v.outOfOrder != 0 || v.unexpected != 0 {
 		t.Fatalf("lost=%d duplicated=%d out-of-order=%d unexpected=%d", v.lost, v.duplicated, v.outOfOrder, v.unexpected)
 	}
-	if got := counterValue(t, rb.m.records.WithLabelValues(stream)); int(got) != v.records {
+	if got := testutil.ToFloat64(rb.m.records.WithLabelValues(stream)); int(got) != v.records {
 		t.Errorf("forwarded records metric %v, core holds %d", got, v.records)
 	}
 	// The core topic was created with the edge's partition count.
@@ -360,15 +360,6 @@ func TestBackoffBounds(t *testing.T) {
 	}
 }
 
-func counterValue(t testing.TB, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
-}
-
 // Segments the edge drops under the drop-oldest disk policy before they were
 // forwarded are counted, and forwarding goes on after them.
 func TestDropOldestCountsUnforwarded(t *testing.T) {
@@ -397,7 +388,7 @@ func TestDropOldestCountsUnforwarded(t *testing.T) {
 	if st.Dropped != dropped {
 		t.Errorf("status counts %d dropped, edge dropped %d", st.Dropped, dropped)
 	}
-	if got := counterValue(t, rb.m.skipped.WithLabelValues(stream)); int64(got) != dropped {
+	if got := testutil.ToFloat64(rb.m.skipped.WithLabelValues(stream)); int64(got) != dropped {
 		t.Errorf("dropped metric %v, edge dropped %d", got, dropped)
 	}
 	v := judgeCore(t, core, addr, map[string]uint64{"d-1": 2000}, nil)
@@ -425,7 +416,7 @@ func TestBandwidthCap(t *testing.T) {
 	rb := startBridge(t, cfg, e)
 	rb.waitCaughtUp(t, 20*time.Second)
 	took := time.Since(start)
-	sent := counterValue(t, rb.m.bytes.WithLabelValues(stream))
+	sent := testutil.ToFloat64(rb.m.bytes.WithLabelValues(stream))
 	burst := float64(max(int64(cfg.MaxBatchBytes), cfg.BandwidthBytesPerSec/10))
 	min := time.Duration((sent - burst - 16<<10) / float64(cfg.BandwidthBytesPerSec) * float64(time.Second))
 	if took < min {
@@ -617,7 +608,7 @@ func TestBridgeResendsTailTheCoreLost(t *testing.T) {
 	rb.waitCaughtUp(t, 20*time.Second)
 	testkit.Eventually(t, 20*time.Second, "the core to hold all 1,500 readings", func() bool { return core.records(stream) >= 1500 })
 	verifyCore(t, core, addr, map[string]uint64{"t-1": 1500})
-	if got := counterValue(t, rb.m.rewound.WithLabelValues(stream)); int64(got) != lost {
+	if got := testutil.ToFloat64(rb.m.rewound.WithLabelValues(stream)); int64(got) != lost {
 		t.Errorf("rewound metric %v, the core lost %d", got, lost)
 	}
 	t.Logf("the core lost %d acknowledged records at recovery; the bridge re-sent them", lost)

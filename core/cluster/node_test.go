@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tributary-io/tributary/internal/testkit"
 )
@@ -198,7 +198,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "events", 6, 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := counterValue(t, follower.m.forwarded); got < 1 {
+	if got := testutil.ToFloat64(follower.m.forwarded); got < 1 {
 		t.Fatalf("proposal was not forwarded (forwarded=%v)", got)
 	}
 	md := follower.Metadata()
@@ -268,7 +268,7 @@ func TestClusterLifecycle(t *testing.T) {
 	})
 	t.Logf("crash of the controller (broker %d): partitions moved on every survivor after %v", vid, time.Since(stopped).Round(time.Millisecond))
 	for _, n := range c.running() {
-		if got := counterValue(t, n.m.elections.WithLabelValues("elected")); got < 2 {
+		if got := testutil.ToFloat64(n.m.elections.WithLabelValues("elected")); got < 2 {
 			t.Fatalf("broker %d counted %v leader elections, want ≥ 2", n.ID(), got)
 		}
 	}
@@ -333,15 +333,6 @@ func TestClusterLifecycle(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }
 
 func raftServers(t *testing.T, n *Node) (voters, nonvoters []int32) {

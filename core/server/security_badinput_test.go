@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -48,7 +47,7 @@ func TestSecureBadInput(t *testing.T) {
 	defer cancel()
 	good := e.client(t, plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism())
 	failures := func(reason string) float64 {
-		return counterValue(e.srv.sec.m.authFailed.WithLabelValues(reason))
+		return testutil.ToFloat64(e.srv.sec.m.authFailed.WithLabelValues(reason))
 	}
 
 	t.Run("request before authentication", func(t *testing.T) {
@@ -155,7 +154,7 @@ func TestSecureBadInput(t *testing.T) {
 		c := dialTLSRaw(t, e.ssl, e.tlsConfig(e.clientCert))
 		c.roundTrip(apiVersions(3))
 		testkit.Eventually(t, 10*time.Second, "an SSL authentication counted", func() bool {
-			return counterValue(e.srv.sec.m.authOK.WithLabelValues("SSL")) > 0
+			return testutil.ToFloat64(e.srv.sec.m.authOK.WithLabelValues("SSL")) > 0
 		})
 	})
 
@@ -175,12 +174,4 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return other
-}
-
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return -1
-	}
-	return m.GetCounter().GetValue()
 }
