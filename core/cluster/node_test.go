@@ -19,8 +19,6 @@ import (
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
-func testLogger(t *testing.T) *slog.Logger { return testkit.Logger(t) }
-
 func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
 // useTestTimings gives cfg the Raft timeouts of every test cluster and,
@@ -42,7 +40,7 @@ type testCluster struct {
 }
 
 func newTestCluster(t *testing.T, size int) *testCluster {
-	c := &testCluster{t: t, log: testLogger(t), nodes: make([]*Node, size), regs: make([]*prometheus.Registry, size)}
+	c := &testCluster{t: t, log: testkit.Logger(t), nodes: make([]*Node, size), regs: make([]*prometheus.Registry, size)}
 	base := t.TempDir()
 	var serf []string
 	for range size {

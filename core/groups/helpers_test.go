@@ -2,8 +2,6 @@ package groups
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -28,13 +26,6 @@ func testConfig() Config {
 	}
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 func openStore(t testing.TB, path string) *meta.Store {
 	t.Helper()
 	s, err := meta.Open(path)
@@ -49,7 +40,7 @@ func newTestCoordinator(t testing.TB, cfg Config) (*Coordinator, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "meta.db")
 	store := openStore(t, path)
-	c := NewCoordinator(store, cfg, testLogger(t))
+	c := NewCoordinator(store, cfg, testkit.Logger(t))
 	t.Cleanup(func() {
 		c.Close()
 		if err := store.Close(); err != nil {

@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // commit commits one offset and returns its partition's error code.
@@ -101,7 +103,7 @@ func TestOffsetCommitFetchRoundTripAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := openStore(t, path)
-	c2 := NewCoordinator(store, testConfig(), testLogger(t))
+	c2 := NewCoordinator(store, testConfig(), testkit.Logger(t))
 	t.Cleanup(func() { c2.Close(); store.Close() })
 	got = fetchV7(t, c2, group, "sensors", 0, 1)
 	if got[0].Offset != 43 || got[1].Offset != 7 {

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -25,7 +26,7 @@ func writeLegacyDataDir(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{}, testLogger(t))
+	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{}, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

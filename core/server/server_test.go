@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -13,22 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
-
-// testLogger sends warnings and errors to the test log, so a failing test
-// shows what the broker complained about.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tbWriter struct{ t testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // testConfig is a single broker's configuration for tests. A new group's
 // first rebalance waits 100 ms for more members, not Kafka's 3 s: every
@@ -52,7 +38,7 @@ func startServer(t testing.TB, cfg Config) *Server {
 	var err error
 	// A restart reuses the previous port; the kernel may need a moment.
 	for i := 0; i < 50; i++ {
-		srv, err = Start(cfg, testLogger(t), nil)
+		srv, err = Start(cfg, testkit.Logger(t), nil)
 		if err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
