@@ -100,28 +100,14 @@ func readStream(t *testing.T, topics *storage.Topics, name string) []outRec {
 	var out []outRec
 	for p := int32(0); p < info.Partitions; p++ {
 		l, _ := topics.Partition(name, p)
-		for next := l.StartOffset(); next < l.NextOffset(); {
-			b, err := l.Read(next, 1<<20, -1)
-			if err != nil {
-				t.Fatal(err)
+		for _, r := range testkit.LogRecords(t, l) {
+			o := outRec{partition: p, key: string(r.Key), value: r.Value, ts: r.Timestamp}
+			for _, hd := range r.Headers {
+				if hd.Key == stream.HeaderID {
+					o.id = string(hd.Value)
+				}
 			}
-			_ = recordbatch.Split(b, func(h recordbatch.Header, batch []byte) error {
-				rs, err := recordbatch.Records(batch)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range rs {
-					o := outRec{partition: p, key: string(r.Key), value: r.Value, ts: r.Timestamp}
-					for _, hd := range r.Headers {
-						if hd.Key == stream.HeaderID {
-							o.id = string(hd.Value)
-						}
-					}
-					out = append(out, o)
-				}
-				next = h.NextOffset()
-				return nil
-			})
+			out = append(out, o)
 		}
 	}
 	return out
@@ -138,17 +124,9 @@ func reference(t *testing.T, topics *storage.Topics, agg *stream.Aggregation) ma
 	want := map[string][]byte{}
 	for p := int32(0); p < 2; p++ {
 		l, _ := topics.Partition(agg.Source, p)
-		for next := int64(0); next < l.NextOffset(); {
-			b, _ := l.Read(next, 1<<20, -1)
-			_ = recordbatch.Split(b, func(h recordbatch.Header, batch []byte) error {
-				rs, _ := recordbatch.Records(batch)
-				for _, r := range rs {
-					rec := stream.Record{Topic: agg.Source, Partition: p, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
-					eng.Process(&rec, func(o stream.Output) { want[string(o.Key)+" "+o.ID] = bytes.Clone(o.Value) })
-				}
-				next = h.NextOffset()
-				return nil
-			})
+		for _, r := range testkit.LogRecords(t, l) {
+			rec := stream.Record{Topic: agg.Source, Partition: p, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
+			eng.Process(&rec, func(o stream.Output) { want[string(o.Key)+" "+o.ID] = bytes.Clone(o.Value) })
 		}
 	}
 	return want

@@ -60,30 +60,8 @@ func readStream(t *testing.T, topics *storage.Topics, stream string) []storedRec
 		if err != nil {
 			t.Fatalf("partition %s-%d: %v", stream, p, err)
 		}
-		for off := l.StartOffset(); off < l.NextOffset(); {
-			b, err := l.Read(off, 1<<20, -1)
-			if err != nil {
-				t.Fatalf("read %s-%d@%d: %v", stream, p, off, err)
-			}
-			if len(b) == 0 {
-				break
-			}
-			err = recordbatch.Split(b, func(h recordbatch.Header, batch []byte) error {
-				recs, err := recordbatch.Records(batch)
-				if err != nil {
-					return err
-				}
-				for _, r := range recs {
-					if r.Offset >= off {
-						out = append(out, storedRecord{r, p})
-					}
-				}
-				off = h.NextOffset()
-				return nil
-			})
-			if err != nil {
-				t.Fatalf("decode %s-%d: %v", stream, p, err)
-			}
+		for _, r := range testkit.LogRecords(t, l) {
+			out = append(out, storedRecord{r, p})
 		}
 	}
 	return out

@@ -6,7 +6,7 @@
 // within a bound), BuildBinary and StartCoreCluster (core brokers as real
 // processes, with CreateClusterTopic and PartitionStates), Get, GetJSON and
 // Metrics (a role's HTTP endpoints), NewCA and ServerCerts (throwaway
-// certificates). The benchmarks module uses the error-returning pieces
+// certificates), LogRecords (every record of a partition log). The benchmarks module uses the error-returning pieces
 // (ReserveAddr, PollContext, CreateClusterTopic) outside tests. An
 // in-process core broker is in coretest, apart because core/server's own
 // tests use this package.

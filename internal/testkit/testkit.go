@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
 // Eventually polls cond until it holds, failing the test after limit with
@@ -219,6 +221,36 @@ func PartitionDirs(t testing.TB, logsDir, topic string) []int32 {
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// LogReader is the part of a partition log (storage.LogTail) that
+// LogRecords reads.
+type LogReader interface {
+	Read(from int64, maxBytes int, upTo int64) ([]byte, error)
+	StartOffset() int64
+	NextOffset() int64
+}
+
+// LogRecords returns the records of l's data batches from its start to its
+// end, failing the test when a read or a batch fails.
+func LogRecords(t testing.TB, l LogReader) []recordbatch.Record {
+	t.Helper()
+	var out []recordbatch.Record
+	for from := l.StartOffset(); from < l.NextOffset(); {
+		b, err := l.Read(from, 1<<20, -1)
+		if err != nil {
+			t.Fatalf("read at %d: %v", from, err)
+		}
+		next, err := recordbatch.RecordsFrom(b, from, func(r recordbatch.Record) { out = append(out, r) })
+		if err != nil {
+			t.Fatalf("decode at %d: %v", from, err)
+		}
+		if next == from {
+			break // nothing readable below the end yet
+		}
+		from = next
+	}
 	return out
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/tributary-io/tributary/firmware-sim/fleet"
 	"github.com/tributary-io/tributary/firmware-sim/reading"
 	"github.com/tributary-io/tributary/internal/stream"
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -411,22 +412,8 @@ aggregations:
 		if err := l.WaitSynced(context.Background(), l.NextOffset()); err != nil {
 			t.Fatal(err)
 		}
-		for next := l.StartOffset(); next < l.NextOffset(); {
-			bs, err := l.Read(next, 1<<20, -1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = recordbatch.Split(bs, func(h recordbatch.Header, batch []byte) error {
-				rs, err := recordbatch.Records(batch)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range rs {
-					siteRaw = append(siteRaw, rawFrom(t, p, r.Key, r.Value, r.Timestamp, r.Headers))
-				}
-				next = h.NextOffset()
-				return nil
-			})
+		for _, r := range testkit.LogRecords(t, l) {
+			siteRaw = append(siteRaw, rawFrom(t, p, r.Key, r.Value, r.Timestamp, r.Headers))
 		}
 	}
 	siteWant, siteWM := referenceWindows(t, siteRaw, siteInfo.Partitions)
