@@ -360,11 +360,7 @@ func (gr *groupReader) stopPolling() {
 func verifyLog(ctx context.Context, t *testing.T, addrs []string, topic string, acked map[string]bool, when string) {
 	t.Helper()
 	nAcked := len(acked)
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := newReader(t, addrs, topic)
 	defer cons.Close()
 	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -421,6 +417,18 @@ func createTopicWhenFormed(ctx context.Context, t *testing.T, addrs []string, to
 	if err := testkit.CreateClusterTopic(ctx, addrs, topic, parts, 3); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// newReader is a client that reads topic from its start, with opts added
+// (read_committed, say); the caller closes it.
+func newReader(t *testing.T, addrs []string, topic string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200 * time.Millisecond)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
 }
 
 // seqProducer is an idempotent acks=all producer writing, for six keys

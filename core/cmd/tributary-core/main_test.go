@@ -224,11 +224,7 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged; last failure: %v", len(acked), total, failed)
 	}
 
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("crash"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := newReader(t, []string{addr}, "crash")
 	defer cons.Close()
 	seen := map[string]int{}
 	for len(seen) < len(acked) && ctx.Err() == nil {

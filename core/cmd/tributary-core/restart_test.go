@@ -76,17 +76,14 @@ func TestClusterFullRestarts(t *testing.T) {
 // appended by a leader the cluster had already replaced.
 func checkLeaderEpochs(ctx context.Context, t *testing.T, addrs []string, topic string, parts int32) {
 	t.Helper()
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := newReader(t, addrs, topic)
 	defer cons.Close()
 	// Read up to each partition's high watermark as it is now.
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var ends kadm.ListedOffsets
 	testkit.Eventually(t, 30*time.Second, "the end offsets of "+topic, func() bool {
+		var err error
 		ends, err = kadm.NewClient(cons).ListEndOffsets(lctx, topic)
 		return err == nil && ends.Error() == nil
 	})

@@ -132,11 +132,7 @@ func TestClusterTransactionKills(t *testing.T) {
 	}
 
 	// read_committed: every committed record once, nothing aborted.
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := newReader(t, addrs, topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	defer cons.Close()
 	var got []string
 	deadline := time.Now().Add(30 * time.Second)
@@ -269,11 +265,7 @@ func TestKillNineMidTransaction(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("open transaction aborted %v after the restart (timeout 4 s)", time.Since(restarted).Round(100*time.Millisecond))
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := newReader(t, []string{addr}, topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	defer cons.Close()
 	// Read until every committed record is in (or 30 s pass), then keep
 	// reading a while longer for anything that must not be there.

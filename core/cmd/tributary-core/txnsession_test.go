@@ -145,11 +145,7 @@ func TestClusterGroupSessionKills(t *testing.T) {
 		t.Fatalf("no round was aborted in %d rounds", rounds)
 	}
 
-	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(out), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cons := newReader(t, addrs, out, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	defer cons.Close()
 	seen := map[string][]string{} // input value -> output values
 	total := 0
