@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tributary-io/tributary/bridge"
-	"github.com/tributary-io/tributary/edge/gateway"
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/testkit/edgetest"
 )
 
 // The real edge gateway with the bridge attached the way tributary-edge
@@ -23,24 +23,7 @@ func TestEdgeGatewayToCore(t *testing.T) {
 	core := bridge.NewTestCore(t, addr, "")
 	core.Start()
 
-	cfg := gateway.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.MQTT.Address = "127.0.0.1:0"
-	cfg.HTTP.Address = "-"
-	cfg.Auth.AllowAnonymous = true
-	cfg.ShutdownTimeout = 5 * time.Second
-	g, err := gateway.Open(cfg, testkit.Logger(t))
-	if err != nil {
-		t.Fatalf("open gateway: %v", err)
-	}
-	bcfg := bridge.TestBridgeConfig(addr)
-	bcfg.EdgeID = g.EdgeID()
-	b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.Go("bridge", b.Run)
-	testkit.Run(t, "gateway", g.Run)
+	g, b := edgetest.Start(t, edgetest.Config(t), bridge.TestBridgeConfig(addr), testkit.Logger(t))
 
 	o := paho.NewClientOptions().AddBroker("tcp://" + g.MQTTAddr()).SetClientID("bridge-test").
 		SetConnectTimeout(5 * time.Second).SetAutoReconnect(false)

@@ -24,6 +24,7 @@ import (
 	"github.com/tributary-io/tributary/edge/gateway"
 	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/internal/testkit/coretest"
+	"github.com/tributary-io/tributary/internal/testkit/edgetest"
 )
 
 // Options choose what Start turns on.
@@ -52,31 +53,17 @@ func Start(t testing.TB, opts Options) *System {
 	s := &System{t: t}
 	kafkaAddr, serfAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 
-	ecfg := gateway.Defaults()
-	ecfg.DataDir = filepath.Join(t.TempDir(), "edge")
+	ecfg := edgetest.Config(t)
 	ecfg.EdgeID = "edge-systest"
-	ecfg.MQTT.Address = "127.0.0.1:0"
 	ecfg.HTTP.Address = "127.0.0.1:0"
 	ecfg.HTTP.Console = opts.Console
-	ecfg.Auth.AllowAnonymous = true
-	ecfg.ShutdownTimeout = 5 * time.Second
 	if opts.MaxPayloadBytes > 0 {
 		ecfg.Ingest.MaxPayloadBytes = opts.MaxPayloadBytes
 	}
 	ecfg.Ingest.BudgetBytes = 256 << 20
-	g, err := gateway.Open(ecfg, testkit.Logger(t))
-	if err != nil {
-		t.Fatalf("open edge: %v", err)
-	}
-	bcfg := bridge.Config{Brokers: []string{kafkaAddr}, EdgeID: g.EdgeID(), BackoffMin: 20 * time.Millisecond,
+	bcfg := bridge.Config{Brokers: []string{kafkaAddr}, BackoffMin: 20 * time.Millisecond,
 		BackoffMax: 200 * time.Millisecond, ScanInterval: 100 * time.Millisecond}
-	b, err := bridge.New(bcfg, g.Topics(), g.Meta(), g.Registry(), testkit.Logger(t))
-	if err != nil {
-		t.Fatalf("new bridge: %v", err)
-	}
-	g.Go("bridge", b.Run)
-	g.SetStatusSource("bridge", func() any { return b.Status() })
-	testkit.Run(t, "edge", g.Run)
+	g, b := edgetest.Start(t, ecfg, bcfg, testkit.Logger(t))
 	s.Edge = g
 	opt := paho.NewClientOptions().AddBroker("tcp://" + g.MQTTAddr()).SetClientID("systest").SetAutoReconnect(false)
 	s.mqtt = paho.NewClient(opt)

@@ -9,5 +9,6 @@
 // certificates), LogRecords (every record of a partition log). The benchmarks module uses the error-returning pieces
 // (ReserveAddr, PollContext, CreateClusterTopic) outside tests. An
 // in-process core broker is in coretest, apart because core/server's own
-// tests use this package.
+// tests use this package; an in-process edge with its bridge is in
+// edgetest, apart for the same reason.
 package testkit

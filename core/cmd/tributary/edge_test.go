@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -16,42 +15,20 @@ import (
 	"github.com/tributary-io/tributary/bridge"
 	"github.com/tributary-io/tributary/edge/gateway"
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/testkit/edgetest"
 )
 
 // startEdge runs a real edge gateway in-process, bridged to core the way
 // tributary-edge wires it (status source included).
 func startEdge(t *testing.T, core string) *gateway.Gateway {
 	t.Helper()
-	cfg := gateway.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.MQTT.Address = "127.0.0.1:0"
+	cfg := edgetest.Config(t)
 	cfg.HTTP.Address = "127.0.0.1:0"
-	cfg.Auth.AllowAnonymous = true
-	cfg.ShutdownTimeout = 5 * time.Second
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g, err := gateway.Open(cfg, quiet)
-	if err != nil {
-		t.Fatalf("open edge: %v", err)
-	}
-	b, err := bridge.New(bridge.Config{
-		Brokers: []string{core}, EdgeID: g.EdgeID(),
+	g, _ := edgetest.Start(t, cfg, bridge.Config{
+		Brokers:    []string{core},
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
 		RequestTimeout: 2 * time.Second, ScanInterval: 100 * time.Millisecond, SyncPoll: 100 * time.Millisecond,
-	}, g.Topics(), g.Meta(), g.Registry(), quiet)
-	if err != nil {
-		t.Fatalf("bridge: %v", err)
-	}
-	g.Go("bridge", b.Run)
-	g.SetStatusSource("bridge", func() any { return b.Status() })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("edge run: %v", err)
-		}
-	})
+	}, testkit.Discard())
 	return g
 }
 
