@@ -2040,7 +2040,11 @@ func TestPublishToClientServerDowngradeQos(t *testing.T) {
 		pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).Packet
 		pkx.FixedHeader.Qos = 2
 		_, _ = s.publishToClient(cl, packets.Subscription{Filter: "a/b/c", Qos: 2}, pkx)
-		time.Sleep(time.Microsecond * 100)
+		// The packet is written by a writer goroutine: wait until it has
+		// been, rather than a fixed 100 µs that a loaded machine overruns.
+		for i := 0; i < 5000 && atomic.LoadInt32(&cl.State.outboundQty) > 0; i++ {
+			time.Sleep(time.Millisecond)
+		}
 		_ = w.Close()
 	}()
 
@@ -2069,7 +2073,11 @@ func TestPublishToClientSubscriptionDowngradeQos(t *testing.T) {
 		pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).Packet
 		pkx.FixedHeader.Qos = 2
 		_, _ = s.publishToClient(cl, packets.Subscription{Filter: "a/b/c", Qos: 1}, pkx)
-		time.Sleep(time.Microsecond * 100)
+		// The packet is written by a writer goroutine: wait until it has
+		// been, rather than a fixed 100 µs that a loaded machine overruns.
+		for i := 0; i < 5000 && atomic.LoadInt32(&cl.State.outboundQty) > 0; i++ {
+			time.Sleep(time.Millisecond)
+		}
 		_ = w.Close()
 	}()
 
