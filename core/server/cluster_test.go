@@ -504,6 +504,11 @@ func TestMinInsyncReplicas(t *testing.T) {
 	tb.createTopic("mis", 1, 3, 3)
 	st, _ := tb.srvs[0].Cluster().PartitionState("mis", 0)
 	leader, gone := tb.byID(st.Leader), tb.other(st.Leader)
+	// The leader serves the partition once its own metadata has caught up.
+	tb.waitFor("the leader ready to serve mis/0", 30*time.Second, func() bool {
+		ps, _ := leader.Cluster().PartitionState("mis", 0)
+		return ps.Leader == st.Leader && leader.Readiness().Ready
+	})
 	c := dialRaw(t, leader.Addr())
 	if got := produceOne(t, c, -1, "mis", 0, buildBatch(t, 3, -1, 0, 10)); got.ErrorCode != 0 {
 		t.Fatalf("acks=all with the full ISR: %v", kerr.ErrorForCode(got.ErrorCode))

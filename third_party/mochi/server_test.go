@@ -2144,7 +2144,9 @@ func TestPublishToClientServerTopicAlias(t *testing.T) {
 		pkx := *packets.TPacketData[packets.Publish].Get(packets.TPublishBasicMqtt5).Packet
 		_, _ = s.publishToClient(cl, packets.Subscription{Filter: pkx.TopicName}, pkx)
 		_, _ = s.publishToClient(cl, packets.Subscription{Filter: pkx.TopicName}, pkx)
-		time.Sleep(time.Millisecond)
+		for i := 0; i < 5000 && atomic.LoadInt32(&cl.State.outboundQty) > 0; i++ {
+			time.Sleep(time.Millisecond) // until the writer goroutine has written both
+		}
 		_ = w.Close()
 	}()
 
