@@ -1919,7 +1919,9 @@ func TestPublishToSubscribers(t *testing.T) {
 
 	go func() {
 		s.publishToSubscribers(*packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet)
-		time.Sleep(time.Millisecond)
+		for i := 0; i < 5000 && atomic.LoadInt32(&cl.State.outboundQty)+atomic.LoadInt32(&cl2.State.outboundQty)+atomic.LoadInt32(&cl3.State.outboundQty) > 0; i++ {
+			time.Sleep(time.Millisecond) // until the writer goroutines have written
+		}
 		_ = w1.Close()
 		_ = w2.Close()
 		_ = w3.Close()
