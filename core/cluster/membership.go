@@ -117,14 +117,23 @@ func (n *Node) members() []member {
 }
 
 // memberRPCAddr finds the forwarding address of broker id from Serf tags (the metadata may not have
-// registered it yet, e.g. while a new cluster bootstraps).
+// registered it yet, e.g. while a new cluster bootstraps). The callers ask for the Raft leader,
+// which Raft has just heard from, so a member Serf holds as failed still gets its last known
+// address: on a loaded machine gossip can mark a live leader failed for longer than a proposal
+// waits (a rolling-restart test under stress-ng saw 90 s), and a wrong address only costs a
+// refused dial and a retry.
 func (n *Node) memberRPCAddr(id int32) (string, bool) {
+	last := ""
 	for _, m := range n.members() {
-		if m.ID == id && m.Status == serf.StatusAlive && m.RPCAddr != "" {
+		if m.ID != id || m.RPCAddr == "" {
+			continue
+		}
+		if m.Status == serf.StatusAlive {
 			return m.RPCAddr, true
 		}
+		last = m.RPCAddr
 	}
-	return "", false
+	return last, last != ""
 }
 
 // serfEventLoop drains Serf's event channel (Serf blocks when it is full) and wakes the controller
