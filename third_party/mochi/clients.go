@@ -376,13 +376,18 @@ func (k *keepalive) refresh(c net.Conn, keepalive uint16) {
 
 // resume reports whether a read that failed with err should be retried: the
 // deadline passed, but a packet came within the window, so the deadline was
-// only stale. It is moved to where it would have been.
+// only stale. It is moved to where it would have been. A connection that
+// cannot read again after a timeout (a WebSocket's error is sticky) fails
+// before the deadline just set and is not resumed again, so it is closed
+// at the stale deadline instead: at least 1.125 × keepalive after the last
+// packet, still later than a client keeping its keepalive sends the next.
 func (k *keepalive) resume(c net.Conn, err error) bool {
 	if k.window == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
+	now := time.Now()
 	expiry := k.last.Add(k.window)
-	if !time.Now().Before(expiry) {
+	if now.Before(k.armed) || !now.Before(expiry) {
 		return false
 	}
 	k.armed = expiry

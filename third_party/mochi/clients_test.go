@@ -479,6 +479,65 @@ func TestClientKeepaliveResumesStaleDeadline(t *testing.T) {
 	require.Less(t, silent, 2500*time.Millisecond)
 }
 
+// stickyTimeoutConn fails every read after its first timeout at once, as
+// a WebSocket connection does.
+type stickyTimeoutConn struct {
+	net.Conn
+	reads atomic.Int32
+	err   atomic.Value
+}
+
+func (c *stickyTimeoutConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	if err, ok := c.err.Load().(error); ok {
+		return 0, err
+	}
+	n, err := c.Conn.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.err.Store(err)
+	}
+	return n, err
+}
+
+// TestClientKeepaliveStickyTimeout: a connection that cannot read again
+// after a timeout is closed at the stale deadline, not spun on until the
+// resumed one.
+func TestClientKeepaliveStickyTimeout(t *testing.T) {
+	r, w := net.Pipe()
+	sticky := &stickyTimeoutConn{Conn: w}
+	cl, _, _ := newTestClient()
+	cl.Net.Conn = sticky
+	cl.Net.bconn = newConnReader(sticky, 64)
+	defer cl.Stop(errClientStop)
+	cl.State.Keepalive = 1
+
+	got := make(chan struct{}, 2)
+	o := make(chan error, 1)
+	go func() {
+		o <- cl.Read(func(cl *Client, pk packets.Packet) error {
+			got <- struct{}{}
+			return nil
+		})
+	}()
+	ping := []byte{packets.Pingreq << 4, 0}
+	_, err := r.Write(ping)
+	require.NoError(t, err)
+	first := time.Now()
+	<-got
+	time.Sleep(200 * time.Millisecond)
+	_, err = r.Write(ping)
+	require.NoError(t, err)
+	<-got
+	select {
+	case err = <-o:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client was not disconnected")
+	}
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	require.Less(t, time.Since(first), 1650*time.Millisecond, "closed at the stale deadline")
+	require.Less(t, sticky.reads.Load(), int32(20), "reads spun on a sticky timeout")
+}
+
 func TestClientKeepaliveWindow(t *testing.T) {
 	require.Equal(t, time.Duration(0), keepaliveWindow(0))
 	require.Equal(t, 90*time.Second, keepaliveWindow(60))
