@@ -117,8 +117,7 @@ func TestServeListener(t *testing.T) {
 	l := New()
 	l.Add(NewMockListener("t1", testAddr))
 	l.Serve("t1", MockEstablisher)
-	time.Sleep(time.Millisecond)
-	require.True(t, l.internal["t1"].(*MockListener).IsServing())
+	require.Eventually(t, l.internal["t1"].(*MockListener).IsServing, 5*time.Second, time.Millisecond)
 
 	l.Close("t1", MockCloser)
 	require.False(t, l.internal["t1"].(*MockListener).IsServing())
@@ -130,11 +129,9 @@ func TestServeAllListeners(t *testing.T) {
 	l.Add(NewMockListener("t2", testAddr))
 	l.Add(NewMockListener("t3", testAddr))
 	l.ServeAll(MockEstablisher)
-	time.Sleep(time.Millisecond)
-
-	require.True(t, l.internal["t1"].(*MockListener).IsServing())
-	require.True(t, l.internal["t2"].(*MockListener).IsServing())
-	require.True(t, l.internal["t3"].(*MockListener).IsServing())
+	for _, id := range []string{"t1", "t2", "t3"} {
+		require.Eventually(t, l.internal[id].(*MockListener).IsServing, 5*time.Second, time.Millisecond)
+	}
 
 	l.Close("t1", MockCloser)
 	l.Close("t2", MockCloser)
