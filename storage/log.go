@@ -812,6 +812,13 @@ func (l *Log) syncLocked() (published bool, err error) {
 // error; an offset outside [StartOffset, NextOffset] is ErrOffsetOutOfRange.
 // Bytes come from a single segment; read again for more.
 func (l *Log) Read(from int64, maxBytes int, upTo int64) ([]byte, error) {
+	return l.ReadAppend(nil, from, maxBytes, upTo)
+}
+
+// ReadAppend is Read into dst's spare capacity: it returns dst extended by
+// the batches read (a new array only when they do not fit), so a caller that
+// reuses its buffers reads without allocating.
+func (l *Log) ReadAppend(dst []byte, from int64, maxBytes int, upTo int64) ([]byte, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
@@ -833,21 +840,24 @@ func (l *Log) Read(from int64, maxBytes int, upTo int64) ([]byte, error) {
 		if pos >= s.size {
 			continue
 		}
-		b, err := s.readBatches(pos, maxBytes, upTo)
+		b, err := s.readBatches(dst, pos, maxBytes, upTo)
 		var bad *badBatch
 		if errors.As(err, &bad) {
 			return nil, l.damaged(s, from, bad.pos, bad.err)
 		}
 		return b, err
 	}
-	return nil, nil
+	return dst, nil
 }
 
-// readBatches reads whole batches from pos, at most maxBytes unless the first
-// batch alone is larger, stopping before any batch that reaches upTo.
-func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, error) {
+// readBatches appends to dst whole batches from pos, at most maxBytes unless
+// the first batch alone is larger, stopping before any batch that reaches
+// upTo.
+func (s *segment) readBatches(dst []byte, pos int64, maxBytes int, upTo int64) ([]byte, error) {
 	want := min(int64(max(maxBytes, recordbatch.HeaderSize)), s.size-pos)
-	buf := make([]byte, want)
+	base := len(dst)
+	dst = grow(dst, int(want))
+	buf := dst[base : base+int(want)]
 	if err := s.readAt(buf, pos); err != nil {
 		return nil, err
 	}
@@ -871,14 +881,15 @@ func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, erro
 				break
 			}
 			// The first batch is larger than maxBytes: return it whole.
-			buf = make([]byte, h.Size())
+			dst = grow(dst[:base], h.Size())
+			buf = dst[base : base+h.Size()]
 			if err := s.readAt(buf, pos); err != nil {
 				return nil, err
 			}
 			if _, err := recordbatch.Validate(buf); err != nil {
 				return nil, &badBatch{pos: pos, err: err}
 			}
-			return buf, nil
+			return dst[:base+h.Size()], nil
 		}
 		// Every batch is checked before it is served (CRC-32C, in hardware):
 		// bit rot is reported, never handed to a consumer or forwarded.
@@ -890,7 +901,18 @@ func (s *segment) readBatches(pos int64, maxBytes int, upTo int64) ([]byte, erro
 		}
 		end += h.Size()
 	}
-	return buf[:end], nil
+	return dst[:base+end], nil
+}
+
+// grow returns b with room for n more bytes past len(b) (its length
+// unchanged), reallocating only when its capacity is short.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), len(b)+n)
+	copy(nb, b)
+	return nb
 }
 
 // readLocked reads one of l's fields under the read lock: the accessors

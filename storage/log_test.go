@@ -612,3 +612,63 @@ func openTestTopics(t *testing.T, dir string, store *meta.Store) *Topics {
 	}
 	return tp
 }
+
+// TestReadAppend: reads land in the caller's spare capacity, after what it
+// holds, with the same bytes Read returns; the first batch is served whole
+// even when larger than the room or maxBytes; no room means a new array.
+// Not parallel: it counts allocations.
+func TestReadAppend(t *testing.T) {
+	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 1 << 20})
+	defer l.Close()
+	for i := range 20 {
+		if _, err := l.Append(context.Background(), makeBatch(t, 5, fmt.Sprintf("b%d", i), 1000), AppendOptions{LeaderEpoch: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := l.Read(0, 4096, -1)
+	if err != nil || len(want) == 0 {
+		t.Fatalf("read: %d bytes, %v", len(want), err)
+	}
+
+	arena := make([]byte, 3, 64<<10)
+	copy(arena, "abc")
+	got, err := l.ReadAppend(arena, 0, 4096, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[:3]) != "abc" || !bytes.Equal(got[3:], want) {
+		t.Fatalf("ReadAppend kept %q and read %d bytes, want abc and the %d bytes Read returns", got[:3], len(got)-3, len(want))
+	}
+	if &got[0] != &arena[0] {
+		t.Fatal("ReadAppend allocated although the room was enough")
+	}
+	if allocs := testing.AllocsPerRun(20, func() {
+		if _, err := l.ReadAppend(arena[:0], 0, 4096, -1); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs > 2 {
+		t.Errorf("ReadAppend into enough room: %.0f allocations per read", allocs)
+	}
+
+	// Too little room: a new array with the prefix copied.
+	small := append(make([]byte, 0, 8), "xy"...)
+	got, err = l.ReadAppend(small, 0, 4096, -1)
+	if err != nil || string(got[:2]) != "xy" || !bytes.Equal(got[2:], want) {
+		t.Fatalf("ReadAppend into a small buffer: %q..., %d bytes, %v", got[:min(2, len(got))], len(got), err)
+	}
+
+	// maxBytes below one batch: that batch alone, whole.
+	first, err := l.ReadAppend(make([]byte, 0, 16), 0, 1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := recordbatch.Validate(first); err != nil || len(first) != h.Size() || h.BaseOffset != 0 {
+		t.Fatalf("one-byte read: %d bytes, %v", len(first), err)
+	}
+
+	// At the log end: dst back, unchanged.
+	end, err := l.ReadAppend(arena[:3], l.NextOffset(), 4096, -1)
+	if err != nil || len(end) != 3 {
+		t.Fatalf("read at the end: %d bytes, %v", len(end), err)
+	}
+}

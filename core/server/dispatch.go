@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/internal/bufpool"
 )
 
 // handlerFunc serves one decoded request. A nil response means "send
@@ -43,6 +44,9 @@ type call struct {
 	// (waiting for an fsync); it runs before the response is encoded, off
 	// the connection's request loop.
 	finish func()
+	// release, when a handler sets it, runs once the response is encoded:
+	// it returns the pooled buffers the response's fields pointed into.
+	release func()
 }
 
 // fail records an error code for metrics (the first non-zero one wins).
@@ -213,6 +217,9 @@ func (s *Server) prepareFrame(ctx context.Context, cc *clientConn, f []byte) (do
 		}
 		s.m.requests.WithLabelValues(name, errName(c.code)).Inc()
 		s.m.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		if c.release != nil {
+			defer c.release()
+		}
 		if resp == nil {
 			return nil
 		}
@@ -236,34 +243,16 @@ func encodeResponse(h requestHeader, resp kmsg.Response, version int16) []byte {
 	return buf
 }
 
-// Large response frames (fetches) are encoded into buffers reused from
-// framePool: a fresh one is zeroed by the runtime before the batches are
-// copied over it, which cost as much CPU as the copy. writeResponses returns
-// a frame once it is written; nothing else holds one.
-var framePool sync.Pool // *[]byte
-
-const (
-	minPooledFrame = 256 << 10
-	maxPooledFrame = 16 << 20 // larger ones are not kept between fetches
-)
+// Large response frames (fetches) are encoded into pooled buffers: a fresh
+// one is zeroed by the runtime before the batches are copied over it, which
+// cost as much CPU as the copy. writeResponses returns a frame once it is
+// written; nothing else holds one.
 
 // frameBuf returns an empty buffer with room for n bytes.
-func frameBuf(n int) []byte {
-	if n >= minPooledFrame {
-		if bp, ok := framePool.Get().(*[]byte); ok && cap(*bp) >= n {
-			return (*bp)[:0]
-		}
-	}
-	return make([]byte, 0, n)
-}
+func frameBuf(n int) []byte { return bufpool.Get(n) }
 
 // recycleFrame offers a written frame's buffer for reuse.
-func recycleFrame(b []byte) {
-	if c := cap(b); c >= minPooledFrame && c <= maxPooledFrame {
-		b = b[:0]
-		framePool.Put(&b)
-	}
-}
+func recycleFrame(b []byte) { bufpool.Put(b) }
 
 // responseSizeHint sizes the encode buffer up front: a fetch response is
 // mostly stored batch bytes, and growing the buffer while appending them
