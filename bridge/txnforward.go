@@ -255,7 +255,7 @@ func (b *Bridge) ensureCursorTopic(ctx context.Context) error {
 
 // readTxnCursor reads the last committed cursor under key from partition 0
 // of the cursor topic: Fetch with read_committed from the log start to the
-// last stable offset, dropping aborted transactions' records.
+// high watermark it first sees, dropping aborted transactions' records.
 func (b *Bridge) readTxnCursor(ctx context.Context, cl *kgo.Client, key string) (int64, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*b.cfg.RequestTimeout)
 	defer cancel()
@@ -263,6 +263,16 @@ func (b *Bridge) readTxnCursor(ctx context.Context, cl *kgo.Client, key string) 
 	var value []byte
 	found := false
 	from := int64(0)
+	// end is the partition's high watermark at the first answer, after
+	// this producer's InitProducerId fenced its older instances: every
+	// cursor it committed lies below. The cursor topic is shared by every
+	// partition's producer, so another one's open transaction (an instance
+	// killed mid-transaction, not yet aborted) can hold the last stable
+	// offset below records this one committed after it; stopping at the
+	// LSO would return an older cursor and re-send what the target already
+	// holds. So the read waits until the LSO passes end.
+	end := int64(-1)
+	wait := 20 * time.Millisecond
 	for {
 		req := kmsg.NewPtrFetchRequest()
 		req.ReplicaID, req.MaxWaitMillis, req.MaxBytes, req.IsolationLevel = -1, 0, 8<<20, 1
@@ -290,11 +300,25 @@ func (b *Bridge) readTxnCursor(ctx context.Context, cl *kgo.Client, key string) 
 		if err != nil {
 			return 0, false, fmt.Errorf("cursor topic at %d: %w", from, err)
 		}
+		if end < 0 {
+			end = sp.HighWatermark
+		}
 		if next > from {
 			from = next
 		}
-		if from >= sp.LastStableOffset || len(sp.RecordBatches) == 0 {
+		if from >= end {
 			break
+		}
+		if len(sp.RecordBatches) == 0 || from >= sp.LastStableOffset {
+			// Held at the LSO by an open transaction: it ends when its
+			// producer starts again or at its transaction timeout.
+			select {
+			case <-ctx.Done():
+				return 0, false, fmt.Errorf("cursor topic: committed records up to %d not readable by %d (last stable offset %d; an open transaction of another producer): %w",
+					end, from, sp.LastStableOffset, ctx.Err())
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 500*time.Millisecond)
 		}
 	}
 	if !found {

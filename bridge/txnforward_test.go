@@ -335,3 +335,81 @@ func newKafkaClient(t *testing.T, seeds []string) *kgo.Client {
 	t.Cleanup(cl.Close)
 	return cl
 }
+
+// The cursor topic is shared by every partition's producer. Another
+// producer's open transaction (an instance killed mid-transaction) sits in
+// front of this producer's last committed cursor: the read must wait for it
+// to end rather than stop at the last stable offset and return an older
+// cursor (which re-sent what the target held: duplicates after SIGKILLs).
+func TestReadTxnCursorWaitsForOthersOpenTransaction(t *testing.T) {
+	t.Parallel()
+	for _, tg := range txnTargets {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			addr := tg.start(t)
+			const topic = "cursors"
+			adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer adm.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := kadm.NewClient(adm).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+				t.Fatal(err)
+			}
+			txnClient := func(id string) *kgo.Client {
+				cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic),
+					kgo.TransactionTimeout(20*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(cl.Close)
+				return cl
+			}
+			// put writes key=value in a transaction, committed unless open.
+			put := func(cl *kgo.Client, key, value string, open bool) {
+				t.Helper()
+				if err := cl.BeginTransaction(); err != nil {
+					t.Fatal(err)
+				}
+				if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(key), Value: []byte(value)}).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+				if !open {
+					if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			a, other := txnClient("a"), txnClient("other")
+			put(a, "a", "3", false)
+			put(other, "other", "9", true)
+			put(a, "a", "7", false)
+
+			b := &Bridge{cfg: Config{CursorTopic: topic, RequestTimeout: 5 * time.Second}}
+			type result struct {
+				v     int64
+				found bool
+				err   error
+			}
+			done := make(chan result, 1)
+			go func() {
+				v, found, err := b.readTxnCursor(ctx, a, "a")
+				done <- result{v, found, err}
+			}()
+			select {
+			case r := <-done:
+				t.Fatalf("cursor read returned %d (found %v, err %v) while another producer's transaction was open before the last commit", r.v, r.found, r.err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			if err := other.EndTransaction(ctx, kgo.TryAbort); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			if r.err != nil || !r.found || r.v != 7 {
+				t.Fatalf("cursor after the other transaction ended: %d found %v err %v, want 7", r.v, r.found, r.err)
+			}
+		})
+	}
+}
