@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/internal/forwarded"
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -598,14 +599,7 @@ const (
 // new leader at once; what was in flight is re-sent and deduplicated by the
 // core.
 func (f *forwarder) watchLeader(ctx context.Context, conn *produceConn, cp int32, addr string, moved *atomic.Bool) {
-	tick := time.NewTicker(leaderCheck)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	for range tick.Every(ctx, leaderCheck) {
 		waited := conn.stalledFor(time.Now())
 		if waited < stallAfter {
 			continue

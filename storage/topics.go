@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/tributary-io/tributary/storage/meta"
 )
 
@@ -568,14 +569,7 @@ func (t *Topics) TotalSize() int64 {
 
 // Maintain applies retention and compaction every interval until ctx ends.
 func (t *Topics) Maintain(ctx context.Context, every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	for range tick.Every(ctx, every) {
 		t.MaintainOnce()
 	}
 }

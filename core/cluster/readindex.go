@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 // A restarted broker must not act on its old copy of the metadata (lead a
@@ -85,14 +87,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 // learnLoop keeps the read index of the current leader known, asking each
 // new leader once.
 func (n *Node) learnLoop(ctx context.Context) {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	for range tick.Every(ctx, 50*time.Millisecond) {
 		_, leader := n.raft.LeaderWithID()
 		if leader == "" {
 			continue

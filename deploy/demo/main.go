@@ -28,6 +28,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 func main() {
@@ -491,14 +493,7 @@ func (d *demo) watch(ctx context.Context, cons *runningConsumer) {
 	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
 	client := &http.Client{Timeout: 2 * time.Second}
 	var tr tracker
-	tick := time.NewTicker(o.refresh)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	for range tick.Every(ctx, o.refresh) {
 		var rows []edgeSample
 		for e := range o.edges {
 			s := edgeSample{Name: fmt.Sprintf("demo-edge-%d", e), MQTT: addr(mqttPort+e, o.portOffset), Devices: o.devices}
