@@ -15,11 +15,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tributary-io/tributary/bridge"
 )
 
-// The edge commands read an edge's read-only JSON API (edge/gateway/api.go).
-// The types below mirror its answers; the CLI does not import edge packages,
-// so -o json|yaml passes the edge's JSON through unchanged.
+// The edge commands read an edge's read-only JSON API (edge/gateway/api.go);
+// -o json|yaml passes its JSON through unchanged. The core does not import
+// edge packages, so the types below mirror the gateway's own answers; the
+// bridge's answer is bridge.Status, which backlog decodes as it is (the
+// bridge is no edge package), so the two cannot drift.
 
 func edgeCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
@@ -208,31 +212,8 @@ func edgeStreams(cmd *cobra.Command, g *globals) error {
 	return g.print(raw, t)
 }
 
-// bridgeStatus mirrors bridge.Status as the edge serves it.
-type bridgeStatus struct {
-	EdgeID     string `json:"edge_id"`
-	Target     string `json:"target"`
-	Partitions []struct {
-		Stream         string        `json:"stream"`
-		Partition      int32         `json:"partition"`
-		CoreTopic      string        `json:"core_topic"`
-		CorePartition  int32         `json:"core_partition"`
-		Cursor         int64         `json:"cursor"`
-		LogStart       int64         `json:"log_start"`
-		LogEnd         int64         `json:"log_end"`
-		BacklogRecords int64         `json:"backlog_records"`
-		BacklogBytes   int64         `json:"backlog_bytes"`
-		LastAck        time.Time     `json:"last_ack"`
-		LastAckAge     time.Duration `json:"last_ack_age"`
-		Dropped        int64         `json:"dropped"`
-		TooLarge       int64         `json:"too_large"`
-		Retries        int64         `json:"retries"`
-		LastError      string        `json:"last_error"`
-	} `json:"partitions"`
-}
-
 func edgeBacklog(cmd *cobra.Command, g *globals) error {
-	var bs bridgeStatus
+	var bs bridge.Status
 	raw, err := g.edgeGet(cmd.Context(), "/api/v1/bridge", &bs)
 	var ee *edgeError
 	if errors.As(err, &ee) && ee.code == http.StatusNotFound {
