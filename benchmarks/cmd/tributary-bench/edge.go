@@ -482,29 +482,51 @@ const mqttWindow = 32
 // with a QoS 1 publish per connection whose PUBACK (a connection's packets
 // are handled in order) proves every reading before it was processed.
 func mqttLoad(addr string, conns, per int, qos byte) (float64, error) {
-	cs := make([]net.Conn, conns)
-	defer func() {
-		for _, c := range cs {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
+	cs, err := mqttConnectAll(addr, "bench", conns)
+	if err != nil {
+		return 0, err
+	}
+	defer closeConns(cs)
+	return timeLoad(cs, per, func(i int, c net.Conn) error {
+		dev := fmt.Sprintf("dev-%06d", i)
+		return sendLoad(c, per, qos, newMQTTPublisher(dev, qos).next, newMQTTPublisher(dev, 1).next(uint32(per)))
+	})
+}
+
+// mqttConnectAll opens n connections with the client IDs prefix-0, prefix-1,
+// …; when one fails it closes those it opened.
+func mqttConnectAll(addr, prefix string, n int) ([]net.Conn, error) {
+	cs := make([]net.Conn, n)
 	for i := range cs {
-		c, err := mqttConnect(addr, fmt.Sprintf("bench-%d", i))
+		c, err := mqttConnect(addr, fmt.Sprintf("%s-%d", prefix, i))
 		if err != nil {
-			return 0, fmt.Errorf("connect %d: %w", i, err)
+			closeConns(cs)
+			return nil, fmt.Errorf("connect %d: %w", i, err)
 		}
 		cs[i] = c
 	}
+	return cs, nil
+}
+
+func closeConns(cs []net.Conn) {
+	for _, c := range cs {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// timeLoad runs load on every connection at once and returns the aggregate
+// msgs/s of per messages each; a connection whose load fails is closed.
+func timeLoad(cs []net.Conn, per int, load func(i int, c net.Conn) error) (float64, error) {
 	var wg sync.WaitGroup
-	errs := make(chan error, conns)
+	errs := make(chan error, len(cs))
 	start := time.Now()
 	for i, c := range cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := mqttLoadConn(c, fmt.Sprintf("dev-%06d", i), per, qos); err != nil {
+			if err := load(i, c); err != nil {
 				errs <- err
 				c.Close()
 			}
@@ -516,21 +538,23 @@ func mqttLoad(addr string, conns, per int, qos byte) (float64, error) {
 	if err := <-errs; err != nil {
 		return 0, err
 	}
-	return float64(conns*per) / elapsed.Seconds(), nil
+	return float64(len(cs)*per) / elapsed.Seconds(), nil
 }
 
-func mqttLoadConn(c net.Conn, dev string, per int, qos byte) error {
+// sendLoad sends the packets next makes for seq 0 to per-1 on c as fast as
+// the broker takes them, and returns once it took them all. QoS 1 keeps
+// mqttWindow publishes unacknowledged; QoS 0 ends with fence, a QoS 1
+// publish whose PUBACK proves every publish before it was taken.
+func sendLoad(c net.Conn, per int, qos byte, next func(seq uint32) []byte, fence []byte) error {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
-	p := newMQTTPublisher(dev, qos)
 	w := bufio.NewWriterSize(c, 16<<10)
 	if qos == 0 {
 		for s := 0; s < per; s++ {
-			if _, err := w.Write(p.next(uint32(s))); err != nil {
+			if _, err := w.Write(next(uint32(s))); err != nil {
 				return err
 			}
 		}
-		fence := newMQTTPublisher(dev, 1)
-		if _, err := w.Write(fence.next(uint32(per))); err != nil {
+		if _, err := w.Write(fence); err != nil {
 			return err
 		}
 		if err := w.Flush(); err != nil {
@@ -554,10 +578,11 @@ func mqttLoadConn(c net.Conn, dev string, per int, qos byte) error {
 			}
 			return err
 		}
-		if _, err := w.Write(p.next(uint32(s))); err != nil {
+		pkt := next(uint32(s))
+		if _, err := w.Write(pkt); err != nil {
 			return err
 		}
-		if len(credit) == 0 || w.Available() < len(p.pkt) {
+		if len(credit) == 0 || w.Available() < len(pkt) {
 			if err := w.Flush(); err != nil {
 				return err
 			}
@@ -601,19 +626,11 @@ func mqttSteadyLoad(b *mqttBroker, devices, rate, seconds int, atEnd func()) (he
 	// devices and bunch their readings during the measurement.
 	runtime.GC()
 	debug.FreeOSMemory()
-	cs := make([]net.Conn, devices)
-	defer func() {
-		for _, c := range cs {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	for i := range cs {
-		if cs[i], err = mqttConnect(b.addr, fmt.Sprintf("rss-%d", i)); err != nil {
-			return 0, 0, fmt.Errorf("connect %d: %w", i, err)
-		}
+	cs, err := mqttConnectAll(b.addr, "rss", devices)
+	if err != nil {
+		return 0, 0, err
 	}
+	defer closeConns(cs)
 	var failed atomic.Value
 	var wg sync.WaitGroup
 	for i, c := range cs {

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -285,21 +282,13 @@ func (n *sparkplugNode) next(seq uint32) []byte {
 // mqttLoadSource is mqttLoad with the packets of src: each connection's
 // first packet (QoS 1) is acknowledged before the clock starts.
 func mqttLoadSource(addr string, conns, per int, qos byte, src func(i int) packetSource) (float64, error) {
-	cs := make([]net.Conn, conns)
+	cs, err := mqttConnectAll(addr, "ingest", conns)
+	if err != nil {
+		return 0, err
+	}
+	defer closeConns(cs)
 	srcs := make([]packetSource, conns)
-	defer func() {
-		for _, c := range cs {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	for i := range cs {
-		c, err := mqttConnect(addr, fmt.Sprintf("ingest-%d", i))
-		if err != nil {
-			return 0, fmt.Errorf("connect %d: %w", i, err)
-		}
-		cs[i] = c
+	for i, c := range cs {
 		srcs[i] = src(i)
 		if f := srcs[i].first(); f != nil {
 			if _, err := c.Write(f); err != nil {
@@ -310,74 +299,9 @@ func mqttLoadSource(addr string, conns, per int, qos byte, src func(i int) packe
 			}
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
-	start := time.Now()
-	for i, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := loadConnSource(c, srcs[i], per, qos); err != nil {
-				errs <- err
-				c.Close()
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	if err := <-errs; err != nil {
-		return 0, err
-	}
-	return float64(conns*per) / elapsed.Seconds(), nil
-}
-
-func loadConnSource(c net.Conn, p packetSource, per int, qos byte) error {
-	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
-	w := bufio.NewWriterSize(c, 16<<10)
-	if qos == 0 {
-		for s := 0; s < per; s++ {
-			if _, err := w.Write(p.next(uint32(s))); err != nil {
-				return err
-			}
-		}
-		// A QoS 1 fence: its PUBACK proves every publish before it was taken.
-		fence := newJSONPublisher("fence")
-		if _, err := w.Write(fence.next(0)); err != nil {
-			return err
-		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
-		return mqttReadAcks(c, 1)
-	}
-	credit := make(chan struct{}, mqttWindow)
-	for range mqttWindow {
-		credit <- struct{}{}
-	}
-	readErr := make(chan error, 1)
-	go func() { readErr <- mqttReadAcksCredit(c, per, credit) }()
-	for s := 0; s < per; s++ {
-		select {
-		case <-credit:
-		case err := <-readErr:
-			if err == nil {
-				err = errors.New("acks ended early")
-			}
-			return err
-		}
-		pkt := p.next(uint32(s))
-		if _, err := w.Write(pkt); err != nil {
-			return err
-		}
-		if len(credit) == 0 || w.Available() < len(pkt) {
-			if err := w.Flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	return <-readErr
+	// A QoS 1 fence ends a QoS 0 run (see sendLoad).
+	fence := newJSONPublisher("fence").next(0)
+	return timeLoad(cs, per, func(i int, c net.Conn) error {
+		return sendLoad(c, per, qos, srcs[i].next, fence)
+	})
 }
