@@ -1,13 +1,10 @@
 package gateway
 
 import (
-	"bufio"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,30 +31,6 @@ type benchBroker struct {
 	cmd      *exec.Cmd
 	addr     string
 	httpAddr string
-}
-
-// goMem scrapes the edge's heap and stack in use (MB) from /metrics.
-func (br *benchBroker) goMem() (heap, stack float64) {
-	resp, err := http.Get("http://" + br.httpAddr + "/metrics")
-	if err != nil {
-		return 0, 0
-	}
-	defer resp.Body.Close()
-	s := bufio.NewScanner(resp.Body)
-	for s.Scan() {
-		f := strings.Fields(s.Text())
-		if len(f) != 2 {
-			continue
-		}
-		v, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "go_memstats_heap_inuse_bytes":
-			heap = v / (1 << 20)
-		case "go_memstats_stack_inuse_bytes":
-			stack = v / (1 << 20)
-		}
-	}
-	return heap, stack
 }
 
 func buildEdge(b *testing.B) string {
@@ -113,23 +86,6 @@ func startBrokerWith(b *testing.B, kind, edgeBin, extra string) *benchBroker {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// peakRSS reads the process's high-water resident set in MB.
-func peakRSS(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return float64(kb) / 1024
-		}
-	}
-	return 0
 }
 
 // reading100 is a 100-byte CBOR reading (the fleet's usual encoding).
@@ -204,7 +160,7 @@ func BenchmarkIngest(b *testing.B) {
 						c.conn.Close()
 					}
 					b.ReportMetric(float64(per*conns)/elapsed.Seconds(), "msgs/s")
-					b.ReportMetric(peakRSS(br.cmd.Process.Pid), "peakRSS_MB")
+					b.ReportMetric(testkit.PeakRSS(br.cmd.Process.Pid), "peakRSS_MB")
 				})
 			}
 		}
@@ -256,7 +212,7 @@ func edgeRSS(b *testing.B, edgeBin string, limit int) {
 			defer close(sampled)
 			for s := 0; s < seconds-1; s++ {
 				time.Sleep(time.Second)
-				h, st := br.goMem()
+				h, st := testkit.GoMem(br.httpAddr)
 				maxHeap, maxStack = max(maxHeap, h), max(maxStack, st)
 			}
 		}()
@@ -266,7 +222,7 @@ func edgeRSS(b *testing.B, edgeBin string, limit int) {
 			b.Fatal(failed)
 		}
 		heap, stack := maxHeap, maxStack
-		b.ReportMetric(peakRSS(br.cmd.Process.Pid), "peakRSS_MB")
+		b.ReportMetric(testkit.PeakRSS(br.cmd.Process.Pid), "peakRSS_MB")
 		b.ReportMetric(heap, "heap_MB")
 		b.ReportMetric(stack, "stack_MB")
 	}

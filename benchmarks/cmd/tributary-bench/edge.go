@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,7 +198,7 @@ func mqttIdleLoad(b *mqttBroker, n int, hold time.Duration) (heap, stack float64
 		return 0, 0, err
 	}
 	for end := time.Now().Add(hold); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
-		h, s := b.goMem()
+		h, s := testkit.GoMem(b.httpAddr)
 		heap, stack = max(heap, h), max(stack, s)
 	}
 	return heap, stack, nil
@@ -314,44 +313,8 @@ func (b *mqttBroker) stop() {
 	os.RemoveAll(b.dir)
 }
 
-// peakRSS is the process's high-water resident set (VmHWM) in MB.
-func (b *mqttBroker) peakRSS() float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return float64(kb) / 1024
-		}
-	}
-	return 0
-}
-
-// goMem scrapes the edge's heap and stack in use (MB) from /metrics.
-func (b *mqttBroker) goMem() (heap, stack float64) {
-	resp, err := http.Get("http://" + b.httpAddr + "/metrics")
-	if err != nil {
-		return 0, 0
-	}
-	defer resp.Body.Close()
-	s := bufio.NewScanner(resp.Body)
-	for s.Scan() {
-		f := strings.Fields(s.Text())
-		if len(f) != 2 {
-			continue
-		}
-		v, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "go_memstats_heap_inuse_bytes":
-			heap = v / (1 << 20)
-		case "go_memstats_stack_inuse_bytes":
-			stack = v / (1 << 20)
-		}
-	}
-	return heap, stack
-}
+// peakRSS is the broker's high-water resident set (VmHWM) in MB.
+func (b *mqttBroker) peakRSS() float64 { return testkit.PeakRSS(b.cmd.Process.Pid) }
 
 // mqttConnect opens an MQTT 3.1.1 session (clean, keepalive 60 s).
 func mqttConnect(addr, clientID string) (net.Conn, error) {
@@ -665,7 +628,7 @@ func mqttSteadyLoad(b *mqttBroker, devices, rate, seconds int, atEnd func()) (he
 		case <-done:
 			sampling = false
 		case <-time.After(500 * time.Millisecond):
-			h, s := b.goMem()
+			h, s := testkit.GoMem(b.httpAddr)
 			heap, stack = max(heap, h), max(stack, s)
 		}
 	}
