@@ -231,7 +231,7 @@ func (f *forwarder) run(ctx context.Context) {
 			lvl = slog.LevelDebug // an outage: said once, then quietly retried
 		}
 		f.logger.Log(ctx, lvl, "forwarding interrupted; retrying", "reason", reason, "err", err, "retry_in", wait.Round(time.Millisecond))
-		sleep(ctx, wait)
+		tick.Sleep(ctx, wait)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 // backoff is exponential with full jitter: after n consecutive failures the
@@ -28,18 +30,6 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.failures = 0 }
-
-// sleep waits d or until ctx ends; it reports whether the full wait passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
 
 // tokenBucket caps bytes per second across all partitions. A batch larger
 // than the bucket is let through once the bucket is full and leaves it in
@@ -78,7 +68,7 @@ func (tb *tokenBucket) wait(ctx context.Context, n int) error {
 		short := min(float64(n), tb.burst) - tb.tokens
 		tb.mu.Unlock()
 		d := time.Duration(short / tb.rate * float64(time.Second))
-		if !sleep(ctx, max(d, time.Millisecond)) {
+		if !tick.Sleep(ctx, max(d, time.Millisecond)) {
 			return ctx.Err()
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -203,14 +204,10 @@ func (t *Topics) Scrub(ctx context.Context, cfg ScrubConfig) {
 	cfg = cfg.WithDefaults()
 	bytesPerSec, every := cfg.BytesPerSec, cfg.Interval
 	pace := func(ctx context.Context, n int64) error {
-		tm := time.NewTimer(time.Duration(float64(n) / float64(bytesPerSec) * float64(time.Second)))
-		defer tm.Stop()
-		select {
-		case <-ctx.Done():
+		if !tick.Sleep(ctx, time.Duration(float64(n)/float64(bytesPerSec)*float64(time.Second))) {
 			return ctx.Err()
-		case <-tm.C:
-			return nil
 		}
+		return nil
 	}
 	for {
 		started := time.Now()
@@ -220,12 +217,8 @@ func (t *Topics) Scrub(ctx context.Context, cfg ScrubConfig) {
 			}
 			_ = l.verifySealed(ctx, pace) // damage is recorded and logged by the log
 		}
-		tm := time.NewTimer(max(every-time.Since(started), 10*time.Millisecond))
-		select {
-		case <-ctx.Done():
-			tm.Stop()
+		if !tick.Sleep(ctx, max(every-time.Since(started), 10*time.Millisecond)) {
 			return
-		case <-tm.C:
 		}
 	}
 }

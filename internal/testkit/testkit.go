@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -53,12 +54,8 @@ func PollContext(ctx context.Context, cond func() bool) bool {
 		if cond() {
 			return true
 		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !tick.Sleep(ctx, pause) {
 			return cond()
-		case <-t.C:
 		}
 		pause = min(2*pause, 50*time.Millisecond)
 	}

@@ -1,6 +1,7 @@
-// Package tick runs a loop body on a fixed period until a context ends, the
-// shape of the background loops in the bridge, the storage engine, the
-// cluster and the demo.
+// Package tick holds the two ways our code waits on the clock until a
+// context ends: Every, the ticker loop of the background loops in the
+// bridge, the storage engine, the cluster and the demo, and Sleep, a
+// single wait (backoff, pacing, polling).
 package tick
 
 import (
@@ -28,5 +29,18 @@ func Every(ctx context.Context, d time.Duration) iter.Seq[time.Time] {
 				}
 			}
 		}
+	}
+}
+
+// Sleep waits d or until ctx ends, whichever comes first, and reports
+// whether the whole of d passed (false: ctx ended).
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

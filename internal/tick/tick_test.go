@@ -54,3 +54,18 @@ func TestEveryEndedContextRunsNothing(t *testing.T) {
 		t.Fatal("body ran with an ended context")
 	}
 }
+
+func TestSleep(t *testing.T) {
+	if !Sleep(context.Background(), time.Millisecond) {
+		t.Fatal("Sleep with a live context reported it ended")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if Sleep(ctx, time.Hour) {
+		t.Fatal("Sleep with an ended context reported the full wait")
+	}
+	if waited := time.Since(start); waited > time.Minute {
+		t.Fatalf("Sleep with an ended context waited %v", waited)
+	}
+}

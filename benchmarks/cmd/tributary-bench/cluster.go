@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -272,7 +273,7 @@ func clusterFailover(ctx context.Context, bs []*clusterBroker, addrs []string, t
 		}()
 	}
 	// Let the load settle.
-	if !sleepCtx(ctx, time.Second) {
+	if !tick.Sleep(ctx, time.Second) {
 		return nil, ctx.Err()
 	}
 	var took []time.Duration

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -191,7 +192,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		prefix := fmt.Sprintf("%s-%dx%d-edge", profile, brokers, devices)
 		cpuFor, traceFor := int(measure.Seconds()/2), int(min(5, measure.Seconds()/4))
 		go func() {
-			if !sleepCtx(ctx, time.Until(measureFrom)) {
+			if !tick.Sleep(ctx, time.Until(measureFrom)) {
 				return
 			}
 			savePprof(edge.http, fmt.Sprintf("profile?seconds=%d", cpuFor), prefix+"-cpu.pprof")
@@ -273,11 +274,11 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		}
 		return d
 	}
-	if sleepCtx(ctx, time.Until(measureFrom)) {
+	if tick.Sleep(ctx, time.Until(measureFrom)) {
 		edgeCPU, coreCPU = -edge.cpuTime(), -coresCPU()
 	}
 	end := fleet.start.Add(warmup + measure)
-	if !sleepCtx(ctx, time.Until(end)) {
+	if !tick.Sleep(ctx, time.Until(end)) {
 		return row{}, fmt.Errorf("e2e: %w", ctx.Err())
 	}
 	edgeCPU, coreCPU = edgeCPU+edge.cpuTime(), coreCPU+coresCPU()

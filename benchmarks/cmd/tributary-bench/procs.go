@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -633,16 +632,4 @@ func pctMs(sorted []time.Duration, q float64) float64 {
 	}
 	i := min(len(sorted)-1, int(float64(len(sorted))*q))
 	return float64(sorted[i].Microseconds()) / 1000
-}
-
-// sleepCtx sleeps d unless ctx ends first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
