@@ -227,26 +227,8 @@ func (s *jsonScanner) object() bool {
 		}
 		s.i++
 		s.ws()
-		if route != 0 {
-			if !s.routedValue(route) {
-				return false
-			}
-		} else if !s.value() {
-			return false
-		}
-		s.ws()
-		if s.i >= len(s.p) {
-			return s.fail("unexpected end of JSON input")
-		}
-		switch s.p[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return s.fail("invalid character %q after object value", s.p[s.i])
+		if more, ok := s.member(route, '}', "object value"); !more {
+			return ok
 		}
 	}
 }
@@ -271,27 +253,39 @@ func (s *jsonScanner) array() bool {
 		if s.onRoute() {
 			route = s.f.routes(s.depth, nil, idx)
 		}
-		if route != 0 {
-			if !s.routedValue(route) {
-				return false
-			}
-		} else if !s.value() {
-			return false
+		if more, ok := s.member(route, ']', "array element"); !more {
+			return ok
 		}
-		s.ws()
-		if s.i >= len(s.p) {
-			return s.fail("unexpected end of JSON input")
-		}
-		switch s.p[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return s.fail("invalid character %q after array element", s.p[s.i])
-		}
+	}
+}
+
+// member scans an object's or array's value at s.i (along a field's route
+// when route is not 0) and what follows it: ',' before the next one, or
+// end, which closes the container. more says whether another follows; ok
+// is false when the input is bad.
+func (s *jsonScanner) member(route uint8, end byte, what string) (more, ok bool) {
+	if route != 0 {
+		ok = s.routedValue(route)
+	} else {
+		ok = s.value()
+	}
+	if !ok {
+		return false, false
+	}
+	s.ws()
+	if s.i >= len(s.p) {
+		return false, s.fail("unexpected end of JSON input")
+	}
+	switch s.p[s.i] {
+	case ',':
+		s.i++
+		return true, true
+	case end:
+		s.i++
+		s.depth--
+		return false, true
+	default:
+		return false, s.fail("invalid character %q after %s", s.p[s.i], what)
 	}
 }
 
