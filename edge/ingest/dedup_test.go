@@ -11,8 +11,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tributary-io/tributary/storage"
 )
 
 func timedPublish(dev string, seq int, ts int64) packets.Packet {
@@ -52,12 +50,7 @@ func TestResendStoredOnce(t *testing.T) {
 	}
 
 	fail := true
-	h.appendBatch = func(l storage.PartitionLog, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
-		if fail {
-			return storage.AppendResult{}, fmt.Errorf("write: %w", syscall.EIO)
-		}
-		return l.Append(ctx, b, o)
-	}
+	failAppends(h, &fail, fmt.Errorf("write: %w", syscall.EIO))
 	cl := &mqtt.Client{ID: "c", Properties: mqtt.ClientProperties{ProtocolVersion: 4}}
 	if _, err := h.OnPublish(cl, timedPublish("d1", 10, ts0+10)); err == nil {
 		t.Fatal("append failure not reported")

@@ -1,12 +1,8 @@
 package ingest
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,66 +12,11 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/payload"
-	"github.com/tributary-io/tributary/edge/topicmap"
 	"github.com/tributary-io/tributary/internal/testkit"
-	"github.com/tributary-io/tributary/storage"
-	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
-
-func newTestHook(t *testing.T) *Hook { return newTestHookConfig(t, Config{}) }
-
-func newTestHookConfig(t *testing.T, cfg Config) *Hook {
-	t.Helper()
-	dir := t.TempDir()
-	store, err := meta.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topics.Close(); store.Close() })
-	a, err := auth.New(auth.Config{AllowAnonymous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := topicmap.New(topicmap.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(context.Background(), cfg, topics, a, m, prometheus.NewRegistry(), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Drain) // stops the partition writers before the logs close
-	return h
-}
-
-func publish(qos byte, seq int) packets.Packet {
-	return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, TopicName: "sensors/d1/r",
-		Payload: []byte(fmt.Sprintf(`{"device":"d1","seq":%d}`, seq)), PacketID: 1}
-}
-
-func stored(t *testing.T, h *Hook) int64 {
-	var n int64
-	for _, ti := range h.topics.List() {
-		for p := int32(0); p < ti.Partitions; p++ {
-			l, err := h.topics.Partition(ti.Name, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n += l.NextOffset() - l.StartOffset()
-		}
-	}
-	return n
-}
 
 // TestDiskFullRefusesLikeBlock: when the disk is full the publish is
 // refused (MQTT 5 QoS 1: 0x97; otherwise no ack), counted, and the hook
@@ -84,12 +25,7 @@ func TestDiskFullRefusesLikeBlock(t *testing.T) {
 	t.Parallel()
 	h := newTestHook(t)
 	full := true
-	h.appendBatch = func(l storage.PartitionLog, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
-		if full {
-			return storage.AppendResult{}, fmt.Errorf("write segment: %w", syscall.ENOSPC)
-		}
-		return l.Append(ctx, b, o)
-	}
+	failAppends(h, &full, fmt.Errorf("write segment: %w", syscall.ENOSPC))
 	v5 := &mqtt.Client{ID: "c5", Properties: mqtt.ClientProperties{ProtocolVersion: 5}}
 	v3 := &mqtt.Client{ID: "c3", Properties: mqtt.ClientProperties{ProtocolVersion: 4}}
 	if _, err := h.OnPublish(v5, publish(1, 0)); !errors.Is(err, packets.ErrQuotaExceeded) {

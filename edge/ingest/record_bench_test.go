@@ -1,46 +1,14 @@
 package ingest
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tributary-io/tributary/edge/auth"
-	"github.com/tributary-io/tributary/edge/topicmap"
-	"github.com/tributary-io/tributary/storage"
-	"github.com/tributary-io/tributary/storage/meta"
 )
-
-func benchHook(b *testing.B, cfg Config) *Hook {
-	dir := b.TempDir()
-	store, err := meta.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{}, logger)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { topics.Close(); store.Close() })
-	a, _ := auth.New(auth.Config{AllowAnonymous: true})
-	m, _ := topicmap.New(topicmap.Config{})
-	h, err := New(context.Background(), cfg, topics, a, m, prometheus.NewRegistry(), logger)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(h.Drain)
-	return h
-}
 
 // BenchmarkRecordSparkplug is the same for a Sparkplug NDATA of 10
 // metrics by alias (the tracker knows the node's birth; seq 1, 2, ...).
@@ -48,7 +16,7 @@ func BenchmarkRecordSparkplug(b *testing.B) {
 	for _, decode := range []bool{false, true} {
 		b.Run(fmt.Sprintf("decode=%v", decode), func(b *testing.B) {
 			cfg, bt, birth, topic, data := sparkplugRecordCases(decode)
-			h := benchHook(b, cfg)
+			h := newTestHookConfig(b, cfg)
 			if _, err := h.stream("plant"); err != nil {
 				b.Fatal(err)
 			}
@@ -88,7 +56,7 @@ func BenchmarkRecord(b *testing.B) {
 	cases = append(cases, extraRecordCases()...)
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			h := benchHook(b, c.cfg)
+			h := newTestHookConfig(b, c.cfg)
 			for _, s := range []string{"sensors", "z2m"} {
 				if _, err := h.stream(s); err != nil { // streamAllowed finds it, as in steady state
 					b.Fatal(err)

@@ -1,22 +1,14 @@
 package ingest
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tributary-io/tributary/edge/auth"
 	"github.com/tributary-io/tributary/edge/rules"
 	"github.com/tributary-io/tributary/edge/topicmap"
-	"github.com/tributary-io/tributary/storage"
-	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -24,19 +16,6 @@ import (
 // rule format: the hook never panics, and a publish is either a record
 // for its rule's stream or a dead letter with a reason.
 func FuzzRecord(f *testing.F) {
-	dir := f.TempDir()
-	store, err := meta.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	topics, err := storage.OpenTopics(filepath.Join(dir, "logs"), store, storage.LogConfig{}, logger)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { topics.Close(); store.Close() })
-	a, _ := auth.New(auth.Config{AllowAnonymous: true})
-	m, _ := topicmap.New(topicmap.Config{})
 	cfg := Config{Rules: []rules.Config{
 		{Name: "json", Match: "j/{device}", Stream: "j", Format: "json", Time: rules.TimeConfig{Field: "/t", Zone: "Europe/Berlin", MaxAge: time.Hour}, Seq: "/s",
 			Schema: `{"type":"object","properties":{"v":{"type":"number"}}}`},
@@ -47,11 +26,7 @@ func FuzzRecord(f *testing.F) {
 		{Name: "reading", Match: "r/{device}", Stream: "r", Format: "reading"},
 		{Name: "spb", Match: "spBv1.0/{group}/{type}/{node}/{device?}", Stream: "p.{group}", Key: "{node}", Format: "sparkplug-b", Decode: true},
 	}}
-	h, err := New(context.Background(), cfg, topics, a, m, prometheus.NewRegistry(), logger)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(h.Drain)
+	h := newTestHookConfig(f, cfg)
 	for _, s := range []struct {
 		topic string
 		p     string

@@ -162,31 +162,16 @@ func TestDeferredRecordsCompleteOnce(t *testing.T) {
 			}
 			// Every record is stored, each publisher's in order.
 			last := map[string]int{}
-			n := 0
-			for off := l.StartOffset(); off < l.NextOffset(); {
-				b, err := l.Read(off, 1<<20, -1)
-				if err != nil {
-					t.Fatal(err)
+			recs := testkit.LogRecords(t, l)
+			for _, r := range recs {
+				var i int
+				fmt.Sscan(string(r.Value), &i)
+				if prev, ok := last[string(r.Key)]; ok && i != prev+1 {
+					t.Fatalf("%s: record %d after %d", r.Key, i, prev)
 				}
-				err = recordbatch.Split(b, func(hd recordbatch.Header, batch []byte) error {
-					recs, err := recordbatch.Records(batch)
-					for _, r := range recs {
-						var i int
-						fmt.Sscan(string(r.Value), &i)
-						if prev, ok := last[string(r.Key)]; ok && i != prev+1 {
-							t.Fatalf("%s: record %d after %d", r.Key, i, prev)
-						}
-						last[string(r.Key)] = i
-						n++
-					}
-					off = hd.NextOffset()
-					return err
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
+				last[string(r.Key)] = i
 			}
-			if n != publishers*per {
+			if n := len(recs); n != publishers*per {
 				t.Fatalf("stored %d records, want %d", n, publishers*per)
 			}
 		})
