@@ -285,10 +285,12 @@ func TestVerifySealedFindsBitRot(t *testing.T) {
 
 // A read that meets a batch whose CRC fails reports the damage instead of
 // serving the bytes, although open trusted the segment (its index is whole).
-func TestReadChecksCRC(t *testing.T) {
-	t.Parallel()
+// rottedLog is a log of 60 two-record batches whose second segment's first
+// batch, at base, has a flipped record byte: its CRC no longer matches.
+func rottedLog(t *testing.T) (l *Log, base int64) {
+	t.Helper()
 	dir := t.TempDir()
-	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	l = openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
 	for i := 0; i < 60; i++ {
 		l.Append(context.Background(), makeBatch(t, 2, "v", 1), AppendOptions{LeaderEpoch: -1})
 	}
@@ -302,7 +304,13 @@ func TestReadChecksCRC(t *testing.T) {
 	f.WriteAt([]byte{0x55}, 80) // a record byte of the first batch
 	f.Close()
 	l = openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
+	return l, base
+}
+
+func TestReadChecksCRC(t *testing.T) {
+	t.Parallel()
+	l, base := rottedLog(t)
 	if l.ReadOnlyReason() != nil {
 		t.Fatalf("open went read-only: %v", l.ReadOnlyReason())
 	}
@@ -310,7 +318,7 @@ func TestReadChecksCRC(t *testing.T) {
 	if b, err := l.Read(base-2, 1<<20, -1); err != nil || len(b) == 0 {
 		t.Fatalf("read before the damage: %d bytes, %v", len(b), err)
 	}
-	_, err = l.Read(base, 1<<20, -1)
+	_, err := l.Read(base, 1<<20, -1)
 	var ce *CorruptError
 	if !errors.As(err, &ce) || ce.From != base || ce.To != base+2 {
 		t.Fatalf("read of a damaged batch: %v", err)

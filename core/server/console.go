@@ -20,7 +20,6 @@ import (
 	"github.com/tributary-io/tributary/internal/flagcheck"
 	"github.com/tributary-io/tributary/internal/render"
 	"github.com/tributary-io/tributary/storage"
-	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
 // The web console: a read-only page for people, served on its own listener
@@ -290,8 +289,9 @@ func (s *Server) consoleReadings(w http.ResponseWriter, r *http.Request) {
 		if l == nil {
 			continue
 		}
-		recs, err := newestRecords(l, max(v.StartOffset, v.HighWatermark-consoleScanRecords), v.HighWatermark)
+		recs, err := storage.ReadRecords(l, max(v.StartOffset, v.HighWatermark-consoleScanRecords), v.HighWatermark)
 		if err != nil {
+			err = fmt.Errorf("%s: %w", l.Dir(), err)
 			writeHealthJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
@@ -334,41 +334,4 @@ func (s *Server) localLog(topic string, p int32) *storage.Log {
 		return nil
 	}
 	return r.log
-}
-
-// newestRecords reads the records in [from, to), stepping over damaged
-// ranges (they are reported in /healthz).
-func newestRecords(l *storage.Log, from, to int64) ([]recordbatch.Record, error) {
-	var out []recordbatch.Record
-	for from < to {
-		b, err := l.Read(from, 1<<20, to)
-		var corrupt *storage.CorruptError
-		switch {
-		case errors.As(err, &corrupt):
-			from = corrupt.To
-			continue
-		case errors.Is(err, storage.ErrOffsetOutOfRange):
-			if from = l.StartOffset(); from >= to {
-				return out, nil
-			}
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("read %s at %d: %w", l.Dir(), from, err)
-		case len(b) == 0:
-			return out, nil
-		}
-		next, err := recordbatch.RecordsFrom(b, from, func(r recordbatch.Record) {
-			if r.Offset < to {
-				out = append(out, r)
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		if next == from {
-			return out, nil
-		}
-		from = next
-	}
-	return out, nil
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -253,7 +252,8 @@ func (g *Gateway) apiTail(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			continue
 		}
-		recs, err := lastRecords(l, n)
+		end := l.NextOffset()
+		recs, err := storage.ReadRecords(l, max(l.StartOffset(), end-int64(n)), end)
 		if err != nil {
 			apiError(w, http.StatusInternalServerError, "read %s-%d: %v", stream, p, err)
 			return
@@ -273,58 +273,6 @@ func (g *Gateway) apiTail(w http.ResponseWriter, r *http.Request) {
 		out = out[len(out)-n:]
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// lastRecords reads up to n of the newest records of one partition log,
-// stepping over damaged ranges (they are reported in /healthz).
-func lastRecords(l storage.LogTail, n int) ([]recordbatch.Record, error) {
-	end := l.NextOffset()
-	from := max(l.StartOffset(), end-int64(n))
-	var out []recordbatch.Record
-	for from < end {
-		b, err := l.Read(from, 1<<20, end)
-		var corrupt *storage.CorruptError
-		switch {
-		case errors.As(err, &corrupt):
-			from = corrupt.To
-			continue
-		case errors.Is(err, storage.ErrOffsetOutOfRange):
-			from = l.StartOffset() // retention moved the start meanwhile
-			if from >= end {
-				return out, nil
-			}
-			continue
-		case err != nil:
-			return nil, err
-		case len(b) == 0:
-			return out, nil
-		}
-		next := from
-		err = recordbatch.Split(b, func(_ recordbatch.Header, batch []byte) error {
-			recs, err := recordbatch.Records(batch)
-			if err != nil {
-				return err
-			}
-			for _, r := range recs {
-				if r.Offset >= from && r.Offset < end {
-					out = append(out, r)
-				}
-				next = max(next, r.Offset+1)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if next == from {
-			return out, nil // nothing readable moved us on
-		}
-		from = next
-	}
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	return out, nil
 }
 
 func tailRecord(stream string, p int32, r recordbatch.Record) TailRecord {
