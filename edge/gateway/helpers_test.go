@@ -20,7 +20,7 @@ import (
 )
 
 // testConfig is a gateway on loopback port 0 in a temp dir.
-func testConfig(t *testing.T) Config {
+func testConfig(t testing.TB) Config {
 	cfg := Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.MQTT.Address = "127.0.0.1:0"

@@ -40,12 +40,7 @@ func pipelineJSON(b *testing.B, conns int) {
 	// The binary's default collector target (tributary-edge sets it from
 	// gc_percent); the test binary would otherwise run with Go's 100.
 	defer debug.SetGCPercent(debug.SetGCPercent(Defaults().GCPercent))
-	cfg := Defaults()
-	cfg.DataDir = b.TempDir()
-	cfg.MQTT.Address = "127.0.0.1:0"
-	cfg.HTTP.Address = "127.0.0.1:0"
-	cfg.Auth.AllowAnonymous = true
-	cfg.ShutdownTimeout = 5 * time.Second
+	cfg := testConfig(b)
 	cfg.LogLevel = "error"
 	cfg.Ingest.Rules = []rules.Config{{Name: "zigbee2mqtt", Match: "zigbee2mqtt/{device}", Stream: "zigbee2mqtt", Format: "json",
 		Time: rules.TimeConfig{Field: "/ts", Unit: "ms"}}}
