@@ -39,11 +39,7 @@ import (
 // 10× longer and saves PREFIX-<phase>-cpu.pprof (3 s during each throughput
 // phase) and PREFIX-rss-{heap,goroutine}.pprof after the RSS run.
 func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
-	mosq, err := exec.LookPath("mosquitto")
-	if err != nil {
-		return nil, fmt.Errorf("mosquitto not installed (apt-get install -y mosquitto): %w", err)
-	}
-	edgeBin, err := productBin(dir, "tributary-edge")
+	mosq, edgeBin, err := mosquittoAndEdge(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +198,18 @@ func mqttIdleLoad(b *mqttBroker, n int, hold time.Duration) (heap, stack float64
 		heap, stack = max(heap, h), max(stack, s)
 	}
 	return heap, stack, nil
+}
+
+// mosquittoAndEdge finds mosquitto and builds (or takes, see productBin)
+// the tributary-edge binary: the two brokers the edge and ingest sections
+// measure side by side.
+func mosquittoAndEdge(dir string) (mosq, edgeBin string, err error) {
+	mosq, err = exec.LookPath("mosquitto")
+	if err != nil {
+		return "", "", fmt.Errorf("mosquitto not installed (apt-get install -y mosquitto): %w", err)
+	}
+	edgeBin, err = productBin(dir, "tributary-edge")
+	return mosq, edgeBin, err
 }
 
 type mqttBroker struct {

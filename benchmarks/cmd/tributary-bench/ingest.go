@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"time"
 
@@ -37,11 +36,7 @@ const ingestRules = `ingest:
 // messages of 10 metrics by alias (each node sends its NBIRTH first), with
 // and without the JSON rendering.
 func ingestFormats(dir string, quick bool) ([]row, error) {
-	mosq, err := exec.LookPath("mosquitto")
-	if err != nil {
-		return nil, fmt.Errorf("mosquitto not installed (apt-get install -y mosquitto): %w", err)
-	}
-	edgeBin, err := productBin(dir, "tributary-edge")
+	mosq, edgeBin, err := mosquittoAndEdge(dir)
 	if err != nil {
 		return nil, err
 	}
