@@ -65,18 +65,12 @@ func edgeVsMosquitto(dir string, quick bool) ([]row, error) {
 				if err != nil {
 					return rows, err
 				}
-				var saved chan struct{}
+				waitProfile := func() {}
 				if profile != "" && kind == "edge" {
-					saved = make(chan struct{})
-					go func() {
-						defer close(saved)
-						b.saveProfile("profile?seconds=3", fmt.Sprintf("%s-%dconns-qos%d-cpu.pprof", profile, conns, qos))
-					}()
+					waitProfile = b.profileCPU(fmt.Sprintf("%s-%dconns-qos%d-cpu.pprof", profile, conns, qos))
 				}
 				rate, err := mqttLoad(b.addr, conns, perConn[conns], qos)
-				if saved != nil {
-					<-saved
-				}
+				waitProfile()
 				rss[i] = b.peakRSS()
 				b.stop()
 				if err != nil {
@@ -294,6 +288,17 @@ func profileConfig(profile string) string {
 
 // saveProfile fetches /debug/pprof/<what> from the edge into path.
 func (b *mqttBroker) saveProfile(what, path string) { savePprof(b.httpAddr, what, path) }
+
+// profileCPU saves 3 s of the edge's CPU profile into path in the
+// background, while a load runs; wait blocks until it is saved.
+func (b *mqttBroker) profileCPU(path string) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.saveProfile("profile?seconds=3", path)
+	}()
+	return func() { <-done }
+}
 
 // savePprof fetches /debug/pprof/<what> from the HTTP server at addr into
 // path; a failure is reported on stderr, the benchmark goes on.

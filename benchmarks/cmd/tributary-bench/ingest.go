@@ -68,13 +68,9 @@ func ingestFormats(dir string, quick bool) ([]row, error) {
 		if err != nil {
 			return rows, err
 		}
-		var saved chan struct{}
+		waitProfile := func() {}
 		if profile != "" && kind == "edge" {
-			saved = make(chan struct{})
-			go func() {
-				defer close(saved)
-				b.saveProfile("profile?seconds=3", profile+"-ingest-json-cpu.pprof")
-			}()
+			waitProfile = b.profileCPU(profile + "-ingest-json-cpu.pprof")
 		}
 		pid := b.cmd.Process.Pid
 		cpu0 := procCPUTime(pid)
@@ -85,9 +81,7 @@ func ingestFormats(dir string, quick bool) ([]row, error) {
 		r1, w1 := procSyscalls(pid)
 		fmt.Fprintf(os.Stderr, "   %s, generic JSON: %.0f msgs/s, CPU %.2f µs/msg, %.3f reads and %.3f writes per msg\n",
 			kind, rate, cpu[i], float64(r1-r0)/msgs, float64(w1-w0)/msgs)
-		if saved != nil {
-			<-saved
-		}
+		waitProfile()
 		b.stop()
 		if err != nil {
 			return rows, fmt.Errorf("%s, generic JSON: %w", kind, err)
