@@ -16,14 +16,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tributary-io/tributary/bridge"
+	bridgestatus "github.com/tributary-io/tributary/bridge/status"
 )
 
 // The edge commands read an edge's read-only JSON API (edge/gateway/api.go);
 // -o json|yaml passes its JSON through unchanged. The core does not import
 // edge packages, so the types below mirror the gateway's own answers; the
-// bridge's answer is bridge.Status, which backlog decodes as it is (the
-// bridge is no edge package), so the two cannot drift.
+// bridge's answer is bridge/status.Status, the type the bridge itself
+// writes, so the two cannot drift.
 
 func edgeCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
@@ -213,7 +213,7 @@ func edgeStreams(cmd *cobra.Command, g *globals) error {
 }
 
 func edgeBacklog(cmd *cobra.Command, g *globals) error {
-	var bs bridge.Status
+	var bs bridgestatus.Status
 	raw, err := g.edgeGet(cmd.Context(), "/api/v1/bridge", &bs)
 	var ee *edgeError
 	if errors.As(err, &ee) && ee.code == http.StatusNotFound {
