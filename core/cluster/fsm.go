@@ -237,7 +237,13 @@ func (f *FSM) createTopic(c command) applyResult {
 	if !validTopic.MatchString(c.Topic) || c.Topic == "." || c.Topic == ".." {
 		return applyResult{Err: refuse("invalid_topic", "%q", c.Topic)}
 	}
-	if _, ok := s.Topics[c.Topic]; ok {
+	if t, ok := s.Topics[c.Topic]; ok {
+		if c.TopicID != "" && t.ID == c.TopicID {
+			// The same proposal again: its first copy was applied but the
+			// answer was lost (a leader change), and propose retried. Every
+			// create draws a new id, so this is that create, and it succeeded.
+			return applyResult{}
+		}
 		return applyResult{Err: refuse("topic_exists", "%q", c.Topic)}
 	}
 	if c.Partitions <= 0 {

@@ -127,6 +127,16 @@ func TestCreateTopicRefusals(t *testing.T) {
 	h := newFSMHarness(t, 1, 2)
 	h.must(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 2})
 	h.refused(command{Op: opCreateTopic, Topic: "t", Partitions: 1, RF: 1}, ErrTopicExists)
+	// A create applied twice (propose retried after a leader change lost
+	// the first answer) carries the same topic id: the retry succeeds and
+	// changes nothing; another create of the name is still refused.
+	h.must(command{Op: opCreateTopic, Topic: "v", TopicID: "id-v", Partitions: 1, RF: 1})
+	h.must(command{Op: opCreateTopic, Topic: "v", TopicID: "id-v", Partitions: 1, RF: 1})
+	if v := h.f.Metadata().Topics["v"]; v == nil || v.ID != "id-v" || len(v.Partitions) != 1 {
+		t.Fatalf("topic v after a repeated create: %+v", v)
+	}
+	h.refused(command{Op: opCreateTopic, Topic: "v", TopicID: "id-w", Partitions: 1, RF: 1}, ErrTopicExists)
+	h.must(command{Op: opDeleteTopic, Topic: "v"})
 	h.refused(command{Op: opCreateTopic, Topic: "u", Partitions: 1, RF: 3}, ErrInvalidReplicationFactor)
 	h.refused(command{Op: opCreateTopic, Topic: "u", Partitions: 0, RF: 1}, ErrInvalidPartitions)
 	h.refused(command{Op: opCreateTopic, Topic: "bad/name", Partitions: 1, RF: 1}, ErrInvalidTopic)
