@@ -812,13 +812,16 @@ func (l *Log) syncLocked() (published bool, err error) {
 // error; an offset outside [StartOffset, NextOffset] is ErrOffsetOutOfRange.
 // Bytes come from a single segment; read again for more.
 func (l *Log) Read(from int64, maxBytes int, upTo int64) ([]byte, error) {
-	return l.ReadAppend(nil, from, maxBytes, upTo)
+	return l.ReadInto(nil, from, maxBytes, upTo)
 }
 
-// ReadAppend is Read into dst's spare capacity: it returns dst extended by
-// the batches read (a new array only when they do not fit), so a caller that
-// reuses its buffers reads without allocating.
-func (l *Log) ReadAppend(dst []byte, from int64, maxBytes int, upTo int64) ([]byte, error) {
+// ReadInto is Read with the caller's buffers: alloc(n) returns the n bytes
+// (at least) a read is about to fill, and the batches come back in a prefix
+// of them. A caller that pools large buffers reads without allocating; n is
+// what this read needs (a segment's remaining bytes when fewer than
+// maxBytes), so a small read never takes a large buffer. alloc may be
+// called twice (the first batch outgrows maxBytes); nil means make.
+func (l *Log) ReadInto(alloc func(n int) []byte, from int64, maxBytes int, upTo int64) ([]byte, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
@@ -840,24 +843,25 @@ func (l *Log) ReadAppend(dst []byte, from int64, maxBytes int, upTo int64) ([]by
 		if pos >= s.size {
 			continue
 		}
-		b, err := s.readBatches(dst, pos, maxBytes, upTo)
+		b, err := s.readBatches(alloc, pos, maxBytes, upTo)
 		var bad *badBatch
 		if errors.As(err, &bad) {
 			return nil, l.damaged(s, from, bad.pos, bad.err)
 		}
 		return b, err
 	}
-	return dst, nil
+	return nil, nil
 }
 
-// readBatches appends to dst whole batches from pos, at most maxBytes unless
-// the first batch alone is larger, stopping before any batch that reaches
-// upTo.
-func (s *segment) readBatches(dst []byte, pos int64, maxBytes int, upTo int64) ([]byte, error) {
-	want := min(int64(max(maxBytes, recordbatch.HeaderSize)), s.size-pos)
-	base := len(dst)
-	dst = grow(dst, int(want))
-	buf := dst[base : base+int(want)]
+// readBatches reads whole batches from pos into a buffer from alloc, at
+// most maxBytes unless the first batch alone is larger, stopping before any
+// batch that reaches upTo.
+func (s *segment) readBatches(alloc func(int) []byte, pos int64, maxBytes int, upTo int64) ([]byte, error) {
+	if alloc == nil {
+		alloc = func(n int) []byte { return make([]byte, n) }
+	}
+	want := int(min(int64(max(maxBytes, recordbatch.HeaderSize)), s.size-pos))
+	buf := alloc(want)[:want]
 	if err := s.readAt(buf, pos); err != nil {
 		return nil, err
 	}
@@ -881,15 +885,14 @@ func (s *segment) readBatches(dst []byte, pos int64, maxBytes int, upTo int64) (
 				break
 			}
 			// The first batch is larger than maxBytes: return it whole.
-			dst = grow(dst[:base], h.Size())
-			buf = dst[base : base+h.Size()]
+			buf = alloc(h.Size())[:h.Size()]
 			if err := s.readAt(buf, pos); err != nil {
 				return nil, err
 			}
 			if _, err := recordbatch.Validate(buf); err != nil {
 				return nil, &badBatch{pos: pos, err: err}
 			}
-			return dst[:base+h.Size()], nil
+			return buf, nil
 		}
 		// Every batch is checked before it is served (CRC-32C, in hardware):
 		// bit rot is reported, never handed to a consumer or forwarded.
@@ -901,18 +904,7 @@ func (s *segment) readBatches(dst []byte, pos int64, maxBytes int, upTo int64) (
 		}
 		end += h.Size()
 	}
-	return dst[:base+end], nil
-}
-
-// grow returns b with room for n more bytes past len(b) (its length
-// unchanged), reallocating only when its capacity is short.
-func grow(b []byte, n int) []byte {
-	if cap(b)-len(b) >= n {
-		return b
-	}
-	nb := make([]byte, len(b), len(b)+n)
-	copy(nb, b)
-	return nb
+	return buf[:end], nil
 }
 
 // readLocked reads one of l's fields under the read lock: the accessors

@@ -613,14 +613,15 @@ func openTestTopics(t *testing.T, dir string, store *meta.Store) *Topics {
 	return tp
 }
 
-// TestReadAppend: reads land in the caller's spare capacity, after what it
-// holds, with the same bytes Read returns; the first batch is served whole
-// even when larger than the room or maxBytes; no room means a new array.
+// TestReadInto: a read fills the buffer the caller's alloc hands it, asking
+// for what that read needs (not maxBytes when the segment holds less), and
+// returns the same bytes Read does; a first batch larger than maxBytes asks
+// again for its whole size.
 // Not parallel: it counts allocations.
-func TestReadAppend(t *testing.T) {
+func TestReadInto(t *testing.T) {
 	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 1 << 20})
 	defer l.Close()
-	for i := range 20 {
+	for i := range 60 { // about 9 KiB
 		if _, err := l.Append(context.Background(), makeBatch(t, 5, fmt.Sprintf("b%d", i), 1000), AppendOptions{LeaderEpoch: -1}); err != nil {
 			t.Fatal(err)
 		}
@@ -630,45 +631,51 @@ func TestReadAppend(t *testing.T) {
 		t.Fatalf("read: %d bytes, %v", len(want), err)
 	}
 
-	arena := make([]byte, 3, 64<<10)
-	copy(arena, "abc")
-	got, err := l.ReadAppend(arena, 0, 4096, -1)
-	if err != nil {
-		t.Fatal(err)
+	pool := make([]byte, 64<<10)
+	var asked []int
+	alloc := func(n int) []byte {
+		asked = append(asked, n)
+		return pool[:0:n]
 	}
-	if string(got[:3]) != "abc" || !bytes.Equal(got[3:], want) {
-		t.Fatalf("ReadAppend kept %q and read %d bytes, want abc and the %d bytes Read returns", got[:3], len(got)-3, len(want))
+	got, err := l.ReadInto(alloc, 0, 4096, -1)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("ReadInto read %d bytes (%v), want the %d bytes Read returns", len(got), err, len(want))
 	}
-	if &got[0] != &arena[0] {
-		t.Fatal("ReadAppend allocated although the room was enough")
+	if &got[0] != &pool[0] || len(asked) != 1 || asked[0] != 4096 {
+		t.Fatalf("ReadInto asked for %v and read into its own array: %v", asked, &got[0] != &pool[0])
 	}
 	if allocs := testing.AllocsPerRun(20, func() {
-		if _, err := l.ReadAppend(arena[:0], 0, 4096, -1); err != nil {
+		if _, err := l.ReadInto(alloc, 0, 4096, -1); err != nil {
 			t.Fatal(err)
 		}
 	}); allocs > 2 {
-		t.Errorf("ReadAppend into enough room: %.0f allocations per read", allocs)
+		t.Errorf("ReadInto with the caller's buffer: %.0f allocations per read", allocs)
 	}
 
-	// Too little room: a new array with the prefix copied.
-	small := append(make([]byte, 0, 8), "xy"...)
-	got, err = l.ReadAppend(small, 0, 4096, -1)
-	if err != nil || string(got[:2]) != "xy" || !bytes.Equal(got[2:], want) {
-		t.Fatalf("ReadAppend into a small buffer: %q..., %d bytes, %v", got[:min(2, len(got))], len(got), err)
+	// Near the log end the read asks only for the bytes the segment holds.
+	asked = nil
+	last := l.NextOffset() - 1
+	tail, err := l.ReadInto(alloc, last, 1<<20, -1)
+	if err != nil || len(asked) != 1 || asked[0] != len(tail) || asked[0] >= 1<<20 {
+		t.Fatalf("read of the last batch asked for %v bytes and read %d (%v)", asked, len(tail), err)
 	}
 
-	// maxBytes below one batch: that batch alone, whole.
-	first, err := l.ReadAppend(make([]byte, 0, 16), 0, 1, -1)
+	// maxBytes below one batch: asked again for that batch, whole.
+	asked = nil
+	first, err := l.ReadInto(alloc, 0, 1, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if h, err := recordbatch.Validate(first); err != nil || len(first) != h.Size() || h.BaseOffset != 0 {
 		t.Fatalf("one-byte read: %d bytes, %v", len(first), err)
 	}
+	if len(asked) != 2 || asked[1] != len(first) {
+		t.Fatalf("one-byte read asked for %v, want a second request of %d", asked, len(first))
+	}
 
-	// At the log end: dst back, unchanged.
-	end, err := l.ReadAppend(arena[:3], l.NextOffset(), 4096, -1)
-	if err != nil || len(end) != 3 {
-		t.Fatalf("read at the end: %d bytes, %v", len(end), err)
+	// At the log end: nothing asked, nothing read.
+	asked = nil
+	if end, err := l.ReadInto(alloc, l.NextOffset(), 4096, -1); err != nil || len(end) != 0 || len(asked) != 0 {
+		t.Fatalf("read at the end: %d bytes, asked %v, %v", len(end), asked, err)
 	}
 }

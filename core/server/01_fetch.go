@@ -30,18 +30,16 @@ func (s *Server) handleFetch(ctx context.Context, c *call, kreq kmsg.Request) (k
 		wait = defaultMaxFetchWait
 	}
 	var timer *time.Timer
-	// arena holds the batch bytes of the response until it is encoded
-	// (c.release); a response given up for a re-read returns it first.
-	var arena []byte
-	c.release = func() { bufpool.Put(arena) }
+	// bufs holds the batch bytes of the response until it is encoded
+	// (c.release); a response given up for a re-read returns them first.
+	var bufs fetchBufs
+	c.release = bufs.release
 	for {
-		resp, size, failed, changed, a := s.fetchOnce(c, req)
-		arena = a
+		resp, size, failed, changed := s.fetchOnce(c, req, &bufs)
 		if size >= int(req.MinBytes) || failed || wait <= 0 || ctx.Err() != nil {
 			return resp, nil
 		}
-		bufpool.Put(arena)
-		arena = nil
+		bufs.release()
 		if timer == nil {
 			timer = time.NewTimer(wait)
 			defer timer.Stop()
@@ -59,7 +57,7 @@ func (s *Server) handleFetch(ctx context.Context, c *call, kreq kmsg.Request) (k
 		if chosen <= 1 {
 			// Time is up (or the connection is closing): answer with what
 			// there is now.
-			resp, _, _, _, arena = s.fetchOnce(c, req)
+			resp, _, _, _ = s.fetchOnce(c, req, &bufs)
 			return resp, nil
 		}
 	}
@@ -77,24 +75,38 @@ func newFetchPartition(partition int32, code int16) kmsg.FetchResponseTopicParti
 	return sp
 }
 
-// maxFetchArena caps the pooled buffer one fetch reads into; a response
-// larger than that reads its remaining partitions into fresh slices.
-const maxFetchArena = 16 << 20
+// fetchBufs are the pooled buffers one fetch response's batches were read
+// into. Each is taken for the bytes one partition read needs (a small read
+// gets a plain slice), so a burst of fetches that each find a little new
+// data holds no large buffers.
+type fetchBufs struct{ held [][]byte }
 
-// fetchOnce builds a response from what is stored now. It returns the bytes
-// gathered, whether any partition failed (Kafka answers at once then), the
-// change channels of the partitions, taken before reading so that no append
-// between the read and the wait is missed, and the pooled buffer the
-// response's batches point into (nil when none), to be returned with
-// bufpool.Put once the response is encoded or dropped.
-func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool, []<-chan struct{}, []byte) {
+// alloc is the storage read's allocator (storage.Log.ReadInto).
+func (f *fetchBufs) alloc(n int) []byte {
+	b := bufpool.Get(n)
+	f.held = append(f.held, b)
+	return b
+}
+
+// release returns every buffer; nothing may point into them any more.
+func (f *fetchBufs) release() {
+	for _, b := range f.held {
+		bufpool.Put(b)
+	}
+	f.held = f.held[:0]
+}
+
+// fetchOnce builds a response from what is stored now, reading into bufs.
+// It returns the bytes gathered, whether any partition failed (Kafka answers
+// at once then) and the change channels of the partitions, taken before
+// reading so that no append between the read and the wait is missed.
+func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest, bufs *fetchBufs) (*kmsg.FetchResponse, int, bool, []<-chan struct{}) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	callCode := c.code
 	remaining := int(req.MaxBytes)
 	if req.Version < 3 || remaining <= 0 {
 		remaining = int(s.cfg.MaxFrameBytes)
 	}
-	var arena []byte
 	size := 0
 	failed := false
 	var changed []<-chan struct{}
@@ -130,19 +142,15 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 				}
 				read := p.Read
 				if req.ReplicaID >= 0 {
-					read = func(dst []byte, from int64, max int) ([]byte, int64, error) {
-						return p.ReadReplica(dst, req.ReplicaID, from, max)
+					read = func(alloc func(int) []byte, from int64, max int) ([]byte, int64, error) {
+						return p.ReadReplica(alloc, req.ReplicaID, from, max)
 					}
 				} else if req.IsolationLevel == 1 { // read_committed: up to the LSO (txn_partition.go)
-					read = func(dst []byte, from int64, max int) ([]byte, int64, error) {
-						return p.readCommitted(dst, from, max, &sp)
+					read = func(alloc func(int) []byte, from int64, max int) ([]byte, int64, error) {
+						return p.readCommitted(alloc, from, max, &sp)
 					}
 				}
-				if arena == nil {
-					arena = bufpool.Get(min(remaining, fetchWant(req), maxFetchArena))
-				}
-				room := arena[len(arena):]
-				b, hw, err := read(room, rp.FetchOffset, max)
+				b, hw, err := read(bufs.alloc, rp.FetchOffset, max)
 				sp.HighWatermark, sp.LogStartOffset = hw, p.LogStartOffset()
 				if req.IsolationLevel != 1 || req.ReplicaID >= 0 {
 					sp.LastStableOffset = p.log.LastStableOffset(hw)
@@ -153,9 +161,6 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 				}
 				if len(b) > 0 {
 					sp.RecordBatches = b
-					if cap(room) > 0 && &b[0] == &room[:1][0] {
-						arena = arena[:len(arena)+len(b)] // read in place
-					}
 				}
 				size += len(b)
 				remaining -= len(b)
@@ -167,20 +172,5 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest) (*kmsg.FetchResponse
 	if !failed {
 		c.code = callCode // a retry loop must not report stale codes
 	}
-	if size == 0 {
-		bufpool.Put(arena) // nothing points into it
-		arena = nil
-	}
-	return resp, size, failed, changed, arena
-}
-
-// fetchWant is what a fetch may gather at most by its partitions' limits.
-func fetchWant(req *kmsg.FetchRequest) int {
-	n := 0
-	for _, rt := range req.Topics {
-		for _, rp := range rt.Partitions {
-			n += int(max(rp.PartitionMaxBytes, 0))
-		}
-	}
-	return n
+	return resp, size, failed, changed
 }

@@ -11,11 +11,11 @@ import (
 )
 
 // TestConcurrentFetchesKeepTheirBytes: fetch responses are read into pooled
-// buffers that go back to the pool once encoded. Several consumers reading
-// the same partitions at once, each in small fetches so buffers change
-// hands constantly, must each get every record with its own value, in
-// order: a buffer returned while a response still pointed into it would
-// show up as a wrong value or a broken batch.
+// buffers (64 KiB and up) that go back to the pool once encoded. Several
+// consumers reading the same partitions at once, each in fetches of a few
+// such buffers so they change hands constantly, must each get every record
+// with its own value, in order: a buffer returned while a response still
+// pointed into it would show up as a wrong value or a broken batch.
 func TestConcurrentFetchesKeepTheirBytes(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, testConfig(t.TempDir()))
@@ -42,7 +42,7 @@ func TestConcurrentFetchesKeepTheirBytes(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			cc := newClient(t, srv.Addr(), kgo.ConsumeTopics("arena"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-				kgo.FetchMaxPartitionBytes(int32(8<<10*(c+1))), kgo.FetchMaxBytes(int32(24<<10*(c+1))))
+				kgo.FetchMaxPartitionBytes(int32(64<<10*(c+1))), kgo.FetchMaxBytes(int32(160<<10*(c+1))))
 			next := map[int32]int{}
 			for got := 0; got < 4*perPartition; {
 				fs := cc.PollFetches(ctx)

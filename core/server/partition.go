@@ -122,12 +122,12 @@ func (p *Partition) HighWatermark() int64 { return p.r.highWatermark() }
 func (p *Partition) CheckMinISR() error { return p.r.checkMinISR() }
 
 // ReadReplica serves a follower: batches up to the log end, not the HW,
-// appended to dst (see Read). It records the follower's fetch offset first,
-// which may raise the HW.
-func (p *Partition) ReadReplica(dst []byte, follower int32, from int64, maxBytes int) ([]byte, int64, error) {
+// read into alloc's buffers (see Read). It records the follower's fetch
+// offset first, which may raise the HW.
+func (p *Partition) ReadReplica(alloc func(int) []byte, follower int32, from int64, maxBytes int) ([]byte, int64, error) {
 	p.r.followerFetched(follower, from)
 	hw := p.HighWatermark()
-	b, err := p.log.ReadAppend(dst, from, maxBytes, p.log.NextOffset())
+	b, err := p.log.ReadInto(alloc, from, maxBytes, p.log.NextOffset())
 	if err != nil {
 		return nil, hw, fmt.Errorf("replica read %s/%d at %d: %w", p.Topic, p.ID, from, err)
 	}
@@ -140,13 +140,12 @@ func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
 // LeaderEpoch is the partition's current leader epoch.
 func (p *Partition) LeaderEpoch() int32 { return p.r.state().LeaderEpoch }
 
-// Read appends to dst stored batch bytes from offset, at most maxBytes (but
-// at least one batch), never past the high watermark, which it also
-// returns. dst may be nil; the bytes go into its spare capacity when they
-// fit.
-func (p *Partition) Read(dst []byte, from int64, maxBytes int) ([]byte, int64, error) {
+// Read returns stored batch bytes from offset, at most maxBytes (but at
+// least one batch), never past the high watermark, which it also returns.
+// The bytes go into a buffer from alloc (storage.Log.ReadInto; nil: make).
+func (p *Partition) Read(alloc func(int) []byte, from int64, maxBytes int) ([]byte, int64, error) {
 	hw := p.HighWatermark()
-	b, err := p.log.ReadAppend(dst, from, maxBytes, hw)
+	b, err := p.log.ReadInto(alloc, from, maxBytes, hw)
 	if err != nil {
 		return nil, hw, fmt.Errorf("read %s/%d at %d: %w", p.Topic, p.ID, from, err)
 	}
