@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -377,5 +378,57 @@ func TestCoordinatorPartitionMatchesKafka(t *testing.T) {
 		if p := CoordinatorPartition(g, 7); p < 0 || p >= 7 {
 			t.Fatalf("%q -> %d", g, p)
 		}
+	}
+}
+
+// TestRetriedProposalsSucceed: propose retries a command whose answer a
+// leader change lost, and its first copy may have been applied. Creating a
+// topic, growing it and deleting it then still answer success; real
+// refusals stay refusals.
+func TestRetriedProposalsSucceed(t *testing.T) {
+	t.Parallel()
+	h := newFSMHarness(t, 1, 2)
+	// As Node.propose answers: the refusal, or no error at all.
+	answer := func(res applyResult) (applyResult, error) {
+		if res.Err != nil {
+			return res, res.Err
+		}
+		return res, nil
+	}
+	twice := func(_ context.Context, c command) (applyResult, error) {
+		h.apply(c) // applied; the answer is lost
+		return answer(h.apply(c))
+	}
+	once := func(_ context.Context, c command) (applyResult, error) { return answer(h.apply(c)) }
+	ctx := context.Background()
+	retried := proposals{cfg: Config{DefaultReplicationFactor: 2}, fsm: h.f, propose: twice}
+	if err := retried.CreateTopic(ctx, "t", 1, 2, nil); err != nil {
+		t.Fatalf("retried create: %v", err)
+	}
+	if err := retried.CreatePartitions(ctx, "t", 3); err != nil {
+		t.Fatalf("retried create partitions: %v", err)
+	}
+	if n := len(h.f.Metadata().Topics["t"].Partitions); n != 3 {
+		t.Fatalf("partitions after a retried grow to 3: %d", n)
+	}
+	if err := retried.DeleteTopic(ctx, "t"); err != nil {
+		t.Fatalf("retried delete: %v", err)
+	}
+	if _, ok := h.f.Metadata().Topics["t"]; ok {
+		t.Fatal("topic still there after a retried delete")
+	}
+
+	plain := proposals{cfg: Config{DefaultReplicationFactor: 2}, fsm: h.f, propose: once}
+	if err := plain.CreateTopic(ctx, "u", 2, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.CreateTopic(ctx, "u", 2, 2, nil); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("second create of u: %v, want ErrTopicExists", err)
+	}
+	if err := plain.CreatePartitions(ctx, "u", 1); !errors.Is(err, ErrInvalidPartitions) {
+		t.Fatalf("shrink u: %v, want ErrInvalidPartitions", err)
+	}
+	if err := plain.DeleteTopic(ctx, "nope"); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("delete of a topic never there: %v, want ErrUnknownTopic", err)
 	}
 }

@@ -128,6 +128,14 @@ func (n *proposals) PutSecurity(ctx context.Context, key string, value []byte) e
 // CreatePartitions raises a topic's partition count to total.
 func (n *proposals) CreatePartitions(ctx context.Context, name string, total int32) error {
 	_, err := n.propose(ctx, command{Op: opCreatePartitions, Topic: name, Partitions: total})
+	if errors.Is(err, ErrInvalidPartitions) {
+		// propose may have retried a command whose first copy was applied
+		// (its answer lost to a leader change): the topic then already has
+		// the count asked for, which is what the caller wanted.
+		if t := n.fsm.Metadata().Topics[name]; t != nil && int32(len(t.Partitions)) == total {
+			return nil
+		}
+	}
 	return err
 }
 
@@ -140,7 +148,16 @@ func (n *proposals) AlterTopicConfig(ctx context.Context, name string, config ma
 
 // DeleteTopic removes a topic from the metadata (replicas delete their logs when they see it go).
 func (n *proposals) DeleteTopic(ctx context.Context, name string) error {
+	before := n.fsm.Metadata().Topics[name]
 	_, err := n.propose(ctx, command{Op: opDeleteTopic, Topic: name})
+	if errors.Is(err, ErrUnknownTopic) && before != nil {
+		// The topic existed when asked and is gone now: this delete (a
+		// first copy whose answer a leader change lost, then retried) or
+		// a concurrent one removed it; either way it is deleted.
+		if t := n.fsm.Metadata().Topics[name]; t == nil || t.ID != before.ID {
+			return nil
+		}
+	}
 	return err
 }
 
