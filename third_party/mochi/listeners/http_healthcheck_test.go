@@ -61,7 +61,7 @@ func TestHTTPHealthCheckServeAndClose(t *testing.T) {
 		o <- true
 	}(o)
 
-	time.Sleep(time.Millisecond)
+	waitHTTP(t, http.MethodGet, "http://localhost"+testAddr+"/healthcheck")
 
 	// call healthcheck
 	resp, err := http.Get("http://localhost" + testAddr + "/healthcheck")
@@ -97,7 +97,7 @@ func TestHTTPHealthCheckServeAndCloseMethodNotAllowed(t *testing.T) {
 		o <- true
 	}(o)
 
-	time.Sleep(time.Millisecond)
+	waitHTTP(t, http.MethodPost, "http://localhost"+testAddr+"/healthcheck")
 
 	// make disallowed method type http request
 	resp, err := http.Post("http://localhost"+testAddr+"/healthcheck", "application/json", http.NoBody)
@@ -134,4 +134,5 @@ func TestHTTPHealthCheckServeTLSAndClose(t *testing.T) {
 
 	time.Sleep(time.Millisecond)
 	l.Close(MockCloser)
+	<-o // Serve has returned: nothing of this test outlives it
 }

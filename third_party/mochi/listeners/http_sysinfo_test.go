@@ -71,7 +71,7 @@ func TestHTTPStatsServeAndClose(t *testing.T) {
 		o <- true
 	}(o)
 
-	time.Sleep(time.Millisecond)
+	waitHTTP(t, http.MethodGet, "http://localhost"+testAddr)
 
 	// get body from stats address
 	resp, err := http.Get("http://localhost" + testAddr)
@@ -119,6 +119,7 @@ func TestHTTPStatsServeTLSAndClose(t *testing.T) {
 
 	time.Sleep(time.Millisecond)
 	l.Close(MockCloser)
+	<-o // Serve has returned: nothing of this test outlives it
 }
 
 func TestHTTPStatsFailedToServe(t *testing.T) {
@@ -146,4 +147,23 @@ func TestHTTPStatsFailedToServe(t *testing.T) {
 		closed = true
 	})
 	require.Equal(t, true, closed)
+}
+
+// waitHTTP polls url until the listener that the test started serving in a
+// goroutine answers: a 1 ms sleep was not enough on a loaded machine, and
+// the request then found nothing listening.
+func waitHTTP(t *testing.T, method, url string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		req, err := http.NewRequest(method, url, http.NoBody)
+		if err != nil {
+			return false
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return true
+	}, 5*time.Second, time.Millisecond)
 }

@@ -161,10 +161,9 @@ func TestCloseAllListeners(t *testing.T) {
 	l.Add(NewMockListener("t2", testAddr))
 	l.Add(NewMockListener("t3", testAddr))
 	l.ServeAll(MockEstablisher)
-	time.Sleep(time.Millisecond)
-	require.True(t, l.internal["t1"].(*MockListener).IsServing())
-	require.True(t, l.internal["t2"].(*MockListener).IsServing())
-	require.True(t, l.internal["t3"].(*MockListener).IsServing())
+	for _, id := range []string{"t1", "t2", "t3"} {
+		require.Eventually(t, l.internal[id].(*MockListener).IsServing, 5*time.Second, time.Millisecond)
+	}
 
 	closed := make(map[string]bool)
 	l.CloseAll(func(id string) {
