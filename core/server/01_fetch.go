@@ -93,6 +93,7 @@ func (f *fetchBufs) release() {
 	for _, b := range f.held {
 		bufpool.Put(b)
 	}
+	clear(f.held)
 	f.held = f.held[:0]
 }
 

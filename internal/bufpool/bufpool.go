@@ -1,7 +1,9 @@
 // Package bufpool keeps large byte buffers for reuse, in power-of-two size
-// classes. A fresh large slice costs the runtime a zeroing pass as long as
-// the copy that fills it; a broker that reads and encodes megabytes a fetch
-// pays that on every request unless the buffers come back.
+// classes from 64 KiB to 16 MiB. A fresh large slice costs the runtime a
+// zeroing pass as long as the copy that fills it; a broker that reads and
+// encodes megabytes a fetch pays that on every request unless the buffers
+// come back. Larger buffers are not kept, so a rare huge fetch does not pin
+// its memory in the pool.
 package bufpool
 
 import (
@@ -11,7 +13,7 @@ import (
 
 const (
 	minShift = 16 // 64 KiB: smaller buffers are cheap to allocate
-	maxShift = 26 // 64 MiB: larger ones are not kept
+	maxShift = 24 // 16 MiB: larger ones are not kept
 )
 
 var classes [maxShift - minShift + 1]sync.Pool // of *[]byte

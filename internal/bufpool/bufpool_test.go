@@ -4,7 +4,7 @@ import "testing"
 
 func TestGetSizes(t *testing.T) {
 	t.Parallel()
-	for _, n := range []int{1, 1000, 64 << 10, 64<<10 + 1, 1 << 20, 3 << 20, 64 << 20, 64<<20 + 1} {
+	for _, n := range []int{1, 1000, 64 << 10, 64<<10 + 1, 1 << 20, 3 << 20, 16 << 20, 16<<20 + 1} {
 		b := Get(n)
 		if len(b) != 0 || cap(b) < n {
 			t.Fatalf("Get(%d): len %d cap %d", n, len(b), cap(b))
@@ -20,7 +20,7 @@ func TestClass(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ n, want int }{
 		{0, -1}, {-5, -1}, {1, -1}, {64<<10 - 1, 0}, {64 << 10, 0}, {64<<10 + 1, 1},
-		{1 << 20, 4}, {64 << 20, maxShift - minShift}, {64<<20 + 1, -1},
+		{1 << 20, 4}, {16 << 20, maxShift - minShift}, {16<<20 + 1, -1},
 	} {
 		if got := class(tc.n); got != tc.want {
 			t.Errorf("class(%d) = %d, want %d", tc.n, got, tc.want)
