@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -312,11 +313,9 @@ func (b *Bridge) readTxnCursor(ctx context.Context, cl *kgo.Client, key string) 
 		if len(sp.RecordBatches) == 0 || from >= sp.LastStableOffset {
 			// Held at the LSO by an open transaction: it ends when its
 			// producer starts again or at its transaction timeout.
-			select {
-			case <-ctx.Done():
+			if !tick.Sleep(ctx, wait) {
 				return 0, false, fmt.Errorf("cursor topic: committed records up to %d not readable by %d (last stable offset %d; an open transaction of another producer): %w",
 					end, from, sp.LastStableOffset, ctx.Err())
-			case <-time.After(wait):
 			}
 			wait = min(2*wait, 500*time.Millisecond)
 		}
