@@ -195,9 +195,24 @@ func TestCrashExactlyOnce(t *testing.T) {
 	}
 	produce(300) // creates the topic
 
+	// starts counts the processor's "aggregation starting" lines: it logs
+	// one once it has loaded its checkpoint.
+	starts := func() int {
+		b, _ := os.ReadFile(logPath)
+		return strings.Count(string(b), "aggregation starting")
+	}
 	const kills = 25
 	for i := 0; i < kills; i++ {
+		before := starts()
 		cmd := start()
+		// Kill only a processor that has reached its checkpoint: on a loaded
+		// machine a kill 200 ms after the start could land before it, and
+		// then exercised nothing.
+		if !testkit.Poll(30*time.Second, func() bool { return starts() > before }) {
+			_ = cmd.Process.Kill()
+			dumpLog()
+			t.Fatalf("kill %d: the processor did not start within 30 s", i)
+		}
 		produce(300 + rng.IntN(300))
 		select {
 		case <-time.After(time.Duration(200+rng.IntN(1300)) * time.Millisecond): // the moment of the kill
