@@ -51,7 +51,7 @@ func artifactDir(t *testing.T) string {
 }
 
 // headless runs chromium on url with its scripts given 5 s of virtual
-// time, and returns the DOM after them (--dump-dom) or writes a screenshot.
+// time, and returns its output: the DOM after them with --dump-dom.
 func headless(t *testing.T, bin, url string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -69,29 +69,24 @@ func headless(t *testing.T, bin, url string, args ...string) string {
 	return string(out)
 }
 
-// pageAfterScripts dumps the DOM once the page's scripts have run; on a
-// loaded machine a poll may not have answered within the virtual time
-// budget, so it tries up to three times for a chart with points.
-func pageAfterScripts(t *testing.T, bin, url string) (dom string, points int) {
+// checkConsolePage loads a console's page in one headless run that both
+// dumps the DOM after the scripts and keeps a screenshot named name under
+// the artifacts. On a loaded machine a poll may not have answered within
+// the virtual time budget, so it tries up to three times for a chart with
+// points. The DOM must hold each of want (it is logged if not). It
+// returns the chart's points and the screenshot's path.
+func checkConsolePage(t *testing.T, bin, url, name string, want ...string) (points int, shot string) {
 	t.Helper()
+	shot = filepath.Join(artifactDir(t), name)
+	var dom string
 	for range 3 {
-		dom = headless(t, bin, url, "--dump-dom")
+		dom = headless(t, bin, url, "--dump-dom", "--screenshot="+shot)
 		if m := chartPoints.FindStringSubmatch(dom); m != nil {
 			if points, _ = strconv.Atoi(m[1] + m[2]); points > 0 {
-				return dom, points
+				break
 			}
 		}
 	}
-	return dom, points
-}
-
-// checkConsolePage checks that a console's page, after its scripts, holds
-// each of want and a chart with points (logging the DOM if not), then
-// keeps a screenshot named name under the artifacts. It returns the
-// chart's points and the screenshot's path.
-func checkConsolePage(t *testing.T, bin, url, name string, want ...string) (points int, shot string) {
-	t.Helper()
-	dom, points := pageAfterScripts(t, bin, url)
 	for _, w := range want {
 		if !strings.Contains(dom, w) {
 			t.Errorf("page lacks %s", w)
@@ -103,8 +98,6 @@ func checkConsolePage(t *testing.T, bin, url, name string, want ...string) (poin
 	if t.Failed() {
 		t.Logf("DOM after scripts:\n%s", dom)
 	}
-	shot = filepath.Join(artifactDir(t), name)
-	headless(t, bin, url, "--screenshot="+shot)
 	return points, shot
 }
 
