@@ -1,0 +1,12 @@
+package groups
+
+import (
+	"os"
+	"testing"
+
+	"github.com/tributary-io/tributary/internal/testkit"
+)
+
+// Most of these tests wait on elections, fsyncs and timeouts; -short runs
+// eight at a time.
+func TestMain(m *testing.M) { os.Exit(testkit.WaitBoundParallel(m, 8)) }
