@@ -49,23 +49,19 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 		if r.TransactionID != nil && !s.allowed(c, opWrite, rtTxnID, *r.TransactionID) {
 			return errorResponse(c, req, codeTxnDenied), nil
 		}
-		var denied []kmsg.ProduceRequestTopic
-		r.Topics, denied = splitBy(r.Topics, func(t kmsg.ProduceRequestTopic) bool { return s.allowed(c, opWrite, rtTopic, t.Topic) })
-		return nil, func(resp kmsg.Response) {
-			pr, _ := resp.(*kmsg.ProduceResponse)
-			for _, t := range denied {
-				c.fail(codeTopicDenied)
+		return nil, refuse(c, &r.Topics,
+			func(t kmsg.ProduceRequestTopic) int16 { return s.authzCode(c, opWrite, rtTopic, t.Topic) },
+			func(pr *kmsg.ProduceResponse, t kmsg.ProduceRequestTopic, code int16) {
 				if pr == nil {
-					continue // acks=0
+					return // acks=0
 				}
 				st := kmsg.NewProduceResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					st.Partitions = append(st.Partitions, newProducePartition(p.Partition, codeTopicDenied))
+					st.Partitions = append(st.Partitions, newProducePartition(p.Partition, code))
 				}
 				pr.Topics = append(pr.Topics, st)
-			}
-		}
+			})
 	case *kmsg.FetchRequest:
 		if r.ReplicaID >= 0 {
 			if !s.allowed(c, opClusterAction, rtCluster, clusterName) {
@@ -73,195 +69,149 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 			}
 			return nil, nil
 		}
-		var denied []kmsg.FetchRequestTopic
-		r.Topics, denied = splitBy(r.Topics, func(t kmsg.FetchRequestTopic) bool { return s.allowed(c, opRead, rtTopic, t.Topic) })
-		return nil, func(resp kmsg.Response) {
-			fr := resp.(*kmsg.FetchResponse)
-			for _, t := range denied {
-				c.fail(codeTopicDenied)
+		return nil, refuse(c, &r.Topics,
+			func(t kmsg.FetchRequestTopic) int16 { return s.authzCode(c, opRead, rtTopic, t.Topic) },
+			func(fr *kmsg.FetchResponse, t kmsg.FetchRequestTopic, code int16) {
 				st := kmsg.NewFetchResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					st.Partitions = append(st.Partitions, newFetchPartition(p.Partition, codeTopicDenied))
+					st.Partitions = append(st.Partitions, newFetchPartition(p.Partition, code))
 				}
 				fr.Topics = append(fr.Topics, st)
-			}
-		}
+			})
 	case *kmsg.ListOffsetsRequest:
-		var denied []kmsg.ListOffsetsRequestTopic
-		r.Topics, denied = splitBy(r.Topics, func(t kmsg.ListOffsetsRequestTopic) bool { return s.allowed(c, opDescribe, rtTopic, t.Topic) })
-		return nil, func(resp kmsg.Response) {
-			lr := resp.(*kmsg.ListOffsetsResponse)
-			for _, t := range denied {
-				c.fail(codeTopicDenied)
+		return nil, refuse(c, &r.Topics,
+			func(t kmsg.ListOffsetsRequestTopic) int16 { return s.authzCode(c, opDescribe, rtTopic, t.Topic) },
+			func(lr *kmsg.ListOffsetsResponse, t kmsg.ListOffsetsRequestTopic, code int16) {
 				st := kmsg.NewListOffsetsResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					st.Partitions = append(st.Partitions, newListOffsetsPartition(p.Partition, codeTopicDenied))
+					st.Partitions = append(st.Partitions, newListOffsetsPartition(p.Partition, code))
 				}
 				lr.Topics = append(lr.Topics, st)
-			}
-		}
+			})
 	case *kmsg.OffsetForLeaderEpochRequest:
-		var denied []kmsg.OffsetForLeaderEpochRequestTopic
-		r.Topics, denied = splitBy(r.Topics, func(t kmsg.OffsetForLeaderEpochRequestTopic) bool {
-			return s.allowed(c, opDescribe, rtTopic, t.Topic)
-		})
-		return nil, func(resp kmsg.Response) {
-			or := resp.(*kmsg.OffsetForLeaderEpochResponse)
-			for _, t := range denied {
-				c.fail(codeTopicDenied)
+		return nil, refuse(c, &r.Topics,
+			func(t kmsg.OffsetForLeaderEpochRequestTopic) int16 {
+				return s.authzCode(c, opDescribe, rtTopic, t.Topic)
+			},
+			func(or *kmsg.OffsetForLeaderEpochResponse, t kmsg.OffsetForLeaderEpochRequestTopic, code int16) {
 				st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					st.Partitions = append(st.Partitions, newOffsetForLeaderEpochPartition(p.Partition, codeTopicDenied))
+					st.Partitions = append(st.Partitions, newOffsetForLeaderEpochPartition(p.Partition, code))
 				}
 				or.Topics = append(or.Topics, st)
-			}
-		}
+			})
 	case *kmsg.MetadataRequest:
 		return s.authorizeMetadata(c, r)
 	case *kmsg.CreateTopicsRequest:
 		canCreateAll := s.may(c, opCreate, rtCluster, clusterName)
-		var denied []kmsg.CreateTopicsRequestTopic
-		r.Topics, denied = splitBy(r.Topics, func(t kmsg.CreateTopicsRequestTopic) bool {
-			return canCreateAll || s.allowed(c, opCreate, rtTopic, t.Topic)
-		})
-		return nil, func(resp kmsg.Response) {
-			cr := resp.(*kmsg.CreateTopicsResponse)
-			for _, t := range denied {
-				c.fail(codeTopicDenied)
+		return nil, refuse(c, &r.Topics,
+			func(t kmsg.CreateTopicsRequestTopic) int16 {
+				if canCreateAll {
+					return 0
+				}
+				return s.authzCode(c, opCreate, rtTopic, t.Topic)
+			},
+			func(cr *kmsg.CreateTopicsResponse, t kmsg.CreateTopicsRequestTopic, code int16) {
 				st := kmsg.NewCreateTopicsResponseTopic()
-				st.Topic, st.ErrorCode = t.Topic, codeTopicDenied
+				st.Topic, st.ErrorCode = t.Topic, code
 				st.NumPartitions, st.ReplicationFactor = -1, -1
 				cr.Topics = append(cr.Topics, st)
-			}
-		}
+			})
 	case *kmsg.DeleteTopicsRequest:
-		var deniedNames []string
-		r.TopicNames, deniedNames = splitBy(r.TopicNames, func(t string) bool { return s.allowed(c, opDelete, rtTopic, t) })
-		var denied []kmsg.DeleteTopicsRequestTopic
-		r.Topics, denied = splitBy(r.Topics, func(t kmsg.DeleteTopicsRequestTopic) bool {
-			name := ""
-			if t.Topic != nil {
-				name = *t.Topic
-			} else if n, ok := s.topicByID(t.TopicID); ok {
-				name = n
-			}
-			return s.allowed(c, opDelete, rtTopic, name)
-		})
+		add := func(dr *kmsg.DeleteTopicsResponse, name *string, id [16]byte, code int16) {
+			st := kmsg.NewDeleteTopicsResponseTopic()
+			st.Topic, st.TopicID, st.ErrorCode = name, id, code
+			dr.Topics = append(dr.Topics, st)
+		}
+		byName := refuse(c, &r.TopicNames,
+			func(t string) int16 { return s.authzCode(c, opDelete, rtTopic, t) },
+			func(dr *kmsg.DeleteTopicsResponse, t string, code int16) { add(dr, strp(t), [16]byte{}, code) })
+		byID := refuse(c, &r.Topics,
+			func(t kmsg.DeleteTopicsRequestTopic) int16 {
+				name := ""
+				if t.Topic != nil {
+					name = *t.Topic
+				} else if n, ok := s.topicByID(t.TopicID); ok {
+					name = n
+				}
+				return s.authzCode(c, opDelete, rtTopic, name)
+			},
+			func(dr *kmsg.DeleteTopicsResponse, t kmsg.DeleteTopicsRequestTopic, code int16) {
+				add(dr, t.Topic, t.TopicID, code)
+			})
 		return nil, func(resp kmsg.Response) {
-			dr := resp.(*kmsg.DeleteTopicsResponse)
-			add := func(name *string, id [16]byte) {
-				c.fail(codeTopicDenied)
-				st := kmsg.NewDeleteTopicsResponseTopic()
-				st.Topic, st.TopicID, st.ErrorCode = name, id, codeTopicDenied
-				dr.Topics = append(dr.Topics, st)
-			}
-			for _, n := range deniedNames {
-				add(strp(n), [16]byte{})
-			}
-			for _, t := range denied {
-				add(t.Topic, t.TopicID)
-			}
+			byName(resp)
+			byID(resp)
 		}
 	case *kmsg.CreatePartitionsRequest:
-		var denied []kmsg.CreatePartitionsRequestTopic
-		r.Topics, denied = splitBy(r.Topics, func(t kmsg.CreatePartitionsRequestTopic) bool { return s.allowed(c, opAlter, rtTopic, t.Topic) })
-		return nil, func(resp kmsg.Response) {
-			cr := resp.(*kmsg.CreatePartitionsResponse)
-			for _, t := range denied {
-				c.fail(codeTopicDenied)
+		return nil, refuse(c, &r.Topics,
+			func(t kmsg.CreatePartitionsRequestTopic) int16 { return s.authzCode(c, opAlter, rtTopic, t.Topic) },
+			func(cr *kmsg.CreatePartitionsResponse, t kmsg.CreatePartitionsRequestTopic, code int16) {
 				st := kmsg.NewCreatePartitionsResponseTopic()
-				st.Topic, st.ErrorCode = t.Topic, codeTopicDenied
+				st.Topic, st.ErrorCode = t.Topic, code
 				cr.Topics = append(cr.Topics, st)
-			}
-		}
+			})
 	case *kmsg.DescribeConfigsRequest:
-		var denied []kmsg.DescribeConfigsRequestResource
-		r.Resources, denied = splitBy(r.Resources, func(rs kmsg.DescribeConfigsRequestResource) bool {
-			if rs.ResourceType == kmsg.ConfigResourceTypeTopic {
-				return s.allowed(c, opDescribeConfigs, rtTopic, rs.ResourceName)
-			}
-			return s.allowed(c, opDescribeConfigs, rtCluster, clusterName)
-		})
-		return nil, func(resp kmsg.Response) {
-			dr := resp.(*kmsg.DescribeConfigsResponse)
-			for _, rs := range denied {
-				code := codeClusterDenied
-				if rs.ResourceType == kmsg.ConfigResourceTypeTopic {
-					code = codeTopicDenied
-				}
-				c.fail(code)
+		return nil, refuse(c, &r.Resources,
+			func(rs kmsg.DescribeConfigsRequestResource) int16 {
+				return s.configAuthzCode(c, opDescribeConfigs, rs.ResourceType, rs.ResourceName)
+			},
+			func(dr *kmsg.DescribeConfigsResponse, rs kmsg.DescribeConfigsRequestResource, code int16) {
 				sr := kmsg.NewDescribeConfigsResponseResource()
 				sr.ResourceType, sr.ResourceName, sr.ErrorCode = rs.ResourceType, rs.ResourceName, code
 				dr.Resources = append(dr.Resources, sr)
-			}
-		}
+			})
 	case *kmsg.DeleteRecordsRequest:
-		var denied []kmsg.DeleteRecordsRequestTopic
-		r.Topics, denied = splitBy(r.Topics, func(t kmsg.DeleteRecordsRequestTopic) bool { return s.allowed(c, opDelete, rtTopic, t.Topic) })
-		return nil, func(resp kmsg.Response) {
-			dr := resp.(*kmsg.DeleteRecordsResponse)
-			for _, t := range denied {
-				c.fail(codeTopicDenied)
+		return nil, refuse(c, &r.Topics,
+			func(t kmsg.DeleteRecordsRequestTopic) int16 { return s.authzCode(c, opDelete, rtTopic, t.Topic) },
+			func(dr *kmsg.DeleteRecordsResponse, t kmsg.DeleteRecordsRequestTopic, code int16) {
 				st := kmsg.NewDeleteRecordsResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
-					st.Partitions = append(st.Partitions, newDeleteRecordsPartition(p.Partition, codeTopicDenied))
+					st.Partitions = append(st.Partitions, newDeleteRecordsPartition(p.Partition, code))
 				}
 				dr.Topics = append(dr.Topics, st)
-			}
-		}
+			})
 	case *kmsg.AlterConfigsRequest:
-		var denied []kmsg.AlterConfigsRequestResource
-		r.Resources, denied = splitBy(r.Resources, func(rs kmsg.AlterConfigsRequestResource) bool {
-			return s.mayAlterConfigs(c, rs.ResourceType, rs.ResourceName)
-		})
-		return nil, func(resp kmsg.Response) {
-			ar := resp.(*kmsg.AlterConfigsResponse)
-			for _, rs := range denied {
-				code := s.alterConfigsDenied(c, rs.ResourceType)
+		return nil, refuse(c, &r.Resources,
+			func(rs kmsg.AlterConfigsRequestResource) int16 {
+				return s.configAuthzCode(c, opAlterConfigs, rs.ResourceType, rs.ResourceName)
+			},
+			func(ar *kmsg.AlterConfigsResponse, rs kmsg.AlterConfigsRequestResource, code int16) {
 				sr := kmsg.NewAlterConfigsResponseResource()
 				sr.ResourceType, sr.ResourceName, sr.ErrorCode = rs.ResourceType, rs.ResourceName, code
 				ar.Resources = append(ar.Resources, sr)
-			}
-		}
+			})
 	case *kmsg.IncrementalAlterConfigsRequest:
-		var denied []kmsg.IncrementalAlterConfigsRequestResource
-		r.Resources, denied = splitBy(r.Resources, func(rs kmsg.IncrementalAlterConfigsRequestResource) bool {
-			return s.mayAlterConfigs(c, rs.ResourceType, rs.ResourceName)
-		})
-		return nil, func(resp kmsg.Response) {
-			ar := resp.(*kmsg.IncrementalAlterConfigsResponse)
-			for _, rs := range denied {
-				code := s.alterConfigsDenied(c, rs.ResourceType)
+		return nil, refuse(c, &r.Resources,
+			func(rs kmsg.IncrementalAlterConfigsRequestResource) int16 {
+				return s.configAuthzCode(c, opAlterConfigs, rs.ResourceType, rs.ResourceName)
+			},
+			func(ar *kmsg.IncrementalAlterConfigsResponse, rs kmsg.IncrementalAlterConfigsRequestResource, code int16) {
 				sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 				sr.ResourceType, sr.ResourceName, sr.ErrorCode = rs.ResourceType, rs.ResourceName, code
 				ar.Resources = append(ar.Resources, sr)
-			}
-		}
+			})
 	case *kmsg.DescribeLogDirsRequest, *kmsg.DescribeClusterRequest:
 		if !s.allowed(c, opDescribe, rtCluster, clusterName) {
 			return errorResponse(c, req, codeClusterDenied), nil
 		}
 	case *kmsg.DescribeProducersRequest:
-		var denied []kmsg.DescribeProducersRequestTopic
-		r.Topics, denied = splitBy(r.Topics, func(t kmsg.DescribeProducersRequestTopic) bool { return s.allowed(c, opRead, rtTopic, t.Topic) })
-		return nil, func(resp kmsg.Response) {
-			dr := resp.(*kmsg.DescribeProducersResponse)
-			for _, t := range denied {
-				c.fail(codeTopicDenied)
+		return nil, refuse(c, &r.Topics,
+			func(t kmsg.DescribeProducersRequestTopic) int16 { return s.authzCode(c, opRead, rtTopic, t.Topic) },
+			func(dr *kmsg.DescribeProducersResponse, t kmsg.DescribeProducersRequestTopic, code int16) {
 				st := kmsg.NewDescribeProducersResponseTopic()
 				st.Topic = t.Topic
 				for _, p := range t.Partitions {
 					sp := kmsg.NewDescribeProducersResponseTopicPartition()
-					sp.Partition, sp.ErrorCode = p, codeTopicDenied
+					sp.Partition, sp.ErrorCode = p, code
 					st.Partitions = append(st.Partitions, sp)
 				}
 				dr.Topics = append(dr.Topics, st)
-			}
-		}
+			})
 	case *kmsg.InitProducerIDRequest:
 		if r.TransactionalID != nil {
 			if !s.allowed(c, opWrite, rtTxnID, *r.TransactionalID) {
@@ -450,17 +400,13 @@ func (s *Server) authorizeGroupRequest(c *call, req kmsg.Request) (kmsg.Response
 			})
 		}
 	case *kmsg.DeleteGroupsRequest:
-		var denied []string
-		r.Groups, denied = splitBy(r.Groups, func(g string) bool { return s.allowed(c, opDelete, rtGroup, g) })
-		return nil, func(resp kmsg.Response) {
-			dr := resp.(*kmsg.DeleteGroupsResponse)
-			for _, g := range denied {
-				c.fail(codeGroupDenied)
+		return nil, refuse(c, &r.Groups,
+			func(g string) int16 { return s.authzCode(c, opDelete, rtGroup, g) },
+			func(dr *kmsg.DeleteGroupsResponse, g string, code int16) {
 				sg := kmsg.NewDeleteGroupsResponseGroup()
-				sg.Group, sg.ErrorCode = g, codeGroupDenied
+				sg.Group, sg.ErrorCode = g, code
 				dr.Groups = append(dr.Groups, sg)
-			}
-		}
+			})
 	}
 	return nil, nil
 }
@@ -518,21 +464,58 @@ func splitBy[T any](xs []T, keep func(T) bool) (kept, dropped []T) {
 	return kept, dropped
 }
 
-// mayAlterConfigs is ALTER_CONFIGS on the topic, or on the cluster for
-// broker resources.
-func (s *Server) mayAlterConfigs(c *call, typ kmsg.ConfigResourceType, name string) bool {
-	if typ == kmsg.ConfigResourceTypeTopic {
-		return s.allowed(c, opAlterConfigs, rtTopic, name)
+// refuse takes the entries of *xs that check refuses out of the request,
+// so the handler never sees them, and returns the hook that answers each of
+// them in the handler's response through answer, with the code check gave,
+// counted as a failure on c. check returns 0 for an entry to keep.
+func refuse[T any, R kmsg.Response](c *call, xs *[]T, check func(T) int16, answer func(R, T, int16)) func(kmsg.Response) {
+	type refusal struct {
+		x    T
+		code int16
 	}
-	return s.allowed(c, opAlterConfigs, rtCluster, clusterName)
+	var kept []T
+	var refused []refusal
+	for _, x := range *xs {
+		if code := check(x); code != 0 {
+			refused = append(refused, refusal{x, code})
+		} else {
+			kept = append(kept, x)
+		}
+	}
+	*xs = kept
+	return func(resp kmsg.Response) {
+		r, _ := resp.(R) // nil for a Produce with acks=0, which has no response
+		for _, rf := range refused {
+			c.fail(rf.code)
+			answer(r, rf.x, rf.code)
+		}
+	}
 }
 
-// alterConfigsDenied counts a refused resource and returns its code.
-func (s *Server) alterConfigsDenied(c *call, typ kmsg.ConfigResourceType) int16 {
-	code := codeClusterDenied
-	if typ == kmsg.ConfigResourceTypeTopic {
-		code = codeTopicDenied
+// authzCode is 0 when the principal may op on the resource, else the
+// *_AUTHORIZATION_FAILED code for its type (never 0, so a type missing here
+// is still refused).
+func (s *Server) authzCode(c *call, op auth.Operation, rt auth.ResourceType, name string) int16 {
+	if s.allowed(c, op, rt, name) {
+		return 0
 	}
-	c.fail(code)
-	return code
+	switch rt {
+	case rtTopic:
+		return codeTopicDenied
+	case rtGroup:
+		return codeGroupDenied
+	case rtTxnID:
+		return codeTxnDenied
+	default:
+		return codeClusterDenied
+	}
+}
+
+// configAuthzCode is authzCode for a config resource: op on the topic, or
+// on the cluster for broker resources.
+func (s *Server) configAuthzCode(c *call, op auth.Operation, typ kmsg.ConfigResourceType, name string) int16 {
+	if typ == kmsg.ConfigResourceTypeTopic {
+		return s.authzCode(c, op, rtTopic, name)
+	}
+	return s.authzCode(c, op, rtCluster, clusterName)
 }

@@ -46,17 +46,13 @@ func (s *Server) authorizeTxn(c *call, req kmsg.Request) (kmsg.Response, func(km
 			return errorResponse(c, req, codeGroupDenied), nil
 		}
 	case *kmsg.DescribeTransactionsRequest:
-		var denied []string
-		r.TransactionalIDs, denied = splitBy(r.TransactionalIDs, func(id string) bool { return s.allowed(c, opDescribe, rtTxnID, id) })
-		return nil, func(resp kmsg.Response) {
-			dr := resp.(*kmsg.DescribeTransactionsResponse)
-			for _, id := range denied {
-				c.fail(codeTxnDenied)
+		return nil, refuse(c, &r.TransactionalIDs,
+			func(id string) int16 { return s.authzCode(c, opDescribe, rtTxnID, id) },
+			func(dr *kmsg.DescribeTransactionsResponse, id string, code int16) {
 				st := kmsg.NewDescribeTransactionsResponseTransactionState()
-				st.TransactionalID, st.ErrorCode = id, codeTxnDenied
+				st.TransactionalID, st.ErrorCode = id, code
 				dr.TransactionStates = append(dr.TransactionStates, st)
-			}
-		}
+			})
 	case *kmsg.ListTransactionsRequest:
 		return nil, func(resp kmsg.Response) {
 			lr := resp.(*kmsg.ListTransactionsResponse)
