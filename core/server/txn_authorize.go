@@ -14,6 +14,16 @@ func (s *Server) authorizeTxn(c *call, req kmsg.Request) (kmsg.Response, func(km
 		}
 		return nil
 	}
+	// Bringing a group's offsets into a transaction also needs READ on it.
+	txnAndGroup := func(id, group string) kmsg.Response {
+		if deny := txnOnly(id); deny != nil {
+			return deny
+		}
+		if !s.allowed(c, opRead, rtGroup, group) {
+			return errorResponse(c, req, codeGroupDenied)
+		}
+		return nil
+	}
 	switch r := req.(type) {
 	case *kmsg.AddPartitionsToTxnRequest:
 		if deny := txnOnly(r.TransactionalID); deny != nil {
@@ -30,21 +40,11 @@ func (s *Server) authorizeTxn(c *call, req kmsg.Request) (kmsg.Response, func(km
 			}
 		}
 	case *kmsg.AddOffsetsToTxnRequest:
-		if deny := txnOnly(r.TransactionalID); deny != nil {
-			return deny, nil
-		}
-		if !s.allowed(c, opRead, rtGroup, r.Group) {
-			return errorResponse(c, req, codeGroupDenied), nil
-		}
+		return txnAndGroup(r.TransactionalID, r.Group), nil
 	case *kmsg.EndTxnRequest:
 		return txnOnly(r.TransactionalID), nil
 	case *kmsg.TxnOffsetCommitRequest:
-		if deny := txnOnly(r.TransactionalID); deny != nil {
-			return deny, nil
-		}
-		if !s.allowed(c, opRead, rtGroup, r.Group) {
-			return errorResponse(c, req, codeGroupDenied), nil
-		}
+		return txnAndGroup(r.TransactionalID, r.Group), nil
 	case *kmsg.DescribeTransactionsRequest:
 		return nil, refuse(c, &r.TransactionalIDs,
 			func(id string) int16 { return s.authzCode(c, opDescribe, rtTxnID, id) },
