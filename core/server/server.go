@@ -125,27 +125,13 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		newGroups = s.defaultGroups
 	}
 	s.groups = newGroups(store, logger)
-	if err := s.startTxns(); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	if err := s.setupSecurity(); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	if err := s.listen(); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
 	s.versions = s.apiVersions()
-	if err := s.startCluster(); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-
-	if err := s.startConsole(); err != nil {
-		_ = s.Close()
-		return nil, err
+	// Close undoes whichever of these had started when one fails.
+	for _, start := range []func() error{s.startTxns, s.setupSecurity, s.listen, s.startCluster, s.startConsole} {
+		if err := start(); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
 	}
 
 	for _, l := range s.listeners {
