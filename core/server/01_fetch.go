@@ -121,14 +121,10 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest, bufs *fetchBufs) (*k
 				c.fail(code)
 				failed = true
 			}
-			p, err := s.partition(rt.Topic, rp.Partition)
+			p, code := s.partitionAtEpoch(rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
 			switch {
-			case err != nil:
-				fail(errorCode(err))
-			case rp.CurrentLeaderEpoch > p.LeaderEpoch():
-				fail(kerr.UnknownLeaderEpoch.Code)
-			case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < p.LeaderEpoch():
-				fail(kerr.FencedLeaderEpoch.Code)
+			case code != 0:
+				fail(code)
 			default:
 				changed = append(changed, p.Changed())
 				max := int(rp.PartitionMaxBytes)

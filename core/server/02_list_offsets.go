@@ -51,15 +51,9 @@ func newListOffsetsPartition(partition int32, code int16) kmsg.ListOffsetsRespon
 }
 
 func (s *Server) listOffset(topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition, isolation int8) int16 {
-	p, err := s.partition(topic, rp.Partition)
-	if err != nil {
-		return errorCode(err)
-	}
-	switch {
-	case rp.CurrentLeaderEpoch > p.LeaderEpoch():
-		return kerr.UnknownLeaderEpoch.Code
-	case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < p.LeaderEpoch():
-		return kerr.FencedLeaderEpoch.Code
+	p, code := s.partitionAtEpoch(topic, rp.Partition, rp.CurrentLeaderEpoch)
+	if code != 0 {
+		return code
 	}
 	sp.LeaderEpoch = p.LeaderEpoch()
 	switch rp.Timestamp {

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -20,14 +19,10 @@ func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, c *call, kreq kms
 		st.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			sp := newOffsetForLeaderEpochPartition(rp.Partition, 0)
-			p, err := s.partition(rt.Topic, rp.Partition)
+			p, code := s.partitionAtEpoch(rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
 			switch {
-			case err != nil:
-				sp.ErrorCode = errorCode(err)
-			case rp.CurrentLeaderEpoch > p.LeaderEpoch():
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-			case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < p.LeaderEpoch():
-				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
+			case code != 0:
+				sp.ErrorCode = code
 			case rp.LeaderEpoch > p.LeaderEpoch() || rp.LeaderEpoch < 0:
 				// An epoch this log never had: undefined (-1/-1), as Kafka answers.
 			default:

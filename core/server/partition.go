@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/internal/forwarded"
 	"github.com/tributary-io/tributary/storage"
@@ -37,6 +39,24 @@ func (s *Server) partition(topic string, id int32) (*Partition, error) {
 		return nil, fmt.Errorf("partition %s/%d: %w", topic, id, errNotLeader)
 	}
 	return &Partition{Topic: topic, ID: id, log: r.log, r: r}, nil
+}
+
+// partitionAtEpoch is partition for a request that names the leader epoch
+// the client knows (KIP-320; -1 for none), answering with a Kafka code:
+// UNKNOWN_LEADER_EPOCH when the client is ahead of this leader (its
+// metadata is newer), FENCED_LEADER_EPOCH when it is behind.
+func (s *Server) partitionAtEpoch(topic string, id, currentEpoch int32) (*Partition, int16) {
+	p, err := s.partition(topic, id)
+	if err != nil {
+		return nil, errorCode(err)
+	}
+	switch epoch := p.LeaderEpoch(); {
+	case currentEpoch > epoch:
+		return nil, kerr.UnknownLeaderEpoch.Code
+	case currentEpoch >= 0 && currentEpoch < epoch:
+		return nil, kerr.FencedLeaderEpoch.Code
+	}
+	return p, 0
 }
 
 // proposalTimeout bounds a metadata change made on a client's behalf.
