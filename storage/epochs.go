@@ -27,11 +27,19 @@ func (l *Log) loadEpochs() error {
 	var entries []epochEntry
 	if err == nil && json.Unmarshal(data, &entries) == nil {
 		l.epochs = entries
+		l.epochsSaved = true
 	} else {
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			l.logger.Warn("rebuilding unreadable leader-epoch checkpoint", "err", err)
 		}
 		l.epochs = nil
+		if errors.Is(err, os.ErrNotExist) && l.next == l.start {
+			// An empty log (a partition just created) has nothing to
+			// walk: its checkpoint, and the checkpoint's two fsyncs, wait
+			// for its first epoch or its Close. A log that dies before
+			// either is walked again at its next open.
+			return nil
+		}
 		if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.trackEpoch(h.LeaderEpoch, h.BaseOffset) }); err != nil {
 			return err
 		}
@@ -71,7 +79,11 @@ func (l *Log) saveEpochs() error {
 	if err != nil {
 		return fmt.Errorf("encode leader epochs: %w", err)
 	}
-	return writeFileSync(filepath.Join(l.dir, epochFile), data)
+	if err := writeFileSync(filepath.Join(l.dir, epochFile), data); err != nil {
+		return err
+	}
+	l.epochsSaved = true
+	return nil
 }
 
 // LatestEpoch is the newest leader epoch in the log, or -1.

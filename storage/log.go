@@ -106,7 +106,10 @@ type Log struct {
 	syncedCh  chan struct{}
 	recovery  RecoveryReport
 	epochs    []epochEntry
-	floor     atomic.Int64
+	// epochsSaved: the leader-epoch checkpoint on disk matches epochs
+	// (an empty new log has none until its first epoch or its Close).
+	epochsSaved bool
+	floor       atomic.Int64
 	// damage lists the unreadable ranges found by reads and scrubs (see
 	// integrity.go); its own lock, as reads find damage under mu's read lock.
 	damageMu sync.Mutex
@@ -1133,6 +1136,9 @@ func (l *Log) Close() error {
 				errs = append(errs, err)
 			}
 			l.saveTxns(l.next)
+			if !l.epochsSaved {
+				errs = append(errs, l.saveEpochs())
+			}
 		}
 	}
 	l.closed = true

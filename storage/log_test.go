@@ -592,6 +592,47 @@ func TestLeaderEpochs(t *testing.T) {
 	check(7, 7, 32)
 }
 
+// TestEpochCheckpointWaitsForData: a new, empty log writes no leader-epoch
+// checkpoint (creating a topic's partitions costs two fsyncs less each);
+// its Close writes one, so a log that only holds batches without an epoch
+// (the edge's) is not walked at every open, and the first batch with an
+// epoch writes it too.
+func TestEpochCheckpointWaitsForData(t *testing.T) {
+	t.Parallel()
+	exists := func(dir string) bool {
+		_, err := os.Stat(filepath.Join(dir, epochFile))
+		return err == nil
+	}
+	// No epoch: the checkpoint appears at Close.
+	dir := t.TempDir()
+	l := openTestLog(t, dir, LogConfig{})
+	if exists(dir) {
+		t.Fatal("an empty new log wrote a leader-epoch checkpoint")
+	}
+	if _, err := l.Append(context.Background(), makeBatch(t, 2, "e", 1), AppendOptions{LeaderEpoch: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(dir) {
+		t.Fatal("Close left no leader-epoch checkpoint")
+	}
+	// An epoch: the checkpoint is written before its first batch.
+	dir = t.TempDir()
+	l = openTestLog(t, dir, LogConfig{})
+	defer l.Close()
+	if _, err := l.Append(context.Background(), makeBatch(t, 2, "e", 1), AppendOptions{LeaderEpoch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(dir) {
+		t.Fatal("a batch of epoch 3 was written without a checkpoint")
+	}
+	if l.LatestEpoch() != 3 {
+		t.Fatalf("latest epoch %d, want 3", l.LatestEpoch())
+	}
+}
+
 // openTestStore opens dir/meta.db until the test ends.
 func openTestStore(t *testing.T, dir string) *meta.Store {
 	t.Helper()
