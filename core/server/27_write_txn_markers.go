@@ -37,7 +37,7 @@ func (s *Server) handleWriteTxnMarkers(ctx context.Context, c *call, kreq kmsg.R
 				} else {
 					var p *Partition
 					if p, err = s.partition(t.Topic, part); err == nil {
-						err = s.appendMarker(ctx, p, m.ProducerID, m.ProducerEpoch, m.Committed)
+						err = s.markDurably(ctx, p, m.ProducerID, m.ProducerEpoch, m.Committed)
 					}
 				}
 				if err != nil {

@@ -52,6 +52,41 @@ type txnBroker struct {
 	mu sync.Mutex
 	// conns carries markers to partitions other brokers lead.
 	conns markerConns
+	// loaded is the set of offsets partitions whose transactions the
+	// coordinator holds (loadTxnPartition).
+	loadedMu sync.Mutex
+	loaded   map[int32]bool
+}
+
+// setLoaded records that part's transactions are (or are no longer) in
+// the coordinator.
+func (b *txnBroker) setLoaded(part int32, on bool) {
+	b.loadedMu.Lock()
+	defer b.loadedMu.Unlock()
+	if b.loaded == nil {
+		b.loaded = map[int32]bool{}
+	}
+	if on {
+		b.loaded[part] = true
+	} else {
+		delete(b.loaded, part)
+	}
+}
+
+func (b *txnBroker) isLoaded(part int32) bool {
+	b.loadedMu.Lock()
+	defer b.loadedMu.Unlock()
+	return b.loaded[part]
+}
+
+// alone reports whether this broker is the whole cluster: then it holds
+// every transaction's state and every partition, and a marker that only
+// its own fsync makes durable can be left to that fsync (see
+// WriteMarkersDeferred).
+func (b *txnBroker) alone() bool {
+	md := b.s.cluster.Metadata()
+	_, self := md.Brokers[b.s.cfg.NodeID]
+	return len(md.Brokers) == 1 && self
 }
 
 // startTxns starts the transaction coordinator. A broker loads the
@@ -97,8 +132,22 @@ func (b *txnBroker) DeleteTxn(ctx context.Context, id string) error {
 
 // WriteMarkers implements txns.Markers: the partitions this broker leads
 // side by side, the rest through their leaders (txn_cluster.go), and the
-// groups' staged offsets through their coordinators.
+// groups' staged offsets through their coordinators; every marker durable
+// before it returns.
 func (b *txnBroker) WriteMarkers(ctx context.Context, pid int64, epoch int16, commit bool, parts []txns.TopicPartition, groups []string) error {
+	_, _, err := b.writeMarkers(ctx, pid, epoch, commit, parts, groups, false)
+	return err
+}
+
+// WriteMarkersDeferred implements txns.DeferredMarkers: as WriteMarkers,
+// but the markers of the partitions this broker leads are only appended;
+// wait makes them durable (on every in-sync replica). Remote partitions
+// and groups are durable before it returns.
+func (b *txnBroker) WriteMarkersDeferred(ctx context.Context, pid int64, epoch int16, commit bool, parts []txns.TopicPartition, groups []string) ([]txns.Mark, func(context.Context) error, error) {
+	return b.writeMarkers(ctx, pid, epoch, commit, parts, groups, true)
+}
+
+func (b *txnBroker) writeMarkers(ctx context.Context, pid int64, epoch int16, commit bool, parts []txns.TopicPartition, groups []string, deferred bool) ([]txns.Mark, func(context.Context) error, error) {
 	s := b.s
 	var remote []markerTarget
 	var local []*Partition
@@ -112,19 +161,32 @@ func (b *txnBroker) WriteMarkers(ctx context.Context, pid int64, epoch int16, co
 		case errorCode(err) == kerr.UnknownTopicOrPartition.Code:
 			// Deleted since it joined the transaction: nothing to mark.
 		default:
-			return fmt.Errorf("marker for %s/%d: %w", tp.Topic, tp.Partition, err)
+			return nil, nil, fmt.Errorf("marker for %s/%d: %w", tp.Topic, tp.Partition, err)
 		}
 	}
+	deferred = deferred && b.alone()
+	marks := make([]txns.Mark, len(local))
 	errs := make([]error, len(local))
-	var wg sync.WaitGroup
 	for i, p := range local {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.appendMarker(ctx, p, pid, epoch, commit)
-		}()
+		off, err := s.appendMarker(ctx, p, pid, epoch, commit)
+		marks[i], errs[i] = txns.Mark{Topic: p.Topic, Partition: p.ID, Offset: off}, err
 	}
-	wg.Wait()
+	wait := func(ctx context.Context) error {
+		werrs := make([]error, len(local))
+		var wg sync.WaitGroup
+		for i, p := range local {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				werrs[i] = p.WaitDurable(ctx, marks[i].Offset+1)
+			}()
+		}
+		wg.Wait()
+		return errors.Join(werrs...)
+	}
+	if err := errors.Join(errs...); err == nil && !deferred {
+		errs = append(errs, wait(ctx))
+	}
 	for _, g := range groups {
 		if !s.coordinates(g) {
 			remote = append(remote, markerTarget{group: g})
@@ -135,20 +197,67 @@ func (b *txnBroker) WriteMarkers(ctx context.Context, pid int64, epoch int16, co
 	if len(remote) > 0 {
 		errs = append(errs, s.writeRemoteMarkers(ctx, pid, epoch, commit, remote))
 	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	if !deferred || len(local) == 0 {
+		return nil, nil, nil
+	}
+	return marks, wait, nil
+}
+
+// RewriteMarkers implements txns.DeferredMarkers: for each mark, if the
+// partition still holds the producer's transaction open from before the
+// mark's offset, the marker there was lost, and it is written again
+// (durably); otherwise the marker survived, and an open transaction of
+// the producer is a later one, which must not be ended. Partitions led
+// elsewhere are asked with DescribeProducers and marked with
+// WriteTxnMarkers.
+func (b *txnBroker) RewriteMarkers(ctx context.Context, e txns.Ended) error {
+	s := b.s
+	var errs []error
+	for _, m := range e.Marks {
+		p, err := s.partition(m.Topic, m.Partition)
+		switch {
+		case err == nil:
+			if first, open := p.log.OpenTxns()[e.ProducerID]; !open || first >= m.Offset {
+				continue
+			}
+			s.logger.Info("rewriting a transaction marker lost in a crash", "topic", m.Topic, "partition", m.Partition, "pid", e.ProducerID, "offset", m.Offset)
+			errs = append(errs, s.markDurably(ctx, p, e.ProducerID, e.Epoch, e.Commit))
+		case s.cluster.Metadata().Topics[m.Topic] != nil:
+			errs = append(errs, s.rewriteRemoteMarker(ctx, e, m))
+		case errorCode(err) == kerr.UnknownTopicOrPartition.Code:
+			// Deleted since: nothing to mark.
+		default:
+			errs = append(errs, fmt.Errorf("marker for %s/%d: %w", m.Topic, m.Partition, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
-// appendMarker appends one control batch to a partition this broker leads
+// markDurably appends one control batch to a partition this broker leads
 // and waits until it is durable (on every in-sync replica).
-func (s *Server) appendMarker(ctx context.Context, p *Partition, pid int64, epoch int16, commit bool) error {
+func (s *Server) markDurably(ctx context.Context, p *Partition, pid int64, epoch int16, commit bool) error {
+	off, err := s.appendMarker(ctx, p, pid, epoch, commit)
+	if err != nil {
+		return err
+	}
+	return p.WaitDurable(ctx, off+1)
+}
+
+// appendMarker appends one control batch to a partition this broker leads
+// and returns its offset; it is durable once p.WaitDurable passes it.
+func (s *Server) appendMarker(ctx context.Context, p *Partition, pid int64, epoch int16, commit bool) (int64, error) {
 	batch, err := recordbatch.BuildMarker(pid, epoch, commit, 0, time.Now().UnixMilli())
 	if err != nil {
-		return fmt.Errorf("build marker: %w", err)
+		return -1, fmt.Errorf("build marker: %w", err)
 	}
-	if _, err := p.Append(ctx, batch, false); err != nil {
-		return fmt.Errorf("marker: %w", err)
+	res, err := p.Append(ctx, batch, false)
+	if err != nil {
+		return -1, fmt.Errorf("marker: %w", err)
 	}
-	return p.WaitDurable(ctx, p.EndOffset())
+	return res.BaseOffset, nil
 }
 
 // stageTxnOffsets keeps a TxnOffsetCommit's offsets until the transaction
@@ -324,6 +433,16 @@ func (s *Server) checkTxnProduce(id *string, h recordbatch.Header, topic string,
 		return 0, ""
 	case id == nil:
 		return kerr.InvalidRequest.Code, "transactional batch without a transactional id"
+	}
+	if s.txnb.alone() {
+		// Every id is coordinated here. Until its state is loaded, and
+		// any marker a crash may have lost is written again (deferred
+		// markers: WriteMarkersDeferred), a write could land where that
+		// marker belongs; the producer retries.
+		part, ok := s.offsetsPartitionOf(*id)
+		if !ok || !s.coordinates(*id) || !s.txnb.isLoaded(part) || s.txns.Rewriting(*id) {
+			return kerr.CoordinatorLoadInProgress.Code, "transaction state is still loading"
+		}
 	}
 	t, ok := s.txns.Describe(*id)
 	if !ok || s.txnOwner(*id) != 0 {

@@ -128,12 +128,14 @@ func (s *Server) loadTxnPartition(part int32, last map[string][]byte) error {
 		}
 	}
 	s.txns.Load(saved)
+	s.txnb.setLoaded(part, true)
 	return nil
 }
 
 // unloadTxnPartition forgets the transactions of an offsets partition this
 // broker no longer leads.
 func (s *Server) unloadTxnPartition(part int32) {
+	s.txnb.setLoaded(part, false)
 	s.txns.Unload(func(id string) bool {
 		p, ok := s.offsetsPartitionOf(id)
 		return !ok || p != part
@@ -310,6 +312,50 @@ func (s *Server) clearTxnPartition(part int32) error {
 			if p, ok := s.offsetsPartitionOf(name); ok && p == part {
 				if err := s.store.DeleteValue(k); err != nil && !errors.Is(err, meta.ErrNotFound) {
 					return fmt.Errorf("clear transaction record %q: %w", k, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// rewriteRemoteMarker is RewriteMarkers for a partition led by another
+// broker: DescribeProducers tells whether the producer's transaction there
+// is open from before the mark, and only then is the marker sent again.
+func (s *Server) rewriteRemoteMarker(ctx context.Context, e txns.Ended, m txns.Mark) error {
+	md := s.cluster.Metadata()
+	topic := md.Topics[m.Topic]
+	if topic == nil || int(m.Partition) >= len(topic.Partitions) {
+		return nil // deleted since: nothing to mark
+	}
+	leader := topic.Partitions[m.Partition].Leader
+	b, ok := md.Brokers[leader]
+	if leader == cluster.NoLeader || !ok {
+		return fmt.Errorf("rewrite marker for %s/%d: %w", m.Topic, m.Partition, errNotLeader)
+	}
+	req := kmsg.NewPtrDescribeProducersRequest()
+	rt := kmsg.NewDescribeProducersRequestTopic()
+	rt.Topic, rt.Partitions = m.Topic, []int32{m.Partition}
+	req.Topics = append(req.Topics, rt)
+	resp := kmsg.NewPtrDescribeProducersResponse()
+	conn, _, err := s.txnb.conns.get(ctx, s, leader, b.KafkaAddr)
+	if err != nil {
+		return fmt.Errorf("describe producers on broker %d: %w", leader, err)
+	}
+	if err := conn.do(ctx, req, resp, s.cfg.Replication.AckTimeout+5*time.Second); err != nil {
+		conn.close()
+		return fmt.Errorf("describe producers on broker %d: %w", leader, err)
+	}
+	s.txnb.conns.put(leader, b.KafkaAddr, conn)
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("describe producers of %s/%d: %w", m.Topic, m.Partition, err)
+			}
+			for _, ap := range p.ActiveProducers {
+				if ap.ProducerID == e.ProducerID && ap.CurrentTxnStartOffset >= 0 && ap.CurrentTxnStartOffset < m.Offset {
+					s.logger.Info("rewriting a transaction marker lost in a crash", "topic", m.Topic, "partition", m.Partition, "pid", e.ProducerID, "offset", m.Offset, "leader", leader)
+					return s.sendMarkers(ctx, leader, b.KafkaAddr, e.ProducerID, e.Epoch, e.Commit, []txns.TopicPartition{{Topic: m.Topic, Partition: m.Partition}})
 				}
 			}
 		}

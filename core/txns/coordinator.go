@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 // State is a transaction's state.
@@ -80,6 +82,27 @@ type Txn struct {
 	// epoch (a timeout or a new instance); the next InitProducerId hands
 	// that epoch out instead of bumping again.
 	Fenced bool `json:"fenced,omitempty"`
+	// Unsynced is the end of this id's previous transaction while its
+	// markers may not be durable yet (DeferredMarkers). Every state saved
+	// meanwhile carries it, so a coordinator that loads that state writes
+	// again whichever of those markers a crash lost.
+	Unsynced *Ended `json:"unsynced,omitempty"`
+}
+
+// Ended is a decided transaction whose markers were written where Marks
+// say, but perhaps not yet made durable.
+type Ended struct {
+	ProducerID int64  `json:"pid"`
+	Epoch      int16  `json:"epoch"`
+	Commit     bool   `json:"commit"`
+	Marks      []Mark `json:"marks"`
+}
+
+// Mark is where one marker was written: its partition and offset.
+type Mark struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
 }
 
 // Store saves transaction state durably (and, in a cluster, replicated)
@@ -104,6 +127,32 @@ type Store interface {
 // dropped (abort). It must be safe to repeat.
 type Markers interface {
 	WriteMarkers(ctx context.Context, pid int64, epoch int16, commit bool, parts []TopicPartition, groups []string) error
+}
+
+// DeferredMarkers is a Markers that can leave some markers' durability
+// for later, so the producer's next transaction need not wait for it (the
+// fsync of every partition in the transaction, one more per transaction
+// on the producer's path).
+//
+// The coordinator uses it when Config.Markers implements it: it lets the
+// id's next request in once WriteMarkersDeferred returns, saves the Ended
+// with every state of the id until wait succeeds, and then saves
+// Complete*. A coordinator that loads a state with an Ended calls
+// RewriteMarkers before it serves the id again.
+type DeferredMarkers interface {
+	Markers
+	// WriteMarkersDeferred is WriteMarkers, except that the markers listed
+	// in marks are written but may not be durable until wait returns nil
+	// (wait is nil when marks is empty). Every marker is in its
+	// partition's log before it returns, ahead of anything the producer
+	// writes next.
+	WriteMarkersDeferred(ctx context.Context, pid int64, epoch int16, commit bool, parts []TopicPartition, groups []string) (marks []Mark, wait func(context.Context) error, err error)
+	// RewriteMarkers writes, durably, each of e's markers that a crash
+	// lost: where the partition still holds e's producer's transaction
+	// open from before the mark's offset. Where the marker survived, the
+	// producer's open transaction (if any) is a later one and is left
+	// alone.
+	RewriteMarkers(ctx context.Context, e Ended) error
 }
 
 // Config is what the coordinator needs from the broker.
@@ -179,6 +228,12 @@ type entry struct {
 	// fails counts the timer's failed attempts at finishing it, so an
 	// outage is logged once in a while, not every tick.
 	fails int
+	// unsynced is the previous transaction's end while its markers may
+	// not be durable (saved with every state meanwhile: saveTxn).
+	unsynced *Ended
+	// rewriting: loaded with an unsynced end whose lost markers are being
+	// written again; the producer's writes must wait (Rewriting).
+	rewriting bool
 }
 
 // NewCoordinator starts a coordinator; its timer goroutine runs until Close.
@@ -261,7 +316,49 @@ func (c *Coordinator) Load(txns []Txn) {
 		if t.State == Ongoing {
 			t.StartMs = max(t.StartMs, now-int64(t.TimeoutMs)/2) // give the producer a moment to finish
 		}
-		c.txns[t.ID] = &entry{Txn: t}
+		e := &entry{Txn: t, unsynced: t.Unsynced}
+		e.Unsynced = nil
+		c.txns[t.ID] = e
+		if e.unsynced != nil && !c.closed {
+			// Busy until the markers a crash may have lost are back, so
+			// that nothing of this id runs before them.
+			e.markBusy()
+			e.rewriting = true
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.rewrite(c.ctx, e)
+			}()
+		}
+	}
+}
+
+// rewrite writes again the markers of e's previous transaction that a
+// crash lost (Load marked e busy), retrying until it succeeds or the
+// coordinator closes.
+func (c *Coordinator) rewrite(ctx context.Context, e *entry) {
+	dm, _ := c.cfg.Markers.(DeferredMarkers)
+	for attempt := 1; ; attempt++ {
+		err := errors.New("markers cannot be rewritten: Markers is not a DeferredMarkers")
+		if dm != nil {
+			mctx, cancel := context.WithTimeout(ctx, c.cfg.MarkerTimeout)
+			err = dm.RewriteMarkers(mctx, *e.unsynced)
+			cancel()
+		}
+		if err == nil {
+			c.mu.Lock()
+			e.unsynced, e.rewriting = nil, false
+			c.mu.Unlock()
+			c.done(e, e.Txn, false)
+			return
+		}
+		if attempt == 1 || attempt%50 == 0 {
+			c.log.Warn("markers of a loaded transaction not rewritten yet; will retry", "txn", e.ID, "attempts", attempt, "err", err)
+		}
+		if !tick.Sleep(ctx, c.cfg.TickInterval) {
+			c.done(e, e.Txn, false)
+			return
+		}
 	}
 }
 
@@ -355,11 +452,22 @@ func (c *Coordinator) initLocked(ctx context.Context, t Txn, timeoutMs int32) (T
 	}
 	t.Fenced = false
 	t.State, t.TimeoutMs, t.Partitions, t.Groups, t.StartMs, t.UpdateMs = Empty, timeoutMs, nil, nil, -1, now
-	if err := c.cfg.Store.SaveTxn(ctx, t, true); err != nil {
+	if err := c.saveTxn(ctx, t, true); err != nil {
 		c.log.Warn("save transaction state", "txn", t.ID, "err", err)
 		return t, storeCode(err)
 	}
 	return t, 0
+}
+
+// saveTxn saves t with the end of the id's previous transaction attached
+// while that end's markers may not be durable.
+func (c *Coordinator) saveTxn(ctx context.Context, t Txn, durable bool) error {
+	c.mu.Lock()
+	if e := c.txns[t.ID]; e != nil {
+		t.Unsynced = e.unsynced
+	}
+	c.mu.Unlock()
+	return c.cfg.Store.SaveTxn(ctx, t, durable)
 }
 
 // storeCode is what a client is told when state could not be saved: a
@@ -456,7 +564,7 @@ func (c *Coordinator) Add(ctx context.Context, id string, pid int64, epoch int16
 		return 0
 	}
 	t.UpdateMs = c.now().UnixMilli()
-	if err := c.cfg.Store.SaveTxn(ctx, t, true); err != nil {
+	if err := c.saveTxn(ctx, t, true); err != nil {
 		c.log.Warn("save transaction state", "txn", id, "err", err)
 		c.done(e, t, false)
 		return storeCode(err)
@@ -530,10 +638,72 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 // Prepare* for the timer to retry (logged now and then, not every tick),
 // or is forgotten when its state log partition moved to another broker.
 func (c *Coordinator) finish(ctx context.Context, e *entry, t Txn) {
+	if dm, ok := c.cfg.Markers.(DeferredMarkers); ok {
+		c.finishDeferred(ctx, e, t, dm)
+		return
+	}
 	next, err := c.complete(ctx, t)
+	c.settle(e, next, err)
+}
+
+// finishDeferred is finish with a DeferredMarkers: the entry is idle again
+// as soon as every marker is written, with the end kept as e.unsynced
+// until the markers are durable; then Complete* is saved (unless the id
+// has moved on, and its newer state replaces it).
+func (c *Coordinator) finishDeferred(ctx context.Context, e *entry, t Txn, dm DeferredMarkers) {
+	commit := t.State == PrepareCommit
+	mctx, cancel := context.WithTimeout(ctx, c.cfg.MarkerTimeout)
+	defer cancel()
+	marks, wait, err := dm.WriteMarkersDeferred(mctx, t.ProducerID, t.Epoch, commit, t.Partitions, t.Groups)
+	if err != nil {
+		c.settle(e, t, fmt.Errorf("markers for %q: %w", t.ID, err))
+		return
+	}
+	if len(marks) == 0 { // every marker durable already
+		next, err := c.saveComplete(ctx, t)
+		c.settle(e, next, err)
+		return
+	}
+	done := completed(t, c.now())
+	ended := &Ended{ProducerID: t.ProducerID, Epoch: t.Epoch, Commit: commit, Marks: marks}
+	c.mu.Lock()
+	e.unsynced = ended
+	c.mu.Unlock()
+	e.fails = 0
+	c.done(e, done, true) // the producer's next transaction may begin
+	if err := wait(mctx); err != nil {
+		// The Ended stays attached: whoever loads the id's state next
+		// rewrites what is missing.
+		c.log.Warn("transaction markers written but not made durable", "txn", t.ID, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if e.unsynced == ended {
+		e.unsynced = nil
+	}
+	// Save Complete* unless a newer state of the id was saved meanwhile
+	// (it is the newer record, and needs the Ended no more).
+	same := !e.busy && e.Txn.State == done.State && e.ProducerID == done.ProducerID && e.Epoch == done.Epoch && e.UpdateMs == done.UpdateMs
+	if same {
+		e.markBusy()
+	}
+	c.mu.Unlock()
+	if same {
+		err := c.saveTxn(ctx, done, false)
+		if err != nil {
+			c.log.Warn("save completed transaction", "txn", t.ID, "err", err)
+		}
+		c.done(e, done, false)
+	}
+}
+
+// settle ends finish's busy spell: e becomes next (Complete*) on success,
+// or stays Prepare* for the timer to retry (logged now and then, not every
+// tick), or is forgotten when its state log partition moved away.
+func (c *Coordinator) settle(e *entry, next Txn, err error) {
 	if err != nil {
 		if e.fails++; e.fails == 1 || e.fails%50 == 0 {
-			c.log.Warn("transaction markers not written yet; will retry", "txn", t.ID, "state", t.State, "attempts", e.fails, "err", err)
+			c.log.Warn("transaction markers not written yet; will retry", "txn", next.ID, "state", next.State, "attempts", e.fails, "err", err)
 		}
 	}
 	c.done(e, next, err == nil)
@@ -578,7 +748,7 @@ func (c *Coordinator) prepare(ctx context.Context, t Txn, commit, fence bool) (T
 		}
 	}
 	t.UpdateMs, t.Fenced = c.now().UnixMilli(), fence
-	if err := c.cfg.Store.SaveTxn(ctx, t, true); err != nil {
+	if err := c.saveTxn(ctx, t, true); err != nil {
 		c.log.Warn("save transaction decision", "txn", t.ID, "err", err)
 		return t, storeCode(err)
 	}
@@ -588,21 +758,32 @@ func (c *Coordinator) prepare(ctx context.Context, t Txn, commit, fence bool) (T
 // complete writes the markers of a Prepare* transaction and saves it as
 // Complete* (not waiting for that save to be durable: see Store).
 func (c *Coordinator) complete(ctx context.Context, t Txn) (Txn, error) {
-	commit := t.State == PrepareCommit
 	mctx, cancel := context.WithTimeout(ctx, c.cfg.MarkerTimeout)
 	defer cancel()
-	if err := c.cfg.Markers.WriteMarkers(mctx, t.ProducerID, t.Epoch, commit, t.Partitions, t.Groups); err != nil {
+	if err := c.cfg.Markers.WriteMarkers(mctx, t.ProducerID, t.Epoch, t.State == PrepareCommit, t.Partitions, t.Groups); err != nil {
 		return t, fmt.Errorf("markers for %q: %w", t.ID, err)
 	}
-	t.State = CompleteAbort
-	if commit {
+	return c.saveComplete(ctx, t)
+}
+
+// completed is Prepare* transaction t once its markers are written.
+func completed(t Txn, now time.Time) Txn {
+	if t.State == PrepareCommit {
 		t.State = CompleteCommit
+	} else {
+		t.State = CompleteAbort
 	}
-	t.UpdateMs = c.now().UnixMilli()
-	if err := c.cfg.Store.SaveTxn(ctx, t, false); err != nil {
+	t.UpdateMs = now.UnixMilli()
+	return t
+}
+
+// saveComplete saves t, whose markers are durable, as Complete*.
+func (c *Coordinator) saveComplete(ctx context.Context, t Txn) (Txn, error) {
+	done := completed(t, c.now())
+	if err := c.saveTxn(ctx, done, false); err != nil {
 		return t, fmt.Errorf("save completed %q: %w", t.ID, err)
 	}
-	return t, nil
+	return done, nil
 }
 
 // run aborts timed-out transactions and finishes Prepare* ones whose
@@ -678,6 +859,16 @@ func (c *Coordinator) expire(ctx context.Context, expired []*entry) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// Rewriting reports whether id was loaded with markers that a crash may
+// have lost and that are still being written again: until they are, a
+// write of the producer's could land where a lost marker belongs.
+func (c *Coordinator) Rewriting(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.txns[id]
+	return e != nil && e.rewriting
 }
 
 // Describe returns the state of each id it coordinates (ok false: unknown).

@@ -314,3 +314,113 @@ func TestIdleIDsExpire(t *testing.T) {
 		t.Fatalf("init after expiry: %+v", r)
 	}
 }
+
+// deferredBroker is a broker whose markers are written at once but made
+// durable only when synced is closed: a DeferredMarkers.
+type deferredBroker struct {
+	*broker
+	synced    chan struct{}
+	rewritten chan Ended
+}
+
+func (d *deferredBroker) WriteMarkersDeferred(ctx context.Context, pid int64, epoch int16, commit bool, parts []TopicPartition, groups []string) ([]Mark, func(context.Context) error, error) {
+	if err := d.WriteMarkers(ctx, pid, epoch, commit, parts, groups); err != nil {
+		return nil, nil, err
+	}
+	var marks []Mark
+	for i, p := range parts {
+		marks = append(marks, Mark{Topic: p.Topic, Partition: p.Partition, Offset: int64(10 + i)})
+	}
+	return marks, func(ctx context.Context) error {
+		select {
+		case <-d.synced:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
+}
+
+func (d *deferredBroker) RewriteMarkers(ctx context.Context, e Ended) error {
+	select {
+	case d.rewritten <- e:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// With DeferredMarkers the producer's next transaction begins while the
+// last one's markers are still being made durable; every state saved
+// meanwhile carries that end (so a crash cannot lose the markers), and
+// once they are durable the next save no longer does. A coordinator that
+// loads such a state rewrites the markers before it serves the id.
+func TestDeferredMarkerDurability(t *testing.T) {
+	t.Parallel()
+	d := &deferredBroker{broker: &broker{saved: map[string]Txn{}}, synced: make(chan struct{}), rewritten: make(chan Ended)}
+	c := NewCoordinator(Config{Store: d, Markers: d, TickInterval: 10 * time.Millisecond, BusyWait: 5 * time.Second,
+		NewProducerID: func() (int64, error) { return 7, nil }}, nil)
+	t.Cleanup(c.Close)
+	ctx := context.Background()
+	c.InitProducerID(ctx, "d", 60000, -1, -1)
+	tp := []TopicPartition{{Topic: "t", Partition: 2}}
+	if code := c.Add(ctx, "d", 7, 0, tp, nil); code != 0 {
+		t.Fatalf("add: %d", code)
+	}
+	if code := c.EndTxn(ctx, "d", 7, 0, true); code != 0 {
+		t.Fatalf("commit: %d", code)
+	}
+	// The markers are written; their durability is held. The next Add
+	// must not wait for it (BusyWait is 5 s: the deadline catches a wait).
+	waitFor(t, "markers written", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.markers) == 1
+	})
+	start := time.Now()
+	waitFor(t, "next transaction begun", func() bool {
+		return c.Add(ctx, "d", 7, 0, tp, nil) == 0 && time.Since(start) < time.Second
+	})
+	got := d.state("d")
+	if got.State != Ongoing || got.Unsynced == nil || !got.Unsynced.Commit || got.Unsynced.ProducerID != 7 ||
+		len(got.Unsynced.Marks) != 1 || got.Unsynced.Marks[0] != (Mark{Topic: "t", Partition: 2, Offset: 10}) {
+		t.Fatalf("state saved while the markers are not durable: %+v (unsynced %+v)", got, got.Unsynced)
+	}
+	close(d.synced)
+	// Durable now: the next state saved carries no end, and the ongoing
+	// transaction is not overwritten by the old one's Complete*.
+	waitFor(t, "end dropped", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.txns["d"].unsynced == nil
+	})
+	if got := d.state("d"); got.State != Ongoing {
+		t.Fatalf("the old transaction's completion replaced the new one: %v", got.State)
+	}
+	if code := c.Add(ctx, "d", 7, 0, []TopicPartition{{Topic: "u"}}, nil); code != 0 {
+		t.Fatalf("add: %d", code)
+	}
+	if got := d.state("d"); got.Unsynced != nil {
+		t.Fatalf("end still saved after its markers were durable: %+v", got.Unsynced)
+	}
+
+	// A new coordinator loads the state as saved mid-way: it rewrites the
+	// markers, and the id waits for that.
+	c2 := NewCoordinator(Config{Store: d, Markers: d, BusyWait: 5 * time.Second,
+		NewProducerID: func() (int64, error) { return 7, nil }}, nil)
+	t.Cleanup(c2.Close)
+	c2.Load([]Txn{got})
+	added := make(chan int16, 1)
+	go func() { added <- c2.Add(ctx, "d", 7, 0, tp, nil) }()
+	select {
+	case code := <-added:
+		t.Fatalf("add answered %d before the lost markers were rewritten", code)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if e := <-d.rewritten; e.ProducerID != 7 || !e.Commit || len(e.Marks) != 1 {
+		t.Fatalf("rewrote %+v", e)
+	}
+	if code := <-added; code != 0 {
+		t.Fatalf("add after the rewrite: %d", code)
+	}
+}
