@@ -16,14 +16,17 @@ import (
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/tributary-io/tributary/internal/render"
 )
 
-// Content types the decoder understands.
+// Content types the decoder understands: the values the edge stamps in
+// the content-type header, defined once in render, which reads them back.
 const (
-	ContentCBOR      = "application/cbor"
-	ContentJSON      = "application/json"
-	ContentSenMLCBOR = "application/senml+cbor"
-	ContentSenMLJSON = "application/senml+json"
+	ContentCBOR      = render.ContentCBOR
+	ContentJSON      = render.ContentJSON
+	ContentSenMLCBOR = render.ContentSenMLCBOR
+	ContentSenMLJSON = render.ContentSenMLJSON
 )
 
 // ErrInvalid wraps every reason a payload is rejected; the text after the
