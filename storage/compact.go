@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/internal/atomicfile"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -123,7 +124,7 @@ func (l *Log) rewriteSegment(s *segment, latest map[string]int64, horizon int64)
 		return nil, err
 	}
 	tmp := s.path + ".cleaned"
-	if err := writeFileSync(tmp, out); err != nil {
+	if err := atomicfile.Write(tmp, out, 0o644); err != nil {
 		return nil, err
 	}
 	// The rename is the commit point: a crash before it leaves the old
@@ -147,7 +148,7 @@ func (l *Log) rewriteSegment(s *segment, latest map[string]int64, horizon int64)
 	if err := ns.writeIndexes(); err != nil {
 		return nil, err
 	}
-	return ns, syncDir(l.dir)
+	return ns, atomicfile.SyncDir(l.dir)
 }
 
 func firstErr(errs ...error) error {

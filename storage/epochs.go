@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tributary-io/tributary/internal/atomicfile"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -79,7 +80,7 @@ func (l *Log) saveEpochs() error {
 	if err != nil {
 		return fmt.Errorf("encode leader epochs: %w", err)
 	}
-	if err := writeFileSync(filepath.Join(l.dir, epochFile), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(l.dir, epochFile), data, 0o644); err != nil {
 		return err
 	}
 	l.epochsSaved = true

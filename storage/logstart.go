@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/tributary-io/tributary/internal/atomicfile"
 )
 
 // logStartFile checkpoints a log start offset that is not a segment
@@ -31,7 +33,7 @@ func (l *Log) DeleteRecordsBefore(offset int64) (int64, error) {
 	if offset <= l.start {
 		return l.start, nil
 	}
-	if err := writeFileSync(filepath.Join(l.dir, logStartFile), []byte(strconv.FormatInt(offset, 10))); err != nil {
+	if err := atomicfile.Write(filepath.Join(l.dir, logStartFile), []byte(strconv.FormatInt(offset, 10)), 0o644); err != nil {
 		return l.start, fmt.Errorf("delete records before %d: %w", offset, err)
 	}
 	l.start = offset

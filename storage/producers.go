@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/atomicfile"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -214,7 +215,7 @@ func writeProducerSnapshot(dir string, offset int64, ps producerState) error {
 	if err != nil {
 		return fmt.Errorf("encode producer snapshot: %w", err)
 	}
-	return writeFileSync(filepath.Join(dir, producerSnapshotFile), b)
+	return atomicfile.Write(filepath.Join(dir, producerSnapshotFile), b, 0o644)
 }
 
 // readProducerSnapshot returns the snapshot, or offset -1 when there is none

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/atomicfile"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -103,7 +104,7 @@ func createSegment(dir string, base int64, indexEvery int, dense bool) (*segment
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -315,10 +316,10 @@ func (s *segment) writeIndexes() error {
 		tb = binary.BigEndian.AppendUint64(tb, uint64(e.ts))
 		tb = binary.BigEndian.AppendUint32(tb, uint32(e.offset-s.base))
 	}
-	if err := writeFileSync(s.indexPath(), ib); err != nil {
+	if err := atomicfile.Write(s.indexPath(), ib, 0o644); err != nil {
 		return err
 	}
-	return writeFileSync(s.timeIndexPath(), tb)
+	return atomicfile.Write(s.timeIndexPath(), tb, 0o644)
 }
 
 // loadIndexes reads the persisted indexes of a sealed segment and checks
@@ -407,40 +408,4 @@ func (s *segment) remove() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// writeFileSync writes a file atomically: temp file, fsync, rename, dir fsync.
-func writeFileSync(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
 }

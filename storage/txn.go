@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync/atomic"
 
+	"github.com/tributary-io/tributary/internal/atomicfile"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -154,7 +155,7 @@ func (l *Log) saveTxns(offset int64) {
 	t.ended = nil // stable by the time anyone reads the snapshot back
 	b, err := json.Marshal(txnSnapshot{Offset: offset, Open: t.open, Aborted: t.aborted})
 	if err == nil {
-		err = writeFileSync(filepath.Join(l.dir, txnSnapshotFile), b)
+		err = atomicfile.Write(filepath.Join(l.dir, txnSnapshotFile), b, 0o644)
 	}
 	if err != nil {
 		l.logger.Warn("transaction snapshot not written", "err", err)
