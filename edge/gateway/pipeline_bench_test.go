@@ -1,11 +1,8 @@
 package gateway
 
 import (
-	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"runtime/debug"
 	"strconv"
@@ -138,51 +135,6 @@ func (p *jsonPub) next(seq int) []byte {
 // pipelinePublish sends n publishes keeping up to 32 unacknowledged (the
 // gateway's receive maximum) and returns once all are acknowledged.
 func pipelinePublish(c net.Conn, p *jsonPub, n int) error {
-	const window = 32
 	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
-	credit := make(chan struct{}, window)
-	for range window {
-		credit <- struct{}{}
-	}
-	acked := make(chan error, 1)
-	go func() {
-		r := bufio.NewReaderSize(c, 4096)
-		var ack [4]byte
-		for i := 0; i < n; i++ {
-			if _, err := io.ReadFull(r, ack[:]); err != nil {
-				acked <- fmt.Errorf("puback %d of %d: %w", i, n, err)
-				return
-			}
-			if ack[0] != 0x40 || ack[1] != 2 {
-				acked <- fmt.Errorf("want a success puback, got % x", ack)
-				return
-			}
-			credit <- struct{}{}
-		}
-		acked <- nil
-	}()
-	w := bufio.NewWriterSize(c, 16<<10)
-	for s := 0; s < n; s++ {
-		select {
-		case <-credit:
-		case err := <-acked:
-			if err == nil {
-				err = errors.New("acknowledgements ended early")
-			}
-			return err
-		}
-		pkt := p.next(s)
-		if _, err := w.Write(pkt); err != nil {
-			return err
-		}
-		if len(credit) == 0 || w.Available() < len(pkt) {
-			if err := w.Flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	return <-acked
+	return testkit.PublishWindow(c, n, 32, p.next)
 }

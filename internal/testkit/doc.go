@@ -7,9 +7,11 @@
 // processes, with CreateClusterTopic and PartitionStates), Get, GetJSON and
 // Metrics (a role's HTTP endpoints), NewCA and ServerCerts (throwaway
 // certificates), LogRecords (every record of a partition log), PeakRSS and
-// GoMem (what a broker under load used, for the ingest benchmarks). The
+// GoMem (what a broker under load used, for the ingest benchmarks),
+// PublishWindow and ReadPubacks (QoS 1 MQTT load on a raw connection). The
 // benchmarks module uses the error-returning pieces (ReserveAddr,
-// PollContext, CreateClusterTopic, PeakRSS, GoMem) outside tests. An
+// PollContext, CreateClusterTopic, PeakRSS, GoMem, PublishWindow) outside
+// tests. An
 // in-process core broker is in coretest, apart because core/server's own
 // tests use this package; an in-process edge with its bridge is in
 // edgetest, apart for the same reason.

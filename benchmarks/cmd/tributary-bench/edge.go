@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -523,8 +522,8 @@ func timeLoad(cs []net.Conn, per int, load func(i int, c net.Conn) error) (float
 // publish whose PUBACK proves every publish before it was taken.
 func sendLoad(c net.Conn, per int, qos byte, next func(seq uint32) []byte, fence []byte) error {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
-	w := bufio.NewWriterSize(c, 16<<10)
 	if qos == 0 {
+		w := bufio.NewWriterSize(c, 16<<10)
 		for s := 0; s < per; s++ {
 			if _, err := w.Write(next(uint32(s))); err != nil {
 				return err
@@ -538,60 +537,10 @@ func sendLoad(c net.Conn, per int, qos byte, next func(seq uint32) []byte, fence
 		}
 		return mqttReadAcks(c, 1)
 	}
-	// QoS 1: a reader counts PUBACKs and returns credit to the writer.
-	credit := make(chan struct{}, mqttWindow)
-	for range mqttWindow {
-		credit <- struct{}{}
-	}
-	readErr := make(chan error, 1)
-	go func() { readErr <- mqttReadAcksCredit(c, per, credit) }()
-	for s := 0; s < per; s++ {
-		select {
-		case <-credit:
-		case err := <-readErr:
-			if err == nil {
-				err = errors.New("acks ended early")
-			}
-			return err
-		}
-		pkt := next(uint32(s))
-		if _, err := w.Write(pkt); err != nil {
-			return err
-		}
-		if len(credit) == 0 || w.Available() < len(pkt) {
-			if err := w.Flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	return <-readErr
+	return testkit.PublishWindow(c, per, mqttWindow, func(s int) []byte { return next(uint32(s)) })
 }
 
-func mqttReadAcks(c net.Conn, n int) error { return mqttReadAcksCredit(c, n, nil) }
-
-// mqttReadAcksCredit reads n PUBACKs (success only), returning credit for each.
-func mqttReadAcksCredit(c net.Conn, n int, credit chan<- struct{}) error {
-	r := bufio.NewReaderSize(c, 4096)
-	var ack [4]byte
-	for i := 0; i < n; i++ {
-		if _, err := io.ReadFull(r, ack[:2]); err != nil {
-			return fmt.Errorf("read puback %d of %d: %w", i, n, err)
-		}
-		if ack[0] != 0x40 || ack[1] != 2 {
-			return fmt.Errorf("want puback, got % x", ack[:2])
-		}
-		if _, err := io.ReadFull(r, ack[2:]); err != nil {
-			return err
-		}
-		if credit != nil {
-			credit <- struct{}{}
-		}
-	}
-	return nil
-}
+func mqttReadAcks(c net.Conn, n int) error { return testkit.ReadPubacks(c, n, nil) }
 
 // mqttSteadyLoad has devices publish rate QoS 1 readings/s each for seconds and
 // samples the edge's heap and stack peaks meanwhile; atEnd runs after the
