@@ -22,6 +22,7 @@ import (
 	"github.com/tributary-io/tributary/firmware-sim/fleet"
 	"github.com/tributary-io/tributary/firmware-sim/reading"
 	"github.com/tributary-io/tributary/firmware-sim/summary"
+	"github.com/tributary-io/tributary/internal/logging"
 )
 
 const runUsage = `Usage: tributary-sim run [flags]
@@ -104,15 +105,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress line")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics of the fleet on this address (/metrics)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "run: unexpected arguments %v\n", fs.Args())
-		return 2
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	cfg, err := f.fleetConfig(stderr)
 	if err != nil {
@@ -192,7 +186,7 @@ func (f *runFlags) fleetConfig(stderr io.Writer) (fleet.Config, error) {
 			return fleet.Config{}, err
 		}
 	}
-	logger, err := newLogger(stderr, f.logLevel)
+	logger, err := logging.New(stderr, f.logLevel, "text")
 	if err != nil {
 		return fleet.Config{}, err
 	}

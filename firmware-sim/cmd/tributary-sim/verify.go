@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/tributary-io/tributary/firmware-sim/summary"
 	"github.com/tributary-io/tributary/firmware-sim/verify"
+	"github.com/tributary-io/tributary/internal/logging"
 )
 
 const verifyUsage = `Usage: tributary-sim verify [flags]
@@ -56,17 +56,10 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	reportFile := fs.String("report", "", "also write the full report as JSON here")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	quiet := fs.Bool("quiet", false, "no progress lines while consuming")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "verify: unexpected arguments %v\n", fs.Args())
-		return 2
-	}
-	logger, err := newLogger(stderr, *logLevel)
+	logger, err := logging.New(stderr, *logLevel, "text")
 	if err != nil {
 		fmt.Fprintf(stderr, "verify: %v\n", err)
 		return 2
