@@ -13,69 +13,64 @@ func benchRecords() []Record {
 
 var benchCodecs = []int{CompressionNone, CompressionLZ4, CompressionZstd}
 
-func BenchmarkBuild(b *testing.B) {
+// perCodec runs bench as a sub-benchmark per codec of benchCodecs, on
+// benchRecords built with that codec, reporting bytes of record data and
+// allocations.
+func perCodec(b *testing.B, bench func(b *testing.B, recs []Record, opts BuildOptions)) {
 	recs := benchRecords()
 	for _, codec := range benchCodecs {
 		b.Run(CodecName(codec), func(b *testing.B) {
 			opts := NoProducer
 			opts.Compression = codec
-			out, err := Build(recs, opts)
-			if err != nil {
-				b.Fatal(err)
-			}
 			b.SetBytes(int64(len(recs) * 100))
 			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := Build(recs, opts); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(len(out)), "batch-bytes")
+			bench(b, recs, opts)
 		})
 	}
+}
+
+func BenchmarkBuild(b *testing.B) {
+	perCodec(b, func(b *testing.B, recs []Record, opts BuildOptions) {
+		out, err := Build(recs, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := Build(recs, opts); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(out)), "batch-bytes")
+	})
 }
 
 // BenchmarkAppendBuild is BenchmarkBuild into one reused buffer, as the
 // edge's partition writer builds.
 func BenchmarkAppendBuild(b *testing.B) {
-	recs := benchRecords()
-	for _, codec := range benchCodecs {
-		b.Run(CodecName(codec), func(b *testing.B) {
-			opts := NoProducer
-			opts.Compression = codec
-			var buf []byte
-			b.SetBytes(int64(len(recs) * 100))
-			b.ReportAllocs()
-			for b.Loop() {
-				var err error
-				if buf, err = AppendBuild(buf[:0], recs, opts); err != nil {
-					b.Fatal(err)
-				}
+	perCodec(b, func(b *testing.B, recs []Record, opts BuildOptions) {
+		var buf []byte
+		for b.Loop() {
+			var err error
+			if buf, err = AppendBuild(buf[:0], recs, opts); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+		}
+	})
 }
 
 func BenchmarkRecords(b *testing.B) {
-	recs := benchRecords()
-	for _, codec := range benchCodecs {
-		b.Run(CodecName(codec), func(b *testing.B) {
-			opts := NoProducer
-			opts.Compression = codec
-			batch, err := Build(recs, opts)
-			if err != nil {
-				b.Fatal(err)
+	perCodec(b, func(b *testing.B, recs []Record, opts BuildOptions) {
+		batch, err := Build(recs, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			got, err := Records(batch)
+			if err != nil || len(got) != len(recs) {
+				b.Fatalf("%d records, %v", len(got), err)
 			}
-			b.SetBytes(int64(len(recs) * 100))
-			b.ReportAllocs()
-			for b.Loop() {
-				got, err := Records(batch)
-				if err != nil || len(got) != len(recs) {
-					b.Fatalf("%d records, %v", len(got), err)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 func BenchmarkRecompress(b *testing.B) {
