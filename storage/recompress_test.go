@@ -19,32 +19,28 @@ func TestBrokerSideCompression(t *testing.T) {
 	recs := []recordbatch.Record{{Key: []byte("dev-1"), Value: bytes.Repeat([]byte("reading "), 50), Timestamp: 1000,
 		Headers: []recordbatch.RecordHeader{{Key: "edge-id", Value: []byte("e1")}}}, {Value: []byte("second"), Timestamp: 1001}}
 	opts := recordbatch.BuildOptions{Compression: recordbatch.CompressionZstd, ProducerID: 7, ProducerEpoch: 2, BaseSequence: 0, LeaderEpoch: -1}
-	zb, err := recordbatch.Build(recs, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Append(context.Background(), zb, AppendOptions{Idempotent: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Reconfigure(LogConfig{Compression: "producer"}); err != nil {
-		t.Fatal(err)
-	}
-	opts.BaseSequence = 2
-	zb2, _ := recordbatch.Build(recs, opts)
-	if _, err := l.Append(context.Background(), zb2, AppendOptions{Idempotent: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Reconfigure(LogConfig{Compression: "lz4"}); err != nil {
-		t.Fatal(err)
-	}
-	opts.BaseSequence = 4
-	zb3, _ := recordbatch.Build(recs, opts)
-	if _, err := l.Append(context.Background(), zb3, AppendOptions{Idempotent: true}); err != nil {
-		t.Fatal(err)
+	// Batch i is appended under codecs[i]: the codec the log opened with,
+	// then each change at run time.
+	codecs := []string{"uncompressed", "producer", "lz4"}
+	var zb []byte
+	for i, codec := range codecs {
+		if i > 0 {
+			if err := l.Reconfigure(LogConfig{Compression: codec}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		opts.BaseSequence = int32(2 * i)
+		var err error
+		if zb, err = recordbatch.Build(recs, opts); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(context.Background(), zb, AppendOptions{Idempotent: true}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	hdrs := readAll(t, l)
 	want := []int{recordbatch.CompressionNone, recordbatch.CompressionZstd, recordbatch.CompressionLZ4}
-	if len(hdrs) != 3 {
+	if len(hdrs) != len(codecs) {
 		t.Fatalf("%d batches", len(hdrs))
 	}
 	for i, h := range hdrs {
@@ -61,7 +57,7 @@ func TestBrokerSideCompression(t *testing.T) {
 		}
 	}
 	// A re-sent batch is still recognised as a duplicate after recompression.
-	res, err := l.Append(context.Background(), zb3, AppendOptions{Idempotent: true})
+	res, err := l.Append(context.Background(), zb, AppendOptions{Idempotent: true})
 	if err != nil || !res.Duplicate {
 		t.Fatalf("re-sent batch: %+v %v", res, err)
 	}
