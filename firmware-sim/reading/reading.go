@@ -227,30 +227,33 @@ func DecodeAs(e Encoding, payload []byte) (Reading, error) {
 	switch e {
 	case CBOR, JSON:
 		var m mapForm
-		var err error
-		if e == CBOR {
-			err = cborDec.Unmarshal(payload, &m)
-		} else {
-			err = json.Unmarshal(payload, &m)
-		}
-		if err != nil {
-			return Reading{}, fmt.Errorf("%w: %s: %v", ErrMalformed, e, err)
+		if err := unmarshal(e, payload, &m); err != nil {
+			return Reading{}, err
 		}
 		return m.reading()
 	case SenMLCBOR, SenMLJSON:
 		var pack []senmlRecord
-		var err error
-		if e == SenMLCBOR {
-			err = cborDec.Unmarshal(payload, &pack)
-		} else {
-			err = json.Unmarshal(payload, &pack)
-		}
-		if err != nil {
-			return Reading{}, fmt.Errorf("%w: %s: %v", ErrMalformed, e, err)
+		if err := unmarshal(e, payload, &pack); err != nil {
+			return Reading{}, err
 		}
 		return fromSenML(pack)
 	}
 	return Reading{}, fmt.Errorf("decode: unknown encoding %q", e)
+}
+
+// unmarshal decodes payload into v as CBOR or JSON, whichever e is
+// carried in, wrapping a failure in ErrMalformed.
+func unmarshal(e Encoding, payload []byte, v any) error {
+	var err error
+	if e == CBOR || e == SenMLCBOR {
+		err = cborDec.Unmarshal(payload, v)
+	} else {
+		err = json.Unmarshal(payload, v)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformed, e, err)
+	}
+	return nil
 }
 
 func (m mapForm) reading() (Reading, error) {
