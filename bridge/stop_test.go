@@ -14,8 +14,7 @@ import (
 // (and the edge's SIGTERM took 6–8 s against such a core).
 func TestStopWithSilentCore(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	newCore(t, addr, "").start()
+	_, addr := startCore(t)
 	px := newProxy(t, addr)
 	px.stalled.Store(true) // accepts, forwards nothing: a core that never answers
 

@@ -36,8 +36,7 @@ var txnTargets = []struct {
 		return c.ListenAddrs()[0]
 	}},
 	{"core", func(t *testing.T) string {
-		addr := testkit.FreeAddr(t)
-		newCore(t, addr, "").start()
+		_, addr := startCore(t)
 		return addr
 	}},
 }
