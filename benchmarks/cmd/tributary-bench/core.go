@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -295,21 +296,11 @@ func kafkaClient(addr string, opts ...kgo.Opt) (*kgo.Client, error) {
 }
 
 func createTopic(ctx context.Context, cl *kgo.Client, topic string) error {
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic = topic
-	rt.NumPartitions = benchPartitions
-	rt.ReplicationFactor = 1
-	req.Topics = append(req.Topics, rt)
-	req.TimeoutMillis = 10_000
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
+	adm := kadm.NewClient(cl)
+	adm.SetTimeoutMillis(10_000)
+	_, err := adm.CreateTopic(ctx, benchPartitions, 1, nil, topic)
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("create topic %s: %w", topic, err)
-	}
-	for _, t := range resp.Topics {
-		if err := kerr.ErrorForCode(t.ErrorCode); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", topic, err)
-		}
 	}
 	return nil
 }
