@@ -348,14 +348,7 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			// the records between were dropped on the edge.
 			acked = next
 			f.caughtUp()
-			wake := changed
-			wait := time.Hour
-			if f.log.NextOffset() > next {
-				// Appended but not yet fsynced: wake at the fsync that
-				// covers it (not at every append while ingest is busy).
-				// SyncPoll is only a safety net.
-				wake, wait = synced, f.b.cfg.SyncPoll
-			}
+			wake, wait := f.wakeFor(next, changed, synced)
 			if acked > f.savedCursor() {
 				if due := cursorSaveEvery - time.Since(saved); due > 0 {
 					wait = min(wait, due) // save it then, unless records come first
@@ -507,14 +500,7 @@ func (f *forwarder) idle(ctx context.Context, next int64, changed, synced <-chan
 			return err
 		}
 	}
-	wake := changed
-	wait := time.Hour
-	if f.log.NextOffset() > next {
-		// Appended but not yet fsynced: wake at the fsync that
-		// covers it (not at every append while ingest is busy).
-		// SyncPoll is only a safety net.
-		wake, wait = synced, f.b.cfg.SyncPoll
-	}
+	wake, wait := f.wakeFor(next, changed, synced)
 	timer.Reset(wait)
 	select {
 	case <-ctx.Done():
@@ -523,6 +509,18 @@ func (f *forwarder) idle(ctx context.Context, next int64, changed, synced <-chan
 	case <-timer.C:
 	}
 	return nil
+}
+
+// wakeFor is what a caught-up forwarder at next waits on, and for how long
+// at most: the next append (changed), or, when records past next are
+// appended but not yet fsynced, the fsync that covers them (synced; not
+// every append while ingest is busy), with SyncPoll as a safety net.
+// changed and synced were taken before the last read.
+func (f *forwarder) wakeFor(next int64, changed, synced <-chan struct{}) (<-chan struct{}, time.Duration) {
+	if f.log.NextOffset() > next {
+		return synced, f.b.cfg.SyncPoll
+	}
+	return changed, time.Hour
 }
 
 // detectGap reads the responses still pending after batch queue[0] was
