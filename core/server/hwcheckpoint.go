@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/tributary-io/tributary/internal/atomicfile"
 )
 
 // The high-watermark checkpoint: every replica's high watermark, written
@@ -80,38 +82,10 @@ func writeHWCheckpoint(dir string, hws map[hwKey]int64) error {
 		}
 		fmt.Fprintf(&b, "%s %s %d %d\n", k.topic, id, k.part, hw)
 	}
-	path := filepath.Join(dir, hwCheckpointFile)
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write high-watermark checkpoint: %w", err)
-	}
-	_, err = f.Write(b.Bytes())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		return fmt.Errorf("write high-watermark checkpoint: %w", err)
+	if err := atomicfile.Write(filepath.Join(dir, hwCheckpointFile), b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("high-watermark checkpoint: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // checkpointHWs writes every replica's HW when one moved since the last
