@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 // Proposals made on a follower travel to the leader over a small HTTP/JSON RPC on RPCAddr
@@ -108,14 +110,12 @@ func (n *Node) propose(ctx context.Context, c command) (applyResult, error) {
 			}
 		}
 		lastErr = err
-		select {
-		case <-ctx.Done():
+		if !tick.Sleep(ctx, backoff) {
 			n.m.proposals.WithLabelValues("error").Inc()
 			if lastErr == nil {
 				lastErr = ErrNoLeader
 			}
 			return applyResult{}, fmt.Errorf("propose %s: %w (last: %w)", c.Op, ctx.Err(), lastErr)
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}

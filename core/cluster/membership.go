@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
+
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 // Serf tags published by every broker. The role tag keeps foreign Serf agents that happen to join
@@ -185,10 +187,8 @@ func (n *Node) joinLoop(ctx context.Context) {
 			return
 		}
 		n.logger.Debug("serf join failed, retrying", "join", peers, "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		if !tick.Sleep(ctx, backoff) {
 			return
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}

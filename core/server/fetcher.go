@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tributary-io/tributary/internal/forwarded"
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -58,10 +59,8 @@ func (f *fetcher) run(ctx context.Context) {
 			log.Debug("replica fetch failed", "err", err, "failures", fails)
 		}
 		f.close()
-		select {
-		case <-ctx.Done():
+		if !tick.Sleep(ctx, fetchBackoff) {
 			return
-		case <-time.After(fetchBackoff):
 		}
 	}
 }

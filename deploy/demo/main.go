@@ -617,10 +617,8 @@ func waitCluster(ctx context.Context, brokers []string, timeout time.Duration, o
 		default:
 			last = fmt.Sprintf("%d of %d brokers listed, controller %d", len(resp.Brokers), len(brokers), resp.ControllerID)
 		}
-		select {
-		case <-ctx.Done():
+		if !tick.Sleep(ctx, 200*time.Millisecond) {
 			return 0, fmt.Errorf("cluster not formed within %v (%s); see the core-N logs", timeout, last)
-		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

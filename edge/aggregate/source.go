@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tributary-io/tributary/internal/stream"
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
@@ -49,10 +50,8 @@ func (s *LogSource) Partitions(ctx context.Context) ([]int32, error) {
 			s.Logger.Info("waiting for the source stream to be created", "stream", s.Stream)
 			logged = true
 		}
-		select {
-		case <-ctx.Done():
+		if !tick.Sleep(ctx, 250*time.Millisecond) {
 			return nil, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 // The Kafka side of a Runner, with franz-go: it works against a Tributary
@@ -55,10 +57,8 @@ func (s *KafkaSource) Partitions(ctx context.Context) ([]int32, error) {
 			s.Logger.Info("waiting for the source topic to be created", "topic", s.Topic)
 			logged = true
 		}
-		select {
-		case <-ctx.Done():
+		if !tick.Sleep(ctx, 500*time.Millisecond) {
 			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }

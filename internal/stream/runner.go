@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 // Source delivers one aggregation's input records.
@@ -140,10 +142,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		if r.Metrics != nil {
 			r.Metrics.restarts.WithLabelValues(r.Agg.Name).Inc()
 		}
-		select {
-		case <-ctx.Done():
+		if !tick.Sleep(ctx, backoff) {
 			return nil
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	bridgestatus "github.com/tributary-io/tributary/bridge/status"
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 // The edge commands read an edge's read-only JSON API (edge/gateway/api.go);
@@ -353,10 +354,8 @@ func edgeTail(cmd *cobra.Command, g *globals, stream string, o tailOpts) error {
 		if !o.follow {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !tick.Sleep(ctx, o.interval) {
 			return nil
-		case <-time.After(o.interval):
 		}
 	}
 }
