@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/core/txns"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -79,14 +80,13 @@ func (b *txnBroker) isLoaded(part int32) bool {
 	return b.loaded[part]
 }
 
-// alone reports whether this broker is the whole cluster: then it holds
-// every transaction's state and every partition, and a marker that only
-// its own fsync makes durable can be left to that fsync (see
-// WriteMarkersDeferred).
+// alone reports whether this broker is a cluster of one (no Cluster
+// config): then it holds every transaction's state and every partition
+// for good, and a marker that only its own fsync makes durable can be
+// left to that fsync (see WriteMarkersDeferred).
 func (b *txnBroker) alone() bool {
-	md := b.s.cluster.Metadata()
-	_, self := md.Brokers[b.s.cfg.NodeID]
-	return len(md.Brokers) == 1 && self
+	_, local := b.s.cluster.(*cluster.Local)
+	return local
 }
 
 // startTxns starts the transaction coordinator. A broker loads the
@@ -434,18 +434,22 @@ func (s *Server) checkTxnProduce(id *string, h recordbatch.Header, topic string,
 	case id == nil:
 		return kerr.InvalidRequest.Code, "transactional batch without a transactional id"
 	}
+	const loading = "transaction state is still loading"
 	if s.txnb.alone() {
 		// Every id is coordinated here. Until its state is loaded, and
 		// any marker a crash may have lost is written again (deferred
 		// markers: WriteMarkersDeferred), a write could land where that
 		// marker belongs; the producer retries.
 		part, ok := s.offsetsPartitionOf(*id)
-		if !ok || !s.coordinates(*id) || !s.txnb.isLoaded(part) || s.txns.Rewriting(*id) {
-			return kerr.CoordinatorLoadInProgress.Code, "transaction state is still loading"
+		if !ok || !s.coordinates(*id) || !s.txnb.isLoaded(part) {
+			return kerr.CoordinatorLoadInProgress.Code, loading
 		}
 	}
-	t, ok := s.txns.Describe(*id)
-	if !ok || s.txnOwner(*id) != 0 {
+	t, ok, rewriting := s.txns.Lookup(*id)
+	switch {
+	case rewriting:
+		return kerr.CoordinatorLoadInProgress.Code, loading
+	case !ok || s.txnOwner(*id) != 0:
 		return 0, "" // coordinated elsewhere
 	}
 	switch {

@@ -234,6 +234,10 @@ type entry struct {
 	// rewriting: loaded with an unsynced end whose lost markers are being
 	// written again; the producer's writes must wait (Rewriting).
 	rewriting bool
+	// syncing is closed when the wait for the last deferred end's markers
+	// is over (finishDeferred); the next end waits for it, so that at most
+	// one end is ever unsynced. Only the entry's busy owner touches it.
+	syncing chan struct{}
 }
 
 // NewCoordinator starts a coordinator; its timer goroutine runs until Close.
@@ -338,19 +342,33 @@ func (c *Coordinator) Load(txns []Txn) {
 // coordinator closes.
 func (c *Coordinator) rewrite(ctx context.Context, e *entry) {
 	dm, _ := c.cfg.Markers.(DeferredMarkers)
+	end := *e.unsynced
+	rewritten := false
 	for attempt := 1; ; attempt++ {
-		err := errors.New("markers cannot be rewritten: Markers is not a DeferredMarkers")
-		if dm != nil {
+		var err error
+		switch {
+		case dm == nil:
+			err = errors.New("markers cannot be rewritten: Markers is not a DeferredMarkers")
+		case !rewritten:
 			mctx, cancel := context.WithTimeout(ctx, c.cfg.MarkerTimeout)
-			err = dm.RewriteMarkers(mctx, *e.unsynced)
+			err = dm.RewriteMarkers(mctx, end)
 			cancel()
+			rewritten = err == nil
 		}
-		if err == nil {
+		if rewritten {
+			// Save the state without the end before serving the id: a
+			// later load must not check the marks again once the
+			// producer's next transaction may have data below them.
 			c.mu.Lock()
-			e.unsynced, e.rewriting = nil, false
+			e.unsynced = nil
 			c.mu.Unlock()
-			c.done(e, e.Txn, false)
-			return
+			if err = c.saveTxn(ctx, e.Txn, true); err == nil {
+				c.mu.Lock()
+				e.rewriting = false
+				c.mu.Unlock()
+				c.done(e, e.Txn, false)
+				return
+			}
 		}
 		if attempt == 1 || attempt%50 == 0 {
 			c.log.Warn("markers of a loaded transaction not rewritten yet; will retry", "txn", e.ID, "attempts", attempt, "err", err)
@@ -651,9 +669,31 @@ func (c *Coordinator) finish(ctx context.Context, e *entry, t Txn) {
 // until the markers are durable; then Complete* is saved (unless the id
 // has moved on, and its newer state replaces it).
 func (c *Coordinator) finishDeferred(ctx context.Context, e *entry, t Txn, dm DeferredMarkers) {
-	commit := t.State == PrepareCommit
 	mctx, cancel := context.WithTimeout(ctx, c.cfg.MarkerTimeout)
 	defer cancel()
+	// One unsynced end at a time: the previous end's markers must be
+	// durable before this one's replace it in the saved state (its fsync
+	// has had the whole of the producer's last transaction to finish).
+	if prev := e.syncing; prev != nil {
+		select {
+		case <-prev:
+		case <-mctx.Done():
+			c.settle(e, t, fmt.Errorf("markers for %q: previous transaction's markers: %w", t.ID, mctx.Err()))
+			return
+		}
+	}
+	c.mu.Lock()
+	stuck := e.unsynced != nil
+	c.mu.Unlock()
+	if stuck {
+		// The previous end's markers never became durable (its state stays
+		// attached for whoever loads the id next): write this one's the
+		// durable way.
+		next, err := c.complete(ctx, t)
+		c.settle(e, next, err)
+		return
+	}
+	commit := t.State == PrepareCommit
 	marks, wait, err := dm.WriteMarkersDeferred(mctx, t.ProducerID, t.Epoch, commit, t.Partitions, t.Groups)
 	if err != nil {
 		c.settle(e, t, fmt.Errorf("markers for %q: %w", t.ID, err))
@@ -666,8 +706,10 @@ func (c *Coordinator) finishDeferred(ctx context.Context, e *entry, t Txn, dm De
 	}
 	done := completed(t, c.now())
 	ended := &Ended{ProducerID: t.ProducerID, Epoch: t.Epoch, Commit: commit, Marks: marks}
+	syncing := make(chan struct{})
+	defer close(syncing)
 	c.mu.Lock()
-	e.unsynced = ended
+	e.unsynced, e.syncing = ended, syncing
 	c.mu.Unlock()
 	e.fails = 0
 	c.done(e, done, true) // the producer's next transaction may begin
@@ -682,8 +724,10 @@ func (c *Coordinator) finishDeferred(ctx context.Context, e *entry, t Txn, dm De
 		e.unsynced = nil
 	}
 	// Save Complete* unless a newer state of the id was saved meanwhile
-	// (it is the newer record, and needs the Ended no more).
-	same := !e.busy && e.Txn.State == done.State && e.ProducerID == done.ProducerID && e.Epoch == done.Epoch && e.UpdateMs == done.UpdateMs
+	// (it is the newer record, and needs the Ended no more), or the entry
+	// was unloaded or replaced.
+	same := c.txns[e.ID] == e && !e.busy && e.Txn.State == done.State && e.ProducerID == done.ProducerID &&
+		e.Epoch == done.Epoch && e.UpdateMs == done.UpdateMs
 	if same {
 		e.markBusy()
 	}
@@ -861,14 +905,26 @@ func (c *Coordinator) expire(ctx context.Context, expired []*entry) {
 	}
 }
 
-// Rewriting reports whether id was loaded with markers that a crash may
-// have lost and that are still being written again: until they are, a
-// write of the producer's could land where a lost marker belongs.
-func (c *Coordinator) Rewriting(id string) bool {
+// Lookup is Describe for the produce path, which must also know whether
+// the id was loaded with markers that a crash may have lost and that are
+// still being written again (rewriting): until they are, a write of the
+// producer's could land where a lost marker belongs.
+func (c *Coordinator) Lookup(id string) (t Txn, ok, rewriting bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.txns[id]
-	return e != nil && e.rewriting
+	if e == nil {
+		return Txn{}, false, false
+	}
+	if e.rewriting {
+		return Txn{}, true, true
+	}
+	if e.ProducerID < 0 {
+		return Txn{}, false, false
+	}
+	t = e.Txn
+	t.Partitions, t.Groups = slices.Clone(t.Partitions), slices.Clone(t.Groups)
+	return t, true, false
 }
 
 // Describe returns the state of each id it coordinates (ok false: unknown).

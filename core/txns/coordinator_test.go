@@ -316,7 +316,8 @@ func TestIdleIDsExpire(t *testing.T) {
 }
 
 // deferredBroker is a broker whose markers are written at once but made
-// durable only when synced is closed: a DeferredMarkers.
+// durable only when synced is closed: a DeferredMarkers. The n-th marker
+// written lands at offset 10*n.
 type deferredBroker struct {
 	*broker
 	synced    chan struct{}
@@ -327,9 +328,12 @@ func (d *deferredBroker) WriteMarkersDeferred(ctx context.Context, pid int64, ep
 	if err := d.WriteMarkers(ctx, pid, epoch, commit, parts, groups); err != nil {
 		return nil, nil, err
 	}
+	d.mu.Lock()
+	n := len(d.markers)
+	d.mu.Unlock()
 	var marks []Mark
-	for i, p := range parts {
-		marks = append(marks, Mark{Topic: p.Topic, Partition: p.Partition, Offset: int64(10 + i)})
+	for _, p := range parts {
+		marks = append(marks, Mark{Topic: p.Topic, Partition: p.Partition, Offset: int64(10 * n)})
 	}
 	return marks, func(ctx context.Context) error {
 		select {
@@ -350,11 +354,19 @@ func (d *deferredBroker) RewriteMarkers(ctx context.Context, e Ended) error {
 	}
 }
 
+func (d *deferredBroker) markerCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.markers)
+}
+
 // With DeferredMarkers the producer's next transaction begins while the
 // last one's markers are still being made durable; every state saved
 // meanwhile carries that end (so a crash cannot lose the markers), and
-// once they are durable the next save no longer does. A coordinator that
-// loads such a state rewrites the markers before it serves the id.
+// once they are durable the next save no longer does. A second end waits
+// for the first to be durable, so the saved end is never one of two. A
+// coordinator that loads a state with an end rewrites the markers, saves
+// the state without the end, and only then serves the id.
 func TestDeferredMarkerDurability(t *testing.T) {
 	t.Parallel()
 	d := &deferredBroker{broker: &broker{saved: map[string]Txn{}}, synced: make(chan struct{}), rewritten: make(chan Ended)}
@@ -372,11 +384,7 @@ func TestDeferredMarkerDurability(t *testing.T) {
 	}
 	// The markers are written; their durability is held. The next Add
 	// must not wait for it (BusyWait is 5 s: the deadline catches a wait).
-	waitFor(t, "markers written", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return len(d.markers) == 1
-	})
+	waitFor(t, "markers written", func() bool { return d.markerCount() == 1 })
 	start := time.Now()
 	waitFor(t, "next transaction begun", func() bool {
 		return c.Add(ctx, "d", 7, 0, tp, nil) == 0 && time.Since(start) < time.Second
@@ -386,41 +394,46 @@ func TestDeferredMarkerDurability(t *testing.T) {
 		len(got.Unsynced.Marks) != 1 || got.Unsynced.Marks[0] != (Mark{Topic: "t", Partition: 2, Offset: 10}) {
 		t.Fatalf("state saved while the markers are not durable: %+v (unsynced %+v)", got, got.Unsynced)
 	}
+	// A second end while the first is still unsynced: decided at once,
+	// its markers wait for the first's, and the saved end stays the first.
+	if code := c.EndTxn(ctx, "d", 7, 0, false); code != 0 {
+		t.Fatalf("abort: %d", code)
+	}
+	time.Sleep(30 * time.Millisecond) // give a wrong implementation time to write
+	if n := d.markerCount(); n != 1 {
+		t.Fatalf("%d markers: the second end did not wait for the first's to be durable", n)
+	}
+	if s := d.state("d"); s.State != PrepareAbort || s.Unsynced == nil || s.Unsynced.Marks[0].Offset != 10 {
+		t.Fatalf("saved while the first end is unsynced: %v, %+v", s.State, s.Unsynced)
+	}
 	close(d.synced)
-	// Durable now: the next state saved carries no end, and the ongoing
-	// transaction is not overwritten by the old one's Complete*.
-	waitFor(t, "end dropped", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.txns["d"].unsynced == nil
+	// Both durable: the second's Complete* is saved, with no end.
+	waitFor(t, "second end completed", func() bool {
+		s := d.state("d")
+		return d.markerCount() == 2 && s.State == CompleteAbort && s.Unsynced == nil
 	})
-	if got := d.state("d"); got.State != Ongoing {
-		t.Fatalf("the old transaction's completion replaced the new one: %v", got.State)
-	}
-	if code := c.Add(ctx, "d", 7, 0, []TopicPartition{{Topic: "u"}}, nil); code != 0 {
-		t.Fatalf("add: %d", code)
-	}
-	if got := d.state("d"); got.Unsynced != nil {
-		t.Fatalf("end still saved after its markers were durable: %+v", got.Unsynced)
-	}
 
 	// A new coordinator loads the state as saved mid-way: it rewrites the
-	// markers, and the id waits for that.
+	// markers, saves the state without the end, and the id waits for that.
 	c2 := NewCoordinator(Config{Store: d, Markers: d, BusyWait: 5 * time.Second,
 		NewProducerID: func() (int64, error) { return 7, nil }}, nil)
 	t.Cleanup(c2.Close)
+	d.set(func() { d.saved["d"] = got })
 	c2.Load([]Txn{got})
 	added := make(chan int16, 1)
-	go func() { added <- c2.Add(ctx, "d", 7, 0, tp, nil) }()
+	go func() { added <- c2.Add(ctx, "d", 7, 0, []TopicPartition{{Topic: "u"}}, nil) }()
 	select {
 	case code := <-added:
 		t.Fatalf("add answered %d before the lost markers were rewritten", code)
 	case <-time.After(20 * time.Millisecond):
 	}
-	if e := <-d.rewritten; e.ProducerID != 7 || !e.Commit || len(e.Marks) != 1 {
+	if e := <-d.rewritten; e.ProducerID != 7 || !e.Commit || len(e.Marks) != 1 || e.Marks[0].Offset != 10 {
 		t.Fatalf("rewrote %+v", e)
 	}
 	if code := <-added; code != 0 {
 		t.Fatalf("add after the rewrite: %d", code)
+	}
+	if s := d.state("d"); s.Unsynced != nil || s.State != Ongoing || len(s.Partitions) != 2 {
+		t.Fatalf("state after the rewrite and the add: %+v (unsynced %+v)", s, s.Unsynced)
 	}
 }
