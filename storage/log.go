@@ -1003,6 +1003,36 @@ func (l *Log) WaitSynced(ctx context.Context, offset int64) error {
 	return l.waitSynced(ctx, offset)
 }
 
+// WaitSyncedLazily is WaitSynced for a write that need not be durable at
+// once (a transaction marker whose producer has already moved on): it waits
+// for an fsync that something else leads (the next acks=all append, the
+// interval syncer) and leads one itself only after patience, so that such
+// writes ride along with the data's fsyncs instead of adding their own.
+func (l *Log) WaitSyncedLazily(ctx context.Context, offset int64, patience time.Duration) error {
+	t := time.NewTimer(patience)
+	defer t.Stop()
+	for {
+		l.mu.RLock()
+		synced, ch, serr := l.synced, l.syncedCh, l.syncErr
+		l.mu.RUnlock()
+		if synced >= offset {
+			return nil
+		}
+		if serr != nil {
+			return serr
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return l.waitSynced(ctx, offset)
+		case <-ctx.Done():
+			return fmt.Errorf("wait for fsync: %w", ctx.Err())
+		case <-l.done:
+			return ErrClosed
+		}
+	}
+}
+
 // TruncateTo removes every batch that holds an offset at or after offset
 // (replica divergence). A batch that straddles offset goes whole, as in Kafka.
 func (l *Log) TruncateTo(offset int64) error {

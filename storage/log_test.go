@@ -292,6 +292,47 @@ func TestIdempotentProducer(t *testing.T) {
 	}
 }
 
+// TestWaitSyncedLazily: a lazy waiter rides along with an fsync another
+// writer leads, and leads one itself only once its patience runs out.
+func TestWaitSyncedLazily(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openTestLog(t, t.TempDir(), LogConfig{Durability: Durability{Mode: SyncInterval, Interval: time.Hour}})
+	defer l.Close()
+	first, err := l.Append(ctx, makeBatch(t, 1, "d", 1), AppendOptions{LeaderEpoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.WaitSyncedLazily(ctx, first.LastOffset+1, time.Hour) }()
+	select {
+	case err := <-done:
+		t.Fatalf("returned (%v) with nothing synced: synced offset %d", err, l.SyncedOffset())
+	case <-time.After(50 * time.Millisecond):
+	}
+	// Another writer's durable append leads the fsync; the lazy waiter
+	// returns with it.
+	if _, err := l.Append(ctx, makeBatch(t, 1, "d", 1), AppendOptions{Durable: true, LeaderEpoch: -1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lazy waiter missed the fsync another append led")
+	}
+	// Alone, it leads one after its patience.
+	last, err := l.Append(ctx, makeBatch(t, 1, "d", 1), AppendOptions{LeaderEpoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitSyncedLazily(ctx, last.LastOffset+1, 10*time.Millisecond); err != nil || l.SyncedOffset() <= last.LastOffset {
+		t.Fatalf("after its patience: %v, synced offset %d", err, l.SyncedOffset())
+	}
+}
+
 func TestDurableAppendsShareFsync(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncBytes} {

@@ -127,9 +127,20 @@ func (p *Partition) EndOffset() int64 { return p.log.NextOffset() }
 // on disk (concurrent waiters share the fsyncs): what acks=all means. With
 // ISR = {self} that is this broker's own fsync.
 func (p *Partition) WaitDurable(ctx context.Context, upTo int64) error {
-	ctx, cancel := context.WithTimeout(ctx, p.r.m.s.cfg.Replication.AckTimeout)
+	return p.waitDurable(ctx, upTo, 0)
+}
+
+// WaitDurableLazily is WaitDurable for a write nobody is waiting on (a
+// transaction marker): this broker's part rides along with the next fsync
+// something else leads, and leads one itself only after patience.
+func (p *Partition) WaitDurableLazily(ctx context.Context, upTo int64, patience time.Duration) error {
+	return p.waitDurable(ctx, upTo, patience)
+}
+
+func (p *Partition) waitDurable(ctx context.Context, upTo int64, patience time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, p.r.m.s.cfg.Replication.AckTimeout+patience)
 	defer cancel()
-	if err := p.r.waitHW(ctx, upTo); err != nil {
+	if err := p.r.waitHW(ctx, upTo, patience); err != nil {
 		return fmt.Errorf("replicate %s/%d: %w", p.Topic, p.ID, err)
 	}
 	return nil

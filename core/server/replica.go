@@ -530,8 +530,12 @@ func (r *replica) checkMinISR() error {
 // waitHW returns once the high watermark reaches upTo (every ISR member has
 // the batch on disk), or fails when leadership moves, the ISR shrinks below
 // min.insync.replicas, or ctx ends.
-func (r *replica) waitHW(ctx context.Context, upTo int64) error {
-	if err := r.log.WaitSynced(ctx, upTo); err != nil {
+func (r *replica) waitHW(ctx context.Context, upTo int64, patience time.Duration) error {
+	sync := r.log.WaitSynced
+	if patience > 0 {
+		sync = func(ctx context.Context, upTo int64) error { return r.log.WaitSyncedLazily(ctx, upTo, patience) }
+	}
+	if err := sync(ctx, upTo); err != nil {
 		return err
 	}
 	r.mu.Lock()

@@ -147,6 +147,10 @@ func (b *txnBroker) WriteMarkersDeferred(ctx context.Context, pid int64, epoch i
 	return b.writeMarkers(ctx, pid, epoch, commit, parts, groups, true)
 }
 
+// markerSyncPatience is how long a deferred marker waits for an fsync that
+// other writes lead before it leads one itself.
+const markerSyncPatience = 20 * time.Millisecond
+
 func (b *txnBroker) writeMarkers(ctx context.Context, pid int64, epoch int16, commit bool, parts []txns.TopicPartition, groups []string, deferred bool) ([]txns.Mark, func(context.Context) error, error) {
 	s := b.s
 	var remote []markerTarget
@@ -178,7 +182,12 @@ func (b *txnBroker) writeMarkers(ctx context.Context, pid int64, epoch int16, co
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				werrs[i] = p.WaitDurable(ctx, marks[i].Offset+1)
+				if deferred {
+					// Nobody waits on these: ride along with the data's fsyncs.
+					werrs[i] = p.WaitDurableLazily(ctx, marks[i].Offset+1, markerSyncPatience)
+				} else {
+					werrs[i] = p.WaitDurable(ctx, marks[i].Offset+1)
+				}
 			}()
 		}
 		wg.Wait()

@@ -82,11 +82,12 @@ type Txn struct {
 	// epoch (a timeout or a new instance); the next InitProducerId hands
 	// that epoch out instead of bumping again.
 	Fenced bool `json:"fenced,omitempty"`
-	// Unsynced is the end of this id's previous transaction while its
-	// markers may not be durable yet (DeferredMarkers). Every state saved
-	// meanwhile carries it, so a coordinator that loads that state writes
-	// again whichever of those markers a crash lost.
-	Unsynced *Ended `json:"unsynced,omitempty"`
+	// Unsynced lists, oldest first, the ends of this id's earlier
+	// transactions whose markers may not be durable yet (DeferredMarkers).
+	// Every state saved meanwhile carries them, so a coordinator that
+	// loads that state writes again whichever of those markers a crash
+	// lost.
+	Unsynced []Ended `json:"unsynced,omitempty"`
 }
 
 // Ended is a decided transaction whose markers were written where Marks
@@ -228,16 +229,12 @@ type entry struct {
 	// fails counts the timer's failed attempts at finishing it, so an
 	// outage is logged once in a while, not every tick.
 	fails int
-	// unsynced is the previous transaction's end while its markers may
-	// not be durable (saved with every state meanwhile: saveTxn).
-	unsynced *Ended
+	// unsynced are the ends, oldest first, whose markers may not be
+	// durable yet (saved with every state meanwhile: saveTxn).
+	unsynced []*Ended
 	// rewriting: loaded with an unsynced end whose lost markers are being
 	// written again; the producer's writes must wait (Rewriting).
 	rewriting bool
-	// syncing is closed when the wait for the last deferred end's markers
-	// is over (finishDeferred); the next end waits for it, so that at most
-	// one end is ever unsynced. Only the entry's busy owner touches it.
-	syncing chan struct{}
 }
 
 // NewCoordinator starts a coordinator; its timer goroutine runs until Close.
@@ -320,10 +317,13 @@ func (c *Coordinator) Load(txns []Txn) {
 		if t.State == Ongoing {
 			t.StartMs = max(t.StartMs, now-int64(t.TimeoutMs)/2) // give the producer a moment to finish
 		}
-		e := &entry{Txn: t, unsynced: t.Unsynced}
+		e := &entry{Txn: t}
+		for _, u := range t.Unsynced {
+			e.unsynced = append(e.unsynced, &u)
+		}
 		e.Unsynced = nil
 		c.txns[t.ID] = e
-		if e.unsynced != nil && !c.closed {
+		if len(e.unsynced) > 0 && !c.closed {
 			// Busy until the markers a crash may have lost are back, so
 			// that nothing of this id runs before them.
 			e.markBusy()
@@ -342,7 +342,10 @@ func (c *Coordinator) Load(txns []Txn) {
 // coordinator closes.
 func (c *Coordinator) rewrite(ctx context.Context, e *entry) {
 	dm, _ := c.cfg.Markers.(DeferredMarkers)
-	end := *e.unsynced
+	var ends []Ended
+	for _, u := range e.unsynced {
+		ends = append(ends, *u)
+	}
 	rewritten := false
 	for attempt := 1; ; attempt++ {
 		var err error
@@ -350,8 +353,15 @@ func (c *Coordinator) rewrite(ctx context.Context, e *entry) {
 		case dm == nil:
 			err = errors.New("markers cannot be rewritten: Markers is not a DeferredMarkers")
 		case !rewritten:
+			// Oldest first: where an older end's marker was lost, every
+			// later one there was lost with it (a log is durable as a
+			// prefix), and the open transaction is the older one's.
 			mctx, cancel := context.WithTimeout(ctx, c.cfg.MarkerTimeout)
-			err = dm.RewriteMarkers(mctx, end)
+			for len(ends) > 0 && err == nil {
+				if err = dm.RewriteMarkers(mctx, ends[0]); err == nil {
+					ends = ends[1:]
+				}
+			}
 			cancel()
 			rewritten = err == nil
 		}
@@ -482,7 +492,10 @@ func (c *Coordinator) initLocked(ctx context.Context, t Txn, timeoutMs int32) (T
 func (c *Coordinator) saveTxn(ctx context.Context, t Txn, durable bool) error {
 	c.mu.Lock()
 	if e := c.txns[t.ID]; e != nil {
-		t.Unsynced = e.unsynced
+		t.Unsynced = nil
+		for _, u := range e.unsynced {
+			t.Unsynced = append(t.Unsynced, *u)
+		}
 	}
 	c.mu.Unlock()
 	return c.cfg.Store.SaveTxn(ctx, t, durable)
@@ -664,31 +677,24 @@ func (c *Coordinator) finish(ctx context.Context, e *entry, t Txn) {
 	c.settle(e, next, err)
 }
 
+// maxUnsynced bounds the ends kept unsynced for one id; past it (markers
+// that keep failing to become durable) ends take the durable way.
+const maxUnsynced = 8
+
 // finishDeferred is finish with a DeferredMarkers: the entry is idle again
-// as soon as every marker is written, with the end kept as e.unsynced
-// until the markers are durable; then Complete* is saved (unless the id
-// has moved on, and its newer state replaces it).
+// as soon as every marker is written, with the end kept in e.unsynced
+// until the markers are durable; when the last end is durable the id's
+// state is saved again without ends (Complete* when nothing newer began).
 func (c *Coordinator) finishDeferred(ctx context.Context, e *entry, t Txn, dm DeferredMarkers) {
 	mctx, cancel := context.WithTimeout(ctx, c.cfg.MarkerTimeout)
 	defer cancel()
-	// One unsynced end at a time: the previous end's markers must be
-	// durable before this one's replace it in the saved state (its fsync
-	// has had the whole of the producer's last transaction to finish).
-	if prev := e.syncing; prev != nil {
-		select {
-		case <-prev:
-		case <-mctx.Done():
-			c.settle(e, t, fmt.Errorf("markers for %q: previous transaction's markers: %w", t.ID, mctx.Err()))
-			return
-		}
-	}
 	c.mu.Lock()
-	stuck := e.unsynced != nil
+	backlog := len(e.unsynced)
 	c.mu.Unlock()
-	if stuck {
-		// The previous end's markers never became durable (its state stays
-		// attached for whoever loads the id next): write this one's the
-		// durable way.
+	if backlog >= maxUnsynced {
+		// Earlier ends' markers did not become durable (their waits
+		// failed; they stay attached for whoever loads the id next):
+		// write this one's the durable way.
 		next, err := c.complete(ctx, t)
 		c.settle(e, next, err)
 		return
@@ -706,10 +712,8 @@ func (c *Coordinator) finishDeferred(ctx context.Context, e *entry, t Txn, dm De
 	}
 	done := completed(t, c.now())
 	ended := &Ended{ProducerID: t.ProducerID, Epoch: t.Epoch, Commit: commit, Marks: marks}
-	syncing := make(chan struct{})
-	defer close(syncing)
 	c.mu.Lock()
-	e.unsynced, e.syncing = ended, syncing
+	e.unsynced = append(e.unsynced, ended)
 	c.mu.Unlock()
 	e.fails = 0
 	c.done(e, done, true) // the producer's next transaction may begin
@@ -720,24 +724,23 @@ func (c *Coordinator) finishDeferred(ctx context.Context, e *entry, t Txn, dm De
 		return
 	}
 	c.mu.Lock()
-	if e.unsynced == ended {
-		e.unsynced = nil
-	}
-	// Save Complete* unless a newer state of the id was saved meanwhile
-	// (it is the newer record, and needs the Ended no more), or the entry
-	// was unloaded or replaced.
-	same := c.txns[e.ID] == e && !e.busy && e.Txn.State == done.State && e.ProducerID == done.ProducerID &&
-		e.Epoch == done.Epoch && e.UpdateMs == done.UpdateMs
-	if same {
+	e.unsynced = slices.DeleteFunc(e.unsynced, func(u *Ended) bool { return u == ended })
+	// The last end durable: save the id's current state without ends
+	// (Complete* of this or a later transaction, or the next one ongoing),
+	// unless an operation of the id is saving one anyway, or the entry was
+	// unloaded or replaced meanwhile.
+	resave := len(e.unsynced) == 0 && c.txns[e.ID] == e && !e.busy &&
+		(e.State == CompleteCommit || e.State == CompleteAbort || e.State == Ongoing)
+	if resave {
 		e.markBusy()
 	}
+	cur := e.Txn
 	c.mu.Unlock()
-	if same {
-		err := c.saveTxn(ctx, done, false)
-		if err != nil {
-			c.log.Warn("save completed transaction", "txn", t.ID, "err", err)
+	if resave {
+		if err := c.saveTxn(ctx, cur, false); err != nil {
+			c.log.Warn("save transaction state", "txn", t.ID, "err", err)
 		}
-		c.done(e, done, false)
+		c.done(e, cur, false)
 	}
 }
 

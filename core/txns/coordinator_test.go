@@ -390,27 +390,32 @@ func TestDeferredMarkerDurability(t *testing.T) {
 		return c.Add(ctx, "d", 7, 0, tp, nil) == 0 && time.Since(start) < time.Second
 	})
 	got := d.state("d")
-	if got.State != Ongoing || got.Unsynced == nil || !got.Unsynced.Commit || got.Unsynced.ProducerID != 7 ||
-		len(got.Unsynced.Marks) != 1 || got.Unsynced.Marks[0] != (Mark{Topic: "t", Partition: 2, Offset: 10}) {
+	if got.State != Ongoing || len(got.Unsynced) != 1 || !got.Unsynced[0].Commit || got.Unsynced[0].ProducerID != 7 ||
+		len(got.Unsynced[0].Marks) != 1 || got.Unsynced[0].Marks[0] != (Mark{Topic: "t", Partition: 2, Offset: 10}) {
 		t.Fatalf("state saved while the markers are not durable: %+v (unsynced %+v)", got, got.Unsynced)
 	}
-	// A second end while the first is still unsynced: decided at once,
-	// its markers wait for the first's, and the saved end stays the first.
+	// A second end while the first is still unsynced: both are kept,
+	// oldest first, in what is saved until each is durable.
 	if code := c.EndTxn(ctx, "d", 7, 0, false); code != 0 {
 		t.Fatalf("abort: %d", code)
 	}
-	time.Sleep(30 * time.Millisecond) // give a wrong implementation time to write
-	if n := d.markerCount(); n != 1 {
-		t.Fatalf("%d markers: the second end did not wait for the first's to be durable", n)
+	waitFor(t, "second end's markers written", func() bool { return d.markerCount() == 2 })
+	if code := c.Add(ctx, "d", 7, 0, tp, nil); code != 0 {
+		t.Fatalf("third transaction: %d", code)
 	}
-	if s := d.state("d"); s.State != PrepareAbort || s.Unsynced == nil || s.Unsynced.Marks[0].Offset != 10 {
-		t.Fatalf("saved while the first end is unsynced: %v, %+v", s.State, s.Unsynced)
+	two := d.state("d")
+	if len(two.Unsynced) != 2 || two.Unsynced[0].Marks[0].Offset != 10 || two.Unsynced[1].Marks[0].Offset != 20 || two.Unsynced[1].Commit {
+		t.Fatalf("saved with two ends unsynced: %+v", two.Unsynced)
 	}
+	if code := c.EndTxn(ctx, "d", 7, 0, false); code != 0 {
+		t.Fatalf("abort: %d", code)
+	}
+	waitFor(t, "third end's markers written", func() bool { return d.markerCount() == 3 })
 	close(d.synced)
-	// Both durable: the second's Complete* is saved, with no end.
-	waitFor(t, "second end completed", func() bool {
+	// All durable: the last one's Complete* is saved, with no end.
+	waitFor(t, "ends completed", func() bool {
 		s := d.state("d")
-		return d.markerCount() == 2 && s.State == CompleteAbort && s.Unsynced == nil
+		return s.State == CompleteAbort && s.Unsynced == nil
 	})
 
 	// A new coordinator loads the state as saved mid-way: it rewrites the
@@ -436,4 +441,19 @@ func TestDeferredMarkerDurability(t *testing.T) {
 	if s := d.state("d"); s.Unsynced != nil || s.State != Ongoing || len(s.Partitions) != 2 {
 		t.Fatalf("state after the rewrite and the add: %+v (unsynced %+v)", s, s.Unsynced)
 	}
+	// Two ends are rewritten oldest first, and the state is saved
+	// without them before the id is served.
+	c3 := NewCoordinator(Config{Store: d, Markers: d, NewProducerID: func() (int64, error) { return 7, nil }}, nil)
+	t.Cleanup(c3.Close)
+	d.set(func() { d.saved["d"] = two })
+	c3.Load([]Txn{two})
+	for i, want := range []int64{10, 20} {
+		if e := <-d.rewritten; e.Marks[0].Offset != want {
+			t.Fatalf("rewrite %d: %+v, want the mark at %d", i, e, want)
+		}
+	}
+	waitFor(t, "state saved without the ends", func() bool {
+		s := d.state("d")
+		return s.Unsynced == nil && s.State == Ongoing
+	})
 }
