@@ -619,9 +619,11 @@ func (p *proxy) close() {
 }
 
 // TestMain lets the SIGKILL test re-run this binary as an edge process.
+// Most tests wait on a core, an edge and their fsyncs: -short runs eight
+// at a time.
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runChildEdge())
 	}
-	os.Exit(m.Run())
+	os.Exit(testkit.WaitBoundParallel(m, 8))
 }

@@ -358,6 +358,9 @@ func TestTransactionsCluster(t *testing.T) {
 	}
 	txnSession(t, tb.addrs(), "cin", "cout")
 	t.Run("librdkafka", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("-short: TestTransactionsLibrdkafka runs librdkafka against one broker")
+		}
 		createReplicatedTopic(t, tb.addrs()[0], "crdk", 2, 3, 2)
 		tb.waitTopic("crdk")
 		librdkafkaTxns(t, strings.Join(tb.addrs(), ","), "crdk")

@@ -50,14 +50,14 @@ func artifactDir(t *testing.T) string {
 	return abs
 }
 
-// headless runs chromium on url with its scripts given 5 s of virtual
+// headless runs chromium on url with its scripts given 3 s of virtual
 // time, and returns its output: the DOM after them with --dump-dom.
 func headless(t *testing.T, bin, url string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-		"--hide-scrollbars", "--user-data-dir=" + t.TempDir(), "--window-size=1280,900", "--virtual-time-budget=5000"}
+		"--hide-scrollbars", "--user-data-dir=" + t.TempDir(), "--window-size=1280,900", "--virtual-time-budget=3000"}
 	cmd := exec.CommandContext(ctx, bin, append(append(base, args...), url)...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	var stderr strings.Builder
