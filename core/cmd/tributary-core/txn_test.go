@@ -174,6 +174,26 @@ func findTxnCoordinator(ctx context.Context, t *testing.T, cl *kgo.Client, id st
 	}
 }
 
+// restartUntilStable starts the broker again and waits until no
+// transaction holds a partition's LSO below its high watermark (an open
+// one ends at its timeout); failing at ctx's end.
+func restartUntilStable(ctx context.Context, t *testing.T, args, addr, topic string, parts int) {
+	t.Helper()
+	startProcess(t, args, addr)
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	for !stable(ctx, adm, topic, parts) {
+		if ctx.Err() != nil {
+			t.Fatal("a transaction still holds a partition's LSO below its high watermark after the restart")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // stable reports whether every partition's read_committed end (the LSO)
 // has reached its high watermark.
 func stable(ctx context.Context, adm *kadm.Client, topic string, parts int) bool {
@@ -250,20 +270,7 @@ func TestKillNineMidTransaction(t *testing.T) {
 	_ = broker.Wait()
 	cl.Close()
 	restarted := time.Now()
-	startProcess(t, args, addr)
-
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	for !stable(ctx, adm, topic, 3) {
-		if ctx.Err() != nil {
-			t.Fatal("the open transaction still holds the LSO after the restart")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	restartUntilStable(ctx, t, args, addr, topic, 3)
 	t.Logf("open transaction aborted %v after the restart (timeout 4 s)", time.Since(restarted).Round(100*time.Millisecond))
 	cons := newReader(t, []string{addr}, topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	defer cons.Close()

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -79,21 +78,9 @@ func TestKillNineDuringCommits(t *testing.T) {
 		cl.Close()
 		<-done
 	}
-	startProcess(t, args, addr)
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
 	// The last round's open transaction ends at its timeout; none may
 	// stay open for good.
-	for !stable(ctx, adm, topic, 3) {
-		if ctx.Err() != nil {
-			t.Fatal("a transaction still holds a partition's LSO below its high watermark")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	restartUntilStable(ctx, t, args, addr, topic, 3)
 	cons := newReader(t, []string{addr}, topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	defer cons.Close()
 	seen := map[string]int{} // transaction -> records read
