@@ -136,6 +136,8 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 					name = *t.Topic
 				} else if n, ok := s.topicByID(t.TopicID); ok {
 					name = n
+				} else {
+					return 0 // no such topic: the handler answers UNKNOWN_TOPIC_ID, as Kafka does
 				}
 				return s.authzCode(c, opDelete, rtTopic, name)
 			},

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -247,5 +248,43 @@ func TestSecureAdminAPIs(t *testing.T) {
 	res, err = admin.AlterTopicConfigs(ctx, []kadm.AlterConfig{set}, "guarded")
 	if err != nil || len(res) != 1 || res[0].Err != nil {
 		t.Fatalf("the super user alters a topic config: %+v %v", res, err)
+	}
+}
+
+// TestDeleteUnknownTopicIDWithoutACLs: deleting by a topic id that names
+// no topic is answered UNKNOWN_TOPIC_ID, as Kafka does, even for a user
+// with no ACLs (there is no topic to be refused), while a known topic's
+// id is still refused to her.
+func TestDeleteUnknownTopicIDWithoutACLs(t *testing.T) {
+	t.Parallel()
+	e := startSecure(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin := e.admin(t)
+	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	details, err := admin.ListTopics(ctx, "kept")
+	if err != nil || details["kept"].Err != nil {
+		t.Fatalf("list topics: %v %v", err, details["kept"].Err)
+	}
+	id := [16]byte(details["kept"].ID)
+	alice := e.client(t, scram512("alice", "alice-secret"))
+	for _, tc := range []struct {
+		id   [16]byte
+		want int16
+	}{{[16]byte{1, 2, 3}, kerr.UnknownTopicID.Code}, {id, kerr.TopicAuthorizationFailed.Code}} {
+		req := kmsg.NewPtrDeleteTopicsRequest()
+		req.Version = 6
+		rt := kmsg.NewDeleteTopicsRequestTopic()
+		rt.TopicID = tc.id
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != tc.want {
+			t.Fatalf("delete id %x: %+v, want %v", tc.id, resp.Topics, kerr.ErrorForCode(tc.want))
+		}
 	}
 }
