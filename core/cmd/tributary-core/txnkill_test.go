@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestKillNineDuringCommits SIGKILLs a lone broker at random moments while
@@ -71,8 +73,14 @@ func TestKillNineDuringCommits(t *testing.T) {
 				mu.Unlock()
 			}
 		}()
-		// Let some transactions through, then kill at a random moment.
-		time.Sleep(300*time.Millisecond + time.Duration(rand.IntN(400))*time.Millisecond)
+		// Let a transaction through (however loaded the machine), then
+		// kill at a random moment.
+		testkit.Eventually(t, 60*time.Second, "a transaction committed in this round", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return outcome[fmt.Sprintf("r%d-t0", round)] == "committed"
+		})
+		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
 		_ = broker.Process.Kill()
 		_ = broker.Wait()
 		cl.Close()
