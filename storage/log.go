@@ -354,7 +354,7 @@ func (l *Log) Append(ctx context.Context, batches []byte, opts AppendOptions) (A
 	if err != nil || !wait {
 		return res, err
 	}
-	if err := l.waitSynced(ctx, target); err != nil {
+	if err := l.waitSynced(ctx, target, 0); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -696,8 +696,16 @@ func (l *Log) advanceSynced(to int64, err error) {
 // the first waiter): handing the fsync to the syncer goroutine and being
 // woken by it cost two goroutine switches per fsync, each a scheduling
 // delay on a loaded machine. Waiters that arrive while an fsync runs wait
-// for it, and the first of them leads the next one.
-func (l *Log) waitSynced(ctx context.Context, target int64) error {
+// for it, and the first of them leads the next one. A patient waiter
+// (patience > 0) leads none until patience has passed: it rides along with
+// the fsyncs others lead.
+func (l *Log) waitSynced(ctx context.Context, target int64, patience time.Duration) error {
+	var lead <-chan time.Time // fires when a patient waiter starts leading
+	if patience > 0 {
+		t := time.NewTimer(patience)
+		defer t.Stop()
+		lead = t.C
+	}
 	for {
 		l.mu.RLock()
 		synced, ch, serr := l.synced, l.syncedCh, l.syncErr
@@ -708,14 +716,18 @@ func (l *Log) waitSynced(ctx context.Context, target int64) error {
 		if serr != nil {
 			return serr
 		}
-		if l.trySync() {
-			continue
+		if patience <= 0 {
+			if l.trySync() {
+				continue
+			}
+			// The fsync running may not cover target (or may find nothing
+			// to do and publish nothing): the syncer runs another after it.
+			l.kickSync()
 		}
-		// The fsync running may not cover target (or may find nothing to
-		// do and publish nothing): the syncer runs another after it.
-		l.kickSync()
 		select {
 		case <-ch:
+		case <-lead:
+			patience, lead = 0, nil
 		case <-ctx.Done():
 			return fmt.Errorf("wait for fsync: %w", ctx.Err())
 		case <-l.done:
@@ -994,13 +1006,13 @@ func (l *Log) Sync() error {
 	l.mu.RLock()
 	target := l.next
 	l.mu.RUnlock()
-	return l.waitSynced(context.Background(), target)
+	return l.waitSynced(context.Background(), target, 0)
 }
 
 // WaitSynced returns once every offset below offset is fsynced, sharing the
 // fsync with every other waiter (an acks=all produce waits for its own end).
 func (l *Log) WaitSynced(ctx context.Context, offset int64) error {
-	return l.waitSynced(ctx, offset)
+	return l.waitSynced(ctx, offset, 0)
 }
 
 // WaitSyncedLazily is WaitSynced for a write that need not be durable at
@@ -1008,29 +1020,9 @@ func (l *Log) WaitSynced(ctx context.Context, offset int64) error {
 // for an fsync that something else leads (the next acks=all append, the
 // interval syncer) and leads one itself only after patience, so that such
 // writes ride along with the data's fsyncs instead of adding their own.
+// Patience 0 is WaitSynced.
 func (l *Log) WaitSyncedLazily(ctx context.Context, offset int64, patience time.Duration) error {
-	t := time.NewTimer(patience)
-	defer t.Stop()
-	for {
-		l.mu.RLock()
-		synced, ch, serr := l.synced, l.syncedCh, l.syncErr
-		l.mu.RUnlock()
-		if synced >= offset {
-			return nil
-		}
-		if serr != nil {
-			return serr
-		}
-		select {
-		case <-ch:
-		case <-t.C:
-			return l.waitSynced(ctx, offset)
-		case <-ctx.Done():
-			return fmt.Errorf("wait for fsync: %w", ctx.Err())
-		case <-l.done:
-			return ErrClosed
-		}
-	}
+	return l.waitSynced(ctx, offset, patience)
 }
 
 // TruncateTo removes every batch that holds an offset at or after offset

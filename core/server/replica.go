@@ -529,13 +529,10 @@ func (r *replica) checkMinISR() error {
 
 // waitHW returns once the high watermark reaches upTo (every ISR member has
 // the batch on disk), or fails when leadership moves, the ISR shrinks below
-// min.insync.replicas, or ctx ends.
+// min.insync.replicas, or ctx ends. With patience > 0 this broker's fsync
+// rides along with one something else leads (storage.Log.WaitSyncedLazily).
 func (r *replica) waitHW(ctx context.Context, upTo int64, patience time.Duration) error {
-	sync := r.log.WaitSynced
-	if patience > 0 {
-		sync = func(ctx context.Context, upTo int64) error { return r.log.WaitSyncedLazily(ctx, upTo, patience) }
-	}
-	if err := sync(ctx, upTo); err != nil {
+	if err := r.log.WaitSyncedLazily(ctx, upTo, patience); err != nil {
 		return err
 	}
 	r.mu.Lock()
