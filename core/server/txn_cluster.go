@@ -220,9 +220,7 @@ func byTopic(tps []txns.TopicPartition) ([]string, map[string][]int32) {
 	return topics, parts
 }
 
-// sendMarkers is one WriteTxnMarkers round trip to broker id, on a kept
-// connection when there is one (tried again on a new one if the kept one
-// fails: the broker may have restarted since).
+// sendMarkers is one WriteTxnMarkers round trip to broker id (markerConns.ask).
 func (s *Server) sendMarkers(ctx context.Context, id int32, addr string, pid int64, epoch int16, commit bool, tps []txns.TopicPartition) error {
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
 	req.Version = 1
@@ -235,24 +233,9 @@ func (s *Server) sendMarkers(ctx context.Context, id int32, addr string, pid int
 		m.Topics = append(m.Topics, mt)
 	}
 	req.Markers = append(req.Markers, m)
-	var resp *kmsg.WriteTxnMarkersResponse
-	timeout := s.cfg.Replication.AckTimeout + 5*time.Second
-	pool := &s.txnb.conns
-	for attempt := 0; ; attempt++ {
-		resp = kmsg.NewPtrWriteTxnMarkersResponse()
-		conn, reused, err := pool.get(ctx, s, id, addr)
-		if err != nil {
-			return fmt.Errorf("markers to broker %d: %w", id, err)
-		}
-		err = conn.do(ctx, req, resp, timeout)
-		if err == nil {
-			pool.put(id, addr, conn)
-			break
-		}
-		conn.close()
-		if !reused || attempt > 0 || ctx.Err() != nil {
-			return fmt.Errorf("markers to broker %d: %w", id, err)
-		}
+	resp := kmsg.NewPtrWriteTxnMarkersResponse()
+	if err := s.txnb.conns.ask(ctx, s, id, addr, req, resp); err != nil {
+		return fmt.Errorf("markers to broker %d: %w", id, err)
 	}
 	var errs []error
 	for _, rm := range resp.Markers {
@@ -338,15 +321,9 @@ func (s *Server) rewriteRemoteMarker(ctx context.Context, e txns.Ended, m txns.M
 	rt.Topic, rt.Partitions = m.Topic, []int32{m.Partition}
 	req.Topics = append(req.Topics, rt)
 	resp := kmsg.NewPtrDescribeProducersResponse()
-	conn, _, err := s.txnb.conns.get(ctx, s, leader, b.KafkaAddr)
-	if err != nil {
+	if err := s.txnb.conns.ask(ctx, s, leader, b.KafkaAddr, req, resp); err != nil {
 		return fmt.Errorf("describe producers on broker %d: %w", leader, err)
 	}
-	if err := conn.do(ctx, req, resp, s.cfg.Replication.AckTimeout+5*time.Second); err != nil {
-		conn.close()
-		return fmt.Errorf("describe producers on broker %d: %w", leader, err)
-	}
-	s.txnb.conns.put(leader, b.KafkaAddr, conn)
 	for _, t := range resp.Topics {
 		for _, p := range t.Partitions {
 			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {

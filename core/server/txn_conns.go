@@ -3,6 +3,9 @@ package server
 import (
 	"context"
 	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // markerConnsPerBroker bounds the idle connections kept to one broker for
@@ -42,6 +45,27 @@ func (m *markerConns) get(ctx context.Context, s *Server, id int32, addr string)
 	m.mu.Unlock()
 	c, err = dialReplica(ctx, s, id, addr)
 	return c, false, err
+}
+
+// ask is one round trip to broker id at addr on a kept connection when
+// there is one, tried again on a new one if the kept one fails (the broker
+// may have restarted since); resp is read afresh on each try.
+func (m *markerConns) ask(ctx context.Context, s *Server, id int32, addr string, req kmsg.Request, resp kmsg.Response) error {
+	timeout := s.cfg.Replication.AckTimeout + 5*time.Second
+	for attempt := 0; ; attempt++ {
+		conn, reused, err := m.get(ctx, s, id, addr)
+		if err != nil {
+			return err
+		}
+		if err = conn.do(ctx, req, resp, timeout); err == nil {
+			m.put(id, addr, conn)
+			return nil
+		}
+		conn.close()
+		if !reused || attempt > 0 || ctx.Err() != nil {
+			return err
+		}
+	}
 }
 
 // put keeps c for the next markers to broker id, or closes it.
