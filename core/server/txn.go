@@ -449,8 +449,8 @@ func (s *Server) checkTxnProduce(id *string, h recordbatch.Header, topic string,
 		// any marker a crash may have lost is written again (deferred
 		// markers: WriteMarkersDeferred), a write could land where that
 		// marker belongs; the producer retries.
-		part, ok := s.offsetsPartitionOf(*id)
-		if !ok || !s.coordinates(*id) || !s.txnb.isLoaded(part) {
+		op, ok := s.offsetsPartitionOf(*id)
+		if !ok || !s.ownsOffsetsPartition(op) || !s.txnb.isLoaded(op) {
 			return kerr.CoordinatorLoadInProgress.Code, loading
 		}
 	}

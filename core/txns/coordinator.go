@@ -916,31 +916,18 @@ func (c *Coordinator) Lookup(id string) (t Txn, ok, rewriting bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.txns[id]
-	if e == nil {
-		return Txn{}, false, false
-	}
-	if e.rewriting {
-		return Txn{}, true, true
-	}
-	if e.ProducerID < 0 {
+	if e == nil || e.ProducerID < 0 {
 		return Txn{}, false, false
 	}
 	t = e.Txn
 	t.Partitions, t.Groups = slices.Clone(t.Partitions), slices.Clone(t.Groups)
-	return t, true, false
+	return t, true, e.rewriting
 }
 
 // Describe returns the state of each id it coordinates (ok false: unknown).
 func (c *Coordinator) Describe(id string) (Txn, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.txns[id]
-	if e == nil || e.ProducerID < 0 {
-		return Txn{}, false
-	}
-	t := e.Txn
-	t.Partitions, t.Groups = slices.Clone(t.Partitions), slices.Clone(t.Groups)
-	return t, true
+	t, ok, _ := c.Lookup(id)
+	return t, ok
 }
 
 // List returns the transactions in any of states (all when empty) whose
