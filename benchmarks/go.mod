@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/IBM/sarama v1.62.0
 	github.com/fxamacker/cbor/v2 v2.9.0
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/segmentio/kafka-go v0.4.51
 	github.com/tributary-io/tributary v0.0.0

@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -77,7 +76,7 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 	}
 	defer jsys.close()
 
-	var rows []row
+	var rows, cpuRows []row
 	ctx := context.Background()
 	// Which broker goes first alternates from phase to phase: whoever runs
 	// second finds the client's heap already grown and the page cache
@@ -100,13 +99,14 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 			topic := fmt.Sprintf("p%d-%s", size, strings.ReplaceAll(acks, "=", ""))
 			var rates [2]float64
 			var counts [2]int
+			var cpu [2]cpuPerRecord
 			for rep := range sz.reps {
 				for _, i := range order(&phase) {
 					sys := []kafkaSystem{trib, kf}[i]
 					what := fmt.Sprintf("%s produce %s %s", sys.name, label, acks)
-					stop := profilePhase(sys.name, fmt.Sprintf("produce-%d-%s-%d", size, acks, rep))
+					stop := measurePhase(sys.name, fmt.Sprintf("produce-%d-%s-%d", size, acks, rep))
 					r, c, err := kafkaProduce(ctx, sys.addr, fmt.Sprintf("%s-%d", topic, rep), size, all, n, sz.phaseLimit, what)
-					stop()
+					cpu[i].add(stop(), c)
 					if err != nil {
 						return rows, fmt.Errorf("%s: %w", what, err)
 					}
@@ -116,6 +116,7 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 					}
 				}
 			}
+			cpuRows = append(cpuRows, cpuRow(fmt.Sprintf("produce %s, %s", label, acks), cpu))
 			rows = append(rows, row{
 				Name:   fmt.Sprintf("core produce %s, %s, lz4, %d partitions (%d records, best of %d)", label, acks, benchPartitions, counts[0], sz.reps),
 				Ours:   fmt.Sprintf("%s rec/s", humanRate(rates[0])),
@@ -145,13 +146,18 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 		// Consume what the acks=all phase stored.
 		topic := fmt.Sprintf("p%d-acksall-0", size)
 		var crates [2]float64
+		var ccpu [2]cpuPerRecord
 		for rep := range sz.reps {
 			for _, i := range order(&phase) {
 				sys := []kafkaSystem{trib, kf}[i]
 				what := fmt.Sprintf("%s consume %s", sys.name, label)
-				stop := profilePhase(sys.name, fmt.Sprintf("consume-%d-%d", size, rep))
+				total, err := topicEnd(ctx, sys.addr, topic)
+				if err != nil {
+					return rows, fmt.Errorf("%s: %w", what, err)
+				}
+				stop := measurePhase(sys.name, fmt.Sprintf("consume-%d-%d", size, rep))
 				r, err := kafkaConsume(ctx, sys.addr, topic, sz.phaseLimit, what)
-				stop()
+				ccpu[i].add(stop(), int(total))
 				if err != nil {
 					return rows, fmt.Errorf("%s: %w", what, err)
 				}
@@ -159,6 +165,7 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 				crates[i] = max(crates[i], r)
 			}
 		}
+		cpuRows = append(cpuRows, cpuRow("consume "+label, ccpu))
 		what := fmt.Sprintf("jetstream consume %s", label)
 		jcRate, err := jsConsume(ctx, jsys, fmt.Sprintf("p%d", size), jsProduced, sz.phaseLimit, what)
 		if err != nil {
@@ -182,6 +189,8 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 			})
 	}
 
+	rows = append(rows, cpuRows...)
+
 	txnRows, err := txnVsIdempotent(ctx, []kafkaSystem{trib, kf}, sz.n100/4, sz.reps, sz.phaseLimit, &phase)
 	if err != nil {
 		return rows, err
@@ -200,7 +209,7 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 		switch idx {
 		case 0, 1:
 			sys := []kafkaSystem{trib, kf}[idx]
-			stop := profilePhase(sys.name, fmt.Sprintf("latency-%d", round/3+1))
+			stop := measurePhase(sys.name, fmt.Sprintf("latency-%d", round/3+1))
 			got, err = kafkaLatency(ctx, sys.addr, fmt.Sprintf("lat%d", round/3), half, what)
 			stop()
 		default:
@@ -256,7 +265,11 @@ func startTributary(dir string) (kafkaSystem, error) {
 	cfg.KafkaAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = ""
 	cfg.DefaultPartitions = benchPartitions
-	srv, err := coreserver.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	var srv *coreserver.Server
+	var err error
+	startLabelled("tributary", func() {
+		srv, err = coreserver.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	})
 	if err != nil {
 		return kafkaSystem{}, fmt.Errorf("start tributary core: %w", err)
 	}
@@ -293,8 +306,12 @@ func startKafkaPair(dir, prefix string) (root string, trib, kf kafkaSystem, stop
 // startKfake starts one kfake broker persisting to dir with an fsync per
 // produced batch (SyncWrites), whatever the acks.
 func startKfake(dir string) (kafkaSystem, error) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.SyncWrites(),
-		kfake.DefaultNumPartitions(benchPartitions), kfake.Ports(0))
+	var c *kfake.Cluster
+	var err error
+	startLabelled("kfake", func() {
+		c, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.SyncWrites(),
+			kfake.DefaultNumPartitions(benchPartitions), kfake.Ports(0))
+	})
 	if err != nil {
 		return kafkaSystem{}, fmt.Errorf("start kfake: %w", err)
 	}
@@ -745,28 +762,6 @@ func jsLatency(ctx context.Context, j *jetStreamSystem, name string, d time.Dura
 		return nil, fmt.Errorf("publish ack: %w", *p)
 	}
 	return col.result(ctx)
-}
-
-// profilePhase starts a CPU profile of one Tributary phase when
-// --core-cpuprofile is set; the returned func stops it.
-func profilePhase(system, phase string) func() {
-	if *coreProfile == "" || system != "tributary" {
-		return func() {}
-	}
-	f, err := os.Create(fmt.Sprintf("%s-%s.pprof", *coreProfile, phase))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "   cpu profile:", err)
-		return func() {}
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		fmt.Fprintln(os.Stderr, "   cpu profile:", err)
-		f.Close()
-		return func() {}
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}
 }
 
 // values returns a pool of distinct record values of size bytes that lz4
