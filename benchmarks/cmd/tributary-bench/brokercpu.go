@@ -115,7 +115,7 @@ func (c cpuPerRecord) perMillion() float64 {
 // a phase (Tributary first, kfake second); the ratio is kfake's / ours.
 func cpuRow(phase string, c [2]cpuPerRecord) row {
 	r := row{
-		Name:   fmt.Sprintf("core broker CPU per million records, %s (the broker's own goroutines in CPU profiles of every run of the phase; in brackets their share of the process's CPU, the rest is the franz-go client and the runtime)", phase),
+		Name:   fmt.Sprintf("core broker CPU per million records, %s (profiled; in brackets the broker's share of the process's CPU; ratio = kfake / ours)", phase),
 		Ours:   fmt.Sprintf("%.0f ms (%.0f%%)", c[0].perMillion(), 100*c[0].cpu.share()),
 		Peer:   fmt.Sprintf("kfake: %.0f ms (%.0f%%)", c[1].perMillion(), 100*c[1].cpu.share()),
 		Target: "reported",
