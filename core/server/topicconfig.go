@@ -76,13 +76,7 @@ var topicConfigs = []topicConfig{
 			}
 			return nil
 		}},
-	{"retention.ms", kmsg.ConfigTypeLong,
-		func(c storage.LogConfig) string { return msString(c.RetentionAge) },
-		func(c *storage.LogConfig, v string) error {
-			n, err := setForever(v)
-			c.RetentionAge = msDuration(n)
-			return err
-		}},
+	msConfig("retention.ms", func(c *storage.LogConfig) *time.Duration { return &c.RetentionAge }, msString, parseForeverMs),
 	{"retention.bytes", kmsg.ConfigTypeLong,
 		func(c storage.LogConfig) string {
 			if c.RetentionBytes <= 0 {
@@ -102,39 +96,11 @@ var topicConfigs = []topicConfig{
 			c.SegmentBytes = n
 			return err
 		}},
-	{"segment.ms", kmsg.ConfigTypeLong,
-		func(c storage.LogConfig) string {
-			if c.SegmentAge <= 0 {
-				return strconv.FormatInt(math.MaxInt64, 10) // never rolled by age
-			}
-			return msString(c.SegmentAge)
-		},
-		func(c *storage.LogConfig, v string) error {
-			n, err := parseInt(v, 1)
-			c.SegmentAge = msDuration(n)
-			return err
-		}},
-	{"max.message.bytes", kmsg.ConfigTypeInt,
-		func(c storage.LogConfig) string { return strconv.Itoa(c.MaxBatchBytes) },
-		func(c *storage.LogConfig, v string) error {
-			n, err := parseInt32(v, 1)
-			c.MaxBatchBytes = n
-			return err
-		}},
-	{"delete.retention.ms", kmsg.ConfigTypeLong,
-		func(c storage.LogConfig) string { return msString(c.TombstoneRetention) },
-		func(c *storage.LogConfig, v string) error {
-			n, err := parseInt(v, 1)
-			c.TombstoneRetention = msDuration(n)
-			return err
-		}},
-	{"index.interval.bytes", kmsg.ConfigTypeInt,
-		func(c storage.LogConfig) string { return strconv.Itoa(c.IndexIntervalBytes) },
-		func(c *storage.LogConfig, v string) error {
-			n, err := parseInt32(v, 1)
-			c.IndexIntervalBytes = n
-			return err
-		}},
+	// 0 (unset) shows as Long.MAX_VALUE: never rolled by age.
+	msConfig("segment.ms", func(c *storage.LogConfig) *time.Duration { return &c.SegmentAge }, maxMs, parseMs),
+	intConfig("max.message.bytes", func(c *storage.LogConfig) *int { return &c.MaxBatchBytes }),
+	msConfig("delete.retention.ms", func(c *storage.LogConfig) *time.Duration { return &c.TombstoneRetention }, msString, parseMs),
+	intConfig("index.interval.bytes", func(c *storage.LogConfig) *int { return &c.IndexIntervalBytes }),
 	{"flush.ms", kmsg.ConfigTypeLong,
 		// 0 fsyncs every batch; n fsyncs at most every n ms (acks=all
 		// still waits for its fsync either way).
@@ -168,20 +134,8 @@ var topicConfigs = []topicConfig{
 			}
 			return fmt.Errorf("want CreateTime or LogAppendTime, got %q", v)
 		}},
-	{"message.timestamp.before.max.ms", kmsg.ConfigTypeLong,
-		func(c storage.LogConfig) string { return maxMs(c.TimestampBeforeMax) },
-		func(c *storage.LogConfig, v string) error {
-			d, err := setMaxMs(v)
-			c.TimestampBeforeMax = d
-			return err
-		}},
-	{"message.timestamp.after.max.ms", kmsg.ConfigTypeLong,
-		func(c storage.LogConfig) string { return maxMs(c.TimestampAfterMax) },
-		func(c *storage.LogConfig, v string) error {
-			d, err := setMaxMs(v)
-			c.TimestampAfterMax = d
-			return err
-		}},
+	msConfig("message.timestamp.before.max.ms", func(c *storage.LogConfig) *time.Duration { return &c.TimestampBeforeMax }, maxMs, setMaxMs),
+	msConfig("message.timestamp.after.max.ms", func(c *storage.LogConfig) *time.Duration { return &c.TimestampAfterMax }, maxMs, setMaxMs),
 	{"compression.type", kmsg.ConfigTypeString,
 		func(c storage.LogConfig) string {
 			if c.Compression == "" {
@@ -202,7 +156,44 @@ var topicConfigs = []topicConfig{
 		fixedValue("1")},
 }
 
-// maxMs shows a timestamp bound; Kafka's "no bound" is Long.MAX_VALUE.
+// msConfig is a LONG config in ms kept in the duration field returns: show
+// formats the field's value, parse reads a new one.
+func msConfig(name string, field func(*storage.LogConfig) *time.Duration,
+	show func(time.Duration) string, parse func(string) (time.Duration, error)) topicConfig {
+	return topicConfig{name, kmsg.ConfigTypeLong,
+		func(c storage.LogConfig) string { return show(*field(&c)) },
+		func(c *storage.LogConfig, v string) error {
+			d, err := parse(v)
+			*field(c) = d
+			return err
+		}}
+}
+
+// intConfig is an INT config of at least 1 kept in the int field returns.
+func intConfig(name string, field func(*storage.LogConfig) *int) topicConfig {
+	return topicConfig{name, kmsg.ConfigTypeInt,
+		func(c storage.LogConfig) string { return strconv.Itoa(*field(&c)) },
+		func(c *storage.LogConfig, v string) error {
+			n, err := parseInt32(v, 1)
+			*field(c) = n
+			return err
+		}}
+}
+
+// parseMs reads a positive count of ms.
+func parseMs(v string) (time.Duration, error) {
+	n, err := parseInt(v, 1)
+	return msDuration(n), err
+}
+
+// parseForeverMs reads a retention in ms, where -1 is forever (setForever).
+func parseForeverMs(v string) (time.Duration, error) {
+	n, err := setForever(v)
+	return msDuration(n), err
+}
+
+// maxMs shows a timestamp bound or segment age; Kafka's "no bound" is
+// Long.MAX_VALUE.
 func maxMs(d time.Duration) string {
 	if d <= 0 {
 		return strconv.FormatInt(math.MaxInt64, 10)
