@@ -17,9 +17,8 @@ import (
 // partition. v12 is the last version that names topics.
 func init() { register(0, 0, 12, (*Server).handleProduce) }
 
-func (s *Server) handleProduce(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.ProduceRequest)
-	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+func (s *Server) handleProduce(ctx context.Context, c *call,
+	req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse) (kmsg.Response, error) {
 	if req.TimeoutMillis > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)

@@ -17,13 +17,14 @@ import (
 // fetch requests.
 func init() { register(1, 4, 12, (*Server).handleFetch) }
 
-func (s *Server) handleFetch(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.FetchRequest)
+// handleFetch answers with the response of its last read (fetchOnce builds
+// one per read); the response it is given only declines a fetch session.
+func (s *Server) handleFetch(ctx context.Context, c *call,
+	req *kmsg.FetchRequest, noSession *kmsg.FetchResponse) (kmsg.Response, error) {
 	if req.SessionID != 0 {
-		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
-		c.fail(resp.ErrorCode)
-		return resp, nil
+		noSession.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		c.fail(noSession.ErrorCode)
+		return noSession, nil
 	}
 	wait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	if wait > defaultMaxFetchWait {

@@ -18,9 +18,8 @@ const (
 	listMaxTimestamp = -3
 )
 
-func (s *Server) handleListOffsets(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.ListOffsetsRequest)
-	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+func (s *Server) handleListOffsets(_ context.Context, c *call,
+	req *kmsg.ListOffsetsRequest, resp *kmsg.ListOffsetsResponse) (kmsg.Response, error) {
 	for _, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic

@@ -16,9 +16,8 @@ import (
 // Metadata v0-v12 (v13 only adds a top-level error code).
 func init() { register(3, 0, 12, (*Server).handleMetadata) }
 
-func (s *Server) handleMetadata(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.MetadataRequest)
-	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+func (s *Server) handleMetadata(_ context.Context, c *call,
+	req *kmsg.MetadataRequest, resp *kmsg.MetadataResponse) (kmsg.Response, error) {
 	// A null list (or, before v1, an empty one) asks for every topic.
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	autoCreate := req.Version < 4 || req.AllowAutoTopicCreation

@@ -13,9 +13,8 @@ import (
 // also holds the transaction state (txn.go).
 func init() { register(10, 0, 4, (*Server).handleFindCoordinator) }
 
-func (s *Server) handleFindCoordinator(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.FindCoordinatorRequest)
-	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+func (s *Server) handleFindCoordinator(_ context.Context, c *call,
+	req *kmsg.FindCoordinatorRequest, resp *kmsg.FindCoordinatorResponse) (kmsg.Response, error) {
 	var code int16
 	var msg *string
 	switch {

@@ -24,9 +24,8 @@ type saslState struct {
 // handleSaslHandshake picks the mechanism. v0 switches the connection to
 // raw tokens; v1 expects SaslAuthenticate requests (librdkafka, Java and
 // franz-go use v1).
-func (s *Server) handleSaslHandshake(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.SASLHandshakeRequest)
-	resp := req.ResponseKind().(*kmsg.SASLHandshakeResponse)
+func (s *Server) handleSaslHandshake(_ context.Context, c *call,
+	req *kmsg.SASLHandshakeRequest, resp *kmsg.SASLHandshakeResponse) (kmsg.Response, error) {
 	resp.SupportedMechanisms = s.sec.mechanisms
 	cc := c.conn
 	if !cc.needSASL || cc.authed.Load() || cc.sasl.mechanism != "" {

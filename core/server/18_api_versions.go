@@ -10,9 +10,8 @@ import (
 // v0 fallback.
 func init() { register(18, 0, 3, (*Server).handleApiVersions) }
 
-func (s *Server) handleApiVersions(_ context.Context, _ *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.ApiVersionsRequest)
-	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
+func (s *Server) handleApiVersions(_ context.Context, _ *call,
+	req *kmsg.ApiVersionsRequest, resp *kmsg.ApiVersionsResponse) (kmsg.Response, error) {
 	resp.ApiKeys = s.versions
 	return resp, nil
 }

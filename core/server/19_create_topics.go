@@ -11,9 +11,8 @@ import (
 // above the live broker count is refused).
 func init() { register(19, 0, 7, (*Server).handleCreateTopics) }
 
-func (s *Server) handleCreateTopics(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.CreateTopicsRequest)
-	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+func (s *Server) handleCreateTopics(_ context.Context, c *call,
+	req *kmsg.CreateTopicsRequest, resp *kmsg.CreateTopicsResponse) (kmsg.Response, error) {
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic

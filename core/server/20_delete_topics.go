@@ -10,9 +10,8 @@ import (
 // DeleteTopics v0-v6 (v6 may name topics by id).
 func init() { register(20, 0, 6, (*Server).handleDeleteTopics) }
 
-func (s *Server) handleDeleteTopics(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DeleteTopicsRequest)
-	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+func (s *Server) handleDeleteTopics(_ context.Context, c *call,
+	req *kmsg.DeleteTopicsRequest, resp *kmsg.DeleteTopicsResponse) (kmsg.Response, error) {
 	type target struct {
 		name *string
 		id   [16]byte

@@ -12,9 +12,8 @@ import (
 // An offset past the high watermark is OFFSET_OUT_OF_RANGE.
 func init() { register(21, 0, 2, (*Server).handleDeleteRecords) }
 
-func (s *Server) handleDeleteRecords(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DeleteRecordsRequest)
-	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+func (s *Server) handleDeleteRecords(_ context.Context, c *call,
+	req *kmsg.DeleteRecordsRequest, resp *kmsg.DeleteRecordsResponse) (kmsg.Response, error) {
 	for _, rt := range req.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic

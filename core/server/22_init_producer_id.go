@@ -15,9 +15,8 @@ import (
 // coordinator, which fences older instances.
 func init() { register(22, 0, 4, (*Server).handleInitProducerID) }
 
-func (s *Server) handleInitProducerID(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.InitProducerIDRequest)
-	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+func (s *Server) handleInitProducerID(ctx context.Context, c *call,
+	req *kmsg.InitProducerIDRequest, resp *kmsg.InitProducerIDResponse) (kmsg.Response, error) {
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil { // --- transactions (txn.go) ---
 		resp.ErrorCode = s.txnOwner(*req.TransactionalID)

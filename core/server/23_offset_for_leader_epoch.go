@@ -11,9 +11,8 @@ import (
 // leader change.
 func init() { register(23, 0, 4, (*Server).handleOffsetForLeaderEpoch) }
 
-func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.OffsetForLeaderEpochRequest)
-	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+func (s *Server) handleOffsetForLeaderEpoch(_ context.Context, c *call,
+	req *kmsg.OffsetForLeaderEpochRequest, resp *kmsg.OffsetForLeaderEpochResponse) (kmsg.Response, error) {
 	for _, rt := range req.Topics {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic

@@ -14,9 +14,8 @@ import (
 // batched form of KIP-890, not served.
 func init() { register(24, 0, 3, (*Server).handleAddPartitionsToTxn) }
 
-func (s *Server) handleAddPartitionsToTxn(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.AddPartitionsToTxnRequest)
-	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+func (s *Server) handleAddPartitionsToTxn(ctx context.Context, c *call,
+	req *kmsg.AddPartitionsToTxnRequest, resp *kmsg.AddPartitionsToTxnResponse) (kmsg.Response, error) {
 	code := s.txnOwner(req.TransactionalID)
 	var parts []txns.TopicPartition
 	if code == 0 {

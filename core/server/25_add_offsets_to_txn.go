@@ -10,9 +10,8 @@ import (
 // so offsets committed with TxnOffsetCommit become visible with it.
 func init() { register(25, 0, 3, (*Server).handleAddOffsetsToTxn) }
 
-func (s *Server) handleAddOffsetsToTxn(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.AddOffsetsToTxnRequest)
-	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+func (s *Server) handleAddOffsetsToTxn(ctx context.Context, c *call,
+	req *kmsg.AddOffsetsToTxnRequest, resp *kmsg.AddOffsetsToTxnResponse) (kmsg.Response, error) {
 	resp.ErrorCode = s.txnOwner(req.TransactionalID)
 	if resp.ErrorCode == 0 {
 		resp.ErrorCode = txnErrorCode(s.txns.Add(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, nil, []string{req.Group}), req.Version, 2)

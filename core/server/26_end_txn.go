@@ -11,9 +11,8 @@ import (
 // transaction) is not served.
 func init() { register(26, 0, 4, (*Server).handleEndTxn) }
 
-func (s *Server) handleEndTxn(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.EndTxnRequest)
-	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+func (s *Server) handleEndTxn(ctx context.Context, c *call,
+	req *kmsg.EndTxnRequest, resp *kmsg.EndTxnResponse) (kmsg.Response, error) {
 	resp.ErrorCode = s.txnOwner(req.TransactionalID)
 	if resp.ErrorCode == 0 {
 		resp.ErrorCode = txnErrorCode(s.txns.EndTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit), req.Version, 2)

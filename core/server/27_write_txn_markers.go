@@ -15,9 +15,8 @@ import (
 // groups this broker coordinates there (txn_cluster.go).
 func init() { register(27, 0, 1, (*Server).handleWriteTxnMarkers) }
 
-func (s *Server) handleWriteTxnMarkers(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.WriteTxnMarkersRequest)
-	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
+func (s *Server) handleWriteTxnMarkers(ctx context.Context, c *call,
+	req *kmsg.WriteTxnMarkersRequest, resp *kmsg.WriteTxnMarkersResponse) (kmsg.Response, error) {
 	for _, m := range req.Markers {
 		rm := kmsg.NewWriteTxnMarkersResponseMarker()
 		rm.ProducerID = m.ProducerID

@@ -20,9 +20,8 @@ type txnCommitChecker interface {
 	CheckTxnCommit(group string, generation int32, memberID string, instanceID *string) int16
 }
 
-func (s *Server) handleTxnOffsetCommit(ctx context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.TxnOffsetCommitRequest)
-	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+func (s *Server) handleTxnOffsetCommit(ctx context.Context, c *call,
+	req *kmsg.TxnOffsetCommitRequest, resp *kmsg.TxnOffsetCommitResponse) (kmsg.Response, error) {
 	var code int16
 	switch {
 	case req.Group == "":

@@ -11,9 +11,8 @@ import (
 // DescribeConfigs v0-v4 for topics and this broker.
 func init() { register(32, 0, 4, (*Server).handleDescribeConfigs) }
 
-func (s *Server) handleDescribeConfigs(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DescribeConfigsRequest)
-	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+func (s *Server) handleDescribeConfigs(_ context.Context, c *call,
+	req *kmsg.DescribeConfigsRequest, resp *kmsg.DescribeConfigsResponse) (kmsg.Response, error) {
 	brokerDefaults := s.cfg.Log.WithDefaults()
 	for _, rr := range req.Resources {
 		sr := kmsg.NewDescribeConfigsResponseResource()

@@ -10,9 +10,8 @@ import (
 // (configs not named return to their defaults), as in Kafka.
 func init() { register(33, 0, 2, (*Server).handleAlterConfigs) }
 
-func (s *Server) handleAlterConfigs(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.AlterConfigsRequest)
-	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
+func (s *Server) handleAlterConfigs(_ context.Context, c *call,
+	req *kmsg.AlterConfigsRequest, resp *kmsg.AlterConfigsResponse) (kmsg.Response, error) {
 	seen := map[string]bool{}
 	for _, rr := range req.Resources {
 		sr := kmsg.NewAlterConfigsResponseResource()

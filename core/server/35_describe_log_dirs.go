@@ -13,9 +13,8 @@ import (
 // Total and usable bytes are not measured (-1).
 func init() { register(35, 0, 4, (*Server).handleDescribeLogDirs) }
 
-func (s *Server) handleDescribeLogDirs(_ context.Context, _ *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DescribeLogDirsRequest)
-	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+func (s *Server) handleDescribeLogDirs(_ context.Context, _ *call,
+	req *kmsg.DescribeLogDirsRequest, resp *kmsg.DescribeLogDirsResponse) (kmsg.Response, error) {
 	dir := kmsg.NewDescribeLogDirsResponseDir()
 	dir.Dir = filepath.Join(s.cfg.DataDir, "logs")
 	dir.TotalBytes, dir.UsableBytes = -1, -1

@@ -15,9 +15,8 @@ func init() { register(36, 0, 2, (*Server).handleSaslAuthenticate) }
 
 // handleSaslAuthenticate runs one step of the exchange the handshake chose.
 // A failure answers SASL_AUTHENTICATION_FAILED and closes the connection.
-func (s *Server) handleSaslAuthenticate(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.SASLAuthenticateRequest)
-	resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+func (s *Server) handleSaslAuthenticate(_ context.Context, c *call,
+	req *kmsg.SASLAuthenticateRequest, resp *kmsg.SASLAuthenticateResponse) (kmsg.Response, error) {
 	cc := c.conn
 	if !cc.needSASL || cc.authed.Load() || cc.sasl.mechanism == "" || cc.sasl.v0 {
 		resp.ErrorCode = kerr.IllegalSaslState.Code

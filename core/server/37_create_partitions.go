@@ -11,9 +11,8 @@ import (
 // CreatePartitions v0-v3: grow a topic to Count partitions.
 func init() { register(37, 0, 3, (*Server).handleCreatePartitions) }
 
-func (s *Server) handleCreatePartitions(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.CreatePartitionsRequest)
-	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+func (s *Server) handleCreatePartitions(_ context.Context, c *call,
+	req *kmsg.CreatePartitionsRequest, resp *kmsg.CreatePartitionsResponse) (kmsg.Response, error) {
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic

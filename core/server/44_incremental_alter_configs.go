@@ -14,9 +14,8 @@ import (
 // once, or not at all.
 func init() { register(44, 0, 1, (*Server).handleIncrementalAlterConfigs) }
 
-func (s *Server) handleIncrementalAlterConfigs(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
-	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+func (s *Server) handleIncrementalAlterConfigs(_ context.Context, c *call,
+	req *kmsg.IncrementalAlterConfigsRequest, resp *kmsg.IncrementalAlterConfigsResponse) (kmsg.Response, error) {
 	seen := map[string]bool{}
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()

@@ -12,9 +12,8 @@ import (
 // KIP-919) is not served: clients talk to brokers only.
 func init() { register(60, 0, 1, (*Server).handleDescribeCluster) }
 
-func (s *Server) handleDescribeCluster(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DescribeClusterRequest)
-	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+func (s *Server) handleDescribeCluster(_ context.Context, c *call,
+	req *kmsg.DescribeClusterRequest, resp *kmsg.DescribeClusterResponse) (kmsg.Response, error) {
 	resp.ClusterID = s.cfg.ClusterID
 	resp.EndpointType = req.EndpointType
 	resp.ClusterAuthorizedOperations = -2147483648 // not asked for, or not computed

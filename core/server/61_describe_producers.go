@@ -13,9 +13,8 @@ import (
 // retrying the refused batch for ever.
 func init() { register(61, 0, 0, (*Server).handleDescribeProducers) }
 
-func (s *Server) handleDescribeProducers(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DescribeProducersRequest)
-	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
+func (s *Server) handleDescribeProducers(_ context.Context, c *call,
+	req *kmsg.DescribeProducersRequest, resp *kmsg.DescribeProducersResponse) (kmsg.Response, error) {
 	for _, rt := range req.Topics {
 		st := kmsg.NewDescribeProducersResponseTopic()
 		st.Topic = rt.Topic

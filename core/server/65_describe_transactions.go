@@ -13,9 +13,8 @@ import (
 // coordinates (kafka-transactions.sh describe, kadm).
 func init() { register(65, 0, 0, (*Server).handleDescribeTransactions) }
 
-func (s *Server) handleDescribeTransactions(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DescribeTransactionsRequest)
-	resp := req.ResponseKind().(*kmsg.DescribeTransactionsResponse)
+func (s *Server) handleDescribeTransactions(_ context.Context, c *call,
+	req *kmsg.DescribeTransactionsRequest, resp *kmsg.DescribeTransactionsResponse) (kmsg.Response, error) {
 	for _, id := range req.TransactionalIDs {
 		st := kmsg.NewDescribeTransactionsResponseTransactionState()
 		st.TransactionalID, st.ProducerID, st.ProducerEpoch, st.StartTimestamp = id, -1, -1, -1

@@ -13,9 +13,8 @@ import (
 // state, producer id and (v1) minimum running time.
 func init() { register(66, 0, 1, (*Server).handleListTransactions) }
 
-func (s *Server) handleListTransactions(_ context.Context, _ *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.ListTransactionsRequest)
-	resp := req.ResponseKind().(*kmsg.ListTransactionsResponse)
+func (s *Server) handleListTransactions(_ context.Context, _ *call,
+	req *kmsg.ListTransactionsRequest, resp *kmsg.ListTransactionsResponse) (kmsg.Response, error) {
 	var states []txns.State
 	for _, name := range req.StateFilters {
 		st, ok := txns.ParseState(name)

@@ -30,9 +30,8 @@ func (s *Server) aclGate(c *call, op auth.Operation) int16 {
 	return 0
 }
 
-func (s *Server) handleDescribeAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DescribeACLsRequest)
-	resp := req.ResponseKind().(*kmsg.DescribeACLsResponse)
+func (s *Server) handleDescribeAcls(_ context.Context, c *call,
+	req *kmsg.DescribeACLsRequest, resp *kmsg.DescribeACLsResponse) (kmsg.Response, error) {
 	if code := s.aclGate(c, opDescribe); code != 0 {
 		resp.ErrorCode = code
 		c.fail(code)
@@ -63,9 +62,8 @@ func (s *Server) handleDescribeAcls(_ context.Context, c *call, kreq kmsg.Reques
 	return resp, nil
 }
 
-func (s *Server) handleCreateAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.CreateACLsRequest)
-	resp := req.ResponseKind().(*kmsg.CreateACLsResponse)
+func (s *Server) handleCreateAcls(_ context.Context, c *call,
+	req *kmsg.CreateACLsRequest, resp *kmsg.CreateACLsResponse) (kmsg.Response, error) {
 	var added []auth.ACL
 	s.changeACLs(c, "added", func(gate int16) bool {
 		for _, cr := range req.Creations {
@@ -94,9 +92,8 @@ func (s *Server) handleCreateAcls(_ context.Context, c *call, kreq kmsg.Request)
 	return resp, nil
 }
 
-func (s *Server) handleDeleteAcls(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DeleteACLsRequest)
-	resp := req.ResponseKind().(*kmsg.DeleteACLsResponse)
+func (s *Server) handleDeleteAcls(_ context.Context, c *call,
+	req *kmsg.DeleteACLsRequest, resp *kmsg.DeleteACLsResponse) (kmsg.Response, error) {
 	s.changeACLs(c, "deleted", func(gate int16) bool {
 		changed := false
 		for _, df := range req.Filters {

@@ -26,13 +26,18 @@ type handler struct {
 // handlers is filled by the init functions of the per-API files.
 var handlers = map[int16]handler{}
 
-// register declares that key is served for versions [min, max]. The maximum
-// is clamped to what kmsg can encode.
-func register(key, min, max int16, fn handlerFunc) {
+// register declares that key is served for versions [min, max] by fn,
+// which gets the request as its own type and a fresh response to fill in
+// (returning it, or nil for none). The maximum is clamped to what kmsg can
+// encode.
+func register[Req kmsg.Request, Resp kmsg.Response](key, min, max int16,
+	fn func(s *Server, ctx context.Context, c *call, req Req, resp Resp) (kmsg.Response, error)) {
 	if r := kmsg.RequestForKey(key); r != nil && r.MaxVersion() < max {
 		max = r.MaxVersion()
 	}
-	handlers[key] = handler{min: min, max: max, fn: fn}
+	handlers[key] = handler{min: min, max: max, fn: func(s *Server, ctx context.Context, c *call, req kmsg.Request) (kmsg.Response, error) {
+		return fn(s, ctx, c, req.(Req), req.ResponseKind().(Resp))
+	}}
 }
 
 // call is one request in flight: its connection and the outcome reported to

@@ -18,9 +18,8 @@ func init() {
 	register(51, 0, 0, (*Server).handleAlterUserScram)
 }
 
-func (s *Server) handleDescribeUserScram(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
-	req := kreq.(*kmsg.DescribeUserSCRAMCredentialsRequest)
-	resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
+func (s *Server) handleDescribeUserScram(_ context.Context, c *call,
+	req *kmsg.DescribeUserSCRAMCredentialsRequest, resp *kmsg.DescribeUserSCRAMCredentialsResponse) (kmsg.Response, error) {
 	if s.authzActive() && !s.allowed(c, opDescribe, rtCluster, clusterName) {
 		resp.ErrorCode = codeClusterDenied
 		c.fail(resp.ErrorCode)
@@ -55,13 +54,12 @@ func (s *Server) handleDescribeUserScram(_ context.Context, c *call, kreq kmsg.R
 	return resp, nil
 }
 
-func (s *Server) handleAlterUserScram(_ context.Context, c *call, kreq kmsg.Request) (kmsg.Response, error) {
+func (s *Server) handleAlterUserScram(_ context.Context, c *call,
+	req *kmsg.AlterUserSCRAMCredentialsRequest, resp *kmsg.AlterUserSCRAMCredentialsResponse) (kmsg.Response, error) {
 	// A change and its save are one step, so a replicated update applied
 	// meanwhile (syncSecurity) can neither undo nor overtake it.
 	s.secMu.Lock()
 	defer s.secMu.Unlock()
-	req := kreq.(*kmsg.AlterUserSCRAMCredentialsRequest)
-	resp := req.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
 	denied := s.authzActive() && !s.allowed(c, opAlter, rtCluster, clusterName)
 	result := func(user string, code int16, msg string) {
 		r := kmsg.NewAlterUserSCRAMCredentialsResponseResult()
