@@ -19,12 +19,11 @@ func (s *Server) handleInitProducerID(ctx context.Context, c *call,
 	req *kmsg.InitProducerIDRequest, resp *kmsg.InitProducerIDResponse) (kmsg.Response, error) {
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil { // --- transactions (txn.go) ---
-		resp.ErrorCode = s.txnOwner(*req.TransactionalID)
-		if resp.ErrorCode == 0 {
+		resp.ErrorCode = s.coordinateTxn(c, *req.TransactionalID, req.Version, 4, func() int16 {
 			r := s.txns.InitProducerID(ctx, *req.TransactionalID, req.TransactionTimeoutMillis, req.ProducerID, req.ProducerEpoch)
-			resp.ProducerID, resp.ProducerEpoch, resp.ErrorCode = r.ProducerID, r.Epoch, txnErrorCode(r.Code, req.Version, 4)
-		}
-		c.fail(resp.ErrorCode)
+			resp.ProducerID, resp.ProducerEpoch = r.ProducerID, r.Epoch
+			return r.Code
+		})
 		return resp, nil
 	}
 	id, err := s.newProducerID()

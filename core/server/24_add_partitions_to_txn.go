@@ -16,22 +16,22 @@ func init() { register(24, 0, 3, (*Server).handleAddPartitionsToTxn) }
 
 func (s *Server) handleAddPartitionsToTxn(ctx context.Context, c *call,
 	req *kmsg.AddPartitionsToTxnRequest, resp *kmsg.AddPartitionsToTxnResponse) (kmsg.Response, error) {
-	code := s.txnOwner(req.TransactionalID)
-	var parts []txns.TopicPartition
-	if code == 0 {
+	code := s.coordinateTxn(c, req.TransactionalID, req.Version, 2, func() int16 {
+		var parts []txns.TopicPartition
+		var partCode int16
 		for _, t := range req.Topics {
 			for _, p := range t.Partitions {
 				if _, err := s.partition(t.Topic, p); err != nil && errorCode(err) != kerr.NotLeaderForPartition.Code {
-					code = errorCode(err)
+					partCode = errorCode(err)
 				}
 				parts = append(parts, txns.TopicPartition{Topic: t.Topic, Partition: p})
 			}
 		}
-	}
-	if code == 0 {
-		code = txnErrorCode(s.txns.Add(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts, nil), req.Version, 2)
-	}
-	c.fail(code)
+		if partCode != 0 {
+			return partCode
+		}
+		return s.txns.Add(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts, nil)
+	})
 	fillAddPartitions(req, resp, code)
 	return resp, nil
 }

@@ -12,10 +12,8 @@ func init() { register(25, 0, 3, (*Server).handleAddOffsetsToTxn) }
 
 func (s *Server) handleAddOffsetsToTxn(ctx context.Context, c *call,
 	req *kmsg.AddOffsetsToTxnRequest, resp *kmsg.AddOffsetsToTxnResponse) (kmsg.Response, error) {
-	resp.ErrorCode = s.txnOwner(req.TransactionalID)
-	if resp.ErrorCode == 0 {
-		resp.ErrorCode = txnErrorCode(s.txns.Add(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, nil, []string{req.Group}), req.Version, 2)
-	}
-	c.fail(resp.ErrorCode)
+	resp.ErrorCode = s.coordinateTxn(c, req.TransactionalID, req.Version, 2, func() int16 {
+		return s.txns.Add(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, nil, []string{req.Group})
+	})
 	return resp, nil
 }

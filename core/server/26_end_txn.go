@@ -13,10 +13,8 @@ func init() { register(26, 0, 4, (*Server).handleEndTxn) }
 
 func (s *Server) handleEndTxn(ctx context.Context, c *call,
 	req *kmsg.EndTxnRequest, resp *kmsg.EndTxnResponse) (kmsg.Response, error) {
-	resp.ErrorCode = s.txnOwner(req.TransactionalID)
-	if resp.ErrorCode == 0 {
-		resp.ErrorCode = txnErrorCode(s.txns.EndTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit), req.Version, 2)
-	}
-	c.fail(resp.ErrorCode)
+	resp.ErrorCode = s.coordinateTxn(c, req.TransactionalID, req.Version, 2, func() int16 {
+		return s.txns.EndTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit)
+	})
 	return resp, nil
 }

@@ -417,6 +417,18 @@ func txnErrorCode(code int16, version, fencedSince int16) int16 {
 	return code
 }
 
+// coordinateTxn runs op, a producer's request on its transactional id, when
+// this broker coordinates the id, and returns the error code to answer
+// (counted on c), mapped by txnErrorCode for a client at version.
+func (s *Server) coordinateTxn(c *call, id string, version, fencedSince int16, op func() int16) int16 {
+	code := s.txnOwner(id)
+	if code == 0 {
+		code = txnErrorCode(op(), version, fencedSince)
+	}
+	c.fail(code)
+	return code
+}
+
 // txnOwner returns NOT_COORDINATOR when another broker coordinates
 // transactional id (in a cluster: the leader of the id's offsets partition).
 func (s *Server) txnOwner(id string) int16 {
