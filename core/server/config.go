@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"time"
@@ -93,19 +94,11 @@ type ReplicationConfig struct {
 }
 
 func (r ReplicationConfig) withDefaults() ReplicationConfig {
-	if r.LagTimeMax <= 0 {
-		r.LagTimeMax = 10 * time.Second
-	}
-	if r.MinInsyncReplicas <= 0 {
-		r.MinInsyncReplicas = 1
-	}
-	if r.FetchMaxWait <= 0 {
-		r.FetchMaxWait = 500 * time.Millisecond
-	}
-	if r.AckTimeout <= 0 {
-		r.AckTimeout = 30 * time.Second
-	}
-	if r.ShutdownHandover == 0 {
+	r.LagTimeMax = positiveOr(r.LagTimeMax, 10*time.Second)
+	r.MinInsyncReplicas = positiveOr(r.MinInsyncReplicas, 1)
+	r.FetchMaxWait = positiveOr(r.FetchMaxWait, 500*time.Millisecond)
+	r.AckTimeout = positiveOr(r.AckTimeout, 30*time.Second)
+	if r.ShutdownHandover == 0 { // negative means no handover
 		r.ShutdownHandover = 5 * time.Second
 	}
 	return r
@@ -146,32 +139,26 @@ func DefaultConfig() Config {
 // empty is meaningful for them).
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	if c.DataDir == "" {
-		c.DataDir = d.DataDir
-	}
-	if c.KafkaAddr == "" {
-		c.KafkaAddr = d.KafkaAddr
-	}
-	if c.ClusterID == "" {
-		c.ClusterID = d.ClusterID
-	}
-	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = d.MaxFrameBytes
-	}
+	c.DataDir = cmp.Or(c.DataDir, d.DataDir)
+	c.KafkaAddr = cmp.Or(c.KafkaAddr, d.KafkaAddr)
+	c.ClusterID = cmp.Or(c.ClusterID, d.ClusterID)
+	c.MaxFrameBytes = positiveOr(c.MaxFrameBytes, d.MaxFrameBytes)
 	if c.AutoCreateTopics == nil {
 		c.AutoCreateTopics = d.AutoCreateTopics
 	}
-	if c.DefaultPartitions <= 0 {
-		c.DefaultPartitions = d.DefaultPartitions
-	}
-	if c.MaxPartitions <= 0 {
-		c.MaxPartitions = d.MaxPartitions
-	}
-	if c.MaintainInterval <= 0 {
-		c.MaintainInterval = d.MaintainInterval
-	}
+	c.DefaultPartitions = positiveOr(c.DefaultPartitions, d.DefaultPartitions)
+	c.MaxPartitions = positiveOr(c.MaxPartitions, d.MaxPartitions)
+	c.MaintainInterval = positiveOr(c.MaintainInterval, d.MaintainInterval)
 	c.Replication = c.Replication.withDefaults()
 	return c
+}
+
+// positiveOr is v, or def when v is unset (zero or negative).
+func positiveOr[T int | int32 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // Validate reports a configuration that cannot work.
