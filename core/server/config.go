@@ -192,8 +192,6 @@ func (c Config) Validate() error {
 
 func (c Config) autoCreate() bool { return c.AutoCreateTopics != nil && *c.AutoCreateTopics }
 
-// GroupsConfig is the consumer-group part of the configuration; zero fields
-// take the coordinator's defaults (Kafka's broker defaults).
 // TransactionsConfig tunes the transaction coordinator (KIP-98).
 type TransactionsConfig struct {
 	// MaxTimeout bounds the transaction timeout a producer may ask for
@@ -205,6 +203,8 @@ type TransactionsConfig struct {
 	IDExpiration time.Duration `yaml:"id_expiration"`
 }
 
+// GroupsConfig is the consumer-group part of the configuration; zero fields
+// take the coordinator's defaults (Kafka's broker defaults).
 type GroupsConfig struct {
 	// MinSessionTimeout and MaxSessionTimeout bound what a member may ask for.
 	MinSessionTimeout time.Duration `yaml:"min_session_timeout"`
