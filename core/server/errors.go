@@ -14,53 +14,46 @@ import (
 // errorCode maps a storage or handler error to the Kafka error code clients
 // understand; nil is 0.
 func errorCode(err error) int16 {
-	switch {
-	case err == nil:
+	if err == nil {
 		return 0
-	case errors.Is(err, storage.ErrUnknownTopic), errors.Is(err, storage.ErrUnknownPartition), errors.Is(err, cluster.ErrUnknownTopic):
-		return kerr.UnknownTopicOrPartition.Code
-	case errors.Is(err, storage.ErrInvalidTopic), errors.Is(err, cluster.ErrInvalidTopic):
-		return kerr.InvalidTopicException.Code
-	case errors.Is(err, storage.ErrTopicExists), errors.Is(err, cluster.ErrTopicExists):
-		return kerr.TopicAlreadyExists.Code
-	case errors.Is(err, cluster.ErrInvalidReplicationFactor):
-		return kerr.InvalidReplicationFactor.Code
-	case errors.Is(err, cluster.ErrInvalidPartitions):
-		return kerr.InvalidPartitions.Code
-	case errors.Is(err, cluster.ErrNoLeader):
-		return kerr.RequestTimedOut.Code
-	case errors.Is(err, cluster.ErrClosed):
-		return kerr.NotController.Code
-	case errors.Is(err, storage.ErrCorrupt), errors.Is(err, recordbatch.ErrCorrupt), errors.Is(err, recordbatch.ErrShort):
-		// A damaged stored batch is refused, never served (the range is
-		// in the log's Damage and /healthz until a replica replaces it).
-
-		return kerr.CorruptMessage.Code
-	case errors.Is(err, storage.ErrBatchTooLarge):
-		return kerr.MessageTooLarge.Code
-	case errors.Is(err, storage.ErrInvalidTimestamp):
-		return kerr.InvalidTimestamp.Code
-	case errors.Is(err, storage.ErrOutOfOrderSequence):
-		return kerr.OutOfOrderSequenceNumber.Code
-	case errors.Is(err, storage.ErrInvalidProducerEpoch):
-		return kerr.InvalidProducerEpoch.Code
-	case errors.Is(err, storage.ErrOffsetOutOfRange):
-		return kerr.OffsetOutOfRange.Code
-	case errors.Is(err, storage.ErrReadOnly), errors.Is(err, storage.ErrDiskFull):
-		return kerr.KafkaStorageError.Code
-	case errors.Is(err, storage.ErrClosed), errors.Is(err, errNotLeader), errors.Is(err, storage.ErrNotHosted):
-		// The log is closing (shutdown or topic deletion) or is another
-		// broker's: clients retry elsewhere or later, as after a leader move.
-		return kerr.NotLeaderForPartition.Code
-	case errors.Is(err, errNotEnoughReplicas):
-		return kerr.NotEnoughReplicas.Code
-	case errors.Is(err, errNotEnoughAfterAppend):
-		return kerr.NotEnoughReplicasAfterAppend.Code
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return kerr.RequestTimedOut.Code
-	default:
-		return kerr.UnknownServerError.Code
 	}
+	for _, ec := range errorCodes {
+		for _, target := range ec.errs {
+			if errors.Is(err, target) {
+				return ec.code
+			}
+		}
+	}
+	return kerr.UnknownServerError.Code
+}
+
+// errorCodes are errorCode's answers, the first match winning.
+var errorCodes = []struct {
+	errs []error
+	code int16
+}{
+	{[]error{storage.ErrUnknownTopic, storage.ErrUnknownPartition, cluster.ErrUnknownTopic}, kerr.UnknownTopicOrPartition.Code},
+	{[]error{storage.ErrInvalidTopic, cluster.ErrInvalidTopic}, kerr.InvalidTopicException.Code},
+	{[]error{storage.ErrTopicExists, cluster.ErrTopicExists}, kerr.TopicAlreadyExists.Code},
+	{[]error{cluster.ErrInvalidReplicationFactor}, kerr.InvalidReplicationFactor.Code},
+	{[]error{cluster.ErrInvalidPartitions}, kerr.InvalidPartitions.Code},
+	{[]error{cluster.ErrNoLeader}, kerr.RequestTimedOut.Code},
+	{[]error{cluster.ErrClosed}, kerr.NotController.Code},
+	// A damaged stored batch is refused, never served (the range is in the
+	// log's Damage and /healthz until a replica replaces it).
+	{[]error{storage.ErrCorrupt, recordbatch.ErrCorrupt, recordbatch.ErrShort}, kerr.CorruptMessage.Code},
+	{[]error{storage.ErrBatchTooLarge}, kerr.MessageTooLarge.Code},
+	{[]error{storage.ErrInvalidTimestamp}, kerr.InvalidTimestamp.Code},
+	{[]error{storage.ErrOutOfOrderSequence}, kerr.OutOfOrderSequenceNumber.Code},
+	{[]error{storage.ErrInvalidProducerEpoch}, kerr.InvalidProducerEpoch.Code},
+	{[]error{storage.ErrOffsetOutOfRange}, kerr.OffsetOutOfRange.Code},
+	{[]error{storage.ErrReadOnly, storage.ErrDiskFull}, kerr.KafkaStorageError.Code},
+	// The log is closing (shutdown or topic deletion) or is another
+	// broker's: clients retry elsewhere or later, as after a leader move.
+	{[]error{storage.ErrClosed, errNotLeader, storage.ErrNotHosted}, kerr.NotLeaderForPartition.Code},
+	{[]error{errNotEnoughReplicas}, kerr.NotEnoughReplicas.Code},
+	{[]error{errNotEnoughAfterAppend}, kerr.NotEnoughReplicasAfterAppend.Code},
+	{[]error{context.Canceled, context.DeadlineExceeded}, kerr.RequestTimedOut.Code},
 }
 
 // errName names an error code for metrics labels.
