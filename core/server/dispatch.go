@@ -29,11 +29,22 @@ var handlers = map[int16]handler{}
 // register declares that key is served for versions [min, max] by fn,
 // which gets the request as its own type and a fresh response to fill in
 // (returning it, or nil for none). The maximum is clamped to what kmsg can
-// encode.
+// encode. A handler written for another key's request panics here, at
+// init, rather than at its first request.
 func register[Req kmsg.Request, Resp kmsg.Response](key, min, max int16,
 	fn func(s *Server, ctx context.Context, c *call, req Req, resp Resp) (kmsg.Response, error)) {
-	if r := kmsg.RequestForKey(key); r != nil && r.MaxVersion() < max {
-		max = r.MaxVersion()
+	if r := kmsg.RequestForKey(key); r != nil {
+		var want Req
+		var fills Resp
+		if _, ok := r.(Req); !ok {
+			panic(fmt.Sprintf("register: key %d decodes to %T, the handler takes %T", key, r, want))
+		}
+		if _, ok := r.ResponseKind().(Resp); !ok {
+			panic(fmt.Sprintf("register: key %d answers %T, the handler fills %T", key, r.ResponseKind(), fills))
+		}
+		if r.MaxVersion() < max {
+			max = r.MaxVersion()
+		}
 	}
 	handlers[key] = handler{min: min, max: max, fn: func(s *Server, ctx context.Context, c *call, req kmsg.Request) (kmsg.Response, error) {
 		return fn(s, ctx, c, req.(Req), req.ResponseKind().(Resp))
