@@ -37,19 +37,20 @@ var DefaultLimits = Limits{
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
-	if l.MaxBytes <= 0 {
-		l.MaxBytes = d.MaxBytes
-	}
-	if l.MaxMetrics <= 0 {
-		l.MaxMetrics = d.MaxMetrics
-	}
-	if l.MaxDepth <= 0 {
-		l.MaxDepth = d.MaxDepth
-	}
-	if l.MaxElements <= 0 {
-		l.MaxElements = d.MaxElements
-	}
+	l.MaxBytes = orDefault(l.MaxBytes, d.MaxBytes)
+	l.MaxMetrics = orDefault(l.MaxMetrics, d.MaxMetrics)
+	l.MaxDepth = orDefault(l.MaxDepth, d.MaxDepth)
+	l.MaxElements = orDefault(l.MaxElements, d.MaxElements)
 	return l
+}
+
+// orDefault returns v, or d when v is zero or negative: how every limit in
+// this package says "unset".
+func orDefault(v, d int) int {
+	if v <= 0 {
+		return d
+	}
+	return v
 }
 
 // ErrLimit is wrapped by Decode's error when a payload exceeds its Limits,
@@ -105,64 +106,36 @@ const (
 	kindLeaf // MetaData and the extension messages: no sub-messages we know of
 )
 
+// subMessage is a field of a message kind that holds a sub-message: of which
+// kind, and whether entering it nests one level deeper.
+type subMessage struct {
+	field  protowire.Number
+	kind   kind
+	deeper bool
+}
+
+// subMessages is sparkplug_b.proto's tree as the pre-scan walks it: for each
+// kind, its fields that hold sub-messages.
+var subMessages = [...][]subMessage{
+	kindPayload:         {{2, kindMetric, false}},
+	kindMetric:          {{8, kindLeaf, false}, {19, kindLeaf, false}, {9, kindPropertySet, true}, {17, kindDataSet, true}, {18, kindTemplate, true}},
+	kindTemplate:        {{2, kindMetric, false}, {3, kindParameter, false}},
+	kindParameter:       {{9, kindLeaf, false}},
+	kindDataSet:         {{4, kindRow, false}},
+	kindRow:             {{1, kindDataSetValue, false}},
+	kindDataSetValue:    {{7, kindLeaf, false}},
+	kindPropertyValue:   {{9, kindPropertySet, true}, {10, kindPropertySetList, true}, {11, kindLeaf, false}},
+	kindPropertySet:     {{2, kindPropertyValue, false}},
+	kindPropertySetList: {{1, kindPropertySet, false}},
+	kindLeaf:            nil,
+}
+
 // child tells which fields of a message kind hold sub-messages, of which
 // kind, and whether entering one nests one level deeper.
 func child(k kind, field protowire.Number) (c kind, deeper, ok bool) {
-	switch k {
-	case kindPayload:
-		if field == 2 {
-			return kindMetric, false, true
-		}
-	case kindMetric:
-		switch field {
-		case 8, 19:
-			return kindLeaf, false, true
-		case 9:
-			return kindPropertySet, true, true
-		case 17:
-			return kindDataSet, true, true
-		case 18:
-			return kindTemplate, true, true
-		}
-	case kindTemplate:
-		switch field {
-		case 2:
-			return kindMetric, false, true
-		case 3:
-			return kindParameter, false, true
-		}
-	case kindParameter:
-		if field == 9 {
-			return kindLeaf, false, true
-		}
-	case kindDataSet:
-		if field == 4 {
-			return kindRow, false, true
-		}
-	case kindRow:
-		if field == 1 {
-			return kindDataSetValue, false, true
-		}
-	case kindDataSetValue:
-		if field == 7 {
-			return kindLeaf, false, true
-		}
-	case kindPropertyValue:
-		switch field {
-		case 9:
-			return kindPropertySet, true, true
-		case 10:
-			return kindPropertySetList, true, true
-		case 11:
-			return kindLeaf, false, true
-		}
-	case kindPropertySet:
-		if field == 2 {
-			return kindPropertyValue, false, true
-		}
-	case kindPropertySetList:
-		if field == 1 {
-			return kindPropertySet, false, true
+	for _, m := range subMessages[k] {
+		if m.field == field {
+			return m.kind, m.deeper, true
 		}
 	}
 	return 0, false, false

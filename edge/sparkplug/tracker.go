@@ -108,18 +108,10 @@ func NewTracker(maxNodes int) *Tracker {
 // fields take the DefaultTrackerLimits value.
 func NewTrackerLimits(lim TrackerLimits) *Tracker {
 	d := DefaultTrackerLimits
-	if lim.MaxNodes <= 0 {
-		lim.MaxNodes = d.MaxNodes
-	}
-	if lim.MaxAliasesPerNode <= 0 {
-		lim.MaxAliasesPerNode = d.MaxAliasesPerNode
-	}
-	if lim.MaxDevicesPerNode <= 0 {
-		lim.MaxDevicesPerNode = d.MaxDevicesPerNode
-	}
-	if lim.MaxBytes <= 0 {
-		lim.MaxBytes = d.MaxBytes
-	}
+	lim.MaxNodes = orDefault(lim.MaxNodes, d.MaxNodes)
+	lim.MaxAliasesPerNode = orDefault(lim.MaxAliasesPerNode, d.MaxAliasesPerNode)
+	lim.MaxDevicesPerNode = orDefault(lim.MaxDevicesPerNode, d.MaxDevicesPerNode)
+	lim.MaxBytes = orDefault(lim.MaxBytes, d.MaxBytes)
 	return &Tracker{lim: lim, nodes: make(map[nodeKey]*nodeState)}
 }
 
