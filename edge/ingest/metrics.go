@@ -41,46 +41,16 @@ func newMetrics(reg prometheus.Registerer, totalSize func() float64) *metrics {
 		Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 	}, []string{"qos"})
 	m := &metrics{
-		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_edge_connects_total",
-			Help: "MQTT CONNECTs by result (accepted, refused).",
-		}, []string{"result"}),
-		refusedConnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_edge_connects_refused_total",
-			Help: "Refused MQTT CONNECTs by reason.",
-		}, []string{"reason"}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_edge_publishes_refused_total",
-			Help: "PUBLISHes not stored and not acknowledged as success, by reason.",
-		}, []string{"reason"}),
-		appended: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_edge_records_appended_total",
-			Help: "Records appended to the local log, by stream (dead-letter streams included).",
-		}, []string{"stream"}),
-		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_edge_dead_letters_total",
-			Help: "Publishes kept in a dead-letter stream, by ingest rule and kind of failure.",
-		}, []string{"rule", "kind"}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_edge_budget_dropped_records_total",
-			Help: "Records deleted by the drop-oldest disk budget policy.",
-		}),
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_edge_duplicates_total",
-			Help: "QoS 1/2 re-sends already stored (same stream, device, seq and ts; or, without a seq, an MQTT DUP re-send with the same packet id and payload), acknowledged without storing.",
-		}),
-		retainedClears: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_edge_retained_clears_total",
-			Help: "Empty retained publishes (clearing a retained message), acknowledged and not stored.",
-		}),
-		timeReplaced: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_edge_device_time_replaced_total",
-			Help: "Device times outside the rule's max_age/max_future window, replaced or clamped (original in the device-time header), by rule.",
-		}, []string{"rule"}),
-		sparkplug: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tributary_edge_sparkplug_anomalies_total",
-			Help: "Sparkplug B messages stored with an anomaly header (seq gap, data before birth, unknown alias...), by anomaly.",
-		}, []string{"anomaly"}),
+		connects:        newCounterVec("tributary_edge_connects_total", "MQTT CONNECTs by result (accepted, refused).", "result"),
+		refusedConnects: newCounterVec("tributary_edge_connects_refused_total", "Refused MQTT CONNECTs by reason.", "reason"),
+		refused:         newCounterVec("tributary_edge_publishes_refused_total", "PUBLISHes not stored and not acknowledged as success, by reason.", "reason"),
+		appended:        newCounterVec("tributary_edge_records_appended_total", "Records appended to the local log, by stream (dead-letter streams included).", "stream"),
+		deadLetters:     newCounterVec("tributary_edge_dead_letters_total", "Publishes kept in a dead-letter stream, by ingest rule and kind of failure.", "rule", "kind"),
+		dropped:         newCounter("tributary_edge_budget_dropped_records_total", "Records deleted by the drop-oldest disk budget policy."),
+		duplicates:      newCounter("tributary_edge_duplicates_total", "QoS 1/2 re-sends already stored (same stream, device, seq and ts; or, without a seq, an MQTT DUP re-send with the same packet id and payload), acknowledged without storing."),
+		retainedClears:  newCounter("tributary_edge_retained_clears_total", "Empty retained publishes (clearing a retained message), acknowledged and not stored."),
+		timeReplaced:    newCounterVec("tributary_edge_device_time_replaced_total", "Device times outside the rule's max_age/max_future window, replaced or clamped (original in the device-time header), by rule.", "rule"),
+		sparkplug:       newCounterVec("tributary_edge_sparkplug_anomalies_total", "Sparkplug B messages stored with an anomaly header (seq gap, data before birth, unknown alias...), by anomaly.", "anomaly"),
 	}
 	for q := range m.appendSeconds {
 		m.appendSeconds[q] = appendSeconds.WithLabelValues(strconv.Itoa(q))
@@ -91,4 +61,12 @@ func newMetrics(reg prometheus.Registerer, totalSize func() float64) *metrics {
 			Help: "Bytes held by all local partition logs (what the disk budget counts).",
 		}, totalSize))
 	return m
+}
+
+func newCounter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func newCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
