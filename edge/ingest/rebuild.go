@@ -103,32 +103,30 @@ func forTail(l storage.LogTail, tail int64, fn func(recordbatch.Record)) error {
 // storedReading decodes a stored record's payload as the hook did when it
 // appended it.
 func storedReading(r recordbatch.Record) (payload.Reading, bool) {
-	ct := ""
-	for _, hd := range r.Headers {
-		if hd.Key == HeaderContentType {
-			ct = string(hd.Value)
-		}
-	}
-	rd, err := payload.Decode(ct, r.Value)
+	ct, _ := header(r, HeaderContentType)
+	rd, err := payload.Decode(string(ct), r.Value)
 	if err != nil || !rd.HasTime || rd.Device != string(r.Key) {
 		return rd, false
 	}
 	return rd, true
 }
 
+// header returns the value of rec's header key (the last, if repeated).
+func header(rec recordbatch.Record, key string) ([]byte, bool) {
+	for i := len(rec.Headers) - 1; i >= 0; i-- {
+		if rec.Headers[i].Key == key {
+			return rec.Headers[i].Value, true
+		}
+	}
+	return nil, false
+}
+
 // storedRuleSeq reads the (seq, device time) of a stored record whose
 // rule takes both from the payload (seq and time.field), as the hook did
 // when it appended it.
 func (h *Hook) storedRuleSeq(rec recordbatch.Record) (seq uint64, ts int64, ok bool) {
-	var topic, ct []byte
-	for _, hd := range rec.Headers {
-		switch hd.Key {
-		case HeaderMQTTTopic:
-			topic = hd.Value
-		case HeaderContentType:
-			ct = hd.Value
-		}
-	}
+	topic, _ := header(rec, HeaderMQTTTopic)
+	ct, _ := header(rec, HeaderContentType)
 	var c rules.Captures
 	r := h.rules.Match(string(topic), &c)
 	if r == nil || !r.HasSeq || !r.HasTimeField {

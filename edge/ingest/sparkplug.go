@@ -153,17 +153,11 @@ func mayHoldSparkplug(rs []*rules.Rule, stream string) bool {
 }
 
 func (h *Hook) restoreRecord(rec recordbatch.Record) bool {
-	var typ, topic, body []byte
-	body = rec.Value
-	for _, hd := range rec.Headers {
-		switch hd.Key {
-		case HeaderSparkplugType:
-			typ = hd.Value
-		case HeaderMQTTTopic:
-			topic = hd.Value
-		case HeaderSparkplugPayload:
-			body = hd.Value
-		}
+	typ, _ := header(rec, HeaderSparkplugType)
+	topic, _ := header(rec, HeaderMQTTTopic)
+	body, ok := header(rec, HeaderSparkplugPayload)
+	if !ok {
+		body = rec.Value
 	}
 	switch string(typ) {
 	case sparkplug.NBIRTH, sparkplug.DBIRTH, sparkplug.NDEATH, sparkplug.DDEATH:
