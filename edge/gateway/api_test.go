@@ -14,10 +14,7 @@ func TestAPI(t *testing.T) {
 	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	base := "http://" + g.HTTPAddr() + "/api/v1"
-	c, err := pahoClient(t, g.MQTTAddr(), "api-test", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectPaho(t, g.MQTTAddr(), "api-test", "", "")
 	now := time.Now().UnixMilli()
 	for i := range 20 {
 		payload := jsonReading("d1", uint64(i), now+int64(i))

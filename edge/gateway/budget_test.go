@@ -50,10 +50,7 @@ func TestBudgetBlock(t *testing.T) {
 	t.Parallel()
 	const budget = 2000
 	g, _ := startGateway(t, budgetConfig(t, ingest.PolicyBlock, budget))
-	c5, _, err := dialRaw(t, g.MQTTAddr(), 5, "b5", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c5 := connectRaw(t, g.MQTTAddr(), 5, "b5")
 	const n = 40
 	accepted, refused := 0, 0
 	for i := 0; i < n; i++ {
@@ -78,10 +75,7 @@ func TestBudgetBlock(t *testing.T) {
 		t.Fatalf("accepted %d refused %d with %d-byte batches; want %d and %d", accepted, refused, size, want, n-want)
 	}
 	// QoS 0 and MQTT 3.1.1 QoS 1 are refused too.
-	c3, _, err := dialRaw(t, g.MQTTAddr(), 4, "b3", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c3 := connectRaw(t, g.MQTTAddr(), 4, "b3")
 	if _, err := c3.publish("sensors/d1/r", fixedReading(n), 0, "", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -103,10 +97,7 @@ func TestBudgetDropOldest(t *testing.T) {
 	t.Parallel()
 	const budget = 3000
 	g, _ := startGateway(t, budgetConfig(t, ingest.PolicyDropOldest, budget))
-	c5, _, err := dialRaw(t, g.MQTTAddr(), 5, "d5", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c5 := connectRaw(t, g.MQTTAddr(), 5, "d5")
 	const n = 100
 	for i := 0; i < n; i++ {
 		if code, err := c5.publish("sensors/d1/r", fixedReading(i), 1, "", 5*time.Second); err != nil || code != 0 {
@@ -143,10 +134,7 @@ func TestRetentionRuns(t *testing.T) {
 	cfg.Log.RetentionBytes = 2048
 	cfg.MaintainInterval = 20 * time.Millisecond
 	g, _ := startGateway(t, cfg)
-	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "ret", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "ret")
 	for i := 0; i < 60; i++ {
 		if code, err := c.publish("sensors/d1/r", fixedReading(i), 1, "", 5*time.Second); err != nil || code != 0 {
 			t.Fatalf("publish %d: %#x %v", i, code, err)

@@ -60,10 +60,7 @@ func publish5(t *testing.T, c *paho5.Client, p *paho5.Publish) *paho5.PublishRes
 func TestPubackWithUserPropertiesAfterSubscribe(t *testing.T) {
 	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
-	sub, err := pahoClient(t, g.MQTTAddr(), "sub", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := connectPaho(t, g.MQTTAddr(), "sub", "", "")
 	if tok := sub.Subscribe("#", 1, func(paho.Client, paho.Message) {}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
@@ -139,10 +136,7 @@ func TestWillStored(t *testing.T) {
 func TestQoS2BurstMQTT311(t *testing.T) {
 	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
-	c, err := pahoClient(t, g.MQTTAddr(), "burst", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectPaho(t, g.MQTTAddr(), "burst", "", "")
 	const n = 200
 	toks := make([]paho.Token, n)
 	for i := range toks {
@@ -179,10 +173,7 @@ func TestMaximumPacketSize(t *testing.T) {
 	if _, err := c.Publish(ctx, &paho5.Publish{Topic: "sensors/big/r", QoS: 1, Payload: make([]byte, 100<<10)}); err == nil {
 		t.Fatal("paho.golang sent a packet over the advertised maximum")
 	}
-	raw, code, err := dialRaw(t, g.MQTTAddr(), 5, "raw-big", "", "")
-	if err != nil || code != 0 {
-		t.Fatalf("connect: %d %v", code, err)
-	}
+	raw := connectRaw(t, g.MQTTAddr(), 5, "raw-big")
 	if _, err := raw.publish("sensors/big/r", bytes.Repeat([]byte{'x'}, 100<<10), 1, "", 5*time.Second); err == nil {
 		t.Fatal("100 KiB publish acknowledged")
 	}

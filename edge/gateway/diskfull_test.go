@@ -35,10 +35,7 @@ func TestRealDiskFull(t *testing.T) {
 	cfg.Log.SegmentBytes = 64 << 10
 	cfg.Ingest.Streams = map[string]ingest.StreamConfig{"sensors": {Partitions: 1}}
 	g, stop := startGateway(t, cfg)
-	c, _, err := dialRaw(t, g.MQTTAddr(), 5, "full", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 5, "full")
 	// Fill most of the file system with a file we can delete later.
 	filler := filepath.Join(mnt, "filler")
 	if err := os.WriteFile(filler, make([]byte, 700<<10), 0o644); err != nil {

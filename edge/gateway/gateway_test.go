@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -37,6 +36,17 @@ func pahoClient(t *testing.T, addr, id, user, pass string) (paho.Client, error) 
 	}
 	t.Cleanup(func() { c.Disconnect(50) })
 	return c, nil
+}
+
+// connectPaho is pahoClient for a connection the test needs: it fails the
+// test when the gateway does not accept it.
+func connectPaho(t *testing.T, addr, id, user, pass string) paho.Client {
+	t.Helper()
+	c, err := pahoClient(t, addr, id, user, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func jsonReading(dev string, seq uint64, ts int64) []byte {
@@ -88,10 +98,7 @@ func TestIngestFormatsAndQoS(t *testing.T) {
 		{"application/senml+cbor", func(d string, s uint64, ts int64) []byte { return senmlCBOR(t, d, s, ts) }},
 		{"application/senml+json", senmlJSON},
 	}
-	c, err := pahoClient(t, g.MQTTAddr(), "pub-1", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectPaho(t, g.MQTTAddr(), "pub-1", "", "")
 	i := 0
 	for _, f := range formats {
 		for qos := byte(0); qos <= 2; qos++ {
@@ -156,10 +163,7 @@ func TestMQTT5ContentTypeAndStreamConfig(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Ingest.Streams = map[string]ingest.StreamConfig{"lab": {Partitions: 2, ContentType: "application/senml+json"}}
 	g, _ := startGateway(t, cfg)
-	c5, code, err := dialRaw(t, g.MQTTAddr(), 5, "c5", "", "")
-	if err != nil || code != 0 {
-		t.Fatalf("connect v5: code %d err %v", code, err)
-	}
+	c5 := connectRaw(t, g.MQTTAddr(), 5, "c5")
 	// A JSON reading declared as SenML by the property is invalid SenML.
 	if code, err := c5.publish("sensors/d1/reading", jsonReading("d1", 1, 5), 1, "application/senml+json", 5*time.Second); err != nil || code != 0 {
 		t.Fatalf("publish: code %#x err %v", code, err)
@@ -259,10 +263,7 @@ func TestAuthAndACL(t *testing.T) {
 func TestDeadLetters(t *testing.T) {
 	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
-	c, code, err := dialRaw(t, g.MQTTAddr(), 4, "dl", "", "")
-	if err != nil || code != 0 {
-		t.Fatalf("connect: %#x %v", code, err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "dl")
 	cases := []struct {
 		topic   string
 		payload []byte
@@ -319,20 +320,14 @@ func TestOversizedRefused(t *testing.T) {
 		return p
 	}
 	exact := pad(1024 - len(pad(0)))
-	c5, _, err := dialRaw(t, g.MQTTAddr(), 5, "big5", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c5 := connectRaw(t, g.MQTTAddr(), 5, "big5")
 	if code, err := c5.publish("sensors/d1/r", append(exact, ' '), 1, "", 5*time.Second); err != nil || code != 0x83 {
 		t.Fatalf("v5 oversized: code %#x err %v, want 0x83", code, err)
 	}
 	if code, err := c5.publish("sensors/d1/r", exact, 1, "", 5*time.Second); err != nil || code != 0 {
 		t.Fatalf("v5 at the limit: code %#x err %v", code, err)
 	}
-	c3, _, err := dialRaw(t, g.MQTTAddr(), 4, "big3", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c3 := connectRaw(t, g.MQTTAddr(), 4, "big3")
 	if _, err := c3.publish("sensors/d1/r", append(exact, ' '), 1, "", 500*time.Millisecond); err != errNoAck {
 		t.Fatalf("v3 oversized: err %v, want no acknowledgement", err)
 	}
@@ -349,10 +344,7 @@ func TestOversizedRefused(t *testing.T) {
 func TestLocalSubscribers(t *testing.T) {
 	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
-	sub, err := pahoClient(t, g.MQTTAddr(), "sub", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := connectPaho(t, g.MQTTAddr(), "sub", "", "")
 	var mu sync.Mutex
 	var got [][]byte
 	tok := sub.Subscribe("sensors/#", 1, func(_ paho.Client, m paho.Message) {
@@ -363,10 +355,7 @@ func TestLocalSubscribers(t *testing.T) {
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
-	pub, err := pahoClient(t, g.MQTTAddr(), "pub", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := connectPaho(t, g.MQTTAddr(), "pub", "", "")
 	for i := 0; i < 5; i++ {
 		if tok := pub.Publish("sensors/d1/r", 1, false, jsonReading("d1", uint64(i), 1)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish: %v", tok.Error())
@@ -385,10 +374,7 @@ func TestShutdownFlushesAndRestart(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
 	g, stop := startGateway(t, cfg)
-	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "q0", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "q0")
 	const n = 200
 	for i := 0; i < n; i++ {
 		if _, err := c.publish("sensors/d1/r", jsonReading("d1", uint64(i), 1), 0, "", 0); err != nil {
@@ -406,10 +392,7 @@ func TestShutdownFlushesAndRestart(t *testing.T) {
 	if g2.EdgeID() != g.EdgeID() {
 		t.Fatalf("edge id changed across restart: %s → %s", g.EdgeID(), g2.EdgeID())
 	}
-	c2, _, err := dialRaw(t, g2.MQTTAddr(), 4, "q1", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := connectRaw(t, g2.MQTTAddr(), 4, "q1")
 	if code, err := c2.publish("sensors/d1/r", jsonReading("d1", n, 1), 1, "", 5*time.Second); err != nil || code != 0 {
 		t.Fatalf("publish after restart: %#x %v", code, err)
 	}
@@ -423,15 +406,8 @@ func TestShutdownFlushesAndRestart(t *testing.T) {
 func TestHTTPEndpoints(t *testing.T) {
 	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
-	resp, err := http.Get("http://" + g.HTTPAddr() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var status map[string]any
-	err = json.NewDecoder(resp.Body).Decode(&status)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 || status["edge_id"] != g.EdgeID() || status["status"] != StatusOK {
-		t.Fatalf("healthz: %d %v %v", resp.StatusCode, status, err)
+	if code, h := getHealth(t, g.HTTPAddr()); code != 200 || h.EdgeID != g.EdgeID() || h.Status != StatusOK {
+		t.Fatalf("healthz: %d %+v", code, h)
 	}
 	body := testkit.Metrics(t, g.HTTPAddr())
 	for _, m := range []string{"tributary_edge_log_bytes", "go_goroutines"} {
@@ -450,10 +426,7 @@ func TestHealthzReportsReadOnlyPartition(t *testing.T) {
 	cfg.Log.SegmentBytes = 1024
 	cfg.Ingest.Streams = map[string]ingest.StreamConfig{"sensors": {Partitions: 1}}
 	g, stop := startGateway(t, cfg)
-	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "hz", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "hz")
 	for i := 0; i < 30; i++ {
 		if code, err := c.publish("sensors/d1/r", jsonReading("d1", uint64(i), 1), 1, "", 5*time.Second); err != nil || code != 0 {
 			t.Fatalf("publish: %#x %v", code, err)
@@ -475,20 +448,10 @@ func TestHealthzReportsReadOnlyPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	g2, _ := startGateway(t, cfg)
-	resp, err := http.Get("http://" + g2.HTTPAddr() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
+	if code, h := getHealth(t, g2.HTTPAddr()); code != http.StatusServiceUnavailable || len(h.ReadOnly) == 0 || h.Status != StatusFailing {
+		t.Fatalf("healthz after corruption: %d %+v", code, h)
 	}
-	var status map[string]any
-	err = json.NewDecoder(resp.Body).Decode(&status)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || status["read_only"] == nil || status["status"] != StatusFailing {
-		t.Fatalf("healthz after corruption: %d %v %v", resp.StatusCode, status, err)
-	}
-	c2, _, err := dialRaw(t, g2.MQTTAddr(), 5, "hz2", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := connectRaw(t, g2.MQTTAddr(), 5, "hz2")
 	if code, err := c2.publish("other/d1/r", jsonReading("d1", 0, 1), 1, "", 5*time.Second); err != nil || code != 0 {
 		t.Fatalf("publish to a healthy stream: %#x %v", code, err)
 	}

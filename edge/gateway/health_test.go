@@ -1,27 +1,20 @@
 package gateway
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tributary-io/tributary/bridge"
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 func getHealth(t *testing.T, addr string) (int, Health) {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var h Health
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, h
+	code := testkit.GetJSON(t, "http://"+addr+"/healthz", &h)
+	return code, h
 }
 
 // TestHealthDegradedBridgeAndBudget: an edge whose bridge has had records
@@ -54,10 +47,7 @@ func TestHealthDegradedBridgeAndBudget(t *testing.T) {
 	g.SetStatusSource("bridge", nil)
 
 	// Fill the logs past half of the 16 KiB budget.
-	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "hb", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "hb")
 	for i := 0; g.Topics().TotalSize() < 9<<10; i++ {
 		if code, err := c.publish("sensors/d1/r", jsonReading("d1", uint64(i), 1), 1, "", 5*time.Second); err != nil || code != 0 {
 			t.Fatalf("publish %d: %#x %v", i, code, err)
@@ -73,15 +63,9 @@ func TestHealthDegradedBridgeAndBudget(t *testing.T) {
 func TestReadyz(t *testing.T) {
 	t.Parallel()
 	g, stop := startGateway(t, testConfig(t))
-	resp, err := http.Get("http://" + g.HTTPAddr() + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r Readiness
-	err = json.NewDecoder(resp.Body).Decode(&r)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK || !r.Ready {
-		t.Fatalf("/readyz: %d %+v %v", resp.StatusCode, r, err)
+	if code := testkit.GetJSON(t, "http://"+g.HTTPAddr()+"/readyz", &r); code != http.StatusOK || !r.Ready {
+		t.Fatalf("/readyz: %d %+v", code, r)
 	}
 	stop()
 	if r := g.Readiness(); r.Ready {

@@ -151,6 +151,17 @@ func dialRaw(t testing.TB, addr string, version byte, clientID, user, pass strin
 	return c, body[1], nil
 }
 
+// connectRaw is dialRaw for an anonymous connection the test needs: it
+// fails the test unless the gateway accepts it (CONNACK code 0).
+func connectRaw(t testing.TB, addr string, version byte, clientID string) *rawClient {
+	t.Helper()
+	c, code, err := dialRaw(t, addr, version, clientID, "", "")
+	if err != nil || code != 0 {
+		t.Fatalf("connect %s (protocol %d): code %#x err %v", clientID, version, code, err)
+	}
+	return c
+}
+
 func (c *rawClient) read(timeout time.Duration) (packets.FixedHeader, []byte, error) {
 	var fh packets.FixedHeader
 	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))

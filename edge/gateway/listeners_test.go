@@ -58,10 +58,7 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 func TestQoS2RetransmitStoredOnce(t *testing.T) {
 	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
-	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "q2", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "q2")
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, ProtocolVersion: 4,
 		TopicName: "sensors/d1/r", Payload: jsonReading("d1", 1, 1), PacketID: 7}
 	send := func(p packets.Packet, enc func(*packets.Packet, *bytes.Buffer) error) {
@@ -104,10 +101,7 @@ func TestSubscribeACL(t *testing.T) {
 		}
 		return tok.(*paho.SubscribeToken).Result()[filter]
 	}
-	dev, err := pahoClient(t, g.MQTTAddr(), "dev1-sub", "dev-1", "pw-1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dev := connectPaho(t, g.MQTTAddr(), "dev1-sub", "dev-1", "pw-1")
 	if r := subResult(dev, "sensors/dev-1/#"); r != 1 {
 		t.Fatalf("own prefix: SUBACK %#x, want granted QoS 1", r)
 	}
@@ -116,19 +110,13 @@ func TestSubscribeACL(t *testing.T) {
 			t.Fatalf("%s: SUBACK %#x, want failure 0x80", f, r)
 		}
 	}
-	dash, err := pahoClient(t, g.MQTTAddr(), "dash", "dash", "pw-d")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dash := connectPaho(t, g.MQTTAddr(), "dash", "dash", "pw-d")
 	got := make(chan string, 10)
 	tok := dash.Subscribe("sensors/#", 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() })
 	if !tok.WaitTimeout(5*time.Second) || tok.(*paho.SubscribeToken).Result()["sensors/#"] != 1 {
 		t.Fatal("read_all login could not subscribe to sensors/#")
 	}
-	pub, err := pahoClient(t, g.MQTTAddr(), "dev2-pub", "dev-2", "pw-2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := connectPaho(t, g.MQTTAddr(), "dev2-pub", "dev-2", "pw-2")
 	if tok := pub.Publish("sensors/dev-2/reading", 1, false, jsonReading("dev-2", 0, 1)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}

@@ -156,10 +156,7 @@ func TestRealDevicesThroughBridge(t *testing.T) {
 		pub("-q", "1", "-t", "devices/dev-7/telemetry", "-m", `{"seq":1,"ts":1700000000123,"temp":3.5}`)
 	}
 
-	pc, err := pahoClient(t, g.MQTTAddr(), "paho-fleet", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := connectPaho(t, g.MQTTAddr(), "paho-fleet", "", "")
 	ppub := func(c paho.Client, topic string, payload []byte) {
 		t.Helper()
 		if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
@@ -210,10 +207,7 @@ func TestRealDevicesThroughBridge(t *testing.T) {
 	pc.Disconnect(50)
 	stop()
 	g, _ = startBridgedGateway(t, cfg, core)
-	pc, err = pahoClient(t, g.MQTTAddr(), "paho-fleet-2", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc = connectPaho(t, g.MQTTAddr(), "paho-fleet-2", "", "")
 	tp, p, err = b.DData("motor-1", alias(2, int32(1300)))
 	sp(pc, tp, p, err)
 	b.SetSeq(9) // a seq gap: 4..8 never sent

@@ -33,10 +33,7 @@ func TestRuleBadInputDeadLettered(t *testing.T) {
 		{Name: "when", Match: "when/{device}", Stream: "when", Format: "json", Time: rules.TimeConfig{Field: "/Time", Unit: "rfc3339"}},
 	}
 	g, _ := startGateway(t, cfg)
-	c, code, err := dialRaw(t, g.MQTTAddr(), 5, "bad", "", "")
-	if err != nil || code != 0 {
-		t.Fatalf("connect: %#x %v", code, err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 5, "bad")
 	cases := []struct {
 		topic   string
 		payload []byte
@@ -125,10 +122,7 @@ func TestRuleTimeWindow(t *testing.T) {
 			Time: rules.TimeConfig{Field: "/ts", MaxAge: time.Hour, MaxFuture: time.Minute, OutOfWindow: "clamp"}},
 	}
 	g, _ := startGateway(t, cfg)
-	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "clock", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "clock")
 	now := time.Now().UnixMilli()
 	old, future, fine := now-48*3600*1000, now+3600*1000, now-1000
 	for _, topic := range []string{"r/d", "c/d"} {
@@ -191,10 +185,7 @@ func TestRuleConfigErrorStopsStart(t *testing.T) {
 func TestResendWithoutSeq(t *testing.T) {
 	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
-	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "z2m-like", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "z2m-like")
 	send := func(id uint16, dup bool, p string) {
 		t.Helper()
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Dup: dup}, ProtocolVersion: 4,
@@ -231,10 +222,7 @@ func TestRuleSeqDedupAcrossRestart(t *testing.T) {
 	cfg.Ingest.Rules = []rules.Config{{Name: "telemetry", Match: "devices/{device}/telemetry", Stream: "telemetry", Format: "json",
 		Time: rules.TimeConfig{Field: "/ts", Unit: "ms"}, Seq: "/seq"}}
 	g, stop := startGateway(t, cfg)
-	c, _, err := dialRaw(t, g.MQTTAddr(), 4, "t1", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "t1")
 	for seq := 1; seq <= 3; seq++ {
 		if _, err := c.publish("devices/dev-7/telemetry", []byte(fmt.Sprintf(`{"seq":%d,"ts":%d}`, seq, 1700000000000+seq)), 1, "", 5*time.Second); err != nil {
 			t.Fatal(err)
@@ -242,10 +230,7 @@ func TestRuleSeqDedupAcrossRestart(t *testing.T) {
 	}
 	stop()
 	g, _ = startGateway(t, cfg)
-	c, _, err = dialRaw(t, g.MQTTAddr(), 4, "t1", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = connectRaw(t, g.MQTTAddr(), 4, "t1")
 	for seq := 2; seq <= 4; seq++ { // 2 and 3 are re-sends
 		if _, err := c.publish("devices/dev-7/telemetry", []byte(fmt.Sprintf(`{"seq":%d,"ts":%d}`, seq, 1700000000000+seq)), 1, "", 5*time.Second); err != nil {
 			t.Fatal(err)

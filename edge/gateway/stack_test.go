@@ -63,10 +63,7 @@ func TestPublishPathStack(t *testing.T) {
 	g, _ := startGateway(t, testConfig(t))
 	// A stream exists before the measurement starts, so its writer and
 	// acker goroutines do not count against the connections.
-	warm, _, err := dialRaw(t, g.MQTTAddr(), 4, "warm", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	warm := connectRaw(t, g.MQTTAddr(), 4, "warm")
 	if _, err := warm.publish("sensors/warm/reading", cborReading(t, "warm", 0, time.Now().UnixMilli()), 1, "", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
