@@ -201,10 +201,7 @@ func TestMaximumPacketSize(t *testing.T) {
 // username that is no configured device connects anonymously.
 func TestEmptyRetainedAndStandardSenML(t *testing.T) {
 	t.Parallel()
-	bin, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients)")
-	}
+	bin := needMosquittoPub(t)
 	g, _ := startGateway(t, testConfig(t))
 	for _, v := range []string{"mqttv311", "mqttv5"} {
 		if err := mosquittoPub(t, bin, g.MQTTAddr(), "-V", v, "-q", "1", "-r", "-n", "-t", "sensors/d1/config"); err != nil {

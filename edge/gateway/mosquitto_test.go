@@ -11,6 +11,17 @@ import (
 	"github.com/tributary-io/tributary/edge/ingest"
 )
 
+// needMosquittoPub returns the path of mosquitto_pub, skipping the test
+// where it is not installed.
+func needMosquittoPub(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients)")
+	}
+	return bin
+}
+
 // mosquittoPub runs the real mosquitto_pub against the gateway.
 func mosquittoPub(t *testing.T, bin, addr string, args ...string) error {
 	t.Helper()
@@ -32,10 +43,7 @@ func mosquittoPub(t *testing.T, bin, addr string, args ...string) error {
 // 3.1.1 and 5, with and without credentials.
 func TestMosquittoPub(t *testing.T) {
 	t.Parallel()
-	bin, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients)")
-	}
+	bin := needMosquittoPub(t)
 	g, _ := startGateway(t, authConfig(t))
 	addr := g.MQTTAddr()
 	for i, v := range []string{"mqttv311", "mqttv5"} {

@@ -127,10 +127,7 @@ func kheader(r *kgo.Record, k string) string {
 // the alias table comes back from the stored births.
 func TestRealDevicesThroughBridge(t *testing.T) {
 	t.Parallel()
-	mosq, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients)")
-	}
+	mosq := needMosquittoPub(t)
 	core := startCore(t)
 	cfg := testConfig(t)
 	cfg.HTTP.Address = "-"
