@@ -34,16 +34,24 @@ func TestRoundTripEveryEncoding(t *testing.T) {
 	}
 }
 
-func TestCBORMapUsesSchemaKeys(t *testing.T) {
-	t.Parallel()
-	b, err := Encode(sample, CBOR)
+// encodedAs encodes sample in encoding e and decodes the bytes back into a T
+// with unmarshal, to look at the encoding's own shape.
+func encodedAs[T any](t *testing.T, e Encoding, unmarshal func([]byte, any) error) T {
+	t.Helper()
+	b, err := Encode(sample, e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := cbor.Unmarshal(b, &m); err != nil {
+	var v T
+	if err := unmarshal(b, &v); err != nil {
 		t.Fatal(err)
 	}
+	return v
+}
+
+func TestCBORMapUsesSchemaKeys(t *testing.T) {
+	t.Parallel()
+	m := encodedAs[map[string]any](t, CBOR, cbor.Unmarshal)
 	if m["device"] != "dev-000042" {
 		t.Errorf("device = %v", m["device"])
 	}
@@ -63,14 +71,7 @@ func TestCBORMapUsesSchemaKeys(t *testing.T) {
 
 func TestJSONMapUsesSchemaKeys(t *testing.T) {
 	t.Parallel()
-	b, err := Encode(sample, JSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
+	m := encodedAs[map[string]any](t, JSON, json.Unmarshal)
 	want := map[string]any{"device": "dev-000042", "seq": 1234567.0, "ts": 1763900000123.0, "temp": 21.375, "hum": 48.25, "vib": 0.0625}
 	for k, v := range want {
 		if m[k] != v {
@@ -81,14 +82,7 @@ func TestJSONMapUsesSchemaKeys(t *testing.T) {
 
 func TestSenMLCBORUsesIntegerLabels(t *testing.T) {
 	t.Parallel()
-	b, err := Encode(sample, SenMLCBOR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pack []map[int]any
-	if err := cbor.Unmarshal(b, &pack); err != nil {
-		t.Fatal(err)
-	}
+	pack := encodedAs[[]map[int]any](t, SenMLCBOR, cbor.Unmarshal)
 	if len(pack) != 4 {
 		t.Fatalf("pack has %d records, want 4", len(pack))
 	}
@@ -109,14 +103,7 @@ func TestSenMLCBORUsesIntegerLabels(t *testing.T) {
 
 func TestSenMLJSONShape(t *testing.T) {
 	t.Parallel()
-	b, err := Encode(sample, SenMLJSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pack []map[string]any
-	if err := json.Unmarshal(b, &pack); err != nil {
-		t.Fatal(err)
-	}
+	pack := encodedAs[[]map[string]any](t, SenMLJSON, json.Unmarshal)
 	if pack[0]["bn"] != "urn:dev:dev-000042:" || pack[0]["bt"] != 1763900000.123 {
 		t.Errorf("base fields = %v", pack[0])
 	}
