@@ -169,18 +169,27 @@ func TestReconnectsResendsAndDropsOldestWhileOffline(t *testing.T) {
 	}
 }
 
+// onceAtSeq is a broker hook that fires once: for the first publish of the
+// reading numbered seq.
+type onceAtSeq struct {
+	seq   uint64
+	fired atomic.Bool
+}
+
+func (o *onceAtSeq) hit(p mqtttest.Publish) bool {
+	r, err := reading.Decode("", p.Payload)
+	return err == nil && r.Seq == o.seq && o.fired.CompareAndSwap(false, true)
+}
+
 func TestUnacknowledgedPublishIsResentOnANewConnection(t *testing.T) {
 	t.Parallel()
-	var refused atomic.Bool
-	b := startBroker(t, mqtttest.Options{Refuse: func(p mqtttest.Publish) bool {
-		r, err := reading.Decode("", p.Payload)
-		// Refuse seq 3 once, silently, as an edge refusing a 3.1.1 publish does.
-		return err == nil && r.Seq == 3 && refused.CompareAndSwap(false, true)
-	}})
+	// Refuse seq 3 once, silently, as an edge refusing a 3.1.1 publish does.
+	refused := &onceAtSeq{seq: 3}
+	b := startBroker(t, mqtttest.Options{Refuse: refused.hit})
 	cfg := testConfig("dev-ack", b.Addr())
 	cfg.Count, cfg.AckTimeout = 10, 100*time.Millisecond
 	s := run(t, cfg)
-	if !refused.Load() || s.Acked != 10 || s.Resent == 0 || s.Connects < 2 || len(s.UnackedSeqs) != 0 {
+	if !refused.fired.Load() || s.Acked != 10 || s.Resent == 0 || s.Connects < 2 || len(s.UnackedSeqs) != 0 {
 		t.Fatalf("summary %+v", s)
 	}
 	got := map[uint64]int{}
@@ -198,15 +207,12 @@ func TestUnacknowledgedPublishIsResentOnANewConnection(t *testing.T) {
 // exactly that duplicate.
 func TestLostAckDuplicateIsCaughtByVerifier(t *testing.T) {
 	t.Parallel()
-	var cut atomic.Bool
-	b := startBroker(t, mqtttest.Options{CutAfter: func(p mqtttest.Publish) bool {
-		r, err := reading.Decode("", p.Payload)
-		return err == nil && r.Seq == 5 && cut.CompareAndSwap(false, true)
-	}})
+	cut := &onceAtSeq{seq: 5}
+	b := startBroker(t, mqtttest.Options{CutAfter: cut.hit})
 	cfg := testConfig("dev-dup", b.Addr())
 	cfg.Count = 10
 	s := run(t, cfg)
-	if !cut.Load() || s.Acked != 10 || s.Resent == 0 || s.Connects < 2 {
+	if !cut.fired.Load() || s.Acked != 10 || s.Resent == 0 || s.Connects < 2 {
 		t.Fatalf("summary %+v", s)
 	}
 	c := verify.NewChecker(&summary.Summary{Devices: []summary.Device{s}})
