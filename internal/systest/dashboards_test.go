@@ -17,14 +17,22 @@ import (
 
 var metricName = regexp.MustCompile(`\btributary_[a-z0-9_]+`)
 
-// dashboardExprs collects every PromQL expression of a Grafana dashboard
-// (panel targets, also inside rows) and its variable queries.
-func dashboardExprs(t *testing.T, path string) []string {
+// decodeFile reads the file at path into v with unmarshal (JSON or YAML).
+func decodeFile(t *testing.T, path string, unmarshal func([]byte, any) error, v any) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// dashboardExprs collects every PromQL expression of a Grafana dashboard
+// (panel targets, also inside rows) and its variable queries.
+func dashboardExprs(t *testing.T, path string) []string {
+	t.Helper()
 	var d struct {
 		Panels     []json.RawMessage `json:"panels"`
 		Templating struct {
@@ -33,9 +41,7 @@ func dashboardExprs(t *testing.T, path string) []string {
 			} `json:"list"`
 		} `json:"templating"`
 	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	decodeFile(t, path, json.Unmarshal, &d)
 	type panel struct {
 		Title   string            `json:"title"`
 		Panels  []json.RawMessage `json:"panels"`
@@ -73,10 +79,6 @@ func dashboardExprs(t *testing.T, path string) []string {
 
 func alertExprs(t *testing.T, path string) []string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f struct {
 		Groups []struct {
 			Name  string `yaml:"name"`
@@ -87,9 +89,7 @@ func alertExprs(t *testing.T, path string) []string {
 			} `yaml:"rules"`
 		} `yaml:"groups"`
 	}
-	if err := yaml.Unmarshal(b, &f); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	decodeFile(t, path, yaml.Unmarshal, &f)
 	var out []string
 	for _, g := range f.Groups {
 		for _, r := range g.Rules {
