@@ -128,32 +128,24 @@ func BenchmarkIngest(b *testing.B) {
 					}
 					b.ResetTimer()
 					start := time.Now()
-					var wg sync.WaitGroup
-					errs := make(chan error, conns)
-					for i, c := range clients {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							dev := fmt.Sprintf("dev-%06d", i)
-							topic := "sensors/" + dev + "/reading"
-							for s := 0; s < per; s++ {
-								if _, err := c.publish(topic, bodies[i][s], qos, "", 30*time.Second); err != nil {
-									errs <- err
-									return
-								}
+					err := inParallel(conns, func(i int) error {
+						c, dev := clients[i], fmt.Sprintf("dev-%06d", i)
+						topic := "sensors/" + dev + "/reading"
+						for s := 0; s < per; s++ {
+							if _, err := c.publish(topic, bodies[i][s], qos, "", 30*time.Second); err != nil {
+								return err
 							}
-							if qos == 0 { // fence: all earlier QoS 0 readings are processed
-								if _, err := c.publish(topic, bodies[i][per], 1, "", 60*time.Second); err != nil {
-									errs <- err
-								}
+						}
+						if qos == 0 { // fence: all earlier QoS 0 readings are processed
+							if _, err := c.publish(topic, bodies[i][per], 1, "", 60*time.Second); err != nil {
+								return err
 							}
-						}()
-					}
-					wg.Wait()
+						}
+						return nil
+					})
 					elapsed := time.Since(start)
 					b.StopTimer()
-					close(errs)
-					for err := range errs {
+					if err != nil {
 						b.Fatalf("%s: %v", kind, err)
 					}
 					for _, c := range clients {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,18 @@ func startGateway(t *testing.T, cfg Config) (g *Gateway, stop func()) {
 		t.Fatalf("open gateway: %v", err)
 	}
 	return g, testkit.Run(t, "gateway", g.Run)
+}
+
+// inParallel runs f(0) … f(n-1), each on its own goroutine, and returns
+// their errors joined once all have returned (nil when none failed).
+func inParallel(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = f(i) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // storedRecord is a record read back from a partition log.

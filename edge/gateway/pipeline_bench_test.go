@@ -6,7 +6,6 @@ import (
 	"net"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,23 +64,16 @@ func pipelineJSON(b *testing.B, conns int) {
 	b.ResetTimer()
 	cpu0 := processCPU(b)
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
-	for i, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := pipelinePublish(c, pubs[i], per); err != nil {
-				errs <- fmt.Errorf("connection %d: %w", i, err)
-			}
-		}()
-	}
-	wg.Wait()
+	err = inParallel(conns, func(i int) error {
+		if err := pipelinePublish(cs[i], pubs[i], per); err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		return nil
+	})
 	elapsed := time.Since(start)
 	cpu := processCPU(b) - cpu0
 	b.StopTimer()
-	close(errs)
-	for err := range errs {
+	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(per*conns)/elapsed.Seconds(), "msgs/s")

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,46 +19,38 @@ func TestPipelinedQoS1AckedInOrder(t *testing.T) {
 	t.Parallel()
 	g, stop := startGateway(t, testConfig(t))
 	const clients, per = 8, 300
-	var wg sync.WaitGroup
-	for c := 0; c < clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			version := byte(4 + c%2) // 3.1.1 and 5
-			dev := fmt.Sprintf("pipe-%d", c)
-			rc, code, err := dialRaw(t, g.MQTTAddr(), version, dev, "", "")
-			if err != nil || code != 0 {
-				t.Errorf("connect: %v %d", err, code)
-				return
+	err := inParallel(clients, func(c int) error {
+		version := byte(4 + c%2) // 3.1.1 and 5
+		dev := fmt.Sprintf("pipe-%d", c)
+		rc, code, err := dialRaw(t, g.MQTTAddr(), version, dev, "", "")
+		if err != nil || code != 0 {
+			return fmt.Errorf("%s: connect: %v %d", dev, err, code)
+		}
+		// All publishes go out at once; the acks are read afterwards
+		// (the socket buffers hold 300 small PUBACKs).
+		if err := rc.publishAll(dev, version, 1, per); err != nil {
+			return err
+		}
+		for s := 0; s < per; s++ {
+			fh, body, err := rc.read(10 * time.Second)
+			if err != nil {
+				return fmt.Errorf("%s: ack %d: %w", dev, s, err)
 			}
-			// All publishes go out at once; the acks are read afterwards
-			// (the socket buffers hold 300 small PUBACKs).
-			if err := rc.publishAll(dev, version, 1, per); err != nil {
-				t.Error(err)
-				return
+			if fh.Type != packets.Puback || len(body) < 2 {
+				return fmt.Errorf("%s: want puback, got type %d", dev, fh.Type)
 			}
-			for s := 0; s < per; s++ {
-				fh, body, err := rc.read(10 * time.Second)
-				if err != nil {
-					t.Errorf("%s: ack %d: %v", dev, s, err)
-					return
-				}
-				if fh.Type != packets.Puback || len(body) < 2 {
-					t.Errorf("%s: want puback, got type %d", dev, fh.Type)
-					return
-				}
-				if id := binary.BigEndian.Uint16(body); id != uint16(s+1) {
-					t.Errorf("%s: PUBACK %d for packet %d: out of order", dev, s, id)
-					return
-				}
-				if len(body) > 2 && body[2] != 0 {
-					t.Errorf("%s: PUBACK %d carries code %#x", dev, s, body[2])
-					return
-				}
+			if id := binary.BigEndian.Uint16(body); id != uint16(s+1) {
+				return fmt.Errorf("%s: PUBACK %d for packet %d: out of order", dev, s, id)
 			}
-		}()
+			if len(body) > 2 && body[2] != 0 {
+				return fmt.Errorf("%s: PUBACK %d carries code %#x", dev, s, body[2])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
-	wg.Wait()
 	stop()
 	recs := readStreamOffline(t, g.cfg.DataDir, "sensors")
 	if len(recs) != clients*per {
@@ -85,28 +76,24 @@ func TestPipelinedQoS0StoredInOrder(t *testing.T) {
 	cfg := testConfig(t)
 	g, _ := startGateway(t, cfg)
 	const clients, per = 4, 6000
-	var wg sync.WaitGroup
-	for c := 0; c < clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			dev := fmt.Sprintf("burst-%d", c)
-			rc, code, err := dialRaw(t, g.MQTTAddr(), 4, dev, "", "")
-			if err != nil || code != 0 {
-				t.Errorf("connect: %v %d", err, code)
-				return
-			}
-			if err := rc.publishAll(dev, 4, 0, per); err != nil {
-				t.Error(err)
-				return
-			}
-			// The fence: acknowledged after every QoS 0 publish before it.
-			if code, err := rc.publish("sensors/"+dev+"/reading", jsonReading(dev, per, 1_700_000_000_000+per), 1, "", 20*time.Second); err != nil || code != 0 {
-				t.Errorf("%s: fence: %#x %v", dev, code, err)
-			}
-		}()
+	err := inParallel(clients, func(c int) error {
+		dev := fmt.Sprintf("burst-%d", c)
+		rc, code, err := dialRaw(t, g.MQTTAddr(), 4, dev, "", "")
+		if err != nil || code != 0 {
+			return fmt.Errorf("%s: connect: %v %d", dev, err, code)
+		}
+		if err := rc.publishAll(dev, 4, 0, per); err != nil {
+			return err
+		}
+		// The fence: acknowledged after every QoS 0 publish before it.
+		if code, err := rc.publish("sensors/"+dev+"/reading", jsonReading(dev, per, 1_700_000_000_000+per), 1, "", 20*time.Second); err != nil || code != 0 {
+			return fmt.Errorf("%s: fence: %#x %v", dev, code, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
-	wg.Wait()
 	recs := readStream(t, g.topics, "sensors") // no waiting: the fences were acknowledged
 	next := map[string]uint64{}
 	for _, r := range recs {

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -72,27 +71,19 @@ func TestPublishPathStack(t *testing.T) {
 	cs := connectMany(t, g.MQTTAddr(), "dev", conns)
 	// A fixed number of workers drives the devices, so the test's own
 	// goroutines do not grow with the connections either.
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range rounds {
-				for i := w; i < conns; i += workers {
-					dev := fmt.Sprintf("dev-%d", i)
-					qos := byte(r % 2)
-					if _, err := cs[i].publish("sensors/"+dev+"/reading", cborReading(t, dev, uint64(r), time.Now().UnixMilli()), qos, "", 5*time.Second); err != nil {
-						errs <- fmt.Errorf("%s round %d: %w", dev, r, err)
-						return
-					}
+	err := inParallel(workers, func(w int) error {
+		for r := range rounds {
+			for i := w; i < conns; i += workers {
+				dev := fmt.Sprintf("dev-%d", i)
+				qos := byte(r % 2)
+				if _, err := cs[i].publish("sensors/"+dev+"/reading", cborReading(t, dev, uint64(r), time.Now().UnixMilli()), qos, "", 5*time.Second); err != nil {
+					return fmt.Errorf("%s round %d: %w", dev, r, err)
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	// A last QoS 1 publish per device proves its QoS 0 readings were
