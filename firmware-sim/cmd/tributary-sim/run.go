@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/tributary-io/tributary/firmware-sim/reading"
 	"github.com/tributary-io/tributary/firmware-sim/summary"
 	"github.com/tributary-io/tributary/internal/logging"
+	"github.com/tributary-io/tributary/internal/pemfile"
 )
 
 const runUsage = `Usage: tributary-sim run [flags]
@@ -212,14 +211,11 @@ func (f *runFlags) fleetConfig(stderr io.Writer) (fleet.Config, error) {
 func (f *runFlags) tlsConfig() (*tls.Config, error) {
 	c := &tls.Config{InsecureSkipVerify: f.insecure, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in flag for test brokers
 	if f.caFile != "" {
-		pem, err := os.ReadFile(f.caFile)
+		pool, err := pemfile.CertPool(f.caFile)
 		if err != nil {
-			return nil, fmt.Errorf("read CA file: %w", err)
+			return nil, fmt.Errorf("CA file: %w", err)
 		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", f.caFile)
-		}
+		c.RootCAs = pool
 	}
 	if f.certFile != "" || f.keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
