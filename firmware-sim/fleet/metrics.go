@@ -12,19 +12,19 @@ func registerMetrics(reg prometheus.Registerer, devs []*device.Device) error {
 	snap := func(f func(Progress) float64) func() float64 {
 		return func() float64 { return f(Snapshot(devs)) }
 	}
+	gauge := func(name, help string, f func(Progress) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, snap(f))
+	}
+	counter := func(name, help string, f func(Progress) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, snap(f))
+	}
 	cs := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tributary_sim_devices_connected", Help: "Devices with an open MQTT connection."},
-			snap(func(p Progress) float64 { return float64(p.Connected) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tributary_sim_queued_readings", Help: "Readings waiting in offline queues."},
-			snap(func(p Progress) float64 { return float64(p.Queued) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tributary_sim_readings_generated_total", Help: "Readings generated."},
-			snap(func(p Progress) float64 { return float64(p.Generated) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tributary_sim_readings_sent_total", Help: "Distinct readings published."},
-			snap(func(p Progress) float64 { return float64(p.Sent) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tributary_sim_readings_acked_total", Help: "Readings acknowledged (PUBACK, or written for QoS 0)."},
-			snap(func(p Progress) float64 { return float64(p.Acked) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tributary_sim_readings_dropped_total", Help: "Readings dropped by full offline queues."},
-			snap(func(p Progress) float64 { return float64(p.Dropped) })),
+		gauge("tributary_sim_devices_connected", "Devices with an open MQTT connection.", func(p Progress) float64 { return float64(p.Connected) }),
+		gauge("tributary_sim_queued_readings", "Readings waiting in offline queues.", func(p Progress) float64 { return float64(p.Queued) }),
+		counter("tributary_sim_readings_generated_total", "Readings generated.", func(p Progress) float64 { return float64(p.Generated) }),
+		counter("tributary_sim_readings_sent_total", "Distinct readings published.", func(p Progress) float64 { return float64(p.Sent) }),
+		counter("tributary_sim_readings_acked_total", "Readings acknowledged (PUBACK, or written for QoS 0).", func(p Progress) float64 { return float64(p.Acked) }),
+		counter("tributary_sim_readings_dropped_total", "Readings dropped by full offline queues.", func(p Progress) float64 { return float64(p.Dropped) }),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
