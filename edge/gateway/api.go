@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tributary-io/tributary/internal/health"
 	"github.com/tributary-io/tributary/internal/render"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -71,16 +71,8 @@ func (g *Gateway) registerAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/tail", g.apiTail)
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 func apiError(w http.ResponseWriter, code int, format string, args ...any) {
-	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
+	health.WriteJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
 }
 
 // Status is the body of /api/v1/status.
@@ -138,7 +130,7 @@ func (g *Gateway) apiStatus(w http.ResponseWriter, _ *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, st)
+	health.WriteJSON(w, http.StatusOK, st)
 }
 
 // StreamInfo is one stream in /api/v1/streams.
@@ -182,7 +174,7 @@ func (g *Gateway) apiStreams(w http.ResponseWriter, _ *http.Request) {
 		out = append(out, si)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Stream < out[j].Stream })
-	writeJSON(w, http.StatusOK, out)
+	health.WriteJSON(w, http.StatusOK, out)
 }
 
 func (g *Gateway) apiBridge(w http.ResponseWriter, _ *http.Request) {
@@ -191,16 +183,16 @@ func (g *Gateway) apiBridge(w http.ResponseWriter, _ *http.Request) {
 		apiError(w, http.StatusNotFound, "bridge off: this edge has no bridge.brokers configured; readings stay on the edge")
 		return
 	}
-	writeJSON(w, http.StatusOK, fn())
+	health.WriteJSON(w, http.StatusOK, fn())
 }
 
 func (g *Gateway) apiAggregations(w http.ResponseWriter, _ *http.Request) {
 	fn := g.statusSource("aggregations")
 	if fn == nil {
-		writeJSON(w, http.StatusOK, []any{})
+		health.WriteJSON(w, http.StatusOK, []any{})
 		return
 	}
-	writeJSON(w, http.StatusOK, fn())
+	health.WriteJSON(w, http.StatusOK, fn())
 }
 
 // TailRecord is one record in /api/v1/tail, its value decoded like the
@@ -272,7 +264,7 @@ func (g *Gateway) apiTail(w http.ResponseWriter, r *http.Request) {
 	if len(out) > n {
 		out = out[len(out)-n:]
 	}
-	writeJSON(w, http.StatusOK, out)
+	health.WriteJSON(w, http.StatusOK, out)
 }
 
 func tailRecord(stream string, p int32, r recordbatch.Record) TailRecord {

@@ -110,4 +110,15 @@ func TestAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("POST status: %d", resp.StatusCode)
 	}
+	// Answers describe the moment: a browser or proxy must not keep them.
+	for _, path := range []string{"/status", "/streams", "/tail?stream=nope"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("GET %s: Cache-Control %q, want no-store", path, cc)
+		}
+	}
 }
