@@ -18,19 +18,6 @@ import (
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
-// Errors callers branch on.
-var (
-	ErrOffsetOutOfRange     = errors.New("storage: offset out of range")
-	ErrBatchTooLarge        = errors.New("storage: batch too large")
-	ErrReadOnly             = errors.New("storage: log is read-only after corruption")
-	ErrClosed               = errors.New("storage: log closed")
-	ErrOutOfOrderSequence   = errors.New("storage: out of order sequence number")
-	ErrInvalidTimestamp     = errors.New("storage: timestamp outside the allowed window")
-	ErrInvalidProducerEpoch = errors.New("storage: stale producer epoch")
-	ErrDiskFull             = errors.New("storage: disk full")
-	ErrInvalidBatch         = errors.New("storage: invalid record batch")
-)
-
 // AppendOptions tune one append.
 type AppendOptions struct {
 	// Durable makes Append wait until an fsync covers the batch.

@@ -18,18 +18,6 @@ import (
 	"github.com/tributary-io/tributary/storage/meta"
 )
 
-// Errors from the topic manager.
-var (
-	ErrTopicExists      = errors.New("storage: topic already exists")
-	ErrUnknownTopic     = errors.New("storage: unknown topic")
-	ErrUnknownPartition = errors.New("storage: unknown partition")
-	ErrInvalidTopic     = errors.New("storage: invalid topic name")
-	ErrInvalidPartition = errors.New("storage: invalid partition count")
-	// ErrNotHosted is a partition of a placed topic that is stored on
-	// another broker, not here.
-	ErrNotHosted = errors.New("storage: partition not hosted here")
-)
-
 // MaxPartitions bounds a topic's partition count.
 const MaxPartitions = 10000
 
