@@ -19,11 +19,7 @@ func benchBatch(b *testing.B, records, size int) []byte {
 	for i := range recs {
 		recs[i] = recordbatch.Record{Key: []byte("dev-0001"), Value: val, Timestamp: time.Now().UnixMilli()}
 	}
-	batch, err := recordbatch.Build(recs, recordbatch.NoProducer)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return batch
+	return buildBatch(b, recs, recordbatch.NoProducer)
 }
 
 // BenchmarkAppend measures one appender; records/s and MB/s are reported.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -29,11 +30,23 @@ func makeBatch(t testing.TB, n int, tag string, ts int64) []byte {
 			Headers:   []recordbatch.RecordHeader{{Key: "h", Value: []byte(tag)}},
 		}
 	}
-	b, err := recordbatch.Build(recs, recordbatch.NoProducer)
+	return buildBatch(t, recs, recordbatch.NoProducer)
+}
+
+// buildBatch is recordbatch.Build, failing the test on an error.
+func buildBatch(t testing.TB, recs []recordbatch.Record, opts recordbatch.BuildOptions) []byte {
+	t.Helper()
+	b, err := recordbatch.Build(recs, opts)
 	if err != nil {
 		t.Fatalf("build batch: %v", err)
 	}
 	return b
+}
+
+// producerOpts builds a batch of producer pid at epoch, its first record
+// numbered seq.
+func producerOpts(pid int64, epoch int16, seq int32) recordbatch.BuildOptions {
+	return recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, LeaderEpoch: -1}
 }
 
 func openTestLog(t testing.TB, dir string, cfg LogConfig) *Log {
@@ -41,6 +54,19 @@ func openTestLog(t testing.TB, dir string, cfg LogConfig) *Log {
 	l, err := OpenLog(dir, cfg, testkit.Logger(t))
 	if err != nil {
 		t.Fatalf("open log: %v", err)
+	}
+	return l
+}
+
+// segmentedLog opens a log of 2 KiB segments in dir and appends n batches
+// of two records tagged tag: a few dozen batches make several segments.
+func segmentedLog(t testing.TB, dir string, n int, tag string) *Log {
+	t.Helper()
+	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	for i := 0; i < n; i++ {
+		if _, err := l.Append(context.Background(), makeBatch(t, 2, tag, 1), AppendOptions{LeaderEpoch: -1}); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
 	}
 	return l
 }
@@ -230,15 +256,8 @@ func TestAppendRejectsBadBatches(t *testing.T) {
 }
 
 func idemBatch(t testing.TB, pid int64, epoch int16, seq int32, n int) []byte {
-	recs := make([]recordbatch.Record, n)
-	for i := range recs {
-		recs[i] = recordbatch.Record{Value: []byte("v"), Timestamp: 1}
-	}
-	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, LeaderEpoch: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	recs := slices.Repeat([]recordbatch.Record{{Value: []byte("v"), Timestamp: 1}}, n)
+	return buildBatch(t, recs, producerOpts(pid, epoch, seq))
 }
 
 func TestIdempotentProducer(t *testing.T) {
@@ -440,11 +459,7 @@ func forwardedBatchEpoch(t testing.TB, pid int64, epoch int16, first int64, n in
 	for i := range recs {
 		recs[i] = recordbatch.Record{Value: []byte(fmt.Sprint(first + int64(i))), Timestamp: 1}
 	}
-	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: int32(first), LeaderEpoch: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return buildBatch(t, recs, producerOpts(pid, epoch, int32(first)))
 }
 
 // A producer the caller marks SequenceFromSource (a bridge numbering records
@@ -532,10 +547,7 @@ func TestSourceSequencedProducerDedup(t *testing.T) {
 func TestResetTo(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
-	for i := 0; i < 50; i++ {
-		l.Append(context.Background(), makeBatch(t, 2, "r", 1), AppendOptions{LeaderEpoch: -1})
-	}
+	l := segmentedLog(t, dir, 50, "r")
 	if err := l.ResetTo(1000); err != nil {
 		t.Fatal(err)
 	}

@@ -30,10 +30,7 @@ func TestBrokerSideCompression(t *testing.T) {
 			}
 		}
 		opts.BaseSequence = int32(2 * i)
-		var err error
-		if zb, err = recordbatch.Build(recs, opts); err != nil {
-			t.Fatal(err)
-		}
+		zb = buildBatch(t, recs, opts)
 		if _, err := l.Append(context.Background(), zb, AppendOptions{Idempotent: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -75,10 +72,7 @@ func BenchmarkAppendRecompress(b *testing.B) {
 		v := []byte(fmt.Sprintf(`{"device":"dev-%04d","seq":%d,"temp":%d.%d,"hum":%d}`, i%50, i, 20+i%7, i%10, 40+i%13))
 		recs[i] = recordbatch.Record{Key: []byte(fmt.Sprintf("dev-%04d", i%50)), Value: append(v, bytes.Repeat([]byte(" "), 100-len(v))...), Timestamp: int64(1000 + i)}
 	}
-	zb, err := recordbatch.Build(recs, recordbatch.BuildOptions{Compression: recordbatch.CompressionZstd, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, LeaderEpoch: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
+	zb := buildBatch(b, recs, recordbatch.BuildOptions{Compression: recordbatch.CompressionZstd, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, LeaderEpoch: -1})
 	for _, c := range []string{"producer", "uncompressed", "gzip", "lz4", "snappy"} {
 		b.Run(c, func(b *testing.B) {
 			l := openTestLog(b, b.TempDir(), LogConfig{Compression: c, SegmentBytes: 256 << 20, Durability: Durability{Mode: SyncBytes, Bytes: 1 << 30}})

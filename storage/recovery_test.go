@@ -147,10 +147,7 @@ func TestRecoveryBitFlips(t *testing.T) {
 func TestCorruptSealedSegmentOpensReadOnly(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
-	for i := 0; i < 100; i++ {
-		l.Append(context.Background(), makeBatch(t, 2, "s", 1), AppendOptions{LeaderEpoch: -1})
-	}
+	l := segmentedLog(t, dir, 100, "s")
 	l.Close()
 	bases, _ := listSegments(dir)
 	if len(bases) < 3 {
@@ -242,11 +239,8 @@ func FuzzRecovery(f *testing.F) {
 func TestVerifySealedFindsBitRot(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	l := openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
+	l := segmentedLog(t, dir, 60, "v")
 	defer l.Close()
-	for i := 0; i < 60; i++ {
-		l.Append(context.Background(), makeBatch(t, 2, "v", 1), AppendOptions{LeaderEpoch: -1})
-	}
 	if err := l.VerifySealed(); err != nil {
 		t.Fatalf("clean log: %v", err)
 	}
@@ -290,10 +284,7 @@ func TestVerifySealedFindsBitRot(t *testing.T) {
 func rottedLog(t *testing.T) (l *Log, base int64) {
 	t.Helper()
 	dir := t.TempDir()
-	l = openTestLog(t, dir, LogConfig{SegmentBytes: 2048})
-	for i := 0; i < 60; i++ {
-		l.Append(context.Background(), makeBatch(t, 2, "v", 1), AppendOptions{LeaderEpoch: -1})
-	}
+	l = segmentedLog(t, dir, 60, "v")
 	seg := l.segments[1]
 	path, base := seg.path, seg.base
 	l.Close()

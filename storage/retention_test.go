@@ -84,11 +84,8 @@ func TestRetentionByAgeAndFloor(t *testing.T) {
 
 func TestDropOldestSegment(t *testing.T) {
 	t.Parallel()
-	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 2048})
+	l := segmentedLog(t, t.TempDir(), 100, "d")
 	defer l.Close()
-	for i := 0; i < 100; i++ {
-		l.Append(context.Background(), makeBatch(t, 2, "d", 1), AppendOptions{LeaderEpoch: -1})
-	}
 	l.SetRetentionFloor(0)
 	first := l.segments[1].base
 	d, err := l.DropOldestSegment()
@@ -104,11 +101,7 @@ func TestDropOldestSegment(t *testing.T) {
 }
 
 func keyed(t testing.TB, key string, value []byte, ts int64) []byte {
-	b, err := recordbatch.Build([]recordbatch.Record{{Key: []byte(key), Value: value, Timestamp: ts}}, recordbatch.NoProducer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return buildBatch(t, []recordbatch.Record{{Key: []byte(key), Value: value, Timestamp: ts}}, recordbatch.NoProducer)
 }
 
 func TestCompaction(t *testing.T) {
@@ -129,11 +122,7 @@ func TestCompaction(t *testing.T) {
 				}
 				opts := recordbatch.NoProducer
 				opts.Compression = codec
-				b, err := recordbatch.Build(recs, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				res, err := l.Append(ctx, b, AppendOptions{LeaderEpoch: -1})
+				res, err := l.Append(ctx, buildBatch(t, recs, opts), AppendOptions{LeaderEpoch: -1})
 				if err != nil {
 					t.Fatal(err)
 				}

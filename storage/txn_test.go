@@ -16,15 +16,10 @@ import (
 
 func txnBatch(t testing.TB, pid int64, epoch int16, seq int32, n int) []byte {
 	t.Helper()
-	recs := make([]recordbatch.Record, n)
-	for i := range recs {
-		recs[i] = recordbatch.Record{Key: []byte("k"), Value: []byte("v"), Timestamp: 1}
-	}
-	b, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, LeaderEpoch: -1, Attributes: recordbatch.TransactionalBit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	recs := slices.Repeat([]recordbatch.Record{{Key: []byte("k"), Value: []byte("v"), Timestamp: 1}}, n)
+	opts := producerOpts(pid, epoch, seq)
+	opts.Attributes = recordbatch.TransactionalBit
+	return buildBatch(t, recs, opts)
 }
 
 func marker(t testing.TB, pid int64, epoch int16, commit bool) []byte {
