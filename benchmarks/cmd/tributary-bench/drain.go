@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // bridgeDrain measures how fast the bridge of the real tributary-edge
@@ -45,14 +43,11 @@ func bridgeDrain(dir string, quick bool) ([]row, error) {
 		return nil, err
 	}
 	defer cleanup()
-	kafkaAddr, err := testkit.ReserveAddr()
+	addrs, err := reserveAddrs(2)
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := testkit.ReserveAddr()
-	if err != nil {
-		return nil, err
-	}
+	kafkaAddr, httpAddr := addrs[0], addrs[1]
 	edge, err := startBridgedEdge(edgeBin, filepath.Join(base, "edge"), []string{kafkaAddr})
 	if err != nil {
 		return nil, err

@@ -118,14 +118,11 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	var cores []*child // for their CPU time
 	coreName := "1 core broker"
 	if brokers == 1 {
-		kafkaAddr, err := testkit.ReserveAddr()
+		addrs, err := reserveAddrs(2)
 		if err != nil {
 			return row{}, err
 		}
-		httpAddr, err := testkit.ReserveAddr()
-		if err != nil {
-			return row{}, err
-		}
+		kafkaAddr, httpAddr := addrs[0], addrs[1]
 		fmt.Fprintln(os.Stderr, "   e2e: starting 1 core broker and a bridged edge")
 		core, err := startCore(coreBin, filepath.Join(base, "core"), kafkaAddr, httpAddr)
 		if err != nil {

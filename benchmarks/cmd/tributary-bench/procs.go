@@ -71,13 +71,29 @@ func (c *child) kill() {
 	childrenMu.Unlock()
 }
 
-func (c *child) exited() bool {
+func (c *child) exited() bool { return closed(c.done) }
+
+// closed reports, without waiting, whether ch is closed.
+func closed(ch <-chan struct{}) bool {
 	select {
-	case <-c.done:
+	case <-ch:
 		return true
 	default:
 		return false
 	}
+}
+
+// reserveAddrs reserves n loopback addresses for children to listen on.
+func reserveAddrs(n int) ([]string, error) {
+	addrs := make([]string, n)
+	for i := range addrs {
+		a, err := testkit.ReserveAddr()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = a
+	}
+	return addrs, nil
 }
 
 // cpuTime is the CPU time (user + system) the child's process has used so
@@ -297,14 +313,11 @@ func startBridgedEdgeWith(bin, dir string, brokers []string, pprof bool) (*edgeN
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("edge dir: %w", err)
 	}
-	mqttAddr, err := testkit.ReserveAddr()
+	addrs, err := reserveAddrs(2)
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := testkit.ReserveAddr()
-	if err != nil {
-		return nil, err
-	}
+	mqttAddr, httpAddr := addrs[0], addrs[1]
 	cfg := fmt.Sprintf(`data_dir: %s
 edge_id: bench-edge
 log_level: warn
@@ -480,14 +493,7 @@ func (f *pacedFleet) fail(err error) {
 	}
 }
 
-func (f *pacedFleet) stopping() bool {
-	select {
-	case <-f.stopc:
-		return true
-	default:
-		return false
-	}
-}
+func (f *pacedFleet) stopping() bool { return closed(f.stopc) }
 
 func (f *pacedFleet) device(c net.Conn, idx int, dev string, offset, interval time.Duration) {
 	defer f.wg.Done()
