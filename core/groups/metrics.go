@@ -20,27 +20,24 @@ type metrics struct {
 func newMetrics(c *Coordinator) *metrics {
 	return &metrics{
 		c: c,
-		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_group_rebalances_total",
-			Help: "Rebalances started (join phases), all groups.",
-		}),
-		expirations: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_group_session_expirations_total",
-			Help: "Members removed because their session timed out.",
-		}),
-		commits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_group_offset_commits_total",
-			Help: "Partition offsets committed.",
-		}),
-		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tributary_core_group_offset_commit_errors_total",
-			Help: "OffsetCommit requests whose write to the metadata store failed.",
-		}),
+		rebalances: counter("tributary_core_group_rebalances_total",
+			"Rebalances started (join phases), all groups."),
+		expirations: counter("tributary_core_group_session_expirations_total",
+			"Members removed because their session timed out."),
+		commits: counter("tributary_core_group_offset_commits_total",
+			"Partition offsets committed."),
+		commitErrors: counter("tributary_core_group_offset_commit_errors_total",
+			"OffsetCommit requests whose write to the metadata store failed."),
 		groupsDesc: prometheus.NewDesc("tributary_core_groups",
 			"Consumer groups by state.", []string{"state"}, nil),
 		membersDesc: prometheus.NewDesc("tributary_core_group_members",
 			"Members of all consumer groups.", nil, nil),
 	}
+}
+
+// counter is an unlabelled counter of the coordinator.
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
