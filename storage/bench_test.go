@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -33,10 +32,7 @@ func BenchmarkAppend(b *testing.B) {
 					continue // fsync-bound: the 100 B case shows it
 				}
 				b.Run(fmt.Sprintf("rec=%dB/batch=%d/sync=%s", size, n, mode), func(b *testing.B) {
-					l, err := OpenLog(b.TempDir(), LogConfig{SegmentBytes: 256 << 20, Durability: Durability{Mode: SyncMode(mode), Interval: 100 * time.Millisecond, Bytes: 4 << 20}}, testkit.Logger(b))
-					if err != nil {
-						b.Fatal(err)
-					}
+					l := openTestLog(b, b.TempDir(), LogConfig{SegmentBytes: 256 << 20, Durability: Durability{Mode: SyncMode(mode), Interval: 100 * time.Millisecond, Bytes: 4 << 20}})
 					defer l.Close()
 					batch := benchBatch(b, n, size)
 					b.SetBytes(int64(len(batch)))
@@ -59,10 +55,7 @@ func BenchmarkAppend(b *testing.B) {
 // BenchmarkDurableAppendParallel is many writers each waiting for its fsync:
 // the group commit case (edge QoS 1 publishes, acks=all produces).
 func BenchmarkDurableAppendParallel(b *testing.B) {
-	l, err := OpenLog(b.TempDir(), LogConfig{SegmentBytes: 256 << 20}, testkit.Logger(b))
-	if err != nil {
-		b.Fatal(err)
-	}
+	l := openTestLog(b, b.TempDir(), LogConfig{SegmentBytes: 256 << 20})
 	defer l.Close()
 	batch := benchBatch(b, 1, 100)
 	b.SetBytes(int64(len(batch)))
@@ -81,10 +74,7 @@ func BenchmarkDurableAppendParallel(b *testing.B) {
 }
 
 func BenchmarkRead(b *testing.B) {
-	l, err := OpenLog(b.TempDir(), LogConfig{SegmentBytes: 256 << 20}, testkit.Logger(b))
-	if err != nil {
-		b.Fatal(err)
-	}
+	l := openTestLog(b, b.TempDir(), LogConfig{SegmentBytes: 256 << 20})
 	defer l.Close()
 	batch := benchBatch(b, 256, 100)
 	for i := 0; i < 2000; i++ {
