@@ -31,10 +31,7 @@ func perCodec(b *testing.B, bench func(b *testing.B, recs []Record, opts BuildOp
 
 func BenchmarkBuild(b *testing.B) {
 	perCodec(b, func(b *testing.B, recs []Record, opts BuildOptions) {
-		out, err := Build(recs, opts)
-		if err != nil {
-			b.Fatal(err)
-		}
+		out := mustBuild(b, recs, opts)
 		for b.Loop() {
 			if _, err := Build(recs, opts); err != nil {
 				b.Fatal(err)
@@ -60,10 +57,7 @@ func BenchmarkAppendBuild(b *testing.B) {
 
 func BenchmarkRecords(b *testing.B) {
 	perCodec(b, func(b *testing.B, recs []Record, opts BuildOptions) {
-		batch, err := Build(recs, opts)
-		if err != nil {
-			b.Fatal(err)
-		}
+		batch := mustBuild(b, recs, opts)
 		for b.Loop() {
 			got, err := Records(batch)
 			if err != nil || len(got) != len(recs) {
@@ -74,10 +68,7 @@ func BenchmarkRecords(b *testing.B) {
 }
 
 func BenchmarkRecompress(b *testing.B) {
-	batch, err := Build(benchRecords(), NoProducer)
-	if err != nil {
-		b.Fatal(err)
-	}
+	batch := mustBuild(b, benchRecords(), NoProducer)
 	for _, codec := range benchCodecs[1:] {
 		b.Run(CodecName(codec), func(b *testing.B) {
 			b.SetBytes(int64(len(batch)))

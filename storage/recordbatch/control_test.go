@@ -47,20 +47,14 @@ func FuzzParseControl(f *testing.F) {
 func TestRecordsFromSkipsMarkers(t *testing.T) {
 	t.Parallel()
 	opts := NoProducer
-	first, err := Build([]Record{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustBuild(t, []Record{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}, opts)
 	marker, err := BuildMarker(42, 3, true, 7, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	SetBaseOffset(marker, 3)
 	opts.BaseOffset = 4
-	last, err := Build([]Record{{Value: []byte("d")}}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	last := mustBuild(t, []Record{{Value: []byte("d")}}, opts)
 	var got []string
 	next, err := RecordsFrom(append(append(first, marker...), last...), 1, func(r Record) {
 		got = append(got, fmt.Sprintf("%d:%s", r.Offset, r.Value))

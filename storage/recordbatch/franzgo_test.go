@@ -155,10 +155,7 @@ func TestOurBatchesDecodeInFranzGo(t *testing.T) {
 		for _, codec := range allCodecs {
 			t.Run(name+"/"+CodecName(codec), func(t *testing.T) {
 				opts := BuildOptions{Compression: codec, BaseOffset: 9, ProducerID: 5, ProducerEpoch: 6, BaseSequence: 7, LeaderEpoch: 8}
-				b, err := Build(recs, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
+				b := mustBuild(t, recs, opts)
 				rb, krs := franzRecords(t, b)
 				if rb.FirstOffset != 9 || rb.ProducerID != 5 || rb.ProducerEpoch != 6 || rb.FirstSequence != 7 || rb.PartitionLeaderEpoch != 8 ||
 					int(rb.Attributes) != codec || rb.LastOffsetDelta != int32(len(recs)-1) || rb.FirstTimestamp != recs[0].Timestamp {
@@ -199,10 +196,7 @@ func TestOurBatchesDecodeInFranzGo(t *testing.T) {
 func TestRecompressedBatchesDecodeInFranzGo(t *testing.T) {
 	t.Parallel()
 	recs := sampleRecords()
-	b, err := Build(recs, NoProducer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustBuild(t, recs, NoProducer)
 	for _, codec := range allCodecs {
 		out, err := Recompress(b, codec)
 		if err != nil {

@@ -13,10 +13,7 @@ func fuzzSeeds(f *testing.F) {
 	for _, codec := range allCodecs {
 		opts := NoProducer
 		opts.Compression = codec
-		b, err := Build(sampleRecords()[:3], opts)
-		if err != nil {
-			f.Fatal(err)
-		}
+		b := mustBuild(f, sampleRecords()[:3], opts)
 		f.Add(b)
 		f.Add(b[:len(b)/2])
 	}

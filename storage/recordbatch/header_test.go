@@ -13,10 +13,7 @@ func TestSplitWalksConcatenatedBatches(t *testing.T) {
 	for i, codec := range allCodecs {
 		opts := NoProducer
 		opts.Compression = codec
-		b, err := Build(sampleRecords()[:i+1], opts)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := mustBuild(t, sampleRecords()[:i+1], opts)
 		SetBaseOffset(b, next)
 		SetLeaderEpoch(b, int32(i))
 		next += int64(i + 1)
@@ -61,10 +58,7 @@ func TestSplitWalksConcatenatedBatches(t *testing.T) {
 
 func TestParseHeaderRejects(t *testing.T) {
 	t.Parallel()
-	b, err := Build(sampleRecords(), NoProducer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustBuild(t, sampleRecords(), NoProducer)
 	bad := func(mutate func(c []byte)) []byte {
 		c := bytes.Clone(b)
 		mutate(c)

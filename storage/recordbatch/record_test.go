@@ -82,6 +82,16 @@ func sameRecords(t *testing.T, got, want []Record, baseOffset int64) {
 	}
 }
 
+// mustBuild is Build, failing the test on an error.
+func mustBuild(tb testing.TB, recs []Record, opts BuildOptions) []byte {
+	tb.Helper()
+	b, err := Build(recs, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
 func sameBytes(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equal(a, b) }
 
 func TestBuildRecordsRoundTripEveryCodec(t *testing.T) {
@@ -97,10 +107,7 @@ func TestBuildRecordsRoundTripEveryCodec(t *testing.T) {
 		for _, codec := range allCodecs {
 			t.Run(name+"/"+CodecName(codec), func(t *testing.T) {
 				opts := BuildOptions{Compression: codec, BaseOffset: 1000, ProducerID: 77, ProducerEpoch: 3, BaseSequence: 41, LeaderEpoch: 9}
-				b, err := Build(recs, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
+				b := mustBuild(t, recs, opts)
 				h, err := Validate(b)
 				if err != nil {
 					t.Fatalf("Validate rejects Build output: %v", err)
@@ -135,10 +142,7 @@ func TestBuildRecordsRoundTripEveryCodec(t *testing.T) {
 
 func TestBuildNoProducer(t *testing.T) {
 	t.Parallel()
-	b, err := Build(sampleRecords(), NoProducer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustBuild(t, sampleRecords(), NoProducer)
 	h, err := Validate(b)
 	if err != nil {
 		t.Fatal(err)
@@ -167,10 +171,7 @@ func TestBuildKeepOffsetsAndAttributes(t *testing.T) {
 	opts.KeepOffsets = true
 	opts.Attributes = TransactionalBit
 	opts.Compression = CompressionZstd
-	b, err := Build(recs, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustBuild(t, recs, opts)
 	h, err := Validate(b)
 	if err != nil {
 		t.Fatal(err)
@@ -203,10 +204,7 @@ func TestLogAppendTime(t *testing.T) {
 	t.Parallel()
 	opts := NoProducer
 	opts.Attributes = TimestampTypeBit
-	b, err := Build([]Record{{Timestamp: 5}, {Timestamp: 9}, {Timestamp: 7}}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustBuild(t, []Record{{Timestamp: 5}, {Timestamp: 9}, {Timestamp: 7}}, opts)
 	got, err := Records(b)
 	if err != nil {
 		t.Fatal(err)
@@ -228,10 +226,7 @@ func TestAppendBuild(t *testing.T) {
 		t.Run(CodecName(codec), func(t *testing.T) {
 			opts := NoProducer
 			opts.Compression = codec
-			want, err := Build(recs, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			want := mustBuild(t, recs, opts)
 			prefix := []byte("earlier bytes")
 			dst := append([]byte(nil), prefix...)
 			for round := range 3 { // the second and third reuse the first's array
@@ -348,10 +343,7 @@ func TestRecompress(t *testing.T) {
 	t.Parallel()
 	recs := sampleRecords()
 	opts := BuildOptions{BaseOffset: 42, ProducerID: 5, ProducerEpoch: 1, BaseSequence: 10, LeaderEpoch: 3, Attributes: TransactionalBit}
-	src, err := Build(recs, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := mustBuild(t, recs, opts)
 	srcHeader, _ := Validate(src)
 	prev := src
 	// none → every codec → every codec, chained, so each codec is both the
@@ -395,10 +387,7 @@ func TestTruncatedAndCorruptBatches(t *testing.T) {
 	for _, codec := range allCodecs {
 		opts := NoProducer
 		opts.Compression = codec
-		b, err := Build(sampleRecords(), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := mustBuild(t, sampleRecords(), opts)
 		for n := 0; n < len(b); n++ {
 			if _, err := Validate(b[:n]); !errors.Is(err, ErrShort) {
 				t.Fatalf("%s: Validate of %d/%d bytes = %v, want ErrShort", CodecName(codec), n, len(b), err)
@@ -437,10 +426,7 @@ func putUint32(b []byte, v uint32) {
 
 func TestRecordLevelCorruption(t *testing.T) {
 	t.Parallel()
-	b, err := Build(sampleRecords(), NoProducer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustBuild(t, sampleRecords(), NoProducer)
 	cases := map[string]func([]byte) []byte{
 		"more records claimed": func(c []byte) []byte { putUint32(c[offNumRecords:], 6); return c },
 		"huge record count":    func(c []byte) []byte { putUint32(c[offNumRecords:], 1<<31-1); return c },
