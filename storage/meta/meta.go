@@ -76,6 +76,15 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// update runs fn in one read-write transaction, fsynced before it returns;
+// an error names the operation and its key ("meta: put cursor \"c\": ...").
+func (s *Store) update(op, key string, fn func(*bolt.Tx) error) error {
+	if err := s.db.Update(fn); err != nil {
+		return fmt.Errorf("meta: %s %q: %w", op, key, err)
+	}
+	return nil
+}
+
 // Path is the file the store lives in.
 func (s *Store) Path() string { return s.db.Path() }
 
@@ -101,13 +110,9 @@ func (s *Store) PutTopic(t TopicRecord) error {
 	if err != nil {
 		return fmt.Errorf("meta: put topic %q: encode: %w", t.Name, err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("put topic", t.Name, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTopics).Put([]byte(t.Name), v)
 	})
-	if err != nil {
-		return fmt.Errorf("meta: put topic %q: %w", t.Name, err)
-	}
-	return nil
 }
 
 // Topic returns one topic record or ErrNotFound.
@@ -130,7 +135,7 @@ func (s *Store) Topic(name string) (TopicRecord, error) {
 // Deleting a topic that does not exist is not an error, so a crash halfway
 // through a topic deletion can simply be retried.
 func (s *Store) DeleteTopic(name string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("delete topic", name, func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketTopics).Delete([]byte(name)); err != nil {
 			return fmt.Errorf("delete record: %w", err)
 		}
@@ -164,10 +169,6 @@ func (s *Store) DeleteTopic(name string) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("meta: delete topic %q: %w", name, err)
-	}
-	return nil
 }
 
 // Topics lists all topic records sorted by name.
@@ -259,7 +260,7 @@ func (s *Store) CommitOffsets(group string, offsets map[TopicPartition]OffsetCom
 		}
 		puts = append(puts, kv{offsetKey(tp), v})
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("commit offsets of group", group, func(tx *bolt.Tx) error {
 		gb, err := tx.Bucket(bucketOffsets).CreateBucketIfNotExists([]byte(group))
 		if err != nil {
 			return fmt.Errorf("group bucket: %w", err)
@@ -271,10 +272,6 @@ func (s *Store) CommitOffsets(group string, offsets map[TopicPartition]OffsetCom
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("meta: commit offsets of group %q: %w", group, err)
-	}
-	return nil
 }
 
 // FetchOffsets returns all committed offsets of a group (empty map if none).
@@ -308,7 +305,7 @@ func (s *Store) FetchOffsets(group string) (map[TopicPartition]OffsetCommit, err
 // OffsetDelete API). Absent partitions are ignored; a group left without
 // offsets disappears from Groups.
 func (s *Store) DeleteOffsets(group string, partitions []TopicPartition) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("delete offsets of group", group, func(tx *bolt.Tx) error {
 		offsets := tx.Bucket(bucketOffsets)
 		gb := offsets.Bucket([]byte(group))
 		if gb == nil {
@@ -324,25 +321,17 @@ func (s *Store) DeleteOffsets(group string, partitions []TopicPartition) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("meta: delete offsets of group %q: %w", group, err)
-	}
-	return nil
 }
 
 // DeleteGroup removes a group's committed offsets.
 func (s *Store) DeleteGroup(group string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("delete group", group, func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketOffsets).DeleteBucket([]byte(group))
 		if errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return nil
 		}
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("meta: delete group %q: %w", group, err)
-	}
-	return nil
 }
 
 // Groups lists groups that have committed offsets, sorted.
@@ -380,13 +369,9 @@ func (s *Store) PutCursor(name string, offset int64) error {
 	if name == "" {
 		return errors.New("meta: put cursor: empty name")
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("put cursor", name, func(tx *bolt.Tx) error {
 		return putInt64(tx.Bucket(bucketCursors), []byte(name), offset)
 	})
-	if err != nil {
-		return fmt.Errorf("meta: put cursor %q: %w", name, err)
-	}
-	return nil
 }
 
 // Cursor returns a named position; ok is false if never stored.
@@ -424,13 +409,9 @@ func (s *Store) Cursors(prefix string) (map[string]int64, error) {
 
 // DeleteCursor forgets a named position; deleting an absent one is no error.
 func (s *Store) DeleteCursor(name string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("delete cursor", name, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCursors).Delete([]byte(name))
 	})
-	if err != nil {
-		return fmt.Errorf("meta: delete cursor %q: %w", name, err)
-	}
-	return nil
 }
 
 // NextProducerID allocates a new, never reused producer id (persistent counter).
@@ -464,13 +445,9 @@ func (s *Store) PutValue(key string, value []byte) error {
 		// confuses "stored empty" with "absent".
 		value = []byte{}
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("put value", key, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketValues).Put([]byte(key), value)
 	})
-	if err != nil {
-		return fmt.Errorf("meta: put value %q: %w", key, err)
-	}
-	return nil
 }
 
 // Value returns the value under key or ErrNotFound.
@@ -513,11 +490,7 @@ func (s *Store) Values(prefix string) (keys []string, values [][]byte, err error
 
 // DeleteValue removes key; deleting an absent key is no error.
 func (s *Store) DeleteValue(key string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	return s.update("delete value", key, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketValues).Delete([]byte(key))
 	})
-	if err != nil {
-		return fmt.Errorf("meta: delete value %q: %w", key, err)
-	}
-	return nil
 }
