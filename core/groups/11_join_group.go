@@ -123,7 +123,7 @@ func awaitReply[R any](ctx context.Context, c *Coordinator, ch <-chan R, forget 
 	case r = <-ch:
 		return r, true
 	case <-ctx.Done():
-	case <-c.done:
+	case <-c.ctx.Done():
 	}
 	c.mu.Lock()
 	forget()

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/tributary-io/tributary/storage/meta"
 )
 
@@ -127,9 +128,12 @@ type Coordinator struct {
 	groups map[string]*group
 	closed bool
 
-	done chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	// ctx is cancelled by Close: it stops the timers and the joins and
+	// syncs still waiting.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
 // NewCoordinator starts a coordinator over store. Groups that have
@@ -145,8 +149,8 @@ func NewCoordinator(store *meta.Store, cfg Config, logger *slog.Logger) *Coordin
 		log:    logger.With("component", "groups"),
 		now:    time.Now,
 		groups: make(map[string]*group),
-		done:   make(chan struct{}),
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.metrics = newMetrics(c)
 	if cfg.Registerer != nil {
 		if err := c.metrics.register(cfg.Registerer); err != nil {
@@ -213,7 +217,7 @@ func (c *Coordinator) Close() {
 		c.writeMu.Lock()
 		//lint:ignore SA2001 taking the lock is the wait for the writer holding it
 		c.writeMu.Unlock()
-		close(c.done)
+		c.cancel()
 		c.wg.Wait()
 	})
 }
@@ -265,17 +269,10 @@ func (c *Coordinator) Handle(ctx context.Context, req kmsg.Request) (kmsg.Respon
 // number of groups; timeouts are seconds, the tick a tenth of one.
 func (c *Coordinator) runTimers() {
 	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.TickInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-t.C:
-			c.tick()
-			if c.cfg.OffsetRetention > 0 {
-				c.expireOffsets()
-			}
+	for range tick.Every(c.ctx, c.cfg.TickInterval) {
+		c.tick()
+		if c.cfg.OffsetRetention > 0 {
+			c.expireOffsets()
 		}
 	}
 }

@@ -211,10 +211,10 @@ type Coordinator struct {
 	txns   map[string]*entry
 	closed bool // no new background work once set
 
-	// ctx is cancelled by Close; background completions run under it.
+	// ctx is cancelled by Close; the timer and background completions
+	// run under it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	stop   chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
 }
@@ -247,7 +247,6 @@ func NewCoordinator(cfg Config, logger *slog.Logger) *Coordinator {
 		log:  logger.With("component", "txns"),
 		now:  time.Now,
 		txns: map[string]*entry{},
-		stop: make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
@@ -264,7 +263,6 @@ func (c *Coordinator) Close() {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
-		close(c.stop)
 		c.cancel()
 	})
 	c.wg.Wait()
@@ -837,16 +835,8 @@ func (c *Coordinator) saveComplete(ctx context.Context, t Txn) (Txn, error) {
 // markers failed or that were loaded from the state log.
 func (c *Coordinator) run() {
 	defer c.wg.Done()
-	ctx := c.ctx
-	t := time.NewTicker(c.cfg.TickInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-		}
-		c.tick(ctx)
+	for range tick.Every(c.ctx, c.cfg.TickInterval) {
+		c.tick(c.ctx)
 	}
 }
 
