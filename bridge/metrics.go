@@ -56,19 +56,22 @@ func perStream(name, help string, more ...string) *prometheus.CounterVec {
 }
 
 var (
-	descBacklogRecords = prometheus.NewDesc("tributary_bridge_backlog_records",
-		"Records in the edge log not yet acknowledged by the core.", []string{"stream", "partition"}, nil)
-	descBacklogBytes = prometheus.NewDesc("tributary_bridge_backlog_bytes",
-		"Estimated edge-log bytes not yet acknowledged by the core.", []string{"stream", "partition"}, nil)
-	descAckAge = prometheus.NewDesc("tributary_bridge_last_ack_age_seconds",
-		"Seconds since the core last acknowledged a batch of this partition while records were waiting (0 when caught up).",
-		[]string{"stream", "partition"}, nil)
-	descOldestAge = prometheus.NewDesc("tributary_bridge_oldest_unforwarded_age_seconds",
-		"Age of the oldest record not yet acknowledged by the core, by its record timestamp (0 when caught up).",
-		[]string{"stream", "partition"}, nil)
-	descCursor = prometheus.NewDesc("tributary_bridge_cursor_offset",
-		"Next edge offset to forward (everything below is on the core).", []string{"stream", "partition"}, nil)
+	descBacklogRecords = perPartition("tributary_bridge_backlog_records",
+		"Records in the edge log not yet acknowledged by the core.")
+	descBacklogBytes = perPartition("tributary_bridge_backlog_bytes",
+		"Estimated edge-log bytes not yet acknowledged by the core.")
+	descAckAge = perPartition("tributary_bridge_last_ack_age_seconds",
+		"Seconds since the core last acknowledged a batch of this partition while records were waiting (0 when caught up).")
+	descOldestAge = perPartition("tributary_bridge_oldest_unforwarded_age_seconds",
+		"Age of the oldest record not yet acknowledged by the core, by its record timestamp (0 when caught up).")
+	descCursor = perPartition("tributary_bridge_cursor_offset",
+		"Next edge offset to forward (everything below is on the core).")
 )
+
+// perPartition describes a gauge labelled by stream and partition.
+func perPartition(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, []string{"stream", "partition"}, nil)
+}
 
 type statusCollector struct{ b *Bridge }
 
