@@ -331,6 +331,25 @@ func kafkaClient(addr string, opts ...kgo.Opt) (*kgo.Client, error) {
 	return cl, nil
 }
 
+// pollInBackground polls cl in a goroutine and hands each fetch to handle
+// with the time it arrived, until stop (which waits for the goroutine); a
+// poll cut short by stop or by the end of ctx is not handed on.
+func pollInBackground(ctx context.Context, cl *kgo.Client, handle func(fs kgo.Fetches, arrived time.Time)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			fs := cl.PollFetches(ctx)
+			arrived := time.Now()
+			if ctx.Err() != nil {
+				return
+			}
+			handle(fs, arrived)
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
 func createTopic(ctx context.Context, cl *kgo.Client, topic string) error {
 	adm := kadm.NewClient(cl)
 	adm.SetTimeoutMillis(10_000)
@@ -561,18 +580,10 @@ func kafkaLatency(ctx context.Context, addr, topic string, d time.Duration, what
 	}
 	defer cons.Close()
 	col := newCollector(int(d.Seconds() * latencyRate))
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for pollCtx.Err() == nil {
-			fs := cons.PollFetches(pollCtx)
-			now := time.Now()
-			fs.EachRecord(func(r *kgo.Record) { col.add(now, r.Value) })
-		}
-	}()
-	defer func() { stopPoll(); wg.Wait() }()
+	stopPoll := pollInBackground(ctx, cons, func(fs kgo.Fetches, arrived time.Time) {
+		fs.EachRecord(func(r *kgo.Record) { col.add(arrived, r.Value) })
+	})
+	defer stopPoll()
 	var failed atomic.Pointer[error]
 	pool := values(100)
 	pace(ctx, d, what, func(i int) {

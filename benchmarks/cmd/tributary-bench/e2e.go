@@ -229,38 +229,28 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		undecoded atomic.Int64
 		fetchErr  atomic.Value
 	)
-	cctx, stopConsumer := context.WithCancel(ctx)
-	var cwg sync.WaitGroup
-	cwg.Add(1)
-	go func() {
-		defer cwg.Done()
-		for cctx.Err() == nil {
-			fs := cons.PollFetches(cctx)
-			now := time.Now()
-			fs.EachError(func(t string, p int32, err error) {
-				if cctx.Err() == nil {
-					fetchErr.Store(fmt.Errorf("fetch %s/%d: %w", t, p, err))
-				}
-			})
-			mu.Lock()
-			fs.EachRecord(func(r *kgo.Record) {
-				seq, ok := readingSeq(r.Value)
-				if !ok {
-					undecoded.Add(1)
-					return
-				}
-				consumed.Add(1)
-				if sent, ok := fleet.sentTime(string(r.Key), seq); ok && !sent.Before(measureFrom) {
-					// The topic stamps each batch with the core's append time
-					// (LogAppendTime): the split between the hops up to the
-					// core's append and the consumer side.
-					samples = append(samples, sample{dev: string(r.Key), seq: seq, sent: sent, appended: r.Timestamp, received: now})
-				}
-			})
-			mu.Unlock()
-		}
-	}()
-	defer func() { stopConsumer(); cwg.Wait() }()
+	stopConsumer := pollInBackground(ctx, cons, func(fs kgo.Fetches, arrived time.Time) {
+		fs.EachError(func(t string, p int32, err error) {
+			fetchErr.Store(fmt.Errorf("fetch %s/%d: %w", t, p, err))
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		fs.EachRecord(func(r *kgo.Record) {
+			seq, ok := readingSeq(r.Value)
+			if !ok {
+				undecoded.Add(1)
+				return
+			}
+			consumed.Add(1)
+			if sent, ok := fleet.sentTime(string(r.Key), seq); ok && !sent.Before(measureFrom) {
+				// The topic stamps each batch with the core's append time
+				// (LogAppendTime): the split between the hops up to the
+				// core's append and the consumer side.
+				samples = append(samples, sample{dev: string(r.Key), seq: seq, sent: sent, appended: r.Timestamp, received: arrived})
+			}
+		})
+	})
+	defer stopConsumer()
 
 	// The edge's CPU time over the measured window: a figure the other
 	// work on a shared machine disturbs far less than latency.
@@ -294,7 +284,6 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 		}
 	}
 	stopConsumer()
-	cwg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
 	if len(samples) == 0 {
