@@ -89,40 +89,46 @@ func mustExactlyOnce(t testing.TB, v verdict) {
 	t.Logf("verified %d records read_committed: lost=0 duplicated=0 out-of-order=0", v.records)
 }
 
+// eachTxnTarget runs test against each of txnTargets, as parallel subtests.
+func eachTxnTarget(t *testing.T, test func(t *testing.T, addr string)) {
+	for _, tg := range txnTargets {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, tg.start(t))
+		})
+	}
+}
+
 // The bridge forwards into a foreign Kafka in transactions, restarted
 // (cancelled) in the middle several times; the target ends up with every
 // reading exactly once, and holds the cursor in its cursor topic.
 func TestExactlyOnceIntoKafka(t *testing.T) {
 	t.Parallel()
-	for _, tg := range txnTargets {
-		t.Run(tg.name, func(t *testing.T) {
-			t.Parallel()
-			addr := tg.start(t)
-			e := openEdge(t, t.TempDir(), 2)
-			in := e.startIngest(devices("eo", 4), nil, 20, 5*time.Millisecond)
-			cfg := exactlyOnceConfig(addr)
-			for range 3 {
-				rb := startBridge(t, cfg, e)
-				testkit.Eventually(t, 20*time.Second, "records forwarded", func() bool {
-					st := rb.Status()
-					return len(st.Partitions) == 2 && st.Partitions[0].Cursor > 0 && st.Partitions[1].Cursor > 0
-				})
-				time.Sleep(time.Duration(rand.IntN(100)) * time.Millisecond)
-				rb.stop()
-			}
-			want := in.stop(t)
+	eachTxnTarget(t, func(t *testing.T, addr string) {
+		e := openEdge(t, t.TempDir(), 2)
+		in := e.startIngest(devices("eo", 4), nil, 20, 5*time.Millisecond)
+		cfg := exactlyOnceConfig(addr)
+		for range 3 {
 			rb := startBridge(t, cfg, e)
-			rb.waitCaughtUp(t, 30*time.Second)
-			mustExactlyOnce(t, judgeCommitted(t, addr, stream, want))
-			for p := int32(0); p < 2; p++ {
-				l, _ := e.topics.Partition(stream, p)
-				key := rb.EdgeID() + "/" + stream + "/" + strconv.Itoa(int(p))
-				if got, want := targetCursor(t, addr, DefaultCursorTopic, key), l.NextOffset(); got != want {
-					t.Fatalf("cursor %s in the target = %d, edge log end %d", key, got, want)
-				}
+			testkit.Eventually(t, 20*time.Second, "records forwarded", func() bool {
+				st := rb.Status()
+				return len(st.Partitions) == 2 && st.Partitions[0].Cursor > 0 && st.Partitions[1].Cursor > 0
+			})
+			time.Sleep(time.Duration(rand.IntN(100)) * time.Millisecond)
+			rb.stop()
+		}
+		want := in.stop(t)
+		rb := startBridge(t, cfg, e)
+		rb.waitCaughtUp(t, 30*time.Second)
+		mustExactlyOnce(t, judgeCommitted(t, addr, stream, want))
+		for p := int32(0); p < 2; p++ {
+			l, _ := e.topics.Partition(stream, p)
+			key := rb.EdgeID() + "/" + stream + "/" + strconv.Itoa(int(p))
+			if got, want := targetCursor(t, addr, DefaultCursorTopic, key), l.NextOffset(); got != want {
+				t.Fatalf("cursor %s in the target = %d, edge log end %d", key, got, want)
 			}
-		})
-	}
+		}
+	})
 }
 
 // targetCursor reads a committed cursor from the target as the bridge does.
@@ -152,11 +158,7 @@ func TestExactlyOnceSIGKILL(t *testing.T) {
 	for _, tg := range txnTargets {
 		t.Run(tg.name, func(t *testing.T) {
 			addr := tg.start(t)
-			adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer adm.Close()
+			adm := newKafkaClient(t, []string{addr})
 			// Records the target holds (committed or not): progress.
 			written := func() int64 {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -342,73 +344,65 @@ func newKafkaClient(t *testing.T, seeds []string) *kgo.Client {
 // cursor (which re-sent what the target held: duplicates after SIGKILLs).
 func TestReadTxnCursorWaitsForOthersOpenTransaction(t *testing.T) {
 	t.Parallel()
-	for _, tg := range txnTargets {
-		t.Run(tg.name, func(t *testing.T) {
-			t.Parallel()
-			addr := tg.start(t)
-			const topic = "cursors"
-			adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	eachTxnTarget(t, func(t *testing.T, addr string) {
+		const topic = "cursors"
+		adm := newKafkaClient(t, []string{addr})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := kadm.NewClient(adm).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+		txnClient := func(id string) *kgo.Client {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic),
+				kgo.TransactionTimeout(20*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer adm.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := kadm.NewClient(adm).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Cleanup(cl.Close)
+			return cl
+		}
+		// put writes key=value in a transaction, committed unless open.
+		put := func(cl *kgo.Client, key, value string, open bool) {
+			t.Helper()
+			if err := cl.BeginTransaction(); err != nil {
 				t.Fatal(err)
 			}
-			txnClient := func(id string) *kgo.Client {
-				cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic),
-					kgo.TransactionTimeout(20*time.Second))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(cl.Close)
-				return cl
+			if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(key), Value: []byte(value)}).FirstErr(); err != nil {
+				t.Fatal(err)
 			}
-			// put writes key=value in a transaction, committed unless open.
-			put := func(cl *kgo.Client, key, value string, open bool) {
-				t.Helper()
-				if err := cl.BeginTransaction(); err != nil {
+			if !open {
+				if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 					t.Fatal(err)
-				}
-				if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(key), Value: []byte(value)}).FirstErr(); err != nil {
-					t.Fatal(err)
-				}
-				if !open {
-					if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-						t.Fatal(err)
-					}
 				}
 			}
-			a, other := txnClient("a"), txnClient("other")
-			put(a, "a", "3", false)
-			put(other, "other", "9", true)
-			put(a, "a", "7", false)
+		}
+		a, other := txnClient("a"), txnClient("other")
+		put(a, "a", "3", false)
+		put(other, "other", "9", true)
+		put(a, "a", "7", false)
 
-			b := &Bridge{cfg: Config{CursorTopic: topic, RequestTimeout: 5 * time.Second}}
-			type result struct {
-				v     int64
-				found bool
-				err   error
-			}
-			done := make(chan result, 1)
-			go func() {
-				v, found, err := b.readTxnCursor(ctx, a, "a")
-				done <- result{v, found, err}
-			}()
-			select {
-			case r := <-done:
-				t.Fatalf("cursor read returned %d (found %v, err %v) while another producer's transaction was open before the last commit", r.v, r.found, r.err)
-			case <-time.After(300 * time.Millisecond):
-			}
-			if err := other.EndTransaction(ctx, kgo.TryAbort); err != nil {
-				t.Fatal(err)
-			}
-			r := <-done
-			if r.err != nil || !r.found || r.v != 7 {
-				t.Fatalf("cursor after the other transaction ended: %d found %v err %v, want 7", r.v, r.found, r.err)
-			}
-		})
-	}
+		b := &Bridge{cfg: Config{CursorTopic: topic, RequestTimeout: 5 * time.Second}}
+		type result struct {
+			v     int64
+			found bool
+			err   error
+		}
+		done := make(chan result, 1)
+		go func() {
+			v, found, err := b.readTxnCursor(ctx, a, "a")
+			done <- result{v, found, err}
+		}()
+		select {
+		case r := <-done:
+			t.Fatalf("cursor read returned %d (found %v, err %v) while another producer's transaction was open before the last commit", r.v, r.found, r.err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := other.EndTransaction(ctx, kgo.TryAbort); err != nil {
+			t.Fatal(err)
+		}
+		r := <-done
+		if r.err != nil || !r.found || r.v != 7 {
+			t.Fatalf("cursor after the other transaction ended: %d found %v err %v, want 7", r.v, r.found, r.err)
+		}
+	})
 }
