@@ -16,19 +16,7 @@ func (c *Coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) kmsg.Response 
 	for i, t := range req.Topics {
 		codes[i] = make([]int16, len(t.Partitions))
 	}
-	defer func() {
-		for i, t := range req.Topics {
-			rt := kmsg.NewOffsetCommitResponseTopic()
-			rt.Topic = t.Topic
-			for j, p := range t.Partitions {
-				rp := kmsg.NewOffsetCommitResponseTopicPartition()
-				rp.Partition = p.Partition
-				rp.ErrorCode = codes[i][j]
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			resp.Topics = append(resp.Topics, rt)
-		}
-	}()
+	defer answerCommit(req, resp, func(i, j int) int16 { return codes[i][j] })
 	setAll := func(code int16) kmsg.Response {
 		for i := range codes {
 			for j := range codes[i] {
@@ -107,6 +95,22 @@ func (c *Coordinator) offsetCommit(req *kmsg.OffsetCommitRequest) kmsg.Response 
 	}
 	c.metrics.commits.Add(float64(len(offsets)))
 	return resp
+}
+
+// answerCommit fills resp with every partition req names, partition j of
+// topic i with the error code code(i, j) (0: committed).
+func answerCommit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, code func(i, j int) int16) {
+	for i, t := range req.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for j, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.ErrorCode = code(i, j)
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
 }
 
 // checkCommit applies Kafka's rules for who may commit: anyone with

@@ -8,18 +8,7 @@ func errorResponse(req kmsg.Request, code int16) kmsg.Response {
 	resp := req.ResponseKind()
 	switch r := resp.(type) {
 	case *kmsg.OffsetCommitResponse:
-		q := req.(*kmsg.OffsetCommitRequest)
-		for _, t := range q.Topics {
-			rt := kmsg.NewOffsetCommitResponseTopic()
-			rt.Topic = t.Topic
-			for _, p := range t.Partitions {
-				rp := kmsg.NewOffsetCommitResponseTopicPartition()
-				rp.Partition = p.Partition
-				rp.ErrorCode = code
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			r.Topics = append(r.Topics, rt)
-		}
+		answerCommit(req.(*kmsg.OffsetCommitRequest), r, func(int, int) int16 { return code })
 	case *kmsg.OffsetFetchResponse:
 		q := req.(*kmsg.OffsetFetchRequest)
 		r.ErrorCode = code
