@@ -11,13 +11,19 @@ func (c *Coordinator) deleteGroups(req *kmsg.DeleteGroupsRequest) kmsg.Response 
 	// emptiness check and the removal of the offsets.
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	answerDelete(req, resp, c.deleteGroup)
+	return resp
+}
+
+// answerDelete fills resp with every group req names, each with the error
+// code code gives it (0: deleted).
+func answerDelete(req *kmsg.DeleteGroupsRequest, resp *kmsg.DeleteGroupsResponse, code func(group string) int16) {
 	for _, name := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = name
-		rg.ErrorCode = c.deleteGroup(name)
+		rg.ErrorCode = code(name)
 		resp.Groups = append(resp.Groups, rg)
 	}
-	return resp
 }
 
 func (c *Coordinator) deleteGroup(name string) int16 {

@@ -51,12 +51,7 @@ func errorResponse(req kmsg.Request, code int16) kmsg.Response {
 	case *kmsg.OffsetDeleteResponse:
 		r.ErrorCode = code
 	case *kmsg.DeleteGroupsResponse:
-		for _, name := range req.(*kmsg.DeleteGroupsRequest).Groups {
-			rg := kmsg.NewDeleteGroupsResponseGroup()
-			rg.Group = name
-			rg.ErrorCode = code
-			r.Groups = append(r.Groups, rg)
-		}
+		answerDelete(req.(*kmsg.DeleteGroupsRequest), r, func(string) int16 { return code })
 	}
 	return resp
 }
