@@ -9,7 +9,7 @@ import (
 // Test helpers for the external test package (bridge_test), whose end-to-end
 // tests import packages that may themselves import bridge (the edge gateway).
 var (
-	NewTestCore      = newCore
+	StartTestCore    = startCore
 	TestBridgeConfig = testBridgeConfig
 	JudgeCore        = judgeCore
 	JudgeTopic       = judgeTopic

@@ -19,9 +19,7 @@ import (
 // with the edge's headers and the gateway's edge id.
 func TestEdgeGatewayToCore(t *testing.T) {
 	t.Parallel()
-	addr := testkit.FreeAddr(t)
-	core := bridge.NewTestCore(t, addr, "")
-	core.Start()
+	core, addr := bridge.StartTestCore(t)
 
 	g, b := edgetest.Start(t, edgetest.Config(t), bridge.TestBridgeConfig(addr), testkit.Logger(t))
 
