@@ -235,6 +235,9 @@ type entry struct {
 	// rewriting: loaded with an unsynced end whose lost markers are being
 	// written again; the producer's writes must wait (Rewriting).
 	rewriting bool
+	// moved: its state log partition moved to another broker while it was
+	// busy (Unload); whatever holds it lets it go when it is done.
+	moved bool
 }
 
 // NewCoordinator starts a coordinator; its timer goroutine runs until Close.
@@ -310,6 +313,7 @@ func (c *Coordinator) Load(txns []Txn) {
 	now := c.now().UnixMilli()
 	for _, t := range txns {
 		if e := c.txns[t.ID]; e != nil && e.busy {
+			e.moved = false // back before it was let go: it stays
 			continue
 		}
 		if t.State == Ongoing {
@@ -346,6 +350,16 @@ func (c *Coordinator) rewrite(ctx context.Context, e *entry) {
 	}
 	rewritten := false
 	for attempt := 1; ; attempt++ {
+		c.mu.Lock()
+		moved := e.moved
+		c.mu.Unlock()
+		if moved {
+			// The state log partition went to another broker, which loads
+			// the same ends and rewrites what was lost itself.
+			c.log.Info("transaction state moved before its markers were rewritten; the new coordinator rewrites them", "txn", e.ID)
+			c.done(e, e.Txn, false)
+			return
+		}
 		var err error
 		switch {
 		case dm == nil:
@@ -377,6 +391,11 @@ func (c *Coordinator) rewrite(ctx context.Context, e *entry) {
 				c.done(e, e.Txn, false)
 				return
 			}
+			if errors.Is(err, ErrNotCoordinator) {
+				c.done(e, e.Txn, false)
+				c.forget(e)
+				return
+			}
 		}
 		if attempt == 1 || attempt%50 == 0 {
 			c.log.Warn("markers of a loaded transaction not rewritten yet; will retry", "txn", e.ID, "attempts", attempt, "err", err)
@@ -394,7 +413,11 @@ func (c *Coordinator) Unload(keep func(id string) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, e := range c.txns {
-		if !e.busy && !keep(id) {
+		switch {
+		case keep(id):
+		case e.busy:
+			e.moved = true // done forgets it
+		default:
 			delete(c.txns, id)
 		}
 	}
@@ -549,6 +572,9 @@ func (c *Coordinator) done(e *entry, t Txn, ok bool) {
 	e.markIdle()
 	if ok {
 		e.Txn = t
+	}
+	if e.moved && c.txns[e.ID] == e {
+		delete(c.txns, e.ID)
 	}
 }
 

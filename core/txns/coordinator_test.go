@@ -457,3 +457,34 @@ func TestDeferredMarkerDurability(t *testing.T) {
 		return s.Unsynced == nil && s.State == Ongoing
 	})
 }
+
+// A state log partition that moves away while a loaded id's lost markers
+// are still being rewritten is let go: the rewrite stops, and the id is
+// no longer held here (the new coordinator loads and rewrites it).
+func TestUnloadStopsRewrite(t *testing.T) {
+	t.Parallel()
+	// Nobody takes from rewritten: every rewrite runs into MarkerTimeout.
+	d := &deferredBroker{broker: &broker{saved: map[string]Txn{}}, synced: make(chan struct{}), rewritten: make(chan Ended)}
+	c := NewCoordinator(Config{Store: d, Markers: d, TickInterval: 10 * time.Millisecond, MarkerTimeout: 20 * time.Millisecond,
+		NewProducerID: func() (int64, error) { return 7, nil }}, nil)
+	t.Cleanup(c.Close)
+	lost := Txn{ID: "m", ProducerID: 7, State: CompleteCommit, TimeoutMs: 60000,
+		Unsynced: []Ended{{ProducerID: 7, Commit: true, Marks: []Mark{{Topic: "t", Offset: 10}}}}}
+	c.Load([]Txn{lost})
+	if _, ok, rewriting := c.Lookup("m"); !ok || !rewriting {
+		t.Fatalf("loaded with a lost marker: ok %v, rewriting %v", ok, rewriting)
+	}
+	c.Unload(func(string) bool { return false })
+	waitFor(t, "the moved id let go", func() bool {
+		_, ok, _ := c.Lookup("m")
+		return !ok
+	})
+	// Moved back later, with the ends rewritten by the other broker: the
+	// id is served from the loaded state.
+	back := lost
+	back.Unsynced = nil
+	c.Load([]Txn{back})
+	if got, ok, rewriting := c.Lookup("m"); !ok || rewriting || got.State != CompleteCommit {
+		t.Fatalf("loaded again: %+v ok %v rewriting %v", got, ok, rewriting)
+	}
+}
