@@ -153,23 +153,7 @@ func (tb *testBrokers) createTopic(name string, partitions int32, rf int16, minI
 
 func createReplicatedTopic(t testing.TB, addr, name string, partitions int32, rf int16, minISR int) {
 	t.Helper()
-	cl := newClient(t, addr)
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, rf
-	c := kmsg.NewCreateTopicsRequestTopicConfig()
-	c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr(strconv.Itoa(minISR))
-	rt.Configs = append(rt.Configs, c)
-	req.Topics = append(req.Topics, rt)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatalf("create topic %s: %v", name, err)
-	}
-	if code := resp.Topics[0].ErrorCode; code != 0 {
-		t.Fatalf("create topic %s: %v (%v)", name, kerr.ErrorForCode(code), resp.Topics[0].ErrorMessage)
-	}
+	createTopicRF(t, newClient(t, addr), name, partitions, rf, map[string]string{"min.insync.replicas": strconv.Itoa(minISR)})
 }
 
 // TestClusterReplicatesAndRoutes runs three brokers: Metadata lists them

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -75,25 +76,33 @@ func newClient(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
+// createTopic creates a topic with one replica and configs.
 func createTopic(t testing.TB, cl *kgo.Client, name string, partitions int32, configs map[string]string) {
+	t.Helper()
+	createTopicRF(t, cl, name, partitions, 1, configs)
+}
+
+// createTopicRF creates a topic with rf replicas and configs, failing the
+// test on any error.
+func createTopicRF(t testing.TB, cl *kgo.Client, name string, partitions int32, rf int16, configs map[string]string) {
 	t.Helper()
 	req := kmsg.NewPtrCreateTopicsRequest()
 	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, 1
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, rf
 	for k, v := range configs {
 		c := kmsg.NewCreateTopicsRequestTopicConfig()
 		c.Name, c.Value = k, kmsg.StringPtr(v)
 		rt.Configs = append(rt.Configs, c)
 	}
 	req.Topics = append(req.Topics, rt)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
 	if code := resp.Topics[0].ErrorCode; code != 0 {
-		t.Fatalf("create topic %s: error code %d (%v)", name, code, resp.Topics[0].ErrorMessage)
+		t.Fatalf("create topic %s: %v (%v)", name, kerr.ErrorForCode(code), resp.Topics[0].ErrorMessage)
 	}
 }
 
