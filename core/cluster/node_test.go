@@ -60,6 +60,14 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 	return c
 }
 
+// startTestCluster is newTestCluster already started.
+func startTestCluster(t *testing.T, size int) *testCluster {
+	t.Helper()
+	c := newTestCluster(t, size)
+	c.startAll()
+	return c
+}
+
 // startAll starts every node and waits until each sees all of them alive
 // with a Raft leader.
 func (c *testCluster) startAll() {
@@ -142,6 +150,18 @@ func (c *testCluster) controller() *Node {
 	return nil
 }
 
+// follower is a running node that is not the controller.
+func (c *testCluster) follower() *Node {
+	c.t.Helper()
+	for _, n := range c.running() {
+		if !n.IsController() {
+			return n
+		}
+	}
+	c.t.Fatal("no follower")
+	return nil
+}
+
 func allAlive(ids ...int32) func(n *Node) error {
 	return func(n *Node) error {
 		if _, ok := n.Controller(); !ok {
@@ -167,8 +187,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 // failure, that broker's return and a full cluster restart.
 func TestClusterLifecycle(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 3)
-	c.startAll()
+	c := startTestCluster(t, 3)
 
 	ctrl := c.controller()
 	conf := ctrl.raft.GetConfiguration()
@@ -186,13 +205,7 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 
 	// Create through a follower: the proposal is forwarded, and the follower reads its own write.
-	var follower *Node
-	for _, n := range c.running() {
-		if !n.IsController() {
-			follower = n
-			break
-		}
-	}
+	follower := c.follower()
 	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "events", 6, 3, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -427,8 +440,7 @@ func TestFourthBrokerIsSpareVoter(t *testing.T) {
 // is marked down, with its partitions moved, before Leave returns.
 func TestControlledLeave(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 3)
-	c.startAll()
+	c := startTestCluster(t, 3)
 	ctrl := c.controller()
 	if err := ctrl.CreateTopic(ctxT(t, 10*time.Second), "t", 3, 2, nil); err != nil {
 		t.Fatal(err)

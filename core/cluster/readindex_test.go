@@ -14,8 +14,7 @@ import (
 // the stale copy — led partitions at old epochs).
 func TestRestartedBrokerWaitsForLeaderCommitIndex(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 3)
-	c.startAll()
+	c := startTestCluster(t, 3)
 	c.waitFor("every broker current", 30*time.Second, func(n *Node) error {
 		if !n.MetadataCurrent() {
 			return fmt.Errorf("not current")
@@ -57,8 +56,7 @@ func TestRestartedBrokerWaitsForLeaderCommitIndex(t *testing.T) {
 // deleted those topics' local data as deleted while they were down).
 func TestFullRestartWaitsForCommittedMetadata(t *testing.T) {
 	t.Parallel()
-	c := newTestCluster(t, 3)
-	c.startAll()
+	c := startTestCluster(t, 3)
 	const topics = 40 // beyond SnapshotThreshold: snapshots plus log entries after them
 	for i := range topics {
 		if err := c.nodes[0].CreateTopic(ctxT(t, 20*time.Second), fmt.Sprintf("t-%02d", i), 1, 1, nil); err != nil {

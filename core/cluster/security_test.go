@@ -63,13 +63,7 @@ func TestSecureLinks(t *testing.T) {
 		c.start(i)
 	}
 	c.waitFor("3 secure brokers", 30*time.Second, allAlive(1, 2, 3))
-	var follower *Node
-	for _, n := range c.running() {
-		if !n.IsController() {
-			follower = n
-			break
-		}
-	}
+	follower := c.follower()
 	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "secure-topic", 3, 3, nil); err != nil {
 		t.Fatalf("create topic through a follower (TLS RPC): %v", err)
 	}
