@@ -358,26 +358,8 @@ aggregations:
 	for _, r := range aggs.Runners() {
 		g.Go("aggregation "+r.Agg.Name, r.Run)
 	}
-	edgeCtx, stopEdge := context.WithCancel(context.Background())
-	edgeDone := make(chan error, 1)
-	go func() { edgeDone <- g.Run(edgeCtx) }()
-	edgeStopped := false
-	stopEdgeNow := func() {
-		if edgeStopped {
-			return
-		}
-		edgeStopped = true
-		stopEdge()
-		select {
-		case err := <-edgeDone:
-			if err != nil {
-				t.Errorf("edge: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("edge did not stop")
-		}
-	}
-	defer stopEdgeNow()
+	stopEdge := testkit.Run(t, "edge", g.Run)
+	defer stopEdge()
 
 	// Two fleets, one per stream.
 	var wg sync.WaitGroup
