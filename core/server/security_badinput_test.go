@@ -25,6 +25,18 @@ func saslHandshake(v int16, mech string) *kmsg.SASLHandshakeRequest {
 	return r
 }
 
+// saslAuthenticateRefused sends a SaslAuthenticate (version v) with token
+// on c and expects the broker to answer with want and close the connection.
+func saslAuthenticateRefused(t *testing.T, c *rawConn, v int16, token string, want *kerr.Error) {
+	t.Helper()
+	req := kmsg.NewPtrSASLAuthenticateRequest()
+	req.Version, req.SASLAuthBytes = v, []byte(token)
+	if resp := c.roundTrip(req).(*kmsg.SASLAuthenticateResponse); resp.ErrorCode != want.Code {
+		t.Fatalf("got error %d, want %s", resp.ErrorCode, want.Message)
+	}
+	c.expectClosed()
+}
+
 // dialTLSRaw is dialRaw over TLS.
 func dialTLSRaw(t *testing.T, addr string, cfg *tls.Config) *rawConn {
 	t.Helper()
@@ -64,12 +76,7 @@ func TestSecureBadInput(t *testing.T) {
 	})
 	t.Run("SaslAuthenticate before the handshake", func(t *testing.T) {
 		c := dialRaw(t, e.saslPlain)
-		req := kmsg.NewPtrSASLAuthenticateRequest()
-		req.Version, req.SASLAuthBytes = 1, []byte("\x00admin\x00admin-secret")
-		if resp := c.roundTrip(req).(*kmsg.SASLAuthenticateResponse); resp.ErrorCode != kerr.IllegalSaslState.Code {
-			t.Fatalf("got error %d, want ILLEGAL_SASL_STATE", resp.ErrorCode)
-		}
-		c.expectClosed()
+		saslAuthenticateRefused(t, c, 1, "\x00admin\x00admin-secret", kerr.IllegalSaslState)
 	})
 	t.Run("unknown mechanism", func(t *testing.T) {
 		c := dialRaw(t, e.saslPlain)
@@ -82,12 +89,7 @@ func TestSecureBadInput(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		c := dialRaw(t, e.saslPlain)
 		c.roundTrip(saslHandshake(1, "PLAIN"))
-		req := kmsg.NewPtrSASLAuthenticateRequest()
-		req.Version, req.SASLAuthBytes = 2, []byte("\x00admin\x00guess")
-		if resp := c.roundTrip(req).(*kmsg.SASLAuthenticateResponse); resp.ErrorCode != kerr.SaslAuthenticationFailed.Code {
-			t.Fatalf("got error %d, want SASL_AUTHENTICATION_FAILED", resp.ErrorCode)
-		}
-		c.expectClosed()
+		saslAuthenticateRefused(t, c, 2, "\x00admin\x00guess", kerr.SaslAuthenticationFailed)
 	})
 	t.Run("huge token", func(t *testing.T) {
 		c := dialRaw(t, e.saslPlain)
