@@ -177,12 +177,6 @@ func allAlive(ids ...int32) func(n *Node) error {
 	}
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // TestClusterLifecycle walks a 3-broker cluster through formation, topic placement, a broker
 // failure, that broker's return and a full cluster restart.
 func TestClusterLifecycle(t *testing.T) {
@@ -206,7 +200,7 @@ func TestClusterLifecycle(t *testing.T) {
 
 	// Create through a follower: the proposal is forwarded, and the follower reads its own write.
 	follower := c.follower()
-	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "events", 6, 3, nil); err != nil {
+	if err := follower.CreateTopic(testkit.Context(t, 10*time.Second), "events", 6, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := testutil.ToFloat64(follower.m.forwarded); got < 1 {
@@ -219,10 +213,10 @@ func TestClusterLifecycle(t *testing.T) {
 	if counts := md.LeaderCounts(); counts[1] != 2 || counts[2] != 2 || counts[3] != 2 {
 		t.Fatalf("leaders not spread 2/2/2: %v", counts)
 	}
-	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "events", 1, 1, nil); !errors.Is(err, ErrTopicExists) {
+	if err := follower.CreateTopic(testkit.Context(t, 10*time.Second), "events", 1, 1, nil); !errors.Is(err, ErrTopicExists) {
 		t.Fatalf("second create: %v, want ErrTopicExists through forwarding", err)
 	}
-	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "too-wide", 1, 4, nil); !errors.Is(err, ErrInvalidReplicationFactor) {
+	if err := follower.CreateTopic(testkit.Context(t, 10*time.Second), "too-wide", 1, 4, nil); !errors.Is(err, ErrInvalidReplicationFactor) {
 		t.Fatalf("rf 4 on 3 brokers: %v", err)
 	}
 	c.waitFor("topic replicated", 10*time.Second, func(n *Node) error {
@@ -232,7 +226,7 @@ func TestClusterLifecycle(t *testing.T) {
 		return nil
 	})
 
-	coord, err := follower.Coordinator(ctxT(t, 10*time.Second), "analytics")
+	coord, err := follower.Coordinator(testkit.Context(t, 10*time.Second), "analytics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,14 +281,14 @@ func TestClusterLifecycle(t *testing.T) {
 	// An ISR change proposed by the new leader of a partition (from its own node).
 	p0, _ := c.running()[0].PartitionState("events", 0)
 	lnode := c.nodes[p0.Leader-1]
-	shrunk, err := lnode.ProposeISR(ctxT(t, 10*time.Second), p0, []int32{p0.Leader})
+	shrunk, err := lnode.ProposeISR(testkit.Context(t, 10*time.Second), p0, []int32{p0.Leader})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(shrunk.ISR, []int32{p0.Leader}) || shrunk.PartitionEpoch != p0.PartitionEpoch+1 {
 		t.Fatalf("shrunk ISR %+v", shrunk)
 	}
-	if _, err := lnode.ProposeISR(ctxT(t, 10*time.Second), p0, p0.ISR); !errors.Is(err, ErrStaleLeaderEpoch) {
+	if _, err := lnode.ProposeISR(testkit.Context(t, 10*time.Second), p0, p0.ISR); !errors.Is(err, ErrStaleLeaderEpoch) {
 		t.Fatalf("stale ISR proposal: %v", err)
 	}
 
@@ -395,7 +389,7 @@ func TestFourthBrokerIsSpareVoter(t *testing.T) {
 	}
 
 	// Created through the non-voter: 8 partitions RF 2 over 4 brokers, 2 leaders each.
-	if err := c.nodes[3].CreateTopic(ctxT(t, 10*time.Second), "spread", 8, 2, nil); err != nil {
+	if err := c.nodes[3].CreateTopic(testkit.Context(t, 10*time.Second), "spread", 8, 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	if counts := c.nodes[3].Metadata().LeaderCounts(); len(counts) != 4 || counts[1] != 2 || counts[2] != 2 || counts[3] != 2 || counts[4] != 2 {
@@ -423,7 +417,7 @@ func TestFourthBrokerIsSpareVoter(t *testing.T) {
 	}
 	// A second original voter goes: the controller and broker 4 still make a quorum.
 	c.stop(int(victims[1] - 1))
-	if err := c.nodes[3].CreateTopic(ctxT(t, 20*time.Second), "after-two-failures", 2, 1, nil); err != nil {
+	if err := c.nodes[3].CreateTopic(testkit.Context(t, 20*time.Second), "after-two-failures", 2, 1, nil); err != nil {
 		t.Fatalf("create after losing two original voters: %v", err)
 	}
 	c.waitFor("partitions moved off both failed brokers", 20*time.Second, func(n *Node) error {
@@ -442,12 +436,12 @@ func TestControlledLeave(t *testing.T) {
 	t.Parallel()
 	c := startTestCluster(t, 3)
 	ctrl := c.controller()
-	if err := ctrl.CreateTopic(ctxT(t, 10*time.Second), "t", 3, 2, nil); err != nil {
+	if err := ctrl.CreateTopic(testkit.Context(t, 10*time.Second), "t", 3, 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	vid := ctrl.ID()
 	start := time.Now()
-	if err := ctrl.Leave(ctxT(t, 20*time.Second)); err != nil {
+	if err := ctrl.Leave(testkit.Context(t, 20*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("controlled leave of the controller took %v", time.Since(start).Round(time.Millisecond))
@@ -465,7 +459,7 @@ func TestControlledLeave(t *testing.T) {
 		}
 		return nil
 	})
-	if err := ctrl.Leave(ctxT(t, time.Second)); !errors.Is(err, ErrClosed) {
+	if err := ctrl.Leave(testkit.Context(t, time.Second)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("second Leave: %v", err)
 	}
 }
@@ -480,7 +474,7 @@ func TestRestartWithoutOneBroker(t *testing.T) {
 		c.cfgs[i].AbsentGrace = time.Second
 	}
 	c.startAll()
-	if err := c.nodes[0].CreateTopic(ctxT(t, 10*time.Second), "t", 3, 3, nil); err != nil {
+	if err := c.nodes[0].CreateTopic(testkit.Context(t, 10*time.Second), "t", 3, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := range c.nodes {
@@ -510,7 +504,7 @@ func TestRestartWithoutOneBroker(t *testing.T) {
 		return nil
 	})
 	// With two of the three expected brokers the offsets topic is not created under-replicated.
-	if _, err := c.nodes[0].Coordinator(ctxT(t, 5*time.Second), "g"); !errors.Is(err, ErrCoordinatorNotAvailable) {
+	if _, err := c.nodes[0].Coordinator(testkit.Context(t, 5*time.Second), "g"); !errors.Is(err, ErrCoordinatorNotAvailable) {
 		t.Fatalf("coordinator with 2 of 3 brokers: %v", err)
 	}
 	if _, ok := c.nodes[0].Metadata().Topics[OffsetsTopic]; ok {
@@ -530,7 +524,7 @@ func TestIsolatedController(t *testing.T) {
 	}
 	c.startAll()
 	ctrl := c.controller()
-	if err := ctrl.CreateTopic(ctxT(t, 10*time.Second), "t", 6, 3, nil); err != nil {
+	if err := ctrl.CreateTopic(testkit.Context(t, 10*time.Second), "t", 6, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	cut := ctrl.ID()
@@ -540,7 +534,7 @@ func TestIsolatedController(t *testing.T) {
 			majority = append(majority, n)
 		}
 	}
-	if err := majority[0].waitApplied(ctxT(t, 10*time.Second), ctrl.fsm.AppliedIndex()); err != nil {
+	if err := majority[0].waitApplied(testkit.Context(t, 10*time.Second), ctrl.fsm.AppliedIndex()); err != nil {
 		t.Fatal(err)
 	}
 	before := majority[0].Metadata().Topics["t"]
@@ -571,10 +565,10 @@ func TestIsolatedController(t *testing.T) {
 	}
 
 	// The isolated broker cannot commit anything; the majority can.
-	if err := ctrl.CreateTopic(ctxT(t, 2*time.Second), "from-the-minority", 1, 1, nil); err == nil {
+	if err := ctrl.CreateTopic(testkit.Context(t, 2*time.Second), "from-the-minority", 1, 1, nil); err == nil {
 		t.Fatal("isolated broker created a topic")
 	}
-	if err := majority[1].CreateTopic(ctxT(t, 10*time.Second), "during-cut", 2, 2, nil); err != nil {
+	if err := majority[1].CreateTopic(testkit.Context(t, 10*time.Second), "during-cut", 2, 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	if ctrl.IsController() {

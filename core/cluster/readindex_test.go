@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // A broker restarted while the others committed changes is not "current"
@@ -27,7 +29,7 @@ func TestRestartedBrokerWaitsForLeaderCommitIndex(t *testing.T) {
 	// leads (an election may be under way if broker 3 led).
 	via := c.nodes[0]
 	for i := range topics {
-		if err := via.CreateTopic(ctxT(t, 20*time.Second), fmt.Sprintf("late-%02d", i), 1, 1, nil); err != nil {
+		if err := via.CreateTopic(testkit.Context(t, 20*time.Second), fmt.Sprintf("late-%02d", i), 1, 1, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -59,7 +61,7 @@ func TestFullRestartWaitsForCommittedMetadata(t *testing.T) {
 	c := startTestCluster(t, 3)
 	const topics = 40 // beyond SnapshotThreshold: snapshots plus log entries after them
 	for i := range topics {
-		if err := c.nodes[0].CreateTopic(ctxT(t, 20*time.Second), fmt.Sprintf("t-%02d", i), 1, 1, nil); err != nil {
+		if err := c.nodes[0].CreateTopic(testkit.Context(t, 20*time.Second), fmt.Sprintf("t-%02d", i), 1, 1, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

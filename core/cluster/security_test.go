@@ -64,7 +64,7 @@ func TestSecureLinks(t *testing.T) {
 	}
 	c.waitFor("3 secure brokers", 30*time.Second, allAlive(1, 2, 3))
 	follower := c.follower()
-	if err := follower.CreateTopic(ctxT(t, 10*time.Second), "secure-topic", 3, 3, nil); err != nil {
+	if err := follower.CreateTopic(testkit.Context(t, 10*time.Second), "secure-topic", 3, 3, nil); err != nil {
 		t.Fatalf("create topic through a follower (TLS RPC): %v", err)
 	}
 

@@ -58,8 +58,7 @@ func TestSecureCluster(t *testing.T) {
 		t.Cleanup(cl.Close)
 		return cl
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 60*time.Second)
 	createSecureTopic(ctx, t, client(), "secure", 1, 3)
 	tb.waitTopic("secure")
 	prod := client(kgo.DefaultProduceTopic("secure"), kgo.RequiredAcks(kgo.AllISRAcks()))

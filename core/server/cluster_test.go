@@ -164,8 +164,7 @@ func TestClusterReplicatesAndRoutes(t *testing.T) {
 	tb := startTestCluster(t, 3)
 	tb.createTopic("rep", 3, 3, 2)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 60*time.Second)
 	prod := newClient(t, tb.addrs()[1], kgo.DefaultProduceTopic("rep"), kgo.RequiredAcks(kgo.AllISRAcks()))
 	const n = 2000
 	var recs []*kgo.Record
@@ -284,8 +283,7 @@ func TestIsolatedLeaderCannotAcknowledge(t *testing.T) {
 	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("iso", 1, 3, 2)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 90*time.Second)
 	prod := newClient(t, tb.addrs()[0], kgo.DefaultProduceTopic("iso"), kgo.RequiredAcks(kgo.AllISRAcks()))
 	for i := range 100 {
 		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprintf("before-%d", i))}).FirstErr(); err != nil {
@@ -548,8 +546,7 @@ func TestClusterProducerIDsAreUnique(t *testing.T) {
 func TestSingleBrokerCluster(t *testing.T) {
 	t.Parallel()
 	tb := startTestCluster(t, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 60*time.Second)
 	prod := newClient(t, tb.addrs()[0], kgo.DefaultProduceTopic("solo"), kgo.AllowAutoTopicCreation(),
 		kgo.RequiredAcks(kgo.AllISRAcks()))
 	for i := range 50 {

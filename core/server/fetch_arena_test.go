@@ -1,13 +1,14 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestConcurrentFetchesKeepTheirBytes: fetch responses are read into pooled
@@ -23,8 +24,7 @@ func TestConcurrentFetchesKeepTheirBytes(t *testing.T) {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	createTopic(t, cl, "arena", 4, nil)
 	const perPartition = 3000
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 60*time.Second)
 	for i := range perPartition {
 		for p := range int32(4) {
 			cl.Produce(ctx, &kgo.Record{Partition: p, Value: fmt.Appendf(nil, "p%d-%06d-%0200d", p, i, i)}, nil)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // groupLedger records who read what, and what was committed, across the
@@ -65,8 +67,7 @@ func TestConsumerGroupOfThree(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	cfg.Groups.InitialRebalanceDelay = 200 * time.Millisecond
 	srv := startServer(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 90*time.Second)
 
 	producer := newClient(t, srv.Addr(), kgo.DefaultProduceTopic("grouped3"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	createTopic(t, producer, "grouped3", partitions, nil)

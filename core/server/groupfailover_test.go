@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -20,8 +19,7 @@ func TestCoordinatorFailoverKeepsGeneration(t *testing.T) {
 	t.Parallel()
 	tb := startTestCluster(t, 3)
 	cl := newClient(t, tb.addrs()[0])
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 60*time.Second)
 	const group = "keepers"
 
 	// kgo routes group requests to the coordinator and follows it when it

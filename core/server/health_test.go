@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -43,8 +42,7 @@ func TestPartitionMetricsAndGroupLag(t *testing.T) {
 	createTopic(t, newClient(t, srv.Addr()), "lagged", 1, nil)
 	produceValues(t, srv.Addr(), "lagged", 10, 100)
 	adm := kadm.NewClient(newClient(t, srv.Addr()))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 10*time.Second)
 	var offs kadm.Offsets
 	offs.Add(kadm.Offset{Topic: "lagged", Partition: 0, At: 4, LeaderEpoch: -1})
 	if err := adm.CommitAllOffsets(ctx, "readers", offs); err != nil {

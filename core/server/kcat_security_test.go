@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // kcatResult runs kcat and returns its output and error without failing.
@@ -33,8 +35,7 @@ func TestKcatSaslSSL(t *testing.T) {
 	t.Parallel()
 	needKcat(t)
 	e := startSecure(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 60*time.Second)
 	sasl := func(user, pass string) []string {
 		return []string{"-b", e.saslSSL, "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=SCRAM-SHA-512",
 			"-X", "sasl.username=" + user, "-X", "sasl.password=" + pass, "-X", "ssl.ca.location=" + e.caFile,

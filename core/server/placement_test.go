@@ -121,8 +121,7 @@ func TestBrokersStoreOnlyTheirReplicas(t *testing.T) {
 	}
 
 	// Every partition takes writes and serves them back.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t, 2*time.Minute)
 	prod := newClient(t, addrs[0], kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	var recs []*kgo.Record
 	for _, topic := range []string{"one", "two"} {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -425,8 +425,7 @@ func TestAdmin(t *testing.T) {
 	srv := startServer(t, cfg)
 	c := dialRaw(t, srv.Addr())
 	cl := newClient(t, srv.Addr())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 30*time.Second)
 
 	createTopic(t, cl, "cfg", 2, map[string]string{
 		"retention.ms": "3600000", "cleanup.policy": "compact", "segment.bytes": "1048576", "retention.bytes": "-1",

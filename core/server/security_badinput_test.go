@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"io"
@@ -55,8 +54,7 @@ func dialTLSRaw(t *testing.T, addr string, cfg *tls.Config) *rawConn {
 func TestSecureBadInput(t *testing.T) {
 	t.Parallel()
 	e := startSecure(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 30*time.Second)
 	good := e.client(t, plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism())
 	failures := func(reason string) float64 {
 		return testutil.ToFloat64(e.srv.sec.m.authFailed.WithLabelValues(reason))

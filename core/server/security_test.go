@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -106,8 +105,7 @@ func scram512(user, pass string) sasl.Mechanism {
 func TestSecureProduceConsumeACL(t *testing.T) {
 	t.Parallel()
 	e := startSecure(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 30*time.Second)
 	admin := e.admin(t)
 	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "sensors.a"); err != nil {
 		t.Fatalf("admin creates topic: %v", err)
@@ -220,8 +218,7 @@ func newTestCA() (tls.Certificate, error) {
 func TestSecureAdminAPIs(t *testing.T) {
 	t.Parallel()
 	e := startSecure(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 30*time.Second)
 	admin := e.admin(t)
 	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "guarded"); err != nil {
 		t.Fatal(err)
@@ -258,8 +255,7 @@ func TestSecureAdminAPIs(t *testing.T) {
 func TestDeleteUnknownTopicIDWithoutACLs(t *testing.T) {
 	t.Parallel()
 	e := startSecure(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 30*time.Second)
 	admin := e.admin(t)
 	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "kept"); err != nil {
 		t.Fatal(err)

@@ -149,8 +149,7 @@ func TestProduceConsumeWithRestart(t *testing.T) {
 		failed []error
 		acked  int
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t, 3*time.Minute)
 	var produced sync.WaitGroup
 	produce := func(from, to int) {
 		for i := from; i < to; i++ {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"math/rand/v2"
 	"testing"
@@ -9,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // Issue 12, scenario 5: a device whose clock runs 48 h behind. With the
@@ -27,8 +28,7 @@ func TestDeviceClockBehind(t *testing.T) {
 	createTopic(t, admin, "appendtime", 1, map[string]string{"message.timestamp.type": "LogAppendTime"})
 	createTopic(t, admin, "bounded", 1, map[string]string{"message.timestamp.before.max.ms": "3600000"})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 30*time.Second)
 	deviceTime := time.Now().Add(-48 * time.Hour)
 	prod := newClient(t, srv.Addr(), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchMaxBytes(2048))
 	rng := rand.New(rand.NewPCG(1, 2))

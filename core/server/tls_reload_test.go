@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"os"
@@ -46,8 +45,7 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 20*time.Second)
 	if err := cl.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}

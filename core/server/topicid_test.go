@@ -1,12 +1,13 @@
 package server
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // A topic deleted while a broker was down, and created again after it came
@@ -19,8 +20,7 @@ func TestDeletedTopicNeverReappears(t *testing.T) {
 	tb := startTestCluster(t, 3)
 	tb.createTopic("reborn", 1, 3, 1)
 	oldID := metadataTopicID(t, tb.addrs()[0], "reborn")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 60*time.Second)
 	prod := newClient(t, tb.addrs()[0], kgo.DefaultProduceTopic("reborn"), kgo.RequiredAcks(kgo.AllISRAcks()))
 	for i := range 50 {
 		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte{'o', byte(i)}}).FirstErr(); err != nil {

@@ -61,6 +61,15 @@ func PollContext(ctx context.Context, cond func() bool) bool {
 	}
 }
 
+// Context is a context for a test's requests that ends after limit, or
+// when the test ends (after the cleanups the test registers later, so
+// they may still use it).
+func Context(t testing.TB, limit time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // Logger is the test logger: records at warning and above go to the test's
 // log (shown when it fails, or with -v), everything from debug up with -v.
 // Lines logged after the test ended (a goroutine still stopping) are

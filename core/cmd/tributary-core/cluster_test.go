@@ -49,8 +49,7 @@ var partitionStates = testkit.PartitionStates
 // metadata still knows the topic.
 func TestClusterLeaderKills(t *testing.T) {
 	bs, addrs := startProcCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 150*time.Second)
 	const topic, parts = "kills", 3
 
 	createTopicWhenFormed(ctx, t, addrs, topic, parts)

@@ -23,8 +23,7 @@ import (
 // on it once it is back.
 func TestPlacementSurvivesKills(t *testing.T) {
 	bs, addrs := startProcCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t, 3*time.Minute)
 	topics := []string{"one", "two"}
 	for i, topic := range topics {
 		if err := testkit.CreateClusterTopic(ctx, addrs, topic, 6, int16(i+1)); err != nil {

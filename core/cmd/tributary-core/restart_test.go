@@ -26,8 +26,7 @@ import (
 func TestClusterFullRestarts(t *testing.T) {
 	bs, addrs := startProcCluster(t)
 	const rounds = 20
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t, 8*time.Minute)
 	const topic, parts, group = "restarts", 3, "restarters"
 	createTopicWhenFormed(ctx, t, addrs, topic, parts)
 	sp := startSeqProducer(ctx, t, addrs, topic, parts)

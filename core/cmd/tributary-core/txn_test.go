@@ -26,8 +26,7 @@ import (
 // once and no aborted one.
 func TestClusterTransactionKills(t *testing.T) {
 	bs, addrs := startProcCluster(t) // skips under -short
-	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 240*time.Second)
 	const topic, parts = "txkills", 3
 	const txnTimeout = 5 * time.Second
 	createTopicWhenFormed(ctx, t, addrs, topic, parts)
@@ -234,8 +233,7 @@ func TestKillNineMidTransaction(t *testing.T) {
 	addr := freeAddr(t)
 	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
 	broker := startProcess(t, args, addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 90*time.Second)
 	const topic = "crashtx"
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.TransactionalID("crash"), kgo.TransactionTimeout(4*time.Second),
 		kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation(), kgo.RecordPartitioner(kgo.ManualPartitioner()))

@@ -31,8 +31,7 @@ func TestKillNineDuringCommits(t *testing.T) {
 	addr := freeAddr(t)
 	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
 	const topic, rounds = "killtx", 5
-	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 180*time.Second)
 	outcome := map[string]string{} // transaction -> committed, aborted, unknown
 	var mu sync.Mutex
 	for round := range rounds {

@@ -29,8 +29,7 @@ import (
 // once and nothing written by a round that aborted.
 func TestClusterGroupSessionKills(t *testing.T) {
 	bs, addrs := startProcCluster(t) // skips under -short
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 120*time.Second)
 	const in, out, parts, n = "ctpin", "ctpout", 3, 600
 	const txnID, group = "ctp-kills", "ctp-kills-group"
 	createTopicWhenFormed(ctx, t, addrs, in, parts)

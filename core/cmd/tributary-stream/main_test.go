@@ -155,8 +155,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t, 4*time.Minute)
 
 	logPath := filepath.Join(dir, "stream.log")
 	logFile, err := os.Create(logPath)
@@ -441,8 +440,7 @@ func TestRunServesMetricsAndHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t, time.Minute)
 	rng := rand.New(rand.NewPCG(1, 1))
 	clock := time.Now().Add(-time.Hour).UnixMilli()
 	batch := genBatch(rng, &clock, 500)
@@ -522,8 +520,7 @@ func TestIdleTimeoutClosesWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t, time.Minute)
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
 	var batch []*kgo.Record
 	for i := 0; i < 100; i++ {

@@ -250,8 +250,7 @@ func TestCLIGroupsLagReset(t *testing.T) {
 	}
 	cl := consumer()
 	got := 0
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t, 20*time.Second)
 	for got < 60 && ctx.Err() == nil {
 		fs := cl.PollRecords(ctx, 60-got)
 		fs.EachRecord(func(*kgo.Record) { got++ })
