@@ -4,13 +4,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tributary-io/tributary/internal/devcert"
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
@@ -19,18 +17,10 @@ import (
 // by a second CA), and the open connection keeps working.
 func TestTLSReloadOnFileChange(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ca1, _ := devcert.NewCA("first CA")
-	ca2, _ := devcert.NewCA("second CA")
-	leaf1, err := ca1.Server("core")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := leaf1.WriteFiles(dir, "core")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(filepath.Join(dir, "data"))
+	ca1 := testkit.NewCA(t, "first CA")
+	ca2 := testkit.NewCA(t, "second CA")
+	certFile, keyFile := ca1.ServerFiles(t, "core")
+	cfg := testConfig(t.TempDir())
 	cfg.Listeners = []ListenerConfig{{Name: "SSL", Protocol: ProtocolSSL, Addr: "127.0.0.1:0"}}
 	cfg.Security = SecurityConfig{TLS: TLSConfig{CertFile: certFile, KeyFile: keyFile, ReloadInterval: 50 * time.Millisecond},
 		AllowEveryoneIfNoACLFound: true}
@@ -50,16 +40,9 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	leaf2, err := ca2.Server("core")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Write the new pair under other names and rename over the old, as
+	// Write the new pair elsewhere and rename it over the old, as
 	// certificate tooling does, so no reader sees half a file.
-	c2, k2, err := leaf2.WriteFiles(dir, "core-new")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2, k2 := ca2.ServerFiles(t, "core")
 	if err := os.Rename(k2, keyFile); err != nil {
 		t.Fatal(err)
 	}
