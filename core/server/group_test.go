@@ -80,12 +80,9 @@ func TestConsumerGroupOfThree(t *testing.T) {
 	}
 	ledger := &groupLedger{readBy: map[string]map[string]bool{}, committed: map[string]bool{}}
 
-	type member struct {
-		cl   *kgo.Client
-		stop context.CancelFunc
-		done chan struct{}
-	}
-	start := func(name string) *member {
+	// join starts a member reading and committing; leave stops it and
+	// closes its client, which leaves the group.
+	join := func(name string) (leave func()) {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.ConsumerGroup("three"), kgo.ConsumeTopics("grouped3"),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond),
 			kgo.ClientID(name))
@@ -93,9 +90,9 @@ func TestConsumerGroupOfThree(t *testing.T) {
 			t.Fatal(err)
 		}
 		mctx, stop := context.WithCancel(ctx)
-		m := &member{cl: cl, stop: stop, done: make(chan struct{})}
+		done := make(chan struct{})
 		go func() {
-			defer close(m.done)
+			defer close(done)
 			for mctx.Err() == nil {
 				fs := cl.PollFetches(mctx)
 				var values []string
@@ -110,7 +107,11 @@ func TestConsumerGroupOfThree(t *testing.T) {
 				ledger.commit(values)
 			}
 		}()
-		return m
+		return func() {
+			stop()
+			<-done
+			cl.Close()
+		}
 	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
@@ -124,15 +125,13 @@ func TestConsumerGroupOfThree(t *testing.T) {
 		t.Fatalf("timed out waiting for %s (read %d, by member %v)", what, all, by)
 	}
 
-	members := map[string]*member{}
+	members := map[string]func(){}
 	for _, name := range []string{"a", "b", "c"} {
-		members[name] = start(name)
+		members[name] = join(name)
 	}
 	defer func() {
-		for _, m := range members {
-			m.stop()
-			<-m.done
-			m.cl.Close()
+		for _, leave := range members {
+			leave()
 		}
 	}()
 	produceRound("one")
@@ -142,11 +141,9 @@ func TestConsumerGroupOfThree(t *testing.T) {
 	})
 
 	// c leaves the group (LeaveGroup on close); a and b take over.
-	c := members["c"]
+	leaveC := members["c"]
 	delete(members, "c")
-	c.stop()
-	<-c.done
-	c.cl.Close()
+	leaveC()
 	produceRound("two")
 	waitFor("a and b to read the second round", func() bool {
 		all, _ := ledger.count("two-")
