@@ -81,11 +81,7 @@ func startTestClusterWith(t testing.TB, size int, configure func(i int, cfg *Con
 		if err != nil {
 			t.Fatalf("start broker %d: %v", i+1, err)
 		}
-		t.Cleanup(func() {
-			if err := srv.Close(); err != nil {
-				t.Errorf("close broker %d: %v", i+1, err)
-			}
-		})
+		testkit.CloseAtEnd(t, fmt.Sprintf("broker %d", i+1), srv)
 		tb.srvs[i] = srv
 	}
 	tb.waitFor("all brokers alive", 30*time.Second, func() bool {

@@ -70,6 +70,16 @@ func Context(t testing.TB, limit time.Duration) context.Context {
 	return ctx
 }
 
+// CloseAtEnd closes c (what, in a failure) when the test ends; a close
+// that fails fails the test.
+func CloseAtEnd(t testing.TB, what string, c io.Closer) {
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close %s: %v", what, err)
+		}
+	})
+}
+
 // Logger is the test logger: records at warning and above go to the test's
 // log (shown when it fails, or with -v), everything from debug up with -v.
 // Lines logged after the test ended (a goroutine still stopping) are

@@ -24,10 +24,6 @@ func Start(t testing.TB, cfg server.Config, newGroups server.NewGroupCoordinator
 	if err != nil {
 		t.Fatalf("start core: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("close core: %v", err)
-		}
-	})
+	testkit.CloseAtEnd(t, "core", srv)
 	return srv
 }
