@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // runClient runs a non-Go client script, skipping the test when the client
@@ -40,13 +38,7 @@ func TestNonGoClientsAdmin(t *testing.T) {
 	cl := newClient(t, srv.Addr())
 	createTopic(t, cl, "py", 1, nil)
 	createTopic(t, cl, "kjs", 1, nil)
-	var recs []*kgo.Record
-	for i := 0; i < 20; i++ {
-		recs = append(recs, &kgo.Record{Topic: "kjs", Value: []byte("v")})
-	}
-	if err := cl.ProduceSync(ctxT(t), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceRecords(t, cl, "kjs", 20)
 	t.Run("kafka-python", func(t *testing.T) {
 		py := "/usr/bin/python3"
 		if _, err := os.Stat(py); err != nil {

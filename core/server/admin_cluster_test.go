@@ -40,18 +40,9 @@ func TestClusterAlterConfigsAndDeleteRecords(t *testing.T) {
 		t.Fatalf("min.insync.replicas above the replication factor: %v", r.Err)
 	}
 
-	var recs []*kgo.Record
-	for i := 0; i < 50; i++ {
-		recs = append(recs, &kgo.Record{Topic: "ca", Value: []byte("v")})
-	}
-	if err := cl.ProduceSync(ctxT(t), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	toDelete := kadm.Offsets{}
-	toDelete.Add(kadm.Offset{Topic: "ca", Partition: 0, At: 20})
-	rs, err := adm.DeleteRecords(ctxT(t), toDelete)
-	if r, _ := rs.Lookup("ca", 0); err != nil || r.Err != nil || r.LowWatermark != 20 {
-		t.Fatalf("delete records: %v %+v", err, r)
+	produceRecords(t, cl, "ca", 50)
+	if r := deleteRecords(t, adm, "ca", 20); r.Err != nil || r.LowWatermark != 20 {
+		t.Fatalf("delete records: %+v", r)
 	}
 	// DescribeLogDirs: each broker reports only the partitions it hosts.
 	cl2 := newClient(t, tb.addrs()[0])

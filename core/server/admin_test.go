@@ -15,6 +15,33 @@ import (
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
+// produceRecords produces n records with the value "v" to topic in one
+// batch.
+func produceRecords(t *testing.T, cl *kgo.Client, topic string, n int) {
+	t.Helper()
+	var recs []*kgo.Record
+	for range n {
+		recs = append(recs, &kgo.Record{Topic: topic, Value: []byte("v")})
+	}
+	if err := cl.ProduceSync(ctxT(t), recs...).FirstErr(); err != nil {
+		t.Fatalf("produce %d to %s: %v", n, topic, err)
+	}
+}
+
+// deleteRecords asks to delete topic's partition 0 below offset at (-1:
+// the high watermark) and returns that partition's answer.
+func deleteRecords(t *testing.T, adm *kadm.Client, topic string, at int64) kadm.DeleteRecordsResponse {
+	t.Helper()
+	toDelete := kadm.Offsets{}
+	toDelete.Add(kadm.Offset{Topic: topic, Partition: 0, At: at})
+	rs, err := adm.DeleteRecords(ctxT(t), toDelete)
+	if err != nil {
+		t.Fatalf("delete records of %s below %d: %v", topic, at, err)
+	}
+	r, _ := rs.Lookup(topic, 0)
+	return r
+}
+
 // ctxT is a test's context for requests that should take well under 20 s.
 func ctxT(t *testing.T) context.Context { return testkit.Context(t, 20*time.Second) }
 
@@ -161,22 +188,10 @@ func TestDeleteRecords(t *testing.T) {
 	cl := newClient(t, srv.Addr())
 	adm := kadm.NewClient(cl)
 	createTopic(t, cl, "dr", 1, nil)
-	for i := 0; i < 10; i++ {
-		var recs []*kgo.Record
-		for j := 0; j < 10; j++ {
-			recs = append(recs, &kgo.Record{Topic: "dr", Value: []byte("v")})
-		}
-		if err := cl.ProduceSync(ctxT(t), recs...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+	for range 10 {
+		produceRecords(t, cl, "dr", 10)
 	}
-	toDelete := kadm.Offsets{}
-	toDelete.Add(kadm.Offset{Topic: "dr", Partition: 0, At: 45})
-	rs, err := adm.DeleteRecords(ctxT(t), toDelete)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, _ := rs.Lookup("dr", 0); r.Err != nil || r.LowWatermark != 45 {
+	if r := deleteRecords(t, adm, "dr", 45); r.Err != nil || r.LowWatermark != 45 {
 		t.Fatalf("delete records: %+v", r)
 	}
 	starts, err := adm.ListStartOffsets(ctxT(t), "dr")
@@ -186,10 +201,7 @@ func TestDeleteRecords(t *testing.T) {
 	if o, _ := starts.Lookup("dr", 0); o.Offset != 45 {
 		t.Fatalf("start offset %d", o.Offset)
 	}
-	toDelete = kadm.Offsets{}
-	toDelete.Add(kadm.Offset{Topic: "dr", Partition: 0, At: 101})
-	rs, _ = adm.DeleteRecords(ctxT(t), toDelete)
-	if r, _ := rs.Lookup("dr", 0); !errors.Is(r.Err, kerr.OffsetOutOfRange) {
+	if r := deleteRecords(t, adm, "dr", 101); !errors.Is(r.Err, kerr.OffsetOutOfRange) {
 		t.Fatalf("beyond the high watermark: %+v", r)
 	}
 	raw := kmsg.NewPtrDeleteRecordsRequest()
@@ -219,11 +231,8 @@ func TestDeleteRecords(t *testing.T) {
 		t.Fatalf("consumed offsets %d..%d (%d)", offs[0], offs[len(offs)-1], len(offs))
 	}
 	// -1 deletes up to the high watermark.
-	toDelete = kadm.Offsets{}
-	toDelete.Add(kadm.Offset{Topic: "dr", Partition: 0, At: -1})
-	rs, err = kadm.NewClient(newClient(t, srv.Addr())).DeleteRecords(ctxT(t), toDelete)
-	if r, _ := rs.Lookup("dr", 0); err != nil || r.Err != nil || r.LowWatermark != 100 {
-		t.Fatalf("delete to the high watermark: %v %+v", err, r)
+	if r := deleteRecords(t, kadm.NewClient(newClient(t, srv.Addr())), "dr", -1); r.Err != nil || r.LowWatermark != 100 {
+		t.Fatalf("delete to the high watermark: %+v", r)
 	}
 }
 
