@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -94,6 +95,19 @@ func (e *secureEnv) admin(t *testing.T) *kadm.Client {
 	return kadm.NewClient(e.client(t, plain.Auth{User: "admin", Pass: "admin-secret"}.AsMechanism()))
 }
 
+// adminWithTopics is admin after it has created topics, of one partition
+// each, for a test to guard.
+func (e *secureEnv) adminWithTopics(ctx context.Context, t *testing.T, topics ...string) *kadm.Client {
+	t.Helper()
+	admin := e.admin(t)
+	for _, topic := range topics {
+		if _, err := admin.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatalf("admin creates topic %s: %v", topic, err)
+		}
+	}
+	return admin
+}
+
 func scram512(user, pass string) sasl.Mechanism {
 	return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()
 }
@@ -106,13 +120,7 @@ func TestSecureProduceConsumeACL(t *testing.T) {
 	t.Parallel()
 	e := startSecure(t)
 	ctx := testkit.Context(t, 30*time.Second)
-	admin := e.admin(t)
-	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "sensors.a"); err != nil {
-		t.Fatalf("admin creates topic: %v", err)
-	}
-	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "secret"); err != nil {
-		t.Fatalf("admin creates topic: %v", err)
-	}
+	admin := e.adminWithTopics(ctx, t, "sensors.a", "secret")
 
 	// No ACL: alice authenticates but may not write.
 	alice := e.client(t, scram512("alice", "alice-secret"), kgo.DisableIdempotentWrite())
@@ -219,10 +227,7 @@ func TestSecureAdminAPIs(t *testing.T) {
 	t.Parallel()
 	e := startSecure(t)
 	ctx := testkit.Context(t, 30*time.Second)
-	admin := e.admin(t)
-	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "guarded"); err != nil {
-		t.Fatal(err)
-	}
+	admin := e.adminWithTopics(ctx, t, "guarded")
 	// Alice may read and write the topic, nothing more.
 	acls := kadm.NewACLs().Allow("User:alice").AllowHosts().Topics("guarded").ResourcePatternType(kadm.ACLPatternLiteral).
 		Operations(kadm.OpRead, kadm.OpWrite, kadm.OpDescribe)
@@ -256,10 +261,7 @@ func TestDeleteUnknownTopicIDWithoutACLs(t *testing.T) {
 	t.Parallel()
 	e := startSecure(t)
 	ctx := testkit.Context(t, 30*time.Second)
-	admin := e.admin(t)
-	if _, err := admin.CreateTopic(ctx, 1, 1, nil, "kept"); err != nil {
-		t.Fatal(err)
-	}
+	admin := e.adminWithTopics(ctx, t, "kept")
 	details, err := admin.ListTopics(ctx, "kept")
 	if err != nil || details["kept"].Err != nil {
 		t.Fatalf("list topics: %v %v", err, details["kept"].Err)
