@@ -5,12 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/tributary-io/tributary/internal/devcert"
 	"github.com/tributary-io/tributary/internal/testkit"
 )
 
@@ -23,22 +20,12 @@ func gossipKey(t *testing.T) string {
 	return base64.StdEncoding.EncodeToString(k)
 }
 
-// peerSecurity writes a broker certificate signed by ca.
-func peerSecurity(t *testing.T, ca *devcert.CA, dir, name string, keys ...string) *LinkSecurity {
+// peerSecurity is a broker's link security with a certificate named name
+// signed by ca.
+func peerSecurity(t *testing.T, ca testkit.CA, name string, keys ...string) *LinkSecurity {
 	t.Helper()
-	caFile := filepath.Join(dir, "ca-"+name+".crt")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Peer(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := leaf.WriteFiles(dir, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &LinkSecurity{GossipKeys: keys, CertFile: cert, KeyFile: key, CAFile: caFile}
+	cert, key := ca.PeerFiles(t, name)
+	return &LinkSecurity{GossipKeys: keys, CertFile: cert, KeyFile: key, CAFile: ca.File}
 }
 
 // TestSecureLinks forms a 3-broker cluster with encrypted gossip and Raft
@@ -49,14 +36,10 @@ func peerSecurity(t *testing.T, ca *devcert.CA, dir, name string, keys ...string
 func TestSecureLinks(t *testing.T) {
 	t.Parallel()
 	c := newTestCluster(t, 4)
-	dir := t.TempDir()
-	ca, err := devcert.NewCA("cluster CA")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := testkit.NewCA(t, "cluster CA")
 	key := gossipKey(t)
 	for i := range 3 {
-		c.cfgs[i].Security = peerSecurity(t, ca, dir, fmt.Sprintf("broker-%d", i+1), key)
+		c.cfgs[i].Security = peerSecurity(t, ca, fmt.Sprintf("broker-%d", i+1), key)
 		c.cfgs[i].BootstrapExpect = 3
 	}
 	for i := range 3 {
@@ -69,7 +52,7 @@ func TestSecureLinks(t *testing.T) {
 	}
 
 	// Broker 4: the wrong gossip key. Serf cannot decrypt it, nor it Serf.
-	c.cfgs[3].Security = peerSecurity(t, ca, dir, "broker-4", gossipKey(t))
+	c.cfgs[3].Security = peerSecurity(t, ca, "broker-4", gossipKey(t))
 	c.cfgs[3].BootstrapExpect = 3
 	c.start(3)
 	// The first join and the leader's first attempts to replicate are made
@@ -90,12 +73,9 @@ func TestSecureLinks(t *testing.T) {
 
 	// Broker 4 again: the right key, but a certificate the cluster does
 	// not trust. Raft cannot reach it, so it never learns the metadata.
-	stranger, err := devcert.NewCA("stranger CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.cfgs[3].Security = peerSecurity(t, stranger, dir, "broker-4b", key)
-	c.cfgs[3].DataDir = filepath.Join(dir, "broker-4b")
+	stranger := testkit.NewCA(t, "stranger CA")
+	c.cfgs[3].Security = peerSecurity(t, stranger, "broker-4b", key)
+	c.cfgs[3].DataDir = t.TempDir()
 	c.start(3)
 	deadline = time.Now().Add(testkit.Watch(5 * time.Second))
 	for time.Now().Before(deadline) {

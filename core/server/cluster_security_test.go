@@ -25,18 +25,11 @@ import (
 func TestSecureCluster(t *testing.T) {
 	t.Parallel()
 	ca := testkit.NewCA(t, "secure cluster CA")
-	dir, caFile := ca.Dir, ca.File
+	caFile := ca.File
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	tb := startTestClusterWith(t, 3, func(i int, cfg *Config) {
-		leaf, err := ca.Peer(fmt.Sprintf("broker-%d", i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, keyFile, err := leaf.WriteFiles(dir, fmt.Sprintf("broker-%d", i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
+		cert, keyFile := ca.PeerFiles(t, fmt.Sprintf("broker-%d", i+1))
 		cfg.Listeners = []ListenerConfig{{Name: "SASL_SSL", Protocol: ProtocolSASLSSL, Addr: cfg.KafkaAddr}}
 		cfg.Security = SecurityConfig{
 			TLS:             TLSConfig{CertFile: cert, KeyFile: keyFile, CAFile: caFile, ClientAuth: "request"},

@@ -68,10 +68,25 @@ func NewCA(t testing.TB, name string) CA {
 func (c CA) ServerFiles(t testing.TB, name string) (certFile, keyFile string) {
 	t.Helper()
 	leaf, err := c.Server(name)
-	if err != nil {
-		t.Fatal(err)
+	return c.writeLeaf(t, name, leaf, err)
+}
+
+// PeerFiles signs a broker's certificate for its links to the other
+// brokers (valid as server and as client, for mutual TLS) named name, and
+// writes it and its key, PEM, in Dir.
+func (c CA) PeerFiles(t testing.TB, name string) (certFile, keyFile string) {
+	t.Helper()
+	leaf, err := c.Peer(name)
+	return c.writeLeaf(t, name, leaf, err)
+}
+
+func (c CA) writeLeaf(t testing.TB, name string, leaf devcert.Leaf, signErr error) (certFile, keyFile string) {
+	t.Helper()
+	if signErr != nil {
+		t.Fatalf("sign %s: %v", name, signErr)
 	}
-	if certFile, keyFile, err = leaf.WriteFiles(c.Dir, name); err != nil {
+	certFile, keyFile, err := leaf.WriteFiles(c.Dir, name)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
