@@ -3,6 +3,7 @@ package txns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -101,6 +102,20 @@ func newTestCoordinator(t *testing.T) (*Coordinator, *broker) {
 	return c, b
 }
 
+// begin gives id a producer id and opens a transaction on parts that
+// times out after timeoutMs, failing the test if either is refused.
+func begin(t *testing.T, c *Coordinator, id string, timeoutMs int32, parts ...TopicPartition) {
+	t.Helper()
+	ctx := context.Background()
+	r := c.InitProducerID(ctx, id, timeoutMs, -1, -1)
+	if r.Code != 0 {
+		t.Fatalf("init %s: %v", id, kerr.ErrorForCode(r.Code))
+	}
+	if code := c.Add(ctx, id, r.ProducerID, r.Epoch, parts, nil); code != 0 {
+		t.Fatalf("add to %s: %v", id, kerr.ErrorForCode(code))
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testkit.Eventually(t, 5*time.Second, what, cond)
@@ -163,8 +178,7 @@ func TestMarkersRetried(t *testing.T) {
 	t.Parallel()
 	c, b := newTestCoordinator(t)
 	ctx := context.Background()
-	c.InitProducerID(ctx, "m", 60000, -1, -1)
-	c.Add(ctx, "m", 1, 0, []TopicPartition{{Topic: "t"}}, nil)
+	begin(t, c, "m", 60000, TopicPartition{Topic: "t"})
 	b.set(func() { b.failMarker = errors.New("leader down") })
 	if code := c.EndTxn(ctx, "m", 1, 0, true); code != 0 {
 		t.Fatalf("commit with markers failing: %d (the decision is saved)", code)
@@ -185,8 +199,7 @@ func TestTimeoutAndSaveFailure(t *testing.T) {
 	t.Parallel()
 	c, b := newTestCoordinator(t)
 	ctx := context.Background()
-	c.InitProducerID(ctx, "slow", 50, -1, -1)
-	c.Add(ctx, "slow", 1, 0, []TopicPartition{{Topic: "t"}}, nil)
+	begin(t, c, "slow", 50, TopicPartition{Topic: "t"})
 	waitFor(t, "timed-out transaction aborted", func() bool {
 		s := b.state("slow")
 		return s.State == CompleteAbort && s.Epoch == 1 && s.Fenced
@@ -228,9 +241,8 @@ func TestEndTxnAnswersBeforeMarkers(t *testing.T) {
 	t.Parallel()
 	c, b := newTestCoordinator(t)
 	ctx := context.Background()
-	c.InitProducerID(ctx, "e", 60000, -1, -1)
 	tp := []TopicPartition{{Topic: "t"}}
-	c.Add(ctx, "e", 1, 0, tp, nil)
+	begin(t, c, "e", 60000, tp...)
 	gate := make(chan struct{})
 	b.set(func() { b.gate = gate })
 	if code := c.EndTxn(ctx, "e", 1, 0, true); code != 0 {
@@ -263,8 +275,7 @@ func TestBusyWaitBoundAndClose(t *testing.T) {
 	c := NewCoordinator(Config{Store: b, Markers: b, BusyWait: 30 * time.Millisecond,
 		NewProducerID: func() (int64, error) { return 1, nil }}, nil)
 	ctx := context.Background()
-	c.InitProducerID(ctx, "w", 60000, -1, -1)
-	c.Add(ctx, "w", 1, 0, []TopicPartition{{Topic: "t"}}, nil)
+	begin(t, c, "w", 60000, TopicPartition{Topic: "t"})
 	if code := c.EndTxn(ctx, "w", 1, 0, false); code != 0 {
 		t.Fatalf("abort: %d", code)
 	}
@@ -295,10 +306,7 @@ func TestIdleIDsExpire(t *testing.T) {
 	t.Cleanup(c.Close)
 	ctx := context.Background()
 	c.InitProducerID(ctx, "idle", 60000, -1, -1)
-	c.InitProducerID(ctx, "open", 3_600_000, -1, -1)
-	if code := c.Add(ctx, "open", 2, 0, []TopicPartition{{Topic: "t"}}, nil); code != 0 {
-		t.Fatalf("add: %d", code)
-	}
+	begin(t, c, "open", 3_600_000, TopicPartition{Topic: "t"})
 	waitFor(t, "idle id expired", func() bool {
 		_, ok := c.Describe("idle")
 		return !ok
@@ -374,18 +382,21 @@ func TestDeferredMarkerDurability(t *testing.T) {
 		NewProducerID: func() (int64, error) { return 7, nil }}, nil)
 	t.Cleanup(c.Close)
 	ctx := context.Background()
-	c.InitProducerID(ctx, "d", 60000, -1, -1)
 	tp := []TopicPartition{{Topic: "t", Partition: 2}}
-	if code := c.Add(ctx, "d", 7, 0, tp, nil); code != 0 {
-		t.Fatalf("add: %d", code)
+	begin(t, c, "d", 60000, tp...)
+	// end ends the open transaction, the n-th, and waits until its markers
+	// are written.
+	end := func(n int, commit bool) {
+		t.Helper()
+		if code := c.EndTxn(ctx, "d", 7, 0, commit); code != 0 {
+			t.Fatalf("end %d (commit %v): %d", n, commit, code)
+		}
+		waitFor(t, fmt.Sprintf("end %d's markers written", n), func() bool { return d.markerCount() == n })
 	}
-	if code := c.EndTxn(ctx, "d", 7, 0, true); code != 0 {
-		t.Fatalf("commit: %d", code)
-	}
+	end(1, true)
 	// The markers are written; their durability is held (never released
 	// before the Add below). An Add that waited for it would be answered
 	// CONCURRENT_TRANSACTIONS after BusyWait.
-	waitFor(t, "markers written", func() bool { return d.markerCount() == 1 })
 	if code := c.Add(ctx, "d", 7, 0, tp, nil); code != 0 {
 		t.Fatalf("next transaction while the markers are not durable: %d", code)
 	}
@@ -396,10 +407,7 @@ func TestDeferredMarkerDurability(t *testing.T) {
 	}
 	// A second end while the first is still unsynced: both are kept,
 	// oldest first, in what is saved until each is durable.
-	if code := c.EndTxn(ctx, "d", 7, 0, false); code != 0 {
-		t.Fatalf("abort: %d", code)
-	}
-	waitFor(t, "second end's markers written", func() bool { return d.markerCount() == 2 })
+	end(2, false)
 	if code := c.Add(ctx, "d", 7, 0, tp, nil); code != 0 {
 		t.Fatalf("third transaction: %d", code)
 	}
@@ -407,10 +415,7 @@ func TestDeferredMarkerDurability(t *testing.T) {
 	if len(two.Unsynced) != 2 || two.Unsynced[0].Marks[0].Offset != 10 || two.Unsynced[1].Marks[0].Offset != 20 || two.Unsynced[1].Commit {
 		t.Fatalf("saved with two ends unsynced: %+v", two.Unsynced)
 	}
-	if code := c.EndTxn(ctx, "d", 7, 0, false); code != 0 {
-		t.Fatalf("abort: %d", code)
-	}
-	waitFor(t, "third end's markers written", func() bool { return d.markerCount() == 3 })
+	end(3, false)
 	close(d.synced)
 	// All durable: the last one's Complete* is saved, with no end.
 	waitFor(t, "ends completed", func() bool {
