@@ -82,13 +82,14 @@ type consumer struct {
 	seen    map[string]int
 	owned   map[int32]bool
 	revokes int
-	cancel  context.CancelFunc
-	done    chan struct{}
+
+	stopPolling func()
+	stopOnce    sync.Once
 }
 
 func startConsumer(t *testing.T, addr, group string, balancer kgo.GroupBalancer, extra ...kgo.Opt) *consumer {
 	t.Helper()
-	c := &consumer{seen: make(map[string]int), owned: make(map[int32]bool), done: make(chan struct{})}
+	c := &consumer{seen: make(map[string]int), owned: make(map[int32]bool)}
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(e2eTopic),
@@ -124,33 +125,28 @@ func startConsumer(t *testing.T, addr, group string, balancer kgo.GroupBalancer,
 		}),
 	}
 	c.cl = newClient(t, addr, append(opts, extra...)...)
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	go func() {
-		defer close(c.done)
+	c.stopPolling = testkit.Run(t, "consumer", func(ctx context.Context) error {
 		for ctx.Err() == nil {
 			fs := c.cl.PollFetches(ctx)
 			c.mu.Lock()
 			fs.EachRecord(func(r *kgo.Record) { c.seen[string(r.Value)]++ })
 			c.mu.Unlock()
 		}
-	}()
+		return nil
+	})
 	t.Cleanup(c.stop)
 	return c
 }
 
 // stop ends polling, commits and leaves the group.
 func (c *consumer) stop() {
-	if c.cancel == nil {
-		return
-	}
-	c.cancel()
-	<-c.done
-	c.cancel = nil
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = c.cl.CommitUncommittedOffsets(ctx)
-	c.cl.Close()
+	c.stopOnce.Do(func() {
+		c.stopPolling()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.cl.CommitUncommittedOffsets(ctx)
+		c.cl.Close()
+	})
 }
 
 func (c *consumer) revoked() int {
