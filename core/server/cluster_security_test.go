@@ -25,21 +25,20 @@ import (
 func TestSecureCluster(t *testing.T) {
 	t.Parallel()
 	ca := testkit.NewCA(t, "secure cluster CA")
-	caFile := ca.File
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	tb := startTestClusterWith(t, 3, func(i int, cfg *Config) {
 		cert, keyFile := ca.PeerFiles(t, fmt.Sprintf("broker-%d", i+1))
 		cfg.Listeners = []ListenerConfig{{Name: "SASL_SSL", Protocol: ProtocolSASLSSL, Addr: cfg.KafkaAddr}}
 		cfg.Security = SecurityConfig{
-			TLS:             TLSConfig{CertFile: cert, KeyFile: keyFile, CAFile: caFile, ClientAuth: "request"},
+			TLS:             TLSConfig{CertFile: cert, KeyFile: keyFile, CAFile: ca.File, ClientAuth: "request"},
 			Users:           []UserConfig{{Name: "admin", Password: "admin-secret"}, {Name: "broker", Password: "broker-secret"}},
 			SuperUsers:      []string{"User:admin"},
 			InterBrokerUser: "broker",
 		}
 		cfg.Cluster.Faults = nil // fault injection and TLS do not combine
 		cfg.Cluster.Security = &cluster.LinkSecurity{GossipKeys: []string{base64.StdEncoding.EncodeToString(key)},
-			CertFile: cert, KeyFile: keyFile, CAFile: caFile}
+			CertFile: cert, KeyFile: keyFile, CAFile: ca.File}
 	})
 	client := func(opts ...kgo.Opt) *kgo.Client {
 		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(tb.addrs()...),
