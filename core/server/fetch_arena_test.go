@@ -38,9 +38,7 @@ func TestConcurrentFetchesKeepTheirBytes(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, consumers)
 	for c := range consumers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			cc := newClient(t, srv.Addr(), kgo.ConsumeTopics("arena"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 				kgo.FetchMaxPartitionBytes(int32(64<<10*(c+1))), kgo.FetchMaxBytes(int32(160<<10*(c+1))))
 			next := map[int32]int{}
@@ -60,7 +58,7 @@ func TestConcurrentFetchesKeepTheirBytes(t *testing.T) {
 					got++
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

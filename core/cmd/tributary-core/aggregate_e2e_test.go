@@ -364,9 +364,7 @@ aggregations:
 	// Two fleets, one per stream.
 	var wg sync.WaitGroup
 	for _, s := range []string{"site", "sensors"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			sum, err := fleet.Run(context.Background(), fleet.Config{
 				Devices: 12, IDPrefix: s + "-", Seed: 7, Duration: 9 * time.Second, DrainTimeout: 10 * time.Second,
 				Logger: quietLog(),
@@ -381,7 +379,7 @@ aggregations:
 			if sum.Totals.Acked < 500 {
 				t.Errorf("fleet %s: only %d readings acknowledged", s, sum.Totals.Acked)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 

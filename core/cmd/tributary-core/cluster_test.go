@@ -458,9 +458,7 @@ func startSeqProducer(ctx context.Context, t *testing.T, addrs []string, topic s
 	sp.cancel = cancel
 	const keys = 6
 	for k := range keys {
-		sp.wg.Add(1)
-		go func() {
-			defer sp.wg.Done()
+		sp.wg.Go(func() {
 			inflight := make(chan struct{}, 20)
 			for seq := 0; pctx.Err() == nil; seq++ {
 				select {
@@ -485,7 +483,7 @@ func startSeqProducer(ctx context.Context, t *testing.T, addrs []string, topic s
 					}
 				})
 			}
-		}()
+		})
 	}
 	return sp
 }

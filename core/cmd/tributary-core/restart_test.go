@@ -40,8 +40,7 @@ func TestClusterFullRestarts(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		for _, b := range bs {
-			wg.Add(1)
-			go func() { defer wg.Done(); b.Stop(sig) }()
+			wg.Go(func() { b.Stop(sig) })
 		}
 		wg.Wait()
 		restarted := time.Now()
