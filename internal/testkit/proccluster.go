@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,13 +43,9 @@ func (b *CoreProc) Start(t testing.TB) {
 		t.Fatalf("start broker %d: %v", b.ID, err)
 	}
 	b.cmd = cmd
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", b.Addr); err == nil {
-			_ = c.Close()
-			return
-		}
+	if !Poll(30*time.Second, func() bool { return Listening(b.Addr) }) {
+		t.Fatalf("broker %d did not listen on %s", b.ID, b.Addr)
 	}
-	t.Fatalf("broker %d did not listen on %s", b.ID, b.Addr)
 }
 
 // Stop signals the broker and waits for it to exit, killing it after 20 s.

@@ -193,6 +193,17 @@ func (given Ports) reserve() (int, error) {
 	return 0, errors.New("testkit: no free loopback port")
 }
 
+// Listening reports whether something accepts TCP connections at addr,
+// for a test waiting on a process it started.
+func Listening(addr string) bool {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
 // BuildBinary builds one of the repository's commands (a path such as
 // "edge/cmd/tributary-edge") into the test's temporary directory.
 func BuildBinary(t testing.TB, pkg string) string {

@@ -145,24 +145,8 @@ func startProcess(t *testing.T, args string, addr string) *exec.Cmd {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			_ = c.Close()
-			return cmd
-		}
-	}
-	t.Fatalf("broker process did not listen on %s", addr)
-	return nil
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	testkit.Eventually(t, 30*time.Second, "the broker process listening on "+addr, func() bool { return testkit.Listening(addr) })
+	return cmd
 }
 
 // TestKillNineLosesNothingAcknowledged SIGKILLs the broker process while an
@@ -170,7 +154,7 @@ func freeAddr(t *testing.T) string {
 // and port, and checks that every acknowledged record is there exactly once.
 func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	const total = 30_000
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
 	broker := startProcess(t, args, addr)
 

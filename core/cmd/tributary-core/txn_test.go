@@ -230,7 +230,7 @@ func aborted(ctx context.Context, adm *kadm.Client, id string) bool {
 // and the logs' transaction index rebuilt from disk) is aborted within its
 // timeout and read_committed sees exactly the committed records.
 func TestKillNineMidTransaction(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
 	broker := startProcess(t, args, addr)
 	ctx := testkit.Context(t, 90*time.Second)

@@ -28,7 +28,7 @@ func TestKillNineDuringCommits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("five broker crashes")
 	}
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
 	const topic, rounds = "killtx", 5
 	ctx := testkit.Context(t, 180*time.Second)
