@@ -18,7 +18,27 @@ type groupLedger struct {
 	mu        sync.Mutex
 	readBy    map[string]map[string]bool // value -> members that read it
 	committed map[string]bool
+	owned     map[string]int // member -> partitions it owns now
 	problems  []string
+}
+
+// own counts n partitions assigned to member (revoked, when negative).
+func (l *groupLedger) own(member string, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.owned[member] += n
+}
+
+// owning reports whether each of members owns a partition.
+func (l *groupLedger) owning(members ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range members {
+		if l.owned[m] == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (l *groupLedger) read(member string, values []string) {
@@ -78,14 +98,17 @@ func TestConsumerGroupOfThree(t *testing.T) {
 			}
 		}
 	}
-	ledger := &groupLedger{readBy: map[string]map[string]bool{}, committed: map[string]bool{}}
+	ledger := &groupLedger{readBy: map[string]map[string]bool{}, committed: map[string]bool{}, owned: map[string]int{}}
 
 	// join starts a member reading and committing; leave stops it and
 	// closes its client, which leaves the group.
 	join := func(name string) (leave func()) {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(srv.Addr()), kgo.ConsumerGroup("three"), kgo.ConsumeTopics("grouped3"),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond),
-			kgo.ClientID(name))
+			kgo.ClientID(name),
+			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ledger.own(name, len(m["grouped3"])) }),
+			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ledger.own(name, -len(m["grouped3"])) }),
+			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ledger.own(name, -len(m["grouped3"])) }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,6 +157,9 @@ func TestConsumerGroupOfThree(t *testing.T) {
 			leave()
 		}
 	}()
+	// A member that joins after the first rebalance would find the first
+	// round already read by the others.
+	waitFor("the partitions spread over all three members", func() bool { return ledger.owning("a", "b", "c") })
 	produceRound("one")
 	waitFor("all three members to read the first round", func() bool {
 		all, by := ledger.count("one-")
