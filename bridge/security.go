@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/tributary-io/tributary/internal/pemfile"
 )
 
 // TLSConfig makes the bridge connect with TLS (Kafka's SSL and SASL_SSL).
@@ -67,14 +68,11 @@ func (c Config) security() (linkSecurity, error) {
 	if t := c.TLS; t != nil {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 		if t.CAFile != "" {
-			pem, err := os.ReadFile(t.CAFile)
+			pool, err := pemfile.CertPool(t.CAFile)
 			if err != nil {
-				return ls, fmt.Errorf("bridge: tls: read CA: %w", err)
+				return ls, fmt.Errorf("bridge: tls: CA: %w", err)
 			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return ls, fmt.Errorf("bridge: tls: %s holds no PEM certificate", t.CAFile)
-			}
+			tc.RootCAs = pool
 		}
 		if t.CertFile != "" {
 			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)

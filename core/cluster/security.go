@@ -2,16 +2,16 @@ package cluster
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+
+	"github.com/tributary-io/tributary/internal/pemfile"
 )
 
 // LinkSecurity protects the links between brokers. Gossip is encrypted and
@@ -77,13 +77,9 @@ func (s *LinkSecurity) tlsConfigs() (server, client *tls.Config, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster TLS certificate: %w", err)
 	}
-	pem, err := os.ReadFile(s.CAFile)
+	pool, err := pemfile.CertPool(s.CAFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster TLS CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, nil, fmt.Errorf("cluster TLS CA %s: no PEM certificate", s.CAFile)
 	}
 	server = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
 		ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tributary-io/tributary/core/auth"
+	"github.com/tributary-io/tributary/internal/pemfile"
 )
 
 // Kafka's listener security protocols.
@@ -595,13 +596,9 @@ func (r *certReloader) load() error {
 		Certificates: []tls.Certificate{cert},
 	}
 	if r.cfg.CAFile != "" {
-		pem, err := os.ReadFile(r.cfg.CAFile)
+		pool, err := pemfile.CertPool(r.cfg.CAFile)
 		if err != nil {
-			return fmt.Errorf("read TLS CA %s: %w", r.cfg.CAFile, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("TLS CA %s: no PEM certificates", r.cfg.CAFile)
+			return fmt.Errorf("TLS CA: %w", err)
 		}
 		tc.ClientCAs = pool
 		switch r.cfg.ClientAuth {
@@ -755,16 +752,17 @@ func (s *Server) dialInterBroker(ctx context.Context, c net.Conn, addr string) (
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		t := s.cfg.Security.TLS
 		if t.CAFile != "" {
-			pem, err := os.ReadFile(t.CAFile)
+			pool, err := pemfile.CertPool(t.CAFile)
 			if err != nil {
 				return nil, fmt.Errorf("inter-broker TLS CA: %w", err)
 			}
-			tc.RootCAs = x509.NewCertPool()
-			tc.RootCAs.AppendCertsFromPEM(pem)
+			tc.RootCAs = pool
 		}
-		if cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err == nil {
-			tc.Certificates = []tls.Certificate{cert}
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("inter-broker TLS certificate: %w", err)
 		}
+		tc.Certificates = []tls.Certificate{cert}
 		if host, _, err := net.SplitHostPort(addr); err == nil {
 			tc.ServerName = host
 		}

@@ -8,7 +8,6 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +30,7 @@ import (
 	"github.com/tributary-io/tributary/edge/ingest"
 	"github.com/tributary-io/tributary/edge/topicmap"
 	"github.com/tributary-io/tributary/internal/forwarded"
+	"github.com/tributary-io/tributary/internal/pemfile"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 )
@@ -249,13 +249,9 @@ func tlsConfig(t TLSConfig) (*tls.Config, error) {
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
+		pool, err := pemfile.CertPool(t.ClientCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("mqtt tls: client ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt tls: no certificates in %s", t.ClientCAFile)
 		}
 		tc.ClientCAs = pool
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
