@@ -121,10 +121,10 @@ func (s *Server) Health() Health {
 	return h
 }
 
-// healthz answers Health as JSON: 200 for ok and degraded, 503 for failing.
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	h := s.Health()
-	health.WriteJSON(w, health.Code(h.Status), h)
+// serveHealth answers /healthz with Health as JSON (200 for ok and
+// degraded, 503 for failing) and /readyz with Readiness.
+func (s *Server) serveHealth(mux *http.ServeMux) {
+	health.Serve(mux, func() (string, any) { h := s.Health(); return h.Status, h }, s.Readiness)
 }
 
 // Readiness is the body of /readyz.
@@ -149,11 +149,6 @@ func (s *Server) Readiness() Readiness {
 	}
 	r.Ready = len(r.Reasons) == 0
 	return r
-}
-
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	r := s.Readiness()
-	health.WriteJSON(w, health.ReadyCode(r), r)
 }
 
 // writeHealthJSON is health.WriteJSON (the console's endpoints use it too).

@@ -92,8 +92,9 @@ func TestHealthOfflinePartitionIsFailing(t *testing.T) {
 	if h.Status != StatusFailing || !slices.ContainsFunc(h.Reasons, func(r string) bool { return strings.HasPrefix(r, "lonely/0 offline") }) {
 		t.Fatalf("health with lonely/0 offline: %+v", h)
 	}
-	rec := httptest.NewRecorder()
-	other.healthz(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	rec, mux := httptest.NewRecorder(), http.NewServeMux()
+	other.serveHealth(mux)
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz answered %d with a partition offline, want 503", rec.Code)
 	}

@@ -204,8 +204,7 @@ func (s *Server) listen() error {
 		s.httpLn = hl
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", s.healthz)
-		mux.HandleFunc("/readyz", s.readyz)
+		s.serveHealth(mux)
 		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	return nil

@@ -30,6 +30,7 @@ import (
 	"github.com/tributary-io/tributary/edge/ingest"
 	"github.com/tributary-io/tributary/edge/topicmap"
 	"github.com/tributary-io/tributary/internal/forwarded"
+	"github.com/tributary-io/tributary/internal/health"
 	"github.com/tributary-io/tributary/internal/pemfile"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
@@ -155,8 +156,7 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{Registry: g.reg}))
-		mux.HandleFunc("/healthz", g.healthz)
-		mux.HandleFunc("/readyz", g.readyz)
+		health.Serve(mux, func() (string, any) { h := g.Health(); return h.Status, h }, g.Readiness)
 		g.registerAPI(mux)
 		if cfg.HTTP.Console {
 			g.registerConsole(mux)

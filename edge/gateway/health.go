@@ -3,7 +3,6 @@ package gateway
 import (
 	"fmt"
 	"math"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,11 +143,6 @@ func (g *Gateway) Health() Health {
 	return h
 }
 
-func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
-	h := g.Health()
-	health.WriteJSON(w, health.Code(h.Status), h)
-}
-
 // Readiness is the body of /readyz.
 type Readiness = health.Readiness
 
@@ -162,11 +156,6 @@ func (g *Gateway) Readiness() Readiness {
 	}
 	r.Ready = len(r.Reasons) == 0
 	return r
-}
-
-func (g *Gateway) readyz(w http.ResponseWriter, _ *http.Request) {
-	r := g.Readiness()
-	health.WriteJSON(w, health.ReadyCode(r), r)
 }
 
 // budgetGauge exports the disk budget next to tributary_edge_log_bytes, so

@@ -56,3 +56,16 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
+
+// Serve answers /healthz on mux with what report returns, its status
+// picking the HTTP code, and /readyz with ready's answer.
+func Serve(mux *http.ServeMux, report func() (status string, body any), ready func() Readiness) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		status, body := report()
+		WriteJSON(w, Code(status), body)
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		r := ready()
+		WriteJSON(w, ReadyCode(r), r)
+	})
+}
