@@ -362,6 +362,18 @@ func (d *deferredBroker) RewriteMarkers(ctx context.Context, e Ended) error {
 	}
 }
 
+// newDeferredCoordinator starts a coordinator with cfg over a new
+// deferredBroker (its store and markers), ticking every 10 ms and giving
+// producer id 7.
+func newDeferredCoordinator(t *testing.T, cfg Config) (*Coordinator, *deferredBroker) {
+	d := &deferredBroker{broker: &broker{saved: map[string]Txn{}}, synced: make(chan struct{}), rewritten: make(chan Ended)}
+	cfg.Store, cfg.Markers, cfg.TickInterval = d, d, 10*time.Millisecond
+	cfg.NewProducerID = func() (int64, error) { return 7, nil }
+	c := NewCoordinator(cfg, nil)
+	t.Cleanup(c.Close)
+	return c, d
+}
+
 func (d *deferredBroker) markerCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -377,10 +389,7 @@ func (d *deferredBroker) markerCount() int {
 // the state without the end, and only then serves the id.
 func TestDeferredMarkerDurability(t *testing.T) {
 	t.Parallel()
-	d := &deferredBroker{broker: &broker{saved: map[string]Txn{}}, synced: make(chan struct{}), rewritten: make(chan Ended)}
-	c := NewCoordinator(Config{Store: d, Markers: d, TickInterval: 10 * time.Millisecond, BusyWait: 5 * time.Second,
-		NewProducerID: func() (int64, error) { return 7, nil }}, nil)
-	t.Cleanup(c.Close)
+	c, d := newDeferredCoordinator(t, Config{BusyWait: 5 * time.Second})
 	ctx := context.Background()
 	tp := []TopicPartition{{Topic: "t", Partition: 2}}
 	begin(t, c, "d", 60000, tp...)
@@ -469,10 +478,7 @@ func TestDeferredMarkerDurability(t *testing.T) {
 func TestUnloadStopsRewrite(t *testing.T) {
 	t.Parallel()
 	// Nobody takes from rewritten: every rewrite runs into MarkerTimeout.
-	d := &deferredBroker{broker: &broker{saved: map[string]Txn{}}, synced: make(chan struct{}), rewritten: make(chan Ended)}
-	c := NewCoordinator(Config{Store: d, Markers: d, TickInterval: 10 * time.Millisecond, MarkerTimeout: 20 * time.Millisecond,
-		NewProducerID: func() (int64, error) { return 7, nil }}, nil)
-	t.Cleanup(c.Close)
+	c, _ := newDeferredCoordinator(t, Config{MarkerTimeout: 20 * time.Millisecond})
 	lost := Txn{ID: "m", ProducerID: 7, State: CompleteCommit, TimeoutMs: 60000,
 		Unsynced: []Ended{{ProducerID: 7, Commit: true, Marks: []Mark{{Topic: "t", Offset: 10}}}}}
 	c.Load([]Txn{lost})
