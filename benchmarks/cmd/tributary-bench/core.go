@@ -151,13 +151,9 @@ func coreVsPeers(dir string, quick bool) ([]row, error) {
 			for _, i := range order(&phase) {
 				sys := []kafkaSystem{trib, kf}[i]
 				what := fmt.Sprintf("%s consume %s", sys.name, label)
-				total, err := topicEnd(ctx, sys.addr, topic)
-				if err != nil {
-					return rows, fmt.Errorf("%s: %w", what, err)
-				}
 				stop := measurePhase(sys.name, fmt.Sprintf("consume-%d-%d", size, rep))
-				r, err := kafkaConsume(ctx, sys.addr, topic, sz.phaseLimit, what)
-				ccpu[i].add(stop(), int(total))
+				r, n, err := kafkaConsume(ctx, sys.addr, topic, sz.phaseLimit, what)
+				ccpu[i].add(stop(), int(n))
 				if err != nil {
 					return rows, fmt.Errorf("%s: %w", what, err)
 				}
@@ -411,36 +407,36 @@ func kafkaProduce(ctx context.Context, addr, topic string, size int, all bool, n
 }
 
 // kafkaConsume reads the topic from the start up to its end offsets, as
-// listed before the read begins.
-func kafkaConsume(ctx context.Context, addr, topic string, limit time.Duration, what string, extra ...kgo.Opt) (float64, error) {
+// listed before the read begins, and returns records/s and the records.
+func kafkaConsume(ctx context.Context, addr, topic string, limit time.Duration, what string, extra ...kgo.Opt) (float64, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit+10*time.Second)
 	defer cancel()
 	total, err := topicEnd(ctx, addr, topic, extra...)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if total == 0 {
-		return 0, fmt.Errorf("topic %s is empty", topic)
+		return 0, 0, fmt.Errorf("topic %s is empty", topic)
 	}
 	start := time.Now()
 	cl, err := kafkaClient(addr, append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, extra...)...)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer cl.Close()
 	got := int64(0)
 	for got < total {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("consumed %d of %d: %w", got, total, err)
+			return 0, 0, fmt.Errorf("consumed %d of %d: %w", got, total, err)
 		}
 		if err := fs.Err0(); err != nil {
-			return 0, fmt.Errorf("poll: %w", err)
+			return 0, 0, fmt.Errorf("poll: %w", err)
 		}
 		got += int64(fs.NumRecords())
 		progress(what, int(min(got, total)), int(total))
 	}
-	return float64(got) / time.Since(start).Seconds(), nil
+	return float64(got) / time.Since(start).Seconds(), got, nil
 }
 
 // topicEnd sums the topic's end offsets (every topic here starts at 0).

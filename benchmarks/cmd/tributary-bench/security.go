@@ -95,7 +95,7 @@ func securityBench(dir string, quick bool) ([]row, error) {
 				return nil, fmt.Errorf("produce over %s: %w", name, err)
 			}
 			prod[i] = max(prod[i], r)
-			c, err := kafkaConsume(ctx, sys.addr, topic, limit, "consume 100 B over "+name, sys.opts...)
+			c, _, err := kafkaConsume(ctx, sys.addr, topic, limit, "consume 100 B over "+name, sys.opts...)
 			if err != nil {
 				return nil, fmt.Errorf("consume over %s: %w", name, err)
 			}
