@@ -231,3 +231,59 @@ func TestAckRingGrowsInOrder(t *testing.T) {
 		t.Fatalf("%d slots still out", a.n)
 	}
 }
+
+// TestFsyncPacing: a partition whose durable records come at least
+// gatherPacedMin per gatherPaced gathers until gatherPaced after its last
+// fsync began; a slower one syncs at once, as does a fast one whose last
+// fsync began gatherPaced ago or more (a slow disk) or that has just woken
+// from a long idle; the count rule (gatherBusy) is unchanged.
+func TestFsyncPacing(t *testing.T) {
+	t.Parallel()
+	// feed queues n durable records every `every`, from a new partition.
+	feed := func(w *partitionWriter, now *time.Duration, every time.Duration, n int) {
+		for range n {
+			*now += every
+			w.arrived(*now)
+		}
+	}
+	newWriter := func() *partitionWriter {
+		w := &partitionWriter{}
+		w.meanGap.Store(int64(maxGap))
+		return w
+	}
+	const fsync = 300 * time.Microsecond
+	for _, tc := range []struct {
+		name       string
+		every      time.Duration // between records
+		n          int           // records queued so far
+		sinceSync  time.Duration // from the last fsync's start to the acker's next batch
+		last       int           // records the last fsync covered
+		want       bool
+		wantWindow time.Duration // the deadline, after the last fsync began
+	}{
+		{name: "10k msgs/s over 4 partitions", every: 400 * time.Microsecond, n: 500, sinceSync: fsync, last: 4, want: true, wantWindow: gatherPaced},
+		{name: "just fast enough", every: gatherPaced/gatherPacedMin - 10*time.Microsecond, n: 500, sinceSync: fsync, last: 2, want: true, wantWindow: gatherPaced},
+		{name: "1k msgs/s over 4 partitions", every: 4 * time.Millisecond, n: 500, sinceSync: fsync, last: 1, want: false},
+		{name: "fast, slow disk", every: 400 * time.Microsecond, n: 500, sinceSync: gatherPaced + fsync, last: 20, want: false},
+		{name: "a short burst on a new partition", every: 400 * time.Microsecond, n: 10, sinceSync: fsync, last: 4, want: false},
+		{name: "count rule", every: 4 * time.Millisecond, n: 500, sinceSync: time.Millisecond, last: gatherBusy, want: true, wantWindow: time.Millisecond + syncGather},
+	} {
+		w, now := newWriter(), time.Duration(0)
+		feed(w, &now, tc.every, tc.n)
+		lastSync := now - tc.sinceSync
+		until, busy := w.gatherUntil(now, lastSync, tc.last)
+		if busy != tc.want || (busy && until-lastSync != tc.wantWindow) {
+			t.Errorf("%s: mean gap %v: gather %v until +%v after the last fsync, want %v until +%v",
+				tc.name, time.Duration(w.meanGap.Load()), busy, until-lastSync, tc.want, tc.wantWindow)
+		}
+	}
+
+	// A fast partition that falls idle for a few seconds is not busy when
+	// its next record comes.
+	w, now := newWriter(), time.Duration(0)
+	feed(w, &now, 400*time.Microsecond, 500)
+	feed(w, &now, 5*time.Second, 1)
+	if _, busy := w.gatherUntil(now, now-fsync, 4); busy {
+		t.Errorf("after 5 s idle (mean gap %v) the partition paces its fsyncs", time.Duration(w.meanGap.Load()))
+	}
+}
