@@ -29,7 +29,8 @@ import (
 //
 // $TRIBUTARY_E2E_ROWS selects rows, for a quick iteration on one of them:
 // "1x1000,3x100" runs 1 broker × 1,000 devices and 3 brokers × 100
-// devices, "floor" the Mosquitto rows. $TRIBUTARY_E2E_PROFILE=PREFIX
+// devices, "floor" the Mosquitto rows; other device counts ("1x600") make
+// a load sweep. $TRIBUTARY_E2E_PROFILE=PREFIX
 // serves pprof from the edge and saves, during each measured window, a CPU
 // profile (PREFIX-<brokers>x<devices>-edge-cpu.pprof) and then an
 // execution trace (…-edge-trace.out; `go tool trace`).
@@ -41,18 +42,26 @@ func endToEnd(dir string, quick bool) ([]row, error) {
 		}
 	}
 	selected := func(name string) bool { return len(want) == 0 || want[name] }
-	var rows []row
-	for _, brokers := range []int{1, 3} {
-		for _, devices := range []int{100, 1000} {
-			if !selected(fmt.Sprintf("%dx%d", brokers, devices)) {
-				continue
-			}
-			r, err := e2eRun(dir, quick, brokers, devices)
-			if err != nil {
-				return rows, fmt.Errorf("e2e with %d core broker(s), %d devices: %w", brokers, devices, err)
-			}
-			rows = append(rows, r)
+	type load struct{ brokers, devices int }
+	loads := []load{{1, 100}, {1, 1000}, {3, 100}, {3, 1000}}
+	// Any other "BxD" asked for runs too (a load sweep: 1x500,1x700).
+	for r := range want {
+		var l load
+		if _, err := fmt.Sscanf(r, "%dx%d", &l.brokers, &l.devices); err == nil && (l.brokers == 1 || l.brokers == 3) &&
+			l.devices > 0 && !slices.Contains(loads, l) {
+			loads = append(loads, l)
 		}
+	}
+	var rows []row
+	for _, l := range loads {
+		if !selected(fmt.Sprintf("%dx%d", l.brokers, l.devices)) {
+			continue
+		}
+		r, err := e2eRun(dir, quick, l.brokers, l.devices)
+		if err != nil {
+			return rows, fmt.Errorf("e2e with %d core broker(s), %d devices: %w", l.brokers, l.devices, err)
+		}
+		rows = append(rows, r)
 	}
 	for _, devices := range []int{100, 1000} {
 		if !selected("floor") {
