@@ -612,19 +612,32 @@ func readingSeq(v []byte) (uint32, bool) {
 // sentTime is when device dev (named "<prefix>-NNNNNN") sent reading seq,
 // if it was tracked.
 func (f *pacedFleet) sentTime(dev string, seq uint32) (time.Time, bool) {
-	return trackedTime(f.sentAt, dev, seq)
+	idx, ok := f.deviceIndex(dev)
+	if !ok {
+		return time.Time{}, false
+	}
+	return f.sentAtIndex(idx, seq)
 }
 
-// ackTime is when the PUBACK of device dev's reading seq was read, if it
-// was tracked and has arrived.
-func (f *pacedFleet) ackTime(dev string, seq uint32) (time.Time, bool) {
-	return trackedTime(f.ackedAt, dev, seq)
-}
-
-func trackedTime(at [][]atomic.Int64, dev string, seq uint32) (time.Time, bool) {
+// deviceIndex is the fleet's index of device dev ("<prefix>-NNNNNN").
+func (f *pacedFleet) deviceIndex(dev string) (int, bool) {
 	i := strings.LastIndexByte(dev, '-')
 	idx, err := strconv.Atoi(dev[i+1:])
-	if i < 0 || err != nil || idx < 0 || idx >= len(at) || int(seq) >= len(at[idx]) {
+	return idx, i >= 0 && err == nil && idx >= 0 && idx < len(f.sentAt)
+}
+
+// sentAtIndex and ackedAtIndex are when the device at idx sent reading
+// seq and read its PUBACK, if they were tracked and happened.
+func (f *pacedFleet) sentAtIndex(idx int, seq uint32) (time.Time, bool) {
+	return trackedTime(f.sentAt, idx, seq)
+}
+
+func (f *pacedFleet) ackedAtIndex(idx int, seq uint32) (time.Time, bool) {
+	return trackedTime(f.ackedAt, idx, seq)
+}
+
+func trackedTime(at [][]atomic.Int64, idx int, seq uint32) (time.Time, bool) {
+	if idx < 0 || idx >= len(at) || int(seq) >= len(at[idx]) {
 		return time.Time{}, false
 	}
 	ns := at[idx][seq].Load()
