@@ -319,17 +319,19 @@ func (w *partitionWriter) arrived(now time.Duration) {
 }
 
 // gatherUntil says whether the acker, having taken its first batch at
-// start, should gather more before it leads the next fsync, and until when
-// at most (see gatherBusy and gatherPaced). last is how many records the
-// previous fsync covered and lastSync when the acker began waiting for it.
-func (w *partitionWriter) gatherUntil(start, lastSync time.Duration, last int) (time.Duration, bool) {
+// start, should gather more before it leads the next fsync: until when at
+// most, and after how long without a new record it stops early (see
+// gatherBusy and gatherPaced). last is how many records the previous fsync
+// covered and lastSync when the acker began waiting for it.
+func (w *partitionWriter) gatherUntil(start, lastSync time.Duration, last int) (until, quiet time.Duration, busy bool) {
 	if last >= gatherBusy && start-lastSync < gatherRecent {
-		return start + syncGather, true
+		return start + syncGather, gatherQuiet, true
 	}
-	if time.Duration(w.meanGap.Load())*gatherPacedMin <= gatherPaced && start-lastSync < gatherPaced {
-		return lastSync + gatherPaced, true
+	mean := time.Duration(w.meanGap.Load())
+	if mean*gatherPacedMin <= gatherPaced && start-lastSync < gatherPaced {
+		return lastSync + gatherPaced, max(gatherQuiet, 4*mean), true
 	}
-	return 0, false
+	return 0, 0, false
 }
 
 // monoStart anchors the monotonic clock readings in lastArrival.
@@ -350,8 +352,7 @@ func (w *partitionWriter) ack(h *Hook, written <-chan writtenBatch) {
 		group = append(group[:0], b)
 		n := len(b.recs)
 		start := time.Since(monoStart)
-		deadline, busy := w.gatherUntil(start, lastSync, last)
-		quiet := max(gatherQuiet, 4*time.Duration(w.meanGap.Load()))
+		deadline, quiet, busy := w.gatherUntil(start, lastSync, last)
 	gather:
 		for busy && n < gatherTarget {
 			select {
