@@ -19,6 +19,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/serf/serf"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tributary-io/tributary/internal/tick"
 )
 
 // Node is one broker's membership in the cluster: it gossips with Serf, takes part in the Raft
@@ -278,10 +280,58 @@ func (n *Node) Leave(ctx context.Context) error {
 	if !n.started.Load() || n.isClosed() {
 		return ErrClosed
 	}
+	// When the whole cluster stops at once, every other broker is leaving
+	// too: nobody is left to take Raft leadership, hear the leave broadcast
+	// or mark this broker down, and the steps below would wait out ctx and
+	// report a failed handover (the last broker of `make demo` did, for the
+	// full 5 s). So they stop waiting once Serf sees every other broker
+	// leaving or gone by a leave. A broker that failed (crashed, frozen or
+	// cut off; on a loaded machine gossip can mark a live one failed) still
+	// counts: its partitions may need this handover.
+	ctx, cancel := context.WithCancel(ctx)
+	var alone atomic.Bool
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for range tick.Every(ctx, 50*time.Millisecond) {
+			if !n.othersStaying() {
+				alone.Store(true)
+				cancel()
+				return
+			}
+		}
+	}()
+	errs := n.handOver(ctx)
+	cancel()
+	<-watched
+	if alone.Load() {
+		errs = nil // nothing to hand over to
+	}
+	if err := n.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("leave cluster: %w", err)
+	}
+	return nil
+}
+
+// othersStaying reports whether Serf knows another broker that is not
+// leaving and has not left.
+func (n *Node) othersStaying() bool {
+	for _, m := range n.members() {
+		if m.ID != n.cfg.BrokerID && m.Status != serf.StatusLeaving && m.Status != serf.StatusLeft {
+			return true
+		}
+	}
+	return false
+}
+
+// handOver is Leave's controlled part, each step bounded by ctx: with
+// frozen peers a leadership transfer or a leave broadcast waits on its own
+// timeouts (10 s and more), and Close ends whatever is still running.
+func (n *Node) handOver(ctx context.Context) []error {
 	var errs []error
-	// Each step is bounded by ctx: with frozen peers a leadership transfer
-	// or a leave broadcast waits on its own timeouts (10 s and more), and
-	// Close ends whatever is still running.
 	if n.IsController() {
 		if err := withinCtx(ctx, func() error { return n.raft.LeadershipTransfer().Error() }); err != nil {
 			errs = append(errs, fmt.Errorf("raft leadership transfer: %w", err))
@@ -303,13 +353,7 @@ func (n *Node) Leave(ctx context.Context) error {
 		}
 		break
 	}
-	if err := n.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("leave cluster: %w", err)
-	}
-	return nil
+	return errs
 }
 
 func (n *Node) isClosed() bool {

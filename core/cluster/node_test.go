@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -589,4 +590,38 @@ func TestIsolatedController(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestWholeClusterLeave: when every broker is told to stop, the last
+// broker's controlled shutdown ends as soon as the others are leaving or
+// gone by a leave (there is nobody left to hand over to), instead of
+// waiting out its deadline for a controller that is gone and reporting the
+// handover as failed. Two brokers leave together, then the third.
+func TestWholeClusterLeave(t *testing.T) {
+	t.Parallel()
+	c := startTestCluster(t, 3)
+	if err := c.controller().CreateTopic(testkit.Context(t, 10*time.Second), "t", 3, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	leave := func(nodes ...int) {
+		errs := make([]error, len(nodes))
+		var wg sync.WaitGroup
+		for i, id := range nodes {
+			n := c.nodes[id-1]
+			wg.Go(func() {
+				start := time.Now()
+				errs[i] = n.Leave(testkit.Context(t, 10*time.Second))
+				t.Logf("broker %d left in %v", id, time.Since(start).Round(time.Millisecond))
+			})
+		}
+		wg.Wait()
+		for i, id := range nodes {
+			c.nodes[id-1] = nil
+			if errs[i] != nil {
+				t.Errorf("broker %d: %v", id, errs[i])
+			}
+		}
+	}
+	leave(1, 2)
+	leave(3)
 }
