@@ -225,20 +225,10 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	}
 	defer cons.Close()
 	// One sample per measured reading; the hops are worked out once every
-	// PUBACK is in.
-	// A sample holds no pointers and the slice is allocated once: the
-	// garbage collector neither scans nor copies it. (With a device name and
-	// three time.Time in each, this process's own collections grew to
-	// 170-260 ms mark phases late in a 10k msgs/s run, and the consumer
-	// beside them stalled: the worst seconds' p99 was the harness's.)
-	type sample struct {
-		dev                      int32 // the device's index in the fleet
-		seq                      uint32
-		sent, appended, received int64 // unix ns
-	}
+	// PUBACK is in. The slice is allocated once (see e2eSample).
 	var (
 		mu        sync.Mutex
-		samples   = make([]sample, 0, devices*perDevice*int((measure+5*time.Second).Seconds()))
+		samples   = make([]e2eSample, 0, devices*perDevice*int((measure+5*time.Second).Seconds()))
 		consumed  atomic.Int64
 		undecoded atomic.Int64
 		fetchErr  atomic.Value
@@ -264,7 +254,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 				// The topic stamps each batch with the core's append time
 				// (LogAppendTime): the split between the hops up to the
 				// core's append and the consumer side.
-				samples = append(samples, sample{dev: int32(dev), seq: seq,
+				samples = append(samples, e2eSample{dev: int32(dev), seq: seq,
 					sent: sent.UnixNano(), appended: r.Timestamp.UnixNano(), received: arrived.UnixNano()})
 			}
 		})
@@ -324,9 +314,7 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	for _, d := range [][]time.Duration{lat, toCore, fromCore, toAck, ackToCore} {
 		slices.Sort(d)
 	}
-	printWorstSeconds(samples, func(s sample) (sent time.Time, total, toCore time.Duration) {
-		return time.Unix(0, s.sent), time.Duration(s.received - s.sent), time.Duration(s.appended - s.sent)
-	})
+	printWorstSeconds(samples)
 	rate := float64(acked) / elapsed.Seconds()
 	fmt.Fprintf(os.Stderr, "   e2e hops (%d broker(s), %d devices) p50/p99 ms: device → PUBACK %.2f/%.2f, PUBACK → core append %.2f/%.2f, device → core append %.2f/%.2f, core append → consumer %.2f/%.2f\n",
 		brokers, devices, pctMs(toAck, 0.5), pctMs(toAck, 0.99), pctMs(ackToCore, 0.5), pctMs(ackToCore, 0.99),
@@ -344,20 +332,33 @@ func e2eRun(dir string, quick bool, brokers, devices int) (row, error) {
 	}, nil
 }
 
+// e2eSample is one measured reading of an e2e run. It holds no pointers
+// and e2eRun allocates their slice once: the garbage collector neither
+// scans nor copies it. (With a device name and three time.Time in each,
+// the benchmark process's own collections grew to 170-260 ms mark phases
+// late in a 10k msgs/s run, and the consumer beside them stalled: the
+// worst seconds' p99 was the harness's.)
+type e2eSample struct {
+	dev                      int32 // the device's index in the fleet
+	seq                      uint32
+	sent, appended, received int64 // unix ns
+}
+
 // printWorstSeconds tells whether a tail is spread over the run or comes
 // from a few bad moments: the p99 of each second of sends, the worst three
 // first, with the part of it spent before the core's append.
-func printWorstSeconds[S any](samples []S, split func(S) (sent time.Time, total, toCore time.Duration)) {
+func printWorstSeconds(samples []e2eSample) {
 	type second struct{ total, toCore []time.Duration }
 	bySecond := map[int64]*second{}
 	for _, s := range samples {
-		sent, total, toCore := split(s)
-		b := bySecond[sent.Unix()]
+		at := s.sent / int64(time.Second)
+		b := bySecond[at]
 		if b == nil {
 			b = &second{}
-			bySecond[sent.Unix()] = b
+			bySecond[at] = b
 		}
-		b.total, b.toCore = append(b.total, total), append(b.toCore, toCore)
+		b.total = append(b.total, time.Duration(s.received-s.sent))
+		b.toCore = append(b.toCore, time.Duration(s.appended-s.sent))
 	}
 	type worst struct {
 		at         int64
