@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/tributary-io/tributary/internal/race"
 )
 
 // WaitBoundParallel is for a package whose tests mostly wait (on fsyncs,
@@ -18,7 +20,7 @@ import (
 // who sets -parallel. It returns m.Run's exit code.
 func WaitBoundParallel(m *testing.M, n int) int {
 	flag.Parse()
-	if testing.Short() && !raceEnabled && !flagSet("test.parallel") {
+	if testing.Short() && !race.Enabled && !flagSet("test.parallel") {
 		if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
 			// The flag is testing's own; failing to set it means an
 			// incompatible Go, not a reason to skip the tests.

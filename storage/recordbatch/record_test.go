@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/snappy"
+
+	"github.com/tributary-io/tributary/internal/race"
 )
 
 var allCodecs = []int{CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd}
@@ -474,7 +476,7 @@ func TestDecompressionBombsRefused(t *testing.T) {
 	zeros := make([]byte, 1<<20)
 	copies := MaxDecompressedSize/len(zeros) + 1
 	for _, codec := range []int{CompressionGzip, CompressionLZ4, CompressionZstd, CompressionSnappy} {
-		if codec == CompressionZstd && raceEnabled {
+		if codec == CompressionZstd && race.Enabled {
 			// 64 MiB through the instrumented zstd decoder takes ~10 s;
 			// the frame-size claim below still runs under -race.
 			continue
