@@ -165,37 +165,35 @@ func newFaultGossip(f *NetFaults, self int32, host string, port int, logw io.Wri
 }
 
 func (g *faultGossip) filterPackets() {
-	for {
-		select {
-		case <-g.done:
-			return
-		case p := <-g.NetTransport.PacketCh():
-			if g.f.blocked(g.self, p.From.String()) {
-				continue
-			}
-			select {
-			case g.packets <- p:
-			case <-g.done:
-				return
-			}
-		}
-	}
+	// A lost packet needs no cleanup, as on the wire.
+	relayUncut(g.done, g.NetTransport.PacketCh(), g.packets,
+		func(p *memberlist.Packet) bool { return g.f.blocked(g.self, p.From.String()) },
+		func(*memberlist.Packet) {})
 }
 
 func (g *faultGossip) filterStreams() {
+	relayUncut(g.done, g.NetTransport.StreamCh(), g.streams,
+		func(net.Conn) bool { return g.f.blocked(g.self, "") },
+		func(c net.Conn) { c.Close() })
+}
+
+// relayUncut passes what in delivers on to out until done is closed, except
+// what cut says a network cut stops; drop disposes of a stopped item and of
+// one still held when done closes.
+func relayUncut[T any](done <-chan struct{}, in <-chan T, out chan<- T, cut func(T) bool, drop func(T)) {
 	for {
 		select {
-		case <-g.done:
+		case <-done:
 			return
-		case c := <-g.NetTransport.StreamCh():
-			if g.f.blocked(g.self, "") {
-				c.Close()
+		case v := <-in:
+			if cut(v) {
+				drop(v)
 				continue
 			}
 			select {
-			case g.streams <- c:
-			case <-g.done:
-				c.Close()
+			case out <- v:
+			case <-done:
+				drop(v)
 				return
 			}
 		}
