@@ -209,30 +209,22 @@ func (g *Gateway) newServer() error {
 		return err
 	}
 	if mc.Address != "" && mc.Address != "-" {
-		ln, err := net.Listen("tcp", mc.Address)
+		addr, err := serveNet(srv, "tcp", "mqtt", mc.Address, nil)
 		if err != nil {
-			return fail(fmt.Errorf("mqtt listen: %w", err))
+			return fail(err)
 		}
-		g.mqttAddr = ln.Addr().String()
-		if err := addListener(srv, listeners.NewNet("tcp", ln)); err != nil {
-			ln.Close()
-			return fail(fmt.Errorf("mqtt listener: %w", err))
-		}
+		g.mqttAddr = addr
 	}
 	if t := mc.TLS; t.Address != "" {
 		tc, err := tlsConfig(t)
 		if err != nil {
 			return fail(err)
 		}
-		ln, err := tls.Listen("tcp", t.Address, tc)
+		addr, err := serveNet(srv, "tls", "mqtt tls", t.Address, tc)
 		if err != nil {
-			return fail(fmt.Errorf("mqtt tls listen: %w", err))
+			return fail(err)
 		}
-		g.tlsAddr = ln.Addr().String()
-		if err := addListener(srv, listeners.NewNet("tls", ln)); err != nil {
-			ln.Close()
-			return fail(fmt.Errorf("mqtt tls listener: %w", err))
-		}
+		g.tlsAddr = addr
 	}
 	if mc.WebSocketAddress != "" {
 		if err := addListener(srv, listeners.NewWebsocket(listeners.Config{ID: "ws", Address: mc.WebSocketAddress})); err != nil {
@@ -240,6 +232,27 @@ func (g *Gateway) newServer() error {
 		}
 	}
 	return nil
+}
+
+// serveNet listens on addr, over TLS when tc is set, and serves MQTT there
+// as listener id; it returns the address bound. name says which listener in
+// errors.
+func serveNet(srv *mqtt.Server, id, name, addr string, tc *tls.Config) (string, error) {
+	var ln net.Listener
+	var err error
+	if tc != nil {
+		ln, err = tls.Listen("tcp", addr, tc)
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s listen: %w", name, err)
+	}
+	if err := addListener(srv, listeners.NewNet(id, ln)); err != nil {
+		ln.Close()
+		return "", fmt.Errorf("%s listener: %w", name, err)
+	}
+	return ln.Addr().String(), nil
 }
 
 func tlsConfig(t TLSConfig) (*tls.Config, error) {
