@@ -113,23 +113,19 @@ func AppendJSON(dst []byte, top Topic, p *Payload, t *Tracker) ([]byte, error) {
 	}
 
 	b := append(dst, `{"group":`...)
-	b = appendOptString(b, top.Group)
+	b = appendOptString(b, top.Group, top.Group != "")
 	b = append(b, `,"type":`...)
 	b = appendString(b, top.Type)
 	b = append(b, `,"node":`...)
-	b = appendOptString(b, top.Node)
+	b = appendOptString(b, top.Node, top.Node != "")
 	b = append(b, `,"device":`...)
-	b = appendOptString(b, top.Device)
+	b = appendOptString(b, top.Device, top.Device != "")
 	b = append(b, `,"timestamp":`...)
 	b = appendOptUint(b, p.GetTimestamp(), p.HasTimestamp())
 	b = append(b, `,"seq":`...)
 	b = appendOptUint(b, p.GetSeq(), p.HasSeq())
 	b = append(b, `,"uuid":`...)
-	if p.HasUuid() {
-		b = appendString(b, p.GetUuid())
-	} else {
-		b = append(b, "null"...)
-	}
+	b = appendOptString(b, p.GetUuid(), p.HasUuid())
 	b = append(b, `,"body":`...)
 	if p.HasBody() {
 		b = appendBase64(b, p.GetBody())
@@ -426,17 +422,9 @@ func appendTemplate(b []byte, t *Payload_Template, depth int) ([]byte, error) {
 		return b, errRenderDepth
 	}
 	b = append(b, `{"template_ref":`...)
-	if t.HasTemplateRef() {
-		b = appendString(b, t.GetTemplateRef())
-	} else {
-		b = append(b, "null"...)
-	}
+	b = appendOptString(b, t.GetTemplateRef(), t.HasTemplateRef())
 	b = append(b, `,"version":`...)
-	if t.HasVersion() {
-		b = appendString(b, t.GetVersion())
-	} else {
-		b = append(b, "null"...)
-	}
+	b = appendOptString(b, t.GetVersion(), t.HasVersion())
 	b = append(b, `,"is_definition":`...)
 	b = strconv.AppendBool(b, t.GetIsDefinition())
 	b = append(b, `,"parameters":[`...)
@@ -445,11 +433,7 @@ func appendTemplate(b []byte, t *Payload_Template, depth int) ([]byte, error) {
 			b = append(b, ',')
 		}
 		b = append(b, `{"name":`...)
-		if p.HasName() {
-			b = appendString(b, p.GetName())
-		} else {
-			b = append(b, "null"...)
-		}
+		b = appendOptString(b, p.GetName(), p.HasName())
 		b = append(b, `,"type":`...)
 		b = appendString(b, DataTypeName(p.GetType()))
 		b = append(b, `,"value":`...)
@@ -544,6 +528,8 @@ func appendPropertyValue(b []byte, v *Payload_PropertyValue, depth int) ([]byte,
 	return append(b, "null"...), nil
 }
 
+// appendOptUint and appendOptString render an optional field: its value
+// when ok (set), else null.
 func appendOptUint(b []byte, v uint64, ok bool) []byte {
 	if !ok {
 		return append(b, "null"...)
@@ -551,8 +537,8 @@ func appendOptUint(b []byte, v uint64, ok bool) []byte {
 	return strconv.AppendUint(b, v, 10)
 }
 
-func appendOptString(b []byte, s string) []byte {
-	if s == "" {
+func appendOptString(b []byte, s string, ok bool) []byte {
+	if !ok {
 		return append(b, "null"...)
 	}
 	return appendString(b, s)
