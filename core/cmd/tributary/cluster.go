@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 func clusterCmd(g *globals) *cobra.Command {
@@ -15,7 +17,7 @@ func clusterCmd(g *globals) *cobra.Command {
 		Use:   "info",
 		Short: "List the brokers and the controller",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return clusterInfo(cmd, g) },
+		RunE:  g.inSession(g.clusterInfo),
 	})
 	c.AddCommand(&cobra.Command{
 		Use:   "health",
@@ -25,7 +27,7 @@ reports partitions without a leader and partitions whose in-sync replica set
 is smaller than their replica set. It exits non-zero when the cluster is not
 healthy, so scripts can wait on it.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return clusterHealth(cmd, g) },
+		RunE: g.inSession(g.clusterHealth),
 	})
 	return c
 }
@@ -38,12 +40,7 @@ type brokerInfo struct {
 	Controller bool   `json:"controller"`
 }
 
-func clusterInfo(cmd *cobra.Command, g *globals) error {
-	ctx, adm, done, err := g.session(cmd)
-	if err != nil {
-		return err
-	}
-	defer done()
+func (g *globals) clusterInfo(ctx context.Context, adm *kadm.Client, _ []string) error {
 	m, err := adm.BrokerMetadata(ctx)
 	if err != nil {
 		return fmt.Errorf("metadata from %s: %w", strings.Join(g.brokers, ","), err)
@@ -81,12 +78,7 @@ type partitionProblem struct {
 	ISR       []int32 `json:"isr"`
 }
 
-func clusterHealth(cmd *cobra.Command, g *globals) error {
-	ctx, adm, done, err := g.session(cmd)
-	if err != nil {
-		return err
-	}
-	defer done()
+func (g *globals) clusterHealth(ctx context.Context, adm *kadm.Client, _ []string) error {
 	m, err := adm.Metadata(ctx)
 	if err != nil {
 		return fmt.Errorf("cluster unreachable: metadata from %s: %w", strings.Join(g.brokers, ","), err)

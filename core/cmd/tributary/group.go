@@ -20,21 +20,21 @@ func groupCmd(g *globals) *cobra.Command {
 			Aliases: []string{"ls"},
 			Short:   "List consumer groups with their state",
 			Args:    cobra.NoArgs,
-			RunE:    func(cmd *cobra.Command, _ []string) error { return groupList(cmd, g) },
+			RunE:    g.inSession(g.groupList),
 		},
 		&cobra.Command{
 			Use:               "describe GROUP...",
 			Short:             "Show a group's state, members and their assignments",
 			Args:              cobra.MinimumNArgs(1),
 			ValidArgsFunction: g.completeGroups,
-			RunE:              func(cmd *cobra.Command, args []string) error { return groupDescribe(cmd, g, args) },
+			RunE:              g.inSession(g.groupDescribe),
 		},
 		&cobra.Command{
 			Use:               "lag GROUP...",
 			Short:             "Show committed offset, log end and lag per partition",
 			Args:              cobra.MinimumNArgs(1),
 			ValidArgsFunction: g.completeGroups,
-			RunE:              func(cmd *cobra.Command, args []string) error { return groupLag(cmd, g, args) },
+			RunE:              g.inSession(g.groupLag),
 		},
 		resetOffsetsCmd(g),
 	)
@@ -49,12 +49,7 @@ func (g *globals) completeGroups(cmd *cobra.Command, _ []string, _ string) ([]st
 	})
 }
 
-func groupList(cmd *cobra.Command, g *globals) error {
-	ctx, adm, done, err := g.session(cmd)
-	if err != nil {
-		return err
-	}
-	defer done()
+func (g *globals) groupList(ctx context.Context, adm *kadm.Client, _ []string) error {
 	gs, err := adm.ListGroups(ctx)
 	if err != nil {
 		return fmt.Errorf("list groups: %w", err)
@@ -181,18 +176,8 @@ func lagTable(rows []lagRow) *table {
 	return t
 }
 
-// describeGroups is describeWithLag in one command's session.
-func (g *globals) describeGroups(cmd *cobra.Command, groups []string) ([]describedGroup, error) {
-	ctx, adm, done, err := g.session(cmd)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return describeWithLag(ctx, adm, groups)
-}
-
-func groupDescribe(cmd *cobra.Command, g *globals, groups []string) error {
-	ds, err := g.describeGroups(cmd, groups)
+func (g *globals) groupDescribe(ctx context.Context, adm *kadm.Client, groups []string) error {
+	ds, err := describeWithLag(ctx, adm, groups)
 	if err != nil {
 		return err
 	}
@@ -221,8 +206,8 @@ func groupDescribe(cmd *cobra.Command, g *globals, groups []string) error {
 	return g.print(ds, tables...)
 }
 
-func groupLag(cmd *cobra.Command, g *globals, groups []string) error {
-	ds, err := g.describeGroups(cmd, groups)
+func (g *globals) groupLag(ctx context.Context, adm *kadm.Client, groups []string) error {
+	ds, err := describeWithLag(ctx, adm, groups)
 	if err != nil {
 		return err
 	}

@@ -106,6 +106,19 @@ func (g *globals) session(cmd *cobra.Command) (context.Context, *kadm.Client, fu
 	return ctx, adm, func() { cancel(); cl.Close() }, nil
 }
 
+// inSession is the RunE of a command whose requests share one session; run
+// gets the command's arguments.
+func (g *globals) inSession(run func(ctx context.Context, adm *kadm.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx, adm, done, err := g.session(cmd)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return run(ctx, adm, args)
+	}
+}
+
 // ctx bounds one command's requests by --timeout.
 func (g *globals) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), g.timeout)

@@ -21,7 +21,9 @@ func topicCmd(g *globals) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List topics with their partition and replica counts",
 		Args:    cobra.NoArgs,
-		RunE:    func(cmd *cobra.Command, _ []string) error { return topicList(cmd, g, internal) },
+		RunE: g.inSession(func(ctx context.Context, adm *kadm.Client, _ []string) error {
+			return g.topicList(ctx, adm, internal)
+		}),
 	}
 	list.Flags().BoolVarP(&internal, "internal", "i", false, "include internal topics (__consumer_offsets)")
 
@@ -66,7 +68,7 @@ func topicCmd(g *globals) *cobra.Command {
 			Short:             "Show a topic's configs and partitions (leader, replicas, ISR, offsets)",
 			Args:              cobra.ExactArgs(1),
 			ValidArgsFunction: g.completeTopics,
-			RunE:              func(cmd *cobra.Command, args []string) error { return topicDescribe(cmd, g, args[0]) },
+			RunE:              g.inSession(g.topicDescribe),
 		},
 		create,
 		&cobra.Command{
@@ -74,7 +76,7 @@ func topicCmd(g *globals) *cobra.Command {
 			Short:             "Delete topics",
 			Args:              cobra.MinimumNArgs(1),
 			ValidArgsFunction: g.completeTopics,
-			RunE:              func(cmd *cobra.Command, args []string) error { return topicDelete(cmd, g, args) },
+			RunE:              g.inSession(g.topicDelete),
 		},
 		alter,
 		consumeCmd(g),
@@ -114,12 +116,7 @@ type topicSummary struct {
 	Error      string `json:"error,omitempty"`
 }
 
-func topicList(cmd *cobra.Command, g *globals, internal bool) error {
-	ctx, adm, done, err := g.session(cmd)
-	if err != nil {
-		return err
-	}
-	defer done()
+func (g *globals) topicList(ctx context.Context, adm *kadm.Client, internal bool) error {
 	list := adm.ListTopics
 	if internal {
 		list = adm.ListTopicsWithInternal
@@ -160,12 +157,8 @@ type configInfo struct {
 	Source string `json:"source"`
 }
 
-func topicDescribe(cmd *cobra.Command, g *globals, topic string) error {
-	ctx, adm, done, err := g.session(cmd)
-	if err != nil {
-		return err
-	}
-	defer done()
+func (g *globals) topicDescribe(ctx context.Context, adm *kadm.Client, args []string) error {
+	topic := args[0]
 	m, err := adm.Metadata(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
@@ -298,12 +291,7 @@ func topicCreate(cmd *cobra.Command, g *globals, topics []string, partitions int
 	return errors.Join(errs...)
 }
 
-func topicDelete(cmd *cobra.Command, g *globals, topics []string) error {
-	ctx, adm, done, err := g.session(cmd)
-	if err != nil {
-		return err
-	}
-	defer done()
+func (g *globals) topicDelete(ctx context.Context, adm *kadm.Client, topics []string) error {
 	resps, err := adm.DeleteTopics(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("delete topics: %w", err)
