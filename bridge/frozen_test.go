@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"os/exec"
 	"testing"
 	"time"
@@ -20,13 +19,9 @@ func TestForwarderLeavesFrozenLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 3-broker core as processes")
 	}
-	cluster := startBinaryCluster(t)
+	cluster := startBinaryCluster(t, 1)
 	addrs := cluster.Addrs()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	if err := testkit.CreateClusterTopic(ctx, addrs, stream, 1, 3); err != nil {
-		t.Fatal(err)
-	}
+	ctx := testkit.Context(t, 120*time.Second)
 
 	e := openEdge(t, t.TempDir(), 1)
 	cfg := testBridgeConfig(addrs...)
@@ -78,12 +73,17 @@ func TestForwarderLeavesFrozenLeader(t *testing.T) {
 	}
 }
 
-// startBinaryCluster runs three tributary-core binaries as one cluster.
-func startBinaryCluster(t *testing.T) *testkit.CoreCluster {
+// startBinaryCluster runs three tributary-core binaries as one cluster
+// holding the stream topic, its partitions replicated on all three.
+func startBinaryCluster(t *testing.T, partitions int32) *testkit.CoreCluster {
 	bin := testkit.BuildBinary(t, "core/cmd/tributary-core")
-	return testkit.StartCoreCluster(t, 3, func(config string) *exec.Cmd {
+	cluster := testkit.StartCoreCluster(t, 3, func(config string) *exec.Cmd {
 		return exec.Command(bin, "-config", config, "-http-addr=", "-log-level", "info")
 	})
+	if err := testkit.CreateClusterTopic(testkit.Context(t, 60*time.Second), cluster.Addrs(), stream, partitions, 3); err != nil {
+		t.Fatal(err)
+	}
+	return cluster
 }
 
 func cursorOf(rb *runningBridge) int64 {

@@ -254,13 +254,9 @@ func TestExactlyOnceCoreClusterKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 3-broker core as processes")
 	}
-	cluster := startBinaryCluster(t)
+	cluster := startBinaryCluster(t, 2)
 	addrs := cluster.Addrs()
-	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
-	defer cancel()
-	if err := testkit.CreateClusterTopic(ctx, addrs, stream, 2, 3); err != nil {
-		t.Fatal(err)
-	}
+	ctx := testkit.Context(t, 180*time.Second)
 	adm := kadm.NewClient(newKafkaClient(t, addrs))
 	if _, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"cleanup.policy": kmsg.StringPtr("compact"), "min.insync.replicas": kmsg.StringPtr("2")}, DefaultCursorTopic); err != nil {
 		t.Fatal(err)
