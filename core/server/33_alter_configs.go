@@ -16,25 +16,22 @@ func (s *Server) handleAlterConfigs(_ context.Context, c *call,
 	for _, rr := range req.Resources {
 		sr := kmsg.NewAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		cerr := s.configResource(rr.ResourceType, rr.ResourceName, seen)
-		if cerr == nil {
-			m := map[string]string{}
-			for _, kv := range rr.Configs {
-				if kv.Value == nil {
-					cerr = invalidConfig("Null value not supported for topic configs: %s", kv.Name)
-					break
-				}
-				m[kv.Name] = *kv.Value
-			}
-			if cerr == nil {
-				cerr = s.setTopicConfigs(rr.ResourceName, m, req.ValidateOnly)
-			}
-		}
-		if cerr != nil {
-			sr.ErrorCode, sr.ErrorMessage = cerr.code, strp(cerr.msg)
-			c.fail(cerr.code)
-		}
+		sr.ErrorCode, sr.ErrorMessage = s.alterResource(c, rr.ResourceType, rr.ResourceName, seen, func() *configError {
+			return s.replaceConfigs(rr, req.ValidateOnly)
+		})
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp, nil
+}
+
+// replaceConfigs sets a topic's configs to exactly those rr names.
+func (s *Server) replaceConfigs(rr kmsg.AlterConfigsRequestResource, validateOnly bool) *configError {
+	m := map[string]string{}
+	for _, kv := range rr.Configs {
+		if kv.Value == nil {
+			return invalidConfig("Null value not supported for topic configs: %s", kv.Name)
+		}
+		m[kv.Name] = *kv.Value
+	}
+	return s.setTopicConfigs(rr.ResourceName, m, validateOnly)
 }

@@ -20,19 +20,15 @@ func (s *Server) handleIncrementalAlterConfigs(_ context.Context, c *call,
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		cerr := s.configResource(rr.ResourceType, rr.ResourceName, seen)
-		if cerr == nil {
-			cerr = s.incrementalAlter(rr, req.ValidateOnly)
-		}
-		if cerr != nil {
-			sr.ErrorCode, sr.ErrorMessage = cerr.code, strp(cerr.msg)
-			c.fail(cerr.code)
-		}
+		sr.ErrorCode, sr.ErrorMessage = s.alterResource(c, rr.ResourceType, rr.ResourceName, seen, func() *configError {
+			return s.incrementalAlter(rr, req.ValidateOnly)
+		})
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp, nil
 }
 
+// incrementalAlter applies rr's edits to a topic's configs.
 func (s *Server) incrementalAlter(rr kmsg.IncrementalAlterConfigsRequestResource, validateOnly bool) *configError {
 	topic := rr.ResourceName
 	m, _ := s.dynamicTopicConfigs(topic)

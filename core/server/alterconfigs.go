@@ -157,6 +157,22 @@ func (s *Server) configResource(typ kmsg.ConfigResourceType, name string, seen m
 	return nil
 }
 
+// alterResource answers one resource of an alter request: configResource
+// checks it, then edit changes its configs. The first refusal is the
+// resource's error code and message, counted as a failure on c.
+func (s *Server) alterResource(c *call, typ kmsg.ConfigResourceType, name string, seen map[string]bool,
+	edit func() *configError) (int16, *string) {
+	cerr := s.configResource(typ, name, seen)
+	if cerr == nil {
+		cerr = edit()
+	}
+	if cerr == nil {
+		return 0, nil
+	}
+	c.fail(cerr.code)
+	return cerr.code, strp(cerr.msg)
+}
+
 // listConfig reports whether name holds a comma-separated list (APPEND and
 // SUBTRACT apply only to those).
 func listConfig(name string) bool {
