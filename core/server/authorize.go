@@ -64,10 +64,7 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 			})
 	case *kmsg.FetchRequest:
 		if r.ReplicaID >= 0 {
-			if !s.allowed(c, opClusterAction, rtCluster, clusterName) {
-				return errorResponse(c, req, codeClusterDenied), nil
-			}
-			return nil, nil
+			return s.deny(c, req, opClusterAction, rtCluster, clusterName), nil
 		}
 		return nil, refuse(c, &r.Topics,
 			func(t kmsg.FetchRequestTopic) int16 { return s.authzCode(c, opRead, rtTopic, t.Topic) },
@@ -198,9 +195,7 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 				ar.Resources = append(ar.Resources, sr)
 			})
 	case *kmsg.DescribeLogDirsRequest, *kmsg.DescribeClusterRequest:
-		if !s.allowed(c, opDescribe, rtCluster, clusterName) {
-			return errorResponse(c, req, codeClusterDenied), nil
-		}
+		return s.deny(c, req, opDescribe, rtCluster, clusterName), nil
 	case *kmsg.DescribeProducersRequest:
 		return nil, refuse(c, &r.Topics,
 			func(t kmsg.DescribeProducersRequestTopic) int16 { return s.authzCode(c, opRead, rtTopic, t.Topic) },
@@ -216,10 +211,7 @@ func (s *Server) authorize(c *call, req kmsg.Request) (deny kmsg.Response, after
 			})
 	case *kmsg.InitProducerIDRequest:
 		if r.TransactionalID != nil {
-			if !s.allowed(c, opWrite, rtTxnID, *r.TransactionalID) {
-				return errorResponse(c, req, codeTxnDenied), nil
-			}
-			return nil, nil
+			return s.deny(c, req, opWrite, rtTxnID, *r.TransactionalID), nil
 		}
 		// Idempotence needs IDEMPOTENT_WRITE on the cluster or, as in
 		// Kafka 3, WRITE on some topic.
@@ -273,7 +265,7 @@ func (s *Server) authorizeMetadata(c *call, r *kmsg.MetadataRequest) (kmsg.Respo
 		if all {
 			// Listing everything shows only what the principal may describe.
 			mr.Topics, _ = splitBy(mr.Topics, func(t kmsg.MetadataResponseTopic) bool {
-				return t.Topic != nil && s.sec.authz.Authorize(c.conn.principal, c.conn.host, opDescribe, rtTopic, *t.Topic)
+				return t.Topic != nil && s.may(c, opDescribe, rtTopic, *t.Topic)
 			})
 		}
 		for _, t := range denied {
@@ -317,23 +309,17 @@ func (s *Server) authorizeFindCoordinator(c *call, r *kmsg.FindCoordinatorReques
 // fetching offsets and describing need DESCRIBE; deleting needs DELETE;
 // ListGroups shows only the groups the principal may describe.
 func (s *Server) authorizeGroupRequest(c *call, req kmsg.Request) (kmsg.Response, func(kmsg.Response)) {
-	groupOnly := func(group string, op auth.Operation) (kmsg.Response, func(kmsg.Response)) {
-		if !s.allowed(c, op, rtGroup, group) {
-			return errorResponse(c, req, codeGroupDenied), nil
-		}
-		return nil, nil
-	}
 	switch r := req.(type) {
 	case *kmsg.JoinGroupRequest:
-		return groupOnly(r.Group, opRead)
+		return s.deny(c, req, opRead, rtGroup, r.Group), nil
 	case *kmsg.SyncGroupRequest:
-		return groupOnly(r.Group, opRead)
+		return s.deny(c, req, opRead, rtGroup, r.Group), nil
 	case *kmsg.HeartbeatRequest:
-		return groupOnly(r.Group, opRead)
+		return s.deny(c, req, opRead, rtGroup, r.Group), nil
 	case *kmsg.LeaveGroupRequest:
-		return groupOnly(r.Group, opRead)
+		return s.deny(c, req, opRead, rtGroup, r.Group), nil
 	case *kmsg.OffsetDeleteRequest:
-		return groupOnly(r.Group, opDelete)
+		return s.deny(c, req, opDelete, rtGroup, r.Group), nil
 	case *kmsg.OffsetCommitRequest:
 		groupOK := s.allowed(c, opRead, rtGroup, r.Group)
 		var denied []kmsg.OffsetCommitRequestTopic
@@ -354,13 +340,13 @@ func (s *Server) authorizeGroupRequest(c *call, req kmsg.Request) (kmsg.Response
 		return nil, func(resp kmsg.Response) { addDeniedCommits(c, resp.(*kmsg.OffsetCommitResponse), denied, code) }
 	case *kmsg.OffsetFetchRequest:
 		if r.Version < 8 {
-			if !s.allowed(c, opDescribe, rtGroup, r.Group) {
-				return errorResponse(c, req, codeGroupDenied), nil
+			if deny := s.deny(c, req, opDescribe, rtGroup, r.Group); deny != nil {
+				return deny, nil
 			}
 			return nil, func(resp kmsg.Response) {
 				or := resp.(*kmsg.OffsetFetchResponse)
 				or.Topics, _ = splitBy(or.Topics, func(t kmsg.OffsetFetchResponseTopic) bool {
-					return s.sec.authz.Authorize(c.conn.principal, c.conn.host, opDescribe, rtTopic, t.Topic)
+					return s.may(c, opDescribe, rtTopic, t.Topic)
 				})
 			}
 		}
@@ -374,7 +360,7 @@ func (s *Server) authorizeGroupRequest(c *call, req kmsg.Request) (kmsg.Response
 					continue
 				}
 				g.Topics, _ = splitBy(g.Topics, func(t kmsg.OffsetFetchResponseGroupTopic) bool {
-					return s.sec.authz.Authorize(c.conn.principal, c.conn.host, opDescribe, rtTopic, t.Topic)
+					return s.may(c, opDescribe, rtTopic, t.Topic)
 				})
 			}
 		}
@@ -398,7 +384,7 @@ func (s *Server) authorizeGroupRequest(c *call, req kmsg.Request) (kmsg.Response
 		return nil, func(resp kmsg.Response) {
 			lr := resp.(*kmsg.ListGroupsResponse)
 			lr.Groups, _ = splitBy(lr.Groups, func(g kmsg.ListGroupsResponseGroup) bool {
-				return s.sec.authz.Authorize(c.conn.principal, c.conn.host, opDescribe, rtGroup, g.Group)
+				return s.may(c, opDescribe, rtGroup, g.Group)
 			})
 		}
 	case *kmsg.DeleteGroupsRequest:
@@ -435,6 +421,16 @@ func addDeniedCommits(c *call, resp *kmsg.OffsetCommitResponse, denied []kmsg.Of
 // only pick between two permitted paths.
 func (s *Server) may(c *call, op auth.Operation, rt auth.ResourceType, name string) bool {
 	return s.sec.authz.Authorize(c.conn.principal, c.conn.host, op, rt, name)
+}
+
+// deny is req's whole response refused with rt's *_AUTHORIZATION_FAILED
+// code (authzCode) when the principal may not op on the resource, counted as
+// a failure on c; nil when it may.
+func (s *Server) deny(c *call, req kmsg.Request, op auth.Operation, rt auth.ResourceType, name string) kmsg.Response {
+	if code := s.authzCode(c, op, rt, name); code != 0 {
+		return errorResponse(c, req, code)
+	}
+	return nil
 }
 
 // errorResponse is req's response kind with its top-level error code set,

@@ -8,25 +8,16 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 // for DescribeTransactions, CLUSTER_ACTION for the brokers' own
 // WriteTxnMarkers. ListTransactions lists only what may be described.
 func (s *Server) authorizeTxn(c *call, req kmsg.Request) (kmsg.Response, func(kmsg.Response)) {
-	txnOnly := func(id string) kmsg.Response {
-		if !s.allowed(c, opWrite, rtTxnID, id) {
-			return errorResponse(c, req, codeTxnDenied)
-		}
-		return nil
-	}
 	// Bringing a group's offsets into a transaction also needs READ on it.
 	txnAndGroup := func(id, group string) kmsg.Response {
-		if deny := txnOnly(id); deny != nil {
+		if deny := s.deny(c, req, opWrite, rtTxnID, id); deny != nil {
 			return deny
 		}
-		if !s.allowed(c, opRead, rtGroup, group) {
-			return errorResponse(c, req, codeGroupDenied)
-		}
-		return nil
+		return s.deny(c, req, opRead, rtGroup, group)
 	}
 	switch r := req.(type) {
 	case *kmsg.AddPartitionsToTxnRequest:
-		if deny := txnOnly(r.TransactionalID); deny != nil {
+		if deny := s.deny(c, req, opWrite, rtTxnID, r.TransactionalID); deny != nil {
 			return deny, nil
 		}
 		for _, t := range r.Topics {
@@ -42,7 +33,7 @@ func (s *Server) authorizeTxn(c *call, req kmsg.Request) (kmsg.Response, func(km
 	case *kmsg.AddOffsetsToTxnRequest:
 		return txnAndGroup(r.TransactionalID, r.Group), nil
 	case *kmsg.EndTxnRequest:
-		return txnOnly(r.TransactionalID), nil
+		return s.deny(c, req, opWrite, rtTxnID, r.TransactionalID), nil
 	case *kmsg.TxnOffsetCommitRequest:
 		return txnAndGroup(r.TransactionalID, r.Group), nil
 	case *kmsg.DescribeTransactionsRequest:
@@ -61,9 +52,7 @@ func (s *Server) authorizeTxn(c *call, req kmsg.Request) (kmsg.Response, func(km
 			})
 		}
 	case *kmsg.WriteTxnMarkersRequest:
-		if !s.allowed(c, opClusterAction, rtCluster, clusterName) {
-			return errorResponse(c, req, codeClusterDenied), nil
-		}
+		return s.deny(c, req, opClusterAction, rtCluster, clusterName), nil
 	}
 	return nil, nil
 }
