@@ -183,22 +183,20 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.MaxTimeout <= 0 {
-		c.MaxTimeout = 15 * time.Minute
-	}
-	if c.TickInterval <= 0 {
-		c.TickInterval = 200 * time.Millisecond
-	}
-	if c.MarkerTimeout <= 0 {
-		c.MarkerTimeout = 30 * time.Second
-	}
-	if c.IDExpiration <= 0 {
-		c.IDExpiration = 7 * 24 * time.Hour
-	}
-	if c.BusyWait <= 0 {
-		c.BusyWait = 5 * time.Second
-	}
+	c.MaxTimeout = positiveOr(c.MaxTimeout, 15*time.Minute)
+	c.TickInterval = positiveOr(c.TickInterval, 200*time.Millisecond)
+	c.MarkerTimeout = positiveOr(c.MarkerTimeout, 30*time.Second)
+	c.IDExpiration = positiveOr(c.IDExpiration, 7*24*time.Hour)
+	c.BusyWait = positiveOr(c.BusyWait, 5*time.Second)
 	return c
+}
+
+// positiveOr is d, or def when d is unset (zero or negative).
+func positiveOr(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // Coordinator serves the transactional ids this broker coordinates.
