@@ -440,11 +440,12 @@ func errorResponse(c *call, req kmsg.Request, code int16) kmsg.Response {
 	return withErrorCode(req, code)
 }
 
-// withErrorCode is req's response kind with its top-level error code set.
+// withErrorCode is req's response kind with its top-level error code set,
+// if it has one.
 func withErrorCode(req kmsg.Request, code int16) kmsg.Response {
 	resp := req.ResponseKind()
 	resp.SetVersion(req.GetVersion())
-	if f := reflect.ValueOf(resp).Elem().FieldByName("ErrorCode"); f.IsValid() && f.CanSet() {
+	if f := reflect.ValueOf(resp).Elem().FieldByName("ErrorCode"); f.IsValid() && f.Kind() == reflect.Int16 && f.CanSet() {
 		f.SetInt(int64(code))
 	}
 	return resp

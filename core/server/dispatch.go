@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"reflect"
 	"sort"
 	"time"
 
@@ -293,19 +292,11 @@ func responseSizeHint(resp kmsg.Response) int {
 // when the response has no top-level error code (the connection is closed
 // instead, as Kafka does).
 func unsupportedResponse(req kmsg.Request) kmsg.Response {
-	resp := req.ResponseKind()
-	resp.SetVersion(req.GetVersion())
-	v := reflect.ValueOf(resp).Elem()
-	f := v.FieldByName("ErrorCode")
-	if !f.IsValid() || f.Kind() != reflect.Int16 || !f.CanSet() {
-		return nil
-	}
+	resp := withErrorCode(req, kerr.UnsupportedVersion.Code)
 	// Some responses carry their top-level error code only from a later
 	// version on: if setting it does not change the encoding, this version
 	// cannot express the error.
-	plain := resp.AppendTo(nil)
-	f.SetInt(int64(kerr.UnsupportedVersion.Code))
-	if string(resp.AppendTo(nil)) == string(plain) {
+	if string(resp.AppendTo(nil)) == string(withErrorCode(req, 0).AppendTo(nil)) {
 		return nil
 	}
 	return resp
