@@ -41,7 +41,9 @@ type txnRecordKey struct {
 	PID        int64  `json:"pid,omitempty"`
 }
 
-// errTxnNotLeader maps to NOT_COORDINATOR for the producer.
+// txnStoreErr turns a transaction-log write that failed because this broker
+// no longer leads (or has) the log's partition into NOT_COORDINATOR, which
+// sends the producer to look the coordinator up again.
 func txnStoreErr(err error) error {
 	switch errorCode(err) {
 	case kerr.NotLeaderForPartition.Code, kerr.UnknownTopicOrPartition.Code:
