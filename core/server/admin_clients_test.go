@@ -34,10 +34,7 @@ func runClient(t *testing.T, probe []string, args ...string) string {
 // python3-kafka and python3-confluent-kafka. kafkajs: found through
 // NODE_PATH (or KAFKAJS_DIR, a directory holding node_modules/kafkajs).
 func TestNonGoClientsAdmin(t *testing.T) {
-	srv := startServer(t, testConfig(t.TempDir()))
-	cl := newClient(t, srv.Addr())
-	createTopic(t, cl, "py", 1, nil)
-	createTopic(t, cl, "kjs", 1, nil)
+	srv, cl := startWithTopics(t, 1, "py", "kjs")
 	produceRecords(t, cl, "kjs", 20)
 	t.Run("kafka-python", func(t *testing.T) {
 		py := "/usr/bin/python3"

@@ -239,10 +239,8 @@ func TestDeleteRecords(t *testing.T) {
 // DescribeCluster and DescribeLogDirs through kadm.
 func TestDescribeClusterAndLogDirs(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(t.TempDir()))
-	cl := newClient(t, srv.Addr())
+	_, cl := startWithTopics(t, 2, "ld")
 	adm := kadm.NewClient(cl)
-	createTopic(t, cl, "ld", 2, nil)
 	if err := cl.ProduceSync(ctxT(t), &kgo.Record{Topic: "ld", Partition: 1, Value: []byte("hello")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}

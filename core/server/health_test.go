@@ -18,8 +18,7 @@ import (
 // says so as JSON with a status and an (empty) list of reasons.
 func TestHealthAndReadiness(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(t.TempDir()))
-	createTopic(t, newClient(t, srv.Addr()), "hz", 2, nil)
+	srv, _ := startWithTopics(t, 2, "hz")
 	var h Health
 	if code := testkit.GetJSON(t, "http://"+srv.HTTPAddr()+"/healthz", &h); code != http.StatusOK || h.Status != StatusOK || h.Reasons == nil || len(h.Reasons) != 0 {
 		t.Fatalf("/healthz %d: %+v", code, h)
@@ -38,8 +37,7 @@ func TestHealthAndReadiness(t *testing.T) {
 // and a group's lag is the high watermark minus its committed offset.
 func TestPartitionMetricsAndGroupLag(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(t.TempDir()))
-	createTopic(t, newClient(t, srv.Addr()), "lagged", 1, nil)
+	srv, _ := startWithTopics(t, 1, "lagged")
 	produceValues(t, srv.Addr(), "lagged", 10, 100)
 	adm := kadm.NewClient(newClient(t, srv.Addr()))
 	ctx := testkit.Context(t, 10*time.Second)

@@ -102,6 +102,19 @@ func createTopicRF(t testing.TB, cl *kgo.Client, name string, partitions int32, 
 	}
 }
 
+// startWithTopics starts a broker with testConfig in a fresh directory,
+// creates topics there (partitions each, one replica) and returns the
+// broker and a client of it, both closed when the test ends.
+func startWithTopics(t testing.TB, partitions int32, topics ...string) (*Server, *kgo.Client) {
+	t.Helper()
+	srv := startServer(t, testConfig(t.TempDir()))
+	cl := newClient(t, srv.Addr())
+	for _, topic := range topics {
+		createTopic(t, cl, topic, partitions, nil)
+	}
+	return srv, cl
+}
+
 type sent struct {
 	key, value string
 	ts         time.Time

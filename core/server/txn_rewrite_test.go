@@ -19,9 +19,7 @@ import (
 // commit it behind its back).
 func TestRewriteMarkersOnlyWhereLost(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(t.TempDir()))
-	cl := newClient(t, srv.Addr())
-	createTopic(t, cl, "rw", 2, nil)
+	srv, _ := startWithTopics(t, 2, "rw")
 	ctx := context.Background()
 	const pid, epoch = 42, 0
 	txnBatch := func(seq int32) []byte {
@@ -88,9 +86,7 @@ func TestRewriteMarkersOnlyWhereLost(t *testing.T) {
 // transaction state is not loaded or its lost markers are being rewritten.
 func TestTxnProduceWaitsForLoadedState(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(t.TempDir()))
-	cl := newClient(t, srv.Addr())
-	createTopic(t, cl, "gate", 1, nil)
+	srv, _ := startWithTopics(t, 1, "gate")
 	ctx := context.Background()
 	produceTxn(t, newClient(t, srv.Addr(), kgo.TransactionalID("g")), "gate", true, "v")
 	r, ok := srv.txns.Describe("g")

@@ -71,9 +71,7 @@ func produceTxn(t *testing.T, cl *kgo.Client, topic string, commit bool, values 
 // and an open transaction holds the LSO until it ends.
 func TestTransactionsReadCommitted(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(t.TempDir()))
-	admin := newClient(t, srv.Addr())
-	createTopic(t, admin, "tx", 1, nil)
+	srv, admin := startWithTopics(t, 1, "tx")
 	cl := newClient(t, srv.Addr(), kgo.TransactionalID("rc"))
 	produceTxn(t, cl, "tx", true, "c1", "c2")
 	produceTxn(t, cl, "tx", false, "a1", "a2")
@@ -149,8 +147,7 @@ func TestTransactionsReadCommitted(t *testing.T) {
 // ongoing transaction is aborted and its next write is refused.
 func TestTransactionsFencing(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(t.TempDir()))
-	createTopic(t, newClient(t, srv.Addr()), "fence", 1, nil)
+	srv, _ := startWithTopics(t, 1, "fence")
 	old := newClient(t, srv.Addr(), kgo.TransactionalID("f"))
 	if err := old.BeginTransaction(); err != nil {
 		t.Fatal(err)
@@ -226,10 +223,7 @@ func TestTransactionsTimeoutAndRestart(t *testing.T) {
 // the output holds every input exactly once.
 func TestTransactionsGroupSession(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(t.TempDir()))
-	admin := newClient(t, srv.Addr())
-	createTopic(t, admin, "in", 3, nil)
-	createTopic(t, admin, "out", 3, nil)
+	srv, _ := startWithTopics(t, 3, "in", "out")
 	txnSession(t, []string{srv.Addr()}, "in", "out")
 }
 
@@ -320,8 +314,7 @@ func txnSession(t *testing.T, seeds []string, in, out string) {
 // aborts, and a read_committed consumer sees only the committed records.
 func TestTransactionsLibrdkafka(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(t.TempDir()))
-	createTopic(t, newClient(t, srv.Addr()), "rdk", 2, nil)
+	srv, _ := startWithTopics(t, 2, "rdk")
 	librdkafkaTxns(t, srv.Addr(), "rdk")
 }
 
