@@ -41,6 +41,33 @@ func startProcCluster(t *testing.T) ([]*testkit.CoreProc, []string) {
 
 var partitionStates = testkit.PartitionStates
 
+// await polls cond until it holds. If ctx ends first it fails the test
+// with what fail says (called then, so it may report the last state cond
+// saw).
+func await(ctx context.Context, t *testing.T, cond func() bool, fail func() string) {
+	t.Helper()
+	if !testkit.PollContext(ctx, cond) {
+		t.Fatal(fail())
+	}
+}
+
+// waitPartitions waits until the brokers describe all parts partitions of
+// topic and ok holds for each. If ctx ends first it fails the test with
+// what, the partitions' last states and the last error.
+func waitPartitions(ctx context.Context, t *testing.T, addrs []string, topic string, parts int, what string, ok func(kmsg.MetadataResponseTopicPartition) bool) {
+	t.Helper()
+	var st map[int32]kmsg.MetadataResponseTopicPartition
+	var err error
+	await(ctx, t, func() bool {
+		st, err = partitionStates(ctx, addrs, topic)
+		all := err == nil && len(st) == parts
+		for _, p := range st {
+			all = all && ok(p)
+		}
+		return all
+	}, func() string { return fmt.Sprintf("%s: %v %v", what, st, err) })
+}
+
 // TestClusterLeaderKills runs three broker processes and SIGKILLs the leader
 // of one partition in each of 10 rounds (restarting it after) while an
 // idempotent acks=all producer writes per-key sequence numbers. Every
@@ -60,53 +87,42 @@ func TestClusterLeaderKills(t *testing.T) {
 	for round := range 10 {
 		part := int32(round % parts)
 		var victim *testkit.CoreProc
-		for victim == nil {
-			st, err := partitionStates(ctx, addrs, topic)
+		var err error
+		await(ctx, t, func() bool {
+			var st map[int32]kmsg.MetadataResponseTopicPartition
+			st, err = partitionStates(ctx, addrs, topic)
 			if err == nil && st[part].Leader > 0 {
 				victim = bs[st[part].Leader-1]
 			}
-			if ctx.Err() != nil {
-				t.Fatalf("round %d: no leader for partition %d: %v", round, part, err)
-			}
-		}
+			return victim != nil
+		}, func() string { return fmt.Sprintf("round %d: no leader for partition %d: %v", round, part, err) })
 		killed := time.Now()
 		victim.Stop(syscall.SIGKILL)
 		// Failover: the first acknowledgement of a record produced to that
 		// partition after the kill.
 		var took time.Duration
-		for took == 0 {
+		resumed := testkit.Poll(time.Until(killed.Add(10*time.Second)), func() bool {
 			mu.Lock()
+			defer mu.Unlock()
+			if sp.err != nil {
+				t.Fatalf("round %d: produce failed: %v", round, sp.err)
+			}
 			if a := lastAck[part]; a.produced.After(killed) {
 				took = a.at.Sub(killed)
 			}
-			failed := sp.err
-			mu.Unlock()
-			if failed != nil {
-				t.Fatalf("round %d: produce failed: %v", round, failed)
-			}
-			if time.Since(killed) > 10*time.Second {
-				t.Fatalf("round %d: partition %d took over 10s to accept writes after broker %d was killed", round, part, victim.ID)
-			}
-			time.Sleep(10 * time.Millisecond)
+			return took != 0
+		})
+		if !resumed {
+			t.Fatalf("round %d: partition %d took over 10s to accept writes after broker %d was killed", round, part, victim.ID)
 		}
 		failovers = append(failovers, took)
 		t.Logf("round %d: killed broker %d (leader of %s/%d); writes resumed after %v", round, victim.ID, topic, part, took.Round(time.Millisecond))
 		victim.Start(t)
 		// Before the next kill, the restarted broker must be back in every ISR.
-		for {
-			st, err := partitionStates(ctx, addrs, topic)
-			full := err == nil && len(st) == parts
-			for _, p := range st {
-				full = full && len(p.ISR) == 3 && slices.Contains(p.ISR, victim.ID) && p.Leader > 0
-			}
-			if full {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("round %d: broker %d did not rejoin the ISRs: %v %v", round, victim.ID, st, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitPartitions(ctx, t, addrs, topic, parts, fmt.Sprintf("round %d: broker %d did not rejoin the ISRs", round, victim.ID),
+			func(p kmsg.MetadataResponseTopicPartition) bool {
+				return len(p.ISR) == 3 && slices.Contains(p.ISR, victim.ID) && p.Leader > 0
+			})
 	}
 	nAcked := sp.stop(ctx, t)
 	slices.Sort(failovers)
@@ -124,20 +140,8 @@ func TestClusterLeaderKills(t *testing.T) {
 	for _, b := range bs {
 		b.Start(t)
 	}
-	for {
-		st, err := partitionStates(ctx, addrs, topic)
-		ok := err == nil && len(st) == parts
-		for _, p := range st {
-			ok = ok && p.Leader > 0 && len(p.Replicas) == 3
-		}
-		if ok {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("after a full restart the topic's metadata is not back: %v %v", st, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitPartitions(ctx, t, addrs, topic, parts, "after a full restart the topic's metadata is not back",
+		func(p kmsg.MetadataResponseTopicPartition) bool { return p.Leader > 0 && len(p.Replicas) == 3 })
 	verifyLog(ctx, t, addrs, topic, acked, "after a full cluster restart")
 }
 
@@ -160,20 +164,8 @@ func TestClusterRollingRestart(t *testing.T) {
 		time.Sleep(time.Second) // let traffic flow between restarts
 		b.Stop(syscall.SIGTERM)
 		b.Start(t)
-		for {
-			st, err := partitionStates(ctx, addrs, topic)
-			full := err == nil && len(st) == parts
-			for _, p := range st {
-				full = full && len(p.ISR) == 3 && p.Leader > 0
-			}
-			if full {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("broker %d did not rejoin the ISRs: %v %v", b.ID, st, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitPartitions(ctx, t, addrs, topic, parts, fmt.Sprintf("broker %d did not rejoin the ISRs", b.ID),
+			func(p kmsg.MetadataResponseTopicPartition) bool { return len(p.ISR) == 3 && p.Leader > 0 })
 		t.Logf("restarted broker %d", b.ID)
 	}
 	nAcked := sp.stop(ctx, t)
@@ -202,15 +194,16 @@ func TestClusterRollingRestart(t *testing.T) {
 	committedSum := func() int64 {
 		t.Helper()
 		var last string
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var sum int64
+		fetched := testkit.Poll(20*time.Second, func() bool {
 			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			resp, err := fetch.RequestWith(rctx, adm)
 			cancel()
 			if err != nil || resp.ErrorCode != 0 {
 				last = fmt.Sprintf("%v %+v", err, resp)
-				continue
+				return false
 			}
-			var sum int64
+			sum = 0
 			ok := true
 			for _, p := range resp.Topics[0].Partitions {
 				if p.ErrorCode != 0 || p.Offset < 0 {
@@ -219,12 +212,12 @@ func TestClusterRollingRestart(t *testing.T) {
 				}
 				sum += p.Offset
 			}
-			if ok {
-				return sum
-			}
+			return ok
+		})
+		if !fetched {
+			t.Fatalf("offset fetch: %s", last)
 		}
-		t.Fatalf("offset fetch: %s", last)
-		return 0
+		return sum
 	}
 	committed := committedSum()
 	if committed < int64(nAcked) {
@@ -233,13 +226,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	t.Logf("%d records acknowledged, all read by the group; %d offsets committed", nAcked, committed)
 
 	// Restart the group's coordinator: the new one answers the same.
-	find := kmsg.NewPtrFindCoordinatorRequest()
-	find.CoordinatorKey = group
-	fresp, err := find.RequestWith(ctx, adm)
-	if err != nil || fresp.ErrorCode != 0 {
-		t.Fatalf("find coordinator: %v %+v", err, fresp)
-	}
-	coord := bs[fresp.NodeID-1]
+	coord := bs[findCoordinator(ctx, t, adm, groupCoordinator, group)-1]
 	coord.Stop(syscall.SIGKILL)
 	if after := committedSum(); after != committed {
 		t.Fatalf("with coordinator %d killed the group's offsets sum to %d, want %d", coord.ID, after, committed)
@@ -330,21 +317,19 @@ func startGroupReader(ctx context.Context, t *testing.T, addrs []string, topic, 
 func (gr *groupReader) waitRead(t *testing.T, acked map[string]bool, limit time.Duration) {
 	t.Helper()
 	missing := map[string]int{} // by key
-	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
+	read := testkit.Poll(limit, func() bool {
 		gr.mu.Lock()
+		defer gr.mu.Unlock()
 		clear(missing)
 		for id := range acked {
 			if !gr.consumed[id] {
 				missing[strings.SplitN(id, "/", 2)[0]]++
 			}
 		}
-		gr.mu.Unlock()
-		if len(missing) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v the group has not read these acknowledged records (count by key): %v", limit, missing)
-		}
+		return len(missing) == 0
+	})
+	if !read {
+		t.Fatalf("after %v the group has not read these acknowledged records (count by key): %v", limit, missing)
 	}
 }
 

@@ -149,13 +149,20 @@ func startProcess(t *testing.T, args string, addr string) *exec.Cmd {
 	return cmd
 }
 
+// loneBroker is the command line (for startProcess) of a single broker
+// with a fresh data dir, three partitions a topic and only errors logged,
+// and its Kafka address.
+func loneBroker(t *testing.T) (args, addr string) {
+	addr = testkit.FreeAddr(t)
+	return fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr), addr
+}
+
 // TestKillNineLosesNothingAcknowledged SIGKILLs the broker process while an
 // idempotent acks=all producer is busy, restarts it on the same data dir
 // and port, and checks that every acknowledged record is there exactly once.
 func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	const total = 30_000
-	addr := testkit.FreeAddr(t)
-	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
+	args, addr := loneBroker(t)
 	broker := startProcess(t, args, addr)
 
 	ctx := testkit.Context(t, 2*time.Minute)
@@ -184,14 +191,11 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 		})
 		if i == total/3 {
 			// Kill mid-stream, once some records are acknowledged.
-			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			testkit.Poll(time.Minute, func() bool {
 				mu.Lock()
-				n := len(acked)
-				mu.Unlock()
-				if n > total/10 {
-					break
-				}
-			}
+				defer mu.Unlock()
+				return len(acked) > total/10
+			})
 			mu.Lock()
 			t.Logf("SIGKILL with %d of %d records acknowledged", len(acked), total)
 			mu.Unlock()

@@ -70,16 +70,12 @@ func TestClusterTransactionKills(t *testing.T) {
 		if round > 0 { // the offsets topic exists once a coordinator was asked for
 			topics = append(topics, "__consumer_offsets")
 		}
-		for !testkit.InSync(ctx, addrs, 3, topics...) {
-			if ctx.Err() != nil {
-				t.Fatalf("round %d: replicas never back in sync", round)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		await(ctx, t, func() bool { return testkit.InSync(ctx, addrs, 3, topics...) },
+			func() string { return fmt.Sprintf("round %d: replicas never back in sync", round) })
 		txn("ok", true)
 		txn("doomed", false) // left open
 
-		coord := findTxnCoordinator(ctx, t, admCl, id)
+		coord := findCoordinator(ctx, t, admCl, txnCoordinator, id)
 		victim := coord
 		if round%2 == 1 {
 			st, err := testkit.PartitionStates(ctx, addrs, topic)
@@ -107,16 +103,11 @@ func TestClusterTransactionKills(t *testing.T) {
 			t.Fatal(err)
 		}
 		liveAdm := kadm.NewClient(liveCl)
-		var took time.Duration
-		for took == 0 {
-			if ctx.Err() != nil {
-				t.Fatalf("round %d: transaction %s still hanging after killing broker %d", round, id, victim)
-			}
-			if stable(ctx, liveAdm, topic, parts) && aborted(ctx, liveAdm, id) {
-				took = time.Since(killed)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		await(ctx, t, func() bool { return stable(ctx, liveAdm, topic, parts) && aborted(ctx, liveAdm, id) },
+			func() string {
+				return fmt.Sprintf("round %d: transaction %s still hanging after killing broker %d", round, id, victim)
+			})
+		took := time.Since(killed)
 		liveCl.Close()
 		role := "coordinator"
 		if round%2 == 1 {
@@ -131,23 +122,7 @@ func TestClusterTransactionKills(t *testing.T) {
 	}
 
 	// read_committed: every committed record once, nothing aborted.
-	cons := newReader(t, addrs, topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	defer cons.Close()
-	var got []string
-	deadline := time.Now().Add(30 * time.Second)
-	for len(got) < len(committed) && time.Now().Before(deadline) {
-		pctx, pcancel := context.WithTimeout(ctx, time.Second)
-		cons.PollFetches(pctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
-		pcancel()
-	}
-	pctx, pcancel := context.WithTimeout(ctx, time.Second)
-	cons.PollFetches(pctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
-	pcancel()
-	slices.Sort(got)
-	slices.Sort(committed)
-	if !slices.Equal(got, committed) {
-		t.Fatalf("read_committed after the kills:\n got %v\nwant %v", got, committed)
-	}
+	got := checkReadCommitted(ctx, t, addrs, topic, committed, time.Second, "after the kills")
 	for _, v := range got {
 		if strings.HasPrefix(v, "doomed") {
 			t.Fatalf("aborted record %s read committed", v)
@@ -155,22 +130,23 @@ func TestClusterTransactionKills(t *testing.T) {
 	}
 }
 
-// findTxnCoordinator asks until the cluster names a coordinator (right
-// after a broker restarts it may answer COORDINATOR_NOT_AVAILABLE).
-func findTxnCoordinator(ctx context.Context, t *testing.T, cl *kgo.Client, id string) int32 {
+// The coordinator types of a FindCoordinator request.
+const groupCoordinator, txnCoordinator int8 = 0, 1
+
+// findCoordinator asks until the cluster names the coordinator of key, a
+// group or a transactional id as typ says (right after a broker restarts
+// it may answer COORDINATOR_NOT_AVAILABLE).
+func findCoordinator(ctx context.Context, t *testing.T, cl *kgo.Client, typ int8, key string) int32 {
 	t.Helper()
 	req := kmsg.NewPtrFindCoordinatorRequest()
-	req.CoordinatorKey, req.CoordinatorType = id, 1
-	for {
-		resp, err := req.RequestWith(ctx, cl)
-		if err == nil && resp.ErrorCode == 0 {
-			return resp.NodeID
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("find coordinator of %s: %v %+v", id, err, resp)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	req.CoordinatorKey, req.CoordinatorType = key, typ
+	var resp *kmsg.FindCoordinatorResponse
+	var err error
+	await(ctx, t, func() bool {
+		resp, err = req.RequestWith(ctx, cl)
+		return err == nil && resp.ErrorCode == 0
+	}, func() string { return fmt.Sprintf("find coordinator of %s: %v %+v", key, err, resp) })
+	return resp.NodeID
 }
 
 // restartUntilStable starts the broker again and waits until no
@@ -185,12 +161,10 @@ func restartUntilStable(ctx context.Context, t *testing.T, args, addr, topic str
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
-	for !stable(ctx, adm, topic, parts) {
-		if ctx.Err() != nil {
-			t.Fatal("a transaction still holds a partition's LSO below its high watermark after the restart")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	await(ctx, t, func() bool { return stable(ctx, adm, topic, parts) },
+		func() string {
+			return "a transaction still holds a partition's LSO below its high watermark after the restart"
+		})
 }
 
 // stable reports whether every partition's read_committed end (the LSO)
@@ -230,8 +204,7 @@ func aborted(ctx context.Context, adm *kadm.Client, id string) bool {
 // and the logs' transaction index rebuilt from disk) is aborted within its
 // timeout and read_committed sees exactly the committed records.
 func TestKillNineMidTransaction(t *testing.T) {
-	addr := testkit.FreeAddr(t)
-	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
+	args, addr := loneBroker(t)
 	broker := startProcess(t, args, addr)
 	ctx := testkit.Context(t, 90*time.Second)
 	const topic = "crashtx"
@@ -270,10 +243,17 @@ func TestKillNineMidTransaction(t *testing.T) {
 	restarted := time.Now()
 	restartUntilStable(ctx, t, args, addr, topic, 3)
 	t.Logf("open transaction aborted %v after the restart (timeout 4 s)", time.Since(restarted).Round(100*time.Millisecond))
-	cons := newReader(t, []string{addr}, topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	checkReadCommitted(ctx, t, []string{addr}, topic, committed, testkit.Watch(2*time.Second), "after kill -9")
+}
+
+// checkReadCommitted reads topic from its start, read_committed, until it
+// has as many records as committed (or 30 s pass), then for linger longer
+// for anything that must not be there. Unless what it read is committed
+// exactly, it fails the test, saying when. It returns what it read, sorted.
+func checkReadCommitted(ctx context.Context, t *testing.T, addrs []string, topic string, committed []string, linger time.Duration, when string) []string {
+	t.Helper()
+	cons := newReader(t, addrs, topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	defer cons.Close()
-	// Read until every committed record is in (or 30 s pass), then keep
-	// reading a while longer for anything that must not be there.
 	var got []string
 	poll := func() {
 		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -283,12 +263,13 @@ func TestKillNineMidTransaction(t *testing.T) {
 	for end := time.Now().Add(30 * time.Second); len(got) < len(committed) && time.Now().Before(end); {
 		poll()
 	}
-	for end := time.Now().Add(testkit.Watch(2 * time.Second)); time.Now().Before(end); {
+	for end := time.Now().Add(linger); time.Now().Before(end); {
 		poll()
 	}
 	slices.Sort(got)
 	slices.Sort(committed)
 	if !slices.Equal(got, committed) {
-		t.Fatalf("read_committed after kill -9:\n got %v\nwant %v", got, committed)
+		t.Fatalf("read_committed %s:\n got %v\nwant %v", when, got, committed)
 	}
+	return got
 }

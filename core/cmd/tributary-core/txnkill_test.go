@@ -28,8 +28,7 @@ func TestKillNineDuringCommits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("five broker crashes")
 	}
-	addr := testkit.FreeAddr(t)
-	args := fmt.Sprintf("-data-dir %s -kafka-addr %s -http-addr= -default-partitions 3 -log-level error", t.TempDir(), addr)
+	args, addr := loneBroker(t)
 	const topic, rounds = "killtx", 5
 	ctx := testkit.Context(t, 180*time.Second)
 	outcome := map[string]string{} // transaction -> committed, aborted, unknown

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/internal/testkit"
 )
@@ -129,12 +128,10 @@ func TestClusterGroupSessionKills(t *testing.T) {
 		if victim != nil {
 			killed[len(killed)-1] += fmt.Sprintf(" → committed=%v err=%v", committed, err)
 			victim.Start(t)
-			for !testkit.InSync(ctx, addrs, 3, in, out, "__consumer_offsets") {
-				if ctx.Err() != nil {
-					t.Fatalf("round %d: replicas never back in sync after restarting broker %d", rounds, victim.ID)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			await(ctx, t, func() bool { return testkit.InSync(ctx, addrs, 3, in, out, "__consumer_offsets") },
+				func() string {
+					return fmt.Sprintf("round %d: replicas never back in sync after restarting broker %d", rounds, victim.ID)
+				})
 		}
 	}
 	if len(killed) != wantKills {
@@ -181,18 +178,12 @@ func TestClusterGroupSessionKills(t *testing.T) {
 // topic; never the transaction coordinator for the last two.
 func pickVictim(ctx context.Context, t *testing.T, cl *kgo.Client, addrs []string, role, txnID, group, topic string) int32 {
 	t.Helper()
-	txnCoord := findTxnCoordinator(ctx, t, cl, txnID)
+	txnCoord := findCoordinator(ctx, t, cl, txnCoordinator, txnID)
 	if role == "transaction coordinator" {
 		return txnCoord
 	}
-	req := kmsg.NewPtrFindCoordinatorRequest()
-	req.CoordinatorKey, req.CoordinatorType = group, 0
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil || resp.ErrorCode != 0 {
-		t.Fatalf("find group coordinator: %v %+v", err, resp)
-	}
-	if role == "group coordinator" && resp.NodeID != txnCoord {
-		return resp.NodeID
+	if groupCoord := findCoordinator(ctx, t, cl, groupCoordinator, group); role == "group coordinator" && groupCoord != txnCoord {
+		return groupCoord
 	}
 	st, err := testkit.PartitionStates(ctx, addrs, topic)
 	if err != nil {
