@@ -121,22 +121,19 @@ func (c *testCluster) running() []*Node {
 // waitFor polls cond on every running node until it holds on all of them, or fails after limit.
 func (c *testCluster) waitFor(what string, limit time.Duration, cond func(n *Node) error) {
 	c.t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		var err error
+	var err error
+	held := testkit.Poll(limit, func() bool {
+		err = nil
 		for _, n := range c.running() {
 			if e := cond(n); e != nil {
 				err = fmt.Errorf("broker %d: %w", n.ID(), e)
-				break
+				return false
 			}
 		}
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("%s: not within %v: %v", what, limit, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return true
+	})
+	if !held {
+		c.t.Fatalf("%s: not within %v: %v", what, limit, err)
 	}
 }
 
@@ -377,16 +374,12 @@ func TestFourthBrokerIsSpareVoter(t *testing.T) {
 	c.start(3)
 	c.waitFor("fourth broker registered", 20*time.Second, allAlive(1, 2, 3, 4))
 	ctrl := c.controller()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		voters, nonvoters := raftServers(t, ctrl)
-		if slices.Equal(voters, []int32{1, 2, 3}) && slices.Equal(nonvoters, []int32{4}) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("voters %v non-voters %v, want [1 2 3] [4]", voters, nonvoters)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var voters, nonvoters []int32
+	if !testkit.Poll(10*time.Second, func() bool {
+		voters, nonvoters = raftServers(t, ctrl)
+		return slices.Equal(voters, []int32{1, 2, 3}) && slices.Equal(nonvoters, []int32{4})
+	}) {
+		t.Fatalf("voters %v non-voters %v, want [1 2 3] [4]", voters, nonvoters)
 	}
 
 	// Created through the non-voter: 8 partitions RF 2 over 4 brokers, 2 leaders each.
@@ -405,16 +398,11 @@ func TestFourthBrokerIsSpareVoter(t *testing.T) {
 		}
 	}
 	c.stop(int(victims[0] - 1))
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		voters, _ := raftServers(t, ctrl)
-		if len(voters) == 3 && slices.Contains(voters, 4) && !slices.Contains(voters, victims[0]) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("voters %v: broker 4 did not replace %d", voters, victims[0])
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testkit.Poll(20*time.Second, func() bool {
+		voters, _ = raftServers(t, ctrl)
+		return len(voters) == 3 && slices.Contains(voters, 4) && !slices.Contains(voters, victims[0])
+	}) {
+		t.Fatalf("voters %v: broker 4 did not replace %d", voters, victims[0])
 	}
 	// A second original voter goes: the controller and broker 4 still make a quorum.
 	c.stop(int(victims[1] - 1))
@@ -542,21 +530,19 @@ func TestIsolatedController(t *testing.T) {
 
 	start := time.Now()
 	faults.Isolate(cut)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		md := majority[0].Metadata()
-		id, ok := majority[0].Controller()
+	var md *Snapshot
+	var id int32
+	var ok bool
+	if !testkit.Poll(30*time.Second, func() bool {
+		md = majority[0].Metadata()
+		id, ok = majority[0].Controller()
 		moved := ok && id != cut && !md.Brokers[cut].Alive
 		for _, p := range md.Topics["t"].Partitions {
 			moved = moved && p.Leader != cut && p.Leader != NoLeader && !slices.Contains(p.ISR, cut)
 		}
-		if moved {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("majority did not take over within 30s: controller %d/%v, brokers %+v", id, ok, md.Brokers)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return moved
+	}) {
+		t.Fatalf("majority did not take over within 30s: controller %d/%v, brokers %+v", id, ok, md.Brokers)
 	}
 	t.Logf("controller %d isolated: new controller and partitions moved after %v", cut, time.Since(start).Round(time.Millisecond))
 	for i, p := range majority[0].Metadata().Topics["t"].Partitions {
