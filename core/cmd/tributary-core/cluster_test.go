@@ -53,13 +53,17 @@ func await(ctx context.Context, t *testing.T, cond func() bool, fail func() stri
 
 // waitPartitions waits until the brokers describe all parts partitions of
 // topic and ok holds for each. If ctx ends first it fails the test with
-// what, the partitions' last states and the last error.
+// what and the last answer given before it ended (states and error).
 func waitPartitions(ctx context.Context, t *testing.T, addrs []string, topic string, parts int, what string, ok func(kmsg.MetadataResponseTopicPartition) bool) {
 	t.Helper()
 	var st map[int32]kmsg.MetadataResponseTopicPartition
 	var err error
 	await(ctx, t, func() bool {
-		st, err = partitionStates(ctx, addrs, topic)
+		s, e := partitionStates(ctx, addrs, topic)
+		if ctx.Err() != nil {
+			return false // keep the last answer for the failure
+		}
+		st, err = s, e
 		all := err == nil && len(st) == parts
 		for _, p := range st {
 			all = all && ok(p)
