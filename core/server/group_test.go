@@ -138,11 +138,8 @@ func TestConsumerGroupOfThree(t *testing.T) {
 	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for ctx.Err() == nil {
-			if cond() {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
+		if testkit.PollContext(ctx, cond) {
+			return
 		}
 		all, by := ledger.count("")
 		t.Fatalf("timed out waiting for %s (read %d, by member %v)", what, all, by)

@@ -81,12 +81,12 @@ func TestCorruptBatchReportedNotServed(t *testing.T) {
 
 	cfg.Scrub = storage.ScrubConfig{Interval: 50 * time.Millisecond, BytesPerSec: 64 << 20}
 	srv = startServer(t, cfg)
-	deadline := time.Now().Add(20 * time.Second)
-	code, body := healthz(t, srv.HTTPAddr())
-	for code == http.StatusOK && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	var code int
+	var body string
+	testkit.Poll(20*time.Second, func() bool {
 		code, body = healthz(t, srv.HTTPAddr())
-	}
+		return code != http.StatusOK
+	})
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"status": "failing"`) ||
 		!strings.Contains(body, "rot/0 damaged") || !strings.Contains(body, segs[1]) {
 		t.Fatalf("healthz %d: %s", code, body)

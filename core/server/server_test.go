@@ -199,14 +199,11 @@ func TestProduceConsumeWithRestart(t *testing.T) {
 	}()
 	// Restart once part of the second half is acknowledged, so batches are
 	// in flight across the restart.
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	testkit.Poll(time.Minute, func() bool {
 		mu.Lock()
-		a := acked
-		mu.Unlock()
-		if a >= n/2+n/10 {
-			break
-		}
-	}
+		defer mu.Unlock()
+		return acked >= n/2+n/10
+	})
 	mu.Lock()
 	t.Logf("restarting the broker with %d of %d records acknowledged", acked, n)
 	mu.Unlock()
