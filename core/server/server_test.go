@@ -38,13 +38,10 @@ func startServer(t testing.TB, cfg Config) *Server {
 	var srv *Server
 	var err error
 	// A restart reuses the previous port; the kernel may need a moment.
-	for i := 0; i < 50; i++ {
+	testkit.Poll(5*time.Second, func() bool {
 		srv, err = Start(cfg, testkit.Logger(t), nil)
-		if err == nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil || !strings.Contains(err.Error(), "address already in use")
+	})
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}

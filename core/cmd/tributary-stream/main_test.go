@@ -483,26 +483,23 @@ func TestRunServesMetricsAndHealth(t *testing.T) {
 		`tributary_stream_windows_open{aggregation="sessions"}`,
 		`tributary_stream_input_lag_records{aggregation="5s"} 0`,
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, health := get("/healthz")
+	var code int
+	var health, missing string
+	if !testkit.Poll(30*time.Second, func() bool {
+		code, health = get("/healthz")
 		_, metrics := get("/metrics")
-		missing := ""
+		missing = ""
 		for _, w := range want {
 			if !strings.Contains(metrics, w) {
 				missing = w
 			}
 		}
-		if code == http.StatusOK && missing == "" {
-			if !strings.Contains(health, `"checkpoint_age_seconds"`) || !strings.Contains(health, `"sessions"`) {
-				t.Errorf("healthz lacks detail: %s", health)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("healthz %d %s; metrics lack %q", code, health, missing)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
+		return code == http.StatusOK && missing == ""
+	}) {
+		t.Fatalf("healthz %d %s; metrics lack %q", code, health, missing)
+	}
+	if !strings.Contains(health, `"checkpoint_age_seconds"`) || !strings.Contains(health, `"sessions"`) {
+		t.Errorf("healthz lacks detail: %s", health)
 	}
 	stop()
 	if err := <-errc; err != nil {
@@ -544,12 +541,12 @@ aggregations:
 	runCtx, stop := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- run(runCtx, []string{"-config", cfgPath, "-log-level", "warn"}, io.Discard, nil) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for countTopic(t, ctx, addr, "sensors.1s") < 9 { // 10 windows; the last stays open
-		if time.Now().After(deadline) {
-			t.Fatalf("windows did not close with two idle partitions: %d outputs", countTopic(t, ctx, addr, "sensors.1s"))
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
+	outputs := 0
+	if !testkit.Poll(30*time.Second, func() bool {
+		outputs = countTopic(t, ctx, addr, "sensors.1s")
+		return outputs >= 9 // 10 windows; the last stays open
+	}) {
+		t.Fatalf("windows did not close with two idle partitions: %d outputs", outputs)
 	}
 	stop()
 	if err := <-errc; err != nil {
