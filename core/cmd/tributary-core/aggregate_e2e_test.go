@@ -402,16 +402,13 @@ aggregations:
 	// closed window, then read back.
 	deadline := time.Now().Add(60 * time.Second)
 	var siteGot []output
-	for {
+	closedMissing := 0
+	if !testkit.Poll(time.Until(deadline), func() bool {
 		siteGot = decodeOutputs(t, consumeAll(t, coreAddr, "site.2s"))
-		closedMissing := missingClosed(siteGot, siteWant, siteWM)
-		if closedMissing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("site.2s on the core still lacks %d closed windows", closedMissing)
-		}
-		time.Sleep(200 * time.Millisecond)
+		closedMissing = missingClosed(siteGot, siteWant, siteWM)
+		return closedMissing == 0
+	}) {
+		t.Fatalf("site.2s on the core still lacks %d closed windows", closedMissing)
 	}
 	checkOutputs(t, "site.2s (edge aggregation, via the bridge)", siteGot, siteWant, siteWM)
 	if k := kcatOutputs(t, coreAddr, "site.2s"); !sameOutputs(k, siteGot) {
@@ -423,7 +420,7 @@ aggregations:
 	var sensorsWant map[string]windowAgg
 	var sensorsWM int64
 	var sensorsGot []output
-	for {
+	if !testkit.Poll(time.Until(deadline), func() bool {
 		sensorsRaw = sensorsRaw[:0]
 		for _, r := range consumeAll(t, coreAddr, "sensors") {
 			var hs []recordbatch.RecordHeader
@@ -432,17 +429,14 @@ aggregations:
 			}
 			sensorsRaw = append(sensorsRaw, rawFrom(t, r.Partition, r.Key, r.Value, r.Timestamp.UnixMilli(), hs))
 		}
-		if len(sensorsRaw) > 0 {
-			sensorsWant, sensorsWM = referenceWindows(t, sensorsRaw, 2)
-			sensorsGot = decodeOutputs(t, consumeAll(t, coreAddr, "sensors.2s"))
-			if missingClosed(sensorsGot, sensorsWant, sensorsWM) == 0 && len(sensorsRaw) >= 500 {
-				break
-			}
+		if len(sensorsRaw) == 0 {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sensors.2s on the core incomplete: %d raw records, %d outputs", len(sensorsRaw), len(sensorsGot))
-		}
-		time.Sleep(200 * time.Millisecond)
+		sensorsWant, sensorsWM = referenceWindows(t, sensorsRaw, 2)
+		sensorsGot = decodeOutputs(t, consumeAll(t, coreAddr, "sensors.2s"))
+		return missingClosed(sensorsGot, sensorsWant, sensorsWM) == 0 && len(sensorsRaw) >= 500
+	}) {
+		t.Fatalf("sensors.2s on the core incomplete: %d raw records, %d outputs", len(sensorsRaw), len(sensorsGot))
 	}
 	checkOutputs(t, "sensors.2s (core aggregation)", sensorsGot, sensorsWant, sensorsWM)
 	if k := kcatOutputs(t, coreAddr, "sensors.2s"); !sameOutputs(k, sensorsGot) {
