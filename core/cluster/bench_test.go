@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // BenchmarkRaftStoreStoreLogs measures one fsynced bbolt transaction per batch of 64 entries of
@@ -129,20 +131,15 @@ func startBenchCluster(b *testing.B) []*Node {
 		b.Cleanup(func() { n.Close() })
 		nodes = append(nodes, n)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok := true
+	if !testkit.Poll(30*time.Second, func() bool {
 		for _, n := range nodes {
 			if len(n.Metadata().LiveBrokers()) != 3 {
-				ok = false
+				return false
 			}
 		}
-		if ok {
-			return nodes
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("bench cluster did not form")
-		}
-		time.Sleep(50 * time.Millisecond)
+		return true
+	}) {
+		b.Fatal("bench cluster did not form")
 	}
+	return nodes
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 func openTestStore(t *testing.T, dir string) *RaftStore {
@@ -199,12 +201,8 @@ func TestRaftStoreUnderRaft(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for r.State() != raft.Leader {
-			if time.Now().After(deadline) {
-				t.Fatal("no leader within 10s")
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !testkit.Poll(10*time.Second, func() bool { return r.State() == raft.Leader }) {
+			t.Fatal("no leader within 10s")
 		}
 		for _, a := range apply {
 			if err := r.Apply([]byte(a), 5*time.Second).Error(); err != nil {

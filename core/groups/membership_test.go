@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 const session = 5 * time.Second
@@ -148,17 +150,15 @@ func TestSessionExpiryTriggersRebalance(t *testing.T) {
 	ids, gen := stableGroup(t, c, group, 2, short)
 	alive, silent := ids[0], ids[1]
 
-	deadline := time.Now().Add(waitLimit)
-	for {
+	if !testkit.Poll(waitLimit, func() bool {
 		code := heartbeat(t, c, group, alive, gen)
 		if code == kerr.RebalanceInProgress.Code {
-			break
+			return true
 		}
 		wantCode(t, "heartbeat", code, nil)
-		if time.Now().After(deadline) {
-			t.Fatal("silent member never expired")
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false
+	}) {
+		t.Fatal("silent member never expired")
 	}
 	wantCode(t, "heartbeat of expired member", heartbeat(t, c, group, silent, gen), kerr.UnknownMemberID)
 	jr := do[*kmsg.JoinGroupResponse](t, c, joinReq(group, alive, 9, short))
