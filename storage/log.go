@@ -77,6 +77,9 @@ type Log struct {
 	dir    string
 	cfg    LogConfig
 	logger *slog.Logger
+	// syncs counts the active segment's fsyncs (nil: not counted); set
+	// before the syncer starts and never changed.
+	syncs *SyncStats
 
 	mu        sync.RWMutex
 	segments  []*segment
@@ -116,6 +119,11 @@ type Log struct {
 
 // OpenLog opens or creates the log in dir, recovering the active segment.
 func OpenLog(dir string, cfg LogConfig, logger *slog.Logger) (*Log, error) {
+	return openLog(dir, cfg, logger, nil)
+}
+
+// openLog is OpenLog counting the log's fsyncs in syncs (nil: not counted).
+func openLog(dir string, cfg LogConfig, logger *slog.Logger, syncs *SyncStats) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
@@ -130,6 +138,7 @@ func OpenLog(dir string, cfg LogConfig, logger *slog.Logger) (*Log, error) {
 		dir:          dir,
 		cfg:          cfg,
 		logger:       logger.With("log", dir),
+		syncs:        syncs,
 		changed:      make(chan struct{}),
 		syncedCh:     make(chan struct{}),
 		kick:         make(chan struct{}, 1),
@@ -788,7 +797,9 @@ func (l *Log) syncLocked() (published bool, err error) {
 	}
 	target, f := l.next, l.active().f
 	l.mu.RUnlock()
+	began := time.Now()
 	err = datasync(f)
+	l.syncs.observe(time.Since(began))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {

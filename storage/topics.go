@@ -88,6 +88,9 @@ type Topics struct {
 	// a reader (the edge's bridge) moves it; see HoldRetention.
 	hold bool
 
+	// syncs counts every partition log's fsyncs (SyncStats).
+	syncs SyncStats
+
 	// all is every partition log, replaced (under mu) whenever topics or
 	// partitions come and go, so TotalSize — which an edge with a disk
 	// budget calls on every publish — takes no lock and allocates nothing.
@@ -213,14 +216,13 @@ func (t *Topics) openTopic(name string, partitions int32, placed bool, hosted []
 		if p < 0 || p >= partitions || tp.logs[p] != nil {
 			continue
 		}
-		l, err := OpenLog(partitionDir(t.dir, name, p), cfg, t.logger)
+		l, err := t.openLog(partitionDir(t.dir, name, p), cfg)
 		if err != nil {
 			for _, o := range tp.openLogs() {
 				o.Close()
 			}
 			return nil, fmt.Errorf("open topic %s: %w", name, err)
 		}
-		t.holdNew(l)
 		tp.logs[p] = l
 	}
 	return tp, nil
@@ -360,14 +362,13 @@ func (t *Topics) AddPartitions(name string, total int32) error {
 	for p := tp.info.Partitions; p < total && !tp.placed; p++ {
 		dir := partitionDir(t.dir, name, p)
 		os.RemoveAll(dir)
-		l, err := OpenLog(dir, tp.info.Config, t.logger)
+		l, err := t.openLog(dir, tp.info.Config)
 		if err != nil {
 			for _, a := range added {
 				a.Delete()
 			}
 			return fmt.Errorf("add partitions to %s: %w", name, err)
 		}
-		t.holdNew(l)
 		added = append(added, l)
 	}
 	old := tp.info.Partitions
@@ -423,11 +424,10 @@ func (t *Topics) HostPartition(name string, p int32) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("host partition %s/%d: %w", name, p, err)
 	}
-	l, err := OpenLog(dir, tp.info.Config, t.logger)
+	l, err := t.openLog(dir, tp.info.Config)
 	if err != nil {
 		return fmt.Errorf("host partition %s/%d: %w", name, p, err)
 	}
-	t.holdNew(l)
 	tp.logs[p] = l
 	if err := t.persist(tp); err != nil {
 		tp.logs[p] = nil
@@ -485,13 +485,19 @@ func (t *Topics) HoldRetention() {
 	}
 }
 
-// holdNew gives a log opened after HoldRetention the same floor (mu held, or
-// the log not yet visible to retention).
-func (t *Topics) holdNew(l *Log) {
-	if t.hold {
+// openLog opens a partition's log in dir, counting its fsyncs in t's
+// SyncStats. A log opened after HoldRetention gets the same floor (mu held,
+// or the log not yet visible to retention).
+func (t *Topics) openLog(dir string, cfg LogConfig) (*Log, error) {
+	l, err := openLog(dir, cfg, t.logger, &t.syncs)
+	if err == nil && t.hold {
 		l.SetRetentionFloor(0)
 	}
+	return l, err
 }
+
+// SyncStats counts the fsyncs of every partition log t opens.
+func (t *Topics) SyncStats() *SyncStats { return &t.syncs }
 
 // Partition returns the log of one partition.
 func (t *Topics) Partition(name string, partition int32) (*Log, error) {
