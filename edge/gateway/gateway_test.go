@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -402,18 +403,26 @@ func TestShutdownFlushesAndRestart(t *testing.T) {
 	}
 }
 
-// TestHTTPEndpoints: /healthz answers and /metrics carries the edge metrics.
+// TestHTTPEndpoints: /healthz answers and /metrics carries the edge metrics,
+// among them the fsync that a QoS 1 publish waited for.
 func TestHTTPEndpoints(t *testing.T) {
 	t.Parallel()
 	g, _ := startGateway(t, testConfig(t))
 	if code, h := getHealth(t, g.HTTPAddr()); code != 200 || h.EdgeID != g.EdgeID() || h.Status != StatusOK {
 		t.Fatalf("healthz: %d %+v", code, h)
 	}
+	c := connectRaw(t, g.MQTTAddr(), 4, "metrics")
+	if code, err := c.publish("sensors/d1/r", jsonReading("d1", 1, 1), 1, "", 5*time.Second); err != nil || code != 0 {
+		t.Fatalf("publish: %#x %v", code, err)
+	}
 	body := testkit.Metrics(t, g.HTTPAddr())
 	for _, m := range []string{"tributary_edge_log_bytes", "go_goroutines"} {
 		if !strings.Contains(body, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
+	}
+	if m := regexp.MustCompile(`(?m)^tributary_storage_fsync_seconds_count (\d+)$`).FindStringSubmatch(body); m == nil || m[1] == "0" {
+		t.Errorf("/metrics counts no fsync after a QoS 1 publish: %q", m)
 	}
 }
 
