@@ -105,7 +105,8 @@ func alertExprs(t *testing.T, path string) []string {
 // TestDashboardAndAlertMetricsExist: every tributary_* metric named by
 // the Grafana dashboards and the alert rules is on the /metrics of the
 // daemon that exports it (tributary_core_* on the core, tributary_edge_*
-// and tributary_bridge_* on the edge, which runs the bridge) while the
+// and tributary_bridge_* on the edge, which runs the bridge,
+// tributary_storage_* on both) while the
 // system runs with traffic, a consumer group, a refused and a dead-lettered
 // publish, and bridge retries from starting before the core.
 func TestDashboardAndAlertMetricsExist(t *testing.T) {
@@ -145,16 +146,24 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	alerts := filepath.Join(deploy, "prometheus", "alerts.yaml")
 	files[alerts] = alertExprs(t, alerts)
 
+	scraped := map[string]map[string]bool{"core": core, "edge": edge}
 	checked := map[string]bool{}
 	for path, exprs := range files {
 		for _, e := range exprs {
 			for _, name := range metricName.FindAllString(e, -1) {
-				scraped, daemon := edge, "edge"
-				if strings.HasPrefix(name, "tributary_core_") {
-					scraped, daemon = core, "core"
+				var daemons []string
+				switch {
+				case strings.HasPrefix(name, "tributary_core_"):
+					daemons = []string{"core"}
+				case strings.HasPrefix(name, "tributary_storage_"):
+					daemons = []string{"core", "edge"}
+				default:
+					daemons = []string{"edge"}
 				}
-				if !scraped[name] {
-					t.Errorf("%s: %s is not on the %s's /metrics (in %s)", filepath.Base(path), name, daemon, e)
+				for _, daemon := range daemons {
+					if !scraped[daemon][name] {
+						t.Errorf("%s: %s is not on the %s's /metrics (in %s)", filepath.Base(path), name, daemon, e)
+					}
 				}
 				checked[name] = true
 			}
