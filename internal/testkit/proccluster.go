@@ -147,6 +147,7 @@ func StartCoreCluster(t *testing.T, n int, command func(config string) *exec.Cmd
 				lines := strings.Split(string(out), "\n")
 				t.Logf("broker %d log tail:\n%s", b.ID, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 			}
+			keepFailed(t, base)
 		}
 	})
 	for _, b := range c.Brokers {
@@ -289,4 +290,20 @@ func InSync(ctx context.Context, addrs []string, replicas int, topics ...string)
 		}
 	}
 	return true
+}
+
+// keepFailed copies a failed test's cluster directory (every broker's
+// config, full log and data) under $TRIBUTARY_KEEP_FAILED, when it is set,
+// for a post-mortem of a failure too rare to reproduce at will.
+func keepFailed(t *testing.T, dir string) {
+	root := os.Getenv("TRIBUTARY_KEEP_FAILED")
+	if root == "" {
+		return
+	}
+	dst := filepath.Join(root, fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano()))
+	if err := os.CopyFS(dst, os.DirFS(dir)); err != nil {
+		t.Logf("keeping the cluster's files: %v", err)
+		return
+	}
+	t.Logf("the cluster's configs, logs and data are kept in %s", dst)
 }
