@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -77,9 +79,9 @@ type Log struct {
 	dir    string
 	cfg    LogConfig
 	logger *slog.Logger
-	// syncs counts the active segment's fsyncs (nil: not counted); set
+	// syncs times the active segment's fsyncs (nil: not counted); set
 	// before the syncer starts and never changed.
-	syncs *SyncStats
+	syncs prometheus.Observer
 
 	mu        sync.RWMutex
 	segments  []*segment
@@ -122,8 +124,8 @@ func OpenLog(dir string, cfg LogConfig, logger *slog.Logger) (*Log, error) {
 	return openLog(dir, cfg, logger, nil)
 }
 
-// openLog is OpenLog counting the log's fsyncs in syncs (nil: not counted).
-func openLog(dir string, cfg LogConfig, logger *slog.Logger, syncs *SyncStats) (*Log, error) {
+// openLog is OpenLog timing the log's fsyncs in syncs (nil: not counted).
+func openLog(dir string, cfg LogConfig, logger *slog.Logger, syncs prometheus.Observer) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
@@ -799,7 +801,9 @@ func (l *Log) syncLocked() (published bool, err error) {
 	l.mu.RUnlock()
 	began := time.Now()
 	err = datasync(f)
-	l.syncs.observe(time.Since(began))
+	if l.syncs != nil {
+		l.syncs.Observe(time.Since(began).Seconds())
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {

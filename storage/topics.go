@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tributary-io/tributary/internal/tick"
 	"github.com/tributary-io/tributary/storage/meta"
 )
@@ -88,8 +90,8 @@ type Topics struct {
 	// a reader (the edge's bridge) moves it; see HoldRetention.
 	hold bool
 
-	// syncs counts every partition log's fsyncs (SyncStats).
-	syncs SyncStats
+	// syncs times every partition log's fsyncs (FsyncSeconds).
+	syncs prometheus.Histogram
 
 	// all is every partition log, replaced (under mu) whenever topics or
 	// partitions come and go, so TotalSize — which an edge with a disk
@@ -135,7 +137,7 @@ func OpenTopics(dir string, store *meta.Store, defaults LogConfig, logger *slog.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open topics: %w", err)
 	}
-	t := &Topics{dir: dir, store: store, defaults: defaults, logger: logger, topics: map[string]*topic{}}
+	t := &Topics{dir: dir, store: store, defaults: defaults, logger: logger, topics: map[string]*topic{}, syncs: newFsyncHistogram()}
 	recs, err := store.Topics()
 	if err != nil {
 		return nil, fmt.Errorf("open topics: %w", err)
@@ -485,19 +487,20 @@ func (t *Topics) HoldRetention() {
 	}
 }
 
-// openLog opens a partition's log in dir, counting its fsyncs in t's
-// SyncStats. A log opened after HoldRetention gets the same floor (mu held,
+// openLog opens a partition's log in dir, timing its fsyncs in t's
+// FsyncSeconds. A log opened after HoldRetention gets the same floor (mu held,
 // or the log not yet visible to retention).
 func (t *Topics) openLog(dir string, cfg LogConfig) (*Log, error) {
-	l, err := openLog(dir, cfg, t.logger, &t.syncs)
+	l, err := openLog(dir, cfg, t.logger, t.syncs)
 	if err == nil && t.hold {
 		l.SetRetentionFloor(0)
 	}
 	return l, err
 }
 
-// SyncStats counts the fsyncs of every partition log t opens.
-func (t *Topics) SyncStats() *SyncStats { return &t.syncs }
+// FsyncSeconds is the histogram tributary_storage_fsync_seconds of every
+// data fsync of the partition logs t opens, for a daemon to register.
+func (t *Topics) FsyncSeconds() prometheus.Histogram { return t.syncs }
 
 // Partition returns the log of one partition.
 func (t *Topics) Partition(name string, partition int32) (*Log, error) {

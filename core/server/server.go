@@ -119,7 +119,7 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 	damaged := gaugeFunc("tributary_core_damaged_ranges",
 		"Ranges of stored batches found damaged (CRC mismatch) and not yet replaced or removed.",
 		func() float64 { return float64(topics.DamagedRanges()) })
-	s.m.reg.MustRegister(damaged, partitionCollector{s}, topics.SyncStats().Collector())
+	s.m.reg.MustRegister(damaged, partitionCollector{s}, topics.FsyncSeconds())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if newGroups == nil {
 		newGroups = s.defaultGroups

@@ -129,7 +129,7 @@ func Open(cfg Config, logger *slog.Logger) (g *Gateway, err error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tributary_edge_damaged_ranges",
 			Help: "Ranges of stored batches found damaged (CRC mismatch) and still on disk.",
-		}, func() float64 { return float64(g.topics.DamagedRanges()) }), g.budgetGauge(), g.topics.SyncStats().Collector())
+		}, func() float64 { return float64(g.topics.DamagedRanges()) }), g.budgetGauge(), g.topics.FsyncSeconds())
 	g.hook, err = ingest.New(g.ctx, cfg.Ingest, g.topics, a, mapper, g.reg, logger.With("component", "ingest"))
 	if err != nil {
 		return nil, err

@@ -7,34 +7,47 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
-// TestSyncStatsBuckets: each duration lands in the first bucket whose bound
-// holds it, the snapshot is cumulative, and one past the last bound counts
-// only in the total.
-func TestSyncStatsBuckets(t *testing.T) {
-	t.Parallel()
-	var s SyncStats
-	for _, d := range []time.Duration{50 * time.Microsecond, 100 * time.Microsecond, 3 * time.Millisecond, 10 * time.Second} {
-		s.observe(d)
+// histogramOf reads h as Prometheus exports it.
+func histogramOf(t *testing.T, h prometheus.Histogram) *dto.Histogram {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
 	}
-	var none *SyncStats
-	none.observe(time.Millisecond) // a log outside a Topics counts nothing
-	n, sum, upTo := s.Snapshot()
+	return m.GetHistogram()
+}
+
+// TestFsyncHistogramBuckets: each duration lands in the first bucket whose
+// bound holds it, the counts are cumulative, and one past the last bound
+// counts only in the total.
+func TestFsyncHistogramBuckets(t *testing.T) {
+	t.Parallel()
+	h := newFsyncHistogram()
+	for _, d := range []time.Duration{50 * time.Microsecond, 100 * time.Microsecond, 3 * time.Millisecond, 10 * time.Second} {
+		h.Observe(d.Seconds())
+	}
+	got := histogramOf(t, h)
+	upTo := map[float64]uint64{}
+	for _, b := range got.GetBucket() {
+		upTo[b.GetUpperBound()] = b.GetCumulativeCount()
+	}
 	want := map[float64]uint64{0.0001: 2, 0.00025: 2, 0.0005: 2, 0.001: 2, 0.0025: 2, 0.005: 3, 0.01: 3, 2.5: 3}
 	for le, w := range want {
 		if upTo[le] != w {
 			t.Errorf("cumulative count at %gs: %d, want %d (%v)", le, upTo[le], w, upTo)
 		}
 	}
-	if n != 4 || sum < 10.003 || sum > 10.0032 {
+	if n, sum := got.GetSampleCount(), got.GetSampleSum(); n != 4 || sum < 10.003 || sum > 10.0032 {
 		t.Errorf("count %d, sum %gs; want 4 and 10.00315s", n, sum)
 	}
 }
 
 // TestTopicsCountFsyncs: durable appends to a Topics' partitions are
-// counted, whichever partition they go to, and the collector exports them
-// as the histogram an operator scrapes.
+// counted, whichever partition they go to, and the histogram is exported
+// under the name an operator scrapes.
 func TestTopicsCountFsyncs(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -54,7 +67,7 @@ func TestTopicsCountFsyncs(t *testing.T) {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(tp.SyncStats().Collector())
+	reg.MustRegister(tp.FsyncSeconds())
 	mfs, err := reg.Gather()
 	if err != nil || len(mfs) != 1 || mfs[0].GetName() != "tributary_storage_fsync_seconds" {
 		t.Fatalf("gathered %v, %v", mfs, err)
@@ -70,5 +83,15 @@ func TestTopicsCountFsyncs(t *testing.T) {
 			t.Fatalf("bucket %gs: %d after %d, of %d", b.GetUpperBound(), c, prev, h.GetSampleCount())
 		}
 		prev = b.GetCumulativeCount()
+	}
+
+	// A log opened on its own counts nothing anywhere.
+	alone := openTestLog(t, t.TempDir(), LogConfig{})
+	defer alone.Close()
+	if _, err := alone.Append(context.Background(), makeBatch(t, 1, "alone", 1000), AppendOptions{LeaderEpoch: -1, Durable: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := histogramOf(t, tp.FsyncSeconds()).GetSampleCount(); n != h.GetSampleCount() {
+		t.Fatalf("a log outside the Topics changed its count: %d, was %d", n, h.GetSampleCount())
 	}
 }
