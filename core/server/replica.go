@@ -59,6 +59,10 @@ type replicaManager struct {
 	savedHWs map[hwKey]int64
 	lastHWs  map[hwKey]int64
 
+	// beforeISRProposal, set by tests, runs after a leader has chosen
+	// followers to add to an ISR and before it proposes the change.
+	beforeISRProposal atomic.Pointer[func(r *replica, join []int32)]
+
 	isrChanges  *prometheus.CounterVec
 	fetchErrors prometheus.Counter
 	truncations prometheus.Counter
@@ -362,8 +366,16 @@ type replica struct {
 	hw          int64
 	followers   map[int32]*followerState // leader only
 	leaderSince time.Time
-	epochStart  int64         // log end when this epoch's leadership began
-	notify      chan struct{} // closed when the HW moves, the log grows or leadership changes
+	epochStart  int64 // log end when this epoch's leadership began
+	// joining are followers this leader has proposed adding to the ISR of
+	// the state joiningAt. Until that state is replaced they count as ISR
+	// members for the high watermark (Kafka's "maximal ISR"): a follower
+	// chosen because it had everything below the HW must not fall behind
+	// it while the proposal is in flight, or it would join the ISR without
+	// records already acknowledged, and could be elected without them.
+	joining   []int32
+	joiningAt cluster.PartitionState
+	notify    chan struct{} // closed when the HW moves, the log grows or leadership changes
 
 	// offsetsReady is the leader epoch whose offsets replay finished
 	// (offsets topic only): groups are answered for from then on.
@@ -470,7 +482,7 @@ func (r *replica) update(p cluster.PartitionState, md *cluster.Snapshot) {
 // epoch holds it where it is.
 func (r *replica) updateHWLocked() {
 	hw := r.log.SyncedOffset()
-	for _, id := range r.st.ISR {
+	for _, id := range r.maximalISRLocked() {
 		if id == r.self {
 			continue
 		}
@@ -497,10 +509,33 @@ func (r *replica) highWatermark() int64 {
 }
 
 func (r *replica) highWatermarkLocked() int64 {
-	if r.st.Leader == r.self && len(r.st.ISR) == 1 && r.st.ISR[0] == r.self {
+	if isr := r.maximalISRLocked(); r.st.Leader == r.self && len(isr) == 1 && isr[0] == r.self {
 		r.hw = max(r.hw, r.log.NextOffset())
 	}
 	return min(r.hw, r.log.NextOffset())
+}
+
+// maximalISRLocked is the ISR plus the followers proposed for it against
+// the current state: every replica that may be in the ISR by the time an
+// acknowledgement reaches the client.
+func (r *replica) maximalISRLocked() []int32 {
+	if len(r.joining) == 0 || !samePartitionEpoch(r.joiningAt, r.st) {
+		return r.st.ISR
+	}
+	isr := slices.Clone(r.st.ISR)
+	for _, id := range r.joining {
+		if !slices.Contains(isr, id) {
+			isr = append(isr, id)
+		}
+	}
+	return isr
+}
+
+// samePartitionEpoch reports whether a and b are the same version of a
+// partition's state: an ISR proposal made against a can still commit while
+// the applied state is b.
+func samePartitionEpoch(a, b cluster.PartitionState) bool {
+	return a.LeaderEpoch == b.LeaderEpoch && a.PartitionEpoch == b.PartitionEpoch
 }
 
 // changed is closed at the next append, HW move or leadership change.
@@ -620,12 +655,19 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 	}
 	var join []int32
 	for _, id := range cur.Replicas {
-		if slices.Contains(isr, id) {
-			continue
-		}
-		f := r.followers[id]
-		if f != nil && f.fetchOffset >= r.hw && f.fetchOffset >= r.epochStart && now.Sub(f.lastFetch) < lagMax {
+		if !slices.Contains(isr, id) && r.canJoinLocked(id, now, lagMax) {
 			join = append(join, id)
+		}
+	}
+	// A proposal whose outcome is unknown (it timed out, or the Raft leader
+	// moved) may still commit, so its followers still count for the HW.
+	// Propose it again: it then commits or is refused, and ends.
+	var retry []int32
+	if samePartitionEpoch(r.joiningAt, cur) {
+		for _, id := range r.joining {
+			if !slices.Contains(isr, id) && !slices.Contains(join, id) {
+				retry = append(retry, id)
+			}
 		}
 	}
 	r.mu.Unlock()
@@ -633,19 +675,46 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 		// A follower that fetched just before it died must not be proposed
 		// (the controller refuses dead brokers).
 		md := r.m.s.cluster.Metadata()
-		for _, id := range join {
-			if b, ok := md.Brokers[id]; ok && b.Alive {
-				isr = append(isr, id)
-			}
-		}
+		join = slices.DeleteFunc(join, func(id int32) bool {
+			b, ok := md.Brokers[id]
+			return !ok || !b.Alive
+		})
 	}
+	// The HW may have moved while the lock was released: check the
+	// followers again, and count them for the HW from here on, before the
+	// proposal leaves.
+	r.mu.Lock()
+	if r.st.Leader != r.self || !samePartitionEpoch(r.st, cur) {
+		r.mu.Unlock()
+		return // the state moved on; the next pass starts from the new one
+	}
+	join = slices.DeleteFunc(join, func(id int32) bool { return !r.canJoinLocked(id, time.Now(), lagMax) })
+	join = append(join, retry...)
+	isr = append(isr, join...)
 	if slices.Equal(isr, cur.ISR) {
+		r.mu.Unlock()
 		return
+	}
+	if len(join) > 0 {
+		r.joining, r.joiningAt = join, cur
+	}
+	r.mu.Unlock()
+	if hook := r.m.beforeISRProposal.Load(); hook != nil && len(join) > 0 {
+		(*hook)(r, join)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	next, err := r.m.s.cluster.ProposeISR(pctx, cur, isr)
 	if err != nil {
+		if errors.Is(err, cluster.ErrInvalidISR) || errors.Is(err, cluster.ErrUnknownTopic) {
+			// Refused against the very state it was made for: nothing of
+			// it committed, and the followers stop counting.
+			r.mu.Lock()
+			if samePartitionEpoch(r.joiningAt, cur) {
+				r.joining = nil
+			}
+			r.mu.Unlock()
+		}
 		level := slog.LevelWarn
 		if errors.Is(err, cluster.ErrClosed) || r.m.s.ctx.Err() != nil {
 			level = slog.LevelDebug // this broker is stopping: expected, and every 250 ms
@@ -660,6 +729,14 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 	}
 	r.m.isrChanges.WithLabelValues(kind).Inc()
 	r.update(next, r.m.s.cluster.Metadata())
+}
+
+// canJoinLocked reports whether follower id may join the ISR: it has
+// everything below the HW and this epoch's start on disk, and fetched
+// within lagMax.
+func (r *replica) canJoinLocked(id int32, now time.Time, lagMax time.Duration) bool {
+	f := r.followers[id]
+	return f != nil && f.fetchOffset >= r.hw && f.fetchOffset >= r.epochStart && now.Sub(f.lastFetch) < lagMax
 }
 
 // startFetcher follows leader at epoch until stopFetcher.

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tributary-io/tributary/internal/testkit"
+)
+
+// TestISRJoinerHoldsHighWatermark: a follower a leader proposes to add to
+// the ISR counts for the high watermark from the moment it is proposed.
+// The leader picks it because it has everything below the HW; if the HW
+// could pass it while the proposal is in flight, the follower would enter
+// the ISR without records already acknowledged, and could later be elected
+// without them. (A full-restart test lost 40 acknowledged records so: the
+// follower became the last ISR member when the other two stopped.)
+//
+// The test cuts the joiner off right before the proposal leaves and
+// produces a record that the leader and the other follower then hold.
+func TestISRJoinerHoldsHighWatermark(t *testing.T) {
+	t.Parallel()
+	tb := startTestCluster(t, 3)
+	tb.createTopic("join", 1, 3, 2)
+	ctx := testkit.Context(t, 2*time.Minute)
+	st, _ := tb.srvs[0].Cluster().PartitionState("join", 0)
+	leader := tb.byID(st.Leader)
+	ctrl, _ := leader.Cluster().Controller()
+	// The joiner must not be the controller: cutting it off would stall
+	// the proposal the test holds.
+	var joiner, other int32
+	for _, id := range st.Replicas {
+		switch {
+		case id == st.Leader:
+		case joiner == 0 && id != ctrl:
+			joiner = id
+		default:
+			other = id
+		}
+	}
+	prod := newClient(t, leader.Addr(), kgo.SeedBrokers(tb.addrs()...), kgo.DefaultProduceTopic("join"),
+		kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("first")}).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+
+	// Take the joiner out of the ISR.
+	tb.faults.Isolate(joiner)
+	tb.waitFor("the ISR without the isolated follower", 30*time.Second, func() bool {
+		ps, _ := leader.Cluster().PartitionState("join", 0)
+		return !slices.Contains(ps.ISR, joiner)
+	})
+
+	acked := make(chan error, 1)
+	checked := make(chan struct{})
+	var once sync.Once
+	hook := func(r *replica, join []int32) {
+		if r.topic != "join" || !slices.Contains(join, joiner) {
+			return
+		}
+		once.Do(func() {
+			defer close(checked)
+			tb.faults.Isolate(joiner)
+			defer tb.faults.Heal(joiner)
+			r.mu.Lock()
+			base := r.log.NextOffset()
+			r.mu.Unlock()
+			prod.Produce(ctx, &kgo.Record{Value: []byte("held")}, func(_ *kgo.Record, err error) { acked <- err })
+			// Once the leader has fsynced the record and the other
+			// follower has fetched it, the HW would be past the joiner
+			// if only the ISR counted.
+			var hw, joinerAt int64
+			ok := testkit.Poll(30*time.Second, func() bool {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				end := r.log.NextOffset()
+				o := r.followers[other]
+				if end <= base || r.log.SyncedOffset() < end || o == nil || o.fetchOffset < end {
+					return false
+				}
+				r.updateHWLocked()
+				hw, joinerAt = r.hw, r.followers[joiner].fetchOffset
+				return true
+			})
+			switch {
+			case !ok:
+				t.Errorf("the record produced at %d did not reach the leader's disk and follower %d", base, other)
+			case hw > joinerAt:
+				t.Errorf("high watermark %d passed follower %d's fetch offset %d while it was proposed for the ISR", hw, joiner, joinerAt)
+			}
+		})
+	}
+	leader.replicas.beforeISRProposal.Store(&hook)
+	t.Cleanup(func() { leader.replicas.beforeISRProposal.Store(nil) })
+	tb.faults.Heal(joiner)
+
+	select {
+	case <-checked:
+	case <-ctx.Done():
+		t.Fatalf("the leader never proposed follower %d for the ISR", joiner)
+	}
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatalf("produce while the follower was proposed: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the record produced while the follower was proposed was never acknowledged")
+	}
+	tb.waitFor("the follower back in the ISR", 30*time.Second, func() bool {
+		ps, _ := leader.Cluster().PartitionState("join", 0)
+		return slices.Contains(ps.ISR, joiner)
+	})
+}
