@@ -285,18 +285,22 @@ func (s *Server) Close() error {
 			}
 			cancel()
 		}
-		s.mu.Lock()
-		s.cancel()
-		for nc := range s.conns {
-			_ = nc.Close()
-		}
-		s.mu.Unlock()
+		// Listeners first: a client dialling now is refused, which every
+		// client retries, instead of being accepted and then cut before
+		// its first answer, which some (franz-go) take for a TLS or SASL
+		// misconfiguration and do not retry.
 		var errs []error
 		for _, l := range s.listeners {
 			if err := l.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, fmt.Errorf("close kafka listener %s: %w", l.cfg.Name, err))
 			}
 		}
+		s.mu.Lock()
+		s.cancel()
+		for nc := range s.conns {
+			_ = nc.Close()
+		}
+		s.mu.Unlock()
 		if s.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			if err := s.httpSrv.Shutdown(ctx); err != nil {

@@ -433,11 +433,14 @@ type seqProducer struct {
 
 func startSeqProducer(ctx context.Context, t *testing.T, addrs []string, topic string, parts int32) *seqProducer {
 	t.Helper()
+	// AlwaysRetryEOF: franz-go takes a connection closed before its first
+	// answer for a TLS or SASL mistake and gives up, but a broker killed
+	// with SIGKILL right after a dial closes it just so.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RecordRetries(1<<30), kgo.RecordDeliveryTimeout(60*time.Second),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
-		kgo.MetadataMinAge(100*time.Millisecond), kgo.ProduceRequestTimeout(10*time.Second))
+		kgo.MetadataMinAge(100*time.Millisecond), kgo.ProduceRequestTimeout(10*time.Second), kgo.AlwaysRetryEOF())
 	if err != nil {
 		t.Fatal(err)
 	}
