@@ -39,6 +39,7 @@ func (b *CoreProc) Start(t testing.TB) {
 	defer f.Close()
 	cmd := b.command(b.Config)
 	cmd.Stderr = f
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start broker %d: %v", b.ID, err)
 	}
