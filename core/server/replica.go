@@ -19,6 +19,11 @@ import (
 	"github.com/tributary-io/tributary/storage/meta"
 )
 
+// isrBehindHW is logged if a follower enters the ISR without every record
+// below the high watermark, which the leader must never let happen: tests
+// of the cluster look for it in the brokers' logs.
+const isrBehindHW = "follower joined the ISR behind the high watermark: it lacks acknowledged records"
+
 // errNotEnoughReplicas refuses an acks=all produce while the ISR is smaller
 // than min.insync.replicas; errNotEnoughAfterAppend is the same found while
 // waiting for the ISR.
@@ -443,6 +448,16 @@ func (r *replica) update(p cluster.PartitionState, md *cluster.Snapshot) {
 		}
 		r.m.s.logger.Log(context.Background(), level, "leading partition", "topic", r.topic, "partition", r.part,
 			"epoch", p.LeaderEpoch, "log_end", r.epochStart, "isr", p.ISR)
+	}
+	if p.Leader == r.self && !newEpoch {
+		for _, id := range p.ISR {
+			if f := r.followers[id]; f != nil && !slices.Contains(old.ISR, id) && f.fetchOffset < r.hw {
+				// Never expected: a follower counts for the HW from the
+				// moment it is proposed (maximalISRLocked).
+				r.m.s.logger.Error(isrBehindHW, "topic", r.topic, "partition", r.part,
+					"follower", id, "fetch_offset", f.fetchOffset, "high_watermark", r.hw)
+			}
+		}
 	}
 	if p.Leader == r.self {
 		r.updateHWLocked()

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -66,7 +68,26 @@ func TestClusterFullRestarts(t *testing.T) {
 	checkLeaderEpochs(ctx, t, addrs, topic, parts)
 	gr.waitRead(t, sp.acked, 60*time.Second)
 	gr.stopPolling()
+	checkNoISRBehindHW(t, bs)
 	t.Logf("%d records acknowledged over %d full restarts, all read by the group", nAcked, rounds)
+}
+
+// checkNoISRBehindHW fails if a broker logged that a follower entered an
+// ISR without every record below the high watermark: the state that lets
+// an election lose acknowledged records, even when no election followed.
+func checkNoISRBehindHW(t *testing.T, bs []*testkit.CoreProc) {
+	t.Helper()
+	for _, b := range bs {
+		data, err := os.ReadFile(b.LogFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range bytes.Lines(data) {
+			if bytes.Contains(line, []byte("behind the high watermark")) {
+				t.Errorf("broker %d: %s", b.ID, bytes.TrimSpace(line))
+			}
+		}
+	}
 }
 
 // checkLeaderEpochs reads each partition from the start and fails if a
