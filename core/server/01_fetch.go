@@ -141,7 +141,7 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest, bufs *fetchBufs) (*k
 				read := p.Read
 				if req.ReplicaID >= 0 {
 					read = func(alloc func(int) []byte, from int64, max int) ([]byte, int64, error) {
-						return p.ReadReplica(alloc, req.ReplicaID, from, max)
+						return p.ReadReplica(alloc, req.ReplicaID, rp.CurrentLeaderEpoch, from, max)
 					}
 				} else if req.IsolationLevel == 1 { // read_committed: up to the LSO (txn_partition.go)
 					read = func(alloc func(int) []byte, from int64, max int) ([]byte, int64, error) {

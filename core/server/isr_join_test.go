@@ -115,3 +115,53 @@ func TestISRJoinerHoldsHighWatermark(t *testing.T) {
 		return slices.Contains(ps.ISR, joiner)
 	})
 }
+
+// TestFetchOfAnotherEpochNotCounted: a follower fetch checked against
+// another leader epoch than the current one does not move the follower's
+// recorded offset, so a fetch from before the follower truncated cannot
+// raise the high watermark.
+func TestFetchOfAnotherEpochNotCounted(t *testing.T) {
+	t.Parallel()
+	tb := startTestCluster(t, 3)
+	tb.createTopic("epochs", 1, 3, 2)
+	ctx := testkit.Context(t, time.Minute)
+	st, _ := tb.srvs[0].Cluster().PartitionState("epochs", 0)
+	leader := tb.byID(st.Leader)
+	prod := newClient(t, leader.Addr(), kgo.DefaultProduceTopic("epochs"), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("one")}).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	r, err := leader.replicas.lookup("epochs", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower := st.ISR[slices.IndexFunc(st.ISR, func(id int32) bool { return id != st.Leader })]
+	fetched := func() int64 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if f := r.followers[follower]; f != nil {
+			return f.fetchOffset
+		}
+		return -1
+	}
+	tb.waitFor("the follower's fetch at the log end", 10*time.Second, func() bool { return fetched() == 1 })
+	// The follower stops fetching, so only the calls below could move it.
+	tb.faults.Isolate(follower)
+	defer tb.faults.Heal(follower)
+	cur := r.state().LeaderEpoch
+	r.followerFetched(follower, cur+1, 0)
+	if cur > 0 {
+		r.followerFetched(follower, cur-1, 0)
+	}
+	if got := fetched(); got != 1 {
+		t.Fatalf("fetches of epochs other than %d moved follower %d's offset to %d", cur, follower, got)
+	}
+	// A fetch of the current epoch counts. (Polled: a long poll the
+	// follower sent before it was cut off may still record offset 1.)
+	if !testkit.Poll(10*time.Second, func() bool {
+		r.followerFetched(follower, cur, 0)
+		return fetched() == 0
+	}) {
+		t.Fatalf("a fetch of the current epoch %d left follower %d's offset at %d, want 0", cur, follower, fetched())
+	}
+}

@@ -155,8 +155,8 @@ func (p *Partition) CheckMinISR() error { return p.r.checkMinISR() }
 // ReadReplica serves a follower: batches up to the log end, not the HW,
 // read into alloc's buffers (see Read). It records the follower's fetch
 // offset first, which may raise the HW.
-func (p *Partition) ReadReplica(alloc func(int) []byte, follower int32, from int64, maxBytes int) ([]byte, int64, error) {
-	p.r.followerFetched(follower, from)
+func (p *Partition) ReadReplica(alloc func(int) []byte, follower, epoch int32, from int64, maxBytes int) ([]byte, int64, error) {
+	p.r.followerFetched(follower, epoch, from)
 	hw := p.HighWatermark()
 	b, err := p.log.ReadInto(alloc, from, maxBytes, p.log.NextOffset())
 	if err != nil {

@@ -614,11 +614,14 @@ func (r *replica) waitHW(ctx context.Context, upTo int64, patience time.Duration
 }
 
 // followerFetched records a follower's fetch at offset (everything below it
-// is on the follower's disk) and raises the HW.
-func (r *replica) followerFetched(id int32, offset int64) {
+// is on the follower's disk) and raises the HW. The fetch must be of the
+// current leader epoch (epoch < 0: not stated): one checked against an
+// earlier epoch of this leadership may come from a log the follower has
+// yet to truncate, and must not count in this one.
+func (r *replica) followerFetched(id, epoch int32, offset int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.st.Leader != r.self || !slices.Contains(r.st.Replicas, id) {
+	if r.st.Leader != r.self || !slices.Contains(r.st.Replicas, id) || (epoch >= 0 && epoch != r.st.LeaderEpoch) {
 		return
 	}
 	leo := r.log.NextOffset()
