@@ -91,6 +91,13 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 	if err := f.replaceDamage(); err != nil {
 		return err
 	}
+	// The fetch offset tells the leader what this broker has on disk: after
+	// a failed fsync, sync the tail again before reporting it.
+	if l.SyncedOffset() < l.NextOffset() {
+		if err := l.WaitSynced(ctx, l.NextOffset()); err != nil {
+			return fmt.Errorf("sync before fetching: %w", err)
+		}
+	}
 	req := kmsg.NewPtrFetchRequest()
 	req.Version = 12
 	req.ReplicaID = f.r.self
@@ -217,12 +224,7 @@ func (f *fetcher) truncate(ctx context.Context) error {
 	if sp.ErrorCode != 0 {
 		return fmt.Errorf("offset for leader epoch: %w", kerr.ErrorForCode(sp.ErrorCode))
 	}
-	end := sp.EndOffset
-	if sp.LeaderEpoch < 0 || end < 0 {
-		// The leader has no epoch at or before ours: nothing we hold past
-		// our start is known to be the leader's.
-		end = l.StartOffset()
-	}
+	end := divergence(l, latest, sp.LeaderEpoch, sp.EndOffset, f.r.followedHW())
 	if end < l.NextOffset() {
 		f.r.m.s.logger.Info("truncating divergent replica tail", "topic", f.r.topic, "partition", f.r.part,
 			"from", l.NextOffset(), "to", end, "our_epoch", latest, "leader_epoch", sp.LeaderEpoch)
@@ -232,6 +234,33 @@ func (f *fetcher) truncate(ctx context.Context) error {
 		f.r.m.truncations.Inc()
 	}
 	return nil
+}
+
+// divergence is where a follower's log stops matching the leader's, from
+// the leader's answer to OffsetForLeaderEpoch for the follower's latest
+// epoch (ours): the leader's latest epoch at or below it (leaderEpoch) and
+// where that epoch ends in the leader's log (leaderEnd).
+//
+//   - The leader also has our epoch: we match up to where it ends there.
+//   - The leader's answer is an older epoch (KIP-279): our records of the
+//     epochs in between are not the leader's, and our run of that older
+//     epoch may have ended earlier or later than the leader's. We match
+//     up to the earlier of the two ends.
+//   - No epoch in common: everything below the high watermark we were
+//     told is committed, so the leader has it too, as Kafka assumes.
+func divergence(l *storage.Log, ours, leaderEpoch int32, leaderEnd, hw int64) int64 {
+	undefined := max(l.StartOffset(), min(hw, l.NextOffset()))
+	if leaderEpoch < 0 || leaderEnd < 0 {
+		return undefined
+	}
+	if leaderEpoch < ours {
+		ep, end := l.EndOffsetForEpoch(leaderEpoch)
+		if ep < 0 {
+			return undefined
+		}
+		leaderEnd = min(leaderEnd, end)
+	}
+	return leaderEnd
 }
 
 // errStaleLeaderEpoch: the leader a follower is told to follow is older
