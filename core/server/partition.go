@@ -23,6 +23,10 @@ type Partition struct {
 	ID    int32
 	log   *storage.Log
 	r     *replica
+	// epoch is the leader epoch this broker led the partition at when
+	// the handler looked it up: appends are stamped with it and refused
+	// once the partition has moved on, and acks wait within it.
+	epoch int32
 }
 
 // errNotLeader answers a request for a partition another broker leads.
@@ -35,10 +39,11 @@ func (s *Server) partition(topic string, id int32) (*Partition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition %s/%d: %w", topic, id, err)
 	}
-	if !r.isLeader() {
+	epoch, leading := r.leading()
+	if !leading {
 		return nil, fmt.Errorf("partition %s/%d: %w", topic, id, errNotLeader)
 	}
-	return &Partition{Topic: topic, ID: id, log: r.log, r: r}, nil
+	return &Partition{Topic: topic, ID: id, log: r.log, r: r, epoch: epoch}, nil
 }
 
 // partitionAtEpoch is partition for a request that names the leader epoch
@@ -107,9 +112,19 @@ func (s *Server) ensureTopic(topic string) error {
 // Append writes producer batches without waiting for the disk; acks=all
 // callers then call WaitDurable, so that the next batches can be appended
 // while the fsync runs.
+//
+// It appends only while this broker still leads at the epoch it was looked
+// up at: a request that found it leader and then waited (for the replica's
+// lock, say) while leadership moved must not write into what is now a
+// follower's log, under a leader epoch that is another broker's.
 func (p *Partition) Append(ctx context.Context, batches []byte, idempotent bool) (storage.AppendResult, error) {
+	p.r.leadMu.RLock()
+	defer p.r.leadMu.RUnlock()
+	if !p.r.leadsAt(p.epoch) {
+		return storage.AppendResult{}, fmt.Errorf("append to %s/%d at leader epoch %d: %w", p.Topic, p.ID, p.epoch, errNotLeader)
+	}
 	res, err := p.log.Append(ctx, batches, storage.AppendOptions{
-		LeaderEpoch: p.LeaderEpoch(),
+		LeaderEpoch: p.epoch,
 		Idempotent:  idempotent,
 		Sequences:   forwarded.Sequences, // a bridge's producer: sequence = edge offset
 	})
@@ -140,7 +155,7 @@ func (p *Partition) WaitDurableLazily(ctx context.Context, upTo int64, patience 
 func (p *Partition) waitDurable(ctx context.Context, upTo int64, patience time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, p.r.m.s.cfg.Replication.AckTimeout+patience)
 	defer cancel()
-	if err := p.r.waitHW(ctx, upTo, patience); err != nil {
+	if err := p.r.waitHW(ctx, upTo, p.epoch, patience); err != nil {
 		return fmt.Errorf("replicate %s/%d: %w", p.Topic, p.ID, err)
 	}
 	return nil
@@ -169,7 +184,7 @@ func (p *Partition) ReadReplica(alloc func(int) []byte, follower, epoch int32, f
 func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
 
 // LeaderEpoch is the partition's current leader epoch.
-func (p *Partition) LeaderEpoch() int32 { return p.r.state().LeaderEpoch }
+func (p *Partition) LeaderEpoch() int32 { return p.epoch }
 
 // Read returns stored batch bytes from offset, at most maxBytes (but at
 // least one batch), never past the high watermark, which it also returns.

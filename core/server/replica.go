@@ -365,6 +365,12 @@ type replica struct {
 	log     *storage.Log
 	self    int32
 
+	// leadMu is held shared by a leader's appends, from their check of the
+	// leader epoch to the end of their write, and exclusively while the
+	// leader epoch changes: no append straddles a change of leadership.
+	// Taken before mu.
+	leadMu sync.RWMutex
+
 	mu          sync.Mutex
 	st          cluster.PartitionState
 	minISR      int
@@ -409,6 +415,21 @@ func (r *replica) isLeader() bool {
 	return r.st.Leader == r.self
 }
 
+// leading reports whether this broker leads the partition, and at which
+// leader epoch.
+func (r *replica) leading() (int32, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st.LeaderEpoch, r.st.Leader == r.self
+}
+
+// leadsAt reports whether this broker leads the partition at epoch.
+func (r *replica) leadsAt(epoch int32) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st.Leader == r.self && r.st.LeaderEpoch == epoch
+}
+
 // coordinates reports whether this broker leads this offsets partition and
 // has loaded its committed offsets.
 func (r *replica) coordinates() bool {
@@ -427,10 +448,26 @@ func (r *replica) state() cluster.PartitionState {
 // becomes leader (stops fetching, starts tracking followers) or follower
 // (fetches from the new leader after truncating by leader epoch).
 func (r *replica) update(p cluster.PartitionState, md *cluster.Snapshot) {
-	r.mu.Lock()
+	// A new leader epoch waits for appends in flight (leadMu).
+	epochLocked := false
+	for {
+		r.mu.Lock()
+		if epochLocked || p.LeaderEpoch == r.st.LeaderEpoch {
+			break
+		}
+		r.mu.Unlock()
+		r.leadMu.Lock()
+		epochLocked = true
+	}
+	unlock := func() {
+		r.mu.Unlock()
+		if epochLocked {
+			r.leadMu.Unlock()
+		}
+	}
 	old := r.st
 	if p.LeaderEpoch < old.LeaderEpoch || (p.LeaderEpoch == old.LeaderEpoch && p.PartitionEpoch <= old.PartitionEpoch) {
-		r.mu.Unlock()
+		unlock()
 		return // nothing new (or an older view than one already applied)
 	}
 	r.st = p
@@ -463,7 +500,7 @@ func (r *replica) update(p cluster.PartitionState, md *cluster.Snapshot) {
 		r.updateHWLocked()
 	}
 	r.wakeLocked()
-	r.mu.Unlock()
+	unlock()
 	if !newEpoch {
 		return
 	}
@@ -581,13 +618,10 @@ func (r *replica) checkMinISR() error {
 // the batch on disk), or fails when leadership moves, the ISR shrinks below
 // min.insync.replicas, or ctx ends. With patience > 0 this broker's fsync
 // rides along with one something else leads (storage.Log.WaitSyncedLazily).
-func (r *replica) waitHW(ctx context.Context, upTo int64, patience time.Duration) error {
+func (r *replica) waitHW(ctx context.Context, upTo int64, epoch int32, patience time.Duration) error {
 	if err := r.log.WaitSyncedLazily(ctx, upTo, patience); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	epoch := r.st.LeaderEpoch
-	r.mu.Unlock()
 	for {
 		r.mu.Lock()
 		if r.st.Leader != r.self || r.st.LeaderEpoch != epoch {
@@ -595,13 +629,16 @@ func (r *replica) waitHW(ctx context.Context, upTo int64, patience time.Duration
 			return fmt.Errorf("%s/%d: leadership moved while waiting for replicas: %w", r.topic, r.part, errNotLeader)
 		}
 		r.updateHWLocked()
+		// Reaching the HW is not enough once the ISR has shrunk below
+		// min.insync.replicas: fewer copies than promised hold the batch
+		// (Kafka answers NOT_ENOUGH_REPLICAS_AFTER_APPEND too).
+		if len(r.st.ISR) < r.minISR {
+			r.mu.Unlock()
+			return fmt.Errorf("%s/%d: isr %v: %w", r.topic, r.part, r.st.ISR, errNotEnoughAfterAppend)
+		}
 		if r.hw >= upTo {
 			r.mu.Unlock()
 			return nil
-		}
-		if len(r.st.ISR) < r.minISR {
-			r.mu.Unlock()
-			return fmt.Errorf("%s/%d: %w", r.topic, r.part, errNotEnoughAfterAppend)
 		}
 		ch := r.notify
 		r.mu.Unlock()
