@@ -24,6 +24,10 @@ import (
 type AppendOptions struct {
 	// Durable makes Append wait until an fsync covers the batch.
 	Durable bool
+	// DeferSync makes Append return without waiting for the fsync its log
+	// would wait for (Durable, or SyncAlways): the caller waits itself
+	// (WaitSynced), once it has released what it held while appending.
+	DeferSync bool
 	// LeaderEpoch, if >= 0, is stamped into each batch's partition leader epoch.
 	LeaderEpoch int32
 	// KeepOffsets appends batches that already carry their offsets (a
@@ -440,7 +444,7 @@ func (l *Log) appendLocked(in *pendingAppend, opts AppendOptions) (res AppendRes
 		return res, 0, false, err
 	}
 	res = AppendResult{BaseOffset: in.hdrs[0].BaseOffset, LastOffset: in.hdrs[len(in.hdrs)-1].LastOffset(), LogAppendTime: -1}
-	wait = opts.Durable || l.cfg.Durability.Mode == SyncAlways
+	wait = (opts.Durable || l.cfg.Durability.Mode == SyncAlways) && !opts.DeferSync
 	if !wait && l.cfg.Durability.Mode == SyncBytes && l.unsynced >= l.cfg.Durability.Bytes {
 		l.kickSync()
 	}

@@ -773,3 +773,26 @@ func TestReadInto(t *testing.T) {
 		t.Fatalf("read at the end: %d bytes, asked %v, %v", len(end), asked, err)
 	}
 }
+
+// TestDeferSyncLeavesTheWaitToTheCaller: with DeferSync, an append to a
+// log that syncs every write returns before its fsync, and WaitSynced then
+// covers it.
+func TestDeferSyncLeavesTheWaitToTheCaller(t *testing.T) {
+	t.Parallel()
+	l := openTestLog(t, t.TempDir(), LogConfig{Durability: Durability{Mode: SyncAlways}})
+	defer l.Close()
+	res, err := l.Append(context.Background(), makeBatch(t, 3, "d", 1), AppendOptions{DeferSync: true, LeaderEpoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.SyncedOffset(); got > res.LastOffset {
+		t.Fatalf("a deferred append returned with synced offset %d, past its last offset %d: it waited", got, res.LastOffset)
+	}
+	if err := l.WaitSynced(context.Background(), res.LastOffset+1); err != nil || l.SyncedOffset() <= res.LastOffset {
+		t.Fatalf("WaitSynced after a deferred append: %v, synced offset %d", err, l.SyncedOffset())
+	}
+	res, err = l.Append(context.Background(), makeBatch(t, 3, "d", 1), AppendOptions{LeaderEpoch: -1})
+	if err != nil || l.SyncedOffset() <= res.LastOffset {
+		t.Fatalf("an append without DeferSync: %v, synced offset %d, last offset %d", err, l.SyncedOffset(), res.LastOffset)
+	}
+}

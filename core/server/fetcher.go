@@ -83,8 +83,12 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 	}
 	l := f.r.log
 	if !*truncated {
-		if err := f.truncate(ctx); err != nil {
+		done, err := f.truncate(ctx)
+		if err != nil {
 			return err
+		}
+		if !done {
+			return nil // cut back to an older epoch: ask again from there
 		}
 		*truncated = true
 	}
@@ -141,7 +145,7 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 		return fmt.Errorf("fetch at %d: %w", rp.FetchOffset, kerr.ErrorForCode(sp.ErrorCode))
 	}
 	if len(sp.RecordBatches) > 0 {
-		err := appendFetched(ctx, l, sp.RecordBatches)
+		err := f.r.appendAsFollower(ctx, f.epoch, sp.RecordBatches)
 		if err != nil {
 			*truncated = false
 			return fmt.Errorf("append fetched batches at %d: %w", rp.FetchOffset, err)
@@ -186,12 +190,14 @@ func (f *fetcher) replaceDamage() error {
 }
 
 // truncate cuts a divergent tail: the leader says where our latest epoch
-// ends in its log, and everything from there on is not the leader's.
-func (f *fetcher) truncate(ctx context.Context) error {
+// ends in its log, and everything from there on is not the leader's. It
+// reports false when it cut back to an older epoch whose end the leader
+// must be asked about next.
+func (f *fetcher) truncate(ctx context.Context) (bool, error) {
 	l := f.r.log
 	latest := l.LatestEpoch()
 	if latest < 0 {
-		return nil // nothing written under any epoch: nothing to diverge
+		return true, nil // nothing written under any epoch: nothing to diverge
 	}
 	if latest > f.epoch {
 		// Our log holds records of a newer leader epoch than the leader we
@@ -200,8 +206,39 @@ func (f *fetcher) truncate(ctx context.Context) error {
 		// can see an old leader go by). That leader would answer "no such
 		// epoch" and we would truncate records a later epoch committed;
 		// retry until the metadata catches up instead.
-		return fmt.Errorf("%w: log has epoch %d, told to follow epoch %d", errStaleLeaderEpoch, latest, f.epoch)
+		return false, fmt.Errorf("%w: log has epoch %d, told to follow epoch %d", errStaleLeaderEpoch, latest, f.epoch)
 	}
+	leaderEpoch, leaderEnd, err := f.endOffsetForEpoch(ctx, latest)
+	if err != nil {
+		return false, err
+	}
+	to, done := divergence(l, leaderEpoch, leaderEnd)
+	if leaderEpoch < 0 || leaderEnd < 0 {
+		// The leader has no epoch at or below ours. What is below the high
+		// watermark we were told is committed, so the leader has it too
+		// (Kafka keeps it as well), but never keep more than the leader
+		// holds: after an unclean election it may hold less.
+		_, leaderLogEnd, err := f.endOffsetForEpoch(ctx, f.epoch)
+		if err != nil {
+			return false, err
+		}
+		to, done = keepCommitted(l, f.r.followedHW(), leaderLogEnd), true
+	}
+	if to < l.NextOffset() {
+		f.r.m.s.logger.Info("truncating divergent replica tail", "topic", f.r.topic, "partition", f.r.part,
+			"from", l.NextOffset(), "to", to, "our_epoch", latest, "leader_epoch", leaderEpoch)
+		if err := l.TruncateTo(to); err != nil {
+			return false, fmt.Errorf("truncate to %d: %w", to, err)
+		}
+		f.r.m.truncations.Inc()
+	}
+	return done, nil
+}
+
+// endOffsetForEpoch asks the leader (OffsetForLeaderEpoch) for its latest
+// epoch at or below epoch and where that epoch ends in its log; for the
+// leader's current epoch, that is its log end.
+func (f *fetcher) endOffsetForEpoch(ctx context.Context, epoch int32) (int32, int64, error) {
 	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
 	req.Version = 3
 	req.ReplicaID = f.r.self
@@ -210,57 +247,53 @@ func (f *fetcher) truncate(ctx context.Context) error {
 	rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
 	rp.Partition = f.r.part
 	rp.CurrentLeaderEpoch = f.epoch
-	rp.LeaderEpoch = latest
+	rp.LeaderEpoch = epoch
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	resp := kmsg.NewPtrOffsetForLeaderEpochResponse()
 	if err := f.conn.do(ctx, req, resp, 10*time.Second); err != nil {
-		return err
+		return 0, 0, err
 	}
 	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		return errors.New("offset for leader epoch: response does not name the partition")
+		return 0, 0, errors.New("offset for leader epoch: response does not name the partition")
 	}
 	sp := resp.Topics[0].Partitions[0]
 	if sp.ErrorCode != 0 {
-		return fmt.Errorf("offset for leader epoch: %w", kerr.ErrorForCode(sp.ErrorCode))
+		return 0, 0, fmt.Errorf("offset for leader epoch: %w", kerr.ErrorForCode(sp.ErrorCode))
 	}
-	end := divergence(l, latest, sp.LeaderEpoch, sp.EndOffset, f.r.followedHW())
-	if end < l.NextOffset() {
-		f.r.m.s.logger.Info("truncating divergent replica tail", "topic", f.r.topic, "partition", f.r.part,
-			"from", l.NextOffset(), "to", end, "our_epoch", latest, "leader_epoch", sp.LeaderEpoch)
-		if err := l.TruncateTo(end); err != nil {
-			return fmt.Errorf("truncate to %d: %w", end, err)
-		}
-		f.r.m.truncations.Inc()
-	}
-	return nil
+	return sp.LeaderEpoch, sp.EndOffset, nil
 }
 
-// divergence is where a follower's log stops matching the leader's, from
-// the leader's answer to OffsetForLeaderEpoch for the follower's latest
-// epoch (ours): the leader's latest epoch at or below it (leaderEpoch) and
-// where that epoch ends in the leader's log (leaderEnd).
+// divergence is where a follower's log l stops matching the leader's, from
+// the leader's answer to OffsetForLeaderEpoch for l's latest epoch: the
+// leader's latest epoch at or below it (leaderEpoch, which the caller
+// checked is defined) and where that epoch ends in the leader's log
+// (leaderEnd). As Kafka's follower does (KIP-101, KIP-279):
 //
-//   - The leader also has our epoch: we match up to where it ends there.
-//   - The leader's answer is an older epoch (KIP-279): our records of the
-//     epochs in between are not the leader's, and our run of that older
-//     epoch may have ended earlier or later than the leader's. We match
-//     up to the earlier of the two ends.
-//   - No epoch in common: everything below the high watermark we were
-//     told is committed, so the leader has it too, as Kafka assumes.
-func divergence(l *storage.Log, ours, leaderEpoch int32, leaderEnd, hw int64) int64 {
-	undefined := max(l.StartOffset(), min(hw, l.NextOffset()))
-	if leaderEpoch < 0 || leaderEnd < 0 {
-		return undefined
+//   - We have leaderEpoch too: we match up to the earlier of the two ends
+//     of it (it is our latest epoch, or we ran on into epochs the leader
+//     never had).
+//   - We never had leaderEpoch: we match at most up to where our latest
+//     epoch before it ends. Cut there, and ask again (done is false).
+//   - Every epoch of ours is newer than leaderEpoch: none of it is the
+//     leader's.
+func divergence(l *storage.Log, leaderEpoch int32, leaderEnd int64) (to int64, done bool) {
+	ep, ours := l.EndOffsetForEpoch(leaderEpoch)
+	switch {
+	case ep < 0:
+		return l.StartOffset(), true
+	case ep != leaderEpoch:
+		return ours, false
+	default:
+		return min(ours, leaderEnd), true
 	}
-	if leaderEpoch < ours {
-		ep, end := l.EndOffsetForEpoch(leaderEpoch)
-		if ep < 0 {
-			return undefined
-		}
-		leaderEnd = min(leaderEnd, end)
-	}
-	return leaderEnd
+}
+
+// keepCommitted is where a follower with no epoch in common with its leader
+// cuts its log: at the high watermark it was told, which is committed, but
+// not past the leader's log end.
+func keepCommitted(l *storage.Log, hw, leaderLogEnd int64) int64 {
+	return max(l.StartOffset(), min(hw, leaderLogEnd, l.NextOffset()))
 }
 
 // errStaleLeaderEpoch: the leader a follower is told to follow is older
@@ -407,6 +440,29 @@ func appendFetched(ctx context.Context, l *storage.Log, batches []byte) error {
 			return fmt.Errorf("restart empty log at fetched batch %d: %w", h.BaseOffset, err)
 		}
 	}
-	_, err := l.Append(ctx, batches, storage.AppendOptions{KeepOffsets: true, LeaderEpoch: -1, Sequences: forwarded.Sequences})
+	// The fetcher syncs before it fetches on (WaitSynced), whatever the
+	// topic's flush policy.
+	_, err := l.Append(ctx, batches, storage.AppendOptions{KeepOffsets: true, LeaderEpoch: -1, Sequences: forwarded.Sequences,
+		DeferSync: true})
 	return err
+}
+
+// errFollowingEnded refuses a fetched batch that arrives after this broker
+// stopped following the leader epoch it was fetched in.
+var errFollowingEnded = errors.New("replica: no longer following that leader epoch")
+
+// appendAsFollower writes batches fetched from the leader of epoch while
+// this broker still follows at that epoch, under leadMu: a fetcher's last
+// batch cannot land after this broker has become leader (and counted its
+// log end as the start of its epoch).
+func (r *replica) appendAsFollower(ctx context.Context, epoch int32, batches []byte) error {
+	r.leadMu.RLock()
+	defer r.leadMu.RUnlock()
+	r.mu.Lock()
+	following := r.st.LeaderEpoch == epoch && r.st.Leader != r.self
+	r.mu.Unlock()
+	if !following {
+		return fmt.Errorf("epoch %d: %w", epoch, errFollowingEnded)
+	}
+	return appendFetched(ctx, r.log, batches)
 }

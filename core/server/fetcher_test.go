@@ -37,7 +37,7 @@ func TestFetcherKeepsLogAheadOfStaleLeader(t *testing.T) {
 	// No connection and no replica manager: the check comes before any
 	// request, so a call that got further would fail differently.
 	f := &fetcher{r: &replica{log: l, topic: "t", part: 0}, leader: 2, epoch: 1}
-	if err := f.truncate(context.Background()); !errors.Is(err, errStaleLeaderEpoch) {
+	if _, err := f.truncate(context.Background()); !errors.Is(err, errStaleLeaderEpoch) {
 		t.Fatalf("truncate under a stale leader epoch: %v, want errStaleLeaderEpoch", err)
 	}
 	if l.NextOffset() != end || l.LatestEpoch() != 5 {

@@ -118,21 +118,35 @@ func (s *Server) ensureTopic(topic string) error {
 // lock, say) while leadership moved must not write into what is now a
 // follower's log, under a leader epoch that is another broker's.
 func (p *Partition) Append(ctx context.Context, batches []byte, idempotent bool) (storage.AppendResult, error) {
-	p.r.leadMu.RLock()
-	defer p.r.leadMu.RUnlock()
-	if !p.r.leadsAt(p.epoch) {
-		return storage.AppendResult{}, fmt.Errorf("append to %s/%d at leader epoch %d: %w", p.Topic, p.ID, p.epoch, errNotLeader)
-	}
-	res, err := p.log.Append(ctx, batches, storage.AppendOptions{
-		LeaderEpoch: p.epoch,
-		Idempotent:  idempotent,
-		Sequences:   forwarded.Sequences, // a bridge's producer: sequence = edge offset
-	})
+	res, err := p.appendAtEpoch(ctx, batches, idempotent)
 	if err != nil {
 		return res, fmt.Errorf("append to %s/%d: %w", p.Topic, p.ID, err)
 	}
 	p.r.appended()
+	// A topic that syncs every write (flush.ms=0) waits for its fsync
+	// here, outside leadMu: a slow disk must not hold up a leader change.
+	if !res.Duplicate && p.log.Config().Durability.Mode == storage.SyncAlways {
+		if err := p.log.WaitSynced(ctx, res.LastOffset+1); err != nil {
+			return res, fmt.Errorf("sync %s/%d: %w", p.Topic, p.ID, err)
+		}
+	}
 	return res, nil
+}
+
+// appendAtEpoch writes the batches if this broker still leads at p.epoch,
+// under leadMu so that the epoch cannot change in between.
+func (p *Partition) appendAtEpoch(ctx context.Context, batches []byte, idempotent bool) (storage.AppendResult, error) {
+	p.r.leadMu.RLock()
+	defer p.r.leadMu.RUnlock()
+	if !p.r.leadsAt(p.epoch) {
+		return storage.AppendResult{}, fmt.Errorf("at leader epoch %d: %w", p.epoch, errNotLeader)
+	}
+	return p.log.Append(ctx, batches, storage.AppendOptions{
+		LeaderEpoch: p.epoch,
+		Idempotent:  idempotent,
+		Sequences:   forwarded.Sequences, // a bridge's producer: sequence = edge offset
+		DeferSync:   true,
+	})
 }
 
 // EndOffset is the log end offset (the next offset to be assigned).

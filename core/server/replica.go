@@ -751,6 +751,15 @@ func (r *replica) checkISR(ctx context.Context, lagMax time.Duration) {
 		return
 	}
 	if len(join) > 0 {
+		// An earlier proposal against the same state may still commit:
+		// its joiners keep counting until the state moves on.
+		if samePartitionEpoch(r.joiningAt, cur) {
+			for _, id := range r.joining {
+				if !slices.Contains(join, id) {
+					join = append(join, id)
+				}
+			}
+		}
 		r.joining, r.joiningAt = join, cur
 	}
 	r.mu.Unlock()

@@ -258,6 +258,11 @@ func (s *Server) markDurably(ctx context.Context, p *Partition, pid int64, epoch
 // appendMarker appends one control batch to a partition this broker leads
 // and returns its offset; it is durable once p.WaitDurable passes it.
 func (s *Server) appendMarker(ctx context.Context, p *Partition, pid int64, epoch int16, commit bool) (int64, error) {
+	// Refused before appending, as a produce is: every retry would
+	// otherwise add a marker that cannot be acknowledged.
+	if err := p.CheckMinISR(); err != nil {
+		return -1, fmt.Errorf("marker: %w", err)
+	}
 	batch, err := recordbatch.BuildMarker(pid, epoch, commit, 0, time.Now().UnixMilli())
 	if err != nil {
 		return -1, fmt.Errorf("build marker: %w", err)
