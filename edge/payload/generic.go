@@ -280,8 +280,9 @@ func jsonLookup(p []byte, path Path) ([]byte, bool) {
 		}
 		switch p[i] {
 		case '{':
+			// A repeated key's last value wins, as with encoding/json.
 			i = skipWS(p, i+1)
-			found := false
+			found := -1
 			for i < len(p) && p[i] != '}' {
 				ks := i
 				i = skipValue(p, i)
@@ -292,17 +293,17 @@ func jsonLookup(p []byte, path Path) ([]byte, bool) {
 				}
 				i = skipWS(p, i+1)
 				if keyEquals(key, seg) {
-					found = true
-					break
+					found = i
 				}
 				i = skipWS(p, skipValue(p, i))
 				if i < len(p) && p[i] == ',' {
 					i = skipWS(p, i+1)
 				}
 			}
-			if !found {
+			if found < 0 {
 				return nil, false
 			}
+			i = found
 		case '[':
 			n, err := strconv.Atoi(seg)
 			if err != nil || n < 0 {

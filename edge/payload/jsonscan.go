@@ -27,14 +27,16 @@ type jsonScanner struct {
 }
 
 // JSONFields asks CheckJSONFields for the values at up to two paths (a
-// rule's time and seq fields). It finds what JSONField finds: at each
-// level the first key that matches the path's segment is the only route
-// taken, so a later duplicate key is not looked at.
+// rule's time and seq fields). It finds what JSONField finds: a key
+// repeated in an object takes its last value, as with encoding/json and
+// the stream engine's paths, so every reader of a payload agrees.
 type JSONFields struct {
 	paths [2]Path
 	want  [2]bool
 	// on[i] is how many of paths[i]'s segments the value being scanned
-	// matched; -1 once the route was taken (found or not) or left.
+	// matched, or -1 when not wanted. A route stays open in each container
+	// it went through until that container closes: a later duplicate key
+	// takes it again.
 	on  [2]int
 	raw [2][]byte
 }
@@ -82,28 +84,28 @@ func (f *JSONFields) routes(d int, key []byte, idx int) (m uint8) {
 }
 
 // enterRoute notes that the value now scanned, a member or element of the
-// container at depth d, is on fields m's routes.
+// container at depth d, is on fields m's routes. What an earlier member
+// with the same key gave them no longer counts: the last one wins.
 func (s *jsonScanner) enterRoute(m uint8, d int) {
 	for i := range s.f.on {
 		if m&(1<<i) != 0 {
-			s.f.on[i] = d
+			s.f.on[i], s.f.raw[i] = d, nil
 		}
 	}
 }
 
 // leaveRoute ends fields m's routes at the value that began at start: a
-// field whose path ends here takes its bytes; either way the route is done.
+// field whose path ends here takes its bytes. Either way the route goes
+// back to the container at depth d, where a later duplicate of the key
+// may take it again.
 func (s *jsonScanner) leaveRoute(m uint8, d, start int) {
 	for i := range s.f.on {
 		if m&(1<<i) != 0 {
 			if len(s.f.paths[i]) == d {
 				s.f.raw[i] = s.p[start:s.i]
 			}
-			s.f.on[i] = -1
+			s.f.on[i] = d - 1
 		}
-	}
-	if s.f.on == [2]int{-1, -1} {
-		s.fields = false // every route taken: the rest is only checked
 	}
 }
 
