@@ -138,6 +138,16 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest, bufs *fetchBufs) (*k
 					sp.LastStableOffset, sp.LogStartOffset = p.LastStableOffset(), p.LogStartOffset()
 					break
 				}
+				if req.ReplicaID >= 0 && rp.LastFetchedEpoch >= 0 {
+					// A follower's fetch counts only if its log matches
+					// ours up to its fetch offset; else it is told where
+					// they part (KIP-595), and truncates.
+					if ep, end := p.EndOffsetForEpoch(rp.LastFetchedEpoch); ep != rp.LastFetchedEpoch || end < rp.FetchOffset {
+						sp.DivergingEpoch.Epoch, sp.DivergingEpoch.EndOffset = ep, end
+						sp.HighWatermark, sp.LogStartOffset = p.HighWatermark(), p.LogStartOffset()
+						break
+					}
+				}
 				read := p.Read
 				if req.ReplicaID >= 0 {
 					read = func(alloc func(int) []byte, from int64, max int) ([]byte, int64, error) {

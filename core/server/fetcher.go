@@ -114,6 +114,9 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 	rp.Partition = f.r.part
 	rp.CurrentLeaderEpoch = f.epoch
 	rp.FetchOffset = l.NextOffset()
+	// The leader checks that our last epoch ends where it does in its log
+	// before it counts the fetch (KIP-595's DivergingEpoch).
+	rp.LastFetchedEpoch = l.LatestEpoch()
 	rp.LogStartOffset = l.StartOffset()
 	rp.PartitionMaxBytes = replicaFetchBytes
 	rt.Partitions = append(rt.Partitions, rp)
@@ -143,6 +146,15 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 		return fmt.Errorf("fetch at %d: %w", rp.FetchOffset, kerr.OffsetOutOfRange)
 	default:
 		return fmt.Errorf("fetch at %d: %w", rp.FetchOffset, kerr.ErrorForCode(sp.ErrorCode))
+	}
+	if d := sp.DivergingEpoch; d.Epoch >= 0 || d.EndOffset >= 0 {
+		// Our log parts from the leader's before our fetch offset.
+		done, err := f.truncateAt(ctx, rp.LastFetchedEpoch, d.Epoch, d.EndOffset)
+		if err != nil {
+			return err
+		}
+		*truncated = done
+		return nil
 	}
 	if len(sp.RecordBatches) > 0 {
 		err := f.r.appendAsFollower(ctx, f.epoch, sp.RecordBatches)
@@ -212,6 +224,15 @@ func (f *fetcher) truncate(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return f.truncateAt(ctx, latest, leaderEpoch, leaderEnd)
+}
+
+// truncateAt cuts our log where it parts from the leader's, given the
+// leader's latest epoch at or below ours and where that epoch ends in its
+// log (from OffsetForLeaderEpoch, or a Fetch's DivergingEpoch). It reports
+// false when it cut back to an older epoch the leader must be asked about.
+func (f *fetcher) truncateAt(ctx context.Context, latest, leaderEpoch int32, leaderEnd int64) (bool, error) {
+	l := f.r.log
 	to, done := divergence(l, leaderEpoch, leaderEnd)
 	if leaderEpoch < 0 || leaderEnd < 0 {
 		// The leader has no epoch at or below ours. What is below the high

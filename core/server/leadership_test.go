@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/internal/testkit"
 )
@@ -84,5 +85,85 @@ func TestAckAfterISRBelowMinRefused(t *testing.T) {
 		ps, _ := leader.Cluster().PartitionState("below", 0)
 		t.Fatalf("acks=all while the ISR shrank to %v (min.insync.replicas 2): %v, want NOT_ENOUGH_REPLICAS_AFTER_APPEND",
 			ps.ISR, kerr.ErrorForCode(got.ErrorCode))
+	}
+}
+
+// TestDivergingFollowerFetchNotCounted: a follower fetch whose last epoch
+// ends earlier in the leader's log than the fetch offset is answered with
+// where the logs part (DivergingEpoch, KIP-595) and not counted for the
+// high watermark; a fetch that matches is counted.
+func TestDivergingFollowerFetchNotCounted(t *testing.T) {
+	t.Parallel()
+	tb := startTestCluster(t, 3)
+	tb.createTopic("diverge", 1, 3, 2)
+	ctx := testkit.Context(t, 2*time.Minute)
+	st, _ := tb.srvs[0].Cluster().PartitionState("diverge", 0)
+	old := tb.byID(st.Leader)
+	produce := func(addr string, n int) {
+		t.Helper()
+		cl := newClient(t, addr, kgo.SeedBrokers(tb.addrs()...), kgo.DefaultProduceTopic("diverge"), kgo.RequiredAcks(kgo.AllISRAcks()))
+		for range n {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+	}
+	produce(old.Addr(), 5) // offsets 0–4 at the first epoch
+	tb.faults.Isolate(old.cfg.NodeID)
+	defer tb.faults.Heal(old.cfg.NodeID)
+	var leader *Server
+	tb.waitFor("a new leader", 30*time.Second, func() bool {
+		s, _ := tb.other(old.cfg.NodeID).Cluster().PartitionState("diverge", 0)
+		if s.Leader < 0 || s.Leader == old.cfg.NodeID {
+			return false
+		}
+		leader = tb.byID(s.Leader)
+		ls, _ := leader.Cluster().PartitionState("diverge", 0)
+		return ls.Leader == s.Leader && leader.Readiness().Ready
+	})
+	produce(leader.Addr(), 5) // offsets 5–9 at the new epoch
+	ls, _ := leader.Cluster().PartitionState("diverge", 0)
+	r, err := leader.replicas.lookup("diverge", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := func() int64 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if f := r.followers[old.cfg.NodeID]; f != nil {
+			return f.fetchOffset
+		}
+		return -1
+	}
+	c := dialRaw(t, leader.Addr())
+	fetch := func(offset int64) kmsg.FetchResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrFetchRequest()
+		req.Version, req.ReplicaID, req.MaxBytes = 12, old.cfg.NodeID, 1<<20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "diverge"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LogStartOffset = offset, 1<<20, ls.LeaderEpoch, 0
+		rp.LastFetchedEpoch = st.LeaderEpoch // the old leader's log ends in its own epoch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		return c.roundTrip(req).(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	}
+	// As if the old leader had appended three more records at its epoch.
+	sp := fetch(8)
+	if sp.ErrorCode != 0 || sp.DivergingEpoch.Epoch != st.LeaderEpoch || sp.DivergingEpoch.EndOffset != 5 || len(sp.RecordBatches) > 0 {
+		t.Fatalf("a fetch at 8 after epoch %d, which ends at 5 here: error %d, diverging epoch %+v, %d bytes; want epoch %d ending at 5, no records",
+			st.LeaderEpoch, sp.ErrorCode, sp.DivergingEpoch, len(sp.RecordBatches), st.LeaderEpoch)
+	}
+	if got := counted(); got == 8 {
+		t.Fatal("the diverging fetch at 8 was counted for the high watermark")
+	}
+	sp = fetch(5)
+	if sp.ErrorCode != 0 || sp.DivergingEpoch.EndOffset != -1 || len(sp.RecordBatches) == 0 {
+		t.Fatalf("a fetch at 5, where the epoch ends: error %d, diverging epoch %+v, %d bytes; want the records from 5",
+			sp.ErrorCode, sp.DivergingEpoch, len(sp.RecordBatches))
+	}
+	if got := counted(); got != 5 {
+		t.Fatalf("the matching fetch at 5 counted as %d", got)
 	}
 }
