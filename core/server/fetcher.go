@@ -149,7 +149,7 @@ func (f *fetcher) step(ctx context.Context, truncated *bool) error {
 	}
 	if d := sp.DivergingEpoch; d.Epoch >= 0 || d.EndOffset >= 0 {
 		// Our log parts from the leader's before our fetch offset.
-		done, err := f.truncateAt(ctx, rp.LastFetchedEpoch, d.Epoch, d.EndOffset)
+		done, err := f.truncateAt(rp.LastFetchedEpoch, d.Epoch, d.EndOffset)
 		if err != nil {
 			return err
 		}
@@ -202,15 +202,12 @@ func (f *fetcher) replaceDamage() error {
 }
 
 // truncate cuts a divergent tail: the leader says where our latest epoch
-// ends in its log, and everything from there on is not the leader's. It
-// reports false when it cut back to an older epoch whose end the leader
-// must be asked about next.
+// ends in its log, and everything from there on is not the leader's; and
+// nothing of ours may lie past the leader's log end. It reports false when
+// it cut back to an older epoch the leader must be asked about next.
 func (f *fetcher) truncate(ctx context.Context) (bool, error) {
 	l := f.r.log
 	latest := l.LatestEpoch()
-	if latest < 0 {
-		return true, nil // nothing written under any epoch: nothing to diverge
-	}
 	if latest > f.epoch {
 		// Our log holds records of a newer leader epoch than the leader we
 		// are told to follow, so our metadata is behind (after a restart
@@ -220,40 +217,60 @@ func (f *fetcher) truncate(ctx context.Context) (bool, error) {
 		// retry until the metadata catches up instead.
 		return false, fmt.Errorf("%w: log has epoch %d, told to follow epoch %d", errStaleLeaderEpoch, latest, f.epoch)
 	}
-	leaderEpoch, leaderEnd, err := f.endOffsetForEpoch(ctx, latest)
+	if latest >= 0 {
+		leaderEpoch, leaderEnd, err := f.endOffsetForEpoch(ctx, latest)
+		if err != nil {
+			return false, err
+		}
+		if done, err := f.truncateAt(latest, leaderEpoch, leaderEnd); err != nil || !done {
+			return done, err
+		}
+	}
+	// Records without epochs, or an unclean election's leader holding less
+	// than we do: never keep more than the leader's log end (the end of
+	// its current epoch).
+	_, leaderLogEnd, err := f.endOffsetForEpoch(ctx, f.epoch)
 	if err != nil {
 		return false, err
 	}
-	return f.truncateAt(ctx, latest, leaderEpoch, leaderEnd)
+	if leaderLogEnd >= 0 && leaderLogEnd < l.NextOffset() {
+		if err := f.cut(leaderLogEnd, latest, f.epoch); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // truncateAt cuts our log where it parts from the leader's, given the
 // leader's latest epoch at or below ours and where that epoch ends in its
 // log (from OffsetForLeaderEpoch, or a Fetch's DivergingEpoch). It reports
 // false when it cut back to an older epoch the leader must be asked about.
-func (f *fetcher) truncateAt(ctx context.Context, latest, leaderEpoch int32, leaderEnd int64) (bool, error) {
-	l := f.r.log
-	to, done := divergence(l, leaderEpoch, leaderEnd)
-	if leaderEpoch < 0 || leaderEnd < 0 {
-		// The leader has no epoch at or below ours. What is below the high
-		// watermark we were told is committed, so the leader has it too
-		// (Kafka keeps it as well), but never keep more than the leader
-		// holds: after an unclean election it may hold less.
-		_, leaderLogEnd, err := f.endOffsetForEpoch(ctx, f.epoch)
-		if err != nil {
+func (f *fetcher) truncateAt(latest, leaderEpoch int32, leaderEnd int64) (bool, error) {
+	to, done := divergence(f.r.log, leaderEpoch, leaderEnd)
+	if to < f.r.log.NextOffset() {
+		if err := f.cut(to, latest, leaderEpoch); err != nil {
 			return false, err
 		}
-		to, done = keepCommitted(l, f.r.followedHW(), leaderLogEnd), true
-	}
-	if to < l.NextOffset() {
-		f.r.m.s.logger.Info("truncating divergent replica tail", "topic", f.r.topic, "partition", f.r.part,
-			"from", l.NextOffset(), "to", to, "our_epoch", latest, "leader_epoch", leaderEpoch)
-		if err := l.TruncateTo(to); err != nil {
-			return false, fmt.Errorf("truncate to %d: %w", to, err)
-		}
-		f.r.m.truncations.Inc()
 	}
 	return done, nil
+}
+
+// cut truncates our log to offset (below our start: empties it there).
+func (f *fetcher) cut(to int64, ours, leaderEpoch int32) error {
+	l := f.r.log
+	f.r.m.s.logger.Info("truncating divergent replica tail", "topic", f.r.topic, "partition", f.r.part,
+		"from", l.NextOffset(), "to", to, "our_epoch", ours, "leader_epoch", leaderEpoch)
+	var err error
+	if to < l.StartOffset() {
+		err = l.ResetTo(to)
+	} else {
+		err = l.TruncateTo(to)
+	}
+	if err != nil {
+		return fmt.Errorf("truncate to %d: %w", to, err)
+	}
+	f.r.m.truncations.Inc()
+	return nil
 }
 
 // endOffsetForEpoch asks the leader (OffsetForLeaderEpoch) for its latest
@@ -287,18 +304,24 @@ func (f *fetcher) endOffsetForEpoch(ctx context.Context, epoch int32) (int32, in
 
 // divergence is where a follower's log l stops matching the leader's, from
 // the leader's answer to OffsetForLeaderEpoch for l's latest epoch: the
-// leader's latest epoch at or below it (leaderEpoch, which the caller
-// checked is defined) and where that epoch ends in the leader's log
-// (leaderEnd). As Kafka's follower does (KIP-101, KIP-279):
+// leader's latest epoch at or below it (leaderEpoch) and where that epoch
+// ends in the leader's log (leaderEnd). As Kafka's follower does (KIP-101,
+// KIP-279):
 //
 //   - We have leaderEpoch too: we match up to the earlier of the two ends
 //     of it (it is our latest epoch, or we ran on into epochs the leader
 //     never had).
 //   - We never had leaderEpoch: we match at most up to where our latest
 //     epoch before it ends. Cut there, and ask again (done is false).
-//   - Every epoch of ours is newer than leaderEpoch: none of it is the
-//     leader's.
+//   - The leader has no epoch at or below ours, or every epoch of ours is
+//     newer than leaderEpoch: none of our records is known to be the
+//     leader's (its log start has passed them, or an unclean election
+//     chose a replica without them). We start again from our start; kept,
+//     they would fail every fetch's epoch check.
 func divergence(l *storage.Log, leaderEpoch int32, leaderEnd int64) (to int64, done bool) {
+	if leaderEpoch < 0 || leaderEnd < 0 {
+		return l.StartOffset(), true
+	}
 	ep, ours := l.EndOffsetForEpoch(leaderEpoch)
 	switch {
 	case ep < 0:
@@ -308,13 +331,6 @@ func divergence(l *storage.Log, leaderEpoch int32, leaderEnd int64) (to int64, d
 	default:
 		return min(ours, leaderEnd), true
 	}
-}
-
-// keepCommitted is where a follower with no epoch in common with its leader
-// cuts its log: at the high watermark it was told, which is committed, but
-// not past the leader's log end.
-func keepCommitted(l *storage.Log, hw, leaderLogEnd int64) int64 {
-	return max(l.StartOffset(), min(hw, leaderLogEnd, l.NextOffset()))
 }
 
 // errStaleLeaderEpoch: the leader a follower is told to follow is older

@@ -849,14 +849,6 @@ func (r *replica) stopFetcher() {
 	}
 }
 
-// followedHW is the high watermark a follower last heard from its leader
-// (or found in its checkpoint at start).
-func (r *replica) followedHW() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.hw
-}
-
 // followerHW records the leader's HW as seen by a follower.
 func (r *replica) followerHW(hw int64) {
 	r.mu.Lock()
