@@ -119,6 +119,53 @@ func (tb *testBrokers) waitTopic(topic string) {
 	})
 }
 
+// leading waits until a broker other than except (-1: any) leads topic's
+// partition 0 in the view of the brokers other than except, and is ready
+// to serve it; it returns that broker and the partition's state.
+func (tb *testBrokers) leading(topic string, except int32) (*Server, cluster.PartitionState) {
+	tb.t.Helper()
+	var leader *Server
+	var st cluster.PartitionState
+	tb.waitFor(fmt.Sprintf("a leader of %s/0 other than %d, ready to serve it", topic, except), 30*time.Second, func() bool {
+		for _, s := range tb.srvs {
+			if s.cfg.NodeID == except {
+				continue
+			}
+			ps, _ := s.Cluster().PartitionState(topic, 0)
+			if ps.Leader < 0 || ps.Leader == except {
+				return false
+			}
+			leader, st = tb.byID(ps.Leader), ps
+			own, _ := leader.Cluster().PartitionState(topic, 0)
+			return own.Leader == ps.Leader && own.LeaderEpoch == ps.LeaderEpoch && leader.Readiness().Ready
+		}
+		return false
+	})
+	return leader, st
+}
+
+// threeWithLeader starts three brokers with one partition of topic on all
+// of them (min.insync.replicas 2), and returns them, a context for the
+// test, and the partition's leader, ready to serve it, with its state.
+func threeWithLeader(t *testing.T, topic string) (*testBrokers, context.Context, *Server, cluster.PartitionState) {
+	t.Helper()
+	tb := startTestCluster(t, 3)
+	tb.createTopic(topic, 1, 3, 2)
+	leader, st := tb.leading(topic, -1)
+	return tb, testkit.Context(t, 2*time.Minute), leader, st
+}
+
+// produce writes n records to topic with acks=all through the broker at addr.
+func (tb *testBrokers) produce(ctx context.Context, addr, topic string, n int) {
+	tb.t.Helper()
+	cl := newClient(tb.t, addr, kgo.SeedBrokers(tb.addrs()...), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()))
+	for range n {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+			tb.t.Fatalf("produce to %s through %s: %v", topic, addr, err)
+		}
+	}
+}
+
 func (tb *testBrokers) addrs() []string {
 	var out []string
 	for _, s := range tb.srvs {
@@ -480,13 +527,8 @@ func TestMinInsyncReplicas(t *testing.T) {
 	t.Parallel()
 	tb := startTestCluster(t, 3)
 	tb.createTopic("mis", 1, 3, 3)
-	st, _ := tb.srvs[0].Cluster().PartitionState("mis", 0)
-	leader, gone := tb.byID(st.Leader), tb.other(st.Leader)
-	// The leader serves the partition once its own metadata has caught up.
-	tb.waitFor("the leader ready to serve mis/0", 30*time.Second, func() bool {
-		ps, _ := leader.Cluster().PartitionState("mis", 0)
-		return ps.Leader == st.Leader && leader.Readiness().Ready
-	})
+	leader, st := tb.leading("mis", -1)
+	gone := tb.other(st.Leader)
 	c := dialRaw(t, leader.Addr())
 	if got := produceOne(t, c, -1, "mis", 0, buildBatch(t, 3, -1, 0, 10)); got.ErrorCode != 0 {
 		t.Fatalf("acks=all with the full ISR: %v", kerr.ErrorForCode(got.ErrorCode))

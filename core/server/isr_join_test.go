@@ -23,11 +23,7 @@ import (
 // produces a record that the leader and the other follower then hold.
 func TestISRJoinerHoldsHighWatermark(t *testing.T) {
 	t.Parallel()
-	tb := startTestCluster(t, 3)
-	tb.createTopic("join", 1, 3, 2)
-	ctx := testkit.Context(t, 2*time.Minute)
-	st, _ := tb.srvs[0].Cluster().PartitionState("join", 0)
-	leader := tb.byID(st.Leader)
+	tb, ctx, leader, st := threeWithLeader(t, "join")
 	ctrl, _ := leader.Cluster().Controller()
 	// The joiner must not be the controller: cutting it off would stall
 	// the proposal the test holds.
@@ -41,11 +37,7 @@ func TestISRJoinerHoldsHighWatermark(t *testing.T) {
 			other = id
 		}
 	}
-	prod := newClient(t, leader.Addr(), kgo.SeedBrokers(tb.addrs()...), kgo.DefaultProduceTopic("join"),
-		kgo.RequiredAcks(kgo.AllISRAcks()))
-	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("first")}).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
-	}
+	tb.produce(ctx, leader.Addr(), "join", 1)
 
 	// Take the joiner out of the ISR.
 	tb.faults.Isolate(joiner)
@@ -54,6 +46,7 @@ func TestISRJoinerHoldsHighWatermark(t *testing.T) {
 		return !slices.Contains(ps.ISR, joiner)
 	})
 
+	prod := newClient(t, leader.Addr(), kgo.DefaultProduceTopic("join"), kgo.RequiredAcks(kgo.AllISRAcks()))
 	acked := make(chan error, 1)
 	checked := make(chan struct{})
 	var once sync.Once
@@ -122,15 +115,8 @@ func TestISRJoinerHoldsHighWatermark(t *testing.T) {
 // raise the high watermark.
 func TestFetchOfAnotherEpochNotCounted(t *testing.T) {
 	t.Parallel()
-	tb := startTestCluster(t, 3)
-	tb.createTopic("epochs", 1, 3, 2)
-	ctx := testkit.Context(t, time.Minute)
-	st, _ := tb.srvs[0].Cluster().PartitionState("epochs", 0)
-	leader := tb.byID(st.Leader)
-	prod := newClient(t, leader.Addr(), kgo.DefaultProduceTopic("epochs"), kgo.RequiredAcks(kgo.AllISRAcks()))
-	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("one")}).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
-	}
+	tb, ctx, leader, st := threeWithLeader(t, "epochs")
+	tb.produce(ctx, leader.Addr(), "epochs", 1)
 	r, err := leader.replicas.lookup("epochs", 0)
 	if err != nil {
 		t.Fatal(err)

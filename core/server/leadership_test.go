@@ -6,10 +6,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestAppendAfterLeadershipMovedRefused: a handler that looked a partition
@@ -20,15 +17,8 @@ import (
 // filled with other, acknowledged records.
 func TestAppendAfterLeadershipMovedRefused(t *testing.T) {
 	t.Parallel()
-	tb := startTestCluster(t, 3)
-	tb.createTopic("moved", 1, 3, 2)
-	ctx := testkit.Context(t, 2*time.Minute)
-	st, _ := tb.srvs[0].Cluster().PartitionState("moved", 0)
-	old := tb.byID(st.Leader)
-	prod := newClient(t, old.Addr(), kgo.DefaultProduceTopic("moved"), kgo.RequiredAcks(kgo.AllISRAcks()))
-	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("before")}).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
-	}
+	tb, ctx, old, _ := threeWithLeader(t, "moved")
+	tb.produce(ctx, old.Addr(), "moved", 1)
 	p, err := old.partition("moved", 0) // what the produce handler holds
 	if err != nil {
 		t.Fatal(err)
@@ -36,10 +26,7 @@ func TestAppendAfterLeadershipMovedRefused(t *testing.T) {
 	// The cluster moves leadership away while the old leader is cut off,
 	// and the old leader learns of it once it is back.
 	tb.faults.Isolate(old.cfg.NodeID)
-	tb.waitFor("another leader", 30*time.Second, func() bool {
-		s, _ := tb.other(old.cfg.NodeID).Cluster().PartitionState("moved", 0)
-		return s.Leader >= 0 && s.Leader != old.cfg.NodeID
-	})
+	tb.leading("moved", old.cfg.NodeID)
 	tb.faults.Heal(old.cfg.NodeID)
 	tb.waitFor("the old leader following", 30*time.Second, func() bool {
 		return p.r.state().Leader != old.cfg.NodeID && p.r.state().LeaderEpoch > p.epoch
@@ -62,12 +49,7 @@ func TestAckAfterISRBelowMinRefused(t *testing.T) {
 		cfg.Replication.AckTimeout = time.Minute // the ISR shrinks first
 	})
 	tb.createTopic("below", 1, 2, 2)
-	st, _ := tb.srvs[0].Cluster().PartitionState("below", 0)
-	leader := tb.byID(st.Leader)
-	tb.waitFor("the leader ready to serve below/0", 30*time.Second, func() bool {
-		ps, _ := leader.Cluster().PartitionState("below", 0)
-		return ps.Leader == st.Leader && leader.Readiness().Ready
-	})
+	leader, st := tb.leading("below", -1)
 	c := dialRaw(t, leader.Addr())
 	if got := produceOne(t, c, -1, "below", 0, buildBatch(t, 3, -1, 0, 10)); got.ErrorCode != 0 {
 		t.Fatalf("acks=all with the full ISR: %v", kerr.ErrorForCode(got.ErrorCode))
@@ -94,35 +76,12 @@ func TestAckAfterISRBelowMinRefused(t *testing.T) {
 // high watermark; a fetch that matches is counted.
 func TestDivergingFollowerFetchNotCounted(t *testing.T) {
 	t.Parallel()
-	tb := startTestCluster(t, 3)
-	tb.createTopic("diverge", 1, 3, 2)
-	ctx := testkit.Context(t, 2*time.Minute)
-	st, _ := tb.srvs[0].Cluster().PartitionState("diverge", 0)
-	old := tb.byID(st.Leader)
-	produce := func(addr string, n int) {
-		t.Helper()
-		cl := newClient(t, addr, kgo.SeedBrokers(tb.addrs()...), kgo.DefaultProduceTopic("diverge"), kgo.RequiredAcks(kgo.AllISRAcks()))
-		for range n {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
-				t.Fatalf("produce: %v", err)
-			}
-		}
-	}
-	produce(old.Addr(), 5) // offsets 0–4 at the first epoch
+	tb, ctx, old, st := threeWithLeader(t, "diverge")
+	tb.produce(ctx, old.Addr(), "diverge", 5) // offsets 0–4 at the first epoch
 	tb.faults.Isolate(old.cfg.NodeID)
 	defer tb.faults.Heal(old.cfg.NodeID)
-	var leader *Server
-	tb.waitFor("a new leader", 30*time.Second, func() bool {
-		s, _ := tb.other(old.cfg.NodeID).Cluster().PartitionState("diverge", 0)
-		if s.Leader < 0 || s.Leader == old.cfg.NodeID {
-			return false
-		}
-		leader = tb.byID(s.Leader)
-		ls, _ := leader.Cluster().PartitionState("diverge", 0)
-		return ls.Leader == s.Leader && leader.Readiness().Ready
-	})
-	produce(leader.Addr(), 5) // offsets 5–9 at the new epoch
-	ls, _ := leader.Cluster().PartitionState("diverge", 0)
+	leader, ls := tb.leading("diverge", old.cfg.NodeID)
+	tb.produce(ctx, leader.Addr(), "diverge", 5) // offsets 5–9 at the new epoch
 	r, err := leader.replicas.lookup("diverge", 0)
 	if err != nil {
 		t.Fatal(err)
