@@ -99,8 +99,10 @@ func (l *Log) LatestEpoch() int32 {
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch in the
 // log that is <= epoch, and the offset where it ended (the start of the next
-// epoch, or the log end for the latest). (-1, -1) means the log has no such
-// epoch.
+// epoch, or the log end for the latest). An epoch older than every one the
+// log knows (their records gone below the log start) ended where the first
+// known one starts, as Kafka's epoch cache answers. (-1, -1) means the log
+// knows no epoch, or epoch is negative.
 func (l *Log) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -111,6 +113,9 @@ func (l *Log) EndOffsetForEpoch(epoch int32) (int32, int64) {
 			}
 			return l.epochs[i].Epoch, l.epochs[i+1].Start
 		}
+	}
+	if len(l.epochs) > 0 && epoch >= 0 {
+		return epoch, l.epochs[0].Start
 	}
 	return -1, -1
 }

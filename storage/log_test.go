@@ -618,6 +618,9 @@ func TestLeaderEpochs(t *testing.T) {
 	}
 	check(0, 0, 20)
 	check(1, 0, 20)
+	if e, off := l.EndOffsetForEpoch(-1); e != -1 || off != -1 {
+		t.Fatalf("EndOffsetForEpoch(-1) = %d, %d; want -1, -1", e, off)
+	}
 	check(2, 2, 40)
 	check(4, 2, 40)
 	check(5, 5, 60)
@@ -794,5 +797,27 @@ func TestDeferSyncLeavesTheWaitToTheCaller(t *testing.T) {
 	res, err = l.Append(context.Background(), makeBatch(t, 3, "d", 1), AppendOptions{LeaderEpoch: -1})
 	if err != nil || l.SyncedOffset() <= res.LastOffset {
 		t.Fatalf("an append without DeferSync: %v, synced offset %d, last offset %d", err, l.SyncedOffset(), res.LastOffset)
+	}
+}
+
+// TestEndOffsetForOlderEpoch: an epoch older than every one the log knows
+// ended where the first known one starts (Kafka's answer), so a follower
+// whose last epoch's records are gone from the leader fetches on.
+func TestEndOffsetForOlderEpoch(t *testing.T) {
+	t.Parallel()
+	l := openTestLog(t, t.TempDir(), LogConfig{})
+	defer l.Close()
+	for _, epoch := range []int32{-1, 3, 3, 4} {
+		if _, err := l.Append(context.Background(), makeBatch(t, 5, "e", 1), AppendOptions{LeaderEpoch: epoch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		ask, epoch int32
+		end        int64
+	}{{0, 0, 5}, {2, 2, 5}, {3, 3, 15}, {4, 4, 20}, {-1, -1, -1}} {
+		if e, off := l.EndOffsetForEpoch(c.ask); e != c.epoch || off != c.end {
+			t.Errorf("EndOffsetForEpoch(%d) = %d, %d; want %d, %d", c.ask, e, off, c.epoch, c.end)
+		}
 	}
 }

@@ -99,8 +99,8 @@ func (f *fetchBufs) release() {
 }
 
 // fetchOnce builds a response from what is stored now, reading into bufs.
-// It returns the bytes gathered, whether any partition failed (Kafka answers
-// at once then) and the change channels of the partitions, taken before
+// It returns the bytes gathered, whether any partition failed or told a
+// follower its log diverged (Kafka answers at once then) and the change channels of the partitions, taken before
 // reading so that no append between the read and the wait is missed.
 func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest, bufs *fetchBufs) (*kmsg.FetchResponse, int, bool, []<-chan struct{}) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
@@ -153,6 +153,7 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest, bufs *fetchBufs) (*k
 					if ep != rp.LastFetchedEpoch || end < rp.FetchOffset {
 						sp.DivergingEpoch.Epoch, sp.DivergingEpoch.EndOffset = ep, end
 						sp.HighWatermark, sp.LogStartOffset = p.HighWatermark(), p.LogStartOffset()
+						failed = true // answered at once, as Kafka does: the follower truncates
 						break
 					}
 				}

@@ -246,8 +246,11 @@ func (f *fetcher) truncate(ctx context.Context) (bool, error) {
 // log (from OffsetForLeaderEpoch, or a Fetch's DivergingEpoch). It reports
 // false when it cut back to an older epoch the leader must be asked about.
 func (f *fetcher) truncateAt(latest, leaderEpoch int32, leaderEnd int64) (bool, error) {
-	to, done := divergence(f.r.log, leaderEpoch, leaderEnd)
-	if to < f.r.log.NextOffset() {
+	l := f.r.log
+	to, done := divergence(l, leaderEpoch, leaderEnd)
+	// At or below our start, reset even an empty log: the epochs it still
+	// knows (from below its start) would fail the next fetch's check.
+	if to < l.NextOffset() || (to <= l.StartOffset() && l.LatestEpoch() >= 0) {
 		if err := f.cut(to, latest, leaderEpoch); err != nil {
 			return false, err
 		}
@@ -255,13 +258,14 @@ func (f *fetcher) truncateAt(latest, leaderEpoch int32, leaderEnd int64) (bool, 
 	return done, nil
 }
 
-// cut truncates our log to offset (below our start: empties it there).
+// cut truncates our log to offset; at or below our start it empties the
+// log there (the start may sit inside a batch, which truncating would keep).
 func (f *fetcher) cut(to int64, ours, leaderEpoch int32) error {
 	l := f.r.log
 	f.r.m.s.logger.Info("truncating divergent replica tail", "topic", f.r.topic, "partition", f.r.part,
 		"from", l.NextOffset(), "to", to, "our_epoch", ours, "leader_epoch", leaderEpoch)
 	var err error
-	if to < l.StartOffset() {
+	if to <= l.StartOffset() {
 		err = l.ResetTo(to)
 	} else {
 		err = l.TruncateTo(to)
@@ -313,11 +317,12 @@ func (f *fetcher) endOffsetForEpoch(ctx context.Context, epoch int32) (int32, in
 //     never had).
 //   - We never had leaderEpoch: we match at most up to where our latest
 //     epoch before it ends. Cut there, and ask again (done is false).
-//   - The leader has no epoch at or below ours, or every epoch of ours is
-//     newer than leaderEpoch: none of our records is known to be the
-//     leader's (its log start has passed them, or an unclean election
-//     chose a replica without them). We start again from our start; kept,
-//     they would fail every fetch's epoch check.
+//   - The leader knows no epoch at all, or we know none at or below
+//     leaderEpoch: none of our records is known to be the leader's (an
+//     unclean election chose a replica without them). We start again from
+//     our start; kept, they would fail every fetch's epoch check. (An
+//     epoch older than every one a log knows ends where its first known
+//     one starts: storage.Log.EndOffsetForEpoch.)
 func divergence(l *storage.Log, leaderEpoch int32, leaderEnd int64) (to int64, done bool) {
 	if leaderEpoch < 0 || leaderEnd < 0 {
 		return l.StartOffset(), true

@@ -2,11 +2,15 @@ package server
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tributary-io/tributary/internal/testkit"
 )
 
 // TestAppendAfterLeadershipMovedRefused: a handler that looked a partition
@@ -99,6 +103,8 @@ func TestDivergingFollowerFetchNotCounted(t *testing.T) {
 		t.Helper()
 		req := kmsg.NewPtrFetchRequest()
 		req.Version, req.ReplicaID, req.MaxBytes = 12, old.cfg.NodeID, 1<<20
+		// A long poll: a divergence is answered at once all the same.
+		req.MaxWaitMillis, req.MinBytes = 30_000, 1
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic = "diverge"
 		rp := kmsg.NewFetchRequestTopicPartition()
@@ -109,7 +115,11 @@ func TestDivergingFollowerFetchNotCounted(t *testing.T) {
 		return c.roundTrip(req).(*kmsg.FetchResponse).Topics[0].Partitions[0]
 	}
 	// As if the old leader had appended three more records at its epoch.
+	asked := time.Now()
 	sp := fetch(8)
+	if waited := time.Since(asked); waited > 15*time.Second {
+		t.Errorf("the diverging fetch was answered after %v: it waited out the long poll", waited)
+	}
 	if sp.ErrorCode != 0 || sp.DivergingEpoch.Epoch != st.LeaderEpoch || sp.DivergingEpoch.EndOffset != 5 || len(sp.RecordBatches) > 0 {
 		t.Fatalf("a fetch at 8 after epoch %d, which ends at 5 here: error %d, diverging epoch %+v, %d bytes; want epoch %d ending at 5, no records",
 			st.LeaderEpoch, sp.ErrorCode, sp.DivergingEpoch, len(sp.RecordBatches), st.LeaderEpoch)
@@ -125,4 +135,46 @@ func TestDivergingFollowerFetchNotCounted(t *testing.T) {
 	if got := counted(); got != 5 {
 		t.Fatalf("the matching fetch at 5 counted as %d", got)
 	}
+}
+
+// TestFollowerCatchesUpPastDeletedEpochs: a follower whose last epoch's
+// records were all deleted (DeleteRecords) fetches on from a new leader
+// that never had that epoch. The leader places an epoch older than every
+// one it knows at the start of its first, as Kafka does; before, it could
+// not place it, and the follower truncated nothing, fetched, and was
+// refused again, for good.
+func TestFollowerCatchesUpPastDeletedEpochs(t *testing.T) {
+	t.Parallel()
+	tb := startTestCluster(t, 3)
+	tb.createTopic("deleted", 1, 2, 1)
+	ctx := testkit.Context(t, 2*time.Minute)
+	a, st := tb.leading("deleted", -1)
+	b := tb.byID(st.Replicas[slices.IndexFunc(st.Replicas, func(id int32) bool { return id != st.Leader })])
+	// B misses ten records, which are then deleted on A: B resets to A's
+	// new start with no epochs, while A keeps the epoch of the deleted
+	// records in its epoch checkpoint.
+	tb.faults.Isolate(b.cfg.NodeID)
+	tb.produce(ctx, a.Addr(), "deleted", 10)
+	if r := deleteRecords(t, kadm.NewClient(newClient(t, a.Addr())), "deleted", 10); r.Err != nil {
+		t.Fatalf("delete records: %v", r.Err)
+	}
+	tb.faults.Heal(b.cfg.NodeID)
+	tb.waitFor("B back in the ISR", 30*time.Second, func() bool {
+		ps, _ := a.Cluster().PartitionState("deleted", 0)
+		return slices.Contains(ps.ISR, b.cfg.NodeID)
+	})
+	// B leads a new epoch; A follows it with its old epoch as its latest.
+	tb.faults.Isolate(a.cfg.NodeID)
+	leader, _ := tb.leading("deleted", a.cfg.NodeID)
+	tb.faults.Heal(a.cfg.NodeID)
+	tb.produce(ctx, leader.Addr(), "deleted", 5)
+	al, err := a.Topics().Partition("deleted", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.waitFor("A fetches the new leader's records", 30*time.Second, func() bool { return al.NextOffset() == 15 })
+	tb.waitFor("A back in the ISR", 30*time.Second, func() bool {
+		ps, _ := leader.Cluster().PartitionState("deleted", 0)
+		return slices.Contains(ps.ISR, a.cfg.NodeID)
+	})
 }
