@@ -100,8 +100,9 @@ func (f *fetchBufs) release() {
 
 // fetchOnce builds a response from what is stored now, reading into bufs.
 // It returns the bytes gathered, whether any partition failed or told a
-// follower its log diverged (Kafka answers at once then) and the change channels of the partitions, taken before
-// reading so that no append between the read and the wait is missed.
+// follower its log diverged (Kafka answers at once then) and the change
+// channels of the partitions, taken before reading so that no append
+// between the read and the wait is missed.
 func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest, bufs *fetchBufs) (*kmsg.FetchResponse, int, bool, []<-chan struct{}) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	callCode := c.code
