@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
@@ -118,7 +119,7 @@ func decodeCBOR(b []byte) (any, bool) {
 
 // jsonable converts what the CBOR decoder returns into values encoding/json
 // accepts: map keys become strings, byte strings base64 text, tags their
-// content, and non-finite floats strings.
+// content (times their RFC 3339 text), and non-finite floats strings.
 func jsonable(v any) any {
 	switch x := v.(type) {
 	case map[any]any:
@@ -148,6 +149,10 @@ func jsonable(v any) any {
 		}
 	case cbor.SimpleValue:
 		return uint8(x)
+	case time.Time:
+		// A time tag (0 or 1): the RFC 3339 text encoding/json would write,
+		// written here for any year (encoding/json refuses years past 9999).
+		return x.Format(time.RFC3339Nano)
 	}
 	return v
 }
