@@ -24,19 +24,10 @@ import (
 func TestISRJoinerHoldsHighWatermark(t *testing.T) {
 	t.Parallel()
 	tb, ctx, leader, st := threeWithLeader(t, "join")
+	// The joiner: a follower, and not the controller, so that cutting it
+	// off leaves the cluster's metadata moving.
 	ctrl, _ := leader.Cluster().Controller()
-	// The joiner must not be the controller: cutting it off would stall
-	// the proposal the test holds.
-	var joiner, other int32
-	for _, id := range st.Replicas {
-		switch {
-		case id == st.Leader:
-		case joiner == 0 && id != ctrl:
-			joiner = id
-		default:
-			other = id
-		}
-	}
+	joiner := st.Replicas[slices.IndexFunc(st.Replicas, func(id int32) bool { return id != st.Leader && id != ctrl })]
 	tb.produce(ctx, leader.Addr(), "join", 1)
 
 	// Take the joiner out of the ISR.
@@ -46,65 +37,97 @@ func TestISRJoinerHoldsHighWatermark(t *testing.T) {
 		return !slices.Contains(ps.ISR, joiner)
 	})
 
-	prod := newClient(t, leader.Addr(), kgo.DefaultProduceTopic("join"), kgo.RequiredAcks(kgo.AllISRAcks()))
-	acked := make(chan error, 1)
+	prod := newClient(t, leader.Addr(), kgo.SeedBrokers(tb.addrs()...), kgo.DefaultProduceTopic("join"),
+		kgo.RequiredAcks(kgo.AllISRAcks()))
+	acked := make(chan error, 16)
 	checked := make(chan struct{})
-	var once sync.Once
+	var mu sync.Mutex // one check at a time, until one is conclusive
+	done, attempts := false, 0
 	hook := func(r *replica, join []int32) {
 		if r.topic != "join" || !slices.Contains(join, joiner) {
 			return
 		}
-		once.Do(func() {
-			defer close(checked)
-			tb.faults.Isolate(joiner)
-			defer tb.faults.Heal(joiner)
-			r.mu.Lock()
-			base := r.log.NextOffset()
-			r.mu.Unlock()
-			prod.Produce(ctx, &kgo.Record{Value: []byte("held")}, func(_ *kgo.Record, err error) { acked <- err })
-			// Once the leader has fsynced the record and the other
-			// follower has fetched it, the HW would be past the joiner
-			// if only the ISR counted.
-			var hw, joinerAt int64
-			ok := testkit.Poll(30*time.Second, func() bool {
-				r.mu.Lock()
-				defer r.mu.Unlock()
-				end := r.log.NextOffset()
-				o := r.followers[other]
-				if end <= base || r.log.SyncedOffset() < end || o == nil || o.fetchOffset < end {
-					return false
-				}
-				r.updateHWLocked()
-				hw, joinerAt = r.hw, r.followers[joiner].fetchOffset
-				return true
-			})
-			switch {
-			case !ok:
-				t.Errorf("the record produced at %d did not reach the leader's disk and follower %d", base, other)
-			case hw > joinerAt:
-				t.Errorf("high watermark %d passed follower %d's fetch offset %d while it was proposed for the ISR", hw, joiner, joinerAt)
+		mu.Lock()
+		defer mu.Unlock()
+		if done || attempts == cap(acked) {
+			return
+		}
+		attempts++
+		epoch, _ := r.leading()
+		var other int32
+		for _, id := range r.state().Replicas {
+			if id != r.self && id != joiner {
+				other = id
 			}
+		}
+		tb.faults.Isolate(joiner)
+		defer tb.faults.Heal(joiner)
+		base := r.log.NextOffset()
+		prod.Produce(ctx, &kgo.Record{Value: []byte("held")}, func(_ *kgo.Record, err error) { acked <- err })
+		// Once the leader has fsynced the record and the other follower
+		// has fetched it, the HW would be past the joiner if only the ISR
+		// counted.
+		var hw, joinerAt int64
+		moved := false
+		ok := testkit.Poll(30*time.Second, func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.st.Leader != r.self || r.st.LeaderEpoch != epoch {
+				moved = true // leadership moved (a loaded machine): the next proposal is checked
+				return true
+			}
+			end := r.log.NextOffset()
+			o := r.followers[other]
+			if end <= base || r.log.SyncedOffset() < end || o == nil || o.fetchOffset < end {
+				return false
+			}
+			r.updateHWLocked()
+			hw, joinerAt = r.hw, r.followers[joiner].fetchOffset
+			return true
 		})
+		switch {
+		case moved:
+			return
+		case !ok:
+			t.Errorf("the record produced at %d did not reach the leader's disk and follower %d", base, other)
+		case hw > joinerAt:
+			t.Errorf("high watermark %d passed follower %d's fetch offset %d while it was proposed for the ISR", hw, joiner, joinerAt)
+		}
+		done = true
+		close(checked)
 	}
-	leader.replicas.beforeISRProposal.Store(&hook)
-	t.Cleanup(func() { leader.replicas.beforeISRProposal.Store(nil) })
+	// On every broker: under load, a false failure detection can move
+	// leadership, and then another leader proposes the joiner.
+	for _, s := range tb.srvs {
+		s.replicas.beforeISRProposal.Store(&hook)
+	}
+	t.Cleanup(func() {
+		for _, s := range tb.srvs {
+			s.replicas.beforeISRProposal.Store(nil)
+		}
+	})
 	tb.faults.Heal(joiner)
 
 	select {
 	case <-checked:
 	case <-ctx.Done():
-		t.Fatalf("the leader never proposed follower %d for the ISR", joiner)
+		t.Fatalf("no leader proposed follower %d for the ISR", joiner)
 	}
-	select {
-	case err := <-acked:
-		if err != nil {
-			t.Fatalf("produce while the follower was proposed: %v", err)
+	mu.Lock()
+	n := attempts
+	mu.Unlock()
+	for range n {
+		select {
+		case err := <-acked:
+			if err != nil {
+				t.Fatalf("produce while the follower was proposed: %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("a record produced while the follower was proposed was never acknowledged")
 		}
-	case <-ctx.Done():
-		t.Fatal("the record produced while the follower was proposed was never acknowledged")
 	}
 	tb.waitFor("the follower back in the ISR", 30*time.Second, func() bool {
-		ps, _ := leader.Cluster().PartitionState("join", 0)
+		ps, _ := tb.srvs[0].Cluster().PartitionState("join", 0)
 		return slices.Contains(ps.ISR, joiner)
 	})
 }
