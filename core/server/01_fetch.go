@@ -143,17 +143,15 @@ func (s *Server) fetchOnce(c *call, req *kmsg.FetchRequest, bufs *fetchBufs) (*k
 					// A follower's fetch counts only if its log matches
 					// ours up to its fetch offset; else it is told where
 					// they part (KIP-595), and truncates.
-					ep, end := p.EndOffsetForEpoch(rp.LastFetchedEpoch)
-					if ep < 0 || end < 0 {
-						// No epoch in common: as Kafka, out of range; the
-						// follower starts again (fetcher.truncate).
+					if ep, end := p.EndOffsetForEpoch(rp.LastFetchedEpoch); ep != rp.LastFetchedEpoch || end < rp.FetchOffset {
 						sp.HighWatermark, sp.LogStartOffset = p.HighWatermark(), p.LogStartOffset()
-						fail(kerr.OffsetOutOfRange.Code)
-						break
-					}
-					if ep != rp.LastFetchedEpoch || end < rp.FetchOffset {
+						if ep < 0 || end < 0 {
+							// No epoch in common: as Kafka, out of range;
+							// the follower starts again (fetcher.truncate).
+							fail(kerr.OffsetOutOfRange.Code)
+							break
+						}
 						sp.DivergingEpoch.Epoch, sp.DivergingEpoch.EndOffset = ep, end
-						sp.HighWatermark, sp.LogStartOffset = p.HighWatermark(), p.LogStartOffset()
 						failed = true // answered at once, as Kafka does: the follower truncates
 						break
 					}

@@ -60,17 +60,12 @@ func TestDivergence(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, l := epochLog(t, tc.follower...), epochLog(t, tc.leader...)
-			cut := func(to int64) {
+			cut := func(to int64, needed bool) {
 				t.Helper()
-				var err error
-				switch {
-				case to >= f.NextOffset():
-				case to < f.StartOffset():
-					err = f.ResetTo(to)
-				default:
-					err = f.TruncateTo(to)
+				if !needed {
+					return
 				}
-				if err != nil {
+				if err := cutLog(f, to); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -81,12 +76,12 @@ func TestDivergence(t *testing.T) {
 				if ours := f.LatestEpoch(); ours >= 0 {
 					ep, end := l.EndOffsetForEpoch(ours)
 					to, done := divergence(f, ep, end)
-					cut(to)
+					cut(to, mustCut(f, to))
 					if !done {
 						continue
 					}
 				}
-				cut(l.NextOffset())
+				cut(l.NextOffset(), l.NextOffset() < f.NextOffset())
 				break
 			}
 			if got := f.NextOffset(); got != tc.keeps {

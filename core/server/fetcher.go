@@ -248,9 +248,7 @@ func (f *fetcher) truncate(ctx context.Context) (bool, error) {
 func (f *fetcher) truncateAt(latest, leaderEpoch int32, leaderEnd int64) (bool, error) {
 	l := f.r.log
 	to, done := divergence(l, leaderEpoch, leaderEnd)
-	// At or below our start, reset even an empty log: the epochs it still
-	// knows (from below its start) would fail the next fetch's check.
-	if to < l.NextOffset() || (to <= l.StartOffset() && l.LatestEpoch() >= 0) {
+	if mustCut(l, to) {
 		if err := f.cut(to, latest, leaderEpoch); err != nil {
 			return false, err
 		}
@@ -258,19 +256,28 @@ func (f *fetcher) truncateAt(latest, leaderEpoch int32, leaderEnd int64) (bool, 
 	return done, nil
 }
 
-// cut truncates our log to offset; at or below our start it empties the
-// log there (the start may sit inside a batch, which truncating would keep).
+// mustCut reports whether a divergence at to leaves l anything to cut: the
+// records from to on, or, at or below its start, the epochs an empty log
+// still knows from below it (they would fail the next fetch's check).
+func mustCut(l *storage.Log, to int64) bool {
+	return to < l.NextOffset() || (to <= l.StartOffset() && l.LatestEpoch() >= 0)
+}
+
+// cutLog truncates l to offset to; at or below its start it empties the log
+// there (the start may sit inside a batch, which truncating would keep).
+func cutLog(l *storage.Log, to int64) error {
+	if to <= l.StartOffset() {
+		return l.ResetTo(to)
+	}
+	return l.TruncateTo(to)
+}
+
+// cut truncates our log to offset (cutLog), logging and counting it.
 func (f *fetcher) cut(to int64, ours, leaderEpoch int32) error {
 	l := f.r.log
 	f.r.m.s.logger.Info("truncating divergent replica tail", "topic", f.r.topic, "partition", f.r.part,
 		"from", l.NextOffset(), "to", to, "our_epoch", ours, "leader_epoch", leaderEpoch)
-	var err error
-	if to <= l.StartOffset() {
-		err = l.ResetTo(to)
-	} else {
-		err = l.TruncateTo(to)
-	}
-	if err != nil {
+	if err := cutLog(l, to); err != nil {
 		return fmt.Errorf("truncate to %d: %w", to, err)
 	}
 	f.r.m.truncations.Inc()
@@ -500,10 +507,7 @@ var errFollowingEnded = errors.New("replica: no longer following that leader epo
 func (r *replica) appendAsFollower(ctx context.Context, epoch int32, batches []byte) error {
 	r.leadMu.RLock()
 	defer r.leadMu.RUnlock()
-	r.mu.Lock()
-	following := r.st.LeaderEpoch == epoch && r.st.Leader != r.self
-	r.mu.Unlock()
-	if !following {
+	if st := r.state(); st.LeaderEpoch != epoch || st.Leader == r.self {
 		return fmt.Errorf("epoch %d: %w", epoch, errFollowingEnded)
 	}
 	return appendFetched(ctx, r.log, batches)

@@ -138,7 +138,7 @@ func (p *Partition) Append(ctx context.Context, batches []byte, idempotent bool)
 func (p *Partition) appendAtEpoch(ctx context.Context, batches []byte, idempotent bool) (storage.AppendResult, error) {
 	p.r.leadMu.RLock()
 	defer p.r.leadMu.RUnlock()
-	if !p.r.leadsAt(p.epoch) {
+	if epoch, leading := p.r.leading(); !leading || epoch != p.epoch {
 		return storage.AppendResult{}, fmt.Errorf("at leader epoch %d: %w", p.epoch, errNotLeader)
 	}
 	return p.log.Append(ctx, batches, storage.AppendOptions{

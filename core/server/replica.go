@@ -423,13 +423,6 @@ func (r *replica) leading() (int32, bool) {
 	return r.st.LeaderEpoch, r.st.Leader == r.self
 }
 
-// leadsAt reports whether this broker leads the partition at epoch.
-func (r *replica) leadsAt(epoch int32) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.st.Leader == r.self && r.st.LeaderEpoch == epoch
-}
-
 // coordinates reports whether this broker leads this offsets partition and
 // has loaded its committed offsets.
 func (r *replica) coordinates() bool {
