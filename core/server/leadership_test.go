@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/storage"
 )
 
 // TestAppendAfterLeadershipMovedRefused: a handler that looked a partition
@@ -177,4 +179,68 @@ func TestFollowerCatchesUpPastDeletedEpochs(t *testing.T) {
 		ps, _ := leader.Cluster().PartitionState("deleted", 0)
 		return slices.Contains(ps.ISR, a.cfg.NodeID)
 	})
+}
+
+// TestFollowerTruncatesAtDivergingEpoch drives a follower's fetcher by hand
+// past its first truncation, with records the leader never had at the end
+// of its log: the leader's DivergingEpoch must make it cut them, and a
+// batch fetched for an epoch this broker does not follow must be refused.
+// It then lets the broker follow for real and checks that its log matches
+// the leader's, epoch for epoch.
+func TestFollowerTruncatesAtDivergingEpoch(t *testing.T) {
+	t.Parallel()
+	tb, ctx, old, st := threeWithLeader(t, "followdiv")
+	tb.produce(ctx, old.Addr(), "followdiv", 5) // offsets 0–4 at the first epoch
+	tb.faults.Isolate(old.cfg.NodeID)
+	defer tb.faults.Heal(old.cfg.NodeID)
+	leader, ls := tb.leading("followdiv", old.cfg.NodeID)
+	tb.produce(ctx, leader.Addr(), "followdiv", 5) // offsets 5–9 at the new epoch
+	r, err := old.replicas.lookup("followdiv", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As if the cut-off leader had written three more records at its
+	// epoch: offsets 5–7, where the new leader holds others.
+	if _, err := r.log.Append(ctx, buildBatch(t, 3, -1, 0, 8), storage.AppendOptions{LeaderEpoch: st.LeaderEpoch}); err != nil {
+		t.Fatal(err)
+	}
+	// A fetcher that has already truncated (so that only the fetch's
+	// DivergingEpoch can find the extra records), on a connection that
+	// bypasses the isolation: the isolated broker still believes it leads.
+	raw, err := net.Dial("tcp", leader.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fetcher{r: r, leader: leader.cfg.NodeID, addr: leader.Addr(), epoch: ls.LeaderEpoch,
+		conn: &replConn{c: raw, fmt: kmsg.NewRequestFormatter(kmsg.FormatterClientID("test-fetcher"))}}
+	defer f.close()
+	truncated := true
+	if err := f.step(ctx, &truncated); err != nil {
+		t.Fatalf("the diverging fetch: %v", err)
+	}
+	if got := r.log.NextOffset(); got != 5 || !truncated {
+		t.Fatalf("after the leader's DivergingEpoch (epoch %d ends at 5) the follower's log ends at %d (truncated %v), want 5",
+			st.LeaderEpoch, got, truncated)
+	}
+	// The fetch at 5 matches the leader's log and brings 5–9 of the new
+	// epoch, which this broker does not follow yet: they must not land.
+	if err := f.step(ctx, &truncated); !errors.Is(err, errFollowingEnded) {
+		t.Fatalf("a batch fetched for epoch %d while this broker leads epoch %d: %v, want errFollowingEnded",
+			ls.LeaderEpoch, st.LeaderEpoch, err)
+	}
+	if got := r.log.NextOffset(); got != 5 {
+		t.Fatalf("the refused batch moved the log end to %d", got)
+	}
+	f.close()
+	tb.faults.Heal(old.cfg.NodeID)
+	ll, err := leader.Topics().Partition("followdiv", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.waitFor("the old leader caught up", 30*time.Second, func() bool { return r.log.NextOffset() == ll.NextOffset() })
+	for off := int64(0); off < ll.NextOffset(); off++ {
+		if fe, le := epochAt(t, r.log, off), epochAt(t, ll, off); fe != le {
+			t.Errorf("offset %d: the follower holds epoch %d, the leader epoch %d", off, fe, le)
+		}
+	}
 }
