@@ -51,15 +51,14 @@ func (l *Log) loadEpochs() error {
 
 // trackEpoch adds an entry when a batch starts a newer epoch; it reports
 // whether it did.
-func (l *Log) trackEpoch(epoch int32, start int64) bool {
+func (l *Log) trackEpoch(epoch int32, start int64) {
 	if epoch < 0 {
-		return false
+		return
 	}
 	if n := len(l.epochs); n > 0 && epoch <= l.epochs[n-1].Epoch {
-		return false
+		return
 	}
 	l.epochs = append(l.epochs, epochEntry{Epoch: epoch, Start: start})
-	return true
 }
 
 // trimEpochs drops entries at or past the log end (after truncation) and

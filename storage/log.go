@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tributary-io/tributary/internal/atomicfile"
 	"github.com/tributary-io/tributary/storage/recordbatch"
 )
 
@@ -87,12 +89,18 @@ type Log struct {
 	// before the syncer starts and never changed.
 	syncs prometheus.Observer
 
-	mu        sync.RWMutex
-	segments  []*segment
-	start     int64
-	next      int64
-	readOnly  error
-	closed    bool
+	mu       sync.RWMutex
+	segments []*segment
+	start    int64
+	next     int64
+	readOnly error
+	closed   bool
+	// sparse: the log may hold offset gaps (it has been compact; see
+	// noteSparse), so recovery does not take them for damage.
+	sparse bool
+	// cuts counts truncations and resets: an fsync that began before one
+	// covered data the log no longer holds (see syncLocked).
+	cuts      uint64
 	changed   chan struct{}
 	producers producerState
 	txns      txnIndex // transactions (txn.go)
@@ -165,6 +173,9 @@ func openLog(dir string, cfg LogConfig, logger *slog.Logger, syncs prometheus.Ob
 // in-memory state.
 func (l *Log) recover() error {
 	removeLeftovers(l.dir)
+	if err := l.noteSparse(l.cfg.Cleanup); err != nil {
+		return err
+	}
 	bases, err := listSegments(l.dir)
 	if err != nil {
 		return err
@@ -286,15 +297,18 @@ func (l *Log) loadProducers() error {
 	if err != nil {
 		l.logger.Warn("ignoring unreadable producer snapshot", "err", err)
 	}
+	// Replay every batch still on disk after the snapshot, including those
+	// below a log start DeleteRecords moved: they were appended all the same.
+	first := l.segments[0].base
 	if from < 0 || from > l.next {
-		from, ps = l.start, producerState{}
+		from, ps = first, producerState{}
 	}
 	l.producers = ps
 	// A replayed batch keeps its producer's mode from the snapshot; a
 	// producer first seen here is taken as per-batch, which only differs
 	// from source offsets in keeping batches from older epochs, never used.
 	now := time.Now().UnixMilli()
-	return l.walkHeaders(max(from, l.start), func(h recordbatch.Header) {
+	return l.walkHeaders(max(from, first), func(h recordbatch.Header) {
 		l.producers.update(h, l.producers.fromSource(h.ProducerID), now)
 	})
 }
@@ -333,7 +347,31 @@ func (l *Log) walkBatches(from int64, fn func(s *segment, pos int64, h recordbat
 }
 
 // dense reports whether offsets must be gap-free (any non-compacted log).
-func (l *Log) dense() bool { return l.cfg.Cleanup != CleanupCompact }
+func (l *Log) dense() bool { return !l.sparse && l.cfg.Cleanup != CleanupCompact }
+
+// sparseFile marks a log that has been compact: compaction leaves offset
+// gaps, and they stay after the policy returns to delete.
+const sparseFile = "offset-gaps"
+
+// noteSparse records, once and on disk, that a log under policy may hold
+// offset gaps, or learns that an earlier policy left some. mu held (or the
+// log not yet shared).
+func (l *Log) noteSparse(policy CleanupPolicy) error {
+	path := filepath.Join(l.dir, sparseFile)
+	if !l.sparse {
+		if _, err := os.Stat(path); err == nil {
+			l.sparse = true
+		}
+	}
+	if l.sparse || policy != CleanupCompact {
+		return nil
+	}
+	if err := atomicfile.Write(path, nil, 0o644); err != nil {
+		return fmt.Errorf("mark %s as compacted: %w", l.dir, err)
+	}
+	l.sparse = true
+	return nil
+}
 
 func (l *Log) active() *segment { return l.segments[len(l.segments)-1] }
 
@@ -538,12 +576,15 @@ func (l *Log) writeLocked(in *pendingAppend, next int64) error {
 	// A new leader epoch is checkpointed before its first batch is written,
 	// so the checkpoint is never behind the log (an entry past the end after
 	// a failed write is trimmed at the next open).
-	newEpoch := false
+	known := len(l.epochs)
 	for _, h := range in.hdrs {
-		newEpoch = l.trackEpoch(h.LeaderEpoch, h.BaseOffset) || newEpoch
+		l.trackEpoch(h.LeaderEpoch, h.BaseOffset)
 	}
-	if newEpoch {
+	if len(l.epochs) > known {
 		if err := l.saveEpochs(); err != nil {
+			// Forget the new epoch too, or the next append of it would
+			// find it known and write it with the checkpoint behind.
+			l.epochs = l.epochs[:known]
 			return err
 		}
 	}
@@ -652,7 +693,7 @@ func (l *Log) maybeRoll(incoming int64, nextBase int64) error {
 func (l *Log) roll(base int64) error {
 	s := l.active()
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("seal %s: %w", s.path, err)
+		return l.failSync(fmt.Errorf("seal %s: %w", s.path, err))
 	}
 	if err := s.writeIndexes(); err != nil {
 		return fmt.Errorf("seal %s: %w", s.path, err)
@@ -708,15 +749,21 @@ func (l *Log) waitSynced(ctx context.Context, target int64, patience time.Durati
 		defer t.Stop()
 		lead = t.C
 	}
+	l.mu.RLock()
+	cuts := l.cuts
+	l.mu.RUnlock()
 	for {
 		l.mu.RLock()
-		synced, ch, serr := l.synced, l.syncedCh, l.syncErr
+		synced, ch, serr, cut := l.synced, l.syncedCh, l.syncErr, l.cuts != cuts
 		l.mu.RUnlock()
 		if synced >= target {
 			return nil
 		}
 		if serr != nil {
 			return serr
+		}
+		if cut {
+			return fmt.Errorf("wait for fsync to %d: %w", target, ErrTruncated)
 		}
 		if patience <= 0 {
 			if l.trySync() {
@@ -801,7 +848,7 @@ func (l *Log) syncLocked() (published bool, err error) {
 		l.mu.RUnlock()
 		return false, nil
 	}
-	target, f := l.next, l.active().f
+	target, f, cuts := l.next, l.active().f, l.cuts
 	l.mu.RUnlock()
 	began := time.Now()
 	err = datasync(f)
@@ -811,19 +858,45 @@ func (l *Log) syncLocked() (published bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		if l.closed || l.active().f != f {
-			// The file was closed under us by Close or TruncateTo, which
-			// sync what they keep themselves.
+		s := l.holding(f)
+		if l.closed || s == nil {
+			// The file was closed under us: by Close, which syncs itself,
+			// or by a truncation or reset that removed its segment.
 			return false, nil
 		}
-		// After a failed fsync the kernel may have dropped dirty pages: do not
-		// retry as if nothing happened; refuse further appends.
-		err = fmt.Errorf("fsync %s: %w", l.active().path, err)
-		l.readOnly = err
-		l.logger.Error("fsync failed; log refuses appends", "err", err)
+		// A roll may have sealed the segment meanwhile; its fsync then
+		// found nothing to report, as the kernel reports an error once.
+		return true, l.failSync(fmt.Errorf("fsync %s: %w", s.path, err))
 	}
-	l.advanceSynced(target, err)
-	return true, err
+	if l.cuts != cuts {
+		// The log was cut while the disk worked: offsets up to target may
+		// now be new appends this fsync did not cover. Publish nothing;
+		// the waiters look again and the next fsync covers them.
+		target = l.synced
+	}
+	l.advanceSynced(target, nil)
+	return true, nil
+}
+
+// holding is the segment whose file is f, or nil. mu held.
+func (l *Log) holding(f *os.File) *segment {
+	for _, s := range l.segments {
+		if s.f == f {
+			return s
+		}
+	}
+	return nil
+}
+
+// failSync records a failed data fsync. The kernel may have dropped the
+// dirty pages it covered and reports that only once, so a later fsync can
+// succeed without them: the log refuses appends from now on, and every
+// waiter gets err. mu held.
+func (l *Log) failSync(err error) error {
+	l.readOnly = err
+	l.logger.Error("fsync failed; log refuses appends", "err", err)
+	l.advanceSynced(0, err)
+	return err
 }
 
 // Read returns raw bytes of whole batches starting with the batch that holds
@@ -1067,7 +1140,7 @@ func (l *Log) TruncateTo(offset int64) error {
 		return fmt.Errorf("truncate %s: %w", s.path, err)
 	}
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("truncate %s: %w", s.path, err)
+		return l.failSync(fmt.Errorf("truncate %s: %w", s.path, err))
 	}
 	if _, err := s.scan(); err != nil {
 		return fmt.Errorf("truncate: rescan: %w", err)
@@ -1076,16 +1149,18 @@ func (l *Log) TruncateTo(offset int64) error {
 	if s.size == 0 {
 		l.next = max(s.base, min(offset, l.next))
 	}
+	l.cuts++
+	if l.next < l.start {
+		// The batch holding offset also held the log start: nothing from
+		// the start on is left, which is a reset to it.
+		return l.resetLocked(l.start)
+	}
 	l.synced = min(l.synced, l.next)
 	l.recount()
 	if err := l.trimEpochs(); err != nil {
 		return err
 	}
-	old := l.producers
-	l.producers = producerState{}
-	os.Remove(filepath.Join(l.dir, producerSnapshotFile))
-	now := time.Now().UnixMilli()
-	if err := l.walkHeaders(l.start, func(h recordbatch.Header) { l.producers.update(h, old.fromSource(h.ProducerID), now) }); err != nil {
+	if err := l.cutProducers(); err != nil {
 		return err
 	}
 	if err := l.loadTxns(false); err != nil {
@@ -1093,6 +1168,36 @@ func (l *Log) TruncateTo(offset int64) error {
 	}
 	close(l.changed)
 	l.changed = make(chan struct{})
+	return nil
+}
+
+// cutProducers rebuilds producer state after a truncation to l.next: from
+// every batch still on disk, and, for a producer whose batches retention
+// has removed (a bridge's high-water mark never expires), from what the
+// cut left of its entry. The snapshot is rewritten at the new end, so a
+// restart does not lose those producers either. mu held.
+func (l *Log) cutProducers() error {
+	old := l.producers
+	l.producers = producerState{}
+	now := time.Now().UnixMilli()
+	if err := l.walkHeaders(l.segments[0].base, func(h recordbatch.Header) { l.producers.update(h, old.fromSource(h.ProducerID), now) }); err != nil {
+		return err
+	}
+	for pid, e := range old {
+		if l.producers[pid] != nil {
+			continue
+		}
+		kept := slices.DeleteFunc(slices.Clone(e.Batches), func(b producerBatch) bool { return b.LastOffset >= l.next })
+		if len(kept) > 0 {
+			l.producers[pid] = &producerEntry{Epoch: e.Epoch, Batches: kept, FromSource: e.FromSource, LastMs: e.LastMs}
+		}
+	}
+	if err := writeProducerSnapshot(l.dir, l.next, l.producers); err != nil {
+		// A snapshot past the new end would come back into use once the
+		// log grows past it again, with the cut batches in it.
+		os.Remove(filepath.Join(l.dir, producerSnapshotFile))
+		l.logger.Warn("producer snapshot not written after truncation", "err", err)
+	}
 	return nil
 }
 
@@ -1104,17 +1209,36 @@ func (l *Log) ResetTo(offset int64) error {
 	if l.closed {
 		return ErrClosed
 	}
-	ns, err := createSegment(l.dir, offset, l.cfg.IndexIntervalBytes, l.dense())
+	return l.resetLocked(offset)
+}
+
+// resetLocked is ResetTo with mu held. The new segment is made under a
+// temporary name, the old ones are removed, oldest first, and only then is
+// it renamed into place: a crash part-way leaves a shorter old log (or
+// none), never two that overlap, which recovery would take for damage.
+func (l *Log) resetLocked(offset int64) error {
+	final := filepath.Join(l.dir, segmentName(offset)+logSuffix)
+	tmp := final + ".tmp" // removed at the next open if the reset dies here
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("reset log to %d: %w", offset, err)
 	}
 	var errs []error
 	for _, s := range l.segments {
-		if s.base != offset {
-			errs = append(errs, s.remove())
-		}
+		errs = append(errs, s.remove())
 	}
+	now := time.Now()
+	ns := &segment{base: offset, path: final, f: f, next: offset, maxTS: -1, created: now, appended: now, indexEvery: l.cfg.IndexIntervalBytes, dense: l.dense()}
 	l.segments = []*segment{ns}
+	if err := os.Rename(tmp, final); err != nil {
+		ns.path = tmp
+		l.readOnly = fmt.Errorf("%w: reset to %d: %w", ErrReadOnly, offset, err)
+		return l.readOnly
+	}
+	if err := atomicfile.SyncDir(l.dir); err != nil {
+		errs = append(errs, err)
+	}
+	l.cuts++
 	l.start, l.next, l.synced = offset, offset, offset
 	os.Remove(filepath.Join(l.dir, logStartFile))
 	l.recount()

@@ -50,7 +50,7 @@ var errorCodes = []struct {
 	{[]error{storage.ErrReadOnly, storage.ErrDiskFull}, kerr.KafkaStorageError.Code},
 	// The log is closing (shutdown or topic deletion) or is another
 	// broker's: clients retry elsewhere or later, as after a leader move.
-	{[]error{storage.ErrClosed, errNotLeader, storage.ErrNotHosted}, kerr.NotLeaderForPartition.Code},
+	{[]error{storage.ErrClosed, storage.ErrTruncated, errNotLeader, storage.ErrNotHosted}, kerr.NotLeaderForPartition.Code},
 	{[]error{errNotEnoughReplicas}, kerr.NotEnoughReplicas.Code},
 	{[]error{errNotEnoughAfterAppend}, kerr.NotEnoughReplicasAfterAppend.Code},
 	{[]error{context.Canceled, context.DeadlineExceeded}, kerr.RequestTimedOut.Code},
