@@ -379,6 +379,11 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	h.m.refused.WithLabelValues(ReasonACL).Inc()
 	h.log.Warn("mqtt publish refused by ACL", "client", cl.ID, "username", user, "topic", topic)
+	if cl.Properties.ProtocolVersion == 5 {
+		// mochi answers an MQTT 5 QoS 1 publish with a refusing PUBACK
+		// as soon as this returns: it must not overtake the pending ones.
+		h.waitClientAcks(cl)
+	}
 	return false
 }
 
@@ -399,10 +404,18 @@ func (h *Hook) publishDevice(topic string) string {
 // waitAcks keeps PUBACK order: a publish answered by mochi's read loop
 // waits until the connection's deferred PUBACKs are written.
 func (h *Hook) waitAcks(cl *mqtt.Client, pk *packets.Packet) {
-	if pk.FixedHeader.Qos > 0 && h.deferAcks {
-		if a, ok := h.acks.Load(cl); ok {
-			a.(*clientAcks).waitEmpty(h.ctx)
-		}
+	if pk.FixedHeader.Qos > 0 {
+		h.waitClientAcks(cl)
+	}
+}
+
+// waitClientAcks waits until cl's deferred acknowledgements are written.
+func (h *Hook) waitClientAcks(cl *mqtt.Client) {
+	if !h.deferAcks {
+		return
+	}
+	if a, ok := h.acks.Load(cl); ok {
+		a.(*clientAcks).waitEmpty(h.ctx)
 	}
 }
 
@@ -621,6 +634,10 @@ func (h *Hook) refuse(cl *mqtt.Client, pk *packets.Packet, reason string, code p
 		h.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "reason", reason, "err", err)
 	}
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
+		// The refusing PUBACK goes out when this returns, after the
+		// deferred ones for earlier publishes (MQTT acknowledges QoS 1
+		// publishes in the order they came).
+		h.waitAcks(cl, pk)
 		return code
 	}
 	return errReject
