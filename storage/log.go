@@ -473,6 +473,14 @@ func (l *Log) appendLocked(in *pendingAppend, opts AppendOptions) (res AppendRes
 		if dup != nil {
 			return AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogAppendTime: -1, Duplicate: true}, 0, false, nil
 		}
+	} else if opts.Sequences != nil {
+		// Not checked (a replica copying its leader), but remembered in
+		// the caller's mode: a source-sequenced producer never expires,
+		// here as on the leader, which this replica may become.
+		in.fromSource = make([]bool, len(in.hdrs))
+		for i, h := range in.hdrs {
+			in.fromSource[i] = opts.sequenceMode(h.ProducerID) == SequenceFromSource
+		}
 	}
 	next, err := l.assignLocked(in, opts)
 	if err != nil {
