@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -59,8 +60,13 @@ type forwarder struct {
 	// to run's goroutine.
 	epoch            int16
 	epochUnconfirmed bool
-	retries          int64
-	lastErr          string
+	// epochLow is the lowest edge offset sent under epoch (MaxInt64: none
+	// yet; MinInt64: not known, after a restart). Crossing a declared gap
+	// needs an epoch the core has not seen below it, so a session that
+	// re-sent records before the gap under this epoch bumps it again.
+	epochLow int64
+	retries  int64
+	lastErr  string
 }
 
 func newForwarder(b *Bridge, stream string, partition int32, l edgeLog) (*forwarder, error) {
@@ -105,6 +111,7 @@ func newForwarder(b *Bridge, stream string, partition int32, l edgeLog) (*forwar
 	// Until the core takes a batch from this run, send one at a time: the
 	// epoch may have been bumped just before a restart.
 	f.epochUnconfirmed = f.pid >= 0
+	f.epochLow = math.MinInt64
 	if f.pid >= 0 {
 		v, err := b.store.Value(f.epochKey())
 		switch {
@@ -132,6 +139,7 @@ func (f *forwarder) bumpEpoch() error {
 	}
 	f.epoch = next
 	f.epochUnconfirmed = true
+	f.epochLow = math.MaxInt64
 	f.logger.Info("declaring skipped edge records to the core with a new producer epoch", "epoch", next)
 	return nil
 }
@@ -257,6 +265,7 @@ type inflight struct {
 	next    int64 // edge offset after the batch's last record
 	records int
 	bytes   int
+	epoch   int16 // the producer epoch it was sent under
 }
 
 // session looks up the leader, connects and forwards until an error. It
@@ -318,12 +327,20 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 		// that a power cut could still take back must not reach the core,
 		// or the edge would later reuse its offset for another record.
 		for conn.inFlight() < f.inFlightLimit() {
+			epoch := f.epoch
 			raw, at, err := f.readFrom(next)
 			if err != nil {
 				return progressed, err
 			}
 			next = at
 			if raw == nil {
+				break
+			}
+			if f.epoch != epoch && len(queue) > 0 {
+				// readFrom stepped over a gap under a new epoch while
+				// batches of the old one are in flight. The first batch
+				// past the gap may jump it, so it waits until they are
+				// all accepted: were one refused, it would overtake it.
 				break
 			}
 			batch, n, after, err := f.encode(raw, next)
@@ -340,7 +357,8 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			if err := conn.send(f.produceRequest(cp, batch)); err != nil {
 				return progressed, err
 			}
-			queue = append(queue, inflight{next: after, records: n, bytes: len(batch)})
+			queue = append(queue, inflight{next: after, records: n, bytes: len(batch), epoch: f.epoch})
+			f.epochLow = min(f.epochLow, next)
 			next = after
 		}
 		if len(queue) == 0 {
@@ -427,7 +445,7 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 			}
 			saved = time.Now()
 		}
-		if queue[0].records > 0 {
+		if queue[0].records > 0 && queue[0].epoch == f.epoch {
 			f.epochUnconfirmed = false
 		}
 		queue = queue[1:]
@@ -661,11 +679,12 @@ func (f *forwarder) skip(from, to int64) error {
 		f.dropped += n
 	}
 	f.mu.Unlock()
-	if n <= 0 {
-		return nil
+	if n > 0 {
+		f.b.m.skipped.WithLabelValues(f.stream).Add(float64(n))
+		f.logger.Warn("records dropped on the edge before they were forwarded", "records", n, "from_offset", max(from, to-n), "to_offset", to)
+	} else if f.epochLow >= to {
+		return nil // crossed again, and the epoch is still new past the gap
 	}
-	f.b.m.skipped.WithLabelValues(f.stream).Add(float64(n))
-	f.logger.Warn("records dropped on the edge before they were forwarded", "records", n, "from_offset", max(from, to-n), "to_offset", to)
 	return f.bumpEpoch()
 }
 
@@ -684,12 +703,13 @@ func (f *forwarder) skipCorrupt(from int64, d *storage.CorruptError) error {
 		f.dropped += n
 	}
 	f.mu.Unlock()
-	if counted {
-		return nil // a session that rewound over the same damage
+	if !counted {
+		f.b.m.corrupt.WithLabelValues(f.stream).Add(float64(n))
+		f.logger.Error("edge records lost to a corrupt batch on disk; skipping them", "records", n,
+			"from_offset", max(from, d.From), "to_offset", d.To, "segment", d.Segment, "position", d.Position, "reason", d.Reason)
+	} else if f.epochLow >= d.To {
+		return nil // a session that rewound over the same damage, epoch still new past it
 	}
-	f.b.m.corrupt.WithLabelValues(f.stream).Add(float64(n))
-	f.logger.Error("edge records lost to a corrupt batch on disk; skipping them", "records", n,
-		"from_offset", max(from, d.From), "to_offset", d.To, "segment", d.Segment, "position", d.Position, "reason", d.Reason)
 	return f.bumpEpoch()
 }
 
