@@ -45,6 +45,10 @@ type forwarder struct {
 	// maxBatch shrinks when the core answers MESSAGE_TOO_LARGE.
 	maxBatch int
 
+	// pinned is the core partition this edge partition goes to, saved
+	// before its first batch (-1: none yet). It belongs to run's goroutine.
+	pinned int32
+
 	mu            sync.Mutex
 	cursor        int64 // acknowledged by the core and saved (see saveCursor)
 	corePartition int32
@@ -81,6 +85,7 @@ func newForwarder(b *Bridge, stream string, partition int32, l edgeLog) (*forwar
 		logger:        b.logger.With("stream", stream, "partition", partition),
 		maxBatch:      b.cfg.MaxBatchBytes,
 		corePartition: -1,
+		pinned:        -1,
 		progress:      time.Now(),
 	}
 	if b.cfg.Target == TargetTributary {
@@ -120,6 +125,12 @@ func newForwarder(b *Bridge, stream string, partition int32, l edgeLog) (*forwar
 		case err != nil && !errors.Is(err, meta.ErrNotFound):
 			return nil, fmt.Errorf("read bridge epoch: %w", err)
 		}
+	}
+	switch v, err := b.store.Value(f.pinKey()); {
+	case err == nil && len(v) == 4:
+		f.pinned = int32(binary.BigEndian.Uint32(v))
+	case err != nil && !errors.Is(err, meta.ErrNotFound):
+		return nil, fmt.Errorf("read bridge core partition: %w", err)
 	}
 	l.SetRetentionFloor(cur)
 	return f, nil
@@ -453,8 +464,15 @@ func (f *forwarder) session(ctx context.Context) (progressed bool, err error) {
 	}
 }
 
+func (f *forwarder) pinKey() string { return "bridge-core-partition/" + f.cursorKey }
+
 // target describes the core topic (creating it when missing) and picks the
-// core partition of this edge partition.
+// core partition of this edge partition: the one it was first sent to, for
+// as long as the topic has it. Were it picked from the partition count
+// alone, a topic that gained partitions would take this partition's
+// re-sends (the cursor trails the acknowledgements) in a partition without
+// its producer state, storing them twice, and split its devices' order
+// across two partitions.
 func (f *forwarder) target(ctx context.Context) (coreTopic, int32, error) {
 	info, ok := f.b.topics.Get(f.stream)
 	if !ok {
@@ -465,7 +483,19 @@ func (f *forwarder) target(ctx context.Context) (coreTopic, int32, error) {
 	if err != nil {
 		return coreTopic{}, 0, fmt.Errorf("%w: %w", errMetadata, err)
 	}
-	return ct, f.partition % ct.partitions, nil
+	if f.pinned >= 0 && f.pinned < ct.partitions {
+		return ct, f.pinned, nil
+	}
+	cp := f.partition % ct.partitions
+	if f.pinned >= 0 {
+		f.logger.Warn("the core topic no longer has the partition this edge partition was sent to (re-created smaller?); moving it",
+			"core_topic", f.coreTopic, "was", f.pinned, "now", cp, "partitions", ct.partitions)
+	}
+	if err := f.b.store.PutValue(f.pinKey(), binary.BigEndian.AppendUint32(nil, uint32(cp))); err != nil {
+		return coreTopic{}, 0, fmt.Errorf("save bridge core partition: %w", err)
+	}
+	f.pinned = cp
+	return ct, cp, nil
 }
 
 // readFrom reads the fsynced edge batches from next on (at most maxBatch
