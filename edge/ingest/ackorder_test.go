@@ -14,23 +14,28 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
 
-// TestRefusalWaitsForEarlierPubacks: an MQTT 5 device pipelines a good
-// QoS 1 publish, whose PUBACK waits for a slow fsync, and an oversized
-// one, which is refused at once. MQTT acknowledges QoS 1 publishes in the
-// order they came, so the refusal must not overtake the pending PUBACK;
-// it used to.
-func TestRefusalWaitsForEarlierPubacks(t *testing.T) {
-	t.Parallel()
-	h := newTestHookConfig(t, Config{MaxPayloadBytes: 200, DefaultPartitions: 1})
-	h.EnableDeferredAcks()
-	release := make(chan struct{})
+// slowDisk holds h's appends back until the returned func is called (or
+// the test ends, before the server it serves on stops).
+func slowDisk(t *testing.T, h *Hook) (release func()) {
+	ch := make(chan struct{})
 	h.appendBatch = func(l storage.PartitionLog, ctx context.Context, b []byte, o storage.AppendOptions) (storage.AppendResult, error) {
-		<-release // a slow disk
+		<-ch
 		return l.Append(ctx, b, o)
 	}
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	return release
+}
+
+// serveHook runs a mochi server with h on a loopback port and returns its
+// address. Register it before slowDisk: cleanups run last first.
+func serveHook(t *testing.T, h *Hook) string {
+	t.Helper()
 	srv := mqtt.New(&mqtt.Options{})
 	if err := srv.AddHook(h, nil); err != nil {
 		t.Fatal(err)
@@ -46,63 +51,155 @@ func TestRefusalWaitsForEarlierPubacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	// Cleanups run last first: the disk comes back before the server stops.
-	var once sync.Once
-	free := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(free)
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	return ln.Addr().String()
+}
+
+// rawDevice is an MQTT client written packet by packet.
+type rawDevice struct {
+	t       *testing.T
+	conn    net.Conn
+	r       *bufio.Reader
+	version byte
+}
+
+// dial connects as client id with clean start (or a persistent session)
+// and reads the CONNACK.
+func dial(t *testing.T, addr, id string, version byte, clean bool) *rawDevice {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	d := &rawDevice{t: t, conn: conn, r: bufio.NewReader(conn), version: version}
+	c := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: version}
+	c.Connect.ProtocolName, c.Connect.Clean, c.Connect.Keepalive, c.Connect.ClientIdentifier = []byte("MQTT"), clean, 30, id
+	if !clean && version == 5 {
+		c.Properties.SessionExpiryInterval, c.Properties.SessionExpiryIntervalFlag = 600, true
+	}
 	var buf bytes.Buffer
-	c := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5}
-	c.Connect.ProtocolName, c.Connect.Clean, c.Connect.Keepalive, c.Connect.ClientIdentifier = []byte("MQTT"), true, 30, "d1"
 	if err := c.ConnectEncode(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for id, size := range []int{20, 500} { // packet 1 fits, packet 2 is too large
-		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
-			TopicName: "sensors/d1/r", Payload: bytes.Repeat([]byte("x"), size), PacketID: uint16(id + 1)}
-		if err := pk.PublishEncode(&buf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := conn.Write(buf.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(conn)
-	read := func() (byte, []byte, error) {
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		hdr, err := r.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n, _, err := packets.DecodeLength(r)
-		if err != nil {
-			return 0, nil, err
-		}
-		body := make([]byte, n)
-		_, err = io.ReadFull(r, body)
-		return hdr >> 4, body, err
-	}
-	if typ, _, err := read(); err != nil || typ != packets.Connack {
+	d.write(buf.Bytes())
+	if typ, _, err := d.read(5 * time.Second); err != nil || typ != packets.Connack {
 		t.Fatalf("connack: type %d, %v", typ, err)
 	}
-	// Nothing may arrive while packet 1 waits for its fsync.
-	_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	if _, err := r.Peek(1); err == nil {
-		typ, body, _ := read()
-		t.Fatalf("type %d, body % x arrived while packet 1 was still waiting for its fsync", typ, body)
-	}
-	free()
-	for want := uint16(1); want <= 2; want++ {
-		typ, body, err := read()
-		if err != nil || typ != packets.Puback || len(body) < 2 {
-			t.Fatalf("ack %d: type %d, body % x, %v", want, typ, body, err)
-		}
-		if got := uint16(body[0])<<8 | uint16(body[1]); got != want {
-			t.Fatalf("PUBACK %d arrived before PUBACK %d", got, want)
-		}
+	return d
+}
+
+func (d *rawDevice) write(b []byte) {
+	if _, err := d.conn.Write(b); err != nil {
+		d.t.Fatal(err)
 	}
 }
+
+// publish writes a QoS 1 publish without waiting for its PUBACK.
+func (d *rawDevice) publish(id uint16, payload []byte, dup bool) {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Dup: dup}, ProtocolVersion: d.version,
+		TopicName: "sensors/d1/r", Payload: payload, PacketID: id}
+	var buf bytes.Buffer
+	if err := pk.PublishEncode(&buf); err != nil {
+		d.t.Fatal(err)
+	}
+	d.write(buf.Bytes())
+}
+
+// read returns the next packet's type and body.
+func (d *rawDevice) read(wait time.Duration) (byte, []byte, error) {
+	_ = d.conn.SetReadDeadline(time.Now().Add(wait))
+	hdr, err := d.r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, _, err := packets.DecodeLength(d.r)
+	if err != nil {
+		return 0, nil, err
+	}
+	body := make([]byte, n)
+	_, err = io.ReadFull(d.r, body)
+	return hdr >> 4, body, err
+}
+
+// puback reads the next packet, which must be the PUBACK of id.
+func (d *rawDevice) puback(id uint16) {
+	d.t.Helper()
+	typ, body, err := d.read(5 * time.Second)
+	if err != nil || typ != packets.Puback || len(body) < 2 {
+		d.t.Fatalf("waiting for PUBACK %d: type %d, body % x, %v", id, typ, body, err)
+	}
+	if got := uint16(body[0])<<8 | uint16(body[1]); got != id {
+		d.t.Fatalf("PUBACK %d arrived, want %d", got, id)
+	}
+}
+
+// TestRefusalWaitsForEarlierPubacks: an MQTT 5 device pipelines a good
+// QoS 1 publish, whose PUBACK waits for a slow fsync, and an oversized
+// one, which is refused at once. MQTT acknowledges QoS 1 publishes in the
+// order they came, so the refusal must not overtake the pending PUBACK;
+// it used to.
+func TestRefusalWaitsForEarlierPubacks(t *testing.T) {
+	t.Parallel()
+	h := newTestHookConfig(t, Config{MaxPayloadBytes: 200, DefaultPartitions: 1})
+	h.EnableDeferredAcks()
+	d := dial(t, serveHook(t, h), "d1", 5, true)
+	release := slowDisk(t, h)
+	d.publish(1, bytes.Repeat([]byte("x"), 20), false)
+	d.publish(2, bytes.Repeat([]byte("x"), 500), false) // too large
+	// Nothing may arrive while packet 1 waits for its fsync.
+	_ = d.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := d.r.Peek(1); err == nil {
+		typ, body, _ := d.read(time.Second)
+		t.Fatalf("type %d, body % x arrived while packet 1 was still waiting for its fsync", typ, body)
+	}
+	release()
+	d.puback(1)
+	d.puback(2)
+}
+
+// TestResendRecognisedOnlyBeforeItsAck: a device re-sends (DUP) a publish
+// without a seq whose PUBACK it never got, because its connection dropped
+// while the edge waited for the fsync: that copy is not stored again. Once
+// a PUBACK for the packet id has been written, MQTT makes any publish with
+// that id a new one, DUP or not (MQTT-4.3.2-2), and it is stored: the same
+// payload may be a new reading whose first copy was lost. The window used
+// to drop it.
+func TestResendRecognisedOnlyBeforeItsAck(t *testing.T) {
+	t.Parallel()
+	h := newTestHookConfig(t, Config{DefaultPartitions: 1})
+	h.EnableDeferredAcks()
+	addr := serveHook(t, h)
+	release := slowDisk(t, h)
+	payload := []byte("21.5")
+	d := dial(t, addr, "dev", 4, false)
+	d.publish(7, payload, false)
+	// The connection drops before the fsync ends: no PUBACK is written.
+	d.conn.Close()
+	gone := poll(func() bool {
+		n := 0
+		h.acks.Range(func(any, any) bool { n++; return false })
+		return n == 0
+	})
+	if !gone {
+		t.Fatal("the edge never saw the device disconnect")
+	}
+	release()
+	if !poll(func() bool { return h.resends.seen(h.resends.key("dev", 7, payload)) }) {
+		t.Fatalf("the first copy was never settled (%d stored)", stored(t, h))
+	}
+	d = dial(t, addr, "dev", 4, false)
+	d.publish(7, payload, true) // the re-send
+	d.puback(7)
+	if n, dups := stored(t, h), h.Counts().Duplicates; n != 1 || dups != 1 {
+		t.Fatalf("after the re-send: %d stored, %v duplicates; want 1 and 1", n, dups)
+	}
+	// PUBACK 7 was written: the same payload with id 7 is a new reading.
+	d.publish(7, payload, true)
+	d.puback(7)
+	if n := stored(t, h); n != 2 {
+		t.Fatalf("a DUP publish after its id was acknowledged: %d stored, want 2", n)
+	}
+}
+
+// poll waits up to 5 s for cond.
+func poll(cond func() bool) bool { return testkit.Poll(5*time.Second, cond) }

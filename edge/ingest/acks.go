@@ -40,14 +40,15 @@ const maxUnacked = 32
 // 1 KB per publishing device, most of it unused by devices that wait for
 // each PUBACK (+4 MB heap in the 1,000-device RSS row).
 type clientAcks struct {
-	cl    *mqtt.Client
-	mu    sync.Mutex
-	ring  []ackSlot     // a power of two long, at most maxUnacked
-	head  uint32        // ticket of the oldest slot not yet flushed
-	n     uint32        // slots reserved and not yet flushed
-	dirty bool          // a slot was settled since the last flush
-	buf   []byte        // PUBACK encoding buffer, reused
-	space chan struct{} // signalled when a slot is released
+	cl      *mqtt.Client
+	resends *resendWindow // nil: no re-send window to update
+	mu      sync.Mutex
+	ring    []ackSlot     // a power of two long, at most maxUnacked
+	head    uint32        // ticket of the oldest slot not yet flushed
+	n       uint32        // slots reserved and not yet flushed
+	dirty   bool          // a slot was settled since the last flush
+	buf     []byte        // PUBACK encoding buffer, reused
+	space   chan struct{} // signalled when a slot is released
 }
 
 // ackTicket names a reserved slot (it counts reservations; the slot is
@@ -79,7 +80,7 @@ func (h *Hook) acksFor(cl *mqtt.Client) *clientAcks {
 	if v, ok := h.acks.Load(cl); ok {
 		return v.(*clientAcks)
 	}
-	v, _ := h.acks.LoadOrStore(cl, &clientAcks{cl: cl, space: make(chan struct{}, 1)})
+	v, _ := h.acks.LoadOrStore(cl, &clientAcks{cl: cl, resends: h.resends, space: make(chan struct{}, 1)})
 	return v.(*clientAcks)
 }
 
@@ -180,7 +181,7 @@ func (a *clientAcks) flush() {
 			buf = append(buf, packets.Puback<<4, 2, byte(head.id>>8), byte(head.id))
 			continue
 		}
-		a.write(buf)
+		a.writeAcks(buf)
 		buf = buf[:0]
 		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: head.id,
 			ReasonCode: head.code.Code, Created: time.Now().Unix()}
@@ -190,7 +191,7 @@ func (a *clientAcks) flush() {
 		// An error means the connection is gone; the device re-sends.
 		_ = a.cl.WritePacket(ack)
 	}
-	a.write(buf)
+	a.writeAcks(buf)
 	a.buf = buf[:0]
 	if released {
 		select {
@@ -200,11 +201,24 @@ func (a *clientAcks) flush() {
 	}
 }
 
-// write sends encoded PUBACKs (a.mu held). A failed or timed-out write
-// closes the connection; the device re-sends what it has not seen acked.
-func (a *clientAcks) write(buf []byte) {
-	if len(buf) == 0 || a.cl.Closed() || a.cl.Net.Conn == nil {
+// writeAcks writes plain PUBACKs (4 bytes each, a.mu held). Their packet
+// ids are then free for the client to reuse, so the re-send window lets go
+// of them.
+func (a *clientAcks) writeAcks(buf []byte) {
+	if !a.write(buf) || a.resends == nil {
 		return
+	}
+	for i := 0; i+4 <= len(buf); i += 4 {
+		a.resends.drop(a.cl.ID, uint16(buf[i+2])<<8|uint16(buf[i+3]))
+	}
+}
+
+// write sends encoded PUBACKs (a.mu held) and reports whether it did. A
+// failed or timed-out write closes the connection; the device re-sends
+// what it has not seen acked.
+func (a *clientAcks) write(buf []byte) bool {
+	if len(buf) == 0 || a.cl.Closed() || a.cl.Net.Conn == nil {
+		return false
 	}
 	a.cl.Lock()
 	conn := a.cl.Net.Conn
@@ -214,7 +228,9 @@ func (a *clientAcks) write(buf []byte) {
 	a.cl.Unlock()
 	if err != nil {
 		a.cl.Stop(fmt.Errorf("write PUBACKs: %w", err))
+		return false
 	}
+	return true
 }
 
 // EnableDeferredAcks turns on deferred acknowledgements (the gateway does,

@@ -295,10 +295,22 @@ func (h *Hook) ID() string { return "tributary-ingest" }
 func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnDisconnect,
-		mqtt.OnConnect, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnWillSent:
+		mqtt.OnConnect, mqtt.OnSessionEstablished, mqtt.OnPacketEncode, mqtt.OnWillSent, mqtt.OnQosComplete:
 		return true
 	}
 	return false
+}
+
+// OnQosComplete learns that mochi wrote the last acknowledgement of a
+// publish it answered in the read loop: its PUBACK (QoS 1) or, after the
+// PUBREL, its PUBCOMP (QoS 2). The packet id is then the client's to reuse
+// (see resendWindow). mochi calls this for deliveries to subscribers too,
+// with the client's PUBACK, whose id is from another space; forgetting an
+// entry can only store a re-send twice, never lose a reading.
+func (h *Hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if h.resends != nil && (pk.FixedHeader.Type == packets.Puback || pk.FixedHeader.Type == packets.Pubrel) {
+		h.resends.drop(cl.ID, pk.PacketID)
+	}
 }
 
 // tlsConn finds the TLS connection under wrappers that expose NetConn.

@@ -9,7 +9,11 @@ import (
 // sequence number: a QoS 1/2 client that did not get its PUBACK sends the
 // same packet again with the DUP flag and the same packet id, in the same
 // session (same client id). The window keeps, per client id, the last few
-// (packet id, payload hash) stored; it lives in memory only, so a re-send
+// (packet id, payload hash) stored whose acknowledgement has not been
+// written yet: once it has (PUBACK, or PUBCOMP for QoS 2), the client may
+// use the id again and MQTT makes any publish with it a new one
+// (MQTT-4.3.2-2), even a DUP with the same payload, whose first copy may
+// have been lost. The window lives in memory only, so a re-send
 // after an edge restart is stored again (readings with a seq and time are
 // deduplicated across restarts by package dedup instead). It is sharded by
 // client id: every QoS 1/2 publish without a seq is remembered, from the
@@ -100,6 +104,23 @@ func (w *resendWindow) add(k resendKey) {
 	}
 	r.e[r.next] = e
 	r.next = (r.next + 1) % w.per
+}
+
+// drop forgets client's stored publish with packet id id, whose
+// acknowledgement was written (see resendWindow).
+func (w *resendWindow) drop(client string, id uint16) {
+	s := &w.shards[maphash.String(w.seed, client)%resendShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.clients[client]
+	if r == nil {
+		return
+	}
+	for i := range r.e {
+		if r.e[i].id == id {
+			r.e[i] = resendEntry{} // packet id 0 is never used
+		}
+	}
 }
 
 // forget drops a client whose session ended.
