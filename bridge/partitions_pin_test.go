@@ -49,7 +49,7 @@ func TestCorePartitionPinnedWhenTopicGrows(t *testing.T) {
 	}
 	rb = startBridge(t, testBridgeConfig(addr), e)
 	rb.waitCaughtUp(t, 20*time.Second)
-		v := judgeCore(t, core, addr, map[string]uint64{dev: 1000}, nil)
+	v := judgeCore(t, core, addr, map[string]uint64{dev: 1000}, nil)
 	t.Logf("core: %+v", v)
 	if v.lost != 0 || v.duplicated != 0 {
 		t.Fatalf("core: lost %d duplicated %d", v.lost, v.duplicated)
