@@ -16,6 +16,8 @@ package bridge
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,14 +55,17 @@ type Bridge struct {
 	cfg    Config
 	codec  int
 	edgeID string
-	topics *storage.Topics
-	store  Store
-	logger *slog.Logger
-	m      *metrics
-	admin  *coreAdmin
-	sec    linkSecurity // TLS and SASL for every connection to the core
-	bucket *tokenBucket
-	start  time.Time
+	// incarnation is made with the edge's metadata store ("" for a store an
+	// earlier version forwarded from); see source.
+	incarnation string
+	topics      *storage.Topics
+	store       Store
+	logger      *slog.Logger
+	m           *metrics
+	admin       *coreAdmin
+	sec         linkSecurity // TLS and SASL for every connection to the core
+	bucket      *tokenBucket
+	start       time.Time
 
 	mu       sync.Mutex
 	fwd      map[partKey]*forwarder
@@ -124,6 +129,9 @@ func New(cfg Config, topics *storage.Topics, store Store, reg prometheus.Registe
 	if b.sec, err = cfg.security(); err != nil {
 		return nil, err
 	}
+	if err := b.resolveIncarnation(); err != nil { // before holdRetention marks the store
+		return nil, err
+	}
 	if err := b.holdRetention(); err != nil {
 		return nil, err
 	}
@@ -131,6 +139,60 @@ func New(cfg Config, topics *storage.Topics, store Store, reg prometheus.Registe
 		return nil, err
 	}
 	return b, nil
+}
+
+// incarnationKey keeps, in the edge's metadata store, the random part of
+// the name this install forwards under (legacyIncarnation: none).
+const incarnationKey = "bridge/incarnation"
+
+const legacyIncarnation = "-"
+
+// resolveIncarnation reads the incarnation, or makes one for a new store.
+// A store a bridge of an earlier version forwarded from (it holds heldKey)
+// keeps forwarding under the edge id alone, so the core still recognises
+// its re-sends.
+func (b *Bridge) resolveIncarnation() error {
+	v, err := b.store.Value(incarnationKey)
+	switch {
+	case err == nil:
+		b.incarnation = string(v)
+		if b.incarnation == legacyIncarnation {
+			b.incarnation = ""
+		}
+		return nil
+	case !errors.Is(err, meta.ErrNotFound):
+		return fmt.Errorf("bridge: read %s: %w", incarnationKey, err)
+	}
+	inc := legacyIncarnation
+	if _, err := b.store.Value(heldKey); errors.Is(err, meta.ErrNotFound) {
+		var r [8]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return fmt.Errorf("bridge: make an incarnation: %w", err)
+		}
+		inc = hex.EncodeToString(r[:])
+	} else if err != nil {
+		return fmt.Errorf("bridge: read %s: %w", heldKey, err)
+	}
+	if err := b.store.PutValue(incarnationKey, []byte(inc)); err != nil {
+		return fmt.Errorf("bridge: save %s: %w", incarnationKey, err)
+	}
+	if inc != legacyIncarnation {
+		b.incarnation = inc
+	}
+	return nil
+}
+
+// source names this install's forwarded producers (their ids) and, towards
+// a Kafka with exactly_once, its transactional cursors: the edge id and the
+// incarnation. A gateway re-imaged with the same configured edge_id starts
+// again at offset 0; under the old names the core would take its new
+// readings for re-sends of old ones and drop them, and the target's cursor
+// would skip them.
+func (b *Bridge) source() string {
+	if b.incarnation == "" {
+		return b.edgeID
+	}
+	return b.edgeID + "#" + b.incarnation
 }
 
 // heldKey marks, in the edge's metadata store, that a bridge has held this

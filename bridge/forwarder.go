@@ -89,7 +89,7 @@ func newForwarder(b *Bridge, stream string, partition int32, l edgeLog) (*forwar
 		progress:      time.Now(),
 	}
 	if b.cfg.Target == TargetTributary {
-		f.pid = forwarded.ProducerID(b.edgeID, partition)
+		f.pid = forwarded.ProducerID(b.source(), partition)
 	}
 	// Every stream's counters exist from the start at 0, so rate() and
 	// increase() see the first event and alerts on losses can be written.

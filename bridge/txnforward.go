@@ -140,7 +140,7 @@ func (f *forwarder) txnID() string {
 }
 
 func (f *forwarder) txnCursorKey() string {
-	return f.b.edgeID + "/" + f.stream + "/" + strconv.Itoa(int(f.partition))
+	return f.b.source() + "/" + f.stream + "/" + strconv.Itoa(int(f.partition))
 }
 
 // resumeAt makes the target's cursor the local one.

@@ -123,7 +123,7 @@ func TestExactlyOnceIntoKafka(t *testing.T) {
 		mustExactlyOnce(t, judgeCommitted(t, addr, stream, want))
 		for p := int32(0); p < 2; p++ {
 			l, _ := e.topics.Partition(stream, p)
-			key := rb.EdgeID() + "/" + stream + "/" + strconv.Itoa(int(p))
+			key := rb.source() + "/" + stream + "/" + strconv.Itoa(int(p))
 			if got, want := targetCursor(t, addr, DefaultCursorTopic, key), l.NextOffset(); got != want {
 				t.Fatalf("cursor %s in the target = %d, edge log end %d", key, got, want)
 			}
