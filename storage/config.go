@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -85,6 +86,9 @@ const (
 	LogAppendTime TimestampType = "LogAppendTime"
 )
 
+// MaxSegmentBytes is the largest SegmentBytes (Kafka's segment.bytes bound).
+const MaxSegmentBytes = math.MaxInt32
+
 // Defaults used for zero fields.
 const (
 	DefaultSegmentBytes       = 128 << 20
@@ -153,6 +157,11 @@ func (c LogConfig) Validate() error {
 	}
 	if c.SegmentBytes > 0 && c.SegmentBytes < 1024 {
 		return fmt.Errorf("segment bytes %d: must be at least 1024", c.SegmentBytes)
+	}
+	if c.SegmentBytes > MaxSegmentBytes {
+		// Index entries hold file positions in 32 bits, and a batch may
+		// run past the limit; Kafka's segment.bytes has the same bound.
+		return fmt.Errorf("segment bytes %d: must be at most %d (2 GiB - 1)", c.SegmentBytes, int64(MaxSegmentBytes))
 	}
 	return nil
 }

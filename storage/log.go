@@ -691,7 +691,10 @@ func (l *Log) maybeRoll(incoming int64, nextBase int64) error {
 		return nil
 	}
 	aged := l.cfg.SegmentAge > 0 && time.Since(s.created) >= l.cfg.SegmentAge
-	if s.size+incoming <= l.cfg.SegmentBytes && !aged {
+	// Index entries hold offsets relative to the segment base in 32 bits: a
+	// batch past that (offset gaps of a compacted leader) starts a segment.
+	far := nextBase-s.base > math.MaxUint32
+	if s.size+incoming <= l.cfg.SegmentBytes && !aged && !far {
 		return nil
 	}
 	return l.roll(nextBase)
