@@ -16,6 +16,8 @@ import (
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/tributary-io/tributary/edge/ingest"
 )
 
 // dialPaho5 connects an Eclipse paho.golang (MQTT 5) client; conn is its
@@ -228,3 +230,18 @@ func TestEmptyRetainedAndStandardSenML(t *testing.T) {
 var _ = os.Getenv
 var _ = filepath.Join
 var _ = strings.Contains
+
+// TestWillAtShutdownCounted: the wills mochi fires as the stopping gateway
+// disconnects its clients cannot be stored any more; they are counted as
+// refused while closing, not dropped without a trace.
+func TestWillAtShutdownCounted(t *testing.T) {
+	t.Parallel()
+	g, stop := startGateway(t, testConfig(t))
+	dialPaho5(t, g.MQTTAddr(), "tasmota_2", &paho5.Connect{
+		WillMessage: &paho5.WillMessage{Topic: "tele/tasmota_2/LWT", Payload: []byte("Offline"), QoS: 1, Retain: true},
+	})
+	stop()
+	if n := g.Ingest().Counts().Refused[ingest.ReasonClosing]; n != 1 {
+		t.Fatalf("wills refused while closing: %v, want 1", n)
+	}
+}

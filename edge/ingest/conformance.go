@@ -62,7 +62,13 @@ func (h *Hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	if v, ok := h.willTypes.LoadAndDelete(cl.ID); ok {
 		pk.Properties.ContentType = v.(string)
 	}
-	if h.closed.Load() || (pk.FixedHeader.Retain && len(pk.Payload) == 0) {
+	if pk.FixedHeader.Retain && len(pk.Payload) == 0 {
+		return
+	}
+	if h.closed.Load() {
+		// The wills of clients the stopping server disconnects: counted,
+		// as every publish refused while closing is.
+		h.m.refused.WithLabelValues(ReasonClosing).Inc()
 		return
 	}
 	if !cl.Net.Inline && !h.auth.MayPublish(string(cl.Properties.Username), h.publishDevice(pk.TopicName)) {
