@@ -138,11 +138,16 @@ func OpenLog(dir string, cfg LogConfig, logger *slog.Logger) (*Log, error) {
 
 // openLog is OpenLog timing the log's fsyncs in syncs (nil: not counted).
 func openLog(dir string, cfg LogConfig, logger *slog.Logger, syncs prometheus.Observer) (*Log, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("open log %s: %w", dir, err)
-	}
 	if logger == nil {
 		logger = slog.Default()
+	}
+	if cfg.SegmentBytes > MaxSegmentBytes {
+		// A topic config saved before the bound existed: it still opens.
+		logger.Warn("segment bytes above the maximum; using the maximum", "log", dir, "segment_bytes", cfg.SegmentBytes, "max", int64(MaxSegmentBytes))
+		cfg.SegmentBytes = MaxSegmentBytes
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
 	cfg = cfg.WithDefaults()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -765,7 +770,10 @@ func (l *Log) waitSynced(ctx context.Context, target int64, patience time.Durati
 	l.mu.RUnlock()
 	for {
 		l.mu.RLock()
-		synced, ch, serr, cut := l.synced, l.syncedCh, l.syncErr, l.cuts != cuts
+		synced, ch, serr := l.synced, l.syncedCh, l.syncErr
+		// Nothing waits for offsets not yet written: past the end, what
+		// the caller appended was cut (maybe before this wait began).
+		cut := l.cuts != cuts || target > l.next
 		l.mu.RUnlock()
 		if synced >= target {
 			return nil
@@ -887,6 +895,13 @@ func (l *Log) syncLocked() (published bool, err error) {
 	}
 	l.advanceSynced(target, nil)
 	return true, nil
+}
+
+// cut records a truncation or reset and wakes the fsync waiters, whose
+// offsets may be gone (see waitSynced). mu held.
+func (l *Log) cut() {
+	l.cuts++
+	l.advanceSynced(l.synced, nil)
 }
 
 // holding is the segment whose file is f, or nil. mu held.
@@ -1160,11 +1175,17 @@ func (l *Log) TruncateTo(offset int64) error {
 	if s.size == 0 {
 		l.next = max(s.base, min(offset, l.next))
 	}
-	l.cuts++
+	l.cut()
 	if l.next < l.start {
 		// The batch holding offset also held the log start: nothing from
-		// the start on is left, which is a reset to it.
-		return l.resetLocked(l.start)
+		// the start on is left, which is a reset to it. Producers keep
+		// what the cut left them, as after any truncation.
+		old := l.producers
+		if err := l.resetLocked(l.start); err != nil {
+			return err
+		}
+		l.producers = old
+		return l.cutProducers()
 	}
 	l.synced = min(l.synced, l.next)
 	l.recount()
@@ -1199,9 +1220,19 @@ func (l *Log) cutProducers() error {
 			continue
 		}
 		kept := slices.DeleteFunc(slices.Clone(e.Batches), func(b producerBatch) bool { return b.LastOffset >= l.next })
-		if len(kept) > 0 {
-			l.producers[pid] = &producerEntry{Epoch: e.Epoch, Batches: kept, FromSource: e.FromSource, LastMs: e.LastMs}
+		if len(kept) == 0 {
+			continue
 		}
+		epoch := e.Epoch
+		if len(kept) < len(e.Batches) {
+			// A cut batch may have raised the epoch (a bridge crossing a
+			// gap); kept, it would refuse that batch when re-sent.
+			epoch = kept[0].Epoch
+			for _, b := range kept {
+				epoch = max(epoch, b.Epoch)
+			}
+		}
+		l.producers[pid] = &producerEntry{Epoch: epoch, Batches: kept, FromSource: e.FromSource, LastMs: e.LastMs}
 	}
 	if err := writeProducerSnapshot(l.dir, l.next, l.producers); err != nil {
 		// A snapshot past the new end would come back into use once the
@@ -1242,15 +1273,18 @@ func (l *Log) resetLocked(offset int64) error {
 	ns := &segment{base: offset, path: final, f: f, next: offset, maxTS: -1, created: now, appended: now, indexEvery: l.cfg.IndexIntervalBytes, dense: l.dense()}
 	l.segments = []*segment{ns}
 	if err := os.Rename(tmp, final); err != nil {
+		// The log is empty either way; it refuses appends until the
+		// next open, which finds the temporary file and removes it.
 		ns.path = tmp
-		l.readOnly = fmt.Errorf("%w: reset to %d: %w", ErrReadOnly, offset, err)
-		return l.readOnly
+		l.start, l.next, l.synced = offset, offset, offset
+		l.cut()
+		return l.failSync(fmt.Errorf("%w: reset to %d: %w", ErrReadOnly, offset, err))
 	}
 	if err := atomicfile.SyncDir(l.dir); err != nil {
 		errs = append(errs, err)
 	}
-	l.cuts++
 	l.start, l.next, l.synced = offset, offset, offset
+	l.cut()
 	os.Remove(filepath.Join(l.dir, logStartFile))
 	l.recount()
 	l.epochs = nil

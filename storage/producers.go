@@ -25,6 +25,9 @@ type producerBatch struct {
 	LastSeq    int32 `json:"last_seq"`
 	BaseOffset int64 `json:"base_offset"`
 	LastOffset int64 `json:"last_offset"`
+	// Epoch is the producer epoch the batch was written under (0 in a
+	// snapshot from before it was kept).
+	Epoch int16 `json:"epoch,omitempty"`
 }
 
 type producerEntry struct {
@@ -147,7 +150,7 @@ func (ps producerState) update(h recordbatch.Header, fromSource bool, nowMs int6
 	e.FromSource = fromSource
 	e.LastMs = nowMs
 	e.Epoch = max(e.Epoch, h.ProducerEpoch)
-	e.Batches = append(e.Batches, producerBatch{FirstSeq: h.BaseSequence, LastSeq: lastSeq(h), BaseOffset: h.BaseOffset, LastOffset: h.LastOffset()})
+	e.Batches = append(e.Batches, producerBatch{FirstSeq: h.BaseSequence, LastSeq: lastSeq(h), BaseOffset: h.BaseOffset, LastOffset: h.LastOffset(), Epoch: h.ProducerEpoch})
 	if len(e.Batches) > producerWindow {
 		e.Batches = append(e.Batches[:0], e.Batches[len(e.Batches)-producerWindow:]...)
 	}

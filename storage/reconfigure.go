@@ -12,6 +12,11 @@ func (l *Log) Reconfigure(cfg LogConfig) error {
 	}
 	cfg = cfg.WithDefaults()
 	l.mu.Lock()
+	// Recorded before the policy changes: compaction may run at once.
+	if err := l.noteSparse(cfg.Cleanup); err != nil {
+		l.mu.Unlock()
+		return fmt.Errorf("reconfigure %s: %w", l.dir, err)
+	}
 	l.cfg = cfg
 	l.mu.Unlock()
 	select {

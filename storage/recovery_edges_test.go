@@ -240,9 +240,22 @@ func TestResetToSameBaseClosesOldSegment(t *testing.T) {
 // to judge gaps by the policy of the day and opened it read-only.
 func TestCompactedLogReopensUnderDelete(t *testing.T) {
 	t.Parallel()
+	for _, opened := range []CleanupPolicy{CleanupCompact, CleanupDelete} {
+		t.Run("opened "+string(opened), func(t *testing.T) { compactThenDelete(t, opened) })
+	}
+}
+
+// compactThenDelete opens a log under policy opened, switches it to
+// compact (AlterConfigs, no restart), compacts it, switches it back to
+// delete and reopens it.
+func compactThenDelete(t *testing.T, opened CleanupPolicy) {
 	dir := t.TempDir()
-	cfg := LogConfig{SegmentBytes: 2048, Cleanup: CleanupCompact}
+	cfg := LogConfig{SegmentBytes: 2048, Cleanup: opened}
 	l := openTestLog(t, dir, cfg)
+	cfg.Cleanup = CleanupCompact
+	if err := l.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	now := time.Now().UnixMilli()
 	for i := 0; i < 80; i++ {
@@ -328,5 +341,75 @@ func TestTruncateToInsideStartBatch(t *testing.T) {
 	}
 	if b, err := l.Read(7, 1<<20, -1); err != nil || len(b) == 0 {
 		t.Fatalf("read at the start after the cut: %d bytes, %v", len(b), err)
+	}
+}
+
+// TestOversizedStoredSegmentBytesOpens: a topic config saved before
+// SegmentBytes was bounded (8 GiB was accepted) still opens, at the bound;
+// only new configs are refused.
+func TestOversizedStoredSegmentBytesOpens(t *testing.T) {
+	t.Parallel()
+	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 8 << 30})
+	defer l.Close()
+	if got := l.Config().SegmentBytes; got != MaxSegmentBytes {
+		t.Fatalf("segment bytes %d, want the bound %d", got, int64(MaxSegmentBytes))
+	}
+}
+
+// TestCutKeepsTheEpochOfWhatItKeeps: a bridge's producer, its earlier
+// batches removed by retention, crosses a declared gap under a new epoch;
+// a truncation then cuts that batch. The producer's kept state must not
+// keep the epoch the cut batch raised, or the re-sent crossing is refused
+// as out of order (the same epoch may not jump a gap) and the partition
+// stalls.
+func TestCutKeepsTheEpochOfWhatItKeeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const pid = 4242
+	opts := AppendOptions{Idempotent: true, LeaderEpoch: -1, Sequences: func(int64) SequenceMode { return SequenceFromSource }}
+	l := openTestLog(t, t.TempDir(), LogConfig{SegmentBytes: 2048})
+	defer l.Close()
+	if _, err := l.Append(ctx, forwardedBatchEpoch(t, pid, 0, 0, 3), opts); err != nil {
+		t.Fatal(err)
+	}
+	for range 60 {
+		if _, err := l.Append(ctx, makeBatch(t, 2, "x", 1), AppendOptions{LeaderEpoch: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.DropOldestSegment(); err != nil {
+		t.Fatal(err)
+	}
+	crossing := l.NextOffset()
+	if _, err := l.Append(ctx, forwardedBatchEpoch(t, pid, 1, 10, 3), opts); err != nil { // records 3–9 declared lost
+		t.Fatal(err)
+	}
+	if err := l.TruncateTo(crossing); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, forwardedBatchEpoch(t, pid, 1, 10, 3), opts); err != nil {
+		t.Fatalf("the crossing re-sent after the cut: %v", err)
+	}
+}
+
+// TestWaitForCutOffsetsEnds: a wait for the fsync of offsets a truncation
+// removed ends with ErrTruncated, whether the cut came during the wait or
+// just before it began, instead of waiting for the log to grow back.
+func TestWaitForCutOffsetsEnds(t *testing.T) {
+	t.Parallel()
+	l := openTestLog(t, t.TempDir(), LogConfig{Durability: Durability{Mode: SyncInterval, Interval: time.Hour}})
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 10 {
+		if _, err := l.Append(ctx, makeBatch(t, 1, "a", 1), AppendOptions{LeaderEpoch: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.TruncateTo(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitSynced(ctx, 10); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("a wait for offsets cut before it began: %v, want ErrTruncated", err)
 	}
 }
