@@ -147,10 +147,12 @@ const incarnationKey = "bridge/incarnation"
 
 const legacyIncarnation = "-"
 
-// resolveIncarnation reads the incarnation, or makes one for a new store.
-// A store a bridge of an earlier version forwarded from (it holds heldKey)
-// keeps forwarding under the edge id alone, so the core still recognises
-// its re-sends.
+// resolveIncarnation reads the incarnation, or makes one for a new
+// install: a store without bridge state over logs without records. Any
+// other keeps forwarding under the edge id alone, so the core still
+// recognises its re-sends: a store a bridge of an earlier version
+// forwarded from, or a meta.db lost (or repaired) under logs whose records
+// the core may already hold.
 func (b *Bridge) resolveIncarnation() error {
 	v, err := b.store.Value(incarnationKey)
 	switch {
@@ -164,14 +166,16 @@ func (b *Bridge) resolveIncarnation() error {
 		return fmt.Errorf("bridge: read %s: %w", incarnationKey, err)
 	}
 	inc := legacyIncarnation
-	if _, err := b.store.Value(heldKey); errors.Is(err, meta.ErrNotFound) {
+	fresh, err := b.newInstall()
+	if err != nil {
+		return err
+	}
+	if fresh {
 		var r [8]byte
 		if _, err := rand.Read(r[:]); err != nil {
 			return fmt.Errorf("bridge: make an incarnation: %w", err)
 		}
 		inc = hex.EncodeToString(r[:])
-	} else if err != nil {
-		return fmt.Errorf("bridge: read %s: %w", heldKey, err)
 	}
 	if err := b.store.PutValue(incarnationKey, []byte(inc)); err != nil {
 		return fmt.Errorf("bridge: save %s: %w", incarnationKey, err)
@@ -180,6 +184,36 @@ func (b *Bridge) resolveIncarnation() error {
 		b.incarnation = inc
 	}
 	return nil
+}
+
+// newInstall reports whether the store holds no bridge state and the logs
+// no records.
+func (b *Bridge) newInstall() (bool, error) {
+	if _, err := b.store.Value(heldKey); err == nil {
+		return false, nil
+	} else if !errors.Is(err, meta.ErrNotFound) {
+		return false, fmt.Errorf("bridge: read %s: %w", heldKey, err)
+	}
+	if cursors, err := b.store.Cursors("bridge/"); err != nil {
+		return false, fmt.Errorf("bridge: read cursors: %w", err)
+	} else if len(cursors) > 0 {
+		return false, nil
+	}
+	for _, prefix := range []string{"bridge-epoch/", "bridge-core-partition/"} {
+		if keys, _, err := b.store.Values(prefix); err != nil {
+			return false, fmt.Errorf("bridge: read %s: %w", prefix, err)
+		} else if len(keys) > 0 {
+			return false, nil
+		}
+	}
+	for _, t := range b.topics.List() {
+		for p := range t.Partitions {
+			if l, err := b.topics.Partition(t.Name, p); err == nil && l.NextOffset() > 0 {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 // source names this install's forwarded producers (their ids) and, towards

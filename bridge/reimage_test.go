@@ -27,13 +27,13 @@ func TestReimagedEdgeWithSameIDLosesNothing(t *testing.T) {
 	rb := startBridge(t, cfg, old)
 	rb.waitCaughtUp(t, 20*time.Second)
 	rb.stop()
-	fresh := openEdge(t, t.TempDir(), 1) // the new card
+	fresh := openEdge(t, t.TempDir(), 1) // the new card, its gateway started
+	rb = startBridge(t, cfg, fresh)
 	for s := uint64(0); s < 500; s++ {
 		if err := fresh.appendReading("new", s, 50); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rb = startBridge(t, cfg, fresh)
 	rb.waitCaughtUp(t, 20*time.Second)
 	v := judgeCore(t, core, addr, map[string]uint64{"old": 1000, "new": 500}, nil)
 	if v.lost != 0 || v.duplicated != 0 {
@@ -41,10 +41,11 @@ func TestReimagedEdgeWithSameIDLosesNothing(t *testing.T) {
 	}
 }
 
-// TestIncarnationKeepsEarlierInstallsIDs: a store an earlier version
-// forwarded from keeps forwarding under the edge id alone, so the core
-// still recognises its re-sends; a new store gets an incarnation, kept
-// across restarts.
+// TestIncarnationKeepsEarlierInstallsIDs: an install with any bridge
+// state, or with records in its logs (an earlier version's, or a meta.db
+// lost under them), keeps forwarding under the edge id alone, so the core
+// still recognises its re-sends; only a new install gets an incarnation,
+// kept across restarts.
 func TestIncarnationKeepsEarlierInstallsIDs(t *testing.T) {
 	t.Parallel()
 	cfg := testBridgeConfig("127.0.0.1:1")
@@ -57,12 +58,18 @@ func TestIncarnationKeepsEarlierInstallsIDs(t *testing.T) {
 		b.admin.cl.Close() // never run
 		return b.source()
 	}
-	earlier := openEdge(t, t.TempDir(), 1)
-	if err := earlier.store.PutValue(heldKey, []byte("2026-11-01T00:00:00Z")); err != nil {
-		t.Fatal(err)
-	}
-	if got := source(earlier); got != "gw-1" {
-		t.Fatalf("a store an earlier bridge used forwards as %q, want the edge id alone", got)
+	for name, prepare := range map[string]func(e *testEdge) error{
+		"retention held":   func(e *testEdge) error { return e.store.PutValue(heldKey, []byte("2026-11-01T00:00:00Z")) },
+		"a saved cursor":   func(e *testEdge) error { return e.store.PutCursor(CursorName(stream, 0), 10) },
+		"records, no meta": func(e *testEdge) error { return e.appendReading("d", 0, 10) },
+	} {
+		earlier := openEdge(t, t.TempDir(), 1)
+		if err := prepare(earlier); err != nil {
+			t.Fatal(err)
+		}
+		if got := source(earlier); got != "gw-1" {
+			t.Fatalf("an install with %s forwards as %q, want the edge id alone", name, got)
+		}
 	}
 	fresh := openEdge(t, t.TempDir(), 1)
 	first := source(fresh)
