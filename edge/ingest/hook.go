@@ -303,12 +303,18 @@ func (h *Hook) Provides(b byte) bool {
 
 // OnQosComplete learns that mochi wrote the last acknowledgement of a
 // publish it answered in the read loop: its PUBACK (QoS 1) or, after the
-// PUBREL, its PUBCOMP (QoS 2). The packet id is then the client's to reuse
-// (see resendWindow). mochi calls this for deliveries to subscribers too,
-// with the client's PUBACK, whose id is from another space; forgetting an
-// entry can only store a re-send twice, never lose a reading.
+// PUBREL, its PUBCOMP (QoS 2; a PUBCOMP re-sent on a resumed session comes
+// as the PUBCOMP). The packet id is then the client's to reuse (see
+// resendWindow). mochi calls this for deliveries to subscribers too, with
+// the client's PUBACK or PUBCOMP, whose id is from another space;
+// forgetting an entry can only store a re-send twice, never lose a reading.
 func (h *Hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	if h.resends != nil && (pk.FixedHeader.Type == packets.Puback || pk.FixedHeader.Type == packets.Pubrel) {
+	switch pk.FixedHeader.Type {
+	case packets.Puback, packets.Pubrel, packets.Pubcomp:
+	default:
+		return
+	}
+	if h.resends != nil {
 		h.resends.drop(cl.ID, pk.PacketID)
 	}
 }
