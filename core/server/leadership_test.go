@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-io/tributary/core/cluster"
 	"github.com/tributary-io/tributary/internal/testkit"
 	"github.com/tributary-io/tributary/storage"
 )
@@ -76,18 +78,27 @@ func TestAckAfterISRBelowMinRefused(t *testing.T) {
 	}
 }
 
+// twoEpochs has topic's first leader (old, at st) write offsets 0–4, cuts
+// it off from the others, and has the new leader (at ls) write 5–9. The
+// old leader stays cut off until the test heals it or ends.
+func twoEpochs(t *testing.T, topic string) (tb *testBrokers, ctx context.Context, old *Server, st cluster.PartitionState, leader *Server, ls cluster.PartitionState) {
+	t.Helper()
+	tb, ctx, old, st = threeWithLeader(t, topic)
+	tb.produce(ctx, old.Addr(), topic, 5)
+	tb.faults.Isolate(old.cfg.NodeID)
+	t.Cleanup(func() { tb.faults.Heal(old.cfg.NodeID) })
+	leader, ls = tb.leading(topic, old.cfg.NodeID)
+	tb.produce(ctx, leader.Addr(), topic, 5)
+	return tb, ctx, old, st, leader, ls
+}
+
 // TestDivergingFollowerFetchNotCounted: a follower fetch whose last epoch
 // ends earlier in the leader's log than the fetch offset is answered with
 // where the logs part (DivergingEpoch, KIP-595) and not counted for the
 // high watermark; a fetch that matches is counted.
 func TestDivergingFollowerFetchNotCounted(t *testing.T) {
 	t.Parallel()
-	tb, ctx, old, st := threeWithLeader(t, "diverge")
-	tb.produce(ctx, old.Addr(), "diverge", 5) // offsets 0–4 at the first epoch
-	tb.faults.Isolate(old.cfg.NodeID)
-	defer tb.faults.Heal(old.cfg.NodeID)
-	leader, ls := tb.leading("diverge", old.cfg.NodeID)
-	tb.produce(ctx, leader.Addr(), "diverge", 5) // offsets 5–9 at the new epoch
+	_, _, old, st, leader, ls := twoEpochs(t, "diverge")
 	r, err := leader.replicas.lookup("diverge", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -189,12 +200,7 @@ func TestFollowerCatchesUpPastDeletedEpochs(t *testing.T) {
 // the leader's, epoch for epoch.
 func TestFollowerTruncatesAtDivergingEpoch(t *testing.T) {
 	t.Parallel()
-	tb, ctx, old, st := threeWithLeader(t, "followdiv")
-	tb.produce(ctx, old.Addr(), "followdiv", 5) // offsets 0–4 at the first epoch
-	tb.faults.Isolate(old.cfg.NodeID)
-	defer tb.faults.Heal(old.cfg.NodeID)
-	leader, ls := tb.leading("followdiv", old.cfg.NodeID)
-	tb.produce(ctx, leader.Addr(), "followdiv", 5) // offsets 5–9 at the new epoch
+	tb, ctx, old, st, leader, ls := twoEpochs(t, "followdiv")
 	r, err := old.replicas.lookup("followdiv", 0)
 	if err != nil {
 		t.Fatal(err)
