@@ -158,7 +158,8 @@ func ReserveAddr() (string, error) {
 
 // Ports hands out loopback ports free for TCP and UDP (Serf gossips over
 // both) below the ephemeral range, so a restarted process can bind its port
-// again; a port is never handed out twice by the same Ports.
+// again; a port is never handed out twice by the same Ports, nor to two
+// test processes that run at once (claimPort).
 type Ports map[int]bool
 
 // Next returns a free port.
@@ -187,6 +188,9 @@ func (given Ports) reserve() (int, error) {
 			continue
 		}
 		u.Close()
+		if !claimPort(port) {
+			continue
+		}
 		given[port] = true
 		return port, nil
 	}
