@@ -100,7 +100,11 @@ type Log struct {
 	sparse bool
 	// cuts counts truncations and resets: an fsync that began before one
 	// covered data the log no longer holds (see syncLocked).
-	cuts      uint64
+	cuts uint64
+	// modes is the owner's SequenceMode per producer (Topics.
+	// SetSequenceModes; nil: unknown), for the producers the log meets
+	// without an append that names one: replayed, or rebuilt after a cut.
+	modes     func(producerID int64) SequenceMode
 	changed   chan struct{}
 	producers producerState
 	txns      txnIndex // transactions (txn.go)
@@ -314,7 +318,7 @@ func (l *Log) loadProducers() error {
 	// from source offsets in keeping batches from older epochs, never used.
 	now := time.Now().UnixMilli()
 	return l.walkHeaders(max(from, first), func(h recordbatch.Header) {
-		l.producers.update(h, l.producers.fromSource(h.ProducerID), now)
+		l.producers.update(h, l.fromSource(l.producers, h.ProducerID), now)
 	})
 }
 
@@ -618,7 +622,7 @@ func (l *Log) writeLocked(in *pendingAppend, next int64) error {
 	for i, h := range in.hdrs {
 		s.track(h, segPos+int64(in.starts[i]))
 		if h.ProducerID >= 0 { // else no producer state to keep
-			fromSource := l.producers.fromSource(h.ProducerID)
+			fromSource := l.fromSource(l.producers, h.ProducerID)
 			if in.fromSource != nil {
 				fromSource = in.fromSource[i]
 			}
@@ -902,6 +906,27 @@ func (l *Log) syncLocked() (published bool, err error) {
 func (l *Log) cut() {
 	l.cuts++
 	l.advanceSynced(l.synced, nil)
+}
+
+// fromSource reports whether pid numbers its records by source offsets:
+// as last appended (in ps), or by the owner's modes. mu held.
+func (l *Log) fromSource(ps producerState, pid int64) bool {
+	return ps.fromSource(pid) || (l.modes != nil && l.modes(pid) == SequenceFromSource)
+}
+
+// adoptSequenceModes gives the log its owner's modes and applies them to
+// the producers it already holds: one replayed at open from batches after
+// the last snapshot was taken as per-batch, and would expire after
+// ProducerExpiry, where a source-sequenced producer (a bridge) must not.
+func (l *Log) adoptSequenceModes(modes func(producerID int64) SequenceMode) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.modes = modes
+	for pid, e := range l.producers {
+		if modes(pid) == SequenceFromSource {
+			e.FromSource = true
+		}
+	}
 }
 
 // holding is the segment whose file is f, or nil. mu held.
@@ -1212,7 +1237,7 @@ func (l *Log) cutProducers() error {
 	old := l.producers
 	l.producers = producerState{}
 	now := time.Now().UnixMilli()
-	if err := l.walkHeaders(l.segments[0].base, func(h recordbatch.Header) { l.producers.update(h, old.fromSource(h.ProducerID), now) }); err != nil {
+	if err := l.walkHeaders(l.segments[0].base, func(h recordbatch.Header) { l.producers.update(h, l.fromSource(old, h.ProducerID), now) }); err != nil {
 		return err
 	}
 	for pid, e := range old {

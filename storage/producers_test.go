@@ -33,3 +33,34 @@ func TestReplicaKeepsSourceProducers(t *testing.T) {
 		t.Fatalf("the re-send once this replica leads: %+v, %v, log end %d; want a duplicate and 10", res, err, l.NextOffset())
 	}
 }
+
+// TestReplayedSourceProducerKeptAfterCrash: a bridge's producer first seen
+// after the last producer snapshot is replayed at open with no mode; once
+// the owner's modes are applied it is source-sequenced again and never
+// expires. It used to be taken as per-batch and forgotten after
+// ProducerExpiry, so an edge back after a day re-sent what the log held.
+func TestReplayedSourceProducerKeptAfterCrash(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := LogConfig{ProducerExpiry: time.Millisecond}
+	const pid = 4242
+	source := func(int64) SequenceMode { return SequenceFromSource }
+	l := openTestLog(t, dir, cfg)
+	defer l.Close()
+	if _, err := l.Append(ctx, forwardedBatchEpoch(t, pid, 0, 0, 10), AppendOptions{Idempotent: true, LeaderEpoch: -1, Sequences: source}); err != nil {
+		t.Fatal(err)
+	}
+	crashed := openTestLog(t, crashCopy(t, dir), cfg) // no snapshot: the batch is replayed
+	defer crashed.Close()
+	crashed.adoptSequenceModes(source)
+	appended := time.Now()
+	testkit.Poll(time.Second, func() bool { return time.Since(appended) > 10*time.Millisecond }) // past the expiry
+	if n := crashed.ExpireProducers(); n != 0 {
+		t.Fatalf("after a crash the log forgot %d source-sequenced producers", n)
+	}
+	res, err := crashed.Append(ctx, forwardedBatchEpoch(t, pid, 0, 0, 10), AppendOptions{Idempotent: true, LeaderEpoch: -1, Sequences: source})
+	if err != nil || !res.Duplicate {
+		t.Fatalf("the re-send after the crash: %+v, %v; want a duplicate", res, err)
+	}
+}

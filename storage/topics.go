@@ -89,6 +89,9 @@ type Topics struct {
 	// hold keeps every log's retention floor at 0 from its first byte until
 	// a reader (the edge's bridge) moves it; see HoldRetention.
 	hold bool
+	// modes is the producers' SequenceMode each log is told; see
+	// SetSequenceModes.
+	modes func(producerID int64) SequenceMode
 
 	// syncs times every partition log's fsyncs (FsyncSeconds).
 	syncs prometheus.Histogram
@@ -487,13 +490,32 @@ func (t *Topics) HoldRetention() {
 	}
 }
 
+// SetSequenceModes tells every partition log, open or opened later, the
+// SequenceMode of each producer id, for the producers a log meets without
+// an append naming one (replayed after a crash, rebuilt after a
+// truncation). The core passes the one it appends with.
+func (t *Topics) SetSequenceModes(modes func(producerID int64) SequenceMode) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.modes = modes
+	for _, tp := range t.topics {
+		for _, l := range tp.openLogs() {
+			l.adoptSequenceModes(modes)
+		}
+	}
+}
+
 // openLog opens a partition's log in dir, timing its fsyncs in t's
-// FsyncSeconds. A log opened after HoldRetention gets the same floor (mu held,
-// or the log not yet visible to retention).
+// FsyncSeconds. A log opened after HoldRetention gets the same floor, and
+// after SetSequenceModes the same modes (mu held, or the log not yet
+// visible).
 func (t *Topics) openLog(dir string, cfg LogConfig) (*Log, error) {
 	l, err := openLog(dir, cfg, t.logger, t.syncs)
 	if err == nil && t.hold {
 		l.SetRetentionFloor(0)
+	}
+	if err == nil && t.modes != nil {
+		l.adoptSequenceModes(t.modes)
 	}
 	return l, err
 }

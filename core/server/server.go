@@ -27,6 +27,7 @@ import (
 	"github.com/tributary-io/tributary/core/groups"
 	"github.com/tributary-io/tributary/core/txns"
 	"github.com/tributary-io/tributary/internal/flagcheck"
+	"github.com/tributary-io/tributary/internal/forwarded"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 )
@@ -108,6 +109,8 @@ func Start(cfg Config, logger *slog.Logger, newGroups NewGroupCoordinator) (*Ser
 		_ = store.Close()
 		return nil, fmt.Errorf("open topics: %w", err)
 	}
+	// The modes every append here names, for producers a log replays.
+	topics.SetSequenceModes(forwarded.Sequences)
 	s := &Server{
 		cfg:    cfg,
 		logger: logger,
