@@ -203,22 +203,22 @@ func (a *clientAcks) flush() {
 
 // writeAcks writes plain PUBACKs (4 bytes each, a.mu held). Their packet
 // ids are then free for the client to reuse, so the re-send window lets go
-// of them.
+// of them first: a device may send its next publish with an id as soon as
+// it reads the PUBACK, before the write returns here.
 func (a *clientAcks) writeAcks(buf []byte) {
-	if !a.write(buf) || a.resends == nil {
-		return
+	if a.resends != nil && !a.cl.Closed() {
+		for i := 0; i+4 <= len(buf); i += 4 {
+			a.resends.drop(a.cl.ID, uint16(buf[i+2])<<8|uint16(buf[i+3]))
+		}
 	}
-	for i := 0; i+4 <= len(buf); i += 4 {
-		a.resends.drop(a.cl.ID, uint16(buf[i+2])<<8|uint16(buf[i+3]))
-	}
+	a.write(buf)
 }
 
-// write sends encoded PUBACKs (a.mu held) and reports whether it did. A
-// failed or timed-out write closes the connection; the device re-sends
-// what it has not seen acked.
-func (a *clientAcks) write(buf []byte) bool {
+// write sends encoded PUBACKs (a.mu held). A failed or timed-out write
+// closes the connection; the device re-sends what it has not seen acked.
+func (a *clientAcks) write(buf []byte) {
 	if len(buf) == 0 || a.cl.Closed() || a.cl.Net.Conn == nil {
-		return false
+		return
 	}
 	a.cl.Lock()
 	conn := a.cl.Net.Conn
@@ -228,9 +228,7 @@ func (a *clientAcks) write(buf []byte) bool {
 	a.cl.Unlock()
 	if err != nil {
 		a.cl.Stop(fmt.Errorf("write PUBACKs: %w", err))
-		return false
 	}
-	return true
 }
 
 // EnableDeferredAcks turns on deferred acknowledgements (the gateway does,
