@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/testkit/rawmqtt"
 	"github.com/tributary-io/tributary/storage"
 	"github.com/tributary-io/tributary/storage/meta"
 	"github.com/tributary-io/tributary/storage/recordbatch"
@@ -128,7 +128,7 @@ type rawClient struct {
 	nextID  uint16
 }
 
-var errNoAck = errors.New("no acknowledgement")
+var errNoAck = rawmqtt.ErrNoPacket
 
 func dialRaw(t testing.TB, addr string, version byte, clientID, user, pass string) (*rawClient, byte, error) {
 	t.Helper()
@@ -138,30 +138,11 @@ func dialRaw(t testing.TB, addr string, version byte, clientID, user, pass strin
 	}
 	t.Cleanup(func() { conn.Close() })
 	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn), version: version}
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: version}
-	pk.Connect.ProtocolName = []byte("MQTT")
-	pk.Connect.Clean = true
-	pk.Connect.Keepalive = 30
-	pk.Connect.ClientIdentifier = clientID
-	if user != "" {
-		pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte(user)
-		pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte(pass)
-	}
-	var buf bytes.Buffer
-	if err := pk.ConnectEncode(&buf); err != nil {
+	code, err := rawmqtt.Connect(conn, c.r, version, clientID, true, user, pass)
+	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := conn.Write(buf.Bytes()); err != nil {
-		return nil, 0, fmt.Errorf("write connect: %w", err)
-	}
-	fh, body, err := c.read(5 * time.Second)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read connack: %w", err)
-	}
-	if fh.Type != packets.Connack || len(body) < 2 {
-		return nil, 0, fmt.Errorf("want connack, got type %d", fh.Type)
-	}
-	return c, body[1], nil
+	return c, code, nil
 }
 
 // connectRaw is dialRaw for an anonymous connection the test needs: it
@@ -176,29 +157,7 @@ func connectRaw(t testing.TB, addr string, version byte, clientID string) *rawCl
 }
 
 func (c *rawClient) read(timeout time.Duration) (packets.FixedHeader, []byte, error) {
-	var fh packets.FixedHeader
-	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
-	b, err := c.r.ReadByte()
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return fh, nil, errNoAck
-		}
-		return fh, nil, err
-	}
-	if err := fh.Decode(b); err != nil {
-		return fh, nil, err
-	}
-	n, _, err := packets.DecodeLength(c.r)
-	if err != nil {
-		return fh, nil, err
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(c.r, body); err != nil {
-		return fh, nil, err
-	}
-	fh.Remaining = n
-	return fh, body, nil
+	return rawmqtt.Read(c.conn, c.r, timeout)
 }
 
 // publish sends one PUBLISH and, for QoS > 0, waits up to wait for the

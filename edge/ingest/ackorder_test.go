@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tributary-io/tributary/internal/testkit"
+	"github.com/tributary-io/tributary/internal/testkit/rawmqtt"
 	"github.com/tributary-io/tributary/storage"
 )
 
@@ -72,26 +72,10 @@ func dial(t *testing.T, addr, id string, version byte, clean bool) *rawDevice {
 	}
 	t.Cleanup(func() { conn.Close() })
 	d := &rawDevice{t: t, conn: conn, r: bufio.NewReader(conn), version: version}
-	c := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: version}
-	c.Connect.ProtocolName, c.Connect.Clean, c.Connect.Keepalive, c.Connect.ClientIdentifier = []byte("MQTT"), clean, 30, id
-	if !clean && version == 5 {
-		c.Properties.SessionExpiryInterval, c.Properties.SessionExpiryIntervalFlag = 600, true
-	}
-	var buf bytes.Buffer
-	if err := c.ConnectEncode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	d.write(buf.Bytes())
-	if typ, _, err := d.read(5 * time.Second); err != nil || typ != packets.Connack {
-		t.Fatalf("connack: type %d, %v", typ, err)
+	if code, err := rawmqtt.Connect(conn, d.r, version, id, clean, "", ""); err != nil || code != 0 {
+		t.Fatalf("connect %s: code %#x, %v", id, code, err)
 	}
 	return d
-}
-
-func (d *rawDevice) write(b []byte) {
-	if _, err := d.conn.Write(b); err != nil {
-		d.t.Fatal(err)
-	}
 }
 
 // publish writes a QoS 1 publish without waiting for its PUBACK.
@@ -102,23 +86,15 @@ func (d *rawDevice) publish(id uint16, payload []byte, dup bool) {
 	if err := pk.PublishEncode(&buf); err != nil {
 		d.t.Fatal(err)
 	}
-	d.write(buf.Bytes())
+	if _, err := d.conn.Write(buf.Bytes()); err != nil {
+		d.t.Fatal(err)
+	}
 }
 
 // read returns the next packet's type and body.
 func (d *rawDevice) read(wait time.Duration) (byte, []byte, error) {
-	_ = d.conn.SetReadDeadline(time.Now().Add(wait))
-	hdr, err := d.r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, _, err := packets.DecodeLength(d.r)
-	if err != nil {
-		return 0, nil, err
-	}
-	body := make([]byte, n)
-	_, err = io.ReadFull(d.r, body)
-	return hdr >> 4, body, err
+	fh, body, err := rawmqtt.Read(d.conn, d.r, wait)
+	return fh.Type, body, err
 }
 
 // puback reads the next packet, which must be the PUBACK of id.
